@@ -1,0 +1,199 @@
+/*
+ * config: the deployment configuration (SPEC §2) as plain C structs.
+ * Built by the master (bb_conf_load) from config.yaml + providers.yaml with libyaml; workers
+ * inherit it read-only through fork() and never parse YAML. One struct bb_conf per
+ * configuration generation; it owns every string and array it points to.
+ */
+#ifndef BB_CONFIG_H
+#define BB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Wire protocols: ingress dialects and provider egress protocols. */
+#define BB_PROTO_LIST(X)                                                                       \
+    X(OPENAI, "openai")                                                                        \
+    X(RESPONSES, "openai-responses")                                                           \
+    X(ANTHROPIC, "anthropic")                                                                  \
+    X(GEMINI, "gemini")                                                                        \
+    X(BEDROCK, "bedrock")                                                                      \
+    X(COHERE, "cohere")
+
+enum bb_proto {
+#define X(id, name) BB_PROTO_##id,
+    BB_PROTO_LIST(X)
+#undef X
+    BB_PROTO__COUNT
+};
+
+/* Name of a protocol ("openai", ...); "responses" is accepted as an alias when parsing. */
+const char *bb_proto_name(enum bb_proto p);
+/* -1 when unknown. */
+int bb_proto_from_name(const char *name);
+
+enum bb_route { BB_ROUTE_WEIGHTED, BB_ROUTE_CHEAPEST, BB_ROUTE_FASTEST, BB_ROUTE_LEAST_BUSY,
+                BB_ROUTE_USAGE, BB_ROUTE_WEBHOOK, BB_ROUTE_SCRIPT };
+enum bb_exhausted { BB_EXHAUSTED_REJECT, BB_EXHAUSTED_LEAST_BAD, BB_EXHAUSTED_FALLBACK_POOL,
+                    BB_EXHAUSTED_QUEUE };
+enum bb_auth_mode { BB_AUTH_NONE, BB_AUTH_KEYS, BB_AUTH_TOKEN, BB_AUTH_PASSTHROUGH };
+
+/* Where a config value came from, for file:line:col messages after loading. */
+struct bb_conf_pos {
+    const char *file; /* points into bb_conf.files[] */
+    int line, col;    /* 1-based */
+};
+
+/* A parsed base URL. */
+struct bb_url {
+    bool tls;          /* https */
+    char *host;        /* without brackets for IPv6 */
+    uint16_t port;     /* explicit or 80/443 */
+    char *path;        /* base path without trailing '/', "" when none */
+};
+
+struct bb_provider {
+    char *name;
+    enum bb_proto protocol;
+    char *base_url;
+    struct bb_url url;
+    char *api_key_env;   /* NULL = no credential */
+    char *api_key;       /* value of api_key_env at load time; NULL when unset/none. Never logged. */
+    char *region;        /* bedrock only, may be NULL */
+    struct bb_conf_pos pos;
+};
+
+struct bb_price {
+    bool set;
+    double input, output, cache_read, cache_write; /* USD per 1M tokens */
+};
+
+/* A model entry is a lane: one provider + one upstream model. */
+struct bb_lane {
+    char *name;
+    int provider;             /* index into bb_conf.providers */
+    char *upstream_model;     /* defaults to name */
+    uint32_t max_concurrent;  /* 0 = unbounded */
+    uint64_t context_max;     /* 0 = unknown */
+    uint32_t attempt_timeout_ms; /* connect + response headers; 0 = limits defaults */
+    uint32_t default_max_tokens; /* default 4096 */
+    bool reasoning;
+    struct bb_price price;
+    struct bb_conf_pos pos;
+};
+
+struct bb_member {
+    int lane;     /* index into bb_conf.lanes */
+    uint32_t weight; /* >= 1, default 1 */
+};
+
+struct bb_breaker_conf {
+    bool consecutive_mode;    /* trip.mode: consecutive (else error_rate) */
+    uint32_t window_secs;     /* 30 */
+    double threshold;         /* 0.5 */
+    uint32_t min_requests;    /* 5 */
+    uint32_t consecutive_n;   /* 3 */
+    uint32_t base_cooldown_secs; /* 15 */
+    uint32_t max_cooldown_secs;  /* 120 */
+};
+
+struct bb_pool {
+    char *name;
+    struct bb_member *members;
+    size_t n_members;
+    enum bb_route route;
+    struct bb_breaker_conf breaker;
+    uint32_t failover_timeout_secs; /* 120 */
+    uint32_t max_hops;              /* 3 */
+    bool hold_first_event;          /* true */
+    uint32_t prerelease_ms;         /* 0 */
+    enum bb_exhausted on_exhausted; /* reject */
+    int fallback_pool;              /* index, -1 = none */
+    uint32_t queue_max_ms;
+    struct bb_conf_pos pos;
+};
+
+struct bb_limits {
+    uint64_t request_body_max_bytes;      /* 33554432 */
+    uint32_t header_max_bytes;            /* 65536 */
+    uint32_t header_timeout_ms;           /* 10000: whole request head must arrive in this */
+    uint32_t body_timeout_ms;             /* 30000: max gap between body reads */
+    uint32_t keepalive_timeout_ms;        /* 75000: idle keep-alive connection */
+    uint32_t max_inbound_concurrent;      /* 8192 */
+    uint32_t upstream_connect_timeout_ms; /* 10000 */
+    uint32_t upstream_header_timeout_ms;  /* 60000: response headers after request sent */
+    uint32_t stream_idle_timeout_ms;      /* 60000 */
+    uint32_t upstream_request_timeout_secs; /* 300 */
+    uint32_t drain_timeout_secs;          /* 30 */
+    uint32_t pool_max_idle_per_host;      /* 64 */
+};
+
+struct bb_listen {
+    char *addr;   /* as written, e.g. "0.0.0.0:8080", "[::1]:8080" */
+    char *host;
+    uint16_t port;
+};
+
+struct bb_conf {
+    /* Files read, for positions; [0] = config, [1] = providers. */
+    char *files[2];
+    char *config_dir;
+
+    struct bb_listen *listen;
+    size_t n_listen;
+    uint32_t workers;        /* resolved: auto = number of online CPUs */
+
+    char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* NULL when no TLS */
+
+    char *state_dir;         /* default /var/lib/busbar */
+    char *admin_socket;      /* default <state_dir>/admin.sock */
+    char *admin_listen;      /* NULL = no HTTP admin API */
+    char *admin_token_env;
+
+    enum bb_auth_mode auth_mode;
+    char **client_tokens;
+    size_t n_client_tokens;
+
+    char *log_file;          /* top-level `log_file:` (busbar extension), NULL = stderr */
+    char *log_level;         /* debug|info|notice|warn|error, default info */
+
+    bool overhead_header;    /* observability.overhead_header */
+
+    struct bb_provider *providers;
+    size_t n_providers;
+    struct bb_lane *lanes;
+    size_t n_lanes;
+    struct bb_pool *pools;
+    size_t n_pools;
+
+    struct bb_limits limits;
+};
+
+/* One located error. */
+struct bb_conf_error {
+    char *file;
+    int line, col;
+    char *msg;
+};
+
+struct bb_conf_errors {
+    struct bb_conf_error *v;
+    size_t n, cap;
+};
+
+/* Load and validate. config_path is required; providers_path may be NULL (then
+ * $BUSBAR_PROVIDERS, then top-level providers_file:, then providers.yaml beside the config).
+ * Returns a new conf, or NULL with every error appended to errs (never stops at the first). */
+struct bb_conf *bb_conf_load(const char *config_path, const char *providers_path,
+                             struct bb_conf_errors *errs);
+void bb_conf_free(struct bb_conf *c);
+
+/* Print each error as "file:line:col: message\n" to the stream (FILE *). */
+void bb_conf_errors_print(const struct bb_conf_errors *errs, void *stream);
+void bb_conf_errors_free(struct bb_conf_errors *errs);
+
+/* Lookups by name; -1 when absent. */
+int bb_conf_find_lane(const struct bb_conf *c, const char *name, size_t len);
+int bb_conf_find_pool(const struct bb_conf *c, const char *name, size_t len);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: owned by a helper, replaced soon */
+typedef int bb_placeholder_ctl_proto;

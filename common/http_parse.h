@@ -1,0 +1,78 @@
+/*
+ * http_parse: HTTP/1.1 message heads and chunked bodies, for both the client side and the
+ * upstream side of the worker. Zero-copy: results point into the caller's buffer.
+ * Any process; pure functions plus a small decoder state.
+ */
+#ifndef BB_HTTP_PARSE_H
+#define BB_HTTP_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BB_HTTP_MAX_HEADERS 100
+
+struct bb_http_header {
+    const char *name;
+    size_t name_len;
+    const char *value; /* leading/trailing whitespace trimmed */
+    size_t value_len;
+};
+
+struct bb_http_head {
+    /* request line */
+    const char *method;
+    size_t method_len;
+    const char *target;
+    size_t target_len;
+    /* status line */
+    int status;
+    const char *reason;
+    size_t reason_len;
+    int minor_version; /* HTTP/1.x */
+
+    struct bb_http_header headers[BB_HTTP_MAX_HEADERS];
+    size_t n_headers;
+
+    /* derived from the headers */
+    int64_t content_length; /* -1 when absent */
+    bool chunked;           /* Transfer-Encoding: chunked */
+    bool keep_alive;        /* HTTP/1.1 default, Connection: close/keep-alive honoured */
+    bool expect_continue;   /* Expect: 100-continue */
+};
+
+/* Parse a request head in buf[0..len). Returns the head's length including the final CRLFCRLF
+ * when complete, 0 when more bytes are needed, -1 when malformed, with *err_status set to the
+ * HTTP status to answer: 400 bad syntax / conflicting Content-Length / CL+TE, 431 too many
+ * headers, 501 a Transfer-Encoding other than chunked, 505 not HTTP/1.x.
+ * Bare LF line endings are accepted; obs-fold and NUL/CTL bytes in fields are rejected. */
+int bb_http_parse_request(const char *buf, size_t len, struct bb_http_head *h, int *err_status);
+
+/* Parse a response head; same return convention (no err_status). */
+int bb_http_parse_response(const char *buf, size_t len, struct bb_http_head *h);
+
+/* Case-insensitive header lookup; NULL when absent. */
+const struct bb_http_header *bb_http_find(const struct bb_http_head *h, const char *name);
+
+/* Case-insensitive comparison of a counted string with a C string. */
+bool bb_http_ieq(const char *s, size_t n, const char *lit);
+
+/* Incremental chunked transfer-coding decoder. */
+struct bb_chunked {
+    int state;
+    uint64_t remaining; /* bytes left in the current chunk */
+    uint32_t line_len;  /* bytes of the current size/trailer line, bounded */
+    bool done;          /* last chunk and trailers consumed */
+};
+
+void bb_chunked_init(struct bb_chunked *c);
+
+/* Consume bytes from in[0..len). Returns the number of bytes consumed (>= 0) or -1 on a
+ * malformed encoding. When the consumed bytes include payload, *data_off/*data_len give the
+ * payload span inside in (at most one span per call: call again with the rest). Stops
+ * consuming once c->done. */
+ssize_t bb_chunked_feed(struct bb_chunked *c, const char *in, size_t len, size_t *data_off,
+                        size_t *data_len);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+ * shm: the one MAP_SHARED region created by the master before fork (SPEC §1, house rule 5).
+ * Fixed layout, POD and C11 atomics only, offsets not pointers. State is addressed by name
+ * (lane cells keyed by "pool/lane" or "lane") so it survives reloads.
+ *
+ * Locking: no locks. Worker slots are written by their own worker (heartbeat) and by the
+ * master (pid, generation, state) at fork/reap time. Lane cells are created only by the master
+ * (bb_shm_lane_intern, at config load, before the workers that use them are forked); workers
+ * only look them up and update their atomics.
+ */
+#ifndef BB_SHM_H
+#define BB_SHM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
+#define BB_SHM_VERSION 1u
+#define BB_SHM_MAX_WORKERS 256
+#define BB_SHM_MAX_CELLS 4096
+#define BB_SHM_NAME_MAX 128
+
+enum bb_worker_state { BB_WORKER_FREE = 0, BB_WORKER_STARTING, BB_WORKER_RUNNING,
+                       BB_WORKER_DRAINING };
+
+struct bb_shm_worker {
+    _Atomic int32_t pid;
+    _Atomic uint32_t generation;
+    _Atomic uint32_t state;          /* enum bb_worker_state */
+    _Atomic uint64_t heartbeat_ms;   /* monotonic ms, written by the worker each second */
+    _Atomic uint64_t started_ms;     /* monotonic ms, written by the master at fork */
+    _Atomic uint64_t requests;       /* requests served by this worker */
+    _Atomic uint32_t connections;    /* open client connections */
+    _Atomic uint32_t inflight;       /* requests in progress */
+};
+
+/* Per lane (key "lane") or per pool × lane (key "pool/lane") counters and breaker state. */
+struct bb_shm_cell {
+    char name[BB_SHM_NAME_MAX];      /* NUL-terminated; "" = free */
+    _Atomic uint32_t used;           /* 1 once name is valid */
+    _Atomic int32_t inflight;        /* requests currently holding a slot */
+    _Atomic uint64_t ok, err;        /* completed attempts */
+    _Atomic uint64_t attempts;
+    _Atomic uint64_t failovers;      /* attempts that moved on from this lane */
+    _Atomic uint32_t breaker_state;  /* 0 closed, 1 half-open, 2 open (reliability issue) */
+    _Atomic uint64_t open_until_ms;  /* realtime ms */
+    _Atomic uint64_t reserved[16];   /* room for the breaker window without a layout change */
+};
+
+struct bb_shm {
+    uint32_t magic, version;
+    uint64_t size;
+    _Atomic uint32_t generation;     /* current serving generation */
+    _Atomic uint64_t started_realtime_ms;
+    _Atomic uint32_t n_cells;        /* high-water mark of used cells */
+    struct bb_shm_worker workers[BB_SHM_MAX_WORKERS];
+    struct bb_shm_cell cells[BB_SHM_MAX_CELLS];
+};
+
+/* Create the anonymous shared region (master, before fork). NULL + errno on failure. */
+struct bb_shm *bb_shm_create(void);
+void bb_shm_destroy(struct bb_shm *shm);
+/* Find or create the cell for name (master only). NULL when the table is full. */
+struct bb_shm_cell *bb_shm_cell_intern(struct bb_shm *shm, const char *name);
+/* Find an existing cell (any process); NULL when absent. */
+struct bb_shm_cell *bb_shm_cell_find(struct bb_shm *shm, const char *name);
+/* Monotonic milliseconds (CLOCK_MONOTONIC). */
+uint64_t bb_now_ms(void);
+/* Monotonic microseconds. */
+uint64_t bb_now_us(void);
+/* Realtime milliseconds (CLOCK_REALTIME). */
+uint64_t bb_wall_ms(void);
+
+#endif
