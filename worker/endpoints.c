@@ -1,0 +1,150 @@
+/*
+ * endpoints: /v1/models (cached at worker start: the config cannot change under a worker),
+ * /healthz and /stats (read live from shared memory). Worker process, single-threaded.
+ */
+#include "worker/endpoints.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "common/shm.h"
+#include "worker/http_server.h"
+#include "worker/request.h"
+#include "worker/worker.h"
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void add_models(json_object *data, const char **names, size_t n)
+{
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "id", json_object_new_string(names[i]));
+        json_object_object_add(m, "object", json_object_new_string("model"));
+        json_object_object_add(m, "created", json_object_new_int64(0));
+        json_object_object_add(m, "owned_by", json_object_new_string("busbar"));
+        json_object_array_add(data, m);
+    }
+}
+
+int bb_endpoints_init(struct bb_worker *w)
+{
+    const struct bb_conf *conf = w->conf;
+    size_t n = conf->n_pools > conf->n_lanes ? conf->n_pools : conf->n_lanes;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names)
+        return -1;
+    json_object *root = json_object_new_object();
+    json_object *data = json_object_new_array();
+    json_object_object_add(root, "object", json_object_new_string("list"));
+    for (size_t i = 0; i < conf->n_pools; i++)
+        names[i] = conf->pools[i].name;
+    add_models(data, names, conf->n_pools);
+    for (size_t i = 0; i < conf->n_lanes; i++)
+        names[i] = conf->lanes[i].name;
+    add_models(data, names, conf->n_lanes);
+    json_object_object_add(root, "data", data);
+    size_t len;
+    const char *s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &len);
+    w->models_json = malloc(len + 1);
+    if (w->models_json) {
+        memcpy(w->models_json, s, len + 1);
+        w->models_json_len = len;
+    }
+    json_object_put(root);
+    free(names);
+    return w->models_json ? 0 : -1;
+}
+
+void bb_endpoints_free(struct bb_worker *w)
+{
+    free(w->models_json);
+    w->models_json = NULL;
+}
+
+void bb_endpoint_models(struct bb_request *req)
+{
+    struct bb_worker *w = req->w;
+    bb_http_respond_full(req, 200, "application/json", NULL, w->models_json, w->models_json_len);
+    bb_request_finish(req);
+}
+
+static bool lane_usable(const struct bb_shm_cell *c)
+{
+    return !c || atomic_load_explicit(&c->breaker_state, memory_order_relaxed) != 2;
+}
+
+void bb_endpoint_healthz(struct bb_request *req)
+{
+    struct bb_worker *w = req->w;
+    bool ok = false;
+    for (size_t i = 0; i < w->conf->n_lanes && !ok; i++)
+        ok = lane_usable(w->lane_cells[i]);
+    static const char up[] = "{\"status\":\"ok\"}", down[] = "{\"status\":\"unavailable\"}";
+    if (ok)
+        bb_http_respond_full(req, 200, "application/json", NULL, up, sizeof up - 1);
+    else
+        bb_http_respond_full(req, 503, "application/json", NULL, down, sizeof down - 1);
+    bb_request_finish(req);
+}
+
+static const char *const breaker_names[] = {"closed", "half-open", "open"};
+
+static json_object *cell_json(const struct bb_shm_cell *c)
+{
+    json_object *o = json_object_new_object();
+    uint32_t st = c ? atomic_load(&c->breaker_state) : 0;
+    json_object_object_add(o, "state", json_object_new_string(breaker_names[st < 3 ? st : 0]));
+    json_object_object_add(o, "inflight", json_object_new_int(c ? atomic_load(&c->inflight) : 0));
+    json_object_object_add(o, "ok", json_object_new_int64(c ? (int64_t)atomic_load(&c->ok) : 0));
+    json_object_object_add(o, "err", json_object_new_int64(c ? (int64_t)atomic_load(&c->err) : 0));
+    json_object_object_add(o, "attempts",
+                           json_object_new_int64(c ? (int64_t)atomic_load(&c->attempts) : 0));
+    json_object_object_add(o, "failovers",
+                           json_object_new_int64(c ? (int64_t)atomic_load(&c->failovers) : 0));
+    return o;
+}
+
+void bb_endpoint_stats(struct bb_request *req)
+{
+    struct bb_worker *w = req->w;
+    const struct bb_conf *conf = w->conf;
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "generation", json_object_new_int64(w->rt->generation));
+    json_object *pools = json_object_new_object();
+    for (size_t p = 0; p < conf->n_pools; p++) {
+        const struct bb_pool *pool = &conf->pools[p];
+        json_object *po = json_object_new_object();
+        json_object *members = json_object_new_array();
+        for (size_t m = 0; m < pool->n_members; m++) {
+            json_object *mo = cell_json(w->pools[p].member_cells[m]);
+            json_object_object_add(mo, "lane",
+                                   json_object_new_string(conf->lanes[pool->members[m].lane].name));
+            json_object_object_add(mo, "weight", json_object_new_int64(pool->members[m].weight));
+            json_object_array_add(members, mo);
+        }
+        json_object_object_add(po, "members", members);
+        json_object_object_add(pools, pool->name, po);
+    }
+    json_object_object_add(root, "pools", pools);
+    json_object *lanes = json_object_new_object();
+    for (size_t i = 0; i < conf->n_lanes; i++) {
+        json_object *lo = cell_json(w->lane_cells[i]);
+        json_object_object_add(lo, "provider",
+                               json_object_new_string(conf->providers[conf->lanes[i].provider].name));
+        json_object_object_add(lo, "max_concurrent",
+                               json_object_new_int64(conf->lanes[i].max_concurrent));
+        json_object_object_add(lanes, conf->lanes[i].name, lo);
+    }
+    json_object_object_add(root, "lanes", lanes);
+    size_t len;
+    const char *s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &len);
+    bb_http_respond_full(req, 200, "application/json", NULL, s, len);
+    json_object_put(root);
+    bb_request_finish(req);
+}

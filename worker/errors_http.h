@@ -1,0 +1,52 @@
+/*
+ * errors_http: the one table of client-facing errors (house style rule 8) and their rendering
+ * in each ingress dialect. Worker process; pure functions.
+ */
+#ifndef BB_ERRORS_HTTP_H
+#define BB_ERRORS_HTTP_H
+
+#include <stddef.h>
+
+#include "common/config.h"
+
+/* kind, HTTP status, OpenAI error type, OpenAI error code */
+#define BB_ERRKIND_LIST(X)                                                                     \
+    X(BAD_REQUEST, 400, "invalid_request_error", "bad_request")                                \
+    X(INVALID_JSON, 400, "invalid_request_error", "invalid_json")                              \
+    X(MISSING_MODEL, 400, "invalid_request_error", "missing_model")                            \
+    X(UNAUTHORIZED, 401, "authentication_error", "invalid_api_key")                            \
+    X(NOT_FOUND, 404, "invalid_request_error", "not_found")                                    \
+    X(MODEL_NOT_FOUND, 404, "invalid_request_error", "model_not_found")                        \
+    X(METHOD_NOT_ALLOWED, 405, "invalid_request_error", "method_not_allowed")                  \
+    X(REQUEST_TIMEOUT, 408, "invalid_request_error", "request_timeout")                        \
+    X(TOO_LARGE, 413, "invalid_request_error", "request_too_large")                            \
+    X(HEADERS_TOO_LARGE, 431, "invalid_request_error", "request_header_fields_too_large")      \
+    X(NOT_IMPLEMENTED, 501, "invalid_request_error", "not_implemented")                        \
+    X(VERSION, 505, "invalid_request_error", "http_version_not_supported")                     \
+    X(INTERNAL, 500, "server_error", "internal_error")                                         \
+    X(UPSTREAM, 502, "server_error", "upstream_error")                                         \
+    X(OVERLOADED, 503, "server_error", "overloaded")                                           \
+    X(NO_CAPACITY, 503, "server_error", "no_capacity")                                         \
+    X(UPSTREAM_TIMEOUT, 504, "server_error", "upstream_timeout")
+
+enum bb_errkind {
+#define X(k, s, t, c) BB_ERR_##k,
+    BB_ERRKIND_LIST(X)
+#undef X
+    BB_ERR__COUNT
+};
+
+int bb_errkind_status(enum bb_errkind k);
+
+/* The error kind for an HTTP status produced by the parser (400, 431, 501, 505, ...). */
+enum bb_errkind bb_errkind_from_status(int status);
+
+/* Render an error body for dialect into out (cap bytes); returns the length (truncated to
+ * cap - 1). msg is escaped as a JSON string. */
+size_t bb_errors_render(enum bb_proto dialect, enum bb_errkind k, const char *msg, char *out,
+                        size_t cap);
+
+/* Reason phrase for a status ("OK", "Not Found", ...). */
+const char *bb_http_reason(int status);
+
+#endif

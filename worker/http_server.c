@@ -1,0 +1,560 @@
+/*
+ * http_server: client connections of one worker. Worker process, single-threaded loop.
+ *
+ * States: HEAD (waiting for a request head; idle keep-alive or slow-loris deadline), BODY
+ * (Content-Length or chunked body; gap deadline), BUSY (request dispatched; input is only
+ * watched for EOF so a client that leaves cancels its upstream), LINGER (response flushed,
+ * write side shut, unread input discarded briefly so the peer sees our answer, not a RST).
+ */
+#include "worker/http_server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+#include "worker/errors_http.h"
+#include "worker/worker.h"
+
+enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER };
+
+#define OUT_HIGH_WATER (1u << 20) /* stop reading upstream above this (see proxy) */
+#define OUT_LOW_WATER (256u << 10)
+#define BUSY_INPUT_MAX (64u << 10) /* pipelined bytes buffered while a request runs */
+#define LINGER_MS 2000
+
+struct bb_conn {
+    uint32_t magic;
+    struct bb_worker *w;
+    struct bb_conn *prev, *next;
+    struct bufferevent *bev;
+    struct event *timer;
+    enum conn_state state;
+    bool tls;
+    bool got_bytes;         /* some bytes of the current request head arrived */
+    bool idle_draining;     /* idle deadline shortened by drain */
+    struct bb_request *req;
+    /* body being read */
+    uint64_t body_need;     /* Content-Length mode: bytes still expected */
+    bool body_chunked;
+    struct bb_chunked chunked;
+    struct evbuffer *body_buf;
+    void (*drained_cb)(struct bb_request *);
+};
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_process(struct bb_conn *c);
+
+static struct bb_conn *conn_check(void *arg)
+{
+    struct bb_conn *c = arg;
+    if (c->magic != BB_MAGIC_CONN) {
+        bb_crit("http_server: bad connection magic %#x", c->magic);
+        abort();
+    }
+    return c;
+}
+
+static void timer_ms(struct bb_conn *c, uint32_t ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static void conn_free(struct bb_conn *c)
+{
+    struct bb_worker *w = c->w;
+    if (c->req) {
+        struct bb_request *req = c->req;
+        c->req = NULL;
+        req->conn = NULL;
+        bb_request_client_gone(req);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    atomic_store_explicit(&w->self->connections, w->n_conns, memory_order_relaxed);
+    event_free(c->timer);
+    if (c->body_buf)
+        evbuffer_free(c->body_buf);
+    if (c->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl)
+            SSL_set_shutdown(ssl, SSL_RECEIVED_SHUTDOWN); /* no close_notify round trip */
+    }
+    bufferevent_free(c->bev);
+    c->magic = 0;
+    free(c);
+    bb_worker_conn_closed(w);
+}
+
+void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                    int salen)
+{
+    (void)sa;
+    (void)salen;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    evutil_make_socket_nonblocking(fd);
+
+    struct bb_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->magic = BB_MAGIC_CONN;
+    c->w = w;
+    if (w->rt->server_ctx) {
+        SSL *ssl = SSL_new(w->rt->server_ctx);
+        if (!ssl) {
+            free(c);
+            evutil_closesocket(fd);
+            return;
+        }
+        c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        c->tls = true;
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    if (!c->bev || !c->timer) {
+        if (c->bev)
+            bufferevent_free(c->bev);
+        else
+            evutil_closesocket(fd);
+        if (c->timer)
+            event_free(c->timer);
+        free(c);
+        return;
+    }
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    atomic_store_explicit(&w->self->connections, w->n_conns, memory_order_relaxed);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = CONN_HEAD;
+    /* The whole first head must arrive within header_timeout (slow-loris, TLS included). */
+    timer_ms(c, w->conf->limits.header_timeout_ms);
+    c->got_bytes = true;
+}
+
+/* ---- errors before a request object exists or while reading it ---- */
+
+static void conn_linger(struct bb_conn *c)
+{
+    c->state = CONN_LINGER;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        conn_write_cb(c->bev, c);
+    /* else conn_write_cb runs when the output drains */
+}
+
+/* A raw error response on a connection whose request could not be parsed; then close. */
+static void conn_fail_raw(struct bb_conn *c, int status, const char *msg)
+{
+    char body[1024], head[256];
+    enum bb_errkind k = bb_errkind_from_status(status);
+    size_t blen = bb_errors_render(BB_PROTO_OPENAI, k, msg, body, sizeof body);
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      status, bb_http_reason(status), blen);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, head, (size_t)hl);
+    evbuffer_add(out, body, blen);
+    evtimer_del(c->timer);
+    conn_linger(c);
+}
+
+/* ---- request intake ---- */
+
+static void conn_dispatch(struct bb_conn *c)
+{
+    struct bb_request *req = c->req;
+    evtimer_del(c->timer);
+    c->state = CONN_BUSY;
+    c->got_bytes = false;
+    bb_request_dispatch(req);
+}
+
+static void conn_body_done(struct bb_conn *c, struct evbuffer *src, size_t len)
+{
+    struct bb_request *req = c->req;
+    req->body = bb_arena_alloc(&req->arena, len + 1);
+    if (!req->body) {
+        bb_request_fail(req, BB_ERR_TOO_LARGE, "request body too large");
+        return;
+    }
+    evbuffer_remove(src, req->body, len);
+    req->body[len] = '\0';
+    req->body_len = len;
+    conn_dispatch(c);
+}
+
+/* Read the body of the current request; returns when more bytes are needed or it is done. */
+static void conn_read_body(struct bb_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    const struct bb_limits *lim = &c->w->conf->limits;
+    if (!c->body_chunked) {
+        if (evbuffer_get_length(in) >= c->body_need) {
+            conn_body_done(c, in, c->body_need);
+            return;
+        }
+        timer_ms(c, lim->body_timeout_ms);
+        return;
+    }
+    /* chunked: decode segment by segment into body_buf */
+    while (!c->chunked.done && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        size_t off = 0, dlen = 0;
+        ssize_t used = bb_chunked_feed(&c->chunked, v.iov_base, v.iov_len, &off, &dlen);
+        if (used < 0) {
+            bb_request_fail(c->req, BB_ERR_BAD_REQUEST, "malformed chunked request body");
+            return;
+        }
+        if (dlen) {
+            if (evbuffer_get_length(c->body_buf) + dlen > lim->request_body_max_bytes) {
+                c->req->close_after = true;
+                bb_request_fail(c->req, BB_ERR_TOO_LARGE, "request body exceeds the limit");
+                return;
+            }
+            evbuffer_add(c->body_buf, (char *)v.iov_base + off, dlen);
+        }
+        evbuffer_drain(in, (size_t)used);
+        if (used == 0)
+            break;
+    }
+    if (c->chunked.done) {
+        conn_body_done(c, c->body_buf, evbuffer_get_length(c->body_buf));
+        return;
+    }
+    timer_ms(c, lim->body_timeout_ms);
+}
+
+static void conn_read_head(struct bb_conn *c)
+{
+    struct bb_worker *w = c->w;
+    const struct bb_limits *lim = &w->conf->limits;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    if (avail == 0)
+        return;
+    if (!c->got_bytes) { /* first byte of a new request on a kept-alive connection */
+        c->got_bytes = true;
+        timer_ms(c, lim->header_timeout_ms);
+    }
+    size_t n = avail < lim->header_max_bytes ? avail : lim->header_max_bytes;
+    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    struct bb_http_head head;
+    int st = 400;
+    int r = bb_http_parse_request(p, n, &head, &st);
+    if (r == 0) {
+        if (avail >= lim->header_max_bytes)
+            conn_fail_raw(c, 431, "request head exceeds the header size limit");
+        return;
+    }
+    if (r < 0) {
+        conn_fail_raw(c, st, "malformed HTTP request");
+        return;
+    }
+    size_t cap = lim->request_body_max_bytes + (1u << 20);
+    struct bb_request *req = bb_request_new(w, c, p, (size_t)r, cap);
+    if (!req) {
+        conn_fail_raw(c, 500, "out of memory");
+        return;
+    }
+    evbuffer_drain(in, (size_t)r);
+    c->req = req;
+    if (w->draining)
+        req->close_after = true;
+
+    if (w->n_active >= w->max_active) {
+        req->close_after = true;
+        bb_request_fail(req, BB_ERR_OVERLOADED, "too many concurrent requests");
+        return;
+    }
+    w->n_active++;
+    atomic_store_explicit(&w->self->inflight, w->n_active, memory_order_relaxed);
+    c->state = CONN_BUSY; /* counted from here: bb_http_conn_request_done uncounts it */
+
+    bool has_body = req->head.chunked || req->head.content_length > 0;
+    if (req->head.content_length > 0 &&
+        (uint64_t)req->head.content_length > lim->request_body_max_bytes) {
+        req->close_after = true; /* the body is not read: the connection cannot be reused */
+        bb_request_fail(req, BB_ERR_TOO_LARGE, "request body exceeds the limit");
+        return;
+    }
+    if (!has_body) {
+        conn_dispatch(c);
+        return;
+    }
+    if (req->head.expect_continue)
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->state = CONN_BODY;
+    c->body_chunked = req->head.chunked;
+    if (c->body_chunked) {
+        bb_chunked_init(&c->chunked);
+        if (!c->body_buf)
+            c->body_buf = evbuffer_new();
+        else
+            evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
+    } else {
+        c->body_need = (uint64_t)req->head.content_length;
+    }
+    conn_read_body(c);
+}
+
+static void conn_process(struct bb_conn *c)
+{
+    switch (c->state) {
+    case CONN_HEAD:
+        conn_read_head(c);
+        break;
+    case CONN_BODY:
+        conn_read_body(c);
+        break;
+    case CONN_BUSY:
+        /* keep pipelined bytes, but bounded: stop reading beyond that */
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) > BUSY_INPUT_MAX)
+            bufferevent_disable(c->bev, EV_READ);
+        break;
+    case CONN_LINGER: {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        break;
+    }
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_process(conn_check(arg));
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct bb_conn *c = conn_check(arg);
+    if (c->state == CONN_LINGER) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
+            return;
+        if (c->tls) {
+            conn_free(c);
+            return;
+        }
+        /* Half-close, then discard what the client still sends for a moment: closing with
+         * unread input would RST the connection and could destroy the answer in flight. */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        bufferevent_enable(bev, EV_READ);
+        timer_ms(c, LINGER_MS);
+        return;
+    }
+    if (c->drained_cb && c->req &&
+        evbuffer_get_length(bufferevent_get_output(bev)) <= OUT_LOW_WATER) {
+        void (*cb)(struct bb_request *) = c->drained_cb;
+        c->drained_cb = NULL;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        cb(c->req);
+    }
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct bb_conn *c = conn_check(arg);
+    (void)bev;
+    if (what & BEV_EVENT_ERROR) {
+        unsigned long e;
+        while ((e = bufferevent_get_openssl_error(c->bev)) != 0) {
+            char buf[256];
+            ERR_error_string_n(e, buf, sizeof buf);
+            bb_info("tls: client handshake/IO failed: %s", buf);
+        }
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_free(c);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct bb_conn *c = conn_check(arg);
+    switch (c->state) {
+    case CONN_HEAD:
+        if (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 && !c->req) {
+            conn_free(c); /* idle keep-alive, or a connection that never sent a byte */
+            return;
+        }
+        conn_fail_raw(c, 408, "request head not received in time");
+        return;
+    case CONN_BODY:
+        if (c->req) {
+            c->req->close_after = true;
+            bb_request_fail(c->req, BB_ERR_REQUEST_TIMEOUT, "request body not received in time");
+        }
+        return;
+    case CONN_BUSY:
+        return;
+    case CONN_LINGER:
+        conn_free(c);
+        return;
+    }
+}
+
+/* ---- responses ---- */
+
+int bb_http_respond_head(struct bb_request *req, int status, const char *content_type,
+                         const char *extra_headers, size_t extra_len, enum bb_body_mode mode,
+                         int64_t content_length)
+{
+    struct bb_conn *c = req->conn;
+    req->responded = true;
+    req->status = status;
+    if (!c)
+        return -1;
+    if (mode == BB_BODY_CHUNKED && req->head.minor_version == 0)
+        mode = BB_BODY_CLOSE;
+    if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining)
+        req->close_after = true;
+    req->out_mode = mode;
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\nx-request-id: %s\r\n", status,
+                     bb_http_reason(status), req->id);
+    if (content_type)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Type: %s\r\n", content_type);
+    if (mode == BB_BODY_LENGTH || mode == BB_BODY_NONE)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Length: %lld\r\n",
+                      mode == BB_BODY_NONE ? 0LL : (long long)content_length);
+    else if (mode == BB_BODY_CHUNKED)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "Transfer-Encoding: chunked\r\n");
+    if (req->close_after)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "Connection: close\r\n");
+    else if (req->head.minor_version == 0)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "Connection: keep-alive\r\n");
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, buf, (size_t)n);
+    if (extra_headers && extra_len)
+        evbuffer_add(out, extra_headers, extra_len);
+    evbuffer_add(out, "\r\n", 2);
+    return 0;
+}
+
+int bb_http_respond_body(struct bb_request *req, const void *data, size_t len)
+{
+    struct bb_conn *c = req->conn;
+    if (!c)
+        return -1;
+    if (len == 0 || req->head_only)
+        return 0;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (req->out_mode == BB_BODY_CHUNKED) {
+        char sz[24];
+        int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
+        evbuffer_add(out, sz, (size_t)n);
+        evbuffer_add(out, data, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, data, len);
+    }
+    return 0;
+}
+
+void bb_http_respond_end(struct bb_request *req)
+{
+    struct bb_conn *c = req->conn;
+    if (req->response_done)
+        return;
+    req->response_done = true;
+    if (c && req->out_mode == BB_BODY_CHUNKED && !req->head_only)
+        bufferevent_write(c->bev, "0\r\n\r\n", 5);
+}
+
+void bb_http_respond_full(struct bb_request *req, int status, const char *content_type,
+                          const char *extra_headers, const void *body, size_t len)
+{
+    bb_http_respond_head(req, status, content_type, extra_headers,
+                         extra_headers ? strlen(extra_headers) : 0, BB_BODY_LENGTH,
+                         (int64_t)len);
+    bb_http_respond_body(req, body, len);
+    bb_http_respond_end(req);
+}
+
+size_t bb_http_output_pending(const struct bb_request *req)
+{
+    return req->conn ? evbuffer_get_length(bufferevent_get_output(req->conn->bev)) : 0;
+}
+
+void bb_http_on_drained(struct bb_request *req, void (*cb)(struct bb_request *))
+{
+    struct bb_conn *c = req->conn;
+    if (!c)
+        return;
+    c->drained_cb = cb;
+    bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATER, 0);
+}
+
+void bb_http_conn_request_done(struct bb_conn *c, struct bb_request *req)
+{
+    struct bb_worker *w = c->w;
+    c->req = NULL;
+    c->drained_cb = NULL;
+    if (c->state == CONN_BUSY || c->state == CONN_BODY) {
+        w->n_active--;
+        atomic_store_explicit(&w->self->inflight, w->n_active, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->self->requests, 1, memory_order_relaxed);
+    }
+    if (req->close_after || !req->response_done || c->state == CONN_BODY) {
+        evtimer_del(c->timer);
+        conn_linger(c);
+        return;
+    }
+    /* keep-alive: wait for the next request, process pipelined bytes at once */
+    c->state = CONN_HEAD;
+    c->got_bytes = false;
+    bufferevent_enable(c->bev, EV_READ);
+    timer_ms(c, w->draining ? 500 : w->conf->limits.keepalive_timeout_ms);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        conn_process(c);
+}
+
+void bb_http_drain(struct bb_worker *w)
+{
+    /* Idle connections get a short grace instead of an immediate close, so a request already
+     * on the wire is answered (with Connection: close) rather than reset. */
+    for (struct bb_conn *c = w->conns; c; c = c->next)
+        if (c->state == CONN_HEAD && !c->req &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+            timer_ms(c, 500);
+}
+
+void bb_http_close_all(struct bb_worker *w)
+{
+    while (w->conns)
+        conn_free(w->conns);
+}

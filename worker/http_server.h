@@ -1,0 +1,60 @@
+/*
+ * http_server: client-side HTTP/1.1 on bufferevents (plain or TLS): accept, request heads and
+ * bodies with fixed limits and deadlines, keep-alive, pipelining, response framing, lingering
+ * close. Worker process, single-threaded.
+ *
+ * A connection carries at most one request at a time. The request's owner writes the response
+ * with the bb_http_respond_* calls and then ends the request with bb_request_finish, which hands
+ * the connection back here (bb_http_conn_request_done).
+ */
+#ifndef BB_HTTP_SERVER_H
+#define BB_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/util.h>
+
+#include "worker/request.h"
+
+struct bb_worker;
+struct bb_conn;
+
+/* Take ownership of an accepted socket. */
+void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                    int salen);
+
+/* Send the response head. mode BB_BODY_LENGTH needs content_length; BB_BODY_CHUNKED is
+ * downgraded to BB_BODY_CLOSE for HTTP/1.0 clients. extra_headers are complete
+ * "name: value\r\n" lines (may be NULL). -1 when the client is gone. */
+int bb_http_respond_head(struct bb_request *req, int status, const char *content_type,
+                         const char *extra_headers, size_t extra_len, enum bb_body_mode mode,
+                         int64_t content_length);
+
+/* Append body bytes in the response's framing; written out at once. -1 when the client is
+ * gone. */
+int bb_http_respond_body(struct bb_request *req, const void *data, size_t len);
+
+/* Terminate the body (last chunk for chunked). The request still has to be finished. */
+void bb_http_respond_end(struct bb_request *req);
+
+/* Head + whole body + end in one call. */
+void bb_http_respond_full(struct bb_request *req, int status, const char *content_type,
+                          const char *extra_headers, const void *body, size_t len);
+
+/* Bytes waiting in the client's output buffer (backpressure); 0 when gone. */
+size_t bb_http_output_pending(const struct bb_request *req);
+
+/* Ask to be called back (once) when the client's output drains below the low mark. */
+void bb_http_on_drained(struct bb_request *req, void (*cb)(struct bb_request *));
+
+/* Called by bb_request_finish: the connection goes back to reading or closes. */
+void bb_http_conn_request_done(struct bb_conn *conn, struct bb_request *req);
+
+/* Drain mode: idle connections are closed soon, the rest close after their response. */
+void bb_http_drain(struct bb_worker *w);
+
+/* Free every connection (worker exit). Requests in progress are finished first. */
+void bb_http_close_all(struct bb_worker *w);
+
+#endif

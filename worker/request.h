@@ -1,0 +1,79 @@
+/*
+ * request: the request object (one per client request) and its single finalize.
+ * Worker process, single-threaded. A request owns an arena; everything it allocates lives
+ * there and dies in bb_request_finish, which is the only way a request ends.
+ */
+#ifndef BB_REQUEST_H
+#define BB_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "common/config.h"
+#include "common/http_parse.h"
+#include "worker/errors_http.h"
+
+struct bb_conn;
+struct bb_worker;
+struct bb_upconn;
+struct bb_attempt;
+
+enum bb_body_mode { BB_BODY_NONE, BB_BODY_LENGTH, BB_BODY_CHUNKED, BB_BODY_CLOSE };
+
+struct bb_request {
+    uint32_t magic;
+    struct bb_arena arena;
+    struct bb_worker *w;
+    struct bb_conn *conn;            /* NULL once the client went away */
+    char id[24];                     /* x-request-id */
+
+    /* the client's request */
+    struct bb_http_head head;        /* points into head_buf */
+    char *head_buf;
+    size_t head_len;
+    char *path;                      /* target without the query, NUL-terminated */
+    size_t path_len;
+    const char *query;               /* after '?', or NULL */
+    char *body;                      /* NUL-terminated copy, body_len bytes */
+    size_t body_len;
+    enum bb_proto ingress;           /* dialect errors are rendered in */
+    bool head_only;                  /* HEAD request: no body in the response */
+
+    /* response state (owned by http_server) */
+    bool responded;                  /* head sent */
+    bool response_done;
+    int status;
+    enum bb_body_mode out_mode;
+    bool close_after;                /* Connection: close on this response */
+
+    /* routing (owned by proxy) */
+    int pool;                        /* -1 when the model named a lane */
+    int lane;                        /* lane of the current attempt */
+    bool stream;
+    uint32_t attempts;
+    struct bb_attempt *attempt;      /* current upstream attempt, NULL when none */
+    void *route;                     /* proxy's routing state (struct bb_route_state) */
+    uint64_t t_start_us, t_deadline_ms;
+
+    /* timing for x-busbar-overhead-us */
+    uint64_t t_upstream_us;          /* time spent waiting on upstreams */
+};
+
+/* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */
+struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, const char *buf,
+                                  size_t len, size_t arena_cap);
+
+/* Route a complete request (head + body) to its handler. */
+void bb_request_dispatch(struct bb_request *req);
+
+/* Answer with a JSON error in the request's ingress dialect and finish the request. */
+void bb_request_fail(struct bb_request *req, enum bb_errkind kind, const char *msg);
+
+/* Called when the client connection dies before the response is complete. */
+void bb_request_client_gone(struct bb_request *req);
+
+/* The one finalize: releases the upstream attempt, counters, the arena. Safe once. */
+void bb_request_finish(struct bb_request *req);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * router: SWRR selection and lane slots. Worker process, single-threaded; lane in-flight
+ * counters are shm atomics shared by every worker (compare-and-swap so max_concurrent holds).
+ */
+#include "worker/router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/log.h"
+#include "worker/worker.h"
+
+int bb_router_init(struct bb_worker *w)
+{
+    const struct bb_conf *conf = w->conf;
+    struct bb_shm *shm = w->rt->shm;
+    w->lane_cells = calloc(conf->n_lanes ? conf->n_lanes : 1, sizeof *w->lane_cells);
+    w->pools = calloc(conf->n_pools ? conf->n_pools : 1, sizeof *w->pools);
+    if (!w->lane_cells || !w->pools)
+        return -1;
+    for (size_t i = 0; i < conf->n_lanes; i++) {
+        w->lane_cells[i] = bb_shm_cell_find(shm, conf->lanes[i].name);
+        if (!w->lane_cells[i])
+            bb_warn("router: no shared-memory cell for lane '%s'", conf->lanes[i].name);
+    }
+    for (size_t p = 0; p < conf->n_pools; p++) {
+        const struct bb_pool *pool = &conf->pools[p];
+        size_t n = pool->n_members ? pool->n_members : 1;
+        w->pools[p].current = calloc(n, sizeof(int64_t));
+        w->pools[p].member_cells = calloc(n, sizeof(struct bb_shm_cell *));
+        if (!w->pools[p].current || !w->pools[p].member_cells)
+            return -1;
+        for (size_t m = 0; m < pool->n_members; m++) {
+            char name[BB_SHM_NAME_MAX];
+            snprintf(name, sizeof name, "%s/%s", pool->name,
+                     conf->lanes[pool->members[m].lane].name);
+            w->pools[p].member_cells[m] = bb_shm_cell_find(shm, name);
+        }
+    }
+    return 0;
+}
+
+void bb_router_free(struct bb_worker *w)
+{
+    if (w->pools)
+        for (size_t p = 0; p < w->conf->n_pools; p++) {
+            free(w->pools[p].current);
+            free(w->pools[p].member_cells);
+        }
+    free(w->pools);
+    free(w->lane_cells);
+    w->pools = NULL;
+    w->lane_cells = NULL;
+}
+
+static bool lane_has_room(struct bb_worker *w, int lane)
+{
+    uint32_t max = w->conf->lanes[lane].max_concurrent;
+    struct bb_shm_cell *c = w->lane_cells[lane];
+    return !max || !c || atomic_load_explicit(&c->inflight, memory_order_relaxed) < (int32_t)max;
+}
+
+bool bb_router_take(struct bb_worker *w, int lane, int pool, int member)
+{
+    uint32_t max = w->conf->lanes[lane].max_concurrent;
+    struct bb_shm_cell *c = w->lane_cells[lane];
+    if (c) {
+        int32_t cur = atomic_load_explicit(&c->inflight, memory_order_relaxed);
+        do {
+            if (max && cur >= (int32_t)max)
+                return false;
+        } while (!atomic_compare_exchange_weak_explicit(&c->inflight, &cur, cur + 1,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed));
+        atomic_fetch_add_explicit(&c->attempts, 1, memory_order_relaxed);
+    }
+    if (pool >= 0 && member >= 0) {
+        struct bb_shm_cell *mc = w->pools[pool].member_cells[member];
+        if (mc) {
+            atomic_fetch_add_explicit(&mc->inflight, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&mc->attempts, 1, memory_order_relaxed);
+        }
+    }
+    return true;
+}
+
+void bb_router_give(struct bb_worker *w, int lane, int pool, int member)
+{
+    struct bb_shm_cell *c = w->lane_cells[lane];
+    if (c)
+        atomic_fetch_sub_explicit(&c->inflight, 1, memory_order_acq_rel);
+    if (pool >= 0 && member >= 0) {
+        struct bb_shm_cell *mc = w->pools[pool].member_cells[member];
+        if (mc)
+            atomic_fetch_sub_explicit(&mc->inflight, 1, memory_order_relaxed);
+    }
+}
+
+int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried)
+{
+    const struct bb_pool *pool = &w->conf->pools[pool_idx];
+    int64_t *cur = w->pools[pool_idx].current;
+    bool skip[64] = {0}; /* members found full while taking a slot */
+    for (int round = 0; round < 64; round++) {
+        int64_t total = 0;
+        int best = -1;
+        for (size_t m = 0; m < pool->n_members; m++) {
+            int lane = pool->members[m].lane;
+            if (tried[m] || (m < 64 && skip[m]) || !lane_has_room(w, lane))
+                continue;
+            cur[m] += pool->members[m].weight;
+            total += pool->members[m].weight;
+            if (best < 0 || cur[m] > cur[best])
+                best = (int)m;
+        }
+        if (best < 0)
+            return -1;
+        cur[best] -= total;
+        if (bb_router_take(w, pool->members[best].lane, pool_idx, best))
+            return best;
+        if (best < 64)
+            skip[best] = true; /* lost a race for the last slot to another worker */
+    }
+    return -1;
+}

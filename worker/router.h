@@ -1,0 +1,27 @@
+/*
+ * router: choose the lane for the next attempt of a request. Smooth weighted round-robin
+ * (nginx's algorithm) over the members that are usable: not already tried, under the lane's
+ * max_concurrent (a slot counted in shared memory, so the cap holds across workers and pools).
+ * Worker process; SWRR state is per worker, slots are shm atomics.
+ */
+#ifndef BB_ROUTER_H
+#define BB_ROUTER_H
+
+#include <stdbool.h>
+
+struct bb_worker;
+
+/* Set up per-pool SWRR state and the shm cell pointers (after fork). -1 on OOM. */
+int bb_router_init(struct bb_worker *w);
+void bb_router_free(struct bb_worker *w);
+
+/* Pick a member of pool not marked in tried[] (one flag per member) and take a slot on its
+ * lane. Returns the member index, or -1 when no member is usable. */
+int bb_router_pick(struct bb_worker *w, int pool, const bool *tried);
+
+/* Take / give back one in-flight slot on a lane (and the pool member cell when member >= 0).
+ * take returns false when the lane is at max_concurrent. */
+bool bb_router_take(struct bb_worker *w, int lane, int pool, int member);
+void bb_router_give(struct bb_worker *w, int lane, int pool, int member);
+
+#endif

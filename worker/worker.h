@@ -1,0 +1,62 @@
+/*
+ * worker.h: the worker process's shared internal types (worker/ only).
+ * One struct bb_worker per worker process, owned by bb_worker_main; everything here runs on
+ * the worker's single libevent loop, so nothing needs locking except the shm atomics.
+ */
+#ifndef BB_WORKER_H
+#define BB_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "common/runtime.h"
+#include "common/shm.h"
+
+#define BB_MAGIC_WORKER 0x574b5231u
+#define BB_MAGIC_CONN 0x434f4e4eu
+#define BB_MAGIC_REQ 0x52455131u
+#define BB_MAGIC_UPCONN 0x55504331u
+
+struct bb_conn;
+struct bb_uphost;
+struct evdns_base;
+struct evconnlistener;
+
+/* Per-worker smooth weighted round-robin state of one pool (nginx's algorithm). */
+struct bb_pool_rt {
+    int64_t *current;                /* one per member */
+    struct bb_shm_cell **member_cells; /* "pool/lane" cells, one per member */
+};
+
+struct bb_worker {
+    uint32_t magic;
+    struct bb_runtime *rt;
+    const struct bb_conf *conf;
+    int slot;
+    struct bb_shm_worker *self;      /* &rt->shm->workers[slot] */
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct evconnlistener **listeners;
+    size_t n_listeners;
+    struct event *ev_term, *ev_quit, *ev_usr1, *ev_heartbeat, *ev_drain_deadline;
+    bool draining;
+
+    struct bb_conn *conns;           /* every open client connection (doubly linked) */
+    uint32_t n_conns;
+    uint32_t n_active;               /* requests in progress in this worker */
+    uint32_t max_active;             /* per-worker share of limits.max_inbound_concurrent */
+    uint64_t next_request_id;
+
+    struct bb_shm_cell **lane_cells; /* one per conf lane */
+    struct bb_pool_rt *pools;        /* one per conf pool */
+    struct bb_uphost *uphosts;       /* one per conf provider: keep-alive pools */
+    char *models_json;               /* cached GET /v1/models body */
+    size_t models_json_len;
+};
+
+/* Called by http_server when a connection closes: drain bookkeeping (exit when empty). */
+void bb_worker_conn_closed(struct bb_worker *w);
+
+#endif
