@@ -1,0 +1,1329 @@
+/*
+ * bb-mock: the mock LLM provider that busbar's tests and benchmark run against (contract:
+ * tests/mock/README.md). One process, one thread, one libevent loop.
+ *
+ * The HTTP/1.1 server is written directly on the event loop (a read event, a write event and a
+ * timer per connection, evbuffers for input and output) rather than on evhttp or bufferevents,
+ * because the faults need exact control of the socket: which bytes go out in which write(2)
+ * (one stream frame per write), when the connection is closed and how (FIN after the last
+ * byte, or RST via SO_LINGER {1,0}), and noticing a client's close at any time while a
+ * request is pending (the read event stays armed for the connection's whole life).
+ *
+ * A request moves through: head parsed -> body complete -> dispatch. A provider route creates
+ * an attempt record, applies the model's directives and answers through its protocol module
+ * (mock.h); the response is complete when its last byte has been handed to the kernel, and
+ * only then is the next pipelined request read. The connection's `after` field says what
+ * happens when the output buffer drains: next stream frame, finish the request, or RST.
+ *
+ * Ownership: the server owns its connections (a list) and the attempt ring; a connection owns
+ * its one current request. Every libevent callback ends in conn_kick(), the only place that
+ * frees a connection, so nothing is freed while it is still on the stack.
+ */
+#include "mock.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <json-c/json.h>
+
+#define SERVER_MAGIC 0x6d6f6b53u
+#define CONN_MAGIC 0x6d6f6b43u
+
+#define MAX_HEAD (64 * 1024)
+#define MAX_TARGET 8192
+#define MAX_BODY (64u * 1024 * 1024)
+#define MAX_INPUT (MAX_BODY + 2u * MAX_HEAD)
+#define READ_CHUNK 65536
+#define FRAMES_PER_TURN 64   /* stream frames written before yielding to other connections */
+#define LINGER_MS 2000       /* how long a closing connection waits for the client's FIN */
+#define DEFAULT_WORDS 8
+#define MAX_WORDS 1000000
+#define DEFAULT_CAP 100000   /* attempts kept in memory */
+#define NBUCKETS 1024        /* fail_first counters */
+
+enum outcome { OUT_PENDING, OUT_OK, OUT_FAULT, OUT_ABORTED };
+static const char *const outcome_name[] = {"pending", "ok", "fault", "aborted"};
+
+struct attempt {
+    uint64_t seq; /* 0: empty slot */
+    char *path, *model, *auth;
+    bool stream;
+    int status;
+    enum outcome outcome;
+    size_t body_bytes;
+    double t_ms, end_ms; /* end_ms < 0: null */
+};
+
+struct counter {
+    struct counter *next;
+    unsigned long n;
+    size_t len;
+    char key[];
+};
+
+struct conn;
+
+struct server {
+    unsigned magic;
+    struct event_base *base;
+    struct evconnlistener *lis;
+    struct event *sigterm, *sigint;
+    struct conn *conns;
+    const char *name;
+    int logfd;                 /* -1: no --log */
+    struct attempt *att;       /* ring of cap slots, seq s lives in slot (s-1) % cap */
+    size_t cap;
+    uint64_t nseq;             /* last seq handed out since the last reset */
+    uint64_t gen;              /* bumped by reset, so stale requests cannot touch new slots */
+    struct counter *buckets[NBUCKETS];
+    struct json_tokener *tok;
+    struct evbuffer *frame;    /* one stream frame being built; always empty between calls */
+    struct timespec t0;
+};
+
+/* What happens once the output buffer has been written out completely. */
+enum after { AFTER_NONE, AFTER_PUMP, AFTER_FINISH, AFTER_RST };
+enum timer_kind { T_NONE, T_PRE, T_PUMP, T_LINGER };
+enum stage { ST_OPEN, ST_WORDS, ST_CLOSE, ST_DONE };
+
+struct directives {
+    int status;
+    char retry_after[32];
+    bool reset, noresponse, nodone;
+    long slowfirst, delay;              /* ms, 0 = none */
+    long words, cut, stall, malformed;  /* -1 = none */
+    long fail_first;                    /* -1 = none */
+};
+
+struct req {
+    bool active;    /* head and body read, response not complete */
+    bool have_head; /* head read, waiting for the body */
+    char method[16];
+    char *target, *auth;
+    size_t clen;
+    bool http10, expect100;
+    /* provider attempt; seq 0 means a non-provider route */
+    uint64_t seq, gen;
+    const struct bb_mock_proto *proto;
+    struct bb_mock_req pub;
+    struct directives d;
+    int status; /* status sent, 0 if none */
+    bool fault;
+    bool chunked;
+    enum stage stage;
+    unsigned sent, nclosed;
+    long cut_at, stall_at, malformed_at; /* in word frames, -1 none */
+};
+
+struct conn {
+    unsigned magic;
+    struct server *srv;
+    struct conn *prev, *next;
+    int fd;
+    struct event *rev, *wev, *timer;
+    struct evbuffer *in, *out;
+    size_t scanned; /* bytes of `in` already searched for the end of the head */
+    enum after after;
+    enum timer_kind tk;
+    bool wev_on, dead, rst, close_after, lingering;
+    struct req r;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static double now_ms(const struct server *s)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - s->t0.tv_sec) * 1e3 + (double)(t.tv_nsec - s->t0.tv_nsec) / 1e6;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        abort();
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+void bb_mock_json_str(struct evbuffer *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    evbuffer_add(b, "\"", 1);
+    size_t run = 0; /* bytes copied verbatim in one go */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        evbuffer_add(b, s + run, i - run);
+        run = i + 1;
+        char esc[6] = {'\\', 0};
+        size_t elen = 2;
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[ch >> 4];
+            esc[5] = hex[ch & 15];
+            elen = 6;
+        }
+        evbuffer_add(b, esc, elen);
+    }
+    evbuffer_add(b, s + run, n - run);
+    evbuffer_add(b, "\"", 1);
+}
+
+static void json_str0(struct evbuffer *b, const char *s)
+{
+    if (s)
+        bb_mock_json_str(b, s, strlen(s));
+    else
+        evbuffer_add(b, "null", 4);
+}
+
+void bb_mock_word(struct evbuffer *b, unsigned i)
+{
+    if (i == 1) {
+        evbuffer_add(b, "Hello", 5);
+        return;
+    }
+    char w[16];
+    int n = snprintf(w, sizeof w, "w%u", i);
+    evbuffer_add(b, w, (size_t)n);
+}
+
+unsigned long bb_mock_count_words(const char *s, size_t n)
+{
+    unsigned long words = 0;
+    bool in = false;
+    for (size_t i = 0; i < n; i++) {
+        bool sp = isspace((unsigned char)s[i]);
+        if (!sp && !in)
+            words++;
+        in = !sp;
+    }
+    return words;
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 529: return "Overloaded";
+    default: return "Status";
+    }
+}
+
+/* ---------------------------------------------------------------- attempt log */
+
+static void att_json(const struct server *s, const struct attempt *a, struct evbuffer *b)
+{
+    evbuffer_add_printf(b, "{\"seq\":%llu,\"name\":", (unsigned long long)a->seq);
+    json_str0(b, s->name);
+    evbuffer_add(b, ",\"path\":", 8);
+    json_str0(b, a->path);
+    evbuffer_add(b, ",\"model\":", 9);
+    json_str0(b, a->model);
+    evbuffer_add_printf(b, ",\"stream\":%s,\"authorization\":", a->stream ? "true" : "false");
+    json_str0(b, a->auth);
+    evbuffer_add_printf(b, ",\"status\":%d,\"outcome\":\"%s\",\"body_bytes\":%zu,\"t_ms\":%.3f,"
+                           "\"end_ms\":", a->status, outcome_name[a->outcome], a->body_bytes,
+                        a->t_ms);
+    if (a->end_ms < 0)
+        evbuffer_add(b, "null}", 5);
+    else
+        evbuffer_add_printf(b, "%.3f}", a->end_ms);
+}
+
+static void att_clear(struct attempt *a)
+{
+    free(a->path);
+    free(a->model);
+    free(a->auth);
+    memset(a, 0, sizeof *a);
+}
+
+static uint64_t att_new(struct server *s, const char *path, const char *auth, size_t body_bytes)
+{
+    uint64_t seq = ++s->nseq;
+    struct attempt *a = &s->att[(seq - 1) % s->cap];
+    att_clear(a);
+    a->seq = seq;
+    a->path = xstrndup(path, strlen(path));
+    a->auth = auth ? xstrndup(auth, strlen(auth)) : NULL;
+    a->body_bytes = body_bytes;
+    a->t_ms = now_ms(s);
+    a->end_ms = -1;
+    a->outcome = OUT_PENDING;
+    return seq;
+}
+
+/* The record of connection c's current attempt, NULL if none or gone (reset, ring wrapped). */
+static struct attempt *att_of(struct conn *c)
+{
+    struct server *s = c->srv;
+    if (!c->r.seq || c->r.gen != s->gen)
+        return NULL;
+    struct attempt *a = &s->att[(c->r.seq - 1) % s->cap];
+    return a->seq == c->r.seq ? a : NULL;
+}
+
+static void att_log(struct server *s, const struct attempt *a)
+{
+    if (s->logfd < 0)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    att_json(s, a, b);
+    evbuffer_add(b, "\n", 1);
+    while (evbuffer_get_length(b) && evbuffer_write(b, s->logfd) > 0)
+        ;
+    evbuffer_free(b);
+}
+
+static void att_end(struct conn *c, enum outcome o)
+{
+    struct attempt *a = att_of(c);
+    if (!a)
+        return;
+    a->status = c->r.status;
+    a->outcome = o;
+    a->end_ms = now_ms(c->srv);
+    att_log(c->srv, a);
+}
+
+/* The status line is on its way: the record shows it even while the attempt is pending. */
+static void set_status(struct conn *c, int status)
+{
+    c->r.status = status;
+    struct attempt *a = att_of(c);
+    if (a)
+        a->status = status;
+}
+
+static size_t bucket_of(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+    return (size_t)(h % NBUCKETS);
+}
+
+/* Attempts so far (this one included) for model string k since the last reset. */
+static unsigned long count_attempt(struct server *s, const char *k, size_t n)
+{
+    struct counter **head = &s->buckets[bucket_of(k, n)];
+    for (struct counter *e = *head; e; e = e->next)
+        if (e->len == n && !memcmp(e->key, k, n))
+            return ++e->n;
+    struct counter *e = xmalloc(sizeof *e + n);
+    e->len = n;
+    e->n = 1;
+    memcpy(e->key, k, n);
+    e->next = *head;
+    *head = e;
+    return 1;
+}
+
+static void reset_all(struct server *s)
+{
+    for (size_t i = 0; i < s->cap; i++)
+        att_clear(&s->att[i]);
+    s->nseq = 0;
+    s->gen++;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        while (s->buckets[i]) {
+            struct counter *e = s->buckets[i];
+            s->buckets[i] = e->next;
+            free(e);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
+static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void respond(struct conn *c);
+static void pump(struct conn *c);
+
+static void req_clear(struct conn *c)
+{
+    struct req *r = &c->r;
+    free(r->target);
+    free(r->auth);
+    free((char *)r->pub.model);
+    memset(r, 0, sizeof *r);
+    c->after = AFTER_NONE;
+    if (c->tk != T_NONE) {
+        evtimer_del(c->timer);
+        c->tk = T_NONE;
+    }
+}
+
+static void arm(struct conn *c, enum timer_kind k, long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    c->tk = k;
+    evtimer_add(c->timer, &tv);
+}
+
+static void conn_free(struct conn *c)
+{
+    struct server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    req_clear(c);
+    if (c->rst) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    event_free(c->rev);
+    event_free(c->wev);
+    event_free(c->timer);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    close(c->fd);
+    c->magic = 0;
+    free(c);
+}
+
+/* Write out as much as the kernel takes: 1 all written, 0 rest pending (write event armed),
+ * -1 the connection is broken. */
+static int conn_send(struct conn *c)
+{
+    while (evbuffer_get_length(c->out)) {
+        if (evbuffer_write(c->out, c->fd) < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -1;
+            if (!c->wev_on) {
+                event_add(c->wev, NULL);
+                c->wev_on = true;
+            }
+            return 0;
+        }
+    }
+    if (c->wev_on) {
+        event_del(c->wev);
+        c->wev_on = false;
+    }
+    return 1;
+}
+
+/* The client went away or the socket broke: a pending attempt ends as aborted. */
+static void conn_fail(struct conn *c)
+{
+    if (c->r.active)
+        att_end(c, OUT_ABORTED);
+    req_clear(c);
+    c->dead = true;
+}
+
+/* Close with a TCP RST, ending the current attempt as a fault. */
+static void conn_reset(struct conn *c)
+{
+    if (c->r.active) {
+        c->r.fault = true;
+        att_end(c, OUT_FAULT);
+    }
+    req_clear(c);
+    c->rst = true;
+    c->dead = true;
+}
+
+/* Graceful close: FIN now, then wait for the client's FIN so that close(2) never meets unread
+ * input (which would turn it into an RST and could destroy the response in flight). */
+static void start_linger(struct conn *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    evbuffer_drain(c->in, evbuffer_get_length(c->in));
+    c->lingering = true;
+    arm(c, T_LINGER, LINGER_MS);
+}
+
+/* The response is completely written. */
+static void req_finish(struct conn *c)
+{
+    if (c->r.seq)
+        att_end(c, c->r.fault ? OUT_FAULT : OUT_OK);
+    req_clear(c);
+    if (c->close_after)
+        start_linger(c);
+}
+
+static void drained(struct conn *c)
+{
+    switch (c->after) {
+    case AFTER_NONE:
+        break;
+    case AFTER_PUMP:
+        if (c->r.d.delay > 0)
+            arm(c, T_PUMP, c->r.d.delay);
+        else
+            pump(c);
+        break;
+    case AFTER_FINISH:
+        req_finish(c);
+        break;
+    case AFTER_RST:
+        conn_reset(c);
+        break;
+    }
+}
+
+/* Output has been queued and c->after says what comes next. */
+static void flush(struct conn *c)
+{
+    int st = conn_send(c);
+    if (st < 0)
+        conn_fail(c);
+    else if (st > 0)
+        drained(c);
+}
+
+static const char *conn_header(const struct conn *c)
+{
+    if (c->close_after)
+        return "Connection: close\r\n";
+    return c->r.http10 ? "Connection: keep-alive\r\n" : "";
+}
+
+/* Queue a complete response with a Content-Length body (consumed) and finish when written. */
+static void reply(struct conn *c, int status, const char *ctype, struct evbuffer *body,
+                  const char *extra)
+{
+    evbuffer_add_printf(c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                                "%s%s\r\n", status, reason(status), ctype,
+                        evbuffer_get_length(body), extra ? extra : "", conn_header(c));
+    evbuffer_add_buffer(c->out, body);
+    set_status(c, status);
+    c->after = AFTER_FINISH;
+    flush(c);
+}
+
+static void reply_json(struct conn *c, int status, const char *json)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, json, strlen(json));
+    reply(c, status, "application/json", b, NULL);
+    evbuffer_free(b);
+}
+
+static void reply_error(struct conn *c, const struct bb_mock_proto *p, int status,
+                        const char *message, const char *extra)
+{
+    struct evbuffer *b = evbuffer_new();
+    (p ? p : &bb_mock_proto_openai)->error_body(b, status, message);
+    c->r.fault = true;
+    reply(c, status, "application/json", b, extra);
+    evbuffer_free(b);
+}
+
+/* ---------------------------------------------------------------- directives */
+
+static bool dnum(const char *v, size_t n, long max, long *out)
+{
+    if (!v || !n || n > 10)
+        return false;
+    long x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        x = x * 10 + (v[i] - '0');
+    }
+    if (x > max)
+        return false;
+    *out = x;
+    return true;
+}
+
+static void parse_directives(const char *m, size_t n, struct directives *d)
+{
+    memset(d, 0, sizeof *d);
+    d->words = d->cut = d->stall = d->malformed = d->fail_first = -1;
+    const char *end = m + n, *p = memchr(m, ';', n);
+    if (!p)
+        return;
+    for (p++; p < end;) {
+        const char *e = memchr(p, ';', (size_t)(end - p));
+        if (!e)
+            e = end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        size_t kl = (size_t)((eq ? eq : e) - p);
+        const char *v = eq ? eq + 1 : NULL;
+        size_t vl = eq ? (size_t)(e - v) : 0;
+        long x;
+#define KEY(s) (kl == sizeof(s) - 1 && !memcmp(p, s, kl))
+        if (KEY("status") && dnum(v, vl, 599, &x) && x >= 400)
+            d->status = (int)x;
+        else if (KEY("retry_after") && v && vl && vl < sizeof d->retry_after) {
+            bool ok = true;
+            for (size_t i = 0; i < vl; i++)
+                ok = ok && v[i] >= 0x20 && v[i] < 0x7f;
+            if (ok) {
+                memcpy(d->retry_after, v, vl);
+                d->retry_after[vl] = 0;
+            }
+        } else if (KEY("reset"))
+            d->reset = true;
+        else if (KEY("noresponse"))
+            d->noresponse = true;
+        else if (KEY("nodone"))
+            d->nodone = true;
+        else if (KEY("slowfirst"))
+            dnum(v, vl, 3600000, &d->slowfirst);
+        else if (KEY("delay"))
+            dnum(v, vl, 3600000, &d->delay);
+        else if (KEY("words"))
+            dnum(v, vl, MAX_WORDS, &d->words);
+        else if (KEY("cut"))
+            dnum(v, vl, MAX_WORDS, &d->cut);
+        else if (KEY("stall"))
+            dnum(v, vl, MAX_WORDS, &d->stall);
+        else if (KEY("malformed"))
+            dnum(v, vl, MAX_WORDS, &d->malformed);
+        else if (KEY("fail_first"))
+            dnum(v, vl, 1000000000, &d->fail_first);
+#undef KEY
+        p = e + 1;
+    }
+}
+
+/* fail_first=K: past the K-th attempt the model answers normally (only words= stays). */
+static void clear_faults(struct directives *d)
+{
+    long words = d->words;
+    memset(d, 0, sizeof *d);
+    d->cut = d->stall = d->malformed = d->fail_first = -1;
+    d->words = words;
+}
+
+/* ---------------------------------------------------------------- provider requests */
+
+static void put_frame(struct conn *c)
+{
+    struct evbuffer *f = c->srv->frame;
+    size_t n = evbuffer_get_length(f);
+    if (!n)
+        return;
+    if (c->r.chunked) {
+        evbuffer_add_printf(c->out, "%zx\r\n", n);
+        evbuffer_add_buffer(c->out, f);
+        evbuffer_add(c->out, "\r\n", 2);
+    } else {
+        evbuffer_add_buffer(c->out, f);
+    }
+}
+
+static long fault_at(long n, unsigned words)
+{
+    return n < 0 ? -1 : (n > (long)words ? (long)words : n);
+}
+
+/* Queue the next stream frame (or nothing) and set c->after. */
+static void emit_next(struct conn *c)
+{
+    struct req *r = &c->r;
+    const struct bb_mock_proto *p = r->proto;
+    struct evbuffer *f = c->srv->frame;
+    c->after = AFTER_PUMP;
+    switch (r->stage) {
+    case ST_OPEN:
+        p->stream_open(&r->pub, f);
+        r->stage = ST_WORDS;
+        break;
+    case ST_WORDS:
+        if ((long)r->sent == r->cut_at) {
+            r->fault = true;
+            c->after = AFTER_RST;
+            return;
+        }
+        if ((long)r->sent == r->stall_at) {
+            r->fault = true;
+            c->after = AFTER_NONE; /* pending until the client goes away */
+            return;
+        }
+        if ((long)r->sent == r->malformed_at) {
+            r->fault = true;
+            p->stream_malformed(&r->pub, f);
+            put_frame(c);
+            if (r->chunked)
+                evbuffer_add(c->out, "0\r\n\r\n", 5);
+            c->after = AFTER_FINISH;
+            return;
+        }
+        if (r->sent < r->pub.words) {
+            p->stream_word(&r->pub, ++r->sent, f);
+            break;
+        }
+        r->stage = ST_CLOSE;
+        /* fall through */
+    case ST_CLOSE:
+        if (r->nclosed < p->stream_nclose(&r->pub)) {
+            p->stream_close(&r->pub, r->nclosed++, f);
+            break;
+        }
+        r->stage = ST_DONE;
+        /* fall through */
+    case ST_DONE:
+        if (r->d.nodone)
+            r->fault = true;
+        else if (p->stream_done)
+            p->stream_done(&r->pub, f);
+        put_frame(c);
+        if (r->chunked)
+            evbuffer_add(c->out, "0\r\n\r\n", 5);
+        c->after = AFTER_FINISH;
+        return;
+    }
+    put_frame(c);
+}
+
+/* Send stream frames, each with its own write, until a delay, a full socket, the end, or the
+ * per-turn budget (then yield to other connections through a zero timer). */
+static void pump(struct conn *c)
+{
+    for (int n = 0; n < FRAMES_PER_TURN; n++) {
+        emit_next(c);
+        int st = conn_send(c);
+        if (st < 0) {
+            conn_fail(c);
+            return;
+        }
+        if (st == 0)
+            return; /* on_write() calls drained() */
+        if (c->after != AFTER_PUMP) {
+            drained(c);
+            return;
+        }
+        if (c->r.d.delay > 0) {
+            arm(c, T_PUMP, c->r.d.delay);
+            return;
+        }
+    }
+    arm(c, T_PUMP, 0);
+}
+
+static void stream_start(struct conn *c)
+{
+    struct req *r = &c->r;
+    r->chunked = !r->http10;
+    if (r->http10 || r->d.nodone || r->malformed_at >= 0)
+        c->close_after = true; /* the stream ends with a close: say so up front */
+    evbuffer_add_printf(c->out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                                "%s%s\r\n", r->proto->stream_type,
+                        r->chunked ? "Transfer-Encoding: chunked\r\n" : "", conn_header(c));
+    set_status(c, 200);
+    r->stage = ST_OPEN;
+    if (r->d.slowfirst > 0) {
+        c->after = AFTER_NONE;
+        if (conn_send(c) < 0) {
+            conn_fail(c);
+            return;
+        }
+        arm(c, T_PUMP, r->d.slowfirst);
+        return;
+    }
+    pump(c); /* the head goes out with the first frame */
+}
+
+/* Answer an attempt whose directives are known, after any pre-header wait. */
+static void respond(struct conn *c)
+{
+    struct req *r = &c->r;
+    if (r->d.reset) {
+        conn_reset(c);
+        return;
+    }
+    if (r->d.status) {
+        char extra[64] = "", msg[64];
+        if (r->d.retry_after[0])
+            snprintf(extra, sizeof extra, "Retry-After: %s\r\n", r->d.retry_after);
+        snprintf(msg, sizeof msg, "bb-mock: scripted status %d", r->d.status);
+        reply_error(c, r->proto, r->d.status, msg, extra);
+        return;
+    }
+    if (!r->pub.stream) {
+        struct evbuffer *b = evbuffer_new();
+        r->proto->response(&r->pub, b);
+        reply(c, 200, "application/json", b, NULL);
+        evbuffer_free(b);
+        return;
+    }
+    stream_start(c);
+}
+
+static struct json_object *parse_body(struct server *s, const char *body, size_t len)
+{
+    if (!len || len > INT32_MAX)
+        return NULL;
+    json_tokener_reset(s->tok);
+    struct json_object *o = json_tokener_parse_ex(s->tok, body, (int)len);
+    if (o && json_tokener_get_error(s->tok) == json_tokener_success) {
+        size_t end = json_tokener_get_parse_end(s->tok);
+        while (end < len && isspace((unsigned char)body[end]))
+            end++;
+        if (end == len && json_object_is_type(o, json_type_object))
+            return o;
+    }
+    json_object_put(o);
+    return NULL;
+}
+
+static void provider(struct conn *c, const struct bb_mock_proto *p, const char *body, size_t len)
+{
+    struct server *s = c->srv;
+    struct req *r = &c->r;
+    r->proto = p;
+    r->seq = att_new(s, r->target, r->auth, len);
+    r->gen = s->gen;
+    r->pub.seq = r->seq;
+
+    struct json_object *o = parse_body(s, body, len);
+    if (!o) {
+        reply_error(c, p, 400, "We could not parse the JSON body of your request. (HINT: This "
+                    "likely means you aren't using your HTTP library correctly. The OpenAI API "
+                    "expects a JSON payload, but what was sent was not valid JSON.)", NULL);
+        return;
+    }
+    const char *msg = NULL;
+    int prc = p->parse(&r->pub, o, &msg);
+    json_object_put(o);
+    struct attempt *a = att_of(c);
+    assert(a);
+    if (r->pub.model)
+        a->model = xstrndup(r->pub.model, r->pub.model_len);
+    a->stream = r->pub.stream;
+    if (prc < 0) {
+        reply_error(c, p, 400, msg, NULL);
+        return;
+    }
+
+    parse_directives(r->pub.model, r->pub.model_len, &r->d);
+    if (r->d.fail_first >= 0 &&
+        count_attempt(s, r->pub.model, r->pub.model_len) > (unsigned long)r->d.fail_first)
+        clear_faults(&r->d);
+    r->pub.words = r->d.words >= 0 ? (unsigned)r->d.words : DEFAULT_WORDS;
+    r->cut_at = fault_at(r->d.cut, r->pub.words);
+    r->stall_at = fault_at(r->d.stall, r->pub.words);
+    r->malformed_at = fault_at(r->d.malformed, r->pub.words);
+
+    if (r->d.noresponse && !r->d.reset) {
+        r->fault = true;
+        return; /* pending until the client goes away */
+    }
+    if (r->d.slowfirst > 0 && (!r->pub.stream || r->d.status || r->d.reset)) {
+        arm(c, T_PRE, r->d.slowfirst);
+        return;
+    }
+    respond(c);
+}
+
+/* ---------------------------------------------------------------- HTTP/1.1 */
+
+static const struct {
+    const char *path;
+    const struct bb_mock_proto *proto;
+} routes[] = {
+    {"/v1/chat/completions", &bb_mock_proto_openai},
+};
+
+static bool path_is(const char *target, size_t plen, const char *path)
+{
+    return strlen(path) == plen && !memcmp(target, path, plen);
+}
+
+static void reply_attempts(struct conn *c, const char *query)
+{
+    struct server *s = c->srv;
+    uint64_t since = 0;
+    const char *q = query ? strstr(query, "since=") : NULL;
+    if (q)
+        since = strtoull(q + 6, NULL, 10);
+    uint64_t first = s->nseq > s->cap ? s->nseq - s->cap + 1 : 1;
+    if (first <= since)
+        first = since + 1;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, "{\"attempts\":[", 13);
+    for (uint64_t seq = first; seq <= s->nseq; seq++) {
+        const struct attempt *a = &s->att[(seq - 1) % s->cap];
+        if (seq != first)
+            evbuffer_add(b, ",", 1);
+        att_json(s, a, b);
+    }
+    evbuffer_add(b, "]}", 2);
+    reply(c, 200, "application/json", b, NULL);
+    evbuffer_free(b);
+}
+
+static void dispatch(struct conn *c, const char *body, size_t len)
+{
+    struct req *r = &c->r;
+    const char *q = strchr(r->target, '?');
+    size_t plen = q ? (size_t)(q - r->target) : strlen(r->target);
+    bool post = !strcmp(r->method, "POST"), get = !strcmp(r->method, "GET");
+
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (path_is(r->target, plen, routes[i].path)) {
+            if (post)
+                provider(c, routes[i].proto, body, len);
+            else
+                reply_error(c, routes[i].proto, 405, "method not allowed", "Allow: POST\r\n");
+            return;
+        }
+    }
+    if (path_is(r->target, plen, "/_mock/attempts") && get) {
+        reply_attempts(c, q);
+    } else if (path_is(r->target, plen, "/_mock/reset") && post) {
+        reset_all(c->srv);
+        reply_json(c, 200, "{\"ok\":true}");
+    } else if (path_is(r->target, plen, "/_mock/health") && get) {
+        reply_json(c, 200, "{\"ok\":true}");
+    } else {
+        reply_error(c, NULL, 404, "bb-mock: no such route", NULL);
+    }
+}
+
+static bool hdr_is(const char *name, size_t n, const char *want)
+{
+    return strlen(want) == n && !strncasecmp(name, want, n);
+}
+
+static bool has_token(const char *v, size_t n, const char *tok)
+{
+    size_t tl = strlen(tok);
+    for (size_t i = 0; i + tl <= n; i++) {
+        if (!strncasecmp(v + i, tok, tl) && (i == 0 || v[i - 1] == ',' || v[i - 1] == ' ') &&
+            (i + tl == n || v[i + tl] == ',' || v[i + tl] == ' '))
+            return true;
+    }
+    return false;
+}
+
+/* Parse a request head h[0..n) that ends in CRLF CRLF. 0, or the HTTP status to answer. */
+static int parse_head(struct conn *c, const char *h, size_t n)
+{
+    struct req *r = &c->r;
+    const char *end = h + n - 2; /* the empty line */
+    const char *eol = memmem(h, n, "\r\n", 2);
+    const char *sp1 = memchr(h, ' ', (size_t)(eol - h));
+    if (!sp1 || sp1 == h || (size_t)(sp1 - h) >= sizeof r->method)
+        return 400;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+    if (!sp2 || sp2 == sp1 + 1)
+        return 400;
+    memcpy(r->method, h, (size_t)(sp1 - h));
+    r->method[sp1 - h] = 0;
+    if (sp2 - sp1 - 1 > MAX_TARGET)
+        return 414;
+    r->target = xstrndup(sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    size_t vl = (size_t)(eol - sp2 - 1);
+    if (vl == 8 && !memcmp(sp2 + 1, "HTTP/1.1", 8))
+        r->http10 = false;
+    else if (vl == 8 && !memcmp(sp2 + 1, "HTTP/1.0", 8))
+        r->http10 = true;
+    else
+        return vl >= 5 && !memcmp(sp2 + 1, "HTTP/", 5) ? 505 : 400;
+
+    bool keepalive = !r->http10, have_cl = false;
+    for (const char *p = eol + 2; p < end;) {
+        const char *le = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (!colon || colon == p)
+            return 400;
+        size_t nl = (size_t)(colon - p);
+        const char *v = colon + 1, *ve = le;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        size_t vn = (size_t)(ve - v);
+        if (hdr_is(p, nl, "content-length")) {
+            long x;
+            if (!dnum(v, vn, 2000000000, &x))
+                return 400;
+            if (have_cl && (size_t)x != r->clen)
+                return 400;
+            if ((size_t)x > MAX_BODY)
+                return 413;
+            r->clen = (size_t)x;
+            have_cl = true;
+        } else if (hdr_is(p, nl, "transfer-encoding")) {
+            if (!(vn == 8 && !strncasecmp(v, "identity", 8)))
+                return 411; /* chunked request bodies are not supported */
+        } else if (hdr_is(p, nl, "connection")) {
+            if (has_token(v, vn, "close"))
+                keepalive = false;
+            else if (has_token(v, vn, "keep-alive"))
+                keepalive = true;
+        } else if (hdr_is(p, nl, "authorization")) {
+            if (!r->auth)
+                r->auth = xstrndup(v, vn);
+        } else if (hdr_is(p, nl, "expect")) {
+            r->expect100 = vn == 12 && !strncasecmp(v, "100-continue", 12);
+        }
+        p = le + 2;
+    }
+    c->close_after = !keepalive;
+    return 0;
+}
+
+static void bad_request(struct conn *c, int status)
+{
+    c->r.active = true;
+    c->close_after = true;
+    const char *msg = status == 411 ? "bb-mock: chunked request bodies are not supported"
+                                    : "bb-mock: malformed HTTP request";
+    reply_error(c, NULL, status, msg, NULL);
+}
+
+/* Read requests from the input buffer until one is pending or the input runs out. */
+static void conn_process(struct conn *c)
+{
+    while (!c->dead && !c->r.active && !c->lingering) {
+        struct req *r = &c->r;
+        if (!r->have_head) {
+            size_t len = evbuffer_get_length(c->in);
+            if (!len)
+                return;
+            struct evbuffer_ptr start;
+            evbuffer_ptr_set(c->in, &start, c->scanned > 3 ? c->scanned - 3 : 0,
+                             EVBUFFER_PTR_SET);
+            struct evbuffer_ptr e = evbuffer_search(c->in, "\r\n\r\n", 4, &start);
+            if (e.pos < 0) {
+                c->scanned = len;
+                if (len > MAX_HEAD)
+                    bad_request(c, 431);
+                return;
+            }
+            size_t hl = (size_t)e.pos + 4;
+            c->scanned = 0;
+            if (hl > MAX_HEAD) {
+                bad_request(c, 431);
+                return;
+            }
+            const char *h = (const char *)evbuffer_pullup(c->in, (ssize_t)hl);
+            if (!h)
+                abort();
+            int st = parse_head(c, h, hl);
+            evbuffer_drain(c->in, hl);
+            if (st) {
+                bad_request(c, st);
+                return;
+            }
+            r->have_head = true;
+            if (r->expect100 && evbuffer_get_length(c->in) < r->clen) {
+                evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+                if (conn_send(c) < 0) {
+                    conn_fail(c);
+                    return;
+                }
+            }
+        }
+        size_t clen = r->clen;
+        if (evbuffer_get_length(c->in) < clen)
+            return;
+        const char *body = clen ? (const char *)evbuffer_pullup(c->in, (ssize_t)clen) : "";
+        if (!body)
+            abort();
+        r->have_head = false;
+        r->active = true;
+        dispatch(c, body, clen);
+        evbuffer_drain(c->in, clen);
+    }
+}
+
+/* End of every callback: free a dead connection, or read the next pipelined request. */
+static void conn_kick(struct conn *c)
+{
+    if (!c->dead && !c->r.active && !c->lingering)
+        conn_process(c);
+    if (c->dead)
+        conn_free(c);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    assert(c->magic == CONN_MAGIC);
+    int n = evbuffer_read(c->in, fd, READ_CHUNK);
+    if (n > 0) {
+        if (c->lingering)
+            evbuffer_drain(c->in, evbuffer_get_length(c->in));
+        else if (evbuffer_get_length(c->in) > MAX_INPUT)
+            conn_fail(c);
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        conn_fail(c); /* EOF or error: the client is gone */
+    } else {
+        return;
+    }
+    conn_kick(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    assert(c->magic == CONN_MAGIC);
+    flush(c);
+    conn_kick(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    assert(c->magic == CONN_MAGIC);
+    enum timer_kind k = c->tk;
+    c->tk = T_NONE;
+    switch (k) {
+    case T_PRE:
+        respond(c);
+        break;
+    case T_PUMP:
+        pump(c);
+        break;
+    case T_LINGER:
+        c->dead = true;
+        break;
+    case T_NONE:
+        break;
+    }
+    conn_kick(c);
+}
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct server *s = arg;
+    assert(s->magic == SERVER_MAGIC);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct conn *c = xmalloc(sizeof *c);
+    memset(c, 0, sizeof *c);
+    c->magic = CONN_MAGIC;
+    c->srv = s;
+    c->fd = fd;
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    c->rev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    c->wev = event_new(s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    c->timer = evtimer_new(s->base, on_timer, c);
+    if (!c->in || !c->out || !c->rev || !c->wev || !c->timer)
+        abort();
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    event_add(c->rev, NULL);
+}
+
+static void on_accept_error(struct evconnlistener *lis, void *arg)
+{
+    /* EMFILE and friends: keep serving the connections we have. */
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct server *s = arg;
+    assert(s->magic == SERVER_MAGIC);
+    event_base_loopbreak(s->base);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bb-mock [--listen HOST:PORT] [--log FILE] [--name NAME] [--keep N]\n"
+               "  --listen  address to listen on (default 127.0.0.1:0; port 0 = ephemeral)\n"
+               "  --log     append one JSON line per finished attempt to FILE\n"
+               "  --name    name reported in each attempt (default \"mock\")\n"
+               "  --keep    attempts kept in memory (default 100000)\n"
+               "Prints \"ready PORT\" on stdout once listening.\n");
+}
+
+/* HOST:PORT or [V6]:PORT, numeric only; port 0 allowed (evutil_parse_sockaddr_port refuses it). */
+static int parse_addr(const char *a, struct sockaddr_storage *ss, int *len)
+{
+    const char *colon = strrchr(a, ':');
+    if (!colon || colon == a)
+        return -1;
+    long port;
+    if (!dnum(colon + 1, strlen(colon + 1), 65535, &port))
+        return -1;
+    char host[64];
+    size_t hl = (size_t)(colon - a);
+    if (a[0] == '[' && colon[-1] == ']') {
+        a++;
+        hl -= 2;
+    }
+    if (hl >= sizeof host)
+        return -1;
+    memcpy(host, a, hl);
+    host[hl] = 0;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *len = sizeof *s4;
+    } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *s6;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'}, {"log", required_argument, NULL, 'o'},
+        {"name", required_argument, NULL, 'n'},   {"keep", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    const char *listen_at = "127.0.0.1:0", *logpath = NULL;
+    struct server srv = {.magic = SERVER_MAGIC, .name = "mock", .logfd = -1, .cap = DEFAULT_CAP};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "l:o:n:k:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'l': listen_at = optarg; break;
+        case 'o': logpath = optarg; break;
+        case 'n': srv.name = optarg; break;
+        case 'k': srv.cap = strtoul(optarg, NULL, 10); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc || srv.cap == 0) {
+        usage(stderr);
+        return 2;
+    }
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    if (parse_addr(listen_at, &ss, &sslen) < 0) {
+        fprintf(stderr, "bb-mock: bad --listen address '%s'\n", listen_at);
+        return 2;
+    }
+    if (logpath) {
+        srv.logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (srv.logfd < 0) {
+            fprintf(stderr, "bb-mock: %s: %s\n", logpath, strerror(errno));
+            return 1;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    clock_gettime(CLOCK_MONOTONIC, &srv.t0);
+    srv.att = calloc(srv.cap, sizeof *srv.att);
+    srv.tok = json_tokener_new();
+    srv.frame = evbuffer_new();
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    srv.base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!srv.att || !srv.tok || !srv.frame || !srv.base)
+        abort();
+    json_tokener_set_flags(srv.tok, JSON_TOKENER_STRICT);
+
+    srv.lis = evconnlistener_new_bind(srv.base, on_accept, &srv,
+                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                          LEV_OPT_CLOSE_ON_EXEC,
+                                      1024, (struct sockaddr *)&ss, sslen);
+    if (!srv.lis) {
+        fprintf(stderr, "bb-mock: cannot listen on %s: %s\n", listen_at, strerror(errno));
+        return 1;
+    }
+    evconnlistener_set_error_cb(srv.lis, on_accept_error);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(evconnlistener_get_fd(srv.lis), (struct sockaddr *)&bound, &blen);
+    int port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                           : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    srv.sigterm = evsignal_new(srv.base, SIGTERM, on_signal, &srv);
+    srv.sigint = evsignal_new(srv.base, SIGINT, on_signal, &srv);
+    event_add(srv.sigterm, NULL);
+    event_add(srv.sigint, NULL);
+
+    printf("ready %d\n", port);
+    fflush(stdout);
+    event_base_dispatch(srv.base);
+
+    /* Shutdown: attempts still pending go to the log file as they stand. */
+    while (srv.conns) {
+        struct conn *c = srv.conns;
+        const struct attempt *a = c->r.active ? att_of(c) : NULL;
+        if (a)
+            att_log(&srv, a);
+        conn_free(c);
+    }
+    evconnlistener_free(srv.lis);
+    event_free(srv.sigterm);
+    event_free(srv.sigint);
+    reset_all(&srv);
+    free(srv.att);
+    json_tokener_free(srv.tok);
+    evbuffer_free(srv.frame);
+    event_base_free(srv.base);
+    libevent_global_shutdown();
+    if (srv.logfd >= 0)
+        close(srv.logfd);
+    return 0;
+}
