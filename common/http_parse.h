@@ -62,16 +62,18 @@ bool bb_http_ieq(const char *s, size_t n, const char *lit);
 struct bb_chunked {
     int state;
     uint64_t remaining; /* bytes left in the current chunk */
-    uint32_t line_len;  /* bytes of the current size/trailer line, bounded */
-    bool done;          /* last chunk and trailers consumed */
+    uint32_t line_len;    /* bytes of the current size/trailer line, bounded */
+    uint32_t trailer_len; /* bytes of all trailer lines, bounded */
+    bool done;            /* last chunk and trailers consumed */
 };
 
 void bb_chunked_init(struct bb_chunked *c);
 
 /* Consume bytes from in[0..len). Returns the number of bytes consumed (>= 0) or -1 on a
- * malformed encoding. When the consumed bytes include payload, *data_off/*data_len give the
+ * malformed encoding. When the consumed bytes include payload, *data_off and *data_len give the
  * payload span inside in (at most one span per call: call again with the rest). Stops
- * consuming once c->done. */
+ * consuming once c->done. Size and trailer lines need CRLF; chunk sizes above 2^62, lines over
+ * 4096 bytes and trailers over 16 KiB are malformed. */
 ssize_t bb_chunked_feed(struct bb_chunked *c, const char *in, size_t len, size_t *data_off,
                         size_t *data_len);
 

@@ -1,2 +1,476 @@
-/* placeholder: owned by a helper, replaced soon */
-typedef int bb_placeholder_jscan;
+/*
+ * jscan: validating single-pass JSON scanner (RFC 8259, nothing more) that reports where
+ * requested top-level members of an object are, so the same-protocol path can read and rewrite
+ * `model`/`stream` without a DOM. Any process; pure functions, no allocation, no locking.
+ *
+ * Request bodies are mostly string bytes (prompts), so strings are skipped eight bytes at a
+ * time while a word holds no quote, backslash, control or non-ASCII byte. Nesting is tracked
+ * on a small fixed stack instead of recursion so hostile depth cannot grow the C stack.
+ */
+#include "common/jscan.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define JSCAN_MAX_DEPTH 1024 /* hard cap on max_depth: the nesting stack lives on the C stack */
+
+struct scan {
+    const char *buf;
+    size_t len;
+    struct bb_err *err;
+};
+
+static int fail(struct scan *sc, const char *what, size_t at)
+{
+    return bb_err_set(sc->err, "%s at byte %zu", what, at);
+}
+
+static size_t skip_ws(const struct scan *sc, size_t i)
+{
+    while (i < sc->len) {
+        char c = sc->buf[i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            break;
+        i++;
+    }
+    return i;
+}
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Non-zero when some byte of w is '"', '\\', < 0x20 or >= 0x80 (may also flag bytes after a
+ * real hit, which only sends us to the exact byte loop a little early). */
+static uint64_t special8(uint64_t w)
+{
+    uint64_t q = w ^ (ONES * '"');
+    uint64_t b = w ^ (ONES * '\\');
+    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | (w - ONES * 0x20) | w) & HIGHS;
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = p[k];
+        int d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (Unicode Table 3-7: no overlongs, no
+ * surrogates, nothing above U+10FFFF), 0 when ill-formed. */
+static size_t utf8_len(const unsigned char *p, size_t avail)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (avail < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k < n; k++) {
+        if (p[k] < 0x80 || p[k] > 0xbf)
+            return 0;
+    }
+    return n;
+}
+
+/* buf[pos] is '"'. Validates the string; *end = index after the closing quote, *esc = it had
+ * a backslash (so its bytes differ from its value). */
+static int scan_string(struct scan *sc, size_t pos, size_t *end, bool *esc)
+{
+    const unsigned char *b = (const unsigned char *)sc->buf;
+    size_t len = sc->len, i = pos + 1;
+    *esc = false;
+    for (;;) {
+        while (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, b + i, 8);
+            if (special8(w))
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            return fail(sc, "unterminated string starting", pos);
+        unsigned c = b[i];
+        if (c == '"') {
+            *end = i + 1;
+            return 0;
+        }
+        if (c == '\\') {
+            *esc = true;
+            if (++i >= len)
+                return fail(sc, "unterminated string starting", pos);
+            switch (b[i]) {
+            case '"':
+            case '\\':
+            case '/':
+            case 'b':
+            case 'f':
+            case 'n':
+            case 'r':
+            case 't':
+                i++;
+                continue;
+            case 'u':
+                break;
+            default:
+                return fail(sc, "invalid escape", i - 1);
+            }
+            int cp = len - i >= 5 ? hex4(sc->buf + i + 1) : -1;
+            if (cp < 0)
+                return fail(sc, "invalid \\u escape", i - 1);
+            i += 5;
+            if (cp >= 0xdc00 && cp <= 0xdfff)
+                return fail(sc, "unpaired low surrogate escape", i - 6);
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                int lo =
+                    len - i >= 6 && b[i] == '\\' && b[i + 1] == 'u' ? hex4(sc->buf + i + 2) : -1;
+                if (lo < 0xdc00 || lo > 0xdfff)
+                    return fail(sc, "unpaired high surrogate escape", i - 6);
+                i += 6;
+            }
+            continue;
+        }
+        if (c < 0x20)
+            return fail(sc, "control character in string", i);
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = utf8_len(b + i, len - i);
+        if (n == 0)
+            return fail(sc, "invalid UTF-8", i);
+        i += n;
+    }
+}
+
+static int scan_number(struct scan *sc, size_t i, size_t *end)
+{
+    const char *b = sc->buf;
+    size_t len = sc->len, start = i;
+    if (b[i] == '-')
+        i++;
+    if (i >= len || b[i] < '0' || b[i] > '9')
+        return fail(sc, "invalid number", start);
+    if (b[i] == '0') {
+        i++;
+        if (i < len && b[i] >= '0' && b[i] <= '9')
+            return fail(sc, "leading zero in number", start);
+    } else {
+        while (i < len && b[i] >= '0' && b[i] <= '9')
+            i++;
+    }
+    if (i < len && b[i] == '.') {
+        i++;
+        if (i >= len || b[i] < '0' || b[i] > '9')
+            return fail(sc, "expected a digit after the decimal point", i);
+        while (i < len && b[i] >= '0' && b[i] <= '9')
+            i++;
+    }
+    if (i < len && (b[i] == 'e' || b[i] == 'E')) {
+        i++;
+        if (i < len && (b[i] == '+' || b[i] == '-'))
+            i++;
+        if (i >= len || b[i] < '0' || b[i] > '9')
+            return fail(sc, "expected a digit in the exponent", i);
+        while (i < len && b[i] >= '0' && b[i] <= '9')
+            i++;
+    }
+    *end = i;
+    return 0;
+}
+
+/* Index of the requested field named by the key token buf[b..e), or -1. */
+static int match_key(const struct scan *sc, size_t b, size_t e, bool esc,
+                     struct bb_jscan_field *fields, size_t n)
+{
+    const char *k = sc->buf + b + 1;
+    size_t klen = e - b - 2;
+    char tmp[256];
+    if (esc) {
+        long r = bb_jscan_unquote(sc->buf + b, e - b, tmp, sizeof tmp);
+        if (r < 0)
+            return -1; /* longer than any key we would ask for */
+        k = tmp;
+        klen = (size_t)r;
+    }
+    for (size_t f = 0; f < n; f++) {
+        const char *want = fields[f].key;
+        if (want && strlen(want) == klen && memcmp(want, k, klen) == 0)
+            return (int)f;
+    }
+    return -1;
+}
+
+static int literal(struct scan *sc, size_t i, const char *lit, size_t *end)
+{
+    size_t n = strlen(lit);
+    if (sc->len - i < n || memcmp(sc->buf + i, lit, n) != 0)
+        return fail(sc, "invalid literal", i);
+    *end = i + n;
+    return 0;
+}
+
+int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
+                    int max_depth, struct bb_err *err)
+{
+    struct scan sc = {buf, len, err};
+    unsigned char stack[JSCAN_MAX_DEPTH]; /* 1 = object, 0 = array */
+    int depth = 0, cur = -1;
+    size_t i, vstart = 0;
+    enum bb_jtype vtype = BB_JNONE;
+    bool esc;
+
+    for (size_t f = 0; f < n; f++) {
+        fields[f].type = BB_JNONE;
+        fields[f].off = fields[f].len = 0;
+        fields[f].truthy = false;
+    }
+    if (max_depth < 1)
+        max_depth = 1;
+    if (max_depth > JSCAN_MAX_DEPTH)
+        max_depth = JSCAN_MAX_DEPTH;
+
+    i = skip_ws(&sc, 0);
+    if (i >= len)
+        return fail(&sc, "expected a JSON object, got end of input", i);
+    if (buf[i] != '{')
+        return fail(&sc, "expected a JSON object ('{')", i);
+    vtype = BB_JOBJECT;
+    goto open;
+
+value:
+    i = skip_ws(&sc, i);
+    if (i >= len)
+        return fail(&sc, "unexpected end of input", i);
+    if (depth == 1)
+        vstart = i;
+    switch (buf[i]) {
+    case '{':
+        vtype = BB_JOBJECT;
+        goto open;
+    case '[':
+        vtype = BB_JARRAY;
+        goto open;
+    case '"':
+        vtype = BB_JSTRING;
+        if (scan_string(&sc, i, &i, &esc) < 0)
+            return -1;
+        goto after_value;
+    case 't':
+        vtype = BB_JBOOL;
+        if (literal(&sc, i, "true", &i) < 0)
+            return -1;
+        goto after_value;
+    case 'f':
+        vtype = BB_JBOOL;
+        if (literal(&sc, i, "false", &i) < 0)
+            return -1;
+        goto after_value;
+    case 'n':
+        vtype = BB_JNULL;
+        if (literal(&sc, i, "null", &i) < 0)
+            return -1;
+        goto after_value;
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
+        vtype = BB_JNUMBER;
+        if (scan_number(&sc, i, &i) < 0)
+            return -1;
+        goto after_value;
+    default:
+        return fail(&sc, "unexpected character", i);
+    }
+
+open:
+    if (depth >= max_depth)
+        return bb_err_set(err, "nesting deeper than %d at byte %zu", max_depth, i);
+    stack[depth++] = buf[i] == '{';
+    i = skip_ws(&sc, i + 1);
+    if (i < len && buf[i] == (stack[depth - 1] ? '}' : ']')) {
+        i++;
+        depth--;
+        goto after_value;
+    }
+    if (!stack[depth - 1])
+        goto value;
+
+member:
+    if (i >= len)
+        return fail(&sc, "unexpected end of input", i);
+    if (buf[i] != '"')
+        return fail(&sc, "expected a member name", i);
+    {
+        size_t kb = i;
+        if (scan_string(&sc, i, &i, &esc) < 0)
+            return -1;
+        if (depth == 1)
+            cur = match_key(&sc, kb, i, esc, fields, n);
+    }
+    i = skip_ws(&sc, i);
+    if (i >= len || buf[i] != ':')
+        return fail(&sc, "expected ':'", i);
+    i++;
+    goto value;
+
+after_value:
+    if (depth == 1 && cur >= 0) {
+        /* a member value of the top-level object just ended (scalar, or container closed) */
+        struct bb_jscan_field *fl = &fields[cur];
+        fl->type = vtype;
+        fl->off = vstart;
+        fl->len = i - vstart;
+        fl->truthy = vtype == BB_JBOOL && buf[vstart] == 't';
+        cur = -1;
+    }
+    i = skip_ws(&sc, i);
+    if (depth == 0) {
+        if (i != len)
+            return fail(&sc, "trailing characters after the object", i);
+        return 0;
+    }
+    if (i >= len)
+        return fail(&sc, "unexpected end of input", i);
+    if (buf[i] == ',') {
+        size_t comma = i;
+        i = skip_ws(&sc, i + 1);
+        if (i < len && buf[i] == (stack[depth - 1] ? '}' : ']'))
+            return fail(&sc, "trailing comma", comma);
+        if (stack[depth - 1])
+            goto member;
+        goto value;
+    }
+    if (buf[i] == (stack[depth - 1] ? '}' : ']')) {
+        i++;
+        depth--;
+        /* a closed container at depth 1 is the member value whose type was set at vstart */
+        if (depth == 1)
+            vtype = buf[vstart] == '{' ? BB_JOBJECT : BB_JARRAY;
+        goto after_value;
+    }
+    return fail(&sc, stack[depth - 1] ? "expected ',' or '}'" : "expected ',' or ']'", i);
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap)
+{
+    struct scan sc = {tok, len, NULL};
+    size_t end;
+    bool esc;
+    if (cap == 0 || len < 2 || tok[0] != '"')
+        return -1;
+    if (scan_string(&sc, 0, &end, &esc) < 0 || end != len)
+        return -1;
+    /* validated: every escape below is well-formed and surrogates come in pairs */
+    size_t o = 0;
+    for (size_t i = 1; i < len - 1;) {
+        char tmp[4];
+        const char *src = tmp;
+        size_t n = 1;
+        if (tok[i] != '\\') {
+            /* copy the run up to the next escape in one go */
+            const char *bs = memchr(tok + i, '\\', len - 1 - i);
+            n = bs ? (size_t)(bs - (tok + i)) : len - 1 - i;
+            src = tok + i;
+            i += n;
+        } else {
+            char e = tok[i + 1];
+            i += 2;
+            switch (e) {
+            case 'b':
+                tmp[0] = '\b';
+                break;
+            case 'f':
+                tmp[0] = '\f';
+                break;
+            case 'n':
+                tmp[0] = '\n';
+                break;
+            case 'r':
+                tmp[0] = '\r';
+                break;
+            case 't':
+                tmp[0] = '\t';
+                break;
+            case 'u': {
+                unsigned cp = (unsigned)hex4(tok + i);
+                i += 4;
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    unsigned lo = (unsigned)hex4(tok + i + 2);
+                    i += 6;
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                }
+                n = put_utf8(tmp, cp);
+                break;
+            }
+            default:
+                tmp[0] = e;
+                break; /* " \ / */
+            }
+        }
+        if (n > cap - 1 - o)
+            return -1;
+        memcpy(out + o, src, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return (long)o;
+}

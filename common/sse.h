@@ -12,9 +12,11 @@ struct bb_sse_event {
     size_t event_len;
     const char *data;  /* data: lines joined with '\n' */
     size_t data_len;
-    const char *id;
+    const char *id;    /* this frame's id: field, "" when none (not the sticky last-event-ID) */
     size_t id_len;
-    const char *raw;   /* the frame's bytes exactly as received, through its blank line */
+    const char *raw;   /* the frame's bytes exactly as received, through its blank line; also
+                          any preceding blocks that dispatched nothing (comments), so that
+                          relaying every raw reproduces the stream byte for byte */
     size_t raw_len;
 };
 
@@ -31,10 +33,11 @@ struct bb_sse {
     int has_data, has_event;
     int state;          /* line scanning state (pending CR etc.) */
     size_t line_start;
-    int bom_checked;
+    size_t block_start; /* raw offset after the last blank line */
+    int bom_checked;    /* BOM bytes matched so far; 3 once settled */
 };
 
-/* max_frame bounds one event's raw size (SPEC §9 "stream frame size"). */
+/* max_frame bounds one event's raw size (SPEC §9 "stream frame size"); 0 = unbounded. */
 void bb_sse_init(struct bb_sse *s, size_t max_frame);
 
 /* Feed n bytes. Dispatches events (lines ending LF, CRLF or CR; comment lines ignored;
