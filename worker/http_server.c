@@ -42,7 +42,6 @@ struct bb_conn {
     enum conn_state state;
     bool tls;
     bool got_bytes;         /* some bytes of the current request head arrived */
-    bool idle_draining;     /* idle deadline shortened by drain */
     struct bb_request *req;
     /* body being read */
     uint64_t body_need;     /* Content-Length mode: bytes still expected */

@@ -215,6 +215,7 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct ev
         h->n_idle--;
         u->next_idle = NULL;
         u->state = UP_HEAD;
+        bufferevent_setcb(u->bev, up_read_cb, NULL, up_event_cb, u);
         bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     } else {
         u = calloc(1, sizeof *u);
