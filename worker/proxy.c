@@ -164,9 +164,9 @@ static void finish_ok(struct bb_attempt *a)
 static void exhausted(struct bb_request *req, const char *fallback_msg)
 {
     struct bb_route_state *rs = route_of(req);
+    char hdrs[256];
+    int n = snprintf(hdrs, sizeof hdrs, "x-busbar-attempts: %u\r\n", req->attempts);
     if (rs->last_status > 0 && rs->last_body) {
-        char hdrs[256];
-        int n = snprintf(hdrs, sizeof hdrs, "x-busbar-attempts: %u\r\n", req->attempts);
         if (rs->last_retry_after[0])
             n += snprintf(hdrs + n, sizeof hdrs - (size_t)n, "Retry-After: %s\r\n",
                           rs->last_retry_after);
@@ -182,7 +182,8 @@ static void exhausted(struct bb_request *req, const char *fallback_msg)
         snprintf(msg, sizeof msg, "all upstream attempts failed: %s", rs->why);
     else
         snprintf(msg, sizeof msg, "%s", fallback_msg);
-    bb_request_fail(req, rs->last_timeout ? BB_ERR_UPSTREAM_TIMEOUT : BB_ERR_UPSTREAM, msg);
+    bb_request_fail_with(req, rs->last_timeout ? BB_ERR_UPSTREAM_TIMEOUT : BB_ERR_UPSTREAM, msg,
+                         hdrs);
 }
 
 /* The attempt failed before anything reached the client: remember why, try the next lane. */

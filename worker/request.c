@@ -117,14 +117,21 @@ void bb_request_dispatch(struct bb_request *req)
     bb_request_finish(req);
 }
 
-void bb_request_fail(struct bb_request *req, enum bb_errkind kind, const char *msg)
+void bb_request_fail_with(struct bb_request *req, enum bb_errkind kind, const char *msg,
+                          const char *extra_headers)
 {
     if (!req->responded) {
         char body[1024];
         size_t n = bb_errors_render(req->ingress, kind, msg, body, sizeof body);
-        bb_http_respond_full(req, bb_errkind_status(kind), "application/json", NULL, body, n);
+        bb_http_respond_full(req, bb_errkind_status(kind), "application/json", extra_headers,
+                             body, n);
     }
     bb_request_finish(req);
+}
+
+void bb_request_fail(struct bb_request *req, enum bb_errkind kind, const char *msg)
+{
+    bb_request_fail_with(req, kind, msg, NULL);
 }
 
 void bb_request_client_gone(struct bb_request *req)

@@ -70,6 +70,10 @@ void bb_request_dispatch(struct bb_request *req);
 /* Answer with a JSON error in the request's ingress dialect and finish the request. */
 void bb_request_fail(struct bb_request *req, enum bb_errkind kind, const char *msg);
 
+/* The same with extra "name: value\r\n" header lines (may be NULL). */
+void bb_request_fail_with(struct bb_request *req, enum bb_errkind kind, const char *msg,
+                          const char *extra_headers);
+
 /* Called when the client connection dies before the response is complete. */
 void bb_request_client_gone(struct bb_request *req);
 
