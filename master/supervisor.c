@@ -56,7 +56,11 @@ static _Noreturn void child_main(struct bb_master *m, int slot, struct bb_gen *g
     snprintf(role, sizeof role, "worker %d", slot);
     bb_log_set_role(role);
     int rc = bb_worker_main(&g->rt, slot);
-    _exit(rc);
+#if defined(__SANITIZE_ADDRESS__)
+    exit(rc); /* let LeakSanitizer check the worker's heap at exit */
+#else
+    _exit(rc); /* never run the master's atexit handlers or flush its stdio twice */
+#endif
 }
 
 /* Fork one worker of g into slot (which the caller reserved: slots[slot].gen == g). */
