@@ -134,7 +134,12 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
     }
     if (conf->tls_cert_file && !(g->rt.server_ctx = bb_tls_server_ctx(conf, err)))
         goto fail;
-    if (!(g->rt.client_ctx = bb_tls_client_ctx(err)))
+    /* The upstream TLS context only when some provider speaks https: initialising OpenSSL's
+     * algorithms and trust store costs megabytes of resident memory per process. */
+    bool need_client_tls = false;
+    for (size_t i = 0; i < conf->n_providers; i++)
+        need_client_tls |= conf->providers[i].url.tls;
+    if (need_client_tls && !(g->rt.client_ctx = bb_tls_client_ctx(err)))
         goto fail;
 
     for (size_t i = 0; i < conf->n_lanes; i++)
