@@ -391,6 +391,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         unsigned long e;
         while ((e = bufferevent_get_openssl_error(c->bev)) != 0) {
             char buf[256];
+            if (ERR_GET_LIB(e) == 0)
+                continue; /* libevent's errno placeholder, not an OpenSSL error */
             ERR_error_string_n(e, buf, sizeof buf);
             bb_info("tls: client handshake/IO failed: %s", buf);
         }

@@ -196,8 +196,10 @@ static struct bufferevent *up_connect(struct bb_worker *w, const struct bb_provi
         if (!bev)
             return NULL;
     }
-    if (bufferevent_socket_connect_hostname(bev, w->dns, AF_UNSPEC, p->url.host, p->url.port) <
-        0) {
+    /* IPv4 for DNS names: a host without IPv6 routes would otherwise fail on an AAAA answer
+     * (libevent tries only the first address). IPv6 literals connect over IPv6. */
+    int family = strchr(p->url.host, ':') ? AF_INET6 : AF_INET;
+    if (bufferevent_socket_connect_hostname(bev, w->dns, family, p->url.host, p->url.port) < 0) {
         bufferevent_free(bev);
         return NULL;
     }
@@ -448,6 +450,8 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
                     u->host->prov->url.host, evutil_gai_strerror(dns_err));
         while ((e = bufferevent_get_openssl_error(bev)) != 0) {
             char buf[256];
+            if (ERR_GET_LIB(e) == 0)
+                continue; /* libevent's errno placeholder, not an OpenSSL error */
             ERR_error_string_n(e, buf, sizeof buf);
             bb_warn("upstream %s: TLS error: %s", u->host->prov->name, buf);
         }
