@@ -190,6 +190,7 @@ int bb_worker_main(struct bb_runtime *rt, int slot)
     w.slot = slot;
     w.self = &rt->shm->workers[slot];
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the whole process group: the master decides */
     atomic_store(&w.self->heartbeat_ms, bb_now_ms());
     int rc = 0;
     if (worker_setup(&w) < 0) {

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# bench/run.sh — busbar vs nginx proxy_pass vs direct, against the same bb-mock, in one run.
+#
+#   bash bench/run.sh
+#
+# Targets: direct (wrk → bb-mock), nginx (wrk → nginx proxy_pass, upstream keepalive → bb-mock),
+# busbar (wrk → busbar → bb-mock). Scenarios: non-streaming and streaming chat completions, each
+# at c=1 (wrk -t1) and c=64 (wrk -t2), --latency. Prints RPS, p50, p99 per target and scenario,
+# RSS, and the ratios busbar/nginx RPS and busbar−direct p50/p99.
+#
+# Environment: BENCH_SECONDS (10) per measurement, BENCH_WARMUP (1) seconds of warm-up per
+# target, BENCH_WORKERS (1) busbar workers = nginx worker_processes, BENCH_PIN (1): pin the
+# server side (bb-mock + the proxy under test) to CPU 0 and wrk to CPU 1 with taskset, so both
+# proxies get exactly the same placement; BENCH_PIN=0 leaves placement to the kernel.
+# Not part of the test suite.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+SECONDS_PER=${BENCH_SECONDS:-10}
+WARMUP=${BENCH_WARMUP:-1}
+WORKERS=${BENCH_WORKERS:-1}
+PIN=${BENCH_PIN:-1}
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+bash tests/run.sh --deps-only
+
+log "building build-release (-Dbuildtype=release)"
+if [ -f build-release/meson-private/coredata.dat ]; then
+  meson setup --reconfigure build-release -Dbuildtype=release >&2
+else
+  meson setup build-release -Dbuildtype=release >&2
+fi
+ninja -C build-release >&2
+
+BUSBAR=build-release/master/busbar
+MOCK=build-release/tests/mock/bb-mock
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+NCPU=$(nproc)
+SRV_PIN=() WRK_PIN=()
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$NCPU" -ge 2 ]; then
+  SRV_PIN=(taskset -c 0)
+  WRK_PIN=(taskset -c 1)
+fi
+
+TMP=$(mktemp -d /tmp/busbar-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do
+    kill -TERM "$p" 2>/dev/null || true
+  done
+  sleep 0.3
+  for p in "${PIDS[@]}"; do
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  [ -n "${BENCH_KEEP:-}" ] || rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # URL SECONDS
+  local url=$1 deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# RSS in KiB of a process and all its descendants.
+rss_tree() {
+  python3 - "$1" <<'EOF'
+import os, sys
+root = int(sys.argv[1])
+table = {}
+for d in os.listdir('/proc'):
+    if d.isdigit():
+        try:
+            s = open('/proc/%s/stat' % d).read()
+            table[int(d)] = int(s[s.rfind(')') + 2:].split()[1])
+        except OSError:
+            pass
+todo, pids = [root], []
+while todo:
+    p = todo.pop()
+    pids.append(p)
+    todo += [c for c, pp in table.items() if pp == p]
+total = 0
+for p in pids:
+    try:
+        for line in open('/proc/%d/status' % p):
+            if line.startswith('VmRSS:'):
+                total += int(line.split()[1])
+    except OSError:
+        pass
+print(total)
+EOF
+}
+
+# --- bb-mock -------------------------------------------------------------------------------
+"${SRV_PIN[@]}" "$MOCK" --listen 127.0.0.1:0 >"$TMP/mock.out" 2>"$TMP/mock.err" &
+PIDS+=($!)
+for _ in $(seq 100); do
+  grep -q '^ready ' "$TMP/mock.out" 2>/dev/null && break
+  sleep 0.05
+done
+MOCK_PORT=$(awk '/^ready /{print $2; exit}' "$TMP/mock.out")
+[ -n "$MOCK_PORT" ] || { log "bb-mock did not start"; cat "$TMP/mock.err" >&2; exit 1; }
+log "bb-mock on :$MOCK_PORT"
+
+# --- nginx -----------------------------------------------------------------------------------
+NGX_PORT=$(free_port)
+mkdir -p "$TMP/nginx"
+USER_LINE=""
+[ "$(id -u)" -eq 0 ] && USER_LINE="user $(id -un) $(id -gn);"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+$USER_LINE
+worker_processes $WORKERS;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 1000000;
+    upstream mock {
+        server 127.0.0.1:$MOCK_PORT;
+        keepalive 128;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+}
+EOF
+"${SRV_PIN[@]}" "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
+  2>"$TMP/nginx/stderr" &
+NGX_PID=$!
+PIDS+=("$NGX_PID")
+
+# --- busbar ----------------------------------------------------------------------------------
+BB_PORT=$(free_port)
+mkdir -p "$TMP/busbar-state"
+cat >"$TMP/busbar.yaml" <<EOF
+listen: "127.0.0.1:$BB_PORT"
+workers: $WORKERS
+state_dir: "$TMP/busbar-state"
+admin:
+  socket: "$TMP/busbar-admin.sock"
+auth:
+  mode: none
+log_level: warn
+providers:
+  mock:
+    protocol: openai
+    base_url: "http://127.0.0.1:$MOCK_PORT"
+    api_key_env: BENCH_UPSTREAM_KEY
+models:
+  bench-lane:
+    provider: mock
+    upstream_model: bench-model
+pools:
+  bench:
+    members:
+      - target: bench-lane
+        weight: 1
+EOF
+PROVIDERS=etc/providers.yaml
+if [ ! -f "$PROVIDERS" ]; then
+  PROVIDERS=$TMP/providers.yaml
+  printf 'unused:\n  protocol: openai\n  base_url: "http://127.0.0.1:9"\n' >"$PROVIDERS"
+fi
+BENCH_UPSTREAM_KEY=sk-bench "${SRV_PIN[@]}" "$BUSBAR" -c "$TMP/busbar.yaml" -p "$PROVIDERS" \
+  2>"$TMP/busbar.err" &
+BB_PID=$!
+PIDS+=("$BB_PID")
+
+TARGETS=()
+wait_http "http://127.0.0.1:$MOCK_PORT/_mock/health" 10 && TARGETS+=("direct $MOCK_PORT")
+if wait_http "http://127.0.0.1:$NGX_PORT/_mock/health" 10; then
+  TARGETS+=("nginx $NGX_PORT")
+else
+  log "nginx did not start:"; cat "$TMP/nginx/stderr" "$TMP/nginx/error.log" >&2 || true
+fi
+BB_IDLE_RSS=0
+if wait_http "http://127.0.0.1:$BB_PORT/healthz" 15; then
+  TARGETS+=("busbar $BB_PORT")
+  sleep 0.5
+  BB_IDLE_RSS=$(rss_tree "$BB_PID")
+else
+  log "busbar did not become ready:"; tail -20 "$TMP/busbar.err" >&2 || true
+fi
+
+RESULTS=$TMP/results.txt
+: >"$RESULTS"
+for t in "${TARGETS[@]}"; do
+  read -r name port <<<"$t"
+  model=bench
+  [ "$name" = direct ] && model=bench-model
+  for mode in nonstream stream; do
+    script=bench/chat.lua
+    [ "$mode" = stream ] && script=bench/chat_stream.lua
+    url="http://127.0.0.1:$port/v1/chat/completions"
+    BENCH_MODEL=$model "${WRK_PIN[@]}" wrk -t1 -c4 -d"${WARMUP}s" -s "$script" "$url" \
+      >/dev/null 2>&1 || true
+    for conns in 1 64; do
+      threads=1
+      [ "$conns" -gt 1 ] && threads=2
+      log "wrk $name $mode c=$conns (${SECONDS_PER}s)"
+      out=$TMP/wrk-$name-$mode-$conns.txt
+      BENCH_MODEL=$model "${WRK_PIN[@]}" wrk -t"$threads" -c"$conns" -d"${SECONDS_PER}s" \
+        --latency -s "$script" "$url" >"$out" 2>&1 || true
+      printf '%s %s %s %s\n' "$name" "$mode" "$conns" "$out" >>"$RESULTS"
+    done
+  done
+done
+
+BB_LOAD_RSS=0 NGX_RSS=0
+kill -0 "$BB_PID" 2>/dev/null && BB_LOAD_RSS=$(rss_tree "$BB_PID")
+kill -0 "$NGX_PID" 2>/dev/null && NGX_RSS=$(rss_tree "$NGX_PID")
+
+python3 - "$RESULTS" "$BB_IDLE_RSS" "$BB_LOAD_RSS" "$NGX_RSS" "$WORKERS" "${#SRV_PIN[@]}" <<'EOF'
+import re, sys
+results, bb_idle, bb_load, ngx_rss, workers, pinned = sys.argv[1:7]
+
+def us(v):
+    m = re.match(r'([\d.]+)(us|ms|s)$', v)
+    return float(m.group(1)) * {'us': 1, 'ms': 1e3, 's': 1e6}[m.group(2)] if m else None
+
+rows = {}
+for line in open(results):
+    name, mode, conns, path = line.split()
+    text = open(path).read()
+    r = {'rps': None, 'p50': None, 'p99': None, 'errors': 0}
+    m = re.search(r'Requests/sec:\s+([\d.]+)', text)
+    if m:
+        r['rps'] = float(m.group(1))
+    for pct in ('50', '99'):
+        m = re.search(r'^\s+%s(?:\.000)?%%\s+(\S+)' % pct, text, re.M)
+        if m:
+            r['p' + pct] = us(m.group(1))
+    for rx in (r'Non-2xx or 3xx responses:\s+(\d+)',
+               r'Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)'):
+        m = re.search(rx, text)
+        if m:
+            r['errors'] += sum(int(x) for x in m.groups())
+    if r['rps'] is None:
+        r['note'] = text.strip().splitlines()[-1][:60] if text.strip() else 'no output'
+    rows[(name, mode, int(conns))] = r
+
+def f(v, unit=''):
+    if v is None:
+        return '-'
+    return ('%.0f' % v) + unit
+
+print()
+print('busbar benchmark — same bb-mock, %s worker(s) each; server side %s' %
+      (workers, 'pinned to CPU 0, wrk to CPU 1' if pinned != '0' else 'unpinned'))
+print('%-10s %-7s %5s %10s %10s %10s %7s' % ('scenario', 'target', 'conns', 'RPS', 'p50 µs',
+                                             'p99 µs', 'errors'))
+for mode in ('nonstream', 'stream'):
+    for conns in (1, 64):
+        for name in ('direct', 'nginx', 'busbar'):
+            r = rows.get((name, mode, conns))
+            if r is None:
+                print('%-10s %-7s %5d %10s' % (mode, name, conns, 'n/a'))
+                continue
+            print('%-10s %-7s %5d %10s %10s %10s %7d %s' % (
+                mode, name, conns, f(r['rps']), f(r['p50']), f(r['p99']), r['errors'],
+                r.get('note', '')))
+print()
+print('%-10s %5s %14s %20s %20s' % ('scenario', 'conns', 'busbar/nginx', 'busbar-direct p50',
+                                    'busbar-direct p99'))
+for mode in ('nonstream', 'stream'):
+    for conns in (1, 64):
+        b, n, d = (rows.get((x, mode, conns)) or {} for x in ('busbar', 'nginx', 'direct'))
+        ratio = (b['rps'] / n['rps']) if b.get('rps') and n.get('rps') else None
+        dp50 = (b['p50'] - d['p50']) if b.get('p50') is not None and d.get('p50') is not None \
+            else None
+        dp99 = (b['p99'] - d['p99']) if b.get('p99') is not None and d.get('p99') is not None \
+            else None
+        print('%-10s %5d %14s %20s %20s' % (mode, conns,
+                                            '%.2fx' % ratio if ratio else '-',
+                                            f(dp50, ' µs'), f(dp99, ' µs')))
+print()
+print('RSS: busbar idle %s KiB, busbar after load %s KiB (master + workers); nginx after load '
+      '%s KiB (master + workers)' % (bb_idle, bb_load, ngx_rss))
+EOF

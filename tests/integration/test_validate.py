@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""busbar -t: validation of good and bad configs, errors located as file:line:col."""
+
+import os
+import re
+import socket
+
+from harness import (TestFailure, check, eq, find_pos, run, validate, write_providers_file,
+                     TEST_KEY_ENV)
+
+GOOD = """\
+listen: "127.0.0.1:{port}"
+workers: 2
+state_dir: "{tmp}/state"
+admin:
+  socket: "{tmp}/admin.sock"
+auth:
+  mode: none
+log_level: info
+providers:
+  local:
+    protocol: openai
+    base_url: "http://127.0.0.1:9"
+    api_key_env: {keyenv}
+models:
+  alpha:
+    provider: local
+    upstream_model: gpt-up
+    max_concurrent: 10
+    attempt_timeout_ms: 2000
+  beta:
+    provider: local
+pools:
+  fast:
+    members:
+      - target: alpha
+        weight: 5
+      - target: beta
+        weight: 1
+    route: weighted
+    failover:
+      max_hops: 1
+      timeout_secs: 30
+limits:
+  request_body_max_bytes: 1048576
+  header_timeout_ms: 5000
+  drain_timeout_secs: 5
+"""
+
+
+def write(ctx, name, text):
+    path = ctx.path(name)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def setup(ctx, text, port=1):
+    text = text.format(port=port, tmp=ctx.tmp, keyenv=TEST_KEY_ENV)
+    cfg = write(ctx, 'config.yaml', text)
+    prov = ctx.path('providers.yaml')
+    write_providers_file(prov)
+    return cfg, prov, text
+
+
+def error_lines(out, cfg):
+    """Lines of the form CONFIG:LINE:COL: message → [(line, col, msg)]."""
+    rx = re.compile(r'^%s:(\d+):(\d+): (.+)$' % re.escape(cfg))
+    res = []
+    for ln in out.splitlines():
+        m = rx.match(ln.strip())
+        if m:
+            res.append((int(m.group(1)), int(m.group(2)), m.group(3)))
+    return res
+
+
+def expect_error_at(errs, text, needle, msg_rx, what, nth=1):
+    """Some error must sit on the line of needle ("key: value" or "key"), at the column of the
+    key or of the value, with a message matching msg_rx."""
+    line, col = find_pos(text, needle, nth)
+    cols = {col}
+    if ': ' in needle:
+        cols.add(col + needle.index(': ') + 2)
+    for (ln, c, msg) in errs:
+        if ln == line and c in cols and re.search(msg_rx, msg, re.I):
+            return
+    raise TestFailure('%s: no error at line %d col %s matching /%s/; errors were:\n%s'
+                      % (what, line, sorted(cols), msg_rx,
+                         '\n'.join('%d:%d: %s' % e for e in errs) or '(none)'))
+
+
+def test_good_config_ok(ctx):
+    cfg, prov, _ = setup(ctx, GOOD)
+    p = validate(cfg, prov)
+    eq(p.returncode, 0, 'exit code of busbar -t on a good config (output %r)' % p.out[-800:])
+    check('configuration OK' in p.out, 'no "configuration OK" in %r' % p.out[-800:])
+
+
+def test_validate_does_not_bind(ctx):
+    """-t touches nothing: it succeeds even when the listen port is taken."""
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    s.listen(1)
+    try:
+        cfg, prov, _ = setup(ctx, GOOD, port=s.getsockname()[1])
+        p = validate(cfg, prov)
+        eq(p.returncode, 0, 'busbar -t with the listen port in use (output %r)' % p.out[-800:])
+        check(not os.path.exists(os.path.join(ctx.tmp, 'admin.sock')),
+              'busbar -t created the admin socket')
+    finally:
+        s.close()
+
+
+def test_bad_references_all_reported(ctx):
+    """Several independent errors: every one is reported with its own location."""
+    bad = GOOD.replace('      - target: beta\n        weight: 1\n',
+                       '      - target: nosuchlane\n        weight: 0\n')
+    bad = bad.replace('  beta:\n    provider: local\n', '  beta:\n    provider: nosuchprov\n')
+    cfg, prov, text = setup(ctx, bad)
+    p = validate(cfg, prov)
+    eq(p.returncode, 1, 'exit code of busbar -t on a bad config')
+    errs = error_lines(p.out, cfg)
+    check(errs, 'no file:line:col errors in output: %r' % p.out[-1500:])
+    check('configuration OK' not in p.out, '"configuration OK" printed for a bad config')
+    expect_error_at(errs, text, 'target: nosuchlane', r'nosuchlane|unknown|lane|model|target',
+                    'dangling pool member')
+    expect_error_at(errs, text, 'weight: 0', r'weight|>=|at least|positive|zero|must',
+                    'weight 0')
+    expect_error_at(errs, text, 'provider: nosuchprov', r'nosuchprov|provider',
+                    'dangling provider')
+
+
+def test_unknown_key_did_you_mean(ctx):
+    bad = GOOD.replace('log_level: info\n', 'log_levle: info\n')
+    cfg, prov, text = setup(ctx, bad)
+    p = validate(cfg, prov)
+    eq(p.returncode, 1, 'exit code with an unknown key')
+    errs = error_lines(p.out, cfg)
+    expect_error_at(errs, text, 'log_levle', r'log_levle', 'unknown key')
+    check(any('log_level' in m.replace('log_levle', '') for (_, _, m) in errs),
+          'no "did you mean log_level" hint in %r' % errs)
+
+
+def test_unsupported_feature(ctx):
+    """Planned features are refused by name, located, with 'not supported yet'."""
+    bad = GOOD + 'governance:\n  enabled: true\n'
+    cfg, prov, text = setup(ctx, bad)
+    p = validate(cfg, prov)
+    eq(p.returncode, 1, 'exit code with an unsupported section')
+    errs = error_lines(p.out, cfg)
+    expect_error_at(errs, text, 'governance', r'not supported yet', 'governance section')
+
+
+def test_yaml_syntax_error_located(ctx):
+    bad = GOOD.replace('    upstream_model: gpt-up\n', '    upstream_model: [gpt-up\n')
+    cfg, prov, text = setup(ctx, bad)
+    p = validate(cfg, prov)
+    eq(p.returncode, 1, 'exit code with a YAML syntax error')
+    errs = error_lines(p.out, cfg)
+    check(errs, 'YAML syntax error not reported as %s:LINE:COL: ... (output %r)'
+          % (cfg, p.out[-800:]))
+    first_bad = find_pos(text, '[gpt-up')[0]
+    check(any(ln >= first_bad for (ln, _, _) in errs),
+          'syntax error located before the bad line %d: %r' % (first_bad, errs))
+
+
+def test_missing_file(ctx):
+    prov = ctx.path('providers.yaml')
+    write_providers_file(prov)
+    p = validate(ctx.path('does-not-exist.yaml'), prov)
+    eq(p.returncode, 1, 'exit code with a missing config file')
+    check('does-not-exist.yaml' in p.out, 'error does not name the missing file: %r' % p.out)
+
+
+if __name__ == '__main__':
+    run([test_good_config_ok, test_validate_does_not_bind, test_bad_references_all_reported,
+         test_unknown_key_did_you_mean, test_unsupported_feature, test_yaml_syntax_error_located,
+         test_missing_file])
