@@ -1,0 +1,58 @@
+/*
+ * proto: the registry of protocol modules and the per-hop dropped-field list.
+ * Worker process, single-threaded: the dropped list is filled by a writer and read by the
+ * proxy right after, within one call chain.
+ */
+#include "worker/proto.h"
+
+#include <string.h>
+
+static const struct bb_proto_ops *const registry[BB_PROTO__COUNT] = {
+    [BB_PROTO_OPENAI] = &bb_proto_openai,       [BB_PROTO_RESPONSES] = &bb_proto_responses,
+    [BB_PROTO_ANTHROPIC] = &bb_proto_anthropic, [BB_PROTO_GEMINI] = &bb_proto_gemini,
+    [BB_PROTO_BEDROCK] = &bb_proto_bedrock,     [BB_PROTO_COHERE] = &bb_proto_cohere,
+};
+
+const struct bb_proto_ops *bb_proto_get(enum bb_proto p)
+{
+    return (unsigned)p < BB_PROTO__COUNT ? registry[p] : NULL;
+}
+
+#define DROPPED_MAX 32
+static const char *dropped[DROPPED_MAX];
+static size_t n_dropped;
+static char dropped_text[1024];
+
+void bb_proto_drop(struct bb_arena *a, const char *field)
+{
+    (void)a;
+    for (size_t i = 0; i < n_dropped; i++)
+        if (strcmp(dropped[i], field) == 0)
+            return;
+    if (n_dropped < DROPPED_MAX)
+        dropped[n_dropped++] = field;
+}
+
+const char *bb_proto_dropped(void)
+{
+    if (!n_dropped)
+        return NULL;
+    size_t len = 0;
+    dropped_text[0] = '\0';
+    for (size_t i = 0; i < n_dropped; i++) {
+        size_t fl = strlen(dropped[i]);
+        if (len + fl + 2 >= sizeof dropped_text)
+            break;
+        if (len) {
+            dropped_text[len++] = ',';
+        }
+        memcpy(dropped_text + len, dropped[i], fl + 1);
+        len += fl;
+    }
+    return dropped_text;
+}
+
+void bb_proto_dropped_reset(void)
+{
+    n_dropped = 0;
+}

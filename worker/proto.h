@@ -1,0 +1,159 @@
+/*
+ * proto: the interface every wire-protocol module implements (proto_openai, proto_responses,
+ * proto_anthropic, proto_gemini, proto_bedrock, proto_cohere), and the registry.
+ * Worker process, single-threaded; modules are stateless apart from the per-stream
+ * encoder/decoder state the caller allocates for them.
+ *
+ * Division of labour:
+ * - The proxy owns HTTP, routing, failover, framing (SSE / AWS event stream / JSON array
+ *   splitting) and the same-protocol fast path (bytes forwarded, frames relayed verbatim).
+ * - A module turns wire JSON into IR and IR into wire JSON, in both roles:
+ *   ingress (the client speaks it) and egress (the provider speaks it).
+ * - Readers are strict about types (a wrong type is a 400 naming the field) and lenient about
+ *   unknown fields (recorded with bb_ir_unsupported, never fatal). Writers never emit a field
+ *   the target does not accept; what they cannot express they name via bb_proto_drop().
+ * - Tool-call ids cross unchanged here; the proxy rewrites them between id shapes (ir.c).
+ * - Memory: every string a reader produces lives in the arena it is given (json-c objects are
+ *   released before returning). Writers append to the evbuffer they are given.
+ */
+#ifndef BB_PROTO_H
+#define BB_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "common/config.h"
+#include "common/err.h"
+#include "worker/ir.h"
+
+struct evbuffer;
+
+/* How a protocol's stream is framed on the wire. */
+enum bb_framing {
+    BB_FRAMING_SSE,         /* text/event-stream: one frame = one SSE event */
+    BB_FRAMING_EVENTSTREAM, /* application/vnd.amazon.eventstream: one frame = one message */
+    BB_FRAMING_JSON_ARRAY,  /* Gemini without alt=sse: one frame = one array element */
+};
+
+/* One stream frame as the proxy's framer delivers it to a decoder. */
+struct bb_frame {
+    const char *event;  /* SSE event name or AWS :event-type / :exception-type; "" if none */
+    size_t event_len;
+    const char *data;   /* SSE data, AWS payload, or the JSON element */
+    size_t data_len;
+    bool exception;     /* AWS :message-type is "exception" (or "error") */
+};
+
+/* Called by decoders for each IR event; non-zero stops decoding (returned by the decoder). */
+typedef int (*bb_ir_event_cb)(void *arg, const struct bb_ir_event *ev);
+
+/* What the client asked, needed to shape answers in its dialect. */
+struct bb_ingress_ctx {
+    const char *request_id;   /* busbar's request id, usable as a response id seed */
+    const char *model;        /* the model name the client sent (pool or lane) */
+    int64_t created;          /* unix seconds at request start */
+    bool include_usage;       /* OpenAI stream_options.include_usage */
+    bool gemini_sse;          /* Gemini ingress with ?alt=sse (else a JSON array stream) */
+};
+
+/* Where and how an egress request goes. */
+struct bb_egress_ctx {
+    const struct bb_provider *provider;
+    const struct bb_lane *lane;   /* upstream_model, default_max_tokens, reasoning */
+    bool stream;
+    int64_t now;                  /* unix seconds (SigV4 date) */
+};
+
+/* An egress request as the module writes it; the proxy adds Host, Content-Length, framing. */
+struct bb_egress_req {
+    char path[1024];              /* after the provider's base path, with query, e.g.
+                                     "/v1/messages", "/v1beta/models/x:streamGenerateContent?alt=sse" */
+    struct evbuffer *headers;     /* complete "Name: value\r\n" lines: auth, versions, type */
+    struct evbuffer *body;        /* JSON body */
+};
+
+/* Error details extracted from a provider's native error body (SPEC §5.1). */
+struct bb_proto_error {
+    char code[64];        /* provider error code, e.g. "context_length_exceeded" */
+    char type[64];        /* structured type, e.g. "overloaded_error", "RESOURCE_EXHAUSTED" */
+    char message[512];
+};
+
+struct bb_proto_ops {
+    enum bb_proto id;
+    enum bb_framing framing;          /* of this protocol's streams (as egress and ingress) */
+
+    /* ---- ingress: the client speaks this protocol ---- */
+
+    /* Parse a client request body. model_from_path is the model taken from the URL (Gemini,
+     * Bedrock, Anthropic's /{pool}/v1/messages) or NULL. -1 with err = a client-facing message
+     * naming the field ("messages[2].content: expected an array or a string"). */
+    int (*read_request)(struct bb_arena *a, const char *body, size_t len,
+                        const char *model_from_path, struct bb_ir_request *out,
+                        struct bb_err *err);
+
+    /* Write a complete non-streaming response body. */
+    int (*write_response)(struct bb_arena *a, const struct bb_ir_response *r,
+                          const struct bb_ingress_ctx *ctx, struct evbuffer *out);
+
+    /* Content-Type of this protocol's stream for ctx. */
+    const char *(*stream_content_type)(const struct bb_ingress_ctx *ctx);
+
+    /* Stream encoder: enc_size bytes of state (zeroed by the caller), then one call per IR
+     * event appending complete frames to out (possibly none; several for one event). An
+     * ERROR event renders the dialect's in-band error event; MESSAGE_STOP renders the
+     * terminator (OpenAI's "data: [DONE]"). enc_finish appends what a stream that is ended
+     * without MESSAGE_STOP must still carry (Gemini JSON array "]"); may be NULL. */
+    size_t enc_size;
+    void (*enc_init)(void *enc, const struct bb_ingress_ctx *ctx);
+    int (*enc_event)(void *enc, struct bb_arena *scratch, const struct bb_ir_event *ev,
+                     struct evbuffer *out);
+    void (*enc_finish)(void *enc, struct evbuffer *out);
+
+    /* ---- egress: the provider speaks this protocol ---- */
+
+    /* Write the upstream request for ir (model = ctx->lane->upstream_model, stream =
+     * ctx->stream), including auth headers from ctx->provider->api_key. Fields the target
+     * cannot take are reported with bb_proto_drop(). -1 with err when impossible. */
+    int (*write_request)(struct bb_arena *a, const struct bb_ir_request *ir,
+                         const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
+                         struct bb_err *err);
+
+    /* Parse a provider's non-streaming 2xx body. */
+    int (*read_response)(struct bb_arena *a, const char *body, size_t len,
+                         struct bb_ir_response *out, struct bb_err *err);
+
+    /* Stream decoder: dec_size bytes of state (zeroed), one call per frame. Emits IR events
+     * in order with consistent block indexes, synthesising BLOCK_START/BLOCK_STOP for flat
+     * streams (OpenAI, Cohere), and MESSAGE_STOP when the protocol's terminator arrives.
+     * An in-band error frame becomes BB_IR_EV_ERROR. -1 on a malformed frame. */
+    size_t dec_size;
+    void (*dec_init)(void *dec);
+    int (*dec_frame)(void *dec, struct bb_arena *scratch, const struct bb_frame *f,
+                     bb_ir_event_cb cb, void *arg);
+
+    /* Extract code/type/message from an error body (any status). 0 when something was found. */
+    int (*read_error)(const char *body, size_t len, struct bb_proto_error *out);
+};
+
+/* The module for a protocol. */
+const struct bb_proto_ops *bb_proto_get(enum bb_proto p);
+
+/* Record that a field was dropped on this hop (for x-busbar-dropped-fields). Writers call it
+ * with the wire name in the SOURCE request's terms when known, e.g. "top_k", "seed". */
+void bb_proto_drop(struct bb_arena *a, const char *field);
+
+/* The dropped fields recorded since the last reset, comma-separated; NULL when none. */
+const char *bb_proto_dropped(void);
+void bb_proto_dropped_reset(void);
+
+extern const struct bb_proto_ops bb_proto_openai;
+extern const struct bb_proto_ops bb_proto_responses;
+extern const struct bb_proto_ops bb_proto_anthropic;
+extern const struct bb_proto_ops bb_proto_gemini;
+extern const struct bb_proto_ops bb_proto_bedrock;
+extern const struct bb_proto_ops bb_proto_cohere;
+
+#endif

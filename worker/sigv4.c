@@ -1,0 +1,2 @@
+/* placeholder: the AWS SigV4 signer is being written */
+typedef int bb_placeholder_sigv4;
