@@ -41,18 +41,116 @@ enum bb_errkind bb_errkind_from_status(int status)
     }
 }
 
-size_t bb_errors_render(enum bb_proto dialect, enum bb_errkind k, const char *msg, char *out,
-                        size_t cap)
+/* Each dialect's error type by HTTP status (SPEC §4 "Errors reach the client in the ingress
+ * dialect"). Rows: status, OpenAI type, Anthropic type, Gemini status, Bedrock exception. */
+static const struct {
+    int status;
+    const char *openai, *anthropic, *gemini, *bedrock;
+} by_status[] = {
+    {400, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT",
+     "ValidationException"},
+    {401, "authentication_error", "authentication_error", "UNAUTHENTICATED",
+     "UnrecognizedClientException"},
+    {402, "insufficient_quota", "billing_error", "RESOURCE_EXHAUSTED",
+     "ServiceQuotaExceededException"},
+    {403, "permission_error", "permission_error", "PERMISSION_DENIED", "AccessDeniedException"},
+    {404, "invalid_request_error", "not_found_error", "NOT_FOUND", "ResourceNotFoundException"},
+    {405, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT",
+     "ValidationException"},
+    {408, "invalid_request_error", "invalid_request_error", "DEADLINE_EXCEEDED",
+     "ModelTimeoutException"},
+    {413, "invalid_request_error", "request_too_large", "INVALID_ARGUMENT",
+     "ValidationException"},
+    {429, "rate_limit_error", "rate_limit_error", "RESOURCE_EXHAUSTED", "ThrottlingException"},
+    {500, "server_error", "api_error", "INTERNAL", "InternalServerException"},
+    {502, "server_error", "api_error", "UNAVAILABLE", "InternalServerException"},
+    {503, "server_error", "overloaded_error", "UNAVAILABLE", "ServiceUnavailableException"},
+    {504, "server_error", "api_error", "DEADLINE_EXCEEDED", "ModelTimeoutException"},
+    {529, "server_error", "overloaded_error", "UNAVAILABLE", "ServiceUnavailableException"},
+};
+
+const char *bb_errors_type(enum bb_proto dialect, int status)
 {
-    (void)dialect;
+    size_t n = sizeof by_status / sizeof by_status[0], pick = n;
+    for (size_t i = 0; i < n; i++)
+        if (by_status[i].status == status)
+            pick = i;
+    if (pick == n) /* other statuses: the class's representative */
+        for (size_t i = 0; i < n; i++)
+            if (by_status[i].status == (status >= 500 ? 500 : 400))
+                pick = i;
+    switch (dialect) {
+    case BB_PROTO_ANTHROPIC:
+        return by_status[pick].anthropic;
+    case BB_PROTO_GEMINI:
+        return by_status[pick].gemini;
+    case BB_PROTO_BEDROCK:
+        return by_status[pick].bedrock;
+    default:
+        return by_status[pick].openai;
+    }
+}
+
+static size_t render(enum bb_proto dialect, int status, const char *type, const char *code,
+                     const char *msg, char *out, size_t cap)
+{
     /* json-c escapes the message; the error path is not hot. */
     json_object *m = json_object_new_string(msg ? msg : "");
     const char *esc = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN);
-    int n = snprintf(out, cap, "{\"error\":{\"message\":%s,\"type\":\"%s\",\"code\":\"%s\"}}",
-                     esc, kinds[k].type, kinds[k].code);
+    int n;
+    switch (dialect) {
+    case BB_PROTO_ANTHROPIC:
+        n = snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":%s}}",
+                     bb_errors_type(dialect, status), esc);
+        break;
+    case BB_PROTO_GEMINI:
+        n = snprintf(out, cap, "{\"error\":{\"code\":%d,\"message\":%s,\"status\":\"%s\"}}",
+                     status, esc, bb_errors_type(dialect, status));
+        break;
+    case BB_PROTO_BEDROCK:
+    case BB_PROTO_COHERE:
+        n = snprintf(out, cap, "{\"message\":%s}", esc);
+        break;
+    default:
+        if (code && *code)
+            n = snprintf(out, cap,
+                         "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":null,"
+                         "\"code\":\"%s\"}}",
+                         esc, type, code);
+        else
+            n = snprintf(out, cap,
+                         "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":null,"
+                         "\"code\":null}}",
+                         esc, type);
+        break;
+    }
     json_object_put(m);
     if (n < 0)
         return 0;
+    return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+size_t bb_errors_render(enum bb_proto dialect, enum bb_errkind k, const char *msg, char *out,
+                        size_t cap)
+{
+    return render(dialect, kinds[k].status, kinds[k].type, kinds[k].code, msg, out, cap);
+}
+
+size_t bb_errors_render_status(enum bb_proto dialect, int status, const char *code,
+                               const char *msg, char *out, size_t cap)
+{
+    return render(dialect, status, bb_errors_type(BB_PROTO_OPENAI, status), code, msg, out,
+                  cap);
+}
+
+size_t bb_errors_headers(enum bb_proto dialect, int status, char *out, size_t cap)
+{
+    int n = 0;
+    if (dialect == BB_PROTO_BEDROCK)
+        n = snprintf(out, cap, "x-amzn-ErrorType: %s\r\n", bb_errors_type(dialect, status));
+    if (n < 0 || cap == 0)
+        return 0;
+    out[(size_t)n < cap ? (size_t)n : cap - 1] = '\0';
     return (size_t)n < cap ? (size_t)n : cap - 1;
 }
 

@@ -46,6 +46,19 @@ enum bb_errkind bb_errkind_from_status(int status);
 size_t bb_errors_render(enum bb_proto dialect, enum bb_errkind k, const char *msg, char *out,
                         size_t cap);
 
+/* The same for an arbitrary HTTP status (relaying an upstream error into another dialect):
+ * the dialect's error type is derived from the status. */
+size_t bb_errors_render_status(enum bb_proto dialect, int status, const char *code,
+                               const char *msg, char *out, size_t cap);
+
+/* Extra header lines a dialect's errors carry (Bedrock's x-amzn-ErrorType), "" when none.
+ * Returns the length written to out. */
+size_t bb_errors_headers(enum bb_proto dialect, int status, char *out, size_t cap);
+
+/* The dialect's error type name for a status: Anthropic "overloaded_error", Gemini
+ * "UNAVAILABLE", Bedrock "ServiceUnavailableException", OpenAI "server_error", ... */
+const char *bb_errors_type(enum bb_proto dialect, int status);
+
 /* Reason phrase for a status ("OK", "Not Found", ...). */
 const char *bb_http_reason(int status);
 
