@@ -4,6 +4,7 @@
  */
 #include "worker/endpoints.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,17 +20,76 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static void add_models(json_object *data, const char **names, size_t n)
+enum { LIST_OPENAI, LIST_ANTHROPIC, LIST_GEMINI };
+
+static void add_models(json_object *data, const char **names, size_t n, int shape)
 {
     qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n; i++) {
         json_object *m = json_object_new_object();
-        json_object_object_add(m, "id", json_object_new_string(names[i]));
-        json_object_object_add(m, "object", json_object_new_string("model"));
-        json_object_object_add(m, "created", json_object_new_int64(0));
-        json_object_object_add(m, "owned_by", json_object_new_string("busbar"));
+        if (shape == LIST_OPENAI) {
+            json_object_object_add(m, "id", json_object_new_string(names[i]));
+            json_object_object_add(m, "object", json_object_new_string("model"));
+            json_object_object_add(m, "created", json_object_new_int64(0));
+            json_object_object_add(m, "owned_by", json_object_new_string("busbar"));
+        } else if (shape == LIST_ANTHROPIC) {
+            json_object_object_add(m, "type", json_object_new_string("model"));
+            json_object_object_add(m, "id", json_object_new_string(names[i]));
+            json_object_object_add(m, "display_name", json_object_new_string(names[i]));
+            json_object_object_add(m, "created_at",
+                                   json_object_new_string("1970-01-01T00:00:00Z"));
+        } else {
+            char full[256];
+            snprintf(full, sizeof full, "models/%s", names[i]);
+            json_object *methods = json_object_new_array();
+            json_object_array_add(methods, json_object_new_string("generateContent"));
+            json_object_array_add(methods, json_object_new_string("streamGenerateContent"));
+            json_object_object_add(m, "name", json_object_new_string(full));
+            json_object_object_add(m, "displayName", json_object_new_string(names[i]));
+            json_object_object_add(m, "supportedGenerationMethods", methods);
+        }
         json_object_array_add(data, m);
     }
+}
+
+/* One cached list body per dialect: pools then lanes, each sorted (SPEC §3.1). */
+static int build_list(struct bb_worker *w, int shape, const char **names)
+{
+    const struct bb_conf *conf = w->conf;
+    json_object *root = json_object_new_object();
+    json_object *data = json_object_new_array();
+    if (shape == LIST_OPENAI)
+        json_object_object_add(root, "object", json_object_new_string("list"));
+    for (size_t i = 0; i < conf->n_pools; i++)
+        names[i] = conf->pools[i].name;
+    add_models(data, names, conf->n_pools, shape);
+    for (size_t i = 0; i < conf->n_lanes; i++)
+        names[i] = conf->lanes[i].name;
+    add_models(data, names, conf->n_lanes, shape);
+    size_t count = json_object_array_length(data);
+    const char *first = NULL, *last = NULL;
+    if (shape == LIST_ANTHROPIC && count) {
+        first = json_object_get_string(
+            json_object_object_get(json_object_array_get_idx(data, 0), "id"));
+        last = json_object_get_string(
+            json_object_object_get(json_object_array_get_idx(data, count - 1), "id"));
+    }
+    json_object_object_add(root, shape == LIST_GEMINI ? "models" : "data", data);
+    if (shape == LIST_ANTHROPIC) {
+        json_object_object_add(root, "has_more", json_object_new_boolean(0));
+        json_object_object_add(root, "first_id", first ? json_object_new_string(first) : NULL);
+        json_object_object_add(root, "last_id", last ? json_object_new_string(last) : NULL);
+    }
+    size_t len;
+    const char *s = json_object_to_json_string_length(
+        root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    w->models_json[shape] = malloc(len + 1);
+    if (w->models_json[shape]) {
+        memcpy(w->models_json[shape], s, len + 1);
+        w->models_json_len[shape] = len;
+    }
+    json_object_put(root);
+    return w->models_json[shape] ? 0 : -1;
 }
 
 int bb_endpoints_init(struct bb_worker *w)
@@ -39,38 +99,31 @@ int bb_endpoints_init(struct bb_worker *w)
     const char **names = calloc(n ? n : 1, sizeof *names);
     if (!names)
         return -1;
-    json_object *root = json_object_new_object();
-    json_object *data = json_object_new_array();
-    json_object_object_add(root, "object", json_object_new_string("list"));
-    for (size_t i = 0; i < conf->n_pools; i++)
-        names[i] = conf->pools[i].name;
-    add_models(data, names, conf->n_pools);
-    for (size_t i = 0; i < conf->n_lanes; i++)
-        names[i] = conf->lanes[i].name;
-    add_models(data, names, conf->n_lanes);
-    json_object_object_add(root, "data", data);
-    size_t len;
-    const char *s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &len);
-    w->models_json = malloc(len + 1);
-    if (w->models_json) {
-        memcpy(w->models_json, s, len + 1);
-        w->models_json_len = len;
-    }
-    json_object_put(root);
+    int rc = 0;
+    for (int shape = LIST_OPENAI; shape <= LIST_GEMINI; shape++)
+        rc |= build_list(w, shape, names);
     free(names);
-    return w->models_json ? 0 : -1;
+    return rc;
 }
 
 void bb_endpoints_free(struct bb_worker *w)
 {
-    free(w->models_json);
-    w->models_json = NULL;
+    for (int i = 0; i < 3; i++) {
+        free(w->models_json[i]);
+        w->models_json[i] = NULL;
+    }
 }
 
 void bb_endpoint_models(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
-    bb_http_respond_full(req, 200, "application/json", NULL, w->models_json, w->models_json_len);
+    int shape = LIST_OPENAI;
+    if (req->ingress == BB_PROTO_GEMINI)
+        shape = LIST_GEMINI;
+    else if (bb_http_find(&req->head, "anthropic-version"))
+        shape = LIST_ANTHROPIC;
+    bb_http_respond_full(req, 200, "application/json", NULL, w->models_json[shape],
+                         w->models_json_len[shape]);
     bb_request_finish(req);
 }
 

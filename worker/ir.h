@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "common/arena.h"
+#include "common/config.h"
 
 /* ---- content ---- */
 
@@ -190,5 +191,11 @@ struct bb_ir_str bb_ir_strdup(struct bb_arena *a, const char *s, size_t n);
 /* Record an unsupported field name (a static or arena string) on req. -1 on OOM. */
 int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char *field);
 const char *bb_ir_stop_name(enum bb_ir_stop s);
+
+/* Tool-call ids between protocols' id shapes (the proxy's job, see ir.c). */
+struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, enum bb_proto client, struct bb_ir_str id);
+void bb_ir_ids_unwrap(struct bb_ir_request *req, enum bb_proto client);
+void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r,
+                             enum bb_proto client);
 
 #endif

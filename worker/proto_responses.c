@@ -1,4 +1,2917 @@
-/* placeholder: proto_responses is being written (issue: six wire protocols) */
+/*
+ * proto_responses: the OpenAI Responses API (POST /v1/responses) as ingress (the client speaks
+ * it) and as egress (the provider speaks it), non-streaming and streaming (SPEC §3.1, §4).
+ * Reference: the openai npm SDK's resources/responses/responses.d.ts. Field-by-field fidelity
+ * is documented in docs/protocols/responses.md.
+ *
+ * Worker process, single-threaded, no globals. Readers build IR in the caller's arena and
+ * release every json-c object before returning; writers append to the caller's evbuffers.
+ *
+ * Conventions worth knowing here:
+ * - Responses usage counts cached tokens inside input_tokens; IR input excludes them.
+ * - A reasoning item becomes one THINKING block: summary text (or raw reasoning_text) as
+ *   text, encrypted_content as signature, and the item id ("rs_...") in block.id so that a
+ *   Responses → Responses round trip can hand the same item back with store=false.
+ * - Consecutive TEXT blocks share one assistant message item (one output_text part each),
+ *   as OpenAI itself shapes its output.
+ * - The stream encoder must repeat each item's full text in its *.done events and in
+ *   response.completed. It accumulates that text in heap buffers it owns (struct renc),
+ *   bounded by ACC_MAX bytes per stream; text beyond the bound is still streamed as deltas
+ *   but is missing from the *.done / response.completed copies. The buffers are freed at
+ *   MESSAGE_STOP, ERROR and enc_finish (proto.h has no encoder destructor).
+ */
 #include "worker/proto.h"
 
-const struct bb_proto_ops bb_proto_responses = {.id = BB_PROTO_RESPONSES};
+#include <ctype.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <json-c/json.h>
+
+#define JSON_DEPTH 128
+#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#define ACC_MAX ((size_t)4 << 20) /* accumulated text per stream encoder, bytes */
+#define ID_MAX 192
+
+/* ------------------------------------------------------------------------------------------
+ * json-c helpers
+ * ---------------------------------------------------------------------------------------- */
+
+/* Parse exactly one JSON value (surrounding whitespace allowed) with the depth limit. */
+static json_object *parse_json(const char *s, size_t n, const char **why)
+{
+    *why = "invalid JSON";
+    if (n > INT_MAX) {
+        *why = "body too large";
+        return NULL;
+    }
+    struct json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
+    if (!tok) {
+        *why = "out of memory";
+        return NULL;
+    }
+    json_object *o = json_tokener_parse_ex(tok, s, (int)n);
+    enum json_tokener_error e = json_tokener_get_error(tok);
+    if (o && e == json_tokener_success) {
+        for (size_t off = json_tokener_get_parse_end(tok); off < n; off++) {
+            if (!isspace((unsigned char)s[off])) {
+                json_object_put(o);
+                o = NULL;
+                *why = "invalid JSON: trailing data";
+                break;
+            }
+        }
+    } else {
+        if (o)
+            json_object_put(o);
+        o = NULL;
+        if (e == json_tokener_error_depth)
+            *why = "invalid JSON: nesting deeper than 128";
+        else if (e == json_tokener_continue)
+            *why = "invalid JSON: unexpected end of input";
+    }
+    json_tokener_free(tok);
+    return o;
+}
+
+/* Member k of object o; NULL when o is not an object, k is absent, or its value is null. */
+static json_object *jget(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, k, &v))
+        return NULL;
+    return v;
+}
+
+static bool jis(json_object *o, json_type t)
+{
+    return o && json_object_is_type(o, t);
+}
+
+static bool jnum(json_object *o)
+{
+    return jis(o, json_type_int) || jis(o, json_type_double);
+}
+
+/* String member or NULL (absent, null or not a string). */
+static const char *jstr(json_object *o, const char *k)
+{
+    json_object *v = jget(o, k);
+    return jis(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+static bool streq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+static uint64_t juint(json_object *o, const char *k)
+{
+    json_object *v = jget(o, k);
+    if (!jnum(v))
+        return 0;
+    int64_t n = json_object_get_int64(v);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+static struct bb_ir_str jdup(struct bb_arena *a, json_object *s)
+{
+    return bb_ir_strdup(a, json_object_get_string(s), (size_t)json_object_get_string_len(s));
+}
+
+/* A JSON value's text in the arena (schemas, arguments objects). */
+static struct bb_ir_str jtext(struct bb_arena *a, json_object *o)
+{
+    size_t n = 0;
+    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+    return bb_ir_strdup(a, s, n);
+}
+
+static json_object *jstrn(const char *s, size_t n)
+{
+    return json_object_new_string_len(s ? s : "", (int)(s ? n : 0));
+}
+
+static json_object *jirstr(const struct bb_ir_str *s)
+{
+    return jstrn(s->p, s->len);
+}
+
+/* A double serialised by its shortest round-tripping form (json-c would print 0.7 as
+ * 0.69999999999999996). */
+static json_object *jdouble(double d)
+{
+    char buf[40];
+    if (!isfinite(d))
+        d = 0;
+    snprintf(buf, sizeof buf, "%.15g", d);
+    if (strtod(buf, NULL) != d)
+        snprintf(buf, sizeof buf, "%.17g", d);
+    return json_object_new_double_s(d, buf);
+}
+
+static json_object *juint64(uint64_t v)
+{
+    return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v);
+}
+
+/* Parse a raw JSON text carried by the IR; NULL when absent or not valid JSON. */
+static json_object *parse_raw(const struct bb_ir_str *s)
+{
+    const char *why;
+    if (!s->p || !s->len)
+        return NULL;
+    return parse_json(s->p, s->len, &why);
+}
+
+static int add_json(struct evbuffer *out, json_object *o)
+{
+    size_t n = 0;
+    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+    if (!s || evbuffer_add(out, s, n) != 0)
+        return -1;
+    return 0;
+}
+
+/* An arena copy of "prefix.name" for unsupported/dropped field names built at run time. */
+static const char *field_name(struct bb_arena *a, const char *prefix, const char *name)
+{
+    char buf[96];
+    snprintf(buf, sizeof buf, "%s.%.64s", prefix, name ? name : "?");
+    char *p = bb_arena_strndup(a, buf, strlen(buf));
+    return p ? p : prefix;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * shared mappings
+ * ---------------------------------------------------------------------------------------- */
+
+/* "data:<media>;base64,<data>" → media type + data. Returns false for anything else. */
+static bool split_data_url(struct bb_arena *a, const char *u, size_t len, struct bb_ir_block *b)
+{
+    if (len < 5 || strncmp(u, "data:", 5) != 0)
+        return false;
+    const char *comma = memchr(u, ',', len);
+    if (!comma)
+        return false;
+    const char *meta = u + 5;
+    size_t mlen = (size_t)(comma - meta);
+    if (mlen < 7 || strncmp(comma - 7, ";base64", 7) != 0)
+        return false;
+    const char *semi = memchr(meta, ';', mlen);
+    b->media_type = bb_ir_strdup(a, meta, (size_t)(semi - meta));
+    b->data = bb_ir_strdup(a, comma + 1, len - (size_t)(comma + 1 - u));
+    return b->media_type.p && b->data.p;
+}
+
+static const char *media_from_filename(const char *fn)
+{
+    static const struct {
+        const char *ext, *media;
+    } map[] = {{".pdf", "application/pdf"}, {".txt", "text/plain"}, {".md", "text/markdown"},
+               {".csv", "text/csv"},        {".html", "text/html"}, {".json", "application/json"}};
+    size_t fl = fn ? strlen(fn) : 0;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        size_t el = strlen(map[i].ext);
+        if (fl >= el && strcasecmp(fn + fl - el, map[i].ext) == 0)
+            return map[i].media;
+    }
+    return "application/pdf";
+}
+
+static const char *filename_for_media(const struct bb_ir_str *mt)
+{
+    if (!mt->p || streq(mt->p, "application/pdf"))
+        return "document.pdf";
+    if (streq(mt->p, "text/plain"))
+        return "document.txt";
+    if (streq(mt->p, "text/markdown"))
+        return "document.md";
+    if (streq(mt->p, "text/csv"))
+        return "document.csv";
+    if (streq(mt->p, "text/html"))
+        return "document.html";
+    if (streq(mt->p, "application/json"))
+        return "document.json";
+    return "document";
+}
+
+/* Usage object (input_tokens counts cached and cache-written tokens) → IR (excludes them). */
+static void usage_read(json_object *u, struct bb_ir_usage *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!jis(u, json_type_object))
+        return;
+    json_object *in_d = jget(u, "input_tokens_details");
+    json_object *out_d = jget(u, "output_tokens_details");
+    uint64_t in = juint(u, "input_tokens");
+    out->cache_read = juint(in_d, "cached_tokens");
+    out->cache_write = juint(in_d, "cache_write_tokens");
+    uint64_t cached = out->cache_read + out->cache_write;
+    out->input = in > cached ? in - cached : 0;
+    out->output = juint(u, "output_tokens");
+    out->reasoning = juint(out_d, "reasoning_tokens");
+    out->set = true;
+}
+
+static json_object *usage_json(const struct bb_ir_usage *u)
+{
+    if (!u || !u->set)
+        return NULL;
+    uint64_t in = u->input + u->cache_read + u->cache_write;
+    json_object *o = json_object_new_object();
+    json_object *in_d = json_object_new_object();
+    json_object *out_d = json_object_new_object();
+    json_object_object_add(in_d, "cached_tokens", juint64(u->cache_read));
+    json_object_object_add(in_d, "cache_write_tokens", juint64(u->cache_write));
+    json_object_object_add(out_d, "reasoning_tokens", juint64(u->reasoning));
+    json_object_object_add(o, "input_tokens", juint64(in));
+    json_object_object_add(o, "input_tokens_details", in_d);
+    json_object_object_add(o, "output_tokens", juint64(u->output));
+    json_object_object_add(o, "output_tokens_details", out_d);
+    json_object_object_add(o, "total_tokens", juint64(in + u->output));
+    return o;
+}
+
+/* Cumulative usage from two reports: the larger of each count (every report is a total). */
+static void usage_merge(struct bb_ir_usage *acc, const struct bb_ir_usage *u)
+{
+    if (!u->set)
+        return;
+    acc->set = true;
+    if (u->input > acc->input)
+        acc->input = u->input;
+    if (u->output > acc->output)
+        acc->output = u->output;
+    if (u->cache_read > acc->cache_read)
+        acc->cache_read = u->cache_read;
+    if (u->cache_write > acc->cache_write)
+        acc->cache_write = u->cache_write;
+    if (u->reasoning > acc->reasoning)
+        acc->reasoning = u->reasoning;
+}
+
+/* Error codes the SDK's ResponseError.code admits; anything else is reported as
+ * server_error or rate_limit_exceeded. */
+static const char *response_error_code(const char *type, int status)
+{
+    static const char *const known[] = {"server_error",
+                                        "rate_limit_exceeded",
+                                        "invalid_prompt",
+                                        "invalid_image",
+                                        "invalid_image_format",
+                                        "invalid_base64_image",
+                                        "invalid_image_url",
+                                        "image_too_large",
+                                        "image_too_small",
+                                        "image_parse_error",
+                                        "image_content_policy_violation",
+                                        "invalid_image_mode",
+                                        "image_file_too_large",
+                                        "unsupported_image_media_type",
+                                        "empty_image_file",
+                                        "failed_to_download_image",
+                                        "image_file_not_found",
+                                        "vector_store_timeout",
+                                        "bio_policy",
+                                        "data_residency_mismatch"};
+    for (size_t i = 0; type && i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(type, known[i]) == 0)
+            return known[i];
+    if (status == 429 || (type && (strstr(type, "rate_limit") || strstr(type, "quota"))))
+        return "rate_limit_exceeded";
+    return "server_error";
+}
+
+static int error_status_for(const char *code)
+{
+    if (!code)
+        return 0;
+    if (strstr(code, "rate_limit") || strstr(code, "quota"))
+        return 429;
+    if (strcmp(code, "server_error") == 0)
+        return 500;
+    if (strstr(code, "overloaded"))
+        return 529;
+    if (strstr(code, "invalid") || strstr(code, "context_length") || strstr(code, "image"))
+        return 400;
+    return 0;
+}
+
+static bool openai_annotation(json_object *an)
+{
+    const char *t = jstr(an, "type");
+    return streq(t, "url_citation") || streq(t, "file_citation") ||
+           streq(t, "container_file_citation") || streq(t, "file_path");
+}
+
+/* The annotations array for an output_text part: the IR citations when they are OpenAI
+ * annotations; other providers' citation shapes are dropped (reported as "citations"). */
+static json_object *annotations_json(struct bb_arena *a, const struct bb_ir_str *citations)
+{
+    json_object *arr = json_object_new_array();
+    json_object *c = parse_raw(citations);
+    if (!c)
+        return arr;
+    if (jis(c, json_type_array)) {
+        size_t n = json_object_array_length(c);
+        for (size_t i = 0; i < n; i++) {
+            json_object *an = json_object_array_get_idx(c, i);
+            if (openai_annotation(an))
+                json_object_array_add(arr, json_object_get(an));
+            else
+                bb_proto_drop(a, "citations");
+        }
+    }
+    json_object_put(c);
+    return arr;
+}
+
+/* ---- output items, shared by write_response and the stream encoder ---- */
+
+static json_object *text_part(const char *text, size_t len, json_object *annotations)
+{
+    json_object *p = json_object_new_object();
+    json_object_object_add(p, "type", json_object_new_string("output_text"));
+    json_object_object_add(p, "text", jstrn(text, len));
+    json_object_object_add(p, "annotations", annotations ? annotations : json_object_new_array());
+    return p;
+}
+
+static json_object *message_item(const char *id, const char *status, json_object *content)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "id", json_object_new_string(id));
+    json_object_object_add(m, "type", json_object_new_string("message"));
+    json_object_object_add(m, "status", json_object_new_string(status));
+    json_object_object_add(m, "role", json_object_new_string("assistant"));
+    json_object_object_add(m, "content", content ? content : json_object_new_array());
+    return m;
+}
+
+static json_object *summary_part(const char *text, size_t len)
+{
+    json_object *p = json_object_new_object();
+    json_object_object_add(p, "type", json_object_new_string("summary_text"));
+    json_object_object_add(p, "text", jstrn(text, len));
+    return p;
+}
+
+/* A reasoning item; text NULL = no summary yet; sig NULL = no encrypted_content. */
+static json_object *reasoning_item(const char *id, const char *text, size_t len, const char *sig,
+                                   size_t sig_len)
+{
+    json_object *r = json_object_new_object();
+    json_object *summary = json_object_new_array();
+    if (text && len)
+        json_object_array_add(summary, summary_part(text, len));
+    json_object_object_add(r, "id", json_object_new_string(id));
+    json_object_object_add(r, "type", json_object_new_string("reasoning"));
+    json_object_object_add(r, "summary", summary);
+    if (sig && sig_len)
+        json_object_object_add(r, "encrypted_content", jstrn(sig, sig_len));
+    return r;
+}
+
+static json_object *function_item(const char *id, const char *status, const char *call_id,
+                                  size_t call_id_len, const char *name, size_t name_len,
+                                  const char *args, size_t args_len)
+{
+    json_object *f = json_object_new_object();
+    json_object_object_add(f, "id", json_object_new_string(id));
+    json_object_object_add(f, "type", json_object_new_string("function_call"));
+    json_object_object_add(f, "status", json_object_new_string(status));
+    json_object_object_add(f, "arguments", jstrn(args, args_len));
+    json_object_object_add(f, "call_id", jstrn(call_id, call_id_len));
+    json_object_object_add(f, "name", jstrn(name, name_len));
+    return f;
+}
+
+static bool is_rs_id(const struct bb_ir_str *id)
+{
+    return id->p && id->len > 3 && id->len < ID_MAX - 1 && strncmp(id->p, "rs_", 3) == 0;
+}
+
+/* The head of a Response object (everything but output), as the SDK's Response type requires.
+ * The request's own echo fields (tools, temperature, instructions, ...) are not known on the
+ * way back (struct bb_ingress_ctx does not carry them), so their neutral values are sent. */
+struct resp_head {
+    const char *id, *model;
+    int64_t created;
+    const char *status;                     /* in_progress, completed, incomplete, failed */
+    const char *incomplete_reason;          /* max_output_tokens, content_filter, or NULL */
+    const char *error_code, *error_message; /* status failed */
+    const struct bb_ir_usage *usage;
+};
+
+static json_object *response_json(const struct resp_head *h, json_object *output)
+{
+    json_object *r = json_object_new_object();
+    json_object_object_add(r, "id", json_object_new_string(h->id));
+    json_object_object_add(r, "object", json_object_new_string("response"));
+    json_object_object_add(r, "created_at", json_object_new_int64(h->created));
+    json_object_object_add(r, "status", json_object_new_string(h->status));
+    json_object_object_add(r, "background", json_object_new_boolean(0));
+    if (h->error_code) {
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "code", json_object_new_string(h->error_code));
+        json_object_object_add(e, "message",
+                               json_object_new_string(h->error_message ? h->error_message : ""));
+        json_object_object_add(r, "error", e);
+    } else {
+        json_object_object_add(r, "error", NULL);
+    }
+    if (h->incomplete_reason) {
+        json_object *d = json_object_new_object();
+        json_object_object_add(d, "reason", json_object_new_string(h->incomplete_reason));
+        json_object_object_add(r, "incomplete_details", d);
+    } else {
+        json_object_object_add(r, "incomplete_details", NULL);
+    }
+    json_object_object_add(r, "instructions", NULL);
+    json_object_object_add(r, "max_output_tokens", NULL);
+    json_object_object_add(r, "metadata", json_object_new_object());
+    json_object_object_add(r, "model", json_object_new_string(h->model ? h->model : ""));
+    json_object_object_add(r, "output", output ? output : json_object_new_array());
+    json_object_object_add(r, "parallel_tool_calls", json_object_new_boolean(1));
+    json_object_object_add(r, "previous_response_id", NULL);
+    json_object *reasoning = json_object_new_object();
+    json_object_object_add(reasoning, "effort", NULL);
+    json_object_object_add(reasoning, "summary", NULL);
+    json_object_object_add(r, "reasoning", reasoning);
+    json_object_object_add(r, "store", json_object_new_boolean(0));
+    json_object_object_add(r, "temperature", NULL);
+    json_object *text = json_object_new_object();
+    json_object *fmt = json_object_new_object();
+    json_object_object_add(fmt, "type", json_object_new_string("text"));
+    json_object_object_add(text, "format", fmt);
+    json_object_object_add(r, "text", text);
+    json_object_object_add(r, "tool_choice", json_object_new_string("auto"));
+    json_object_object_add(r, "tools", json_object_new_array());
+    json_object_object_add(r, "top_p", NULL);
+    json_object_object_add(r, "truncation", json_object_new_string("disabled"));
+    json_object_object_add(r, "usage", usage_json(h->usage));
+    return r;
+}
+
+static const char *incomplete_reason(enum bb_ir_stop s)
+{
+    if (s == BB_IR_STOP_MAX_TOKENS)
+        return "max_output_tokens";
+    if (s == BB_IR_STOP_CONTENT_FILTER)
+        return "content_filter";
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * ingress: read_request
+ * ---------------------------------------------------------------------------------------- */
+
+enum last_kind { LAST_NONE, LAST_USER, LAST_TOOL_RESULTS, LAST_ASSISTANT };
+
+struct rd {
+    struct bb_arena *a;
+    struct bb_ir_request *req;
+    struct bb_err *err;
+    struct bb_ir_block *pool; /* blocks of every message: each message is a contiguous slice */
+    size_t pool_used, pool_cap;
+    size_t sys_cap;
+    size_t msg_cap;
+    enum last_kind last;
+};
+
+static int oom(struct bb_err *err)
+{
+    return bb_err_set(err, "out of memory while reading the request");
+}
+
+static int unsupported(struct rd *r, const char *field)
+{
+    return bb_ir_unsupported(r->a, r->req, field) ? oom(r->err) : 0;
+}
+
+static struct bb_ir_block *new_block(struct rd *r)
+{
+    if (r->pool_used >= r->pool_cap)
+        return NULL;
+    struct bb_ir_block *b = &r->pool[r->pool_used++];
+    memset(b, 0, sizeof *b);
+    r->req->messages[r->req->n_messages - 1].n_blocks++;
+    return b;
+}
+
+static int new_message(struct rd *r, enum bb_ir_role role, enum last_kind kind)
+{
+    if (r->req->n_messages >= r->msg_cap)
+        return oom(r->err);
+    struct bb_ir_message *m = &r->req->messages[r->req->n_messages++];
+    memset(m, 0, sizeof *m);
+    m->role = role;
+    m->blocks = r->pool + r->pool_used;
+    r->last = kind;
+    return 0;
+}
+
+/* The message the next assistant-side item (message, function_call, reasoning) joins:
+ * consecutive assistant items are one turn. */
+static int assistant_message(struct rd *r)
+{
+    return r->last == LAST_ASSISTANT ? 0 : new_message(r, BB_IR_ASSISTANT, LAST_ASSISTANT);
+}
+
+static int add_system_text(struct rd *r, json_object *s)
+{
+    if (r->req->n_system >= r->sys_cap)
+        return oom(r->err);
+    struct bb_ir_block *b = &r->req->system[r->req->n_system++];
+    memset(b, 0, sizeof *b);
+    b->type = BB_IR_TEXT;
+    b->text = jdup(r->a, s);
+    return b->text.p ? 0 : oom(r->err);
+}
+
+/* input_image / input_file (in messages and function_call_output lists) → b. Returns 1 when
+ * the part cannot be carried (recorded as unsupported), 0 when b is filled, -1 on error. */
+static int read_media_part(struct rd *r, json_object *p, const char *type, const char *path,
+                           struct bb_ir_block *b)
+{
+    if (streq(type, "input_image")) {
+        json_object *url = jget(p, "image_url");
+        json_object *detail = jget(p, "detail");
+        if (url && !jis(url, json_type_string))
+            return bb_err_set(r->err, "%s.image_url: expected a string", path);
+        if (detail && !streq(json_object_get_string(detail), "auto") &&
+            unsupported(r, "input_image.detail"))
+            return -1;
+        if (!url) {
+            if (jget(p, "file_id"))
+                return unsupported(r, "input_image.file_id") ? -1 : 1;
+            return bb_err_set(r->err, "%s: input_image needs image_url or file_id", path);
+        }
+        b->type = BB_IR_IMAGE;
+        const char *u = json_object_get_string(url);
+        size_t ul = (size_t)json_object_get_string_len(url);
+        if (!split_data_url(r->a, u, ul, b))
+            b->url = bb_ir_strdup(r->a, u, ul);
+        return 0;
+    }
+    /* input_file */
+    json_object *data = jget(p, "file_data");
+    json_object *url = jget(p, "file_url");
+    const char *fname = jstr(p, "filename");
+    if (data && !jis(data, json_type_string))
+        return bb_err_set(r->err, "%s.file_data: expected a string", path);
+    if (url && !jis(url, json_type_string))
+        return bb_err_set(r->err, "%s.file_url: expected a string", path);
+    if (!data && !url) {
+        if (jget(p, "file_id"))
+            return unsupported(r, "input_file.file_id") ? -1 : 1;
+        return bb_err_set(r->err, "%s: input_file needs file_data, file_url or file_id", path);
+    }
+    if (fname && unsupported(r, "input_file.filename"))
+        return -1;
+    b->type = BB_IR_DOCUMENT;
+    if (data) {
+        const char *d = json_object_get_string(data);
+        size_t dl = (size_t)json_object_get_string_len(data);
+        if (!split_data_url(r->a, d, dl, b)) {
+            const char *mt = media_from_filename(fname);
+            b->media_type = bb_ir_strdup(r->a, mt, strlen(mt));
+            b->data = bb_ir_strdup(r->a, d, dl);
+        }
+    } else {
+        b->url = jdup(r->a, url);
+    }
+    return 0;
+}
+
+/* One content part of a message item into the current message. */
+static int read_part(struct rd *r, json_object *p, bool assistant, const char *path)
+{
+    if (!jis(p, json_type_object))
+        return bb_err_set(r->err, "%s: expected an object", path);
+    json_object *tv = jget(p, "type");
+    if (!jis(tv, json_type_string))
+        return bb_err_set(r->err, "%s.type: expected a string", path);
+    const char *type = json_object_get_string(tv);
+    if (streq(type, "input_text") || streq(type, "output_text") || streq(type, "refusal")) {
+        const char *key = streq(type, "refusal") ? "refusal" : "text";
+        json_object *t = jget(p, key);
+        if (!jis(t, json_type_string))
+            return bb_err_set(r->err, "%s.%s: expected a string", path, key);
+        struct bb_ir_block *b = new_block(r);
+        if (!b)
+            return oom(r->err);
+        b->type = BB_IR_TEXT;
+        b->text = jdup(r->a, t);
+        json_object *an = jget(p, "annotations");
+        if (jis(an, json_type_array) && json_object_array_length(an) > 0)
+            b->citations_json = jtext(r->a, an);
+        return b->text.p ? 0 : oom(r->err);
+    }
+    if (!assistant && (streq(type, "input_image") || streq(type, "input_file"))) {
+        struct bb_ir_block tmp;
+        memset(&tmp, 0, sizeof tmp);
+        int rc = read_media_part(r, p, type, path, &tmp);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+        struct bb_ir_block *b = new_block(r);
+        if (!b)
+            return oom(r->err);
+        *b = tmp;
+        return 0;
+    }
+    return unsupported(r, field_name(r->a, "content", type));
+}
+
+static int read_message_item(struct rd *r, json_object *it, size_t i)
+{
+    char path[96];
+    json_object *rv = jget(it, "role");
+    const char *role = jis(rv, json_type_string) ? json_object_get_string(rv) : NULL;
+    bool system = streq(role, "system") || streq(role, "developer");
+    bool assistant = streq(role, "assistant");
+    if (!system && !assistant && !streq(role, "user"))
+        return bb_err_set(r->err,
+                          "input[%zu].role: expected one of user, assistant, system, developer", i);
+    json_object *c = jget(it, "content");
+    if (!jis(c, json_type_string) && !jis(c, json_type_array))
+        return bb_err_set(r->err, "input[%zu].content: expected a string or an array", i);
+
+    if (system) {
+        if (jis(c, json_type_string))
+            return add_system_text(r, c);
+        size_t n = json_object_array_length(c);
+        for (size_t j = 0; j < n; j++) {
+            json_object *p = json_object_array_get_idx(c, j);
+            const char *type = jstr(p, "type");
+            json_object *t = jget(p, "text");
+            if (!jis(p, json_type_object))
+                return bb_err_set(r->err, "input[%zu].content[%zu]: expected an object", i, j);
+            if (streq(type, "input_text") || streq(type, "output_text")) {
+                if (!jis(t, json_type_string))
+                    return bb_err_set(r->err, "input[%zu].content[%zu].text: expected a string", i,
+                                      j);
+                if (add_system_text(r, t))
+                    return -1;
+            } else if (unsupported(r, field_name(r->a, "system", type ? type : "?"))) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+
+    if (assistant) {
+        if (assistant_message(r))
+            return -1;
+    } else if (new_message(r, BB_IR_USER, LAST_USER)) {
+        return -1;
+    }
+    if (jis(c, json_type_string)) {
+        struct bb_ir_block *b = new_block(r);
+        if (!b)
+            return oom(r->err);
+        b->type = BB_IR_TEXT;
+        b->text = jdup(r->a, c);
+        return b->text.p ? 0 : oom(r->err);
+    }
+    size_t n = json_object_array_length(c);
+    for (size_t j = 0; j < n; j++) {
+        snprintf(path, sizeof path, "input[%zu].content[%zu]", i, j);
+        if (read_part(r, json_object_array_get_idx(c, j), assistant, path))
+            return -1;
+    }
+    return 0;
+}
+
+static int read_function_call(struct rd *r, json_object *it, size_t i)
+{
+    json_object *call_id = jget(it, "call_id"), *name = jget(it, "name");
+    json_object *args = jget(it, "arguments");
+    if (!jis(call_id, json_type_string))
+        return bb_err_set(r->err, "input[%zu].call_id: expected a string", i);
+    if (!jis(name, json_type_string))
+        return bb_err_set(r->err, "input[%zu].name: expected a string", i);
+    if (!jis(args, json_type_string))
+        return bb_err_set(r->err, "input[%zu].arguments: expected a string", i);
+    if (assistant_message(r))
+        return -1;
+    struct bb_ir_block *b = new_block(r);
+    if (!b)
+        return oom(r->err);
+    b->type = BB_IR_TOOL_USE;
+    b->id = jdup(r->a, call_id);
+    b->name = jdup(r->a, name);
+    /* OpenAI sends the arguments as a JSON text: it travels as is ("" means no arguments). */
+    b->input_json =
+        json_object_get_string_len(args) ? jdup(r->a, args) : bb_ir_strdup(r->a, "{}", 2);
+    return b->id.p && b->name.p && b->input_json.p ? 0 : oom(r->err);
+}
+
+static int read_function_output(struct rd *r, json_object *it, size_t i)
+{
+    char path[96];
+    json_object *call_id = jget(it, "call_id"), *output = jget(it, "output");
+    if (!jis(call_id, json_type_string))
+        return bb_err_set(r->err, "input[%zu].call_id: expected a string", i);
+    if (!jis(output, json_type_string) && !jis(output, json_type_array))
+        return bb_err_set(r->err, "input[%zu].output: expected a string or an array", i);
+    /* Consecutive outputs answer one assistant turn: they share one user message. */
+    if (r->last != LAST_TOOL_RESULTS && new_message(r, BB_IR_USER, LAST_TOOL_RESULTS))
+        return -1;
+    struct bb_ir_block *b = new_block(r);
+    if (!b)
+        return oom(r->err);
+    b->type = BB_IR_TOOL_RESULT;
+    b->id = jdup(r->a, call_id);
+    if (jis(output, json_type_string)) {
+        b->text = jdup(r->a, output);
+        return b->id.p && b->text.p ? 0 : oom(r->err);
+    }
+    size_t n = json_object_array_length(output);
+    if (n == 1 && streq(jstr(json_object_array_get_idx(output, 0), "type"), "input_text") &&
+        jis(jget(json_object_array_get_idx(output, 0), "text"), json_type_string)) {
+        b->text = jdup(r->a, jget(json_object_array_get_idx(output, 0), "text"));
+        return b->text.p ? 0 : oom(r->err);
+    }
+    b->content = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *b->content);
+    if (!b->content)
+        return oom(r->err);
+    for (size_t j = 0; j < n; j++) {
+        json_object *p = json_object_array_get_idx(output, j);
+        snprintf(path, sizeof path, "input[%zu].output[%zu]", i, j);
+        if (!jis(p, json_type_object))
+            return bb_err_set(r->err, "%s: expected an object", path);
+        const char *type = jstr(p, "type");
+        struct bb_ir_block *cb = &b->content[b->n_content];
+        if (streq(type, "input_text")) {
+            json_object *t = jget(p, "text");
+            if (!jis(t, json_type_string))
+                return bb_err_set(r->err, "%s.text: expected a string", path);
+            cb->type = BB_IR_TEXT;
+            cb->text = jdup(r->a, t);
+            b->n_content++;
+        } else if (streq(type, "input_image") || streq(type, "input_file")) {
+            int rc = read_media_part(r, p, type, path, cb);
+            if (rc < 0)
+                return -1;
+            if (rc == 0)
+                b->n_content++;
+        } else if (type) {
+            if (unsupported(r, field_name(r->a, "output", type)))
+                return -1;
+        } else {
+            return bb_err_set(r->err, "%s.type: expected a string", path);
+        }
+    }
+    return 0;
+}
+
+/* Summary parts (or, when there are none, reasoning_text content) joined by blank lines. */
+static struct bb_ir_str reasoning_text(struct bb_arena *a, json_object *item)
+{
+    struct bb_ir_str none = {NULL, 0};
+    const char *keys[2] = {"summary", "content"};
+    for (int k = 0; k < 2; k++) {
+        json_object *arr = jget(item, keys[k]);
+        if (!jis(arr, json_type_array))
+            continue;
+        size_t n = json_object_array_length(arr), total = 0;
+        for (size_t j = 0; j < n; j++) {
+            json_object *t = jget(json_object_array_get_idx(arr, j), "text");
+            if (jis(t, json_type_string))
+                total += (size_t)json_object_get_string_len(t) + 2;
+        }
+        if (!total)
+            continue;
+        char *buf = bb_arena_alloc(a, total + 1);
+        if (!buf)
+            return none;
+        size_t len = 0;
+        for (size_t j = 0; j < n; j++) {
+            json_object *t = jget(json_object_array_get_idx(arr, j), "text");
+            if (!jis(t, json_type_string))
+                continue;
+            if (len) {
+                memcpy(buf + len, "\n\n", 2);
+                len += 2;
+            }
+            memcpy(buf + len, json_object_get_string(t), (size_t)json_object_get_string_len(t));
+            len += (size_t)json_object_get_string_len(t);
+        }
+        buf[len] = '\0';
+        return (struct bb_ir_str){buf, len};
+    }
+    return none;
+}
+
+/* A reasoning item → THINKING (text + signature + item id); false when it carries nothing. */
+static bool reasoning_block(struct bb_arena *a, json_object *item, struct bb_ir_block *b)
+{
+    memset(b, 0, sizeof *b);
+    b->type = BB_IR_THINKING;
+    b->text = reasoning_text(a, item);
+    json_object *enc = jget(item, "encrypted_content");
+    if (jis(enc, json_type_string) && json_object_get_string_len(enc))
+        b->signature = jdup(a, enc);
+    json_object *id = jget(item, "id");
+    if (jis(id, json_type_string))
+        b->id = jdup(a, id);
+    if (!b->text.p && !b->signature.p)
+        return false;
+    if (!b->text.p)
+        b->text = bb_ir_strdup(a, "", 0);
+    return true;
+}
+
+static int read_reasoning_item(struct rd *r, json_object *it, size_t i)
+{
+    json_object *summary = jget(it, "summary"), *enc = jget(it, "encrypted_content");
+    if (summary && !jis(summary, json_type_array))
+        return bb_err_set(r->err, "input[%zu].summary: expected an array", i);
+    if (enc && !jis(enc, json_type_string))
+        return bb_err_set(r->err, "input[%zu].encrypted_content: expected a string", i);
+    struct bb_ir_block tmp;
+    if (!reasoning_block(r->a, it, &tmp))
+        return 0;
+    if (assistant_message(r))
+        return -1;
+    struct bb_ir_block *b = new_block(r);
+    if (!b)
+        return oom(r->err);
+    *b = tmp;
+    return 0;
+}
+
+static int read_item(struct rd *r, json_object *it, size_t i)
+{
+    if (!jis(it, json_type_object))
+        return bb_err_set(r->err, "input[%zu]: expected an object", i);
+    json_object *tv = jget(it, "type");
+    if (tv && !jis(tv, json_type_string))
+        return bb_err_set(r->err, "input[%zu].type: expected a string", i);
+    const char *type = tv ? json_object_get_string(tv) : "message";
+    if (streq(type, "message"))
+        return read_message_item(r, it, i);
+    if (streq(type, "function_call"))
+        return read_function_call(r, it, i);
+    if (streq(type, "function_call_output"))
+        return read_function_output(r, it, i);
+    if (streq(type, "reasoning"))
+        return read_reasoning_item(r, it, i);
+    /* Hosted-tool calls, item references (need server-side storage), MCP, ... */
+    return unsupported(r, field_name(r->a, "input", type));
+}
+
+static size_t item_bound(json_object *it)
+{
+    json_object *c = jget(it, "content");
+    size_t n = jis(c, json_type_array) ? json_object_array_length(c) : 1;
+    return n ? n : 1;
+}
+
+static int read_input(struct rd *r, json_object *input)
+{
+    struct bb_ir_request *req = r->req;
+    size_t n_items = jis(input, json_type_array) ? json_object_array_length(input) : 1;
+    size_t bound = 0, sys_bound = 1;
+    if (jis(input, json_type_array)) {
+        for (size_t i = 0; i < n_items; i++) {
+            json_object *it = json_object_array_get_idx(input, i);
+            bound += item_bound(it);
+            const char *role = jstr(it, "role");
+            if (streq(role, "system") || streq(role, "developer"))
+                sys_bound += item_bound(it);
+        }
+    } else {
+        bound = 1;
+    }
+    r->pool_cap = bound;
+    r->pool = bb_arena_calloc(r->a, (bound ? bound : 1) * sizeof *r->pool);
+    r->msg_cap = n_items;
+    req->messages = bb_arena_calloc(r->a, (n_items ? n_items : 1) * sizeof *req->messages);
+    r->sys_cap = sys_bound;
+    req->system = bb_arena_calloc(r->a, sys_bound * sizeof *req->system);
+    if (!r->pool || !req->messages || !req->system)
+        return oom(r->err);
+    if (jis(input, json_type_string)) {
+        if (new_message(r, BB_IR_USER, LAST_USER))
+            return -1;
+        struct bb_ir_block *b = new_block(r);
+        if (!b)
+            return oom(r->err);
+        b->type = BB_IR_TEXT;
+        b->text = jdup(r->a, input);
+        return b->text.p ? 0 : oom(r->err);
+    }
+    for (size_t i = 0; i < n_items; i++)
+        if (read_item(r, json_object_array_get_idx(input, i), i))
+            return -1;
+    return 0;
+}
+
+static int read_tools(struct rd *r, json_object *tools)
+{
+    if (!jis(tools, json_type_array))
+        return bb_err_set(r->err, "tools: expected an array");
+    size_t n = json_object_array_length(tools);
+    r->req->tools = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *r->req->tools);
+    if (!r->req->tools)
+        return oom(r->err);
+    for (size_t i = 0; i < n; i++) {
+        json_object *t = json_object_array_get_idx(tools, i);
+        if (!jis(t, json_type_object))
+            return bb_err_set(r->err, "tools[%zu]: expected an object", i);
+        json_object *tv = jget(t, "type");
+        if (!jis(tv, json_type_string))
+            return bb_err_set(r->err, "tools[%zu].type: expected a string", i);
+        const char *type = json_object_get_string(tv);
+        if (!streq(type, "function")) {
+            if (unsupported(r, field_name(r->a, "tools", type)))
+                return -1;
+            continue;
+        }
+        json_object *name = jget(t, "name"), *desc = jget(t, "description");
+        json_object *params = jget(t, "parameters"), *strict = jget(t, "strict");
+        if (!jis(name, json_type_string))
+            return bb_err_set(r->err, "tools[%zu].name: expected a string", i);
+        if (desc && !jis(desc, json_type_string))
+            return bb_err_set(r->err, "tools[%zu].description: expected a string", i);
+        if (params && !jis(params, json_type_object))
+            return bb_err_set(r->err, "tools[%zu].parameters: expected an object", i);
+        if (strict && !jis(strict, json_type_boolean))
+            return bb_err_set(r->err, "tools[%zu].strict: expected a boolean", i);
+        struct bb_ir_tool *tool = &r->req->tools[r->req->n_tools++];
+        tool->name = jdup(r->a, name);
+        if (desc)
+            tool->description = jdup(r->a, desc);
+        if (params)
+            tool->parameters_json = jtext(r->a, params);
+        /* The Responses API makes function tools strict unless told otherwise. */
+        tool->strict = strict ? json_object_get_boolean(strict) : true;
+        if (!tool->name.p)
+            return oom(r->err);
+    }
+    return 0;
+}
+
+static int read_tool_choice(struct rd *r, json_object *tc)
+{
+    struct bb_ir_request *req = r->req;
+    if (jis(tc, json_type_string)) {
+        const char *s = json_object_get_string(tc);
+        if (streq(s, "auto"))
+            req->tool_choice = BB_IR_TC_AUTO;
+        else if (streq(s, "none"))
+            req->tool_choice = BB_IR_TC_NONE;
+        else if (streq(s, "required"))
+            req->tool_choice = BB_IR_TC_ANY;
+        else
+            return bb_err_set(r->err, "tool_choice: expected auto, none, required or an object");
+        return 0;
+    }
+    if (!jis(tc, json_type_object))
+        return bb_err_set(r->err, "tool_choice: expected a string or an object");
+    const char *type = jstr(tc, "type");
+    if (streq(type, "function")) {
+        json_object *name = jget(tc, "name");
+        if (!jis(name, json_type_string))
+            return bb_err_set(r->err, "tool_choice.name: expected a string");
+        req->tool_choice = BB_IR_TC_TOOL;
+        req->tool_choice_name = jdup(r->a, name);
+        return req->tool_choice_name.p ? 0 : oom(r->err);
+    }
+    /* allowed_tools, hosted tools, mcp, custom: nothing the IR can say. */
+    return unsupported(r, "tool_choice");
+}
+
+static int read_text(struct rd *r, json_object *text)
+{
+    struct bb_ir_request *req = r->req;
+    if (!jis(text, json_type_object))
+        return bb_err_set(r->err, "text: expected an object");
+    if (jget(text, "verbosity") && unsupported(r, "text.verbosity"))
+        return -1;
+    json_object *fmt = jget(text, "format");
+    if (!fmt)
+        return 0;
+    if (!jis(fmt, json_type_object))
+        return bb_err_set(r->err, "text.format: expected an object");
+    const char *type = jstr(fmt, "type");
+    if (streq(type, "text")) {
+        req->format = BB_IR_FMT_TEXT;
+    } else if (streq(type, "json_object")) {
+        req->format = BB_IR_FMT_JSON_OBJECT;
+    } else if (streq(type, "json_schema")) {
+        json_object *name = jget(fmt, "name"), *schema = jget(fmt, "schema");
+        json_object *strict = jget(fmt, "strict");
+        if (!jis(name, json_type_string))
+            return bb_err_set(r->err, "text.format.name: expected a string");
+        if (!jis(schema, json_type_object))
+            return bb_err_set(r->err, "text.format.schema: expected an object");
+        if (strict && !jis(strict, json_type_boolean))
+            return bb_err_set(r->err, "text.format.strict: expected a boolean");
+        req->format = BB_IR_FMT_JSON_SCHEMA;
+        req->format_name = jdup(r->a, name);
+        req->format_schema_json = jtext(r->a, schema);
+        req->format_strict = strict && json_object_get_boolean(strict);
+        if (jget(fmt, "description") && unsupported(r, "text.format.description"))
+            return -1;
+        if (!req->format_name.p || !req->format_schema_json.p)
+            return oom(r->err);
+    } else {
+        return bb_err_set(r->err, "text.format.type: expected one of text, json_object, "
+                                  "json_schema");
+    }
+    return 0;
+}
+
+static int read_reasoning(struct rd *r, json_object *rs)
+{
+    static const struct {
+        const char *name;
+        enum bb_ir_effort effort;
+    } efforts[] = {{"minimal", BB_IR_EFFORT_MINIMAL}, {"low", BB_IR_EFFORT_LOW},
+                   {"medium", BB_IR_EFFORT_MEDIUM},   {"high", BB_IR_EFFORT_HIGH},
+                   {"xhigh", BB_IR_EFFORT_HIGH},      {"max", BB_IR_EFFORT_HIGH}};
+    if (!jis(rs, json_type_object))
+        return bb_err_set(r->err, "reasoning: expected an object");
+    json_object *ev = jget(rs, "effort");
+    r->req->reasoning = true;
+    if (!ev)
+        return 0;
+    if (!jis(ev, json_type_string))
+        return bb_err_set(r->err, "reasoning.effort: expected a string");
+    const char *e = json_object_get_string(ev);
+    if (streq(e, "none")) {
+        r->req->reasoning = false;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof efforts / sizeof efforts[0]; i++) {
+        if (streq(e, efforts[i].name)) {
+            r->req->reasoning_effort = efforts[i].effort;
+            return 0;
+        }
+    }
+    return bb_err_set(r->err, "reasoning.effort: expected one of none, minimal, low, medium, "
+                              "high, xhigh");
+}
+
+/* Top-level members the IR cannot carry: recorded when they ask for something. */
+static int read_other(struct rd *r, const char *key, json_object *v)
+{
+    if (streq(key, "store"))
+        return jis(v, json_type_boolean) && json_object_get_boolean(v) ? unsupported(r, "store")
+                                                                       : 0;
+    if (streq(key, "background"))
+        return jis(v, json_type_boolean) && json_object_get_boolean(v)
+                   ? unsupported(r, "background")
+                   : 0;
+    if (streq(key, "truncation"))
+        return streq(json_object_get_string(v), "disabled") ? 0 : unsupported(r, "truncation");
+    if (streq(key, "metadata"))
+        return jis(v, json_type_object) && json_object_object_length(v) == 0
+                   ? 0
+                   : unsupported(r, "metadata");
+    if (streq(key, "stream_options"))
+        return jis(jget(v, "include_obfuscation"), json_type_boolean) &&
+                       json_object_get_boolean(jget(v, "include_obfuscation"))
+                   ? unsupported(r, "stream_options")
+                   : 0;
+    if (streq(key, "include")) {
+        /* reasoning.encrypted_content is what busbar sends anyway (as the signature). */
+        size_t n = jis(v, json_type_array) ? json_object_array_length(v) : 0;
+        for (size_t i = 0; i < n; i++)
+            if (!streq(json_object_get_string(json_object_array_get_idx(v, i)),
+                       "reasoning.encrypted_content"))
+                return unsupported(r, "include");
+        return 0;
+    }
+    char *name = bb_arena_strndup(r->a, key, strlen(key));
+    return name ? unsupported(r, name) : oom(r->err);
+}
+
+static int read_body(struct rd *r, json_object *root, const char *model_from_path)
+{
+    struct bb_ir_request *req = r->req;
+    json_object *input = NULL;
+    bool has_model = false;
+    json_object_object_foreach(root, key, v)
+    {
+        if (!v)
+            continue; /* null = absent */
+        if (streq(key, "model")) {
+            if (!jis(v, json_type_string))
+                return bb_err_set(r->err, "model: expected a string");
+            req->model = jdup(r->a, v);
+            has_model = true;
+        } else if (streq(key, "input")) {
+            if (!jis(v, json_type_string) && !jis(v, json_type_array))
+                return bb_err_set(r->err, "input: expected a string or an array");
+            input = v;
+        } else if (streq(key, "instructions")) {
+            if (!jis(v, json_type_string))
+                return bb_err_set(r->err, "instructions: expected a string");
+        } else if (streq(key, "tools")) {
+            if (read_tools(r, v))
+                return -1;
+        } else if (streq(key, "tool_choice")) {
+            if (read_tool_choice(r, v))
+                return -1;
+        } else if (streq(key, "parallel_tool_calls")) {
+            if (!jis(v, json_type_boolean))
+                return bb_err_set(r->err, "parallel_tool_calls: expected a boolean");
+            req->has_parallel_tool_calls = true;
+            req->parallel_tool_calls = json_object_get_boolean(v);
+        } else if (streq(key, "max_output_tokens")) {
+            if (!jis(v, json_type_int) || json_object_get_int64(v) < 1)
+                return bb_err_set(r->err, "max_output_tokens: expected a positive integer");
+            int64_t m = json_object_get_int64(v);
+            req->has_max_tokens = true;
+            req->max_tokens = m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+        } else if (streq(key, "temperature") || streq(key, "top_p")) {
+            if (!jnum(v))
+                return bb_err_set(r->err, "%s: expected a number", key);
+            if (streq(key, "temperature")) {
+                req->has_temperature = true;
+                req->temperature = json_object_get_double(v);
+            } else {
+                req->has_top_p = true;
+                req->top_p = json_object_get_double(v);
+            }
+        } else if (streq(key, "text")) {
+            if (read_text(r, v))
+                return -1;
+        } else if (streq(key, "reasoning")) {
+            if (read_reasoning(r, v))
+                return -1;
+        } else if (streq(key, "stream")) {
+            if (!jis(v, json_type_boolean))
+                return bb_err_set(r->err, "stream: expected a boolean");
+            req->stream = json_object_get_boolean(v);
+            req->include_usage = req->stream; /* Responses streams always end with usage */
+        } else if (streq(key, "user") || streq(key, "safety_identifier")) {
+            if (!jis(v, json_type_string))
+                return bb_err_set(r->err, "%s: expected a string", key);
+            if (!req->user.p || streq(key, "user"))
+                req->user = jdup(r->a, v);
+        } else if (read_other(r, key, v)) {
+            return -1;
+        }
+    }
+    if (model_from_path) {
+        req->model = bb_ir_strdup(r->a, model_from_path, strlen(model_from_path));
+        has_model = true;
+    }
+    if (!has_model)
+        return bb_err_set(r->err, "model: required");
+    if (!input)
+        return bb_err_set(r->err, "input: required (busbar keeps no conversation state, so "
+                                  "previous_response_id alone cannot be served)");
+    if (read_input(r, input))
+        return -1;
+    json_object *ins = jget(root, "instructions");
+    if (ins) {
+        /* instructions come before any system/developer message of the input. */
+        if (r->req->n_system >= r->sys_cap)
+            return oom(r->err);
+        memmove(req->system + 1, req->system, req->n_system * sizeof *req->system);
+        memset(req->system, 0, sizeof *req->system);
+        req->system[0].type = BB_IR_TEXT;
+        req->system[0].text = jdup(r->a, ins);
+        req->n_system++;
+        if (!req->system[0].text.p)
+            return oom(r->err);
+    }
+    if (req->n_system == 0)
+        req->system = NULL;
+    return 0;
+}
+
+static int read_request(struct bb_arena *a, const char *body, size_t len,
+                        const char *model_from_path, struct bb_ir_request *out, struct bb_err *err)
+{
+    const char *why;
+    memset(out, 0, sizeof *out);
+    json_object *root = parse_json(body, len, &why);
+    if (!root)
+        return bb_err_set(err, "%s", why);
+    if (!jis(root, json_type_object)) {
+        json_object_put(root);
+        return bb_err_set(err, "request body: expected a JSON object");
+    }
+    struct rd r = {.a = a, .req = out, .err = err};
+    int rc = read_body(&r, root, model_from_path);
+    json_object_put(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * ingress: write_response
+ * ---------------------------------------------------------------------------------------- */
+
+static const char *rid_of(const char *request_id)
+{
+    return request_id && *request_id ? request_id : "busbar";
+}
+
+static void make_id(char *buf, const char *prefix, const char *rid, unsigned idx)
+{
+    snprintf(buf, ID_MAX, "%s_%.150s_%u", prefix, rid, idx);
+}
+
+/* IR blocks → output items; consecutive TEXT blocks share one message item. */
+static json_object *output_json(struct bb_arena *a, const struct bb_ir_block *blocks, size_t n,
+                                const char *rid, bool incomplete)
+{
+    json_object *out = json_object_new_array();
+    char id[ID_MAX];
+    unsigned oi = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct bb_ir_block *b = &blocks[i];
+        if (b->type == BB_IR_TEXT) {
+            json_object *content = json_object_new_array();
+            size_t j = i;
+            for (; j < n && blocks[j].type == BB_IR_TEXT; j++)
+                json_object_array_add(content,
+                                      text_part(blocks[j].text.p, blocks[j].text.len,
+                                                annotations_json(a, &blocks[j].citations_json)));
+            make_id(id, "msg", rid, oi++);
+            json_object_array_add(
+                out, message_item(id, incomplete && j == n ? "incomplete" : "completed", content));
+            i = j - 1;
+        } else if (b->type == BB_IR_THINKING || b->type == BB_IR_REDACTED_THINKING) {
+            if (is_rs_id(&b->id))
+                snprintf(id, sizeof id, "%s", b->id.p);
+            else
+                make_id(id, "rs", rid, oi);
+            oi++;
+            bool red = b->type == BB_IR_REDACTED_THINKING;
+            json_object_array_add(out,
+                                  reasoning_item(id, red ? NULL : b->text.p, red ? 0 : b->text.len,
+                                                 b->signature.p, b->signature.len));
+        } else if (b->type == BB_IR_TOOL_USE) {
+            make_id(id, "fc", rid, oi++);
+            bool empty = !b->input_json.p || !b->input_json.len;
+            json_object_array_add(out, function_item(id, "completed", b->id.p, b->id.len, b->name.p,
+                                                     b->name.len, empty ? "{}" : b->input_json.p,
+                                                     empty ? 2 : b->input_json.len));
+        } else {
+            bb_proto_drop(a, b->type == BB_IR_IMAGE ? "images" : "documents");
+        }
+    }
+    return out;
+}
+
+static void head_from(struct resp_head *h, char *idbuf, const struct bb_ir_str *id, const char *rid)
+{
+    if (id->p && id->len && id->len < ID_MAX)
+        snprintf(idbuf, ID_MAX, "%s", id->p);
+    else
+        snprintf(idbuf, ID_MAX, "resp_%.150s", rid);
+    h->id = idbuf;
+}
+
+static int write_response(struct bb_arena *a, const struct bb_ir_response *r,
+                          const struct bb_ingress_ctx *ctx, struct evbuffer *out)
+{
+    const char *rid = rid_of(ctx ? ctx->request_id : NULL);
+    char idbuf[ID_MAX];
+    struct resp_head h = {0};
+    head_from(&h, idbuf, &r->id, rid);
+    h.model = r->model.p ? r->model.p : (ctx && ctx->model ? ctx->model : "");
+    h.created = r->created ? r->created : (ctx ? ctx->created : 0);
+    h.incomplete_reason = incomplete_reason(r->stop);
+    h.status = h.incomplete_reason ? "incomplete" : "completed";
+    if (r->stop == BB_IR_STOP_ERROR) {
+        h.status = "failed";
+        h.error_code = "server_error";
+        h.error_message = "the provider ended the response with an error";
+    }
+    h.usage = &r->usage;
+    json_object *o =
+        response_json(&h, output_json(a, r->blocks, r->n_blocks, rid, h.incomplete_reason != NULL));
+    int rc = o ? add_json(out, o) : -1;
+    json_object_put(o);
+    return rc;
+}
+
+static const char *stream_content_type(const struct bb_ingress_ctx *ctx)
+{
+    (void)ctx;
+    return "text/event-stream";
+}
+
+/* ------------------------------------------------------------------------------------------
+ * ingress: stream encoder (IR events → typed SSE events)
+ * ---------------------------------------------------------------------------------------- */
+
+/* A growable heap buffer owned by the encoder. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static int sbuf_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static void sbuf_free(struct sbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* Append one JSON value to a comma-separated list kept as text. */
+static int sbuf_add_json(struct sbuf *b, json_object *o)
+{
+    size_t n = 0;
+    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+    if (!s || (b->len && sbuf_add(b, ",", 1)))
+        return -1;
+    return sbuf_add(b, s, n);
+}
+
+/* The list as a JSON array object. */
+static json_object *sbuf_array(const struct sbuf *b)
+{
+    const char *why;
+    if (!b->len)
+        return json_object_new_array();
+    size_t n = b->len + 2;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return NULL;
+    tmp[0] = '[';
+    memcpy(tmp + 1, b->p, b->len);
+    tmp[n - 1] = ']';
+    json_object *arr = parse_json(tmp, n, &why);
+    free(tmp);
+    return arr;
+}
+
+struct renc {
+    char rid[160];
+    char id[ID_MAX];
+    char model[256];
+    int64_t created;
+    uint64_t seq;
+    bool started, finished;
+    uint32_t n_items; /* output items opened so far (next output_index) */
+
+    bool msg_open; /* an assistant message item spanning consecutive TEXT blocks */
+    uint32_t msg_oi, msg_parts;
+    char msg_id[ID_MAX];
+
+    bool blk_open; /* the IR block being streamed */
+    uint32_t blk_index;
+    enum bb_ir_block_type blk_type;
+    uint32_t blk_oi, blk_ci, n_annotations;
+    bool summary_open;
+    char blk_id[ID_MAX];
+
+    enum bb_ir_stop stop;
+    struct bb_ir_usage usage;
+
+    /* Accumulated text for the *.done events and response.completed (heap, see header). */
+    size_t acc_used;
+    bool acc_full;
+    struct sbuf text; /* current block: text / reasoning summary / arguments */
+    struct sbuf sig;  /* current block: signature or redacted data */
+    bool sig_dropped;
+    struct sbuf call_id, name;
+    struct sbuf annotations; /* current TEXT block: OpenAI annotations, JSON list */
+    struct sbuf parts;       /* finished output_text parts of the open message item */
+    struct sbuf items;       /* finished output items */
+};
+
+static void renc_free(struct renc *e)
+{
+    sbuf_free(&e->text);
+    sbuf_free(&e->sig);
+    sbuf_free(&e->call_id);
+    sbuf_free(&e->name);
+    sbuf_free(&e->annotations);
+    sbuf_free(&e->parts);
+    sbuf_free(&e->items);
+}
+
+/* Accumulate streamed text within the per-stream bound; past it, stop at a UTF-8 boundary. */
+static int acc_text(struct renc *e, const char *s, size_t n)
+{
+    if (e->acc_full)
+        return 0;
+    if (e->acc_used + n > ACC_MAX) {
+        size_t room = ACC_MAX - e->acc_used;
+        while (room > 0 && ((unsigned char)s[room] & 0xC0) == 0x80)
+            room--;
+        n = room;
+        e->acc_full = true;
+    }
+    e->acc_used += n;
+    return sbuf_add(&e->text, s, n);
+}
+
+/* A signature is useless truncated: past the bound it is dropped whole. */
+static int acc_sig(struct renc *e, const char *s, size_t n)
+{
+    if (e->sig_dropped)
+        return 0;
+    if (e->acc_used + n > ACC_MAX) {
+        e->sig_dropped = true;
+        sbuf_free(&e->sig);
+        return 0;
+    }
+    e->acc_used += n;
+    return sbuf_add(&e->sig, s, n);
+}
+
+static json_object *ev_new(struct renc *e, const char *type)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "type", json_object_new_string(type));
+    json_object_object_add(o, "sequence_number", json_object_new_int64((int64_t)e->seq++));
+    return o;
+}
+
+static int ev_send(struct evbuffer *out, json_object *o)
+{
+    size_t n = 0;
+    const char *type = jstr(o, "type");
+    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+    int rc = -1;
+    if (s && type && evbuffer_add_printf(out, "event: %s\ndata: ", type) > 0 &&
+        evbuffer_add(out, s, n) == 0 && evbuffer_add(out, "\n\n", 2) == 0)
+        rc = 0;
+    json_object_put(o);
+    return rc;
+}
+
+static void ev_item_ref(json_object *o, const char *item_id, uint32_t oi)
+{
+    json_object_object_add(o, "item_id", json_object_new_string(item_id));
+    json_object_object_add(o, "output_index", json_object_new_int64(oi));
+}
+
+/* The Response object of a lifecycle event; usage is reported at the end only. */
+static json_object *enc_response(struct renc *e, const char *status, json_object *output,
+                                 const char *err_code, const char *err_msg)
+{
+    struct resp_head h = {.id = e->id,
+                          .model = e->model,
+                          .created = e->created,
+                          .status = status,
+                          .error_code = err_code,
+                          .error_message = err_msg};
+    if (streq(status, "incomplete"))
+        h.incomplete_reason = incomplete_reason(e->stop);
+    if (!streq(status, "in_progress"))
+        h.usage = &e->usage;
+    return response_json(&h, output);
+}
+
+static int enc_lifecycle(struct renc *e, struct evbuffer *out, const char *type,
+                         json_object *response)
+{
+    if (!response)
+        return -1;
+    json_object *o = ev_new(e, type);
+    json_object_object_add(o, "response", response);
+    return ev_send(out, o);
+}
+
+static void enc_init(void *enc, const struct bb_ingress_ctx *ctx)
+{
+    struct renc *e = enc;
+    memset(e, 0, sizeof *e);
+    snprintf(e->rid, sizeof e->rid, "%s", rid_of(ctx ? ctx->request_id : NULL));
+    snprintf(e->model, sizeof e->model, "%s", ctx && ctx->model ? ctx->model : "");
+    e->created = ctx ? ctx->created : 0;
+}
+
+static int enc_start(struct renc *e, const struct bb_ir_event *ev, struct evbuffer *out)
+{
+    if (e->started)
+        return 0;
+    e->started = true;
+    if (ev && ev->id.p && ev->id.len && ev->id.len < sizeof e->id)
+        snprintf(e->id, sizeof e->id, "%s", ev->id.p);
+    else
+        snprintf(e->id, sizeof e->id, "resp_%.150s", e->rid);
+    if (ev && ev->model.p && ev->model.len && ev->model.len < sizeof e->model)
+        snprintf(e->model, sizeof e->model, "%s", ev->model.p);
+    if (ev)
+        usage_merge(&e->usage, &ev->usage);
+    int rc =
+        enc_lifecycle(e, out, "response.created", enc_response(e, "in_progress", NULL, NULL, NULL));
+    if (!rc)
+        rc = enc_lifecycle(e, out, "response.in_progress",
+                           enc_response(e, "in_progress", NULL, NULL, NULL));
+    return rc;
+}
+
+static int enc_close_message(struct renc *e, struct evbuffer *out, const char *status)
+{
+    if (!e->msg_open)
+        return 0;
+    e->msg_open = false;
+    json_object *content = sbuf_array(&e->parts);
+    if (!content)
+        return -1;
+    json_object *item = message_item(e->msg_id, status, content);
+    int rc = sbuf_add_json(&e->items, item);
+    json_object *o = ev_new(e, "response.output_item.done");
+    json_object_object_add(o, "output_index", json_object_new_int64(e->msg_oi));
+    json_object_object_add(o, "item", item);
+    if (ev_send(out, o))
+        rc = -1;
+    sbuf_free(&e->parts);
+    return rc;
+}
+
+static const char *final_message_status(const struct renc *e)
+{
+    return incomplete_reason(e->stop) ? "incomplete" : "completed";
+}
+
+static int enc_open_block(struct renc *e, uint32_t index, enum bb_ir_block_type type,
+                          const struct bb_ir_str *id, const struct bb_ir_str *name,
+                          struct evbuffer *out)
+{
+    e->blk_open = true;
+    e->blk_index = index;
+    e->blk_type = type;
+    e->n_annotations = 0;
+    e->summary_open = false;
+    e->sig_dropped = false;
+    e->text.len = 0;
+    e->sig.len = 0;
+    e->call_id.len = 0;
+    e->name.len = 0;
+    e->annotations.len = 0;
+    if (type == BB_IR_TEXT) {
+        if (!e->msg_open) {
+            e->msg_open = true;
+            e->msg_oi = e->n_items++;
+            e->msg_parts = 0;
+            make_id(e->msg_id, "msg", e->rid, e->msg_oi);
+            json_object *o = ev_new(e, "response.output_item.added");
+            json_object_object_add(o, "output_index", json_object_new_int64(e->msg_oi));
+            json_object_object_add(o, "item", message_item(e->msg_id, "in_progress", NULL));
+            if (ev_send(out, o))
+                return -1;
+        }
+        e->blk_oi = e->msg_oi;
+        e->blk_ci = e->msg_parts++;
+        snprintf(e->blk_id, sizeof e->blk_id, "%s", e->msg_id);
+        json_object *o = ev_new(e, "response.content_part.added");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "content_index", json_object_new_int64(e->blk_ci));
+        json_object_object_add(o, "part", text_part("", 0, NULL));
+        return ev_send(out, o);
+    }
+    if (enc_close_message(e, out, "completed"))
+        return -1;
+    e->blk_oi = e->n_items++;
+    e->blk_ci = 0;
+    json_object *item;
+    if (type == BB_IR_THINKING || type == BB_IR_REDACTED_THINKING) {
+        if (id && is_rs_id(id))
+            snprintf(e->blk_id, sizeof e->blk_id, "%s", id->p);
+        else
+            make_id(e->blk_id, "rs", e->rid, e->blk_oi);
+        item = reasoning_item(e->blk_id, NULL, 0, NULL, 0);
+    } else {
+        make_id(e->blk_id, "fc", e->rid, e->blk_oi);
+        if ((id && id->p && sbuf_add(&e->call_id, id->p, id->len)) ||
+            (name && name->p && sbuf_add(&e->name, name->p, name->len)))
+            return -1;
+        item = function_item(e->blk_id, "in_progress", e->call_id.p, e->call_id.len, e->name.p,
+                             e->name.len, "", 0);
+    }
+    json_object *o = ev_new(e, "response.output_item.added");
+    json_object_object_add(o, "output_index", json_object_new_int64(e->blk_oi));
+    json_object_object_add(o, "item", item);
+    return ev_send(out, o);
+}
+
+static int enc_summary_done(struct renc *e, struct evbuffer *out)
+{
+    if (!e->summary_open)
+        return 0;
+    json_object *o = ev_new(e, "response.reasoning_summary_text.done");
+    ev_item_ref(o, e->blk_id, e->blk_oi);
+    json_object_object_add(o, "summary_index", json_object_new_int64(0));
+    json_object_object_add(o, "text", jstrn(e->text.p, e->text.len));
+    if (ev_send(out, o))
+        return -1;
+    o = ev_new(e, "response.reasoning_summary_part.done");
+    ev_item_ref(o, e->blk_id, e->blk_oi);
+    json_object_object_add(o, "summary_index", json_object_new_int64(0));
+    json_object_object_add(o, "part", summary_part(e->text.p, e->text.len));
+    return ev_send(out, o);
+}
+
+static int enc_item_done(struct renc *e, struct evbuffer *out, json_object *item)
+{
+    int rc = sbuf_add_json(&e->items, item);
+    json_object *o = ev_new(e, "response.output_item.done");
+    json_object_object_add(o, "output_index", json_object_new_int64(e->blk_oi));
+    json_object_object_add(o, "item", item);
+    return ev_send(out, o) ? -1 : rc;
+}
+
+static int enc_close_block(struct renc *e, struct evbuffer *out)
+{
+    if (!e->blk_open)
+        return 0;
+    e->blk_open = false;
+    json_object *o;
+    switch (e->blk_type) {
+    case BB_IR_TEXT:
+        o = ev_new(e, "response.output_text.done");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "content_index", json_object_new_int64(e->blk_ci));
+        json_object_object_add(o, "text", jstrn(e->text.p, e->text.len));
+        json_object_object_add(o, "logprobs", json_object_new_array());
+        if (ev_send(out, o))
+            return -1;
+        json_object *part = text_part(e->text.p, e->text.len, sbuf_array(&e->annotations));
+        if (sbuf_add_json(&e->parts, part)) {
+            json_object_put(part);
+            return -1;
+        }
+        o = ev_new(e, "response.content_part.done");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "content_index", json_object_new_int64(e->blk_ci));
+        json_object_object_add(o, "part", part);
+        return ev_send(out, o);
+    case BB_IR_THINKING:
+    case BB_IR_REDACTED_THINKING:
+        if (enc_summary_done(e, out))
+            return -1;
+        return enc_item_done(e, out,
+                             reasoning_item(e->blk_id, e->text.p, e->text.len,
+                                            e->sig_dropped ? NULL : e->sig.p, e->sig.len));
+    case BB_IR_TOOL_USE: {
+        const char *args = e->text.len ? e->text.p : "{}";
+        size_t args_len = e->text.len ? e->text.len : 2;
+        o = ev_new(e, "response.function_call_arguments.done");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "name", jstrn(e->name.p, e->name.len));
+        json_object_object_add(o, "arguments", jstrn(args, args_len));
+        if (ev_send(out, o))
+            return -1;
+        return enc_item_done(e, out,
+                             function_item(e->blk_id, "completed", e->call_id.p, e->call_id.len,
+                                           e->name.p, e->name.len, args, args_len));
+    }
+    default:
+        return 0;
+    }
+}
+
+static int enc_delta(struct renc *e, const struct bb_ir_event *ev, struct evbuffer *out)
+{
+    const char *s = ev->text.p ? ev->text.p : "";
+    size_t n = ev->text.p ? ev->text.len : 0;
+    json_object *o;
+    switch (ev->delta) {
+    case BB_IR_D_TEXT:
+        if (e->blk_type != BB_IR_TEXT || !n)
+            return 0;
+        if (acc_text(e, s, n))
+            return -1;
+        o = ev_new(e, "response.output_text.delta");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "content_index", json_object_new_int64(e->blk_ci));
+        json_object_object_add(o, "delta", jstrn(s, n));
+        json_object_object_add(o, "logprobs", json_object_new_array());
+        return ev_send(out, o);
+    case BB_IR_D_THINKING:
+        if (e->blk_type != BB_IR_THINKING || !n)
+            return 0;
+        if (!e->summary_open) {
+            e->summary_open = true;
+            o = ev_new(e, "response.reasoning_summary_part.added");
+            ev_item_ref(o, e->blk_id, e->blk_oi);
+            json_object_object_add(o, "summary_index", json_object_new_int64(0));
+            json_object_object_add(o, "part", summary_part("", 0));
+            if (ev_send(out, o))
+                return -1;
+        }
+        if (acc_text(e, s, n))
+            return -1;
+        o = ev_new(e, "response.reasoning_summary_text.delta");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "summary_index", json_object_new_int64(0));
+        json_object_object_add(o, "delta", jstrn(s, n));
+        return ev_send(out, o);
+    case BB_IR_D_SIGNATURE:
+    case BB_IR_D_REDACTED:
+        if (e->blk_type != BB_IR_THINKING && e->blk_type != BB_IR_REDACTED_THINKING)
+            return 0;
+        return acc_sig(e, s, n);
+    case BB_IR_D_INPUT_JSON:
+        if (e->blk_type != BB_IR_TOOL_USE || !n)
+            return 0;
+        if (acc_text(e, s, n))
+            return -1;
+        o = ev_new(e, "response.function_call_arguments.delta");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "delta", jstrn(s, n));
+        return ev_send(out, o);
+    case BB_IR_D_CITATION: {
+        if (e->blk_type != BB_IR_TEXT)
+            return 0;
+        json_object *an = parse_raw(&ev->text);
+        if (!openai_annotation(an)) {
+            json_object_put(an);
+            return 0; /* another provider's citation shape: no Responses equivalent */
+        }
+        if (e->acc_used + ev->text.len <= ACC_MAX) {
+            e->acc_used += ev->text.len;
+            if (sbuf_add_json(&e->annotations, an)) {
+                json_object_put(an);
+                return -1;
+            }
+        }
+        o = ev_new(e, "response.output_text.annotation.added");
+        ev_item_ref(o, e->blk_id, e->blk_oi);
+        json_object_object_add(o, "content_index", json_object_new_int64(e->blk_ci));
+        json_object_object_add(o, "annotation_index", json_object_new_int64(e->n_annotations++));
+        json_object_object_add(o, "annotation", an);
+        return ev_send(out, o);
+    }
+    }
+    return 0;
+}
+
+static enum bb_ir_block_type block_for_delta(enum bb_ir_delta d)
+{
+    switch (d) {
+    case BB_IR_D_THINKING:
+    case BB_IR_D_SIGNATURE:
+        return BB_IR_THINKING;
+    case BB_IR_D_REDACTED:
+        return BB_IR_REDACTED_THINKING;
+    case BB_IR_D_INPUT_JSON:
+        return BB_IR_TOOL_USE;
+    default:
+        return BB_IR_TEXT;
+    }
+}
+
+static int enc_end(struct renc *e, struct evbuffer *out)
+{
+    if (enc_close_block(e, out) || enc_close_message(e, out, final_message_status(e)))
+        return -1;
+    const char *status = incomplete_reason(e->stop) ? "incomplete" : "completed";
+    json_object *output = sbuf_array(&e->items);
+    int rc = output ? enc_lifecycle(e, out,
+                                    streq(status, "incomplete") ? "response.incomplete"
+                                                                : "response.completed",
+                                    enc_response(e, status, output, NULL, NULL))
+                    : -1;
+    e->finished = true;
+    renc_free(e);
+    return rc;
+}
+
+/* ERROR: OpenAI's own `error` event (the SDK raises it), then response.failed with the items
+ * finished so far (for clients that read the final response). Partial items are not closed, so
+ * nothing half-streamed is presented as done. Nothing follows. */
+static int enc_fail(struct renc *e, const char *type, int status, const char *msg,
+                    struct evbuffer *out)
+{
+    const char *code = response_error_code(type, status);
+    if (!msg || !*msg)
+        msg = "upstream error";
+    int rc = enc_start(e, NULL, out);
+    if (!rc) {
+        json_object *o = ev_new(e, "error");
+        json_object_object_add(o, "code", json_object_new_string(code));
+        json_object_object_add(o, "message", json_object_new_string(msg));
+        json_object_object_add(o, "param", NULL);
+        rc = ev_send(out, o);
+    }
+    json_object *output = rc ? NULL : sbuf_array(&e->items);
+    rc = output ? enc_lifecycle(e, out, "response.failed",
+                                enc_response(e, "failed", output, code, msg))
+                : -1;
+    e->finished = true;
+    renc_free(e);
+    return rc;
+}
+
+static int enc_event(void *enc, struct bb_arena *scratch, const struct bb_ir_event *ev,
+                     struct evbuffer *out)
+{
+    struct renc *e = enc;
+    (void)scratch;
+    if (e->finished)
+        return 0;
+    if (ev->type == BB_IR_EV_ERROR)
+        return enc_fail(e, ev->error_type.p, ev->error_status, ev->text.p, out);
+    if (ev->type == BB_IR_EV_PING) {
+        if (!e->started)
+            return 0;
+        return ev_send(out, ev_new(e, "keepalive"));
+    }
+    if (enc_start(e, ev->type == BB_IR_EV_MESSAGE_START ? ev : NULL, out))
+        return -1;
+    switch (ev->type) {
+    case BB_IR_EV_MESSAGE_START:
+        return 0;
+    case BB_IR_EV_BLOCK_START:
+        if (enc_close_block(e, out))
+            return -1;
+        if (ev->block_type != BB_IR_TEXT && ev->block_type != BB_IR_THINKING &&
+            ev->block_type != BB_IR_REDACTED_THINKING && ev->block_type != BB_IR_TOOL_USE)
+            return 0; /* no output item for media in an answer */
+        return enc_open_block(e, ev->index, ev->block_type, &ev->id, &ev->name, out);
+    case BB_IR_EV_BLOCK_DELTA:
+        if (!e->blk_open || e->blk_index != ev->index) {
+            /* A delta without its BLOCK_START: open the block it implies. */
+            if (ev->delta == BB_IR_D_CITATION)
+                return 0;
+            if (enc_close_block(e, out) ||
+                enc_open_block(e, ev->index, block_for_delta(ev->delta), NULL, NULL, out))
+                return -1;
+        }
+        return enc_delta(e, ev, out);
+    case BB_IR_EV_BLOCK_STOP:
+        if (!e->blk_open || e->blk_index != ev->index)
+            return 0;
+        return enc_close_block(e, out);
+    case BB_IR_EV_MESSAGE_DELTA:
+        if (ev->stop != BB_IR_STOP_UNSET)
+            e->stop = ev->stop;
+        usage_merge(&e->usage, &ev->usage);
+        if (enc_close_block(e, out))
+            return -1;
+        return enc_close_message(e, out, final_message_status(e));
+    case BB_IR_EV_MESSAGE_STOP:
+        return enc_end(e, out);
+    default:
+        return 0;
+    }
+}
+
+/* A stream ended without MESSAGE_STOP or ERROR must not look complete: response.failed. */
+static void enc_finish(void *enc, struct evbuffer *out)
+{
+    struct renc *e = enc;
+    if (e->started && !e->finished)
+        (void)enc_fail(e, "server_error", 0, "the upstream stream ended before completion", out);
+    e->finished = true;
+    renc_free(e);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * egress: write_request
+ * ---------------------------------------------------------------------------------------- */
+
+static json_object *data_url(const struct bb_ir_block *b, const char *fallback_media)
+{
+    size_t ml = b->media_type.p ? b->media_type.len : strlen(fallback_media);
+    const char *mt = b->media_type.p ? b->media_type.p : fallback_media;
+    size_t n = 5 + ml + 8 + b->data.len;
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return NULL;
+    int k = snprintf(buf, n + 1, "data:%.*s;base64,", (int)ml, mt);
+    memcpy(buf + k, b->data.p, b->data.len);
+    json_object *s = json_object_new_string_len(buf, (int)(k + b->data.len));
+    free(buf);
+    return s;
+}
+
+/* IMAGE / DOCUMENT → input_image / input_file; NULL when it has neither data nor URL. */
+static json_object *media_json(const struct bb_ir_block *b)
+{
+    json_object *p = json_object_new_object();
+    if (b->type == BB_IR_IMAGE) {
+        json_object_object_add(p, "type", json_object_new_string("input_image"));
+        if (b->data.p)
+            json_object_object_add(p, "image_url", data_url(b, "image/png"));
+        else if (b->url.p)
+            json_object_object_add(p, "image_url", jirstr(&b->url));
+        else
+            goto none;
+        json_object_object_add(p, "detail", json_object_new_string("auto"));
+        return p;
+    }
+    json_object_object_add(p, "type", json_object_new_string("input_file"));
+    if (b->data.p) {
+        json_object_object_add(p, "filename",
+                               json_object_new_string(filename_for_media(&b->media_type)));
+        json_object_object_add(p, "file_data", data_url(b, "application/pdf"));
+    } else if (b->url.p) {
+        json_object_object_add(p, "file_url", jirstr(&b->url));
+    } else {
+        goto none;
+    }
+    return p;
+none:
+    json_object_put(p);
+    return NULL;
+}
+
+static json_object *input_text(const char *type, const struct bb_ir_str *t)
+{
+    json_object *p = json_object_new_object();
+    json_object_object_add(p, "type", json_object_new_string(type));
+    json_object_object_add(p, "text", jirstr(t));
+    return p;
+}
+
+static json_object *tool_output(struct bb_arena *a, const struct bb_ir_block *b)
+{
+    json_object *item = json_object_new_object();
+    json_object_object_add(item, "type", json_object_new_string("function_call_output"));
+    json_object_object_add(item, "call_id", jirstr(&b->id));
+    if (b->is_error)
+        bb_proto_drop(a, "is_error");
+    if (b->n_content && !b->text.p) {
+        json_object *arr = json_object_new_array();
+        for (size_t k = 0; k < b->n_content; k++) {
+            const struct bb_ir_block *c = &b->content[k];
+            json_object *p = c->type == BB_IR_TEXT ? input_text("input_text", &c->text)
+                             : (c->type == BB_IR_IMAGE || c->type == BB_IR_DOCUMENT) ? media_json(c)
+                                                                                     : NULL;
+            if (p)
+                json_object_array_add(arr, p);
+            else
+                bb_proto_drop(a, "tool_result.content");
+        }
+        json_object_object_add(item, "output", arr);
+    } else {
+        json_object_object_add(item, "output", jirstr(&b->text));
+    }
+    return item;
+}
+
+struct wr {
+    struct bb_arena *a;
+    const struct bb_egress_ctx *ctx;
+    json_object *input;
+    json_object *content; /* the message item being filled (user or assistant), or NULL */
+    unsigned n_reasoning;
+};
+
+static void flush_message(struct wr *w, const char *role)
+{
+    if (!w->content)
+        return;
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "role", json_object_new_string(role));
+    json_object_object_add(m, "content", w->content);
+    json_object_array_add(w->input, m);
+    w->content = NULL;
+}
+
+static void add_part(struct wr *w, json_object *p)
+{
+    if (!w->content)
+        w->content = json_object_new_array();
+    json_object_array_add(w->content, p);
+}
+
+static void write_message(struct wr *w, const struct bb_ir_message *m, size_t mi)
+{
+    const char *role = m->role == BB_IR_ASSISTANT ? "assistant" : "user";
+    if (m->name.p)
+        bb_proto_drop(w->a, "name");
+    for (size_t i = 0; i < m->n_blocks; i++) {
+        const struct bb_ir_block *b = &m->blocks[i];
+        if (b->cache_control)
+            bb_proto_drop(w->a, "cache_control");
+        switch (b->type) {
+        case BB_IR_TEXT:
+            if (b->citations_json.p)
+                bb_proto_drop(w->a, "citations");
+            add_part(
+                w, input_text(m->role == BB_IR_ASSISTANT ? "output_text" : "input_text", &b->text));
+            break;
+        case BB_IR_IMAGE:
+        case BB_IR_DOCUMENT: {
+            json_object *p = m->role == BB_IR_USER ? media_json(b) : NULL;
+            if (p)
+                add_part(w, p);
+            else
+                bb_proto_drop(w->a, b->type == BB_IR_IMAGE ? "images" : "documents");
+            break;
+        }
+        case BB_IR_TOOL_RESULT:
+            flush_message(w, role);
+            json_object_array_add(w->input, tool_output(w->a, b));
+            break;
+        case BB_IR_TOOL_USE: {
+            flush_message(w, role);
+            json_object *f = json_object_new_object();
+            json_object_object_add(f, "type", json_object_new_string("function_call"));
+            json_object_object_add(f, "call_id", jirstr(&b->id));
+            json_object_object_add(f, "name", jirstr(&b->name));
+            json_object_object_add(f, "arguments",
+                                   b->input_json.p && b->input_json.len
+                                       ? jirstr(&b->input_json)
+                                       : json_object_new_string("{}"));
+            json_object_array_add(w->input, f);
+            break;
+        }
+        case BB_IR_THINKING:
+        case BB_IR_REDACTED_THINKING: {
+            /* Only an encrypted reasoning item can be handed back (store=false); a summary
+             * alone cannot, and a reasoning item to a lane without reasoning is refused. */
+            if (!w->ctx->lane->reasoning || !b->signature.p || !b->signature.len ||
+                m->role != BB_IR_ASSISTANT) {
+                bb_proto_drop(w->a, "thinking");
+                break;
+            }
+            flush_message(w, role);
+            char id[ID_MAX];
+            if (is_rs_id(&b->id))
+                snprintf(id, sizeof id, "%s", b->id.p);
+            else
+                snprintf(id, sizeof id, "rs_bb%zu_%u", mi, w->n_reasoning);
+            w->n_reasoning++;
+            bool red = b->type == BB_IR_REDACTED_THINKING;
+            json_object_array_add(w->input,
+                                  reasoning_item(id, red ? NULL : b->text.p, red ? 0 : b->text.len,
+                                                 b->signature.p, b->signature.len));
+            break;
+        }
+        }
+    }
+    flush_message(w, role);
+}
+
+static const char *effort_name(const struct bb_ir_request *ir)
+{
+    switch (ir->reasoning_effort) {
+    case BB_IR_EFFORT_MINIMAL:
+        return "minimal";
+    case BB_IR_EFFORT_LOW:
+        return "low";
+    case BB_IR_EFFORT_MEDIUM:
+        return "medium";
+    case BB_IR_EFFORT_HIGH:
+        return "high";
+    default:
+        break;
+    }
+    /* A token budget (Anthropic, Gemini) becomes the nearest effort. */
+    if (!ir->reasoning_budget)
+        return NULL;
+    if (ir->reasoning_budget < 4096)
+        return "low";
+    if (ir->reasoning_budget < 16384)
+        return "medium";
+    return "high";
+}
+
+static json_object *system_text(struct bb_arena *a, const struct bb_ir_request *ir)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < ir->n_system; i++)
+        total += ir->system[i].text.len + 2;
+    char *buf = malloc(total + 1);
+    if (!buf)
+        return NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < ir->n_system; i++) {
+        if (ir->system[i].cache_control)
+            bb_proto_drop(a, "cache_control");
+        if (ir->system[i].type != BB_IR_TEXT || !ir->system[i].text.p)
+            continue;
+        if (len) {
+            memcpy(buf + len, "\n\n", 2);
+            len += 2;
+        }
+        memcpy(buf + len, ir->system[i].text.p, ir->system[i].text.len);
+        len += ir->system[i].text.len;
+    }
+    json_object *s = json_object_new_string_len(buf, (int)len);
+    free(buf);
+    return s;
+}
+
+static int write_tools(const struct bb_ir_request *ir, json_object *body, struct bb_err *err)
+{
+    json_object *tools = json_object_new_array();
+    json_object_object_add(body, "tools", tools);
+    for (size_t i = 0; i < ir->n_tools; i++) {
+        const struct bb_ir_tool *t = &ir->tools[i];
+        json_object *o = json_object_new_object();
+        json_object_array_add(tools, o);
+        json_object_object_add(o, "type", json_object_new_string("function"));
+        json_object_object_add(o, "name", jirstr(&t->name));
+        if (t->description.p)
+            json_object_object_add(o, "description", jirstr(&t->description));
+        json_object *params = parse_raw(&t->parameters_json);
+        if (t->parameters_json.p && !params)
+            return bb_err_set(err, "tools[%zu].parameters: not valid JSON", i);
+        if (!params) {
+            /* A tool without parameters; additionalProperties:false keeps it valid when
+             * strict (OpenAI's strict mode demands it). */
+            params = json_object_new_object();
+            json_object_object_add(params, "type", json_object_new_string("object"));
+            json_object_object_add(params, "properties", json_object_new_object());
+            json_object_object_add(params, "additionalProperties", json_object_new_boolean(0));
+        }
+        json_object_object_add(o, "parameters", params);
+        /* Explicit, because the Responses API defaults function tools to strict. */
+        json_object_object_add(o, "strict", json_object_new_boolean(t->strict));
+    }
+    return 0;
+}
+
+static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
+                      const struct bb_egress_ctx *ctx, json_object *body, struct bb_err *err)
+{
+    const struct bb_lane *lane = ctx->lane;
+    json_object_object_add(body, "model",
+                           json_object_new_string(lane->upstream_model
+                                                      ? lane->upstream_model
+                                                      : (ir->model.p ? ir->model.p : "")));
+    if (ir->n_system)
+        json_object_object_add(body, "instructions", system_text(a, ir));
+    struct wr w = {.a = a, .ctx = ctx, .input = json_object_new_array()};
+    json_object_object_add(body, "input", w.input);
+    for (size_t i = 0; i < ir->n_messages; i++)
+        write_message(&w, &ir->messages[i], i);
+
+    if (ir->n_tools && write_tools(ir, body, err))
+        return -1;
+    switch (ir->tool_choice) {
+    case BB_IR_TC_AUTO:
+        json_object_object_add(body, "tool_choice", json_object_new_string("auto"));
+        break;
+    case BB_IR_TC_NONE:
+        json_object_object_add(body, "tool_choice", json_object_new_string("none"));
+        break;
+    case BB_IR_TC_ANY:
+        json_object_object_add(body, "tool_choice", json_object_new_string("required"));
+        break;
+    case BB_IR_TC_TOOL: {
+        json_object *tc = json_object_new_object();
+        json_object_object_add(tc, "type", json_object_new_string("function"));
+        json_object_object_add(tc, "name", jirstr(&ir->tool_choice_name));
+        json_object_object_add(body, "tool_choice", tc);
+        break;
+    }
+    default:
+        break;
+    }
+    if (ir->has_parallel_tool_calls)
+        json_object_object_add(body, "parallel_tool_calls",
+                               json_object_new_boolean(ir->parallel_tool_calls));
+    /* The API refuses max_output_tokens below 16 (400); a smaller cap from another dialect
+     * is raised rather than failing the request. */
+    if (ir->has_max_tokens)
+        json_object_object_add(body, "max_output_tokens",
+                               json_object_new_int64(ir->max_tokens < 16 ? 16 : ir->max_tokens));
+    if (ir->has_temperature)
+        json_object_object_add(body, "temperature", jdouble(ir->temperature));
+    if (ir->has_top_p)
+        json_object_object_add(body, "top_p", jdouble(ir->top_p));
+
+    if (ir->format != BB_IR_FMT_UNSET) {
+        json_object *text = json_object_new_object(), *fmt = json_object_new_object();
+        json_object_object_add(text, "format", fmt);
+        json_object_object_add(body, "text", text);
+        if (ir->format == BB_IR_FMT_JSON_SCHEMA) {
+            json_object *schema = parse_raw(&ir->format_schema_json);
+            if (!schema)
+                return bb_err_set(err, "response_format: the JSON schema is not valid JSON");
+            json_object_object_add(fmt, "type", json_object_new_string("json_schema"));
+            json_object_object_add(
+                fmt, "name",
+                json_object_new_string(ir->format_name.p ? ir->format_name.p : "response"));
+            json_object_object_add(fmt, "schema", schema);
+            if (ir->format_strict)
+                json_object_object_add(fmt, "strict", json_object_new_boolean(1));
+        } else {
+            json_object_object_add(fmt, "type",
+                                   json_object_new_string(ir->format == BB_IR_FMT_JSON_OBJECT
+                                                              ? "json_object"
+                                                              : "text"));
+        }
+    }
+
+    if (lane->reasoning) {
+        /* encrypted_content comes back as the THINKING signature, for the next turn. */
+        json_object *inc = json_object_new_array();
+        json_object_array_add(inc, json_object_new_string("reasoning.encrypted_content"));
+        json_object_object_add(body, "include", inc);
+        if (ir->reasoning) {
+            json_object *rs = json_object_new_object();
+            const char *effort = effort_name(ir);
+            if (effort)
+                json_object_object_add(rs, "effort", json_object_new_string(effort));
+            json_object_object_add(rs, "summary", json_object_new_string("auto"));
+            json_object_object_add(body, "reasoning", rs);
+        }
+    } else if (ir->reasoning) {
+        bb_proto_drop(a, "reasoning");
+    }
+    if (ir->user.p)
+        json_object_object_add(body, "user", jirstr(&ir->user));
+    json_object_object_add(body, "store", json_object_new_boolean(0));
+    json_object_object_add(body, "stream", json_object_new_boolean(ctx->stream));
+
+    if (ir->n_stop)
+        bb_proto_drop(a, "stop");
+    if (ir->has_top_k)
+        bb_proto_drop(a, "top_k");
+    if (ir->has_seed)
+        bb_proto_drop(a, "seed");
+    if (ir->has_presence_penalty)
+        bb_proto_drop(a, "presence_penalty");
+    if (ir->has_frequency_penalty)
+        bb_proto_drop(a, "frequency_penalty");
+    if (ir->n_choices > 1)
+        bb_proto_drop(a, "n");
+    return 0;
+}
+
+static int write_request(struct bb_arena *a, const struct bb_ir_request *ir,
+                         const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
+                         struct bb_err *err)
+{
+    if (!ctx || !ctx->lane || !ctx->provider)
+        return bb_err_set(err, "openai-responses egress: no lane or provider");
+    snprintf(out->path, sizeof out->path, "/v1/responses");
+    if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0)
+        return bb_err_set(err, "out of memory");
+    if (ctx->stream && evbuffer_add_printf(out->headers, "Accept: text/event-stream\r\n") < 0)
+        return bb_err_set(err, "out of memory");
+    if (ctx->provider->api_key && evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n",
+                                                      ctx->provider->api_key) < 0)
+        return bb_err_set(err, "out of memory");
+    json_object *body = json_object_new_object();
+    if (!body)
+        return bb_err_set(err, "out of memory");
+    int rc = write_body(a, ir, ctx, body, err);
+    if (!rc && add_json(out->body, body))
+        rc = bb_err_set(err, "out of memory writing the openai-responses body");
+    json_object_put(body);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * egress: read_response
+ * ---------------------------------------------------------------------------------------- */
+
+/* Output items → blocks (message parts → TEXT, function_call → TOOL_USE, reasoning →
+ * THINKING; hosted-tool items have no IR form and are skipped). */
+static int output_blocks(struct bb_arena *a, json_object *output, struct bb_ir_block **blocks,
+                         size_t *n_blocks, bool *saw_tool, bool *saw_refusal, struct bb_err *err)
+{
+    *blocks = NULL;
+    *n_blocks = 0;
+    if (!output)
+        return 0;
+    if (!jis(output, json_type_array))
+        return bb_err_set(err, "response output: expected an array");
+    size_t n = json_object_array_length(output), bound = 0;
+    for (size_t i = 0; i < n; i++)
+        bound += item_bound(json_object_array_get_idx(output, i));
+    struct bb_ir_block *v = bb_arena_calloc(a, (bound ? bound : 1) * sizeof *v);
+    if (!v)
+        return bb_err_set(err, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *it = json_object_array_get_idx(output, i);
+        const char *type = jstr(it, "type");
+        if (streq(type, "message")) {
+            json_object *c = jget(it, "content");
+            size_t m = jis(c, json_type_array) ? json_object_array_length(c) : 0;
+            for (size_t j = 0; j < m; j++) {
+                json_object *p = json_object_array_get_idx(c, j);
+                const char *pt = jstr(p, "type");
+                json_object *t = jget(p, streq(pt, "refusal") ? "refusal" : "text");
+                if (!jis(t, json_type_string))
+                    continue;
+                if (streq(pt, "refusal"))
+                    *saw_refusal = true;
+                v[k].type = BB_IR_TEXT;
+                v[k].text = jdup(a, t);
+                json_object *an = jget(p, "annotations");
+                if (jis(an, json_type_array) && json_object_array_length(an) > 0)
+                    v[k].citations_json = jtext(a, an);
+                k++;
+            }
+        } else if (streq(type, "function_call")) {
+            json_object *args = jget(it, "arguments");
+            v[k].type = BB_IR_TOOL_USE;
+            json_object *call_id = jget(it, "call_id"), *name = jget(it, "name");
+            v[k].id = jis(call_id, json_type_string) ? jdup(a, call_id) : bb_ir_strdup(a, "", 0);
+            v[k].name = jis(name, json_type_string) ? jdup(a, name) : bb_ir_strdup(a, "", 0);
+            v[k].input_json = jis(args, json_type_string) && json_object_get_string_len(args)
+                                  ? jdup(a, args)
+                                  : bb_ir_strdup(a, "{}", 2);
+            *saw_tool = true;
+            k++;
+        } else if (streq(type, "reasoning")) {
+            if (reasoning_block(a, it, &v[k]))
+                k++;
+        }
+    }
+    *blocks = v;
+    *n_blocks = k;
+    return 0;
+}
+
+static enum bb_ir_stop stop_of(json_object *resp, bool saw_tool, bool saw_refusal)
+{
+    const char *status = jstr(resp, "status");
+    const char *reason = jstr(jget(resp, "incomplete_details"), "reason");
+    if (streq(status, "incomplete") || reason) {
+        if (streq(reason, "content_filter"))
+            return BB_IR_STOP_CONTENT_FILTER;
+        return BB_IR_STOP_MAX_TOKENS;
+    }
+    if (saw_tool)
+        return BB_IR_STOP_TOOL_USE;
+    if (saw_refusal)
+        return BB_IR_STOP_REFUSAL;
+    return BB_IR_STOP_END_TURN;
+}
+
+static int read_response(struct bb_arena *a, const char *body, size_t len,
+                         struct bb_ir_response *out, struct bb_err *err)
+{
+    const char *why;
+    memset(out, 0, sizeof *out);
+    json_object *root = parse_json(body, len, &why);
+    if (!root)
+        return bb_err_set(err, "openai-responses response: %s", why);
+    int rc = -1;
+    if (!jis(root, json_type_object)) {
+        bb_err_set(err, "openai-responses response: expected a JSON object");
+        goto done;
+    }
+    if (streq(jstr(root, "status"), "failed") || jget(root, "error")) {
+        json_object *e = jget(root, "error");
+        bb_err_set(err, "openai-responses response failed: %s: %s",
+                   jstr(e, "code") ? jstr(e, "code") : "error",
+                   jstr(e, "message") ? jstr(e, "message") : "no message");
+        goto done;
+    }
+    json_object *id = jget(root, "id"), *model = jget(root, "model");
+    if (jis(id, json_type_string))
+        out->id = jdup(a, id);
+    if (jis(model, json_type_string))
+        out->model = jdup(a, model);
+    json_object *created = jget(root, "created_at");
+    if (jnum(created))
+        out->created = json_object_get_int64(created);
+    bool saw_tool = false, saw_refusal = false;
+    if (output_blocks(a, jget(root, "output"), &out->blocks, &out->n_blocks, &saw_tool,
+                      &saw_refusal, err))
+        goto done;
+    out->stop = stop_of(root, saw_tool, saw_refusal);
+    usage_read(jget(root, "usage"), &out->usage);
+    rc = 0;
+done:
+    json_object_put(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * egress: stream decoder (typed SSE events → IR events)
+ * ---------------------------------------------------------------------------------------- */
+
+struct rdec {
+    bool started, ended;
+    uint32_t next; /* next IR block index */
+    bool open;     /* an IR block is open */
+    uint32_t idx;
+    enum bb_ir_block_type btype;
+    int64_t oi, ci; /* its output_index / content_index */
+    bool delta_seen;
+    int64_t sum_idx; /* THINKING: summary_index of the last delta */
+    int64_t item_oi; /* the current message item and its next unopened part */
+    int64_t next_ci;
+    bool saw_tool, saw_refusal;
+};
+
+struct dctx {
+    struct rdec *d;
+    struct bb_arena *scratch;
+    bb_ir_event_cb cb;
+    void *arg;
+};
+
+static int dec_emit(struct dctx *c, struct bb_ir_event *ev)
+{
+    return c->cb(c->arg, ev);
+}
+
+/* An index from the wire (output_index, content_index, ...); dflt when absent or absurd. */
+static int64_t jint(json_object *o, const char *k, int64_t dflt)
+{
+    json_object *v = jget(o, k);
+    if (!jis(v, json_type_int))
+        return dflt;
+    int64_t n = json_object_get_int64(v);
+    return n >= 0 && n <= INT32_MAX ? n : dflt;
+}
+
+static int dec_start(struct dctx *c, json_object *resp)
+{
+    if (c->d->started)
+        return 0;
+    c->d->started = true;
+    struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_START};
+    json_object *id = jget(resp, "id"), *model = jget(resp, "model");
+    if (jis(id, json_type_string))
+        ev.id = jdup(c->scratch, id);
+    if (jis(model, json_type_string))
+        ev.model = jdup(c->scratch, model);
+    if (jget(resp, "usage"))
+        usage_read(jget(resp, "usage"), &ev.usage);
+    return dec_emit(c, &ev);
+}
+
+static int dec_close(struct dctx *c)
+{
+    if (!c->d->open)
+        return 0;
+    c->d->open = false;
+    struct bb_ir_event ev = {
+        .type = BB_IR_EV_BLOCK_STOP, .index = c->d->idx, .block_type = c->d->btype};
+    return dec_emit(c, &ev);
+}
+
+static int dec_open(struct dctx *c, enum bb_ir_block_type type, int64_t oi, int64_t ci,
+                    const char *id, const char *name)
+{
+    struct rdec *d = c->d;
+    int rc = dec_start(c, NULL);
+    if (!rc)
+        rc = dec_close(c);
+    if (rc)
+        return rc;
+    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START, .index = d->next, .block_type = type};
+    if (id)
+        ev.id = bb_ir_strdup(c->scratch, id, strlen(id));
+    if (name)
+        ev.name = bb_ir_strdup(c->scratch, name, strlen(name));
+    d->open = true;
+    d->idx = d->next++;
+    d->btype = type;
+    d->oi = oi;
+    d->ci = ci;
+    d->delta_seen = false;
+    d->sum_idx = -1;
+    if (type == BB_IR_TEXT) {
+        if (oi != d->item_oi) {
+            d->item_oi = oi;
+            d->next_ci = 0;
+        }
+        if (ci >= d->next_ci)
+            d->next_ci = ci + 1;
+    }
+    return dec_emit(c, &ev);
+}
+
+static int dec_delta(struct dctx *c, enum bb_ir_delta kind, const char *s, size_t n)
+{
+    if (!n && kind != BB_IR_D_SIGNATURE)
+        return 0;
+    struct bb_ir_event ev = {
+        .type = BB_IR_EV_BLOCK_DELTA, .index = c->d->idx, .block_type = c->d->btype, .delta = kind};
+    ev.text = bb_ir_strdup(c->scratch, s, n);
+    if (!ev.text.p)
+        return -1;
+    c->d->delta_seen = true;
+    return dec_emit(c, &ev);
+}
+
+static int dec_jdelta(struct dctx *c, enum bb_ir_delta kind, json_object *s)
+{
+    if (!jis(s, json_type_string))
+        return 0;
+    return dec_delta(c, kind, json_object_get_string(s), (size_t)json_object_get_string_len(s));
+}
+
+static bool dec_is(const struct rdec *d, enum bb_ir_block_type t, int64_t oi)
+{
+    return d->open && d->btype == t && d->oi == oi;
+}
+
+/* Blocks of a finished item the stream did not deliver piecewise (emitted start/delta/stop). */
+static int dec_emit_blocks(struct dctx *c, const struct bb_ir_block *b, size_t n, int64_t oi)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = dec_open(c, b[i].type, oi, (int64_t)i, b[i].id.p, b[i].name.p);
+        if (!rc && b[i].type == BB_IR_TEXT)
+            rc = dec_delta(c, BB_IR_D_TEXT, b[i].text.p, b[i].text.len);
+        if (!rc && b[i].type == BB_IR_THINKING) {
+            rc = dec_delta(c, BB_IR_D_THINKING, b[i].text.p, b[i].text.len);
+            if (!rc && b[i].signature.p)
+                rc = dec_delta(c, BB_IR_D_SIGNATURE, b[i].signature.p, b[i].signature.len);
+        }
+        if (!rc && b[i].type == BB_IR_TOOL_USE)
+            rc = dec_delta(c, BB_IR_D_INPUT_JSON, b[i].input_json.p, b[i].input_json.len);
+        if (!rc)
+            rc = dec_close(c);
+    }
+    return rc;
+}
+
+static int dec_item_done(struct dctx *c, json_object *data)
+{
+    struct rdec *d = c->d;
+    json_object *item = jget(data, "item");
+    int64_t oi = jint(data, "output_index", -1);
+    const char *type = jstr(item, "type");
+    if (streq(type, "function_call")) {
+        d->saw_tool = true;
+        if (!dec_is(d, BB_IR_TOOL_USE, oi)) {
+            int rc = dec_open(c, BB_IR_TOOL_USE, oi, 0, jstr(item, "call_id"), jstr(item, "name"));
+            if (rc)
+                return rc;
+        }
+        if (!d->delta_seen) {
+            int rc = dec_jdelta(c, BB_IR_D_INPUT_JSON, jget(item, "arguments"));
+            if (rc)
+                return rc;
+        }
+        return dec_close(c);
+    }
+    if (streq(type, "reasoning")) {
+        struct bb_ir_block b;
+        bool any = reasoning_block(c->scratch, item, &b);
+        if (!dec_is(d, BB_IR_THINKING, oi)) {
+            if (!any)
+                return 0;
+            int rc = dec_open(c, BB_IR_THINKING, oi, 0, jstr(item, "id"), NULL);
+            if (rc)
+                return rc;
+        }
+        int rc = 0;
+        if (!d->delta_seen && any && b.text.len)
+            rc = dec_delta(c, BB_IR_D_THINKING, b.text.p, b.text.len);
+        if (!rc && any && b.signature.p)
+            rc = dec_delta(c, BB_IR_D_SIGNATURE, b.signature.p, b.signature.len);
+        return rc ? rc : dec_close(c);
+    }
+    if (streq(type, "message")) {
+        int rc = 0;
+        if (dec_is(d, BB_IR_TEXT, oi))
+            rc = dec_close(c);
+        /* Parts that never streamed (a provider that sends whole items). */
+        json_object *content = jget(item, "content");
+        size_t n = jis(content, json_type_array) ? json_object_array_length(content) : 0;
+        for (size_t j = (size_t)(d->item_oi == oi ? d->next_ci : 0); j < n && !rc; j++) {
+            json_object *p = json_object_array_get_idx(content, j);
+            bool refusal = streq(jstr(p, "type"), "refusal");
+            json_object *t = jget(p, refusal ? "refusal" : "text");
+            if (!jis(t, json_type_string))
+                continue;
+            d->saw_refusal |= refusal;
+            rc = dec_open(c, BB_IR_TEXT, oi, (int64_t)j, NULL, NULL);
+            if (!rc)
+                rc = dec_jdelta(c, BB_IR_D_TEXT, t);
+            if (!rc)
+                rc = dec_close(c);
+        }
+        return rc;
+    }
+    return d->open && d->oi == oi ? dec_close(c) : 0;
+}
+
+static int dec_finish(struct dctx *c, json_object *resp)
+{
+    struct rdec *d = c->d;
+    int rc = dec_start(c, resp);
+    if (!rc)
+        rc = dec_close(c);
+    if (rc)
+        return rc;
+    json_object *output = jget(resp, "output");
+    size_t n = jis(output, json_type_array) ? json_object_array_length(output) : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *it = json_object_array_get_idx(output, i);
+        d->saw_tool |= streq(jstr(it, "type"), "function_call");
+    }
+    if (d->next == 0 && n) {
+        /* Nothing streamed piecewise: the final response carries the answer. */
+        struct bb_ir_block *blocks;
+        size_t nb;
+        struct bb_err err;
+        if (output_blocks(c->scratch, output, &blocks, &nb, &d->saw_tool, &d->saw_refusal, &err))
+            return -1;
+        if ((rc = dec_emit_blocks(c, blocks, nb, 0)))
+            return rc;
+    }
+    struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_DELTA};
+    ev.stop = stop_of(resp, d->saw_tool, d->saw_refusal);
+    usage_read(jget(resp, "usage"), &ev.usage);
+    if ((rc = dec_emit(c, &ev)))
+        return rc;
+    d->ended = true;
+    struct bb_ir_event stop = {.type = BB_IR_EV_MESSAGE_STOP};
+    return dec_emit(c, &stop);
+}
+
+static int dec_error(struct dctx *c, const char *code, const char *type, const char *msg)
+{
+    c->d->ended = true;
+    struct bb_ir_event ev = {.type = BB_IR_EV_ERROR};
+    const char *t = code ? code : type ? type : "server_error";
+    ev.error_type = bb_ir_strdup(c->scratch, t, strlen(t));
+    ev.error_status = error_status_for(t);
+    if (!msg)
+        msg = "upstream error";
+    ev.text = bb_ir_strdup(c->scratch, msg, strlen(msg));
+    return dec_emit(c, &ev);
+}
+
+static int dec_dispatch(struct dctx *c, const char *type, json_object *data)
+{
+    struct rdec *d = c->d;
+    int64_t oi = jint(data, "output_index", -1);
+    int64_t ci = jint(data, "content_index", 0);
+
+    if (streq(type, "response.created") || streq(type, "response.in_progress") ||
+        streq(type, "response.queued"))
+        return dec_start(c, jget(data, "response"));
+    if (streq(type, "response.output_item.added")) {
+        json_object *item = jget(data, "item");
+        const char *it = jstr(item, "type");
+        int rc = dec_start(c, NULL);
+        if (!rc)
+            rc = dec_close(c);
+        if (rc)
+            return rc;
+        if (streq(it, "message")) {
+            d->item_oi = oi;
+            d->next_ci = 0;
+            return 0; /* the TEXT block opens with its first content part */
+        }
+        if (streq(it, "function_call")) {
+            d->saw_tool = true;
+            return dec_open(c, BB_IR_TOOL_USE, oi, 0, jstr(item, "call_id"), jstr(item, "name"));
+        }
+        if (streq(it, "reasoning"))
+            return dec_open(c, BB_IR_THINKING, oi, 0, jstr(item, "id"), NULL);
+        return 0;
+    }
+    if (streq(type, "response.content_part.added")) {
+        const char *pt = jstr(jget(data, "part"), "type");
+        if (!streq(pt, "output_text") && !streq(pt, "refusal"))
+            return 0;
+        d->saw_refusal |= streq(pt, "refusal");
+        return dec_open(c, BB_IR_TEXT, oi, ci, NULL, NULL);
+    }
+    if (streq(type, "response.output_text.delta") || streq(type, "response.refusal.delta")) {
+        if (!(dec_is(d, BB_IR_TEXT, oi) && d->ci == ci)) {
+            int rc = dec_open(c, BB_IR_TEXT, oi, ci, NULL, NULL);
+            if (rc)
+                return rc;
+        }
+        d->saw_refusal |= streq(type, "response.refusal.delta");
+        return dec_jdelta(c, BB_IR_D_TEXT, jget(data, "delta"));
+    }
+    if (streq(type, "response.output_text.done") || streq(type, "response.refusal.done")) {
+        if (dec_is(d, BB_IR_TEXT, oi) && d->ci == ci && !d->delta_seen)
+            return dec_jdelta(
+                c, BB_IR_D_TEXT,
+                jget(data, streq(type, "response.refusal.done") ? "refusal" : "text"));
+        return 0;
+    }
+    if (streq(type, "response.output_text.annotation.added")) {
+        json_object *an = jget(data, "annotation");
+        if (!dec_is(d, BB_IR_TEXT, oi) || !an)
+            return 0;
+        size_t n = 0;
+        const char *s = json_object_to_json_string_length(an, JSON_FLAGS, &n);
+        bool seen = d->delta_seen;
+        int rc = dec_delta(c, BB_IR_D_CITATION, s, n);
+        d->delta_seen = seen; /* a citation is not the text */
+        return rc;
+    }
+    if (streq(type, "response.content_part.done")) {
+        if (dec_is(d, BB_IR_TEXT, oi) && d->ci == ci) {
+            json_object *p = jget(data, "part");
+            int rc =
+                d->delta_seen
+                    ? 0
+                    : dec_jdelta(c, BB_IR_D_TEXT,
+                                 jget(p, streq(jstr(p, "type"), "refusal") ? "refusal" : "text"));
+            return rc ? rc : dec_close(c);
+        }
+        return 0;
+    }
+    if (streq(type, "response.function_call_arguments.delta")) {
+        if (!dec_is(d, BB_IR_TOOL_USE, oi))
+            return 0;
+        return dec_jdelta(c, BB_IR_D_INPUT_JSON, jget(data, "delta"));
+    }
+    if (streq(type, "response.function_call_arguments.done")) {
+        if (!dec_is(d, BB_IR_TOOL_USE, oi) || d->delta_seen)
+            return 0;
+        return dec_jdelta(c, BB_IR_D_INPUT_JSON, jget(data, "arguments"));
+    }
+    if (streq(type, "response.reasoning_summary_text.delta") ||
+        streq(type, "response.reasoning_text.delta")) {
+        if (!dec_is(d, BB_IR_THINKING, oi)) {
+            int rc = dec_open(c, BB_IR_THINKING, oi, 0, jstr(data, "item_id"), NULL);
+            if (rc)
+                return rc;
+        }
+        int64_t si = jint(
+            data, streq(type, "response.reasoning_text.delta") ? "content_index" : "summary_index",
+            0);
+        if (d->delta_seen && si != d->sum_idx) {
+            /* Summary parts are joined by a blank line, as in a non-streaming answer. */
+            int rc = dec_delta(c, BB_IR_D_THINKING, "\n\n", 2);
+            if (rc)
+                return rc;
+        }
+        d->sum_idx = si;
+        return dec_jdelta(c, BB_IR_D_THINKING, jget(data, "delta"));
+    }
+    if (streq(type, "response.reasoning_summary_text.done") ||
+        streq(type, "response.reasoning_text.done")) {
+        if (!dec_is(d, BB_IR_THINKING, oi) || d->delta_seen)
+            return 0;
+        return dec_jdelta(c, BB_IR_D_THINKING, jget(data, "text"));
+    }
+    if (streq(type, "response.output_item.done"))
+        return dec_item_done(c, data);
+    if (streq(type, "response.completed") || streq(type, "response.incomplete"))
+        return dec_finish(c, jget(data, "response"));
+    if (streq(type, "response.failed")) {
+        json_object *e = jget(jget(data, "response"), "error");
+        return dec_error(c, jstr(e, "code"), NULL, jstr(e, "message"));
+    }
+    if (streq(type, "error")) {
+        json_object *e = jis(jget(data, "error"), json_type_object) ? jget(data, "error") : data;
+        return dec_error(c, jstr(e, "code"), jstr(e, "type"), jstr(e, "message"));
+    }
+    if (streq(type, "keepalive")) {
+        struct bb_ir_event ev = {.type = BB_IR_EV_PING};
+        return dec_emit(c, &ev);
+    }
+    return 0; /* hosted-tool progress, audio, ...: nothing the IR carries */
+}
+
+static void dec_init(void *dec)
+{
+    struct rdec *d = dec;
+    memset(d, 0, sizeof *d);
+    d->item_oi = -1;
+}
+
+static int dec_frame(void *dec, struct bb_arena *scratch, const struct bb_frame *f,
+                     bb_ir_event_cb cb, void *arg)
+{
+    struct rdec *d = dec;
+    if (d->ended)
+        return 0;
+    const char *s = f->data ? f->data : "";
+    size_t n = f->data ? f->data_len : 0;
+    while (n && isspace((unsigned char)*s)) {
+        s++;
+        n--;
+    }
+    if (!n || (n >= 6 && strncmp(s, "[DONE]", 6) == 0))
+        return 0;
+    const char *why;
+    json_object *data = parse_json(s, n, &why);
+    if (!jis(data, json_type_object)) {
+        json_object_put(data);
+        return -1;
+    }
+    char evname[96] = "";
+    const char *type = jstr(data, "type");
+    if (!type && f->event && f->event_len && f->event_len < sizeof evname) {
+        memcpy(evname, f->event, f->event_len);
+        evname[f->event_len] = '\0';
+        type = evname;
+    }
+    struct dctx c = {.d = d, .scratch = scratch, .cb = cb, .arg = arg};
+    int rc = type ? dec_dispatch(&c, type, data) : 0;
+    json_object_put(data);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * egress: read_error
+ * ---------------------------------------------------------------------------------------- */
+
+static void copy_field(char *dst, size_t cap, json_object *v)
+{
+    if (jis(v, json_type_string) || jnum(v))
+        snprintf(dst, cap, "%s", json_object_get_string(v));
+}
+
+static int read_error(const char *body, size_t len, struct bb_proto_error *out)
+{
+    const char *why;
+    memset(out, 0, sizeof *out);
+    json_object *root = parse_json(body, len, &why);
+    if (!jis(root, json_type_object)) {
+        json_object_put(root);
+        return -1;
+    }
+    json_object *e = jget(root, "error");
+    if (jis(e, json_type_string)) {
+        copy_field(out->message, sizeof out->message, e);
+    } else {
+        /* {"error":{message,type,code,param}}; a bare {code,message} (stream error event) */
+        if (!jis(e, json_type_object))
+            e = root;
+        copy_field(out->code, sizeof out->code, jget(e, "code"));
+        copy_field(out->type, sizeof out->type, jget(e, "type"));
+        copy_field(out->message, sizeof out->message, jget(e, "message"));
+        if (streq(out->type, "error") && e == root)
+            out->type[0] = '\0'; /* the event's own type, not an error type */
+    }
+    json_object_put(root);
+    return out->code[0] || out->type[0] || out->message[0] ? 0 : -1;
+}
+
+const struct bb_proto_ops bb_proto_responses = {
+    .id = BB_PROTO_RESPONSES,
+    .framing = BB_FRAMING_SSE,
+    .read_request = read_request,
+    .write_response = write_response,
+    .stream_content_type = stream_content_type,
+    .enc_size = sizeof(struct renc),
+    .enc_init = enc_init,
+    .enc_event = enc_event,
+    .enc_finish = enc_finish,
+    .write_request = write_request,
+    .read_response = read_response,
+    .dec_size = sizeof(struct rdec),
+    .dec_init = dec_init,
+    .dec_frame = dec_frame,
+    .read_error = read_error,
+};

@@ -1,39 +1,49 @@
 /*
- * proxy: the LLM request path. Reads the request's model, resolves pool or lane, and walks the
- * attempt loop: pick a lane (router), write the upstream request, read the answer, and either
- * relay it or move on to the next lane while nothing has reached the client.
- * Worker process, single-threaded.
+ * proxy: the LLM request path for all six ingress protocols. Reads the request's model,
+ * resolves pool or lane, and walks the attempt loop: pick a lane (router), write the upstream
+ * request in the lane's protocol, read the answer, and either relay it or move on to the next
+ * lane while nothing has reached the client. Worker process, single-threaded.
  *
- * Same protocol (the only case so far: OpenAI in, OpenAI out): the body goes upstream
- * byte-for-byte except the `model` value; the answer comes back verbatim. Streams are decoded
- * as SSE only to find frame boundaries: each complete frame is written to the client at once.
+ * Same protocol in and out (OpenAI, Responses, Anthropic, Cohere with the model in the body):
+ * the body goes upstream byte for byte except the `model` value, and answers come back
+ * verbatim; stream frames are still decoded, to find the commit point and in-band errors.
+ * Gemini and Bedrock carry the model in the path, so their same-protocol requests are
+ * re-written through the IR (Bedrock's must be re-signed anyway); answers stay verbatim.
+ * Cross protocol: reader(ingress) → IR → writer(egress); answers reader(egress) → IR →
+ * writer(ingress); streams framer → decoder(egress) → IR events → encoder(ingress).
  *
- * Commit point: a non-stream answer commits when its 2xx head arrives; a stream commits with
- * its first complete frame, so a stream that dies before producing one still fails over.
- * After commit a failure ends the client's stream with an error event, never a clean end.
+ * Commit point (SPEC §5.4): a non-stream answer commits when it is complete (translated) or
+ * when its 2xx head arrives (verbatim); a stream commits with its first meaningful event
+ * (block start/delta, message delta/stop), so a stream that fails or errors in-band before
+ * one still fails over invisibly. After commit a failure ends the client's stream with the
+ * dialect's error event, never with its clean terminator.
  */
 #include "worker/proxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
 #include "common/jscan.h"
 #include "common/log.h"
 #include "common/sse.h"
+#include "worker/eventstream.h"
 #include "worker/http_server.h"
+#include "worker/proto.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
 
 #define ERRBODY_MAX (64u << 10)   /* upstream error bodies kept for relay */
-#define SSE_FRAME_MAX (4u << 20)  /* one stream frame */
+#define BODY_MAX (64u << 20)      /* a non-stream answer being translated */
+#define FRAME_MAX (4u << 20)      /* one stream frame */
 #define OUT_PAUSE_AT (1u << 20)   /* client output backlog that pauses the upstream */
 #define JSON_DEPTH_MAX 128
 
-/* One upstream attempt of a request. Lives in the request's arena; its heap parts (decoder,
+/* One upstream attempt of a request. Lives in the request's arena; its heap parts (decoders,
  * buffers, connection) are released by attempt_release. */
 struct bb_attempt {
     struct bb_request *req;
@@ -41,10 +51,19 @@ struct bb_attempt {
     int lane, member;
     bool slot_held;
     int status;
-    bool sse, committed, done_seen;
-    struct bb_sse dec;
-    bool dec_init;
-    struct evbuffer *errbody;   /* body of a >= 400 answer */
+    enum bb_proto egress;
+    const struct bb_proto_ops *eops, *iops;
+    bool verbatim;              /* answers relayed as they are (same protocol) */
+    bool committed, done_seen, stop_seen, meaningful, inband_error;
+    char inband_msg[256];
+    struct bb_sse sse;
+    bool sse_init;
+    struct bb_eventstream es;
+    bool es_init;
+    void *dec, *enc;            /* egress decoder / ingress encoder state (arena) */
+    bool enc_finished;
+    struct evbuffer *pending;   /* client stream bytes not yet flushed (held before commit) */
+    struct evbuffer *body;      /* error body (>= 400) or a non-stream body to translate */
     char content_type[128];
     char retry_after[64];
     uint64_t t_sent_us;
@@ -53,14 +72,18 @@ struct bb_attempt {
 /* What the request keeps across attempts. */
 struct bb_route_state {
     const char *model;          /* as the client sent it (decoded) */
-    size_t model_off, model_len; /* the model token (with quotes) in the body */
+    bool body_model;            /* the body has a string `model` at model_off/model_len */
+    size_t model_off, model_len;
     bool *tried;                /* per pool member */
+    struct bb_ir_request *ir;   /* the client's request in IR, read on first need */
+    struct bb_ingress_ctx ictx;
+    char dropped[512];          /* x-busbar-dropped-fields of the current attempt */
     /* the last failure, for the final answer when every attempt failed */
-    int last_status;            /* > 0: an HTTP error answer is kept below */
+    int last_status;            /* > 0: an HTTP error answer (in the client's dialect) below */
     struct evbuffer *last_body;
     char last_ctype[128], last_retry_after[64];
     bool last_timeout;
-    char why[512];              /* "lane a: reset; lane b: 503" */
+    char why[512];              /* "lane a: reset; lane b: HTTP 503" */
 };
 
 static void next_attempt(struct bb_request *req);
@@ -88,13 +111,30 @@ static void attempt_release(struct bb_attempt *a)
         bb_router_give(req->w, a->lane, req->pool, a->member);
         a->slot_held = false;
     }
-    if (a->dec_init) {
-        bb_sse_free(&a->dec);
-        a->dec_init = false;
+    if (a->enc && !a->enc_finished && a->iops->enc_finish) {
+        /* encoders may hold buffers until their stream ends (Gemini tool arguments) */
+        struct evbuffer *sink = evbuffer_new();
+        if (sink) {
+            a->iops->enc_finish(a->enc, sink);
+            evbuffer_free(sink);
+        }
+        a->enc_finished = true;
     }
-    if (a->errbody) {
-        evbuffer_free(a->errbody);
-        a->errbody = NULL;
+    if (a->sse_init) {
+        bb_sse_free(&a->sse);
+        a->sse_init = false;
+    }
+    if (a->es_init) {
+        bb_eventstream_free(&a->es);
+        a->es_init = false;
+    }
+    if (a->pending) {
+        evbuffer_free(a->pending);
+        a->pending = NULL;
+    }
+    if (a->body) {
+        evbuffer_free(a->body);
+        a->body = NULL;
     }
     if (req->attempt == a)
         req->attempt = NULL;
@@ -127,10 +167,13 @@ void bb_proxy_release(struct bb_request *req)
 static size_t extra_headers(struct bb_request *req, struct bb_attempt *a, char *buf, size_t cap)
 {
     const struct bb_conf *conf = req->w->conf;
+    struct bb_route_state *rs = route_of(req);
     int n = snprintf(buf, cap, "x-busbar-lane: %s\r\nx-busbar-attempts: %u\r\n",
                      conf->lanes[a->lane].name, req->attempts);
     if (a->retry_after[0])
         n += snprintf(buf + n, cap - (size_t)n, "Retry-After: %s\r\n", a->retry_after);
+    if (rs->dropped[0])
+        n += snprintf(buf + n, cap - (size_t)n, "x-busbar-dropped-fields: %s\r\n", rs->dropped);
     if (conf->overhead_header) {
         uint64_t total = bb_now_us() - req->t_start_us;
         uint64_t up = req->t_upstream_us + (bb_now_us() - a->t_sent_us);
@@ -141,14 +184,25 @@ static size_t extra_headers(struct bb_request *req, struct bb_attempt *a, char *
 }
 
 /* Send the client's response head for attempt a (the commit point). */
-static int commit(struct bb_attempt *a, enum bb_body_mode mode, int64_t len)
+static int commit(struct bb_attempt *a, const char *ctype, enum bb_body_mode mode, int64_t len)
 {
     struct bb_request *req = a->req;
-    char hdrs[512];
+    char hdrs[1024];
     size_t hl = extra_headers(req, a, hdrs, sizeof hdrs);
     a->committed = true;
-    return bb_http_respond_head(req, a->status, a->content_type[0] ? a->content_type : NULL,
-                                hdrs, hl, mode, len);
+    req->t_upstream_us += bb_now_us() - a->t_sent_us;
+    a->t_sent_us = bb_now_us();
+    return bb_http_respond_head(req, a->status, ctype, hdrs, hl, mode, len);
+}
+
+/* Write held stream bytes to the client once committed. */
+static void flush_pending(struct bb_attempt *a)
+{
+    size_t n = a->pending ? evbuffer_get_length(a->pending) : 0;
+    if (!a->committed || n == 0)
+        return;
+    bb_http_respond_body(a->req, evbuffer_pullup(a->pending, (ev_ssize_t)n), n);
+    evbuffer_drain(a->pending, n);
 }
 
 static void finish_ok(struct bb_attempt *a)
@@ -159,21 +213,60 @@ static void finish_ok(struct bb_attempt *a)
     bb_request_finish(req);
 }
 
+/* An upstream error answer as a body in the client's dialect (verbatim when same protocol). */
+static struct evbuffer *dialect_error(struct bb_attempt *a, char *ctype, size_t ctype_cap)
+{
+    struct bb_request *req = a->req;
+    if (a->egress == req->ingress || !a->body) {
+        struct evbuffer *b = a->body;
+        a->body = NULL;
+        return b;
+    }
+    struct bb_proto_error pe;
+    memset(&pe, 0, sizeof pe);
+    size_t len = evbuffer_get_length(a->body);
+    const char *raw = (const char *)evbuffer_pullup(a->body, (ev_ssize_t)len);
+    if (!a->eops->read_error || a->eops->read_error(raw, len, &pe) != 0 || !pe.message[0])
+        snprintf(pe.message, sizeof pe.message, "upstream answered HTTP %d", a->status);
+    if (a->status == 401 || a->status == 403) /* never leak a provider's auth details */
+        snprintf(pe.message, sizeof pe.message, "the upstream provider rejected busbar's "
+                                                "credentials");
+    char out[1024];
+    size_t n = bb_errors_render_status(req->ingress, a->status, pe.code, pe.message, out,
+                                       sizeof out);
+    struct evbuffer *b = evbuffer_new();
+    if (b)
+        evbuffer_add(b, out, n);
+    snprintf(ctype, ctype_cap, "application/json");
+    return b;
+}
+
+/* Relay an upstream error answer (client error, or the last failure) in the client's dialect. */
+static void respond_error_body(struct bb_request *req, int status, const char *ctype,
+                               const char *retry_after, struct evbuffer *body,
+                               const char *lane_hdrs)
+{
+    char hdrs[1024];
+    size_t hl = bb_errors_headers(req->ingress, status, hdrs, sizeof hdrs);
+    int n = snprintf(hdrs + hl, sizeof hdrs - hl, "%s", lane_hdrs ? lane_hdrs : "");
+    if (retry_after && retry_after[0])
+        snprintf(hdrs + hl + (size_t)n, sizeof hdrs - hl - (size_t)n, "Retry-After: %s\r\n",
+                 retry_after);
+    size_t len = body ? evbuffer_get_length(body) : 0;
+    bb_http_respond_full(req, status, ctype && ctype[0] ? ctype : "application/json", hdrs,
+                         len ? (const char *)evbuffer_pullup(body, (ev_ssize_t)len) : "", len);
+}
+
 /* Every attempt failed (or none was possible): answer with the last upstream error, or a
  * gateway error naming what happened on each lane. */
 static void exhausted(struct bb_request *req, const char *fallback_msg)
 {
     struct bb_route_state *rs = route_of(req);
     char hdrs[256];
-    int n = snprintf(hdrs, sizeof hdrs, "x-busbar-attempts: %u\r\n", req->attempts);
+    snprintf(hdrs, sizeof hdrs, "x-busbar-attempts: %u\r\n", req->attempts);
     if (rs->last_status > 0 && rs->last_body) {
-        if (rs->last_retry_after[0])
-            n += snprintf(hdrs + n, sizeof hdrs - (size_t)n, "Retry-After: %s\r\n",
-                          rs->last_retry_after);
-        size_t len = evbuffer_get_length(rs->last_body);
-        bb_http_respond_full(req, rs->last_status,
-                             rs->last_ctype[0] ? rs->last_ctype : "application/json", hdrs,
-                             evbuffer_pullup(rs->last_body, -1), len);
+        respond_error_body(req, rs->last_status, rs->last_ctype, rs->last_retry_after,
+                           rs->last_body, hdrs);
         bb_request_finish(req);
         return;
     }
@@ -195,13 +288,15 @@ static void fail_over(struct bb_attempt *a, const char *what, bool timeout)
     count(req, a, false);
     why_add(rs, lane, what);
     rs->last_timeout = timeout;
-    if (a->status >= 400 && a->errbody) { /* keep the answer in case it is the last one */
+    if (a->status >= 400 && a->body) { /* keep the answer in case it is the last one */
+        char ctype[128];
+        memcpy(ctype, a->content_type, sizeof ctype);
+        struct evbuffer *b = dialect_error(a, ctype, sizeof ctype);
         if (rs->last_body)
             evbuffer_free(rs->last_body);
-        rs->last_body = a->errbody;
-        a->errbody = NULL;
-        rs->last_status = a->status;
-        memcpy(rs->last_ctype, a->content_type, sizeof rs->last_ctype);
+        rs->last_body = b;
+        rs->last_status = b ? a->status : 0;
+        memcpy(rs->last_ctype, ctype, sizeof rs->last_ctype);
         memcpy(rs->last_retry_after, a->retry_after, sizeof rs->last_retry_after);
     } else {
         rs->last_status = 0;
@@ -225,14 +320,23 @@ static void fail_committed(struct bb_attempt *a, const char *what)
     bb_warn("request %s: lane %s failed after the response started: %s", req->id,
             req->w->conf->lanes[a->lane].name, what);
     req->close_after = true;
-    if (a->sse) {
-        char body[600], frame[700];
+    if (a->enc && a->pending) {
         char msg[300];
         snprintf(msg, sizeof msg, "upstream stream failed: %s", what);
-        size_t n = bb_errors_render(req->ingress, BB_ERR_UPSTREAM, msg, body, sizeof body);
-        int fl = snprintf(frame, sizeof frame, "data: %.*s\n\n", (int)n, body);
-        bb_http_respond_body(req, frame, (size_t)fl);
-        bb_http_respond_end(req); /* the error event is the end: no [DONE] */
+        struct bb_ir_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.type = BB_IR_EV_ERROR;
+        ev.text.p = msg;
+        ev.text.len = strlen(msg);
+        ev.error_type.p = (char *)bb_errors_type(req->ingress, 502);
+        ev.error_type.len = strlen(ev.error_type.p);
+        ev.error_status = 502;
+        struct bb_arena scratch;
+        bb_arena_init(&scratch, 1u << 20);
+        a->iops->enc_event(a->enc, &scratch, &ev, a->pending);
+        bb_arena_free(&scratch);
+        flush_pending(a);
+        bb_http_respond_end(req); /* the error event is the end: no terminator */
     }
     /* A non-stream body cut short stays short: the connection closes before its length. */
     bb_request_finish(req);
@@ -268,19 +372,40 @@ static int up_head(void *arg, const struct bb_http_head *h)
     copy_header(h, "content-type", a->content_type, sizeof a->content_type);
     copy_header(h, "retry-after", a->retry_after, sizeof a->retry_after);
     if (h->status >= 400) {
-        a->errbody = evbuffer_new();
-        return a->errbody ? 0 : -1;
+        a->body = evbuffer_new();
+        return a->body ? 0 : -1;
     }
-    a->sse = strncmp(a->content_type, "text/event-stream", 17) == 0;
-    if (a->sse) {
-        bb_sse_init(&a->dec, SSE_FRAME_MAX);
-        a->dec_init = true;
-        return 0; /* commit with the first frame */
+    if (req->stream) {
+        a->pending = evbuffer_new();
+        if (!a->pending)
+            return -1;
+        if (a->eops->framing == BB_FRAMING_EVENTSTREAM) {
+            bb_eventstream_init(&a->es, FRAME_MAX);
+            a->es_init = true;
+        } else {
+            bb_sse_init(&a->sse, FRAME_MAX);
+            a->sse_init = true;
+        }
+        if (a->eops->dec_frame) {
+            a->dec = bb_arena_calloc(&req->arena, a->eops->dec_size ? a->eops->dec_size : 1);
+            if (!a->dec)
+                return -1;
+            a->eops->dec_init(a->dec);
+        }
+        if (a->iops->enc_event) {
+            a->enc = bb_arena_calloc(&req->arena, a->iops->enc_size ? a->iops->enc_size : 1);
+            if (!a->enc)
+                return -1;
+            a->iops->enc_init(a->enc, &route_of(req)->ictx);
+        }
+        return 0; /* commit with the first meaningful event */
     }
-    req->t_upstream_us += bb_now_us() - a->t_sent_us;
-    a->t_sent_us = bb_now_us();
-    return commit(a, h->content_length >= 0 ? BB_BODY_LENGTH : BB_BODY_CHUNKED,
-                  h->content_length);
+    if (a->verbatim)
+        return commit(a, a->content_type[0] ? a->content_type : NULL,
+                      h->content_length >= 0 ? BB_BODY_LENGTH : BB_BODY_CHUNKED,
+                      h->content_length);
+    a->body = evbuffer_new(); /* translated: the whole answer first */
+    return a->body ? 0 : -1;
 }
 
 static void on_client_drained(struct bb_request *req)
@@ -291,57 +416,184 @@ static void on_client_drained(struct bb_request *req)
 
 static void backpressure(struct bb_attempt *a)
 {
-    if (bb_http_output_pending(a->req) > OUT_PAUSE_AT) {
+    if (a->up && bb_http_output_pending(a->req) > OUT_PAUSE_AT) {
         bb_upstream_pause(a->up, true);
         bb_http_on_drained(a->req, on_client_drained);
     }
 }
 
-static int on_frame(void *arg, const struct bb_sse_event *ev)
+struct frame_ctx {
+    struct bb_attempt *a;
+    struct bb_arena *scratch;
+};
+
+/* One decoded IR event of the upstream stream. */
+static int on_ir_event(void *arg, const struct bb_ir_event *ev)
 {
-    struct bb_attempt *a = arg;
-    if (!a->committed) {
-        a->req->t_upstream_us += bb_now_us() - a->t_sent_us;
-        a->t_sent_us = bb_now_us();
-        if (commit(a, BB_BODY_CHUNKED, -1) < 0)
+    struct frame_ctx *fc = arg;
+    struct bb_attempt *a = fc->a;
+    struct bb_request *req = a->req;
+    switch (ev->type) {
+    case BB_IR_EV_ERROR:
+        if (!a->committed) { /* before the commit point: fail over invisibly */
+            a->inband_error = true;
+            snprintf(a->inband_msg, sizeof a->inband_msg, "in-band stream error: %.*s",
+                     (int)(ev->text.len < 200 ? ev->text.len : 200),
+                     ev->text.p ? ev->text.p : "");
+            return 0;
+        }
+        break;
+    case BB_IR_EV_MESSAGE_DELTA:
+        a->stop_seen = a->stop_seen || ev->stop != BB_IR_STOP_UNSET;
+        a->meaningful = true;
+        break;
+    case BB_IR_EV_MESSAGE_STOP:
+        a->done_seen = true;
+        a->meaningful = true;
+        break;
+    case BB_IR_EV_BLOCK_START:
+    case BB_IR_EV_BLOCK_DELTA:
+        a->meaningful = true;
+        break;
+    default:
+        break;
+    }
+    if (a->verbatim || !a->enc)
+        return 0;
+    if (ev->type == BB_IR_EV_BLOCK_START && ev->block_type == BB_IR_TOOL_USE &&
+        a->egress != req->ingress) {
+        struct bb_ir_event copy = *ev;
+        copy.id = bb_ir_id_wrap(fc->scratch, req->ingress, ev->id);
+        return a->iops->enc_event(a->enc, fc->scratch, &copy, a->pending) < 0 ? -1 : 0;
+    }
+    return a->iops->enc_event(a->enc, fc->scratch, ev, a->pending) < 0 ? -1 : 0;
+}
+
+/* One upstream frame: decode, relay or translate, commit when meaningful. 0 = go on,
+ * -1 = this attempt is over (failed over or failed). */
+static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const void *raw,
+                        size_t raw_len)
+{
+    if (a->dec) {
+        struct bb_arena scratch;
+        bb_arena_init(&scratch, FRAME_MAX * 2);
+        struct frame_ctx fc = {a, &scratch};
+        int rc = a->eops->dec_frame(a->dec, &scratch, f, on_ir_event, &fc);
+        bb_arena_free(&scratch);
+        if (rc < 0) {
+            if (a->committed)
+                fail_committed(a, "malformed stream frame");
+            else
+                fail_over(a, "malformed stream frame", false);
+            return -1;
+        }
+    } else {
+        a->meaningful = true; /* no decoder: every frame counts */
+    }
+    if (a->inband_error && !a->committed) {
+        fail_over(a, a->inband_msg, false);
+        return -1;
+    }
+    if (a->verbatim)
+        evbuffer_add(a->pending, raw, raw_len);
+    if (a->meaningful && !a->committed) {
+        const char *ctype = a->verbatim ? a->content_type
+                                        : a->iops->stream_content_type(&route_of(a->req)->ictx);
+        if (commit(a, ctype, BB_BODY_CHUNKED, -1) < 0)
             return -1;
     }
-    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
-        a->done_seen = true;
-    return bb_http_respond_body(a->req, ev->raw, ev->raw_len);
+    flush_pending(a);
+    backpressure(a);
+    return 0;
+}
+
+static int on_sse(void *arg, const struct bb_sse_event *ev)
+{
+    struct bb_frame f = {ev->event, ev->event_len, ev->data, ev->data_len, false};
+    return handle_frame(arg, &f, ev->raw, ev->raw_len) < 0 ? 1 : 0;
+}
+
+static int on_es(void *arg, const struct bb_eventstream_msg *m)
+{
+    struct bb_frame f;
+    bb_eventstream_to_frame(m, &f);
+    return handle_frame(arg, &f, m->raw, m->raw_len) < 0 ? 1 : 0;
 }
 
 static int up_body(void *arg, const char *data, size_t len)
 {
     struct bb_attempt *a = att_check(arg);
-    if (a->errbody) {
-        size_t have = evbuffer_get_length(a->errbody);
+    if (a->status >= 400) {
+        size_t have = evbuffer_get_length(a->body);
         if (have < ERRBODY_MAX)
-            evbuffer_add(a->errbody, data, len < ERRBODY_MAX - have ? len : ERRBODY_MAX - have);
+            evbuffer_add(a->body, data, len < ERRBODY_MAX - have ? len : ERRBODY_MAX - have);
         return 0;
     }
-    if (a->sse) {
-        if (bb_sse_feed(&a->dec, data, len, on_frame, a) != 0) {
-            /* an oversize frame: this upstream is broken */
+    if (a->req->stream) {
+        int rc = a->es_init ? bb_eventstream_feed(&a->es, data, len, on_es, a)
+                            : bb_sse_feed(&a->sse, data, len, on_sse, a);
+        if (rc > 0)
+            return -1; /* the attempt already ended (failed over or failed) */
+        if (rc < 0) {  /* oversize or corrupt framing: this upstream is broken */
             if (a->committed)
-                fail_committed(a, "stream frame too large");
+                fail_committed(a, "malformed stream framing");
             else
-                fail_over(a, "stream frame too large", false);
+                fail_over(a, "malformed stream framing", false);
             return -1;
         }
-    } else {
-        bb_http_respond_body(a->req, data, len);
+        return 0;
     }
-    backpressure(a);
+    if (a->verbatim) {
+        bb_http_respond_body(a->req, data, len);
+        backpressure(a);
+        return 0;
+    }
+    if (evbuffer_get_length(a->body) + len > BODY_MAX) {
+        fail_over(a, "response too large to translate", false);
+        return -1;
+    }
+    evbuffer_add(a->body, data, len);
     return 0;
 }
 
-/* The exchange with the upstream is over (u is still attached until released). */
+/* A complete non-stream answer from another protocol: translate it for the client. */
+static void translate_response(struct bb_attempt *a)
+{
+    struct bb_request *req = a->req;
+    struct bb_route_state *rs = route_of(req);
+    size_t len = evbuffer_get_length(a->body);
+    const char *raw = (const char *)evbuffer_pullup(a->body, (ev_ssize_t)len);
+    struct bb_ir_response resp;
+    memset(&resp, 0, sizeof resp);
+    struct bb_err err;
+    if (!a->eops->read_response ||
+        a->eops->read_response(&req->arena, raw, len, &resp, &err) < 0) {
+        fail_over(a, "malformed response body", false);
+        return;
+    }
+    if (a->egress != req->ingress)
+        bb_ir_response_wrap_ids(&req->arena, &resp, req->ingress);
+    struct evbuffer *out = evbuffer_new();
+    if (!out || a->iops->write_response(&req->arena, &resp, &rs->ictx, out) < 0) {
+        if (out)
+            evbuffer_free(out);
+        count(req, a, false);
+        bb_request_fail(req, BB_ERR_INTERNAL, "could not write the translated response");
+        return;
+    }
+    size_t ol = evbuffer_get_length(out);
+    commit(a, "application/json", BB_BODY_LENGTH, (int64_t)ol);
+    bb_http_respond_body(req, evbuffer_pullup(out, (ev_ssize_t)ol), ol);
+    evbuffer_free(out);
+    finish_ok(a);
+}
+
+/* The exchange with the upstream is over (the connection went back to its pool). */
 static void up_end(void *arg)
 {
     struct bb_attempt *a = att_check(arg);
     struct bb_request *req = a->req;
-    a->up = NULL; /* the exchange is over: the connection went back to its pool */
+    a->up = NULL;
     if (a->status >= 400) {
         bool retryable = a->status == 429 || a->status >= 500;
         if (retryable) {
@@ -350,29 +602,57 @@ static void up_end(void *arg)
             fail_over(a, what, false);
             return;
         }
-        /* client error: relayed as is, never retried (SPEC §5.1) */
+        /* client error: relayed (in the client's dialect), never retried (SPEC §5.1) */
         count(req, a, true);
-        size_t len = evbuffer_get_length(a->errbody);
-        char hdrs[512];
-        size_t hl = extra_headers(req, a, hdrs, sizeof hdrs);
+        char lane_hdrs[1024], ctype[128];
+        memcpy(ctype, a->content_type, sizeof ctype);
+        size_t hl = extra_headers(req, a, lane_hdrs, sizeof lane_hdrs);
+        lane_hdrs[hl] = '\0';
+        struct evbuffer *b = dialect_error(a, ctype, sizeof ctype);
         a->committed = true;
-        bb_http_respond_head(req, a->status, a->content_type[0] ? a->content_type : NULL, hdrs,
-                             hl, BB_BODY_LENGTH, (int64_t)len);
-        bb_http_respond_body(req, evbuffer_pullup(a->errbody, -1), len);
-        bb_http_respond_end(req);
+        respond_error_body(req, a->status, ctype, NULL, b, lane_hdrs);
+        if (b)
+            evbuffer_free(b);
         bb_request_finish(req);
         return;
     }
-    if (a->sse) {
-        if (bb_sse_pending(&a->dec) > 0 && a->committed) {
-            fail_committed(a, "stream ended inside a frame");
-            return;
-        }
-        if (!a->committed) { /* a 2xx stream with no frame at all */
-            fail_over(a, "stream ended before its first event", false);
-            return;
-        }
+    if (!req->stream) {
+        if (a->verbatim)
+            finish_ok(a);
+        else
+            translate_response(a);
+        return;
     }
+    size_t held = a->es_init ? bb_eventstream_pending(&a->es) : bb_sse_pending(&a->sse);
+    if (!a->committed) {
+        fail_over(a, held ? "stream ended inside a frame" : "stream ended before its first event",
+                  false);
+        return;
+    }
+    if (held) {
+        fail_committed(a, "stream ended inside a frame");
+        return;
+    }
+    if (!a->done_seen && !a->verbatim && a->enc) {
+        /* no terminator: finish promptly with what was seen (SPEC §5.4) — cleanly when the
+         * answer had its stop reason, else visibly broken */
+        if (!a->stop_seen) {
+            fail_committed(a, "stream ended without its terminator");
+            return;
+        }
+        struct bb_ir_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.type = BB_IR_EV_MESSAGE_STOP;
+        struct bb_arena scratch;
+        bb_arena_init(&scratch, 1u << 20);
+        a->iops->enc_event(a->enc, &scratch, &ev, a->pending);
+        bb_arena_free(&scratch);
+    }
+    if (a->enc && !a->verbatim && a->iops->enc_finish) {
+        a->iops->enc_finish(a->enc, a->pending);
+        a->enc_finished = true;
+    }
+    flush_pending(a);
     finish_ok(a);
 }
 
@@ -393,8 +673,49 @@ static const struct bb_upstream_cbs up_cbs = {up_head, up_body, up_end, up_error
 
 /* ---- request building ---- */
 
-/* The upstream request for lane: same protocol, the body with only `model` replaced. */
-static struct evbuffer *build_upstream(struct bb_request *req, int lane_idx)
+/* Native path and auth of the same-protocol fast path (model in the body). */
+static const struct {
+    const char *path;
+    bool anthropic_auth;
+} fast_path[BB_PROTO__COUNT] = {
+    [BB_PROTO_OPENAI] = {"/v1/chat/completions", false},
+    [BB_PROTO_RESPONSES] = {"/v1/responses", false},
+    [BB_PROTO_ANTHROPIC] = {"/v1/messages", true},
+    [BB_PROTO_COHERE] = {"/v2/chat", false},
+};
+
+static void host_header(const struct bb_provider *p, char *host, size_t cap)
+{
+    bool v6 = strchr(p->url.host, ':') != NULL;
+    int hn = snprintf(host, cap, v6 ? "[%s]" : "%s", p->url.host);
+    if (p->url.port != (p->url.tls ? 443 : 80))
+        snprintf(host + hn, cap - (size_t)hn, ":%u", p->url.port);
+}
+
+static void request_line(struct bb_request *req, struct evbuffer *b, const struct bb_provider *p,
+                         const char *path, size_t body_len)
+{
+    char host[300];
+    host_header(p, host, sizeof host);
+    evbuffer_add_printf(b,
+                        "POST %s%s HTTP/1.1\r\n"
+                        "Host: %s\r\n"
+                        "Content-Length: %zu\r\n"
+                        "Accept: %s\r\n"
+                        "User-Agent: busbar/" BB_VERSION "\r\n",
+                        p->url.path, path, host, body_len,
+                        req->stream ? (p->protocol == BB_PROTO_BEDROCK
+                                           ? "application/vnd.amazon.eventstream"
+                                           : "text/event-stream")
+                                    : "application/json");
+    /* allow-listed client headers (SPEC §3.3) */
+    const struct bb_http_header *beta = bb_http_find(&req->head, "anthropic-beta");
+    if (beta && p->protocol == BB_PROTO_ANTHROPIC)
+        evbuffer_add_printf(b, "anthropic-beta: %.*s\r\n", (int)beta->value_len, beta->value);
+}
+
+/* Same protocol, model in the body: the body with only `model` replaced. */
+static struct evbuffer *build_fast(struct bb_request *req, int lane_idx)
 {
     const struct bb_conf *conf = req->w->conf;
     const struct bb_lane *lane = &conf->lanes[lane_idx];
@@ -420,27 +741,103 @@ static struct evbuffer *build_upstream(struct bb_request *req, int lane_idx)
     }
     model[ml++] = '"';
     size_t body_len = req->body_len - rs->model_len + ml;
-    char host[300];
-    bool v6 = strchr(p->url.host, ':') != NULL;
-    int hn = snprintf(host, sizeof host, v6 ? "[%s]" : "%s", p->url.host);
-    if (p->url.port != (p->url.tls ? 443 : 80))
-        snprintf(host + hn, sizeof host - (size_t)hn, ":%u", p->url.port);
-    evbuffer_add_printf(b,
-                        "POST %s/v1/chat/completions HTTP/1.1\r\n"
-                        "Host: %s\r\n"
-                        "Content-Type: application/json\r\n"
-                        "Content-Length: %zu\r\n"
-                        "Accept: %s\r\n"
-                        "User-Agent: busbar/" BB_VERSION "\r\n",
-                        p->url.path, host, body_len,
-                        req->stream ? "text/event-stream" : "application/json");
-    if (p->api_key)
+    request_line(req, b, p, fast_path[p->protocol].path, body_len);
+    evbuffer_add(b, "Content-Type: application/json\r\n", 32);
+    if (p->api_key && fast_path[p->protocol].anthropic_auth)
+        evbuffer_add_printf(b, "x-api-key: %s\r\nanthropic-version: 2023-06-01\r\n", p->api_key);
+    else if (fast_path[p->protocol].anthropic_auth)
+        evbuffer_add_printf(b, "anthropic-version: 2023-06-01\r\n");
+    else if (p->api_key)
         evbuffer_add_printf(b, "Authorization: Bearer %s\r\n", p->api_key);
     evbuffer_add(b, "\r\n", 2);
     evbuffer_add(b, req->body, rs->model_off);
     evbuffer_add(b, model, ml);
     evbuffer_add(b, req->body + rs->model_off + rs->model_len,
                  req->body_len - rs->model_off - rs->model_len);
+    return b;
+}
+
+/* Collect the reader's unsupported fields and the writer's drops into rs->dropped. */
+static void note_dropped(struct bb_route_state *rs)
+{
+    size_t n = 0;
+    rs->dropped[0] = '\0';
+    for (size_t i = 0; rs->ir && i < rs->ir->n_unsupported; i++)
+        n += (size_t)snprintf(rs->dropped + n, n < sizeof rs->dropped ? sizeof rs->dropped - n : 0,
+                              "%s%s", n ? "," : "", rs->ir->unsupported[i]);
+    const char *w = bb_proto_dropped();
+    if (w && n < sizeof rs->dropped)
+        snprintf(rs->dropped + n, sizeof rs->dropped - n, "%s%s", n ? "," : "", w);
+}
+
+/* Read the client's body into IR once (cross-protocol attempts). -1 = answered (400). */
+static int ensure_ir(struct bb_request *req)
+{
+    struct bb_route_state *rs = route_of(req);
+    if (rs->ir)
+        return 0;
+    const struct bb_proto_ops *iops = bb_proto_get(req->ingress);
+    struct bb_ir_request *ir = bb_arena_calloc(&req->arena, sizeof *ir);
+    struct bb_err err;
+    if (!ir) {
+        bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
+        return -1;
+    }
+    if (!iops->read_request) {
+        bb_request_fail(req, BB_ERR_NOT_IMPLEMENTED, "this ingress protocol is not built yet");
+        return -1;
+    }
+    if (iops->read_request(&req->arena, req->body ? req->body : "", req->body_len,
+                           req->model_from_path, ir, &err) < 0) {
+        bb_request_fail(req, BB_ERR_BAD_REQUEST, err.msg);
+        return -1;
+    }
+    ir->stream = req->stream;
+    bb_ir_ids_unwrap(ir, req->ingress);
+    rs->ir = ir;
+    rs->ictx.include_usage = ir->include_usage;
+    return 0;
+}
+
+/* Through the IR: the egress module writes path, headers and body. */
+static struct evbuffer *build_translated(struct bb_request *req, int lane_idx, char *why,
+                                         size_t why_cap)
+{
+    const struct bb_conf *conf = req->w->conf;
+    const struct bb_lane *lane = &conf->lanes[lane_idx];
+    const struct bb_provider *p = &conf->providers[lane->provider];
+    const struct bb_proto_ops *eops = bb_proto_get(p->protocol);
+    struct bb_route_state *rs = route_of(req);
+    if (!eops->write_request) {
+        snprintf(why, why_cap, "egress protocol %s is not built yet", bb_proto_name(p->protocol));
+        return NULL;
+    }
+    struct bb_egress_req er;
+    memset(&er, 0, sizeof er);
+    er.headers = evbuffer_new();
+    er.body = evbuffer_new();
+    struct evbuffer *b = evbuffer_new();
+    struct bb_egress_ctx ctx = {p, lane, req->stream, (int64_t)time(NULL)};
+    struct bb_err err;
+    bb_proto_dropped_reset();
+    if (!er.headers || !er.body || !b ||
+        eops->write_request(&req->arena, rs->ir, &ctx, &er, &err) < 0) {
+        snprintf(why, why_cap, "cannot write the request for this lane: %s",
+                 er.headers && er.body && b ? err.msg : "out of memory");
+        if (b)
+            evbuffer_free(b);
+        b = NULL;
+    } else {
+        note_dropped(rs);
+        request_line(req, b, p, er.path, evbuffer_get_length(er.body));
+        evbuffer_add_buffer(b, er.headers);
+        evbuffer_add(b, "\r\n", 2);
+        evbuffer_add_buffer(b, er.body);
+    }
+    if (er.headers)
+        evbuffer_free(er.headers);
+    if (er.body)
+        evbuffer_free(er.body);
     return b;
 }
 
@@ -486,14 +883,30 @@ static void next_attempt(struct bb_request *req)
         bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
         return;
     }
+    const struct bb_lane *l = &conf->lanes[lane];
     a->req = req;
     a->lane = lane;
     a->member = req->pool >= 0 ? member : -1;
     a->slot_held = true;
+    a->egress = conf->providers[l->provider].protocol;
+    a->eops = bb_proto_get(a->egress);
+    a->iops = bb_proto_get(req->ingress);
+    /* A Gemini client streaming without alt=sse wants a JSON array; upstream is always SSE. */
+    a->verbatim = a->egress == req->ingress &&
+                  !(req->ingress == BB_PROTO_GEMINI && req->stream && !req->gemini_sse);
     req->attempt = a;
     req->attempts++;
-    const struct bb_lane *l = &conf->lanes[lane];
-    struct evbuffer *out = build_upstream(req, lane);
+
+    struct evbuffer *out = NULL;
+    char why[600] = "could not open an upstream connection";
+    if (a->egress == req->ingress && rs->body_model && fast_path[a->egress].path) {
+        rs->dropped[0] = '\0';
+        out = build_fast(req, lane);
+    } else {
+        if (ensure_ir(req) < 0)
+            return; /* answered: the client's request is invalid */
+        out = build_translated(req, lane, why, sizeof why);
+    }
     struct bb_upstream_deadlines dl = {
         .connect_ms = conf->limits.upstream_connect_timeout_ms,
         .head_ms = l->attempt_timeout_ms ? l->attempt_timeout_ms
@@ -507,7 +920,7 @@ static void next_attempt(struct bb_request *req)
     if (out)
         evbuffer_free(out);
     if (!a->up)
-        fail_over(a, "could not open an upstream connection", false);
+        fail_over(a, why, false);
 }
 
 void bb_proxy_handle(struct bb_request *req)
@@ -523,40 +936,52 @@ void bb_proxy_handle(struct bb_request *req)
         bb_request_fail(req, BB_ERR_INVALID_JSON, msg);
         return;
     }
-    if (f[0].type != BB_JSTRING) {
-        bb_request_fail(req, BB_ERR_MISSING_MODEL,
-                        f[0].type == BB_JNONE ? "the request has no 'model'"
-                                              : "'model' must be a string");
-        return;
-    }
     struct bb_route_state *rs = bb_arena_calloc(&req->arena, sizeof *rs);
-    char *model = rs ? bb_arena_alloc(&req->arena, f[0].len + 1) : NULL;
-    if (!model) {
+    if (!rs) {
         bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
         return;
     }
-    long ml = bb_jscan_unquote(req->body + f[0].off, f[0].len, model, f[0].len + 1);
-    if (ml <= 0) {
-        bb_request_fail(req, BB_ERR_MISSING_MODEL, "'model' is empty or invalid");
+    req->route = rs;
+    if (f[0].type == BB_JSTRING) {
+        char *bm = bb_arena_alloc(&req->arena, f[0].len + 1);
+        long bl = bm ? bb_jscan_unquote(req->body + f[0].off, f[0].len, bm, f[0].len + 1) : -1;
+        if (bl > 0) {
+            rs->body_model = true;
+            rs->model_off = f[0].off;
+            rs->model_len = f[0].len;
+            rs->model = bm;
+        }
+    } else if (f[0].type != BB_JNONE && !req->model_from_path) {
+        bb_request_fail(req, BB_ERR_MISSING_MODEL, "'model' must be a string");
         return;
     }
-    req->route = rs;
-    rs->model = model;
-    rs->model_off = f[0].off;
-    rs->model_len = f[0].len;
-    req->stream = f[1].type == BB_JBOOL && f[1].truthy;
+    if (req->model_from_path) /* the URL wins (SPEC §3.1) */
+        rs->model = req->model_from_path;
+    if (!rs->model) {
+        bb_request_fail(req, BB_ERR_MISSING_MODEL,
+                        f[0].type == BB_JNONE ? "the request has no 'model'"
+                                              : "'model' is empty or invalid");
+        return;
+    }
+    req->stream = req->path_stream >= 0 ? req->path_stream == 1
+                                        : f[1].type == BB_JBOOL && f[1].truthy;
+    rs->ictx.request_id = req->id;
+    rs->ictx.model = rs->model;
+    rs->ictx.created = (int64_t)time(NULL);
+    rs->ictx.gemini_sse = req->gemini_sse;
 
-    req->pool = bb_conf_find_pool(conf, model, (size_t)ml);
+    size_t ml = strlen(rs->model);
+    req->pool = bb_conf_find_pool(conf, rs->model, ml);
     size_t n_tried = 1;
     if (req->pool >= 0) {
         n_tried = conf->pools[req->pool].n_members;
         req->t_deadline_ms =
             bb_now_ms() + (uint64_t)conf->pools[req->pool].failover_timeout_secs * 1000u;
     } else {
-        req->lane = bb_conf_find_lane(conf, model, (size_t)ml);
+        req->lane = bb_conf_find_lane(conf, rs->model, ml);
         if (req->lane < 0) {
             char msg[300];
-            snprintf(msg, sizeof msg, "The model '%.200s' does not exist", model);
+            snprintf(msg, sizeof msg, "The model '%.200s' does not exist", rs->model);
             bb_request_fail(req, BB_ERR_MODEL_NOT_FOUND, msg);
             return;
         }

@@ -20,15 +20,144 @@ struct route {
     const char *method;
     const char *path;
     void (*handler)(struct bb_request *req);
+    enum bb_proto dialect;
 };
 
-/* The data-plane routing table: one line per endpoint (SPEC §3.1). */
+/* Fixed-path endpoints (SPEC §3.1); the model-in-path LLM routes are matched in
+ * match_llm_route. */
 static const struct route routes[] = {
-    {"POST", "/v1/chat/completions", bb_proxy_handle},
-    {"GET", "/v1/models", bb_endpoint_models},
-    {"GET", "/healthz", bb_endpoint_healthz},
-    {"GET", "/stats", bb_endpoint_stats},
+    {"POST", "/v1/chat/completions", bb_proxy_handle, BB_PROTO_OPENAI},
+    {"POST", "/v1/responses", bb_proxy_handle, BB_PROTO_RESPONSES},
+    {"POST", "/v1/messages", bb_proxy_handle, BB_PROTO_ANTHROPIC},
+    {"POST", "/v2/chat", bb_proxy_handle, BB_PROTO_COHERE},
+    {"GET", "/v1/models", bb_endpoint_models, BB_PROTO_OPENAI},
+    {"GET", "/v1beta/models", bb_endpoint_models, BB_PROTO_GEMINI},
+    {"GET", "/healthz", bb_endpoint_healthz, BB_PROTO_OPENAI},
+    {"GET", "/stats", bb_endpoint_stats, BB_PROTO_OPENAI},
 };
+
+static bool starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static bool ends(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* URL-decode s[0..n) into the arena; NULL on a bad escape, an empty result or a NUL byte. */
+static char *url_decode(struct bb_arena *a, const char *s, size_t n)
+{
+    char *out = bb_arena_alloc(a, n + 1);
+    size_t o = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            if (i + 2 >= n)
+                return NULL;
+            int h = hexval(s[i + 1]);
+            int l = hexval(s[i + 2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0))
+                return NULL;
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return o ? out : NULL;
+}
+
+/* The dialect a path suggests, for errors on unknown or malformed routes. */
+static enum bb_proto dialect_of_path(const char *path)
+{
+    if (starts(path, "/v1beta/") || strstr(path, ":generateContent") ||
+        strstr(path, ":streamGenerateContent"))
+        return BB_PROTO_GEMINI;
+    if (starts(path, "/model/"))
+        return BB_PROTO_BEDROCK;
+    if (starts(path, "/v2/"))
+        return BB_PROTO_COHERE;
+    if (ends(path, strlen(path), "/v1/messages"))
+        return BB_PROTO_ANTHROPIC;
+    if (starts(path, "/v1/responses"))
+        return BB_PROTO_RESPONSES;
+    return BB_PROTO_OPENAI;
+}
+
+/* Gemini /v1beta/models/{m}:generateContent|:streamGenerateContent (also /v1/models/...),
+ * Bedrock /model/{id}/converse|/converse-stream, Anthropic /{pool}/v1/messages.
+ * 1 = matched (req filled), 0 = not an LLM route, -1 = matched but malformed (answered). */
+static int match_llm_route(struct bb_request *req)
+{
+    const char *p = req->path;
+    size_t n = req->path_len;
+    const char *m = NULL;
+    size_t ml = 0;
+    if (starts(p, "/v1beta/models/") || starts(p, "/v1/models/")) {
+        const char *start = p + (starts(p, "/v1beta/") ? 15 : 11);
+        const char *colon = memchr(start, ':', n - (size_t)(start - p));
+        if (!colon)
+            return 0;
+        m = start;
+        ml = (size_t)(colon - start);
+        if (strcmp(colon, ":generateContent") == 0)
+            req->path_stream = 0;
+        else if (strcmp(colon, ":streamGenerateContent") == 0)
+            req->path_stream = 1;
+        else
+            return 0;
+        req->ingress = BB_PROTO_GEMINI;
+        req->gemini_sse = req->query && (strstr(req->query, "alt=sse") == req->query ||
+                                         strstr(req->query, "&alt=sse"));
+    } else if (starts(p, "/model/")) {
+        const char *start = p + 7;
+        if (ends(p, n, "/converse-stream")) {
+            req->path_stream = 1;
+            ml = n - 7 - 16;
+        } else if (ends(p, n, "/converse")) {
+            req->path_stream = 0;
+            ml = n - 7 - 9;
+        } else {
+            return 0;
+        }
+        m = start;
+        req->ingress = BB_PROTO_BEDROCK;
+    } else if (n > 13 && ends(p, n, "/v1/messages")) {
+        m = p + 1;
+        ml = n - 1 - 12;
+        req->ingress = BB_PROTO_ANTHROPIC;
+    } else {
+        return 0;
+    }
+    if (!bb_http_ieq(req->head.method, req->head.method_len, "POST") ||
+        req->head.method_len != 4) {
+        char body[512];
+        size_t bl = bb_errors_render(req->ingress, BB_ERR_METHOD_NOT_ALLOWED,
+                                     "only POST is allowed on this path", body, sizeof body);
+        bb_http_respond_full(req, 405, "application/json", "Allow: POST\r\n", body, bl);
+        bb_request_finish(req);
+        return -1;
+    }
+    req->model_from_path = ml ? url_decode(&req->arena, m, ml) : NULL;
+    if (!req->model_from_path) {
+        bb_request_fail(req, BB_ERR_MISSING_MODEL, "the model in the path is empty or invalid");
+        return -1;
+    }
+    return 1;
+}
 
 struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, const char *buf,
                                   size_t len, size_t arena_cap)
@@ -50,6 +179,7 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     req->pool = -1;
     req->lane = -1;
     req->ingress = BB_PROTO_OPENAI;
+    req->path_stream = -1;
     req->t_start_us = bb_now_us();
     snprintf(req->id, sizeof req->id, "bb-%x-%llx", (unsigned)getpid(),
              (unsigned long long)++w->next_request_id);
@@ -84,10 +214,12 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
 void bb_request_dispatch(struct bb_request *req)
 {
     bool path_known = false;
+    req->ingress = dialect_of_path(req->path);
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (strcmp(req->path, routes[i].path) != 0)
             continue;
         path_known = true;
+        req->ingress = routes[i].dialect;
         if (bb_http_ieq(req->head.method, req->head.method_len, routes[i].method) &&
             req->head.method_len == strlen(routes[i].method)) {
             routes[i].handler(req);
@@ -95,6 +227,11 @@ void bb_request_dispatch(struct bb_request *req)
         }
     }
     if (!path_known) {
+        int r = match_llm_route(req);
+        if (r > 0)
+            bb_proxy_handle(req);
+        if (r != 0)
+            return;
         char msg[160];
         snprintf(msg, sizeof msg, "unknown path '%.100s'", req->path);
         bb_request_fail(req, BB_ERR_NOT_FOUND, msg);
@@ -113,7 +250,10 @@ void bb_request_dispatch(struct bb_request *req)
     snprintf(msg, sizeof msg, "method %.*s not allowed on %.80s", (int)req->head.method_len,
              req->head.method, req->path);
     size_t n = bb_errors_render(req->ingress, BB_ERR_METHOD_NOT_ALLOWED, msg, body, sizeof body);
-    bb_http_respond_full(req, 405, "application/json", allow, body, n);
+    char hdrs[256];
+    size_t hl = bb_errors_headers(req->ingress, 405, hdrs, sizeof hdrs);
+    memcpy(hdrs + hl, allow, strlen(allow) + 1);
+    bb_http_respond_full(req, 405, "application/json", hdrs, body, n);
     bb_request_finish(req);
 }
 
@@ -121,10 +261,12 @@ void bb_request_fail_with(struct bb_request *req, enum bb_errkind kind, const ch
                           const char *extra_headers)
 {
     if (!req->responded) {
-        char body[1024];
+        char body[1024], hdrs[512];
+        int status = bb_errkind_status(kind);
         size_t n = bb_errors_render(req->ingress, kind, msg, body, sizeof body);
-        bb_http_respond_full(req, bb_errkind_status(kind), "application/json", extra_headers,
-                             body, n);
+        size_t hl = bb_errors_headers(req->ingress, status, hdrs, sizeof hdrs);
+        snprintf(hdrs + hl, sizeof hdrs - hl, "%s", extra_headers ? extra_headers : "");
+        bb_http_respond_full(req, status, "application/json", hdrs, body, n);
     }
     bb_request_finish(req);
 }

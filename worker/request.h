@@ -38,6 +38,9 @@ struct bb_request {
     char *body;                      /* NUL-terminated copy, body_len bytes */
     size_t body_len;
     enum bb_proto ingress;           /* dialect errors are rendered in */
+    char *model_from_path;           /* Gemini/Bedrock/Anthropic /{pool}/v1/messages; or NULL */
+    int path_stream;                 /* -1 body decides; 0/1 from the path (Gemini, Bedrock) */
+    bool gemini_sse;                 /* ?alt=sse */
     bool head_only;                  /* HEAD request: no body in the response */
 
     /* response state (owned by http_server) */

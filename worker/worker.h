@@ -52,8 +52,8 @@ struct bb_worker {
     struct bb_shm_cell **lane_cells; /* one per conf lane */
     struct bb_pool_rt *pools;        /* one per conf pool */
     struct bb_uphost *uphosts;       /* one per conf provider: keep-alive pools */
-    char *models_json;               /* cached GET /v1/models body */
-    size_t models_json_len;
+    char *models_json[3];            /* cached GET /v1/models bodies: OpenAI, Anthropic, Gemini */
+    size_t models_json_len[3];
 };
 
 /* Called by http_server when a connection closes: drain bookkeeping (exit when empty). */
