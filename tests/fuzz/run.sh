@@ -12,11 +12,13 @@ if [ ! -d "$build" ]; then
 else
     meson configure "$build" -Dfuzz=true
 fi
-ninja -C "$build" tests/fuzz/fuzz_http tests/fuzz/fuzz_sse tests/fuzz/fuzz_jscan tests/fuzz/fuzz_url
+targets="http sse jscan url proto_openai proto_responses proto_anthropic proto_gemini proto_bedrock proto_cohere"
+ninja -C "$build" $(for t in $targets; do printf 'tests/fuzz/fuzz_%s ' "$t"; done)
 mkdir -p "$build/artifacts"
 status=0
-for t in http sse jscan url; do
+for t in $targets; do
     seeds="$root/tests/fuzz/corpus/$t"
+    mkdir -p "$seeds"
     work="$build/corpus-$t" # new inputs land here, the checked-in seeds stay untouched
     mkdir -p "$work"
     printf 'fuzz_%s: %ss ... ' "$t" "$secs"
