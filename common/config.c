@@ -106,13 +106,14 @@ static const struct keydef lane_keys[] = {
 static const struct keydef price_keys[] = {
     {"input", 0}, {"output", 0}, {"cache_read", 0}, {"cache_write", 0}};
 static const struct keydef pool_keys[] = {
-    {"members", 0},  {"route", 0},       {"policy", KF_NYI},  {"breaker", KF_NYI},
+    {"members", 0},  {"route", 0},       {"policy", KF_NYI},  {"breaker", 0},
     {"failover", 0}, {"stream", KF_NYI}, {"on_exhausted", 0}, {"affinity", KF_NYI}};
 static const struct keydef member_keys[] = {{"target", 0}, {"model", 0}, {"weight", 0}};
 static const struct keydef policy_keys[] = {
     {"url", 0}, {"socket", 0}, {"script_file", 0}, {"timeout_ms", 0}, {"on_error", 0}};
 static const struct keydef breaker_keys[] = {
-    {"trip", 0}, {"base_cooldown_secs", 0}, {"max_cooldown_secs", 0}};
+    {"trip", 0}, {"base_cooldown_secs", 0}, {"max_cooldown_secs", 0},
+    {"hard_down_cooldown_secs", 0}};
 static const struct keydef trip_keys[] = {
     {"mode", 0}, {"window_secs", 0}, {"threshold", 0}, {"min_requests", 0}, {"consecutive_n", 0}};
 static const struct keydef failover_keys[] = {
@@ -1289,6 +1290,7 @@ static void parse_breaker(struct ld *l, struct bb_pool *pl, yaml_node_t *v, cons
     }
     bool base_ok = opt_u32(l, d, v, path, "base_cooldown_secs", 1, 86400, &b->base_cooldown_secs);
     bool max_ok = opt_u32(l, d, v, path, "max_cooldown_secs", 1, 86400, &b->max_cooldown_secs);
+    opt_u32(l, d, v, path, "hard_down_cooldown_secs", 1, 604800, &b->hard_down_cooldown_secs);
     yaml_node_t *mx = map_get(d, v, "max_cooldown_secs", NULL);
     if ((base_ok || max_ok) && b->max_cooldown_secs < b->base_cooldown_secs)
         err_at(l, d, mx ? mx : v, "%s: max_cooldown_secs (%u) is less than base_cooldown_secs (%u)",
@@ -1498,7 +1500,7 @@ static void parse_pools(struct ld *l, yaml_node_t *v)
         pl->name = bb_xstrdup(name);
         pl->pos = bb_cdoc_pos(d, k);
         pl->route = BB_ROUTE_WEIGHTED;
-        pl->breaker = (struct bb_breaker_conf){false, 30, 0.5, 5, 3, 15, 120};
+        pl->breaker = (struct bb_breaker_conf){false, 30, 0.5, 5, 3, 15, 120, 1800};
         pl->failover_timeout_secs = 120;
         pl->max_hops = 3;
         pl->hold_first_event = true;

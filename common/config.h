@@ -95,6 +95,7 @@ struct bb_breaker_conf {
     uint32_t consecutive_n;   /* 3 */
     uint32_t base_cooldown_secs; /* 15 */
     uint32_t max_cooldown_secs;  /* 120 */
+    uint32_t hard_down_cooldown_secs; /* 1800: auth and billing failures */
 };
 
 struct bb_pool {

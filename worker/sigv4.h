@@ -31,8 +31,8 @@ struct bb_sigv4_header {
 /* The parts of an HTTP request a signature covers. */
 struct bb_sigv4_req {
     const char *method;                    /* "POST" */
-    const char *host;                      /* sign: the Host header value (with :port when not the
-                                              scheme's default); verify: unused (taken from headers) */
+    const char *host;                      /* sign: the Host header value (:port when not the
+                                              scheme's default); verify: unused (from headers) */
     const char *path;                      /* as sent, already URI-encoded, no query */
     const char *query;                     /* as sent, without '?'; NULL or "" when none */
     const struct bb_sigv4_header *headers; /* sign: extra headers to sign (e.g. content-type);

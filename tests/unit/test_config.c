@@ -854,7 +854,6 @@ static void test_not_supported_yet(void **state)
         {4, 61, "providers.anthropic.health: not supported yet"},
         {10, 12, "pools.fast.route: 'fastest' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
-        {12, 5, "pools.fast.breaker: not supported yet"},
         {13, 17, "pools.fast.failover.exclusions: not supported yet"},
         {14, 5, "pools.fast.stream: not supported yet"},
         {15, 29, "pools.fast.on_exhausted.action: 'least_bad' is not supported yet"},
