@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "common/shm.h"
+#include "worker/breaker.h"
 #include "worker/http_server.h"
 #include "worker/request.h"
 #include "worker/worker.h"
@@ -129,7 +130,7 @@ void bb_endpoint_models(struct bb_request *req)
 
 static bool lane_usable(const struct bb_shm_cell *c)
 {
-    return !c || atomic_load_explicit(&c->breaker_state, memory_order_relaxed) != 2;
+    return !c || bb_breaker_usable(c, bb_now_ms());
 }
 
 void bb_endpoint_healthz(struct bb_request *req)
@@ -152,7 +153,11 @@ static json_object *cell_json(const struct bb_shm_cell *c)
 {
     json_object *o = json_object_new_object();
     uint32_t st = c ? atomic_load(&c->breaker_state) : 0;
+    uint64_t wait = c ? bb_breaker_wait_ms(c, bb_now_ms()) : 0;
+    if (st == BB_BREAKER_OPEN && wait == 0)
+        st = BB_BREAKER_HALF_OPEN; /* cooldown over: the next request probes */
     json_object_object_add(o, "state", json_object_new_string(breaker_names[st < 3 ? st : 0]));
+    json_object_object_add(o, "cooldown_ms", json_object_new_int64((int64_t)wait));
     json_object_object_add(o, "inflight", json_object_new_int(c ? atomic_load(&c->inflight) : 0));
     json_object_object_add(o, "ok", json_object_new_int64(c ? (int64_t)atomic_load(&c->ok) : 0));
     json_object_object_add(o, "err", json_object_new_int64(c ? (int64_t)atomic_load(&c->err) : 0));

@@ -30,6 +30,8 @@
 #include "common/jscan.h"
 #include "common/log.h"
 #include "common/sse.h"
+#include "worker/breaker.h"
+#include "worker/classify.h"
 #include "worker/eventstream.h"
 #include "worker/http_server.h"
 #include "worker/proto.h"
@@ -50,6 +52,9 @@ struct bb_attempt {
     struct bb_upconn *up;
     int lane, member;
     bool slot_held;
+    bool probe;                 /* holds its breaker's half-open probe */
+    bool breaker_done;          /* the outcome reached the breaker */
+    bool no_breaker;            /* a failure that says nothing about the lane (context length) */
     int status;
     enum bb_proto egress;
     const struct bb_proto_ops *eops, *iops;
@@ -75,6 +80,7 @@ struct bb_route_state {
     bool body_model;            /* the body has a string `model` at model_off/model_len */
     size_t model_off, model_len;
     bool *tried;                /* per pool member */
+    bool probe_pending;         /* the member just picked holds the half-open probe */
     struct bb_ir_request *ir;   /* the client's request in IR, read on first need */
     struct bb_ingress_ctx ictx;
     char dropped[512];          /* x-busbar-dropped-fields of the current attempt */
@@ -110,6 +116,13 @@ static void attempt_release(struct bb_attempt *a)
     if (a->slot_held) {
         bb_router_give(req->w, a->lane, req->pool, a->member);
         a->slot_held = false;
+    }
+    if (a->probe && !a->breaker_done) { /* no outcome (the client left): next one probes */
+        struct bb_shm_cell *c = req->pool >= 0 ? req->w->pools[req->pool].member_cells[a->member]
+                                               : req->w->lane_cells[a->lane];
+        if (c)
+            bb_breaker_release_probe(c);
+        a->breaker_done = true;
     }
     if (a->enc && !a->enc_finished && a->iops->enc_finish) {
         /* encoders may hold buffers until their stream ends (Gemini tool arguments) */
@@ -149,6 +162,61 @@ static void count(struct bb_request *req, struct bb_attempt *a, bool ok)
         atomic_fetch_add_explicit(ok ? &lc->ok : &lc->err, 1, memory_order_relaxed);
     if (mc)
         atomic_fetch_add_explicit(ok ? &mc->ok : &mc->err, 1, memory_order_relaxed);
+}
+
+static const struct bb_breaker_conf default_breaker = {false, 30, 0.5, 5, 3, 15, 120, 1800};
+
+static const struct bb_breaker_conf *breaker_conf(const struct bb_request *req)
+{
+    return req->pool >= 0 ? &req->w->conf->pools[req->pool].breaker : &default_breaker;
+}
+
+/* The breaker cell of the attempt's member: pool × lane, or the lane for a direct request. */
+static struct bb_shm_cell *breaker_cell(struct bb_attempt *a)
+{
+    struct bb_worker *w = a->req->w;
+    return a->req->pool >= 0 ? w->pools[a->req->pool].member_cells[a->member]
+                             : w->lane_cells[a->lane];
+}
+
+static void breaker_ok(struct bb_attempt *a)
+{
+    struct bb_shm_cell *c = breaker_cell(a);
+    if (c && !a->breaker_done)
+        bb_breaker_success(c, breaker_conf(a->req), bb_now_ms(), a->probe);
+    a->breaker_done = true;
+}
+
+static void breaker_fail(struct bb_attempt *a)
+{
+    struct bb_shm_cell *c = breaker_cell(a);
+    if (c && !a->breaker_done && !a->no_breaker) {
+        uint64_t ra = bb_retry_after_ms(a->retry_after, time(NULL));
+        double jitter = (double)(random() % 2001) / 1000.0 - 1.0;
+        bb_breaker_failure(c, breaker_conf(a->req), bb_now_ms(), a->probe, ra, jitter);
+        if (atomic_load(&c->breaker_state) == BB_BREAKER_OPEN)
+            bb_info("breaker: lane %s open for %llu ms",
+                    a->req->w->conf->lanes[a->lane].name,
+                    (unsigned long long)bb_breaker_wait_ms(c, bb_now_ms()));
+    }
+    if (c && a->probe && !a->breaker_done && a->no_breaker)
+        bb_breaker_release_probe(c);
+    a->breaker_done = true;
+}
+
+/* Auth and billing failures take the whole lane down for hard_down_cooldown_secs. */
+static void hard_down(struct bb_attempt *a, const char *why)
+{
+    struct bb_shm_cell *lc = a->req->w->lane_cells[a->lane];
+    uint64_t secs = breaker_conf(a->req)->hard_down_cooldown_secs;
+    if (lc)
+        bb_breaker_hard_down(lc, bb_now_ms(), secs * 1000u);
+    bb_warn("lane %s is hard down for %llu s: %s", a->req->w->conf->lanes[a->lane].name,
+            (unsigned long long)secs, why);
+    struct bb_shm_cell *c = breaker_cell(a);
+    if (c && a->probe)
+        bb_breaker_release_probe(c);
+    a->breaker_done = true;
 }
 
 void bb_proxy_release(struct bb_request *req)
@@ -209,6 +277,7 @@ static void finish_ok(struct bb_attempt *a)
 {
     struct bb_request *req = a->req;
     count(req, a, true);
+    breaker_ok(a);
     bb_http_respond_end(req);
     bb_request_finish(req);
 }
@@ -217,7 +286,8 @@ static void finish_ok(struct bb_attempt *a)
 static struct evbuffer *dialect_error(struct bb_attempt *a, char *ctype, size_t ctype_cap)
 {
     struct bb_request *req = a->req;
-    if (a->egress == req->ingress || !a->body) {
+    bool auth = a->status == 401 || a->status == 403;
+    if ((a->egress == req->ingress && !auth) || !a->body) {
         struct evbuffer *b = a->body;
         a->body = NULL;
         return b;
@@ -228,9 +298,12 @@ static struct evbuffer *dialect_error(struct bb_attempt *a, char *ctype, size_t 
     const char *raw = (const char *)evbuffer_pullup(a->body, (ev_ssize_t)len);
     if (!a->eops->read_error || a->eops->read_error(raw, len, &pe) != 0 || !pe.message[0])
         snprintf(pe.message, sizeof pe.message, "upstream answered HTTP %d", a->status);
-    if (a->status == 401 || a->status == 403) /* never leak a provider's auth details */
-        snprintf(pe.message, sizeof pe.message, "the upstream provider rejected busbar's "
-                                                "credentials");
+    if (auth) { /* never leak a provider's auth details (SPEC §9) */
+        snprintf(pe.message, sizeof pe.message,
+                 "the upstream provider rejected busbar's credentials for lane %s",
+                 req->w->conf->lanes[a->lane].name);
+        pe.code[0] = '\0';
+    }
     char out[1024];
     size_t n = bb_errors_render_status(req->ingress, a->status, pe.code, pe.message, out,
                                        sizeof out);
@@ -286,6 +359,7 @@ static void fail_over(struct bb_attempt *a, const char *what, bool timeout)
     struct bb_route_state *rs = route_of(req);
     const char *lane = req->w->conf->lanes[a->lane].name;
     count(req, a, false);
+    breaker_fail(a);
     why_add(rs, lane, what);
     rs->last_timeout = timeout;
     if (a->status >= 400 && a->body) { /* keep the answer in case it is the last one */
@@ -317,6 +391,7 @@ static void fail_committed(struct bb_attempt *a, const char *what)
 {
     struct bb_request *req = a->req;
     count(req, a, false);
+    breaker_fail(a);
     bb_warn("request %s: lane %s failed after the response started: %s", req->id,
             req->w->conf->lanes[a->lane].name, what);
     req->close_after = true;
@@ -588,6 +663,22 @@ static void translate_response(struct bb_attempt *a)
     finish_ok(a);
 }
 
+/* Context length exceeded: only members with a larger or unknown context_max may help. */
+static void exclude_smaller_context(struct bb_attempt *a)
+{
+    struct bb_request *req = a->req;
+    const struct bb_conf *conf = req->w->conf;
+    uint64_t mine = conf->lanes[a->lane].context_max;
+    if (req->pool < 0 || mine == 0)
+        return;
+    const struct bb_pool *pool = &conf->pools[req->pool];
+    for (size_t m = 0; m < pool->n_members; m++) {
+        uint64_t cm = conf->lanes[pool->members[m].lane].context_max;
+        if (cm && cm <= mine)
+            route_of(req)->tried[m] = true;
+    }
+}
+
 /* The exchange with the upstream is over (the connection went back to its pool). */
 static void up_end(void *arg)
 {
@@ -595,15 +686,34 @@ static void up_end(void *arg)
     struct bb_request *req = a->req;
     a->up = NULL;
     if (a->status >= 400) {
-        bool retryable = a->status == 429 || a->status >= 500;
-        if (retryable) {
-            char what[64];
-            snprintf(what, sizeof what, "HTTP %d", a->status);
+        size_t bl = a->body ? evbuffer_get_length(a->body) : 0;
+        enum bb_fclass fc = bb_classify_http(
+            a->egress, a->status, bl ? (const char *)evbuffer_pullup(a->body, (ev_ssize_t)bl) : "",
+            bl);
+        char what[96];
+        snprintf(what, sizeof what, "HTTP %d (%s)", a->status, bb_fclass_name(fc));
+        switch (fc) {
+        case BB_FC_BILLING:
+            hard_down(a, what);
             fail_over(a, what, false);
             return;
+        case BB_FC_CONTEXT:
+            exclude_smaller_context(a);
+            a->no_breaker = true;
+            fail_over(a, what, false);
+            return;
+        case BB_FC_AUTH:
+            hard_down(a, what);
+            break; /* no failover: the normalised error goes to the client below */
+        case BB_FC_CLIENT:
+            breaker_ok(a); /* the lane answered properly; the request was wrong */
+            break;
+        default:
+            fail_over(a, what, fc == BB_FC_TIMEOUT);
+            return;
         }
-        /* client error: relayed (in the client's dialect), never retried (SPEC §5.1) */
-        count(req, a, true);
+        /* client or auth error: relayed in the client's dialect, never retried (SPEC §5.1) */
+        count(req, a, fc == BB_FC_CLIENT);
         char lane_hdrs[1024], ctype[128];
         memcpy(ctype, a->content_type, sizeof ctype);
         size_t hl = extra_headers(req, a, lane_hdrs, sizeof lane_hdrs);
@@ -862,15 +972,35 @@ static void next_attempt(struct bb_request *req)
     }
     int member = 0, lane;
     if (req->pool >= 0) {
-        member = bb_router_pick(w, req->pool, rs->tried);
+        bool probe = false;
+        member = bb_router_pick(w, req->pool, rs->tried, &probe);
         if (member < 0) {
+            if (req->attempts == 0) { /* on_exhausted: reject (SPEC §5.3) */
+                uint64_t wait = bb_router_soonest_ms(w, req->pool);
+                char hdrs[128], msg[200];
+                snprintf(hdrs, sizeof hdrs, "Retry-After: %llu\r\nx-busbar-attempts: 0\r\n",
+                         (unsigned long long)((wait + 999) / 1000 ? (wait + 999) / 1000 : 1));
+                snprintf(msg, sizeof msg, "no lane of pool '%s' is available now",
+                         conf->pools[req->pool].name);
+                bb_request_fail_with(req, BB_ERR_NO_CAPACITY, msg, hdrs);
+                return;
+            }
             exhausted(req, "no usable lane in the pool (all at max_concurrent or tried)");
             return;
         }
+        rs->probe_pending = probe;
         rs->tried[member] = true;
         lane = conf->pools[req->pool].members[member].lane;
     } else {
         lane = req->lane;
+        struct bb_shm_cell *lc = w->lane_cells[lane];
+        if (!rs->tried[0] && lc && !bb_breaker_usable(lc, bb_now_ms())) {
+            char hdrs[128];
+            snprintf(hdrs, sizeof hdrs, "Retry-After: %llu\r\n",
+                     (unsigned long long)((bb_breaker_wait_ms(lc, bb_now_ms()) + 999) / 1000));
+            bb_request_fail_with(req, BB_ERR_NO_CAPACITY, "the lane is not available now", hdrs);
+            return;
+        }
         if (rs->tried[0] || !bb_router_take(w, lane, -1, -1)) {
             exhausted(req, "the lane is at max_concurrent");
             return;
@@ -888,6 +1018,8 @@ static void next_attempt(struct bb_request *req)
     a->lane = lane;
     a->member = req->pool >= 0 ? member : -1;
     a->slot_held = true;
+    a->probe = rs->probe_pending;
+    rs->probe_pending = false;
     a->egress = conf->providers[l->provider].protocol;
     a->eops = bb_proto_get(a->egress);
     a->iops = bb_proto_get(req->ingress);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "common/log.h"
+#include "worker/breaker.h"
 #include "worker/worker.h"
 
 int bb_router_init(struct bb_worker *w)
@@ -96,17 +97,22 @@ void bb_router_give(struct bb_worker *w, int lane, int pool, int member)
     }
 }
 
-int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried)
+int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *probe)
 {
     const struct bb_pool *pool = &w->conf->pools[pool_idx];
     int64_t *cur = w->pools[pool_idx].current;
-    bool skip[64] = {0}; /* members found full while taking a slot */
+    struct bb_shm_cell **mcells = w->pools[pool_idx].member_cells;
+    bool skip[64] = {0}; /* members lost to another worker (last slot, the probe) */
+    uint64_t now = bb_now_ms();
+    *probe = false;
     for (int round = 0; round < 64; round++) {
         int64_t total = 0;
         int best = -1;
         for (size_t m = 0; m < pool->n_members; m++) {
             int lane = pool->members[m].lane;
-            if (tried[m] || (m < 64 && skip[m]) || !lane_has_room(w, lane))
+            if (tried[m] || (m < 64 && skip[m]) || !lane_has_room(w, lane) ||
+                (mcells[m] && !bb_breaker_usable(mcells[m], now)) ||
+                (w->lane_cells[lane] && !bb_breaker_usable(w->lane_cells[lane], now)))
                 continue;
             cur[m] += pool->members[m].weight;
             total += pool->members[m].weight;
@@ -116,10 +122,32 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried)
         if (best < 0)
             return -1;
         cur[best] -= total;
-        if (bb_router_take(w, pool->members[best].lane, pool_idx, best))
+        enum bb_breaker_admit ad = mcells[best] ? bb_breaker_admit(mcells[best], now)
+                                                : BB_ADMIT_YES;
+        if (ad != BB_ADMIT_NO && bb_router_take(w, pool->members[best].lane, pool_idx, best)) {
+            *probe = ad == BB_ADMIT_PROBE;
             return best;
+        }
+        if (ad == BB_ADMIT_PROBE)
+            bb_breaker_release_probe(mcells[best]);
         if (best < 64)
-            skip[best] = true; /* lost a race for the last slot to another worker */
+            skip[best] = true;
     }
     return -1;
+}
+
+uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)
+{
+    const struct bb_pool *pool = &w->conf->pools[pool_idx];
+    uint64_t now = bb_now_ms(), best = UINT64_MAX;
+    for (size_t m = 0; m < pool->n_members; m++) {
+        struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[m];
+        struct bb_shm_cell *lc = w->lane_cells[pool->members[m].lane];
+        uint64_t a = mc ? bb_breaker_wait_ms(mc, now) : 0;
+        uint64_t b = lc ? bb_breaker_wait_ms(lc, now) : 0;
+        uint64_t wait = a > b ? a : b;
+        if (wait < best)
+            best = wait;
+    }
+    return best == UINT64_MAX ? 0 : best;
 }

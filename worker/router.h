@@ -8,6 +8,7 @@
 #define BB_ROUTER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct bb_worker;
 
@@ -15,9 +16,13 @@ struct bb_worker;
 int bb_router_init(struct bb_worker *w);
 void bb_router_free(struct bb_worker *w);
 
-/* Pick a member of pool not marked in tried[] (one flag per member) and take a slot on its
- * lane. Returns the member index, or -1 when no member is usable. */
-int bb_router_pick(struct bb_worker *w, int pool, const bool *tried);
+/* Pick a member of pool not marked in tried[] (one flag per member) whose breakers (member
+ * and lane) admit it, and take a slot on its lane. Returns the member index, or -1 when no
+ * member is usable; *probe says the pick holds its breaker's single half-open probe. */
+int bb_router_pick(struct bb_worker *w, int pool, const bool *tried, bool *probe);
+
+/* Milliseconds until the first member of pool may be usable again (0 = now). */
+uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool);
 
 /* Take / give back one in-flight slot on a lane (and the pool member cell when member >= 0).
  * take returns false when the lane is at max_concurrent. */

@@ -1,0 +1,107 @@
+/*
+ * classify: fault classes of upstream failures (SPEC §5.1). Worker process; pure functions.
+ * Order: provider code/type → context-length detection (code, then each provider's phrasing
+ * on 400/413) → billing → status fallbacks.
+ */
+#include "worker/classify.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "worker/proto.h"
+
+static const char *const names[] = {
+#define X(id, name) name,
+    BB_FCLASS_LIST(X)
+#undef X
+};
+
+const char *bb_fclass_name(enum bb_fclass c)
+{
+    return names[c];
+}
+
+static bool has(const char *hay, const char *needle)
+{
+    return hay[0] && strcasestr(hay, needle) != NULL;
+}
+
+/* How providers say "the prompt is too long" (OpenAI, Anthropic, Gemini, Bedrock, Cohere,
+ * and OpenAI-compatible servers). */
+static const char *const context_phrases[] = {
+    "context_length_exceeded", "maximum context length", "context length",
+    "prompt is too long", "too many tokens", "input is too long", "exceeds the context window",
+    "context window", "input token count", "maximum number of tokens", "reduce the length",
+    "too large for model",
+};
+
+static const char *const billing_phrases[] = {
+    "insufficient_quota", "billing", "credit balance", "exceeded your current quota",
+    "payment required", "quota exceeded",
+};
+
+enum bb_fclass bb_classify_http(enum bb_proto p, int status, const char *body, size_t len)
+{
+    struct bb_proto_error pe;
+    memset(&pe, 0, sizeof pe);
+    const struct bb_proto_ops *ops = bb_proto_get(p);
+    if (ops && ops->read_error && body && len)
+        ops->read_error(body, len, &pe);
+    if (status == 400 || status == 413 || status == 422) {
+        for (size_t i = 0; i < sizeof context_phrases / sizeof context_phrases[0]; i++)
+            if (has(pe.code, context_phrases[i]) || has(pe.type, context_phrases[i]) ||
+                has(pe.message, context_phrases[i]))
+                return BB_FC_CONTEXT;
+    }
+    if (status == 402 || has(pe.type, "billing_error"))
+        return BB_FC_BILLING;
+    if (status == 429 || status == 403 || status == 400) {
+        for (size_t i = 0; i < sizeof billing_phrases / sizeof billing_phrases[0]; i++)
+            if (has(pe.code, billing_phrases[i]) || has(pe.type, billing_phrases[i]) ||
+                has(pe.message, billing_phrases[i]))
+                return BB_FC_BILLING;
+    }
+    if (has(pe.type, "overloaded") || has(pe.code, "overloaded"))
+        return BB_FC_OVERLOADED;
+    if (status == 401 || status == 403)
+        return BB_FC_AUTH;
+    if (status == 429)
+        return BB_FC_RATE_LIMIT;
+    if (status == 408)
+        return BB_FC_TIMEOUT;
+    if (status == 529)
+        return BB_FC_OVERLOADED;
+    if (status >= 500)
+        return BB_FC_SERVER;
+    return BB_FC_CLIENT;
+}
+
+uint64_t bb_retry_after_ms(const char *v, time_t now)
+{
+    if (!v || !*v)
+        return 0;
+    while (*v == ' ')
+        v++;
+    uint64_t ms = 0;
+    if (isdigit((unsigned char)*v)) {
+        char *end;
+        double secs = strtod(v, &end);
+        while (*end == ' ')
+            end++;
+        if (*end || secs < 0)
+            return 0;
+        ms = (uint64_t)(secs * 1000.0);
+    } else {
+        struct tm tm;
+        memset(&tm, 0, sizeof tm);
+        const char *end = strptime(v, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        if (!end)
+            return 0;
+        time_t t = timegm(&tm);
+        ms = t > now ? (uint64_t)(t - now) * 1000u : 0;
+    }
+    return ms > 86400000u ? 86400000u : ms;
+}
