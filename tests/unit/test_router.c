@@ -71,9 +71,9 @@ static int teardown(void **state)
 /* Pick, record the lane name, give the slot back: the order a stream of requests sees. */
 static void pick_sequence(struct fixture *f, char *out, size_t n)
 {
-    bool tried[3] = {false, false, false};
+    bool tried[3] = {false, false, false}, probe;
     for (size_t i = 0; i < n; i++) {
-        int m = bb_router_pick(&f->w, 0, tried);
+        int m = bb_router_pick(&f->w, 0, tried, &probe);
         assert_true(m >= 0);
         out[i] = f->lanes[f->members[m].lane].name[0];
         bb_router_give(&f->w, f->members[m].lane, 0, m);
@@ -92,12 +92,12 @@ static void test_swrr_5_1_1(void **state)
 static void test_swrr_skips_tried(void **state)
 {
     struct fixture *f = *state;
-    bool tried[3] = {true, false, false};
-    int first = bb_router_pick(&f->w, 0, tried);
+    bool tried[3] = {true, false, false}, probe;
+    int first = bb_router_pick(&f->w, 0, tried, &probe);
     assert_true(first == 1 || first == 2);
     bb_router_give(&f->w, f->members[first].lane, 0, first);
     tried[1] = tried[2] = true;
-    assert_int_equal(bb_router_pick(&f->w, 0, tried), -1);
+    assert_int_equal(bb_router_pick(&f->w, 0, tried, &probe), -1);
 }
 
 static void test_max_concurrent_shared(void **state)
@@ -107,9 +107,9 @@ static void test_max_concurrent_shared(void **state)
     /* another worker holds both of lane a's slots: only b and c remain usable */
     struct bb_shm_cell *a = bb_shm_cell_find(f->rt.shm, "a");
     atomic_store(&a->inflight, 2);
-    bool tried[3] = {false, false, false};
+    bool tried[3] = {false, false, false}, probe;
     for (int i = 0; i < 10; i++) {
-        int m = bb_router_pick(&f->w, 0, tried);
+        int m = bb_router_pick(&f->w, 0, tried, &probe);
         assert_true(m == 1 || m == 2);
         bb_router_give(&f->w, f->members[m].lane, 0, m);
     }
