@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "common/jscan.h"
 #include "common/log.h"
@@ -72,6 +73,7 @@ struct bb_attempt {
     char content_type[128];
     char retry_after[64];
     uint64_t t_sent_us;
+    struct event *ttft;         /* commit-point deadline: head + first meaningful event */
 };
 
 /* What the request keeps across attempts. */
@@ -81,6 +83,7 @@ struct bb_route_state {
     size_t model_off, model_len;
     bool *tried;                /* per pool member */
     bool probe_pending;         /* the member just picked holds the half-open probe */
+    struct event *deadline;     /* limits.upstream_request_timeout_secs for the whole request */
     struct bb_ir_request *ir;   /* the client's request in IR, read on first need */
     struct bb_ingress_ctx ictx;
     char dropped[512];          /* x-busbar-dropped-fields of the current attempt */
@@ -112,6 +115,10 @@ static void attempt_release(struct bb_attempt *a)
     if (a->up) {
         bb_upstream_cancel(a->up);
         a->up = NULL;
+    }
+    if (a->ttft) {
+        event_free(a->ttft);
+        a->ttft = NULL;
     }
     if (a->slot_held) {
         bb_router_give(req->w, a->lane, req->pool, a->member);
@@ -228,6 +235,10 @@ void bb_proxy_release(struct bb_request *req)
         evbuffer_free(rs->last_body);
         rs->last_body = NULL;
     }
+    if (rs && rs->deadline) {
+        event_free(rs->deadline);
+        rs->deadline = NULL;
+    }
 }
 
 /* ---- client response ---- */
@@ -258,6 +269,8 @@ static int commit(struct bb_attempt *a, const char *ctype, enum bb_body_mode mod
     char hdrs[1024];
     size_t hl = extra_headers(req, a, hdrs, sizeof hdrs);
     a->committed = true;
+    if (a->ttft)
+        evtimer_del(a->ttft);
     req->t_upstream_us += bb_now_us() - a->t_sent_us;
     a->t_sent_us = bb_now_us();
     return bb_http_respond_head(req, a->status, ctype, hdrs, hl, mode, len);
@@ -951,6 +964,40 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx, c
     return b;
 }
 
+/* No response head and first meaningful event within the attempt deadline: a slow first
+ * token is abandoned and the request moves on while the client has seen nothing. */
+static void ttft_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct bb_attempt *a = att_check(arg);
+    if (!a->committed)
+        fail_over(a, "no first token within the attempt deadline", true);
+}
+
+/* The whole request ran past limits.upstream_request_timeout_secs. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct bb_request *req = arg;
+    struct bb_attempt *a = req->attempt;
+    if (!a)
+        return;
+    if (a->committed) {
+        fail_committed(a, "request time limit reached");
+        return;
+    }
+    struct bb_route_state *rs = route_of(req);
+    count(req, a, false);
+    breaker_fail(a);
+    why_add(rs, req->w->conf->lanes[a->lane].name, "request time limit reached");
+    rs->last_timeout = true;
+    rs->last_status = 0;
+    attempt_release(a);
+    exhausted(req, "request time limit reached");
+}
+
 static void next_attempt(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
@@ -1051,8 +1098,23 @@ static void next_attempt(struct bb_request *req)
     a->up = out ? bb_upstream_start(w, l->provider, out, &dl, &up_cbs, a) : NULL;
     if (out)
         evbuffer_free(out);
-    if (!a->up)
+    if (!a->up) {
         fail_over(a, why, false);
+        return;
+    }
+    uint32_t ttft_ms = dl.head_ms;
+    a->ttft = evtimer_new(w->base, ttft_cb, a);
+    if (a->ttft && req->stream) { /* non-stream answers commit with their head */
+        struct timeval tv = {ttft_ms / 1000, (ttft_ms % 1000) * 1000};
+        evtimer_add(a->ttft, &tv);
+    }
+    if (!rs->deadline) {
+        rs->deadline = evtimer_new(w->base, deadline_cb, req);
+        uint32_t secs = conf->limits.upstream_request_timeout_secs;
+        struct timeval tv = {secs, 0};
+        if (rs->deadline)
+            evtimer_add(rs->deadline, &tv);
+    }
 }
 
 void bb_proxy_handle(struct bb_request *req)
