@@ -136,9 +136,22 @@ static bool lane_usable(const struct bb_shm_cell *c)
 void bb_endpoint_healthz(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
+    /* usable = the lane's own breaker admits it and, if it serves pools, at least one of its
+     * pool memberships does too */
+    const struct bb_conf *conf = w->conf;
     bool ok = false;
-    for (size_t i = 0; i < w->conf->n_lanes && !ok; i++)
-        ok = lane_usable(w->lane_cells[i]);
+    for (size_t i = 0; i < conf->n_lanes && !ok; i++) {
+        if (!lane_usable(w->lane_cells[i]))
+            continue;
+        bool member_of_any = false, member_ok = false;
+        for (size_t p = 0; p < conf->n_pools; p++)
+            for (size_t m = 0; m < conf->pools[p].n_members; m++)
+                if (conf->pools[p].members[m].lane == (int)i) {
+                    member_of_any = true;
+                    member_ok = member_ok || lane_usable(w->pools[p].member_cells[m]);
+                }
+        ok = !member_of_any || member_ok;
+    }
     static const char up[] = "{\"status\":\"ok\"}", down[] = "{\"status\":\"unavailable\"}";
     if (ok)
         bb_http_respond_full(req, 200, "application/json", NULL, up, sizeof up - 1);

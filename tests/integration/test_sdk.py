@@ -1,62 +1,222 @@
 #!/usr/bin/env python3
-"""The official SDKs (npm) as real clients of busbar: if the SDK parses it, the wire format
-is right. A matrix of (SDK script, ingress dialect, egress provider protocol); each cell starts
-bb-mock + busbar and runs the SDK script with node. Today: openai chat → openai. Later issues
-add the other SDKs and egress protocols as rows of MATRIX.
+"""The SDK matrix: the official npm SDKs as real clients of busbar. If the SDK parses it, the
+wire format is right.
+
+ONE bb-mock (speaking all six provider protocols) and ONE busbar with six lanes, one per egress
+protocol, all on the mock: e_openai, e_responses, e_anthropic, e_gemini, e_bedrock, e_cohere.
+tests/sdk/matrix.mjs then drives every client SDK (openai chat, openai responses, anthropic,
+genai, bedrock-runtime, cohere v2) against every lane, three modes per cell (non-stream,
+stream, tool-call round trip), asserting the mock's deterministic answer and its attempt log.
+
+TAP: one test per client SDK (its six cells x three modes), then openai_chat.mjs (models list,
+errors, stream helper through the openai SDK), then busbar's clean shutdown. The 6x6 table goes
+to the TAP diagnostics. A failing cell fails its row with the SDK's error, what the mock saw
+and busbar's log lines; no cell is ever skipped.
 
 node_modules must exist in tests/sdk (tests/run.sh runs `npm ci` there); if it does not, the
-test FAILS and says so — it never skips silently."""
+test FAILS and says so. BB_TEST_FILTER=substr runs only the rows whose name contains it."""
 
+import json
 import os
 import shutil
 import subprocess
+import sys
+import time
+import traceback
 
-from harness import (SOURCE_ROOT, check, fail, lane, mock_answer, pool, provider, run, scaled)
+from harness import (SOURCE_ROOT, Ctx, TestFailure, _diag, check, fail, kill_all, lane,
+                     mock_answer, pool, provider, scaled, tail)
 
 SDK_DIR = os.path.join(SOURCE_ROOT, 'tests', 'sdk')
 
-# (script, npm package it needs, ingress dialect, egress protocol of the mock provider)
-MATRIX = [
-    ('openai_chat.mjs', 'openai', 'openai', 'openai'),
+# matrix rows: (row key in matrix.mjs, npm package the client module needs)
+ROWS = [
+    ('openai', 'openai'),
+    ('responses', 'openai'),
+    ('anthropic', '@anthropic-ai/sdk'),
+    ('gemini', '@google/genai'),
+    ('bedrock', '@aws-sdk/client-bedrock-runtime'),
+    ('cohere', 'cohere-ai'),
 ]
+# matrix columns: busbar provider protocol of each lane
+EGRESS = [('openai', 'openai'), ('responses', 'openai-responses'), ('anthropic', 'anthropic'),
+          ('gemini', 'gemini'), ('bedrock', 'bedrock'), ('cohere', 'cohere')]
+MODE_NAMES = {'n': 'non-stream', 's': 'stream', 't': 'tool round trip'}
+AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
+AWS_KEY = 'AKIDTEST:SECRETTEST'   # ACCESS_KEY_ID:SECRET: busbar signs with SigV4
 
 
-def node_ready(package):
+def node_bin():
     node = shutil.which('node')
     if not node:
         fail('node is not installed: run `bash tests/run.sh` (it installs nodejs and npm)')
-    if not os.path.isdir(os.path.join(SDK_DIR, 'node_modules', package)):
-        fail('%s/node_modules/%s is missing: run `bash tests/run.sh` (it runs `npm ci` in '
-             'tests/sdk), or `npm ci --prefix tests/sdk`' % (SDK_DIR, package))
+    for _, pkg in ROWS:
+        if not os.path.isdir(os.path.join(SDK_DIR, 'node_modules', pkg)):
+            fail('%s/node_modules/%s is missing: run `bash tests/run.sh` (it runs `npm ci` in '
+                 'tests/sdk), or `npm ci --prefix tests/sdk`' % (SDK_DIR, pkg))
     return node
 
 
-def make_cell(script, package, ingress, egress):
-    def cell(ctx):
-        node = node_ready(package)
-        m = ctx.mock()
-        conf = {
-            'providers': {'mock': dict(provider(m), protocol=egress)},
-            'models': {'lane-a': lane('mock', 'sdk-upstream')},
-            'pools': {'sdk-pool': pool(('lane-a', 1))},
-        }
-        bb = ctx.busbar(conf, workers=1)
-        env = dict(os.environ, BASE_URL='http://127.0.0.1:%d/v1' % bb.port, MODEL='sdk-pool',
-                   EXPECT_TEXT=mock_answer(), NODE_NO_WARNINGS='1')
-        try:
-            p = subprocess.run([node, os.path.join(SDK_DIR, script)], cwd=SDK_DIR, env=env,
-                               capture_output=True, text=True, timeout=scaled(60),
-                               stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            fail('node %s did not finish within %.0fs' % (script, scaled(60)))
-        for ln in (p.stdout + p.stderr).splitlines():
-            ctx.note(ln)
-        check(p.returncode == 0, 'node %s exited %d' % (script, p.returncode))
-        check('not ok' not in p.stdout, 'a check failed in %s' % script)
-        check(len(m.attempts()) > 0, 'the SDK requests never reached the mock')
-    cell.__name__ = 'test_%s_%s_to_%s' % (script.split('.')[0], ingress, egress)
-    return cell
+def lanes():
+    return {col: {'lane': 'e_' + col, 'upstream': 'up-' + col} for col, _ in EGRESS}
+
+
+def start(ctx):
+    """One mock, one busbar with the six lanes (plus pool sdk-pool for openai_chat.mjs)."""
+    m = ctx.mock()
+    providers, models = {}, {}
+    for col, proto in EGRESS:
+        p = dict(provider(m), protocol=proto)
+        if proto == 'bedrock':
+            p['api_key_env'] = AWS_KEY_ENV
+        providers['p_' + col] = p
+        models['e_' + col] = lane('p_' + col, 'up-' + col)
+    conf = {'providers': providers, 'models': models,
+            'pools': {'sdk-pool': pool(('e_openai', 1))}}
+    bb = ctx.busbar(conf, workers=1, env={AWS_KEY_ENV: AWS_KEY})
+    return m, bb
+
+
+def run_node(ctx, node, script, env, timeout):
+    try:
+        return subprocess.run([node, os.path.join(SDK_DIR, script)], cwd=SDK_DIR, env=env,
+                              capture_output=True, text=True, timeout=scaled(timeout),
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b'')
+        out = out.decode('utf-8', 'replace') if isinstance(out, bytes) else out
+        fail('node %s did not finish within %.0fs; its output so far:\n%s'
+             % (script, scaled(timeout), out[-3000:]))
+
+
+def run_matrix(ctx, node, m, bb, rows):
+    results_path = ctx.path('matrix.json')
+    env = dict(os.environ, BB_URL='http://127.0.0.1:%d' % bb.port, MOCK_URL=m.base_url,
+               BB_LANES=json.dumps(lanes()), BB_LOG=bb.stderr_path, EXPECT_TEXT=mock_answer(),
+               SDK_ROWS=','.join(rows), RESULTS_JSON=results_path, NODE_NO_WARNINGS='1',
+               MATRIX_DEADLINE_MS=str(int(scaled(75) * 1000)))
+    p = run_node(ctx, node, 'matrix.mjs', env, 100)
+    if not os.path.exists(results_path):
+        fail('matrix.mjs exited %d without results:\n%s%s'
+             % (p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
+    with open(results_path) as f:
+        res = json.load(f)
+    if p.stderr.strip():
+        ctx.note('matrix.mjs stderr:\n' + p.stderr[-2000:])
+    return res
+
+
+def row_report(res, row):
+    """(failed?, diagnostic lines) for one client row."""
+    cells = [c for c in res['cells'] if c['row'] == row]
+    lines, bad = [], 0
+    if len(cells) != len(EGRESS):
+        return True, ['matrix.mjs reported %d cells for row %s, want %d'
+                      % (len(cells), row, len(EGRESS))]
+    for c in cells:
+        for letter in 'nst':
+            md = c['modes'][letter]
+            if md['ok']:
+                continue
+            bad += 1
+            lines.append('FAIL %s -> %s (lane %s) %s: %s'
+                         % (row, c['col'], c['lane'], MODE_NAMES[letter], md.get('error')))
+            if md.get('observed') is not None:
+                lines.append('  observed: %s' % json.dumps(md['observed'])[:800])
+            if md.get('attempts') is not None:
+                lines.append('  mock attempts: %s' % json.dumps(md['attempts'])[:800])
+            for ln in md.get('log') or []:
+                lines.append('  busbar| ' + ln)
+    ok = 18 - bad
+    lines.insert(0, '%s: %d/18 modes passed (%s)' % (
+        row, ok, ' '.join('%s:%s' % (c['col'], ''.join('✓' if c['modes'][x]['ok'] else x
+                                                         for x in 'nst')) for c in cells)))
+    return bad > 0, lines
+
+
+def openai_chat(ctx, node, bb):
+    env = dict(os.environ, BASE_URL='http://127.0.0.1:%d/v1' % bb.port, MODEL='sdk-pool',
+               EXPECT_TEXT=mock_answer(), NODE_NO_WARNINGS='1')
+    p = run_node(ctx, node, 'openai_chat.mjs', env, 30)
+    lines = (p.stdout + p.stderr).splitlines()
+    if p.returncode != 0 or 'not ok' in p.stdout:
+        raise TestFailure('node openai_chat.mjs exited %d:\n%s' % (p.returncode, '\n'.join(lines)))
+    return lines
+
+
+def main():
+    flt = os.environ.get('BB_TEST_FILTER')
+    rows = [r for r, _ in ROWS if not flt or flt in 'sdk_' + r]
+    do_chat = not flt or flt in 'openai_chat'
+    print('1..%d' % (len(rows) + (1 if do_chat else 0) + 1), flush=True)
+    n = 0
+    failed = 0
+    ctx = Ctx('sdk_matrix')
+    t0 = time.monotonic()
+
+    def emit(name, err, notes):
+        nonlocal n, failed
+        n += 1
+        if err:
+            failed += 1
+            print('not ok %d - %s' % (n, name), flush=True)
+            _diag(err)
+        else:
+            print('ok %d - %s' % (n, name), flush=True)
+        for x in notes:
+            _diag(x)
+        sys.stdout.flush()
+
+    setup_err, res, node, bb = None, None, None, None
+    try:
+        node = node_bin()
+        m, bb = start(ctx)
+        if rows:
+            res = run_matrix(ctx, node, m, bb, rows)
+    except TestFailure as e:
+        setup_err = 'FAILED (setup or matrix run): %s' % e
+    except Exception:
+        setup_err = 'setup crashed:\n' + traceback.format_exc()
+
+    if res:
+        _diag('\n'.join(res['table']))  # the 6x6 table, once, as TAP diagnostics on stdout
+    for i, row in enumerate(rows):
+        name = 'sdk_%s (%s x 6 egress x 3 modes)' % (row, dict(ROWS)[row])
+        if setup_err:
+            emit(name, setup_err, [ctx.diagnostics()] if i == 0 else [])
+            continue
+        bad, lines = row_report(res, row)
+        notes = lines
+        if bad:
+            notes.append('--- busbar log tail:\n' + tail(bb.stderr_path, 25))
+        emit(name, 'FAILED: %s row has failing cells' % row if bad else None, notes)
+
+    if do_chat:
+        err, notes = None, []
+        if setup_err:
+            err = setup_err
+        else:
+            try:
+                notes = openai_chat(ctx, node, bb)
+            except TestFailure as e:
+                err = 'FAILED: %s' % e
+                notes = ['--- busbar log tail:\n' + tail(bb.stderr_path, 25)]
+        emit('openai_chat.mjs (models list, errors, stream helper)', err, notes)
+
+    try:
+        problems = ctx.close()
+    except Exception:
+        problems = ['teardown crashed:\n' + traceback.format_exc()]
+    emit('clean shutdown of busbar and bb-mock (%.1fs total)' % (time.monotonic() - t0),
+         '\n'.join('teardown: ' + p for p in problems) if problems else None,
+         ctx.notes + ([ctx.diagnostics()] if problems else []))
+    if failed or os.environ.get('BB_KEEP_TMP'):
+        _diag('temp dir kept: %s' % ctx.tmp)
+    else:
+        shutil.rmtree(ctx.tmp, ignore_errors=True)
+    kill_all()
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == '__main__':
-    run([make_cell(*row) for row in MATRIX])
+    main()
