@@ -1,5 +1,6 @@
-// openai_chat.mjs: the official `openai` npm client drives busbar's OpenAI chat ingress.
-// Run by tests/integration/test_sdk.py (one cell of the SDK matrix) with:
+// openai_chat.mjs: the official `openai` npm client drives busbar's OpenAI chat ingress
+// beyond the matrix (matrix.mjs): a pool as the model, models.list, the stream helper, and a
+// NotFoundError. Run by tests/integration/test_sdk.py after the matrix, with:
 //   BASE_URL       busbar's base URL including /v1
 //   MODEL          the pool (or lane) to ask for
 //   EXPECT_TEXT    the mock's deterministic answer
