@@ -121,6 +121,13 @@ struct bb_proto_ops {
                          const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                          struct bb_err *err);
 
+    /* Same protocol, model in the URL (Gemini, Bedrock): path and headers for forwarding the
+     * client's body byte for byte (Bedrock signs exactly these bytes). NULL for protocols
+     * whose model is in the body (the proxy rewrites it there). */
+    int (*write_passthrough)(struct bb_arena *a, const char *body, size_t len,
+                             const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
+                             struct bb_err *err);
+
     /* Parse a provider's non-streaming 2xx body. */
     int (*read_response)(struct bb_arena *a, const char *body, size_t len,
                          struct bb_ir_response *out, struct bb_err *err);

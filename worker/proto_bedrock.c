@@ -2246,6 +2246,23 @@ static int bedrock_read_error(const char *body, size_t len, struct bb_proto_erro
     return out->message[0] || out->type[0] ? 0 : -1;
 }
 
+/* Same-protocol hop: the client's Converse body as is, signed for this lane. */
+static int bedrock_write_passthrough(struct bb_arena *a, const char *body, size_t len,
+                                     const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
+                                     struct bb_err *err)
+{
+    const char *model = ctx->lane && ctx->lane->upstream_model ? ctx->lane->upstream_model : "";
+    char enc[900];
+    if (!*model || bb_sigv4_uri_encode(model, strlen(model), false, enc, sizeof enc) < 0)
+        return bb_err_set(err, "bedrock: no or too long upstream model");
+    snprintf(out->path, sizeof out->path, "/model/%s/%s", enc,
+             ctx->stream ? "converse-stream" : "converse");
+    if (evbuffer_add(out->headers, "Content-Type: application/json\r\n", 32) < 0 ||
+        evbuffer_add(out->body, body, len) < 0)
+        return bb_err_set(err, "out of memory");
+    return auth_headers(a, ctx, out, body, len, err);
+}
+
 const struct bb_proto_ops bb_proto_bedrock = {
     .id = BB_PROTO_BEDROCK,
     .framing = BB_FRAMING_EVENTSTREAM,
@@ -2257,6 +2274,7 @@ const struct bb_proto_ops bb_proto_bedrock = {
     .enc_event = bedrock_enc_event,
     .enc_finish = NULL,
     .write_request = bedrock_write_request,
+    .write_passthrough = bedrock_write_passthrough,
     .read_response = bedrock_read_response,
     .dec_size = sizeof(struct dec),
     .dec_init = bedrock_dec_init,

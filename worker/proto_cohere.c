@@ -42,7 +42,7 @@
 #define MAX_K 500            /* k: "min value of 0, max value of 500" */
 #define MIN_P 0.01           /* p: "min value of 0.01, max value of 0.99" */
 #define MAX_P 0.99
-#define ENC_MAX_OPEN 32      /* IR blocks open at once in one encoded stream */
+#define ENC_MAX_OPEN 32 /* IR blocks open at once in one encoded stream */
 
 /* ======================================================================================== */
 /* JSON helpers                                                                             */
@@ -648,8 +648,7 @@ static int rd_assistant(struct rd *r, json_object *m, const char *path, struct b
     json_object *plan = jget(m, "tool_plan");
     if (plan && !jis(plan, json_type_string))
         return rd_expect(r, fpath(p, sizeof p, path, "tool_plan"), "a string");
-    if (plan && json_object_get_string_len(plan) &&
-        rd_push_text(r, bv, BB_IR_THINKING, plan) < 0)
+    if (plan && json_object_get_string_len(plan) && rd_push_text(r, bv, BB_IR_THINKING, plan) < 0)
         return -1;
 
     json_object *calls = jget(m, "tool_calls");
@@ -691,8 +690,8 @@ static int rd_assistant(struct rd *r, json_object *m, const char *path, struct b
     }
 
     json_object *cits = jget(m, "citations");
-    if (cits && rd_citations(r, cits, fpath(p, sizeof p, path, "citations"), bv, first, cmap,
-                             nc) < 0)
+    if (cits &&
+        rd_citations(r, cits, fpath(p, sizeof p, path, "citations"), bv, first, cmap, nc) < 0)
         return -1;
     return 0;
 }
@@ -939,9 +938,21 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
     struct bb_ir_request *q = r->req;
     struct bvec sys = {0};
     static const char *const known[] = {
-        "model",       "messages",         "tools",     "strict_tools",   "response_format",
-        "max_tokens",  "stop_sequences",   "temperature", "seed",         "frequency_penalty",
-        "presence_penalty", "k",           "p",         "tool_choice",    "thinking",
+        "model",
+        "messages",
+        "tools",
+        "strict_tools",
+        "response_format",
+        "max_tokens",
+        "stop_sequences",
+        "temperature",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "k",
+        "p",
+        "tool_choice",
+        "thinking",
         "stream",
     };
     struct json_object_iterator it = json_object_iter_begin(root), end = json_object_iter_end(root);
@@ -1017,10 +1028,9 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
         rd_u32(r, root, "k", "", &q->has_top_k, &q->top_k) < 0 ||
         rd_number(r, root, "temperature", &q->has_temperature, &q->temperature) < 0 ||
         rd_number(r, root, "p", &q->has_top_p, &q->top_p) < 0 ||
-        rd_number(r, root, "frequency_penalty", &q->has_frequency_penalty,
-                  &q->frequency_penalty) < 0 ||
-        rd_number(r, root, "presence_penalty", &q->has_presence_penalty,
-                  &q->presence_penalty) < 0)
+        rd_number(r, root, "frequency_penalty", &q->has_frequency_penalty, &q->frequency_penalty) <
+            0 ||
+        rd_number(r, root, "presence_penalty", &q->has_presence_penalty, &q->presence_penalty) < 0)
         return -1;
     if ((v = jget(root, "seed"))) {
         if (!jis(v, json_type_int))
@@ -1104,8 +1114,8 @@ static void am_drop(struct bb_arena *a, unsigned flags, const char *field)
 
 /* Append the Cohere-shaped citations of a text block (raw JSON array) to cits, pointing them
  * at content position ci. */
-static void am_citations(struct bb_arena *a, unsigned flags, const struct bb_ir_str *raw,
-                         size_t ci, json_object *cits)
+static void am_citations(struct bb_arena *a, unsigned flags, const struct bb_ir_str *raw, size_t ci,
+                         json_object *cits)
 {
     json_object *arr = json_parse(raw->p, raw->len, "citations", NULL);
     size_t n = jis(arr, json_type_array) ? json_object_array_length(arr) : 0;
@@ -1144,8 +1154,8 @@ static json_object *tool_call_json(const struct bb_ir_block *b, const char *seed
     jadd(tc, "id", tool_call_id(&b->id, seed, i));
     jadd(tc, "type", json_object_new_string("function"));
     jadd(fn, "name", jnew_str(&b->name));
-    jadd(fn, "arguments", str_has(&b->input_json) ? jnew_str(&b->input_json)
-                                                  : json_object_new_string("{}"));
+    jadd(fn, "arguments",
+         str_has(&b->input_json) ? jnew_str(&b->input_json) : json_object_new_string("{}"));
     jadd(tc, "function", fn);
     return tc;
 }
@@ -1657,10 +1667,10 @@ struct dec {
     bool started, stopped;
     bool open;
     enum dkind kind;
-    int64_t wire_index;              /* of the open block in its Cohere sequence */
-    uint32_t index;                  /* of the open block in the IR */
-    enum bb_ir_block_type type;      /* of the open block */
-    uint32_t next;                   /* next IR block index */
+    int64_t wire_index;         /* of the open block in its Cohere sequence */
+    uint32_t index;             /* of the open block in the IR */
+    enum bb_ir_block_type type; /* of the open block */
+    uint32_t next;              /* next IR block index */
 };
 
 struct dx {
@@ -1817,8 +1827,8 @@ static int dx_unknown(struct dx *x, json_object *data, const char *event)
         const char *t = "the provider sent an error event";
         return dx_error(x, t, strlen(t), NULL, NULL);
     }
-    return dx_error(x, json_object_get_string(msg), (size_t)json_object_get_string_len(msg),
-                    type, NULL);
+    return dx_error(x, json_object_get_string(msg), (size_t)json_object_get_string_len(msg), type,
+                    NULL);
 }
 
 static int dx_frame(struct dx *x, json_object *data, const char *type, const char *event)
@@ -1891,8 +1901,7 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
      * citations before the part's content-end); a citation of a closed part cannot be placed
      * in the IR's block order and is skipped. */
     json_object *cit = jget(m, "citations");
-    if (!jis(cit, json_type_object) || !d->open || d->type != BB_IR_TEXT ||
-        d->kind != DK_CONTENT)
+    if (!jis(cit, json_type_object) || !d->open || d->type != BB_IR_TEXT || d->kind != DK_CONTENT)
         return 0;
     json_object *ci = jget(cit, "content_index");
     if (jis(ci, json_type_int) && json_object_get_int64(ci) != d->wire_index)
@@ -1900,8 +1909,10 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
     const char *ct = jstr(jget(cit, "type"));
     if (ct && strcmp(ct, "TEXT_CONTENT") != 0)
         return 0;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA, .index = d->index,
-                             .block_type = BB_IR_TEXT, .delta = BB_IR_D_CITATION};
+    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA,
+                             .index = d->index,
+                             .block_type = BB_IR_TEXT,
+                             .delta = BB_IR_D_CITATION};
     ev.text = jtext(x->s, cit);
     return ev.text.p ? dx_emit(x, &ev) : -1;
 }
@@ -1953,14 +1964,14 @@ static int cohere_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
 enum ekind { EK_CONTENT, EK_TOOL, EK_SKIP };
 
 struct eblk {
-    uint32_t ir;       /* IR block index */
-    uint32_t wire;     /* index in its Cohere sequence */
+    uint32_t ir;   /* IR block index */
+    uint32_t wire; /* index in its Cohere sequence */
     enum ekind kind;
     enum bb_ir_block_type type;
 };
 
 struct enc {
-    char seed[128];    /* request id: response and tool call ids */
+    char seed[128]; /* request id: response and tool call ids */
     bool started, stopped;
     uint32_t next_content, next_tool, next_citation;
     struct eblk open[ENC_MAX_OPEN];
@@ -2038,8 +2049,8 @@ static struct eblk *enc_find(struct enc *e, uint32_t ir)
 /* Open a block: content-start / tool-call-start, or a silent entry for block kinds Cohere
  * cannot stream (images, redacted thinking...), so their deltas are skipped. */
 static int enc_open(struct enc *e, uint32_t ir, enum bb_ir_block_type type,
-                    const struct bb_ir_str *id, const struct bb_ir_str *name,
-                    struct evbuffer *out, struct eblk **res)
+                    const struct bb_ir_str *id, const struct bb_ir_str *name, struct evbuffer *out,
+                    struct eblk **res)
 {
     *res = NULL;
     if (e->n_open == ENC_MAX_OPEN)
@@ -2185,7 +2196,7 @@ static int enc_delta(struct enc *e, const struct bb_ir_event *ev, struct evbuffe
     }
     case BB_IR_D_CITATION:
         return b->kind == EK_CONTENT && b->type == BB_IR_TEXT ? enc_citation(e, b, &ev->text, out)
-                                                               : 0;
+                                                              : 0;
     case BB_IR_D_SIGNATURE:
     case BB_IR_D_REDACTED:
     default:
@@ -2219,8 +2230,7 @@ static int enc_end(struct enc *e, const char *error, size_t error_len, struct ev
         return -1;
     e->stopped = true;
     json_object *o = typed("message-end"), *d = json_object_new_object();
-    jadd(d, "finish_reason",
-         json_object_new_string(error ? "ERROR" : stop_to_cohere(e->stop)));
+    jadd(d, "finish_reason", json_object_new_string(error ? "ERROR" : stop_to_cohere(e->stop)));
     if (error)
         jadd(d, "error", json_object_new_string_len(error, (int)error_len));
     if (e->usage.set)

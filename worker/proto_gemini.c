@@ -2516,6 +2516,26 @@ static int gemini_read_error(const char *body, size_t len, struct bb_proto_error
     return rc;
 }
 
+/* Same-protocol hop: the client's body as is; only the model in the path changes. */
+static int gemini_write_passthrough(struct bb_arena *a, const char *body, size_t len,
+                                    const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
+                                    struct bb_err *err)
+{
+    (void)a;
+    const char *model = ctx->lane && ctx->lane->upstream_model ? ctx->lane->upstream_model : "";
+    if (!*model)
+        return bb_err_set(err, "gemini egress: no upstream model");
+    if (write_path(out->path, sizeof out->path, model, ctx->stream, err) < 0)
+        return -1;
+    if (evbuffer_add(out->headers, "Content-Type: application/json\r\n", 32) < 0 ||
+        (ctx->provider->api_key &&
+         evbuffer_add_printf(out->headers, "x-goog-api-key: %s\r\n", ctx->provider->api_key) <
+             0) ||
+        evbuffer_add(out->body, body, len) < 0)
+        return bb_err_set(err, "out of memory");
+    return 0;
+}
+
 const struct bb_proto_ops bb_proto_gemini = {
     .id = BB_PROTO_GEMINI,
     .framing = BB_FRAMING_SSE,
@@ -2527,6 +2547,7 @@ const struct bb_proto_ops bb_proto_gemini = {
     .enc_event = gemini_enc_event,
     .enc_finish = gemini_enc_finish,
     .write_request = gemini_write_request,
+    .write_passthrough = gemini_write_passthrough,
     .read_response = gemini_read_response,
     .dec_size = sizeof(struct gem_dec),
     .dec_init = gemini_dec_init,

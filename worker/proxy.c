@@ -922,9 +922,10 @@ static int ensure_ir(struct bb_request *req)
     return 0;
 }
 
-/* Through the IR: the egress module writes path, headers and body. */
+/* Through the IR (the egress module writes path, headers and body), or, for a same-protocol
+ * hop with the model in the URL, the client's body as is with the module's path and auth. */
 static struct evbuffer *build_translated(struct bb_request *req, int lane_idx, char *why,
-                                         size_t why_cap)
+                                         size_t why_cap, bool passthrough)
 {
     const struct bb_conf *conf = req->w->conf;
     const struct bb_lane *lane = &conf->lanes[lane_idx];
@@ -943,8 +944,11 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx, c
     struct bb_egress_ctx ctx = {p, lane, req->stream, (int64_t)time(NULL)};
     struct bb_err err;
     bb_proto_dropped_reset();
-    if (!er.headers || !er.body || !b ||
-        eops->write_request(&req->arena, rs->ir, &ctx, &er, &err) < 0) {
+    int rc = !er.headers || !er.body || !b ? -1
+             : passthrough ? eops->write_passthrough(&req->arena, req->body ? req->body : "",
+                                                     req->body_len, &ctx, &er, &err)
+                           : eops->write_request(&req->arena, rs->ir, &ctx, &er, &err);
+    if (rc < 0) {
         snprintf(why, why_cap, "cannot write the request for this lane: %s",
                  er.headers && er.body && b ? err.msg : "out of memory");
         if (b)
@@ -1081,10 +1085,12 @@ static void next_attempt(struct bb_request *req)
     if (a->egress == req->ingress && rs->body_model && fast_path[a->egress].path) {
         rs->dropped[0] = '\0';
         out = build_fast(req, lane);
+    } else if (a->egress == req->ingress && a->eops->write_passthrough) {
+        out = build_translated(req, lane, why, sizeof why, true);
     } else {
         if (ensure_ir(req) < 0)
             return; /* answered: the client's request is invalid */
-        out = build_translated(req, lane, why, sizeof why);
+        out = build_translated(req, lane, why, sizeof why, false);
     }
     struct bb_upstream_deadlines dl = {
         .connect_ms = conf->limits.upstream_connect_timeout_ms,
