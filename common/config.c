@@ -107,7 +107,7 @@ static const struct keydef price_keys[] = {
     {"input", 0}, {"output", 0}, {"cache_read", 0}, {"cache_write", 0}};
 static const struct keydef pool_keys[] = {
     {"members", 0},  {"route", 0},       {"policy", KF_NYI},  {"breaker", 0},
-    {"failover", 0}, {"stream", KF_NYI}, {"on_exhausted", 0}, {"affinity", KF_NYI}};
+    {"failover", 0}, {"stream", 0},      {"on_exhausted", 0}, {"affinity", 0}};
 static const struct keydef member_keys[] = {{"target", 0}, {"model", 0}, {"weight", 0}};
 static const struct keydef policy_keys[] = {
     {"url", 0}, {"socket", 0}, {"script_file", 0}, {"timeout_ms", 0}, {"on_error", 0}};
@@ -1352,7 +1352,6 @@ static void parse_on_exhausted(struct ld *l, size_t pi, yaml_node_t *v, const ch
                kp, s, sugg_text(&sg, sb, sizeof sb));
         return;
     }
-    err_at(l, d, a, "%s: '%s' is not supported yet (only 'reject' is)", kp, s);
 }
 
 static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v)
@@ -1380,9 +1379,11 @@ static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v
                          sizeof route_names / sizeof route_names[0]);
         if (r >= 0)
             pl->route = (enum bb_route)r;
-        if (r > 0)
-            err_at(l, d, n, "%s: '%s' is not supported yet (only 'weighted' is)", kp,
-                   route_names[r]);
+        if (r > BB_ROUTE_LEAST_BUSY)
+            err_at(l, d, n,
+                   "%s: '%s' is not supported yet (weighted, cheapest, fastest and least_busy "
+                   "are)",
+                   kp, route_names[r]);
     }
 
     n = map_get(d, v, "members", NULL);
@@ -1439,14 +1440,21 @@ static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v
         check_map(l, d, n, pj(kp, sizeof kp, path, "stream"), KEYSET(stream_keys))) {
         opt_bool(l, d, n, kp, "hold_first_event", &pl->hold_first_event);
         opt_u32(l, d, n, kp, "prerelease_ms", 0, 600000, &pl->prerelease_ms);
-        opt_enum(l, d, n, kp, "on_cut", "on_cut", on_cut, 2);
+        yaml_node_t *oc = map_get(d, n, "on_cut", NULL);
+        if (opt_enum(l, d, n, kp, "on_cut", "on_cut", on_cut, 2) == 1)
+            err_at(l, d, oc, "%s.on_cut: 'continue' is not supported yet (only 'error' is)", kp);
     }
     if ((n = map_get(d, v, "on_exhausted", NULL)))
         parse_on_exhausted(l, pi, n, pj(kp, sizeof kp, path, "on_exhausted"));
     if ((n = map_get(d, v, "affinity", NULL)) &&
         check_map(l, d, n, pj(kp, sizeof kp, path, "affinity"), KEYSET(affinity_keys))) {
-        opt_str(l, d, n, kp, "mode");
-        opt_str(l, d, n, kp, "header_name");
+        static const char *const modes[] = {"session"};
+        pl->affinity = opt_enum(l, d, n, kp, "mode", "affinity mode", modes, 1) == 0 ||
+                       !map_get(d, n, "mode", NULL);
+        yaml_node_t *h = map_get(d, n, "header_name", NULL);
+        const char *hn = h ? get_str(l, d, h, "affinity.header_name") : NULL;
+        free(pl->affinity_header);
+        pl->affinity_header = bb_xstrdup(hn && *hn ? hn : "x-session-id");
     }
 }
 
@@ -1724,6 +1732,7 @@ void bb_conf_free(struct bb_conf *c)
     for (size_t i = 0; i < c->n_pools; i++) {
         free(c->pools[i].name);
         free(c->pools[i].members);
+        free(c->pools[i].affinity_header);
     }
     free(c->pools);
     free(c);

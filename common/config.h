@@ -111,6 +111,8 @@ struct bb_pool {
     enum bb_exhausted on_exhausted; /* reject */
     int fallback_pool;              /* index, -1 = none */
     uint32_t queue_max_ms;
+    bool affinity;                  /* affinity.mode: session */
+    char *affinity_header;          /* affinity.header_name, default x-session-id */
     struct bb_conf_pos pos;
 };
 

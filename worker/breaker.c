@@ -7,6 +7,7 @@
  *   [8]     consecutive failures
  *   [9]     streak: trips since the last close (cooldown = base · 2^streak)
  *   [10]    probe holder: 0 = none, else monotonic ms when the probe was granted
+ *   [11]    latency EWMA in µs (the router's, route: fastest)
  * Races between workers updating a bucket at a bucket boundary can lose a count; the breaker
  * only needs the ratio to be right, not every increment.
  */

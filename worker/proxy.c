@@ -74,6 +74,7 @@ struct bb_attempt {
     char retry_after[64];
     uint64_t t_sent_us;
     struct event *ttft;         /* commit-point deadline: head + first meaningful event */
+    struct event *hold;         /* stream.prerelease_ms: commit when it fires */
 };
 
 /* What the request keeps across attempts. */
@@ -84,6 +85,10 @@ struct bb_route_state {
     bool *tried;                /* per pool member */
     bool probe_pending;         /* the member just picked holds the half-open probe */
     struct event *deadline;     /* limits.upstream_request_timeout_secs for the whole request */
+    struct event *queue;        /* on_exhausted queue: retry timer */
+    uint64_t queue_until_ms;
+    uint64_t affinity;          /* session hash (0 = none) */
+    int pool_hops;              /* fallback_pool switches, bounded by the pool count */
     struct bb_ir_request *ir;   /* the client's request in IR, read on first need */
     struct bb_ingress_ctx ictx;
     char dropped[512];          /* x-busbar-dropped-fields of the current attempt */
@@ -96,6 +101,7 @@ struct bb_route_state {
 };
 
 static void next_attempt(struct bb_request *req);
+static int commit_stream(struct bb_attempt *a);
 
 static struct bb_route_state *route_of(struct bb_request *req)
 {
@@ -119,6 +125,10 @@ static void attempt_release(struct bb_attempt *a)
     if (a->ttft) {
         event_free(a->ttft);
         a->ttft = NULL;
+    }
+    if (a->hold) {
+        event_free(a->hold);
+        a->hold = NULL;
     }
     if (a->slot_held) {
         bb_router_give(req->w, a->lane, req->pool, a->member);
@@ -239,6 +249,10 @@ void bb_proxy_release(struct bb_request *req)
         event_free(rs->deadline);
         rs->deadline = NULL;
     }
+    if (rs && rs->queue) {
+        event_free(rs->queue);
+        rs->queue = NULL;
+    }
 }
 
 /* ---- client response ---- */
@@ -271,6 +285,9 @@ static int commit(struct bb_attempt *a, const char *ctype, enum bb_body_mode mod
     a->committed = true;
     if (a->ttft)
         evtimer_del(a->ttft);
+    if (a->hold)
+        evtimer_del(a->hold);
+    bb_router_observe_latency(req->w, req->pool, a->member, bb_now_us() - a->t_sent_us);
     req->t_upstream_us += bb_now_us() - a->t_sent_us;
     a->t_sent_us = bb_now_us();
     return bb_http_respond_head(req, a->status, ctype, hdrs, hl, mode, len);
@@ -486,6 +503,8 @@ static int up_head(void *arg, const struct bb_http_head *h)
                 return -1;
             a->iops->enc_init(a->enc, &route_of(req)->ictx);
         }
+        if (req->pool >= 0 && !req->w->conf->pools[req->pool].hold_first_event)
+            return commit_stream(a); /* opted out of the commit-point hold */
         return 0; /* commit with the first meaningful event */
     }
     if (a->verbatim)
@@ -508,6 +527,23 @@ static void backpressure(struct bb_attempt *a)
         bb_upstream_pause(a->up, true);
         bb_http_on_drained(a->req, on_client_drained);
     }
+}
+
+static int commit_stream(struct bb_attempt *a)
+{
+    const char *ctype = a->verbatim ? a->content_type
+                                    : a->iops->stream_content_type(&route_of(a->req)->ictx);
+    return commit(a, ctype, BB_BODY_CHUNKED, -1);
+}
+
+/* stream.prerelease_ms ran out with the upstream healthy: release what was held. */
+static void hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct bb_attempt *a = att_check(arg);
+    if (!a->committed && commit_stream(a) == 0)
+        flush_pending(a);
 }
 
 struct frame_ctx {
@@ -585,9 +621,14 @@ static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const vo
     if (a->verbatim)
         evbuffer_add(a->pending, raw, raw_len);
     if (a->meaningful && !a->committed) {
-        const char *ctype = a->verbatim ? a->content_type
-                                        : a->iops->stream_content_type(&route_of(a->req)->ictx);
-        if (commit(a, ctype, BB_BODY_CHUNKED, -1) < 0)
+        uint32_t hold = a->req->pool >= 0 ? a->req->w->conf->pools[a->req->pool].prerelease_ms : 0;
+        if (hold && !a->hold) { /* widen the failover window (SPEC §5.4) */
+            a->hold = evtimer_new(a->req->w->base, hold_cb, a);
+            struct timeval tv = {hold / 1000, (hold % 1000) * 1000};
+            if (a->hold)
+                evtimer_add(a->hold, &tv);
+        }
+        if (!a->hold && commit_stream(a) < 0)
             return -1;
     }
     flush_pending(a);
@@ -747,6 +788,12 @@ static void up_end(void *arg)
         return;
     }
     size_t held = a->es_init ? bb_eventstream_pending(&a->es) : bb_sse_pending(&a->sse);
+    if (!a->committed && a->meaningful && !held) { /* finished inside the prerelease hold */
+        if (commit_stream(a) < 0) {
+            bb_request_finish(req);
+            return;
+        }
+    }
     if (!a->committed) {
         fail_over(a, held ? "stream ended inside a frame" : "stream ended before its first event",
                   false);
@@ -1002,6 +1049,22 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     exhausted(req, "request time limit reached");
 }
 
+static bool has_untried(const bool *tried, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!tried[i])
+            return true;
+    return false;
+}
+
+/* on_exhausted queue: look for a usable member again. */
+static void queue_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    next_attempt(arg);
+}
+
 static void next_attempt(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
@@ -1024,7 +1087,48 @@ static void next_attempt(struct bb_request *req)
     int member = 0, lane;
     if (req->pool >= 0) {
         bool probe = false;
-        member = bb_router_pick(w, req->pool, rs->tried, &probe);
+        member = bb_router_pick(w, req->pool, rs->tried, &probe, rs->affinity);
+        if (member < 0) {
+            const struct bb_pool *pl = &conf->pools[req->pool];
+            switch (pl->on_exhausted) {
+            case BB_EXHAUSTED_FALLBACK_POOL:
+                if (pl->fallback_pool >= 0 && rs->pool_hops++ < (int)conf->n_pools) {
+                    /* the fallback pool's members, from scratch (cycles refused at load) */
+                    req->pool = pl->fallback_pool;
+                    rs->tried = bb_arena_calloc(&req->arena,
+                                                conf->pools[req->pool].n_members * sizeof(bool));
+                    if (!rs->tried) {
+                        bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
+                        return;
+                    }
+                    bb_info("request %s: pool %s exhausted, falling back to pool %s", req->id,
+                            pl->name, conf->pools[req->pool].name);
+                    next_attempt(req);
+                    return;
+                }
+                break;
+            case BB_EXHAUSTED_LEAST_BAD:
+                member = bb_router_pick_least_bad(w, req->pool, rs->tried);
+                break;
+            case BB_EXHAUSTED_QUEUE:
+                if (!has_untried(rs->tried, pl->n_members))
+                    break; /* nothing left to wait for */
+                if (!rs->queue_until_ms)
+                    rs->queue_until_ms = bb_now_ms() + pl->queue_max_ms;
+                if (bb_now_ms() < rs->queue_until_ms) {
+                    if (!rs->queue)
+                        rs->queue = evtimer_new(w->base, queue_cb, req);
+                    struct timeval tv = {0, 50000}; /* re-check for a usable member */
+                    if (rs->queue) {
+                        evtimer_add(rs->queue, &tv);
+                        return;
+                    }
+                }
+                break;
+            default:
+                break;
+            }
+        }
         if (member < 0) {
             if (req->attempts == 0) { /* on_exhausted: reject (SPEC §5.3) */
                 uint64_t wait = bb_router_soonest_ms(w, req->pool);
@@ -1123,13 +1227,39 @@ static void next_attempt(struct bb_request *req)
     }
 }
 
+static uint64_t fnv1a64(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+/* Session affinity (SPEC §5.3): the affinity header, else the system prompt (the system /
+ * instructions value, else the start of the conversation, which holds it for OpenAI-style
+ * bodies). 0 = no session. */
+static uint64_t affinity_hash(struct bb_request *req, const struct bb_jscan_field *f)
+{
+    const struct bb_pool *pl = &req->w->conf->pools[req->pool];
+    const struct bb_http_header *h = bb_http_find(&req->head, pl->affinity_header);
+    if (h && h->value_len)
+        return fnv1a64(h->value, h->value_len);
+    for (int i = 2; i < 7; i++)
+        if (f[i].type != BB_JNONE)
+            return fnv1a64(req->body + f[i].off, f[i].len < 256 ? f[i].len : 256);
+    return 0;
+}
+
 void bb_proxy_handle(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
     const struct bb_conf *conf = w->conf;
-    struct bb_jscan_field f[2] = {{.key = "model"}, {.key = "stream"}};
+    struct bb_jscan_field f[7] = {{.key = "model"},        {.key = "stream"},
+                                  {.key = "system"},       {.key = "instructions"},
+                                  {.key = "systemInstruction"}, {.key = "messages"},
+                                  {.key = "contents"}};
     struct bb_err err;
-    if (bb_jscan_object(req->body ? req->body : "", req->body_len, f, 2, JSON_DEPTH_MAX, &err) <
+    if (bb_jscan_object(req->body ? req->body : "", req->body_len, f, 7, JSON_DEPTH_MAX, &err) <
         0) {
         char msg[600];
         snprintf(msg, sizeof msg, "request body is not a valid JSON object: %s", err.msg);
@@ -1172,6 +1302,8 @@ void bb_proxy_handle(struct bb_request *req)
 
     size_t ml = strlen(rs->model);
     req->pool = bb_conf_find_pool(conf, rs->model, ml);
+    if (req->pool >= 0 && conf->pools[req->pool].affinity)
+        rs->affinity = affinity_hash(req, f);
     size_t n_tried = 1;
     if (req->pool >= 0) {
         n_tried = conf->pools[req->pool].n_members;

@@ -97,7 +97,58 @@ void bb_router_give(struct bb_worker *w, int lane, int pool, int member)
     }
 }
 
-int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *probe)
+/* Is member m a candidate right now (not tried, room on its lane, breakers admit)? */
+static bool candidate(struct bb_worker *w, int pool_idx, size_t m, const bool *tried,
+                      uint64_t now)
+{
+    const struct bb_pool *pool = &w->conf->pools[pool_idx];
+    struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[m];
+    int lane = pool->members[m].lane;
+    return !tried[m] && lane_has_room(w, lane) && (!mc || bb_breaker_usable(mc, now)) &&
+           (!w->lane_cells[lane] || bb_breaker_usable(w->lane_cells[lane], now));
+}
+
+/* Try to claim member m: its breaker (maybe the probe) and a lane slot. */
+static bool claim(struct bb_worker *w, int pool_idx, size_t m, uint64_t now, bool *probe)
+{
+    struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[m];
+    enum bb_breaker_admit ad = mc ? bb_breaker_admit(mc, now) : BB_ADMIT_YES;
+    if (ad != BB_ADMIT_NO &&
+        bb_router_take(w, w->conf->pools[pool_idx].members[m].lane, pool_idx, (int)m)) {
+        *probe = ad == BB_ADMIT_PROBE;
+        return true;
+    }
+    if (ad == BB_ADMIT_PROBE)
+        bb_breaker_release_probe(mc);
+    return false;
+}
+
+/* The policy's score of a member: lower is better (SPEC §5.5). */
+static double score(struct bb_worker *w, int pool_idx, size_t m)
+{
+    const struct bb_pool *pool = &w->conf->pools[pool_idx];
+    const struct bb_lane *l = &w->conf->lanes[pool->members[m].lane];
+    struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[m];
+    struct bb_shm_cell *lc = w->lane_cells[pool->members[m].lane];
+    switch (pool->route) {
+    case BB_ROUTE_CHEAPEST:
+        return l->price.input + l->price.output;
+    case BB_ROUTE_FASTEST: /* unknown latency first: it has to be learned */
+        return mc ? (double)atomic_load_explicit(&mc->reserved[BB_CELL_EWMA_US],
+                                                 memory_order_relaxed)
+                  : 0;
+    case BB_ROUTE_LEAST_BUSY: {
+        double inflight = lc ? atomic_load_explicit(&lc->inflight, memory_order_relaxed) : 0;
+        double cap = l->max_concurrent ? l->max_concurrent : 1e9;
+        return -(cap - inflight); /* most free slots first */
+    }
+    default:
+        return 0;
+    }
+}
+
+int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *probe,
+                   uint64_t affinity)
 {
     const struct bb_pool *pool = &w->conf->pools[pool_idx];
     int64_t *cur = w->pools[pool_idx].current;
@@ -105,6 +156,35 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *p
     bool skip[64] = {0}; /* members lost to another worker (last slot, the probe) */
     uint64_t now = bb_now_ms();
     *probe = false;
+    if (affinity && pool->n_members) { /* the session's member, when usable */
+        size_t m = (size_t)(affinity % pool->n_members);
+        if (candidate(w, pool_idx, m, tried, now) && claim(w, pool_idx, m, now, probe))
+            return (int)m;
+    }
+    if (pool->route != BB_ROUTE_WEIGHTED) {
+        /* best score first; members the policy cannot rank still follow (demoted, not
+         * dropped); ties keep the configured order */
+        for (int round = 0; round < 64; round++) {
+            int best = -1;
+            double bs = 0;
+            for (size_t m = 0; m < pool->n_members; m++) {
+                if ((m < 64 && skip[m]) || !candidate(w, pool_idx, m, tried, now))
+                    continue;
+                double sc = score(w, pool_idx, m);
+                if (best < 0 || sc < bs) {
+                    best = (int)m;
+                    bs = sc;
+                }
+            }
+            if (best < 0)
+                return -1;
+            if (claim(w, pool_idx, (size_t)best, now, probe))
+                return best;
+            if (best < 64)
+                skip[best] = true;
+        }
+        return -1;
+    }
     for (int round = 0; round < 64; round++) {
         int64_t total = 0;
         int best = -1;
@@ -134,6 +214,40 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *p
             skip[best] = true;
     }
     return -1;
+}
+
+int bb_router_pick_least_bad(struct bb_worker *w, int pool_idx, const bool *tried)
+{
+    const struct bb_pool *pool = &w->conf->pools[pool_idx];
+    uint64_t now = bb_now_ms(), best_wait = UINT64_MAX;
+    int best = -1;
+    for (size_t m = 0; m < pool->n_members; m++) {
+        int lane = pool->members[m].lane;
+        if (tried[m] || !lane_has_room(w, lane))
+            continue;
+        struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[m];
+        uint64_t wait = mc ? bb_breaker_wait_ms(mc, now) : 0;
+        if (wait < best_wait) {
+            best_wait = wait;
+            best = (int)m;
+        }
+    }
+    if (best >= 0 && !bb_router_take(w, pool->members[best].lane, pool_idx, best))
+        return -1;
+    return best;
+}
+
+void bb_router_observe_latency(struct bb_worker *w, int pool_idx, int member, uint64_t us)
+{
+    if (pool_idx < 0 || member < 0)
+        return;
+    struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[member];
+    if (!mc)
+        return;
+    uint64_t old = atomic_load_explicit(&mc->reserved[BB_CELL_EWMA_US], memory_order_relaxed);
+    /* EWMA with alpha 0.2 (SPEC §5.5); a lost race between workers only drops one sample */
+    uint64_t v = old ? (old * 4 + us) / 5 : us;
+    atomic_store_explicit(&mc->reserved[BB_CELL_EWMA_US], v ? v : 1, memory_order_relaxed);
 }
 
 uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)

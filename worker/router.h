@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* reserved[] slot of a pool-member shm cell holding its latency EWMA (µs); see breaker.c */
+#define BB_CELL_EWMA_US 11
+
 struct bb_worker;
 
 /* Set up per-pool SWRR state and the shm cell pointers (after fork). -1 on OOM. */
@@ -17,9 +20,19 @@ int bb_router_init(struct bb_worker *w);
 void bb_router_free(struct bb_worker *w);
 
 /* Pick a member of pool not marked in tried[] (one flag per member) whose breakers (member
- * and lane) admit it, and take a slot on its lane. Returns the member index, or -1 when no
- * member is usable; *probe says the pick holds its breaker's single half-open probe. */
-int bb_router_pick(struct bb_worker *w, int pool, const bool *tried, bool *probe);
+ * and lane) admit it, and take a slot on its lane: the affinity member first when affinity
+ * (a session hash, 0 = none) names a usable one, then by the pool's route (SWRR, cheapest,
+ * fastest, least_busy). Returns the member index, or -1 when no member is usable; *probe
+ * says the pick holds its breaker's single half-open probe. */
+int bb_router_pick(struct bb_worker *w, int pool, const bool *tried, bool *probe,
+                   uint64_t affinity);
+
+/* on_exhausted least_bad: the untried member whose breaker reopens soonest, breakers
+ * ignored (a slot is taken). -1 when none has room. */
+int bb_router_pick_least_bad(struct bb_worker *w, int pool, const bool *tried);
+
+/* Feed a member's time to first byte (µs) into its latency EWMA (route: fastest). */
+void bb_router_observe_latency(struct bb_worker *w, int pool, int member, uint64_t us);
 
 /* Milliseconds until the first member of pool may be usable again (0 = now). */
 uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool);

@@ -852,12 +852,10 @@ static void test_not_supported_yet(void **state)
         {2, 22, "auth.client_tokens: not supported yet"},
         {4, 16, "providers.anthropic.error_map: not supported yet"},
         {4, 61, "providers.anthropic.health: not supported yet"},
-        {10, 12, "pools.fast.route: 'fastest' is not supported yet"},
+        {10, 12, "pools.fast.route: 'usage' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
         {13, 17, "pools.fast.failover.exclusions: not supported yet"},
-        {14, 5, "pools.fast.stream: not supported yet"},
-        {15, 29, "pools.fast.on_exhausted.action: 'least_bad' is not supported yet"},
-        {16, 5, "pools.fast.affinity: not supported yet"},
+        {14, 23, "pools.fast.stream.on_cut: 'continue' is not supported yet"},
         {17, 1, "governance: not supported yet"},
         {18, 1, "cluster: not supported yet"},
         {19, 18, "observability.metrics: not supported yet"},
@@ -876,21 +874,16 @@ static void test_not_supported_yet(void **state)
 
     expect_error("auth: { mode: keys }\n", 1, 15, "auth.mode: 'keys' is not supported yet");
     expect_error("auth: { mode: passthrough }\n", 1, 15, "'passthrough' is not supported yet");
-    expect_error(
-        "models: { a: { provider: anthropic } }\n"
-        "pools: { p: { members: [ { target: a } ], on_exhausted: { action: \"queue:500\" } } }\n",
-        2, 67, "'queue:500' is not supported yet");
-    /* route: cheapest is refused, and its price requirement is still checked. */
+    /* route: cheapest needs a price on every member. */
     errs = (struct bb_conf_errors){0};
     assert_null(
         load_text("models: { a: { provider: anthropic }, b: { provider: openai, price: "
                   "{ input: 1, output: 2 } } }\n"
                   "pools: { p: { members: [ { target: a }, { target: b } ], route: cheapest } }\n",
                   &errs));
-    expect_error_in(&errs, cfgpath, 2, 65, "pools.p.route: 'cheapest' is not supported yet");
     expect_error_in(&errs, cfgpath, 2, 26,
                     "pools.p.members[0]: model 'a' has no price, and route: cheapest needs one");
-    assert_int_equal(errs.n, 2);
+    assert_int_equal(errs.n, 1);
     bb_conf_errors_free(&errs);
     /* Values inside unsupported sections are still checked. */
     expect_error("cluster: { on_redis_error: panic }\n", 1, 28,

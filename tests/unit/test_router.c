@@ -73,7 +73,7 @@ static void pick_sequence(struct fixture *f, char *out, size_t n)
 {
     bool tried[3] = {false, false, false}, probe;
     for (size_t i = 0; i < n; i++) {
-        int m = bb_router_pick(&f->w, 0, tried, &probe);
+        int m = bb_router_pick(&f->w, 0, tried, &probe, 0);
         assert_true(m >= 0);
         out[i] = f->lanes[f->members[m].lane].name[0];
         bb_router_give(&f->w, f->members[m].lane, 0, m);
@@ -93,11 +93,11 @@ static void test_swrr_skips_tried(void **state)
 {
     struct fixture *f = *state;
     bool tried[3] = {true, false, false}, probe;
-    int first = bb_router_pick(&f->w, 0, tried, &probe);
+    int first = bb_router_pick(&f->w, 0, tried, &probe, 0);
     assert_true(first == 1 || first == 2);
     bb_router_give(&f->w, f->members[first].lane, 0, first);
     tried[1] = tried[2] = true;
-    assert_int_equal(bb_router_pick(&f->w, 0, tried, &probe), -1);
+    assert_int_equal(bb_router_pick(&f->w, 0, tried, &probe, 0), -1);
 }
 
 static void test_max_concurrent_shared(void **state)
@@ -109,7 +109,7 @@ static void test_max_concurrent_shared(void **state)
     atomic_store(&a->inflight, 2);
     bool tried[3] = {false, false, false}, probe;
     for (int i = 0; i < 10; i++) {
-        int m = bb_router_pick(&f->w, 0, tried, &probe);
+        int m = bb_router_pick(&f->w, 0, tried, &probe, 0);
         assert_true(m == 1 || m == 2);
         bb_router_give(&f->w, f->members[m].lane, 0, m);
     }
