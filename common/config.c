@@ -95,8 +95,7 @@ static const struct keydef admin_keys[] = {
 static const struct keydef auth_keys[] = {{"mode", 0}, {"client_tokens", KF_NYI}};
 static const struct keydef prov_keys[] = {{"protocol", 0},       {"base_url", 0},
                                           {"api_key_env", 0},    {"region", 0},
-                                          {"error_map", KF_NYI}, {"health", KF_NYI}};
-/* In the catalogue error_map is accepted (and ignored until error classification lands). */
+                                          {"error_map", 0},      {"health", KF_NYI}};
 static const struct keydef cat_keys[] = {
     {"protocol", 0}, {"base_url", 0}, {"api_key_env", 0}, {"region", 0}, {"error_map", 0}};
 static const struct keydef health_keys[] = {{"mode", 0}, {"interval_secs", 0}};
@@ -184,6 +183,7 @@ struct pdef {
     bool has_key_env; /* api_key_env given; NULL value = explicitly no credential */
     const char *api_key_env;
     const char *region;
+    yaml_node_t *error_map; /* validated mapping, or NULL */
 };
 
 struct ld {
@@ -907,6 +907,19 @@ static bool check_url(struct ld *l, struct bb_cdoc *d, yaml_node_t *v, const cha
     return false;
 }
 
+static int fclass_of(const char *name)
+{
+    static const char *const names[] = {
+#define X(id, n) n,
+        BB_FCLASS_LIST(X)
+#undef X
+    };
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(names[i], name))
+            return (int)i;
+    return -1;
+}
+
 static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_node_t *m,
                        const char *path, bool catalogue, struct pdef *p)
 {
@@ -955,9 +968,28 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
     }
     if ((v = map_get(d, m, "region", NULL)))
         p->region = get_str(l, d, v, pj(kp, sizeof kp, path, "region"));
-    if ((v = map_get(d, m, "error_map", NULL)) && !bb_cdoc_is_null(v) &&
-        v->type != YAML_MAPPING_NODE)
-        err_at(l, d, v, "%s: expected a mapping", pj(kp, sizeof kp, path, "error_map"));
+    if ((v = map_get(d, m, "error_map", NULL)) && !bb_cdoc_is_null(v)) {
+        pj(kp, sizeof kp, path, "error_map");
+        if (v->type != YAML_MAPPING_NODE) {
+            err_at(l, d, v, "%s: expected a mapping", kp);
+        } else {
+            bool ok = true;
+            for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
+                 pr < v->data.mapping.pairs.top; pr++) {
+                yaml_node_t *val = bb_cdoc_node(d, pr->value);
+                const char *cls = scalar(val);
+                if (!scalar(bb_cdoc_node(d, pr->key)) || fclass_of(cls) < 0) {
+                    err_at(l, d, val,
+                           "%s: unknown error class '%s' (expected rate_limit, overloaded, "
+                           "server_error, timeout, network, auth, billing, client_error or "
+                           "context_length)",
+                           kp, cls ? cls : "");
+                    ok = false;
+                }
+            }
+            p->error_map = ok ? v : NULL;
+        }
+    }
     if ((v = map_get(d, m, "health", NULL)) &&
         check_map(l, d, v, pj(kp, sizeof kp, path, "health"), KEYSET(health_keys)))
         opt_u32(l, d, v, kp, "interval_secs", 1, UINT32_MAX, NULL);
@@ -1033,6 +1065,18 @@ static int add_provider(struct ld *l, const char *name)
     }
     const char *region = o && o->region ? o->region : k ? k->region : NULL;
     p->region = region ? bb_xstrdup(region) : NULL;
+    struct pdef *em = o && o->error_map ? o : k && k->error_map ? k : NULL;
+    if (em) {
+        yaml_node_t *v = em->error_map;
+        size_t n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+        p->error_map = bb_xcalloc(n, sizeof *p->error_map);
+        for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+             pr++) {
+            struct bb_error_map *e = &p->error_map[p->n_error_map++];
+            e->match = bb_xstrdup(scalar(bb_cdoc_node(em->d, pr->key)));
+            e->fclass = (enum bb_fclass)fclass_of(scalar(bb_cdoc_node(em->d, pr->value)));
+        }
+    }
     return (int)c->n_providers++;
 }
 
@@ -1722,6 +1766,9 @@ void bb_conf_free(struct bb_conf *c)
             free(p->api_key);
         }
         free(p->region);
+        for (size_t k = 0; k < p->n_error_map; k++)
+            free(p->error_map[k].match);
+        free(p->error_map);
     }
     free(c->providers);
     for (size_t i = 0; i < c->n_lanes; i++) {

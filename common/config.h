@@ -52,6 +52,31 @@ struct bb_url {
     char *path;        /* base path without trailing '/', "" when none */
 };
 
+/* Fault classes of upstream failures (SPEC §5.1): id, config/metrics name. */
+#define BB_FCLASS_LIST(X)                                                                      \
+    X(RATE_LIMIT, "rate_limit")                                                                \
+    X(OVERLOADED, "overloaded")                                                                \
+    X(SERVER, "server_error")                                                                  \
+    X(TIMEOUT, "timeout")                                                                      \
+    X(NETWORK, "network")                                                                      \
+    X(AUTH, "auth")                                                                            \
+    X(BILLING, "billing")                                                                      \
+    X(CLIENT, "client_error")                                                                  \
+    X(CONTEXT, "context_length")
+
+enum bb_fclass {
+#define X(id, name) BB_FC_##id,
+    BB_FCLASS_LIST(X)
+#undef X
+    BB_FC__COUNT
+};
+
+/* providers.*.error_map entry: a provider error code or type → a class. */
+struct bb_error_map {
+    char *match;
+    enum bb_fclass fclass;
+};
+
 struct bb_provider {
     char *name;
     enum bb_proto protocol;
@@ -60,6 +85,8 @@ struct bb_provider {
     char *api_key_env;   /* NULL = no credential */
     char *api_key;       /* value of api_key_env at load time; NULL when unset/none. Never logged. */
     char *region;        /* bedrock only, may be NULL */
+    struct bb_error_map *error_map; /* config override wins over the catalogue's */
+    size_t n_error_map;
     struct bb_conf_pos pos;
 };
 

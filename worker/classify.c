@@ -43,13 +43,29 @@ static const char *const billing_phrases[] = {
     "payment required", "quota exceeded",
 };
 
-enum bb_fclass bb_classify_http(enum bb_proto p, int status, const char *body, size_t len)
+static int map_lookup(const struct bb_provider *prov, const char *key)
+{
+    if (!key[0])
+        return -1;
+    for (size_t i = 0; i < prov->n_error_map; i++)
+        if (strcmp(prov->error_map[i].match, key) == 0)
+            return (int)prov->error_map[i].fclass;
+    return -1;
+}
+
+enum bb_fclass bb_classify_http(const struct bb_provider *prov, int status, const char *body,
+                                size_t len)
 {
     struct bb_proto_error pe;
     memset(&pe, 0, sizeof pe);
-    const struct bb_proto_ops *ops = bb_proto_get(p);
+    const struct bb_proto_ops *ops = bb_proto_get(prov->protocol);
     if (ops && ops->read_error && body && len)
         ops->read_error(body, len, &pe);
+    int mapped = map_lookup(prov, pe.code);
+    if (mapped < 0)
+        mapped = map_lookup(prov, pe.type);
+    if (mapped >= 0)
+        return (enum bb_fclass)mapped;
     if (status == 400 || status == 413 || status == 422) {
         for (size_t i = 0; i < sizeof context_phrases / sizeof context_phrases[0]; i++)
             if (has(pe.code, context_phrases[i]) || has(pe.type, context_phrases[i]) ||

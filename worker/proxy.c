@@ -741,8 +741,9 @@ static void up_end(void *arg)
     a->up = NULL;
     if (a->status >= 400) {
         size_t bl = a->body ? evbuffer_get_length(a->body) : 0;
+        const struct bb_conf *conf = req->w->conf;
         enum bb_fclass fc = bb_classify_http(
-            a->egress, a->status, bl ? (const char *)evbuffer_pullup(a->body, (ev_ssize_t)bl) : "",
+            &conf->providers[conf->lanes[a->lane].provider], a->status, bl ? (const char *)evbuffer_pullup(a->body, (ev_ssize_t)bl) : "",
             bl);
         char what[96];
         snprintf(what, sizeof what, "HTTP %d (%s)", a->status, bb_fclass_name(fc));

@@ -171,30 +171,40 @@ static void test_one_probe_across_processes(void **state)
 static void test_classify(void **state)
 {
     (void)state;
+    struct bb_provider openai_p = {.protocol = BB_PROTO_OPENAI};
+    struct bb_provider anthropic_p = {.protocol = BB_PROTO_ANTHROPIC};
+    struct bb_error_map em[] = {{"my_quota_code", BB_FC_BILLING}, {"api_error", BB_FC_OVERLOADED}};
+    struct bb_provider mapped = {.protocol = BB_PROTO_ANTHROPIC, .error_map = em,
+                                 .n_error_map = 2};
+    const char *custom = "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
+                         "\"message\":\"x\"}}";
+    /* error_map: the provider's type wins over the status fallback (500 → server_error) */
+    assert_int_equal(bb_classify_http(&mapped, 500, custom, strlen(custom)), BB_FC_OVERLOADED);
+    assert_int_equal(bb_classify_http(&anthropic_p, 500, custom, strlen(custom)), BB_FC_SERVER);
     const char *ctx = "{\"error\":{\"message\":\"This model's maximum context length is 8192 "
                       "tokens\",\"type\":\"invalid_request_error\",\"code\":"
                       "\"context_length_exceeded\"}}";
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 400, ctx, strlen(ctx)), BB_FC_CONTEXT);
+    assert_int_equal(bb_classify_http(&openai_p, 400, ctx, strlen(ctx)), BB_FC_CONTEXT);
     const char *too_long = "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\","
                            "\"message\":\"prompt is too long: 210000 tokens > 200000 maximum\"}}";
-    assert_int_equal(bb_classify_http(BB_PROTO_ANTHROPIC, 400, too_long, strlen(too_long)),
+    assert_int_equal(bb_classify_http(&anthropic_p, 400, too_long, strlen(too_long)),
                      BB_FC_CONTEXT);
     const char *quota = "{\"error\":{\"message\":\"You exceeded your current quota\",\"type\":"
                         "\"insufficient_quota\",\"code\":\"insufficient_quota\"}}";
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 429, quota, strlen(quota)),
+    assert_int_equal(bb_classify_http(&openai_p, 429, quota, strlen(quota)),
                      BB_FC_BILLING);
     const char *plain = "{\"error\":{\"message\":\"bad\",\"type\":\"invalid_request_error\"}}";
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 400, plain, strlen(plain)),
+    assert_int_equal(bb_classify_http(&openai_p, 400, plain, strlen(plain)),
                      BB_FC_CLIENT);
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 401, "", 0), BB_FC_AUTH);
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 403, "", 0), BB_FC_AUTH);
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 429, "", 0), BB_FC_RATE_LIMIT);
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 408, "", 0), BB_FC_TIMEOUT);
-    assert_int_equal(bb_classify_http(BB_PROTO_ANTHROPIC, 529, "", 0), BB_FC_OVERLOADED);
-    assert_int_equal(bb_classify_http(BB_PROTO_OPENAI, 502, "", 0), BB_FC_SERVER);
+    assert_int_equal(bb_classify_http(&openai_p, 401, "", 0), BB_FC_AUTH);
+    assert_int_equal(bb_classify_http(&openai_p, 403, "", 0), BB_FC_AUTH);
+    assert_int_equal(bb_classify_http(&openai_p, 429, "", 0), BB_FC_RATE_LIMIT);
+    assert_int_equal(bb_classify_http(&openai_p, 408, "", 0), BB_FC_TIMEOUT);
+    assert_int_equal(bb_classify_http(&anthropic_p, 529, "", 0), BB_FC_OVERLOADED);
+    assert_int_equal(bb_classify_http(&openai_p, 502, "", 0), BB_FC_SERVER);
     const char *ovl = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
                       "\"message\":\"Overloaded\"}}";
-    assert_int_equal(bb_classify_http(BB_PROTO_ANTHROPIC, 500, ovl, strlen(ovl)),
+    assert_int_equal(bb_classify_http(&anthropic_p, 500, ovl, strlen(ovl)),
                      BB_FC_OVERLOADED);
 }
 

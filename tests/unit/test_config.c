@@ -850,7 +850,6 @@ static void test_not_supported_yet(void **state)
         {1, 36, "admin.token_env: not supported yet"},
         {2, 15, "auth.mode: 'token' is not supported yet"},
         {2, 22, "auth.client_tokens: not supported yet"},
-        {4, 16, "providers.anthropic.error_map: not supported yet"},
         {4, 61, "providers.anthropic.health: not supported yet"},
         {10, 12, "pools.fast.route: 'usage' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
@@ -874,6 +873,8 @@ static void test_not_supported_yet(void **state)
 
     expect_error("auth: { mode: keys }\n", 1, 15, "auth.mode: 'keys' is not supported yet");
     expect_error("auth: { mode: passthrough }\n", 1, 15, "'passthrough' is not supported yet");
+    expect_error("providers: { anthropic: { error_map: { overloaded_error: melted } } }\n", 1, 58,
+                 "providers.anthropic.error_map: unknown error class 'melted'");
     /* route: cheapest needs a price on every member. */
     errs = (struct bb_conf_errors){0};
     assert_null(
