@@ -116,7 +116,7 @@ static const struct keydef breaker_keys[] = {
 static const struct keydef trip_keys[] = {
     {"mode", 0}, {"window_secs", 0}, {"threshold", 0}, {"min_requests", 0}, {"consecutive_n", 0}};
 static const struct keydef failover_keys[] = {
-    {"timeout_secs", 0}, {"max_hops", 0}, {"exclusions", KF_NYI}};
+    {"timeout_secs", 0}, {"max_hops", 0}, {"exclusions", 0}};
 static const struct keydef stream_keys[] = {
     {"hold_first_event", 0}, {"prerelease_ms", 0}, {"on_cut", 0}};
 static const struct keydef exhausted_keys[] = {{"action", 0}};
@@ -1303,7 +1303,7 @@ static void parse_member(struct ld *l, struct bb_pool *pl, yaml_node_t *item, co
         }
     }
     if (wok)
-        pl->members[pl->n_members++] = (struct bb_member){lane, weight};
+        pl->members[pl->n_members++] = (struct bb_member){.lane = lane, .weight = weight};
 }
 
 static void parse_breaker(struct ld *l, struct bb_pool *pl, yaml_node_t *v, const char *path)
@@ -1478,7 +1478,23 @@ static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v
         opt_u32(l, d, n, kp, "max_hops", 1, MAX_HOPS, &pl->max_hops);
         char ep[560];
         snprintf(ep, sizeof ep, "%s.exclusions", kp);
-        check_str_list(l, d, map_get(d, n, "exclusions", NULL), ep, true);
+        yaml_node_t *ex = map_get(d, n, "exclusions", NULL);
+        check_str_list(l, d, ex, ep, true);
+        if (ex && ex->type == YAML_SEQUENCE_NODE)
+            for (yaml_node_item_t *it = ex->data.sequence.items.start;
+                 it < ex->data.sequence.items.top; it++) {
+                yaml_node_t *e = bb_cdoc_node(d, *it);
+                const char *name = scalar(e);
+                bool found = false;
+                for (size_t m = 0; name && m < pl->n_members; m++)
+                    if (pl->members[m].lane >= 0 &&
+                        !strcmp(c->lanes[pl->members[m].lane].name, name)) {
+                        pl->members[m].no_failover = true;
+                        found = true;
+                    }
+                if (name && !found)
+                    err_at(l, d, e, "%s: '%s' is not a member of this pool", ep, name);
+            }
     }
     if ((n = map_get(d, v, "stream", NULL)) &&
         check_map(l, d, n, pj(kp, sizeof kp, path, "stream"), KEYSET(stream_keys))) {

@@ -112,6 +112,7 @@ struct bb_lane {
 struct bb_member {
     int lane;     /* index into bb_conf.lanes */
     uint32_t weight; /* >= 1, default 1 */
+    bool no_failover; /* named in failover.exclusions: a first choice only, never a failover */
 };
 
 struct bb_breaker_conf {

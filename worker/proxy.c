@@ -1088,6 +1088,10 @@ static void next_attempt(struct bb_request *req)
     int member = 0, lane;
     if (req->pool >= 0) {
         bool probe = false;
+        if (req->attempts > 0) /* failover.exclusions: first choices only */
+            for (size_t m = 0; m < conf->pools[req->pool].n_members; m++)
+                if (conf->pools[req->pool].members[m].no_failover)
+                    rs->tried[m] = true;
         member = bb_router_pick(w, req->pool, rs->tried, &probe, rs->affinity);
         if (member < 0) {
             const struct bb_pool *pl = &conf->pools[req->pool];

@@ -163,7 +163,21 @@ def test_hold_first_event_off_commits_at_head(ctx):
           % body[:300])
 
 
+def test_failover_exclusions(ctx):
+    m = ctx.mock()
+    bb = ctx.busbar({
+        'providers': {'mock': provider(m)},
+        'models': {'a': lane('mock', 'a;status=503'), 'b': lane('mock', 'b')},
+        'pools': {'p': pool(('a', 10), ('b', 1), failover={'exclusions': ['b']})},
+    })
+    r = bb.chat('p')
+    eq(r.status, 503, 'b is never a failover target: the failure is relayed')
+    eq(r.headers.get('x-busbar-attempts'), '1', 'one attempt')
+    eq(len(attempts_for(m, 'b')), 0, 'b untouched')
+
+
 if __name__ == '__main__':
     run([test_cheapest_then_next_cheapest, test_fastest_learns_latency, test_least_busy,
          test_session_affinity, test_fallback_pool, test_least_bad, test_queue_waits_for_cooldown,
-         test_prerelease_widens_failover_window, test_hold_first_event_off_commits_at_head])
+         test_prerelease_widens_failover_window, test_hold_first_event_off_commits_at_head,
+         test_failover_exclusions])

@@ -853,7 +853,6 @@ static void test_not_supported_yet(void **state)
         {4, 61, "providers.anthropic.health: not supported yet"},
         {10, 12, "pools.fast.route: 'usage' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
-        {13, 17, "pools.fast.failover.exclusions: not supported yet"},
         {14, 23, "pools.fast.stream.on_cut: 'continue' is not supported yet"},
         {17, 1, "governance: not supported yet"},
         {18, 1, "cluster: not supported yet"},
