@@ -8,6 +8,7 @@
  *   [9]     streak: trips since the last close (cooldown = base · 2^streak)
  *   [10]    probe holder: 0 = none, else monotonic ms when the probe was granted
  *   [11]    latency EWMA in µs (the router's, route: fastest)
+ *   [12]    trips: times the breaker opened (metrics)
  * Races between workers updating a bucket at a bucket boundary can lose a count; the breaker
  * only needs the ratio to be right, not every increment.
  */
@@ -73,6 +74,7 @@ static uint64_t cooldown_ms(const struct bb_breaker_conf *conf, uint64_t streak,
 
 static void open_for(struct bb_shm_cell *c, uint64_t now, uint64_t ms)
 {
+    atomic_fetch_add_explicit(&c->reserved[BB_BREAKER_TRIPS], 1, memory_order_relaxed);
     atomic_store_explicit(&c->open_until_ms, now + ms, memory_order_release);
     atomic_store_explicit(&c->breaker_state, BB_BREAKER_OPEN, memory_order_release);
     atomic_store_explicit(&c->reserved[R_PROBE], 0, memory_order_release);

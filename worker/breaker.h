@@ -17,6 +17,9 @@
 #include "common/config.h"
 #include "common/shm.h"
 
+/* reserved[] slot counting trips (see breaker.c) */
+#define BB_BREAKER_TRIPS 12
+
 enum bb_breaker_state { BB_BREAKER_CLOSED = 0, BB_BREAKER_HALF_OPEN = 1, BB_BREAKER_OPEN = 2 };
 
 enum bb_breaker_admit {

@@ -171,6 +171,9 @@ static json_object *cell_json(const struct bb_shm_cell *c)
         st = BB_BREAKER_HALF_OPEN; /* cooldown over: the next request probes */
     json_object_object_add(o, "state", json_object_new_string(breaker_names[st < 3 ? st : 0]));
     json_object_object_add(o, "cooldown_ms", json_object_new_int64((int64_t)wait));
+    json_object_object_add(o, "trips",
+                           json_object_new_int64(
+                               c ? (int64_t)atomic_load(&c->reserved[BB_BREAKER_TRIPS]) : 0));
     json_object_object_add(o, "inflight", json_object_new_int(c ? atomic_load(&c->inflight) : 0));
     json_object_object_add(o, "ok", json_object_new_int64(c ? (int64_t)atomic_load(&c->ok) : 0));
     json_object_object_add(o, "err", json_object_new_int64(c ? (int64_t)atomic_load(&c->err) : 0));
