@@ -175,14 +175,25 @@ providers:
     protocol: openai
     base_url: "http://127.0.0.1:$MOCK_PORT"
     api_key_env: BENCH_UPSTREAM_KEY
+  mock-anthropic:
+    protocol: anthropic
+    base_url: "http://127.0.0.1:$MOCK_PORT"
+    api_key_env: BENCH_UPSTREAM_KEY
 models:
   bench-lane:
     provider: mock
+    upstream_model: bench-model
+  xlate-lane:
+    provider: mock-anthropic
     upstream_model: bench-model
 pools:
   bench:
     members:
       - target: bench-lane
+        weight: 1
+  xlate:
+    members:
+      - target: xlate-lane
         weight: 1
 EOF
 PROVIDERS=etc/providers.yaml
@@ -204,7 +215,7 @@ else
 fi
 BB_IDLE_RSS=0
 if wait_http "http://127.0.0.1:$BB_PORT/healthz" 15; then
-  TARGETS+=("busbar $BB_PORT")
+  TARGETS+=("busbar $BB_PORT" "xlate $BB_PORT")
   sleep 0.5
   BB_IDLE_RSS=$(rss_tree "$BB_PID")
 else
@@ -217,6 +228,7 @@ for t in "${TARGETS[@]}"; do
   read -r name port <<<"$t"
   model=bench
   [ "$name" = direct ] && model=bench-model
+  [ "$name" = xlate ] && model=xlate # OpenAI in, Anthropic out (translated both ways)
   for mode in nonstream stream; do
     script=bench/chat.lua
     [ "$mode" = stream ] && script=bench/chat_stream.lua
@@ -280,7 +292,7 @@ print('%-10s %-7s %5s %10s %10s %10s %7s' % ('scenario', 'target', 'conns', 'RPS
                                              'p99 µs', 'errors'))
 for mode in ('nonstream', 'stream'):
     for conns in (1, 64):
-        for name in ('direct', 'nginx', 'busbar'):
+        for name in ('direct', 'nginx', 'busbar', 'xlate'):
             r = rows.get((name, mode, conns))
             if r is None:
                 print('%-10s %-7s %5d %10s' % (mode, name, conns, 'n/a'))
@@ -303,6 +315,23 @@ for mode in ('nonstream', 'stream'):
                                             '%.2fx' % ratio if ratio else '-',
                                             f(dp50, ' µs'), f(dp99, ' µs')))
 print()
+print('translated (OpenAI in -> Anthropic out) vs same protocol, added latency over direct:')
+for mode in ('nonstream', 'stream'):
+    for conns in (1, 64):
+        x, b, d = (rows.get((k, mode, conns)) or {} for k in ('xlate', 'busbar', 'direct'))
+        if all(v.get('p99') is not None for v in (x, b, d)):
+            xa, ba = x['p99'] - d['p99'], b['p99'] - d['p99']
+            print('%-10s %5d  xlate p99 +%s  same p99 +%s  ratio %s  xlate/nginx-less RPS %s' % (
+                mode, conns, f(xa, ' µs'), f(ba, ' µs'),
+                '%.2fx' % (xa / ba) if ba > 0 else '-',
+                '%.2fx' % (x['rps'] / b['rps']) if x.get('rps') and b.get('rps') else '-'))
+print()
 print('RSS: busbar idle %s KiB, busbar after load %s KiB (master + workers); nginx after load '
       '%s KiB (master + workers)' % (bb_idle, bb_load, ngx_rss))
 EOF
+
+# Hot-path microbenchmarks (breaker check, failover decision).
+if [ -x build-release/bench/bb-micro ]; then
+  echo
+  build-release/bench/bb-micro
+fi
