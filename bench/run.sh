@@ -321,7 +321,7 @@ for mode in ('nonstream', 'stream'):
         x, b, d = (rows.get((k, mode, conns)) or {} for k in ('xlate', 'busbar', 'direct'))
         if all(v.get('p99') is not None for v in (x, b, d)):
             xa, ba = x['p99'] - d['p99'], b['p99'] - d['p99']
-            print('%-10s %5d  xlate p99 +%s  same p99 +%s  ratio %s  xlate/nginx-less RPS %s' % (
+            print('%-10s %5d  xlate p99 +%s  same p99 +%s  ratio %s  RPS vs same %s' % (
                 mode, conns, f(xa, ' µs'), f(ba, ' µs'),
                 '%.2fx' % (xa / ba) if ba > 0 else '-',
                 '%.2fx' % (x['rps'] / b['rps']) if x.get('rps') and b.get('rps') else '-'))

@@ -10,8 +10,9 @@
  * request is pending (the read event stays armed for the connection's whole life).
  *
  * A request moves through: head parsed -> body complete -> dispatch. A provider route creates
- * an attempt record, applies the model's directives and answers through its protocol module
- * (mock.h); the response is complete when its last byte has been handed to the kernel, and
+ * an attempt record, applies the model's directives, decides the answer (text or tool calls,
+ * thinking, cached usage) and answers through its protocol module (mock.h); the response is
+ * complete when its last byte has been handed to the kernel, and
  * only then is the next pipelined request read. The connection's `after` field says what
  * happens when the output buffer drains: next stream frame, finish the request, or RST.
  *
@@ -58,19 +59,36 @@
 #define MAX_WORDS 1000000
 #define DEFAULT_CAP 100000   /* attempts kept in memory */
 #define NBUCKETS 1024        /* fail_first counters */
+#define BODY_KEEP 16384      /* request body bytes kept in the attempt log */
+#define MAX_CALLS 128        /* tools=N cap */
 
 enum outcome { OUT_PENDING, OUT_OK, OUT_FAULT, OUT_ABORTED };
 static const char *const outcome_name[] = {"pending", "ok", "fault", "aborted"};
 
+/* Request headers recorded in the attempt log (`headers`), in this order; [0] is also
+ * reported as `authorization`. */
+static const char *const hdr_names[] = {
+    "authorization", "x-api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta",
+    "content-type", "x-amz-date", "x-amz-content-sha256",
+};
+#define NHDR (sizeof hdr_names / sizeof hdr_names[0])
+
 struct attempt {
     uint64_t seq; /* 0: empty slot */
-    char *path, *model, *auth;
+    char *path, *model;
     bool stream;
     int status;
     enum outcome outcome;
     size_t body_bytes;
     double t_ms, end_ms; /* end_ms < 0: null */
+    const char *protocol;
+    char *hdr[NHDR];     /* request header values (hdr_names), NULL if absent */
+    char *tools;         /* rendered JSON array, NULL: [] */
+    char *results;       /* rendered JSON array, NULL: [] */
+    char *body;          /* the first BODY_KEEP bytes of the body (NUL-terminated) */
+    size_t body_len;
 };
+
 
 struct counter {
     struct counter *next;
@@ -102,22 +120,25 @@ struct server {
 /* What happens once the output buffer has been written out completely. */
 enum after { AFTER_NONE, AFTER_PUMP, AFTER_FINISH, AFTER_RST };
 enum timer_kind { T_NONE, T_PRE, T_PUMP, T_LINGER };
-enum stage { ST_OPEN, ST_WORDS, ST_CLOSE, ST_DONE };
+enum stage { ST_OPEN, ST_UNITS, ST_CLOSE, ST_DONE };
 
 struct directives {
     int status;
     char retry_after[32];
-    bool reset, noresponse, nodone;
-    long slowfirst, delay;              /* ms, 0 = none */
-    long words, cut, stall, malformed;  /* -1 = none */
-    long fail_first;                    /* -1 = none */
+    bool reset, noresponse, nodone, think;
+    long slowfirst, delay;                      /* ms, 0 = none */
+    long words, cut, stall, malformed, inband;  /* -1 = none */
+    long fail_first;                            /* -1 = none */
+    long tools, cached, cache_write;            /* -1 = none */
+    char errcode[64], errmsg[256];              /* "" = none */
 };
 
 struct req {
     bool active;    /* head and body read, response not complete */
     bool have_head; /* head read, waiting for the body */
     char method[16];
-    char *target, *auth;
+    char *target;
+    char *hdr[NHDR]; /* values of hdr_names, NULL if absent */
     size_t clen;
     bool http10, expect100;
     /* provider attempt; seq 0 means a non-provider route */
@@ -129,8 +150,9 @@ struct req {
     bool fault;
     bool chunked;
     enum stage stage;
-    unsigned sent, nclosed;
-    long cut_at, stall_at, malformed_at; /* in word frames, -1 none */
+    unsigned nopened, nclosed, ndone;
+    unsigned long sent, nunits;           /* content units sent / in the answer */
+    long cut_at, stall_at, malformed_at, inband_at; /* in content units, -1 none */
 };
 
 struct conn {
@@ -175,7 +197,7 @@ static char *xstrndup(const char *s, size_t n)
 void bb_mock_json_str(struct evbuffer *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    evbuffer_add(b, "\"", 1);
+    BB_MOCK_ADD(b, "\"");
     size_t run = 0; /* bytes copied verbatim in one go */
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -200,21 +222,14 @@ void bb_mock_json_str(struct evbuffer *b, const char *s, size_t n)
         evbuffer_add(b, esc, elen);
     }
     evbuffer_add(b, s + run, n - run);
-    evbuffer_add(b, "\"", 1);
+    BB_MOCK_ADD(b, "\"");
 }
 
-static void json_str0(struct evbuffer *b, const char *s)
-{
-    if (s)
-        bb_mock_json_str(b, s, strlen(s));
-    else
-        evbuffer_add(b, "null", 4);
-}
 
 void bb_mock_word(struct evbuffer *b, unsigned i)
 {
     if (i == 1) {
-        evbuffer_add(b, "Hello", 5);
+        BB_MOCK_ADD(b, "Hello");
         return;
     }
     char w[16];
@@ -233,6 +248,199 @@ unsigned long bb_mock_count_words(const char *s, size_t n)
         in = !sp;
     }
     return words;
+}
+
+void bb_mock_text(const struct bb_mock_req *r, struct evbuffer *b)
+{
+    for (unsigned i = 1; i <= r->words; i++) {
+        if (i > 1)
+            BB_MOCK_ADD(b, " ");
+        bb_mock_word(b, i);
+    }
+}
+
+struct json_object *bb_mock_get(struct json_object *o, const char *key, int type)
+{
+    struct json_object *v;
+    if (!json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
+        !json_object_is_type(v, (enum json_type)type))
+        return NULL;
+    return v;
+}
+
+const char *bb_mock_get_str(struct json_object *o, const char *key, size_t *len)
+{
+    struct json_object *v = bb_mock_get(o, key, json_type_string);
+    if (!v)
+        return NULL;
+    if (len)
+        *len = (size_t)json_object_get_string_len(v);
+    return json_object_get_string(v);
+}
+
+static bool text_part(struct json_object *part, const char **s, size_t *n)
+{
+    const char *type = bb_mock_get_str(part, "type", NULL);
+    if (type && strcmp(type, "text") && strcmp(type, "input_text") && strcmp(type, "output_text"))
+        return false;
+    *s = bb_mock_get_str(part, "text", n);
+    return *s != NULL;
+}
+
+unsigned long bb_mock_content_words(struct json_object *content)
+{
+    if (json_object_is_type(content, json_type_string))
+        return bb_mock_count_words(json_object_get_string(content),
+                                   (size_t)json_object_get_string_len(content));
+    if (!json_object_is_type(content, json_type_array))
+        return 0;
+    unsigned long n = 0;
+    size_t len = json_object_array_length(content);
+    for (size_t i = 0; i < len; i++) {
+        const char *s;
+        size_t sl;
+        if (text_part(json_object_array_get_idx(content, i), &s, &sl))
+            n += bb_mock_count_words(s, sl);
+    }
+    return n;
+}
+
+char *bb_mock_content_text(struct json_object *content)
+{
+    if (json_object_is_type(content, json_type_string))
+        return xstrndup(json_object_get_string(content),
+                        (size_t)json_object_get_string_len(content));
+    if (json_object_is_type(content, json_type_array)) {
+        struct evbuffer *b = evbuffer_new();
+        size_t len = json_object_array_length(content);
+        bool all = true;
+        for (size_t i = 0; i < len && all; i++) {
+            const char *s;
+            size_t sl;
+            if (text_part(json_object_array_get_idx(content, i), &s, &sl))
+                evbuffer_add(b, s, sl);
+            else
+                all = false;
+        }
+        if (all) {
+            size_t n = evbuffer_get_length(b);
+            char *out = xmalloc(n + 1);
+            evbuffer_remove(b, out, n);
+            out[n] = 0;
+            evbuffer_free(b);
+            return out;
+        }
+        evbuffer_free(b);
+    }
+    const char *js = json_object_to_json_string_ext(content, JSON_C_TO_STRING_PLAIN |
+                                                                 JSON_C_TO_STRING_NOSLASHESCAPE);
+    return xstrndup(js, strlen(js));
+}
+
+void bb_mock_add_tool(struct bb_mock_req *r, const char *name, size_t n)
+{
+    if (!(r->ntools & (r->ntools + 1)) || !r->tools) /* grow at 0, 1, 3, 7, ... */
+        r->tools = realloc(r->tools, (r->ntools * 2 + 2) * sizeof *r->tools);
+    if (!r->tools)
+        abort();
+    r->tools[r->ntools++] = xstrndup(name, n);
+}
+
+void bb_mock_add_result(struct bb_mock_req *r, const char *id, bool by_name, char *content)
+{
+    if (!(r->nresults & (r->nresults + 1)) || !r->results)
+        r->results = realloc(r->results, (r->nresults * 2 + 2) * sizeof *r->results);
+    if (!r->results)
+        abort();
+    struct bb_mock_result *x = &r->results[r->nresults++];
+    x->id = xstrndup(id ? id : "", id ? strlen(id) : 0);
+    x->by_name = by_name;
+    x->content = content ? content : xstrndup("", 0);
+}
+
+const char *bb_mock_call_name(const struct bb_mock_req *r, unsigned i)
+{
+    if (!r->ntools)
+        return "";
+    return r->ntools >= r->ncalls ? r->tools[i - 1] : r->tools[0];
+}
+
+void bb_mock_args_raw(struct evbuffer *b, unsigned i, unsigned piece)
+{
+    if (piece != 2)
+        BB_MOCK_ADD(b, "{\"q\":");
+    if (piece != 1)
+        evbuffer_add_printf(b, "\"w%u\"}", i);
+}
+
+void bb_mock_args_str(struct evbuffer *b, unsigned i, unsigned piece)
+{
+    if (piece == 0)
+        evbuffer_add_printf(b, "\"{\\\"q\\\":\\\"w%u\\\"}\"", i);
+    else if (piece == 1)
+        evbuffer_add_printf(b, "\"{\\\"q\\\":\"");
+    else
+        evbuffer_add_printf(b, "\"\\\"w%u\\\"}\"", i);
+}
+
+unsigned long bb_mock_answer_tokens(const struct bb_mock_req *r)
+{
+    return r->ncalls ? (unsigned long)r->ncalls * BB_MOCK_CALL_TOKENS : r->words;
+}
+
+unsigned long bb_mock_think_tokens(const struct bb_mock_req *r)
+{
+    return r->think ? BB_MOCK_THINK_TOKENS : 0;
+}
+
+const char *bb_mock_errmsg(const struct bb_mock_req *r, const char *dflt)
+{
+    return r && r->errmsg ? r->errmsg : dflt;
+}
+
+/* Append s[0..n) as a JSON string that is valid UTF-8 whatever the input: invalid bytes
+ * become U+FFFD. For request bodies in the attempt log (off the hot path). */
+static void json_str_utf8(struct evbuffer *b, const char *s, size_t n)
+{
+    size_t i = 0, run = 0;
+    struct evbuffer *t = evbuffer_new();
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(len == 4 && c > 0xf4);
+        for (size_t k = 1; ok && k < len; k++)
+            ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+        if (ok && len == 3) {
+            unsigned char c1 = (unsigned char)s[i + 1];
+            ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);
+        } else if (ok && len == 4) {
+            unsigned char c1 = (unsigned char)s[i + 1];
+            ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
+        }
+        if (ok) {
+            i += len;
+            continue;
+        }
+        evbuffer_add(t, s + run, i - run);
+        BB_MOCK_ADD(t, "\xef\xbf\xbd");
+        i++;
+        run = i;
+    }
+    evbuffer_add(t, s + run, n - run);
+    size_t tl = evbuffer_get_length(t);
+    const char *tp = (const char *)evbuffer_pullup(t, -1);
+    bb_mock_json_str(b, tl ? tp : "", tl);
+    evbuffer_free(t);
+}
+
+/* A NUL-terminated string (valid UTF-8 guaranteed) or null. */
+static void json_str0(struct evbuffer *b, const char *s)
+{
+    if (s)
+        json_str_utf8(b, s, strlen(s));
+    else
+        BB_MOCK_ADD(b, "null");
 }
 
 static const char *reason(int status)
@@ -271,37 +479,75 @@ static void att_json(const struct server *s, const struct attempt *a, struct evb
 {
     evbuffer_add_printf(b, "{\"seq\":%llu,\"name\":", (unsigned long long)a->seq);
     json_str0(b, s->name);
-    evbuffer_add(b, ",\"path\":", 8);
+    BB_MOCK_ADD(b, ",\"path\":");
     json_str0(b, a->path);
-    evbuffer_add(b, ",\"model\":", 9);
+    BB_MOCK_ADD(b, ",\"model\":");
     json_str0(b, a->model);
     evbuffer_add_printf(b, ",\"stream\":%s,\"authorization\":", a->stream ? "true" : "false");
-    json_str0(b, a->auth);
+    json_str0(b, a->hdr[0]);
     evbuffer_add_printf(b, ",\"status\":%d,\"outcome\":\"%s\",\"body_bytes\":%zu,\"t_ms\":%.3f,"
                            "\"end_ms\":", a->status, outcome_name[a->outcome], a->body_bytes,
                         a->t_ms);
     if (a->end_ms < 0)
-        evbuffer_add(b, "null}", 5);
+        BB_MOCK_ADD(b, "null");
     else
-        evbuffer_add_printf(b, "%.3f}", a->end_ms);
+        evbuffer_add_printf(b, "%.3f", a->end_ms);
+    BB_MOCK_ADD(b, ",\"protocol\":");
+    json_str0(b, a->protocol);
+    BB_MOCK_ADD(b, ",\"headers\":{");
+    for (size_t i = 0, n = 0; i < NHDR; i++) {
+        if (!a->hdr[i])
+            continue;
+        evbuffer_add_printf(b, "%s\"%s\":", n++ ? "," : "", hdr_names[i]);
+        json_str0(b, a->hdr[i]);
+    }
+    evbuffer_add_printf(b, "},\"tools\":%s,\"tool_results\":%s,\"body\":",
+                        a->tools ? a->tools : "[]", a->results ? a->results : "[]");
+    json_str_utf8(b, a->body ? a->body : "", a->body_len);
+    BB_MOCK_ADD(b, "}");
 }
 
 static void att_clear(struct attempt *a)
 {
     free(a->path);
     free(a->model);
-    free(a->auth);
+    for (size_t i = 0; i < NHDR; i++)
+        free(a->hdr[i]);
+    free(a->tools);
+    free(a->results);
+    free(a->body);
     memset(a, 0, sizeof *a);
 }
 
-static uint64_t att_new(struct server *s, const char *path, const char *auth, size_t body_bytes)
+static char *buf_string(struct evbuffer *b)
+{
+    size_t n = evbuffer_get_length(b);
+    char *s = xmalloc(n + 1);
+    evbuffer_remove(b, s, n);
+    s[n] = 0;
+    return s;
+}
+
+static uint64_t att_new(struct server *s, const char *path, char **hdr, const char *body,
+                        size_t body_bytes)
 {
     uint64_t seq = ++s->nseq;
     struct attempt *a = &s->att[(seq - 1) % s->cap];
     att_clear(a);
     a->seq = seq;
     a->path = xstrndup(path, strlen(path));
-    a->auth = auth ? xstrndup(auth, strlen(auth)) : NULL;
+    for (size_t i = 0; i < NHDR; i++) { /* the request's header values move to the record */
+        a->hdr[i] = hdr[i];
+        hdr[i] = NULL;
+    }
+    size_t keep = body_bytes;
+    if (keep > BODY_KEEP) {
+        keep = BODY_KEEP;
+        while (keep > 0 && ((unsigned char)body[keep] & 0xc0) == 0x80)
+            keep--; /* do not cut a UTF-8 sequence */
+    }
+    a->body = xstrndup(body, keep);
+    a->body_len = keep;
     a->body_bytes = body_bytes;
     a->t_ms = now_ms(s);
     a->end_ms = -1;
@@ -325,7 +571,7 @@ static void att_log(struct server *s, const struct attempt *a)
         return;
     struct evbuffer *b = evbuffer_new();
     att_json(s, a, b);
-    evbuffer_add(b, "\n", 1);
+    BB_MOCK_ADD(b, "\n");
     while (evbuffer_get_length(b) && evbuffer_write(b, s->logfd) > 0)
         ;
     evbuffer_free(b);
@@ -375,6 +621,35 @@ static unsigned long count_attempt(struct server *s, const char *k, size_t n)
     return 1;
 }
 
+/* The attempt's `tools` and `tool_results`, once the module has parsed the body. */
+static void att_tools(struct attempt *a, const struct bb_mock_req *r)
+{
+    if (!r->ntools && !r->nresults)
+        return;
+    struct evbuffer *b = evbuffer_new();
+    if (r->ntools) {
+        for (size_t i = 0; i < r->ntools; i++) {
+            evbuffer_add(b, i ? "," : "[", 1);
+            json_str_utf8(b, r->tools[i], strlen(r->tools[i]));
+        }
+        BB_MOCK_ADD(b, "]");
+        a->tools = buf_string(b);
+    }
+    if (r->nresults) {
+        for (size_t i = 0; i < r->nresults; i++) {
+            const struct bb_mock_result *x = &r->results[i];
+            evbuffer_add_printf(b, "%s{\"%s\":", i ? "," : "[", x->by_name ? "name" : "id");
+            json_str_utf8(b, x->id, strlen(x->id));
+            BB_MOCK_ADD(b, ",\"content\":");
+            json_str_utf8(b, x->content, strlen(x->content));
+            BB_MOCK_ADD(b, "}");
+        }
+        BB_MOCK_ADD(b, "]");
+        a->results = buf_string(b);
+    }
+    evbuffer_free(b);
+}
+
 static void reset_all(struct server *s)
 {
     for (size_t i = 0; i < s->cap; i++)
@@ -402,8 +677,18 @@ static void req_clear(struct conn *c)
 {
     struct req *r = &c->r;
     free(r->target);
-    free(r->auth);
+    for (size_t i = 0; i < NHDR; i++)
+        free(r->hdr[i]);
     free((char *)r->pub.model);
+    free((char *)r->pub.path_model);
+    for (size_t i = 0; i < r->pub.ntools; i++)
+        free(r->pub.tools[i]);
+    free(r->pub.tools);
+    for (size_t i = 0; i < r->pub.nresults; i++) {
+        free(r->pub.results[i].id);
+        free(r->pub.results[i].content);
+    }
+    free(r->pub.results);
     memset(r, 0, sizeof *r);
     c->after = AFTER_NONE;
     if (c->tk != T_NONE) {
@@ -566,14 +851,21 @@ static void reply_json(struct conn *c, int status, const char *json)
     evbuffer_free(b);
 }
 
+/* An error answer in protocol p's dialect (OpenAI when the request reached no provider route).
+ * extra: more header lines, or NULL. */
 static void reply_error(struct conn *c, const struct bb_mock_proto *p, int status,
-                        const char *message, const char *extra)
+                        const char *code, const char *message, const char *extra)
 {
-    struct evbuffer *b = evbuffer_new();
-    (p ? p : &bb_mock_proto_openai)->error_body(b, status, message);
+    struct evbuffer *b = evbuffer_new(), *h = evbuffer_new();
+    const struct bb_mock_req *pr = c->r.seq ? &c->r.pub : NULL;
+    (p ? p : &bb_mock_proto_openai)->error(pr, status, code, message, b, h);
+    if (extra)
+        evbuffer_add(h, extra, strlen(extra));
+    evbuffer_add(h, "", 1); /* NUL-terminate */
     c->r.fault = true;
-    reply(c, status, "application/json", b, extra);
+    reply(c, status, "application/json", b, (const char *)evbuffer_pullup(h, -1));
     evbuffer_free(b);
+    evbuffer_free(h);
 }
 
 /* ---------------------------------------------------------------- directives */
@@ -594,10 +886,24 @@ static bool dnum(const char *v, size_t n, long max, long *out)
     return true;
 }
 
+/* A printable-ASCII value into dst (size dn); `under` turns '_' into ' '. */
+static void dstr(const char *v, size_t vl, char *dst, size_t dn, bool under)
+{
+    if (!v || !vl || vl >= dn)
+        return;
+    for (size_t i = 0; i < vl; i++)
+        if (v[i] < 0x20 || v[i] >= 0x7f)
+            return;
+    for (size_t i = 0; i < vl; i++)
+        dst[i] = under && v[i] == '_' ? ' ' : v[i];
+    dst[vl] = 0;
+}
+
 static void parse_directives(const char *m, size_t n, struct directives *d)
 {
     memset(d, 0, sizeof *d);
-    d->words = d->cut = d->stall = d->malformed = d->fail_first = -1;
+    d->words = d->cut = d->stall = d->malformed = d->inband = d->fail_first = -1;
+    d->tools = d->cached = d->cache_write = -1;
     const char *end = m + n, *p = memchr(m, ';', n);
     if (!p)
         return;
@@ -613,20 +919,20 @@ static void parse_directives(const char *m, size_t n, struct directives *d)
 #define KEY(s) (kl == sizeof(s) - 1 && !memcmp(p, s, kl))
         if (KEY("status") && dnum(v, vl, 599, &x) && x >= 400)
             d->status = (int)x;
-        else if (KEY("retry_after") && v && vl && vl < sizeof d->retry_after) {
-            bool ok = true;
-            for (size_t i = 0; i < vl; i++)
-                ok = ok && v[i] >= 0x20 && v[i] < 0x7f;
-            if (ok) {
-                memcpy(d->retry_after, v, vl);
-                d->retry_after[vl] = 0;
-            }
-        } else if (KEY("reset"))
+        else if (KEY("retry_after"))
+            dstr(v, vl, d->retry_after, sizeof d->retry_after, false);
+        else if (KEY("errcode"))
+            dstr(v, vl, d->errcode, sizeof d->errcode, false);
+        else if (KEY("errmsg"))
+            dstr(v, vl, d->errmsg, sizeof d->errmsg, true);
+        else if (KEY("reset"))
             d->reset = true;
         else if (KEY("noresponse"))
             d->noresponse = true;
         else if (KEY("nodone"))
             d->nodone = true;
+        else if (KEY("think"))
+            d->think = true;
         else if (KEY("slowfirst"))
             dnum(v, vl, 3600000, &d->slowfirst);
         else if (KEY("delay"))
@@ -639,20 +945,33 @@ static void parse_directives(const char *m, size_t n, struct directives *d)
             dnum(v, vl, MAX_WORDS, &d->stall);
         else if (KEY("malformed"))
             dnum(v, vl, MAX_WORDS, &d->malformed);
+        else if (KEY("inband"))
+            dnum(v, vl, MAX_WORDS, &d->inband);
         else if (KEY("fail_first"))
             dnum(v, vl, 1000000000, &d->fail_first);
+        else if (KEY("tools"))
+            dnum(v, vl, MAX_CALLS, &d->tools);
+        else if (KEY("cached"))
+            dnum(v, vl, 1000000000, &d->cached);
+        else if (KEY("cache_write"))
+            dnum(v, vl, 1000000000, &d->cache_write);
 #undef KEY
         p = e + 1;
     }
 }
 
-/* fail_first=K: past the K-th attempt the model answers normally (only words= stays). */
+/* fail_first=K: past the K-th attempt the model answers normally; only the content directives
+ * (words, tools, think, cached, cache_write) stay. */
 static void clear_faults(struct directives *d)
 {
-    long words = d->words;
+    struct directives keep = *d;
     memset(d, 0, sizeof *d);
-    d->cut = d->stall = d->malformed = d->fail_first = -1;
-    d->words = words;
+    d->cut = d->stall = d->malformed = d->inband = d->fail_first = -1;
+    d->words = keep.words;
+    d->tools = keep.tools;
+    d->think = keep.think;
+    d->cached = keep.cached;
+    d->cache_write = keep.cache_write;
 }
 
 /* ---------------------------------------------------------------- provider requests */
@@ -666,15 +985,52 @@ static void put_frame(struct conn *c)
     if (c->r.chunked) {
         evbuffer_add_printf(c->out, "%zx\r\n", n);
         evbuffer_add_buffer(c->out, f);
-        evbuffer_add(c->out, "\r\n", 2);
+        BB_MOCK_ADD(c->out, "\r\n");
     } else {
         evbuffer_add_buffer(c->out, f);
     }
 }
 
-static long fault_at(long n, unsigned words)
+static long fault_at(long n, unsigned long units)
 {
-    return n < 0 ? -1 : (n > (long)words ? (long)words : n);
+    return n < 0 ? -1 : (n > (long)units ? (long)units : n);
+}
+
+/* Content unit k (0-based) of r's answer: the thinking block, then the words of the text or
+ * the pieces of each tool call. */
+static void unit_at(const struct req *r, unsigned long k, struct bb_mock_unit *u)
+{
+    const struct bb_mock_req *q = &r->pub;
+    unsigned think = q->think ? 1 : 0, parts = r->proto->call_parts;
+    memset(u, 0, sizeof *u);
+    if (k < think) {
+        u->kind = BB_MOCK_THINK;
+        u->i = 1;
+        u->first = u->last = true;
+    } else if (q->ncalls) {
+        u->kind = BB_MOCK_CALL;
+        u->i = (unsigned)((k - think) / parts) + 1;
+        u->part = (unsigned)((k - think) % parts);
+        u->block = think + u->i - 1;
+        u->first = u->part == 0;
+        u->last = u->part == parts - 1;
+    } else {
+        u->kind = BB_MOCK_TEXT;
+        u->i = (unsigned)(k - think) + 1;
+        u->block = think;
+        u->first = u->i == 1;
+        u->last = u->i == q->words;
+    }
+}
+
+/* The stream ends early after a fault frame: end the chunked body, finish (close follows). */
+static void end_early(struct conn *c)
+{
+    c->r.fault = true;
+    put_frame(c);
+    if (c->r.chunked)
+        BB_MOCK_ADD(c->out, "0\r\n\r\n");
+    c->after = AFTER_FINISH;
 }
 
 /* Queue the next stream frame (or nothing) and set c->after. */
@@ -686,10 +1042,13 @@ static void emit_next(struct conn *c)
     c->after = AFTER_PUMP;
     switch (r->stage) {
     case ST_OPEN:
-        p->stream_open(&r->pub, f);
-        r->stage = ST_WORDS;
-        break;
-    case ST_WORDS:
+        if (r->nopened < p->stream_nopen(&r->pub)) {
+            p->stream_open(&r->pub, r->nopened++, f);
+            break;
+        }
+        r->stage = ST_UNITS;
+        /* fall through */
+    case ST_UNITS:
         if ((long)r->sent == r->cut_at) {
             r->fault = true;
             c->after = AFTER_RST;
@@ -701,16 +1060,19 @@ static void emit_next(struct conn *c)
             return;
         }
         if ((long)r->sent == r->malformed_at) {
-            r->fault = true;
             p->stream_malformed(&r->pub, f);
-            put_frame(c);
-            if (r->chunked)
-                evbuffer_add(c->out, "0\r\n\r\n", 5);
-            c->after = AFTER_FINISH;
+            end_early(c);
             return;
         }
-        if (r->sent < r->pub.words) {
-            p->stream_word(&r->pub, ++r->sent, f);
+        if ((long)r->sent == r->inband_at) {
+            p->stream_error(&r->pub, f);
+            end_early(c);
+            return;
+        }
+        if (r->sent < r->nunits) {
+            struct bb_mock_unit u;
+            unit_at(r, r->sent++, &u);
+            p->stream_unit(&r->pub, &u, f);
             break;
         }
         r->stage = ST_CLOSE;
@@ -723,13 +1085,16 @@ static void emit_next(struct conn *c)
         r->stage = ST_DONE;
         /* fall through */
     case ST_DONE:
-        if (r->d.nodone)
+        if (r->d.nodone) {
             r->fault = true;
-        else if (p->stream_done)
-            p->stream_done(&r->pub, f);
+        } else if (r->ndone < p->stream_ndone(&r->pub)) {
+            p->stream_done(&r->pub, r->ndone++, f);
+            if (r->ndone < p->stream_ndone(&r->pub))
+                break;
+        }
         put_frame(c);
         if (r->chunked)
-            evbuffer_add(c->out, "0\r\n\r\n", 5);
+            BB_MOCK_ADD(c->out, "0\r\n\r\n");
         c->after = AFTER_FINISH;
         return;
     }
@@ -765,10 +1130,10 @@ static void stream_start(struct conn *c)
 {
     struct req *r = &c->r;
     r->chunked = !r->http10;
-    if (r->http10 || r->d.nodone || r->malformed_at >= 0)
+    if (r->http10 || r->d.nodone || r->malformed_at >= 0 || r->inband_at >= 0)
         c->close_after = true; /* the stream ends with a close: say so up front */
     evbuffer_add_printf(c->out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
-                                "%s%s\r\n", r->proto->stream_type,
+                                "%s%s\r\n", r->proto->stream_type(&r->pub),
                         r->chunked ? "Transfer-Encoding: chunked\r\n" : "", conn_header(c));
     set_status(c, 200);
     r->stage = ST_OPEN;
@@ -797,7 +1162,8 @@ static void respond(struct conn *c)
         if (r->d.retry_after[0])
             snprintf(extra, sizeof extra, "Retry-After: %s\r\n", r->d.retry_after);
         snprintf(msg, sizeof msg, "bb-mock: scripted status %d", r->d.status);
-        reply_error(c, r->proto, r->d.status, msg, extra);
+        reply_error(c, r->proto, r->d.status, r->pub.errcode, bb_mock_errmsg(&r->pub, msg),
+                    extra);
         return;
     }
     if (!r->pub.stream) {
@@ -827,49 +1193,112 @@ static struct json_object *parse_body(struct server *s, const char *body, size_t
     return NULL;
 }
 
-static void provider(struct conn *c, const struct bb_mock_proto *p, const char *body, size_t len)
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = (char)(ch | 0x20);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Percent-decode s[0..n) into a new string. */
+static char *url_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+            (lo = hexval(s[i + 2])) >= 0) {
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+static const struct route {
+    const char *prefix, *suffix; /* suffix NULL: the path is exactly prefix; else prefix X suffix */
+    const struct bb_mock_proto *proto;
+    bool stream;                 /* the route asks for a stream (Gemini, Bedrock) */
+} routes[] = {
+    {"/v1/chat/completions", NULL, &bb_mock_proto_openai, false},
+    {"/v1/responses", NULL, &bb_mock_proto_responses, false},
+    {"/v1/messages", NULL, &bb_mock_proto_anthropic, false},
+    {"/v2/chat", NULL, &bb_mock_proto_cohere, false},
+    {"/v1beta/models/", ":generateContent", &bb_mock_proto_gemini, false},
+    {"/v1beta/models/", ":streamGenerateContent", &bb_mock_proto_gemini, true},
+    {"/v1/models/", ":generateContent", &bb_mock_proto_gemini, false},
+    {"/v1/models/", ":streamGenerateContent", &bb_mock_proto_gemini, true},
+    {"/model/", "/converse", &bb_mock_proto_bedrock, false},
+    {"/model/", "/converse-stream", &bb_mock_proto_bedrock, true},
+};
+
+static void provider(struct conn *c, const struct route *rt, const char *body, size_t len)
 {
     struct server *s = c->srv;
     struct req *r = &c->r;
+    const struct bb_mock_proto *p = rt->proto;
     r->proto = p;
-    r->seq = att_new(s, r->target, r->auth, len);
+    r->seq = att_new(s, r->target, r->hdr, body, len);
     r->gen = s->gen;
     r->pub.seq = r->seq;
+    struct attempt *a = att_of(c);
+    assert(a);
+    a->protocol = p->name;
+    const char *q = strchr(r->target, '?');
+    r->pub.query = q ? q + 1 : "";
+    if (rt->suffix) {
+        size_t pl = strlen(rt->prefix), sl = strlen(rt->suffix);
+        size_t plen = q ? (size_t)(q - r->target) : strlen(r->target);
+        r->pub.path_model = url_decode(r->target + pl, plen - pl - sl);
+        r->pub.path_stream = rt->stream;
+    }
 
     struct json_object *o = parse_body(s, body, len);
     if (!o) {
-        reply_error(c, p, 400, "We could not parse the JSON body of your request. (HINT: This "
-                    "likely means you aren't using your HTTP library correctly. The OpenAI API "
-                    "expects a JSON payload, but what was sent was not valid JSON.)", NULL);
+        reply_error(c, p, 400, NULL, p->bad_json, NULL);
         return;
     }
     const char *msg = NULL;
     int prc = p->parse(&r->pub, o, &msg);
     json_object_put(o);
-    struct attempt *a = att_of(c);
-    assert(a);
     if (r->pub.model)
         a->model = xstrndup(r->pub.model, r->pub.model_len);
     a->stream = r->pub.stream;
+    att_tools(a, &r->pub);
     if (prc < 0) {
-        reply_error(c, p, 400, msg, NULL);
+        reply_error(c, p, 400, NULL, msg, NULL);
         return;
     }
 
-    parse_directives(r->pub.model, r->pub.model_len, &r->d);
+    struct bb_mock_req *pub = &r->pub;
+    parse_directives(pub->model, pub->model_len, &r->d);
     if (r->d.fail_first >= 0 &&
-        count_attempt(s, r->pub.model, r->pub.model_len) > (unsigned long)r->d.fail_first)
+        count_attempt(s, pub->model, pub->model_len) > (unsigned long)r->d.fail_first)
         clear_faults(&r->d);
-    r->pub.words = r->d.words >= 0 ? (unsigned)r->d.words : DEFAULT_WORDS;
-    r->cut_at = fault_at(r->d.cut, r->pub.words);
-    r->stall_at = fault_at(r->d.stall, r->pub.words);
-    r->malformed_at = fault_at(r->d.malformed, r->pub.words);
+    if (pub->ntools && !pub->last_is_result && r->d.tools != 0)
+        pub->ncalls = r->d.tools > 0 ? (unsigned)r->d.tools : 1;
+    pub->words = pub->ncalls ? 0 : r->d.words >= 0 ? (unsigned)r->d.words : DEFAULT_WORDS;
+    pub->think = r->d.think || pub->want_think;
+    pub->cached = r->d.cached > 0 ? (unsigned long)r->d.cached : 0;
+    pub->cache_write = r->d.cache_write > 0 ? (unsigned long)r->d.cache_write : 0;
+    pub->errcode = r->d.errcode[0] ? r->d.errcode : NULL;
+    pub->errmsg = r->d.errmsg[0] ? r->d.errmsg : NULL;
+    r->nunits = (pub->think ? 1 : 0) +
+                (pub->ncalls ? (unsigned long)pub->ncalls * p->call_parts : pub->words);
+    r->cut_at = fault_at(r->d.cut, r->nunits);
+    r->stall_at = fault_at(r->d.stall, r->nunits);
+    r->malformed_at = fault_at(r->d.malformed, r->nunits);
+    r->inband_at = fault_at(r->d.inband, r->nunits);
 
     if (r->d.noresponse && !r->d.reset) {
         r->fault = true;
         return; /* pending until the client goes away */
     }
-    if (r->d.slowfirst > 0 && (!r->pub.stream || r->d.status || r->d.reset)) {
+    if (r->d.slowfirst > 0 && (!pub->stream || r->d.status || r->d.reset)) {
         arm(c, T_PRE, r->d.slowfirst);
         return;
     }
@@ -878,16 +1307,18 @@ static void provider(struct conn *c, const struct bb_mock_proto *p, const char *
 
 /* ---------------------------------------------------------------- HTTP/1.1 */
 
-static const struct {
-    const char *path;
-    const struct bb_mock_proto *proto;
-} routes[] = {
-    {"/v1/chat/completions", &bb_mock_proto_openai},
-};
-
 static bool path_is(const char *target, size_t plen, const char *path)
 {
     return strlen(path) == plen && !memcmp(target, path, plen);
+}
+
+static bool route_is(const struct route *rt, const char *target, size_t plen)
+{
+    if (!rt->suffix)
+        return path_is(target, plen, rt->prefix);
+    size_t pl = strlen(rt->prefix), sl = strlen(rt->suffix);
+    return plen > pl + sl && !memcmp(target, rt->prefix, pl) &&
+           !memcmp(target + plen - sl, rt->suffix, sl);
 }
 
 static void reply_attempts(struct conn *c, const char *query)
@@ -901,14 +1332,14 @@ static void reply_attempts(struct conn *c, const char *query)
     if (first <= since)
         first = since + 1;
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add(b, "{\"attempts\":[", 13);
+    BB_MOCK_ADD(b, "{\"attempts\":[");
     for (uint64_t seq = first; seq <= s->nseq; seq++) {
         const struct attempt *a = &s->att[(seq - 1) % s->cap];
         if (seq != first)
-            evbuffer_add(b, ",", 1);
+            BB_MOCK_ADD(b, ",");
         att_json(s, a, b);
     }
-    evbuffer_add(b, "]}", 2);
+    BB_MOCK_ADD(b, "]}");
     reply(c, 200, "application/json", b, NULL);
     evbuffer_free(b);
 }
@@ -921,11 +1352,12 @@ static void dispatch(struct conn *c, const char *body, size_t len)
     bool post = !strcmp(r->method, "POST"), get = !strcmp(r->method, "GET");
 
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (path_is(r->target, plen, routes[i].path)) {
+        if (route_is(&routes[i], r->target, plen)) {
             if (post)
-                provider(c, routes[i].proto, body, len);
+                provider(c, &routes[i], body, len);
             else
-                reply_error(c, routes[i].proto, 405, "method not allowed", "Allow: POST\r\n");
+                reply_error(c, routes[i].proto, 405, NULL, "method not allowed",
+                            "Allow: POST\r\n");
             return;
         }
     }
@@ -937,7 +1369,7 @@ static void dispatch(struct conn *c, const char *body, size_t len)
     } else if (path_is(r->target, plen, "/_mock/health") && get) {
         reply_json(c, 200, "{\"ok\":true}");
     } else {
-        reply_error(c, NULL, 404, "bb-mock: no such route", NULL);
+        reply_error(c, NULL, 404, NULL, "bb-mock: no such route", NULL);
     }
 }
 
@@ -1013,11 +1445,16 @@ static int parse_head(struct conn *c, const char *h, size_t n)
                 keepalive = false;
             else if (has_token(v, vn, "keep-alive"))
                 keepalive = true;
-        } else if (hdr_is(p, nl, "authorization")) {
-            if (!r->auth)
-                r->auth = xstrndup(v, vn);
         } else if (hdr_is(p, nl, "expect")) {
             r->expect100 = vn == 12 && !strncasecmp(v, "100-continue", 12);
+        } else {
+            for (size_t i = 0; i < NHDR; i++) {
+                if (hdr_is(p, nl, hdr_names[i])) {
+                    if (!r->hdr[i])
+                        r->hdr[i] = xstrndup(v, vn);
+                    break;
+                }
+            }
         }
         p = le + 2;
     }
@@ -1031,7 +1468,7 @@ static void bad_request(struct conn *c, int status)
     c->close_after = true;
     const char *msg = status == 411 ? "bb-mock: chunked request bodies are not supported"
                                     : "bb-mock: malformed HTTP request";
-    reply_error(c, NULL, status, msg, NULL);
+    reply_error(c, NULL, status, NULL, msg, NULL);
 }
 
 /* Read requests from the input buffer until one is pending or the input runs out. */
@@ -1070,7 +1507,7 @@ static void conn_process(struct conn *c)
             }
             r->have_head = true;
             if (r->expect100 && evbuffer_get_length(c->in) < r->clen) {
-                evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+                BB_MOCK_ADD(c->out, "HTTP/1.1 100 Continue\r\n\r\n");
                 if (conn_send(c) < 0) {
                     conn_fail(c);
                     return;

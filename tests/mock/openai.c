@@ -1,7 +1,9 @@
 /*
  * bb-mock OpenAI chat completions: reads a /v1/chat/completions body and renders
  * chat.completion objects, chat.completion.chunk SSE frames and OpenAI error bodies, shaped
- * exactly as api.openai.com sends them so the official SDK parses them. Single-threaded.
+ * exactly as api.openai.com sends them so the official SDK parses them. Tool calls stream as
+ * tool_calls deltas; thinking is the `reasoning_content` field (as OpenAI-compatible reasoning
+ * servers send it). Single-threaded.
  */
 #include "mock.h"
 
@@ -13,98 +15,151 @@
 #define CREATED "1700000000"
 #define FINGERPRINT "fp_mock"
 
-static unsigned long content_words(struct json_object *content)
-{
-    if (json_object_is_type(content, json_type_string))
-        return bb_mock_count_words(json_object_get_string(content),
-                                   (size_t)json_object_get_string_len(content));
-    if (!json_object_is_type(content, json_type_array))
-        return 0;
-    unsigned long n = 0;
-    size_t len = json_object_array_length(content);
-    for (size_t i = 0; i < len; i++) {
-        struct json_object *part = json_object_array_get_idx(content, i), *text;
-        if (json_object_is_type(part, json_type_object) &&
-            json_object_object_get_ex(part, "text", &text) &&
-            json_object_is_type(text, json_type_string))
-            n += bb_mock_count_words(json_object_get_string(text),
-                                     (size_t)json_object_get_string_len(text));
-    }
-    return n;
-}
-
 static int oa_parse(struct bb_mock_req *r, struct json_object *body, const char **msg)
 {
-    struct json_object *v;
-    if (!json_object_object_get_ex(body, "model", &v) ||
-        !json_object_is_type(v, json_type_string)) {
+    const char *model = bb_mock_get_str(body, "model", &r->model_len);
+    if (!model) {
         *msg = "you must provide a model parameter";
         return -1;
     }
-    r->model_len = (size_t)json_object_get_string_len(v);
-    r->model = strndup(json_object_get_string(v), r->model_len);
-    if (!json_object_object_get_ex(body, "messages", &v) ||
-        !json_object_is_type(v, json_type_array)) {
+    r->model = strndup(model, r->model_len);
+    struct json_object *msgs = bb_mock_get(body, "messages", json_type_array), *v;
+    if (!msgs) {
         *msg = "'messages' is a required property";
         return -1;
     }
-    size_t len = json_object_array_length(v);
+    size_t len = json_object_array_length(msgs);
     for (size_t i = 0; i < len; i++) {
-        struct json_object *m = json_object_array_get_idx(v, i), *content;
-        if (json_object_is_type(m, json_type_object) &&
-            json_object_object_get_ex(m, "content", &content))
-            r->prompt_tokens += content_words(content);
+        struct json_object *m = json_object_array_get_idx(msgs, i), *content = NULL;
+        const char *role = bb_mock_get_str(m, "role", NULL);
+        json_object_object_get_ex(m, "content", &content);
+        bool result = role && (!strcmp(role, "tool") || !strcmp(role, "function"));
+        if (result) {
+            const char *id = bb_mock_get_str(m, "tool_call_id", NULL);
+            bool by_name = !id;
+            if (by_name)
+                id = bb_mock_get_str(m, "name", NULL);
+            bb_mock_add_result(r, id, by_name, bb_mock_content_text(content));
+        } else if (content) {
+            r->prompt_tokens += bb_mock_content_words(content);
+        }
+        if (i == len - 1)
+            r->last_is_result = result;
     }
-    if (json_object_object_get_ex(body, "stream", &v) && json_object_is_type(v, json_type_boolean))
+    struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
+    for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
+        struct json_object *fn = bb_mock_get(json_object_array_get_idx(tools, i), "function",
+                                             json_type_object);
+        size_t n;
+        const char *name = bb_mock_get_str(fn, "name", &n);
+        if (name)
+            bb_mock_add_tool(r, name, n);
+    }
+    struct json_object *fns = bb_mock_get(body, "functions", json_type_array);
+    for (size_t i = 0; fns && i < json_object_array_length(fns); i++) {
+        size_t n;
+        const char *name = bb_mock_get_str(json_object_array_get_idx(fns, i), "name", &n);
+        if (name)
+            bb_mock_add_tool(r, name, n);
+    }
+    const char *effort = bb_mock_get_str(body, "reasoning_effort", NULL);
+    r->want_think = effort && strcmp(effort, "none");
+    if ((v = bb_mock_get(body, "stream", json_type_boolean)))
         r->stream = json_object_get_boolean(v);
-    struct json_object *iu;
-    if (json_object_object_get_ex(body, "stream_options", &v) &&
-        json_object_is_type(v, json_type_object) &&
-        json_object_object_get_ex(v, "include_usage", &iu) &&
-        json_object_is_type(iu, json_type_boolean))
-        r->include_usage = json_object_get_boolean(iu);
+    if ((v = bb_mock_get(bb_mock_get(body, "stream_options", json_type_object), "include_usage",
+                         json_type_boolean)))
+        r->include_usage = json_object_get_boolean(v);
     return 0;
 }
 
-static void oa_error_body(struct evbuffer *b, int status, const char *message)
+void bb_mock_openai_error(const struct bb_mock_req *r, int status, const char *code,
+                          const char *message, struct evbuffer *b, struct evbuffer *hdrs)
 {
-    const char *type = "invalid_request_error", *code = "null";
+    const char *type = "invalid_request_error", *dcode = NULL;
     switch (status) {
-    case 401: type = "authentication_error"; code = "\"invalid_api_key\""; break;
+    case 401: type = "authentication_error"; dcode = "invalid_api_key"; break;
     case 403: type = "permission_error"; break;
-    case 404: type = "not_found_error"; code = "\"model_not_found\""; break;
-    case 429: type = "rate_limit_exceeded"; code = "\"rate_limit_exceeded\""; break;
+    case 404: type = "not_found_error"; dcode = "model_not_found"; break;
+    case 429: type = "rate_limit_exceeded"; dcode = "rate_limit_exceeded"; break;
     default:
         if (status >= 500)
             type = "server_error";
     }
+    if (!code)
+        code = dcode;
     evbuffer_add_printf(b, "{\"error\":{\"message\":");
     bb_mock_json_str(b, message, strlen(message));
-    evbuffer_add_printf(b, ",\"type\":\"%s\",\"param\":null,\"code\":%s}}", type, code);
+    evbuffer_add_printf(b, ",\"type\":\"%s\",\"param\":null,\"code\":", type);
+    if (code)
+        bb_mock_json_str(b, code, strlen(code));
+    else
+        BB_MOCK_ADD(b, "null");
+    BB_MOCK_ADD(b, "}}");
 }
 
+/* The usage object. The details objects appear when they have something to say (cached or
+ * cache-write tokens, reasoning tokens), so the plain answer stays as small as it was: the
+ * benchmark's hot path. */
 static void usage(const struct bb_mock_req *r, struct evbuffer *b)
 {
-    evbuffer_add_printf(b,
-        "\"usage\":{\"prompt_tokens\":%lu,\"completion_tokens\":%u,\"total_tokens\":%lu}",
-        r->prompt_tokens, r->words, r->prompt_tokens + r->words);
+    unsigned long in = r->prompt_tokens + r->cached + r->cache_write;
+    unsigned long out = bb_mock_answer_tokens(r) + bb_mock_think_tokens(r);
+    evbuffer_add_printf(b, "\"usage\":{\"prompt_tokens\":%lu,\"completion_tokens\":%lu,"
+                           "\"total_tokens\":%lu", in, out, in + out);
+    if (r->cached || r->cache_write)
+        evbuffer_add_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%lu,"
+                               "\"audio_tokens\":0}", r->cached);
+    if (r->think)
+        evbuffer_add_printf(b, ",\"completion_tokens_details\":{\"reasoning_tokens\":%lu,"
+                               "\"audio_tokens\":0,\"accepted_prediction_tokens\":0,"
+                               "\"rejected_prediction_tokens\":0}", bb_mock_think_tokens(r));
+    BB_MOCK_ADD(b, "}");
 }
 
-static void oa_response(const struct bb_mock_req *r, struct evbuffer *b)
+static const char *finish(const struct bb_mock_req *r)
+{
+    return r->ncalls ? "tool_calls" : "stop";
+}
+
+static void oa_response(struct bb_mock_req *r, struct evbuffer *b)
 {
     evbuffer_add_printf(b, "{\"id\":\"chatcmpl-mock-%llu\",\"object\":\"chat.completion\","
                            "\"created\":" CREATED ",\"model\":", (unsigned long long)r->seq);
     bb_mock_json_str(b, r->model, r->model_len);
     evbuffer_add_printf(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
-                           "\"content\":\"");
-    for (unsigned i = 1; i <= r->words; i++) {
-        if (i > 1)
-            evbuffer_add(b, " ", 1);
-        bb_mock_word(b, i);
+                           "\"content\":");
+    if (r->ncalls) {
+        BB_MOCK_ADD(b, "null");
+    } else {
+        BB_MOCK_ADD(b, "\"");
+        bb_mock_text(r, b);
+        BB_MOCK_ADD(b, "\"");
     }
-    evbuffer_add_printf(b, "\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],");
+    if (r->think)
+        evbuffer_add_printf(b, ",\"reasoning_content\":\"" BB_MOCK_THINK_TEXT "\"");
+    if (r->ncalls) {
+        BB_MOCK_ADD(b, ",\"tool_calls\":[");
+        for (unsigned i = 1; i <= r->ncalls; i++) {
+            evbuffer_add_printf(b, "%s{\"id\":\"call_mock%llu_%u\",\"type\":\"function\","
+                                   "\"function\":{\"name\":", i > 1 ? "," : "",
+                                (unsigned long long)r->seq, i);
+            const char *name = bb_mock_call_name(r, i);
+            bb_mock_json_str(b, name, strlen(name));
+            BB_MOCK_ADD(b, ",\"arguments\":");
+            bb_mock_args_str(b, i, 0);
+            BB_MOCK_ADD(b, "}}");
+        }
+        BB_MOCK_ADD(b, "]");
+    }
+    evbuffer_add_printf(b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"%s\"}],",
+                        finish(r));
     usage(r, b);
     evbuffer_add_printf(b, ",\"system_fingerprint\":\"" FINGERPRINT "\"}");
+}
+
+static const char *oa_stream_type(const struct bb_mock_req *r)
+{
+    return "text/event-stream";
 }
 
 /* "data: {chunk head" up to and including `"choices":` */
@@ -125,20 +180,50 @@ static void chunk_tail(const struct bb_mock_req *r, struct evbuffer *b)
         evbuffer_add_printf(b, "}\n\n");
 }
 
-static void oa_stream_open(const struct bb_mock_req *r, struct evbuffer *b)
+static unsigned oa_stream_nopen(const struct bb_mock_req *r)
+{
+    return 1;
+}
+
+static void oa_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b)
 {
     chunk_head(r, b);
-    evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\","
-                           "\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]");
+    evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":%s,"
+                           "\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]",
+                        r->ncalls ? "null" : "\"\"");
     chunk_tail(r, b);
 }
 
-static void oa_stream_word(const struct bb_mock_req *r, unsigned i, struct evbuffer *b)
+static void oa_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
+                           struct evbuffer *b)
 {
     chunk_head(r, b);
-    evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{\"content\":\"%s", i > 1 ? " " : "");
-    bb_mock_word(b, i);
-    evbuffer_add_printf(b, "\"},\"logprobs\":null,\"finish_reason\":null}]");
+    evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{");
+    switch (u->kind) {
+    case BB_MOCK_THINK:
+        evbuffer_add_printf(b, "\"reasoning_content\":\"" BB_MOCK_THINK_TEXT "\"");
+        break;
+    case BB_MOCK_TEXT:
+        evbuffer_add_printf(b, "\"content\":\"%s", u->i > 1 ? " " : "");
+        bb_mock_word(b, u->i);
+        BB_MOCK_ADD(b, "\"");
+        break;
+    case BB_MOCK_CALL:
+        evbuffer_add_printf(b, "\"tool_calls\":[{\"index\":%u,", u->i - 1);
+        if (u->part == 0) {
+            const char *name = bb_mock_call_name(r, u->i);
+            evbuffer_add_printf(b, "\"id\":\"call_mock%llu_%u\",\"type\":\"function\","
+                                   "\"function\":{\"name\":", (unsigned long long)r->seq, u->i);
+            bb_mock_json_str(b, name, strlen(name));
+            evbuffer_add_printf(b, ",\"arguments\":\"\"}}]");
+        } else {
+            evbuffer_add_printf(b, "\"function\":{\"arguments\":");
+            bb_mock_args_str(b, u->i, u->part);
+            BB_MOCK_ADD(b, "}}]");
+        }
+        break;
+    }
+    evbuffer_add_printf(b, "},\"logprobs\":null,\"finish_reason\":null}]");
     chunk_tail(r, b);
 }
 
@@ -147,12 +232,12 @@ static unsigned oa_stream_nclose(const struct bb_mock_req *r)
     return r->include_usage ? 2 : 1;
 }
 
-static void oa_stream_close(const struct bb_mock_req *r, unsigned k, struct evbuffer *b)
+static void oa_stream_close(struct bb_mock_req *r, unsigned k, struct evbuffer *b)
 {
     chunk_head(r, b);
     if (k == 0) {
         evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{},\"logprobs\":null,"
-                               "\"finish_reason\":\"stop\"}]");
+                               "\"finish_reason\":\"%s\"}]", finish(r));
         chunk_tail(r, b);
     } else {
         evbuffer_add_printf(b, "[],");
@@ -161,26 +246,51 @@ static void oa_stream_close(const struct bb_mock_req *r, unsigned k, struct evbu
     }
 }
 
-static void oa_stream_done(const struct bb_mock_req *r, struct evbuffer *b)
+static unsigned oa_stream_ndone(const struct bb_mock_req *r)
+{
+    return 1;
+}
+
+static void oa_stream_done(struct bb_mock_req *r, unsigned k, struct evbuffer *b)
 {
     evbuffer_add_printf(b, "data: [DONE]\n\n");
 }
 
-static void oa_stream_malformed(const struct bb_mock_req *r, struct evbuffer *b)
+static void oa_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
 {
     evbuffer_add_printf(b, "data: {not json\n\n");
 }
 
+static void oa_stream_error(struct bb_mock_req *r, struct evbuffer *b)
+{
+    const char *msg = bb_mock_errmsg(r, "bb-mock: scripted in-band error");
+    evbuffer_add_printf(b, "data: {\"error\":{\"message\":");
+    bb_mock_json_str(b, msg, strlen(msg));
+    evbuffer_add_printf(b, ",\"type\":\"server_error\",\"param\":null,\"code\":");
+    if (r->errcode)
+        bb_mock_json_str(b, r->errcode, strlen(r->errcode));
+    else
+        BB_MOCK_ADD(b, "null");
+    evbuffer_add_printf(b, "}}\n\n");
+}
+
 const struct bb_mock_proto bb_mock_proto_openai = {
     .name = "openai",
+    .bad_json = "We could not parse the JSON body of your request. (HINT: This likely means you "
+                "aren't using your HTTP library correctly. The OpenAI API expects a JSON "
+                "payload, but what was sent was not valid JSON.)",
     .parse = oa_parse,
-    .error_body = oa_error_body,
+    .error = bb_mock_openai_error,
     .response = oa_response,
-    .stream_type = "text/event-stream",
+    .stream_type = oa_stream_type,
+    .call_parts = 3,
+    .stream_nopen = oa_stream_nopen,
     .stream_open = oa_stream_open,
-    .stream_word = oa_stream_word,
+    .stream_unit = oa_stream_unit,
     .stream_nclose = oa_stream_nclose,
     .stream_close = oa_stream_close,
+    .stream_ndone = oa_stream_ndone,
     .stream_done = oa_stream_done,
     .stream_malformed = oa_stream_malformed,
+    .stream_error = oa_stream_error,
 };

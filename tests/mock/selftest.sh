@@ -72,6 +72,7 @@ check "plain: object" has "$TMP/plain.out" '"id":"chatcmpl-mock-1","object":"cha
 check "plain: content" has "$TMP/plain.out" '"message":{"role":"assistant","content":"Hello w2 w3 w4 w5 w6 w7 w8","refusal":null},"logprobs":null,"finish_reason":"stop"'
 check "plain: usage" has "$TMP/plain.out" '"usage":{"prompt_tokens":3,"completion_tokens":8,"total_tokens":11}'
 check "plain: attempt" has "$TMP/att" '"seq":1,"name":"selftest","path":"/v1/chat/completions","model":"gpt-x","stream":false,"authorization":"Bearer sk-self","status":200,"outcome":"ok"'
+check "plain: attempt protocol, headers, tools, body" has "$TMP/att" '"protocol":"openai","headers":{"authorization":"Bearer sk-self","content-type":"application/json"},"tools":[],"tool_results":[],"body":"{\"model\":\"gpt-x\",'
 
 post words 'm;words=3' false
 check "words=3" has "$TMP/words.out" '"content":"Hello w2 w3"'
@@ -130,7 +131,7 @@ CPID=$!
 sleep 0.5
 curl -sS "$BASE/_mock/attempts?since=$((SEQ))" -o "$TMP/att"
 check "noresponse: pending" has "$TMP/att" '"outcome":"pending","body_bytes":'
-check "noresponse: end_ms null" has "$TMP/att" '"end_ms":null}'
+check "noresponse: end_ms null" has "$TMP/att" '"end_ms":null,"protocol":"openai"'
 wait $CPID
 SEQ=$((SEQ + 1))
 attempt 0.2
@@ -201,6 +202,478 @@ check "keep-alive: connection reused" grep -q 'Re-using existing connection' "$T
 # --- unknown route, wrong method
 check "unknown route: 404" [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/nope")" = 404 ]
 check "GET on provider route: 405" [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL")" = 405 ]
+
+# --- errcode / errmsg, the think directive, body truncation in the log (OpenAI)
+post ctx 'm;status=400;errcode=context_length_exceeded;errmsg=prompt_is_too_long' false
+check "errcode: OpenAI code" has "$TMP/ctx.out" '"message":"prompt is too long","type":"invalid_request_error","param":null,"code":"context_length_exceeded"}'
+post thinkd 'm;think;words=2' false
+check "think directive: reasoning_content" has "$TMP/thinkd.out" '"content":"Hello w2","reasoning_content":"Let me think."'
+check "think directive: reasoning tokens" has "$TMP/thinkd.out" '"completion_tokens":5,'
+SEQ=$((SEQ + 1))
+big=$(head -c 20000 /dev/zero | tr '\0' 'x')
+printf '{"model":"m","messages":[{"role":"user","content":"%s"}]}' "$big" >"$TMP/big.json"
+curl -sS "$URL" -o /dev/null --data-binary @"$TMP/big.json"
+attempt
+check "log body truncated to 16 KiB" [ "$(python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))["attempts"][0]; print(len(a["body"]), a["body_bytes"])' "$TMP/att")" = "16384 $(wc -c <"$TMP/big.json")" ]
+
+# ================================================================ every protocol
+# Each route x (json, stream[, array]) x case. Cases: plain, tools (tools=2: two parallel calls),
+# result (the last message is a tool result), think (asked for in the request), cached
+# (cached=5;cache_write=2), inband (inband=0), nodone, s429 (status=429), malformed
+# (malformed=1). All models carry words=3, so the text is "Hello w2 w3" and the prompt is the
+# 3 words "one two three".
+
+U='{"role":"user","content":"one two three"}'
+TOOLS_OA='[{"type":"function","function":{"name":"get_weather","parameters":{}}},{"type":"function","function":{"name":"get_time"}}]'
+body_openai() { # MODEL STREAM CASE
+    local x=',"stream_options":{"include_usage":true}' m="[$U]"
+    case $3 in
+    tools) x="$x,\"tools\":$TOOLS_OA" ;;
+    result) x="$x,\"tools\":$TOOLS_OA"
+        m="[$U,{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_x1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_x1\",\"content\":\"sunny\"}]" ;;
+    think) x="$x,\"reasoning_effort\":\"low\"" ;;
+    esac
+    printf '{"model":"%s","stream":%s,"messages":%s%s}' "$1" "$2" "$m" "$x"
+}
+body_responses() {
+    local x='' i='"one two three"'
+    case $3 in
+    tools) x=',"tools":[{"type":"function","name":"get_weather"},{"type":"function","name":"get_time"}]' ;;
+    result) x=',"tools":[{"type":"function","name":"get_weather"},{"type":"function","name":"get_time"}]'
+        i="[$U,{\"type\":\"function_call\",\"call_id\":\"call_x1\",\"name\":\"get_weather\",\"arguments\":\"{}\"},{\"type\":\"function_call_output\",\"call_id\":\"call_x1\",\"output\":\"sunny\"}]" ;;
+    think) x=',"reasoning":{"effort":"low"}' ;;
+    esac
+    printf '{"model":"%s","stream":%s,"input":%s%s}' "$1" "$2" "$i" "$x"
+}
+body_anthropic() {
+    local x='' m="[$U]" t='[{"name":"get_weather","input_schema":{}},{"name":"get_time","input_schema":{}}]'
+    case $3 in
+    tools) x=",\"tools\":$t" ;;
+    result) x=",\"tools\":$t"
+        m="[$U,{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"toolu_x1\",\"name\":\"get_weather\",\"input\":{}}]},{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"toolu_x1\",\"content\":[{\"type\":\"text\",\"text\":\"sunny\"}]}]}]" ;;
+    think) x=',"thinking":{"type":"enabled","budget_tokens":1024}' ;;
+    esac
+    printf '{"model":"%s","max_tokens":100,"stream":%s,"messages":%s%s}' "$1" "$2" "$m" "$x"
+}
+body_gemini() {
+    local x='' c='[{"role":"user","parts":[{"text":"one two three"}]}]'
+    local t='[{"functionDeclarations":[{"name":"get_weather"},{"name":"get_time"}]}]'
+    case $3 in
+    tools) x=",\"tools\":$t" ;;
+    result) x=",\"tools\":$t"
+        c='[{"role":"user","parts":[{"text":"one two three"}]},{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{}}}]},{"role":"user","parts":[{"functionResponse":{"name":"get_weather","response":{"result":"sunny"}}}]}]' ;;
+    think) x=',"generationConfig":{"thinkingConfig":{"includeThoughts":true}}' ;;
+    esac
+    printf '{"contents":%s%s}' "$c" "$x"
+}
+body_bedrock() {
+    local x='' m='[{"role":"user","content":[{"text":"one two three"}]}]'
+    local t='{"tools":[{"toolSpec":{"name":"get_weather","inputSchema":{"json":{}}}},{"toolSpec":{"name":"get_time","inputSchema":{"json":{}}}}]}'
+    case $3 in
+    tools) x=",\"toolConfig\":$t" ;;
+    result) x=",\"toolConfig\":$t"
+        m='[{"role":"user","content":[{"text":"one two three"}]},{"role":"assistant","content":[{"toolUse":{"toolUseId":"tooluse_x1","name":"get_weather","input":{}}}]},{"role":"user","content":[{"toolResult":{"toolUseId":"tooluse_x1","content":[{"text":"sunny"}]}}]}]' ;;
+    think) x=',"additionalModelRequestFields":{"thinking":{"type":"enabled","budget_tokens":1024}}' ;;
+    esac
+    printf '{"messages":%s%s}' "$m" "$x"
+}
+body_cohere() {
+    local x='' m="[$U]" t='[{"type":"function","function":{"name":"get_weather"}},{"type":"function","function":{"name":"get_time"}}]'
+    case $3 in
+    tools) x=",\"tools\":$t" ;;
+    result) x=",\"tools\":$t"
+        m="[$U,{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"call_x1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"call_x1\",\"content\":\"sunny\"}]" ;;
+    think) x=',"thinking":{"type":"enabled"}' ;;
+    esac
+    printf '{"model":"%s","stream":%s,"messages":%s%s}' "$1" "$2" "$m" "$x"
+}
+url_of() { # PROTO MODEL MODE
+    case $1 in
+    openai) echo "$BASE/v1/chat/completions" ;;
+    responses) echo "$BASE/v1/responses" ;;
+    anthropic) echo "$BASE/v1/messages" ;;
+    cohere) echo "$BASE/v2/chat" ;;
+    gemini) case $3 in
+        json) echo "$BASE/v1beta/models/$2:generateContent" ;;
+        stream) echo "$BASE/v1beta/models/$2:streamGenerateContent?alt=sse" ;;
+        array) echo "$BASE/v1/models/$2:streamGenerateContent" ;;
+        esac ;;
+    bedrock) if [ "$3" = json ]; then echo "$BASE/model/$2/converse"; else echo "$BASE/model/$2/converse-stream"; fi ;;
+    esac
+}
+directive_of() {
+    case $1 in
+    tools) echo ';tools=2' ;; cached) echo ';cached=5;cache_write=2' ;; inband) echo ';inband=0' ;;
+    nodone) echo ';nodone' ;; s429) echo ';status=429;retry_after=3' ;; malformed) echo ';malformed=1' ;;
+    *) echo '' ;;
+    esac
+}
+
+O= # the current output file; D: the decoded Bedrock stream (else the same as O)
+want() { check "$CTX: $1" has "$D" "$2"; }
+wantnot() { check "$CTX: $1" hasnt "$D" "$2"; }
+
+# Bedrock event-stream decoder: one line per message: message-type, event or exception type,
+# crc-ok / CRC-BAD (prelude and message CRC32 both checked), the payload.
+decode_es() {
+    python3 - "$1" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], 'rb').read()
+i = data.find(b'\r\n\r\n')
+body = data[i + 4:]
+p = 0
+while p < len(body):
+    if len(body) - p < 12:
+        print('TRUNCATED'); break
+    total, hl, pcrc = struct.unpack('>III', body[p:p + 12])
+    msg = body[p:p + total]
+    if len(msg) < total or total < 16:
+        print('TRUNCATED'); break
+    ok = zlib.crc32(msg[:8]) == pcrc and zlib.crc32(msg[:-4]) == struct.unpack('>I', msg[-4:])[0]
+    h, q = {}, 12
+    while q < 12 + hl:
+        nl = msg[q]; name = msg[q + 1:q + 1 + nl].decode()
+        vl = struct.unpack('>H', msg[q + 2 + nl:q + 4 + nl])[0]
+        h[name] = msg[q + 4 + nl:q + 4 + nl + vl].decode(); q += 4 + nl + vl
+    kind = h.get(':event-type') or h.get(':exception-type')
+    print(h.get(':message-type'), kind, h.get(':content-type'), 'crc-ok' if ok else 'CRC-BAD',
+          msg[12 + hl:-4].decode(errors='replace'))
+    p += total
+PY
+}
+
+expect_openai() { # MODE CASE (N = the attempt's seq)
+    local N=$SEQ
+    case $1:$2 in
+    json:plain|json:inband|json:nodone|json:malformed)
+        want "text" '"content":"Hello w2 w3"'
+        want "usage" '"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6}' ;;
+    json:tools)
+        want "2 calls" "\"tool_calls\":[{\"id\":\"call_mock${N}_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"q\\\":\\\"w1\\\"}\"}},{\"id\":\"call_mock${N}_2\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"{\\\"q\\\":\\\"w2\\\"}\"}}]"
+        want "finish" '"finish_reason":"tool_calls"'
+        want "usage" '"completion_tokens":6,' ;;
+    json:result) want "text" '"content":"Hello w2 w3"' ;;
+    json:think)
+        want "reasoning" '"reasoning_content":"Let me think."'
+        want "usage" '"completion_tokens":6,"total_tokens":9,'
+        want "reasoning tokens" '"reasoning_tokens":3,' ;;
+    json:cached) want "usage" '"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":5,' ;;
+    *:s429) want "error" '"type":"rate_limit_exceeded","param":null,"code":"rate_limit_exceeded"' ;;
+    stream:plain|stream:result)
+        want "role" '"delta":{"role":"assistant","content":"","refusal":null}'
+        want "words" '"delta":{"content":" w3"}'
+        want "usage" '"usage":{"prompt_tokens":3,"completion_tokens":3,'
+        want "[DONE]" 'data: [DONE]' ;;
+    stream:tools)
+        want "call 2 start" "\"tool_calls\":[{\"index\":1,\"id\":\"call_mock${N}_2\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"\"}}]"
+        want "args piece 1" '"tool_calls":[{"index":1,"function":{"arguments":"{\"q\":"}}]'
+        want "args piece 2" '"tool_calls":[{"index":1,"function":{"arguments":"\"w2\"}"}}]'
+        want "finish" '"finish_reason":"tool_calls"' ;;
+    stream:think) want "reasoning" '"delta":{"reasoning_content":"Let me think."}' ;;
+    stream:cached) want "usage" '"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":5,' ;;
+    stream:inband)
+        want "error frame" 'data: {"error":{"message":"bb-mock: scripted in-band error","type":"server_error","param":null,"code":null}}'
+        wantnot "no content" 'Hello'
+        wantnot "no [DONE]" '[DONE]' ;;
+    stream:nodone) want "finish" '"finish_reason":"stop"'; wantnot "no [DONE]" '[DONE]' ;;
+    stream:malformed) want "bad frame" 'data: {not json'; wantnot "no [DONE]" '[DONE]' ;;
+    esac
+}
+expect_responses() {
+    local N=$SEQ
+    case $1:$2 in
+    json:plain|json:result|json:inband|json:nodone|json:malformed)
+        want "message" "{\"id\":\"msg_mock${N}\",\"type\":\"message\",\"status\":\"completed\",\"content\":[{\"type\":\"output_text\",\"annotations\":[],\"logprobs\":[],\"text\":\"Hello w2 w3\"}],\"role\":\"assistant\"}"
+        want "usage" '"usage":{"input_tokens":3,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":3,' ;;
+    json:tools)
+        want "call 2" "{\"id\":\"fc_mock${N}_2\",\"type\":\"function_call\",\"status\":\"completed\",\"arguments\":\"{\\\"q\\\":\\\"w2\\\"}\",\"call_id\":\"call_mock${N}_2\",\"name\":\"get_time\"}" ;;
+    json:think)
+        want "reasoning item" "{\"id\":\"rs_mock${N}\",\"type\":\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"Let me think.\"}],\"encrypted_content\":\"mocksig${N}\"}"
+        want "reasoning tokens" '"output_tokens":6,"output_tokens_details":{"reasoning_tokens":3}' ;;
+    json:cached) want "usage" '"input_tokens":10,"input_tokens_details":{"cached_tokens":5,"cache_write_tokens":2}' ;;
+    *:s429) want "error" '"type":"rate_limit_exceeded"' ;;
+    stream:plain|stream:result)
+        want "created" '"type":"response.created","response":{"id":"resp_mock'
+        want "seq 0" '"sequence_number":0}'
+        want "delta" "\"type\":\"response.output_text.delta\",\"item_id\":\"msg_mock${N}\",\"output_index\":0,\"content_index\":0,\"delta\":\" w3\""
+        want "completed" 'event: response.completed' ;;
+    stream:tools)
+        want "call 2 added" "\"type\":\"response.output_item.added\",\"output_index\":1,\"item\":{\"id\":\"fc_mock${N}_2\",\"type\":\"function_call\",\"status\":\"in_progress\",\"arguments\":\"\""
+        want "args delta" '"output_index":1,"delta":"{\"q\":"'
+        want "args done" 'event: response.function_call_arguments.done' ;;
+    stream:think) want "summary delta" '"type":"response.reasoning_summary_text.delta","item_id":"rs_mock' ;;
+    stream:cached) want "usage" '"input_tokens_details":{"cached_tokens":5,"cache_write_tokens":2}' ;;
+    stream:inband)
+        want "failed" '"type":"response.failed","response":{"id":"resp_mock'
+        want "error" '"error":{"code":"server_error","message":"bb-mock: scripted in-band error"}'
+        wantnot "no content" 'response.output_item.added'
+        wantnot "no completed" 'response.completed' ;;
+    stream:nodone) want "text done" 'event: response.output_text.done'; wantnot "no completed" 'response.completed' ;;
+    stream:malformed) want "bad frame" 'data: {not json'; wantnot "no completed" 'response.completed' ;;
+    esac
+}
+expect_anthropic() {
+    local N=$SEQ
+    case $1:$2 in
+    json:plain|json:inband|json:nodone|json:malformed)
+        want "text" '"content":[{"type":"text","text":"Hello w2 w3"}],"stop_reason":"end_turn"'
+        want "usage" '"usage":{"input_tokens":3,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,' ;;
+    json:result) want "text" '"text":"Hello w2 w3"' ;;
+    json:tools)
+        want "2 calls" "{\"type\":\"tool_use\",\"id\":\"toolu_mock${N}_1\",\"name\":\"get_weather\",\"input\":{\"q\":\"w1\"}},{\"type\":\"tool_use\",\"id\":\"toolu_mock${N}_2\",\"name\":\"get_time\",\"input\":{\"q\":\"w2\"}}]"
+        want "stop" '"stop_reason":"tool_use"'
+        want "usage" '"output_tokens":6,' ;;
+    json:think)
+        want "thinking" "{\"type\":\"thinking\",\"thinking\":\"Let me think.\",\"signature\":\"mocksig${N}\"}"
+        want "usage" '"output_tokens":6,"output_tokens_details":{"thinking_tokens":3}' ;;
+    json:cached) want "usage" '"input_tokens":3,"cache_creation_input_tokens":2,"cache_read_input_tokens":5,' ;;
+    *:s429) want "error" '{"type":"error","error":{"type":"rate_limit_error","message":"bb-mock: scripted status 429"}' ;;
+    stream:plain|stream:result)
+        want "message_start" 'event: message_start'
+        want "ping" 'event: ping'
+        want "delta" '"delta":{"type":"text_delta","text":" w3"}'
+        want "usage" '"output_tokens":3}}'
+        want "message_stop" 'event: message_stop' ;;
+    stream:tools)
+        want "call 2 start" "\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_mock${N}_2\",\"name\":\"get_time\",\"input\":{}}"
+        want "args piece" '"index":1,"delta":{"type":"input_json_delta","partial_json":"\"w2\"}"}'
+        want "stop" '"stop_reason":"tool_use"' ;;
+    stream:think) want "signature" "\"delta\":{\"type\":\"signature_delta\",\"signature\":\"mocksig${N}\"}" ;;
+    stream:cached) want "usage" '"usage":{"input_tokens":3,"cache_creation_input_tokens":2,"cache_read_input_tokens":5,"output_tokens":3}' ;;
+    stream:inband)
+        want "error event" 'event: error'
+        want "error data" "data: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"},\"request_id\":\"req_mock${N}\"}"
+        wantnot "no content" 'content_block_start'
+        wantnot "no message_stop" 'message_stop' ;;
+    stream:nodone) want "message_delta" 'event: message_delta'; wantnot "no message_stop" 'message_stop' ;;
+    stream:malformed) want "bad frame" 'data: {not json'; wantnot "no message_stop" 'message_stop' ;;
+    esac
+}
+expect_gemini() {
+    local N=$SEQ
+    case $1:$2 in
+    json:plain|json:result|json:inband|json:nodone|json:malformed)
+        want "text" '"parts":[{"text":"Hello w2 w3"}],"role":"model"},"finishReason":"STOP"'
+        want "usage" '"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":3,"totalTokenCount":6,' ;;
+    json:tools) want "call 2" "{\"functionCall\":{\"id\":\"call_mock${N}_2\",\"name\":\"get_time\",\"args\":{\"q\":\"w2\"}}}" ;;
+    json:think)
+        want "thought" "{\"text\":\"Let me think.\",\"thought\":true,\"thoughtSignature\":\"mocksig${N}\"}"
+        want "usage" '"thoughtsTokenCount":3}' ;;
+    json:cached) want "usage" '"promptTokenCount":10,"candidatesTokenCount":3,"totalTokenCount":13,"cachedContentTokenCount":5,' ;;
+    *:s429) want "error" '{"error":{"code":429,"message":"bb-mock: scripted status 429","status":"RESOURCE_EXHAUSTED"}}' ;;
+    esac
+    case $1:$2 in
+    stream:plain|stream:result|array:plain|array:result)
+        want "word" '{"candidates":[{"content":{"parts":[{"text":" w3"}],"role":"model"},"index":0}]'
+        want "finish" '"parts":[{"text":""}],"role":"model"},"finishReason":"STOP"' ;;
+    stream:tools|array:tools) want "call 2" "{\"functionCall\":{\"id\":\"call_mock${N}_2\",\"name\":\"get_time\",\"args\":{\"q\":\"w2\"}}}" ;;
+    stream:think|array:think) want "thought" '"thought":true' ;;
+    stream:cached|array:cached) want "usage" '"cachedContentTokenCount":5,' ;;
+    stream:inband|array:inband)
+        want "error" '{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}'
+        wantnot "no content" 'candidates' ;;
+    stream:nodone|array:nodone) want "words" '" w3"'; wantnot "no finish" 'finishReason' ;;
+    stream:malformed|array:malformed) want "bad element" '{not json'; wantnot "no finish" 'finishReason' ;;
+    esac
+    if [ "$1" = stream ] && [ "$2" != s429 ]; then
+        check "$CTX: SSE data lines" grep -q '^data: {' "$D"
+        check "$CTX: SSE frames end in CRLF CRLF" grep -q $'}\r$' "$D"
+    fi
+    if [ "$1" = array ] && [ "$2" != s429 ] && [ "$2" != inband ]; then
+        check "$CTX: elements separated by ,CRLF" grep -q $'},\r$' "$O"
+    fi
+    if [ "$1" = array ] && [ "$2" != s429 ]; then
+        check "$CTX: array opens with [" [ "$(sed -n '/^\r$/{n;p;q}' "$O" | head -c 2)" = '[{' ]
+        case $2 in
+        nodone|malformed) check "$CTX: no closing ]" [ "$(tail -c 1 "$O")" != ']' ] ;;
+        *) check "$CTX: closing ]" [ "$(tail -c 1 "$O")" = ']' ] ;;
+        esac
+    fi
+}
+expect_bedrock() {
+    local N=$SEQ
+    case $1:$2 in
+    json:plain|json:result|json:inband|json:nodone|json:malformed)
+        want "text" '"content":[{"text":"Hello w2 w3"}],"role":"assistant"}},"stopReason":"end_turn"'
+        want "usage" '"usage":{"inputTokens":3,"outputTokens":3,"totalTokens":6}' ;;
+    json:tools)
+        want "call 2" "{\"toolUse\":{\"toolUseId\":\"tooluse_mock${N}_2\",\"name\":\"get_time\",\"input\":{\"q\":\"w2\"}}}"
+        want "stop" '"stopReason":"tool_use"' ;;
+    json:think) want "reasoning" "{\"reasoningContent\":{\"reasoningText\":{\"text\":\"Let me think.\",\"signature\":\"mocksig${N}\"}}}" ;;
+    json:cached) want "usage" '"usage":{"inputTokens":3,"outputTokens":3,"totalTokens":13,"cacheReadInputTokens":5,"cacheWriteInputTokens":2}' ;;
+    *:s429)
+        want "error type header" 'x-amzn-ErrorType: ThrottlingException:'
+        want "error body" '{"message":"bb-mock: scripted status 429"}' ;;
+    stream:plain|stream:result)
+        want "messageStart" 'event messageStart application/json crc-ok {"role":"assistant","p":"'
+        want "delta" 'event contentBlockDelta application/json crc-ok {"contentBlockIndex":0,"delta":{"text":" w3"}'
+        want "messageStop" 'event messageStop application/json crc-ok {"stopReason":"end_turn"'
+        want "metadata" 'event metadata application/json crc-ok {"metrics":{"latencyMs":42},"usage":{"inputTokens":3,"outputTokens":3,"totalTokens":6}' ;;
+    stream:tools)
+        want "call 2 start" "event contentBlockStart application/json crc-ok {\"contentBlockIndex\":1,\"start\":{\"toolUse\":{\"toolUseId\":\"tooluse_mock${N}_2\",\"name\":\"get_time\"}}"
+        want "args piece" '{"contentBlockIndex":1,"delta":{"toolUse":{"input":"\"w2\"}"}}'
+        want "stop" '{"stopReason":"tool_use"' ;;
+    stream:think) want "signature" "\"delta\":{\"reasoningContent\":{\"signature\":\"mocksig${N}\"}}" ;;
+    stream:cached) want "usage" '"cacheReadInputTokens":5,"cacheWriteInputTokens":2}' ;;
+    stream:inband)
+        want "exception" 'exception throttlingException application/json crc-ok {"message":"Too many tokens, please wait before trying again."}'
+        wantnot "no content" 'contentBlock' ;;
+    stream:nodone) want "last stop" 'contentBlockStop'; wantnot "no messageStop" 'messageStop'; wantnot "no metadata" 'metadata' ;;
+    stream:malformed) want "bad CRC frame" 'event contentBlockDelta application/json CRC-BAD {not json'; wantnot "no messageStop" 'messageStop' ;;
+    esac
+    case $1:$2 in
+    stream:malformed|*:s429) ;;
+    stream:*) check "$CTX: every CRC good" hasnt "$D" 'CRC-BAD'; check "$CTX: no truncation" hasnt "$D" 'TRUNCATED' ;;
+    esac
+}
+expect_cohere() {
+    local N=$SEQ
+    case $1:$2 in
+    json:plain|json:result|json:inband|json:nodone|json:malformed)
+        want "text" '"content":[{"type":"text","text":"Hello w2 w3"}]},"finish_reason":"COMPLETE"'
+        want "usage" '"usage":{"billed_units":{"input_tokens":3,"output_tokens":3},"tokens":{"input_tokens":3,"output_tokens":3},"cached_tokens":0}' ;;
+    json:tools)
+        want "call 2" "{\"id\":\"call_mock${N}_2\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"{\\\"q\\\":\\\"w2\\\"}\"}}"
+        want "plan" '"tool_plan":"I will call the tools."'
+        want "finish" '"finish_reason":"TOOL_CALL"' ;;
+    json:think) want "thinking" '{"type":"thinking","thinking":"Let me think."}' ;;
+    json:cached) want "usage" '"tokens":{"input_tokens":10,"output_tokens":3},"cached_tokens":5}' ;;
+    *:s429) want "error" '{"message":"bb-mock: scripted status 429"}' ;;
+    stream:plain|stream:result)
+        want "message-start" 'event: message-start'
+        want "delta" '"type":"content-delta","index":0,"delta":{"message":{"content":{"text":" w3"}}}'
+        want "message-end" 'data: {"type":"message-end","delta":{"finish_reason":"COMPLETE","usage":' ;;
+    stream:tools)
+        want "plan" 'event: tool-plan-delta'
+        want "call 2 start" "\"type\":\"tool-call-start\",\"index\":1,\"delta\":{\"message\":{\"tool_calls\":{\"id\":\"call_mock${N}_2\",\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"arguments\":\"\"}}}}"
+        want "args piece" '"type":"tool-call-delta","index":1,"delta":{"message":{"tool_calls":{"function":{"arguments":"\"w2\"}"}}}}'
+        want "finish" '"finish_reason":"TOOL_CALL"' ;;
+    stream:think) want "thinking" '"content":{"thinking":"Let me think."}' ;;
+    stream:cached) want "usage" '"cached_tokens":5}' ;;
+    stream:inband)
+        want "error end" '"type":"message-end","delta":{"error":"bb-mock: scripted in-band error","finish_reason":"ERROR"}'
+        wantnot "no content" 'content-start' ;;
+    stream:nodone) want "content-end" 'event: content-end'; wantnot "no message-end" 'message-end' ;;
+    stream:malformed) want "bad frame" 'data: {not json'; wantnot "no message-end" 'message-end' ;;
+    esac
+}
+
+for P in openai responses anthropic gemini bedrock cohere; do
+    MODES="json stream"
+    [ $P = gemini ] && MODES="json stream array"
+    for MODE in $MODES; do
+        for CASE in plain tools result think cached inband nodone s429 malformed; do
+            CTX="$P $MODE $CASE"
+            model="m;words=3$(directive_of $CASE)"
+            stream=false
+            [ "$MODE" != json ] && stream=true
+            name="$P-$MODE-$CASE"
+            O="$TMP/$name.out"
+            D="$O"
+            SEQ=$((SEQ + 1))
+            curl -sS -N -i --http1.1 -o "$O" -H 'Content-Type: application/json' \
+                -H "x-api-key: key-$P" -H 'anthropic-version: 2023-06-01' \
+                "$(url_of $P "$model" $MODE)" -d "$(body_$P "$model" $stream $CASE)" 2>/dev/null
+            RC=$?
+            attempt 0.02
+            if [ $CASE = s429 ]; then
+                check "$CTX: 429 + Retry-After" grep -q $'^HTTP/1.1 429 Too Many Requests\r$' "$O"
+                check "$CTX: Retry-After" has "$O" 'Retry-After: 3'
+            else
+                check "$CTX: 200" grep -q $'^HTTP/1.1 200 OK\r$' "$O"
+            fi
+            if [ $P = bedrock ] && [ $MODE = stream ] && [ $CASE != s429 ]; then
+                check "$CTX: eventstream type" has "$O" 'Content-Type: application/vnd.amazon.eventstream'
+                D="$TMP/$name.dec"
+                decode_es "$O" >"$D"
+            elif [ $MODE = array ] && [ $CASE != s429 ]; then
+                check "$CTX: application/json" has "$O" 'Content-Type: application/json'
+            elif [ $MODE = stream ] && [ $CASE != s429 ]; then
+                check "$CTX: event-stream" has "$O" 'Content-Type: text/event-stream'
+            fi
+            case $MODE:$CASE in
+            json:*|*:s429|*:plain|*:tools|*:result|*:think|*:cached) want_outcome='"outcome":"ok"' ;;
+            *) want_outcome='"outcome":"fault"' ;;
+            esac
+            [ $CASE = s429 ] && want_outcome='"outcome":"fault"'
+            check "$CTX: clean end" [ "$RC" = 0 ]
+            check "$CTX: attempt outcome" has "$TMP/att" "$want_outcome"
+            check "$CTX: attempt protocol" has "$TMP/att" "\"protocol\":\"$P\""
+            check "$CTX: attempt model" has "$TMP/att" "\"model\":\"$model\",\"stream\":$stream"
+            case $CASE in
+            tools|result) check "$CTX: attempt tools" has "$TMP/att" '"tools":["get_weather","get_time"]' ;;
+            *) check "$CTX: attempt without tools" has "$TMP/att" '"tools":[],"tool_results":[]' ;;
+            esac
+            if [ $CASE = result ]; then
+                case $P in
+                openai|cohere|responses) rid='"id":"call_x1"' ;;
+                anthropic) rid='"id":"toolu_x1"' ;;
+                bedrock) rid='"id":"tooluse_x1"' ;;
+                gemini) rid='"name":"get_weather"' ;;
+                esac
+                check "$CTX: attempt tool_results" has "$TMP/att" "\"tool_results\":[{$rid,\"content\":\"sunny\"}]"
+                check "$CTX: answered with text, not a call" hasnt "$D" 'mock'"$SEQ"'_1'
+            fi
+            expect_$P $MODE $CASE
+        done
+    done
+done
+# headers captured per route
+check "headers: x-api-key and anthropic-version logged" has "$TMP/att" '"headers":{"x-api-key":"key-cohere","anthropic-version":"2023-06-01","content-type":"application/json"}'
+
+# --- Gemini and Bedrock: percent-encoded model in the path, tools=N beyond the declared tools,
+# tools=0, in-band error with errcode/errmsg, Bedrock errcode as the ErrorType
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/v1beta/models/gem%3Bwords%3D2%3Btools%3D3:generateContent" -o "$TMP/genc.out" \
+    -d "$(body_gemini x false tools)"
+attempt
+check "gemini: URL-decoded model" has "$TMP/att" '"model":"gem;words=2;tools=3"'
+check "tools=3 with 2 tools: the first tool 3 times" \
+    [ "$(grep -o '"name":"get_weather","args"' "$TMP/genc.out" | wc -l)" = 3 ]
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/model/anthropic.claude-v2%3A1;tools=0;words=2/converse" -o "$TMP/bt0.out" \
+    -d "$(body_bedrock x false tools)"
+attempt
+check "bedrock: modelId with %3A decoded" has "$TMP/att" '"model":"anthropic.claude-v2:1;tools=0;words=2"'
+check "tools=0: text even with tools declared" has "$TMP/bt0.out" '"text":"Hello w2"'
+SEQ=$((SEQ + 1))
+curl -sS -N -i "$BASE/model/m;inband=1;errcode=internalServerException;errmsg=boom_now/converse-stream" \
+    -o "$TMP/bie.out" -d "$(body_bedrock x true plain)"
+decode_es "$TMP/bie.out" >"$TMP/bie.dec"
+check "bedrock inband errcode: exception type" has "$TMP/bie.dec" 'exception internalServerException application/json crc-ok {"message":"boom now"}'
+check "bedrock inband=1: one word first" has "$TMP/bie.dec" '"delta":{"text":"Hello"}'
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/model/m;status=400;errcode=ValidationException;errmsg=Input_is_too_long/converse" \
+    -o "$TMP/bctx.out" -d "$(body_bedrock x false plain)"
+check "bedrock errcode: ErrorType header" has "$TMP/bctx.out" 'x-amzn-ErrorType: ValidationException:'
+check "bedrock errmsg" has "$TMP/bctx.out" '{"message":"Input is too long"}'
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/v1beta/models/m;status=400;errcode=API_KEY_INVALID:generateContent" \
+    -o "$TMP/gec.out" -d "$(body_gemini x false plain)"
+check "gemini errcode: details[].reason" has "$TMP/gec.out" '"status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]'
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/v1/messages" -o "$TMP/a529.out" -d "$(body_anthropic 'm;status=529' false plain)"
+check "anthropic 529: overloaded_error" has "$TMP/a529.out" '"error":{"type":"overloaded_error"'
+check "anthropic 529: status line" grep -q '^HTTP/1.1 529 ' "$TMP/a529.out"
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/v1/messages" -o "$TMP/anomax.out" \
+    -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+check "anthropic: max_tokens required" has "$TMP/anomax.out" '"error":{"type":"invalid_request_error","message":"max_tokens: Field required"}'
+SEQ=$((SEQ + 1))
+curl -sS -N -i "$BASE/v1/messages" -o "$TMP/acut.out" -d "$(body_anthropic 'm;think;cut=1' true plain)" 2>/dev/null
+check "cut counts the thinking block as a content unit" \
+    [ "$(grep -c signature_delta "$TMP/acut.out")" = 1 -a "$(grep -c text_delta "$TMP/acut.out")" = 0 ]
+SEQ=$((SEQ + 1))
+curl -sS -N -i "$BASE/v2/chat" -o "$TMP/cstall.out" -m 1 -d "$(body_cohere 'm;stall=2;words=5' true plain)" 2>/dev/null
+check "stall on cohere: 2 words then silence" \
+    [ "$(grep -c '"type":"content-delta"' "$TMP/cstall.out")" = 2 ]
+SEQ=$((SEQ + 1))
+curl -sS -N -i "$BASE/v1/responses" -o "$TMP/rdelay.out" -w '%{time_total}' \
+    -d "$(body_responses 'm;delay=50;words=2' true plain)" >"$TMP/rdelay.t"
+check "delay on responses: 5 frames, 4 gaps" ge "$(cat "$TMP/rdelay.t")" 0.19
+for r in /v1/responses /v1/messages /v2/chat /v1beta/models/x:generateContent /model/x/converse; do
+    check "GET $r: 405" [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE$r")" = 405 ]
+done
 
 # --- reset endpoint and log file
 curl -sS "$BASE/_mock/attempts" -o "$TMP/all"
