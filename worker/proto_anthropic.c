@@ -20,6 +20,7 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
+#include "worker/json.h"
 #include "worker/proto.h"
 
 #include <ctype.h>
@@ -44,97 +45,6 @@
 /* JSON helpers                                                                             */
 /* ======================================================================================== */
 
-/* Parse exactly one JSON value (trailing whitespace allowed). NULL with err naming `what`,
- * also for a literal null (json-c represents it as NULL). */
-static json_object *json_parse(const char *p, size_t len, const char *what, struct bb_err *err)
-{
-    if (len > INT_MAX) {
-        bb_err_set(err, "%s: too large", what);
-        return NULL;
-    }
-    json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-    if (!tok) {
-        bb_err_set(err, "%s: out of memory", what);
-        return NULL;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    json_object *o = json_tokener_parse_ex(tok, p ? p : "", (int)len);
-    enum json_tokener_error e = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    if (e == json_tokener_continue && len) {
-        /* A top-level literal or number ("null", "5") is only known to have ended at a
-         * delimiter; the whole body is here, so supply one. */
-        o = json_tokener_parse_ex(tok, " ", 1);
-        e = json_tokener_get_error(tok);
-        end = len;
-    }
-    json_tokener_free(tok);
-    if (e == json_tokener_continue) {
-        json_object_put(o);
-        bb_err_set(err, "%s: invalid JSON (unexpected end of input)", what);
-        return NULL;
-    }
-    if (e != json_tokener_success) {
-        json_object_put(o);
-        bb_err_set(err, "%s: invalid JSON (%s at offset %zu)", what, json_tokener_error_desc(e),
-                   end);
-        return NULL;
-    }
-    for (; end < len; end++) {
-        if (!isspace((unsigned char)p[end])) {
-            json_object_put(o);
-            bb_err_set(err, "%s: invalid JSON (trailing data at offset %zu)", what, end);
-            return NULL;
-        }
-    }
-    if (!o)
-        bb_err_set(err, "%s: expected a JSON object, got null", what);
-    return o;
-}
-
-/* Member of an object; NULL when absent, null, or o is not an object. */
-static json_object *jget(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    if (o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v))
-        return v;
-    return NULL;
-}
-
-static bool jis(json_object *o, enum json_type t)
-{
-    return o && json_object_is_type(o, t);
-}
-
-static bool jis_number(json_object *o)
-{
-    return jis(o, json_type_int) || jis(o, json_type_double);
-}
-
-static const char *jstr(json_object *o)
-{
-    return jis(o, json_type_string) ? json_object_get_string(o) : NULL;
-}
-
-static bool jstr_eq(json_object *o, const char *lit)
-{
-    const char *s = jstr(o);
-    return s && strcmp(s, lit) == 0;
-}
-
-/* A string value copied into the arena ({NULL,0} on OOM). */
-static struct bb_ir_str jdup(struct bb_arena *a, json_object *s)
-{
-    return bb_ir_strdup(a, json_object_get_string(s), (size_t)json_object_get_string_len(s));
-}
-
-/* Any value serialised as JSON text into the arena. */
-static struct bb_ir_str jtext(struct bb_arena *a, json_object *v)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(v, JSON_OUT, &n);
-    return bb_ir_strdup(a, s, n);
-}
 
 static json_object *jnew_str(const struct bb_ir_str *s)
 {
@@ -166,8 +76,8 @@ static void jadd(json_object *o, const char *k, json_object *v)
 
 static uint64_t jget_u64(json_object *o, const char *key)
 {
-    json_object *v = jget(o, key);
-    if (!jis_number(v))
+    json_object *v = bb_json_get(o, key);
+    if (!bb_json_is_number(v))
         return 0;
     int64_t n = json_object_get_int64(v);
     return n < 0 ? 0 : (uint64_t)n;
@@ -332,19 +242,19 @@ static const char *stop_to_wire(enum bb_ir_stop s, bool saw_tool)
  * numbers present override, so message_delta's output merges onto message_start's input. */
 static void usage_merge(struct bb_ir_usage *u, json_object *o)
 {
-    if (!jis(o, json_type_object))
+    if (!bb_json_is(o, json_type_object))
         return;
     u->set = true;
-    if (jis_number(jget(o, "input_tokens")))
+    if (bb_json_is_number(bb_json_get(o, "input_tokens")))
         u->input = jget_u64(o, "input_tokens");
-    if (jis_number(jget(o, "output_tokens")))
+    if (bb_json_is_number(bb_json_get(o, "output_tokens")))
         u->output = jget_u64(o, "output_tokens");
-    if (jis_number(jget(o, "cache_creation_input_tokens")))
+    if (bb_json_is_number(bb_json_get(o, "cache_creation_input_tokens")))
         u->cache_write = jget_u64(o, "cache_creation_input_tokens");
-    if (jis_number(jget(o, "cache_read_input_tokens")))
+    if (bb_json_is_number(bb_json_get(o, "cache_read_input_tokens")))
         u->cache_read = jget_u64(o, "cache_read_input_tokens");
-    json_object *d = jget(o, "output_tokens_details");
-    if (jis_number(jget(d, "thinking_tokens")))
+    json_object *d = bb_json_get(o, "output_tokens_details");
+    if (bb_json_is_number(bb_json_get(d, "thinking_tokens")))
         u->reasoning = jget_u64(d, "thinking_tokens");
 }
 
@@ -437,15 +347,15 @@ static int rd_str(struct rd *r, json_object *o, const char *key, const char *pat
                   struct bb_ir_str *out)
 {
     char p[256];
-    json_object *v = jget(o, key);
+    json_object *v = bb_json_get(o, key);
     if (!v) {
         if (required)
             return bb_err_set(r->err, "%s: required", fpath(p, sizeof p, path, key));
         return 0;
     }
-    if (!jis(v, json_type_string))
+    if (!bb_json_is(v, json_type_string))
         return rd_expect(r, fpath(p, sizeof p, path, key), "a string");
-    *out = jdup(r->a, v);
+    *out = bb_json_dup(r->a, v);
     return out->p ? 0 : rd_oom(r);
 }
 
@@ -453,10 +363,10 @@ static int rd_bool(struct rd *r, json_object *o, const char *key, const char *pa
                    bool *out)
 {
     char p[256];
-    json_object *v = jget(o, key);
+    json_object *v = bb_json_get(o, key);
     if (!v)
         return 0;
-    if (!jis(v, json_type_boolean))
+    if (!bb_json_is(v, json_type_boolean))
         return rd_expect(r, fpath(p, sizeof p, path, key), "a boolean");
     *out = json_object_get_boolean(v);
     if (has)
@@ -466,10 +376,10 @@ static int rd_bool(struct rd *r, json_object *o, const char *key, const char *pa
 
 static int rd_number(struct rd *r, json_object *o, const char *key, bool *has, double *out)
 {
-    json_object *v = jget(o, key);
+    json_object *v = bb_json_get(o, key);
     if (!v)
         return 0;
-    if (!jis_number(v))
+    if (!bb_json_is_number(v))
         return rd_expect(r, key, "a number");
     *out = json_object_get_double(v);
     *has = true;
@@ -480,10 +390,10 @@ static int rd_u32(struct rd *r, json_object *o, const char *key, const char *pat
                   uint32_t *out)
 {
     char p[256];
-    json_object *v = jget(o, key);
+    json_object *v = bb_json_get(o, key);
     if (!v)
         return 0;
-    if (!jis(v, json_type_int))
+    if (!bb_json_is(v, json_type_int))
         return rd_expect(r, fpath(p, sizeof p, path, key), "an integer");
     int64_t n = json_object_get_int64(v);
     if (n < 0 || n > UINT32_MAX)
@@ -498,13 +408,13 @@ static int rd_u32(struct rd *r, json_object *o, const char *key, const char *pat
 static int rd_cache(struct rd *r, json_object *o, const char *path, bool *out)
 {
     char p[256];
-    json_object *cc = jget(o, "cache_control");
+    json_object *cc = bb_json_get(o, "cache_control");
     if (!cc)
         return 0;
-    if (!jis(cc, json_type_object))
+    if (!bb_json_is(cc, json_type_object))
         return rd_expect(r, fpath(p, sizeof p, path, "cache_control"), "an object");
     *out = true;
-    if (jget(cc, "ttl"))
+    if (bb_json_get(cc, "ttl"))
         return rd_unsupported(r, "", "cache_control.ttl");
     return 0;
 }
@@ -515,12 +425,12 @@ static int rd_source(struct rd *r, json_object *o, const char *path, struct bb_i
 {
     char p[256];
     const char *kind = b->type == BB_IR_IMAGE ? "image" : "document";
-    json_object *src = jget(o, "source");
-    if (!jis(src, json_type_object))
+    json_object *src = bb_json_get(o, "source");
+    if (!bb_json_is(src, json_type_object))
         return rd_expect(r, fpath(p, sizeof p, path, "source"), "an object");
     fpath(p, sizeof p, path, "source");
-    json_object *t = jget(src, "type");
-    if (!jis(t, json_type_string))
+    json_object *t = bb_json_get(src, "type");
+    if (!bb_json_is(t, json_type_string))
         return rd_expect(r, fpath(p, sizeof p, path, "source.type"), "a string");
     const char *st = json_object_get_string(t);
     if (strcmp(st, "base64") == 0) {
@@ -542,8 +452,8 @@ static int rd_source(struct rd *r, json_object *o, const char *path, struct bb_i
         return b->data.p && b->media_type.p ? 0 : rd_oom(r);
     }
     if (b->type == BB_IR_DOCUMENT && strcmp(st, "content") == 0) {
-        json_object *c = jget(src, "content");
-        if (jis(c, json_type_string)) {
+        json_object *c = bb_json_get(src, "content");
+        if (bb_json_is(c, json_type_string)) {
             b->data =
                 b64_encode(r->a, json_object_get_string(c), (size_t)json_object_get_string_len(c));
             b->media_type = bb_ir_strdup(r->a, "text/plain", 10);
@@ -565,10 +475,10 @@ static int rd_content(struct rd *r, json_object *c, const char *path, enum where
 static int rd_block(struct rd *r, json_object *o, const char *path, enum where w, struct bvec *bv)
 {
     char p[256];
-    if (!jis(o, json_type_object))
+    if (!bb_json_is(o, json_type_object))
         return rd_expect(r, path, "an object");
-    json_object *t = jget(o, "type");
-    if (!jis(t, json_type_string))
+    json_object *t = bb_json_get(o, "type");
+    if (!bb_json_is(t, json_type_string))
         return rd_expect(r, fpath(p, sizeof p, path, "type"), "a string");
     const char *type = json_object_get_string(t);
     struct bb_ir_block b;
@@ -581,11 +491,11 @@ static int rd_block(struct rd *r, json_object *o, const char *path, enum where w
         b.type = BB_IR_TEXT;
         if (rd_str(r, o, "text", path, true, &b.text) < 0 || rd_cache(r, o, path, &b.cache_control))
             return -1;
-        json_object *cit = jget(o, "citations");
+        json_object *cit = bb_json_get(o, "citations");
         if (cit) {
-            if (!jis(cit, json_type_array))
+            if (!bb_json_is(cit, json_type_array))
                 return rd_expect(r, fpath(p, sizeof p, path, "citations"), "an array");
-            b.citations_json = jtext(r->a, cit);
+            b.citations_json = bb_json_text(r->a, cit);
             if (!b.citations_json.p)
                 return rd_oom(r);
         }
@@ -597,7 +507,7 @@ static int rd_block(struct rd *r, json_object *o, const char *path, enum where w
         if (b.type == BB_IR_DOCUMENT) {
             static const char *const extra[] = {"title", "context", "citations"};
             for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
-                if (jget(o, extra[i]) && rd_unsupported(r, "document.", extra[i]) < 0)
+                if (bb_json_get(o, extra[i]) && rd_unsupported(r, "document.", extra[i]) < 0)
                     return -1;
         }
         if (skip)
@@ -617,10 +527,10 @@ static int rd_block(struct rd *r, json_object *o, const char *path, enum where w
             rd_str(r, o, "name", path, true, &b.name) < 0 ||
             rd_cache(r, o, path, &b.cache_control) < 0)
             return -1;
-        json_object *in = jget(o, "input");
-        if (in && !jis(in, json_type_object))
+        json_object *in = bb_json_get(o, "input");
+        if (in && !bb_json_is(in, json_type_object))
             return rd_expect(r, fpath(p, sizeof p, path, "input"), "an object");
-        b.input_json = in ? jtext(r->a, in) : bb_ir_strdup(r->a, "{}", 2);
+        b.input_json = in ? bb_json_text(r->a, in) : bb_ir_strdup(r->a, "{}", 2);
         if (!b.input_json.p)
             return rd_oom(r);
     } else if (strcmp(type, "tool_result") == 0 && w == IN_MESSAGE) {
@@ -629,9 +539,9 @@ static int rd_block(struct rd *r, json_object *o, const char *path, enum where w
             rd_bool(r, o, "is_error", path, NULL, &b.is_error) < 0 ||
             rd_cache(r, o, path, &b.cache_control) < 0)
             return -1;
-        json_object *c = jget(o, "content");
-        if (jis(c, json_type_string)) {
-            b.text = jdup(r->a, c);
+        json_object *c = bb_json_get(o, "content");
+        if (bb_json_is(c, json_type_string)) {
+            b.text = bb_json_dup(r->a, c);
             if (!b.text.p)
                 return rd_oom(r);
         } else if (c) {
@@ -679,15 +589,15 @@ static int rd_block(struct rd *r, json_object *o, const char *path, enum where w
 static int rd_content(struct rd *r, json_object *c, const char *path, enum where w, struct bvec *bv)
 {
     char p[256];
-    if (jis(c, json_type_string)) {
+    if (bb_json_is(c, json_type_string)) {
         struct bb_ir_block *b = bv_push(r->a, bv);
         if (!b)
             return rd_oom(r);
         b->type = BB_IR_TEXT;
-        b->text = jdup(r->a, c);
+        b->text = bb_json_dup(r->a, c);
         return b->text.p ? 0 : rd_oom(r);
     }
-    if (!jis(c, json_type_array))
+    if (!bb_json_is(c, json_type_array))
         return rd_expect(r, path, "a string or an array");
     size_t n = json_object_array_length(c);
     for (size_t i = 0; i < n; i++) {
@@ -703,7 +613,7 @@ static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
     char p[64], q[96];
     if (!msgs)
         return bb_err_set(r->err, "messages: required");
-    if (!jis(msgs, json_type_array))
+    if (!bb_json_is(msgs, json_type_array))
         return rd_expect(r, "messages", "an array");
     size_t n = json_object_array_length(msgs);
     struct bb_ir_message *v = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *v);
@@ -713,12 +623,12 @@ static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
     for (size_t i = 0; i < n; i++) {
         json_object *m = json_object_array_get_idx(msgs, i);
         bprintf(p, sizeof p, "messages[%zu]", i);
-        if (!jis(m, json_type_object))
+        if (!bb_json_is(m, json_type_object))
             return rd_expect(r, p, "an object");
-        json_object *role = jget(m, "role");
-        if (!jis(role, json_type_string))
+        json_object *role = bb_json_get(m, "role");
+        if (!bb_json_is(role, json_type_string))
             return rd_expect(r, fpath(q, sizeof q, p, "role"), "a string");
-        json_object *content = jget(m, "content");
+        json_object *content = bb_json_get(m, "content");
         fpath(q, sizeof q, p, "content");
         if (!content)
             return bb_err_set(r->err, "%s: required", q);
@@ -748,7 +658,7 @@ static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
 static int rd_tools(struct rd *r, json_object *tools)
 {
     char p[64], q[96];
-    if (!jis(tools, json_type_array))
+    if (!bb_json_is(tools, json_type_array))
         return rd_expect(r, "tools", "an array");
     size_t n = json_object_array_length(tools);
     struct bb_ir_tool *v = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *v);
@@ -758,12 +668,12 @@ static int rd_tools(struct rd *r, json_object *tools)
     for (size_t i = 0; i < n; i++) {
         json_object *t = json_object_array_get_idx(tools, i);
         bprintf(p, sizeof p, "tools[%zu]", i);
-        if (!jis(t, json_type_object))
+        if (!bb_json_is(t, json_type_object))
             return rd_expect(r, p, "an object");
-        json_object *type = jget(t, "type");
-        if (type && !jis(type, json_type_string))
+        json_object *type = bb_json_get(t, "type");
+        if (type && !bb_json_is(type, json_type_string))
             return rd_expect(r, fpath(q, sizeof q, p, "type"), "a string");
-        if (type && !jstr_eq(type, "custom")) {
+        if (type && !bb_json_str_eq(type, "custom")) {
             /* Anthropic-defined tools (bash_20250124, web_search_20250305, ...): the provider
              * runs or defines them; another provider has no equivalent. */
             if (rd_unsupported(r, "tools.", json_object_get_string(type)) < 0)
@@ -775,16 +685,16 @@ static int rd_tools(struct rd *r, json_object *tools)
             rd_str(r, t, "description", p, false, &tool->description) < 0 ||
             rd_bool(r, t, "strict", p, NULL, &tool->strict) < 0)
             return -1;
-        json_object *schema = jget(t, "input_schema");
-        if (!jis(schema, json_type_object))
+        json_object *schema = bb_json_get(t, "input_schema");
+        if (!bb_json_is(schema, json_type_object))
             return rd_expect(r, fpath(q, sizeof q, p, "input_schema"), "an object");
-        tool->parameters_json = jtext(r->a, schema);
+        tool->parameters_json = bb_json_text(r->a, schema);
         if (!tool->parameters_json.p)
             return rd_oom(r);
         static const char *const extra[] = {"cache_control", "defer_loading", "input_examples",
                                             "allowed_callers", "eager_input_streaming"};
         for (size_t j = 0; j < sizeof extra / sizeof extra[0]; j++)
-            if (jget(t, extra[j]) && rd_unsupported(r, "tools.", extra[j]) < 0)
+            if (bb_json_get(t, extra[j]) && rd_unsupported(r, "tools.", extra[j]) < 0)
                 return -1;
         k++;
     }
@@ -796,10 +706,10 @@ static int rd_tools(struct rd *r, json_object *tools)
 static int rd_tool_choice(struct rd *r, json_object *tc)
 {
     struct bb_ir_request *q = r->req;
-    if (!jis(tc, json_type_object))
+    if (!bb_json_is(tc, json_type_object))
         return rd_expect(r, "tool_choice", "an object");
-    json_object *t = jget(tc, "type");
-    if (!jis(t, json_type_string))
+    json_object *t = bb_json_get(tc, "type");
+    if (!bb_json_is(t, json_type_string))
         return rd_expect(r, "tool_choice.type", "a string");
     const char *s = json_object_get_string(t);
     if (strcmp(s, "auto") == 0) {
@@ -829,15 +739,15 @@ static int rd_tool_choice(struct rd *r, json_object *tc)
 static int rd_thinking(struct rd *r, json_object *th)
 {
     struct bb_ir_request *q = r->req;
-    if (!jis(th, json_type_object))
+    if (!bb_json_is(th, json_type_object))
         return rd_expect(r, "thinking", "an object");
-    json_object *t = jget(th, "type");
-    if (!jis(t, json_type_string))
+    json_object *t = bb_json_get(th, "type");
+    if (!bb_json_is(t, json_type_string))
         return rd_expect(r, "thinking.type", "a string");
     const char *s = json_object_get_string(t);
     if (strcmp(s, "enabled") == 0) {
         q->reasoning = true;
-        if (!jget(th, "budget_tokens"))
+        if (!bb_json_get(th, "budget_tokens"))
             return bb_err_set(r->err, "thinking.budget_tokens: required");
         if (rd_u32(r, th, "budget_tokens", "thinking", NULL, &q->reasoning_budget) < 0)
             return -1;
@@ -849,7 +759,7 @@ static int rd_thinking(struct rd *r, json_object *th)
         return bb_err_set(r->err, "thinking.type: expected \"enabled\", \"disabled\", "
                                   "\"adaptive\" or \"between_tools\"");
     }
-    if (jget(th, "display"))
+    if (bb_json_get(th, "display"))
         return rd_unsupported(r, "", "thinking.display");
     return 0;
 }
@@ -858,7 +768,7 @@ static int rd_thinking(struct rd *r, json_object *th)
 static int rd_output_config(struct rd *r, json_object *oc)
 {
     struct bb_ir_request *q = r->req;
-    if (!jis(oc, json_type_object))
+    if (!bb_json_is(oc, json_type_object))
         return rd_expect(r, "output_config", "an object");
     struct json_object_iterator it = json_object_iter_begin(oc), end = json_object_iter_end(oc);
     for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
@@ -867,7 +777,7 @@ static int rd_output_config(struct rd *r, json_object *oc)
         if (!v)
             continue;
         if (strcmp(k, "effort") == 0) {
-            const char *e = jstr(v);
+            const char *e = bb_json_str(v);
             if (!e)
                 return rd_expect(r, "output_config.effort", "a string");
             if (strcmp(e, "low") == 0)
@@ -880,16 +790,16 @@ static int rd_output_config(struct rd *r, json_object *oc)
                 return bb_err_set(r->err, "output_config.effort: expected \"low\", \"medium\", "
                                           "\"high\", \"xhigh\" or \"max\"");
         } else if (strcmp(k, "format") == 0) {
-            if (!jis(v, json_type_object))
+            if (!bb_json_is(v, json_type_object))
                 return rd_expect(r, "output_config.format", "an object");
-            if (!jstr_eq(jget(v, "type"), "json_schema"))
+            if (!bb_json_str_eq(bb_json_get(v, "type"), "json_schema"))
                 return bb_err_set(r->err, "output_config.format.type: expected \"json_schema\"");
-            json_object *schema = jget(v, "schema");
-            if (!jis(schema, json_type_object))
+            json_object *schema = bb_json_get(v, "schema");
+            if (!bb_json_is(schema, json_type_object))
                 return rd_expect(r, "output_config.format.schema", "an object");
             q->format = BB_IR_FMT_JSON_SCHEMA;
             q->format_strict = true; /* Anthropic's structured output is always strict */
-            q->format_schema_json = jtext(r->a, schema);
+            q->format_schema_json = bb_json_text(r->a, schema);
             if (!q->format_schema_json.p)
                 return rd_oom(r);
         } else if (rd_unsupported(r, "output_config.", k) < 0) {
@@ -902,7 +812,7 @@ static int rd_output_config(struct rd *r, json_object *oc)
 static int rd_stop_sequences(struct rd *r, json_object *ss)
 {
     struct bb_ir_request *q = r->req;
-    if (!jis(ss, json_type_array))
+    if (!bb_json_is(ss, json_type_array))
         return rd_expect(r, "stop_sequences", "an array");
     size_t n = json_object_array_length(ss);
     q->stop = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *q->stop);
@@ -910,12 +820,12 @@ static int rd_stop_sequences(struct rd *r, json_object *ss)
         return rd_oom(r);
     for (size_t i = 0; i < n; i++) {
         json_object *s = json_object_array_get_idx(ss, i);
-        if (!jis(s, json_type_string)) {
+        if (!bb_json_is(s, json_type_string)) {
             char p[64];
             bprintf(p, sizeof p, "stop_sequences[%zu]", i);
             return rd_expect(r, p, "a string");
         }
-        q->stop[i] = jdup(r->a, s);
+        q->stop[i] = bb_json_dup(r->a, s);
         if (!q->stop[i].p)
             return rd_oom(r);
     }
@@ -925,7 +835,7 @@ static int rd_stop_sequences(struct rd *r, json_object *ss)
 
 static int rd_metadata(struct rd *r, json_object *md)
 {
-    if (!jis(md, json_type_object))
+    if (!bb_json_is(md, json_type_object))
         return rd_expect(r, "metadata", "an object");
     struct json_object_iterator it = json_object_iter_begin(md), end = json_object_iter_end(md);
     for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
@@ -942,7 +852,7 @@ static int rd_metadata(struct rd *r, json_object *md)
 
 static int rd_system(struct rd *r, json_object *s, struct bvec *sys)
 {
-    if (!jis(s, json_type_string) && !jis(s, json_type_array))
+    if (!bb_json_is(s, json_type_string) && !bb_json_is(s, json_type_array))
         return rd_expect(r, "system", "a string or an array");
     return rd_content(r, s, "system", IN_SYSTEM, sys);
 }
@@ -978,15 +888,15 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
     if (rd_u32(r, root, "max_tokens", "", &q->has_max_tokens, &q->max_tokens) < 0)
         return -1;
     json_object *v;
-    if ((v = jget(root, "system")) && rd_system(r, v, &sys) < 0)
+    if ((v = bb_json_get(root, "system")) && rd_system(r, v, &sys) < 0)
         return -1;
-    if (rd_messages(r, jget(root, "messages"), &sys) < 0)
+    if (rd_messages(r, bb_json_get(root, "messages"), &sys) < 0)
         return -1;
     q->system = sys.v;
     q->n_system = sys.n;
-    if ((v = jget(root, "metadata")) && rd_metadata(r, v) < 0)
+    if ((v = bb_json_get(root, "metadata")) && rd_metadata(r, v) < 0)
         return -1;
-    if ((v = jget(root, "stop_sequences")) && rd_stop_sequences(r, v) < 0)
+    if ((v = bb_json_get(root, "stop_sequences")) && rd_stop_sequences(r, v) < 0)
         return -1;
     if (rd_bool(r, root, "stream", "", NULL, &q->stream) < 0)
         return -1;
@@ -994,13 +904,13 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
         rd_number(r, root, "top_p", &q->has_top_p, &q->top_p) < 0 ||
         rd_u32(r, root, "top_k", "", &q->has_top_k, &q->top_k) < 0)
         return -1;
-    if ((v = jget(root, "thinking")) && rd_thinking(r, v) < 0)
+    if ((v = bb_json_get(root, "thinking")) && rd_thinking(r, v) < 0)
         return -1;
-    if ((v = jget(root, "tools")) && rd_tools(r, v) < 0)
+    if ((v = bb_json_get(root, "tools")) && rd_tools(r, v) < 0)
         return -1;
-    if ((v = jget(root, "tool_choice")) && rd_tool_choice(r, v) < 0)
+    if ((v = bb_json_get(root, "tool_choice")) && rd_tool_choice(r, v) < 0)
         return -1;
-    if ((v = jget(root, "output_config")) && rd_output_config(r, v) < 0)
+    if ((v = bb_json_get(root, "output_config")) && rd_output_config(r, v) < 0)
         return -1;
     return 0;
 }
@@ -1010,11 +920,11 @@ static int anthropic_read_request(struct bb_arena *a, const char *body, size_t l
                                   struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "request body", err);
+    json_object *root = bb_json_parse(body, len, "request body", err);
     if (!root)
         return -1;
     int rc;
-    if (!jis(root, json_type_object)) {
+    if (!bb_json_is(root, json_type_object)) {
         rc = bb_err_set(err, "request body: expected a JSON object");
     } else {
         struct rd r = {a, out, err};
@@ -1044,8 +954,8 @@ static json_object *input_object(const struct bb_ir_str *s, bool *bad)
 {
     json_object *in = NULL;
     if (s->p && s->len) {
-        in = json_parse(s->p, s->len, "input", NULL);
-        if (!jis(in, json_type_object)) {
+        in = bb_json_parse(s->p, s->len, "input", NULL);
+        if (!bb_json_is(in, json_type_object)) {
             json_object_put(in);
             in = NULL;
             if (bad)
@@ -1060,8 +970,8 @@ static json_object *citations_array(const struct bb_ir_str *s)
 {
     if (!str_has(s))
         return NULL;
-    json_object *c = json_parse(s->p, s->len, "citations", NULL);
-    if (!jis(c, json_type_array)) {
+    json_object *c = bb_json_parse(s->p, s->len, "citations", NULL);
+    if (!bb_json_is(c, json_type_array)) {
         json_object_put(c);
         return NULL;
     }
@@ -1108,14 +1018,14 @@ static int rd_out_block(struct bb_arena *a, json_object *o, struct bb_ir_block *
                         struct bb_err *err, size_t i)
 {
     memset(b, 0, sizeof *b);
-    const char *t = jstr(jget(o, "type"));
+    const char *t = bb_json_str(bb_json_get(o, "type"));
     if (!t)
         return bb_err_set(err, "content[%zu].type: expected a string", i);
     if (strcmp(t, "text") == 0) {
         b->type = BB_IR_TEXT;
-        json_object *c = jget(o, "citations");
-        if (jis(c, json_type_array) && json_object_array_length(c) > 0) {
-            b->citations_json = jtext(a, c);
+        json_object *c = bb_json_get(o, "citations");
+        if (bb_json_is(c, json_type_array) && json_object_array_length(c) > 0) {
+            b->citations_json = bb_json_text(a, c);
             if (!b->citations_json.p)
                 return bb_err_set(err, "out of memory");
         }
@@ -1129,19 +1039,19 @@ static int rd_out_block(struct bb_arena *a, json_object *o, struct bb_ir_block *
         *skip = true;
         return 0;
     }
-    json_object *text = jget(o, b->type == BB_IR_THINKING ? "thinking" : "text");
-    json_object *sig = jget(o, b->type == BB_IR_REDACTED_THINKING ? "data" : "signature");
-    if (jis(text, json_type_string) && b->type != BB_IR_TOOL_USE && !(b->text = jdup(a, text)).p)
+    json_object *text = bb_json_get(o, b->type == BB_IR_THINKING ? "thinking" : "text");
+    json_object *sig = bb_json_get(o, b->type == BB_IR_REDACTED_THINKING ? "data" : "signature");
+    if (bb_json_is(text, json_type_string) && b->type != BB_IR_TOOL_USE && !(b->text = bb_json_dup(a, text)).p)
         return bb_err_set(err, "out of memory");
-    if (jis(sig, json_type_string) && !(b->signature = jdup(a, sig)).p)
+    if (bb_json_is(sig, json_type_string) && !(b->signature = bb_json_dup(a, sig)).p)
         return bb_err_set(err, "out of memory");
     if (b->type == BB_IR_TOOL_USE) {
-        json_object *id = jget(o, "id"), *name = jget(o, "name"), *in = jget(o, "input");
-        if (jis(id, json_type_string))
-            b->id = jdup(a, id);
-        if (jis(name, json_type_string))
-            b->name = jdup(a, name);
-        b->input_json = in ? jtext(a, in) : bb_ir_strdup(a, "{}", 2);
+        json_object *id = bb_json_get(o, "id"), *name = bb_json_get(o, "name"), *in = bb_json_get(o, "input");
+        if (bb_json_is(id, json_type_string))
+            b->id = bb_json_dup(a, id);
+        if (bb_json_is(name, json_type_string))
+            b->name = bb_json_dup(a, name);
+        b->input_json = in ? bb_json_text(a, in) : bb_ir_strdup(a, "{}", 2);
         if (!b->input_json.p)
             return bb_err_set(err, "out of memory");
     }
@@ -1469,15 +1379,15 @@ static int wr_tools(struct wr *w, const struct bb_ir_request *ir, json_object *b
         const struct bb_ir_tool *t = &ir->tools[i];
         json_object *schema = NULL;
         if (str_has(&t->parameters_json)) {
-            schema = json_parse(t->parameters_json.p, t->parameters_json.len, "schema", NULL);
-            if (!jis(schema, json_type_object)) {
+            schema = bb_json_parse(t->parameters_json.p, t->parameters_json.len, "schema", NULL);
+            if (!bb_json_is(schema, json_type_object)) {
                 json_object_put(schema);
                 return bb_err_set(w->err, "tools[%zu].parameters: expected a JSON object", i);
             }
         } else {
             schema = json_object_new_object();
         }
-        if (!jget(schema, "type")) /* input_schema.type must be "object" */
+        if (!bb_json_get(schema, "type")) /* input_schema.type must be "object" */
             jadd(schema, "type", json_object_new_string("object"));
         json_object *o = json_object_new_object();
         jadd(o, "name", jnew_str(&t->name));
@@ -1551,17 +1461,17 @@ static bool history_allows_thinking(json_object *msgs)
     size_t n = json_object_array_length(msgs);
     for (size_t i = n; i-- > 0;) {
         json_object *m = json_object_array_get_idx(msgs, i);
-        if (!jstr_eq(jget(m, "role"), "assistant"))
+        if (!bb_json_str_eq(bb_json_get(m, "role"), "assistant"))
             continue;
-        json_object *c = jget(m, "content");
+        json_object *c = bb_json_get(m, "content");
         size_t nc = json_object_array_length(c);
         bool tool = false;
         for (size_t j = 0; j < nc; j++)
-            tool = tool || jstr_eq(jget(json_object_array_get_idx(c, j), "type"), "tool_use");
+            tool = tool || bb_json_str_eq(bb_json_get(json_object_array_get_idx(c, j), "type"), "tool_use");
         if (!tool && i != n - 1)
             return true;
-        json_object *first = jget(json_object_array_get_idx(c, 0), "type");
-        return jstr_eq(first, "thinking") || jstr_eq(first, "redacted_thinking");
+        json_object *first = bb_json_get(json_object_array_get_idx(c, 0), "type");
+        return bb_json_str_eq(first, "thinking") || bb_json_str_eq(first, "redacted_thinking");
     }
     return true;
 }
@@ -1710,31 +1620,31 @@ static int anthropic_read_response(struct bb_arena *a, const char *body, size_t 
                                    struct bb_ir_response *out, struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "anthropic response", err);
+    json_object *root = bb_json_parse(body, len, "anthropic response", err);
     if (!root)
         return -1;
     int rc = 0;
-    if (!jis(root, json_type_object)) {
+    if (!bb_json_is(root, json_type_object)) {
         rc = bb_err_set(err, "anthropic response: expected a JSON object");
         goto done;
     }
-    if (jstr_eq(jget(root, "type"), "error")) {
-        const char *m = jstr(jget(jget(root, "error"), "message"));
+    if (bb_json_str_eq(bb_json_get(root, "type"), "error")) {
+        const char *m = bb_json_str(bb_json_get(bb_json_get(root, "error"), "message"));
         rc = bb_err_set(err, "anthropic response: error: %s", m ? m : "(no message)");
         goto done;
     }
     json_object *v;
-    if (jis(v = jget(root, "id"), json_type_string) && !(out->id = jdup(a, v)).p)
+    if (bb_json_is(v = bb_json_get(root, "id"), json_type_string) && !(out->id = bb_json_dup(a, v)).p)
         goto oom;
-    if (jis(v = jget(root, "model"), json_type_string) && !(out->model = jdup(a, v)).p)
+    if (bb_json_is(v = bb_json_get(root, "model"), json_type_string) && !(out->model = bb_json_dup(a, v)).p)
         goto oom;
-    out->stop = stop_from_wire(jstr(jget(root, "stop_reason")));
-    if (jis(v = jget(root, "stop_sequence"), json_type_string) &&
-        !(out->stop_sequence = jdup(a, v)).p)
+    out->stop = stop_from_wire(bb_json_str(bb_json_get(root, "stop_reason")));
+    if (bb_json_is(v = bb_json_get(root, "stop_sequence"), json_type_string) &&
+        !(out->stop_sequence = bb_json_dup(a, v)).p)
         goto oom;
-    usage_merge(&out->usage, jget(root, "usage"));
-    json_object *content = jget(root, "content");
-    if (content && !jis(content, json_type_array)) {
+    usage_merge(&out->usage, bb_json_get(root, "usage"));
+    json_object *content = bb_json_get(root, "content");
+    if (content && !bb_json_is(content, json_type_array)) {
         rc = bb_err_set(err, "anthropic response: content: expected an array");
         goto done;
     }
@@ -1745,7 +1655,7 @@ static int anthropic_read_response(struct bb_arena *a, const char *body, size_t 
     for (size_t i = 0; i < n; i++) {
         json_object *b = json_object_array_get_idx(content, i);
         bool skip = false;
-        if (!jis(b, json_type_object)) {
+        if (!bb_json_is(b, json_type_object)) {
             rc = bb_err_set(err, "anthropic response: content[%zu]: expected an object", i);
             goto done;
         }
@@ -2050,8 +1960,8 @@ static int enc_delta(struct anth_enc *e, const struct bb_ir_event *ev, struct ev
         jadd(d, "partial_json", jnew_str(&ev->text));
         break;
     case BB_IR_D_CITATION: {
-        json_object *c = str_has(&ev->text) ? json_parse(ev->text.p, ev->text.len, "", NULL) : NULL;
-        if (!jis(c, json_type_object)) {
+        json_object *c = str_has(&ev->text) ? bb_json_parse(ev->text.p, ev->text.len, "", NULL) : NULL;
+        if (!bb_json_is(c, json_type_object)) {
             json_object_put(c);
             return 0;
         }
@@ -2191,9 +2101,9 @@ static int dec_block_start(struct anth_dec *d, struct bb_arena *s, json_object *
     int rc = dec_stop_block(d, cb, arg);
     if (rc)
         return rc;
-    json_object *cb_obj = jget(o, "content_block");
-    const char *t = jstr(jget(cb_obj, "type"));
-    if (!t || !jis_number(jget(o, "index")))
+    json_object *cb_obj = bb_json_get(o, "content_block");
+    const char *t = bb_json_str(bb_json_get(cb_obj, "type"));
+    if (!t || !bb_json_is_number(bb_json_get(o, "index")))
         return -1;
     d->in_block = true;
     d->up_index = (uint32_t)jget_u64(o, "index");
@@ -2214,32 +2124,32 @@ static int dec_block_start(struct anth_dec *d, struct bb_arena *s, json_object *
     struct bb_ir_event ev = {
         .type = BB_IR_EV_BLOCK_START, .index = d->ir_index, .block_type = d->type};
     if (d->type == BB_IR_TOOL_USE) {
-        json_object *id = jget(cb_obj, "id"), *name = jget(cb_obj, "name");
-        if (jis(id, json_type_string) && !(ev.id = jdup(s, id)).p)
+        json_object *id = bb_json_get(cb_obj, "id"), *name = bb_json_get(cb_obj, "name");
+        if (bb_json_is(id, json_type_string) && !(ev.id = bb_json_dup(s, id)).p)
             return -1;
-        if (jis(name, json_type_string) && !(ev.name = jdup(s, name)).p)
+        if (bb_json_is(name, json_type_string) && !(ev.name = bb_json_dup(s, name)).p)
             return -1;
     }
     if ((rc = cb(arg, &ev)))
         return rc;
     /* Content the start already carries (normally empty). */
     json_object *v;
-    if (d->type == BB_IR_TEXT && (v = jget(cb_obj, "text")) && json_object_get_string_len(v))
+    if (d->type == BB_IR_TEXT && (v = bb_json_get(cb_obj, "text")) && json_object_get_string_len(v))
         return dec_emit_delta(d, s, BB_IR_D_TEXT, json_object_get_string(v),
                               (size_t)json_object_get_string_len(v), cb, arg);
     if (d->type == BB_IR_THINKING) {
-        if ((v = jget(cb_obj, "thinking")) && json_object_get_string_len(v) &&
+        if ((v = bb_json_get(cb_obj, "thinking")) && json_object_get_string_len(v) &&
             (rc = dec_emit_delta(d, s, BB_IR_D_THINKING, json_object_get_string(v),
                                  (size_t)json_object_get_string_len(v), cb, arg)))
             return rc;
-        if ((v = jget(cb_obj, "signature")) && json_object_get_string_len(v))
+        if ((v = bb_json_get(cb_obj, "signature")) && json_object_get_string_len(v))
             return dec_emit_delta(d, s, BB_IR_D_SIGNATURE, json_object_get_string(v),
                                   (size_t)json_object_get_string_len(v), cb, arg);
     }
-    if (d->type == BB_IR_REDACTED_THINKING && (v = jget(cb_obj, "data")))
+    if (d->type == BB_IR_REDACTED_THINKING && (v = bb_json_get(cb_obj, "data")))
         return dec_emit_delta(d, s, BB_IR_D_REDACTED, json_object_get_string(v),
                               (size_t)json_object_get_string_len(v), cb, arg);
-    if (d->type == BB_IR_TOOL_USE && jis(v = jget(cb_obj, "input"), json_type_object) &&
+    if (d->type == BB_IR_TOOL_USE && bb_json_is(v = bb_json_get(cb_obj, "input"), json_type_object) &&
         json_object_object_length(v) > 0) {
         size_t n = 0;
         const char *js = json_object_to_json_string_length(v, JSON_OUT, &n);
@@ -2251,12 +2161,12 @@ static int dec_block_start(struct anth_dec *d, struct bb_arena *s, json_object *
 static int dec_block_delta(struct anth_dec *d, struct bb_arena *s, json_object *o,
                            bb_ir_event_cb cb, void *arg)
 {
-    if (!d->in_block || !jis_number(jget(o, "index")) || jget_u64(o, "index") != d->up_index)
+    if (!d->in_block || !bb_json_is_number(bb_json_get(o, "index")) || jget_u64(o, "index") != d->up_index)
         return -1; /* a delta outside its block: the stream is malformed */
     if (d->skip)
         return 0;
-    json_object *delta = jget(o, "delta");
-    const char *t = jstr(jget(delta, "type"));
+    json_object *delta = bb_json_get(o, "delta");
+    const char *t = bb_json_str(bb_json_get(delta, "type"));
     if (!t)
         return -1;
     static const struct {
@@ -2271,14 +2181,14 @@ static int dec_block_delta(struct anth_dec *d, struct bb_arena *s, json_object *
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (strcmp(t, kinds[i].type) != 0)
             continue;
-        json_object *v = jget(delta, kinds[i].field);
-        if (!jis(v, json_type_string))
+        json_object *v = bb_json_get(delta, kinds[i].field);
+        if (!bb_json_is(v, json_type_string))
             return -1;
         return dec_emit_delta(d, s, kinds[i].kind, json_object_get_string(v),
                               (size_t)json_object_get_string_len(v), cb, arg);
     }
     if (strcmp(t, "citations_delta") == 0) {
-        json_object *c = jget(delta, "citation");
+        json_object *c = bb_json_get(delta, "citation");
         if (!c)
             return -1;
         size_t n = 0;
@@ -2294,14 +2204,14 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
     struct anth_dec *d = dec;
     if (!f->data_len)
         return 0; /* keep-alive comments / empty frames */
-    json_object *o = json_parse(f->data, f->data_len, "frame", NULL);
-    if (!jis(o, json_type_object)) {
+    json_object *o = bb_json_parse(f->data, f->data_len, "frame", NULL);
+    if (!bb_json_is(o, json_type_object)) {
         json_object_put(o);
         return -1;
     }
     /* The data's own type names the event; the SSE event: line is the fallback. */
     char name[64];
-    const char *t = jstr(jget(o, "type"));
+    const char *t = bb_json_str(bb_json_get(o, "type"));
     if (!t) {
         size_t n = f->event_len < sizeof name - 1 ? f->event_len : sizeof name - 1;
         memcpy(name, f->event ? f->event : "", n);
@@ -2314,14 +2224,14 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
     if (d->done && strcmp(t, "error") != 0) {
         rc = 0;
     } else if (strcmp(t, "message_start") == 0) {
-        json_object *m = jget(o, "message");
+        json_object *m = bb_json_get(o, "message");
         json_object *v;
         ev.type = BB_IR_EV_MESSAGE_START;
-        usage_merge(&d->usage, jget(m, "usage"));
+        usage_merge(&d->usage, bb_json_get(m, "usage"));
         ev.usage = d->usage;
-        if (jis(v = jget(m, "id"), json_type_string) && !(ev.id = jdup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(m, "id"), json_type_string) && !(ev.id = bb_json_dup(scratch, v)).p)
             rc = -1;
-        if (jis(v = jget(m, "model"), json_type_string) && !(ev.model = jdup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(m, "model"), json_type_string) && !(ev.model = bb_json_dup(scratch, v)).p)
             rc = -1;
         d->started = true;
         if (rc == 0)
@@ -2333,15 +2243,15 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
     } else if (strcmp(t, "content_block_stop") == 0) {
         rc = dec_stop_block(d, cb, arg);
     } else if (strcmp(t, "message_delta") == 0) {
-        json_object *delta = jget(o, "delta");
+        json_object *delta = bb_json_get(o, "delta");
         json_object *v;
         if (!(rc = dec_stop_block(d, cb, arg))) {
             ev.type = BB_IR_EV_MESSAGE_DELTA;
-            ev.stop = stop_from_wire(jstr(jget(delta, "stop_reason")));
-            if (jis(v = jget(delta, "stop_sequence"), json_type_string) &&
-                !(ev.stop_sequence = jdup(scratch, v)).p)
+            ev.stop = stop_from_wire(bb_json_str(bb_json_get(delta, "stop_reason")));
+            if (bb_json_is(v = bb_json_get(delta, "stop_sequence"), json_type_string) &&
+                !(ev.stop_sequence = bb_json_dup(scratch, v)).p)
                 rc = -1;
-            usage_merge(&d->usage, jget(o, "usage"));
+            usage_merge(&d->usage, bb_json_get(o, "usage"));
             ev.usage = d->usage;
             if (rc == 0)
                 rc = cb(arg, &ev);
@@ -2356,12 +2266,12 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
         ev.type = BB_IR_EV_PING;
         rc = cb(arg, &ev);
     } else if (strcmp(t, "error") == 0) {
-        json_object *e = jget(o, "error");
+        json_object *e = bb_json_get(o, "error");
         json_object *v;
         ev.type = BB_IR_EV_ERROR;
-        if (jis(v = jget(e, "type"), json_type_string) && !(ev.error_type = jdup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(e, "type"), json_type_string) && !(ev.error_type = bb_json_dup(scratch, v)).p)
             rc = -1;
-        if (jis(v = jget(e, "message"), json_type_string) && !(ev.text = jdup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(e, "message"), json_type_string) && !(ev.text = bb_json_dup(scratch, v)).p)
             rc = -1;
         ev.error_status = status_from_error_type(ev.error_type.p);
         d->done = true;
@@ -2382,11 +2292,11 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
 static int anthropic_read_error(const char *body, size_t len, struct bb_proto_error *out)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "error", NULL);
-    json_object *e = jget(root, "error");
-    const char *type = jstr(jget(e, "type"));
-    const char *msg = jstr(jget(e, "message"));
-    if (!msg && jis(e, json_type_string))
+    json_object *root = bb_json_parse(body, len, "error", NULL);
+    json_object *e = bb_json_get(root, "error");
+    const char *type = bb_json_str(bb_json_get(e, "type"));
+    const char *msg = bb_json_str(bb_json_get(e, "message"));
+    if (!msg && bb_json_is(e, json_type_string))
         msg = json_object_get_string(e);
     if (type)
         bprintf(out->type, sizeof out->type, "%s", type);

@@ -22,6 +22,7 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
+#include "worker/json.h"
 #include "worker/proto.h"
 
 #include <ctype.h>
@@ -48,97 +49,6 @@
 /* JSON helpers                                                                             */
 /* ======================================================================================== */
 
-/* Parse exactly one JSON value (trailing whitespace allowed). NULL with err naming `what`,
- * also for a literal null (json-c represents it as NULL). */
-static json_object *json_parse(const char *p, size_t len, const char *what, struct bb_err *err)
-{
-    if (len > INT_MAX) {
-        bb_err_set(err, "%s: too large", what);
-        return NULL;
-    }
-    json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-    if (!tok) {
-        bb_err_set(err, "%s: out of memory", what);
-        return NULL;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    json_object *o = json_tokener_parse_ex(tok, p ? p : "", (int)len);
-    enum json_tokener_error e = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    if (e == json_tokener_continue && len) {
-        /* A top-level literal or number is only known to have ended at a delimiter; the
-         * whole text is here, so supply one. */
-        o = json_tokener_parse_ex(tok, " ", 1);
-        e = json_tokener_get_error(tok);
-        end = len;
-    }
-    json_tokener_free(tok);
-    if (e == json_tokener_continue) {
-        json_object_put(o);
-        bb_err_set(err, "%s: invalid JSON (unexpected end of input)", what);
-        return NULL;
-    }
-    if (e != json_tokener_success) {
-        json_object_put(o);
-        bb_err_set(err, "%s: invalid JSON (%s at offset %zu)", what, json_tokener_error_desc(e),
-                   end);
-        return NULL;
-    }
-    for (; end < len; end++) {
-        if (!isspace((unsigned char)p[end])) {
-            json_object_put(o);
-            bb_err_set(err, "%s: invalid JSON (trailing data at offset %zu)", what, end);
-            return NULL;
-        }
-    }
-    if (!o)
-        bb_err_set(err, "%s: expected a JSON object, got null", what);
-    return o;
-}
-
-/* Member of an object; NULL when absent, null, or o is not an object. */
-static json_object *jget(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    if (o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v))
-        return v;
-    return NULL;
-}
-
-static bool jis(json_object *o, enum json_type t)
-{
-    return o && json_object_is_type(o, t);
-}
-
-static bool jis_number(json_object *o)
-{
-    return jis(o, json_type_int) || jis(o, json_type_double);
-}
-
-static const char *jstr(json_object *o)
-{
-    return jis(o, json_type_string) ? json_object_get_string(o) : NULL;
-}
-
-static bool jstr_eq(json_object *o, const char *lit)
-{
-    const char *s = jstr(o);
-    return s && strcmp(s, lit) == 0;
-}
-
-/* A string value copied into the arena ({NULL,0} on OOM). */
-static struct bb_ir_str jdup(struct bb_arena *a, json_object *s)
-{
-    return bb_ir_strdup(a, json_object_get_string(s), (size_t)json_object_get_string_len(s));
-}
-
-/* Any value serialised as JSON text into the arena. */
-static struct bb_ir_str jtext(struct bb_arena *a, json_object *v)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(v, JSON_OUT, &n);
-    return bb_ir_strdup(a, s, n);
-}
 
 static bool str_has(const struct bb_ir_str *s)
 {
@@ -170,8 +80,8 @@ static void jadd(json_object *o, const char *k, json_object *v)
 
 static bool jget_u64(json_object *o, const char *key, uint64_t *out)
 {
-    json_object *v = jget(o, key);
-    if (!jis_number(v))
+    json_object *v = bb_json_get(o, key);
+    if (!bb_json_is_number(v))
         return false;
     double d = json_object_get_double(v);
     *out = d <= 0 ? 0 : d >= 1.8e19 ? UINT64_MAX : (uint64_t)d;
@@ -211,7 +121,7 @@ static const char *fpath(char *buf, size_t cap, const char *path, const char *ke
 /* Copy a string member into a fixed buffer (truncated), for error details. */
 static void copy_field(char *dst, size_t cap, json_object *v)
 {
-    const char *s = jstr(v);
+    const char *s = bb_json_str(v);
     if (s && cap)
         bprintf(dst, cap, "%s", s);
 }
@@ -288,9 +198,9 @@ static const char *stop_to_cohere(enum bb_ir_stop s)
 static void usage_read(json_object *u, struct bb_ir_usage *out)
 {
     memset(out, 0, sizeof *out);
-    if (!jis(u, json_type_object))
+    if (!bb_json_is(u, json_type_object))
         return;
-    json_object *tok = jget(u, "tokens"), *billed = jget(u, "billed_units");
+    json_object *tok = bb_json_get(u, "tokens"), *billed = bb_json_get(u, "billed_units");
     uint64_t in = 0, outp = 0, cached = 0;
     bool any = false;
     if (jget_u64(tok, "input_tokens", &in) || jget_u64(billed, "input_tokens", &in))
@@ -327,9 +237,9 @@ static json_object *usage_write(const struct bb_ir_usage *u)
  * objects (Anthropic char_location, OpenAI url_citation) cannot be expressed. */
 static bool citation_is_cohere(json_object *c)
 {
-    return jis(c, json_type_object) &&
-           (jis(jget(c, "sources"), json_type_array) ||
-            (jis_number(jget(c, "start")) && jis_number(jget(c, "end"))));
+    return bb_json_is(c, json_type_object) &&
+           (bb_json_is(bb_json_get(c, "sources"), json_type_array) ||
+            (bb_json_is_number(bb_json_get(c, "start")) && bb_json_is_number(bb_json_get(c, "end"))));
 }
 
 /* "data:<media type>[;params];base64,<data>" → media type + data. false when not base64. */
@@ -391,24 +301,24 @@ static int rd_str(struct rd *r, json_object *o, const char *key, const char *pat
                   struct bb_ir_str *out)
 {
     char p[256];
-    json_object *v = jget(o, key);
+    json_object *v = bb_json_get(o, key);
     if (!v) {
         if (required)
             return bb_err_set(r->err, "%s: required", fpath(p, sizeof p, path, key));
         return 0;
     }
-    if (!jis(v, json_type_string))
+    if (!bb_json_is(v, json_type_string))
         return rd_expect(r, fpath(p, sizeof p, path, key), "a string");
-    *out = jdup(r->a, v);
+    *out = bb_json_dup(r->a, v);
     return out->p ? 0 : rd_oom(r);
 }
 
 static int rd_number(struct rd *r, json_object *o, const char *key, bool *has, double *out)
 {
-    json_object *v = jget(o, key);
+    json_object *v = bb_json_get(o, key);
     if (!v)
         return 0;
-    if (!jis_number(v))
+    if (!bb_json_is_number(v))
         return rd_expect(r, key, "a number");
     *out = json_object_get_double(v);
     *has = true;
@@ -419,10 +329,10 @@ static int rd_u32(struct rd *r, json_object *o, const char *key, const char *pat
                   uint32_t *out)
 {
     char p[256];
-    json_object *v = jget(o, key);
+    json_object *v = bb_json_get(o, key);
     if (!v)
         return 0;
-    if (!jis(v, json_type_int))
+    if (!bb_json_is(v, json_type_int))
         return rd_expect(r, fpath(p, sizeof p, path, key), "an integer");
     int64_t n = json_object_get_int64(v);
     if (n < 0 || n > UINT32_MAX)
@@ -440,7 +350,7 @@ static int rd_push_text(struct rd *r, struct bvec *bv, enum bb_ir_block_type t, 
     if (!b)
         return rd_oom(r);
     b->type = t;
-    b->text = jdup(r->a, s);
+    b->text = bb_json_dup(r->a, s);
     return b->text.p ? 0 : rd_oom(r);
 }
 
@@ -448,14 +358,14 @@ static int rd_push_text(struct rd *r, struct bvec *bv, enum bb_ir_block_type t, 
 static int rd_image(struct rd *r, json_object *item, const char *path, struct bvec *bv)
 {
     char p[256];
-    json_object *iu = jget(item, "image_url");
+    json_object *iu = bb_json_get(item, "image_url");
     fpath(p, sizeof p, path, "image_url");
-    if (!jis(iu, json_type_object))
+    if (!bb_json_is(iu, json_type_object))
         return rd_expect(r, p, "an object");
     struct bb_ir_str url = {NULL, 0};
     if (rd_str(r, iu, "url", p, true, &url) < 0)
         return -1;
-    if (jget(iu, "detail") && rd_unsupported(r, "", "image_url.detail") < 0)
+    if (bb_json_get(iu, "detail") && rd_unsupported(r, "", "image_url.detail") < 0)
         return -1;
     struct bb_ir_block *b = bv_push(r->a, bv);
     if (!b)
@@ -476,20 +386,20 @@ static int rd_image(struct rd *r, json_object *item, const char *path, struct bv
 static int rd_system(struct rd *r, json_object *c, const char *path, struct bvec *sys)
 {
     char p[256], q[256];
-    if (jis(c, json_type_string))
+    if (bb_json_is(c, json_type_string))
         return rd_push_text(r, sys, BB_IR_TEXT, c);
-    if (!jis(c, json_type_array))
+    if (!bb_json_is(c, json_type_array))
         return rd_expect(r, path, "a string or an array");
     size_t n = json_object_array_length(c);
     for (size_t i = 0; i < n; i++) {
         json_object *it = json_object_array_get_idx(c, i);
         bprintf(p, sizeof p, "%s[%zu]", path, i);
-        if (!jis(it, json_type_object))
+        if (!bb_json_is(it, json_type_object))
             return rd_expect(r, p, "an object");
-        if (!jstr_eq(jget(it, "type"), "text"))
+        if (!bb_json_str_eq(bb_json_get(it, "type"), "text"))
             return rd_expect(r, fpath(q, sizeof q, p, "type"), "\"text\"");
-        json_object *t = jget(it, "text");
-        if (!jis(t, json_type_string))
+        json_object *t = bb_json_get(it, "text");
+        if (!bb_json_is(t, json_type_string))
             return rd_expect(r, fpath(q, sizeof q, p, "text"), "a string");
         if (rd_push_text(r, sys, BB_IR_TEXT, t) < 0)
             return -1;
@@ -501,22 +411,22 @@ static int rd_system(struct rd *r, json_object *c, const char *path, struct bvec
 static int rd_user(struct rd *r, json_object *c, const char *path, struct bvec *bv)
 {
     char p[256], q[256];
-    if (jis(c, json_type_string))
+    if (bb_json_is(c, json_type_string))
         return rd_push_text(r, bv, BB_IR_TEXT, c);
-    if (!jis(c, json_type_array))
+    if (!bb_json_is(c, json_type_array))
         return rd_expect(r, path, "a string or an array");
     size_t n = json_object_array_length(c);
     for (size_t i = 0; i < n; i++) {
         json_object *it = json_object_array_get_idx(c, i);
         bprintf(p, sizeof p, "%s[%zu]", path, i);
-        if (!jis(it, json_type_object))
+        if (!bb_json_is(it, json_type_object))
             return rd_expect(r, p, "an object");
-        const char *type = jstr(jget(it, "type"));
+        const char *type = bb_json_str(bb_json_get(it, "type"));
         if (!type)
             return rd_expect(r, fpath(q, sizeof q, p, "type"), "a string");
         if (strcmp(type, "text") == 0) {
-            json_object *t = jget(it, "text");
-            if (!jis(t, json_type_string))
+            json_object *t = bb_json_get(it, "text");
+            if (!bb_json_is(t, json_type_string))
                 return rd_expect(r, fpath(q, sizeof q, p, "text"), "a string");
             if (rd_push_text(r, bv, BB_IR_TEXT, t) < 0)
                 return -1;
@@ -537,7 +447,7 @@ static int rd_citations(struct rd *r, json_object *cits, const char *path, struc
                         size_t first, const long *cmap, size_t nc)
 {
     char p[256];
-    if (!jis(cits, json_type_array))
+    if (!bb_json_is(cits, json_type_array))
         return rd_expect(r, path, "an array");
     size_t n = json_object_array_length(cits), nb = bv->n - first;
     if (!n || !nb)
@@ -553,19 +463,19 @@ static int rd_citations(struct rd *r, json_object *cits, const char *path, struc
     for (size_t i = 0; i < n; i++) {
         json_object *c = json_object_array_get_idx(cits, i);
         bprintf(p, sizeof p, "%s[%zu]", path, i);
-        if (!jis(c, json_type_object)) {
+        if (!bb_json_is(c, json_type_object)) {
             rc = rd_expect(r, p, "an object");
             break;
         }
-        const char *ct = jstr(jget(c, "type"));
+        const char *ct = bb_json_str(bb_json_get(c, "type"));
         if (ct && strcmp(ct, "TEXT_CONTENT") != 0) {
             if ((rc = rd_unsupported(r, "citations.", ct)) < 0)
                 break;
             continue;
         }
         long target = -1;
-        json_object *ci = jget(c, "content_index");
-        if (jis(ci, json_type_int)) {
+        json_object *ci = bb_json_get(c, "content_index");
+        if (bb_json_is(ci, json_type_int)) {
             int64_t k = json_object_get_int64(ci);
             if (k >= 0 && (uint64_t)k < nc)
                 target = cmap[k];
@@ -585,7 +495,7 @@ static int rd_citations(struct rd *r, json_object *cits, const char *path, struc
         if (!per[i])
             continue;
         if (rc == 0) {
-            bv->v[first + i].citations_json = jtext(r->a, per[i]);
+            bv->v[first + i].citations_json = bb_json_text(r->a, per[i]);
             if (!bv->v[first + i].citations_json.p)
                 rc = rd_oom(r);
         }
@@ -602,8 +512,8 @@ static int rd_assistant(struct rd *r, json_object *m, const char *path, struct b
     char p[256], q[256];
     size_t first = bv->n, nc = 0;
     long *cmap = NULL;
-    json_object *c = jget(m, "content");
-    if (jis(c, json_type_string)) {
+    json_object *c = bb_json_get(m, "content");
+    if (bb_json_is(c, json_type_string)) {
         cmap = bb_arena_alloc(r->a, sizeof *cmap);
         if (!cmap)
             return rd_oom(r);
@@ -614,7 +524,7 @@ static int rd_assistant(struct rd *r, json_object *m, const char *path, struct b
             if (rd_push_text(r, bv, BB_IR_TEXT, c) < 0)
                 return -1;
         }
-    } else if (jis(c, json_type_array)) {
+    } else if (bb_json_is(c, json_type_array)) {
         nc = json_object_array_length(c);
         cmap = bb_arena_alloc(r->a, (nc ? nc : 1) * sizeof *cmap);
         if (!cmap)
@@ -623,16 +533,16 @@ static int rd_assistant(struct rd *r, json_object *m, const char *path, struct b
             json_object *it = json_object_array_get_idx(c, i);
             bprintf(p, sizeof p, "%s.content[%zu]", path, i);
             cmap[i] = -1;
-            if (!jis(it, json_type_object))
+            if (!bb_json_is(it, json_type_object))
                 return rd_expect(r, p, "an object");
-            const char *type = jstr(jget(it, "type"));
+            const char *type = bb_json_str(bb_json_get(it, "type"));
             if (!type)
                 return rd_expect(r, fpath(q, sizeof q, p, "type"), "a string");
             bool text = strcmp(type, "text") == 0;
             if (text || strcmp(type, "thinking") == 0) {
                 const char *key = text ? "text" : "thinking";
-                json_object *t = jget(it, key);
-                if (!jis(t, json_type_string))
+                json_object *t = bb_json_get(it, key);
+                if (!bb_json_is(t, json_type_string))
                     return rd_expect(r, fpath(q, sizeof q, p, key), "a string");
                 cmap[i] = (long)bv->n;
                 if (rd_push_text(r, bv, text ? BB_IR_TEXT : BB_IR_THINKING, t) < 0)
@@ -645,38 +555,38 @@ static int rd_assistant(struct rd *r, json_object *m, const char *path, struct b
         return rd_expect(r, fpath(p, sizeof p, path, "content"), "a string or an array");
     }
 
-    json_object *plan = jget(m, "tool_plan");
-    if (plan && !jis(plan, json_type_string))
+    json_object *plan = bb_json_get(m, "tool_plan");
+    if (plan && !bb_json_is(plan, json_type_string))
         return rd_expect(r, fpath(p, sizeof p, path, "tool_plan"), "a string");
     if (plan && json_object_get_string_len(plan) && rd_push_text(r, bv, BB_IR_THINKING, plan) < 0)
         return -1;
 
-    json_object *calls = jget(m, "tool_calls");
-    if (calls && !jis(calls, json_type_array))
+    json_object *calls = bb_json_get(m, "tool_calls");
+    if (calls && !bb_json_is(calls, json_type_array))
         return rd_expect(r, fpath(p, sizeof p, path, "tool_calls"), "an array");
     size_t n = calls ? json_object_array_length(calls) : 0;
     for (size_t i = 0; i < n; i++) {
         json_object *tc = json_object_array_get_idx(calls, i);
         bprintf(p, sizeof p, "%s.tool_calls[%zu]", path, i);
-        if (!jis(tc, json_type_object))
+        if (!bb_json_is(tc, json_type_object))
             return rd_expect(r, p, "an object");
         struct bb_ir_block b;
         memset(&b, 0, sizeof b);
         b.type = BB_IR_TOOL_USE;
         if (rd_str(r, tc, "id", p, true, &b.id) < 0)
             return -1;
-        json_object *fn = jget(tc, "function");
-        if (fn && !jis(fn, json_type_object))
+        json_object *fn = bb_json_get(tc, "function");
+        if (fn && !bb_json_is(fn, json_type_object))
             return rd_expect(r, fpath(q, sizeof q, p, "function"), "an object");
         fpath(q, sizeof q, p, "function");
         if (rd_str(r, fn, "name", q, false, &b.name) < 0)
             return -1;
-        json_object *args = jget(fn, "arguments");
-        if (jis(args, json_type_string) && json_object_get_string_len(args)) {
-            b.input_json = jdup(r->a, args); /* JSON text already: kept verbatim */
-        } else if (jis(args, json_type_object)) {
-            b.input_json = jtext(r->a, args);
-        } else if (args && !jis(args, json_type_string)) {
+        json_object *args = bb_json_get(fn, "arguments");
+        if (bb_json_is(args, json_type_string) && json_object_get_string_len(args)) {
+            b.input_json = bb_json_dup(r->a, args); /* JSON text already: kept verbatim */
+        } else if (bb_json_is(args, json_type_object)) {
+            b.input_json = bb_json_text(r->a, args);
+        } else if (args && !bb_json_is(args, json_type_string)) {
             return rd_expect(r, fpath(q, sizeof q, p, "function.arguments"), "a string");
         } else {
             b.input_json = bb_ir_strdup(r->a, "{}", 2);
@@ -689,7 +599,7 @@ static int rd_assistant(struct rd *r, json_object *m, const char *path, struct b
         *dst = b;
     }
 
-    json_object *cits = jget(m, "citations");
+    json_object *cits = bb_json_get(m, "citations");
     if (cits &&
         rd_citations(r, cits, fpath(p, sizeof p, path, "citations"), bv, first, cmap, nc) < 0)
         return -1;
@@ -706,15 +616,15 @@ static int rd_tool_result(struct rd *r, json_object *m, const char *path, struct
     b->type = BB_IR_TOOL_RESULT;
     if (rd_str(r, m, "tool_call_id", path, true, &b->id) < 0)
         return -1;
-    json_object *c = jget(m, "content");
+    json_object *c = bb_json_get(m, "content");
     fpath(p, sizeof p, path, "content");
     if (!c)
         return bb_err_set(r->err, "%s: required", p);
-    if (jis(c, json_type_string)) {
-        b->text = jdup(r->a, c);
+    if (bb_json_is(c, json_type_string)) {
+        b->text = bb_json_dup(r->a, c);
         return b->text.p ? 0 : rd_oom(r);
     }
-    if (!jis(c, json_type_array))
+    if (!bb_json_is(c, json_type_array))
         return rd_expect(r, p, "a string or an array");
     struct bvec parts = {0};
     size_t n = json_object_array_length(c), total = 0;
@@ -722,32 +632,32 @@ static int rd_tool_result(struct rd *r, json_object *m, const char *path, struct
         json_object *it = json_object_array_get_idx(c, i);
         char ip[256];
         bprintf(ip, sizeof ip, "%s[%zu]", p, i);
-        if (!jis(it, json_type_object))
+        if (!bb_json_is(it, json_type_object))
             return rd_expect(r, ip, "an object");
-        const char *type = jstr(jget(it, "type"));
+        const char *type = bb_json_str(bb_json_get(it, "type"));
         if (!type)
             return rd_expect(r, fpath(q, sizeof q, ip, "type"), "a string");
         if (strcmp(type, "text") == 0) {
-            json_object *t = jget(it, "text");
-            if (!jis(t, json_type_string))
+            json_object *t = bb_json_get(it, "text");
+            if (!bb_json_is(t, json_type_string))
                 return rd_expect(r, fpath(q, sizeof q, ip, "text"), "a string");
             if (rd_push_text(r, &parts, BB_IR_TEXT, t) < 0)
                 return -1;
         } else if (strcmp(type, "document") == 0) {
-            json_object *doc = jget(it, "document");
-            if (!jis(doc, json_type_object))
+            json_object *doc = bb_json_get(it, "document");
+            if (!bb_json_is(doc, json_type_object))
                 return rd_expect(r, fpath(q, sizeof q, ip, "document"), "an object");
-            json_object *data = jget(doc, "data");
-            if (!jis(data, json_type_object) && !jis(data, json_type_string))
+            json_object *data = bb_json_get(doc, "data");
+            if (!bb_json_is(data, json_type_object) && !bb_json_is(data, json_type_string))
                 return rd_expect(r, fpath(q, sizeof q, ip, "document.data"),
                                  "an object or a string");
-            if (jget(doc, "id") && rd_unsupported(r, "", "document.id") < 0)
+            if (bb_json_get(doc, "id") && rd_unsupported(r, "", "document.id") < 0)
                 return -1;
             struct bb_ir_block *t = bv_push(r->a, &parts);
             if (!t)
                 return rd_oom(r);
             t->type = BB_IR_TEXT;
-            t->text = jis(data, json_type_string) ? jdup(r->a, data) : jtext(r->a, data);
+            t->text = bb_json_is(data, json_type_string) ? bb_json_dup(r->a, data) : bb_json_text(r->a, data);
             if (!t->text.p)
                 return rd_oom(r);
         } else if (rd_unsupported(r, "content.", type) < 0) {
@@ -781,7 +691,7 @@ static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
     char p[64], q[96];
     if (!msgs)
         return bb_err_set(r->err, "messages: required");
-    if (!jis(msgs, json_type_array))
+    if (!bb_json_is(msgs, json_type_array))
         return rd_expect(r, "messages", "an array");
     size_t n = json_object_array_length(msgs);
     struct bb_ir_message *v = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *v);
@@ -793,13 +703,13 @@ static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
     for (size_t i = 0; i < n; i++) {
         json_object *m = json_object_array_get_idx(msgs, i);
         bprintf(p, sizeof p, "messages[%zu]", i);
-        if (!jis(m, json_type_object))
+        if (!bb_json_is(m, json_type_object))
             return rd_expect(r, p, "an object");
-        const char *role = jstr(jget(m, "role"));
+        const char *role = bb_json_str(bb_json_get(m, "role"));
         if (!role)
             return rd_expect(r, fpath(q, sizeof q, p, "role"), "a string");
         if (strcmp(role, "system") == 0) {
-            json_object *c = jget(m, "content");
+            json_object *c = bb_json_get(m, "content");
             if (!c)
                 return bb_err_set(r->err, "%s: required", fpath(q, sizeof q, p, "content"));
             if (rd_system(r, c, fpath(q, sizeof q, p, "content"), sys) < 0)
@@ -824,7 +734,7 @@ static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
         }
         struct bvec bv = {0};
         if (strcmp(role, "user") == 0) {
-            json_object *c = jget(m, "content");
+            json_object *c = bb_json_get(m, "content");
             if (!c)
                 return bb_err_set(r->err, "%s: required", fpath(q, sizeof q, p, "content"));
             if (rd_user(r, c, fpath(q, sizeof q, p, "content"), &bv) < 0)
@@ -851,7 +761,7 @@ static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
 static int rd_tools(struct rd *r, json_object *tools)
 {
     char p[64], q[96];
-    if (!jis(tools, json_type_array))
+    if (!bb_json_is(tools, json_type_array))
         return rd_expect(r, "tools", "an array");
     size_t n = json_object_array_length(tools), k = 0;
     struct bb_ir_tool *v = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *v);
@@ -860,28 +770,28 @@ static int rd_tools(struct rd *r, json_object *tools)
     for (size_t i = 0; i < n; i++) {
         json_object *t = json_object_array_get_idx(tools, i);
         bprintf(p, sizeof p, "tools[%zu]", i);
-        if (!jis(t, json_type_object))
+        if (!bb_json_is(t, json_type_object))
             return rd_expect(r, p, "an object");
-        json_object *type = jget(t, "type");
-        if (type && !jis(type, json_type_string))
+        json_object *type = bb_json_get(t, "type");
+        if (type && !bb_json_is(type, json_type_string))
             return rd_expect(r, fpath(q, sizeof q, p, "type"), "a string");
-        if (type && !jstr_eq(type, "function")) {
+        if (type && !bb_json_str_eq(type, "function")) {
             if (rd_unsupported(r, "tools.", json_object_get_string(type)) < 0)
                 return -1;
             continue;
         }
-        json_object *fn = jget(t, "function");
+        json_object *fn = bb_json_get(t, "function");
         fpath(q, sizeof q, p, "function");
-        if (!jis(fn, json_type_object))
+        if (!bb_json_is(fn, json_type_object))
             return rd_expect(r, q, "an object");
         if (rd_str(r, fn, "name", q, true, &v[k].name) < 0 ||
             rd_str(r, fn, "description", q, false, &v[k].description) < 0)
             return -1;
-        json_object *params = jget(fn, "parameters");
+        json_object *params = bb_json_get(fn, "parameters");
         if (params) {
-            if (!jis(params, json_type_object))
+            if (!bb_json_is(params, json_type_object))
                 return rd_expect(r, fpath(p, sizeof p, q, "parameters"), "an object");
-            v[k].parameters_json = jtext(r->a, params);
+            v[k].parameters_json = bb_json_text(r->a, params);
             if (!v[k].parameters_json.p)
                 return rd_oom(r);
         }
@@ -895,9 +805,9 @@ static int rd_tools(struct rd *r, json_object *tools)
 static int rd_response_format(struct rd *r, json_object *rf)
 {
     struct bb_ir_request *q = r->req;
-    if (!jis(rf, json_type_object))
+    if (!bb_json_is(rf, json_type_object))
         return rd_expect(r, "response_format", "an object");
-    const char *t = jstr(jget(rf, "type"));
+    const char *t = bb_json_str(bb_json_get(rf, "type"));
     if (!t)
         return rd_expect(r, "response_format.type", "a string");
     if (strcmp(t, "text") == 0) {
@@ -906,24 +816,24 @@ static int rd_response_format(struct rd *r, json_object *rf)
     }
     if (strcmp(t, "json_object") != 0)
         return rd_expect(r, "response_format.type", "\"text\" or \"json_object\"");
-    json_object *schema = jget(rf, "json_schema");
+    json_object *schema = bb_json_get(rf, "json_schema");
     if (!schema) {
         q->format = BB_IR_FMT_JSON_OBJECT;
         return 0;
     }
-    if (!jis(schema, json_type_object))
+    if (!bb_json_is(schema, json_type_object))
         return rd_expect(r, "response_format.json_schema", "an object");
     q->format = BB_IR_FMT_JSON_SCHEMA;
     q->format_strict = true; /* Cohere always constrains the output to the schema */
-    q->format_schema_json = jtext(r->a, schema);
+    q->format_schema_json = bb_json_text(r->a, schema);
     return q->format_schema_json.p ? 0 : rd_oom(r);
 }
 
 static int rd_thinking(struct rd *r, json_object *th)
 {
-    if (!jis(th, json_type_object))
+    if (!bb_json_is(th, json_type_object))
         return rd_expect(r, "thinking", "an object");
-    const char *t = jstr(jget(th, "type"));
+    const char *t = bb_json_str(bb_json_get(th, "type"));
     if (!t)
         return rd_expect(r, "thinking.type", "a string");
     if (strcmp(t, "enabled") == 0)
@@ -974,22 +884,22 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
         if (!q->model.p)
             return rd_oom(r);
     }
-    if (rd_messages(r, jget(root, "messages"), &sys) < 0)
+    if (rd_messages(r, bb_json_get(root, "messages"), &sys) < 0)
         return -1;
     q->system = sys.v;
     q->n_system = sys.n;
 
     json_object *v;
-    if ((v = jget(root, "tools")) && rd_tools(r, v) < 0)
+    if ((v = bb_json_get(root, "tools")) && rd_tools(r, v) < 0)
         return -1;
-    if ((v = jget(root, "strict_tools"))) {
-        if (!jis(v, json_type_boolean))
+    if ((v = bb_json_get(root, "strict_tools"))) {
+        if (!bb_json_is(v, json_type_boolean))
             return rd_expect(r, "strict_tools", "a boolean");
         for (size_t i = 0; i < q->n_tools; i++)
             q->tools[i].strict = json_object_get_boolean(v);
     }
-    if ((v = jget(root, "tool_choice"))) {
-        const char *tc = jstr(v);
+    if ((v = bb_json_get(root, "tool_choice"))) {
+        const char *tc = bb_json_str(v);
         if (tc && strcasecmp(tc, "REQUIRED") == 0)
             q->tool_choice = BB_IR_TC_ANY;
         else if (tc && strcasecmp(tc, "NONE") == 0)
@@ -997,10 +907,10 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
         else
             return rd_expect(r, "tool_choice", "\"REQUIRED\" or \"NONE\"");
     }
-    if ((v = jget(root, "response_format")) && rd_response_format(r, v) < 0)
+    if ((v = bb_json_get(root, "response_format")) && rd_response_format(r, v) < 0)
         return -1;
-    if ((v = jget(root, "stop_sequences"))) {
-        if (!jis(v, json_type_array))
+    if ((v = bb_json_get(root, "stop_sequences"))) {
+        if (!bb_json_is(v, json_type_array))
             return rd_expect(r, "stop_sequences", "an array");
         size_t n = json_object_array_length(v);
         q->stop = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *q->stop);
@@ -1008,19 +918,19 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
             return rd_oom(r);
         for (size_t i = 0; i < n; i++) {
             json_object *s = json_object_array_get_idx(v, i);
-            if (!jis(s, json_type_string)) {
+            if (!bb_json_is(s, json_type_string)) {
                 char p[64];
                 bprintf(p, sizeof p, "stop_sequences[%zu]", i);
                 return rd_expect(r, p, "a string");
             }
-            q->stop[i] = jdup(r->a, s);
+            q->stop[i] = bb_json_dup(r->a, s);
             if (!q->stop[i].p)
                 return rd_oom(r);
         }
         q->n_stop = n;
     }
-    if ((v = jget(root, "stream"))) {
-        if (!jis(v, json_type_boolean))
+    if ((v = bb_json_get(root, "stream"))) {
+        if (!bb_json_is(v, json_type_boolean))
             return rd_expect(r, "stream", "a boolean");
         q->stream = json_object_get_boolean(v);
     }
@@ -1032,13 +942,13 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
             0 ||
         rd_number(r, root, "presence_penalty", &q->has_presence_penalty, &q->presence_penalty) < 0)
         return -1;
-    if ((v = jget(root, "seed"))) {
-        if (!jis(v, json_type_int))
+    if ((v = bb_json_get(root, "seed"))) {
+        if (!bb_json_is(v, json_type_int))
             return rd_expect(r, "seed", "an integer");
         q->has_seed = true;
         q->seed = json_object_get_int64(v);
     }
-    if ((v = jget(root, "thinking")) && rd_thinking(r, v) < 0)
+    if ((v = bb_json_get(root, "thinking")) && rd_thinking(r, v) < 0)
         return -1;
     return 0;
 }
@@ -1048,11 +958,11 @@ static int cohere_read_request(struct bb_arena *a, const char *body, size_t len,
                                struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "request body", err);
+    json_object *root = bb_json_parse(body, len, "request body", err);
     if (!root)
         return -1;
     int rc;
-    if (!jis(root, json_type_object)) {
+    if (!bb_json_is(root, json_type_object)) {
         rc = bb_err_set(err, "request body: expected a JSON object");
     } else {
         struct rd r = {a, out, err};
@@ -1066,23 +976,23 @@ static int cohere_read_response(struct bb_arena *a, const char *body, size_t len
                                 struct bb_ir_response *out, struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "cohere response", err);
+    json_object *root = bb_json_parse(body, len, "cohere response", err);
     if (!root)
         return -1;
     int rc = 0;
-    json_object *msg = jget(root, "message");
+    json_object *msg = bb_json_get(root, "message");
     struct rd r = {a, NULL, err};
-    if (!jis(root, json_type_object)) {
+    if (!bb_json_is(root, json_type_object)) {
         rc = bb_err_set(err, "cohere response: expected a JSON object");
-    } else if (jis(msg, json_type_string)) {
+    } else if (bb_json_is(msg, json_type_string)) {
         /* an error body with a 2xx status */
         rc = bb_err_set(err, "cohere response: error: %s", json_object_get_string(msg));
-    } else if (!jis(msg, json_type_object)) {
+    } else if (!bb_json_is(msg, json_type_object)) {
         rc = bb_err_set(err, "cohere response: message: expected an object");
     } else {
         struct bvec bv = {0};
-        json_object *id = jget(root, "id");
-        if (jis(id, json_type_string) && !(out->id = jdup(a, id)).p)
+        json_object *id = bb_json_get(root, "id");
+        if (bb_json_is(id, json_type_string) && !(out->id = bb_json_dup(a, id)).p)
             rc = rd_oom(&r);
         if (rc == 0 && rd_assistant(&r, msg, "message", &bv) < 0) {
             char m[sizeof err->msg];
@@ -1091,8 +1001,8 @@ static int cohere_read_response(struct bb_arena *a, const char *body, size_t len
         }
         out->blocks = bv.v;
         out->n_blocks = bv.n;
-        out->stop = stop_from_cohere(jstr(jget(root, "finish_reason")));
-        usage_read(jget(root, "usage"), &out->usage);
+        out->stop = stop_from_cohere(bb_json_str(bb_json_get(root, "finish_reason")));
+        usage_read(bb_json_get(root, "usage"), &out->usage);
     }
     json_object_put(root);
     return rc;
@@ -1117,9 +1027,9 @@ static void am_drop(struct bb_arena *a, unsigned flags, const char *field)
 static void am_citations(struct bb_arena *a, unsigned flags, const struct bb_ir_str *raw, size_t ci,
                          json_object *cits)
 {
-    json_object *arr = json_parse(raw->p, raw->len, "citations", NULL);
-    size_t n = jis(arr, json_type_array) ? json_object_array_length(arr) : 0;
-    bool lost = !jis(arr, json_type_array);
+    json_object *arr = bb_json_parse(raw->p, raw->len, "citations", NULL);
+    size_t n = bb_json_is(arr, json_type_array) ? json_object_array_length(arr) : 0;
+    bool lost = !bb_json_is(arr, json_type_array);
     for (size_t i = 0; i < n; i++) {
         json_object *c = json_object_array_get_idx(arr, i);
         if (!citation_is_cohere(c)) {
@@ -1260,8 +1170,8 @@ static json_object *w_text_content(json_object *items)
 {
     if (json_object_array_length(items) == 1) {
         json_object *it = json_object_array_get_idx(items, 0);
-        if (jstr_eq(jget(it, "type"), "text")) {
-            json_object *s = json_object_get(jget(it, "text"));
+        if (bb_json_str_eq(bb_json_get(it, "type"), "text")) {
+            json_object *s = json_object_get(bb_json_get(it, "text"));
             json_object_put(items);
             return s;
         }
@@ -1462,8 +1372,8 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
             continue;
         json_object *params = NULL;
         if (str_has(&t->parameters_json)) {
-            params = json_parse(t->parameters_json.p, t->parameters_json.len, "parameters", NULL);
-            if (!jis(params, json_type_object)) {
+            params = bb_json_parse(t->parameters_json.p, t->parameters_json.len, "parameters", NULL);
+            if (!bb_json_is(params, json_type_object)) {
                 json_object_put(params);
                 json_object_put(tools);
                 return bb_err_set(err, "tools[%zu].parameters: expected a JSON object", i);
@@ -1559,9 +1469,9 @@ static int w_format(struct wr *w, json_object *body, struct bb_err *err)
         rf = json_object_new_object();
         jadd(rf, "type", json_object_new_string("json_object"));
         if (ir->format == BB_IR_FMT_JSON_SCHEMA && str_has(&ir->format_schema_json)) {
-            json_object *s = json_parse(ir->format_schema_json.p, ir->format_schema_json.len,
+            json_object *s = bb_json_parse(ir->format_schema_json.p, ir->format_schema_json.len,
                                         "response_format schema", NULL);
-            if (!jis(s, json_type_object)) {
+            if (!bb_json_is(s, json_type_object)) {
                 json_object_put(s);
                 json_object_put(rf);
                 return bb_err_set(err, "response_format.json_schema: expected a JSON object");
@@ -1639,7 +1549,7 @@ static int cohere_write_response(struct bb_arena *a, const struct bb_ir_response
     json_object *msg = json_object_new_object();
     jadd(msg, "role", json_object_new_string("assistant"));
     am_write(a, msg, r->blocks, r->n_blocks, AM_THINKING, seed);
-    if (!jget(msg, "content") && !jget(msg, "tool_calls"))
+    if (!bb_json_get(msg, "content") && !bb_json_get(msg, "tool_calls"))
         jadd(msg, "content", json_object_new_array());
     jadd(o, "message", msg);
     if (r->usage.set)
@@ -1682,7 +1592,7 @@ struct dx {
 
 static struct bb_ir_str dx_str(struct dx *x, json_object *v)
 {
-    return jis(v, json_type_string) ? jdup(x->s, v) : (struct bb_ir_str){NULL, 0};
+    return bb_json_is(v, json_type_string) ? bb_json_dup(x->s, v) : (struct bb_ir_str){NULL, 0};
 }
 
 static int dx_emit(struct dx *x, struct bb_ir_event *ev)
@@ -1741,24 +1651,24 @@ static int dx_ensure(struct dx *x, enum dkind kind, int64_t wire, enum bb_ir_blo
 
 static int dx_delta(struct dx *x, enum bb_ir_delta kind, json_object *text)
 {
-    if (!jis(text, json_type_string) || !json_object_get_string_len(text))
+    if (!bb_json_is(text, json_type_string) || !json_object_get_string_len(text))
         return 0;
     struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA, .index = x->d->index, .delta = kind};
     ev.block_type = x->d->type;
-    ev.text = jdup(x->s, text);
+    ev.text = bb_json_dup(x->s, text);
     return ev.text.p ? dx_emit(x, &ev) : -1;
 }
 
 static int64_t dx_index(json_object *data)
 {
-    json_object *i = jget(data, "index");
-    return jis(i, json_type_int) ? json_object_get_int64(i) : 0;
+    json_object *i = bb_json_get(data, "index");
+    return bb_json_is(i, json_type_int) ? json_object_get_int64(i) : 0;
 }
 
 /* delta.message of a frame. */
 static json_object *dx_msg(json_object *data)
 {
-    return jget(jget(data, "delta"), "message");
+    return bb_json_get(bb_json_get(data, "delta"), "message");
 }
 
 static int dx_error(struct dx *x, const char *msg, size_t len, json_object *type,
@@ -1778,15 +1688,15 @@ static int dx_error(struct dx *x, const char *msg, size_t len, json_object *type
 
 static int dx_message_end(struct dx *x, json_object *data)
 {
-    json_object *delta = jget(data, "delta");
-    const char *fr = jstr(jget(delta, "finish_reason"));
-    json_object *error = jget(delta, "error");
+    json_object *delta = bb_json_get(data, "delta");
+    const char *fr = bb_json_str(bb_json_get(delta, "finish_reason"));
+    json_object *error = bb_json_get(delta, "error");
     struct bb_ir_usage u;
-    usage_read(jget(delta, "usage"), &u);
+    usage_read(bb_json_get(delta, "usage"), &u);
     if ((fr && (strcmp(fr, "ERROR") == 0 || strcmp(fr, "TIMEOUT") == 0)) ||
-        (jis(error, json_type_string) && json_object_get_string_len(error))) {
+        (bb_json_is(error, json_type_string) && json_object_get_string_len(error))) {
         char buf[160];
-        const char *m = jstr(error);
+        const char *m = bb_json_str(error);
         size_t n = m ? (size_t)json_object_get_string_len(error) : 0;
         if (!n) {
             bprintf(buf, sizeof buf, "the model ended the stream with finish_reason %s",
@@ -1812,16 +1722,16 @@ static int dx_message_end(struct dx *x, json_object *data)
  * event this decoder predates, skipped. */
 static int dx_unknown(struct dx *x, json_object *data, const char *event)
 {
-    json_object *err = jget(data, "error"), *msg = jget(data, "message"), *type = NULL;
-    if (jis(err, json_type_object)) {
-        type = jget(err, "type");
-        msg = jget(err, "message");
-        if (!jis(msg, json_type_string))
+    json_object *err = bb_json_get(data, "error"), *msg = bb_json_get(data, "message"), *type = NULL;
+    if (bb_json_is(err, json_type_object)) {
+        type = bb_json_get(err, "type");
+        msg = bb_json_get(err, "message");
+        if (!bb_json_is(msg, json_type_string))
             msg = err;
-    } else if (jis(err, json_type_string)) {
+    } else if (bb_json_is(err, json_type_string)) {
         msg = err;
     }
-    if (!jis(msg, json_type_string)) {
+    if (!bb_json_is(msg, json_type_string)) {
         if (!event || strcmp(event, "error") != 0)
             return 0;
         const char *t = "the provider sent an error event";
@@ -1836,7 +1746,7 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
     json_object *m = dx_msg(data);
     int rc;
     if (strcmp(type, "message-start") == 0)
-        return dx_start(x, jget(data, "id"));
+        return dx_start(x, bb_json_get(data, "id"));
     if (strcmp(type, "message-end") == 0)
         return (rc = dx_start(x, NULL)) ? rc : dx_message_end(x, data);
     if (strcmp(type, "debug") == 0 || strcmp(type, "citation-end") == 0)
@@ -1854,21 +1764,21 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
     struct dec *d = x->d;
 
     if (strcmp(type, "content-start") == 0) {
-        json_object *c = jget(m, "content");
-        const char *ct = jstr(jget(c, "type"));
-        bool thinking = ct ? strcmp(ct, "thinking") == 0 : jget(c, "thinking") && !jget(c, "text");
+        json_object *c = bb_json_get(m, "content");
+        const char *ct = bb_json_str(bb_json_get(c, "type"));
+        bool thinking = ct ? strcmp(ct, "thinking") == 0 : bb_json_get(c, "thinking") && !bb_json_get(c, "text");
         if ((rc = dx_open(x, DK_CONTENT, wi, thinking ? BB_IR_THINKING : BB_IR_TEXT, NULL, NULL)))
             return rc;
         return dx_delta(x, thinking ? BB_IR_D_THINKING : BB_IR_D_TEXT,
-                        jget(c, thinking ? "thinking" : "text"));
+                        bb_json_get(c, thinking ? "thinking" : "text"));
     }
     if (strcmp(type, "content-delta") == 0) {
         /* the delta's own field says what it is; a part that changes kind, or a delta with no
          * content-start, opens the block it needs */
-        json_object *c = jget(m, "content");
-        json_object *think = jget(c, "thinking"), *text = jget(c, "text");
-        bool thinking = jis(think, json_type_string) && json_object_get_string_len(think);
-        if (!thinking && !(jis(text, json_type_string) && json_object_get_string_len(text)))
+        json_object *c = bb_json_get(m, "content");
+        json_object *think = bb_json_get(c, "thinking"), *text = bb_json_get(c, "text");
+        bool thinking = bb_json_is(think, json_type_string) && json_object_get_string_len(think);
+        if (!thinking && !(bb_json_is(text, json_type_string) && json_object_get_string_len(text)))
             return 0;
         if ((rc = dx_ensure(x, DK_CONTENT, wi, thinking ? BB_IR_THINKING : BB_IR_TEXT)))
             return rc;
@@ -1883,37 +1793,37 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
     if (strcmp(type, "tool-plan-delta") == 0) {
         if ((rc = dx_ensure(x, DK_PLAN, -1, BB_IR_THINKING)))
             return rc;
-        return dx_delta(x, BB_IR_D_THINKING, jget(m, "tool_plan"));
+        return dx_delta(x, BB_IR_D_THINKING, bb_json_get(m, "tool_plan"));
     }
     if (strcmp(type, "tool-call-start") == 0) {
-        json_object *tc = jget(m, "tool_calls"), *fn = jget(tc, "function");
-        if ((rc = dx_open(x, DK_TOOL, wi, BB_IR_TOOL_USE, jget(tc, "id"), jget(fn, "name"))))
+        json_object *tc = bb_json_get(m, "tool_calls"), *fn = bb_json_get(tc, "function");
+        if ((rc = dx_open(x, DK_TOOL, wi, BB_IR_TOOL_USE, bb_json_get(tc, "id"), bb_json_get(fn, "name"))))
             return rc;
-        return dx_delta(x, BB_IR_D_INPUT_JSON, jget(fn, "arguments"));
+        return dx_delta(x, BB_IR_D_INPUT_JSON, bb_json_get(fn, "arguments"));
     }
     if (strcmp(type, "tool-call-delta") == 0) {
         if ((rc = dx_ensure(x, DK_TOOL, wi, BB_IR_TOOL_USE)))
             return rc;
         return dx_delta(x, BB_IR_D_INPUT_JSON,
-                        jget(jget(jget(m, "tool_calls"), "function"), "arguments"));
+                        bb_json_get(bb_json_get(bb_json_get(m, "tool_calls"), "function"), "arguments"));
     }
     /* citation-start: onto the text block it cites while that block is open (Cohere sends
      * citations before the part's content-end); a citation of a closed part cannot be placed
      * in the IR's block order and is skipped. */
-    json_object *cit = jget(m, "citations");
-    if (!jis(cit, json_type_object) || !d->open || d->type != BB_IR_TEXT || d->kind != DK_CONTENT)
+    json_object *cit = bb_json_get(m, "citations");
+    if (!bb_json_is(cit, json_type_object) || !d->open || d->type != BB_IR_TEXT || d->kind != DK_CONTENT)
         return 0;
-    json_object *ci = jget(cit, "content_index");
-    if (jis(ci, json_type_int) && json_object_get_int64(ci) != d->wire_index)
+    json_object *ci = bb_json_get(cit, "content_index");
+    if (bb_json_is(ci, json_type_int) && json_object_get_int64(ci) != d->wire_index)
         return 0;
-    const char *ct = jstr(jget(cit, "type"));
+    const char *ct = bb_json_str(bb_json_get(cit, "type"));
     if (ct && strcmp(ct, "TEXT_CONTENT") != 0)
         return 0;
     struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA,
                              .index = d->index,
                              .block_type = BB_IR_TEXT,
                              .delta = BB_IR_D_CITATION};
-    ev.text = jtext(x->s, cit);
+    ev.text = bb_json_text(x->s, cit);
     return ev.text.p ? dx_emit(x, &ev) : -1;
 }
 
@@ -1940,15 +1850,15 @@ static int cohere_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
         struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_STOP};
         return rc ? rc : dx_emit(&x, &ev);
     }
-    json_object *data = json_parse(f->data, f->data_len, "frame", NULL);
-    if (!jis(data, json_type_object)) {
+    json_object *data = bb_json_parse(f->data, f->data_len, "frame", NULL);
+    if (!bb_json_is(data, json_type_object)) {
         json_object_put(data);
         return -1;
     }
     char event[64];
     bprintf(event, sizeof event, "%.*s", (int)(f->event_len < 63 ? f->event_len : 63),
             f->event ? f->event : "");
-    const char *type = jstr(jget(data, "type"));
+    const char *type = bb_json_str(bb_json_get(data, "type"));
     int rc;
     if (!type && *event && strcmp(event, "error") != 0)
         type = event; /* a frame whose type is only in its event: line */
@@ -2082,7 +1992,7 @@ static int enc_open(struct enc *e, uint32_t ir, enum bb_ir_block_type type,
         if (name)
             blk.name = *name;
         json_object *tc = tool_call_json(&blk, e->seed, b->wire);
-        jadd(jget(tc, "function"), "arguments", json_object_new_string(""));
+        jadd(bb_json_get(tc, "function"), "arguments", json_object_new_string(""));
         o = typed("tool-call-start");
         jadd(o, "index", json_object_new_int64(b->wire));
         json_object *m = json_object_new_object();
@@ -2124,7 +2034,7 @@ static int enc_close_all(struct enc *e, struct evbuffer *out)
 static int enc_citation(struct enc *e, const struct eblk *b, const struct bb_ir_str *text,
                         struct evbuffer *out)
 {
-    json_object *c = str_has(text) ? json_parse(text->p, text->len, "citation", NULL) : NULL;
+    json_object *c = str_has(text) ? bb_json_parse(text->p, text->len, "citation", NULL) : NULL;
     if (!citation_is_cohere(c)) {
         json_object_put(c);
         return 0; /* another provider's citation shape: nothing a Cohere client can read */
@@ -2294,19 +2204,19 @@ static int cohere_enc_event(void *enc, struct bb_arena *scratch, const struct bb
 static int cohere_read_error(const char *body, size_t len, struct bb_proto_error *out)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "error body", NULL);
-    if (!jis(root, json_type_object)) {
+    json_object *root = bb_json_parse(body, len, "error body", NULL);
+    if (!bb_json_is(root, json_type_object)) {
         json_object_put(root);
         return -1;
     }
-    json_object *e = jget(root, "error");
-    json_object *src = jis(e, json_type_object) ? e : root;
-    if (jis(e, json_type_string))
+    json_object *e = bb_json_get(root, "error");
+    json_object *src = bb_json_is(e, json_type_object) ? e : root;
+    if (bb_json_is(e, json_type_string))
         copy_field(out->message, sizeof out->message, e);
     else
-        copy_field(out->message, sizeof out->message, jget(src, "message"));
-    copy_field(out->type, sizeof out->type, jget(src, "type"));
-    copy_field(out->code, sizeof out->code, jget(src, "code"));
+        copy_field(out->message, sizeof out->message, bb_json_get(src, "message"));
+    copy_field(out->type, sizeof out->type, bb_json_get(src, "type"));
+    copy_field(out->code, sizeof out->code, bb_json_get(src, "code"));
     json_object_put(root);
     return out->message[0] || out->type[0] || out->code[0] ? 0 : -1;
 }
