@@ -34,7 +34,6 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
-#define JSON_DEPTH 128
 #define JSON_OUT (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define ANTHROPIC_VERSION "2023-06-01"
 #define THINKING_MIN_BUDGET 1024u /* the API rejects a smaller budget_tokens */

@@ -37,7 +37,6 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
-#define JSON_DEPTH 128
 #define JSON_OUT (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define MAX_STOP_SEQUENCES 5 /* "A list of up to 5 strings" */
 #define MAX_K 500            /* k: "min value of 0, max value of 500" */

@@ -121,6 +121,8 @@ void bb_mock_openai_error(const struct bb_mock_req *r, int status, const char *c
 
 /* Append s[0..n) to b as a quoted, escaped JSON string. */
 void bb_mock_json_str(struct evbuffer *b, const char *s, size_t n);
+/* Append v in decimal (faster than a printf on the hot path). */
+void bb_mock_num(struct evbuffer *b, unsigned long long v);
 /* Append word i (1-based) of the deterministic answer: "Hello", "w2", "w3", ... */
 void bb_mock_word(struct evbuffer *b, unsigned i);
 /* Append the whole text answer "Hello w2 ... wN" (unquoted; it needs no escaping). */

@@ -15,15 +15,50 @@
 #define CREATED "1700000000"
 #define FINGERPRINT "fp_mock"
 
+static void add_tools(struct bb_mock_req *r, struct json_object *arr, bool nested)
+{
+    size_t n = json_object_array_length(arr);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *t = json_object_array_get_idx(arr, i);
+        size_t len;
+        const char *name =
+            bb_mock_get_str(nested ? bb_mock_get(t, "function", json_type_object) : t, "name",
+                            &len);
+        if (name)
+            bb_mock_add_tool(r, name, len);
+    }
+}
+
+/* One pass over the body's members (the benchmark's hot path: no lookup per known key). */
 static int oa_parse(struct bb_mock_req *r, struct json_object *body, const char **msg)
 {
-    const char *model = bb_mock_get_str(body, "model", &r->model_len);
+    struct json_object *msgs = NULL, *model = NULL;
+    json_object_object_foreach(body, key, v) {
+        enum json_type t = json_object_get_type(v);
+        if (!strcmp(key, "model") && t == json_type_string) {
+            model = v;
+        } else if (!strcmp(key, "messages") && t == json_type_array) {
+            msgs = v;
+        } else if (!strcmp(key, "stream") && t == json_type_boolean) {
+            r->stream = json_object_get_boolean(v);
+        } else if (!strcmp(key, "stream_options")) {
+            struct json_object *iu = bb_mock_get(v, "include_usage", json_type_boolean);
+            if (iu)
+                r->include_usage = json_object_get_boolean(iu);
+        } else if (!strcmp(key, "tools") && t == json_type_array) {
+            add_tools(r, v, true);
+        } else if (!strcmp(key, "functions") && t == json_type_array) {
+            add_tools(r, v, false);
+        } else if (!strcmp(key, "reasoning_effort") && t == json_type_string) {
+            r->want_think = strcmp(json_object_get_string(v), "none") != 0;
+        }
+    }
     if (!model) {
         *msg = "you must provide a model parameter";
         return -1;
     }
-    r->model = strndup(model, r->model_len);
-    struct json_object *msgs = bb_mock_get(body, "messages", json_type_array), *v;
+    r->model_len = (size_t)json_object_get_string_len(model);
+    r->model = strndup(json_object_get_string(model), r->model_len);
     if (!msgs) {
         *msg = "'messages' is a required property";
         return -1;
@@ -46,29 +81,6 @@ static int oa_parse(struct bb_mock_req *r, struct json_object *body, const char 
         if (i == len - 1)
             r->last_is_result = result;
     }
-    struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
-    for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
-        struct json_object *fn = bb_mock_get(json_object_array_get_idx(tools, i), "function",
-                                             json_type_object);
-        size_t n;
-        const char *name = bb_mock_get_str(fn, "name", &n);
-        if (name)
-            bb_mock_add_tool(r, name, n);
-    }
-    struct json_object *fns = bb_mock_get(body, "functions", json_type_array);
-    for (size_t i = 0; fns && i < json_object_array_length(fns); i++) {
-        size_t n;
-        const char *name = bb_mock_get_str(json_object_array_get_idx(fns, i), "name", &n);
-        if (name)
-            bb_mock_add_tool(r, name, n);
-    }
-    const char *effort = bb_mock_get_str(body, "reasoning_effort", NULL);
-    r->want_think = effort && strcmp(effort, "none");
-    if ((v = bb_mock_get(body, "stream", json_type_boolean)))
-        r->stream = json_object_get_boolean(v);
-    if ((v = bb_mock_get(bb_mock_get(body, "stream_options", json_type_object), "include_usage",
-                         json_type_boolean)))
-        r->include_usage = json_object_get_boolean(v);
     return 0;
 }
 
@@ -104,8 +116,12 @@ static void usage(const struct bb_mock_req *r, struct evbuffer *b)
 {
     unsigned long in = r->prompt_tokens + r->cached + r->cache_write;
     unsigned long out = bb_mock_answer_tokens(r) + bb_mock_think_tokens(r);
-    evbuffer_add_printf(b, "\"usage\":{\"prompt_tokens\":%lu,\"completion_tokens\":%lu,"
-                           "\"total_tokens\":%lu", in, out, in + out);
+    BB_MOCK_ADD(b, "\"usage\":{\"prompt_tokens\":");
+    bb_mock_num(b, in);
+    BB_MOCK_ADD(b, ",\"completion_tokens\":");
+    bb_mock_num(b, out);
+    BB_MOCK_ADD(b, ",\"total_tokens\":");
+    bb_mock_num(b, in + out);
     if (r->cached || r->cache_write)
         evbuffer_add_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%lu,"
                                "\"audio_tokens\":0}", r->cached);
@@ -116,18 +132,24 @@ static void usage(const struct bb_mock_req *r, struct evbuffer *b)
     BB_MOCK_ADD(b, "}");
 }
 
-static const char *finish(const struct bb_mock_req *r)
+static void call_id(const struct bb_mock_req *r, unsigned i, struct evbuffer *b)
 {
-    return r->ncalls ? "tool_calls" : "stop";
+    BB_MOCK_ADD(b, "\"id\":\"call_mock");
+    bb_mock_num(b, r->seq);
+    BB_MOCK_ADD(b, "_");
+    bb_mock_num(b, i);
+    BB_MOCK_ADD(b, "\",\"type\":\"function\",\"function\":{\"name\":");
+    const char *name = bb_mock_call_name(r, i);
+    bb_mock_json_str(b, name, strlen(name));
 }
 
 static void oa_response(struct bb_mock_req *r, struct evbuffer *b)
 {
-    evbuffer_add_printf(b, "{\"id\":\"chatcmpl-mock-%llu\",\"object\":\"chat.completion\","
-                           "\"created\":" CREATED ",\"model\":", (unsigned long long)r->seq);
+    BB_MOCK_ADD(b, "{\"id\":\"chatcmpl-mock-");
+    bb_mock_num(b, r->seq);
+    BB_MOCK_ADD(b, "\",\"object\":\"chat.completion\",\"created\":" CREATED ",\"model\":");
     bb_mock_json_str(b, r->model, r->model_len);
-    evbuffer_add_printf(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
-                           "\"content\":");
+    BB_MOCK_ADD(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     if (r->ncalls) {
         BB_MOCK_ADD(b, "null");
     } else {
@@ -136,25 +158,24 @@ static void oa_response(struct bb_mock_req *r, struct evbuffer *b)
         BB_MOCK_ADD(b, "\"");
     }
     if (r->think)
-        evbuffer_add_printf(b, ",\"reasoning_content\":\"" BB_MOCK_THINK_TEXT "\"");
+        BB_MOCK_ADD(b, ",\"reasoning_content\":\"" BB_MOCK_THINK_TEXT "\"");
     if (r->ncalls) {
         BB_MOCK_ADD(b, ",\"tool_calls\":[");
         for (unsigned i = 1; i <= r->ncalls; i++) {
-            evbuffer_add_printf(b, "%s{\"id\":\"call_mock%llu_%u\",\"type\":\"function\","
-                                   "\"function\":{\"name\":", i > 1 ? "," : "",
-                                (unsigned long long)r->seq, i);
-            const char *name = bb_mock_call_name(r, i);
-            bb_mock_json_str(b, name, strlen(name));
+            BB_MOCK_ADD(b, ",{" + (i == 1));
+            call_id(r, i, b);
             BB_MOCK_ADD(b, ",\"arguments\":");
             bb_mock_args_str(b, i, 0);
             BB_MOCK_ADD(b, "}}");
         }
         BB_MOCK_ADD(b, "]");
     }
-    evbuffer_add_printf(b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"%s\"}],",
-                        finish(r));
+    if (r->ncalls)
+        BB_MOCK_ADD(b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],");
+    else
+        BB_MOCK_ADD(b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],");
     usage(r, b);
-    evbuffer_add_printf(b, ",\"system_fingerprint\":\"" FINGERPRINT "\"}");
+    BB_MOCK_ADD(b, ",\"system_fingerprint\":\"" FINGERPRINT "\"}");
 }
 
 static const char *oa_stream_type(const struct bb_mock_req *r)
