@@ -162,7 +162,9 @@ static void oa_response(struct bb_mock_req *r, struct evbuffer *b)
     if (r->ncalls) {
         BB_MOCK_ADD(b, ",\"tool_calls\":[");
         for (unsigned i = 1; i <= r->ncalls; i++) {
-            BB_MOCK_ADD(b, ",{" + (i == 1));
+            if (i > 1)
+                BB_MOCK_ADD(b, ",");
+            BB_MOCK_ADD(b, "{");
             call_id(r, i, b);
             BB_MOCK_ADD(b, ",\"arguments\":");
             bb_mock_args_str(b, i, 0);
@@ -186,19 +188,19 @@ static const char *oa_stream_type(const struct bb_mock_req *r)
 /* "data: {chunk head" up to and including `"choices":` */
 static void chunk_head(const struct bb_mock_req *r, struct evbuffer *b)
 {
-    evbuffer_add_printf(b, "data: {\"id\":\"chatcmpl-mock-%llu\","
-                           "\"object\":\"chat.completion.chunk\",\"created\":" CREATED
-                           ",\"model\":", (unsigned long long)r->seq);
+    BB_MOCK_ADD(b, "data: {\"id\":\"chatcmpl-mock-");
+    bb_mock_num(b, r->seq);
+    BB_MOCK_ADD(b, "\",\"object\":\"chat.completion.chunk\",\"created\":" CREATED ",\"model\":");
     bb_mock_json_str(b, r->model, r->model_len);
-    evbuffer_add_printf(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":");
+    BB_MOCK_ADD(b, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":");
 }
 
 static void chunk_tail(const struct bb_mock_req *r, struct evbuffer *b)
 {
     if (r->include_usage)
-        evbuffer_add_printf(b, ",\"usage\":null}\n\n");
+        BB_MOCK_ADD(b, ",\"usage\":null}\n\n");
     else
-        evbuffer_add_printf(b, "}\n\n");
+        BB_MOCK_ADD(b, "}\n\n");
 }
 
 static unsigned oa_stream_nopen(const struct bb_mock_req *r)
@@ -209,9 +211,12 @@ static unsigned oa_stream_nopen(const struct bb_mock_req *r)
 static void oa_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b)
 {
     chunk_head(r, b);
-    evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":%s,"
-                           "\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]",
-                        r->ncalls ? "null" : "\"\"");
+    if (r->ncalls)
+        BB_MOCK_ADD(b, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,"
+                       "\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]");
+    else
+        BB_MOCK_ADD(b, "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\","
+                       "\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]");
     chunk_tail(r, b);
 }
 
@@ -219,32 +224,34 @@ static void oa_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
                            struct evbuffer *b)
 {
     chunk_head(r, b);
-    evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{");
+    BB_MOCK_ADD(b, "[{\"index\":0,\"delta\":{");
     switch (u->kind) {
     case BB_MOCK_THINK:
-        evbuffer_add_printf(b, "\"reasoning_content\":\"" BB_MOCK_THINK_TEXT "\"");
+        BB_MOCK_ADD(b, "\"reasoning_content\":\"" BB_MOCK_THINK_TEXT "\"");
         break;
     case BB_MOCK_TEXT:
-        evbuffer_add_printf(b, "\"content\":\"%s", u->i > 1 ? " " : "");
+        if (u->i > 1)
+            BB_MOCK_ADD(b, "\"content\":\" ");
+        else
+            BB_MOCK_ADD(b, "\"content\":\"");
         bb_mock_word(b, u->i);
         BB_MOCK_ADD(b, "\"");
         break;
     case BB_MOCK_CALL:
-        evbuffer_add_printf(b, "\"tool_calls\":[{\"index\":%u,", u->i - 1);
+        BB_MOCK_ADD(b, "\"tool_calls\":[{\"index\":");
+        bb_mock_num(b, u->i - 1);
+        BB_MOCK_ADD(b, ",");
         if (u->part == 0) {
-            const char *name = bb_mock_call_name(r, u->i);
-            evbuffer_add_printf(b, "\"id\":\"call_mock%llu_%u\",\"type\":\"function\","
-                                   "\"function\":{\"name\":", (unsigned long long)r->seq, u->i);
-            bb_mock_json_str(b, name, strlen(name));
-            evbuffer_add_printf(b, ",\"arguments\":\"\"}}]");
+            call_id(r, u->i, b);
+            BB_MOCK_ADD(b, ",\"arguments\":\"\"}}]");
         } else {
-            evbuffer_add_printf(b, "\"function\":{\"arguments\":");
+            BB_MOCK_ADD(b, "\"function\":{\"arguments\":");
             bb_mock_args_str(b, u->i, u->part);
             BB_MOCK_ADD(b, "}}]");
         }
         break;
     }
-    evbuffer_add_printf(b, "},\"logprobs\":null,\"finish_reason\":null}]");
+    BB_MOCK_ADD(b, "},\"logprobs\":null,\"finish_reason\":null}]");
     chunk_tail(r, b);
 }
 
@@ -257,13 +264,17 @@ static void oa_stream_close(struct bb_mock_req *r, unsigned k, struct evbuffer *
 {
     chunk_head(r, b);
     if (k == 0) {
-        evbuffer_add_printf(b, "[{\"index\":0,\"delta\":{},\"logprobs\":null,"
-                               "\"finish_reason\":\"%s\"}]", finish(r));
+        if (r->ncalls)
+            BB_MOCK_ADD(b, "[{\"index\":0,\"delta\":{},\"logprobs\":null,"
+                           "\"finish_reason\":\"tool_calls\"}]");
+        else
+            BB_MOCK_ADD(b, "[{\"index\":0,\"delta\":{},\"logprobs\":null,"
+                           "\"finish_reason\":\"stop\"}]");
         chunk_tail(r, b);
     } else {
-        evbuffer_add_printf(b, "[],");
+        BB_MOCK_ADD(b, "[],");
         usage(r, b);
-        evbuffer_add_printf(b, "}\n\n");
+        BB_MOCK_ADD(b, "}\n\n");
     }
 }
 
@@ -274,7 +285,7 @@ static unsigned oa_stream_ndone(const struct bb_mock_req *r)
 
 static void oa_stream_done(struct bb_mock_req *r, unsigned k, struct evbuffer *b)
 {
-    evbuffer_add_printf(b, "data: [DONE]\n\n");
+    BB_MOCK_ADD(b, "data: [DONE]\n\n");
 }
 
 static void oa_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
