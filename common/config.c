@@ -95,7 +95,7 @@ static const struct keydef admin_keys[] = {
 static const struct keydef auth_keys[] = {{"mode", 0}, {"client_tokens", KF_NYI}};
 static const struct keydef prov_keys[] = {{"protocol", 0},       {"base_url", 0},
                                           {"api_key_env", 0},    {"region", 0},
-                                          {"error_map", 0},      {"health", KF_NYI}};
+                                          {"error_map", 0},      {"health", 0}};
 static const struct keydef cat_keys[] = {
     {"protocol", 0}, {"base_url", 0}, {"api_key_env", 0}, {"region", 0}, {"error_map", 0}};
 static const struct keydef health_keys[] = {{"mode", 0}, {"interval_secs", 0}};
@@ -184,6 +184,7 @@ struct pdef {
     const char *api_key_env;
     const char *region;
     yaml_node_t *error_map; /* validated mapping, or NULL */
+    uint32_t health_interval_secs; /* active health probes; 0 = off */
 };
 
 struct ld {
@@ -991,8 +992,13 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
         }
     }
     if ((v = map_get(d, m, "health", NULL)) &&
-        check_map(l, d, v, pj(kp, sizeof kp, path, "health"), KEYSET(health_keys)))
-        opt_u32(l, d, v, kp, "interval_secs", 1, UINT32_MAX, NULL);
+        check_map(l, d, v, pj(kp, sizeof kp, path, "health"), KEYSET(health_keys))) {
+        static const char *const modes[] = {"passive", "active"};
+        int mode = opt_enum(l, d, v, kp, "mode", "health mode", modes, 2);
+        uint32_t iv = 10;
+        opt_u32(l, d, v, kp, "interval_secs", 1, 86400, &iv);
+        p->health_interval_secs = mode == 1 ? iv : 0;
+    }
     if (catalogue) {
         if (p->protocol == -1)
             err_at(l, d, key, "%s: missing required key 'protocol'", path);
@@ -1065,6 +1071,7 @@ static int add_provider(struct ld *l, const char *name)
     }
     const char *region = o && o->region ? o->region : k ? k->region : NULL;
     p->region = region ? bb_xstrdup(region) : NULL;
+    p->health_interval_secs = o ? o->health_interval_secs : 0;
     struct pdef *em = o && o->error_map ? o : k && k->error_map ? k : NULL;
     if (em) {
         yaml_node_t *v = em->error_map;

@@ -87,6 +87,7 @@ struct bb_provider {
     char *region;        /* bedrock only, may be NULL */
     struct bb_error_map *error_map; /* config override wins over the catalogue's */
     size_t n_error_map;
+    uint32_t health_interval_secs;   /* health: { mode: active }: probe period; 0 = passive */
     struct bb_conf_pos pos;
 };
 

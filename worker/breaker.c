@@ -9,6 +9,7 @@
  *   [10]    probe holder: 0 = none, else monotonic ms when the probe was granted
  *   [11]    latency EWMA in µs (the router's, route: fastest)
  *   [12]    trips: times the breaker opened (metrics)
+ *   [13]    lane cells: opened by a health probe (health.c); [14] next probe due
  * Races between workers updating a bucket at a bucket boundary can lose a count; the breaker
  * only needs the ratio to be right, not every increment.
  */
@@ -169,6 +170,15 @@ void bb_breaker_release_probe(struct bb_shm_cell *c)
 void bb_breaker_hard_down(struct bb_shm_cell *c, uint64_t now, uint64_t for_ms)
 {
     open_for(c, now, for_ms);
+}
+
+void bb_breaker_reset(struct bb_shm_cell *c)
+{
+    atomic_store_explicit(&c->reserved[R_CONSEC], 0, memory_order_relaxed);
+    atomic_store_explicit(&c->reserved[R_STREAK], 0, memory_order_relaxed);
+    atomic_store_explicit(&c->open_until_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->reserved[R_PROBE], 0, memory_order_release);
+    atomic_store_explicit(&c->breaker_state, BB_BREAKER_CLOSED, memory_order_release);
 }
 
 uint64_t bb_breaker_wait_ms(const struct bb_shm_cell *c, uint64_t now)

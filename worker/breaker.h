@@ -48,6 +48,9 @@ void bb_breaker_release_probe(struct bb_shm_cell *c);
 /* Open for a fixed time regardless of the trip rule (auth / billing: hard down). */
 void bb_breaker_hard_down(struct bb_shm_cell *c, uint64_t now_ms, uint64_t for_ms);
 
+/* Close the breaker now (a health probe saw the provider back). */
+void bb_breaker_reset(struct bb_shm_cell *c);
+
 /* Milliseconds until the cell may be tried again (0 = usable now). */
 uint64_t bb_breaker_wait_ms(const struct bb_shm_cell *c, uint64_t now_ms);
 

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "worker/endpoints.h"
+#include "worker/health.h"
 #include "worker/http_server.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
@@ -35,6 +36,7 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct bb_worker *w = worker_check(arg);
     atomic_store_explicit(&w->self->heartbeat_ms, bb_now_ms(), memory_order_relaxed);
+    bb_health_tick(w);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,

@@ -662,14 +662,14 @@ def is_content_event(e):
 # bb-mock
 
 class Mock:
-    def __init__(self, ctx, name='mock'):
+    def __init__(self, ctx, name='mock', port=0):
         self.ctx = ctx
         self.name = name
         self.log_path = ctx.path('%s.attempts.jsonl' % name)
         self.stderr_path = ctx.path('%s.stderr' % name)
         check(os.access(BB_MOCK_BIN, os.X_OK), 'bb-mock binary missing: %s' % BB_MOCK_BIN)
         self._errf = open(self.stderr_path, 'wb')
-        self.proc = spawn([BB_MOCK_BIN, '--listen', '127.0.0.1:0', '--log', self.log_path,
+        self.proc = spawn([BB_MOCK_BIN, '--listen', '127.0.0.1:%d' % port, '--log', self.log_path,
                            '--name', name], stdout=subprocess.PIPE, stderr=self._errf)
         self.port = self._read_ready()
         self.base_url = 'http://127.0.0.1:%d' % self.port
@@ -1048,8 +1048,8 @@ class Ctx:
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def mock(self, name='mock'):
-        m = Mock(self, name)
+    def mock(self, name='mock', port=0):
+        m = Mock(self, name, port)
         self.mocks.append(m)
         return m
 

@@ -850,7 +850,6 @@ static void test_not_supported_yet(void **state)
         {1, 36, "admin.token_env: not supported yet"},
         {2, 15, "auth.mode: 'token' is not supported yet"},
         {2, 22, "auth.client_tokens: not supported yet"},
-        {4, 61, "providers.anthropic.health: not supported yet"},
         {10, 12, "pools.fast.route: 'usage' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
         {14, 23, "pools.fast.stream.on_cut: 'continue' is not supported yet"},
