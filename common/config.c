@@ -90,8 +90,7 @@ static const struct keydef top_keys[] = {
     {"log_file", 0},      {"log_level", 0},
 };
 static const struct keydef tls_keys[] = {{"cert_file", 0}, {"key_file", 0}, {"client_ca_file", 0}};
-static const struct keydef admin_keys[] = {
-    {"socket", 0}, {"listen", KF_NYI}, {"token_env", KF_NYI}};
+static const struct keydef admin_keys[] = {{"socket", 0}, {"listen", 0}, {"token_env", 0}};
 static const struct keydef auth_keys[] = {{"mode", 0}, {"client_tokens", KF_NYI}};
 static const struct keydef prov_keys[] = {{"protocol", 0},       {"base_url", 0},
                                           {"api_key_env", 0},    {"region", 0},
@@ -801,14 +800,30 @@ static void parse_admin(struct ld *l, yaml_node_t *v, yaml_node_t **sock)
         char *host;
         uint16_t port;
         const char *why = split_hostport(str, &host, &port);
-        if (why)
+        if (why) {
             err_at(l, d, lst, "admin.listen: bad address '%s': %s", str, why);
-        else
-            free(host);
+        } else {
+            l->c->admin_listen = bb_xstrdup(str);
+            l->c->admin_listen_host = host;
+            l->c->admin_listen_port = port;
+        }
     }
     yaml_node_t *te = map_get(d, v, "token_env", NULL);
-    if (te && (str = get_str(l, d, te, "admin.token_env")) && !env_name_ok(str))
-        err_at(l, d, te, "admin.token_env: '%s' is not a valid environment variable name", str);
+    if (te && (str = get_str(l, d, te, "admin.token_env"))) {
+        if (!env_name_ok(str)) {
+            err_at(l, d, te, "admin.token_env: '%s' is not a valid environment variable name", str);
+        } else {
+            l->c->admin_token_env = bb_xstrdup(str);
+            /* The bearer token of the HTTP admin API: read once here, like api_key_env. Not
+             * an error when unset (busbarctl loads configs to find the socket); the master
+             * and busbar -t check it (master/admin_http.c). */
+            const char *tok = getenv(str);
+            if (tok && *tok)
+                l->c->admin_token = bb_xstrdup(tok);
+        }
+    }
+    if (lst && !te)
+        err_at(l, d, lst, "admin.listen: requires admin.token_env (the API's bearer token)");
 }
 
 static void parse_observability(struct ld *l, yaml_node_t *v)
@@ -852,13 +867,21 @@ static void parse_unsupported_sections(struct ld *l, yaml_node_t *root)
     static const char *const allow_deny[] = {"allow", "deny"};
     static const char *const local_deny[] = {"local", "deny"};
     struct bb_cdoc *d = &l->cfg;
+    struct bb_conf *c = l->c;
     yaml_node_t *v = map_get(d, root, "governance", NULL);
     if (check_map(l, d, v, "governance", KEYSET(governance_keys))) {
-        opt_bool(l, d, v, "governance", "enabled", NULL);
-        opt_str(l, d, v, "governance", "db_path");
-        opt_enum(l, d, v, "governance", "on_store_error", "value", allow_deny, 2);
-        opt_u32(l, d, v, "governance", "default_estimate_output_tokens", 1, UINT32_MAX, NULL);
+        opt_bool(l, d, v, "governance", "enabled", &c->gov_enabled);
+        yaml_node_t *n = map_get(d, v, "db_path", NULL);
+        const char *s = n ? get_str(l, d, n, "governance.db_path") : NULL;
+        if (s)
+            c->gov_db_path = abs_path(c->state_dir, s); /* relative: inside state_dir */
+        c->gov_deny_on_store_error =
+            opt_enum(l, d, v, "governance", "on_store_error", "value", allow_deny, 2) == 1;
+        opt_u32(l, d, v, "governance", "default_estimate_output_tokens", 1, UINT32_MAX,
+                &c->gov_default_estimate_output_tokens);
     }
+    if (!c->gov_db_path)
+        c->gov_db_path = path_join(c->state_dir, "busbar.db");
     v = map_get(d, root, "cluster", NULL);
     if (check_map(l, d, v, "cluster", KEYSET(cluster_keys))) {
         opt_str(l, d, v, "cluster", "redis_url");
@@ -1598,6 +1621,8 @@ static void set_defaults(struct bb_conf *c)
 {
     c->workers = 1;
     c->auth_mode = BB_AUTH_NONE;
+    c->gov_enabled = true;
+    c->gov_default_estimate_output_tokens = 1024;
     c->overhead_header = false;
     c->limits = (struct bb_limits){
         .request_body_max_bytes = 33554432,
@@ -1771,6 +1796,12 @@ void bb_conf_free(struct bb_conf *c)
     free(c->admin_socket);
     free(c->admin_listen);
     free(c->admin_token_env);
+    free(c->admin_listen_host);
+    if (c->admin_token) {
+        explicit_bzero(c->admin_token, strlen(c->admin_token));
+        free(c->admin_token);
+    }
+    free(c->gov_db_path);
     for (size_t i = 0; i < c->n_client_tokens; i++) {
         explicit_bzero(c->client_tokens[i], strlen(c->client_tokens[i]));
         free(c->client_tokens[i]);

@@ -199,6 +199,18 @@ struct bb_conf {
     size_t n_pools;
 
     struct bb_limits limits;
+
+    /* HTTP admin API (admin.listen, admin.token_env): the address split, and the bearer token
+     * read from the token_env variable at load time (master only; never logged). */
+    char *admin_listen_host;
+    uint16_t admin_listen_port;
+    char *admin_token;
+
+    /* governance: (SPEC §6). Master only. */
+    bool gov_enabled;                            /* [true] */
+    char *gov_db_path;                           /* [<state_dir>/busbar.db]; relative → state_dir */
+    bool gov_deny_on_store_error;                /* on_store_error: deny [allow] */
+    uint32_t gov_default_estimate_output_tokens; /* [1024] */
 };
 
 /* One located error. */

@@ -9,6 +9,11 @@
  *
  *   request:  {"cmd":"<name>", ...arguments}
  *   response: {"ok":true, ...} | {"ok":false,"error":"text"} | {"ok":false,"errors":["f:l:c: m"]}
+ *
+ * Governance commands (keys.*, spend) take the same arguments as the HTTP admin API's JSON
+ * bodies (docs/governance.md) and answer its result object with "ok":true added; a failure is
+ * {"ok":false,"error":"text","code":"not_found|invalid_request|conflict|store_error|…",
+ *  "status":HTTP-status}.
  */
 #ifndef BB_CTL_PROTO_H
 #define BB_CTL_PROTO_H
@@ -24,7 +29,14 @@
 /* Commands understood by the master (the single source of truth for wire command names). */
 #define BB_CTL_CMD_LIST(X)                                                                         \
     X(STATUS, "status")                                                                            \
-    X(RELOAD, "reload")
+    X(RELOAD, "reload")                                                                            \
+    X(KEYS_CREATE, "keys.create")                                                                  \
+    X(KEYS_LIST, "keys.list")                                                                      \
+    X(KEYS_SHOW, "keys.show")                                                                      \
+    X(KEYS_UPDATE, "keys.update")                                                                  \
+    X(KEYS_REVOKE, "keys.revoke")                                                                  \
+    X(KEYS_DELETE, "keys.delete")                                                                  \
+    X(SPEND, "spend")
 
 enum bb_ctl_cmd {
 #define X(id, name) BB_CTL_CMD_##id,

@@ -465,9 +465,9 @@ void bb_keys_release(struct bb_keys_resv *res, uint64_t now_ms)
 
 const char *bb_keys_verdict_name(enum bb_keys_verdict v)
 {
-    static const char *const names[] = {"ok",           "revoked",        "disabled",
-                                        "expired",      "forbidden_pool", "rate_limited",
-                                        "budget_exceeded"};
+    static const char *const names[] = {
+        "ok",           "revoked",        "disabled", "expired", "forbidden_pool",
+        "rate_limited", "budget_exceeded"};
     return (unsigned)v < sizeof names / sizeof names[0] ? names[v] : "?";
 }
 

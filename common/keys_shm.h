@@ -38,10 +38,10 @@
 #define BB_KEYS_MAGIC 0x4b455953u /* "KEYS" */
 #define BB_KEYS_CAP 65536u
 #define BB_KEYS_INDEX_CAP (2u * BB_KEYS_CAP)
-#define BB_KEYS_ID_SIZE 24         /* "vk_" + 16 hex + NUL, padded */
-#define BB_KEYS_MAX_POOLS 16       /* allowed pools per key */
-#define BB_KEYS_AWS_ID_SIZE 32     /* "AKIA" + 16 chars + NUL, padded */
-#define BB_KEYS_AWS_SECRET_SIZE 48 /* 40 chars + NUL, padded */
+#define BB_KEYS_ID_SIZE 24                          /* "vk_" + 16 hex + NUL, padded */
+#define BB_KEYS_MAX_POOLS 16                        /* allowed pools per key */
+#define BB_KEYS_AWS_ID_SIZE 32                      /* "AKIA" + 16 chars + NUL, padded */
+#define BB_KEYS_AWS_SECRET_SIZE 48                  /* 40 chars + NUL, padded */
 #define BB_KEYS_SPENT_MAX ((UINT64_C(1) << 48) - 1) /* spent saturates at ~$281M per period */
 
 __extension__ typedef unsigned __int128 bb_keys_u128;
@@ -140,7 +140,8 @@ uint64_t bb_keys_pool_hash(const char *name, size_t len);
 /* ---- worker side: no locks, no syscalls ---- */
 
 /* Find the published key whose secret is secret[0..len). 0 and *out filled, -1 when absent. */
-int bb_keys_lookup(struct bb_keys_table *t, const char *secret, size_t len, struct bb_keys_ref *out);
+int bb_keys_lookup(struct bb_keys_table *t, const char *secret, size_t len,
+                   struct bb_keys_ref *out);
 /* The same by AWS access key id (SigV4); out->lim.aws_secret verifies the signature. */
 int bb_keys_lookup_aws(struct bb_keys_table *t, const char *akid, size_t len,
                        struct bb_keys_ref *out);

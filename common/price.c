@@ -124,8 +124,7 @@ static int parse_model(yaml_document_t *doc, yaml_node_t *v, const char *what, c
             i++;
         unsigned long line = (unsigned long)k->start_mark.line + 1;
         if (i == 4)
-            return bb_err_set(err, "%s:%lu: %s: unknown key '%s'", what, line, name,
-                              ks ? ks : "?");
+            return bb_err_set(err, "%s:%lu: %s: unknown key '%s'", what, line, name, ks ? ks : "?");
         if (!xs || bb_price_usd_parse(xs, dst[i]) < 0)
             return bb_err_set(err, "%s:%lu: %s.%s: expected a price in USD per 1M tokens", what,
                               line, name, tiers[i]);
@@ -175,8 +174,8 @@ int bb_price_table_parse(struct bb_price_table *t, const char *text, size_t len,
     }
     size_t n = (size_t)(models->data.mapping.pairs.top - models->data.mapping.pairs.start);
     t->v = bb_xcalloc(n ? n : 1, sizeof *t->v);
-    for (yaml_node_pair_t *p = models->data.mapping.pairs.start;
-         p < models->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = models->data.mapping.pairs.start; p < models->data.mapping.pairs.top;
+         p++) {
         yaml_node_t *k = yaml_document_get_node(&doc, p->key);
         const char *name = scalar(k);
         if (!name || !*name) {
@@ -278,8 +277,8 @@ const struct bb_price_micros *bb_price_lookup(const struct bb_price_table *t, co
         return p;
     if (slash)
         s = slash + 1;
-    static const char *const regions[] = {"us.", "eu.", "apac.", "global.", "us-gov.",
-                                          "jp.", "au.", "ca."};
+    static const char *const regions[] = {"us.",     "eu.", "apac.", "global.",
+                                          "us-gov.", "jp.", "au.",   "ca."};
     for (size_t i = 0; i < sizeof regions / sizeof regions[0]; i++) {
         if (starts(s, regions[i])) {
             s += strlen(regions[i]);
@@ -288,7 +287,7 @@ const struct bb_price_micros *bb_price_lookup(const struct bb_price_table *t, co
             break;
         }
     }
-    static const char *const vendors[] = {"anthropic.", "amazon.", "meta.",    "mistral.",
+    static const char *const vendors[] = {"anthropic.", "amazon.", "meta.",     "mistral.",
                                           "cohere.",    "ai21.",   "deepseek.", "openai.",
                                           "qwen.",      "writer."};
     for (size_t i = 0; i < sizeof vendors / sizeof vendors[0]; i++)

@@ -25,8 +25,8 @@ void bb_ring_init(struct bb_ring *r)
 
 struct bb_ring *bb_ring_create(void)
 {
-    void *p = mmap(NULL, sizeof(struct bb_ring), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(NULL, sizeof(struct bb_ring), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     bb_ring_init(p);
@@ -49,8 +49,8 @@ bool bb_ring_push(struct bb_ring *r, const struct bb_usage_rec *rec)
         uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire) + idx;
         int64_t dif = (int64_t)(seq - pos);
         if (dif == 0) {
-            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+            if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
                 break;
         } else if (dif < 0) {
             atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
@@ -99,8 +99,7 @@ size_t bb_ring_pop(struct bb_ring *r, struct bb_usage_rec *out, size_t max, uint
             break;
         uint64_t want = pos - idx;
         if (atomic_compare_exchange_strong_explicit(&c->seq, &want, pos + BB_RING_CAP - idx,
-                                                    memory_order_acq_rel,
-                                                    memory_order_acquire)) {
+                                                    memory_order_acq_rel, memory_order_acquire)) {
             atomic_fetch_add_explicit(&r->skipped, 1, memory_order_relaxed);
             pos++;
             r->stall_since_ms = 0;

@@ -25,7 +25,7 @@
 #define BB_RING_MAGIC 0x52494e47u /* "RING" */
 #define BB_RING_CAP 8192u         /* records; a power of two */
 #define BB_RING_STALL_MS 1000u
-#define BB_USAGE_NAME_SIZE 64    /* config names are at most 63 bytes */
+#define BB_USAGE_NAME_SIZE 64 /* config names are at most 63 bytes */
 #define BB_USAGE_REQID_SIZE 40
 
 /* One completed request. Strings are NUL-terminated (truncated to fit). */

@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "common/config.h"
+#include "common/price.h"
 #include "common/shm.h"
 
 struct bb_runtime {
@@ -20,6 +21,9 @@ struct bb_runtime {
     SSL_CTX *client_ctx;      /* upstream TLS: system trust store, verify peer */
     struct bb_shm *shm;
     uint32_t generation;      /* 1, 2, ... one per successful (re)load */
+    /* Price each lane bills at (conf->lanes[i]): its `price:`, else the built-in catalogue's
+     * entry for its upstream model (common/price.h). n_lanes entries. */
+    struct bb_lane_price *lane_prices;
 };
 
 /* Worker entry point, called in the child right after fork(). slot indexes shm->workers.

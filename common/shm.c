@@ -19,6 +19,8 @@ struct bb_shm *bb_shm_create(void)
     shm->version = BB_SHM_VERSION;
     shm->size = sz;
     atomic_store(&shm->started_realtime_ms, bb_wall_ms());
+    bb_keys_table_init(&shm->keys);
+    bb_ring_init(&shm->ring);
     return shm;
 }
 

@@ -6,7 +6,8 @@
  * Locking: no locks. Worker slots are written by their own worker (heartbeat) and by the
  * master (pid, generation, state) at fork/reap time. Lane cells are created only by the master
  * (bb_shm_lane_intern, at config load, before the workers that use them are forked); workers
- * only look them up and update their atomics.
+ * only look them up and update their atomics. The key table and the usage ring have their own
+ * rules (common/keys_shm.h, common/ring.h).
  */
 #ifndef BB_SHM_H
 #define BB_SHM_H
@@ -15,8 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/keys_shm.h"
+#include "common/ring.h"
+
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
-#define BB_SHM_VERSION 1u
+#define BB_SHM_VERSION 2u /* 2: key table and usage ring appended */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
@@ -56,6 +60,11 @@ struct bb_shm {
     _Atomic uint32_t n_cells;        /* high-water mark of used cells */
     struct bb_shm_worker workers[BB_SHM_MAX_WORKERS];
     struct bb_shm_cell cells[BB_SHM_MAX_CELLS];
+    /* Governance (appended in version 2). Both are zero-initialised memory that only gets
+     * touched as it is used: the key table publishes densely from slot 0, the ring fills
+     * cell by cell. */
+    struct bb_keys_table keys; /* virtual keys and their counters (common/keys_shm.h) */
+    struct bb_ring ring;       /* usage records, workers → master (common/ring.h) */
 };
 
 /* Create the anonymous shared region (master, before fork). NULL + errno on failure. */

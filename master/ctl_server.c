@@ -21,6 +21,7 @@
 
 #include "common/ctl_proto.h"
 #include "common/log.h"
+#include "master/governance.h"
 #include "master/reload.h"
 #include "master/supervisor.h"
 
@@ -270,6 +271,7 @@ static struct json_object *cmd_status(struct bb_master *m, struct bb_ctl_client 
         }
     }
     json_object_object_add(o, "lanes", lanes);
+    bb_gov_status(m->gov, o);
     return o;
 }
 
@@ -311,9 +313,39 @@ static struct json_object *cmd_reload(struct bb_master *m, struct bb_ctl_client 
     return o;
 }
 
+/* keys.* and spend: governance operations (master/governance.c); the command name is the
+ * operation name. */
+static struct json_object *cmd_gov(struct bb_master *m, struct bb_ctl_client *c,
+                                   struct json_object *req, uint64_t now)
+{
+    struct json_object *cmd;
+    json_object_object_get_ex(req, "cmd", &cmd);
+    int op = bb_gov_op_from_name(json_object_get_string(cmd));
+    struct json_object *body = NULL;
+    int status = op < 0 ? 400 : bb_gov_admin(m->gov, (enum bb_gov_op)op, req, &body);
+    if (status < 400) {
+        json_object_object_add(body, "ok", json_object_new_boolean(1));
+        return body;
+    }
+    struct json_object *e = NULL, *msg = NULL, *code = NULL;
+    if (body && json_object_object_get_ex(body, "error", &e)) {
+        json_object_object_get_ex(e, "message", &msg);
+        json_object_object_get_ex(e, "code", &code);
+    }
+    struct json_object *o = reply_error("%s", msg ? json_object_get_string(msg) : "failed");
+    if (code)
+        json_object_object_add(o, "code", json_object_get(code));
+    json_object_object_add(o, "status", json_object_new_int(status));
+    json_object_put(body);
+    return o;
+}
+
 static const ctl_handler handlers[] = {
-    [BB_CTL_CMD_STATUS] = cmd_status,
-    [BB_CTL_CMD_RELOAD] = cmd_reload,
+    [BB_CTL_CMD_STATUS] = cmd_status,   [BB_CTL_CMD_RELOAD] = cmd_reload,
+    [BB_CTL_CMD_KEYS_CREATE] = cmd_gov, [BB_CTL_CMD_KEYS_LIST] = cmd_gov,
+    [BB_CTL_CMD_KEYS_SHOW] = cmd_gov,   [BB_CTL_CMD_KEYS_UPDATE] = cmd_gov,
+    [BB_CTL_CMD_KEYS_REVOKE] = cmd_gov, [BB_CTL_CMD_KEYS_DELETE] = cmd_gov,
+    [BB_CTL_CMD_SPEND] = cmd_gov,
 };
 _Static_assert(sizeof handlers / sizeof handlers[0] == BB_CTL_CMD__COUNT,
                "every BB_CTL_CMD_LIST entry needs a handler");

@@ -5,6 +5,7 @@
  * Master process only (workers leave through _exit in supervisor.c and never return here).
  */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,9 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/shm.h"
+#include "master/admin_http.h"
 #include "master/ctl_server.h"
+#include "master/governance.h"
 #include "master/master.h"
 #include "master/reload.h"
 #include "master/signals.h"
@@ -73,14 +76,20 @@ static int validate(const char *config, const char *providers)
         if (errs.n == 0)
             fprintf(stderr, "%s: configuration could not be loaded\n", config);
         rc = 1;
-    } else if (conf->tls_cert_file) {
+    } else {
         struct bb_err err = {{0}};
-        SSL_CTX *ctx = bb_tls_server_ctx(conf, &err);
-        if (!ctx) {
-            fprintf(stderr, "%s: %s\n", config, err.msg);
+        if (bb_admin_http_check(conf, &err) < 0) {
+            fprintf(stderr, "%s\n", err.msg);
             rc = 1;
         }
-        SSL_CTX_free(ctx);
+        if (conf->tls_cert_file) {
+            SSL_CTX *ctx = bb_tls_server_ctx(conf, &err);
+            if (!ctx) {
+                fprintf(stderr, "%s: %s\n", config, err.msg);
+                rc = 1;
+            }
+            SSL_CTX_free(ctx);
+        }
     }
     bb_conf_errors_free(&errs);
     bb_conf_free(conf);
@@ -91,6 +100,8 @@ static int validate(const char *config, const char *providers)
 
 static void master_free(struct bb_master *m)
 {
+    bb_gov_close(m->gov); /* drains the usage ring into the ledger first */
+    bb_admin_http_free(m->admin_http);
     bb_ctl_server_free(m->ctl);
     while (m->gens)
         bb_gen_free(m, m->gens);
@@ -156,6 +167,12 @@ static int run(const char *config, const char *providers)
         goto fail_conf;
     }
     m->admin_path = bb_xstrdup(conf->admin_socket);
+    /* Keys are published into shared memory before the first worker is forked. */
+    if (!(m->gov = bb_gov_open(conf, m->shm, &err)) ||
+        bb_admin_http_open(conf, &m->admin_http, &err) < 0) {
+        bb_error("%s", err.msg);
+        goto fail_conf;
+    }
     if (!(g = bb_gen_build(m, conf, 1, &err))) { /* conf is consumed */
         bb_error("%s", err.msg);
         master_free(m);
@@ -165,6 +182,9 @@ static int run(const char *config, const char *providers)
     atomic_store(&m->shm->generation, 1);
     bb_notice("busbar %s starting: pid %d, config %s, %u workers", BB_VERSION, (int)m->pid, config,
               g->rt.conf->workers);
+    /* Workers inherit the master's heap page for page: hand back what start-up freed
+     * (config and price catalogue parsing, SQLite's migration work) before forking. */
+    malloc_trim(0);
     if (bb_supervisor_spawn_gen(m, g, bb_now_ms(), &err) < 0) {
         bb_error("%s", err.msg);
         master_free(m);

@@ -52,6 +52,8 @@ struct bb_slot {
 };
 
 struct bb_ctl_server;
+struct bb_gov;
+struct bb_admin_http;
 
 struct bb_master {
     const char *config_path;
@@ -65,6 +67,8 @@ struct bb_master {
     struct bb_listener *listeners;
     struct bb_slot slots[BB_SHM_MAX_WORKERS];
     struct bb_ctl_server *ctl;
+    struct bb_gov *gov;               /* key store, key table, usage sink (governance.h) */
+    struct bb_admin_http *admin_http; /* HTTP admin API; NULL when admin.listen is unset */
     char *admin_path; /* socket path currently bound (owned) */
     char *log_file;   /* log path in use, NULL = stderr (owned) */
     uint64_t heartbeat_timeout_ms;

@@ -18,7 +18,10 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/price.h"
+#include "master/admin_http.h"
 #include "master/ctl_server.h"
+#include "master/governance.h"
 #include "master/listeners.h"
 #include "master/supervisor.h"
 #include "master/tls.h"
@@ -145,6 +148,19 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
     for (size_t i = 0; i < conf->n_lanes; i++)
         if (intern(m, conf->lanes[i].name, err) < 0)
             goto fail;
+    /* What each lane bills at: its price, else the built-in catalogue by upstream model. */
+    struct bb_price_table prices;
+    if (bb_price_table_builtin(&prices, err) < 0)
+        goto fail;
+    g->rt.lane_prices = bb_xcalloc(conf->n_lanes ? conf->n_lanes : 1, sizeof *g->rt.lane_prices);
+    for (size_t i = 0; i < conf->n_lanes; i++) {
+        bb_price_for_lane(&prices, &conf->lanes[i], &g->rt.lane_prices[i]);
+        if (!g->rt.lane_prices[i].known)
+            bb_info("model %s (%s): no price and not in the price catalogue; its spend counts "
+                    "as 0",
+                    conf->lanes[i].name, conf->lanes[i].upstream_model);
+    }
+    bb_price_table_free(&prices);
     for (size_t p = 0; p < conf->n_pools; p++) {
         const struct bb_pool *pool = &conf->pools[p];
         for (size_t k = 0; k < pool->n_members; k++) {
@@ -178,6 +194,7 @@ void bb_gen_free(struct bb_master *m, struct bb_gen *g)
             free(g->listen_keys[i]);
     free(g->listen_keys);
     free(g->rt.listen_fds);
+    free(g->rt.lane_prices);
     SSL_CTX_free(g->rt.server_ctx);
     SSL_CTX_free(g->rt.client_ctx);
     bb_conf_free(g->rt.conf);
@@ -252,6 +269,12 @@ int bb_reload(struct bb_master *m, uint64_t now, struct bb_strv *errors, uint32_
         free(m->admin_path);
         m->admin_path = bb_xstrdup(conf->admin_socket);
     }
+    if (bb_admin_http_reconfigure(&m->admin_http, conf, &err) < 0) {
+        bb_strv_pushf(errors, "%s: %s", m->config_path, err.msg);
+        bb_gen_free(m, g);
+        goto failed;
+    }
+    bb_gov_reconfigure(m->gov, conf);
 
     /* Commit. From here on the reload cannot fail: the new generation is current. */
     g->next = m->gens;

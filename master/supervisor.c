@@ -3,7 +3,9 @@
  *
  * One iteration: take the signal flags (set by handlers, see signals.c) → stop/reopen/reload
  * → reap children (waitpid WNOHANG) → timers (respawns, heartbeat watchdog, drain deadlines,
- * retiring old generations) → poll() on the self-pipe and the admin socket with a short tick.
+ * retiring old generations) → governance tick (usage ring → ledger, external key edits →
+ * shared memory) → poll() on the self-pipe, the admin socket and the HTTP admin API with a
+ * short tick.
  *
  * Slot ownership: the master writes pid/generation/state/started_ms of shm->workers[slot] at
  * fork and reap; the worker writes heartbeat_ms (and may move its state to running/draining)
@@ -23,7 +25,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "master/admin_http.h"
 #include "master/ctl_server.h"
+#include "master/governance.h"
 #include "master/listeners.h"
 #include "master/reload.h"
 #include "master/signals.h"
@@ -51,6 +55,7 @@ static _Noreturn void child_main(struct bb_master *m, int slot, struct bb_gen *g
         _exit(1);
     bb_signals_child_reset();
     bb_ctl_server_child_close(m->ctl);
+    bb_admin_http_child_close(m->admin_http);
     bb_listeners_close_others(m, &g->rt);
     char role[32];
     snprintf(role, sizeof role, "worker %d", slot);
@@ -403,6 +408,7 @@ int bb_supervisor_run(struct bb_master *m)
         }
         reap(m, now);
         timers(m, now);
+        bb_gov_tick(m->gov, now); /* usage ring → ledger; external key edits → shm */
         if (m->stopping) {
             if (!live_workers(m))
                 break;
@@ -421,7 +427,9 @@ int bb_supervisor_run(struct bb_master *m)
         pfd[0].fd = bb_signals_fd();
         pfd[0].events = POLLIN;
         pfd[0].revents = 0;
-        size_t n = 1 + bb_ctl_server_pollfds(m->ctl, pfd + 1, POLL_MAX - 1);
+        size_t n_ctl = bb_ctl_server_pollfds(m->ctl, pfd + 1, POLL_MAX - 1);
+        size_t n_http = bb_admin_http_pollfds(m->admin_http, pfd + 1 + n_ctl, POLL_MAX - 1 - n_ctl);
+        size_t n = 1 + n_ctl + n_http;
         bool busy = bb_ctl_server_busy(m->ctl);
         for (const struct bb_gen *g = m->gens; g && !busy; g = g->next)
             busy = g != m->current && !g->retired && !m->stopping;
@@ -431,7 +439,8 @@ int bb_supervisor_run(struct bb_master *m)
             continue;
         }
         /* Also without events: it expires clients past their deadline. */
-        bb_ctl_server_process(m->ctl, m, pfd + 1, n - 1, bb_now_ms());
+        bb_ctl_server_process(m->ctl, m, pfd + 1, n_ctl, bb_now_ms());
+        bb_admin_http_process(m->admin_http, m->gov, pfd + 1 + n_ctl, n_http, bb_now_ms());
     }
     bb_notice("all workers stopped; master exiting");
     return 0;

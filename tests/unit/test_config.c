@@ -226,6 +226,11 @@ static void test_defaults(void **state)
     assert_string_equal(c->admin_socket, "/var/lib/busbar/admin.sock");
     assert_null(c->admin_listen);
     assert_null(c->admin_token_env);
+    assert_null(c->admin_token);
+    assert_true(c->gov_enabled);
+    assert_string_equal(c->gov_db_path, "/var/lib/busbar/busbar.db");
+    assert_false(c->gov_deny_on_store_error);
+    assert_int_equal(c->gov_default_estimate_output_tokens, 1024);
     assert_int_equal(c->auth_mode, BB_AUTH_NONE);
     assert_int_equal(c->n_client_tokens, 0);
     assert_null(c->log_file);
@@ -846,8 +851,6 @@ static void test_not_supported_yet(void **state)
         int line, col;
         const char *msg;
     } want[] = {
-        {1, 10, "admin.listen: not supported yet"},
-        {1, 36, "admin.token_env: not supported yet"},
         {2, 15, "auth.mode: 'token' is not supported yet"},
         {2, 22, "auth.client_tokens: not supported yet"},
         {10, 12, "pools.fast.route: 'usage' is not supported yet"},
@@ -863,6 +866,7 @@ static void test_not_supported_yet(void **state)
     };
     const char *f = FIX "nyi.yaml";
     struct bb_conf_errors errs = {0};
+    unsetenv("BUSBAR_ADMIN_TOKEN");
     assert_null(bb_conf_load(f, FIX "providers.yaml", &errs));
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         expect_error_in(&errs, f, want[i].line, want[i].col, want[i].msg);
@@ -888,6 +892,40 @@ static void test_not_supported_yet(void **state)
     expect_error("cluster: { on_redis_error: panic }\n", 1, 28,
                  "cluster.on_redis_error: unknown value 'panic' (expected local or deny)");
     expect_error("admin: { listen: \"nohost\" }\n", 1, 18, "admin.listen: bad address 'nohost'");
+}
+
+/* admin.listen + admin.token_env: the HTTP admin API (token read from the environment). */
+static void test_admin_api(void **state)
+{
+    (void)state;
+    setenv("BB_TEST_ADMIN_TOKEN", "0123456789abcdef-admin", 1);
+    char text[512];
+    snprintf(text, sizeof text,
+             "admin: { listen: \"127.0.0.1:8081\", token_env: BB_TEST_ADMIN_TOKEN }\n%s", minimal);
+    struct bb_conf_errors errs = {0};
+    struct bb_conf *c = load_text(text, &errs);
+    assert_non_null(c);
+    assert_string_equal(c->admin_listen, "127.0.0.1:8081");
+    assert_string_equal(c->admin_listen_host, "127.0.0.1");
+    assert_int_equal(c->admin_listen_port, 8081);
+    assert_string_equal(c->admin_token_env, "BB_TEST_ADMIN_TOKEN");
+    assert_string_equal(c->admin_token, "0123456789abcdef-admin");
+    bb_conf_free(c);
+
+    /* An unset token variable is not a load error (busbarctl loads configs to find the
+     * socket); the master refuses to start without it (master/admin_http.c). */
+    unsetenv("BB_TEST_ADMIN_TOKEN");
+    snprintf(text, sizeof text,
+             "admin: { listen: \"[::1]:8081\", token_env: BB_TEST_ADMIN_TOKEN }\n%s", minimal);
+    c = load_text(text, &errs);
+    assert_non_null(c);
+    assert_string_equal(c->admin_listen_host, "::1");
+    assert_null(c->admin_token);
+    bb_conf_free(c);
+
+    expect_error("admin: { listen: \"127.0.0.1:8081\" }\n", 1, 18,
+                 "admin.listen: requires admin.token_env");
+    expect_error("admin: { token_env: \"1BAD\" }\n", 1, 21, "not a valid environment variable");
 }
 
 static void test_collects_all(void **state)
@@ -1042,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_admin_api),
         cmocka_unit_test(test_collects_all),
         cmocka_unit_test(test_providers_precedence),
         cmocka_unit_test(test_paths),

@@ -1,0 +1,51 @@
+/*
+ * admin_http: the HTTP admin API (admin.listen, bearer token from admin.token_env), served by
+ * the master's poll loop, never by workers (it is low-volume). JSON in and out; the same
+ * operations as the admin socket (master/governance.h):
+ *   GET    /admin/keys               list          POST   /admin/keys             create (201)
+ *   GET    /admin/keys/{id}          show          PATCH  /admin/keys/{id}        update
+ *   DELETE /admin/keys/{id}          delete        POST   /admin/keys/{id}/revoke revoke
+ *   GET    /admin/spend?by=&key=&since=&until=     spend
+ * Every request needs `Authorization: Bearer <token>` (compared in constant time over
+ * SHA-256); a missing or wrong token is 401. One request per connection (Connection: close).
+ * Master process only; non-blocking sockets, per-client deadline, bounded head and body.
+ */
+#ifndef BB_MASTER_ADMIN_HTTP_H
+#define BB_MASTER_ADMIN_HTTP_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/err.h"
+#include "master/governance.h"
+
+#define BB_ADMIN_HTTP_MAX_CLIENTS 32
+#define BB_ADMIN_HTTP_TIMEOUT_MS 10000
+#define BB_ADMIN_HTTP_HEAD_MAX 16384
+#define BB_ADMIN_HTTP_BODY_MAX 65536
+
+struct bb_admin_http;
+
+/* The API's configuration is usable: admin.listen set ⇒ the token variable is set and at
+ * least 16 characters. -1 with err. (busbar -t and the master at start and reload.) */
+int bb_admin_http_check(const struct bb_conf *conf, struct bb_err *err);
+/* Bind conf->admin_listen (when set) with conf->admin_token. *out NULL when the API is off.
+ * -1 with err when the address cannot be bound. */
+int bb_admin_http_open(const struct bb_conf *conf, struct bb_admin_http **out, struct bb_err *err);
+/* A reload: rebind when the address changed (the old socket stays on failure), take the new
+ * token, open or close the API. -1 with err on failure (nothing changed then). */
+int bb_admin_http_reconfigure(struct bb_admin_http **h, const struct bb_conf *conf,
+                              struct bb_err *err);
+/* Close everything. NULL is a no-op. */
+void bb_admin_http_free(struct bb_admin_http *h);
+/* In a worker after fork: close the inherited fds only. */
+void bb_admin_http_child_close(struct bb_admin_http *h);
+/* Fill pfd (at most max entries) with the fds to poll; returns how many. */
+size_t bb_admin_http_pollfds(struct bb_admin_http *h, struct pollfd *pfd, size_t max);
+/* Handle poll results for the entries bb_admin_http_pollfds filled; expire slow clients. */
+void bb_admin_http_process(struct bb_admin_http *h, struct bb_gov *gov, const struct pollfd *pfd,
+                           size_t n, uint64_t now_ms);
+
+#endif
