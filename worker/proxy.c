@@ -62,6 +62,7 @@ struct bb_attempt {
     bool verbatim;              /* answers relayed as they are (same protocol) */
     bool committed, done_seen, stop_seen, meaningful, inband_error;
     char inband_msg[256];
+    const char *frame_fail;     /* set inside the framer's callback, acted on once it returns */
     struct bb_sse sse;
     bool sse_init;
     struct bb_eventstream es;
@@ -593,8 +594,9 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev)
     return a->iops->enc_event(a->enc, fc->scratch, ev, a->pending) < 0 ? -1 : 0;
 }
 
-/* One upstream frame: decode, relay or translate, commit when meaningful. 0 = go on,
- * -1 = this attempt is over (failed over or failed). */
+/* One upstream frame: decode, relay or translate, commit when meaningful. 0 = go on, -1 = stop
+ * feeding: a->frame_fail says why, and up_body acts on it once the framer has returned (the
+ * failover path may free the framer and the attempt, so it never runs inside the callback). */
 static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const void *raw,
                         size_t raw_len)
 {
@@ -605,17 +607,14 @@ static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const vo
         int rc = a->eops->dec_frame(a->dec, &scratch, f, on_ir_event, &fc);
         bb_arena_free(&scratch);
         if (rc < 0) {
-            if (a->committed)
-                fail_committed(a, "malformed stream frame");
-            else
-                fail_over(a, "malformed stream frame", false);
+            a->frame_fail = "malformed stream frame";
             return -1;
         }
     } else {
         a->meaningful = true; /* no decoder: every frame counts */
     }
     if (a->inband_error && !a->committed) {
-        fail_over(a, a->inband_msg, false);
+        a->frame_fail = a->inband_msg;
         return -1;
     }
     if (a->verbatim)
@@ -661,8 +660,15 @@ static int up_body(void *arg, const char *data, size_t len)
     if (a->req->stream) {
         int rc = a->es_init ? bb_eventstream_feed(&a->es, data, len, on_es, a)
                             : bb_sse_feed(&a->sse, data, len, on_sse, a);
+        if (rc > 0 && a->frame_fail) {
+            if (a->committed)
+                fail_committed(a, a->frame_fail);
+            else
+                fail_over(a, a->frame_fail, false);
+            return -1;
+        }
         if (rc > 0)
-            return -1; /* the attempt already ended (failed over or failed) */
+            return -1;
         if (rc < 0) {  /* oversize or corrupt framing: this upstream is broken */
             if (a->committed)
                 fail_committed(a, "malformed stream framing");

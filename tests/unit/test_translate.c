@@ -78,7 +78,10 @@ static int golden(const char *name, const char *got, size_t len)
 
 static void pretty(struct evbuffer *out, const char *json, size_t len)
 {
-    json_object *o = json_tokener_parse(json);
+    json_tokener *tok = json_tokener_new();
+    json_object *o = tok ? json_tokener_parse_ex(tok, json, (int)len) : NULL;
+    if (tok)
+        json_tokener_free(tok);
     if (!o) {
         evbuffer_add(out, json, len);
         return;
