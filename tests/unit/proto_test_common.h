@@ -319,4 +319,200 @@ static json_object *dump_response(const struct bb_ir_response *r)
     return o;
 }
 
+
+static json_object *dump_event(const struct bb_ir_event *ev)
+{
+    json_object *o = json_object_new_object();
+    add(o, "ev", json_object_new_string(event_names[ev->type]));
+    switch (ev->type) {
+    case BB_IR_EV_BLOCK_START:
+    case BB_IR_EV_BLOCK_STOP:
+        add(o, "index", json_object_new_int64(ev->index));
+        add(o, "block", json_object_new_string(block_names[ev->block_type]));
+        break;
+    case BB_IR_EV_BLOCK_DELTA:
+        add(o, "index", json_object_new_int64(ev->index));
+        add(o, "delta", json_object_new_string(delta_names[ev->delta]));
+        break;
+    case BB_IR_EV_MESSAGE_DELTA:
+        add(o, "stop", json_object_new_string(bb_ir_stop_name(ev->stop)));
+        break;
+    case BB_IR_EV_ERROR:
+        if (ev->error_type.p)
+            add(o, "error_type", jstr(&ev->error_type));
+        add(o, "error_status", json_object_new_int64(ev->error_status));
+        break;
+    default:
+        break;
+    }
+    if (ev->text.p)
+        add(o, "text", jstr(&ev->text));
+    if (ev->id.p)
+        add(o, "id", jstr(&ev->id));
+    if (ev->name.p)
+        add(o, "name", jstr(&ev->name));
+    if (ev->model.p)
+        add(o, "model", jstr(&ev->model));
+    if (ev->stop_sequence.p)
+        add(o, "stop_sequence", jstr(&ev->stop_sequence));
+    json_object *u = dump_usage(&ev->usage);
+    if (u)
+        add(o, "usage", u);
+    return o;
+}
+
+static void load_usage(json_object *o, struct bb_ir_usage *u)
+{
+    if (!o)
+        return;
+    u->set = true;
+    u->input = (uint64_t)json_object_get_int64(get(o, "input"));
+    u->output = (uint64_t)json_object_get_int64(get(o, "output"));
+    u->cache_read = (uint64_t)json_object_get_int64(get(o, "cache_read"));
+    u->cache_write = (uint64_t)json_object_get_int64(get(o, "cache_write"));
+    u->reasoning = (uint64_t)json_object_get_int64(get(o, "reasoning"));
+}
+
+static void load_blocks(struct bb_arena *a, json_object *arr, struct bb_ir_block **v, size_t *n);
+
+static void load_block(struct bb_arena *a, json_object *o, struct bb_ir_block *b)
+{
+    memset(b, 0, sizeof *b);
+    b->type =
+        (enum bb_ir_block_type)NAME_INDEX(block_names, json_object_get_string(get(o, "type")));
+    b->text = dupj(a, get(o, "text"));
+    b->signature = dupj(a, get(o, "signature"));
+    b->id = dupj(a, get(o, "id"));
+    b->name = dupj(a, get(o, "name"));
+    b->input_json = dupj(a, get(o, "input") ? get(o, "input") : get(o, "input_text"));
+    b->is_error = json_object_get_boolean(get(o, "is_error"));
+    if (get(o, "content"))
+        load_blocks(a, get(o, "content"), &b->content, &b->n_content);
+    b->media_type = dupj(a, get(o, "media_type"));
+    b->data = dupj(a, get(o, "data"));
+    b->url = dupj(a, get(o, "url"));
+    b->citations_json = dupj(a, get(o, "citations"));
+    b->cache_control = json_object_get_boolean(get(o, "cache_control"));
+}
+
+static void load_blocks(struct bb_arena *a, json_object *arr, struct bb_ir_block **v, size_t *n)
+{
+    *n = arr ? json_object_array_length(arr) : 0;
+    *v = bb_arena_calloc(a, (*n + 1) * sizeof **v);
+    for (size_t i = 0; i < *n; i++)
+        load_block(a, json_object_array_get_idx(arr, i), &(*v)[i]);
+}
+
+/* The inverse of dump_request, for egress fixtures written as IR. */
+static void load_request(struct bb_arena *a, json_object *o, struct bb_ir_request *r)
+{
+    json_object *v;
+    memset(r, 0, sizeof *r);
+    r->model = dupj(a, get(o, "model"));
+    load_blocks(a, get(o, "system"), &r->system, &r->n_system);
+    json_object *msgs = get(o, "messages");
+    r->n_messages = msgs ? json_object_array_length(msgs) : 0;
+    r->messages = bb_arena_calloc(a, (r->n_messages + 1) * sizeof *r->messages);
+    for (size_t i = 0; i < r->n_messages; i++) {
+        json_object *m = json_object_array_get_idx(msgs, i);
+        r->messages[i].role = strcmp(json_object_get_string(get(m, "role")), "user") == 0
+                                  ? BB_IR_USER
+                                  : BB_IR_ASSISTANT;
+        r->messages[i].name = dupj(a, get(m, "name"));
+        load_blocks(a, get(m, "blocks"), &r->messages[i].blocks, &r->messages[i].n_blocks);
+    }
+    json_object *tools = get(o, "tools");
+    r->n_tools = tools ? json_object_array_length(tools) : 0;
+    r->tools = bb_arena_calloc(a, (r->n_tools + 1) * sizeof *r->tools);
+    for (size_t i = 0; i < r->n_tools; i++) {
+        json_object *t = json_object_array_get_idx(tools, i);
+        r->tools[i].name = dupj(a, get(t, "name"));
+        r->tools[i].description = dupj(a, get(t, "description"));
+        r->tools[i].parameters_json = dupj(a, get(t, "parameters"));
+        r->tools[i].strict = json_object_get_boolean(get(t, "strict"));
+    }
+    if ((v = get(o, "tool_choice")))
+        r->tool_choice =
+            (enum bb_ir_tool_choice)NAME_INDEX(choice_names, json_object_get_string(v));
+    r->tool_choice_name = dupj(a, get(o, "tool_choice_name"));
+    if ((v = get(o, "parallel_tool_calls"))) {
+        r->has_parallel_tool_calls = true;
+        r->parallel_tool_calls = json_object_get_boolean(v);
+    }
+    r->stream = json_object_get_boolean(get(o, "stream"));
+    if ((v = get(o, "max_tokens"))) {
+        r->has_max_tokens = true;
+        r->max_tokens = (uint32_t)json_object_get_int64(v);
+    }
+#define LOAD_NUM(key, field)                                                                       \
+    if ((v = get(o, key))) {                                                                       \
+        r->has_##field = true;                                                                     \
+        r->field = json_object_get_double(v);                                                      \
+    }
+    LOAD_NUM("temperature", temperature)
+    LOAD_NUM("top_p", top_p)
+    LOAD_NUM("presence_penalty", presence_penalty)
+    LOAD_NUM("frequency_penalty", frequency_penalty)
+#undef LOAD_NUM
+    if ((v = get(o, "top_k"))) {
+        r->has_top_k = true;
+        r->top_k = (uint32_t)json_object_get_int64(v);
+    }
+    if ((v = get(o, "seed"))) {
+        r->has_seed = true;
+        r->seed = json_object_get_int64(v);
+    }
+    json_object *stop = get(o, "stop");
+    r->n_stop = stop ? json_object_array_length(stop) : 0;
+    r->stop = bb_arena_calloc(a, (r->n_stop + 1) * sizeof *r->stop);
+    for (size_t i = 0; i < r->n_stop; i++)
+        r->stop[i] = dupj(a, json_object_array_get_idx(stop, i));
+    r->n_choices = (uint32_t)json_object_get_int64(get(o, "n"));
+    if ((v = get(o, "format")))
+        r->format = (enum bb_ir_format)NAME_INDEX(format_names, json_object_get_string(v));
+    r->format_name = dupj(a, get(o, "format_name"));
+    r->format_schema_json = dupj(a, get(o, "format_schema"));
+    r->format_strict = json_object_get_boolean(get(o, "format_strict"));
+    r->reasoning = json_object_get_boolean(get(o, "reasoning"));
+    r->reasoning_budget = (uint32_t)json_object_get_int64(get(o, "reasoning_budget"));
+    if ((v = get(o, "reasoning_effort")))
+        r->reasoning_effort =
+            (enum bb_ir_effort)NAME_INDEX(effort_names, json_object_get_string(v));
+    r->user = dupj(a, get(o, "user"));
+}
+
+static void load_response(struct bb_arena *a, json_object *o, struct bb_ir_response *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = dupj(a, get(o, "id"));
+    r->model = dupj(a, get(o, "model"));
+    load_blocks(a, get(o, "blocks"), &r->blocks, &r->n_blocks);
+    if (get(o, "stop"))
+        r->stop = stop_index(json_object_get_string(get(o, "stop")));
+    r->stop_sequence = dupj(a, get(o, "stop_sequence"));
+    load_usage(get(o, "usage"), &r->usage);
+}
+
+static void load_event(struct bb_arena *a, json_object *o, struct bb_ir_event *ev)
+{
+    json_object *v;
+    memset(ev, 0, sizeof *ev);
+    ev->type = (enum bb_ir_event_type)NAME_INDEX(event_names, json_object_get_string(get(o, "ev")));
+    ev->index = (uint32_t)json_object_get_int64(get(o, "index"));
+    if ((v = get(o, "block")))
+        ev->block_type = (enum bb_ir_block_type)NAME_INDEX(block_names, json_object_get_string(v));
+    if ((v = get(o, "delta")))
+        ev->delta = (enum bb_ir_delta)NAME_INDEX(delta_names, json_object_get_string(v));
+    if ((v = get(o, "stop")))
+        ev->stop = stop_index(json_object_get_string(v));
+    ev->text = dupj(a, get(o, "text"));
+    ev->id = dupj(a, get(o, "id"));
+    ev->name = dupj(a, get(o, "name"));
+    ev->model = dupj(a, get(o, "model"));
+    ev->stop_sequence = dupj(a, get(o, "stop_sequence"));
+    ev->error_type = dupj(a, get(o, "error_type"));
+    ev->error_status = (int)json_object_get_int64(get(o, "error_status"));
+    load_usage(get(o, "usage"), &ev->usage);
+}
+
 #endif
