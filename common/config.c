@@ -85,13 +85,13 @@ static const struct keydef top_keys[] = {
     {"listen", 0},        {"workers", 0},         {"tls", 0},
     {"admin", 0},         {"state_dir", 0},       {"auth", 0},
     {"providers", 0},     {"providers_file", 0},  {"models", 0},
-    {"pools", 0},         {"governance", KF_NYI}, {"cluster", KF_NYI},
+    {"pools", 0},         {"governance", 0},      {"cluster", KF_NYI},
     {"observability", 0}, {"security", KF_NYI},   {"limits", 0},
     {"log_file", 0},      {"log_level", 0},
 };
 static const struct keydef tls_keys[] = {{"cert_file", 0}, {"key_file", 0}, {"client_ca_file", 0}};
 static const struct keydef admin_keys[] = {{"socket", 0}, {"listen", 0}, {"token_env", 0}};
-static const struct keydef auth_keys[] = {{"mode", 0}, {"client_tokens", KF_NYI}};
+static const struct keydef auth_keys[] = {{"mode", 0}, {"client_tokens", 0}};
 static const struct keydef prov_keys[] = {{"protocol", 0},       {"base_url", 0},
                                           {"api_key_env", 0},    {"region", 0},
                                           {"error_map", 0},      {"health", 0}};
@@ -773,15 +773,33 @@ static void parse_auth(struct ld *l, yaml_node_t *v)
 {
     static const char *const modes[] = {"none", "keys", "token", "passthrough"};
     struct bb_cdoc *d = &l->cfg;
+    struct bb_conf *c = l->c;
     if (!check_map(l, d, v, "auth", KEYSET(auth_keys)))
         return;
     yaml_node_t *m = map_get(d, v, "mode", NULL);
     if (m) {
         int i = get_enum(l, d, m, "auth.mode", "mode", modes, 4);
-        if (i > 0)
-            err_at(l, d, m, "auth.mode: '%s' is not supported yet (only 'none' is)", modes[i]);
+        if (i >= 0)
+            c->auth_mode = (enum bb_auth_mode)i;
     }
-    check_str_list(l, d, map_get(d, v, "client_tokens", NULL), "auth.client_tokens", false);
+    yaml_node_t *t = map_get(d, v, "client_tokens", NULL);
+    check_str_list(l, d, t, "auth.client_tokens", false);
+    if (t && t->type == YAML_SEQUENCE_NODE) {
+        size_t n = (size_t)(t->data.sequence.items.top - t->data.sequence.items.start);
+        c->client_tokens = calloc(n ? n : 1, sizeof *c->client_tokens);
+        for (size_t i = 0; c->client_tokens && i < n; i++) {
+            yaml_node_t *it = bb_cdoc_node(d, t->data.sequence.items.start[i]);
+            char ip[64];
+            snprintf(ip, sizeof ip, "auth.client_tokens[%zu]", i);
+            const char *s = get_str(l, d, it, ip);
+            if (s && (c->client_tokens[c->n_client_tokens] = strdup(s)))
+                c->n_client_tokens++;
+        }
+    }
+    if (c->auth_mode == BB_AUTH_TOKEN && !c->n_client_tokens)
+        err_at(l, d, m ? m : v, "auth.mode: token needs auth.client_tokens (at least one token)");
+    else if (c->auth_mode != BB_AUTH_TOKEN && t)
+        err_at(l, d, t, "auth.client_tokens: only used with auth.mode: token");
 }
 
 static void parse_admin(struct ld *l, yaml_node_t *v, yaml_node_t **sock)
@@ -860,7 +878,7 @@ static void parse_limits(struct ld *l, yaml_node_t *v)
     }
 }
 
-/* governance, cluster, security: rejected as a whole, but their keys and values are still
+/* governance; cluster and security: rejected as a whole, but their keys and values are still
  * checked so an operator fixing the config sees everything at once. */
 static void parse_unsupported_sections(struct ld *l, yaml_node_t *root)
 {
@@ -1453,10 +1471,10 @@ static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v
                          sizeof route_names / sizeof route_names[0]);
         if (r >= 0)
             pl->route = (enum bb_route)r;
-        if (r > BB_ROUTE_LEAST_BUSY)
+        if (r > BB_ROUTE_USAGE)
             err_at(l, d, n,
-                   "%s: '%s' is not supported yet (weighted, cheapest, fastest and least_busy "
-                   "are)",
+                   "%s: '%s' is not supported yet (weighted, cheapest, fastest, least_busy and "
+                   "usage are)",
                    kp, route_names[r]);
     }
 
@@ -1742,6 +1760,9 @@ struct bb_conf *bb_conf_load(const char *config_path, const char *providers_path
     parse_observability(l, map_get(d, root, "observability", NULL));
     parse_limits(l, map_get(d, root, "limits", NULL));
     parse_unsupported_sections(l, root);
+    if (c->auth_mode == BB_AUTH_KEYS && !c->gov_enabled)
+        err_at(l, d, map_get(d, root, "auth", NULL),
+               "auth.mode: keys needs governance (governance.enabled is false)");
 
     /* Providers catalogue: explicit argument, then $BUSBAR_PROVIDERS, then providers_file:,
      * then providers.yaml beside the config (the only one allowed to be absent). */

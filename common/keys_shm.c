@@ -463,6 +463,52 @@ void bb_keys_release(struct bb_keys_resv *res, uint64_t now_ms)
     memset(res, 0, sizeof *res);
 }
 
+int bb_keys_journal_note(struct bb_keys_journal *j, struct bb_keys_table *t,
+                         const struct bb_keys_resv *res)
+{
+    if (!res->slot)
+        return -1;
+    for (uint32_t i = 0; i < BB_KEYS_JOURNAL_CAP; i++) {
+        uint32_t k = (j->cursor + i) % BB_KEYS_JOURNAL_CAP;
+        struct bb_keys_jent *e = &j->e[k];
+        if (atomic_load_explicit(&e->used, memory_order_relaxed))
+            continue;
+        e->slot = (uint32_t)(res->slot - t->slots);
+        e->tokens = res->tokens;
+        e->minute = res->minute;
+        e->cost_micros = res->cost_micros;
+        atomic_store_explicit(&e->used, 1, memory_order_release);
+        j->cursor = (k + 1) % BB_KEYS_JOURNAL_CAP;
+        return (int)k;
+    }
+    return -1;
+}
+
+void bb_keys_journal_clear(struct bb_keys_journal *j, int entry)
+{
+    if (entry >= 0 && (uint32_t)entry < BB_KEYS_JOURNAL_CAP)
+        atomic_store_explicit(&j->e[entry].used, 0, memory_order_release);
+}
+
+size_t bb_keys_journal_reclaim(struct bb_keys_table *t, struct bb_keys_journal *j,
+                               uint64_t now_ms)
+{
+    size_t n = 0;
+    for (uint32_t k = 0; k < BB_KEYS_JOURNAL_CAP; k++) {
+        struct bb_keys_jent *e = &j->e[k];
+        if (!atomic_load_explicit(&e->used, memory_order_acquire))
+            continue;
+        if (e->slot < BB_KEYS_CAP) {
+            struct bb_keys_resv r = {&t->slots[e->slot], e->cost_micros, e->tokens, e->minute};
+            bb_keys_release(&r, now_ms);
+            n++;
+        }
+        atomic_store_explicit(&e->used, 0, memory_order_relaxed);
+    }
+    j->cursor = 0;
+    return n;
+}
+
 const char *bb_keys_verdict_name(enum bb_keys_verdict v)
 {
     static const char *const names[] = {

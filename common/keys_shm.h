@@ -113,6 +113,23 @@ struct bb_keys_resv {
     uint32_t minute;      /* the window they were charged to */
 };
 
+/* Reservation journal of one worker (one per worker slot, in shared memory): every admitted
+ * request's reservation is noted here until it is settled or released, so that when a worker
+ * dies with requests in flight the master gives their reservations back (a killed request is
+ * never billed, and its reservation does not stay charged against the budget). Written by its
+ * worker only; read by the master only once that worker is dead. */
+#define BB_KEYS_JOURNAL_CAP 4096u
+struct bb_keys_jent {
+    _Atomic uint32_t used;
+    uint32_t slot; /* index in the key table's slots[] */
+    uint32_t tokens, minute;
+    uint64_t cost_micros;
+};
+struct bb_keys_journal {
+    uint32_t cursor; /* worker-private: where the next free-entry search starts */
+    struct bb_keys_jent e[BB_KEYS_JOURNAL_CAP];
+};
+
 /* Live counters of one slot, for the admin view. */
 struct bb_keys_usage {
     uint64_t spent_micros;     /* settled cost in the current period */
@@ -163,7 +180,18 @@ void bb_keys_release(struct bb_keys_resv *res, uint64_t now_ms);
 /* "ok", "revoked", "disabled", "expired", "forbidden_pool", "rate_limited", "budget_exceeded". */
 const char *bb_keys_verdict_name(enum bb_keys_verdict v);
 
+/* Note res in j (after an OK admission); returns the entry, -1 when the journal is full (the
+ * request then runs unjournaled). Clear it before settling or releasing: a worker killed in
+ * between leaves a reservation charged (conservative), never one released twice. */
+int bb_keys_journal_note(struct bb_keys_journal *j, struct bb_keys_table *t,
+                         const struct bb_keys_resv *res);
+void bb_keys_journal_clear(struct bb_keys_journal *j, int entry);
+
 /* ---- master side (single writer) ---- */
+
+/* A dead worker's journal: release every reservation still noted in it. Returns how many. */
+size_t bb_keys_journal_reclaim(struct bb_keys_table *t, struct bb_keys_journal *j,
+                               uint64_t now_ms);
 
 /* Slot index of the live key with this secret digest, -1 when not published. */
 int bb_keys_find(struct bb_keys_table *t, const uint8_t sha[32]);

@@ -20,7 +20,7 @@
 #include "common/ring.h"
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
-#define BB_SHM_VERSION 2u /* 2: key table and usage ring appended */
+#define BB_SHM_VERSION 3u /* 2: key table and usage ring appended; 3: journals, store flag */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
@@ -65,6 +65,10 @@ struct bb_shm {
      * cell by cell. */
     struct bb_keys_table keys; /* virtual keys and their counters (common/keys_shm.h) */
     struct bb_ring ring;       /* usage records, workers → master (common/ring.h) */
+    /* 1 while the master cannot write the usage ledger (governance.on_store_error) */
+    _Atomic uint32_t gov_store_failing;
+    /* reservations of each worker slot's requests in flight (common/keys_shm.h) */
+    struct bb_keys_journal journals[BB_SHM_MAX_WORKERS];
 };
 
 /* Create the anonymous shared region (master, before fork). NULL + errno on failure. */

@@ -122,8 +122,10 @@ static void drain(struct bb_gov *g, bool all, uint64_t now)
         if (!g->sink_failing)
             bb_error("usage ledger: %s; keeping %zu records and retrying", err.msg, g->sink.n);
         g->sink_failing = true;
+        atomic_store(&g->shm->gov_store_failing, 1);
     } else if (g->sink_failing) {
         g->sink_failing = false;
+        atomic_store(&g->shm->gov_store_failing, 0);
         bb_notice("usage ledger: %s writable again", g->db_path);
     }
 }

@@ -198,6 +198,13 @@ static void on_child_exit(struct bb_master *m, pid_t pid, int status, uint64_t n
     struct bb_slot *s = &m->slots[slot];
     struct bb_gen *g = s->gen;
     uint64_t lived = now - s->started_ms;
+    /* budget reservations of the requests it had in flight: nobody will settle them now */
+    size_t given_back =
+        bb_keys_journal_reclaim(&m->shm->keys, &m->shm->journals[slot], bb_wall_ms());
+    if (given_back)
+        bb_warn("worker %d (slot %d): %zu in-flight requests were lost; their budget "
+                "reservations are given back, nothing was billed",
+                (int)pid, slot, given_back);
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     bool expected = s->stopping && !s->watchdog_killed;
     if (expected)

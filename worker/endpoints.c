@@ -53,20 +53,32 @@ static void add_models(json_object *data, const char **names, size_t n, int shap
     }
 }
 
-/* One cached list body per dialect: pools then lanes, each sorted (SPEC §3.1). */
-static int build_list(struct bb_worker *w, int shape, const char **names)
+/* The names a key may see: all without a key (or a key without a pool list). */
+static size_t visible(const char **names, const char *name, size_t n,
+                      const struct bb_keys_ref *key)
 {
-    const struct bb_conf *conf = w->conf;
+    if (!key || !key->lim.n_pools || bb_keys_pool_allowed(key, name, strlen(name)))
+        names[n++] = name;
+    return n;
+}
+
+/* A list body for a dialect: pools then lanes, each sorted (SPEC §3.1), only those key may
+ * use. Returns a malloc'd string (*len set), NULL on OOM. */
+static char *build_list(const struct bb_conf *conf, int shape, const char **names,
+                        const struct bb_keys_ref *key, size_t *len)
+{
     json_object *root = json_object_new_object();
     json_object *data = json_object_new_array();
     if (shape == LIST_OPENAI)
         json_object_object_add(root, "object", json_object_new_string("list"));
+    size_t n = 0;
     for (size_t i = 0; i < conf->n_pools; i++)
-        names[i] = conf->pools[i].name;
-    add_models(data, names, conf->n_pools, shape);
+        n = visible(names, conf->pools[i].name, n, key);
+    add_models(data, names, n, shape);
+    n = 0;
     for (size_t i = 0; i < conf->n_lanes; i++)
-        names[i] = conf->lanes[i].name;
-    add_models(data, names, conf->n_lanes, shape);
+        n = visible(names, conf->lanes[i].name, n, key);
+    add_models(data, names, n, shape);
     size_t count = json_object_array_length(data);
     const char *first = NULL, *last = NULL;
     if (shape == LIST_ANTHROPIC && count) {
@@ -81,28 +93,31 @@ static int build_list(struct bb_worker *w, int shape, const char **names)
         json_object_object_add(root, "first_id", first ? json_object_new_string(first) : NULL);
         json_object_object_add(root, "last_id", last ? json_object_new_string(last) : NULL);
     }
-    size_t len;
     const char *s = json_object_to_json_string_length(
-        root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    w->models_json[shape] = malloc(len + 1);
-    if (w->models_json[shape]) {
-        memcpy(w->models_json[shape], s, len + 1);
-        w->models_json_len[shape] = len;
-    }
+        root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+    char *out = malloc(*len + 1);
+    if (out)
+        memcpy(out, s, *len + 1);
     json_object_put(root);
-    return w->models_json[shape] ? 0 : -1;
+    return out;
+}
+
+static const char **names_buf(const struct bb_conf *conf)
+{
+    size_t n = conf->n_pools > conf->n_lanes ? conf->n_pools : conf->n_lanes;
+    return calloc(n ? n : 1, sizeof(const char *));
 }
 
 int bb_endpoints_init(struct bb_worker *w)
 {
-    const struct bb_conf *conf = w->conf;
-    size_t n = conf->n_pools > conf->n_lanes ? conf->n_pools : conf->n_lanes;
-    const char **names = calloc(n ? n : 1, sizeof *names);
+    const char **names = names_buf(w->conf);
     if (!names)
         return -1;
     int rc = 0;
-    for (int shape = LIST_OPENAI; shape <= LIST_GEMINI; shape++)
-        rc |= build_list(w, shape, names);
+    for (int shape = LIST_OPENAI; shape <= LIST_GEMINI; shape++) {
+        w->models_json[shape] = build_list(w->conf, shape, names, NULL, &w->models_json_len[shape]);
+        rc |= w->models_json[shape] ? 0 : -1;
+    }
     free(names);
     return rc;
 }
@@ -123,8 +138,23 @@ void bb_endpoint_models(struct bb_request *req)
         shape = LIST_GEMINI;
     else if (bb_http_find(&req->head, "anthropic-version"))
         shape = LIST_ANTHROPIC;
-    bb_http_respond_full(req, 200, "application/json", NULL, w->models_json[shape],
-                         w->models_json_len[shape]);
+    const struct bb_keys_ref *key = req->auth.has_key ? &req->auth.key : NULL;
+    if (!key || !key->lim.n_pools) { /* everything: the cached body */
+        bb_http_respond_full(req, 200, "application/json", NULL, w->models_json[shape],
+                             w->models_json_len[shape]);
+        bb_request_finish(req);
+        return;
+    }
+    size_t len = 0;
+    const char **names = names_buf(w->conf);
+    char *body = names ? build_list(w->conf, shape, names, key, &len) : NULL;
+    free(names);
+    if (!body) {
+        bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    bb_http_respond_full(req, 200, "application/json", NULL, body, len);
+    free(body);
     bb_request_finish(req);
 }
 

@@ -23,6 +23,26 @@ int bb_errkind_status(enum bb_errkind k)
     return kinds[k].status;
 }
 
+int bb_errkind_status_in(enum bb_proto dialect, enum bb_errkind k)
+{
+    return k == BB_ERR_QUOTA && dialect == BB_PROTO_BEDROCK ? 400 : kinds[k].status;
+}
+
+/* A kind's own error type in a dialect where the status-derived one would mislead. */
+static const char *kind_type(enum bb_proto dialect, enum bb_errkind k)
+{
+    if (k != BB_ERR_QUOTA)
+        return NULL;
+    switch (dialect) {
+    case BB_PROTO_ANTHROPIC:
+        return "billing_error";
+    case BB_PROTO_BEDROCK:
+        return "ServiceQuotaExceededException";
+    default:
+        return NULL;
+    }
+}
+
 enum bb_errkind bb_errkind_from_status(int status)
 {
     switch (status) {
@@ -92,8 +112,9 @@ const char *bb_errors_type(enum bb_proto dialect, int status)
 }
 
 static size_t render(enum bb_proto dialect, int status, const char *type, const char *code,
-                     const char *msg, char *out, size_t cap)
+                     const char *msg, const char *dialect_type, char *out, size_t cap)
 {
+    const char *dtype = dialect_type ? dialect_type : bb_errors_type(dialect, status);
     /* json-c escapes the message; the error path is not hot. */
     json_object *m = json_object_new_string(msg ? msg : "");
     const char *esc = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN);
@@ -101,11 +122,11 @@ static size_t render(enum bb_proto dialect, int status, const char *type, const 
     switch (dialect) {
     case BB_PROTO_ANTHROPIC:
         n = snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":%s}}",
-                     bb_errors_type(dialect, status), esc);
+                     dtype, esc);
         break;
     case BB_PROTO_GEMINI:
         n = snprintf(out, cap, "{\"error\":{\"code\":%d,\"message\":%s,\"status\":\"%s\"}}",
-                     status, esc, bb_errors_type(dialect, status));
+                     status, esc, dtype);
         break;
     case BB_PROTO_BEDROCK:
     case BB_PROTO_COHERE:
@@ -133,13 +154,14 @@ static size_t render(enum bb_proto dialect, int status, const char *type, const 
 size_t bb_errors_render(enum bb_proto dialect, enum bb_errkind k, const char *msg, char *out,
                         size_t cap)
 {
-    return render(dialect, kinds[k].status, kinds[k].type, kinds[k].code, msg, out, cap);
+    return render(dialect, bb_errkind_status_in(dialect, k), kinds[k].type, kinds[k].code, msg,
+                  kind_type(dialect, k), out, cap);
 }
 
 size_t bb_errors_render_status(enum bb_proto dialect, int status, const char *code,
                                const char *msg, char *out, size_t cap)
 {
-    return render(dialect, status, bb_errors_type(BB_PROTO_OPENAI, status), code, msg, out,
+    return render(dialect, status, bb_errors_type(BB_PROTO_OPENAI, status), code, msg, NULL, out,
                   cap);
 }
 
@@ -151,6 +173,17 @@ size_t bb_errors_headers(enum bb_proto dialect, int status, char *out, size_t ca
     if (n < 0 || cap == 0)
         return 0;
     out[(size_t)n < cap ? (size_t)n : cap - 1] = '\0';
+    return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+size_t bb_errors_kind_headers(enum bb_proto dialect, enum bb_errkind k, char *out, size_t cap)
+{
+    const char *t = dialect == BB_PROTO_BEDROCK ? kind_type(dialect, k) : NULL;
+    if (!t)
+        return bb_errors_headers(dialect, bb_errkind_status_in(dialect, k), out, cap);
+    int n = snprintf(out, cap, "x-amzn-ErrorType: %s\r\n", t);
+    if (n < 0 || cap == 0)
+        return 0;
     return (size_t)n < cap ? (size_t)n : cap - 1;
 }
 

@@ -35,6 +35,7 @@
 #include "worker/classify.h"
 #include "worker/eventstream.h"
 #include "worker/http_server.h"
+#include "worker/meter.h"
 #include "worker/proto.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
@@ -60,6 +61,7 @@ struct bb_attempt {
     enum bb_proto egress;
     const struct bb_proto_ops *eops, *iops;
     bool verbatim;              /* answers relayed as they are (same protocol) */
+    bool strip_usage_chunk;     /* busbar asked an OpenAI stream for usage the client did not */
     bool committed, done_seen, stop_seen, meaningful, inband_error;
     char inband_msg[256];
     const char *frame_fail;     /* set inside the framer's callback, acted on once it returns */
@@ -82,6 +84,7 @@ struct bb_attempt {
 struct bb_route_state {
     const char *model;          /* as the client sent it (decoded) */
     bool body_model;            /* the body has a string `model` at model_off/model_len */
+    int stream_options;         /* OpenAI body: 0 absent, 1 with include_usage true, -1 other */
     size_t model_off, model_len;
     bool *tried;                /* per pool member */
     bool probe_pending;         /* the member just picked holds the half-open probe */
@@ -284,6 +287,7 @@ static int commit(struct bb_attempt *a, const char *ctype, enum bb_body_mode mod
     char hdrs[1024];
     size_t hl = extra_headers(req, a, hdrs, sizeof hdrs);
     a->committed = true;
+    req->bill_lane = a->lane; /* this answer reaches the client: it is billed */
     if (a->ttft)
         evtimer_del(a->ttft);
     if (a->hold)
@@ -508,10 +512,13 @@ static int up_head(void *arg, const struct bb_http_head *h)
             return commit_stream(a); /* opted out of the commit-point hold */
         return 0; /* commit with the first meaningful event */
     }
-    if (a->verbatim)
+    if (a->verbatim) {
+        if (req->metered && !(a->body = evbuffer_new())) /* a copy, read for its usage */
+            return -1;
         return commit(a, a->content_type[0] ? a->content_type : NULL,
                       h->content_length >= 0 ? BB_BODY_LENGTH : BB_BODY_CHUNKED,
                       h->content_length);
+    }
     a->body = evbuffer_new(); /* translated: the whole answer first */
     return a->body ? 0 : -1;
 }
@@ -568,9 +575,13 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev)
             return 0;
         }
         break;
+    case BB_IR_EV_MESSAGE_START:
+        bb_meter_usage(req, &ev->usage);
+        break;
     case BB_IR_EV_MESSAGE_DELTA:
         a->stop_seen = a->stop_seen || ev->stop != BB_IR_STOP_UNSET;
         a->meaningful = true;
+        bb_meter_usage(req, &ev->usage);
         break;
     case BB_IR_EV_MESSAGE_STOP:
         a->done_seen = true;
@@ -592,6 +603,28 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev)
         return a->iops->enc_event(a->enc, fc->scratch, &copy, a->pending) < 0 ? -1 : 0;
     }
     return a->iops->enc_event(a->enc, fc->scratch, ev, a->pending) < 0 ? -1 : 0;
+}
+
+/* "[ ]": a JSON array value with nothing in it. */
+static bool empty_array(const char *p, size_t n)
+{
+    for (size_t i = 1; i + 1 < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            return false;
+    return true;
+}
+
+/* OpenAI's final usage chunk ({"choices":[], "usage":{…}}), which busbar asked for itself. */
+static bool usage_only_chunk(const struct bb_frame *f)
+{
+    if (!f->data || !memmem(f->data, f->data_len, "\"usage\"", 7))
+        return false;
+    struct bb_jscan_field fl[2] = {{.key = "choices"}, {.key = "usage"}};
+    struct bb_err err;
+    if (bb_jscan_object(f->data, f->data_len, fl, 2, JSON_DEPTH_MAX, &err) < 0)
+        return false;
+    return fl[0].type == BB_JARRAY && fl[1].type == BB_JOBJECT &&
+           empty_array(f->data + fl[0].off, fl[0].len);
 }
 
 /* One upstream frame: decode, relay or translate, commit when meaningful. 0 = go on, -1 = stop
@@ -617,7 +650,7 @@ static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const vo
         a->frame_fail = a->inband_msg;
         return -1;
     }
-    if (a->verbatim)
+    if (a->verbatim && !(a->strip_usage_chunk && usage_only_chunk(f)))
         evbuffer_add(a->pending, raw, raw_len);
     if (a->meaningful && !a->committed) {
         uint32_t hold = a->req->pool >= 0 ? a->req->w->conf->pools[a->req->pool].prerelease_ms : 0;
@@ -680,6 +713,8 @@ static int up_body(void *arg, const char *data, size_t len)
     }
     if (a->verbatim) {
         bb_http_respond_body(a->req, data, len);
+        if (a->body && evbuffer_get_length(a->body) + len <= BODY_MAX)
+            evbuffer_add(a->body, data, len);
         backpressure(a);
         return 0;
     }
@@ -689,6 +724,25 @@ static int up_body(void *arg, const char *data, size_t len)
     }
     evbuffer_add(a->body, data, len);
     return 0;
+}
+
+/* The usage of a same-protocol answer relayed as is (read from the copy up_body kept). */
+static void verbatim_usage(struct bb_attempt *a)
+{
+    size_t len = a->body ? evbuffer_get_length(a->body) : 0;
+    if (!len || !a->eops->read_response)
+        return;
+    struct bb_arena scratch;
+    bb_arena_init(&scratch, 2 * len + (64u << 10));
+    struct bb_ir_response resp;
+    memset(&resp, 0, sizeof resp);
+    struct bb_err err;
+    if (a->eops->read_response(&scratch, (const char *)evbuffer_pullup(a->body, (ev_ssize_t)len),
+                               len, &resp, &err) == 0)
+        bb_meter_usage(a->req, &resp.usage);
+    else
+        bb_debug("request %s: usage unreadable in the answer: %s", a->req->id, err.msg);
+    bb_arena_free(&scratch);
 }
 
 /* A complete non-stream answer from another protocol: translate it for the client. */
@@ -706,6 +760,7 @@ static void translate_response(struct bb_attempt *a)
         fail_over(a, "malformed response body", false);
         return;
     }
+    bb_meter_usage(req, &resp.usage);
     if (a->egress != req->ingress)
         bb_ir_response_wrap_ids(&req->arena, &resp, req->ingress);
     struct evbuffer *out = evbuffer_new();
@@ -788,10 +843,12 @@ static void up_end(void *arg)
         return;
     }
     if (!req->stream) {
-        if (a->verbatim)
+        if (a->verbatim) {
+            verbatim_usage(a);
             finish_ok(a);
-        else
+        } else {
             translate_response(a);
+        }
         return;
     }
     size_t held = a->es_init ? bb_eventstream_pending(&a->es) : bb_sse_pending(&a->sse);
@@ -891,14 +948,29 @@ static void request_line(struct bb_request *req, struct evbuffer *b, const struc
         evbuffer_add_printf(b, "anthropic-beta: %.*s\r\n", (int)beta->value_len, beta->value);
 }
 
+/* The provider of a lane as this request calls it: with auth.mode passthrough, the caller's
+ * own credential is the provider key. NULL on OOM. */
+static const struct bb_provider *provider_for(struct bb_request *req, const struct bb_lane *lane)
+{
+    const struct bb_provider *p = &req->w->conf->providers[lane->provider];
+    if (!req->auth.passthrough)
+        return p;
+    struct bb_provider *copy = bb_arena_alloc(&req->arena, sizeof *copy);
+    if (copy) {
+        *copy = *p;
+        copy->api_key = (char *)req->auth.passthrough;
+    }
+    return copy;
+}
+
 /* Same protocol, model in the body: the body with only `model` replaced. */
 static struct evbuffer *build_fast(struct bb_request *req, int lane_idx)
 {
     const struct bb_conf *conf = req->w->conf;
     const struct bb_lane *lane = &conf->lanes[lane_idx];
-    const struct bb_provider *p = &conf->providers[lane->provider];
+    const struct bb_provider *p = provider_for(req, lane);
     struct bb_route_state *rs = route_of(req);
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = p ? evbuffer_new() : NULL;
     if (!b)
         return NULL;
     /* the replacement model as a JSON string (upstream names are config text: escape anyway) */
@@ -917,7 +989,16 @@ static struct evbuffer *build_fast(struct bb_request *req, int lane_idx)
         }
     }
     model[ml++] = '"';
-    size_t body_len = req->body_len - rs->model_len + ml;
+    /* metered OpenAI streams must end with their usage chunk: ask for it (it is not relayed) */
+    static const char want_usage[] = "\"stream_options\":{\"include_usage\":true},";
+    size_t brace = 0, inject = 0;
+    if (req->metered && req->stream && p->protocol == BB_PROTO_OPENAI && rs->stream_options == 0) {
+        while (brace < rs->model_off && req->body[brace] != '{')
+            brace++;
+        if (brace < rs->model_off)
+            inject = sizeof want_usage - 1;
+    }
+    size_t body_len = req->body_len - rs->model_len + ml + inject;
     request_line(req, b, p, fast_path[p->protocol].path, body_len);
     evbuffer_add(b, "Content-Type: application/json\r\n", 32);
     if (p->api_key && fast_path[p->protocol].anthropic_auth)
@@ -927,7 +1008,13 @@ static struct evbuffer *build_fast(struct bb_request *req, int lane_idx)
     else if (p->api_key)
         evbuffer_add_printf(b, "Authorization: Bearer %s\r\n", p->api_key);
     evbuffer_add(b, "\r\n", 2);
-    evbuffer_add(b, req->body, rs->model_off);
+    if (inject) {
+        evbuffer_add(b, req->body, brace + 1);
+        evbuffer_add(b, want_usage, inject);
+        evbuffer_add(b, req->body + brace + 1, rs->model_off - brace - 1);
+    } else {
+        evbuffer_add(b, req->body, rs->model_off);
+    }
     evbuffer_add(b, model, ml);
     evbuffer_add(b, req->body + rs->model_off + rs->model_len,
                  req->body_len - rs->model_off - rs->model_len);
@@ -983,7 +1070,11 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx, c
 {
     const struct bb_conf *conf = req->w->conf;
     const struct bb_lane *lane = &conf->lanes[lane_idx];
-    const struct bb_provider *p = &conf->providers[lane->provider];
+    const struct bb_provider *p = provider_for(req, lane);
+    if (!p) {
+        snprintf(why, why_cap, "out of memory");
+        return NULL;
+    }
     const struct bb_proto_ops *eops = bb_proto_get(p->protocol);
     struct bb_route_state *rs = route_of(req);
     if (!eops->write_request) {
@@ -1192,12 +1283,21 @@ static void next_attempt(struct bb_request *req)
     /* A Gemini client streaming without alt=sse wants a JSON array; upstream is always SSE. */
     a->verbatim = a->egress == req->ingress &&
                   !(req->ingress == BB_PROTO_GEMINI && req->stream && !req->gemini_sse);
+    /* busbar's own usage request (build_fast, or the OpenAI writer) stays busbar's */
+    a->strip_usage_chunk = a->verbatim && a->egress == BB_PROTO_OPENAI && req->stream &&
+                           rs->stream_options != 1;
     req->attempt = a;
     req->attempts++;
+    bb_meter_attempt(req);
 
     struct evbuffer *out = NULL;
     char why[600] = "could not open an upstream connection";
-    if (a->egress == req->ingress && rs->body_model && fast_path[a->egress].path) {
+    /* a metered OpenAI stream whose stream_options say no usage goes through the writer,
+     * which asks for it */
+    bool usage_via_ir = req->metered && req->stream && a->egress == BB_PROTO_OPENAI &&
+                        rs->stream_options < 0;
+    if (a->egress == req->ingress && rs->body_model && fast_path[a->egress].path &&
+        !usage_via_ir) {
         rs->dropped[0] = '\0';
         out = build_fast(req, lane);
     } else if (a->egress == req->ingress && a->eops->write_passthrough) {
@@ -1238,6 +1338,73 @@ static void next_attempt(struct bb_request *req)
     }
 }
 
+/* Body members bb_proxy_handle reads with one scan. F_SYSTEM..F_CONTENTS are in the order
+ * affinity_hash tries them. */
+enum {
+    F_MODEL,
+    F_STREAM,
+    F_SYSTEM,
+    F_INSTRUCTIONS,
+    F_SYSTEM_INSTRUCTION,
+    F_MESSAGES,
+    F_CONTENTS,
+    F_MAX_TOKENS,            /* OpenAI (legacy), Anthropic, Cohere */
+    F_MAX_COMPLETION_TOKENS, /* OpenAI */
+    F_MAX_OUTPUT_TOKENS,     /* Responses */
+    F_GENERATION_CONFIG,     /* Gemini: .maxOutputTokens, .candidateCount */
+    F_INFERENCE_CONFIG,      /* Bedrock: .maxTokens */
+    F_N,                     /* OpenAI: choices */
+    F_STREAM_OPTIONS,        /* OpenAI: .include_usage */
+    F_COUNT
+};
+
+/* A non-negative integer JSON number; 0 when it is not one. */
+static uint64_t jnum(const char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9' || v > UINT64_MAX / 20)
+            return i && (p[i] == '.' || p[i] == 'e' || p[i] == 'E') ? v : 0;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    return v;
+}
+
+/* Member `key` of the object value f (a number), 0 when absent. */
+static uint64_t sub_num(const char *body, const struct bb_jscan_field *f, const char *key)
+{
+    if (f->type != BB_JOBJECT)
+        return 0;
+    struct bb_jscan_field s = {.key = key};
+    struct bb_err err;
+    if (bb_jscan_object(body + f->off, f->len, &s, 1, JSON_DEPTH_MAX, &err) < 0 ||
+        s.type != BB_JNUMBER)
+        return 0;
+    return jnum(body + f->off + s.off, s.len);
+}
+
+/* The most output tokens the client allows (all choices together); 0 = not set. */
+static uint64_t max_output(const char *body, const struct bb_jscan_field *f)
+{
+    static const int direct[] = {F_MAX_TOKENS, F_MAX_COMPLETION_TOKENS, F_MAX_OUTPUT_TOKENS};
+    uint64_t m = 0;
+    for (size_t i = 0; i < sizeof direct / sizeof direct[0]; i++)
+        if (f[direct[i]].type == BB_JNUMBER) {
+            uint64_t v = jnum(body + f[direct[i]].off, f[direct[i]].len);
+            m = v > m ? v : m;
+        }
+    uint64_t g = sub_num(body, &f[F_GENERATION_CONFIG], "maxOutputTokens");
+    uint64_t b = sub_num(body, &f[F_INFERENCE_CONFIG], "maxTokens");
+    m = g > m ? g : m;
+    m = b > m ? b : m;
+    uint64_t n = f[F_N].type == BB_JNUMBER ? jnum(body + f[F_N].off, f[F_N].len) : 0;
+    uint64_t c = sub_num(body, &f[F_GENERATION_CONFIG], "candidateCount");
+    n = c > n ? c : n;
+    if (m && n > 1)
+        m = n > UINT32_MAX || m > UINT64_MAX / n ? UINT64_MAX / 2 : m * n;
+    return m;
+}
+
 static uint64_t fnv1a64(const char *p, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
@@ -1255,7 +1422,7 @@ static uint64_t affinity_hash(struct bb_request *req, const struct bb_jscan_fiel
     const struct bb_http_header *h = bb_http_find(&req->head, pl->affinity_header);
     if (h && h->value_len)
         return fnv1a64(h->value, h->value_len);
-    for (int i = 2; i < 7; i++)
+    for (int i = F_SYSTEM; i <= F_CONTENTS; i++)
         if (f[i].type != BB_JNONE)
             return fnv1a64(req->body + f[i].off, f[i].len < 256 ? f[i].len : 256);
     return 0;
@@ -1265,13 +1432,25 @@ void bb_proxy_handle(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
     const struct bb_conf *conf = w->conf;
-    struct bb_jscan_field f[7] = {{.key = "model"},        {.key = "stream"},
-                                  {.key = "system"},       {.key = "instructions"},
-                                  {.key = "systemInstruction"}, {.key = "messages"},
-                                  {.key = "contents"}};
+    struct bb_jscan_field f[F_COUNT] = {
+        [F_MODEL] = {.key = "model"},
+        [F_STREAM] = {.key = "stream"},
+        [F_SYSTEM] = {.key = "system"},
+        [F_INSTRUCTIONS] = {.key = "instructions"},
+        [F_SYSTEM_INSTRUCTION] = {.key = "systemInstruction"},
+        [F_MESSAGES] = {.key = "messages"},
+        [F_CONTENTS] = {.key = "contents"},
+        [F_MAX_TOKENS] = {.key = "max_tokens"},
+        [F_MAX_COMPLETION_TOKENS] = {.key = "max_completion_tokens"},
+        [F_MAX_OUTPUT_TOKENS] = {.key = "max_output_tokens"},
+        [F_GENERATION_CONFIG] = {.key = "generationConfig"},
+        [F_INFERENCE_CONFIG] = {.key = "inferenceConfig"},
+        [F_N] = {.key = "n"},
+        [F_STREAM_OPTIONS] = {.key = "stream_options"},
+    };
     struct bb_err err;
-    if (bb_jscan_object(req->body ? req->body : "", req->body_len, f, 7, JSON_DEPTH_MAX, &err) <
-        0) {
+    if (bb_jscan_object(req->body ? req->body : "", req->body_len, f, F_COUNT, JSON_DEPTH_MAX,
+                        &err) < 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "request body is not a valid JSON object: %s", err.msg);
         bb_request_fail(req, BB_ERR_INVALID_JSON, msg);
@@ -1283,16 +1462,17 @@ void bb_proxy_handle(struct bb_request *req)
         return;
     }
     req->route = rs;
-    if (f[0].type == BB_JSTRING) {
-        char *bm = bb_arena_alloc(&req->arena, f[0].len + 1);
-        long bl = bm ? bb_jscan_unquote(req->body + f[0].off, f[0].len, bm, f[0].len + 1) : -1;
+    if (f[F_MODEL].type == BB_JSTRING) {
+        const struct bb_jscan_field *fm = &f[F_MODEL];
+        char *bm = bb_arena_alloc(&req->arena, fm->len + 1);
+        long bl = bm ? bb_jscan_unquote(req->body + fm->off, fm->len, bm, fm->len + 1) : -1;
         if (bl > 0) {
             rs->body_model = true;
-            rs->model_off = f[0].off;
-            rs->model_len = f[0].len;
+            rs->model_off = fm->off;
+            rs->model_len = fm->len;
             rs->model = bm;
         }
-    } else if (f[0].type != BB_JNONE && !req->model_from_path) {
+    } else if (f[F_MODEL].type != BB_JNONE && !req->model_from_path) {
         bb_request_fail(req, BB_ERR_MISSING_MODEL, "'model' must be a string");
         return;
     }
@@ -1300,12 +1480,22 @@ void bb_proxy_handle(struct bb_request *req)
         rs->model = req->model_from_path;
     if (!rs->model) {
         bb_request_fail(req, BB_ERR_MISSING_MODEL,
-                        f[0].type == BB_JNONE ? "the request has no 'model'"
+                        f[F_MODEL].type == BB_JNONE ? "the request has no 'model'"
                                               : "'model' is empty or invalid");
         return;
     }
     req->stream = req->path_stream >= 0 ? req->path_stream == 1
-                                        : f[1].type == BB_JBOOL && f[1].truthy;
+                                        : f[F_STREAM].type == BB_JBOOL && f[F_STREAM].truthy;
+    if (f[F_STREAM_OPTIONS].type != BB_JNONE) {
+        struct bb_jscan_field iu = {.key = "include_usage"};
+        const struct bb_jscan_field *so = &f[F_STREAM_OPTIONS];
+        rs->stream_options = so->type == BB_JOBJECT &&
+                                     bb_jscan_object(req->body + so->off, so->len, &iu, 1,
+                                                     JSON_DEPTH_MAX, &err) == 0 &&
+                                     iu.type == BB_JBOOL && iu.truthy
+                                 ? 1
+                                 : -1;
+    }
     rs->ictx.request_id = req->id;
     rs->ictx.model = rs->model;
     rs->ictx.created = (int64_t)time(NULL);
@@ -1336,5 +1526,7 @@ void bb_proxy_handle(struct bb_request *req)
         bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
         return;
     }
+    if (bb_meter_admit(req, max_output(req->body ? req->body : "", f)) < 0)
+        return; /* refused, answered */
     next_attempt(req);
 }

@@ -13,6 +13,7 @@
 #include "common/shm.h"
 #include "worker/endpoints.h"
 #include "worker/http_server.h"
+#include "worker/meter.h"
 #include "worker/proxy.h"
 #include "worker/worker.h"
 
@@ -21,19 +22,20 @@ struct route {
     const char *path;
     void (*handler)(struct bb_request *req);
     enum bb_proto dialect;
+    bool open;                       /* no client authentication (SPEC §3.1: /healthz) */
 };
 
 /* Fixed-path endpoints (SPEC §3.1); the model-in-path LLM routes are matched in
  * match_llm_route. */
 static const struct route routes[] = {
-    {"POST", "/v1/chat/completions", bb_proxy_handle, BB_PROTO_OPENAI},
-    {"POST", "/v1/responses", bb_proxy_handle, BB_PROTO_RESPONSES},
-    {"POST", "/v1/messages", bb_proxy_handle, BB_PROTO_ANTHROPIC},
-    {"POST", "/v2/chat", bb_proxy_handle, BB_PROTO_COHERE},
-    {"GET", "/v1/models", bb_endpoint_models, BB_PROTO_OPENAI},
-    {"GET", "/v1beta/models", bb_endpoint_models, BB_PROTO_GEMINI},
-    {"GET", "/healthz", bb_endpoint_healthz, BB_PROTO_OPENAI},
-    {"GET", "/stats", bb_endpoint_stats, BB_PROTO_OPENAI},
+    {"POST", "/v1/chat/completions", bb_proxy_handle, BB_PROTO_OPENAI, false},
+    {"POST", "/v1/responses", bb_proxy_handle, BB_PROTO_RESPONSES, false},
+    {"POST", "/v1/messages", bb_proxy_handle, BB_PROTO_ANTHROPIC, false},
+    {"POST", "/v2/chat", bb_proxy_handle, BB_PROTO_COHERE, false},
+    {"GET", "/v1/models", bb_endpoint_models, BB_PROTO_OPENAI, false},
+    {"GET", "/v1beta/models", bb_endpoint_models, BB_PROTO_GEMINI, false},
+    {"GET", "/healthz", bb_endpoint_healthz, BB_PROTO_OPENAI, true},
+    {"GET", "/stats", bb_endpoint_stats, BB_PROTO_OPENAI, false},
 };
 
 static bool starts(const char *s, const char *prefix)
@@ -180,8 +182,10 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     req->lane = -1;
     req->ingress = BB_PROTO_OPENAI;
     req->path_stream = -1;
+    req->journal = -1;
+    req->bill_lane = -1;
     req->t_start_us = bb_now_us();
-    snprintf(req->id, sizeof req->id, "bb-%x-%llx", (unsigned)getpid(),
+    snprintf(req->id, sizeof req->id, "bb-%s-%llx", w->id_prefix,
              (unsigned long long)++w->next_request_id);
     int st;
     /* Re-parse the private copy so the head's pointers outlive the connection buffer. */
@@ -211,6 +215,15 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     return req;
 }
 
+/* Client authentication (SPEC §3.2): false when refused (answered with the one 401). */
+static bool authenticated(struct bb_request *req)
+{
+    if (bb_auth_check(req, &req->auth) == 0)
+        return true;
+    bb_request_fail(req, BB_ERR_UNAUTHORIZED, BB_AUTH_DENIED_MSG);
+    return false;
+}
+
 void bb_request_dispatch(struct bb_request *req)
 {
     bool path_known = false;
@@ -222,13 +235,14 @@ void bb_request_dispatch(struct bb_request *req)
         req->ingress = routes[i].dialect;
         if (bb_http_ieq(req->head.method, req->head.method_len, routes[i].method) &&
             req->head.method_len == strlen(routes[i].method)) {
-            routes[i].handler(req);
+            if (routes[i].open || authenticated(req))
+                routes[i].handler(req);
             return;
         }
     }
     if (!path_known) {
         int r = match_llm_route(req);
-        if (r > 0)
+        if (r > 0 && authenticated(req))
             bb_proxy_handle(req);
         if (r != 0)
             return;
@@ -262,9 +276,9 @@ void bb_request_fail_with(struct bb_request *req, enum bb_errkind kind, const ch
 {
     if (!req->responded) {
         char body[1024], hdrs[512];
-        int status = bb_errkind_status(kind);
+        int status = bb_errkind_status_in(req->ingress, kind);
         size_t n = bb_errors_render(req->ingress, kind, msg, body, sizeof body);
-        size_t hl = bb_errors_headers(req->ingress, status, hdrs, sizeof hdrs);
+        size_t hl = bb_errors_kind_headers(req->ingress, kind, hdrs, sizeof hdrs);
         snprintf(hdrs + hl, sizeof hdrs - hl, "%s", extra_headers ? extra_headers : "");
         bb_http_respond_full(req, status, "application/json", hdrs, body, n);
     }
@@ -289,6 +303,7 @@ void bb_request_finish(struct bb_request *req)
         abort();
     }
     req->magic = 0; /* finishing twice is a bug: the second call aborts above */
+    bb_meter_finish(req);
     bb_proxy_release(req);
     if (req->conn)
         bb_http_conn_request_done(req->conn, req);

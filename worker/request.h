@@ -12,6 +12,8 @@
 #include "common/arena.h"
 #include "common/config.h"
 #include "common/http_parse.h"
+#include "common/price.h"
+#include "worker/auth.h"
 #include "worker/errors_http.h"
 
 struct bb_conn;
@@ -26,7 +28,7 @@ struct bb_request {
     struct bb_arena arena;
     struct bb_worker *w;
     struct bb_conn *conn;            /* NULL once the client went away */
-    char id[24];                     /* x-request-id */
+    char id[40];                     /* x-request-id; unique across workers and restarts */
 
     /* the client's request */
     struct bb_http_head head;        /* points into head_buf */
@@ -61,6 +63,17 @@ struct bb_request {
 
     /* timing for x-busbar-overhead-us */
     uint64_t t_upstream_us;          /* time spent waiting on upstreams */
+
+    /* governance (owned by auth and meter) */
+    struct bb_auth auth;
+    struct bb_keys_resv resv;        /* the key's reservation while in flight */
+    int journal;                     /* its entry in the worker's journal, -1 none */
+    bool metered;                    /* a usage record is written when the request ends */
+    bool usage_seen;                 /* the answering attempt reported usage */
+    struct bb_usage_tokens usage;
+    uint64_t est_in, est_out;        /* admission's token bounds (billed when no usage came) */
+    int bill_lane;                   /* lane whose answer reached the client, -1 none */
+    bool bill_ok;                    /* that answer completed */
 };
 
 /* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */

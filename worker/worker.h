@@ -48,10 +48,13 @@ struct bb_worker {
     uint32_t n_active;               /* requests in progress in this worker */
     uint32_t max_active;             /* per-worker share of limits.max_inbound_concurrent */
     uint64_t next_request_id;
+    char id_prefix[20];              /* random per worker start: request ids never repeat */
 
     struct bb_shm_cell **lane_cells; /* one per conf lane */
     struct bb_pool_rt *pools;        /* one per conf pool */
     struct bb_uphost *uphosts;       /* one per conf provider: keep-alive pools */
+    uint8_t (*token_sha)[32];        /* auth.mode token: SHA-256 of each client token */
+    size_t n_token_sha;
     char *models_json[3];            /* cached GET /v1/models bodies: OpenAI, Anthropic, Gemini */
     size_t models_json_len[3];
 };

@@ -6,13 +6,17 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <openssl/rand.h>
+
 #include "common/log.h"
+#include "worker/auth.h"
 #include "worker/endpoints.h"
 #include "worker/health.h"
 #include "worker/http_server.h"
@@ -136,7 +140,13 @@ static int worker_setup(struct bb_worker *w)
     w->max_active = (conf->limits.max_inbound_concurrent + nw - 1) / nw;
     if (w->max_active == 0)
         w->max_active = 1;
-    if (bb_router_init(w) < 0 || bb_upstream_init(w) < 0 || bb_endpoints_init(w) < 0)
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return -1;
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(w->id_prefix + 2 * i, 3, "%02x", rnd[i]);
+    if (bb_router_init(w) < 0 || bb_upstream_init(w) < 0 || bb_endpoints_init(w) < 0 ||
+        bb_auth_init(w) < 0)
         return -1;
     w->listeners = calloc(w->rt->n_listen ? w->rt->n_listen : 1, sizeof *w->listeners);
     if (!w->listeners)
@@ -173,6 +183,7 @@ static void worker_teardown(struct bb_worker *w)
     bb_upstream_shutdown(w);
     bb_router_free(w);
     bb_endpoints_free(w);
+    bb_auth_free(w);
     struct event *evs[] = {w->ev_term, w->ev_quit, w->ev_usr1, w->ev_heartbeat,
                            w->ev_drain_deadline};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)

@@ -1,0 +1,41 @@
+/*
+ * auth: who is calling (SPEC §3.2, §6). Finds the client's credential in the carriers in SPEC
+ * order (Authorization: Bearer, x-api-key, x-goog-api-key, Gemini ?key=; for Bedrock also an
+ * AWS SigV4 Authorization header, verified against the key's AWS pair within ±300 s) and
+ * checks it against auth.mode: keys (virtual keys in shared memory), token (static client
+ * tokens, compared in constant time over SHA-256), passthrough (the credential is the
+ * provider key, forwarded upstream) or none. Every failure is the same opaque 401; the
+ * reason only goes to the debug log.
+ * Worker process; no I/O.
+ */
+#ifndef BB_AUTH_H
+#define BB_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/keys_shm.h"
+
+struct bb_request;
+struct bb_worker;
+
+/* What authentication established about a request. */
+struct bb_auth {
+    bool has_key;            /* auth.mode keys: the caller's virtual key */
+    struct bb_keys_ref key;
+    const char *passthrough; /* auth.mode passthrough: the caller's credential (arena), the
+                                provider key of every upstream attempt */
+};
+
+/* Per-worker state (the client tokens' digests). -1 on OOM. */
+int bb_auth_init(struct bb_worker *w);
+void bb_auth_free(struct bb_worker *w);
+
+/* Authenticate req. 0 = let through (out filled); -1 = refused: the caller answers 401. */
+int bb_auth_check(struct bb_request *req, struct bb_auth *out);
+
+/* The message of the one 401 (never says which part was wrong). */
+#define BB_AUTH_DENIED_MSG "invalid or missing API key"
+
+#endif

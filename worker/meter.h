@@ -1,0 +1,32 @@
+/*
+ * meter: governance on the request path (SPEC §6). Admission of a virtual key once the model
+ * resolved (key state → pool → RPM/TPM/parallel → budget, with a worst-case reservation over
+ * every lane the request may reach), the store check of governance.on_store_error, usage of
+ * the answering attempt, and at the request's end the settlement (actual cost) or release
+ * (nothing billed) and the usage record pushed to the master's ledger ring.
+ * Worker process; shared-memory atomics only, no I/O.
+ */
+#ifndef BB_METER_H
+#define BB_METER_H
+
+#include <stdint.h>
+
+struct bb_request;
+struct bb_ir_usage;
+
+/* After the model resolved to req->pool or req->lane. max_out: the client's output token cap
+ * (0 = not set: governance.default_estimate_output_tokens). 0 = go on; -1 = refused and
+ * answered in the client's dialect (401, 403, 429 + Retry-After, 429 insufficient_quota /
+ * Bedrock 400, 503 when the store is down and on_store_error is deny). */
+int bb_meter_admit(struct bb_request *req, uint64_t max_out);
+
+/* A new upstream attempt starts: usage seen by an earlier one is not billed. */
+void bb_meter_attempt(struct bb_request *req);
+
+/* Usage the answering attempt reported (cumulative totals: the largest of each tier wins). */
+void bb_meter_usage(struct bb_request *req, const struct bb_ir_usage *u);
+
+/* The request ends (from its one finalize): settle or release, push the usage record. */
+void bb_meter_finish(struct bb_request *req);
+
+#endif
