@@ -851,12 +851,9 @@ static void test_not_supported_yet(void **state)
         int line, col;
         const char *msg;
     } want[] = {
-        {2, 15, "auth.mode: 'token' is not supported yet"},
-        {2, 22, "auth.client_tokens: not supported yet"},
-        {10, 12, "pools.fast.route: 'usage' is not supported yet"},
+        {10, 12, "pools.fast.route: 'webhook' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
         {14, 23, "pools.fast.stream.on_cut: 'continue' is not supported yet"},
-        {17, 1, "governance: not supported yet"},
         {18, 1, "cluster: not supported yet"},
         {19, 18, "observability.metrics: not supported yet"},
         {19, 33, "observability.access_log: not supported yet"},
@@ -873,8 +870,14 @@ static void test_not_supported_yet(void **state)
     assert_int_equal(errs.n, sizeof want / sizeof want[0]);
     bb_conf_errors_free(&errs);
 
-    expect_error("auth: { mode: keys }\n", 1, 15, "auth.mode: 'keys' is not supported yet");
-    expect_error("auth: { mode: passthrough }\n", 1, 15, "'passthrough' is not supported yet");
+    expect_error("auth: { mode: keys }\ngovernance: { enabled: false }\n", 1, 7,
+                 "auth.mode: keys needs governance (governance.enabled is false)");
+    expect_error("auth: { mode: token }\n", 1, 15,
+                 "auth.mode: token needs auth.client_tokens (at least one token)");
+    expect_error("auth: { mode: keys, client_tokens: [ a ] }\n", 1, 36,
+                 "auth.client_tokens: only used with auth.mode: token");
+    expect_error("auth: { mode: token, client_tokens: [ \"\" ] }\n", 1, 39,
+                 "auth.client_tokens[0]: must not be empty");
     expect_error("providers: { anthropic: { error_map: { overloaded_error: melted } } }\n", 1, 58,
                  "providers.anthropic.error_map: unknown error class 'melted'");
     /* route: cheapest needs a price on every member. */
