@@ -156,11 +156,16 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
     for (size_t i = 0; i < conf->n_lanes; i++) {
         bb_price_for_lane(&prices, &conf->lanes[i], &g->rt.lane_prices[i]);
         if (!g->rt.lane_prices[i].known)
-            bb_info("model %s (%s): no price and not in the price catalogue; its spend counts "
-                    "as 0",
-                    conf->lanes[i].name, conf->lanes[i].upstream_model);
+            bb_log(conf->auth_mode == BB_AUTH_KEYS ? BB_LOG_WARN : BB_LOG_INFO,
+                   "model %s (%s): no price and not in the price catalogue; its spend counts "
+                   "as 0 (budgets cannot limit it: set price:)",
+                   conf->lanes[i].name, conf->lanes[i].upstream_model);
     }
     bb_price_table_free(&prices);
+    if (conf->auth_mode == BB_AUTH_NONE)
+        bb_warn("auth.mode is none: anyone who can reach a listener can use every model, "
+                "unmetered by key. Set auth.mode: keys (virtual keys), token or passthrough "
+                "before exposing busbar");
     for (size_t p = 0; p < conf->n_pools; p++) {
         const struct bb_pool *pool = &conf->pools[p];
         for (size_t k = 0; k < pool->n_members; k++) {
