@@ -72,8 +72,21 @@ def start(ctx):
         providers['p_' + col] = p
         models['e_' + col] = lane('p_' + col, 'up-' + col)
     conf = {'providers': providers, 'models': models,
-            'pools': {'sdk-pool': pool(('e_openai', 1))}}
+            'pools': {'sdk-pool': pool(('e_openai', 1))},
+            'auth': {'mode': 'keys'}}
     bb = ctx.busbar(conf, workers=1, env={AWS_KEY_ENV: AWS_KEY})
+    # every SDK authenticates with one virtual key: its secret as the SDK's API key, and its
+    # AWS pair for the Bedrock client's SigV4 signature
+    p = bb.ctl('--json', 'keys', 'create', '--name', 'sdk-matrix', '--aws')
+    if p.returncode != 0:
+        fail('busbarctl keys create failed: %s' % p.stderr[-500:])
+    key = json.loads(p.stdout)
+    bb.sdk_key_id = key['id']
+    bb.sdk_env = {'BB_SDK_KEY': key['secret'],
+                  'BB_SDK_AWS_ID': key.get('aws_access_key_id') or '',
+                  'BB_SDK_AWS_SECRET': key.get('aws_secret_access_key') or ''}
+    if not bb.sdk_env['BB_SDK_AWS_ID'] or not bb.sdk_env['BB_SDK_AWS_SECRET']:
+        fail('keys create --aws returned no AWS pair: %s' % p.stdout[:500])
     return m, bb
 
 
@@ -94,7 +107,7 @@ def run_matrix(ctx, node, m, bb, rows):
     env = dict(os.environ, BB_URL='http://127.0.0.1:%d' % bb.port, MOCK_URL=m.base_url,
                BB_LANES=json.dumps(lanes()), BB_LOG=bb.stderr_path, EXPECT_TEXT=mock_answer(),
                SDK_ROWS=','.join(rows), RESULTS_JSON=results_path, NODE_NO_WARNINGS='1',
-               MATRIX_DEADLINE_MS=str(int(scaled(75) * 1000)))
+               MATRIX_DEADLINE_MS=str(int(scaled(75) * 1000)), **bb.sdk_env)
     p = run_node(ctx, node, 'matrix.mjs', env, 100)
     if not os.path.exists(results_path):
         fail('matrix.mjs exited %d without results:\n%s%s'
@@ -136,11 +149,19 @@ def row_report(res, row):
 
 def openai_chat(ctx, node, bb):
     env = dict(os.environ, BASE_URL='http://127.0.0.1:%d/v1' % bb.port, MODEL='sdk-pool',
-               EXPECT_TEXT=mock_answer(), NODE_NO_WARNINGS='1')
+               EXPECT_TEXT=mock_answer(), NODE_NO_WARNINGS='1',
+               API_KEY=bb.sdk_env['BB_SDK_KEY'])
     p = run_node(ctx, node, 'openai_chat.mjs', env, 30)
     lines = (p.stdout + p.stderr).splitlines()
     if p.returncode != 0 or 'not ok' in p.stdout:
         raise TestFailure('node openai_chat.mjs exited %d:\n%s' % (p.returncode, '\n'.join(lines)))
+    # every SDK request was admitted on the virtual key (none slipped past authentication)
+    show = bb.ctl('--json', 'keys', 'show', bb.sdk_key_id)
+    live = json.loads(show.stdout).get('live') or {}
+    if not live.get('admitted') or live.get('rejected'):
+        raise TestFailure('key %s: admitted %r, rejected %r after the SDK runs'
+                          % (bb.sdk_key_id, live.get('admitted'), live.get('rejected')))
+    lines.append('ok - virtual key %s admitted %d SDK requests' % (bb.sdk_key_id, live['admitted']))
     return lines
 
 

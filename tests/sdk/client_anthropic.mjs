@@ -8,7 +8,7 @@ export const STOP = { text: 'end_turn', tool: 'tool_use' };
 const MAX_TOKENS = 256;
 
 function client(base) {
-  return new Anthropic({ baseURL: base, apiKey: 'sk-ant-bb-unused', maxRetries: 0, timeout: TIMEOUT_MS });
+  return new Anthropic({ baseURL: base, apiKey: process.env.BB_SDK_KEY || 'sk-ant-bb-unused', maxRetries: 0, timeout: TIMEOUT_MS });
 }
 const usageOf = (u) => (u ? { input: u.input_tokens, output: u.output_tokens } : null);
 const textOf = (content) =>

@@ -19,7 +19,10 @@ function client(base) {
   return new BedrockRuntimeClient({
     endpoint: base,
     region: 'us-east-1',
-    credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+    credentials: {
+      accessKeyId: process.env.BB_SDK_AWS_ID || 'x',
+      secretAccessKey: process.env.BB_SDK_AWS_SECRET || 'y',
+    },
     maxAttempts: 1,
     requestHandler: new NodeHttpHandler({ connectionTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS }),
   });

@@ -8,7 +8,7 @@ export const STOP = { text: 'COMPLETE', tool: 'TOOL_CALL' };
 
 function client(base) {
   return new CohereClientV2({
-    token: 'bb-unused',
+    token: process.env.BB_SDK_KEY || 'bb-unused',
     environment: base,
     maxRetries: 0,
     timeoutInSeconds: Math.ceil(TIMEOUT_MS / 1000),

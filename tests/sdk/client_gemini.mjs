@@ -9,7 +9,7 @@ export const STOP = { text: 'STOP', tool: 'STOP' };
 
 function client(base) {
   // No retryOptions: the SDK does not retry.
-  return new GoogleGenAI({ apiKey: 'bb-unused', httpOptions: { baseUrl: base, timeout: TIMEOUT_MS } });
+  return new GoogleGenAI({ apiKey: process.env.BB_SDK_KEY || 'bb-unused', httpOptions: { baseUrl: base, timeout: TIMEOUT_MS } });
 }
 const usageOf = (u) => (u ? { input: u.promptTokenCount, output: u.candidatesTokenCount } : null);
 

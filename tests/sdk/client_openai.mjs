@@ -7,7 +7,7 @@ export const sdk = 'openai';
 export const STOP = { text: 'stop', tool: 'tool_calls' };
 
 function client(base) {
-  return new OpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-bb-unused', maxRetries: 0, timeout: TIMEOUT_MS });
+  return new OpenAI({ baseURL: `${base}/v1`, apiKey: process.env.BB_SDK_KEY || 'sk-bb-unused', maxRetries: 0, timeout: TIMEOUT_MS });
 }
 const usageOf = (u) => (u ? { input: u.prompt_tokens, output: u.completion_tokens } : null);
 

@@ -8,7 +8,7 @@ export const sdk = 'openai (responses)';
 export const STOP = { text: 'completed', tool: 'completed' };
 
 function client(base) {
-  return new OpenAI({ baseURL: `${base}/v1`, apiKey: 'sk-bb-unused', maxRetries: 0, timeout: TIMEOUT_MS });
+  return new OpenAI({ baseURL: `${base}/v1`, apiKey: process.env.BB_SDK_KEY || 'sk-bb-unused', maxRetries: 0, timeout: TIMEOUT_MS });
 }
 const usageOf = (u) => (u ? { input: u.input_tokens, output: u.output_tokens } : null);
 
