@@ -349,6 +349,50 @@ static void test_budget_reserve_settle_release(void **state)
     assert_int_equal(u.committed_micros, 12345);
 }
 
+/* A dead worker's journal gives its reservations back (budget, TPM, inflight); settled or
+ * released requests were cleared from it and are not given back twice. */
+static void test_journal_reclaim(void **state)
+{
+    struct bb_keys_table *t = *state;
+    struct bb_keys_limits l = key("sk-jr", "vk_jr");
+    l.has_budget = 1;
+    l.budget_micros = 1000;
+    l.tpm = 100;
+    l.max_parallel = 3;
+    put(t, &l, 0, T0);
+    struct bb_keys_ref r = ref(t, "sk-jr");
+    int slot = bb_keys_find(t, l.secret_sha256);
+    struct bb_keys_journal *j = calloc(1, sizeof *j);
+    assert_non_null(j);
+    struct bb_keys_resv a, b, c;
+    uint32_t retry;
+    struct bb_keys_usage u;
+    assert_int_equal(admit(&r, NULL, 30, 400, T0, &a, &retry), BB_KEYS_OK);
+    assert_int_equal(admit(&r, NULL, 30, 400, T0, &b, &retry), BB_KEYS_OK);
+    assert_int_equal(admit(&r, NULL, 30, 200, T0, &c, &retry), BB_KEYS_OK);
+    int ja = bb_keys_journal_note(j, t, &a);
+    int jb = bb_keys_journal_note(j, t, &b);
+    int jc = bb_keys_journal_note(j, t, &c);
+    assert_true(ja >= 0 && jb >= 0 && jc >= 0 && ja != jb && jb != jc && ja != jc);
+    /* a completes normally: cleared first, then settled */
+    bb_keys_journal_clear(j, ja);
+    bb_keys_settle(&a, 150, 20, T0);
+    /* the worker dies with b and c in flight */
+    assert_int_equal(bb_keys_journal_reclaim(t, j, T0), 2);
+    bb_keys_usage(t, slot, T0, &u);
+    assert_int_equal(u.spent_micros, 150);
+    assert_int_equal(u.committed_micros, 150);
+    assert_int_equal(u.inflight, 0);
+    assert_int_equal(u.tpm_used, 20);
+    assert_int_equal(bb_keys_journal_reclaim(t, j, T0), 0); /* nothing twice */
+    /* a full journal says so; the request then runs unjournaled */
+    struct bb_keys_resv x = {&t->slots[slot], 1, 0, 0};
+    for (uint32_t i = 0; i < BB_KEYS_JOURNAL_CAP; i++)
+        assert_true(bb_keys_journal_note(j, t, &x) >= 0);
+    assert_int_equal(bb_keys_journal_note(j, t, &x), -1);
+    free(j);
+}
+
 static void test_period_rollover(void **state)
 {
     struct bb_keys_table *t = *state;
@@ -565,6 +609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rpm_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tpm_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_reserve_settle_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_reclaim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_period_rollover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slot_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_never_overshot, setup, teardown),
