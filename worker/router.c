@@ -1,12 +1,17 @@
 /*
- * router: SWRR selection and lane slots. Worker process, single-threaded; lane in-flight
- * counters are shm atomics shared by every worker (compare-and-swap so max_concurrent holds).
+ * router: SWRR selection, routing policies and lane slots. Worker process, single-threaded;
+ * lane in-flight counters are shm atomics shared by every worker (compare-and-swap so
+ * max_concurrent holds). A lane's provider rate-limit headroom (route: usage) is one atomic
+ * word in its lane cell, written by whichever worker saw the latest response head: last
+ * writer wins, which is what a reading of the provider's counters wants.
  */
 #include "worker/router.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "common/http_parse.h"
 #include "common/log.h"
 #include "worker/breaker.h"
 #include "worker/worker.h"
@@ -147,6 +152,63 @@ static double score(struct bb_worker *w, int pool_idx, size_t m)
     }
 }
 
+uint32_t bb_router_headroom_ppm(struct bb_worker *w, int lane, uint64_t now_ms)
+{
+    struct bb_shm_cell *c = lane >= 0 && w->lane_cells ? w->lane_cells[lane] : NULL;
+    if (!c)
+        return BB_ROUTER_PPM;
+    uint64_t v = atomic_load_explicit(&c->reserved[BB_CELL_RATELIMIT], memory_order_relaxed);
+    uint64_t until = v & 0xffffffffu;
+    if (!until || now_ms / 1000 >= until)
+        return BB_ROUTER_PPM; /* never read, or the provider's window has reset since */
+    uint64_t ppm = v >> 32;
+    return ppm > BB_ROUTER_PPM ? BB_ROUTER_PPM : (uint32_t)ppm;
+}
+
+/* route: usage. The usable members with the most provider headroom, then SWRR among them
+ * (only they take part in this round's SWRR, as unusable members sit out a weighted round).
+ * Members with less headroom are not dropped: once the top ones are tried or full, they
+ * become the top. */
+static int pick_usage(struct bb_worker *w, int pool_idx, const bool *tried, bool *probe,
+                      uint64_t now, bool *skip)
+{
+    const struct bb_pool *pool = &w->conf->pools[pool_idx];
+    int64_t *cur = w->pools[pool_idx].current;
+    for (int round = 0; round < 64; round++) {
+        uint32_t top = 0;
+        bool any = false;
+        for (size_t m = 0; m < pool->n_members; m++) {
+            if ((m < 64 && skip[m]) || !candidate(w, pool_idx, m, tried, now))
+                continue;
+            uint32_t hr = bb_router_headroom_ppm(w, pool->members[m].lane, now);
+            if (!any || hr > top)
+                top = hr;
+            any = true;
+        }
+        if (!any)
+            return -1;
+        int64_t total = 0;
+        int best = -1;
+        for (size_t m = 0; m < pool->n_members; m++) {
+            if ((m < 64 && skip[m]) || !candidate(w, pool_idx, m, tried, now) ||
+                bb_router_headroom_ppm(w, pool->members[m].lane, now) != top)
+                continue;
+            cur[m] += pool->members[m].weight;
+            total += pool->members[m].weight;
+            if (best < 0 || cur[m] > cur[best])
+                best = (int)m;
+        }
+        if (best < 0)
+            continue; /* another worker changed a reading between the two passes */
+        cur[best] -= total;
+        if (claim(w, pool_idx, (size_t)best, now, probe))
+            return best;
+        if (best < 64)
+            skip[best] = true;
+    }
+    return -1;
+}
+
 int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *probe,
                    uint64_t affinity)
 {
@@ -161,6 +223,8 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *p
         if (candidate(w, pool_idx, m, tried, now) && claim(w, pool_idx, m, now, probe))
             return (int)m;
     }
+    if (pool->route == BB_ROUTE_USAGE)
+        return pick_usage(w, pool_idx, tried, probe, now, skip);
     if (pool->route != BB_ROUTE_WEIGHTED) {
         /* best score first; members the policy cannot rank still follow (demoted, not
          * dropped); ties keep the configured order */
@@ -264,4 +328,217 @@ uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)
             best = wait;
     }
     return best == UINT64_MAX ? 0 : best;
+}
+
+/* ---- provider rate-limit headers (route: usage) */
+
+#define RL_DEFAULT_RESET_MS 60000u /* a reading without a readable reset */
+#define RL_MAX_RESET_MS 3600000u   /* never trust a reading longer than this */
+
+/* One remaining/limit pair and the header saying when it resets. */
+static const struct rl_pair {
+    const char *remaining, *limit, *reset;
+    bool reset_is_time; /* RFC 3339 time (Anthropic); else a duration (OpenAI) */
+} rl_pairs[] = {
+    {"x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests",
+     false},
+    {"x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "x-ratelimit-reset-tokens", false},
+    {"anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-limit",
+     "anthropic-ratelimit-requests-reset", true},
+    {"anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-limit",
+     "anthropic-ratelimit-tokens-reset", true},
+    {"anthropic-ratelimit-input-tokens-remaining", "anthropic-ratelimit-input-tokens-limit",
+     "anthropic-ratelimit-input-tokens-reset", true},
+    {"anthropic-ratelimit-output-tokens-remaining", "anthropic-ratelimit-output-tokens-limit",
+     "anthropic-ratelimit-output-tokens-reset", true},
+};
+
+/* A header's value as a non-negative decimal integer; false when absent or not one. */
+static bool header_u64(const struct bb_http_head *h, const char *name, uint64_t *out)
+{
+    const struct bb_http_header *hd = bb_http_find(h, name);
+    if (!hd || !hd->value_len)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < hd->value_len; i++) {
+        char ch = hd->value[i];
+        if (ch < '0' || ch > '9' || v > (UINT64_MAX - (uint64_t)(ch - '0')) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(ch - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* A Go-style duration ("1s", "6m0s", "20ms", "1h2m3s", "7.66s"; a bare number is seconds)
+ * in milliseconds, rounded up. false when malformed. */
+static bool parse_duration_ms(const char *s, size_t n, uint64_t *out)
+{
+    double total = 0;
+    size_t i = 0;
+    if (!n)
+        return false;
+    while (i < n) {
+        double v = 0, scale = 1;
+        size_t digits = 0;
+        bool frac = false;
+        for (; i < n && ((s[i] >= '0' && s[i] <= '9') || (s[i] == '.' && !frac)); i++) {
+            if (s[i] == '.') {
+                frac = true;
+                continue;
+            }
+            if (++digits > 15)
+                return false;
+            if (frac)
+                v += (s[i] - '0') * (scale /= 10);
+            else
+                v = v * 10 + (s[i] - '0');
+        }
+        if (!digits)
+            return false;
+        double unit_ms;
+        if (i == n && total == 0 && !frac && digits == i)
+            unit_ms = 1000; /* the whole value is a bare number: seconds */
+        else if (n - i >= 2 && s[i] == 'm' && s[i + 1] == 's')
+            unit_ms = 1, i += 2;
+        else if (n - i >= 2 && s[i] == 'u' && s[i + 1] == 's')
+            unit_ms = 1e-3, i += 2;
+        else if (n - i >= 3 && (!memcmp(s + i, "\xc2\xb5s", 3) || !memcmp(s + i, "\xce\xbcs", 3)))
+            unit_ms = 1e-3, i += 3;
+        else if (n - i >= 2 && s[i] == 'n' && s[i + 1] == 's')
+            unit_ms = 1e-6, i += 2;
+        else if (i < n && s[i] == 'h')
+            unit_ms = 3600e3, i++;
+        else if (i < n && s[i] == 'm')
+            unit_ms = 60e3, i++;
+        else if (i < n && s[i] == 's')
+            unit_ms = 1e3, i++;
+        else
+            return false;
+        total += v * unit_ms;
+        if (total > 1e12)
+            return false;
+    }
+    uint64_t ms = (uint64_t)total;
+    *out = (double)ms < total ? ms + 1 : ms;
+    return true;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* n digits at s as an unsigned number; -1 when any is not a digit. */
+static int digits_at(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* An RFC 3339 time ("2024-05-01T12:00:05Z", fractions and ±hh:mm offsets allowed) in Unix
+ * milliseconds. false when malformed. */
+static bool parse_rfc3339_ms(const char *s, size_t n, int64_t *out)
+{
+    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        s[13] != ':' || s[16] != ':')
+        return false;
+    int y = digits_at(s, 4), mo = digits_at(s + 5, 2), d = digits_at(s + 8, 2);
+    int hh = digits_at(s + 11, 2), mi = digits_at(s + 14, 2), ss = digits_at(s + 17, 2);
+    if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || hh < 0 || hh > 23 || mi < 0 || mi > 59 ||
+        ss < 0 || ss > 60)
+        return false;
+    size_t i = 19;
+    int64_t ms = 0;
+    if (i < n && s[i] == '.') {
+        int scale = 100;
+        size_t start = ++i;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            ms += (s[i] - '0') * scale;
+            scale /= 10;
+        }
+        if (i == start)
+            return false;
+    }
+    int64_t off = 0;
+    if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i + 6 == n && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
+        int oh = digits_at(s + i + 1, 2), om = digits_at(s + i + 4, 2);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
+            return false;
+        off = (s[i] == '-' ? -1 : 1) * (int64_t)(oh * 60 + om) * 60000;
+        i += 6;
+    } else {
+        return false;
+    }
+    if (i != n)
+        return false;
+    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    *out = ((days * 24 + hh) * 60 + mi) * 60000 + (int64_t)ss * 1000 + ms - off;
+    return true;
+}
+
+/* Milliseconds until pair p's window resets, from its reset header; the default when absent
+ * or unreadable, 0 when already past. */
+static uint64_t pair_reset_ms(const struct bb_http_head *h, const struct rl_pair *p)
+{
+    const struct bb_http_header *hd = bb_http_find(h, p->reset);
+    uint64_t ms;
+    if (!hd)
+        return RL_DEFAULT_RESET_MS;
+    if (!p->reset_is_time)
+        return parse_duration_ms(hd->value, hd->value_len, &ms) ? ms : RL_DEFAULT_RESET_MS;
+    int64_t at;
+    if (!parse_rfc3339_ms(hd->value, hd->value_len, &at))
+        return RL_DEFAULT_RESET_MS;
+    int64_t wall = (int64_t)bb_wall_ms();
+    return at > wall ? (uint64_t)(at - wall) : 0;
+}
+
+void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_http_head *h,
+                                 uint64_t now_ms)
+{
+    if (!w || !h || lane < 0 || (size_t)lane >= w->conf->n_lanes || !w->lane_cells)
+        return;
+    struct bb_shm_cell *c = w->lane_cells[lane];
+    if (!c)
+        return;
+    uint64_t low = UINT64_MAX, reset_ms = 0;
+    for (size_t i = 0; i < sizeof rl_pairs / sizeof rl_pairs[0]; i++) {
+        const struct rl_pair *p = &rl_pairs[i];
+        uint64_t rem, lim;
+        if (!header_u64(h, p->remaining, &rem) || !header_u64(h, p->limit, &lim) || !lim)
+            continue;
+        uint64_t ppm = rem >= lim ? BB_ROUTER_PPM
+                       : rem <= UINT64_MAX / BB_ROUTER_PPM
+                           ? rem * BB_ROUTER_PPM / lim
+                           : (uint64_t)((double)rem / (double)lim * BB_ROUTER_PPM);
+        uint64_t r = pair_reset_ms(h, p);
+        /* the tightest limit decides; between equally tight ones, the later reset */
+        if (ppm < low || (ppm == low && r > reset_ms)) {
+            low = ppm;
+            reset_ms = r;
+        }
+    }
+    if (low == UINT64_MAX)
+        return; /* no readable pair: keep what the lane knew */
+    if (reset_ms > RL_MAX_RESET_MS)
+        reset_ms = RL_MAX_RESET_MS;
+    uint64_t until = (now_ms + reset_ms + 999) / 1000; /* whole seconds, rounded up */
+    if (!until)
+        until = 1;
+    atomic_store_explicit(&c->reserved[BB_CELL_RATELIMIT], (low << 32) | (until & 0xffffffffu),
+                          memory_order_relaxed);
 }

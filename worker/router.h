@@ -12,8 +12,13 @@
 
 /* reserved[] slot of a pool-member shm cell holding its latency EWMA (µs); see breaker.c */
 #define BB_CELL_EWMA_US 11
+/* reserved[] slot of a lane shm cell holding the provider's rate-limit headroom (route: usage):
+ * (headroom in parts per million << 32) | valid-until (monotonic seconds); 0 = unknown */
+#define BB_CELL_RATELIMIT 15
+#define BB_ROUTER_PPM 1000000u /* full headroom */
 
 struct bb_worker;
+struct bb_http_head;
 
 /* Set up per-pool SWRR state and the shm cell pointers (after fork). -1 on OOM. */
 int bb_router_init(struct bb_worker *w);
@@ -22,8 +27,9 @@ void bb_router_free(struct bb_worker *w);
 /* Pick a member of pool not marked in tried[] (one flag per member) whose breakers (member
  * and lane) admit it, and take a slot on its lane: the affinity member first when affinity
  * (a session hash, 0 = none) names a usable one, then by the pool's route (SWRR, cheapest,
- * fastest, least_busy). Returns the member index, or -1 when no member is usable; *probe
- * says the pick holds its breaker's single half-open probe. */
+ * fastest, least_busy, usage: most provider headroom first, SWRR among equals). Returns the
+ * member index, or -1 when no member is usable; *probe says the pick holds its breaker's
+ * single half-open probe. */
 int bb_router_pick(struct bb_worker *w, int pool, const bool *tried, bool *probe,
                    uint64_t affinity);
 
@@ -33,6 +39,18 @@ int bb_router_pick_least_bad(struct bb_worker *w, int pool, const bool *tried);
 
 /* Feed a member's time to first byte (µs) into its latency EWMA (route: fastest). */
 void bb_router_observe_latency(struct bb_worker *w, int pool, int member, uint64_t us);
+
+/* Learn lane's provider rate-limit headroom from an upstream response head h (any status):
+ * x-ratelimit-{remaining,limit,reset}-{requests,tokens} (OpenAI style, reset a duration like
+ * "6m0s") and anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{remaining,
+ * limit,reset} (reset an RFC 3339 time). Headroom = the smallest remaining/limit, valid until
+ * that limit's reset (60 s when absent or unreadable, at most an hour). A head without a
+ * readable remaining/limit pair leaves the lane's reading as it was. now_ms: bb_now_ms(). */
+void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_http_head *h,
+                                 uint64_t now_ms);
+
+/* lane's current headroom in parts per million: BB_ROUTER_PPM when unknown or expired. */
+uint32_t bb_router_headroom_ppm(struct bb_worker *w, int lane, uint64_t now_ms);
 
 /* Milliseconds until the first member of pool may be usable again (0 = now). */
 uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool);

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Routing policies and exhaustion handling (SPEC §5.3–§5.5): cheapest, fastest (latency
-EWMA), least_busy, session affinity, on_exhausted fallback_pool / least_bad / queue, and the
-stream commit-point options hold_first_event and prerelease_ms."""
+EWMA), least_busy, usage (provider rate-limit headroom), session affinity, on_exhausted
+fallback_pool / least_bad / queue, and the stream commit-point options hold_first_event and
+prerelease_ms."""
 
 import threading
 import time
 
-from harness import RawConn, check, eq, lane, pool, provider, run, scaled
+from harness import (TEST_KEY_ENV, RawConn, check, eq, lane, pool, provider, run, scaled,
+                     wait_for)
 
 
 def attempts_for(m, model):
@@ -176,8 +178,88 @@ def test_failover_exclusions(ctx):
     eq(len(attempts_for(m, 'b')), 0, 'b untouched')
 
 
+# route: usage. bb-mock's ratelimit=R/L[/S] answers with the provider's rate-limit headers and
+# counts down like a real quota: the n-th attempt of a model string reports R-(n-1) of L.
+
+def served_by(bb, model):
+    r = bb.chat(model)
+    eq(r.status, 200, 'status of a request to %s' % model)
+    return r.headers.get('x-busbar-lane')
+
+
+def warm_up(bb, *lanes):
+    """One direct request per lane: its provider's headroom lands in the lane's cell, which
+    every pool using the lane reads."""
+    for name in lanes:
+        eq(served_by(bb, name), name, 'direct request to lane %s' % name)
+
+
+def test_usage_follows_provider_headroom(ctx):
+    m = ctx.mock()
+    quota = {'low': 10, 'high': 14}  # remaining of 100 reported by each lane's first answer
+    bb = ctx.busbar({
+        'providers': {'mock': provider(m)},
+        'models': {n: lane('mock', '%s;ratelimit=%d/100' % (n, r)) for n, r in quota.items()},
+        # low first: with no readings, weighted order would start there
+        'pools': {'p': pool(('low', 1), ('high', 1), route='usage')},
+    })
+    warm_up(bb, 'low', 'high')
+    last = dict(quota)  # what each lane's provider said last
+    lanes = [served_by(bb, 'p') for _ in range(10)]
+    ahead = quota['high'] - quota['low']
+    eq(lanes[:ahead], ['high'] * ahead,
+       'the lane with more headroom serves until its quota falls to the other one')
+    for i, got in enumerate(lanes):
+        top = max(last.values())
+        check(last.get(got) == top, 'request %d went to %s, which reported %s of 100 while '
+              'the best reported %d (%s; all: %s)' % (i + 1, got, last.get(got), top, last, lanes))
+        last[got] -= 1  # its provider counts this request
+    # once level they alternate: each answer leaves the other lane ahead
+    check(all(sorted(lanes[i:i + 2]) == ['high', 'low'] for i in range(ahead, 10, 2)),
+          'traffic moved back and forth once the readings met: %s' % lanes)
+
+
+def test_usage_expired_reading_is_full_headroom(ctx):
+    m = ctx.mock()
+    bb = ctx.busbar({
+        'providers': {'mock': provider(m)},
+        # low's window resets in 1 s; high's in 60 s
+        'models': {'low': lane('mock', 'low;ratelimit=1/100/1'),
+                   'high': lane('mock', 'high;ratelimit=90/100')},
+        'pools': {'p': pool(('low', 1), ('high', 1), route='usage')},
+    })
+    t0 = time.monotonic()
+    warm_up(bb, 'low', 'high')
+    eq(served_by(bb, 'p'), 'high', '1 of 100 left on low, 90 on high')
+    # low's reading lasts until its reset (whole seconds, rounded up); after it, low counts as
+    # full headroom (more than high's 0.9) and gets the next request
+    wait_for(lambda: served_by(bb, 'p') == 'low', 5, "low's 1 s reading to expire",
+             interval=0.1)
+    dt = time.monotonic() - t0
+    check(dt <= scaled(3), 'the 1 s reading expired late (%.2fs)' % dt)
+    # that answer said 0 of 100 left: back to high
+    eq(served_by(bb, 'p'), 'high', 'low reported an empty quota')
+
+
+def test_usage_reads_anthropic_headers(ctx):
+    m = ctx.mock()
+    anth = {'protocol': 'anthropic', 'base_url': m.base_url, 'api_key_env': TEST_KEY_ENV}
+    bb = ctx.busbar({
+        'providers': {'anth': anth},
+        'models': {'low': lane('anth', 'low;ratelimit=1/100'),
+                   'high': lane('anth', 'high;ratelimit=90/100')},
+        'pools': {'p': pool(('low', 1), ('high', 1), route='usage')},
+    })
+    warm_up(bb, 'low', 'high')
+    lanes = [served_by(bb, 'p') for _ in range(5)]
+    eq(lanes, ['high'] * 5, 'anthropic-ratelimit-* headers rank the lanes')
+    got = [a for a in m.attempts() if a.get('protocol') == 'anthropic']
+    eq(len(got), 7, 'every request reached the Anthropic route')
+
+
 if __name__ == '__main__':
     run([test_cheapest_then_next_cheapest, test_fastest_learns_latency, test_least_busy,
          test_session_affinity, test_fallback_pool, test_least_bad, test_queue_waits_for_cooldown,
          test_prerelease_widens_failover_window, test_hold_first_event_off_commits_at_head,
-         test_failover_exclusions])
+         test_failover_exclusions, test_usage_follows_provider_headroom,
+         test_usage_expired_reading_is_full_headroom, test_usage_reads_anthropic_headers])

@@ -58,7 +58,7 @@
 #define DEFAULT_WORDS 8
 #define MAX_WORDS 1000000
 #define DEFAULT_CAP 100000   /* attempts kept in memory */
-#define NBUCKETS 1024        /* fail_first counters */
+#define NBUCKETS 1024        /* fail_first / ratelimit counters */
 #define BODY_KEEP 16384      /* request body bytes kept in the attempt log */
 #define MAX_CALLS 128        /* tools=N cap */
 
@@ -130,6 +130,7 @@ struct directives {
     long words, cut, stall, malformed, inband;  /* -1 = none */
     long fail_first;                            /* -1 = none */
     long tools, cached, cache_write;            /* -1 = none */
+    long rl_remaining, rl_limit, rl_reset;      /* ratelimit=R/L[/S]; rl_limit 0 = none */
     char errcode[64], errmsg[256];              /* "" = none */
 };
 
@@ -153,6 +154,7 @@ struct req {
     unsigned nopened, nclosed, ndone;
     unsigned long sent, nunits;           /* content units sent / in the answer */
     long cut_at, stall_at, malformed_at, inband_at; /* in content units, -1 none */
+    char rl_hdr[640]; /* ratelimit=: the rate-limit header lines of every answer, or "" */
 };
 
 struct conn {
@@ -909,11 +911,29 @@ static void dstr(const char *v, size_t vl, char *dst, size_t dn, bool under)
     dst[vl] = 0;
 }
 
+/* ratelimit=R/L[/S]: remaining R of limit L (L >= 1), window resetting in S seconds [60]. */
+static void dratelimit(const char *v, size_t vl, struct directives *d)
+{
+    const char *end = v ? v + vl : NULL, *s1 = v ? memchr(v, '/', vl) : NULL;
+    if (!s1)
+        return;
+    const char *s2 = memchr(s1 + 1, '/', (size_t)(end - s1 - 1));
+    long rem, lim, reset = 60;
+    if (!dnum(v, (size_t)(s1 - v), 1000000000, &rem) ||
+        !dnum(s1 + 1, (size_t)((s2 ? s2 : end) - s1 - 1), 1000000000, &lim) || !lim ||
+        (s2 && !dnum(s2 + 1, (size_t)(end - s2 - 1), 86400, &reset)))
+        return;
+    d->rl_remaining = rem;
+    d->rl_limit = lim;
+    d->rl_reset = reset;
+}
+
 static void parse_directives(const char *m, size_t n, struct directives *d)
 {
     memset(d, 0, sizeof *d);
     d->words = d->cut = d->stall = d->malformed = d->inband = d->fail_first = -1;
     d->tools = d->cached = d->cache_write = -1;
+    d->rl_remaining = d->rl_limit = d->rl_reset = 0;
     const char *end = m + n, *p = memchr(m, ';', n);
     if (!p)
         return;
@@ -965,6 +985,8 @@ static void parse_directives(const char *m, size_t n, struct directives *d)
             dnum(v, vl, 1000000000, &d->cached);
         else if (KEY("cache_write"))
             dnum(v, vl, 1000000000, &d->cache_write);
+        else if (KEY("ratelimit"))
+            dratelimit(v, vl, d);
 #undef KEY
         p = e + 1;
     }
@@ -982,6 +1004,60 @@ static void clear_faults(struct directives *d)
     d->think = keep.think;
     d->cached = keep.cached;
     d->cache_write = keep.cache_write;
+    d->rl_remaining = keep.rl_remaining; /* the provider's counters are not a fault */
+    d->rl_limit = keep.rl_limit;
+    d->rl_reset = keep.rl_reset;
+}
+
+/* The rate-limit header lines of an answer under ratelimit=R/L/S, attempt n (1-based) of this
+ * model string: remaining R-(n-1) (not below 0) of L requests, and the same fraction of L×1000
+ * tokens, resetting in S seconds. OpenAI's names (x-ratelimit-*, reset as a duration like
+ * "1m0s") on openai/responses/cohere, Anthropic's (anthropic-ratelimit-*, reset as an RFC 3339
+ * time) on anthropic; gemini and bedrock send none, as the real ones do not. */
+static void ratelimit_headers(struct req *r, unsigned long n)
+{
+    const struct directives *d = &r->d;
+    char *o = r->rl_hdr;
+    size_t cap = sizeof r->rl_hdr;
+    o[0] = 0;
+    if (d->rl_limit <= 0)
+        return;
+    unsigned long before = n ? n - 1 : 0; /* earlier attempts of this model string */
+    long rem = before >= (unsigned long)d->rl_remaining ? 0 : d->rl_remaining - (long)before;
+    long long lim = d->rl_limit;
+    if (r->proto == &bb_mock_proto_anthropic) {
+        time_t t = time(NULL) + d->rl_reset;
+        struct tm tm;
+        char at[32];
+        gmtime_r(&t, &tm);
+        strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(o, cap,
+                 "anthropic-ratelimit-requests-limit: %lld\r\n"
+                 "anthropic-ratelimit-requests-remaining: %ld\r\n"
+                 "anthropic-ratelimit-requests-reset: %s\r\n"
+                 "anthropic-ratelimit-tokens-limit: %lld\r\n"
+                 "anthropic-ratelimit-tokens-remaining: %lld\r\n"
+                 "anthropic-ratelimit-tokens-reset: %s\r\n",
+                 lim, rem, at, lim * 1000, rem * 1000LL, at);
+    } else if (r->proto == &bb_mock_proto_openai || r->proto == &bb_mock_proto_responses ||
+               r->proto == &bb_mock_proto_cohere) {
+        char dur[32];
+        long S = d->rl_reset;
+        if (S >= 3600)
+            snprintf(dur, sizeof dur, "%ldh%ldm%lds", S / 3600, S / 60 % 60, S % 60);
+        else if (S >= 60)
+            snprintf(dur, sizeof dur, "%ldm%lds", S / 60, S % 60);
+        else
+            snprintf(dur, sizeof dur, "%lds", S);
+        snprintf(o, cap,
+                 "x-ratelimit-limit-requests: %lld\r\n"
+                 "x-ratelimit-remaining-requests: %ld\r\n"
+                 "x-ratelimit-reset-requests: %s\r\n"
+                 "x-ratelimit-limit-tokens: %lld\r\n"
+                 "x-ratelimit-remaining-tokens: %lld\r\n"
+                 "x-ratelimit-reset-tokens: %s\r\n",
+                 lim, rem, dur, lim * 1000, rem * 1000LL, dur);
+    }
 }
 
 /* ---------------------------------------------------------------- provider requests */
@@ -1143,7 +1219,7 @@ static void stream_start(struct conn *c)
     if (r->http10 || r->d.nodone || r->malformed_at >= 0 || r->inband_at >= 0)
         c->close_after = true; /* the stream ends with a close: say so up front */
     evbuffer_add_printf(c->out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
-                                "%s%s\r\n", r->proto->stream_type(&r->pub),
+                                "%s%s%s\r\n", r->proto->stream_type(&r->pub), r->rl_hdr,
                         r->chunked ? "Transfer-Encoding: chunked\r\n" : "", conn_header(c));
     set_status(c, 200);
     r->stage = ST_OPEN;
@@ -1168,9 +1244,10 @@ static void respond(struct conn *c)
         return;
     }
     if (r->d.status) {
-        char extra[64] = "", msg[64];
-        if (r->d.retry_after[0])
-            snprintf(extra, sizeof extra, "Retry-After: %s\r\n", r->d.retry_after);
+        char extra[sizeof r->rl_hdr + 64], msg[64];
+        snprintf(extra, sizeof extra, "%s%s%s%s", r->rl_hdr,
+                 r->d.retry_after[0] ? "Retry-After: " : "", r->d.retry_after,
+                 r->d.retry_after[0] ? "\r\n" : "");
         snprintf(msg, sizeof msg, "bb-mock: scripted status %d", r->d.status);
         reply_error(c, r->proto, r->d.status, r->pub.errcode, bb_mock_errmsg(&r->pub, msg),
                     extra);
@@ -1179,7 +1256,7 @@ static void respond(struct conn *c)
     if (!r->pub.stream) {
         struct evbuffer *b = evbuffer_new();
         r->proto->response(&r->pub, b);
-        reply(c, 200, "application/json", b, NULL);
+        reply(c, 200, "application/json", b, r->rl_hdr);
         evbuffer_free(b);
         return;
     }
@@ -1286,9 +1363,12 @@ static void provider(struct conn *c, const struct route *rt, const char *body, s
 
     struct bb_mock_req *pub = &r->pub;
     parse_directives(pub->model, pub->model_len, &r->d);
-    if (r->d.fail_first >= 0 &&
-        count_attempt(s, pub->model, pub->model_len) > (unsigned long)r->d.fail_first)
+    unsigned long nth = r->d.fail_first >= 0 || r->d.rl_limit > 0
+                            ? count_attempt(s, pub->model, pub->model_len)
+                            : 0;
+    if (r->d.fail_first >= 0 && nth > (unsigned long)r->d.fail_first)
         clear_faults(&r->d);
+    ratelimit_headers(r, nth);
     if (pub->ntools && !pub->last_is_result && r->d.tools != 0)
         pub->ncalls = r->d.tools > 0 ? (unsigned)r->d.tools : 1;
     pub->words = pub->ncalls ? 0 : r->d.words >= 0 ? (unsigned)r->d.words : DEFAULT_WORDS;

@@ -194,6 +194,25 @@ for _ in 1 2 3; do
 done
 check "fail_first=2: 503 503 200 (got$codes)" [ "$codes" = " 503 503 200" ]
 
+# --- ratelimit: the provider's rate-limit headers, remaining counting down per attempt
+rems=
+for _ in 1 2 3 4; do
+    post rl 'rl;ratelimit=2/10/90' false
+    rems="$rems $(grep -i '^x-ratelimit-remaining-requests:' "$TMP/rl.out" | tr -dc 0-9)"
+done
+check "ratelimit=2/10: remaining 2 1 0 0 (got$rems)" [ "$rems" = " 2 1 0 0" ]
+check "ratelimit: limit" has "$TMP/rl.out" 'x-ratelimit-limit-requests: 10'
+check "ratelimit: tokens, same ratio" has "$TMP/rl.out" 'x-ratelimit-limit-tokens: 10000'
+check "ratelimit: reset as a duration" has "$TMP/rl.out" 'x-ratelimit-reset-requests: 1m30s'
+post rlerr 'rle;ratelimit=5/50;status=429;retry_after=3' true
+check "ratelimit on an error: both headers" \
+    eval 'has "$TMP/rlerr.out" "x-ratelimit-remaining-requests: 5" && has "$TMP/rlerr.out" "Retry-After: 3"'
+check "ratelimit: default reset 60 s" has "$TMP/rlerr.out" 'x-ratelimit-reset-tokens: 1m0s'
+post rls 'rls;ratelimit=7/10' true
+check "ratelimit on a stream head" has "$TMP/rls.out" 'x-ratelimit-remaining-tokens: 7000'
+post rlbad 'rlb;ratelimit=1/0' false
+check "ratelimit with limit 0: ignored" hasnt "$TMP/rlbad.out" 'x-ratelimit'
+
 # --- keep-alive: two requests on one connection
 curl -sS -v --http1.1 "$URL" "$URL" -d "$(body ka false)" -o /dev/null -o /dev/null 2>"$TMP/ka.err"
 SEQ=$((SEQ + 2))
@@ -655,6 +674,14 @@ SEQ=$((SEQ + 1))
 curl -sS -i "$BASE/v1/messages" -o "$TMP/a529.out" -d "$(body_anthropic 'm;status=529' false plain)"
 check "anthropic 529: overloaded_error" has "$TMP/a529.out" '"error":{"type":"overloaded_error"'
 check "anthropic 529: status line" grep -q '^HTTP/1.1 529 ' "$TMP/a529.out"
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/v1/messages" -o "$TMP/arl.out" -d "$(body_anthropic 'm;ratelimit=3/4/120' false plain)"
+check "anthropic ratelimit: requests" \
+    eval 'has "$TMP/arl.out" "anthropic-ratelimit-requests-remaining: 3" && has "$TMP/arl.out" "anthropic-ratelimit-requests-limit: 4"'
+check "anthropic ratelimit: tokens" has "$TMP/arl.out" 'anthropic-ratelimit-tokens-remaining: 3000'
+check "anthropic ratelimit: reset is an RFC 3339 time" \
+    grep -Eq '^anthropic-ratelimit-requests-reset: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z' "$TMP/arl.out"
+check "anthropic ratelimit: no OpenAI names" hasnt "$TMP/arl.out" 'x-ratelimit'
 SEQ=$((SEQ + 1))
 curl -sS -i "$BASE/v1/messages" -o "$TMP/anomax.out" \
     -d '{"model":"m","messages":[{"role":"user","content":"hi"}]}'
