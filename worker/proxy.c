@@ -479,6 +479,7 @@ static int up_head(void *arg, const struct bb_http_head *h)
     struct bb_attempt *a = att_check(arg);
     struct bb_request *req = a->req;
     a->status = h->status;
+    bb_router_observe_ratelimit(req->w, a->lane, h, bb_now_ms()); /* route: usage */
     copy_header(h, "content-type", a->content_type, sizeof a->content_type);
     copy_header(h, "retry-after", a->retry_after, sizeof a->retry_after);
     if (h->status >= 400) {
