@@ -24,6 +24,8 @@ int bb_router_init(struct bb_worker *w)
     w->pools = calloc(conf->n_pools ? conf->n_pools : 1, sizeof *w->pools);
     if (!w->lane_cells || !w->pools)
         return -1;
+    for (size_t i = 0; i < conf->n_pools; i++)
+        w->usage_route |= conf->pools[i].route == BB_ROUTE_USAGE;
     for (size_t i = 0; i < conf->n_lanes; i++) {
         w->lane_cells[i] = bb_shm_cell_find(shm, conf->lanes[i].name);
         if (!w->lane_cells[i])
@@ -510,8 +512,9 @@ static uint64_t pair_reset_ms(const struct bb_http_head *h, const struct rl_pair
 void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_http_head *h,
                                  uint64_t now_ms)
 {
-    if (!w || !h || lane < 0 || (size_t)lane >= w->conf->n_lanes || !w->lane_cells)
-        return;
+    if (!w || !w->usage_route || !h || lane < 0 || (size_t)lane >= w->conf->n_lanes ||
+        !w->lane_cells)
+        return; /* nobody routes by headroom: not worth reading the headers */
     struct bb_shm_cell *c = w->lane_cells[lane];
     if (!c)
         return;

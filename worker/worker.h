@@ -52,6 +52,7 @@ struct bb_worker {
 
     struct bb_shm_cell **lane_cells; /* one per conf lane */
     struct bb_pool_rt *pools;        /* one per conf pool */
+    bool usage_route;                /* some pool has route: usage (rate-limit headers read) */
     struct bb_uphost *uphosts;       /* one per conf provider: keep-alive pools */
     uint8_t (*token_sha)[32];        /* auth.mode token: SHA-256 of each client token */
     size_t n_token_sha;

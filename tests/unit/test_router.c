@@ -59,6 +59,7 @@ static int setup(void **state)
     f.w.rt = &f.rt;
     f.w.conf = &f.conf;
     assert_int_equal(bb_router_init(&f.w), 0);
+    f.w.usage_route = true; /* the tests switch pools to route: usage after init */
     *state = &f;
     return 0;
 }
