@@ -66,6 +66,14 @@ class TestFailure(AssertionError):
     pass
 
 
+class TestSkip(Exception):
+    """Raised by skip(): the test reports TAP "ok N - name # skip REASON"."""
+
+
+def skip(reason):
+    raise TestSkip(reason)
+
+
 def fail(msg):
     raise TestFailure(msg)
 
@@ -1146,8 +1154,11 @@ def run(tests):
         ctx = Ctx(name)
         t0 = time.monotonic()
         err = None
+        skipped = None
         try:
             fn(ctx)
+        except TestSkip as e:
+            skipped = str(e) or 'skipped'
         except TestFailure as e:
             err = 'FAILED: %s' % e
         except Exception:
@@ -1169,7 +1180,8 @@ def run(tests):
             _diag(ctx.diagnostics())
             _diag('temp dir kept: %s' % ctx.tmp)
         else:
-            print('ok %d - %s (%.1fs)' % (i, name, dt), flush=True)
+            print('ok %d - %s (%.1fs)%s' % (i, name, dt, ' # skip %s' % skipped if skipped else ''),
+                  flush=True)
             for n in ctx.notes:
                 _diag(n)
             if not os.environ.get('BB_KEEP_TMP'):
