@@ -12,6 +12,8 @@
 # target, BENCH_WORKERS (1) busbar workers = nginx worker_processes, BENCH_PIN (1): pin the
 # server side (bb-mock + the proxy under test) to CPU 0 and wrk to CPU 1 with taskset, so both
 # proxies get exactly the same placement; BENCH_PIN=0 leaves placement to the kernel.
+# BENCH_GOVERNANCE (true): busbar meters every request (usage read, a ledger row written by
+# the master, which shares CPU 0 here); false measures the pure proxy.
 # Not part of the test suite.
 set -euo pipefail
 
@@ -75,11 +77,14 @@ wait_http() { # URL SECONDS
   return 1
 }
 
-# RSS in KiB of a process and all its descendants.
+# RSS in KiB of a process and all its descendants; with a second argument "pss", the
+# proportional set size (shared memory — busbar's shm state and usage ring, nginx's shared
+# zones — counted once instead of once per process).
 rss_tree() {
-  python3 - "$1" <<'EOF'
+  python3 - "$1" "${2:-rss}" <<'EOF'
 import os, sys
 root = int(sys.argv[1])
+pss = sys.argv[2] == 'pss'
 table = {}
 for d in os.listdir('/proc'):
     if d.isdigit():
@@ -96,8 +101,9 @@ while todo:
 total = 0
 for p in pids:
     try:
-        for line in open('/proc/%d/status' % p):
-            if line.startswith('VmRSS:'):
+        path, field = ('/proc/%d/smaps_rollup' % p, 'Pss:') if pss else ('/proc/%d/status' % p, 'VmRSS:')
+        for line in open(path):
+            if line.startswith(field):
                 total += int(line.split()[1])
     except OSError:
         pass
@@ -169,6 +175,8 @@ admin:
   socket: "$TMP/busbar-admin.sock"
 auth:
   mode: none
+governance:
+  enabled: ${BENCH_GOVERNANCE:-true}
 log_level: warn
 providers:
   mock:
@@ -250,10 +258,14 @@ done
 BB_LOAD_RSS=0 NGX_RSS=0
 kill -0 "$BB_PID" 2>/dev/null && BB_LOAD_RSS=$(rss_tree "$BB_PID")
 kill -0 "$NGX_PID" 2>/dev/null && NGX_RSS=$(rss_tree "$NGX_PID")
+BB_LOAD_PSS=0 NGX_PSS=0
+kill -0 "$BB_PID" 2>/dev/null && BB_LOAD_PSS=$(rss_tree "$BB_PID" pss)
+kill -0 "$NGX_PID" 2>/dev/null && NGX_PSS=$(rss_tree "$NGX_PID" pss)
 
-python3 - "$RESULTS" "$BB_IDLE_RSS" "$BB_LOAD_RSS" "$NGX_RSS" "$WORKERS" "${#SRV_PIN[@]}" <<'EOF'
+python3 - "$RESULTS" "$BB_IDLE_RSS" "$BB_LOAD_RSS" "$NGX_RSS" "$WORKERS" "${#SRV_PIN[@]}" \
+  "$BB_LOAD_PSS" "$NGX_PSS" "${BENCH_GOVERNANCE:-true}" <<'EOF'
 import re, sys
-results, bb_idle, bb_load, ngx_rss, workers, pinned = sys.argv[1:7]
+results, bb_idle, bb_load, ngx_rss, workers, pinned, bb_pss, ngx_pss, gov = sys.argv[1:10]
 
 def us(v):
     m = re.match(r'([\d.]+)(us|ms|s)$', v)
@@ -328,6 +340,10 @@ for mode in ('nonstream', 'stream'):
 print()
 print('RSS: busbar idle %s KiB, busbar after load %s KiB (master + workers); nginx after load '
       '%s KiB (master + workers)' % (bb_idle, bb_load, ngx_rss))
+print('PSS after load (shared memory counted once): busbar %s KiB, nginx %s KiB'
+      % (bb_pss, ngx_pss))
+print('busbar governance.enabled: %s (%s)' % (gov, 'every request metered: usage parsed, one '
+      'ledger row written by the master' if gov == 'true' else 'no metering, no ledger'))
 EOF
 
 # Hot-path microbenchmarks (breaker check, failover decision).

@@ -113,10 +113,11 @@ void bb_gov_reconfigure(struct bb_gov *g, const struct bb_conf *conf)
                 g->enabled ? g->db_path : "no store");
 }
 
-static void drain(struct bb_gov *g, bool all, uint64_t now)
+/* Write up to max records (0: all pending). -1 when the store failed. */
+static long drain(struct bb_gov *g, size_t max, uint64_t now)
 {
     struct bb_err err = {{0}};
-    long n = bb_usage_sink_drain(&g->sink, &g->shm->ring, g->db, all, now, &err);
+    long n = bb_usage_sink_drain(&g->sink, &g->shm->ring, g->db, max, now, &err);
     if (n < 0) {
         g->store_errors++;
         if (!g->sink_failing)
@@ -128,6 +129,7 @@ static void drain(struct bb_gov *g, bool all, uint64_t now)
         atomic_store(&g->shm->gov_store_failing, 0);
         bb_notice("usage ledger: %s writable again", g->db_path);
     }
+    return n;
 }
 
 void bb_gov_flush(struct bb_gov *g)
@@ -136,7 +138,15 @@ void bb_gov_flush(struct bb_gov *g)
         return;
     /* A record a dying worker left half-written is skipped after BB_RING_STALL_MS; do not
      * wait for it on the way out. */
-    drain(g, true, bb_now_ms());
+    drain(g, 0, bb_now_ms());
+}
+
+uint64_t bb_gov_due_ms(const struct bb_gov *g)
+{
+    if (!g)
+        return 0;
+    uint64_t due = g->next_drain_ms;
+    return g->db && g->next_check_ms < due ? g->next_check_ms : due;
 }
 
 void bb_gov_tick(struct bb_gov *g, uint64_t now)
@@ -144,8 +154,13 @@ void bb_gov_tick(struct bb_gov *g, uint64_t now)
     if (!g)
         return;
     if (now >= g->next_drain_ms) {
-        drain(g, false, now);
-        g->next_drain_ms = now + BB_GOV_DRAIN_MS;
+        uint64_t waiting = bb_ring_pending(&g->shm->ring);
+        size_t chunk = waiting >= 4096 ? 512 : waiting >= 512 ? 128 : 32;
+        long n = drain(g, chunk, now);
+        bool behind = n >= 0 && (g->sink.n || bb_ring_pending(&g->shm->ring));
+        g->next_drain_ms = now + (behind ? BB_GOV_CHUNK_GAP_MS
+                                  : n > 0 ? BB_GOV_BUSY_MS
+                                          : BB_GOV_DRAIN_MS);
     }
     if (!g->db || now < g->next_check_ms)
         return;
@@ -776,7 +791,7 @@ static int op_spend(struct opctx *c)
     if (since && until && strcmp(since, until) > 0)
         return fail(c, 400, "invalid_request", "since %s is after until %s", since, until);
     /* Include everything completed so far: write what the ring holds first. */
-    drain(c->g, true, bb_now_ms());
+    drain(c->g, 0, bb_now_ms()); /* everything completed so far */
     struct bb_keys_db_spend_row *rows;
     size_t n;
     struct bb_err err = {{0}};

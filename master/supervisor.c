@@ -440,7 +440,11 @@ int bb_supervisor_run(struct bb_master *m)
         bool busy = bb_ctl_server_busy(m->ctl);
         for (const struct bb_gen *g = m->gens; g && !busy; g = g->next)
             busy = g != m->current && !g->retired && !m->stopping;
-        int r = poll(pfd, n, busy ? FAST_TICK_MS : TICK_MS);
+        int timeout = busy ? FAST_TICK_MS : TICK_MS;
+        uint64_t due = bb_gov_due_ms(m->gov), at = bb_now_ms();
+        if (due && due < at + (uint64_t)timeout)
+            timeout = due > at ? (int)(due - at) : 0;
+        int r = poll(pfd, n, timeout);
         if (r < 0 && errno != EINTR) {
             bb_error("poll: %s", strerror(errno));
             continue;

@@ -23,16 +23,21 @@ void bb_usage_sink_free(struct bb_usage_sink *s)
 }
 
 long bb_usage_sink_drain(struct bb_usage_sink *s, struct bb_ring *r, struct bb_keys_db *db,
-                         bool all, uint64_t now_ms, struct bb_err *err)
+                         size_t max, uint64_t now_ms, struct bb_err *err)
 {
-    /* A periodic drain writes a few batches at most, so the master's loop stays responsive;
-     * a full drain writes at least everything that was waiting when it started (not more:
-     * producers that outpace the store must not keep it looping forever). */
-    uint64_t quota = all ? bb_ring_pending(r) + s->n : 4u * BB_USAGE_SINK_BATCH;
+    /* A bounded drain (max) writes at most max records (a held batch from a failed
+     * transaction is retried whole), so the master's loop stays responsive and its
+     * transactions short; a full drain (max 0) writes at least everything that was waiting
+     * when it started (not more: producers that outpace the store must not keep it looping
+     * forever). */
+    uint64_t quota = max ? max : bb_ring_pending(r) + s->n;
     long done = 0;
     for (;;) {
-        if (s->n < BB_USAGE_SINK_BATCH)
-            s->n += bb_ring_pop(r, s->batch + s->n, BB_USAGE_SINK_BATCH - s->n, now_ms);
+        size_t room = BB_USAGE_SINK_BATCH - s->n;
+        if (max && quota - (uint64_t)done < room)
+            room = (size_t)(quota - (uint64_t)done);
+        if (room)
+            s->n += bb_ring_pop(r, s->batch + s->n, room, now_ms);
         if (s->n == 0)
             return done;
         size_t n = s->n;

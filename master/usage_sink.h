@@ -29,11 +29,11 @@ struct bb_usage_sink {
 
 void bb_usage_sink_init(struct bb_usage_sink *s);
 void bb_usage_sink_free(struct bb_usage_sink *s);
-/* Pop from r and write to db: a few batches, or (all) at least everything pending when
- * called (the ring is then empty unless producers are still running). db NULL (no
- * store) discards what it pops. now_ms is monotonic. Returns the number of records committed,
- * or -1 with err when a transaction failed (its records stay held for the next call). */
+/* Pop from r and write to db: at most max records (0: at least everything pending when
+ * called; the ring is then empty unless producers are still running). db NULL (no store)
+ * discards what it pops. now_ms is monotonic. Returns the number of records committed, or -1
+ * with err when a transaction failed (its records stay held for the next call). */
 long bb_usage_sink_drain(struct bb_usage_sink *s, struct bb_ring *r, struct bb_keys_db *db,
-                         bool all, uint64_t now_ms, struct bb_err *err);
+                         size_t max, uint64_t now_ms, struct bb_err *err);
 
 #endif

@@ -13,7 +13,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include "common/log.h"
 #include "worker/auth.h"
@@ -140,8 +140,10 @@ static int worker_setup(struct bb_worker *w)
     w->max_active = (conf->limits.max_inbound_concurrent + nw - 1) / nw;
     if (w->max_active == 0)
         w->max_active = 1;
+    /* getrandom, not OpenSSL's RAND: initialising its DRBG costs every worker resident
+     * memory it otherwise never needs */
     unsigned char rnd[8];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
         return -1;
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(w->id_prefix + 2 * i, 3, "%02x", rnd[i]);

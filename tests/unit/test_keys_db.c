@@ -599,7 +599,7 @@ static void test_usage_sink(void **state)
         assert_true(bb_ring_push(r, &u));
     }
     /* A periodic drain writes everything here (two batches) in one call. */
-    assert_int_equal(bb_usage_sink_drain(&sink, r, db, false, 1, &err), 8000);
+    assert_int_equal(bb_usage_sink_drain(&sink, r, db, 8000, 1, &err), 8000);
     assert_int_equal(sink.written, 8000);
     sqlite3 *h = raw();
     assert_int_equal(raw_int(h, "SELECT count(*) FROM ledger WHERE key_id = 'vk_sink'"), 8000);
@@ -613,22 +613,30 @@ static void test_usage_sink(void **state)
         struct bb_usage_rec u = rec("vk_sink", "p", "l", D2, 1, 1, 1);
         assert_true(bb_ring_push(r, &u));
     }
-    assert_int_equal(bb_usage_sink_drain(&sink, r, db, false, 2, &err), -1);
+    assert_int_equal(bb_usage_sink_drain(&sink, r, db, 8000, 2, &err), -1);
     assert_non_null(strstr(err.msg, "locked"));
     assert_int_equal(sink.n, 100);
     assert_int_equal(sink.failures, 1);
     assert_int_equal(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     struct bb_usage_rec u = rec("vk_sink", "p", "l", D2, 1, 1, 1);
     assert_true(bb_ring_push(r, &u));
-    assert_int_equal(bb_usage_sink_drain(&sink, r, db, true, 3, &err), 101);
+    assert_int_equal(bb_usage_sink_drain(&sink, r, db, 0, 3, &err), 101);
     assert_int_equal(sink.n, 0);
     assert_int_equal(raw_int(h, "SELECT count(*) FROM ledger WHERE key_id = 'vk_sink'"), 8101);
     check_rollups_equal_ledger(h);
     /* Nothing pending: nothing to do. No store: popped records are discarded and counted. */
-    assert_int_equal(bb_usage_sink_drain(&sink, r, db, true, 4, &err), 0);
+    assert_int_equal(bb_usage_sink_drain(&sink, r, db, 0, 4, &err), 0);
     assert_true(bb_ring_push(r, &u));
-    assert_int_equal(bb_usage_sink_drain(&sink, r, NULL, true, 5, &err), 1);
+    assert_int_equal(bb_usage_sink_drain(&sink, r, NULL, 0, 5, &err), 1);
     assert_int_equal(sink.discarded, 1);
+    /* A bounded drain writes at most its bound (the master's short transactions). */
+    for (int i = 0; i < 300; i++) {
+        struct bb_usage_rec b = rec("vk_sink", "p", "l", D2 + 1000 + (uint64_t)i, 1, 1, 1);
+        assert_true(bb_ring_push(r, &b));
+    }
+    assert_int_equal(bb_usage_sink_drain(&sink, r, db, 128, 6, &err), 128);
+    assert_int_equal(bb_ring_pending(r), 172);
+    assert_int_equal(bb_usage_sink_drain(&sink, r, db, 0, 7, &err), 172);
     sqlite3_close(h);
     bb_usage_sink_free(&sink);
     bb_ring_destroy(r);
