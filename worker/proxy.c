@@ -1359,16 +1359,22 @@ enum {
     F_COUNT
 };
 
-/* A non-negative integer JSON number; 0 when it is not one. */
+/* A non-negative JSON number, rounded up and saturating (a huge cap must reserve a huge worst
+ * case, never fall back to the default); 0 when it is negative or not a number. */
 static uint64_t jnum(const char *p, size_t n)
 {
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9' || v > UINT64_MAX / 20)
-            return i && (p[i] == '.' || p[i] == 'e' || p[i] == 'E') ? v : 0;
-        v = v * 10 + (uint64_t)(p[i] - '0');
-    }
-    return v;
+    char buf[64];
+    if (n == 0 || n >= sizeof buf)
+        return n ? UINT64_MAX / 4 : 0; /* 64+ characters: only a huge number is that long */
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    double v = strtod(buf, NULL);
+    if (!(v > 0))
+        return 0;
+    if (v >= 1e15)
+        return UINT64_MAX / 4;
+    uint64_t u = (uint64_t)v;
+    return (double)u < v ? u + 1 : u;
 }
 
 /* Member `key` of the object value f (a number), 0 when absent. */
