@@ -143,12 +143,12 @@ def test_unknown_key_did_you_mean(ctx):
 
 def test_unsupported_feature(ctx):
     """Planned features are refused by name, located, with 'not supported yet'."""
-    bad = GOOD + 'governance:\n  enabled: true\n'
+    bad = GOOD + 'cluster:\n  redis_url: "redis://127.0.0.1:6379/0"\n'
     cfg, prov, text = setup(ctx, bad)
     p = validate(cfg, prov)
     eq(p.returncode, 1, 'exit code with an unsupported section')
     errs = error_lines(p.out, cfg)
-    expect_error_at(errs, text, 'governance', r'not supported yet', 'governance section')
+    expect_error_at(errs, text, 'cluster', r'not supported yet', 'cluster section')
 
 
 def test_yaml_syntax_error_located(ctx):
