@@ -2,7 +2,8 @@
  * ring: the usage ring in shared memory (SPEC §1, §6). A bounded multi-producer single-consumer
  * queue of fixed-size usage records: workers push one record per completed request (lock-free,
  * never blocking: a full ring drops the record and counts it), the master pops them every
- * 100-250 ms into batched SQLite transactions (master/usage_sink.c).
+ * 1-150 ms (more often the more is waiting, see master/governance.h) into short batched
+ * SQLite transactions (master/usage_sink.c).
  *
  * Algorithm: Dmitry Vyukov's bounded queue. Each cell has a sequence word; a producer claims a
  * position with a CAS on `tail`, writes the record and publishes it by moving the cell's
