@@ -21,7 +21,7 @@
 /* The master writes the ledger in short transactions with BB_GOV_CHUNK_GAP_MS between them,
  * so a worker sharing its CPU never waits behind a long one: 32 records (~0.15 ms) while
  * it keeps up, 128 when 512 are waiting, 512 when 4096 are (the ring holds 8192): ~80k rows/s
- * sustained at the largest step. */
+ * sustained at the middle step, ~150k at the largest (~4.7 µs a row). */
 #define BB_GOV_CHUNK_GAP_MS 1
 #define BB_GOV_CHECK_MS 1000 /* external database edits → key table */
 
