@@ -202,8 +202,11 @@ void bb_meter_finish(struct bb_request *req)
     rec.latency_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
     rec.status = (uint16_t)(req->responded ? req->status : 499); /* 499: the client left */
     rec.ingress = (uint8_t)req->ingress;
-    if (!bb_ring_push(&w->rt->shm->ring, &rec))
-        bb_warn("request %s: usage ring full: its usage record is dropped (the ledger is "
-                "behind; see busbarctl status)",
-                req->id);
+    static uint64_t last_warn_ms; /* once a second at most: a full ring means heavy load */
+    if (!bb_ring_push(&w->rt->shm->ring, &rec) && bb_now_ms() - last_warn_ms >= 1000) {
+        last_warn_ms = bb_now_ms();
+        bb_warn("usage ring full: usage records are being dropped (%llu so far; the ledger is "
+                "behind its store, see busbarctl status)",
+                (unsigned long long)atomic_load(&w->rt->shm->ring.dropped));
+    }
 }
