@@ -144,6 +144,7 @@ struct limdef {
     }
 static const struct limdef limit_defs[] = {
     LIM(request_body_max_bytes, true, 1, (uint64_t)1 << 40),
+    LIM(response_body_max_bytes, true, 1024, (uint64_t)1 << 40),
     LIM(header_max_bytes, false, 1024, 16u << 20),
     LIM(header_timeout_ms, false, 1, UINT32_MAX),
     LIM(body_timeout_ms, false, 1, UINT32_MAX),
@@ -1548,9 +1549,7 @@ static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v
         check_map(l, d, n, pj(kp, sizeof kp, path, "stream"), KEYSET(stream_keys))) {
         opt_bool(l, d, n, kp, "hold_first_event", &pl->hold_first_event);
         opt_u32(l, d, n, kp, "prerelease_ms", 0, 600000, &pl->prerelease_ms);
-        yaml_node_t *oc = map_get(d, n, "on_cut", NULL);
-        if (opt_enum(l, d, n, kp, "on_cut", "on_cut", on_cut, 2) == 1)
-            err_at(l, d, oc, "%s.on_cut: 'continue' is not supported yet (only 'error' is)", kp);
+        pl->on_cut_continue = opt_enum(l, d, n, kp, "on_cut", "on_cut", on_cut, 2) == 1;
     }
     if ((n = map_get(d, v, "on_exhausted", NULL)))
         parse_on_exhausted(l, pi, n, pj(kp, sizeof kp, path, "on_exhausted"));
@@ -1644,6 +1643,7 @@ static void set_defaults(struct bb_conf *c)
     c->overhead_header = false;
     c->limits = (struct bb_limits){
         .request_body_max_bytes = 33554432,
+        .response_body_max_bytes = 67108864,
         .header_max_bytes = 65536,
         .header_timeout_ms = 10000,
         .body_timeout_ms = 30000,

@@ -62,7 +62,8 @@ struct bb_url {
     X(AUTH, "auth")                                                                            \
     X(BILLING, "billing")                                                                      \
     X(CLIENT, "client_error")                                                                  \
-    X(CONTEXT, "context_length")
+    X(CONTEXT, "context_length")                                                               \
+    X(FATAL, "fatal")
 
 enum bb_fclass {
 #define X(id, name) BB_FC_##id,
@@ -137,6 +138,7 @@ struct bb_pool {
     uint32_t max_hops;              /* 3 */
     bool hold_first_event;          /* true */
     uint32_t prerelease_ms;         /* 0 */
+    bool on_cut_continue;           /* stream.on_cut: continue (default error) */
     enum bb_exhausted on_exhausted; /* reject */
     int fallback_pool;              /* index, -1 = none */
     uint32_t queue_max_ms;
@@ -147,6 +149,7 @@ struct bb_pool {
 
 struct bb_limits {
     uint64_t request_body_max_bytes;      /* 33554432 */
+    uint64_t response_body_max_bytes;     /* 67108864: a non-stream answer held for checking */
     uint32_t header_max_bytes;            /* 65536 */
     uint32_t header_timeout_ms;           /* 10000: whole request head must arrive in this */
     uint32_t body_timeout_ms;             /* 30000: max gap between body reads */

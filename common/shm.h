@@ -20,7 +20,8 @@
 #include "common/ring.h"
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
-#define BB_SHM_VERSION 3u /* 2: key table and usage ring appended; 3: journals, store flag */
+#define BB_SHM_VERSION 4u /* 2: key table and usage ring appended; 3: journals, store flag;
+                             4: continuations per cell */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
@@ -47,6 +48,7 @@ struct bb_shm_cell {
     _Atomic uint64_t ok, err;        /* completed attempts */
     _Atomic uint64_t attempts;
     _Atomic uint64_t failovers;      /* attempts that moved on from this lane */
+    _Atomic uint64_t continuations;  /* cut streams this lane continued to the end */
     _Atomic uint32_t breaker_state;  /* 0 closed, 1 half-open, 2 open (reliability issue) */
     _Atomic uint64_t open_until_ms;  /* realtime ms */
     _Atomic uint64_t reserved[16];   /* room for the breaker window without a layout change */

@@ -1,7 +1,8 @@
 /*
  * classify: fault classes of upstream failures (SPEC §5.1). Worker process; pure functions.
  * Order: provider code/type → context-length detection (code, then each provider's phrasing
- * on 400/413) → billing → status fallbacks.
+ * on 400/413) → billing (unless the wording says the quota refills within the minute) →
+ * status fallbacks.
  */
 #include "worker/classify.h"
 
@@ -38,9 +39,23 @@ static const char *const context_phrases[] = {
     "too large for model",
 };
 
+/* How providers say "no more money or quota on this account" (a billing failure takes the lane
+ * down for hard_down_cooldown_secs): OpenAI insufficient_quota, Anthropic billing_error and
+ * "credit balance is too low", Gemini "You exceeded your current quota, please check your plan
+ * and billing details" and per-day quotas, Bedrock ServiceQuotaExceededException, Cohere's
+ * monthly trial-key limit. */
 static const char *const billing_phrases[] = {
     "insufficient_quota", "billing", "credit balance", "exceeded your current quota",
-    "payment required", "quota exceeded",
+    "payment required", "servicequotaexceeded", "service quota", "per day", "perday",
+    "calls / month", "per month", "out of credits",
+};
+
+/* A quota that refills within the minute is a rate limit, whatever else the message says
+ * (Gemini's free-tier "Quota exceeded for metric … per minute", Cohere's trial-key
+ * "limited to 10 API calls / minute", Bedrock's ThrottlingException). */
+static const char *const rate_phrases[] = {
+    "per minute", "perminute", "per_minute", "calls / minute", "throttlingexception",
+    "too many requests", "rate limit", "rate_limit",
 };
 
 static int map_lookup(const struct bb_provider *prov, const char *key)
@@ -53,6 +68,49 @@ static int map_lookup(const struct bb_provider *prov, const char *key)
     return -1;
 }
 
+static bool any(const struct bb_proto_error *pe, const char *const *phrases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (has(pe->code, phrases[i]) || has(pe->type, phrases[i]) ||
+            has(pe->message, phrases[i]))
+            return true;
+    return false;
+}
+
+#define ANY(pe, list) any(pe, list, sizeof list / sizeof list[0])
+
+enum bb_fclass bb_classify_error(const struct bb_provider *prov, int status,
+                                 const struct bb_proto_error *pe)
+{
+    int mapped = map_lookup(prov, pe->code);
+    if (mapped < 0)
+        mapped = map_lookup(prov, pe->type);
+    if (mapped >= 0)
+        return (enum bb_fclass)mapped;
+    if ((status == 0 || status == 400 || status == 413 || status == 422) &&
+        ANY(pe, context_phrases))
+        return BB_FC_CONTEXT;
+    if (status == 402 || has(pe->type, "billing_error"))
+        return BB_FC_BILLING;
+    if ((status == 0 || status == 429 || status == 403 || status == 400) &&
+        ANY(pe, billing_phrases) && !ANY(pe, rate_phrases))
+        return BB_FC_BILLING;
+    if (has(pe->type, "overloaded") || has(pe->code, "overloaded"))
+        return BB_FC_OVERLOADED;
+    if (status == 401 || status == 403)
+        return BB_FC_AUTH;
+    if (status == 429 || has(pe->type, "throttling") || has(pe->type, "resource_exhausted") ||
+        has(pe->type, "rate_limit"))
+        return BB_FC_RATE_LIMIT;
+    if (status == 408)
+        return BB_FC_TIMEOUT;
+    if (status == 529)
+        return BB_FC_OVERLOADED;
+    if (status >= 500 || status == 0) /* an in-band error of a 200: the provider failed */
+        return BB_FC_SERVER;
+    return BB_FC_CLIENT;
+}
+
 enum bb_fclass bb_classify_http(const struct bb_provider *prov, int status, const char *body,
                                 size_t len)
 {
@@ -61,38 +119,7 @@ enum bb_fclass bb_classify_http(const struct bb_provider *prov, int status, cons
     const struct bb_proto_ops *ops = bb_proto_get(prov->protocol);
     if (ops && ops->read_error && body && len)
         ops->read_error(body, len, &pe);
-    int mapped = map_lookup(prov, pe.code);
-    if (mapped < 0)
-        mapped = map_lookup(prov, pe.type);
-    if (mapped >= 0)
-        return (enum bb_fclass)mapped;
-    if (status == 400 || status == 413 || status == 422) {
-        for (size_t i = 0; i < sizeof context_phrases / sizeof context_phrases[0]; i++)
-            if (has(pe.code, context_phrases[i]) || has(pe.type, context_phrases[i]) ||
-                has(pe.message, context_phrases[i]))
-                return BB_FC_CONTEXT;
-    }
-    if (status == 402 || has(pe.type, "billing_error"))
-        return BB_FC_BILLING;
-    if (status == 429 || status == 403 || status == 400) {
-        for (size_t i = 0; i < sizeof billing_phrases / sizeof billing_phrases[0]; i++)
-            if (has(pe.code, billing_phrases[i]) || has(pe.type, billing_phrases[i]) ||
-                has(pe.message, billing_phrases[i]))
-                return BB_FC_BILLING;
-    }
-    if (has(pe.type, "overloaded") || has(pe.code, "overloaded"))
-        return BB_FC_OVERLOADED;
-    if (status == 401 || status == 403)
-        return BB_FC_AUTH;
-    if (status == 429)
-        return BB_FC_RATE_LIMIT;
-    if (status == 408)
-        return BB_FC_TIMEOUT;
-    if (status == 529)
-        return BB_FC_OVERLOADED;
-    if (status >= 500)
-        return BB_FC_SERVER;
-    return BB_FC_CLIENT;
+    return bb_classify_error(prov, status, &pe);
 }
 
 uint64_t bb_retry_after_ms(const char *v, time_t now)

@@ -18,6 +18,13 @@ const char *bb_fclass_name(enum bb_fclass c);
 enum bb_fclass bb_classify_http(const struct bb_provider *prov, int status, const char *body,
                                 size_t len);
 
+/* The same for error details already extracted (struct bb_proto_error of worker/proto.h):
+ * status 0 = an in-band error inside a 200 answer or stream (server_error unless the details
+ * say otherwise). */
+struct bb_proto_error;
+enum bb_fclass bb_classify_error(const struct bb_provider *prov, int status,
+                                 const struct bb_proto_error *pe);
+
 /* Retry-After as milliseconds from now: delta-seconds or an HTTP date; 0 when absent or bad.
  * Capped at one day. */
 uint64_t bb_retry_after_ms(const char *value, time_t now);

@@ -211,6 +211,9 @@ static json_object *cell_json(const struct bb_shm_cell *c)
                            json_object_new_int64(c ? (int64_t)atomic_load(&c->attempts) : 0));
     json_object_object_add(o, "failovers",
                            json_object_new_int64(c ? (int64_t)atomic_load(&c->failovers) : 0));
+    json_object_object_add(
+        o, "continuations",
+        json_object_new_int64(c ? (int64_t)atomic_load(&c->continuations) : 0));
     return o;
 }
 

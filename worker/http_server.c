@@ -486,6 +486,29 @@ int bb_http_respond_body(struct bb_request *req, const void *data, size_t len)
     return 0;
 }
 
+int bb_http_respond_buffer(struct bb_request *req, struct evbuffer *buf)
+{
+    struct bb_conn *c = req->conn;
+    size_t len = evbuffer_get_length(buf);
+    if (!c)
+        return -1;
+    if (len == 0 || req->head_only) {
+        evbuffer_drain(buf, len);
+        return 0;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (req->out_mode == BB_BODY_CHUNKED) {
+        char sz[24];
+        int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
+        evbuffer_add(out, sz, (size_t)n);
+        evbuffer_add_buffer(out, buf);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add_buffer(out, buf);
+    }
+    return 0;
+}
+
 void bb_http_respond_end(struct bb_request *req)
 {
     struct bb_conn *c = req->conn;

@@ -15,6 +15,8 @@
 
 #include <event2/util.h>
 
+struct evbuffer;
+
 #include "worker/request.h"
 
 struct bb_worker;
@@ -34,6 +36,10 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
 /* Append body bytes in the response's framing; written out at once. -1 when the client is
  * gone. */
 int bb_http_respond_body(struct bb_request *req, const void *data, size_t len);
+
+/* Append the whole of buf as body bytes (moved out of buf, not copied, when the framing
+ * allows). -1 when the client is gone. */
+int bb_http_respond_buffer(struct bb_request *req, struct evbuffer *buf);
 
 /* Terminate the body (last chunk for chunked). The request still has to be finished. */
 void bb_http_respond_end(struct bb_request *req);

@@ -157,35 +157,38 @@ static uint64_t bill(struct bb_request *req)
     return worst_at(req, req->bill_lane);
 }
 
-void bb_meter_finish(struct bb_request *req)
+/* The most the rest of the request may still be charged: its reservation less what earlier
+ * parts were billed (no limit without a reservation). */
+static uint64_t clamp_to_reservation(const struct bb_request *req, uint64_t cost)
+{
+    if (!req->resv.slot)
+        return cost;
+    uint64_t left = req->resv.cost_micros > req->banked_cost
+                        ? req->resv.cost_micros - req->banked_cost
+                        : 0;
+    if (cost > left && req->parts) {
+        bb_info("request %s: the continued answer cost more than its reservation; charged %llu "
+                "of %llu micro-dollars",
+                req->id, (unsigned long long)left, (unsigned long long)cost);
+        return left;
+    }
+    return cost;
+}
+
+/* One usage record for the ledger. */
+static void push_record(struct bb_request *req, const char *request_id, int lane, uint64_t cost,
+                        uint64_t now)
 {
     struct bb_worker *w = req->w;
-    if (!req->metered)
-        return;
-    req->metered = false;
-    uint64_t cost = bill(req);
-    uint64_t now = bb_wall_ms();
-    const struct bb_usage_tokens *u = &req->usage;
-    if (req->resv.slot) {
-        /* journal first: a kill between the two leaves the reservation charged, never
-         * released twice */
-        bb_keys_journal_clear(&w->rt->shm->journals[w->slot], req->journal);
-        req->journal = -1;
-        if (req->bill_lane >= 0)
-            bb_keys_settle(&req->resv, cost,
-                           u->input + u->output + u->cache_read + u->cache_write, now);
-        else
-            bb_keys_release(&req->resv, now);
-    }
     const struct bb_conf *conf = w->conf;
+    const struct bb_usage_tokens *u = &req->usage;
     struct bb_usage_rec rec;
     memset(&rec, 0, sizeof rec);
-    bb_usage_set_str(rec.request_id, sizeof rec.request_id, req->id);
+    bb_usage_set_str(rec.request_id, sizeof rec.request_id, request_id);
     if (req->auth.has_key)
         bb_usage_set_str(rec.key_id, sizeof rec.key_id, req->auth.key.lim.id);
     if (req->pool >= 0)
         bb_usage_set_str(rec.pool, sizeof rec.pool, conf->pools[req->pool].name);
-    int lane = req->bill_lane >= 0 ? req->bill_lane : req->lane;
     if (lane >= 0) {
         bb_usage_set_str(rec.lane, sizeof rec.lane, conf->lanes[lane].name);
         bb_usage_set_str(rec.provider, sizeof rec.provider,
@@ -209,4 +212,43 @@ void bb_meter_finish(struct bb_request *req)
                 "behind its store, see busbarctl status)",
                 (unsigned long long)atomic_load(&w->rt->shm->ring.dropped));
     }
+}
+
+void bb_meter_bank(struct bb_request *req)
+{
+    if (!req->metered || req->bill_lane < 0)
+        return;
+    uint64_t cost = clamp_to_reservation(req, bill(req));
+    char id[BB_USAGE_REQID_SIZE];
+    snprintf(id, sizeof id, "%.28s~%u", req->id, req->parts + 1);
+    push_record(req, id, req->bill_lane, cost, bb_wall_ms());
+    req->banked_cost += cost;
+    req->parts++;
+    req->bill_lane = -1; /* the next part is billed once it reaches the client */
+    bb_meter_attempt(req);
+}
+
+void bb_meter_finish(struct bb_request *req)
+{
+    struct bb_worker *w = req->w;
+    if (!req->metered)
+        return;
+    req->metered = false;
+    uint64_t cost = clamp_to_reservation(req, bill(req));
+    uint64_t now = bb_wall_ms();
+    const struct bb_usage_tokens *u = &req->usage;
+    if (req->resv.slot) {
+        /* journal first: a kill between the two leaves the reservation charged, never
+         * released twice */
+        bb_keys_journal_clear(&w->rt->shm->journals[w->slot], req->journal);
+        req->journal = -1;
+        if (req->bill_lane >= 0 || req->parts)
+            bb_keys_settle(&req->resv, req->banked_cost + cost,
+                           u->input + u->output + u->cache_read + u->cache_write, now);
+        else
+            bb_keys_release(&req->resv, now);
+    }
+    if (req->parts && req->bill_lane < 0)
+        return; /* every part that reached the client has its row */
+    push_record(req, req->id, req->bill_lane >= 0 ? req->bill_lane : req->lane, cost, now);
 }

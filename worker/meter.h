@@ -26,6 +26,11 @@ void bb_meter_attempt(struct bb_request *req);
 /* Usage the answering attempt reported (cumulative totals: the largest of each tier wins). */
 void bb_meter_usage(struct bb_request *req, const struct bb_ir_usage *u);
 
+/* A stream cut after its commit point goes on on another lane (stream.on_cut: continue): the
+ * part so far is billed to its lane now, as a ledger row of its own ("<id>~N"), and the next
+ * part's usage starts from zero. The request's total never exceeds its reservation. */
+void bb_meter_bank(struct bb_request *req);
+
 /* The request ends (from its one finalize): settle or release, push the usage record. */
 void bb_meter_finish(struct bb_request *req);
 

@@ -5,7 +5,10 @@
  */
 #include "worker/proto.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "common/jscan.h"
 
 static const struct bb_proto_ops *const registry[BB_PROTO__COUNT] = {
     [BB_PROTO_OPENAI] = &bb_proto_openai,       [BB_PROTO_RESPONSES] = &bb_proto_responses,
@@ -55,4 +58,30 @@ const char *bb_proto_dropped(void)
 void bb_proto_dropped_reset(void)
 {
     n_dropped = 0;
+}
+
+int bb_proto_scan_answer(const char *body, size_t len, struct bb_jscan_field *f, size_t n,
+                         struct bb_proto_error *out)
+{
+    struct bb_err err;
+    memset(out, 0, sizeof *out);
+    if (bb_jscan_object(body, len, f, n, 128, &err) < 0) {
+        snprintf(out->message, sizeof out->message, "not a JSON object: %.300s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+bool bb_proto_member_is(const char *body, const struct bb_jscan_field *f, const char *s)
+{
+    size_t n = strlen(s);
+    return f->type == BB_JSTRING && f->len == n + 2 && memcmp(body + f->off + 1, s, n) == 0;
+}
+
+int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len,
+                    struct bb_proto_error *out)
+{
+    if (ops->read_error(body, len, out) != 0 && !out->message[0])
+        snprintf(out->message, sizeof out->message, "an error object without a message");
+    return 1;
 }

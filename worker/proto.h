@@ -141,9 +141,38 @@ struct bb_proto_ops {
     int (*dec_frame)(void *dec, struct bb_arena *scratch, const struct bb_frame *f,
                      bb_ir_event_cb cb, void *arg);
 
+    /* A stream that ended without its terminator: emit the events that finish it (the
+     * deferred message delta, the message stop) when the decoder knows its final state (the
+     * stop or finish reason arrived), nothing otherwise. NULL when the protocol's stop event
+     * is its end. Returns what dec_frame returns. */
+    int (*dec_finish)(void *dec, struct bb_arena *scratch, bb_ir_event_cb cb, void *arg);
+
+    /* The bytes that end a complete stream of this protocol, written after a same-protocol
+     * stream whose provider left them out (OpenAI's "data: [DONE]"); NULL when the stop
+     * event is itself the end. */
+    const char *terminator;
+
     /* Extract code/type/message from an error body (any status). 0 when something was found. */
     int (*read_error)(const char *body, size_t len, struct bb_proto_error *out);
+
+    /* Is a complete 2xx non-stream body this protocol's success answer? One validating scan
+     * (no DOM): 0 = a success answer; 1 = the provider's error object in a 200 (out filled by
+     * read_error); -1 = not an answer of this protocol (out->message says why). */
+    int (*answer_check)(const char *body, size_t len, struct bb_proto_error *out);
 };
+
+/* The validating scan answer_check implementations share: body must be one JSON object; the
+ * members named in f are located (see bb_jscan_object). -1 with out->message set otherwise. */
+struct bb_jscan_field;
+int bb_proto_scan_answer(const char *body, size_t len, struct bb_jscan_field *f, size_t n,
+                         struct bb_proto_error *out);
+
+/* Member f (as located by bb_proto_scan_answer) is the JSON string s. */
+bool bb_proto_member_is(const char *body, const struct bb_jscan_field *f, const char *s);
+
+/* answer_check's verdict for an in-band error: out filled by ops->read_error, returns 1. */
+int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len,
+                    struct bb_proto_error *out);
 
 /* The module for a protocol. */
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p);

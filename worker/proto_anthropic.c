@@ -22,6 +22,7 @@
  */
 #include "worker/json.h"
 #include "worker/proto.h"
+#include "common/jscan.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -2059,6 +2060,7 @@ static int anthropic_enc_event(void *enc, struct bb_arena *scratch, const struct
  * rest renumbered 0, 1, 2, ... */
 struct anth_dec {
     bool started, in_block, skip, done;
+    bool stopped; /* message_delta (the stop reason) arrived */
     uint32_t up_index; /* wire index of the open block */
     uint32_t ir_index; /* its IR index */
     uint32_t next_ir;
@@ -2252,6 +2254,7 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
                 rc = -1;
             usage_merge(&d->usage, bb_json_get(o, "usage"));
             ev.usage = d->usage;
+            d->stopped = true;
             if (rc == 0)
                 rc = cb(arg, &ev);
         }
@@ -2305,6 +2308,36 @@ static int anthropic_read_error(const char *body, size_t len, struct bb_proto_er
     return type || msg ? 0 : -1;
 }
 
+/* A message has type "message" and `content`; an error is {"type":"error","error":{…}}. */
+static int anthropic_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[3] = {{.key = "type"}, {.key = "error"}, {.key = "content"}};
+    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+        return -1;
+    if (bb_proto_member_is(body, &f[0], "error") || f[1].type == BB_JOBJECT)
+        return bb_proto_inband(&bb_proto_anthropic, body, len, out);
+    if (f[2].type != BB_JARRAY) {
+        snprintf(out->message, sizeof out->message, "no 'content' array");
+        return -1;
+    }
+    return 0;
+}
+
+/* The stream ended without message_stop: finished when message_delta brought the stop
+ * reason. */
+static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event_cb cb,
+                                void *arg)
+{
+    struct anth_dec *d = dec;
+    (void)scratch;
+    if (d->done || !d->stopped)
+        return 0;
+    int rc = dec_stop_block(d, cb, arg);
+    struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_STOP};
+    d->done = true;
+    return rc ? rc : cb(arg, &ev);
+}
+
 const struct bb_proto_ops bb_proto_anthropic = {
     .id = BB_PROTO_ANTHROPIC,
     .framing = BB_FRAMING_SSE,
@@ -2321,4 +2354,7 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .dec_init = anthropic_dec_init,
     .dec_frame = anthropic_dec_frame,
     .read_error = anthropic_read_error,
+    .dec_finish = anthropic_dec_finish,
+    .terminator = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    .answer_check = anthropic_answer_check,
 };

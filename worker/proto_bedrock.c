@@ -33,6 +33,7 @@
 
 #include "worker/eventstream.h"
 #include "worker/sigv4.h"
+#include "common/jscan.h"
 
 #define JSON_DEPTH 128
 #define JFLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -1789,6 +1790,7 @@ static const char *exception_for(const struct bb_ir_event *ev)
 
 struct dec {
     bool started, open, done;
+    bool stop_seen; /* messageStop (the stop reason) arrived */
     int64_t native;       /* Bedrock contentBlockIndex of the open block */
     uint32_t index, next; /* IR index of the open block; the next one to hand out */
     enum bb_ir_stop stop;
@@ -1976,6 +1978,7 @@ static int bedrock_dec_frame(void *dp, struct bb_arena *scratch, const struct bb
         struct json_object *sr = jget(p, "stopReason");
         struct json_object *ss = jget(jget(p, "additionalModelResponseFields"), "stop_sequence");
         d->stop = stop_from_wire(is_type(sr, json_type_string) ? json_object_get_string(sr) : NULL);
+        d->stop_seen = true;
         if (is_type(ss, json_type_string) && scratch_str(scratch, ss, &d->stop_sequence) < 0)
             rc = -1;
         if (!rc)
@@ -2263,6 +2266,46 @@ static int bedrock_write_passthrough(struct bb_arena *a, const char *body, size_
     return auth_headers(a, ctx, out, body, len, err);
 }
 
+/* A Converse answer has `output`; an error is {"message"} (or "Message", "__type") without
+ * it. */
+static int bedrock_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[4] = {
+        {.key = "output"}, {.key = "message"}, {.key = "Message"}, {.key = "__type"}};
+    if (bb_proto_scan_answer(body, len, f, 4, out) < 0)
+        return -1;
+    if (f[0].type == BB_JOBJECT)
+        return 0;
+    if (f[1].type == BB_JSTRING || f[2].type == BB_JSTRING || f[3].type == BB_JSTRING)
+        return bb_proto_inband(&bb_proto_bedrock, body, len, out);
+    snprintf(out->message, sizeof out->message, "no 'output' object");
+    return -1;
+}
+
+/* The stream ended without its metadata event: finished when messageStop brought the stop
+ * reason. */
+static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_cb cb,
+                              void *arg)
+{
+    struct dec *d = decp;
+    (void)scratch;
+    if (d->done || !d->stop_seen)
+        return 0;
+    int rc = dec_close(d, cb, arg);
+    if (!rc) {
+        struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_DELTA,
+                                 .stop = d->stop ? d->stop : BB_IR_STOP_END_TURN,
+                                 .stop_sequence = d->stop_sequence};
+        rc = emit(cb, arg, &ev);
+    }
+    if (!rc) {
+        struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_STOP};
+        d->done = true;
+        rc = emit(cb, arg, &ev);
+    }
+    return rc;
+}
+
 const struct bb_proto_ops bb_proto_bedrock = {
     .id = BB_PROTO_BEDROCK,
     .framing = BB_FRAMING_EVENTSTREAM,
@@ -2280,4 +2323,6 @@ const struct bb_proto_ops bb_proto_bedrock = {
     .dec_init = bedrock_dec_init,
     .dec_frame = bedrock_dec_frame,
     .read_error = bedrock_read_error,
+    .dec_finish = bedrock_dec_finish,
+    .answer_check = bedrock_answer_check,
 };

@@ -24,6 +24,7 @@
  */
 #include "worker/json.h"
 #include "worker/proto.h"
+#include "common/jscan.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -2220,6 +2221,23 @@ static int cohere_read_error(const char *body, size_t len, struct bb_proto_error
     return out->message[0] || out->type[0] || out->code[0] ? 0 : -1;
 }
 
+/* A chat answer has a `message` object and a `finish_reason` (not "ERROR"); an error is
+ * {"message":"…"}. */
+static int cohere_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[3] = {{.key = "message"}, {.key = "finish_reason"}, {.key = "error"}};
+    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+        return -1;
+    if (f[0].type == BB_JSTRING || f[2].type != BB_JNONE ||
+        bb_proto_member_is(body, &f[1], "ERROR"))
+        return bb_proto_inband(&bb_proto_cohere, body, len, out);
+    if (f[0].type != BB_JOBJECT || f[1].type != BB_JSTRING) {
+        snprintf(out->message, sizeof out->message, "no 'message' object and 'finish_reason'");
+        return -1;
+    }
+    return 0;
+}
+
 const struct bb_proto_ops bb_proto_cohere = {
     .id = BB_PROTO_COHERE,
     .framing = BB_FRAMING_SSE,
@@ -2236,4 +2254,5 @@ const struct bb_proto_ops bb_proto_cohere = {
     .dec_init = cohere_dec_init,
     .dec_frame = cohere_dec_frame,
     .read_error = cohere_read_error,
+    .answer_check = cohere_answer_check,
 };

@@ -23,6 +23,7 @@
  * the arena given.
  */
 #include "worker/proto.h"
+#include "common/jscan.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -2536,6 +2537,23 @@ static int gemini_write_passthrough(struct bb_arena *a, const char *body, size_t
     return 0;
 }
 
+/* An answer has `candidates` (or only promptFeedback when the prompt was blocked); an error is
+ * {"error":{code,message,status}}. */
+static int gemini_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[3] = {
+        {.key = "error"}, {.key = "candidates"}, {.key = "promptFeedback"}};
+    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+        return -1;
+    if (f[0].type == BB_JOBJECT)
+        return bb_proto_inband(&bb_proto_gemini, body, len, out);
+    if (f[1].type != BB_JARRAY && f[2].type != BB_JOBJECT) {
+        snprintf(out->message, sizeof out->message, "no 'candidates' array");
+        return -1;
+    }
+    return 0;
+}
+
 const struct bb_proto_ops bb_proto_gemini = {
     .id = BB_PROTO_GEMINI,
     .framing = BB_FRAMING_SSE,
@@ -2553,4 +2571,5 @@ const struct bb_proto_ops bb_proto_gemini = {
     .dec_init = gemini_dec_init,
     .dec_frame = gemini_dec_frame,
     .read_error = gemini_read_error,
+    .answer_check = gemini_answer_check,
 };

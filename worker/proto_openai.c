@@ -15,6 +15,7 @@
  * per-field fidelity table.
  */
 #include "worker/proto.h"
+#include "common/jscan.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -2486,6 +2487,32 @@ static int openai_read_error(const char *body, size_t len, struct bb_proto_error
     return out->message[0] || out->type[0] || out->code[0] ? 0 : -1;
 }
 
+/* A chat completion has `choices`; OpenAI and compatible servers may answer 200 with an
+ * `error` object instead. */
+static int openai_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[2] = {{.key = "error"}, {.key = "choices"}};
+    if (bb_proto_scan_answer(body, len, f, 2, out) < 0)
+        return -1;
+    if (f[0].type != BB_JNONE && f[0].type != BB_JNULL)
+        return bb_proto_inband(&bb_proto_openai, body, len, out);
+    if (f[1].type != BB_JARRAY) {
+        snprintf(out->message, sizeof out->message, "no 'choices' array");
+        return -1;
+    }
+    return 0;
+}
+
+/* The stream ended without "data: [DONE]": finished when its finish_reason arrived. */
+static int openai_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_cb cb, void *arg)
+{
+    struct dec *d = decp;
+    if (d->done || !d->finish_seen)
+        return 0;
+    struct dctx x = {d, scratch, cb, arg};
+    return d_done(&x);
+}
+
 const struct bb_proto_ops bb_proto_openai = {
     .id = BB_PROTO_OPENAI,
     .framing = BB_FRAMING_SSE,
@@ -2502,4 +2529,7 @@ const struct bb_proto_ops bb_proto_openai = {
     .dec_init = openai_dec_init,
     .dec_frame = openai_dec_frame,
     .read_error = openai_read_error,
+    .dec_finish = openai_dec_finish,
+    .terminator = "data: [DONE]\n\n",
+    .answer_check = openai_answer_check,
 };

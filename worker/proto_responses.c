@@ -21,6 +21,7 @@
  *   MESSAGE_STOP, ERROR and enc_finish (proto.h has no encoder destructor).
  */
 #include "worker/proto.h"
+#include "common/jscan.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -2898,6 +2899,22 @@ static int read_error(const char *body, size_t len, struct bb_proto_error *out)
     return out->code[0] || out->type[0] || out->message[0] ? 0 : -1;
 }
 
+/* A response object has `output`; a failed one has status "failed" and its `error`. */
+static int responses_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[3] = {{.key = "error"}, {.key = "status"}, {.key = "output"}};
+    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+        return -1;
+    if (f[0].type == BB_JOBJECT || f[0].type == BB_JSTRING ||
+        bb_proto_member_is(body, &f[1], "failed"))
+        return bb_proto_inband(&bb_proto_responses, body, len, out);
+    if (f[2].type != BB_JARRAY) {
+        snprintf(out->message, sizeof out->message, "no 'output' array");
+        return -1;
+    }
+    return 0;
+}
+
 const struct bb_proto_ops bb_proto_responses = {
     .id = BB_PROTO_RESPONSES,
     .framing = BB_FRAMING_SSE,
@@ -2914,4 +2931,5 @@ const struct bb_proto_ops bb_proto_responses = {
     .dec_init = dec_init,
     .dec_frame = dec_frame,
     .read_error = read_error,
+    .answer_check = responses_answer_check,
 };

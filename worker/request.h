@@ -20,6 +20,7 @@ struct bb_conn;
 struct bb_worker;
 struct bb_upconn;
 struct bb_attempt;
+struct bb_route_state;
 
 enum bb_body_mode { BB_BODY_NONE, BB_BODY_LENGTH, BB_BODY_CHUNKED, BB_BODY_CLOSE };
 
@@ -58,7 +59,7 @@ struct bb_request {
     bool stream;
     uint32_t attempts;
     struct bb_attempt *attempt;      /* current upstream attempt, NULL when none */
-    void *route;                     /* proxy's routing state (struct bb_route_state) */
+    struct bb_route_state *route;    /* what the attempt loop keeps across attempts */
     uint64_t t_start_us, t_deadline_ms;
 
     /* timing for x-busbar-overhead-us */
@@ -73,6 +74,8 @@ struct bb_request {
     struct bb_usage_tokens usage;
     uint64_t est_in, est_out;        /* admission's token bounds (billed when no usage came) */
     int bill_lane;                   /* lane whose answer reached the client, -1 none */
+    uint32_t parts;                  /* parts billed before a continuation took over */
+    uint64_t banked_cost;            /* their cost (micro-dollars) */
     bool bill_ok;                    /* that answer completed */
 };
 

@@ -853,7 +853,6 @@ static void test_not_supported_yet(void **state)
     } want[] = {
         {10, 12, "pools.fast.route: 'webhook' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
-        {14, 23, "pools.fast.stream.on_cut: 'continue' is not supported yet"},
         {18, 1, "cluster: not supported yet"},
         {19, 18, "observability.metrics: not supported yet"},
         {19, 33, "observability.access_log: not supported yet"},
