@@ -50,12 +50,12 @@ static const char *const billing_phrases[] = {
     "calls / month", "per month", "out of credits",
 };
 
-/* A quota that refills within the minute is a rate limit, whatever else the message says
- * (Gemini's free-tier "Quota exceeded for metric … per minute", Cohere's trial-key
- * "limited to 10 API calls / minute", Bedrock's ThrottlingException). */
+/* A quota that refills soon is a rate limit, whatever else the message says (Gemini's
+ * free-tier "… exceeded your current quota … Please retry in 36s", Cohere's trial-key "limited
+ * to 10 API calls / minute", Bedrock's ThrottlingException, OpenAI's "try again in 2s"). */
 static const char *const rate_phrases[] = {
     "per minute", "perminute", "per_minute", "calls / minute", "throttlingexception",
-    "too many requests", "rate limit", "rate_limit",
+    "too many requests", "rate limit", "rate_limit", "retry in", "try again in",
 };
 
 static int map_lookup(const struct bb_provider *prov, const char *key)
@@ -106,7 +106,8 @@ enum bb_fclass bb_classify_error(const struct bb_provider *prov, int status,
         return BB_FC_TIMEOUT;
     if (status == 529)
         return BB_FC_OVERLOADED;
-    if (status >= 500 || status == 0) /* an in-band error of a 200: the provider failed */
+    if (status >= 500 || status == 0 || status == 424) /* 0: an in-band error of a 200;
+                                                          424: Bedrock's model error */
         return BB_FC_SERVER;
     return BB_FC_CLIENT;
 }
