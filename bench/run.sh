@@ -14,6 +14,8 @@
 # proxies get exactly the same placement; BENCH_PIN=0 leaves placement to the kernel.
 # BENCH_GOVERNANCE (true): busbar meters every request (usage read, a ledger row written by
 # the master, which shares CPU 0 here); false measures the pure proxy.
+# BENCH_BASELINE=<git revision>: also build that revision (release, in a temporary worktree)
+# and measure it as target "baseline" in the same run, beside the current tree ("busbar").
 # Not part of the test suite.
 set -euo pipefail
 
@@ -38,6 +40,15 @@ fi
 ninja -C build-release >&2
 
 BUSBAR=build-release/master/busbar
+BASELINE_BIN=
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  BASE_DIR=$(mktemp -d /tmp/busbar-baseline.XXXXXX)
+  log "building baseline ${BENCH_BASELINE} in $BASE_DIR"
+  git worktree add --detach "$BASE_DIR/src" "$BENCH_BASELINE" >&2
+  (cd "$BASE_DIR/src" && meson setup build -Dbuildtype=release -Dtests=false >&2 &&
+    ninja -C build master/busbar >&2)
+  BASELINE_BIN=$BASE_DIR/src/build/master/busbar
+fi
 MOCK=build-release/tests/mock/bb-mock
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -60,6 +71,10 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null || true
   done
   [ -n "${BENCH_KEEP:-}" ] || rm -rf "$TMP"
+  if [ -n "${BASE_DIR:-}" ]; then
+    git worktree remove --force "$BASE_DIR/src" >/dev/null 2>&1 || true
+    rm -rf "$BASE_DIR"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -214,6 +229,16 @@ BENCH_UPSTREAM_KEY=sk-bench "${SRV_PIN[@]}" "$BUSBAR" -c "$TMP/busbar.yaml" -p "
 BB_PID=$!
 PIDS+=("$BB_PID")
 
+if [ -n "$BASELINE_BIN" ]; then
+  BASE_PORT=$(free_port)
+  mkdir -p "$TMP/baseline-state"
+  sed -e "s#127.0.0.1:$BB_PORT#127.0.0.1:$BASE_PORT#" -e "s#$TMP/busbar-state#$TMP/baseline-state#" \
+    -e "s#$TMP/busbar-admin.sock#$TMP/baseline-admin.sock#" "$TMP/busbar.yaml" >"$TMP/baseline.yaml"
+  BENCH_UPSTREAM_KEY=sk-bench "${SRV_PIN[@]}" "$BASELINE_BIN" -c "$TMP/baseline.yaml" \
+    -p "$PROVIDERS" 2>"$TMP/baseline.err" &
+  PIDS+=($!)
+fi
+
 TARGETS=()
 wait_http "http://127.0.0.1:$MOCK_PORT/_mock/health" 10 && TARGETS+=("direct $MOCK_PORT")
 if wait_http "http://127.0.0.1:$NGX_PORT/_mock/health" 10; then
@@ -228,6 +253,14 @@ if wait_http "http://127.0.0.1:$BB_PORT/healthz" 15; then
   BB_IDLE_RSS=$(rss_tree "$BB_PID")
 else
   log "busbar did not become ready:"; tail -20 "$TMP/busbar.err" >&2 || true
+fi
+
+if [ -n "$BASELINE_BIN" ]; then
+  if wait_http "http://127.0.0.1:$BASE_PORT/healthz" 15; then
+    TARGETS+=("baseline $BASE_PORT")
+  else
+    log "baseline did not become ready:"; tail -20 "$TMP/baseline.err" >&2 || true
+  fi
 fi
 
 RESULTS=$TMP/results.txt
@@ -304,8 +337,10 @@ print('%-10s %-7s %5s %10s %10s %10s %7s' % ('scenario', 'target', 'conns', 'RPS
                                              'p99 µs', 'errors'))
 for mode in ('nonstream', 'stream'):
     for conns in (1, 64):
-        for name in ('direct', 'nginx', 'busbar', 'xlate'):
+        for name in ('direct', 'nginx', 'busbar', 'baseline', 'xlate'):
             r = rows.get((name, mode, conns))
+            if r is None and name == 'baseline':
+                continue
             if r is None:
                 print('%-10s %-7s %5d %10s' % (mode, name, conns, 'n/a'))
                 continue
@@ -326,6 +361,15 @@ for mode in ('nonstream', 'stream'):
         print('%-10s %5d %14s %20s %20s' % (mode, conns,
                                             '%.2fx' % ratio if ratio else '-',
                                             f(dp50, ' µs'), f(dp99, ' µs')))
+if any(k[0] == 'baseline' for k in rows):
+    print()
+    print('%-10s %5s %16s %16s' % ('scenario', 'conns', 'baseline/nginx', 'busbar/baseline'))
+    for mode in ('nonstream', 'stream'):
+        for conns in (1, 64):
+            b, n, z = (rows.get((x, mode, conns)) or {} for x in ('busbar', 'nginx', 'baseline'))
+            print('%-10s %5d %16s %16s' % (mode, conns,
+                  '%.2fx' % (z['rps'] / n['rps']) if z.get('rps') and n.get('rps') else '-',
+                  '%.3fx' % (b['rps'] / z['rps']) if b.get('rps') and z.get('rps') else '-'))
 print()
 print('translated (OpenAI in -> Anthropic out) vs same protocol, added latency over direct:')
 for mode in ('nonstream', 'stream'):
