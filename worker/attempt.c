@@ -397,6 +397,26 @@ void bb_attempt_fail(struct bb_attempt *a, const char *what, enum bb_fclass fc)
     bb_attempt_next(req);
 }
 
+/* The usage the client will see for the part that just broke off: what its provider reported,
+ * else its text at a token per four bytes. */
+static void bank_usage(struct bb_request *req)
+{
+    struct bb_cont *c = &req->route->cont;
+    size_t tl = c->text ? evbuffer_get_length(c->text) : 0;
+    struct bb_ir_usage *b = &c->banked;
+    b->set = true;
+    if (req->usage_seen) {
+        b->input += req->usage.input;
+        b->output += req->usage.output;
+        b->cache_read += req->usage.cache_read;
+        b->cache_write += req->usage.cache_write;
+        b->reasoning += req->usage.reasoning;
+    } else {
+        b->output += (tl - c->part_start + 3) / 4;
+    }
+    c->part_start = tl;
+}
+
 /* May the client's stream continue on another lane after a failure of attempt a? */
 static bool cont_possible(struct bb_route_state *rs, struct bb_attempt *a)
 {
@@ -419,6 +439,7 @@ void bb_attempt_broken(struct bb_attempt *a, const char *what)
                 "another lane",
                 req->id, lane, what);
         why_add(rs, lane, what);
+        bank_usage(req);
         rs->cont.enc = a->enc; /* the client's encoder goes on with the next attempt */
         rs->cont.active = true;
         rs->cont.mapped = false;

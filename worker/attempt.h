@@ -118,6 +118,7 @@ struct bb_cont {
     struct evbuffer *text;     /* the answer's text the client has received */
     void *enc;                 /* the client's encoder, handed from attempt to attempt */
     struct bb_ir_usage banked; /* usage of the parts before the running one */
+    size_t part_start;         /* bytes of text before the running part */
     char orig_fail[256];       /* the first failure after commit: its error event ends the
                                   stream when no continuation succeeds */
 };
