@@ -386,6 +386,124 @@ after_value:
     return fail(&sc, stack[depth - 1] ? "expected ',' or '}'" : "expected ',' or ']'", i);
 }
 
+void bb_jscan_member(const char *obj, size_t len, const char *key, struct bb_jscan_field *out)
+{
+    struct bb_err err;
+    out->key = key;
+    if (bb_jscan_object(obj, len, out, 1, 64, &err) < 0)
+        out->type = BB_JNONE;
+}
+
+/* End of the validated JSON value starting at buf[i] (strings and nesting followed; no
+ * validation). */
+static size_t value_end(const char *buf, size_t len, size_t i)
+{
+    int depth = 0;
+    while (i < len) {
+        char c = buf[i];
+        if (c == '"') {
+            for (i++; i < len && buf[i] != '"'; i++)
+                if (buf[i] == '\\')
+                    i++;
+            i++;
+            if (depth == 0)
+                return i;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) /* the end of the container around a scalar */
+                return i;
+            if (--depth == 0)
+                return i + 1;
+        } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+            return i;
+        }
+        i++;
+    }
+    return i;
+}
+
+static enum bb_jtype type_at(char c)
+{
+    switch (c) {
+    case '{':
+        return BB_JOBJECT;
+    case '[':
+        return BB_JARRAY;
+    case '"':
+        return BB_JSTRING;
+    case 't':
+    case 'f':
+        return BB_JBOOL;
+    case 'n':
+        return BB_JNULL;
+    default:
+        return BB_JNUMBER;
+    }
+}
+
+bool bb_jscan_element(const char *arr, size_t len, size_t idx, struct bb_jscan_field *out)
+{
+    struct scan sc = {arr, len, NULL};
+    out->type = BB_JNONE;
+    out->off = out->len = 0;
+    size_t i = skip_ws(&sc, 0);
+    if (i >= len || arr[i] != '[')
+        return false;
+    i = skip_ws(&sc, i + 1);
+    for (size_t k = 0; i < len && arr[i] != ']'; k++) {
+        size_t e = value_end(arr, len, i);
+        if (k == idx) {
+            out->type = type_at(arr[i]);
+            out->off = i;
+            out->len = e - i;
+            out->truthy = arr[i] == 't';
+            return true;
+        }
+        i = skip_ws(&sc, e);
+        if (i < len && arr[i] == ',')
+            i = skip_ws(&sc, i + 1);
+    }
+    return false;
+}
+
+bool bb_jscan_u64(const char *tok, size_t len, uint64_t *out)
+{
+    *out = 0;
+    if (len == 0 || tok[0] < '0' || tok[0] > '9')
+        return false; /* not a number, or negative */
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < len && tok[i] >= '0' && tok[i] <= '9'; i++)
+        v = v > (UINT64_MAX - 9) / 10 ? UINT64_MAX : v * 10 + (uint64_t)(tok[i] - '0');
+    if (i < len && (tok[i] == 'e' || tok[i] == 'E')) { /* 1e3: small exponents only */
+        int ex = 0;
+        i++;
+        bool neg = i < len && tok[i] == '-';
+        if (i < len && (tok[i] == '+' || tok[i] == '-'))
+            i++;
+        for (; i < len && tok[i] >= '0' && tok[i] <= '9' && ex < 100; i++)
+            ex = ex * 10 + (tok[i] - '0');
+        for (int k = 0; k < ex; k++)
+            v = neg ? v / 10 : (v > UINT64_MAX / 10 ? UINT64_MAX : v * 10);
+    }
+    *out = v;
+    return true;
+}
+
+bool bb_jscan_member_u64(const char *obj, size_t len, const char *key, uint64_t *out)
+{
+    struct bb_jscan_field f;
+    bb_jscan_member(obj, len, key, &f);
+    if (f.type != BB_JNUMBER) {
+        *out = 0;
+        return false;
+    }
+    return bb_jscan_u64(obj + f.off, f.len, out);
+}
+
 static size_t put_utf8(char *o, unsigned cp)
 {
     if (cp < 0x80) {

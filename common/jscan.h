@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/err.h"
 
@@ -26,6 +27,22 @@ struct bb_jscan_field {
  * Returns 0, or -1 with err = "what at byte N". */
 int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
                     int max_depth, struct bb_err *err);
+
+/* Member `key` of the JSON object text obj[0..len) (validated again: cheap on the small
+ * objects it is meant for): *out describes it relative to obj, type BB_JNONE when obj is not
+ * an object or has no such member. */
+void bb_jscan_member(const char *obj, size_t len, const char *key, struct bb_jscan_field *out);
+
+/* Element idx of the array text arr[0..len), which a scan has already validated: its span
+ * relative to arr and its type. false when arr is not an array or is shorter. */
+bool bb_jscan_element(const char *arr, size_t len, size_t idx, struct bb_jscan_field *out);
+
+/* The non-negative number tok[0..len) as an integer (a fraction is dropped, huge values
+ * saturate); false when it is not a number or is negative. */
+bool bb_jscan_u64(const char *tok, size_t len, uint64_t *out);
+
+/* Member `key` of obj as bb_jscan_u64 reads it; 0 (and false) when absent or not a number. */
+bool bb_jscan_member_u64(const char *obj, size_t len, const char *key, uint64_t *out);
 
 /* Decode a JSON string token (with quotes) into out (NUL-terminated, at most cap-1 bytes).
  * Returns the decoded length, or -1 when malformed or too long. */

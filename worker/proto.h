@@ -156,9 +156,11 @@ struct bb_proto_ops {
     int (*read_error)(const char *body, size_t len, struct bb_proto_error *out);
 
     /* Is a complete 2xx non-stream body this protocol's success answer? One validating scan
-     * (no DOM): 0 = a success answer; 1 = the provider's error object in a 200 (out filled by
+     * (no DOM): 0 = a success answer, its usage in *usage when usage is not NULL (as
+     * read_response would report it); 1 = the provider's error object in a 200 (out filled by
      * read_error); -1 = not an answer of this protocol (out->message says why). */
-    int (*answer_check)(const char *body, size_t len, struct bb_proto_error *out);
+    int (*answer_check)(const char *body, size_t len, struct bb_ir_usage *usage,
+                        struct bb_proto_error *out);
 };
 
 /* The validating scan answer_check implementations share: body must be one JSON object; the

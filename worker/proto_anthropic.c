@@ -2309,10 +2309,31 @@ static int anthropic_read_error(const char *body, size_t len, struct bb_proto_er
 }
 
 /* A message has type "message" and `content`; an error is {"type":"error","error":{…}}. */
-static int anthropic_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+/* usage_merge over the bytes of a usage object (no DOM): present counts replace. */
+static void anthropic_usage_scan(const char *o, size_t n, struct bb_ir_usage *u)
 {
-    struct bb_jscan_field f[3] = {{.key = "type"}, {.key = "error"}, {.key = "content"}};
-    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+    struct bb_jscan_field d;
+    uint64_t v;
+    u->set = true;
+    if (bb_jscan_member_u64(o, n, "input_tokens", &v))
+        u->input = v;
+    if (bb_jscan_member_u64(o, n, "output_tokens", &v))
+        u->output = v;
+    if (bb_jscan_member_u64(o, n, "cache_creation_input_tokens", &v))
+        u->cache_write = v;
+    if (bb_jscan_member_u64(o, n, "cache_read_input_tokens", &v))
+        u->cache_read = v;
+    bb_jscan_member(o, n, "output_tokens_details", &d);
+    if (bb_jscan_member_u64(o + d.off, d.len, "thinking_tokens", &v))
+        u->reasoning = v;
+}
+
+static int anthropic_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
+                                  struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[4] = {
+        {.key = "type"}, {.key = "error"}, {.key = "content"}, {.key = "usage"}};
+    if (bb_proto_scan_answer(body, len, f, 4, out) < 0)
         return -1;
     if (bb_proto_member_is(body, &f[0], "error") || f[1].type == BB_JOBJECT)
         return bb_proto_inband(&bb_proto_anthropic, body, len, out);
@@ -2320,6 +2341,8 @@ static int anthropic_answer_check(const char *body, size_t len, struct bb_proto_
         snprintf(out->message, sizeof out->message, "no 'content' array");
         return -1;
     }
+    if (usage && f[3].type == BB_JOBJECT)
+        anthropic_usage_scan(body + f[3].off, f[3].len, usage);
     return 0;
 }
 

@@ -2268,14 +2268,36 @@ static int bedrock_write_passthrough(struct bb_arena *a, const char *body, size_
 
 /* A Converse answer has `output`; an error is {"message"} (or "Message", "__type") without
  * it. */
-static int bedrock_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+/* read_usage over the bytes of a usage object (no DOM): integral counts only. */
+static void bedrock_usage_scan(const char *o, size_t n, struct bb_ir_usage *out)
 {
-    struct bb_jscan_field f[4] = {
-        {.key = "output"}, {.key = "message"}, {.key = "Message"}, {.key = "__type"}};
-    if (bb_proto_scan_answer(body, len, f, 4, out) < 0)
+    static const char *const keys[] = {"inputTokens", "outputTokens", "cacheReadInputTokens",
+                                       "cacheWriteInputTokens"};
+    uint64_t *dst[] = {&out->input, &out->output, &out->cache_read, &out->cache_write};
+    for (size_t i = 0; i < 4; i++) {
+        struct bb_jscan_field f;
+        bb_jscan_member(o, n, keys[i], &f);
+        if (f.type == BB_JNUMBER && !memchr(o + f.off, '.', f.len) &&
+            bb_jscan_u64(o + f.off, f.len, dst[i]))
+            out->set = true;
+    }
+}
+
+static int bedrock_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
+                                struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[5] = {{.key = "output"},
+                                  {.key = "message"},
+                                  {.key = "Message"},
+                                  {.key = "__type"},
+                                  {.key = "usage"}};
+    if (bb_proto_scan_answer(body, len, f, 5, out) < 0)
         return -1;
-    if (f[0].type == BB_JOBJECT)
+    if (f[0].type == BB_JOBJECT) {
+        if (usage && f[4].type == BB_JOBJECT)
+            bedrock_usage_scan(body + f[4].off, f[4].len, usage);
         return 0;
+    }
     if (f[1].type == BB_JSTRING || f[2].type == BB_JSTRING || f[3].type == BB_JSTRING)
         return bb_proto_inband(&bb_proto_bedrock, body, len, out);
     snprintf(out->message, sizeof out->message, "no 'output' object");

@@ -2223,10 +2223,35 @@ static int cohere_read_error(const char *body, size_t len, struct bb_proto_error
 
 /* A chat answer has a `message` object and a `finish_reason` (not "ERROR"); an error is
  * {"message":"…"}. */
-static int cohere_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+/* usage_read over the bytes of a usage object (no DOM): tokens first, billed_units next. */
+static void cohere_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
-    struct bb_jscan_field f[3] = {{.key = "message"}, {.key = "finish_reason"}, {.key = "error"}};
-    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+    struct bb_jscan_field tok, billed;
+    uint64_t in = 0, outp = 0, cached = 0;
+    bool any = false;
+    memset(out, 0, sizeof *out);
+    bb_jscan_member(u, n, "tokens", &tok);
+    bb_jscan_member(u, n, "billed_units", &billed);
+    if (bb_jscan_member_u64(u + tok.off, tok.len, "input_tokens", &in) ||
+        bb_jscan_member_u64(u + billed.off, billed.len, "input_tokens", &in))
+        any = true;
+    if (bb_jscan_member_u64(u + tok.off, tok.len, "output_tokens", &outp) ||
+        bb_jscan_member_u64(u + billed.off, billed.len, "output_tokens", &outp))
+        any = true;
+    if (bb_jscan_member_u64(u, n, "cached_tokens", &cached))
+        any = true;
+    out->set = any;
+    out->input = in > cached ? in - cached : 0;
+    out->cache_read = cached;
+    out->output = outp;
+}
+
+static int cohere_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
+                               struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[4] = {
+        {.key = "message"}, {.key = "finish_reason"}, {.key = "error"}, {.key = "usage"}};
+    if (bb_proto_scan_answer(body, len, f, 4, out) < 0)
         return -1;
     if (f[0].type == BB_JSTRING || f[2].type != BB_JNONE ||
         bb_proto_member_is(body, &f[1], "ERROR"))
@@ -2235,6 +2260,8 @@ static int cohere_answer_check(const char *body, size_t len, struct bb_proto_err
         snprintf(out->message, sizeof out->message, "no 'message' object and 'finish_reason'");
         return -1;
     }
+    if (usage && f[3].type == BB_JOBJECT)
+        cohere_usage_scan(body + f[3].off, f[3].len, usage);
     return 0;
 }
 

@@ -2539,11 +2539,40 @@ static int gemini_write_passthrough(struct bb_arena *a, const char *body, size_t
 
 /* An answer has `candidates` (or only promptFeedback when the prompt was blocked); an error is
  * {"error":{code,message,status}}. */
-static int gemini_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+/* usage_from_gemini over the bytes of a usageMetadata object (no DOM; camelCase, then
+ * snake_case). */
+static uint64_t gem_count(const char *o, size_t n, const char *camel, const char *snake)
 {
-    struct bb_jscan_field f[3] = {
-        {.key = "error"}, {.key = "candidates"}, {.key = "promptFeedback"}};
-    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+    uint64_t v;
+    if (!bb_jscan_member_u64(o, n, camel, &v))
+        bb_jscan_member_u64(o, n, snake, &v);
+    return v;
+}
+
+static void gemini_usage_scan(const char *o, size_t n, struct bb_ir_usage *u)
+{
+    uint64_t prompt = gem_count(o, n, "promptTokenCount", "prompt_token_count");
+    uint64_t cached = gem_count(o, n, "cachedContentTokenCount", "cached_content_token_count");
+    uint64_t tool = gem_count(o, n, "toolUsePromptTokenCount", "tool_use_prompt_token_count");
+    uint64_t cand = gem_count(o, n, "candidatesTokenCount", "candidates_token_count");
+    uint64_t thoughts = gem_count(o, n, "thoughtsTokenCount", "thoughts_token_count");
+    memset(u, 0, sizeof *u);
+    u->set = true;
+    u->cache_read = cached;
+    u->input = (prompt > cached ? prompt - cached : 0) + tool;
+    u->output = cand + thoughts;
+    u->reasoning = thoughts;
+}
+
+static int gemini_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
+                               struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[5] = {{.key = "error"},
+                                  {.key = "candidates"},
+                                  {.key = "promptFeedback"},
+                                  {.key = "usageMetadata"},
+                                  {.key = "usage_metadata"}};
+    if (bb_proto_scan_answer(body, len, f, 5, out) < 0)
         return -1;
     if (f[0].type == BB_JOBJECT)
         return bb_proto_inband(&bb_proto_gemini, body, len, out);
@@ -2551,6 +2580,9 @@ static int gemini_answer_check(const char *body, size_t len, struct bb_proto_err
         snprintf(out->message, sizeof out->message, "no 'candidates' array");
         return -1;
     }
+    const struct bb_jscan_field *um = f[3].type != BB_JNONE ? &f[3] : &f[4];
+    if (usage && um->type == BB_JOBJECT)
+        gemini_usage_scan(body + um->off, um->len, usage);
     return 0;
 }
 

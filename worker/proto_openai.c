@@ -2489,10 +2489,28 @@ static int openai_read_error(const char *body, size_t len, struct bb_proto_error
 
 /* A chat completion has `choices`; OpenAI and compatible servers may answer 200 with an
  * `error` object instead. */
-static int openai_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+/* usage_read over the bytes of a usage object (no DOM). */
+static void openai_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
-    struct bb_jscan_field f[2] = {{.key = "error"}, {.key = "choices"}};
-    if (bb_proto_scan_answer(body, len, f, 2, out) < 0)
+    struct bb_jscan_field pd, cd;
+    uint64_t prompt;
+    bb_jscan_member(u, n, "prompt_tokens_details", &pd);
+    bb_jscan_member(u, n, "completion_tokens_details", &cd);
+    bb_jscan_member_u64(u, n, "prompt_tokens", &prompt);
+    out->set = true;
+    bb_jscan_member_u64(u + pd.off, pd.len, "cached_tokens", &out->cache_read);
+    bb_jscan_member_u64(u + pd.off, pd.len, "cache_write_tokens", &out->cache_write);
+    uint64_t cached = out->cache_read + out->cache_write;
+    out->input = prompt > cached ? prompt - cached : 0;
+    bb_jscan_member_u64(u, n, "completion_tokens", &out->output);
+    bb_jscan_member_u64(u + cd.off, cd.len, "reasoning_tokens", &out->reasoning);
+}
+
+static int openai_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
+                               struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[3] = {{.key = "error"}, {.key = "choices"}, {.key = "usage"}};
+    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
         return -1;
     if (f[0].type != BB_JNONE && f[0].type != BB_JNULL)
         return bb_proto_inband(&bb_proto_openai, body, len, out);
@@ -2500,6 +2518,8 @@ static int openai_answer_check(const char *body, size_t len, struct bb_proto_err
         snprintf(out->message, sizeof out->message, "no 'choices' array");
         return -1;
     }
+    if (usage && f[2].type == BB_JOBJECT)
+        openai_usage_scan(body + f[2].off, f[2].len, usage);
     return 0;
 }
 

@@ -2900,10 +2900,30 @@ static int read_error(const char *body, size_t len, struct bb_proto_error *out)
 }
 
 /* A response object has `output`; a failed one has status "failed" and its `error`. */
-static int responses_answer_check(const char *body, size_t len, struct bb_proto_error *out)
+/* usage_read over the bytes of a usage object (no DOM). */
+static void responses_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
-    struct bb_jscan_field f[3] = {{.key = "error"}, {.key = "status"}, {.key = "output"}};
-    if (bb_proto_scan_answer(body, len, f, 3, out) < 0)
+    struct bb_jscan_field id, od;
+    uint64_t in;
+    memset(out, 0, sizeof *out);
+    bb_jscan_member(u, n, "input_tokens_details", &id);
+    bb_jscan_member(u, n, "output_tokens_details", &od);
+    bb_jscan_member_u64(u, n, "input_tokens", &in);
+    bb_jscan_member_u64(u + id.off, id.len, "cached_tokens", &out->cache_read);
+    bb_jscan_member_u64(u + id.off, id.len, "cache_write_tokens", &out->cache_write);
+    uint64_t cached = out->cache_read + out->cache_write;
+    out->input = in > cached ? in - cached : 0;
+    bb_jscan_member_u64(u, n, "output_tokens", &out->output);
+    bb_jscan_member_u64(u + od.off, od.len, "reasoning_tokens", &out->reasoning);
+    out->set = true;
+}
+
+static int responses_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
+                                  struct bb_proto_error *out)
+{
+    struct bb_jscan_field f[4] = {
+        {.key = "error"}, {.key = "status"}, {.key = "output"}, {.key = "usage"}};
+    if (bb_proto_scan_answer(body, len, f, 4, out) < 0)
         return -1;
     if (f[0].type == BB_JOBJECT || f[0].type == BB_JSTRING ||
         bb_proto_member_is(body, &f[1], "failed"))
@@ -2912,6 +2932,8 @@ static int responses_answer_check(const char *body, size_t len, struct bb_proto_
         snprintf(out->message, sizeof out->message, "no 'output' array");
         return -1;
     }
+    if (usage && f[3].type == BB_JOBJECT)
+        responses_usage_scan(body + f[3].off, f[3].len, usage);
     return 0;
 }
 

@@ -481,7 +481,9 @@ static void answer_end(struct bb_attempt *a)
     const char *raw = len ? (const char *)evbuffer_pullup(a->body, (ev_ssize_t)len) : "";
     struct bb_proto_error pe;
     memset(&pe, 0, sizeof pe);
-    int shape = a->eops->answer_check(raw, len, &pe);
+    struct bb_ir_usage usage;
+    memset(&usage, 0, sizeof usage);
+    int shape = a->eops->answer_check(raw, len, a->verbatim ? &usage : NULL, &pe);
     if (shape < 0) {
         snprintf(a->fail_msg, sizeof a->fail_msg, "malformed answer body (%.200s)", pe.message);
         bb_attempt_fail(a, a->fail_msg, BB_FC_SERVER);
@@ -496,18 +498,7 @@ static void answer_end(struct bb_attempt *a)
         return;
     }
     if (a->verbatim) {
-        if (req->metered && a->eops->read_response) { /* the usage of an answer relayed as is */
-            struct bb_arena scratch;
-            bb_arena_init(&scratch, 2 * len + (64u << 10));
-            struct bb_ir_response resp;
-            memset(&resp, 0, sizeof resp);
-            struct bb_err err;
-            if (a->eops->read_response(&scratch, raw, len, &resp, &err) == 0)
-                bb_meter_usage(req, &resp.usage);
-            else
-                bb_debug("request %s: usage unreadable in the answer: %s", req->id, err.msg);
-            bb_arena_free(&scratch);
-        }
+        bb_meter_usage(req, &usage); /* read by the same scan, not a DOM */
         send_head(a, a->content_type[0] ? a->content_type : "application/json", BB_BODY_LENGTH,
                   (int64_t)len);
         bb_http_respond_buffer(req, a->body); /* moved, not copied */

@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "worker/classify.h"
 #include "worker/proto.h"
@@ -184,12 +187,10 @@ static void test_bedrock(void **state)
          BB_FC_BILLING},
         {429, "{\"message\":\"Too many requests, please wait before trying again.\"}",
          BB_FC_RATE_LIMIT},
-        {429,
-         "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}",
+        {429, "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}",
          BB_FC_RATE_LIMIT},
         {400, "{\"message\":\"Input is too long for requested model.\"}", BB_FC_CONTEXT},
-        {403,
-         "{\"message\":\"You don't have access to the model with the specified model ID.\"}",
+        {403, "{\"message\":\"You don't have access to the model with the specified model ID.\"}",
          BB_FC_AUTH},
         {424, "{\"message\":\"The model returned an error: internal failure\"}", BB_FC_SERVER},
         {408, "{\"message\":\"Model has timed out in processing the request.\"}", BB_FC_TIMEOUT},
@@ -242,13 +243,13 @@ static void run_answers(enum bb_proto proto, const struct acase *t, size_t n)
     const struct bb_proto_ops *ops = bb_proto_get(proto);
     for (size_t i = 0; i < n; i++) {
         struct bb_proto_error pe;
-        int got = ops->answer_check(t[i].body, strlen(t[i].body), &pe);
+        int got = ops->answer_check(t[i].body, strlen(t[i].body), NULL, &pe);
         if (got != t[i].want)
             fail_msg("%s answer %zu (%.80s): got %d, want %d (%s)", bb_proto_name(proto), i,
                      t[i].body, got, t[i].want, pe.message);
         if (t[i].message && strstr(pe.message, t[i].message) == NULL)
-            fail_msg("%s answer %zu: message '%s' lacks '%s'", bb_proto_name(proto), i,
-                     pe.message, t[i].message);
+            fail_msg("%s answer %zu: message '%s' lacks '%s'", bb_proto_name(proto), i, pe.message,
+                     t[i].message);
     }
 }
 
@@ -339,13 +340,69 @@ static void test_inband_classes(void **state)
     assert_int_equal(bb_classify_error(&p, 0, &r), BB_FC_RATE_LIMIT);
 }
 
+/* answer_check's usage (a scan) equals read_response's (a DOM) on every answer fixture. */
+static void test_usage_scan_matches_reader(void **state)
+{
+    (void)state;
+    static const char *const dirs[] = {"openai", "responses", "anthropic",
+                                       "gemini", "bedrock",   "cohere"};
+    static const enum bb_proto protos[] = {BB_PROTO_OPENAI, BB_PROTO_RESPONSES, BB_PROTO_ANTHROPIC,
+                                           BB_PROTO_GEMINI, BB_PROTO_BEDROCK,   BB_PROTO_COHERE};
+    size_t compared = 0;
+    for (size_t p = 0; p < 6; p++) {
+        const struct bb_proto_ops *ops = bb_proto_get(protos[p]);
+        char pat[128];
+        glob_t g;
+        snprintf(pat, sizeof pat, "../fixtures/proto/%s/*.json", dirs[p]);
+        if (glob(pat, 0, NULL, &g) != 0)
+            fail_msg("no fixtures at %s", pat);
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            FILE *f = fopen(g.gl_pathv[i], "rb");
+            assert_non_null(f);
+            static char buf[1 << 20];
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            struct bb_arena a;
+            bb_arena_init(&a, 4u << 20);
+            struct bb_ir_response resp;
+            struct bb_err err;
+            memset(&resp, 0, sizeof resp);
+            struct bb_ir_usage u;
+            memset(&u, 0, sizeof u);
+            struct bb_proto_error pe;
+            if (ops->read_response(&a, buf, n, &resp, &err) == 0 &&
+                ops->answer_check(buf, n, &u, &pe) == 0) {
+                if (u.set != resp.usage.set || u.input != resp.usage.input ||
+                    u.output != resp.usage.output || u.cache_read != resp.usage.cache_read ||
+                    u.cache_write != resp.usage.cache_write || u.reasoning != resp.usage.reasoning)
+                    fail_msg("%s: scan usage set=%d %llu/%llu/%llu/%llu/%llu, reader set=%d "
+                             "%llu/%llu/%llu/%llu/%llu",
+                             g.gl_pathv[i], u.set, (unsigned long long)u.input,
+                             (unsigned long long)u.output, (unsigned long long)u.cache_read,
+                             (unsigned long long)u.cache_write, (unsigned long long)u.reasoning,
+                             resp.usage.set, (unsigned long long)resp.usage.input,
+                             (unsigned long long)resp.usage.output,
+                             (unsigned long long)resp.usage.cache_read,
+                             (unsigned long long)resp.usage.cache_write,
+                             (unsigned long long)resp.usage.reasoning);
+                compared++;
+            }
+            bb_arena_free(&a);
+        }
+        globfree(&g);
+    }
+    if (compared < 12)
+        fail_msg("only %zu answer fixtures compared", compared);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_openai),       cmocka_unit_test(test_anthropic),
-        cmocka_unit_test(test_gemini),       cmocka_unit_test(test_bedrock),
-        cmocka_unit_test(test_cohere),       cmocka_unit_test(test_answer_check),
-        cmocka_unit_test(test_inband_classes),
+        cmocka_unit_test(test_openai),         cmocka_unit_test(test_anthropic),
+        cmocka_unit_test(test_gemini),         cmocka_unit_test(test_bedrock),
+        cmocka_unit_test(test_cohere),         cmocka_unit_test(test_answer_check),
+        cmocka_unit_test(test_inband_classes), cmocka_unit_test(test_usage_scan_matches_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -255,13 +255,64 @@ static void test_long_strings(void **state)
     }
 }
 
+static void test_nested_helpers(void **state)
+{
+    (void)state;
+    const char *o = "{\"choices\": [ {\"delta\":{\"content\":\"a]}\\\"\"}} , 7, \"x,y\", [1,[2]] ,null],"
+                    "\"usage\":{\"prompt_tokens\":12,\"d\":{\"c\":3.0},\"big\":99999999999999999999999,"
+                    "\"neg\":-1,\"e\":2e3}}";
+    struct bb_jscan_field f[2] = {{.key = "choices"}, {.key = "usage"}};
+    assert_int_equal(scan(o, strlen(o), f, 2, 16, NULL), 0);
+    const char *arr = o + f[0].off;
+    struct bb_jscan_field e;
+    assert_true(bb_jscan_element(arr, f[0].len, 0, &e));
+    assert_int_equal(e.type, BB_JOBJECT);
+    struct bb_jscan_field d, c;
+    bb_jscan_member(arr + e.off, e.len, "delta", &d);
+    assert_int_equal(d.type, BB_JOBJECT);
+    bb_jscan_member(arr + e.off + d.off, d.len, "content", &c);
+    assert_int_equal(c.type, BB_JSTRING);
+    assert_int_equal(c.len, 7); /* "a]}\"" */
+    assert_true(bb_jscan_element(arr, f[0].len, 1, &e));
+    assert_int_equal(e.type, BB_JNUMBER);
+    assert_memory_equal(arr + e.off, "7", 1);
+    assert_int_equal(e.len, 1);
+    assert_true(bb_jscan_element(arr, f[0].len, 2, &e));
+    assert_int_equal(e.type, BB_JSTRING);
+    assert_int_equal(e.len, 5);
+    assert_true(bb_jscan_element(arr, f[0].len, 3, &e));
+    assert_int_equal(e.type, BB_JARRAY);
+    assert_int_equal(e.len, 7);
+    assert_true(bb_jscan_element(arr, f[0].len, 4, &e));
+    assert_int_equal(e.type, BB_JNULL);
+    assert_int_equal(e.len, 4);
+    assert_false(bb_jscan_element(arr, f[0].len, 5, &e));
+    assert_false(bb_jscan_element("[]", 2, 0, &e));
+    assert_false(bb_jscan_element("{}", 2, 0, &e));
+    const char *u = o + f[1].off;
+    uint64_t v;
+    assert_true(bb_jscan_member_u64(u, f[1].len, "prompt_tokens", &v));
+    assert_int_equal(v, 12);
+    assert_true(bb_jscan_member_u64(u, f[1].len, "big", &v));
+    assert_true(v == UINT64_MAX);
+    assert_false(bb_jscan_member_u64(u, f[1].len, "neg", &v));
+    assert_false(bb_jscan_member_u64(u, f[1].len, "absent", &v));
+    assert_true(bb_jscan_member_u64(u, f[1].len, "e", &v));
+    assert_int_equal(v, 2000);
+    bb_jscan_member(u, f[1].len, "d", &d);
+    assert_true(bb_jscan_member_u64(u + d.off, d.len, "c", &v));
+    assert_int_equal(v, 3);
+    bb_jscan_member("[1]", 3, "x", &d);
+    assert_int_equal(d.type, BB_JNONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_find_members),    cmocka_unit_test(test_duplicate_keeps_last),
         cmocka_unit_test(test_valid_documents), cmocka_unit_test(test_invalid_documents),
         cmocka_unit_test(test_depth),           cmocka_unit_test(test_unquote),
-        cmocka_unit_test(test_long_strings),
+        cmocka_unit_test(test_long_strings),    cmocka_unit_test(test_nested_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
