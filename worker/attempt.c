@@ -451,7 +451,10 @@ void bb_attempt_broken(struct bb_attempt *a, const char *what)
     }
     bb_warn("request %s: lane %s failed after the response started: %s", req->id, lane, what);
     req->close_after = true;
-    if (a->enc && a->pending) {
+    if (a->error_sent) {
+        bb_http_respond_buffer(req, a->pending);
+        bb_http_respond_end(req); /* the provider's error event is the end */
+    } else if (a->enc && a->pending) {
         char msg[300];
         if (rs->cont.orig_fail[0])
             snprintf(msg, sizeof msg, "%s", rs->cont.orig_fail);

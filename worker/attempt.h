@@ -90,9 +90,11 @@ struct bb_attempt {
     bool verbatim;          /* answers relayed as they are (same protocol) */
     bool strip_usage_chunk; /* busbar asked an OpenAI stream for usage the client did not */
     bool continuation;      /* continues a client stream another attempt started */
+    bool error_sent;   /* the client has the in-band error event that ends it */
     const char *frame_fail; /* set inside the framer's callback, acted on once it returns */
     char fail_msg[256];
     enum bb_framer framer;
+    struct bb_frame_state fstate; /* frame_scan's memory (same-protocol streams) */
     struct bb_sse sse;
     struct bb_eventstream es;
     void *dec, *enc;          /* egress decoder / ingress encoder state (arena) */

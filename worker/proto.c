@@ -78,6 +78,35 @@ bool bb_proto_member_is(const char *body, const struct bb_jscan_field *f, const 
     return f->type == BB_JSTRING && f->len == n + 2 && memcmp(body + f->off + 1, s, n) == 0;
 }
 
+void bb_proto_frame_type(const struct bb_frame *f, const struct bb_jscan_field *t, char *out,
+                         size_t cap)
+{
+    out[0] = '\0';
+    if (t && t->type == BB_JSTRING && bb_jscan_unquote(f->data + t->off, t->len, out, cap) >= 0)
+        return;
+    size_t n = f->event && f->event_len < cap ? f->event_len : 0;
+    memcpy(out, f->event ? f->event : "", n);
+    out[n] = '\0';
+}
+
+int bb_proto_frame_error(const struct bb_proto_ops *ops, const char *data, size_t len,
+                         const char *fallback, struct bb_frame_info *out)
+{
+    struct bb_proto_error pe;
+    memset(&pe, 0, sizeof pe);
+    out->error = true;
+    if (data && len && ops->read_error(data, len, &pe) == 0 && pe.message[0])
+        snprintf(out->error_msg, sizeof out->error_msg, "%.190s", pe.message);
+    else
+        snprintf(out->error_msg, sizeof out->error_msg, "%s", fallback);
+    return 0;
+}
+
+bool bb_proto_nonempty_str(const struct bb_jscan_field *f)
+{
+    return f->type == BB_JSTRING && f->len > 2;
+}
+
 int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len,
                     struct bb_proto_error *out)
 {

@@ -46,6 +46,25 @@ struct bb_frame {
     bool exception;     /* AWS :message-type is "exception" (or "error") */
 };
 
+/* What one stream frame means to a same-protocol relay, read by a scan of its bytes (no
+ * DOM): frames are relayed as they came, so only the commit point, the end, in-band errors
+ * and usage matter. */
+struct bb_frame_info {
+    bool content;    /* a meaningful event (content, a block, the message delta): commit */
+    bool stop;       /* carries the answer's stop / finish reason: its final state is known */
+    bool end;        /* the protocol's terminator */
+    bool error;      /* an in-band error; error_msg says what */
+    bool usage_only; /* OpenAI's chunk with empty choices that only carries usage */
+    struct bb_ir_usage usage; /* usage the frame reports (cumulative totals), when .set */
+    char error_msg[200];
+};
+
+/* What frame_scan remembers from frame to frame (zeroed at the start of a stream). */
+struct bb_frame_state {
+    bool stopped;  /* the stop reason arrived in an earlier frame */
+    uint64_t skip; /* Anthropic: wire block indexes (< 64) with no IR form (server tools) */
+};
+
 /* Called by decoders for each IR event; non-zero stops decoding (returned by the decoder). */
 typedef int (*bb_ir_event_cb)(void *arg, const struct bb_ir_event *ev);
 
@@ -152,6 +171,12 @@ struct bb_proto_ops {
      * event is itself the end. */
     const char *terminator;
 
+    /* Same-protocol stream relay: what frame f means, as the decoder would see it (the same
+     * commit point, stop, end, error and usage), from a scan of its bytes; st carries what
+     * it must remember between frames. -1 on a malformed frame. */
+    int (*frame_scan)(const struct bb_frame *f, struct bb_frame_state *st,
+                      struct bb_frame_info *out);
+
     /* Extract code/type/message from an error body (any status). 0 when something was found. */
     int (*read_error)(const char *body, size_t len, struct bb_proto_error *out);
 
@@ -171,6 +196,19 @@ int bb_proto_scan_answer(const char *body, size_t len, struct bb_jscan_field *f,
 
 /* Member f (as located by bb_proto_scan_answer) is the JSON string s. */
 bool bb_proto_member_is(const char *body, const struct bb_jscan_field *f, const char *s);
+
+/* A frame's type: its JSON `type` member (field t, as located by a scan of data) when it is a
+ * string, else its SSE event name; "" when neither. */
+void bb_proto_frame_type(const struct bb_frame *f, const struct bb_jscan_field *t, char *out,
+                         size_t cap);
+
+/* frame_scan's verdict for an in-band error frame: error_msg from ops->read_error over data
+ * (or fallback), returns 0. */
+int bb_proto_frame_error(const struct bb_proto_ops *ops, const char *data, size_t len,
+                         const char *fallback, struct bb_frame_info *out);
+
+/* A JSON string member (located by a scan) that is not "". */
+bool bb_proto_nonempty_str(const struct bb_jscan_field *f);
 
 /* answer_check's verdict for an in-band error: out filled by ops->read_error, returns 1. */
 int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len,

@@ -45,7 +45,6 @@
 /* JSON helpers                                                                             */
 /* ======================================================================================== */
 
-
 static json_object *jnew_str(const struct bb_ir_str *s)
 {
     return json_object_new_string_len(s->p ? s->p : "", s->p ? (int)s->len : 0);
@@ -1041,12 +1040,14 @@ static int rd_out_block(struct bb_arena *a, json_object *o, struct bb_ir_block *
     }
     json_object *text = bb_json_get(o, b->type == BB_IR_THINKING ? "thinking" : "text");
     json_object *sig = bb_json_get(o, b->type == BB_IR_REDACTED_THINKING ? "data" : "signature");
-    if (bb_json_is(text, json_type_string) && b->type != BB_IR_TOOL_USE && !(b->text = bb_json_dup(a, text)).p)
+    if (bb_json_is(text, json_type_string) && b->type != BB_IR_TOOL_USE &&
+        !(b->text = bb_json_dup(a, text)).p)
         return bb_err_set(err, "out of memory");
     if (bb_json_is(sig, json_type_string) && !(b->signature = bb_json_dup(a, sig)).p)
         return bb_err_set(err, "out of memory");
     if (b->type == BB_IR_TOOL_USE) {
-        json_object *id = bb_json_get(o, "id"), *name = bb_json_get(o, "name"), *in = bb_json_get(o, "input");
+        json_object *id = bb_json_get(o, "id"), *name = bb_json_get(o, "name"),
+                    *in = bb_json_get(o, "input");
         if (bb_json_is(id, json_type_string))
             b->id = bb_json_dup(a, id);
         if (bb_json_is(name, json_type_string))
@@ -1467,7 +1468,8 @@ static bool history_allows_thinking(json_object *msgs)
         size_t nc = json_object_array_length(c);
         bool tool = false;
         for (size_t j = 0; j < nc; j++)
-            tool = tool || bb_json_str_eq(bb_json_get(json_object_array_get_idx(c, j), "type"), "tool_use");
+            tool = tool ||
+                   bb_json_str_eq(bb_json_get(json_object_array_get_idx(c, j), "type"), "tool_use");
         if (!tool && i != n - 1)
             return true;
         json_object *first = bb_json_get(json_object_array_get_idx(c, 0), "type");
@@ -1634,9 +1636,11 @@ static int anthropic_read_response(struct bb_arena *a, const char *body, size_t 
         goto done;
     }
     json_object *v;
-    if (bb_json_is(v = bb_json_get(root, "id"), json_type_string) && !(out->id = bb_json_dup(a, v)).p)
+    if (bb_json_is(v = bb_json_get(root, "id"), json_type_string) &&
+        !(out->id = bb_json_dup(a, v)).p)
         goto oom;
-    if (bb_json_is(v = bb_json_get(root, "model"), json_type_string) && !(out->model = bb_json_dup(a, v)).p)
+    if (bb_json_is(v = bb_json_get(root, "model"), json_type_string) &&
+        !(out->model = bb_json_dup(a, v)).p)
         goto oom;
     out->stop = stop_from_wire(bb_json_str(bb_json_get(root, "stop_reason")));
     if (bb_json_is(v = bb_json_get(root, "stop_sequence"), json_type_string) &&
@@ -1960,7 +1964,8 @@ static int enc_delta(struct anth_enc *e, const struct bb_ir_event *ev, struct ev
         jadd(d, "partial_json", jnew_str(&ev->text));
         break;
     case BB_IR_D_CITATION: {
-        json_object *c = str_has(&ev->text) ? bb_json_parse(ev->text.p, ev->text.len, "", NULL) : NULL;
+        json_object *c =
+            str_has(&ev->text) ? bb_json_parse(ev->text.p, ev->text.len, "", NULL) : NULL;
         if (!bb_json_is(c, json_type_object)) {
             json_object_put(c);
             return 0;
@@ -2060,7 +2065,7 @@ static int anthropic_enc_event(void *enc, struct bb_arena *scratch, const struct
  * rest renumbered 0, 1, 2, ... */
 struct anth_dec {
     bool started, in_block, skip, done;
-    bool stopped; /* message_delta (the stop reason) arrived */
+    bool stopped;      /* message_delta (the stop reason) arrived */
     uint32_t up_index; /* wire index of the open block */
     uint32_t ir_index; /* its IR index */
     uint32_t next_ir;
@@ -2150,7 +2155,8 @@ static int dec_block_start(struct anth_dec *d, struct bb_arena *s, json_object *
     if (d->type == BB_IR_REDACTED_THINKING && (v = bb_json_get(cb_obj, "data")))
         return dec_emit_delta(d, s, BB_IR_D_REDACTED, json_object_get_string(v),
                               (size_t)json_object_get_string_len(v), cb, arg);
-    if (d->type == BB_IR_TOOL_USE && bb_json_is(v = bb_json_get(cb_obj, "input"), json_type_object) &&
+    if (d->type == BB_IR_TOOL_USE &&
+        bb_json_is(v = bb_json_get(cb_obj, "input"), json_type_object) &&
         json_object_object_length(v) > 0) {
         size_t n = 0;
         const char *js = json_object_to_json_string_length(v, JSON_OUT, &n);
@@ -2162,7 +2168,8 @@ static int dec_block_start(struct anth_dec *d, struct bb_arena *s, json_object *
 static int dec_block_delta(struct anth_dec *d, struct bb_arena *s, json_object *o,
                            bb_ir_event_cb cb, void *arg)
 {
-    if (!d->in_block || !bb_json_is_number(bb_json_get(o, "index")) || jget_u64(o, "index") != d->up_index)
+    if (!d->in_block || !bb_json_is_number(bb_json_get(o, "index")) ||
+        jget_u64(o, "index") != d->up_index)
         return -1; /* a delta outside its block: the stream is malformed */
     if (d->skip)
         return 0;
@@ -2230,9 +2237,11 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
         ev.type = BB_IR_EV_MESSAGE_START;
         usage_merge(&d->usage, bb_json_get(m, "usage"));
         ev.usage = d->usage;
-        if (bb_json_is(v = bb_json_get(m, "id"), json_type_string) && !(ev.id = bb_json_dup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(m, "id"), json_type_string) &&
+            !(ev.id = bb_json_dup(scratch, v)).p)
             rc = -1;
-        if (bb_json_is(v = bb_json_get(m, "model"), json_type_string) && !(ev.model = bb_json_dup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(m, "model"), json_type_string) &&
+            !(ev.model = bb_json_dup(scratch, v)).p)
             rc = -1;
         d->started = true;
         if (rc == 0)
@@ -2271,9 +2280,11 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
         json_object *e = bb_json_get(o, "error");
         json_object *v;
         ev.type = BB_IR_EV_ERROR;
-        if (bb_json_is(v = bb_json_get(e, "type"), json_type_string) && !(ev.error_type = bb_json_dup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(e, "type"), json_type_string) &&
+            !(ev.error_type = bb_json_dup(scratch, v)).p)
             rc = -1;
-        if (bb_json_is(v = bb_json_get(e, "message"), json_type_string) && !(ev.text = bb_json_dup(scratch, v)).p)
+        if (bb_json_is(v = bb_json_get(e, "message"), json_type_string) &&
+            !(ev.text = bb_json_dup(scratch, v)).p)
             rc = -1;
         ev.error_status = status_from_error_type(ev.error_type.p);
         d->done = true;
@@ -2348,8 +2359,7 @@ static int anthropic_answer_check(const char *body, size_t len, struct bb_ir_usa
 
 /* The stream ended without message_stop: finished when message_delta brought the stop
  * reason. */
-static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event_cb cb,
-                                void *arg)
+static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event_cb cb, void *arg)
 {
     struct anth_dec *d = dec;
     (void)scratch;
@@ -2359,6 +2369,70 @@ static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event
     struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_STOP};
     d->done = true;
     return rc ? rc : cb(arg, &ev);
+}
+
+/* frame_scan: blocks and the message delta are meaningful, message_delta's stop_reason is the
+ * stop, message_stop the end. */
+static int anthropic_frame_scan_1(const struct bb_frame *f, struct bb_frame_state *st, bool stopped,
+                                  struct bb_frame_info *out)
+{
+    (void)stopped;
+    memset(out, 0, sizeof *out);
+    if (!f->data_len)
+        return 0;
+    struct bb_jscan_field t[6] = {{.key = "type"},  {.key = "message"},       {.key = "usage"},
+                                  {.key = "delta"}, {.key = "content_block"}, {.key = "index"}};
+    struct bb_err err;
+    if (bb_jscan_object(f->data, f->data_len, t, 6, 128, &err) < 0)
+        return -1;
+    char type[48];
+    bb_proto_frame_type(f, &t[0], type, sizeof type);
+    uint64_t idx = 0;
+    bool low =
+        t[5].type == BB_JNUMBER && bb_jscan_u64(f->data + t[5].off, t[5].len, &idx) && idx < 64;
+    if (strcmp(type, "message_start") == 0) {
+        struct bb_jscan_field u;
+        bb_jscan_member(f->data + t[1].off, t[1].len, "usage", &u);
+        if (t[1].type == BB_JOBJECT && u.type == BB_JOBJECT)
+            anthropic_usage_scan(f->data + t[1].off + u.off, u.len, &out->usage);
+    } else if (strcmp(type, "content_block_start") == 0) {
+        /* blocks with no IR form (server tools) are not the answer's content */
+        const char *cb = f->data + t[4].off;
+        struct bb_jscan_field bt;
+        bb_jscan_member(cb, t[4].len, "type", &bt);
+        out->content = bb_proto_member_is(cb, &bt, "text") ||
+                       bb_proto_member_is(cb, &bt, "thinking") ||
+                       bb_proto_member_is(cb, &bt, "redacted_thinking") ||
+                       bb_proto_member_is(cb, &bt, "tool_use");
+        if (low && !out->content)
+            st->skip |= 1ull << idx;
+        else if (low)
+            st->skip &= ~(1ull << idx);
+    } else if (strcmp(type, "content_block_delta") == 0) {
+        out->content = !(low && (st->skip >> idx & 1));
+    } else if (strcmp(type, "message_delta") == 0) {
+        struct bb_jscan_field sr;
+        bb_jscan_member(f->data + t[3].off, t[3].len, "stop_reason", &sr);
+        out->content = true;
+        out->stop = sr.type == BB_JSTRING;
+        if (t[2].type == BB_JOBJECT)
+            anthropic_usage_scan(f->data + t[2].off, t[2].len, &out->usage);
+    } else if (strcmp(type, "message_stop") == 0) {
+        out->content = out->stop = out->end = true;
+    } else if (strcmp(type, "error") == 0) {
+        return bb_proto_frame_error(&bb_proto_anthropic, f->data, f->data_len, "upstream error",
+                                    out);
+    }
+    return 0;
+}
+
+static int anthropic_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
+                                struct bb_frame_info *out)
+{
+    bool stopped = st->stopped;
+    int rc = anthropic_frame_scan_1(f, st, stopped, out);
+    st->stopped = st->stopped || out->stop;
+    return rc;
 }
 
 const struct bb_proto_ops bb_proto_anthropic = {
@@ -2380,4 +2454,5 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .dec_finish = anthropic_dec_finish,
     .terminator = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
     .answer_check = anthropic_answer_check,
+    .frame_scan = anthropic_frame_scan,
 };

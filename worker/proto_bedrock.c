@@ -1790,7 +1790,7 @@ static const char *exception_for(const struct bb_ir_event *ev)
 
 struct dec {
     bool started, open, done;
-    bool stop_seen; /* messageStop (the stop reason) arrived */
+    bool stop_seen;       /* messageStop (the stop reason) arrived */
     int64_t native;       /* Bedrock contentBlockIndex of the open block */
     uint32_t index, next; /* IR index of the open block; the next one to hand out */
     enum bb_ir_stop stop;
@@ -2306,8 +2306,7 @@ static int bedrock_answer_check(const char *body, size_t len, struct bb_ir_usage
 
 /* The stream ended without its metadata event: finished when messageStop brought the stop
  * reason. */
-static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_cb cb,
-                              void *arg)
+static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_cb cb, void *arg)
 {
     struct dec *d = decp;
     (void)scratch;
@@ -2325,6 +2324,45 @@ static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_
         d->done = true;
         rc = emit(cb, arg, &ev);
     }
+    return rc;
+}
+
+/* frame_scan: content blocks are meaningful, messageStop carries the stop, metadata is the end
+ * (with the usage); exception messages are in-band errors. */
+static int bedrock_frame_scan_1(const struct bb_frame *f, struct bb_frame_state *st, bool stopped,
+                                struct bb_frame_info *out)
+{
+    (void)stopped;
+    (void)st;
+    memset(out, 0, sizeof *out);
+    if (f->exception) {
+        char fb[96];
+        snprintf(fb, sizeof fb, "%.*s", (int)(f->event_len < 80 ? f->event_len : 80),
+                 f->event ? f->event : "exception");
+        return bb_proto_frame_error(&bb_proto_bedrock, f->data, f->data_len, fb, out);
+    }
+    struct bb_jscan_field t[1] = {{.key = "usage"}};
+    struct bb_err err;
+    if (bb_jscan_object(f->data, f->data_len, t, 1, 128, &err) < 0)
+        return -1;
+    if (ev_is(f, "contentBlockStart") || ev_is(f, "contentBlockDelta")) {
+        out->content = true;
+    } else if (ev_is(f, "messageStop")) {
+        out->stop = true;
+    } else if (ev_is(f, "metadata")) {
+        out->content = out->stop = out->end = true;
+        if (t[0].type == BB_JOBJECT)
+            bedrock_usage_scan(f->data + t[0].off, t[0].len, &out->usage);
+    }
+    return 0;
+}
+
+static int bedrock_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
+                              struct bb_frame_info *out)
+{
+    bool stopped = st->stopped;
+    int rc = bedrock_frame_scan_1(f, st, stopped, out);
+    st->stopped = st->stopped || out->stop;
     return rc;
 }
 
@@ -2347,4 +2385,5 @@ const struct bb_proto_ops bb_proto_bedrock = {
     .read_error = bedrock_read_error,
     .dec_finish = bedrock_dec_finish,
     .answer_check = bedrock_answer_check,
+    .frame_scan = bedrock_frame_scan,
 };

@@ -49,7 +49,6 @@
 /* JSON helpers                                                                             */
 /* ======================================================================================== */
 
-
 static bool str_has(const struct bb_ir_str *s)
 {
     return s->p && s->len;
@@ -239,7 +238,8 @@ static bool citation_is_cohere(json_object *c)
 {
     return bb_json_is(c, json_type_object) &&
            (bb_json_is(bb_json_get(c, "sources"), json_type_array) ||
-            (bb_json_is_number(bb_json_get(c, "start")) && bb_json_is_number(bb_json_get(c, "end"))));
+            (bb_json_is_number(bb_json_get(c, "start")) &&
+             bb_json_is_number(bb_json_get(c, "end"))));
 }
 
 /* "data:<media type>[;params];base64,<data>" → media type + data. false when not base64. */
@@ -657,7 +657,8 @@ static int rd_tool_result(struct rd *r, json_object *m, const char *path, struct
             if (!t)
                 return rd_oom(r);
             t->type = BB_IR_TEXT;
-            t->text = bb_json_is(data, json_type_string) ? bb_json_dup(r->a, data) : bb_json_text(r->a, data);
+            t->text = bb_json_is(data, json_type_string) ? bb_json_dup(r->a, data)
+                                                         : bb_json_text(r->a, data);
             if (!t->text.p)
                 return rd_oom(r);
         } else if (rd_unsupported(r, "content.", type) < 0) {
@@ -1372,7 +1373,8 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
             continue;
         json_object *params = NULL;
         if (str_has(&t->parameters_json)) {
-            params = bb_json_parse(t->parameters_json.p, t->parameters_json.len, "parameters", NULL);
+            params =
+                bb_json_parse(t->parameters_json.p, t->parameters_json.len, "parameters", NULL);
             if (!bb_json_is(params, json_type_object)) {
                 json_object_put(params);
                 json_object_put(tools);
@@ -1470,7 +1472,7 @@ static int w_format(struct wr *w, json_object *body, struct bb_err *err)
         jadd(rf, "type", json_object_new_string("json_object"));
         if (ir->format == BB_IR_FMT_JSON_SCHEMA && str_has(&ir->format_schema_json)) {
             json_object *s = bb_json_parse(ir->format_schema_json.p, ir->format_schema_json.len,
-                                        "response_format schema", NULL);
+                                           "response_format schema", NULL);
             if (!bb_json_is(s, json_type_object)) {
                 json_object_put(s);
                 json_object_put(rf);
@@ -1722,7 +1724,8 @@ static int dx_message_end(struct dx *x, json_object *data)
  * event this decoder predates, skipped. */
 static int dx_unknown(struct dx *x, json_object *data, const char *event)
 {
-    json_object *err = bb_json_get(data, "error"), *msg = bb_json_get(data, "message"), *type = NULL;
+    json_object *err = bb_json_get(data, "error"), *msg = bb_json_get(data, "message"),
+                *type = NULL;
     if (bb_json_is(err, json_type_object)) {
         type = bb_json_get(err, "type");
         msg = bb_json_get(err, "message");
@@ -1766,7 +1769,8 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
     if (strcmp(type, "content-start") == 0) {
         json_object *c = bb_json_get(m, "content");
         const char *ct = bb_json_str(bb_json_get(c, "type"));
-        bool thinking = ct ? strcmp(ct, "thinking") == 0 : bb_json_get(c, "thinking") && !bb_json_get(c, "text");
+        bool thinking = ct ? strcmp(ct, "thinking") == 0
+                           : bb_json_get(c, "thinking") && !bb_json_get(c, "text");
         if ((rc = dx_open(x, DK_CONTENT, wi, thinking ? BB_IR_THINKING : BB_IR_TEXT, NULL, NULL)))
             return rc;
         return dx_delta(x, thinking ? BB_IR_D_THINKING : BB_IR_D_TEXT,
@@ -1797,21 +1801,24 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
     }
     if (strcmp(type, "tool-call-start") == 0) {
         json_object *tc = bb_json_get(m, "tool_calls"), *fn = bb_json_get(tc, "function");
-        if ((rc = dx_open(x, DK_TOOL, wi, BB_IR_TOOL_USE, bb_json_get(tc, "id"), bb_json_get(fn, "name"))))
+        if ((rc = dx_open(x, DK_TOOL, wi, BB_IR_TOOL_USE, bb_json_get(tc, "id"),
+                          bb_json_get(fn, "name"))))
             return rc;
         return dx_delta(x, BB_IR_D_INPUT_JSON, bb_json_get(fn, "arguments"));
     }
     if (strcmp(type, "tool-call-delta") == 0) {
         if ((rc = dx_ensure(x, DK_TOOL, wi, BB_IR_TOOL_USE)))
             return rc;
-        return dx_delta(x, BB_IR_D_INPUT_JSON,
-                        bb_json_get(bb_json_get(bb_json_get(m, "tool_calls"), "function"), "arguments"));
+        return dx_delta(
+            x, BB_IR_D_INPUT_JSON,
+            bb_json_get(bb_json_get(bb_json_get(m, "tool_calls"), "function"), "arguments"));
     }
     /* citation-start: onto the text block it cites while that block is open (Cohere sends
      * citations before the part's content-end); a citation of a closed part cannot be placed
      * in the IR's block order and is skipped. */
     json_object *cit = bb_json_get(m, "citations");
-    if (!bb_json_is(cit, json_type_object) || !d->open || d->type != BB_IR_TEXT || d->kind != DK_CONTENT)
+    if (!bb_json_is(cit, json_type_object) || !d->open || d->type != BB_IR_TEXT ||
+        d->kind != DK_CONTENT)
         return 0;
     json_object *ci = bb_json_get(cit, "content_index");
     if (bb_json_is(ci, json_type_int) && json_object_get_int64(ci) != d->wire_index)
@@ -2265,6 +2272,81 @@ static int cohere_answer_check(const char *body, size_t len, struct bb_ir_usage 
     return 0;
 }
 
+/* frame_scan: content, tool-plan and tool-call events are meaningful; message-end is the stop
+ * and the end (with the usage), or an in-band error when its finish_reason is ERROR/TIMEOUT. */
+static int cohere_frame_scan_1(const struct bb_frame *f, struct bb_frame_state *st, bool stopped,
+                               struct bb_frame_info *out)
+{
+    (void)stopped;
+    (void)st;
+    memset(out, 0, sizeof *out);
+    if (!f->data_len)
+        return 0;
+    size_t n = f->data_len;
+    while (n && isspace((unsigned char)f->data[n - 1]))
+        n--;
+    if (n == 6 && memcmp(f->data, "[DONE]", 6) == 0) {
+        out->content = out->stop = out->end = true;
+        return 0;
+    }
+    struct bb_jscan_field t[4] = {
+        {.key = "type"}, {.key = "delta"}, {.key = "error"}, {.key = "message"}};
+    struct bb_err err;
+    if (bb_jscan_object(f->data, f->data_len, t, 4, 128, &err) < 0)
+        return -1;
+    char type[48];
+    bool ev_error = f->event_len == 5 && memcmp(f->event, "error", 5) == 0;
+    bb_proto_frame_type(f, t[0].type == BB_JSTRING || !ev_error ? &t[0] : NULL, type, sizeof type);
+    if (t[0].type != BB_JSTRING && ev_error)
+        type[0] = '\0';
+    static const char *const content[] = {"content-start",   "content-delta",   "tool-plan-delta",
+                                          "tool-call-start", "tool-call-delta", "citation-start"};
+    for (size_t i = 0; i < sizeof content / sizeof content[0]; i++)
+        if (strcmp(type, content[i]) == 0) {
+            out->content = true;
+            return 0;
+        }
+    if (strcmp(type, "message-end") == 0) {
+        const char *d = f->data + t[1].off;
+        struct bb_jscan_field fr, er, u;
+        bb_jscan_member(d, t[1].len, "finish_reason", &fr);
+        bb_jscan_member(d, t[1].len, "error", &er);
+        bb_jscan_member(d, t[1].len, "usage", &u);
+        if (bb_proto_member_is(d, &fr, "ERROR") || bb_proto_member_is(d, &fr, "TIMEOUT") ||
+            bb_proto_nonempty_str(&er)) {
+            char msg[160] = "the model ended the stream with an error";
+            if (bb_proto_nonempty_str(&er))
+                bb_jscan_unquote(d + er.off, er.len, msg, sizeof msg);
+            out->error = true;
+            snprintf(out->error_msg, sizeof out->error_msg, "%s", msg);
+            return 0;
+        }
+        if (u.type == BB_JOBJECT)
+            cohere_usage_scan(d + u.off, u.len, &out->usage);
+        out->content = out->stop = out->end = true;
+        return 0;
+    }
+    if (strcmp(type, "message-start") == 0 || strcmp(type, "content-end") == 0 ||
+        strcmp(type, "tool-call-end") == 0 || strcmp(type, "debug") == 0 ||
+        strcmp(type, "citation-end") == 0)
+        return 0;
+    /* unknown: an error when it says so */
+    if (t[2].type == BB_JOBJECT || bb_proto_nonempty_str(&t[2]) || t[3].type == BB_JSTRING ||
+        ev_error)
+        return bb_proto_frame_error(&bb_proto_cohere, f->data, f->data_len,
+                                    "the provider sent an error event", out);
+    return 0;
+}
+
+static int cohere_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
+                             struct bb_frame_info *out)
+{
+    bool stopped = st->stopped;
+    int rc = cohere_frame_scan_1(f, st, stopped, out);
+    st->stopped = st->stopped || out->stop;
+    return rc;
+}
+
 const struct bb_proto_ops bb_proto_cohere = {
     .id = BB_PROTO_COHERE,
     .framing = BB_FRAMING_SSE,
@@ -2282,4 +2364,5 @@ const struct bb_proto_ops bb_proto_cohere = {
     .dec_frame = cohere_dec_frame,
     .read_error = cohere_read_error,
     .answer_check = cohere_answer_check,
+    .frame_scan = cohere_frame_scan,
 };

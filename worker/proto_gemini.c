@@ -2530,8 +2530,7 @@ static int gemini_write_passthrough(struct bb_arena *a, const char *body, size_t
         return -1;
     if (evbuffer_add(out->headers, "Content-Type: application/json\r\n", 32) < 0 ||
         (ctx->provider->api_key &&
-         evbuffer_add_printf(out->headers, "x-goog-api-key: %s\r\n", ctx->provider->api_key) <
-             0) ||
+         evbuffer_add_printf(out->headers, "x-goog-api-key: %s\r\n", ctx->provider->api_key) < 0) ||
         evbuffer_add(out->body, body, len) < 0)
         return bb_err_set(err, "out of memory");
     return 0;
@@ -2586,6 +2585,64 @@ static int gemini_answer_check(const char *body, size_t len, struct bb_ir_usage 
     return 0;
 }
 
+/* frame_scan: a chunk with parts in its first candidate is meaningful; a finishReason (or a
+ * blocked prompt) is the stop and the end; usageMetadata is the running usage. */
+static int gemini_frame_scan_1(const struct bb_frame *f, struct bb_frame_state *st, bool stopped,
+                               struct bb_frame_info *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = f->data_len;
+    const char *p = f->data;
+    while (n && isspace((unsigned char)*p))
+        p++, n--;
+    if (!n || stopped)
+        return 0; /* keep-alive, or a usage-only chunk after the finishReason */
+    struct bb_jscan_field t[6] = {{.key = "error"},          {.key = "candidates"},
+                                  {.key = "promptFeedback"}, {.key = "prompt_feedback"},
+                                  {.key = "usageMetadata"},  {.key = "usage_metadata"}};
+    struct bb_err err;
+    if (bb_jscan_object(p, n, t, 6, 128, &err) < 0)
+        return -1;
+    if (t[0].type != BB_JNONE && t[0].type != BB_JNULL)
+        return bb_proto_frame_error(&bb_proto_gemini, p, n, "error", out);
+    struct bb_jscan_field c = {.type = BB_JNONE};
+    if (t[1].type == BB_JARRAY)
+        bb_jscan_element(p + t[1].off, t[1].len, 0, &c);
+    if (c.type == BB_JOBJECT) {
+        const char *cp = p + t[1].off + c.off;
+        struct bb_jscan_field cf[3] = {
+            {.key = "content"}, {.key = "finishReason"}, {.key = "finish_reason"}};
+        bb_jscan_object(cp, c.len, cf, 3, 128, &err);
+        struct bb_jscan_field parts, e0;
+        bb_jscan_member(cp + cf[0].off, cf[0].len, "parts", &parts);
+        out->content = parts.type == BB_JARRAY &&
+                       bb_jscan_element(cp + cf[0].off + parts.off, parts.len, 0, &e0);
+        if (cf[1].type == BB_JSTRING || cf[2].type == BB_JSTRING)
+            out->content = out->stop = out->end = true;
+    } else {
+        const struct bb_jscan_field *pf = t[2].type == BB_JOBJECT ? &t[2] : &t[3];
+        struct bb_jscan_field br, br2;
+        bb_jscan_member(p + pf->off, pf->len, "blockReason", &br);
+        bb_jscan_member(p + pf->off, pf->len, "block_reason", &br2);
+        if (pf->type == BB_JOBJECT && ((br.type != BB_JNONE && br.type != BB_JNULL) ||
+                                       (br2.type != BB_JNONE && br2.type != BB_JNULL)))
+            out->content = out->stop = out->end = true;
+    }
+    const struct bb_jscan_field *um = t[4].type != BB_JNONE ? &t[4] : &t[5];
+    if (um->type == BB_JOBJECT)
+        gemini_usage_scan(p + um->off, um->len, &out->usage);
+    return 0;
+}
+
+static int gemini_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
+                             struct bb_frame_info *out)
+{
+    bool stopped = st->stopped;
+    int rc = gemini_frame_scan_1(f, st, stopped, out);
+    st->stopped = st->stopped || out->stop;
+    return rc;
+}
+
 const struct bb_proto_ops bb_proto_gemini = {
     .id = BB_PROTO_GEMINI,
     .framing = BB_FRAMING_SSE,
@@ -2604,4 +2661,5 @@ const struct bb_proto_ops bb_proto_gemini = {
     .dec_frame = gemini_dec_frame,
     .read_error = gemini_read_error,
     .answer_check = gemini_answer_check,
+    .frame_scan = gemini_frame_scan,
 };

@@ -2533,6 +2533,74 @@ static int openai_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_c
     return d_done(&x);
 }
 
+/* frame_scan: a chunk is meaningful with non-empty content, reasoning, refusal or tool calls in
+ * choice 0's delta, its finish_reason is the stop, [DONE] the end; usage after the stop is the
+ * message delta. */
+static int openai_frame_scan_1(const struct bb_frame *f, struct bb_frame_state *st, bool stopped,
+                               struct bb_frame_info *out)
+{
+    memset(out, 0, sizeof *out);
+    if (data_is(f, "[DONE]")) {
+        out->content = out->stop = out->end = true;
+        return 0;
+    }
+    if (data_is(f, ""))
+        return 0;
+    struct bb_jscan_field t[3] = {{.key = "error"}, {.key = "choices"}, {.key = "usage"}};
+    struct bb_err err;
+    if (bb_jscan_object(f->data, f->data_len, t, 3, 128, &err) < 0)
+        return -1;
+    if (t[0].type != BB_JNONE && t[0].type != BB_JNULL)
+        return bb_proto_frame_error(&bb_proto_openai, f->data, f->data_len, "upstream error", out);
+    const char *arr = f->data + t[1].off;
+    struct bb_jscan_field el;
+    bool any_choice = t[1].type == BB_JARRAY && bb_jscan_element(arr, t[1].len, 0, &el);
+    for (size_t i = 0; any_choice && bb_jscan_element(arr, t[1].len, i, &el); i++) {
+        if (el.type != BB_JOBJECT)
+            continue;
+        const char *c = arr + el.off;
+        struct bb_jscan_field cf[3] = {
+            {.key = "index"}, {.key = "delta"}, {.key = "finish_reason"}};
+        uint64_t idx = 0;
+        bb_jscan_object(c, el.len, cf, 3, 128, &err);
+        if (cf[0].type == BB_JNUMBER && (!bb_jscan_u64(c + cf[0].off, cf[0].len, &idx) || idx))
+            continue; /* the IR carries choice 0 only */
+        if (!stopped && !out->stop && cf[1].type == BB_JOBJECT) {
+            struct bb_jscan_field df[7] = {{.key = "content"},        {.key = "reasoning_content"},
+                                           {.key = "reasoning"},      {.key = "refusal"},
+                                           {.key = "tool_calls"},     {.key = "function_call"},
+                                           {.key = "thinking_blocks"}};
+            const char *d = c + cf[1].off;
+            struct bb_jscan_field e0;
+            bb_jscan_object(d, cf[1].len, df, 7, 128, &err);
+            out->content =
+                out->content || bb_proto_nonempty_str(&df[0]) || bb_proto_nonempty_str(&df[1]) ||
+                bb_proto_nonempty_str(&df[2]) || bb_proto_nonempty_str(&df[3]) ||
+                df[5].type == BB_JOBJECT ||
+                (df[4].type == BB_JARRAY && bb_jscan_element(d + df[4].off, df[4].len, 0, &e0)) ||
+                (df[6].type == BB_JARRAY && bb_jscan_element(d + df[6].off, df[6].len, 0, &e0));
+        }
+        if (cf[2].type == BB_JSTRING)
+            out->stop = true;
+    }
+    if (t[2].type == BB_JOBJECT) {
+        openai_usage_scan(f->data + t[2].off, t[2].len, &out->usage);
+        if (stopped || out->stop)
+            out->content = true; /* the message delta */
+        out->usage_only = t[1].type == BB_JARRAY && !any_choice;
+    }
+    return 0;
+}
+
+static int openai_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
+                             struct bb_frame_info *out)
+{
+    bool stopped = st->stopped;
+    int rc = openai_frame_scan_1(f, st, stopped, out);
+    st->stopped = st->stopped || out->stop;
+    return rc;
+}
+
 const struct bb_proto_ops bb_proto_openai = {
     .id = BB_PROTO_OPENAI,
     .framing = BB_FRAMING_SSE,
@@ -2552,4 +2620,5 @@ const struct bb_proto_ops bb_proto_openai = {
     .dec_finish = openai_dec_finish,
     .terminator = "data: [DONE]\n\n",
     .answer_check = openai_answer_check,
+    .frame_scan = openai_frame_scan,
 };

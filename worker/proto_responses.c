@@ -2937,6 +2937,80 @@ static int responses_answer_check(const char *body, size_t len, struct bb_ir_usa
     return 0;
 }
 
+/* frame_scan: output items, parts and deltas are meaningful; response.completed and
+ * response.incomplete are the stop and the end (with the usage); response.failed and error
+ * events are in-band errors. */
+static int responses_frame_scan_1(const struct bb_frame *f, struct bb_frame_state *st, bool stopped,
+                                  struct bb_frame_info *out)
+{
+    (void)stopped;
+    (void)st;
+    memset(out, 0, sizeof *out);
+    const char *s = f->data ? f->data : "";
+    size_t n = f->data ? f->data_len : 0;
+    while (n && isspace((unsigned char)*s)) {
+        s++;
+        n--;
+    }
+    if (!n || (n >= 6 && strncmp(s, "[DONE]", 6) == 0))
+        return 0;
+    struct bb_jscan_field t[4] = {
+        {.key = "type"}, {.key = "response"}, {.key = "item"}, {.key = "part"}};
+    struct bb_err err;
+    if (bb_jscan_object(s, n, t, 4, 128, &err) < 0)
+        return -1;
+    struct bb_frame g = *f;
+    g.data = s;
+    g.data_len = n;
+    char type[64];
+    bb_proto_frame_type(&g, &t[0], type, sizeof type);
+    if (strncmp(type, "response.", 9) != 0) {
+        if (strcmp(type, "error") == 0)
+            return bb_proto_frame_error(&bb_proto_responses, s, n, "upstream error", out);
+        return 0;
+    }
+    const char *e = type + 9;
+    if (strcmp(e, "completed") == 0 || strcmp(e, "incomplete") == 0) {
+        out->content = out->stop = out->end = true;
+        struct bb_jscan_field u;
+        bb_jscan_member(s + t[1].off, t[1].len, "usage", &u);
+        if (t[1].type == BB_JOBJECT && u.type == BB_JOBJECT)
+            responses_usage_scan(s + t[1].off + u.off, u.len, &out->usage);
+    } else if (strcmp(e, "failed") == 0) {
+        struct bb_jscan_field er;
+        bb_jscan_member(s + t[1].off, t[1].len, "error", &er);
+        return bb_proto_frame_error(
+            &bb_proto_responses, er.type == BB_JOBJECT ? s + t[1].off : NULL,
+            er.type == BB_JOBJECT ? t[1].len : 0, "the response failed", out);
+    } else if (strcmp(e, "output_item.added") == 0) {
+        struct bb_jscan_field it;
+        bb_jscan_member(s + t[2].off, t[2].len, "type", &it);
+        out->content = bb_proto_member_is(s + t[2].off, &it, "function_call") ||
+                       bb_proto_member_is(s + t[2].off, &it, "reasoning");
+    } else if (strcmp(e, "content_part.added") == 0) {
+        struct bb_jscan_field pt;
+        bb_jscan_member(s + t[3].off, t[3].len, "type", &pt);
+        out->content = bb_proto_member_is(s + t[3].off, &pt, "output_text") ||
+                       bb_proto_member_is(s + t[3].off, &pt, "refusal");
+    } else if (strncmp(e, "output_text.", 12) == 0 || strncmp(e, "refusal.", 8) == 0 ||
+               strncmp(e, "function_call_arguments.", 24) == 0 ||
+               strncmp(e, "reasoning_summary_text.", 23) == 0 ||
+               strncmp(e, "reasoning_text.", 15) == 0 || strcmp(e, "content_part.done") == 0 ||
+               strcmp(e, "output_item.done") == 0) {
+        out->content = true;
+    }
+    return 0;
+}
+
+static int responses_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
+                                struct bb_frame_info *out)
+{
+    bool stopped = st->stopped;
+    int rc = responses_frame_scan_1(f, st, stopped, out);
+    st->stopped = st->stopped || out->stop;
+    return rc;
+}
+
 const struct bb_proto_ops bb_proto_responses = {
     .id = BB_PROTO_RESPONSES,
     .framing = BB_FRAMING_SSE,
@@ -2954,4 +3028,5 @@ const struct bb_proto_ops bb_proto_responses = {
     .dec_frame = dec_frame,
     .read_error = read_error,
     .answer_check = responses_answer_check,
+    .frame_scan = responses_frame_scan,
 };

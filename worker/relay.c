@@ -83,14 +83,12 @@ static void stop_timers(struct bb_attempt *a)
         evtimer_del(a->hold);
 }
 
-/* Write held stream bytes to the client once live. */
+/* Write held stream bytes to the client once live (moved, one chunk per upstream read). */
 static void flush_pending(struct bb_attempt *a)
 {
-    size_t n = a->pending ? evbuffer_get_length(a->pending) : 0;
-    if (a->state != BB_ATT_LIVE || n == 0)
+    if (a->state != BB_ATT_LIVE || !a->pending || evbuffer_get_length(a->pending) == 0)
         return;
-    bb_http_respond_body(a->req, evbuffer_pullup(a->pending, (ev_ssize_t)n), n);
-    evbuffer_drain(a->pending, n);
+    bb_http_respond_buffer(a->req, a->pending);
 }
 
 /* HOLD → LIVE: the stream's head goes to the client (a continuation has sent it already). */
@@ -271,14 +269,16 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev_in)
     struct bb_route_state *rs = req->route;
     switch (ev_in->type) {
     case BB_IR_EV_ERROR:
-        if (a->state != BB_ATT_LIVE) { /* before the commit point: fail over invisibly */
-            snprintf(a->fail_msg, sizeof a->fail_msg, "in-band stream error: %.*s",
-                     (int)(ev_in->text.len < 200 ? ev_in->text.len : 200),
-                     ev_in->text.p ? ev_in->text.p : "");
-            a->frame_fail = a->fail_msg;
+        snprintf(a->fail_msg, sizeof a->fail_msg, "in-band stream error: %.*s",
+                 (int)(ev_in->text.len < 200 ? ev_in->text.len : 200),
+                 ev_in->text.p ? ev_in->text.p : "");
+        a->frame_fail = a->fail_msg;
+        /* before the commit point: fail over invisibly; after it, a stream the pool continues
+         * treats it as a cut; otherwise the client gets the error event, which ends it */
+        if (a->state != BB_ATT_LIVE || rs->cont.enabled || a->verbatim || !a->enc)
             return 1;
-        }
-        break;
+        a->error_sent = true;
+        return a->iops->enc_event(a->enc, fc->scratch, ev_in, a->pending) < 0 ? -1 : 1;
     case BB_IR_EV_MESSAGE_START:
         bb_meter_usage(req, &ev_in->usage);
         break;
@@ -316,28 +316,6 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev_in)
     return a->iops->enc_event(a->enc, fc->scratch, &ev, a->pending) < 0 ? -1 : 0;
 }
 
-/* "[ ]": a JSON array value with nothing in it. */
-static bool empty_array(const char *p, size_t n)
-{
-    for (size_t i = 1; i + 1 < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
-            return false;
-    return true;
-}
-
-/* OpenAI's final usage chunk ({"choices":[], "usage":{…}}), which busbar asked for itself. */
-static bool usage_only_chunk(const struct bb_frame *f)
-{
-    if (!f->data || !memmem(f->data, f->data_len, "\"usage\"", 7))
-        return false;
-    struct bb_jscan_field fl[2] = {{.key = "choices"}, {.key = "usage"}};
-    struct bb_err err;
-    if (bb_jscan_object(f->data, f->data_len, fl, 2, JSON_DEPTH_MAX, &err) < 0)
-        return false;
-    return fl[0].type == BB_JARRAY && fl[1].type == BB_JOBJECT &&
-           empty_array(f->data + fl[0].off, fl[0].len);
-}
-
 /* Run the decoder on one frame, or (f NULL) let it finish a stream that ended without its
  * terminator. -1 with a->frame_fail set when the stream is broken. */
 static int decode(struct bb_attempt *a, const struct bb_frame *f)
@@ -357,21 +335,58 @@ static int decode(struct bb_attempt *a, const struct bb_frame *f)
     return 0;
 }
 
-/* One upstream frame: decode, relay or translate, go live when meaningful. 0 = go on, -1 =
- * stop feeding: a->frame_fail says why, and up_body acts on it once the framer has returned
- * (the failover path may free the framer and the attempt, so it never runs inside the
- * callback). */
+static void seen_at_least(struct bb_attempt *a, enum bb_att_seen s)
+{
+    if (a->seen < s)
+        a->seen = s;
+}
+
+/* A same-protocol frame, relayed as it came: the module's scan says what it means (no DOM).
+ * 1 = relay it, 0 = leave it out, -1 = stop (a->frame_fail). */
+static int scan_frame(struct bb_attempt *a, const struct bb_frame *f, const void *raw,
+                      size_t raw_len)
+{
+    struct bb_frame_info fi;
+    if (a->eops->frame_scan(f, &a->fstate, &fi) < 0) {
+        a->frame_fail = "malformed stream frame";
+        return -1;
+    }
+    if (fi.error) {
+        snprintf(a->fail_msg, sizeof a->fail_msg, "in-band stream error: %s", fi.error_msg);
+        a->frame_fail = a->fail_msg;
+        if (a->state == BB_ATT_LIVE) { /* the provider's own error event ends the stream */
+            evbuffer_add(a->pending, raw, raw_len);
+            a->error_sent = true;
+        }
+        return -1;
+    }
+    if (fi.usage.set)
+        bb_meter_usage(a->req, &fi.usage);
+    if (fi.content)
+        seen_at_least(a, BB_SEEN_CONTENT);
+    if (fi.stop)
+        seen_at_least(a, BB_SEEN_STOP);
+    if (fi.end)
+        seen_at_least(a, BB_SEEN_END);
+    return !(a->strip_usage_chunk && fi.usage_only);
+}
+
+/* One upstream frame: scan and relay (same protocol) or decode and translate, go live when
+ * meaningful. 0 = go on, -1 = stop feeding: a->frame_fail says why, and up_body acts on it
+ * once the framer has returned (the failover path may free the framer and the attempt, so it
+ * never runs inside the callback). Held bytes go out once per upstream read (up_body). */
 static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const void *raw,
                         size_t raw_len)
 {
-    if (a->dec) {
-        if (decode(a, f) < 0)
+    if (a->verbatim) {
+        int r = scan_frame(a, f, raw, raw_len);
+        if (r < 0)
             return -1;
-    } else if (a->seen < BB_SEEN_CONTENT) {
-        a->seen = BB_SEEN_CONTENT; /* no decoder: every frame counts */
+        if (r)
+            evbuffer_add(a->pending, raw, raw_len);
+    } else if (decode(a, f) < 0) {
+        return -1;
     }
-    if (a->verbatim && !(a->strip_usage_chunk && usage_only_chunk(f)))
-        evbuffer_add(a->pending, raw, raw_len);
     if (a->state == BB_ATT_HOLD && a->seen >= BB_SEEN_CONTENT) {
         uint32_t hold = a->req->pool >= 0 && !a->continuation
                             ? a->req->w->conf->pools[a->req->pool].prerelease_ms
@@ -387,8 +402,6 @@ static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const vo
             return -1;
         }
     }
-    flush_pending(a);
-    backpressure(a);
     return 0;
 }
 
@@ -425,17 +438,20 @@ static void stream_end(struct bb_attempt *a)
         stream_failed(a, "stream ended inside a frame", BB_FC_SERVER);
         return;
     }
-    /* No terminator: the decoder finishes the answer when its final state is known
-     * (docs/reliability.md lists the rule per protocol); otherwise it is a cut. */
-    if (a->seen < BB_SEEN_END && a->dec) {
+    /* No terminator: the answer is finished when its final state is known (the decoder's
+     * dec_finish; the same protocol's terminator after a relayed stream; docs/reliability.md
+     * lists the rule per protocol); otherwise it is a cut. */
+    if (a->seen < BB_SEEN_END && a->verbatim && a->seen == BB_SEEN_STOP) {
+        if (a->eops->terminator)
+            evbuffer_add(a->pending, a->eops->terminator, strlen(a->eops->terminator));
+        a->seen = BB_SEEN_END;
+    } else if (a->seen < BB_SEEN_END && a->dec && a->eops->dec_finish) {
         if (decode(a, NULL) < 0) {
             stream_failed(a, a->frame_fail, BB_FC_SERVER);
             return;
         }
-        if (a->seen == BB_SEEN_END && a->verbatim && a->eops->terminator)
-            evbuffer_add(a->pending, a->eops->terminator, strlen(a->eops->terminator));
     }
-    if (a->seen < BB_SEEN_END && a->dec) {
+    if (a->seen < BB_SEEN_END) {
         stream_failed(a,
                       a->seen >= BB_SEEN_CONTENT ? "stream ended without its final state"
                                                  : "stream ended before its first event",
@@ -583,11 +599,13 @@ static int up_head(void *arg, const struct bb_http_head *h)
         bb_sse_init(&a->sse, FRAME_MAX);
         a->framer = BB_FRAMER_SSE;
     }
-    a->dec = bb_arena_calloc(&req->arena, a->eops->dec_size ? a->eops->dec_size : 1);
-    if (!a->dec)
-        return -1;
-    a->eops->dec_init(a->dec);
-    if (!a->enc) { /* a continuation keeps the client's */
+    if (!a->verbatim) { /* a same-protocol stream is scanned, not decoded */
+        a->dec = bb_arena_calloc(&req->arena, a->eops->dec_size ? a->eops->dec_size : 1);
+        if (!a->dec)
+            return -1;
+        a->eops->dec_init(a->dec);
+    }
+    if (!a->enc) { /* a continuation keeps the client's; a relayed stream renders its errors */
         a->enc = bb_arena_calloc(&req->arena, a->iops->enc_size ? a->iops->enc_size : 1);
         if (!a->enc)
             return -1;
@@ -626,6 +644,7 @@ static int up_body(void *arg, const char *data, size_t len)
     case BB_ATT_LIVE: {
         int rc = a->framer == BB_FRAMER_ES ? bb_eventstream_feed(&a->es, data, len, on_es, a)
                                            : bb_sse_feed(&a->sse, data, len, on_sse, a);
+        flush_pending(a);
         if (rc > 0 && a->frame_fail) {
             stream_failed(a, a->frame_fail, BB_FC_SERVER);
             return -1;
@@ -636,6 +655,7 @@ static int up_body(void *arg, const char *data, size_t len)
             stream_failed(a, "malformed stream framing", BB_FC_SERVER);
             return -1;
         }
+        backpressure(a);
         return 0;
     }
     default:

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/sse.h"
 #include "worker/classify.h"
+#include "worker/eventstream.h"
 #include "worker/proto.h"
 
 struct ccase {
@@ -396,6 +398,184 @@ static void test_usage_scan_matches_reader(void **state)
         fail_msg("only %zu answer fixtures compared", compared);
 }
 
+/* ---- frame_scan (same-protocol relay) agrees with the decoder on every stream fixture ---- */
+
+struct side {
+    int first_content;     /* frame index of the first meaningful event, -1 none */
+    int first_error;       /* frame index of the first in-band error, -1 none */
+    int end;               /* frame index of the terminator, -1 none */
+    struct bb_ir_usage usage; /* largest of each count */
+    struct bb_frame_state st;
+};
+
+struct pair {
+    const struct bb_proto_ops *ops;
+    void *dec;
+    int frame;
+    bool done;             /* the decoder ended (error or terminator) */
+    struct side d, s;
+    const char *file;
+};
+
+static void umax(struct bb_ir_usage *a, const struct bb_ir_usage *b)
+{
+    if (!b->set)
+        return;
+    a->set = true;
+    a->input = b->input > a->input ? b->input : a->input;
+    a->output = b->output > a->output ? b->output : a->output;
+    a->cache_read = b->cache_read > a->cache_read ? b->cache_read : a->cache_read;
+    a->cache_write = b->cache_write > a->cache_write ? b->cache_write : a->cache_write;
+    a->reasoning = b->reasoning > a->reasoning ? b->reasoning : a->reasoning;
+}
+
+static int on_dec_event(void *arg, const struct bb_ir_event *ev)
+{
+    struct pair *p = arg;
+    switch (ev->type) {
+    case BB_IR_EV_ERROR:
+        if (p->d.first_error < 0)
+            p->d.first_error = p->frame;
+        p->done = true;
+        break;
+    case BB_IR_EV_MESSAGE_START:
+        umax(&p->d.usage, &ev->usage);
+        break;
+    case BB_IR_EV_MESSAGE_DELTA:
+        umax(&p->d.usage, &ev->usage);
+        /* fall through */
+    case BB_IR_EV_BLOCK_START:
+    case BB_IR_EV_BLOCK_DELTA:
+        if (p->d.first_content < 0)
+            p->d.first_content = p->frame;
+        break;
+    case BB_IR_EV_MESSAGE_STOP:
+        if (p->d.first_content < 0)
+            p->d.first_content = p->frame;
+        if (p->d.end < 0)
+            p->d.end = p->frame;
+        p->done = true;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void both(struct pair *p, const struct bb_frame *f)
+{
+    if (p->done)
+        return;
+    struct bb_arena a;
+    bb_arena_init(&a, 1u << 20);
+    int drc = p->ops->dec_frame(p->dec, &a, f, on_dec_event, p);
+    bb_arena_free(&a);
+    struct bb_frame_info fi;
+    int src = p->ops->frame_scan(f, &p->s.st, &fi);
+    if (drc < 0 && src == 0) { /* the decoder's own sequencing checks: not a valid upstream
+                                  stream (an encoder fixture in a foreign order); a relay
+                                  passes such bytes on as they are */
+        p->done = true;
+        p->d = p->s;
+        return;
+    }
+    if ((drc < 0) != (src < 0))
+        fail_msg("%s frame %d: decoder rc %d, scan rc %d", p->file, p->frame, drc, src);
+    if (src == 0) {
+        if (fi.error && p->s.first_error < 0)
+            p->s.first_error = p->frame;
+        if (fi.content && p->s.first_content < 0)
+            p->s.first_content = p->frame;
+        if (fi.end && p->s.end < 0)
+            p->s.end = p->frame;
+        umax(&p->s.usage, &fi.usage);
+    }
+    p->frame++;
+}
+
+static int on_test_sse(void *arg, const struct bb_sse_event *ev)
+{
+    struct bb_frame f = {ev->event, ev->event_len, ev->data, ev->data_len, false};
+    both(arg, &f);
+    return 0;
+}
+
+static int on_test_es(void *arg, const struct bb_eventstream_msg *m)
+{
+    struct bb_frame f;
+    bb_eventstream_to_frame(m, &f);
+    both(arg, &f);
+    return 0;
+}
+
+static void test_frame_scan_matches_decoder(void **state)
+{
+    (void)state;
+    static const char *const dirs[] = {"openai", "responses", "anthropic",
+                                       "gemini", "bedrock",   "cohere"};
+    static const enum bb_proto protos[] = {BB_PROTO_OPENAI, BB_PROTO_RESPONSES,
+                                           BB_PROTO_ANTHROPIC, BB_PROTO_GEMINI,
+                                           BB_PROTO_BEDROCK, BB_PROTO_COHERE};
+    size_t streams = 0;
+    for (size_t p = 0; p < 6; p++) {
+        const struct bb_proto_ops *ops = bb_proto_get(protos[p]);
+        char pat[128];
+        glob_t g;
+        snprintf(pat, sizeof pat, "../fixtures/proto/%s/*.%s", dirs[p],
+                 protos[p] == BB_PROTO_BEDROCK ? "es" : "sse");
+        if (glob(pat, 0, NULL, &g) != 0)
+            fail_msg("no stream fixtures at %s", pat);
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            FILE *fp = fopen(g.gl_pathv[i], "rb");
+            assert_non_null(fp);
+            static char buf[1 << 20];
+            size_t n = fread(buf, 1, sizeof buf, fp);
+            fclose(fp);
+            struct pair pr;
+            memset(&pr, 0, sizeof pr);
+            pr.ops = ops;
+            pr.file = g.gl_pathv[i];
+            pr.d.first_content = pr.d.first_error = pr.d.end = -1;
+            pr.s = pr.d;
+            pr.dec = calloc(1, ops->dec_size ? ops->dec_size : 1);
+            ops->dec_init(pr.dec);
+            if (protos[p] == BB_PROTO_BEDROCK) {
+                struct bb_eventstream es;
+                bb_eventstream_init(&es, 1u << 20);
+                bb_eventstream_feed(&es, buf, n, on_test_es, &pr);
+                bb_eventstream_free(&es);
+            } else {
+                struct bb_sse sse;
+                bb_sse_init(&sse, 1u << 20);
+                bb_sse_feed(&sse, buf, n, on_test_sse, &pr);
+                bb_sse_free(&sse);
+            }
+            free(pr.dec);
+            if (pr.d.first_content != pr.s.first_content || pr.d.first_error != pr.s.first_error ||
+                pr.d.end != pr.s.end)
+                fail_msg("%s: decoder content@%d error@%d end@%d, scan content@%d error@%d "
+                         "end@%d",
+                         pr.file, pr.d.first_content, pr.d.first_error, pr.d.end,
+                         pr.s.first_content, pr.s.first_error, pr.s.end);
+            struct bb_ir_usage *du = &pr.d.usage, *su = &pr.s.usage;
+            if (du->input != su->input || du->output != su->output ||
+                du->cache_read != su->cache_read || du->cache_write != su->cache_write ||
+                du->reasoning != su->reasoning)
+                fail_msg("%s: decoder usage %llu/%llu/%llu/%llu/%llu, scan %llu/%llu/%llu/%llu/"
+                         "%llu",
+                         pr.file, (unsigned long long)du->input, (unsigned long long)du->output,
+                         (unsigned long long)du->cache_read, (unsigned long long)du->cache_write,
+                         (unsigned long long)du->reasoning, (unsigned long long)su->input,
+                         (unsigned long long)su->output, (unsigned long long)su->cache_read,
+                         (unsigned long long)su->cache_write, (unsigned long long)su->reasoning);
+            streams++;
+        }
+        globfree(&g);
+    }
+    if (streams < 30)
+        fail_msg("only %zu stream fixtures compared", streams);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_gemini),         cmocka_unit_test(test_bedrock),
         cmocka_unit_test(test_cohere),         cmocka_unit_test(test_answer_check),
         cmocka_unit_test(test_inband_classes), cmocka_unit_test(test_usage_scan_matches_reader),
+        cmocka_unit_test(test_frame_scan_matches_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
