@@ -64,7 +64,7 @@ static int bench_ledger(size_t rows, size_t batch)
             r->latency_ms = 300;
         }
         size_t ins;
-        if (bb_keys_db_ledger_insert(db, v, n, &ins, &err) < 0) {
+        if (bb_keys_db_ledger_insert(db, v, n, done + 1, &ins, &err) < 0) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <json-c/json.h>
 #include <openssl/rand.h>
@@ -26,6 +27,22 @@ static const struct migration {
     const char *sql;
 } migrations[] = {
     {1, bb_schema_sql},
+    /* 2: ledger rows without per-row indexes (the reports read the rollups; a retried batch is
+     * recognised by its id in ledger_batches instead of a UNIQUE request id), so a row costs
+     * one append. */
+    {2, "CREATE TABLE ledger2 ("
+        " id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, request_id TEXT NOT NULL,"
+        " key_id TEXT NOT NULL DEFAULT '', pool TEXT NOT NULL DEFAULT '',"
+        " lane TEXT NOT NULL DEFAULT '', provider TEXT NOT NULL DEFAULT '',"
+        " ingress TEXT NOT NULL DEFAULT '', input_tokens INTEGER NOT NULL DEFAULT 0,"
+        " output_tokens INTEGER NOT NULL DEFAULT 0, cache_read_tokens INTEGER NOT NULL DEFAULT 0,"
+        " cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
+        " reasoning_tokens INTEGER NOT NULL DEFAULT 0, cost_micros INTEGER NOT NULL DEFAULT 0,"
+        " status INTEGER NOT NULL, latency_ms INTEGER NOT NULL);"
+        "INSERT INTO ledger2 SELECT * FROM ledger;"
+        "DROP TABLE ledger;"
+        "ALTER TABLE ledger2 RENAME TO ledger;"
+        "CREATE TABLE ledger_batches (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL);"},
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == BB_KEYS_DB_SCHEMA_VERSION,
                "BB_KEYS_DB_SCHEMA_VERSION must equal the last migration");
@@ -34,11 +51,14 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == BB_KEYS_DB_SCHEMA_VER
     "id, name, secret_sha256, allowed_pools, budget_micros, period, rpm, tpm, max_parallel, "      \
     "expires_at, enabled, created_at, updated_at, revoked_at, aws_access_key_id, aws_secret"
 
-static const char SQL_LEDGER[] =
+#define LEDGER_COLS 15  /* bound per row */
+#define LEDGER_MULTI 16 /* rows per multi-row INSERT */
+static const char SQL_LEDGER_HEAD[] =
     "INSERT INTO ledger (ts, request_id, key_id, pool, lane, provider, ingress, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros, status, "
-    "latency_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
-    "ON CONFLICT (request_id) DO NOTHING";
+    "latency_ms) VALUES ";
+static const char SQL_LEDGER_ROW[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+static const char SQL_BATCH[] = "INSERT OR IGNORE INTO ledger_batches (id, ts) VALUES (?1, ?2)";
 static const char SQL_ROLLUP[] =
     "INSERT INTO rollup_daily (key_id, day, pool, model, requests, input_tokens, output_tokens, "
     "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_micros) "
@@ -59,7 +79,8 @@ struct bb_keys_db {
     sqlite3 *h;
     char *path;
     int last_code;
-    sqlite3_stmt *st_ledger, *st_rollup, *st_spent, *st_get;
+    sqlite3_stmt *st_ledger, *st_ledger_multi, *st_batch, *st_begin, *st_commit;
+    sqlite3_stmt *st_rollup, *st_spent, *st_get;
 };
 
 /* ---- errors and small helpers ------------------------------------------------------------- */
@@ -226,7 +247,17 @@ struct bb_keys_db *bb_keys_db_open(const char *path, struct bb_err *err)
     sqlite3_finalize(st);
     if (exec(db, "PRAGMA synchronous = NORMAL", "set synchronous", err) < 0 || migrate(db, err) < 0)
         goto fail;
-    if (prepare(db, SQL_LEDGER, &db->st_ledger, err) < 0 ||
+    char one[sizeof SQL_LEDGER_HEAD + sizeof SQL_LEDGER_ROW];
+    char multi[sizeof SQL_LEDGER_HEAD + LEDGER_MULTI * sizeof SQL_LEDGER_ROW];
+    size_t ml = (size_t)snprintf(multi, sizeof multi, "%s%s", SQL_LEDGER_HEAD, SQL_LEDGER_ROW);
+    memcpy(one, multi, ml + 1);
+    for (int i = 1; i < LEDGER_MULTI; i++)
+        ml += (size_t)snprintf(multi + ml, sizeof multi - ml, ",%s", SQL_LEDGER_ROW);
+    if (prepare(db, one, &db->st_ledger, err) < 0 ||
+        prepare(db, multi, &db->st_ledger_multi, err) < 0 ||
+        prepare(db, SQL_BATCH, &db->st_batch, err) < 0 ||
+        prepare(db, "BEGIN IMMEDIATE", &db->st_begin, err) < 0 ||
+        prepare(db, "COMMIT", &db->st_commit, err) < 0 ||
         prepare(db, SQL_ROLLUP, &db->st_rollup, err) < 0 ||
         prepare(db, SQL_SPENT, &db->st_spent, err) < 0 ||
         prepare(db, SQL_GET, &db->st_get, err) < 0)
@@ -242,6 +273,10 @@ void bb_keys_db_close(struct bb_keys_db *db)
     if (!db)
         return;
     sqlite3_finalize(db->st_ledger);
+    sqlite3_finalize(db->st_ledger_multi);
+    sqlite3_finalize(db->st_batch);
+    sqlite3_finalize(db->st_begin);
+    sqlite3_finalize(db->st_commit);
     sqlite3_finalize(db->st_rollup);
     sqlite3_finalize(db->st_spent);
     sqlite3_finalize(db->st_get);
@@ -790,6 +825,7 @@ static bool agg_same(const struct agg *a, const struct bb_usage_rec *r, const ch
 struct ledger_arg {
     const struct bb_usage_rec *v;
     size_t n, inserted;
+    uint64_t batch_id, now_ms;
     struct agg *tab;
     size_t cap;
 };
@@ -800,74 +836,107 @@ static void bind_field(sqlite3_stmt *st, int i, const char *s, size_t size)
     sqlite3_bind_text(st, i, s, (int)strnlen(s, size), SQLITE_STATIC);
 }
 
+/* Bind record r as the row starting at parameter base + 1. rid: its request id text. */
+static void bind_row(sqlite3_stmt *st, int base, const struct bb_usage_rec *r, const char *rid)
+{
+    sqlite3_bind_int64(st, base + 1, clamp64(r->ts_ms));
+    sqlite3_bind_text(st, base + 2, rid, -1, SQLITE_TRANSIENT);
+    bind_field(st, base + 3, r->key_id, sizeof r->key_id);
+    bind_field(st, base + 4, r->pool, sizeof r->pool);
+    bind_field(st, base + 5, r->lane, sizeof r->lane);
+    bind_field(st, base + 6, r->provider, sizeof r->provider);
+    sqlite3_bind_text(st, base + 7, r->ingress < BB_PROTO__COUNT ? bb_proto_name(r->ingress) : "",
+                      -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, base + 8, clamp64(r->input_tokens));
+    sqlite3_bind_int64(st, base + 9, clamp64(r->output_tokens));
+    sqlite3_bind_int64(st, base + 10, clamp64(r->cache_read_tokens));
+    sqlite3_bind_int64(st, base + 11, clamp64(r->cache_write_tokens));
+    sqlite3_bind_int64(st, base + 12, clamp64(r->reasoning_tokens));
+    sqlite3_bind_int64(st, base + 13, clamp64(r->cost_micros));
+    sqlite3_bind_int(st, base + 14, r->status);
+    sqlite3_bind_int64(st, base + 15, r->latency_ms);
+}
+
+/* The request id text of r (a record without one gets a unique one). */
+static void request_id_of(const struct bb_usage_rec *r, char *rid, size_t cap)
+{
+    if (r->request_id[0]) {
+        snprintf(rid, cap, "%.*s", (int)sizeof r->request_id, r->request_id);
+    } else {
+        uint8_t b[12];
+        random_bytes(b, sizeof b);
+        memcpy(rid, "anon-", 5);
+        hex(b, sizeof b, rid + 5);
+    }
+}
+
+static int step_done(struct bb_keys_db *db, sqlite3_stmt *st, const char *what, struct bb_err *err)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        fail(db, err, what);
+        return BB_KEYS_DB_ERROR;
+    }
+    return BB_KEYS_DB_OK;
+}
+
+static void aggregate(struct ledger_arg *a, const struct bb_usage_rec *r)
+{
+    char day[11];
+    bb_keys_day_string((int64_t)(r->ts_ms / 1000), day);
+    size_t h = (size_t)agg_hash(r, day) & (a->cap - 1);
+    while (a->tab[h].used && !agg_same(&a->tab[h], r, day))
+        h = (h + 1) & (a->cap - 1);
+    struct agg *g = &a->tab[h];
+    if (!g->used) {
+        g->used = true;
+        g->first = r;
+        memcpy(g->day, day, sizeof day);
+    }
+    g->requests++;
+    g->in += r->input_tokens;
+    g->out += r->output_tokens;
+    g->cr += r->cache_read_tokens;
+    g->cw += r->cache_write_tokens;
+    g->rs += r->reasoning_tokens;
+    g->cost += r->cost_micros;
+}
+
 static int ledger_tx(struct bb_keys_db *db, void *arg, struct bb_err *err)
 {
     struct ledger_arg *a = arg;
-    sqlite3_stmt *st = db->st_ledger;
-    for (size_t i = 0; i < a->n; i++) {
-        const struct bb_usage_rec *r = &a->v[i];
-        char rid[BB_USAGE_REQID_SIZE + 8];
-        if (r->request_id[0]) {
-            snprintf(rid, sizeof rid, "%.*s", (int)sizeof r->request_id, r->request_id);
-        } else {
-            /* A record without an id cannot be deduplicated; give it a unique one. */
-            uint8_t b[12];
-            random_bytes(b, sizeof b);
-            memcpy(rid, "anon-", 5);
-            hex(b, sizeof b, rid + 5);
+    /* A batch whose commit was not seen and is retried is already in: nothing to do. */
+    sqlite3_bind_int64(db->st_batch, 1, (sqlite3_int64)(a->batch_id & INT64_MAX));
+    sqlite3_bind_int64(db->st_batch, 2, clamp64(a->now_ms));
+    if (step_done(db, db->st_batch, "write ledger batch", err) < 0)
+        return BB_KEYS_DB_ERROR;
+    if (sqlite3_changes(db->h) == 0)
+        return BB_KEYS_DB_OK;
+    char rid[BB_USAGE_REQID_SIZE + 8];
+    size_t i = 0;
+    for (; i + LEDGER_MULTI <= a->n; i += LEDGER_MULTI) {
+        for (int k = 0; k < LEDGER_MULTI; k++) {
+            request_id_of(&a->v[i + (size_t)k], rid, sizeof rid);
+            bind_row(db->st_ledger_multi, k * LEDGER_COLS, &a->v[i + (size_t)k], rid);
         }
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, clamp64(r->ts_ms));
-        sqlite3_bind_text(st, 2, rid, -1, SQLITE_STATIC);
-        bind_field(st, 3, r->key_id, sizeof r->key_id);
-        bind_field(st, 4, r->pool, sizeof r->pool);
-        bind_field(st, 5, r->lane, sizeof r->lane);
-        bind_field(st, 6, r->provider, sizeof r->provider);
-        sqlite3_bind_text(st, 7, r->ingress < BB_PROTO__COUNT ? bb_proto_name(r->ingress) : "", -1,
-                          SQLITE_STATIC);
-        sqlite3_bind_int64(st, 8, clamp64(r->input_tokens));
-        sqlite3_bind_int64(st, 9, clamp64(r->output_tokens));
-        sqlite3_bind_int64(st, 10, clamp64(r->cache_read_tokens));
-        sqlite3_bind_int64(st, 11, clamp64(r->cache_write_tokens));
-        sqlite3_bind_int64(st, 12, clamp64(r->reasoning_tokens));
-        sqlite3_bind_int64(st, 13, clamp64(r->cost_micros));
-        sqlite3_bind_int(st, 14, r->status);
-        sqlite3_bind_int64(st, 15, r->latency_ms);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            fail(db, err, "write ledger");
-            sqlite3_reset(st);
+        if (step_done(db, db->st_ledger_multi, "write ledger", err) < 0)
             return BB_KEYS_DB_ERROR;
-        }
-        bool fresh = sqlite3_changes(db->h) != 0;
-        sqlite3_reset(st);
-        if (!fresh)
-            continue; /* this request id is already in the ledger */
-        a->inserted++;
-        char day[11];
-        bb_keys_day_string((int64_t)(r->ts_ms / 1000), day);
-        size_t h = (size_t)agg_hash(r, day) & (a->cap - 1);
-        while (a->tab[h].used && !agg_same(&a->tab[h], r, day))
-            h = (h + 1) & (a->cap - 1);
-        struct agg *g = &a->tab[h];
-        if (!g->used) {
-            g->used = true;
-            g->first = r;
-            memcpy(g->day, day, sizeof day);
-        }
-        g->requests++;
-        g->in += r->input_tokens;
-        g->out += r->output_tokens;
-        g->cr += r->cache_read_tokens;
-        g->cw += r->cache_write_tokens;
-        g->rs += r->reasoning_tokens;
-        g->cost += r->cost_micros;
     }
-    st = db->st_rollup;
-    for (size_t i = 0; i < a->cap; i++) {
+    for (; i < a->n; i++) {
+        request_id_of(&a->v[i], rid, sizeof rid);
+        bind_row(db->st_ledger, 0, &a->v[i], rid);
+        if (step_done(db, db->st_ledger, "write ledger", err) < 0)
+            return BB_KEYS_DB_ERROR;
+    }
+    for (i = 0; i < a->n; i++)
+        aggregate(a, &a->v[i]);
+    a->inserted = a->n;
+    sqlite3_stmt *st = db->st_rollup;
+    for (i = 0; i < a->cap; i++) {
         const struct agg *g = &a->tab[i];
         if (!g->used)
             continue;
-        sqlite3_reset(st);
         bind_field(st, 1, g->first->key_id, sizeof g->first->key_id);
         sqlite3_bind_text(st, 2, g->day, 10, SQLITE_STATIC);
         bind_field(st, 3, g->first->pool, sizeof g->first->pool);
@@ -875,33 +944,89 @@ static int ledger_tx(struct bb_keys_db *db, void *arg, struct bb_err *err)
         const uint64_t vals[] = {g->requests, g->in, g->out, g->cr, g->cw, g->rs, g->cost};
         for (int k = 0; k < 7; k++)
             sqlite3_bind_int64(st, 5 + k, clamp64(vals[k]));
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            fail(db, err, "update daily rollup");
-            sqlite3_reset(st);
+        if (step_done(db, st, "update daily rollup", err) < 0)
             return BB_KEYS_DB_ERROR;
-        }
-        sqlite3_reset(st);
     }
     return BB_KEYS_DB_OK;
 }
 
 int bb_keys_db_ledger_insert(struct bb_keys_db *db, const struct bb_usage_rec *v, size_t n,
-                             size_t *inserted, struct bb_err *err)
+                             uint64_t batch_id, size_t *inserted, struct bb_err *err)
 {
     if (inserted)
         *inserted = 0;
     if (n == 0)
         return BB_KEYS_DB_OK;
-    struct ledger_arg a = {.v = v, .n = n};
+    struct ledger_arg a = {.v = v, .n = n, .batch_id = batch_id};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    a.now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     a.cap = 16;
     while (a.cap < 2 * n)
         a.cap *= 2;
     a.tab = bb_xcalloc(a.cap, sizeof *a.tab);
-    int rc = in_tx(db, "write ledger", err, ledger_tx, &a);
+    /* the hot transaction: prepared BEGIN / COMMIT */
+    int rc = step_done(db, db->st_begin, "write ledger", err);
+    if (rc == BB_KEYS_DB_OK) {
+        rc = ledger_tx(db, &a, err);
+        if (rc == BB_KEYS_DB_OK)
+            rc = step_done(db, db->st_commit, "write ledger", err);
+        if (rc != BB_KEYS_DB_OK)
+            rollback(db);
+    }
     free(a.tab);
     if (rc == BB_KEYS_DB_OK && inserted)
         *inserted = a.inserted;
     return rc;
+}
+
+int bb_keys_db_ledger_prune(struct bb_keys_db *db, uint64_t before_ms, size_t max_rows,
+                            size_t *deleted, struct bb_err *err)
+{
+    *deleted = 0;
+    /* Rows are appended in completion order, so ts grows with the rowid: binary-search the
+     * first row at or after the cutoff by rowid (no index on ts), then delete below it. */
+    sqlite3_stmt *st = NULL;
+    if (prepare(db, "SELECT min(id), max(id) FROM ledger", &st, err) < 0)
+        return BB_KEYS_DB_ERROR;
+    int64_t lo = 0, hi = -1;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        lo = sqlite3_column_int64(st, 0);
+        hi = sqlite3_column_int64(st, 1) + 1;
+    }
+    sqlite3_finalize(st);
+    if (hi < 0)
+        return BB_KEYS_DB_OK;
+    if (prepare(db, "SELECT ts FROM ledger WHERE id >= ?1 ORDER BY id LIMIT 1", &st, err) < 0)
+        return BB_KEYS_DB_ERROR;
+    while (lo < hi) { /* first id whose ts >= before_ms */
+        int64_t mid = lo + (hi - lo) / 2;
+        sqlite3_bind_int64(st, 1, mid);
+        bool old = sqlite3_step(st) == SQLITE_ROW &&
+                   (uint64_t)sqlite3_column_int64(st, 0) < before_ms;
+        sqlite3_reset(st);
+        if (old)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    sqlite3_finalize(st);
+    if (prepare(db, "DELETE FROM ledger WHERE id < ?1 AND id >= ?1 - ?2", &st, err) < 0)
+        return BB_KEYS_DB_ERROR;
+    sqlite3_bind_int64(st, 1, lo);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max_rows);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return fail(db, err, "prune the ledger");
+    *deleted = (size_t)sqlite3_changes(db->h);
+    /* and the batch ids older than a day (a retry comes seconds after its first try) */
+    if (prepare(db, "DELETE FROM ledger_batches WHERE ts < ?1", &st, err) < 0)
+        return BB_KEYS_DB_ERROR;
+    sqlite3_bind_int64(st, 1, clamp64(before_ms > 86400000u ? before_ms - 86400000u : 0));
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+    return BB_KEYS_DB_OK;
 }
 
 int bb_keys_db_data_version(struct bb_keys_db *db, int64_t *v, struct bb_err *err)

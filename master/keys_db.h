@@ -20,7 +20,7 @@
 #include "common/keys_shm.h"
 #include "common/ring.h"
 
-#define BB_KEYS_DB_SCHEMA_VERSION 1
+#define BB_KEYS_DB_SCHEMA_VERSION 2
 #define BB_KEYS_DB_BUSY_MS 100    /* busy timeout: the master must not stall for long */
 #define BB_KEYS_DB_SECRET_SIZE 40 /* "sk-bb-" + 32 hex + NUL, padded */
 #define BB_KEYS_DB_NAME_MAX 128
@@ -132,11 +132,18 @@ void bb_keys_db_spend_free(struct bb_keys_db_spend_row *rows, size_t n);
 int bb_keys_db_period_spent(struct bb_keys_db *db, const char *key_id, const char *since_day,
                             uint64_t *micros, struct bb_err *err);
 
-/* Insert n usage records in one transaction with their rollups. A record whose request_id is
- * already in the ledger is skipped (and not added to the rollups): re-inserting is harmless.
- * *inserted (may be NULL) = new rows. On error nothing was written. */
+/* Append usage records as ledger rows and add them to the daily rollups, in one transaction.
+ * batch_id names the batch: a batch retried with the same id after a commit whose success was
+ * not seen is recognised and not written twice (*inserted = 0). *inserted (may be NULL) = new
+ * rows. On error nothing was written. */
 int bb_keys_db_ledger_insert(struct bb_keys_db *db, const struct bb_usage_rec *v, size_t n,
-                             size_t *inserted, struct bb_err *err);
+                             uint64_t batch_id, size_t *inserted, struct bb_err *err);
+
+/* Retention: delete at most max_rows ledger rows completed before before_ms (unix ms), oldest
+ * first; the rollups are kept. *deleted = rows removed (less than max_rows: caught up). */
+int bb_keys_db_ledger_prune(struct bb_keys_db *db, uint64_t before_ms, size_t max_rows,
+                            size_t *deleted, struct bb_err *err);
+
 /* PRAGMA data_version: changes when another connection committed (external edits). */
 int bb_keys_db_data_version(struct bb_keys_db *db, int64_t *v, struct bb_err *err);
 

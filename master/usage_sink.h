@@ -22,9 +22,10 @@ struct bb_usage_sink {
     struct bb_usage_rec *batch; /* BB_USAGE_SINK_BATCH records */
     size_t n;                   /* held, not yet committed */
     uint64_t written;           /* new ledger rows */
-    uint64_t duplicates;        /* records whose request id was already in the ledger */
+    uint64_t duplicates;        /* records of a retried batch that had committed after all */
     uint64_t failures;          /* failed transactions */
     uint64_t discarded;         /* records thrown away (no store) */
+    uint64_t batch_id;          /* of the held batch: a retry reuses it (keys_db) */
 };
 
 void bb_usage_sink_init(struct bb_usage_sink *s);

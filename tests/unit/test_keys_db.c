@@ -113,6 +113,43 @@ static void test_open_and_migrate(void **state)
     assert_non_null(again);
     bb_keys_db_close(again);
 
+    /* A version-1 database (UNIQUE request ids, a key/ts index) migrates with its rows. */
+    char v1[160];
+    snprintf(v1, sizeof v1, "%s/v1.db", tmpdir);
+    again = bb_keys_db_open(v1, &err);
+    assert_non_null(again);
+    bb_keys_db_close(again);
+    assert_int_equal(sqlite3_open(v1, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h,
+                     "DROP TABLE ledger; DROP TABLE ledger_batches;"
+                     "CREATE TABLE ledger (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, "
+                     "request_id TEXT NOT NULL UNIQUE, key_id TEXT NOT NULL DEFAULT '', "
+                     "pool TEXT NOT NULL DEFAULT '', lane TEXT NOT NULL DEFAULT '', provider TEXT "
+                     "NOT NULL DEFAULT '', ingress TEXT NOT NULL DEFAULT '', input_tokens INTEGER "
+                     "NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0, "
+                     "cache_read_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER "
+                     "NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0, "
+                     "cost_micros INTEGER NOT NULL DEFAULT 0, status INTEGER NOT NULL, "
+                     "latency_ms INTEGER NOT NULL);"
+                     "CREATE INDEX ledger_key_ts ON ledger (key_id, ts);"
+                     "INSERT INTO ledger (ts, request_id, key_id, cost_micros, status, latency_ms) "
+                     "VALUES (1, 'r1', 'vk_a', 5, 200, 3), (2, 'r2', 'vk_b', 7, 200, 4);"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(h);
+    again = bb_keys_db_open(v1, &err);
+    assert_non_null(again);
+    bb_keys_db_close(again);
+    assert_int_equal(sqlite3_open(v1, &h), SQLITE_OK);
+    assert_int_equal(raw_int(h, "PRAGMA user_version"), 2);
+    assert_int_equal(raw_int(h, "SELECT sum(cost_micros) FROM ledger"), 12);
+    assert_int_equal(raw_int(h, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+                                "tbl_name = 'ledger'"),
+                     0);
+    sqlite3_close(h);
+
     /* A database from a newer busbar is refused, naming the file. */
     char newer[160];
     snprintf(newer, sizeof newer, "%s/newer.db", tmpdir);
@@ -382,12 +419,12 @@ static void test_ledger_and_rollups(void **state)
     }
     size_t ins;
     /* In batches of different sizes, like the usage sink would. */
-    assert_int_equal(bb_keys_db_ledger_insert(db, v, 1000, &ins, &err), BB_KEYS_DB_OK);
+    assert_int_equal(bb_keys_db_ledger_insert(db, v, 1000, 11, &ins, &err), BB_KEYS_DB_OK);
     assert_int_equal(ins, 1000);
-    assert_int_equal(bb_keys_db_ledger_insert(db, v + 1000, 2000, &ins, &err), BB_KEYS_DB_OK);
+    assert_int_equal(bb_keys_db_ledger_insert(db, v + 1000, 2000, 12, &ins, &err), BB_KEYS_DB_OK);
     assert_int_equal(ins, 2000);
-    /* A replay (e.g. after a commit whose success was not seen) never bills twice. */
-    assert_int_equal(bb_keys_db_ledger_insert(db, v + 500, 1000, &ins, &err), BB_KEYS_DB_OK);
+    /* A retried batch (e.g. after a commit whose success was not seen) never bills twice. */
+    assert_int_equal(bb_keys_db_ledger_insert(db, v + 1000, 2000, 12, &ins, &err), BB_KEYS_DB_OK);
     assert_int_equal(ins, 0);
     sqlite3 *h = raw();
     assert_int_equal(raw_int(h, "SELECT count(*) FROM ledger"), 3000);
@@ -455,9 +492,41 @@ static void test_ledger_and_rollups(void **state)
     /* A record without a request id is still written (with a made-up unique id). */
     struct bb_usage_rec anon[2] = {rec("", "", "x", D1, 1, 1, 5), rec("", "", "x", D1, 1, 1, 5)};
     anon[0].request_id[0] = anon[1].request_id[0] = '\0';
-    assert_int_equal(bb_keys_db_ledger_insert(db, anon, 2, &ins, &err), BB_KEYS_DB_OK);
+    assert_int_equal(bb_keys_db_ledger_insert(db, anon, 2, 13, &ins, &err), BB_KEYS_DB_OK);
     assert_int_equal(ins, 2);
     check_rollups_equal_ledger(h);
+    sqlite3_close(h);
+}
+
+/* Retention: rows before the cutoff go (oldest first, bounded per call), rollups stay. */
+static void test_ledger_retention(void **state)
+{
+    struct bb_keys_db *db = *state;
+    struct bb_err err = {{0}};
+    static struct bb_usage_rec v[1000];
+    for (int i = 0; i < 1000; i++)
+        v[i] = rec("vk_ret", "p", "l", D1 + (uint64_t)i * 1000, 1, 1, 7);
+    size_t ins, del;
+    assert_int_equal(bb_keys_db_ledger_insert(db, v, 1000, 41, &ins, &err), BB_KEYS_DB_OK);
+    sqlite3 *h = raw();
+    int64_t before = raw_int(h, "SELECT count(*) FROM ledger");
+    /* cutoff after row 600: 600 rows are older; at most 250 per call */
+    uint64_t cut = D1 + 600u * 1000u;
+    assert_int_equal(bb_keys_db_ledger_prune(db, cut, 250, &del, &err), BB_KEYS_DB_OK);
+    assert_int_equal(del, 250);
+    assert_int_equal(bb_keys_db_ledger_prune(db, cut, 250, &del, &err), BB_KEYS_DB_OK);
+    assert_int_equal(del, 250);
+    assert_int_equal(bb_keys_db_ledger_prune(db, cut, 250, &del, &err), BB_KEYS_DB_OK);
+    assert_int_equal(del, 100);
+    assert_int_equal(bb_keys_db_ledger_prune(db, cut, 250, &del, &err), BB_KEYS_DB_OK);
+    assert_int_equal(del, 0);
+    assert_int_equal(raw_int(h, "SELECT count(*) FROM ledger"), before - 600);
+    assert_int_equal(raw_int(h, "SELECT count(*) FROM ledger WHERE key_id = 'vk_ret' AND ts < "
+                                "1772323200000 + 600000"),
+                     0);
+    /* the rollups still hold every request */
+    assert_int_equal(raw_int(h, "SELECT sum(requests) FROM rollup_daily WHERE key_id = 'vk_ret'"),
+                     1000);
     sqlite3_close(h);
 }
 
@@ -470,7 +539,7 @@ static void test_locked_database(void **state)
     assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     struct bb_usage_rec r = rec("vk_lock", "p", "l", D1, 1, 1, 9);
     size_t ins = 99;
-    assert_int_equal(bb_keys_db_ledger_insert(db, &r, 1, &ins, &err), BB_KEYS_DB_ERROR);
+    assert_int_equal(bb_keys_db_ledger_insert(db, &r, 1, 21, &ins, &err), BB_KEYS_DB_ERROR);
     assert_non_null(strstr(err.msg, dbpath));
     assert_non_null(strstr(err.msg, "locked"));
     assert_int_equal(bb_keys_db_last_code(db), SQLITE_BUSY);
@@ -487,7 +556,7 @@ static void test_locked_database(void **state)
     bb_keys_db_keys_free(v, n);
     /* Once the lock is gone the same batch goes in, once. */
     assert_int_equal(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(bb_keys_db_ledger_insert(db, &r, 1, &ins, &err), BB_KEYS_DB_OK);
+    assert_int_equal(bb_keys_db_ledger_insert(db, &r, 1, 21, &ins, &err), BB_KEYS_DB_OK);
     assert_int_equal(ins, 1);
     assert_int_equal(raw_int(h, "SELECT count(*) FROM ledger WHERE key_id = 'vk_lock'"), 1);
     sqlite3_close(h);
@@ -545,7 +614,7 @@ static void test_publish(void **state)
     /* a spent 300 today and 500 yesterday. */
     struct bb_usage_rec u[2] = {rec(a.id, "p", "l", D2 + 5000, 1, 1, 300),
                                 rec(a.id, "p", "l", D1 + 5000, 1, 1, 500)};
-    assert_int_equal(bb_keys_db_ledger_insert(db, u, 2, NULL, &err), BB_KEYS_DB_OK);
+    assert_int_equal(bb_keys_db_ledger_insert(db, u, 2, 31, NULL, &err), BB_KEYS_DB_OK);
 
     unsigned changed;
     assert_int_equal(bb_keys_publish_all(db, t, D2 + 10000, &changed, &err), 0);
@@ -650,6 +719,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_revoke_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ledger_and_rollups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readonly_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
