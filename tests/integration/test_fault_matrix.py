@@ -174,7 +174,7 @@ def judge(c, attempts):
         err('the response body ended by %s %s' % (end, ctx))
     a = dialect_answer(c.client, c.mode != 'n', body)
     if a.problem:
-        err(a.problem)
+        err('%s (%.1fs, lane %s)' % (a.problem, c.elapsed, got_lane))
         return
     mine = [x for x in attempts if (x.get('model') or '').startswith(c.upstream.split(';')[0] + ';')]
     if len(mine) != 1:

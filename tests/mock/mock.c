@@ -1384,7 +1384,7 @@ static void respond_json(struct conn *c)
     struct evbuffer *b = evbuffer_new();
     long at = d->cut >= 0 ? d->cut : d->stall;
     enum after end = AFTER_FINISH;
-    bool chunked = false;
+    bool chunked = false, lengthless = false;
     if (at < 0 && d->malformed < 0 && d->inband >= 0) {
         r->proto->inband(&r->pub, b);
         r->fault = true;
@@ -1405,7 +1405,7 @@ static void respond_json(struct conn *c)
         r->fault = true;
     } else if (d->chunkcut) {
         chunked = !r->http10;
-        c->close_after = r->http10; /* HTTP/1.0: a body without length, then the RST */
+        lengthless = c->close_after = r->http10; /* HTTP/1.0: the body, then the RST */
         end = AFTER_RST;
         r->fault = true;
     }
@@ -1415,7 +1415,7 @@ static void respond_json(struct conn *c)
                         d->ctype[0] ? d->ctype : "application/json");
     if (chunked)
         BB_MOCK_ADD(c->out, "Transfer-Encoding: chunked\r\n");
-    else if (!d->chunkcut)
+    else if (!lengthless)
         evbuffer_add_printf(c->out, "Content-Length: %zu\r\n", clen);
     evbuffer_add_printf(c->out, "%s%s\r\n", r->rl_hdr, conn_header(c));
     set_status(c, 200);

@@ -1008,6 +1008,9 @@ SEQ=$((SEQ + 1))
 curl -sS -i --http1.0 "$URL" -o "$TMP/cc10.out" -d "$(body 'm;chunkcut' false)" 2>/dev/null
 RC=$?
 check "chunkcut over HTTP/1.0: body then RST" eval '[ "$RC" != 0 ] && hasnt "$TMP/cc10.out" chunked && has "$TMP/cc10.out" "\"finish_reason\":\"stop\""'
+# precedence: cut beats chunkcut (a Content-Length head, the cut body)
+post ccprec 'm;cut=2;chunkcut' false
+check "cut > chunkcut" eval '[ "$RC" = 56 ] && has "$TMP/ccprec.out" Content-Length: && hasnt "$TMP/ccprec.out" chunked'
 # slowfirst delays hostile answers too
 post sfhtml 'm;slowfirst=300;html' true
 check "slowfirst delays html" ge "$TTFB" 0.29
