@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -664,6 +665,221 @@ def is_content_event(e):
     except ValueError:
         return False
     return any((ch.get('delta') or {}).get('content') for ch in j.get('choices') or [])
+
+
+# --------------------------------------------------------------------------------------------
+# The six client dialects over raw HTTP: build a request, decode an answer (no SDK involved).
+
+DIALECTS = ('openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere')
+# busbar's provider protocol for each dialect
+PROVIDER_PROTOCOL = {'openai': 'openai', 'responses': 'openai-responses',
+                     'anthropic': 'anthropic', 'gemini': 'gemini', 'bedrock': 'bedrock',
+                     'cohere': 'cohere'}
+AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
+AWS_KEY = 'AKIDTEST:SECRETTEST'   # busbar's own Bedrock credential (it signs upstream)
+
+
+def dialect_request(ingress, model, stream=False, max_out=None,
+                    prompt='say hello to the test', **extra):
+    """(path, body) of one request in the ingress dialect (Gemini streams use ?alt=sse)."""
+    if ingress == 'openai':
+        b = {'model': model, 'messages': [{'role': 'user', 'content': prompt}]}
+        if stream:
+            b['stream'] = True
+        if max_out:
+            b['max_tokens'] = max_out
+        path = '/v1/chat/completions'
+    elif ingress == 'responses':
+        b = {'model': model, 'input': prompt}
+        if stream:
+            b['stream'] = True
+        if max_out:
+            b['max_output_tokens'] = max_out
+        path = '/v1/responses'
+    elif ingress == 'anthropic':
+        b = {'model': model, 'max_tokens': max_out or 256,
+             'messages': [{'role': 'user', 'content': prompt}]}
+        if stream:
+            b['stream'] = True
+        path = '/v1/messages'
+    elif ingress == 'gemini':
+        b = {'contents': [{'role': 'user', 'parts': [{'text': prompt}]}]}
+        if max_out:
+            b['generationConfig'] = {'maxOutputTokens': max_out}
+        path = '/v1beta/models/%s:%s' % (model, 'streamGenerateContent?alt=sse' if stream
+                                         else 'generateContent')
+    elif ingress == 'bedrock':
+        b = {'messages': [{'role': 'user', 'content': [{'text': prompt}]}]}
+        if max_out:
+            b['inferenceConfig'] = {'maxTokens': max_out}
+        path = '/model/%s/%s' % (model, 'converse-stream' if stream else 'converse')
+    elif ingress == 'cohere':
+        b = {'model': model, 'messages': [{'role': 'user', 'content': prompt}]}
+        if stream:
+            b['stream'] = True
+        if max_out:
+            b['max_tokens'] = max_out
+        path = '/v2/chat'
+    else:
+        fail('unknown ingress %r' % ingress)
+    b.update(extra)
+    return path, b
+
+
+def sse_events(body):
+    """[(event type or None, data text)] of an SSE body."""
+    out = []
+    for block in body.decode('utf-8', 'replace').replace('\r\n', '\n').split('\n\n'):
+        ev, data = None, []
+        for ln in block.split('\n'):
+            if ln.startswith('event:'):
+                ev = ln[6:].strip()
+            elif ln.startswith('data:'):
+                data.append(ln[5:].lstrip(' '))
+        if ev or data:
+            out.append((ev, '\n'.join(data)))
+    return out
+
+
+def eventstream_messages(body):
+    """[(headers, payload bytes)] of an AWS event-stream body (string headers only); a
+    truncated last message is left out."""
+    out, i = [], 0
+    while i + 12 <= len(body):
+        total, hlen = struct.unpack('>II', body[i:i + 8])
+        if total < 16 or i + total > len(body):
+            break
+        h = body[i + 12:i + 12 + hlen]
+        hdrs, j = {}, 0
+        while j < len(h):
+            nl = h[j]
+            name = h[j + 1:j + 1 + nl].decode()
+            j += 1 + nl
+            if h[j] != 7:
+                break
+            vl = struct.unpack('>H', h[j + 1:j + 3])[0]
+            hdrs[name] = h[j + 3:j + 3 + vl].decode()
+            j += 3 + vl
+        out.append((hdrs, body[i + 12 + hlen:i + total - 4]))
+        i += total
+    return out
+
+
+def eventstream(body):
+    """[(':event-type', payload JSON)] of an AWS event-stream body."""
+    return [(h.get(':event-type'), json.loads(p) if p else {})
+            for h, p in eventstream_messages(body)]
+
+
+class Answer:
+    """What a client got, decoded from its dialect: text (the answer's text parts joined),
+    clean (the stream ended with its dialect's proper end: OpenAI [DONE], Responses
+    response.completed, Anthropic message_stop, Gemini a finishReason, Bedrock messageStop,
+    Cohere message-end without error), error (an in-band error event / a non-stream error
+    body), and problem (what could not be decoded, or None)."""
+
+    def __init__(self):
+        self.text, self.clean, self.error, self.problem = '', False, False, None
+
+    def __repr__(self):
+        return '<Answer %r clean=%s error=%s%s>' % (self.text[:80], self.clean, self.error,
+                                                    ' problem=%s' % self.problem
+                                                    if self.problem else '')
+
+
+def _gemini_text(j):
+    cands = j.get('candidates') or [{}]
+    parts = (cands[0].get('content') or {}).get('parts') or []
+    return ''.join(p.get('text', '') for p in parts if not p.get('thought'))
+
+
+def dialect_answer(ingress, stream, body):
+    """Decode a response body (bytes) in the ingress dialect → Answer."""
+    a = Answer()
+    try:
+        if not stream:
+            j = json.loads(body)
+            if ingress == 'openai':
+                a.text = j['choices'][0]['message']['content'] or ''
+                a.clean = j['choices'][0].get('finish_reason') is not None
+            elif ingress == 'responses':
+                a.text = ''.join(c.get('text', '') for o in j['output'] if o['type'] == 'message'
+                                 for c in o['content'])
+                a.clean = j.get('status') == 'completed'
+            elif ingress == 'anthropic':
+                a.text = ''.join(c['text'] for c in j['content'] if c['type'] == 'text')
+                a.clean = j.get('stop_reason') is not None
+            elif ingress == 'gemini':
+                a.text = _gemini_text(j)
+                a.clean = bool((j.get('candidates') or [{}])[0].get('finishReason'))
+            elif ingress == 'bedrock':
+                a.text = ''.join(c.get('text', '') for c in j['output']['message']['content'])
+                a.clean = bool(j.get('stopReason'))
+            elif ingress == 'cohere':
+                a.text = ''.join(c['text'] for c in j['message'].get('content') or []
+                                 if c['type'] == 'text')
+                a.clean = bool(j.get('finish_reason'))
+            return a
+        if ingress == 'bedrock':
+            for h, p in eventstream_messages(body):
+                if h.get(':message-type') == 'exception':
+                    a.error = True
+                    continue
+                et, j = h.get(':event-type'), json.loads(p)
+                if et == 'contentBlockDelta':
+                    a.text += (j.get('delta') or {}).get('text', '')
+                elif et == 'messageStop':
+                    a.clean = True
+            return a
+        for ev, data in sse_events(body):
+            if data == '[DONE]':
+                a.clean = ingress == 'openai'
+                continue
+            if not data:
+                continue
+            j = json.loads(data)
+            t = j.get('type') if isinstance(j, dict) else None
+            if ingress == 'openai':
+                if 'error' in j:
+                    a.error = True
+                for c in j.get('choices') or []:
+                    a.text += (c.get('delta') or {}).get('content') or ''
+            elif ingress == 'responses':
+                if t == 'response.output_text.delta':
+                    a.text += j['delta']
+                elif t == 'response.completed':
+                    a.clean = True
+                elif t in ('response.failed', 'error'):
+                    a.error = True
+            elif ingress == 'anthropic':
+                if t == 'content_block_delta' and j['delta'].get('type') == 'text_delta':
+                    a.text += j['delta']['text']
+                elif t == 'message_stop':
+                    a.clean = True
+                elif t == 'error' or ev == 'error':
+                    a.error = True
+            elif ingress == 'gemini':
+                if 'error' in j:
+                    a.error = True
+                    continue
+                a.text += _gemini_text(j)
+                if (j.get('candidates') or [{}])[0].get('finishReason'):
+                    a.clean = True
+            elif ingress == 'cohere':
+                if t == 'content-delta':
+                    a.text += j['delta']['message']['content'].get('text', '')
+                elif t == 'message-end':
+                    d = j.get('delta') or {}
+                    if d.get('error') or d.get('finish_reason') == 'ERROR':
+                        a.error = True
+                    else:
+                        a.clean = True
+                elif t == 'error' or ev == 'error':
+                    a.error = True
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, struct.error) as e:
+        a.problem = 'undecodable %s %s answer (%r): %r' % (ingress, 'stream' if stream
+                                                          else 'JSON', e, body[:300])
+    return a
 
 
 # --------------------------------------------------------------------------------------------

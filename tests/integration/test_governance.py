@@ -24,23 +24,20 @@ import os
 import shutil
 import signal
 import sqlite3
-import struct
 import subprocess
 import threading
 import time
 import urllib.parse
 
-from harness import (SOURCE_ROOT, TEST_KEY, RawConn, chat_body, check, check_error_shape, eq,
-                     fail, is_content_event, lane, pool, provider, run, scaled, skip,
+from harness import (AWS_KEY, AWS_KEY_ENV, PROVIDER_PROTOCOL, SOURCE_ROOT, TEST_KEY, RawConn,
+                     chat_body, check, check_error_shape, dialect_request, eq, eventstream, fail,
+                     is_content_event, lane, pool, provider, run, scaled, skip, sse_events,
                      wait_for)
 
-AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
-AWS_KEY = 'AKIDTEST:SECRETTEST'   # busbar's own Bedrock credential (it signs upstream)
 DENIED = 'invalid or missing API key'
 
 # busbar protocol name of each egress, by the short name used here
-PROTOS = {'openai': 'openai', 'responses': 'openai-responses', 'anthropic': 'anthropic',
-          'gemini': 'gemini', 'bedrock': 'bedrock', 'cohere': 'cohere'}
+PROTOS = PROVIDER_PROTOCOL
 
 PROMPT = 'please count these five words'
 W_PROMPT = len(PROMPT.split())
@@ -191,48 +188,7 @@ def burst(n, fn, timeout=60):
 
 def build(ingress, model, stream=False, max_out=None, prompt=PROMPT, **extra):
     """(path, body) of one request in the ingress dialect."""
-    if ingress == 'openai':
-        b = {'model': model, 'messages': [{'role': 'user', 'content': prompt}]}
-        if stream:
-            b['stream'] = True
-        if max_out:
-            b['max_tokens'] = max_out
-        path = '/v1/chat/completions'
-    elif ingress == 'responses':
-        b = {'model': model, 'input': prompt}
-        if stream:
-            b['stream'] = True
-        if max_out:
-            b['max_output_tokens'] = max_out
-        path = '/v1/responses'
-    elif ingress == 'anthropic':
-        b = {'model': model, 'max_tokens': max_out or 256,
-             'messages': [{'role': 'user', 'content': prompt}]}
-        if stream:
-            b['stream'] = True
-        path = '/v1/messages'
-    elif ingress == 'gemini':
-        b = {'contents': [{'role': 'user', 'parts': [{'text': prompt}]}]}
-        if max_out:
-            b['generationConfig'] = {'maxOutputTokens': max_out}
-        path = '/v1beta/models/%s:%s' % (model, 'streamGenerateContent?alt=sse' if stream
-                                         else 'generateContent')
-    elif ingress == 'bedrock':
-        b = {'messages': [{'role': 'user', 'content': [{'text': prompt}]}]}
-        if max_out:
-            b['inferenceConfig'] = {'maxTokens': max_out}
-        path = '/model/%s/%s' % (model, 'converse-stream' if stream else 'converse')
-    elif ingress == 'cohere':
-        b = {'model': model, 'messages': [{'role': 'user', 'content': prompt}]}
-        if stream:
-            b['stream'] = True
-        if max_out:
-            b['max_tokens'] = max_out
-        path = '/v2/chat'
-    else:
-        fail('unknown ingress %r' % ingress)
-    b.update(extra)
-    return path, b
+    return dialect_request(ingress, model, stream, max_out, prompt, **extra)
 
 
 def send(bb, ingress, model, headers=None, stream=False, max_out=None, timeout=10,
@@ -242,43 +198,6 @@ def send(bb, ingress, model, headers=None, stream=False, max_out=None, timeout=1
     if gemini_array:
         path = path.replace('?alt=sse', '')
     return bb.request('POST', path, b, headers=headers, timeout=timeout)
-
-
-def sse_events(body):
-    """[(event type or None, data text)] of an SSE body."""
-    out = []
-    for block in body.decode('utf-8', 'replace').replace('\r\n', '\n').split('\n\n'):
-        ev, data = None, []
-        for ln in block.split('\n'):
-            if ln.startswith('event:'):
-                ev = ln[6:].strip()
-            elif ln.startswith('data:'):
-                data.append(ln[5:].lstrip(' '))
-        if ev or data:
-            out.append((ev, '\n'.join(data)))
-    return out
-
-
-def eventstream(body):
-    """[(':event-type', payload JSON)] of an AWS event-stream body (string headers only)."""
-    out, i = [], 0
-    while i + 12 <= len(body):
-        total, hlen = struct.unpack('>II', body[i:i + 8])
-        h = body[i + 12:i + 12 + hlen]
-        payload = body[i + 12 + hlen:i + total - 4]
-        hdrs, j = {}, 0
-        while j < len(h):
-            nl = h[j]
-            name = h[j + 1:j + 1 + nl].decode()
-            j += 1 + nl
-            if h[j] != 7:
-                break
-            vl = struct.unpack('>H', h[j + 1:j + 3])[0]
-            hdrs[name] = h[j + 3:j + 3 + vl].decode()
-            j += 3 + vl
-        out.append((hdrs.get(':event-type'), json.loads(payload) if payload else {}))
-        i += total
-    return out
 
 
 def norm_usage(ingress, u):

@@ -9,7 +9,9 @@ genai, bedrock-runtime, cohere v2) against every lane, three modes per cell (non
 stream, tool-call round trip), asserting the mock's deterministic answer and its attempt log.
 
 TAP: one test per client SDK (its six cells x three modes), then openai_chat.mjs (models list,
-errors, stream helper through the openai SDK), then busbar's clean shutdown. The 6x6 table goes
+errors, stream helper through the openai SDK), then continuation.mjs (each SDK streams from a
+pool with `stream.on_cut: continue` whose first lane cuts the stream after 3 words: one whole
+answer, a normal end; on a busbar of its own), then the clean shutdown of both busbars. The 6x6 table goes
 to the TAP diagnostics. A failing cell fails its row with the SDK's error, what the mock saw
 and busbar's log lines; no cell is ever skipped.
 
@@ -24,8 +26,8 @@ import sys
 import time
 import traceback
 
-from harness import (SOURCE_ROOT, Ctx, TestFailure, _diag, check, fail, kill_all, lane,
-                     mock_answer, pool, provider, scaled, tail)
+from harness import (AWS_KEY, AWS_KEY_ENV, SOURCE_ROOT, Ctx, TestFailure, _diag, check, fail,
+                     kill_all, lane, mock_answer, pool, provider, scaled, tail)
 
 SDK_DIR = os.path.join(SOURCE_ROOT, 'tests', 'sdk')
 
@@ -42,8 +44,6 @@ ROWS = [
 EGRESS = [('openai', 'openai'), ('responses', 'openai-responses'), ('anthropic', 'anthropic'),
           ('gemini', 'gemini'), ('bedrock', 'bedrock'), ('cohere', 'cohere')]
 MODE_NAMES = {'n': 'non-stream', 's': 'stream', 't': 'tool round trip'}
-AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
-AWS_KEY = 'AKIDTEST:SECRETTEST'   # ACCESS_KEY_ID:SECRET: busbar signs with SigV4
 
 
 def node_bin():
@@ -61,15 +61,22 @@ def lanes():
     return {col: {'lane': 'e_' + col, 'upstream': 'up-' + col} for col, _ in EGRESS}
 
 
-def start(ctx):
-    """One mock, one busbar with the six lanes (plus pool sdk-pool for openai_chat.mjs)."""
-    m = ctx.mock()
-    providers, models = {}, {}
+def providers_of(m):
+    """One provider per egress protocol, p_<column>, all on the mock."""
+    providers = {}
     for col, proto in EGRESS:
         p = dict(provider(m), protocol=proto)
         if proto == 'bedrock':
-            p['api_key_env'] = AWS_KEY_ENV
+            p['api_key_env'] = AWS_KEY_ENV   # busbar signs with SigV4
         providers['p_' + col] = p
+    return providers
+
+
+def start(ctx):
+    """One mock, one busbar with the six lanes (plus pool sdk-pool for openai_chat.mjs)."""
+    m = ctx.mock()
+    providers, models = providers_of(m), {}
+    for col, proto in EGRESS:
         models['e_' + col] = lane('p_' + col, 'up-' + col)
     conf = {'providers': providers, 'models': models,
             'pools': {'sdk-pool': pool(('e_openai', 1))},
@@ -165,11 +172,44 @@ def openai_chat(ctx, node, bb):
     return lines
 
 
+def continuation(ctx, node, m, rows):
+    """continuation.mjs on a busbar of its own: for each client SDK a pool cont-<row> =
+    [cut lane speaking the SDK's protocol (fail_first=1;cut=3, weight 10), healthy lane speaking
+    the next protocol of EGRESS (so each egress writes a prefill once)], on_cut: continue."""
+    models, pools, spec = {}, {}, {}
+    cols = [c for c, _ in EGRESS]
+    for row in rows:
+        healthy = cols[(cols.index(row) + 1) % len(cols)]
+        models['cut_' + row] = lane('p_' + row, 'cut-%s;fail_first=1;cut=3' % row)
+        models['cont_' + row] = lane('p_' + healthy, 'cont-' + row)
+        pools['cont-' + row] = pool(('cut_' + row, 10), ('cont_' + row, 1),
+                                    stream={'on_cut': 'continue'})
+        spec[row] = {'pool': 'cont-' + row, 'cut': 'cut-' + row, 'healthy': 'cont-' + row}
+    conf = {'providers': providers_of(m), 'models': models, 'pools': pools}
+    try:
+        bb = ctx.busbar(conf, name='busbar-continue', env={AWS_KEY_ENV: AWS_KEY})
+    except TestFailure:
+        ctx.busbars[-1].expect_exit = None  # it exited by itself (its config refused)
+        raise
+    bb.allow_log(r'failed after the response started')
+    env = dict(os.environ, BB_URL='http://127.0.0.1:%d' % bb.port, MOCK_URL=m.base_url,
+               POOLS=json.dumps(spec), EXPECT_TEXT=mock_answer(), SDK_ROWS=','.join(rows),
+               NODE_NO_WARNINGS='1')
+    p = run_node(ctx, node, 'continuation.mjs', env, 40)
+    lines = (p.stdout + p.stderr).splitlines()
+    if p.returncode != 0 or 'not ok' in p.stdout:
+        raise TestFailure('node continuation.mjs exited %d:\n%s\n--- busbar-continue log tail:\n%s'
+                          % (p.returncode, '\n'.join(lines), tail(bb.stderr_path, 25)))
+    return lines
+
+
 def main():
     flt = os.environ.get('BB_TEST_FILTER')
     rows = [r for r, _ in ROWS if not flt or flt in 'sdk_' + r]
     do_chat = not flt or flt in 'openai_chat'
-    print('1..%d' % (len(rows) + (1 if do_chat else 0) + 1), flush=True)
+    cont_rows = [r for r, _ in ROWS if not flt or flt in 'continuation_' + r]
+    print('1..%d' % (len(rows) + (1 if do_chat else 0) + (1 if cont_rows else 0) + 1),
+          flush=True)
     n = 0
     failed = 0
     ctx = Ctx('sdk_matrix')
@@ -188,7 +228,7 @@ def main():
             _diag(x)
         sys.stdout.flush()
 
-    setup_err, res, node, bb = None, None, None, None
+    setup_err, res, node, bb, m = None, None, None, None, None
     try:
         node = node_bin()
         m, bb = start(ctx)
@@ -224,11 +264,20 @@ def main():
                 notes = ['--- busbar log tail:\n' + tail(bb.stderr_path, 25)]
         emit('openai_chat.mjs (models list, errors, stream helper)', err, notes)
 
+    if cont_rows:
+        err, notes = setup_err, []
+        if not err:
+            try:
+                notes = continuation(ctx, node, m, cont_rows)
+            except TestFailure as e:
+                err = 'FAILED: %s' % e
+        emit('continuation.mjs (stream.on_cut: continue, %d SDKs)' % len(cont_rows), err, notes)
+
     try:
         problems = ctx.close()
     except Exception:
         problems = ['teardown crashed:\n' + traceback.format_exc()]
-    emit('clean shutdown of busbar and bb-mock (%.1fs total)' % (time.monotonic() - t0),
+    emit('clean shutdown of the busbars and bb-mock (%.1fs total)' % (time.monotonic() - t0),
          '\n'.join('teardown: ' + p for p in problems) if problems else None,
          ctx.notes + ([ctx.diagnostics()] if problems else []))
     if failed or os.environ.get('BB_KEEP_TMP'):

@@ -55,8 +55,12 @@ static int an_parse(struct bb_mock_req *r, struct json_object *body, const char 
         } else if (content) {
             r->prompt_tokens += bb_mock_content_words(content);
         }
-        if (i == len - 1)
+        if (i == len - 1) {
+            const char *role = bb_mock_get_str(m, "role", NULL);
             r->last_is_result = result;
+            if (role && !strcmp(role, "assistant"))
+                r->prefill = bb_mock_text_only(content);
+        }
     }
     struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
     for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
@@ -243,8 +247,8 @@ static void an_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
             ev_end(b);
         }
         delta(b, u->block, "text_delta");
-        evbuffer_add_printf(b, "\"text\":\"%s", u->i > 1 ? " " : "");
-        bb_mock_word(b, u->i);
+        BB_MOCK_ADD(b, "\"text\":\"");
+        bb_mock_unit_text(r, u->i, b);
         BB_MOCK_ADD(b, "\"}}");
         ev_end(b);
         break;
@@ -305,16 +309,15 @@ static void an_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
     evbuffer_add_printf(b, "event: content_block_delta\ndata: {not json\n\n");
 }
 
+static void an_inband(const struct bb_mock_req *r, struct evbuffer *b)
+{
+    an_error(r, 529, r->errcode, bb_mock_errmsg(r, "Overloaded"), b, NULL);
+}
+
 static void an_stream_error(struct bb_mock_req *r, struct evbuffer *b)
 {
-    const char *type = r->errcode ? r->errcode : "overloaded_error";
-    const char *msg = bb_mock_errmsg(r, "Overloaded");
     ev(b, "error");
-    BB_MOCK_ADD(b, "{\"type\":\"error\",\"error\":{\"type\":");
-    bb_mock_json_str(b, type, strlen(type));
-    BB_MOCK_ADD(b, ",\"message\":");
-    bb_mock_json_str(b, msg, strlen(msg));
-    evbuffer_add_printf(b, "},\"request_id\":\"req_mock%llu\"}", (unsigned long long)r->seq);
+    an_inband(r, b);
     ev_end(b);
 }
 
@@ -335,4 +338,5 @@ const struct bb_mock_proto bb_mock_proto_anthropic = {
     .stream_done = an_stream_done,
     .stream_malformed = an_stream_malformed,
     .stream_error = an_stream_error,
+    .inband = an_inband,
 };

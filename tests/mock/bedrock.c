@@ -76,8 +76,8 @@ static int br_parse(struct bb_mock_req *r, struct json_object *body, const char 
     r->prompt_tokens += blocks_words(bb_mock_get(body, "system", json_type_array));
     size_t len = json_object_array_length(msgs);
     for (size_t i = 0; i < len; i++) {
-        struct json_object *content = bb_mock_get(json_object_array_get_idx(msgs, i), "content",
-                                                  json_type_array);
+        struct json_object *m = json_object_array_get_idx(msgs, i);
+        struct json_object *content = bb_mock_get(m, "content", json_type_array);
         r->prompt_tokens += blocks_words(content);
         bool result = false;
         for (size_t k = 0; content && k < json_object_array_length(content); k++) {
@@ -90,8 +90,12 @@ static int br_parse(struct bb_mock_req *r, struct json_object *body, const char 
             bb_mock_add_result(r, bb_mock_get_str(tr, "toolUseId", NULL), false,
                                tool_result_text(c));
         }
-        if (i == len - 1)
+        if (i == len - 1) {
+            const char *role = bb_mock_get_str(m, "role", NULL);
             r->last_is_result = result;
+            if (role && !strcmp(role, "assistant"))
+                r->prefill = bb_mock_text_only(content);
+        }
     }
     struct json_object *tools = bb_mock_get(bb_mock_get(body, "toolConfig", json_type_object),
                                             "tools", json_type_array);
@@ -283,10 +287,10 @@ static void br_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
               "{\"signature\":\"mocksig%llu\"}}", u->block, (unsigned long long)r->seq);
         break;
     case BB_MOCK_TEXT:
-        bb_mock_word(t, u->i);
+        bb_mock_unit_text(r, u->i, t);
         evbuffer_add(t, "", 1);
-        event(b, "contentBlockDelta", "\"contentBlockIndex\":%u,\"delta\":{\"text\":\"%s%s\"}",
-              u->block, u->i > 1 ? " " : "", (const char *)evbuffer_pullup(t, -1));
+        event(b, "contentBlockDelta", "\"contentBlockIndex\":%u,\"delta\":{\"text\":\"%s\"}",
+              u->block, (const char *)evbuffer_pullup(t, -1));
         break;
     case BB_MOCK_CALL:
         if (u->part == 0) {
@@ -345,9 +349,23 @@ static void br_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
     evbuffer_free(p);
 }
 
+#define THROTTLED "Too many tokens, please wait before trying again."
+
+/* A 200 whose body is an error: {"message", "__type"} and no `output`. */
+static void br_inband(const struct bb_mock_req *r, struct evbuffer *b)
+{
+    const char *msg = bb_mock_errmsg(r, THROTTLED),
+               *type = r->errcode ? r->errcode : "ThrottlingException";
+    BB_MOCK_ADD(b, "{\"message\":");
+    bb_mock_json_str(b, msg, strlen(msg));
+    BB_MOCK_ADD(b, ",\"__type\":");
+    bb_mock_json_str(b, type, strlen(type));
+    BB_MOCK_ADD(b, "}");
+}
+
 static void br_stream_error(struct bb_mock_req *r, struct evbuffer *b)
 {
-    const char *msg = bb_mock_errmsg(r, "Too many tokens, please wait before trying again.");
+    const char *msg = bb_mock_errmsg(r, THROTTLED);
     struct evbuffer *p = evbuffer_new();
     BB_MOCK_ADD(p, "{\"message\":");
     bb_mock_json_str(p, msg, strlen(msg));
@@ -373,4 +391,5 @@ const struct bb_mock_proto bb_mock_proto_bedrock = {
     .stream_done = br_stream_done,
     .stream_malformed = br_stream_malformed,
     .stream_error = br_stream_error,
+    .inband = br_inband,
 };

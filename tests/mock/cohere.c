@@ -67,8 +67,11 @@ static int co_parse(struct bb_mock_req *r, struct json_object *body, const char 
                                tool_content_text(content));
         else if (content)
             r->prompt_tokens += bb_mock_content_words(content);
-        if (i == len - 1)
+        if (i == len - 1) {
             r->last_is_result = result;
+            if (role && !strcmp(role, "assistant"))
+                r->prefill = bb_mock_text_only(content);
+        }
     }
     struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
     for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
@@ -213,9 +216,9 @@ static void co_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         if (u->first)
             content_start(b, u->block, "text");
         ev(b, "content-delta");
-        evbuffer_add_printf(b, ",\"index\":%u,\"delta\":{\"message\":{\"content\":{\"text\":\"%s",
-                            u->block, u->i > 1 ? " " : "");
-        bb_mock_word(b, u->i);
+        evbuffer_add_printf(b, ",\"index\":%u,\"delta\":{\"message\":{\"content\":{\"text\":\"",
+                            u->block);
+        bb_mock_unit_text(r, u->i, b);
         BB_MOCK_ADD(b, "\"}}}");
         ev_end(b);
         if (u->last)
@@ -280,6 +283,12 @@ static void co_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
     BB_MOCK_ADD(b, "event: content-delta\ndata: {not json\n\n");
 }
 
+/* A 200 whose body is Cohere's error object {"message"} (no finish_reason). */
+static void co_inband(const struct bb_mock_req *r, struct evbuffer *b)
+{
+    co_error(r, 500, NULL, bb_mock_errmsg(r, "bb-mock: scripted in-band error"), b, NULL);
+}
+
 /* Cohere reports a failure during generation as a message-end with finish_reason ERROR and
  * the error text in delta.error. */
 static void co_stream_error(struct bb_mock_req *r, struct evbuffer *b)
@@ -309,4 +318,5 @@ const struct bb_mock_proto bb_mock_proto_cohere = {
     .stream_done = co_stream_done,
     .stream_malformed = co_stream_malformed,
     .stream_error = co_stream_error,
+    .inband = co_inband,
 };

@@ -35,6 +35,22 @@ static unsigned long parts_words(struct json_object *content)
     return n;
 }
 
+/* The text of a content's parts (thought parts excluded), NULL when it has none. */
+static char *parts_text(struct json_object *content)
+{
+    struct json_object *parts = bb_mock_get(content, "parts", json_type_array);
+    struct json_object *texts = json_object_new_array();
+    for (size_t i = 0; parts && i < json_object_array_length(parts); i++) {
+        struct json_object *p = json_object_array_get_idx(parts, i), *th;
+        if (bb_mock_get(p, "text", json_type_string) &&
+            !((th = bb_mock_get(p, "thought", json_type_boolean)) && json_object_get_boolean(th)))
+            json_object_array_add(texts, json_object_get(p));
+    }
+    char *s = json_object_array_length(texts) ? bb_mock_text_only(texts) : NULL;
+    json_object_put(texts);
+    return s;
+}
+
 /* A functionResponse's `response` as text: the one string member if that is all it holds,
  * else the compact JSON. */
 static char *response_text(struct json_object *resp)
@@ -85,8 +101,12 @@ static int gm_parse(struct bb_mock_req *r, struct json_object *body, const char 
             bb_mock_add_result(r, id ? id : bb_mock_get_str(fr, "name", NULL), !id,
                                response_text(resp));
         }
-        if (i == len - 1)
+        if (i == len - 1) {
+            const char *role = bb_mock_get_str(c, "role", NULL);
             r->last_is_result = result;
+            if (role && !strcmp(role, "model"))
+                r->prefill = parts_text(c);
+        }
     }
     struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
     for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
@@ -263,8 +283,8 @@ static void gm_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         thought_part(r, b);
         break;
     case BB_MOCK_TEXT:
-        evbuffer_add_printf(b, "{\"text\":\"%s", u->i > 1 ? " " : "");
-        bb_mock_word(b, u->i);
+        BB_MOCK_ADD(b, "{\"text\":\"");
+        bb_mock_unit_text(r, u->i, b);
         BB_MOCK_ADD(b, "\"}");
         cand = u->i;
         break;
@@ -314,11 +334,16 @@ static void gm_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
     el_close(r, b);
 }
 
+static void gm_inband(const struct bb_mock_req *r, struct evbuffer *b)
+{
+    error_obj(b, 503, r->errcode,
+              bb_mock_errmsg(r, "The model is overloaded. Please try again later."));
+}
+
 static void gm_stream_error(struct bb_mock_req *r, struct evbuffer *b)
 {
     el_open(r, b);
-    error_obj(b, 503, r->errcode,
-              bb_mock_errmsg(r, "The model is overloaded. Please try again later."));
+    gm_inband(r, b);
     el_close(r, b);
     if (!r->sse)
         BB_MOCK_ADD(b, "]");
@@ -341,4 +366,5 @@ const struct bb_mock_proto bb_mock_proto_gemini = {
     .stream_done = gm_stream_done,
     .stream_malformed = gm_stream_malformed,
     .stream_error = gm_stream_error,
+    .inband = gm_inband,
 };

@@ -61,6 +61,8 @@
 #define NBUCKETS 1024        /* fail_first / ratelimit counters */
 #define BODY_KEEP 16384      /* request body bytes kept in the attempt log */
 #define MAX_CALLS 128        /* tools=N cap */
+#define PAD_UNIT 65536       /* bigbody: bytes per padding unit, its leading space included */
+#define MAX_BIGBODY (1L << 30)
 
 enum outcome { OUT_PENDING, OUT_OK, OUT_FAULT, OUT_ABORTED };
 static const char *const outcome_name[] = {"pending", "ok", "fault", "aborted"};
@@ -87,6 +89,7 @@ struct attempt {
     char *results;       /* rendered JSON array, NULL: [] */
     char *body;          /* the first BODY_KEEP bytes of the body (NUL-terminated) */
     size_t body_len;
+    char *prefill;       /* the trailing assistant turn's text, NULL: null */
 };
 
 
@@ -119,14 +122,17 @@ struct server {
 
 /* What happens once the output buffer has been written out completely. */
 enum after { AFTER_NONE, AFTER_PUMP, AFTER_FINISH, AFTER_RST };
-enum timer_kind { T_NONE, T_PRE, T_PUMP, T_LINGER };
+enum timer_kind { T_NONE, T_PRE, T_PUMP, T_BODY, T_LINGER };
 enum stage { ST_OPEN, ST_UNITS, ST_CLOSE, ST_DONE };
 
 struct directives {
     int status;
+    int rawstatus, redirect;                    /* hostile answers, 0 = none */
     char retry_after[32];
-    bool reset, noresponse, nodone, think;
-    long slowfirst, delay;                      /* ms, 0 = none */
+    bool reset, noresponse, nodone, think, chunkcut, html;
+    long slowfirst, delay, slowbody;            /* ms, 0 = none */
+    long bigbody;                               /* bytes, 0 = none */
+    char ctype[128];                            /* Content-Type override, "" = none */
     long words, cut, stall, malformed, inband;  /* -1 = none */
     long fail_first;                            /* -1 = none */
     long tools, cached, cache_write;            /* -1 = none */
@@ -154,6 +160,8 @@ struct req {
     unsigned nopened, nclosed, ndone;
     unsigned long sent, nunits;           /* content units sent / in the answer */
     long cut_at, stall_at, malformed_at, inband_at; /* in content units, -1 none */
+    struct evbuffer *held; /* slowbody: the body, sent when the timer fires, then held_after */
+    enum after held_after;
     char rl_hdr[640]; /* ratelimit=: the rate-limit header lines of every answer, or "" */
 };
 
@@ -262,13 +270,36 @@ unsigned long bb_mock_count_words(const char *s, size_t n)
     return words;
 }
 
+void bb_mock_unit_text(const struct bb_mock_req *r, unsigned i, struct evbuffer *b)
+{
+    unsigned canned = r->words - r->npad;
+    if (i > canned) { /* bigbody padding: " xxx...", the last unit takes the rest */
+        static char xs[PAD_UNIT];
+        if (!xs[0])
+            memset(xs, 'x', sizeof xs);
+        unsigned j = i - canned;
+        size_t len = j < r->npad ? PAD_UNIT : r->pad - (size_t)(r->npad - 1) * PAD_UNIT;
+        BB_MOCK_ADD(b, " ");
+        evbuffer_add(b, xs, len - 1);
+        return;
+    }
+    unsigned w = r->base + i;
+    if (i == 1 && r->trim) {
+        char u[24];
+        int n = snprintf(u, sizeof u, w == 1 ? "Hello" : " w%u", w);
+        if (n > (int)r->trim)
+            evbuffer_add(b, u + r->trim, (size_t)n - r->trim);
+        return;
+    }
+    if (w > 1)
+        BB_MOCK_ADD(b, " ");
+    bb_mock_word(b, w);
+}
+
 void bb_mock_text(const struct bb_mock_req *r, struct evbuffer *b)
 {
-    for (unsigned i = 1; i <= r->words; i++) {
-        if (i > 1)
-            BB_MOCK_ADD(b, " ");
-        bb_mock_word(b, i);
-    }
+    for (unsigned i = 1; i <= r->words; i++)
+        bb_mock_unit_text(r, i, b);
 }
 
 struct json_object *bb_mock_get(struct json_object *o, const char *key, int type)
@@ -347,6 +378,35 @@ char *bb_mock_content_text(struct json_object *content)
     const char *js = json_object_to_json_string_ext(content, JSON_C_TO_STRING_PLAIN |
                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
     return xstrndup(js, strlen(js));
+}
+
+char *bb_mock_text_only(struct json_object *content)
+{
+    if (json_object_is_type(content, json_type_string))
+        return xstrndup(json_object_get_string(content),
+                        (size_t)json_object_get_string_len(content));
+    if (!json_object_is_type(content, json_type_array))
+        return NULL;
+    struct evbuffer *b = evbuffer_new();
+    bool any = false;
+    size_t len = json_object_array_length(content);
+    for (size_t i = 0; i < len; i++) {
+        const char *s;
+        size_t sl;
+        if (text_part(json_object_array_get_idx(content, i), &s, &sl)) {
+            evbuffer_add(b, s, sl);
+            any = true;
+        }
+    }
+    size_t n = evbuffer_get_length(b);
+    char *out = NULL;
+    if (any) {
+        out = xmalloc(n + 1);
+        evbuffer_remove(b, out, n);
+        out[n] = 0;
+    }
+    evbuffer_free(b);
+    return out;
 }
 
 void bb_mock_add_tool(struct bb_mock_req *r, const char *name, size_t n)
@@ -460,6 +520,11 @@ static const char *reason(int status)
     switch (status) {
     case 100: return "Continue";
     case 200: return "OK";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 402: return "Payment Required";
@@ -516,6 +581,8 @@ static void att_json(const struct server *s, const struct attempt *a, struct evb
     evbuffer_add_printf(b, "},\"tools\":%s,\"tool_results\":%s,\"body\":",
                         a->tools ? a->tools : "[]", a->results ? a->results : "[]");
     json_str_utf8(b, a->body ? a->body : "", a->body_len);
+    BB_MOCK_ADD(b, ",\"prefill\":");
+    json_str0(b, a->prefill);
     BB_MOCK_ADD(b, "}");
 }
 
@@ -528,6 +595,7 @@ static void att_clear(struct attempt *a)
     free(a->tools);
     free(a->results);
     free(a->body);
+    free(a->prefill);
     memset(a, 0, sizeof *a);
 }
 
@@ -701,6 +769,9 @@ static void req_clear(struct conn *c)
         free(r->pub.results[i].content);
     }
     free(r->pub.results);
+    free(r->pub.prefill);
+    if (r->held)
+        evbuffer_free(r->held);
     memset(r, 0, sizeof *r);
     c->after = AFTER_NONE;
     if (c->tk != T_NONE) {
@@ -963,6 +1034,20 @@ static void parse_directives(const char *m, size_t n, struct directives *d)
             d->nodone = true;
         else if (KEY("think"))
             d->think = true;
+        else if (KEY("rawstatus") && dnum(v, vl, 999, &x) && x >= 100)
+            d->rawstatus = (int)x;
+        else if (KEY("redirect") && dnum(v, vl, 399, &x) && x >= 300)
+            d->redirect = (int)x;
+        else if (KEY("html"))
+            d->html = true;
+        else if (KEY("chunkcut"))
+            d->chunkcut = true;
+        else if (KEY("ctype"))
+            dstr(v, vl, d->ctype, sizeof d->ctype, true);
+        else if (KEY("bigbody"))
+            dnum(v, vl, MAX_BIGBODY, &d->bigbody);
+        else if (KEY("slowbody"))
+            dnum(v, vl, 3600000, &d->slowbody);
         else if (KEY("slowfirst"))
             dnum(v, vl, 3600000, &d->slowfirst);
         else if (KEY("delay"))
@@ -993,7 +1078,7 @@ static void parse_directives(const char *m, size_t n, struct directives *d)
 }
 
 /* fail_first=K: past the K-th attempt the model answers normally; only the content directives
- * (words, tools, think, cached, cache_write) stay. */
+ * (words, tools, think, cached, cache_write, bigbody) stay. */
 static void clear_faults(struct directives *d)
 {
     struct directives keep = *d;
@@ -1004,6 +1089,7 @@ static void clear_faults(struct directives *d)
     d->think = keep.think;
     d->cached = keep.cached;
     d->cache_write = keep.cache_write;
+    d->bigbody = keep.bigbody;
     d->rl_remaining = keep.rl_remaining; /* the provider's counters are not a fault */
     d->rl_limit = keep.rl_limit;
     d->rl_reset = keep.rl_reset;
@@ -1179,6 +1265,11 @@ static void emit_next(struct conn *c)
                 break;
         }
         put_frame(c);
+        if (r->d.chunkcut) { /* every frame, then a RST instead of the last chunk */
+            r->fault = true;
+            c->after = AFTER_RST;
+            return;
+        }
         if (r->chunked)
             BB_MOCK_ADD(c->out, "0\r\n\r\n");
         c->after = AFTER_FINISH;
@@ -1218,8 +1309,12 @@ static void stream_start(struct conn *c)
     r->chunked = !r->http10;
     if (r->http10 || r->d.nodone || r->malformed_at >= 0 || r->inband_at >= 0)
         c->close_after = true; /* the stream ends with a close: say so up front */
-    evbuffer_add_printf(c->out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
-                                "%s%s%s\r\n", r->proto->stream_type(&r->pub), r->rl_hdr,
+    if (r->d.ctype[0])
+        r->fault = true;
+    evbuffer_add_printf(c->out,
+                        "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                        "%s%s%s\r\n",
+                        r->d.ctype[0] ? r->d.ctype : r->proto->stream_type(&r->pub), r->rl_hdr,
                         r->chunked ? "Transfer-Encoding: chunked\r\n" : "", conn_header(c));
     set_status(c, 200);
     r->stage = ST_OPEN;
@@ -1233,6 +1328,136 @@ static void stream_start(struct conn *c)
         return;
     }
     pump(c); /* the head goes out with the first frame */
+}
+
+/* Keep the first n bytes of b. */
+static void keep_head(struct evbuffer *b, size_t n)
+{
+    struct evbuffer *t = evbuffer_new();
+    evbuffer_remove_buffer(b, t, n);
+    evbuffer_drain(b, evbuffer_get_length(b));
+    evbuffer_add_buffer(b, t);
+    evbuffer_free(t);
+}
+
+/* Where a non-stream body b is cut for cut/stall/malformed=N: right after the N-th word of the
+ * answer text (N = 0: where the text starts), or in the middle when there is no text. */
+static size_t text_cut(const struct bb_mock_req *q, struct evbuffer *b, long n)
+{
+    size_t len = evbuffer_get_length(b);
+    if (!q->words)
+        return len / 2;
+    unsigned upto = n > (long)q->words ? q->words : (unsigned)n;
+    struct evbuffer *needle = evbuffer_new();
+    BB_MOCK_ADD(needle, "\"");
+    for (unsigned i = 1; i <= (upto ? upto : 1); i++)
+        bb_mock_unit_text(q, i, needle);
+    size_t nl = evbuffer_get_length(needle);
+    struct evbuffer_ptr at =
+        evbuffer_search(b, (const char *)evbuffer_pullup(needle, -1), nl, NULL);
+    evbuffer_free(needle);
+    if (at.pos < 0)
+        return len / 2;
+    return (size_t)at.pos + (upto ? nl : 1);
+}
+
+/* Queue b as three chunks of a chunked body, without the last chunk (chunkcut). */
+static void put_chunks(struct evbuffer *out, struct evbuffer *b)
+{
+    size_t len = evbuffer_get_length(b), step = len / 3 ? len / 3 : len;
+    while (evbuffer_get_length(b)) {
+        size_t n = evbuffer_get_length(b);
+        if (n > step && n - step >= step)
+            n = step;
+        evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_remove_buffer(b, out, n);
+        BB_MOCK_ADD(out, "\r\n");
+    }
+}
+
+/* A non-stream answer: the protocol's response (or in-band error) body, and the non-stream
+ * faults: cut / stall / malformed at the N-th word, chunkcut, slowbody, ctype. */
+static void respond_json(struct conn *c)
+{
+    struct req *r = &c->r;
+    const struct directives *d = &r->d;
+    struct evbuffer *b = evbuffer_new();
+    long at = d->cut >= 0 ? d->cut : d->stall;
+    enum after end = AFTER_FINISH;
+    bool chunked = false, lengthless = false;
+    if (at < 0 && d->malformed < 0 && d->inband >= 0) {
+        r->proto->inband(&r->pub, b);
+        r->fault = true;
+    } else {
+        r->proto->response(&r->pub, b);
+    }
+    size_t clen = evbuffer_get_length(b); /* what the head announces */
+    if (at >= 0) {
+        /* the full length announced, a prefix sent */
+        keep_head(b, text_cut(&r->pub, b, at));
+        end = d->cut >= 0 ? AFTER_RST : AFTER_NONE;
+        r->fault = true;
+    } else if (d->malformed >= 0) {
+        keep_head(b, text_cut(&r->pub, b, d->malformed));
+        BB_MOCK_ADD(b, "{not json");
+        clen = evbuffer_get_length(b);
+        c->close_after = true;
+        r->fault = true;
+    } else if (d->chunkcut) {
+        chunked = !r->http10;
+        lengthless = c->close_after = r->http10; /* HTTP/1.0: the body, then the RST */
+        end = AFTER_RST;
+        r->fault = true;
+    }
+    if (d->ctype[0])
+        r->fault = true;
+    evbuffer_add_printf(c->out, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n",
+                        d->ctype[0] ? d->ctype : "application/json");
+    if (chunked)
+        BB_MOCK_ADD(c->out, "Transfer-Encoding: chunked\r\n");
+    else if (!lengthless)
+        evbuffer_add_printf(c->out, "Content-Length: %zu\r\n", clen);
+    evbuffer_add_printf(c->out, "%s%s\r\n", r->rl_hdr, conn_header(c));
+    set_status(c, 200);
+    if (chunked) {
+        struct evbuffer *t = evbuffer_new();
+        put_chunks(t, b);
+        evbuffer_add_buffer(b, t);
+        evbuffer_free(t);
+    }
+    if (d->slowbody > 0) { /* the head now, the body later */
+        r->held = b;
+        r->held_after = end;
+        c->after = AFTER_NONE;
+        if (conn_send(c) < 0)
+            conn_fail(c);
+        else
+            arm(c, T_BODY, d->slowbody);
+        return;
+    }
+    evbuffer_add_buffer(c->out, b);
+    evbuffer_free(b);
+    c->after = end;
+    flush(c);
+}
+
+/* A hostile provider's answer: a 3xx pointing at a metadata service, or an HTML page. */
+static void respond_hostile(struct conn *c)
+{
+    struct req *r = &c->r;
+    struct evbuffer *b = evbuffer_new();
+    char extra[sizeof r->rl_hdr + 96];
+    r->fault = true;
+    if (r->d.redirect) {
+        snprintf(extra, sizeof extra, "%sLocation: http://169.254.169.254/latest/meta-data/\r\n",
+                 r->rl_hdr);
+        reply(c, r->d.redirect, "text/html", b, extra);
+    } else {
+        BB_MOCK_ADD(b, "<html><head><title>Sign in</title></head><body><h1>bb-mock: an HTML "
+                       "page, not an API answer</h1></body></html>\n");
+        reply(c, 200, "text/html; charset=utf-8", b, r->rl_hdr);
+    }
+    evbuffer_free(b);
 }
 
 /* Answer an attempt whose directives are known, after any pre-header wait. */
@@ -1253,11 +1478,19 @@ static void respond(struct conn *c)
                     extra);
         return;
     }
+    if (r->d.rawstatus) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "bb-mock: scripted status %d", r->d.rawstatus);
+        reply_error(c, r->proto, r->d.rawstatus, r->pub.errcode, bb_mock_errmsg(&r->pub, msg),
+                    r->rl_hdr);
+        return;
+    }
+    if (r->d.redirect || r->d.html) {
+        respond_hostile(c);
+        return;
+    }
     if (!r->pub.stream) {
-        struct evbuffer *b = evbuffer_new();
-        r->proto->response(&r->pub, b);
-        reply(c, 200, "application/json", b, r->rl_hdr);
-        evbuffer_free(b);
+        respond_json(c);
         return;
     }
     stream_start(c);
@@ -1323,6 +1556,33 @@ static const struct route {
     {"/model/", "/converse-stream", &bb_mock_proto_bedrock, true},
 };
 
+/* Prefill continuation: when the request's trailing assistant text (trailing whitespace
+ * stripped) is a prefix of the canned text "Hello w2 ... wN", the answer is the rest of it:
+ * sets base and trim and returns true; false when it is no prefix. */
+static bool continuation(struct bb_mock_req *q, unsigned n)
+{
+    const char *p = q->prefill;
+    size_t pl = strlen(p), off = 0; /* off: bytes of the canned text matched so far */
+    while (pl && isspace((unsigned char)p[pl - 1]))
+        pl--;
+    for (unsigned i = 1; i <= n; i++) {
+        char u[24];
+        size_t ul = (size_t)snprintf(u, sizeof u, i == 1 ? "Hello" : " w%u", i);
+        if (off + ul >= pl) { /* the prefill ends inside unit i, or at its end */
+            size_t k = pl - off;
+            if (memcmp(u, p + off, k))
+                return false;
+            q->base = k == ul ? i : i - 1;
+            q->trim = k == ul ? 0 : (unsigned)k;
+            return true;
+        }
+        if (memcmp(u, p + off, ul))
+            return false;
+        off += ul;
+    }
+    return pl == off; /* n = 0 and an empty prefill */
+}
+
 static void provider(struct conn *c, const struct route *rt, const char *body, size_t len)
 {
     struct server *s = c->srv;
@@ -1369,10 +1629,21 @@ static void provider(struct conn *c, const struct route *rt, const char *body, s
     if (r->d.fail_first >= 0 && nth > (unsigned long)r->d.fail_first)
         clear_faults(&r->d);
     ratelimit_headers(r, nth);
-    if (pub->ntools && !pub->last_is_result && r->d.tools != 0)
+    unsigned canned = r->d.words >= 0 ? (unsigned)r->d.words : DEFAULT_WORDS;
+    if (pub->prefill)
+        a->prefill = xstrndup(pub->prefill, strlen(pub->prefill));
+    bool cont = pub->prefill && continuation(pub, canned);
+    if (pub->ntools && !pub->last_is_result && r->d.tools != 0 && !cont)
         pub->ncalls = r->d.tools > 0 ? (unsigned)r->d.tools : 1;
-    pub->words = pub->ncalls ? 0 : r->d.words >= 0 ? (unsigned)r->d.words : DEFAULT_WORDS;
-    pub->think = r->d.think || pub->want_think;
+    pub->words = pub->ncalls ? 0 : canned - pub->base;
+    pub->think = (r->d.think || pub->want_think) && !cont;
+    if (r->d.bigbody > 0 && !pub->ncalls) {
+        pub->pad = (unsigned long)r->d.bigbody;
+        if (pub->pad % PAD_UNIT == 1)
+            pub->pad++; /* every padding unit holds at least one x */
+        pub->npad = (unsigned)((pub->pad + PAD_UNIT - 1) / PAD_UNIT);
+        pub->words += pub->npad;
+    }
     pub->cached = r->d.cached > 0 ? (unsigned long)r->d.cached : 0;
     pub->cache_write = r->d.cache_write > 0 ? (unsigned long)r->d.cache_write : 0;
     pub->errcode = r->d.errcode[0] ? r->d.errcode : NULL;
@@ -1388,7 +1659,8 @@ static void provider(struct conn *c, const struct route *rt, const char *body, s
         r->fault = true;
         return; /* pending until the client goes away */
     }
-    if (r->d.slowfirst > 0 && (!pub->stream || r->d.status || r->d.reset)) {
+    if (r->d.slowfirst > 0 && (!pub->stream || r->d.status || r->d.reset || r->d.rawstatus ||
+                               r->d.redirect || r->d.html)) {
         arm(c, T_PRE, r->d.slowfirst);
         return;
     }
@@ -1665,6 +1937,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case T_PUMP:
         pump(c);
+        break;
+    case T_BODY:
+        evbuffer_add_buffer(c->out, c->r.held);
+        c->after = c->r.held_after;
+        flush(c);
         break;
     case T_LINGER:
         c->dead = true;

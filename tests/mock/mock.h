@@ -52,8 +52,17 @@ struct bb_mock_req {
     size_t ntools;
     struct bb_mock_result *results; /* tool results found (bb_mock_add_result) */
     size_t nresults;
+    char *prefill;               /* the conversation ends with an assistant turn: its text
+                                    (text parts joined; malloc'd, engine frees), else NULL */
     /* decided by the engine after parse */
-    unsigned words;              /* text answer length in words (0 for a tool-call answer) */
+    unsigned words;              /* text units of the answer (0 for a tool-call answer): the
+                                    words still to send, then npad bigbody padding units */
+    unsigned npad;               /* bigbody: padding units at the end of the text */
+    unsigned long pad;           /* bigbody: padding bytes in total */
+    unsigned base;               /* prefill continuation: words of the canned text already
+                                    given; text unit i is word base+i */
+    unsigned trim;               /* bytes of text unit 1 already given (a prefill ending
+                                    inside a word) */
     unsigned ncalls;             /* tool calls in the answer (0 for a text answer) */
     bool think;                  /* a thinking block comes first */
     unsigned long cached, cache_write; /* cache-read / cache-write input tokens */
@@ -101,6 +110,9 @@ struct bb_mock_proto {
     void (*stream_malformed)(struct bb_mock_req *r, struct evbuffer *b);
     /* The in-band error event (directive inband=N); the stream ends after it. */
     void (*stream_error)(struct bb_mock_req *r, struct evbuffer *b);
+    /* The in-band error body of a non-stream answer (directive inband): the protocol's error
+     * object as the provider sends it in a 200. */
+    void (*inband)(const struct bb_mock_req *r, struct evbuffer *b);
 };
 
 extern const struct bb_mock_proto bb_mock_proto_openai;
@@ -113,6 +125,8 @@ extern const struct bb_mock_proto bb_mock_proto_cohere;
 /* The OpenAI error body (openai.c; the Responses API answers errors the same way). */
 void bb_mock_openai_error(const struct bb_mock_req *r, int status, const char *code,
                           const char *message, struct evbuffer *body, struct evbuffer *hdrs);
+/* The OpenAI in-band error object {"error":{...,"type":"server_error",...}} (both APIs). */
+void bb_mock_openai_inband(const struct bb_mock_req *r, struct evbuffer *b);
 
 /* ---- helpers shared by the modules (mock.c) */
 
@@ -125,7 +139,12 @@ void bb_mock_json_str(struct evbuffer *b, const char *s, size_t n);
 void bb_mock_num(struct evbuffer *b, unsigned long long v);
 /* Append word i (1-based) of the deterministic answer: "Hello", "w2", "w3", ... */
 void bb_mock_word(struct evbuffer *b, unsigned i);
-/* Append the whole text answer "Hello w2 ... wN" (unquoted; it needs no escaping). */
+/* Append text unit i (1-based) of the answer: its word with a leading space unless it is the
+ * canned text's first word, less what a prefill already gave; or a bigbody padding unit
+ * (" xxx..."). Unquoted; it needs no escaping. */
+void bb_mock_unit_text(const struct bb_mock_req *r, unsigned i, struct evbuffer *b);
+/* Append the whole text answer, units 1..words: "Hello w2 ... wN" (the rest of it after a
+ * prefill, padding included). */
 void bb_mock_text(const struct bb_mock_req *r, struct evbuffer *b);
 /* Number of whitespace-separated words in s[0..n). */
 unsigned long bb_mock_count_words(const char *s, size_t n);
@@ -134,6 +153,9 @@ unsigned long bb_mock_count_words(const char *s, size_t n);
 unsigned long bb_mock_content_words(struct json_object *content);
 /* A content's text: a string, or the text parts of an array joined; else the compact JSON. */
 char *bb_mock_content_text(struct json_object *content);
+/* Only the text of a content (for a prefill): a string, or its text parts joined (other
+ * parts skipped); NULL when it has no text at all. */
+char *bb_mock_text_only(struct json_object *content);
 /* Typed member lookups: NULL when absent or of another type. */
 struct json_object *bb_mock_get(struct json_object *o, const char *key, int type);
 const char *bb_mock_get_str(struct json_object *o, const char *key, size_t *len);

@@ -78,8 +78,11 @@ static int oa_parse(struct bb_mock_req *r, struct json_object *body, const char 
         } else if (content) {
             r->prompt_tokens += bb_mock_content_words(content);
         }
-        if (i == len - 1)
+        if (i == len - 1) {
             r->last_is_result = result;
+            if (role && !strcmp(role, "assistant"))
+                r->prefill = bb_mock_text_only(content);
+        }
     }
     return 0;
 }
@@ -230,11 +233,8 @@ static void oa_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         BB_MOCK_ADD(b, "\"reasoning_content\":\"" BB_MOCK_THINK_TEXT "\"");
         break;
     case BB_MOCK_TEXT:
-        if (u->i > 1)
-            BB_MOCK_ADD(b, "\"content\":\" ");
-        else
-            BB_MOCK_ADD(b, "\"content\":\"");
-        bb_mock_word(b, u->i);
+        BB_MOCK_ADD(b, "\"content\":\"");
+        bb_mock_unit_text(r, u->i, b);
         BB_MOCK_ADD(b, "\"");
         break;
     case BB_MOCK_CALL:
@@ -293,17 +293,24 @@ static void oa_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
     evbuffer_add_printf(b, "data: {not json\n\n");
 }
 
-static void oa_stream_error(struct bb_mock_req *r, struct evbuffer *b)
+void bb_mock_openai_inband(const struct bb_mock_req *r, struct evbuffer *b)
 {
     const char *msg = bb_mock_errmsg(r, "bb-mock: scripted in-band error");
-    evbuffer_add_printf(b, "data: {\"error\":{\"message\":");
+    BB_MOCK_ADD(b, "{\"error\":{\"message\":");
     bb_mock_json_str(b, msg, strlen(msg));
-    evbuffer_add_printf(b, ",\"type\":\"server_error\",\"param\":null,\"code\":");
+    BB_MOCK_ADD(b, ",\"type\":\"server_error\",\"param\":null,\"code\":");
     if (r->errcode)
         bb_mock_json_str(b, r->errcode, strlen(r->errcode));
     else
         BB_MOCK_ADD(b, "null");
-    evbuffer_add_printf(b, "}}\n\n");
+    BB_MOCK_ADD(b, "}}");
+}
+
+static void oa_stream_error(struct bb_mock_req *r, struct evbuffer *b)
+{
+    BB_MOCK_ADD(b, "data: ");
+    bb_mock_openai_inband(r, b);
+    BB_MOCK_ADD(b, "\n\n");
 }
 
 const struct bb_mock_proto bb_mock_proto_openai = {
@@ -325,4 +332,5 @@ const struct bb_mock_proto bb_mock_proto_openai = {
     .stream_done = oa_stream_done,
     .stream_malformed = oa_stream_malformed,
     .stream_error = oa_stream_error,
+    .inband = bb_mock_openai_inband,
 };

@@ -42,8 +42,12 @@ static int rs_parse(struct bb_mock_req *r, struct json_object *body, const char 
                        json_object_object_get_ex(it, "content", &c)) {
                 r->prompt_tokens += bb_mock_content_words(c);
             }
-            if (i == len - 1)
+            if (i == len - 1) {
+                const char *role = bb_mock_get_str(it, "role", NULL);
                 r->last_is_result = result;
+                if ((!type || !strcmp(type, "message")) && role && !strcmp(role, "assistant"))
+                    r->prefill = bb_mock_text_only(c);
+            }
         }
     }
     struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
@@ -272,8 +276,8 @@ static void rs_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         }
         ev(b, "response.output_text.delta");
         item_ref(r, u, b);
-        evbuffer_add_printf(b, "\"content_index\":0,\"delta\":\"%s", u->i > 1 ? " " : "");
-        bb_mock_word(b, u->i);
+        BB_MOCK_ADD(b, "\"content_index\":0,\"delta\":\"");
+        bb_mock_unit_text(r, u->i, b);
         BB_MOCK_ADD(b, "\",\"logprobs\":[],");
         ev_end(r, b);
         if (u->last) {
@@ -375,4 +379,5 @@ const struct bb_mock_proto bb_mock_proto_responses = {
     .stream_done = rs_stream_done,
     .stream_malformed = rs_stream_malformed,
     .stream_error = rs_stream_error,
+    .inband = bb_mock_openai_inband,
 };

@@ -328,6 +328,16 @@ directive_of() {
     esac
 }
 
+inband_body() { # PROTO: the non-stream in-band error body (the attempt's seq is $SEQ)
+    case $1 in
+    openai|responses) echo '{"error":{"message":"bb-mock: scripted in-band error","type":"server_error","param":null,"code":null}}' ;;
+    anthropic) echo "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"},\"request_id\":\"req_mock$SEQ\"}" ;;
+    gemini) echo '{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}' ;;
+    bedrock) echo '{"message":"Too many tokens, please wait before trying again.","__type":"ThrottlingException"}' ;;
+    cohere) echo '{"message":"bb-mock: scripted in-band error"}' ;;
+    esac
+}
+
 O= # the current output file; D: the decoded Bedrock stream (else the same as O)
 want() { check "$CTX: $1" has "$D" "$2"; }
 wantnot() { check "$CTX: $1" hasnt "$D" "$2"; }
@@ -364,7 +374,7 @@ PY
 expect_openai() { # MODE CASE (N = the attempt's seq)
     local N=$SEQ
     case $1:$2 in
-    json:plain|json:inband|json:nodone|json:malformed)
+    json:plain|json:nodone)
         want "text" '"content":"Hello w2 w3"'
         want "usage" '"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6}' ;;
     json:tools)
@@ -401,7 +411,7 @@ expect_openai() { # MODE CASE (N = the attempt's seq)
 expect_responses() {
     local N=$SEQ
     case $1:$2 in
-    json:plain|json:result|json:inband|json:nodone|json:malformed)
+    json:plain|json:result|json:nodone)
         want "message" "{\"id\":\"msg_mock${N}\",\"type\":\"message\",\"status\":\"completed\",\"content\":[{\"type\":\"output_text\",\"annotations\":[],\"logprobs\":[],\"text\":\"Hello w2 w3\"}],\"role\":\"assistant\"}"
         want "usage" '"usage":{"input_tokens":3,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":3,' ;;
     json:tools)
@@ -434,7 +444,7 @@ expect_responses() {
 expect_anthropic() {
     local N=$SEQ
     case $1:$2 in
-    json:plain|json:inband|json:nodone|json:malformed)
+    json:plain|json:nodone)
         want "text" '"content":[{"type":"text","text":"Hello w2 w3"}],"stop_reason":"end_turn"'
         want "usage" '"usage":{"input_tokens":3,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,' ;;
     json:result) want "text" '"text":"Hello w2 w3"' ;;
@@ -471,7 +481,7 @@ expect_anthropic() {
 expect_gemini() {
     local N=$SEQ
     case $1:$2 in
-    json:plain|json:result|json:inband|json:nodone|json:malformed)
+    json:plain|json:result|json:nodone)
         want "text" '"parts":[{"text":"Hello w2 w3"}],"role":"model"},"finishReason":"STOP"'
         want "usage" '"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":3,"totalTokenCount":6,' ;;
     json:tools) want "call 2" "{\"functionCall\":{\"id\":\"call_mock${N}_2\",\"name\":\"get_time\",\"args\":{\"q\":\"w2\"}}}" ;;
@@ -512,7 +522,7 @@ expect_gemini() {
 expect_bedrock() {
     local N=$SEQ
     case $1:$2 in
-    json:plain|json:result|json:inband|json:nodone|json:malformed)
+    json:plain|json:result|json:nodone)
         want "text" '"content":[{"text":"Hello w2 w3"}],"role":"assistant"}},"stopReason":"end_turn"'
         want "usage" '"usage":{"inputTokens":3,"outputTokens":3,"totalTokens":6}' ;;
     json:tools)
@@ -548,7 +558,7 @@ expect_bedrock() {
 expect_cohere() {
     local N=$SEQ
     case $1:$2 in
-    json:plain|json:result|json:inband|json:nodone|json:malformed)
+    json:plain|json:result|json:nodone)
         want "text" '"content":[{"type":"text","text":"Hello w2 w3"}]},"finish_reason":"COMPLETE"'
         want "usage" '"usage":{"billed_units":{"input_tokens":3,"output_tokens":3},"tokens":{"input_tokens":3,"output_tokens":3},"cached_tokens":0}' ;;
     json:tools)
@@ -611,9 +621,19 @@ for P in openai responses anthropic gemini bedrock cohere; do
                 check "$CTX: event-stream" has "$O" 'Content-Type: text/event-stream'
             fi
             case $MODE:$CASE in
+            json:inband|json:malformed) want_outcome='"outcome":"fault"' ;;
             json:*|*:s429|*:plain|*:tools|*:result|*:think|*:cached) want_outcome='"outcome":"ok"' ;;
             *) want_outcome='"outcome":"fault"' ;;
             esac
+            if [ $MODE = json ] && [ $CASE = inband ]; then # the error object, whole, in a 200
+                check "$CTX: in-band error body" [ "$(sed '1,/^\r$/d' "$O")" = "$(inband_body $P)" ]
+            fi
+            if [ $MODE = json ] && [ $CASE = malformed ]; then # cut after word 1, then junk
+                check "$CTX: malformed body" [ "$(tail -c 15 "$O")" = '"Hello{not json' ]
+                check "$CTX: malformed: Connection: close" has "$O" 'Connection: close'
+                check "$CTX: malformed: framed" [ "$(sed '1,/^\r$/d' "$O" | wc -c)" = \
+                    "$(grep -i '^content-length:' "$O" | tr -dc 0-9)" ]
+            fi
             [ $CASE = s429 ] && want_outcome='"outcome":"fault"'
             check "$CTX: clean end" [ "$RC" = 0 ]
             check "$CTX: attempt outcome" has "$TMP/att" "$want_outcome"
@@ -701,6 +721,299 @@ check "delay on responses: 5 frames, 4 gaps" ge "$(cat "$TMP/rdelay.t")" 0.19
 for r in /v1/responses /v1/messages /v2/chat /v1beta/models/x:generateContent /model/x/converse; do
     check "GET $r: 405" [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE$r")" = 405 ]
 done
+
+# ================================================================ new faults, every protocol
+# Non-stream faults (slowbody, cut, stall, malformed, chunkcut), hostile answers (html,
+# redirect, rawstatus), bigbody, ctype and prefill continuation on every route, read with
+# curl --raw so the HTTP framing itself is checked. `answer` decodes a raw response in any
+# protocol (chunked or not, SSE, Gemini arrays, Bedrock event-stream) and prints
+#   end=complete|truncated  text="..."  tokens=N  (output tokens of the answer's usage)
+answer() { # FILE PROTO MODE [FILE PROTO MODE ...]: writes FILE.ans for each
+    python3 - "$@" <<'PY'
+import json, struct, sys
+
+
+def parts(c):
+    return ''.join(p.get('text', '') for p in (c or {}).get('parts', []) if not p.get('thought'))
+
+
+def decode(path, proto, mode):
+    raw = open(path, 'rb').read()
+    i = raw.find(b'\r\n\r\n')
+    head, body = raw[:i].decode('latin-1'), raw[i + 4:]
+    h = {k.strip().lower(): v.strip() for k, _, v in (l.partition(':') for l in head.split('\r\n')[1:])}
+    end = 'complete'
+    if 'chunked' in h.get('transfer-encoding', '').lower():
+        out, p = b'', 0
+        end = 'truncated'
+        while True:
+            e = body.find(b'\r\n', p)
+            if e < 0:
+                break
+            n = int(body[p:e].split(b';')[0] or b'0', 16)
+            if n == 0:
+                end = 'complete' if body[e:e + 4] == b'\r\n\r\n' else 'truncated'
+                break
+            if len(body) < e + 2 + n + 2:
+                out += body[e + 2:]
+                break
+            out += body[e + 2:e + 2 + n]
+            p = e + 2 + n + 2
+        body = out
+    elif 'content-length' in h and len(body) < int(h['content-length']):
+        end = 'truncated'
+    text, tokens = '', None
+    try:
+        if mode == 'json':
+            j = json.loads(body)
+            if proto == 'openai':
+                text, tokens = j['choices'][0]['message']['content'], j['usage']['completion_tokens']
+            elif proto == 'responses':
+                text = ''.join(c['text'] for o in j['output'] if o['type'] == 'message' for c in o['content'])
+                tokens = j['usage']['output_tokens']
+            elif proto == 'anthropic':
+                text = ''.join(c['text'] for c in j['content'] if c['type'] == 'text')
+                tokens = j['usage']['output_tokens']
+            elif proto == 'gemini':
+                text, tokens = parts(j['candidates'][0]['content']), j['usageMetadata'].get('candidatesTokenCount', 0)
+            elif proto == 'bedrock':
+                text = ''.join(c.get('text', '') for c in j['output']['message']['content'])
+                tokens = j['usage']['outputTokens']
+            elif proto == 'cohere':
+                text = ''.join(c['text'] for c in j['message'].get('content', []) if c['type'] == 'text')
+                tokens = j['usage']['tokens']['output_tokens']
+        elif proto == 'bedrock':
+            p = 0
+            while p + 12 <= len(body):
+                total, hl = struct.unpack('>II', body[p:p + 8])
+                msg = body[p:p + total]
+                q, et = 12, None
+                while q < 12 + hl:
+                    nl = msg[q]; name = msg[q + 1:q + 1 + nl].decode()
+                    vl = struct.unpack('>H', msg[q + 2 + nl:q + 4 + nl])[0]
+                    if name == ':event-type':
+                        et = msg[q + 4 + nl:q + 4 + nl + vl].decode()
+                    q += 4 + nl + vl
+                j = json.loads(msg[12 + hl:-4])
+                if et == 'contentBlockDelta':
+                    text += j['delta'].get('text', '')
+                elif et == 'metadata':
+                    tokens = j['usage']['outputTokens']
+                p += total
+        elif mode == 'array':
+            for j in json.loads(body):
+                text += parts(j['candidates'][0].get('content'))
+                tokens = j['usageMetadata'].get('candidatesTokenCount', 0)
+        else:
+            for block in body.decode().replace('\r\n', '\n').split('\n\n'):
+                data = [l[6:] for l in block.split('\n') if l.startswith('data: ')]
+                if not data or data[0] == '[DONE]':
+                    continue
+                j = json.loads(data[0])
+                t = j.get('type')
+                if proto == 'openai':
+                    for c in j.get('choices', []):
+                        text += c['delta'].get('content') or ''
+                    if j.get('usage'):
+                        tokens = j['usage']['completion_tokens']
+                elif proto == 'responses':
+                    if t == 'response.output_text.delta':
+                        text += j['delta']
+                    elif t == 'response.completed':
+                        tokens = j['response']['usage']['output_tokens']
+                elif proto == 'anthropic':
+                    if t == 'content_block_delta' and j['delta']['type'] == 'text_delta':
+                        text += j['delta']['text']
+                    elif t == 'message_delta':
+                        tokens = j['usage']['output_tokens']
+                elif proto == 'gemini':
+                    text += parts(j['candidates'][0].get('content'))
+                    tokens = j['usageMetadata'].get('candidatesTokenCount', 0)
+                elif proto == 'cohere':
+                    if t == 'content-delta':
+                        text += j['delta']['message']['content'].get('text', '')
+                    elif t == 'message-end':
+                        tokens = j['delta']['usage']['tokens']['output_tokens']
+    except Exception as e:  # noqa: anything unparsable shows in the text
+        text = 'UNPARSABLE: %r' % e
+    return ['end=%s' % end,
+            'text=%s' % json.dumps(text),
+            'tokens=%s' % tokens,
+            'textlen=%d' % len(text)]
+
+a = sys.argv[1:]
+for k in range(0, len(a), 3):
+    with open(a[k] + '.ans', 'w') as f:
+        f.write('\n'.join(decode(*a[k:k + 3])) + '\n')
+PY
+}
+# body_*'s cases for a prefill: the conversation ends with an assistant turn "Hello w2"
+prefill_body() { # PROTO MODEL STREAM
+    local a='"Hello w2 "' # trailing whitespace is ignored
+    case $1 in
+    openai) printf '{"model":"%s","stream":%s,"stream_options":{"include_usage":true},"messages":[%s,{"role":"assistant","content":%s}]}' "$2" "$3" "$U" "$a" ;;
+    responses) printf '{"model":"%s","stream":%s,"input":[%s,{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Hello w2"}]}]}' "$2" "$3" "$U" ;;
+    anthropic) printf '{"model":"%s","max_tokens":100,"stream":%s,"messages":[%s,{"role":"assistant","content":[{"type":"text","text":"Hello w2"}]}]}' "$2" "$3" "$U" ;;
+    gemini) printf '{"contents":[{"role":"user","parts":[{"text":"one two three"}]},{"role":"model","parts":[{"text":"Hello"},{"text":" w2"}]}]}' ;;
+    bedrock) printf '{"messages":[{"role":"user","content":[{"text":"one two three"}]},{"role":"assistant","content":[{"text":"Hello w2"}]}]}' ;;
+    cohere) printf '{"model":"%s","stream":%s,"messages":[%s,{"role":"assistant","content":[{"type":"text","text":"Hello w2"}]}]}' "$2" "$3" "$U" ;;
+    esac
+}
+rawstatus_shape() { # PROTO: how the protocol's error body for status 600 looks
+    case $1 in
+    openai|responses) echo '"type":"server_error"' ;; anthropic) echo '"type":"api_error"' ;;
+    gemini) echo '"code":600,"message":"bb-mock: scripted status 600","status":"INTERNAL"' ;;
+    bedrock) echo 'x-amzn-ErrorType: InternalServerException:' ;; cohere) echo '{"message":"bb-mock: scripted status 600"}' ;;
+    esac
+}
+each_case() { # run "$@" for every protocol x mode x case, with P MODE CASE CTX O A set
+    local cases
+    for P in openai responses anthropic gemini bedrock cohere; do
+        MODES="json stream"
+        [ $P = gemini ] && MODES="json stream array"
+        for MODE in $MODES; do
+            cases="chunkcut html redirect rawstatus bigbody ctype prefill"
+            [ $MODE = json ] && cases="slowbody cut stall $cases"
+            for CASE in $cases; do
+                CTX="$P $MODE $CASE"
+                O="$TMP/$P-$MODE-$CASE.raw"
+                A="$O.ans"
+                "$@"
+            done
+        done
+    done
+}
+send_case() { # the request; its curl status and timings in $O.meta, its attempt in $O.att
+    local d model stream=false b w
+    case $CASE in
+    slowbody) d=';slowbody=300' ;; cut) d=';cut=2' ;; stall) d=';stall=2' ;;
+    chunkcut) d=';chunkcut' ;; html) d=';html' ;; redirect) d=';redirect=307' ;;
+    rawstatus) d=';rawstatus=600' ;; bigbody) d=';bigbody=200000' ;;
+    ctype) d=';ctype=text/plain' ;; prefill) d='' ;;
+    esac
+    model="m;words=3$d"
+    [ "$MODE" != json ] && stream=true
+    if [ $CASE = prefill ]; then b=$(prefill_body $P "$model" $stream); else b=$(body_$P "$model" $stream plain); fi
+    SEQ=$((SEQ + 1))
+    w=$(curl -sS -N -i --raw --http1.1 -m 0.6 -o "$O" -w '%{time_starttransfer} %{time_total}' \
+        -H 'Content-Type: application/json' "$(url_of $P "$model" $MODE)" -d "$b" 2>/dev/null)
+    echo "$? $w" >"$O.meta"
+    attempt 0.02
+    mv "$TMP/att" "$O.att"
+    DECODE+=("$O" $P $MODE)
+}
+check_case() {
+    local RC TTFB TOTAL st want_rc want_outcome
+    read -r RC TTFB TOTAL <"$O.meta"
+    st=$(head -1 "$O" | cut -d' ' -f2)
+    case $CASE in
+    slowbody)
+        check "$CTX: 200 and the head at once" eval '[ "$st" = 200 ] && lt "$TTFB" 0.25'
+        check "$CTX: the body 300 ms later" ge "$TOTAL" 0.29
+        check "$CTX: complete" has "$A" 'text="Hello w2 w3"'
+        check "$CTX: attempt ok" has "$O.att" '"outcome":"ok"' ;;
+    cut|stall)
+        [ $CASE = cut ] && want_rc=56 || want_rc=28
+        check "$CTX: curl rc $want_rc (got $RC)" [ "$RC" = $want_rc ]
+        check "$CTX: full Content-Length, body short" has "$A" 'end=truncated'
+        check "$CTX: body ends after word 2" [ "$(tail -c 9 "$O")" = '"Hello w2' ]
+        [ $CASE = cut ] && want_outcome=fault || want_outcome=aborted
+        check "$CTX: attempt $want_outcome" has "$O.att" "\"status\":200,\"outcome\":\"$want_outcome\"" ;;
+    chunkcut)
+        check "$CTX: 200 chunked" eval '[ "$st" = 200 ] && has "$O" "Transfer-Encoding: chunked"'
+        check "$CTX: reset (rc $RC)" [ "$RC" = 56 ]
+        check "$CTX: no last chunk" has "$A" 'end=truncated'
+        check "$CTX: the whole answer in the chunks" has "$A" 'text="Hello w2 w3"'
+        check "$CTX: attempt fault" has "$O.att" '"outcome":"fault"'
+        [ $MODE = stream ] && check "$CTX: usage in the chunks (terminator sent)" has "$A" 'tokens=3'
+        [ $MODE = json ] && check "$CTX: several chunks" [ "$(grep -c $'^[0-9a-f]*\r$' "$O")" -ge 2 ] ;;
+    html)
+        check "$CTX: 200 text/html" eval '[ "$st" = 200 ] && has "$O" "Content-Type: text/html"'
+        check "$CTX: an HTML page" has "$O" '<html><head><title>'
+        check "$CTX: attempt fault" has "$O.att" '"status":200,"outcome":"fault"' ;;
+    redirect)
+        check "$CTX: 307" grep -q $'^HTTP/1.1 307 Temporary Redirect\r$' "$O"
+        check "$CTX: Location: metadata service" has "$O" 'Location: http://169.254.169.254/latest/meta-data/'
+        check "$CTX: empty body" has "$O" 'Content-Length: 0'
+        check "$CTX: attempt fault" has "$O.att" '"status":307,"outcome":"fault"' ;;
+    rawstatus)
+        check "$CTX: status 600" grep -q '^HTTP/1.1 600 ' "$O"
+        check "$CTX: the protocol's error body" has "$O" "$(rawstatus_shape $P)"
+        check "$CTX: attempt fault" has "$O.att" '"status":600,"outcome":"fault"' ;;
+    bigbody)
+        check "$CTX: complete" eval '[ "$RC" = 0 ] && has "$A" end=complete'
+        check "$CTX: text padded to ~200000 bytes" \
+            eval 'ge "$(awk -F= "/^textlen/{print \$2}" "$A")" 200000 && lt "$(awk -F= "/^textlen/{print \$2}" "$A")" 200100'
+        check "$CTX: the words first" has "$A" 'text="Hello w2 w3 xxxxxxxx'
+        check "$CTX: a padding unit is one token (4 units)" has "$A" 'tokens=7'
+        check "$CTX: attempt ok" has "$O.att" '"outcome":"ok"' ;;
+    ctype)
+        check "$CTX: Content-Type overridden" grep -q $'^Content-Type: text/plain\r$' "$O"
+        check "$CTX: the answer itself" eval 'has "$A" "text=\"Hello w2 w3\"" && has "$A" end=complete' ;;
+    prefill)
+        check "$CTX: the rest of the answer" has "$A" 'text=" w3"'
+        check "$CTX: output tokens of the rest" has "$A" 'tokens=1'
+        check "$CTX: complete" has "$A" 'end=complete'
+        check "$CTX: attempt prefill" eval 'has "$O.att" "\"prefill\":\"Hello w2\"" || has "$O.att" "\"prefill\":\"Hello w2 \""' ;;
+    esac
+    [ "$MODE" = array ] && [ $CASE = bigbody ] && check "$CTX: padding across elements" \
+        [ "$(grep -c '"text":" xxx' "$O")" = 4 ]
+}
+DECODE=()
+each_case send_case
+answer "${DECODE[@]}"
+each_case check_case
+
+# no assistant turn: prefill null; a turn that is no prefix: the whole answer, prefill logged
+post pfnull m false
+attempt
+check "prefill: null without an assistant turn" has "$TMP/att" '"prefill":null}'
+SEQ=$((SEQ + 1))
+curl -sS -i "$URL" -o "$TMP/pfno.out" -d "{\"model\":\"m;words=3\",\"messages\":[$U,{\"role\":\"assistant\",\"content\":\"Goodbye\"}]}"
+attempt
+check "prefill that is no prefix: the whole answer" has "$TMP/pfno.out" '"content":"Hello w2 w3"'
+check "prefill that is no prefix: logged" has "$TMP/att" '"prefill":"Goodbye"}'
+SEQ=$((SEQ + 1))
+curl -sS -N -i --raw "$URL" -o "$TMP/pfmid.out" -d "{\"model\":\"m;words=4\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[$U,{\"role\":\"assistant\",\"content\":\"Hello w2 w\"}]}"
+answer "$TMP/pfmid.out" openai stream
+check "prefill ending inside a word: the rest of the word first" has "$TMP/pfmid.out.ans" 'text="3 w4"'
+check "prefill ending inside a word: one unit per remaining word" [ "$(grep -c '"delta":{"content":"' "$TMP/pfmid.out")" = 2 ]
+SEQ=$((SEQ + 1))
+curl -sS -i "$BASE/v1/responses" -o "$TMP/pfeasy.out" -d '{"model":"m","input":[{"role":"user","content":"hi"},{"role":"assistant","content":"Hello w2 w3 w4 w5 w6 w7"}]}'
+answer "$TMP/pfeasy.out" responses json
+check "prefill, responses easy input message" has "$TMP/pfeasy.out.ans" 'text=" w8"'
+SEQ=$((SEQ + 1))
+curl -sS -i "$URL" -o "$TMP/pftools.out" -d "{\"model\":\"m;think\",\"tools\":$TOOLS_OA,\"messages\":[$U,{\"role\":\"assistant\",\"content\":\"Hello\"}]}"
+check "prefill continuation: text, no call, no thinking" \
+    eval 'has "$TMP/pftools.out" "\"content\":\" w2 w3 w4 w5 w6 w7 w8\"" && hasnt "$TMP/pftools.out" tool_calls && hasnt "$TMP/pftools.out" reasoning'
+# faults apply to the continuation: fail_first=1;cut=3 cuts the first attempt, continues cleanly
+SEQ=$((SEQ + 1))
+curl -sS -N -i --raw "$URL" -o "$TMP/ffc1.out" -d "$(body 'ffc;fail_first=1;cut=3' true)" 2>/dev/null
+SEQ=$((SEQ + 1))
+curl -sS -N -i --raw "$URL" -o "$TMP/ffc2.out" -d "{\"model\":\"ffc;fail_first=1;cut=3\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[$U,{\"role\":\"assistant\",\"content\":\"Hello w2 w3\"}]}"
+answer "$TMP/ffc1.out" openai stream "$TMP/ffc2.out" openai stream
+check "fail_first=1;cut=3: a cut first" eval 'has "$TMP/ffc1.out.ans" "text=\"Hello w2 w3\"" && has "$TMP/ffc1.out.ans" end=truncated'
+check "fail_first=1;cut=3: then the clean continuation" \
+    eval 'has "$TMP/ffc2.out.ans" "text=\" w4 w5 w6 w7 w8\"" && has "$TMP/ffc2.out.ans" tokens=5 && has "$TMP/ffc2.out.ans" end=complete && has "$TMP/ffc2.out" "[DONE]"'
+# a continuation is faulted like any answer: cut=1 on the rest
+SEQ=$((SEQ + 1))
+curl -sS -N -i --raw "$BASE/v1/messages" -o "$TMP/pfcut.out" -d "$(prefill_body anthropic 'm;words=5;cut=1' true)" 2>/dev/null
+answer "$TMP/pfcut.out" anthropic stream
+check "cut=1 on a continuation: one unit of the rest" has "$TMP/pfcut.out.ans" 'text=" w3"'
+# non-stream faults on a tool-call answer cut in the middle of the body
+post cuttools 'm;cut=1;tools=1' false
+check "cut on a tool-call answer: cut in the middle" [ "$RC" = 56 ]
+# HTTP/1.0 chunkcut: no chunking, the body then a RST
+SEQ=$((SEQ + 1))
+curl -sS -i --http1.0 "$URL" -o "$TMP/cc10.out" -d "$(body 'm;chunkcut' false)" 2>/dev/null
+RC=$?
+check "chunkcut over HTTP/1.0: body then RST" eval '[ "$RC" != 0 ] && hasnt "$TMP/cc10.out" chunked && has "$TMP/cc10.out" "\"finish_reason\":\"stop\""'
+# precedence: cut beats chunkcut (a Content-Length head, the cut body)
+post ccprec 'm;cut=2;chunkcut' false
+check "cut > chunkcut" eval '[ "$RC" = 56 ] && has "$TMP/ccprec.out" Content-Length: && hasnt "$TMP/ccprec.out" chunked'
+# slowfirst delays hostile answers too
+post sfhtml 'm;slowfirst=300;html' true
+check "slowfirst delays html" ge "$TTFB" 0.29
 
 # --- reset endpoint and log file
 curl -sS "$BASE/_mock/attempts" -o "$TMP/all"
