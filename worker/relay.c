@@ -690,6 +690,10 @@ static void up_error(void *arg, enum bb_upfail why, bool bytes_seen)
     struct bb_attempt *a = att_check(arg);
     (void)bytes_seen;
     a->up = NULL; /* already freed by the upstream module */
+    if ((a->state == BB_ATT_HOLD || a->state == BB_ATT_LIVE) && a->seen == BB_SEEN_END) {
+        stream_end(a); /* the answer was whole: a connection lost after it changes nothing */
+        return;
+    }
     bool timeout = why == BB_UPFAIL_CONNECT_TIMEOUT || why == BB_UPFAIL_HEAD_TIMEOUT ||
                    why == BB_UPFAIL_IDLE_TIMEOUT;
     enum bb_fclass fc = timeout                     ? BB_FC_TIMEOUT
