@@ -9,6 +9,7 @@
  * Run: build-release/bench/bb-gov-bench [rows] [batch]. Uses a temp directory.
  */
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -74,7 +75,13 @@ static int bench_ledger(size_t rows, size_t batch)
     printf("ledger: %zu rows in batches of %zu: %.3f s = %.0f rows/s (target >= 50000)\n", rows,
            batch, dt, (double)rows / dt);
     free(v);
-    bb_keys_db_close(db);
+    bb_keys_db_close(db); /* checkpoints the WAL into the file */
+    struct stat st;
+    if (stat(path, &st) == 0)
+        printf("ledger: database %.1f MiB after %zu rows = %.0f bytes a row, %.0f MiB per "
+               "million requests (rollups included)\n",
+               (double)st.st_size / 1048576.0, rows, (double)st.st_size / (double)rows,
+               (double)st.st_size / (double)rows);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     return system(cmd) == 0 ? 0 : 1;

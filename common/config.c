@@ -121,7 +121,11 @@ static const struct keydef stream_keys[] = {
 static const struct keydef exhausted_keys[] = {{"action", 0}};
 static const struct keydef affinity_keys[] = {{"mode", 0}, {"header_name", 0}};
 static const struct keydef governance_keys[] = {
-    {"enabled", 0}, {"db_path", 0}, {"on_store_error", 0}, {"default_estimate_output_tokens", 0}};
+    {"enabled", 0},
+    {"db_path", 0},
+    {"on_store_error", 0},
+    {"default_estimate_output_tokens", 0},
+    {"ledger_retention_days", 0}};
 static const struct keydef cluster_keys[] = {
     {"redis_url", 0}, {"key_prefix", 0}, {"on_redis_error", 0}};
 static const struct keydef obs_keys[] = {{"metrics", KF_NYI},
@@ -898,6 +902,8 @@ static void parse_unsupported_sections(struct ld *l, yaml_node_t *root)
             opt_enum(l, d, v, "governance", "on_store_error", "value", allow_deny, 2) == 1;
         opt_u32(l, d, v, "governance", "default_estimate_output_tokens", 1, UINT32_MAX,
                 &c->gov_default_estimate_output_tokens);
+        opt_u32(l, d, v, "governance", "ledger_retention_days", 0, 36500,
+                &c->gov_ledger_retention_days);
     }
     if (!c->gov_db_path)
         c->gov_db_path = path_join(c->state_dir, "busbar.db");
@@ -1640,6 +1646,7 @@ static void set_defaults(struct bb_conf *c)
     c->auth_mode = BB_AUTH_NONE;
     c->gov_enabled = true;
     c->gov_default_estimate_output_tokens = 1024;
+    c->gov_ledger_retention_days = 90;
     c->overhead_header = false;
     c->limits = (struct bb_limits){
         .request_body_max_bytes = 33554432,

@@ -214,6 +214,7 @@ struct bb_conf {
     char *gov_db_path;                           /* [<state_dir>/busbar.db]; relative → state_dir */
     bool gov_deny_on_store_error;                /* on_store_error: deny [allow] */
     uint32_t gov_default_estimate_output_tokens; /* [1024] */
+    uint32_t gov_ledger_retention_days;          /* [90]; 0 = keep every ledger row */
 };
 
 /* One located error. */

@@ -33,7 +33,9 @@ struct bb_gov {
     bool enabled;
     struct bb_usage_sink sink;
     int64_t data_version;
-    uint64_t next_drain_ms, next_check_ms; /* monotonic */
+    uint64_t next_drain_ms, next_check_ms, next_prune_ms; /* monotonic */
+    uint32_t retention_days;                              /* 0 = keep every ledger row */
+    uint64_t pruned;                                      /* ledger rows deleted */
     uint64_t store_errors;
     bool sink_failing, check_failing;
 };
@@ -59,6 +61,7 @@ struct bb_gov *bb_gov_open(const struct bb_conf *conf, struct bb_shm *shm, struc
     struct bb_gov *g = bb_xcalloc(1, sizeof *g);
     g->shm = shm;
     g->enabled = conf->gov_enabled;
+    g->retention_days = conf->gov_ledger_retention_days;
     g->db_path = bb_xstrdup(conf->gov_db_path ? conf->gov_db_path : "");
     bb_usage_sink_init(&g->sink);
     if (!g->enabled) {
@@ -106,6 +109,8 @@ void bb_gov_reconfigure(struct bb_gov *g, const struct bb_conf *conf)
 {
     if (!g)
         return;
+    g->retention_days = conf->gov_ledger_retention_days;
+    g->next_prune_ms = 0;
     if (conf->gov_enabled != g->enabled ||
         (g->enabled && strcmp(conf->gov_db_path ? conf->gov_db_path : "", g->db_path) != 0))
         bb_warn("governance.enabled / governance.db_path changed: takes effect after a restart "
@@ -162,6 +167,16 @@ void bb_gov_tick(struct bb_gov *g, uint64_t now)
                                   : n > 0 ? BB_GOV_BUSY_MS
                                           : BB_GOV_DRAIN_MS);
     }
+    if (g->db && g->retention_days && now >= g->next_prune_ms) {
+        /* Retention: per-request rows older than retention_days go, rollups stay. */
+        struct bb_err err = {{0}};
+        size_t del = 0;
+        uint64_t cut = bb_wall_ms() - (uint64_t)g->retention_days * 86400000u;
+        if (bb_keys_db_ledger_prune(g->db, cut, BB_GOV_PRUNE_ROWS, &del, &err) < 0)
+            bb_warn("ledger retention: %s", err.msg);
+        g->pruned += del;
+        g->next_prune_ms = now + (del == BB_GOV_PRUNE_ROWS ? 1000 : BB_GOV_PRUNE_MS);
+    }
     if (!g->db || now < g->next_check_ms)
         return;
     g->next_check_ms = now + BB_GOV_CHECK_MS;
@@ -197,6 +212,7 @@ void bb_gov_status(struct bb_gov *g, struct json_object *status)
     json_object_object_add(o, "db", g->enabled ? json_object_new_string(g->db_path) : NULL);
     json_object_object_add(o, "keys", json_object_new_int64(atomic_load(&g->shm->keys.n_live)));
     json_object_object_add(o, "ledger_rows_written", json_object_new_uint64(g->sink.written));
+    json_object_object_add(o, "ledger_rows_pruned", json_object_new_uint64(g->pruned));
     json_object_object_add(o, "usage_pending",
                            json_object_new_uint64(bb_ring_pending(&g->shm->ring) + g->sink.n));
     json_object_object_add(o, "usage_dropped",

@@ -24,6 +24,8 @@
  * sustained at the middle step, ~150k at the largest (~4.7 µs a row). */
 #define BB_GOV_CHUNK_GAP_MS 1
 #define BB_GOV_CHECK_MS 1000 /* external database edits → key table */
+#define BB_GOV_PRUNE_MS 60000 /* ledger retention: one bounded pass a minute */
+#define BB_GOV_PRUNE_ROWS 5000 /* rows deleted per pass (a pass that hits it repeats in 1 s) */
 
 /* Admin operations: id, admin-socket command name (common/ctl_proto.h uses the same names). */
 #define BB_GOV_OP_LIST(X)                                                                          \
