@@ -397,24 +397,26 @@ void bb_attempt_fail(struct bb_attempt *a, const char *what, enum bb_fclass fc)
     bb_attempt_next(req);
 }
 
-/* The usage the client will see for the part that just broke off: what its provider reported,
- * else its text at a token per four bytes. */
-static void bank_usage(struct bb_request *req)
+/* The part that just broke off: the usage the client will see for it (what its provider
+ * reported, its output at least its text at a token per four bytes) and its ledger row. */
+static void bank_part(struct bb_request *req)
 {
     struct bb_cont *c = &req->route->cont;
     size_t tl = c->text ? evbuffer_get_length(c->text) : 0;
+    uint64_t est = (tl - c->part_start + 3) / 4;
     struct bb_ir_usage *b = &c->banked;
     b->set = true;
     if (req->usage_seen) {
         b->input += req->usage.input;
-        b->output += req->usage.output;
+        b->output += req->usage.output > est ? req->usage.output : est;
         b->cache_read += req->usage.cache_read;
         b->cache_write += req->usage.cache_write;
         b->reasoning += req->usage.reasoning;
     } else {
-        b->output += (tl - c->part_start + 3) / 4;
+        b->output += est;
     }
     c->part_start = tl;
+    bb_meter_bank(req, est);
 }
 
 /* May the client's stream continue on another lane after a failure of attempt a? */
@@ -439,11 +441,10 @@ void bb_attempt_broken(struct bb_attempt *a, const char *what)
                 "another lane",
                 req->id, lane, what);
         why_add(rs, lane, what);
-        bank_usage(req);
+        bank_part(req);
         rs->cont.enc = a->enc; /* the client's encoder goes on with the next attempt */
         rs->cont.active = true;
         rs->cont.mapped = false;
-        bb_meter_bank(req);
         req->t_upstream_us += bb_now_us() - a->t_sent_us;
         bb_attempt_release(a);
         bb_attempt_next(req);

@@ -214,10 +214,12 @@ static void push_record(struct bb_request *req, const char *request_id, int lane
     }
 }
 
-void bb_meter_bank(struct bb_request *req)
+void bb_meter_bank(struct bb_request *req, uint64_t out_floor)
 {
     if (!req->metered || req->bill_lane < 0)
         return;
+    if (req->usage_seen && req->usage.output < out_floor)
+        req->usage.output = out_floor;
     uint64_t cost = clamp_to_reservation(req, bill(req));
     char id[BB_USAGE_REQID_SIZE];
     snprintf(id, sizeof id, "%.28s~%u", req->id, req->parts + 1);

@@ -28,8 +28,10 @@ void bb_meter_usage(struct bb_request *req, const struct bb_ir_usage *u);
 
 /* A stream cut after its commit point goes on on another lane (stream.on_cut: continue): the
  * part so far is billed to its lane now, as a ledger row of its own ("<id>~N"), and the next
- * part's usage starts from zero. The request's total never exceeds its reservation. */
-void bb_meter_bank(struct bb_request *req);
+ * part's usage starts from zero. out_floor: output tokens the part's text is at least (a cut
+ * stream's provider may have reported only a start-of-message count). The request's total
+ * never exceeds its reservation. */
+void bb_meter_bank(struct bb_request *req, uint64_t out_floor);
 
 /* The request ends (from its one finalize): settle or release, push the usage record. */
 void bb_meter_finish(struct bb_request *req);

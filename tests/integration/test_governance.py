@@ -30,9 +30,9 @@ import time
 import urllib.parse
 
 from harness import (AWS_KEY, AWS_KEY_ENV, PROVIDER_PROTOCOL, SOURCE_ROOT, TEST_KEY, RawConn,
-                     chat_body, check, check_error_shape, dialect_request, eq, eventstream, fail,
-                     is_content_event, lane, pool, provider, run, scaled, skip, sse_events,
-                     wait_for)
+                     chat_body, check, check_error_shape, dialect_answer, dialect_request, eq,
+                     eventstream, fail, is_content_event, lane, mock_answer, pool, provider,
+                     request, run, scaled, skip, sse_events, wait_for)
 
 DENIED = 'invalid or missing API key'
 
@@ -1417,8 +1417,51 @@ def test_sigv4_sdk(ctx):
        'the SDK call\'s cost')
 
 
+def test_continuation_billing(ctx):
+    """stream.on_cut: continue bills each lane for its part: the cut part as its own ledger row
+    (<id>~1, the cut lane, at its price, output at least its text), the rest under the request
+    id on the lane that finished; the key's spend is their sum, within the reservation."""
+    models = {'cut': lane('p_anthropic', 'up-cut;fail_first=1;cut=3', price=PRICE_A),
+              'good': lane('p_openai', 'up-good', price=PRICE_B)}
+    pools = {'c': dict(pool(('cut', 10), ('good', 1)), stream={'on_cut': 'continue'})}
+    m, bb = start(ctx, models=models, pools=pools)
+    k = create_key(bb, '--budget', '10')
+    r = send(bb, 'openai', 'c', headers=bearer(k), stream=True,
+             stream_options={'include_usage': True})
+    eq(r.status, 200, 'status (body %r)' % r.body[:300])
+    ans = dialect_answer('openai', True, r.body)
+    check(ans.clean and not ans.error, 'a clean end: %r' % ans)
+    eq(ans.text, mock_answer(), 'one whole answer across the two lanes')
+    rid = r.headers['x-request-id']
+    rows = {x['request_id']: x for x in ledger(bb)}
+    eq(sorted(rows), sorted([rid, rid + '~1']), 'ledger rows: the cut part and the rest')
+    cut, rest = rows[rid + '~1'], rows[rid]
+    eq((cut['lane'], rest['lane']), ('cut', 'good'), 'each part billed to its lane')
+    # the cut part: Anthropic reported the input at message_start and a start-of-message
+    # output count; its text "Hello w2 w3" (11 bytes) is at least 3 output tokens
+    eq((cut['input_tokens'], cut['output_tokens']), (W_PROMPT, 3), 'the cut part\'s tokens')
+    eq(cut['cost_micros'], cost_micros(PRICE_A, {'input': W_PROMPT, 'output': 3}),
+       'the cut part at the cut lane\'s price')
+    # the rest: the prefill's words count as prompt; the five remaining words are the output
+    eq((rest['input_tokens'], rest['output_tokens']), (W_PROMPT + 3, MOCK_WORDS - 3),
+       'the continuation\'s tokens')
+    eq(rest['cost_micros'], cost_micros(PRICE_B, {'input': W_PROMPT + 3,
+                                                  'output': MOCK_WORDS - 3}),
+       'the continuation at the good lane\'s price')
+    lv = live(bb, k['id'])
+    eq((lv['spent_micros'], lv['reserved_micros'], lv['inflight']),
+       (cut['cost_micros'] + rest['cost_micros'], 0, 0), 'the key\'s spend is the sum')
+    # the client's final usage is the sum of the parts
+    eq(client_usage('openai', True, r), (W_PROMPT + W_PROMPT + 3, 0, MOCK_WORDS),
+       'the usage the client saw: both parts')
+    st = json.loads(request(bb.port, 'GET', '/stats', headers=bearer(k)).body)
+    good = [x for x in st['pools']['c']['members'] if 'good' in x.values()]
+    eq([x.get('continuations') for x in good], [1], '/stats continuations of the good member')
+
+
 if __name__ == '__main__':
     run([test_carriers, test_token_mode, test_auth_none_ledger, test_passthrough_mode,
          test_budget_burst, test_rpm, test_ledger_prices, test_reservations, test_client_leaves,
          test_revoke_under_traffic, test_stop_restart, test_worker_killed_mid_stream,
-         test_store_locked_deny, test_store_locked_allow, test_sigv4, test_sigv4_sdk])
+         test_store_locked_deny, test_store_locked_allow, test_sigv4, test_sigv4_sdk,
+         test_continuation_billing])
