@@ -10,6 +10,8 @@
  */
 #include "worker/sigv4.h"
 
+#include "common/sha256.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +81,7 @@ static int sha256_hex(const void *p, size_t n, char out[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int ml = 0;
-    if (!EVP_Digest(p ? p : "", n, md, &ml, EVP_sha256(), NULL) || ml != 32)
+    if (!EVP_Digest(p ? p : "", n, md, &ml, bb_sha256_md(), NULL) || ml != 32)
         return -1;
     to_hex(md, 32, out);
     return 0;
@@ -88,7 +90,7 @@ static int sha256_hex(const void *p, size_t n, char out[65])
 static int hmac(const void *key, size_t kl, const void *d, size_t n, unsigned char out[32])
 {
     unsigned int ol = 0;
-    if (!HMAC(EVP_sha256(), key, (int)kl, d, n, out, &ol) || ol != 32)
+    if (!HMAC(bb_sha256_md(), key, (int)kl, d, n, out, &ol) || ol != 32)
         return -1;
     return 0;
 }
