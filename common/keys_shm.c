@@ -16,8 +16,6 @@
  */
 #include "common/keys_shm.h"
 
-#include "common/sha256.h"
-
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
