@@ -390,8 +390,19 @@ void bb_jscan_member(const char *obj, size_t len, const char *key, struct bb_jsc
 {
     struct bb_err err;
     out->key = key;
-    if (bb_jscan_object(obj, len, out, 1, 64, &err) < 0)
+    out->type = BB_JNONE;
+    out->off = out->len = 0;
+    if (len < 2 || bb_jscan_object(obj, len, out, 1, 64, &err) < 0)
         out->type = BB_JNONE;
+}
+
+bool bb_jscan_field_u64(const char *obj, const struct bb_jscan_field *f, uint64_t *out)
+{
+    if (f->type != BB_JNUMBER) {
+        *out = 0;
+        return false;
+    }
+    return bb_jscan_u64(obj + f->off, f->len, out);
 }
 
 /* End of the validated JSON value starting at buf[i] (strings and nesting followed; no

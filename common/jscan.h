@@ -41,6 +41,10 @@ bool bb_jscan_element(const char *arr, size_t len, size_t idx, struct bb_jscan_f
  * saturate); false when it is not a number or is negative. */
 bool bb_jscan_u64(const char *tok, size_t len, uint64_t *out);
 
+/* A located field f of obj (from bb_jscan_object) as bb_jscan_u64 reads it; 0 (and false) when
+ * absent or not a number. */
+bool bb_jscan_field_u64(const char *obj, const struct bb_jscan_field *f, uint64_t *out);
+
 /* Member `key` of obj as bb_jscan_u64 reads it; 0 (and false) when absent or not a number. */
 bool bb_jscan_member_u64(const char *obj, size_t len, const char *key, uint64_t *out);
 

@@ -2323,19 +2323,25 @@ static int anthropic_read_error(const char *body, size_t len, struct bb_proto_er
 /* usage_merge over the bytes of a usage object (no DOM): present counts replace. */
 static void anthropic_usage_scan(const char *o, size_t n, struct bb_ir_usage *u)
 {
-    struct bb_jscan_field d;
+    struct bb_jscan_field f[5] = {{.key = "input_tokens"},
+                                  {.key = "output_tokens"},
+                                  {.key = "cache_creation_input_tokens"},
+                                  {.key = "cache_read_input_tokens"},
+                                  {.key = "output_tokens_details"}};
+    struct bb_err err;
     uint64_t v;
     u->set = true;
-    if (bb_jscan_member_u64(o, n, "input_tokens", &v))
+    bb_jscan_object(o, n, f, 5, 64, &err);
+    if (bb_jscan_field_u64(o, &f[0], &v))
         u->input = v;
-    if (bb_jscan_member_u64(o, n, "output_tokens", &v))
+    if (bb_jscan_field_u64(o, &f[1], &v))
         u->output = v;
-    if (bb_jscan_member_u64(o, n, "cache_creation_input_tokens", &v))
+    if (bb_jscan_field_u64(o, &f[2], &v))
         u->cache_write = v;
-    if (bb_jscan_member_u64(o, n, "cache_read_input_tokens", &v))
+    if (bb_jscan_field_u64(o, &f[3], &v))
         u->cache_read = v;
-    bb_jscan_member(o, n, "output_tokens_details", &d);
-    if (bb_jscan_member_u64(o + d.off, d.len, "thinking_tokens", &v))
+    if (f[4].type == BB_JOBJECT &&
+        bb_jscan_member_u64(o + f[4].off, f[4].len, "thinking_tokens", &v))
         u->reasoning = v;
 }
 

@@ -2271,16 +2271,17 @@ static int bedrock_write_passthrough(struct bb_arena *a, const char *body, size_
 /* read_usage over the bytes of a usage object (no DOM): integral counts only. */
 static void bedrock_usage_scan(const char *o, size_t n, struct bb_ir_usage *out)
 {
-    static const char *const keys[] = {"inputTokens", "outputTokens", "cacheReadInputTokens",
-                                       "cacheWriteInputTokens"};
+    struct bb_jscan_field f[4] = {{.key = "inputTokens"},
+                                  {.key = "outputTokens"},
+                                  {.key = "cacheReadInputTokens"},
+                                  {.key = "cacheWriteInputTokens"}};
     uint64_t *dst[] = {&out->input, &out->output, &out->cache_read, &out->cache_write};
-    for (size_t i = 0; i < 4; i++) {
-        struct bb_jscan_field f;
-        bb_jscan_member(o, n, keys[i], &f);
-        if (f.type == BB_JNUMBER && !memchr(o + f.off, '.', f.len) &&
-            bb_jscan_u64(o + f.off, f.len, dst[i]))
+    struct bb_err err;
+    bb_jscan_object(o, n, f, 4, 64, &err);
+    for (size_t i = 0; i < 4; i++)
+        if (f[i].type == BB_JNUMBER && !memchr(o + f[i].off, '.', f[i].len) &&
+            bb_jscan_u64(o + f[i].off, f[i].len, dst[i]))
             out->set = true;
-    }
 }
 
 static int bedrock_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,

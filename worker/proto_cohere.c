@@ -2233,12 +2233,13 @@ static int cohere_read_error(const char *body, size_t len, struct bb_proto_error
 /* usage_read over the bytes of a usage object (no DOM): tokens first, billed_units next. */
 static void cohere_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
-    struct bb_jscan_field tok, billed;
+    struct bb_jscan_field f[2] = {{.key = "tokens"}, {.key = "billed_units"}};
+    struct bb_err err;
     uint64_t in = 0, outp = 0, cached = 0;
     bool any = false;
     memset(out, 0, sizeof *out);
-    bb_jscan_member(u, n, "tokens", &tok);
-    bb_jscan_member(u, n, "billed_units", &billed);
+    bb_jscan_object(u, n, f, 2, 64, &err);
+    struct bb_jscan_field tok = f[0], billed = f[1];
     if (bb_jscan_member_u64(u + tok.off, tok.len, "input_tokens", &in) ||
         bb_jscan_member_u64(u + billed.off, billed.len, "input_tokens", &in))
         any = true;

@@ -2540,21 +2540,22 @@ static int gemini_write_passthrough(struct bb_arena *a, const char *body, size_t
  * {"error":{code,message,status}}. */
 /* usage_from_gemini over the bytes of a usageMetadata object (no DOM; camelCase, then
  * snake_case). */
-static uint64_t gem_count(const char *o, size_t n, const char *camel, const char *snake)
-{
-    uint64_t v;
-    if (!bb_jscan_member_u64(o, n, camel, &v))
-        bb_jscan_member_u64(o, n, snake, &v);
-    return v;
-}
-
 static void gemini_usage_scan(const char *o, size_t n, struct bb_ir_usage *u)
 {
-    uint64_t prompt = gem_count(o, n, "promptTokenCount", "prompt_token_count");
-    uint64_t cached = gem_count(o, n, "cachedContentTokenCount", "cached_content_token_count");
-    uint64_t tool = gem_count(o, n, "toolUsePromptTokenCount", "tool_use_prompt_token_count");
-    uint64_t cand = gem_count(o, n, "candidatesTokenCount", "candidates_token_count");
-    uint64_t thoughts = gem_count(o, n, "thoughtsTokenCount", "thoughts_token_count");
+    /* each count in camelCase, then snake_case */
+    struct bb_jscan_field f[10] = {
+        {.key = "promptTokenCount"},        {.key = "prompt_token_count"},
+        {.key = "cachedContentTokenCount"}, {.key = "cached_content_token_count"},
+        {.key = "toolUsePromptTokenCount"}, {.key = "tool_use_prompt_token_count"},
+        {.key = "candidatesTokenCount"},    {.key = "candidates_token_count"},
+        {.key = "thoughtsTokenCount"},      {.key = "thoughts_token_count"}};
+    struct bb_err err;
+    uint64_t c[5];
+    bb_jscan_object(o, n, f, 10, 64, &err);
+    for (int i = 0; i < 5; i++)
+        if (!bb_jscan_field_u64(o, &f[2 * i], &c[i]))
+            bb_jscan_field_u64(o, &f[2 * i + 1], &c[i]);
+    uint64_t prompt = c[0], cached = c[1], tool = c[2], cand = c[3], thoughts = c[4];
     memset(u, 0, sizeof *u);
     u->set = true;
     u->cache_read = cached;
