@@ -107,6 +107,13 @@ struct bb_route_state {
 static void next_attempt(struct bb_request *req);
 static int commit_stream(struct bb_attempt *a);
 
+/* bb_meter_admit_async's answer: -1 = refused, answered and finished already */
+static void admitted(struct bb_request *req, int rc)
+{
+    if (rc == 0)
+        next_attempt(req);
+}
+
 static struct bb_route_state *route_of(struct bb_request *req)
 {
     return (struct bb_route_state *)req->route;
@@ -1533,7 +1540,6 @@ void bb_proxy_handle(struct bb_request *req)
         bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
         return;
     }
-    if (bb_meter_admit(req, max_output(req->body ? req->body : "", f)) < 0)
-        return; /* refused, answered */
-    next_attempt(req);
+    /* in cluster mode Redis decides: admitted() may run later (worker/cluster.c) */
+    bb_meter_admit_async(req, max_output(req->body ? req->body : "", f), admitted);
 }

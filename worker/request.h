@@ -20,6 +20,7 @@ struct bb_conn;
 struct bb_worker;
 struct bb_upconn;
 struct bb_attempt;
+struct bb_creq;
 
 enum bb_body_mode { BB_BODY_NONE, BB_BODY_LENGTH, BB_BODY_CHUNKED, BB_BODY_CLOSE };
 
@@ -74,6 +75,7 @@ struct bb_request {
     uint64_t est_in, est_out;        /* admission's token bounds (billed when no usage came) */
     int bill_lane;                   /* lane whose answer reached the client, -1 none */
     bool bill_ok;                    /* that answer completed */
+    struct bb_creq *cluster;         /* cluster mode admission/reservation (worker/cluster.c) */
 };
 
 /* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */
