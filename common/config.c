@@ -919,16 +919,19 @@ static const char *parse_redis_url(const char *s, struct bb_cluster_conf *c)
     if (why)
         return why;
     c->db = 0;
-    if (*end == '/' && end[1]) {
+    if (*end == '/')
+        end++;
+    if (*end >= '0' && *end <= '9') {
         char *e;
         errno = 0;
-        unsigned long db = strtoul(end + 1, &e, 10);
-        if (*e || errno || db > 15 || end[1] < '0' || end[1] > '9')
+        unsigned long db = strtoul(end, &e, 10);
+        if (errno || db > 15)
             return "the database after '/' must be a number from 0 to 15";
         c->db = (unsigned)db;
-    } else if (*end && strcmp(end, "/")) {
-        return "unexpected text after the host (only /db may follow)";
+        end = e;
     }
+    if (*end)
+        return "unexpected text after the host (only /db, a number from 0 to 15, may follow)";
     return NULL;
 }
 
@@ -948,8 +951,8 @@ static void parse_cluster(struct ld *l, yaml_node_t *v)
         err_at(l, d, v, "cluster: redis_url is required (redis://host:port/db or rediss://…)");
     } else if ((s = get_str(l, d, n, "cluster.redis_url"))) {
         const char *why = parse_redis_url(s, c);
-        if (why)
-            err_at(l, d, n, "cluster.redis_url: '%s': %s", s, why);
+        if (why) /* the URL itself is not repeated: it may hold a password */
+            err_at(l, d, n, "cluster.redis_url: %s", why);
         else
             c->redis_url = bb_xstrdup(s);
     }
@@ -986,10 +989,10 @@ static void parse_cluster(struct ld *l, yaml_node_t *v)
     if (c->user && !c->password_env)
         err_at(l, d, map_get(d, v, "redis_url", NULL),
                "cluster.redis_url: a user name needs cluster.password_env (its password)");
-    yaml_node_t *t = map_get(d, v, "tls", NULL);
+    yaml_node_t *tk = NULL, *t = map_get(d, v, "tls", &tk);
     if (t && check_map(l, d, t, "cluster.tls", KEYSET(cluster_tls_keys))) {
         if (!c->tls)
-            err_at(l, d, t, "cluster.tls: only used with a rediss:// redis_url");
+            err_at(l, d, tk, "cluster.tls: only used with a rediss:// redis_url");
         if ((n = map_get(d, t, "ca_file", NULL)))
             c->tls_ca_file = get_file(l, d, n, "cluster.tls.ca_file");
         if ((n = map_get(d, t, "cert_file", NULL)))
@@ -997,7 +1000,7 @@ static void parse_cluster(struct ld *l, yaml_node_t *v)
         if ((n = map_get(d, t, "key_file", NULL)))
             c->tls_key_file = get_file(l, d, n, "cluster.tls.key_file");
         if (!map_get(d, t, "cert_file", NULL) != !map_get(d, t, "key_file", NULL))
-            err_at(l, d, t, "cluster.tls: cert_file and key_file go together (client certificate)");
+            err_at(l, d, tk, "cluster.tls: cert_file and key_file go together (client certificate)");
     }
 }
 
