@@ -1023,7 +1023,7 @@ int bb_mcluster_check(const struct bb_conf *conf, struct bb_err *err)
 }
 
 struct bb_mcluster *bb_mcluster_open(const struct bb_conf *conf, struct bb_shm *shm,
-                                     struct bb_gov *gov, struct bb_err *err)
+                                     struct bb_gov *gov, uint32_t wait_ms, struct bb_err *err)
 {
     if (!conf->cluster.enabled)
         return NULL;
@@ -1079,13 +1079,13 @@ struct bb_mcluster *bb_mcluster_open(const struct bb_conf *conf, struct bb_shm *
         .arg = mc, .key_changed = key_changed, .spend = spend, .status = status};
     bb_gov_set_cluster(gov, &hooks);
     /* catch up before the first workers fork (bounded: a dead Redis must not stop a start) */
-    uint64_t until = bb_now_ms() + BB_MCLUSTER_START_MS;
+    uint64_t until = bb_now_ms() + wait_ms;
     while (!atomic_load(&shm->cluster.synced) && bb_now_ms() < until) {
         struct timeval tv = {0, 10000};
         event_base_loopexit(mc->base, &tv);
         event_base_loop(mc->base, EVLOOP_ONCE);
     }
-    if (!atomic_load(&shm->cluster.synced))
+    if (wait_ms && !atomic_load(&shm->cluster.synced))
         bb_warn("cluster: Redis %s not reachable at start: governed requests use "
                 "on_redis_error (%s) until it is",
                 mc->conf.redis_url, mc->conf.deny_on_error ? "deny" : "local");
@@ -1122,7 +1122,7 @@ void bb_mcluster_reconfigure(struct bb_mcluster **mcp, const struct bb_conf *con
               conf->cluster.enabled ? "reconnecting" : "leaving cluster mode");
     bb_mcluster_close(mc);
     struct bb_err err = {{0}};
-    *mcp = bb_mcluster_open(conf, shm, gov, &err);
+    *mcp = bb_mcluster_open(conf, shm, gov, 0, &err); /* catches up in the background */
     if (!*mcp && conf->cluster.enabled)
         bb_error("%s", err.msg);
 }

@@ -29,11 +29,11 @@ struct bb_gov;
 struct bb_mcluster;
 
 /* NULL without conf->cluster.enabled (err untouched) or on error (err set). Connects and
- * waits up to BB_MCLUSTER_START_MS for the key catalogue to be merged; when Redis is not
- * reachable by then, starts anyway (workers apply on_redis_error until it is). */
+ * waits up to wait_ms (at start: BB_MCLUSTER_START_MS) for the key catalogue to be merged;
+ * when Redis is not reachable by then, goes on (workers apply on_redis_error until it is). */
 #define BB_MCLUSTER_START_MS 3000
 struct bb_mcluster *bb_mcluster_open(const struct bb_conf *conf, struct bb_shm *shm,
-                                     struct bb_gov *gov, struct bb_err *err);
+                                     struct bb_gov *gov, uint32_t wait_ms, struct bb_err *err);
 void bb_mcluster_close(struct bb_mcluster *mc);
 /* A reload: a changed cluster section reconnects (or starts / stops cluster mode). */
 void bb_mcluster_reconfigure(struct bb_mcluster **mc, const struct bb_conf *conf,

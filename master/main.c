@@ -180,7 +180,8 @@ static int run(const char *config, const char *providers)
         goto fail_conf;
     }
     /* cluster mode: the key catalogue is merged before the first worker is forked */
-    if (!(m->cluster = bb_mcluster_open(conf, m->shm, m->gov, &err)) && conf->cluster.enabled) {
+    if (!(m->cluster = bb_mcluster_open(conf, m->shm, m->gov, BB_MCLUSTER_START_MS, &err)) &&
+        conf->cluster.enabled) {
         bb_error("%s", err.msg);
         goto fail_conf;
     }

@@ -30,7 +30,6 @@
 #define BB_MAGIC_CREQ 0x43524551u
 #define RENEW_BATCH 30   /* reservations per renewal call (2 arguments each) */
 #define BACKLOG_MAX 4096 /* keys × days of locally admitted spend awaiting reconciliation */
-#define RETRY_MAX 100000 /* settlements awaiting a resend */
 
 enum creq_state {
     C_WAIT,     /* admission sent, answer awaited (timer armed) */
@@ -81,6 +80,7 @@ struct bb_wcluster {
     size_t n_backlog;
     uint64_t batch_seq;
     bool usable; /* last state seen: Redis ready and the catalogue caught up */
+    uint64_t timeouts, timeout_logged_ms; /* admissions past timeout_ms since the last log */
     bool closing;
 };
 
@@ -257,13 +257,21 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct bb_request *req = c->req;
     if (!req)
         return;
-    atomic_fetch_add_explicit(&c->wc->shm->timeouts, 1, memory_order_relaxed);
-    bb_info("request %s: no cluster admission within %u ms: on_redis_error %s", req->id,
-            c->wc->conf->timeout_ms, c->wc->conf->deny_on_error ? "deny" : "local");
+    struct bb_wcluster *wc = c->wc;
+    atomic_fetch_add_explicit(&wc->shm->timeouts, 1, memory_order_relaxed);
+    wc->timeouts++;
+    if (bb_now_ms() - wc->timeout_logged_ms >= 1000) { /* once a second under a slow Redis */
+        wc->timeout_logged_ms = bb_now_ms();
+        bb_warn("cluster: %llu admission(s) got no answer from Redis within %u ms: "
+                "on_redis_error %s decided (request %s)",
+                (unsigned long long)wc->timeouts, wc->conf->timeout_ms,
+                wc->conf->deny_on_error ? "deny" : "local", req->id);
+        wc->timeouts = 0;
+    }
     bb_meter_done_fn done = c->done;
     struct bb_meter_est e = c->est;
     detach_waiting(c); /* the answer, when it comes, releases what it admitted */
-    fallback(c->wc, req, &e, done);
+    fallback(wc, req, &e, done);
 }
 
 void bb_wcluster_admit(struct bb_request *req, const struct bb_meter_est *e, bb_meter_done_fn done)
