@@ -40,6 +40,7 @@
 #define LEASE_MS 5000 /* a probe lease; renewed every second while the probe runs */
 #define LEASE_RETRY_MS 250
 #define SPEND_WAIT_MS 3000
+#define KEY_WAIT_MS 1000
 #define BREAKER_OPEN 2
 #define BREAKER_CLOSED 0
 
@@ -361,41 +362,46 @@ static void sync_failed(struct bb_mcluster *mc, const char *what, const redisRep
     mc->syncing = false;
 }
 
+/* A catch-up answer (arg freed): its master, or NULL when it is stale or failed (logged). */
+static struct bb_mcluster *sync_answer(void *arg, const redisReply *rep, const char *what)
+{
+    struct cb_arg *a = arg;
+    struct bb_mcluster *mc = a->mc;
+    bool cur = current(a) && mc->syncing;
+    free(a);
+    if (!cur)
+        return NULL;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        sync_failed(mc, what, rep);
+        return NULL;
+    }
+    return mc;
+}
+
+/* The id of the first entry of an XRANGE / XREVRANGE answer; "0-0" when there is none. */
+static const char *range_first_id(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_ARRAY && rep->elements &&
+                   rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements &&
+                   rep->element[0]->element[0]->str
+               ? rep->element[0]->element[0]->str
+               : "0-0";
+}
+
 static void last_id_cb(struct bb_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    struct cb_arg *a = arg;
-    struct bb_mcluster *mc = a->mc;
-    if (current(a) && mc->syncing) {
-        if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-            sync_failed(mc, "stream position", rep);
-        } else {
-            char *dst = a->which == 0 ? mc->keys_last : mc->brk_last;
-            const char *id = rep->elements && rep->element[0]->type == REDIS_REPLY_ARRAY &&
-                                     rep->element[0]->elements && rep->element[0]->element[0]->str
-                                 ? rep->element[0]->element[0]->str
-                                 : "0-0";
-            snprintf(dst, 48, "%s", id);
-        }
-    }
-    free(a);
+    int which = ((struct cb_arg *)arg)->which;
+    struct bb_mcluster *mc = sync_answer(arg, rep, "stream position");
+    if (mc)
+        snprintf(which == 0 ? mc->keys_last : mc->brk_last, 48, "%s", range_first_id(rep));
 }
 
 static void catalogue_cb(struct bb_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    struct cb_arg *a = arg;
-    struct bb_mcluster *mc = a->mc;
-    if (!current(a) || !mc->syncing) {
-        free(a);
-        return;
-    }
-    free(a);
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        sync_failed(mc, "key catalogue", rep);
-        return;
-    }
-    struct bb_keys_db *db = bb_gov_db(mc->gov);
+    struct bb_mcluster *mc = sync_answer(arg, rep, "key catalogue");
+    struct bb_keys_db *db = mc ? bb_gov_db(mc->gov) : NULL;
     if (!db)
         return;
     struct json_object *seen = json_object_new_object();
@@ -448,17 +454,9 @@ static void open_here(struct bb_mcluster *mc, int i, uint64_t until_wall, uint64
 static void breakers_cb(struct bb_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    struct cb_arg *a = arg;
-    struct bb_mcluster *mc = a->mc;
-    if (!current(a) || !mc->syncing) {
-        free(a);
+    struct bb_mcluster *mc = sync_answer(arg, rep, "breakers");
+    if (!mc)
         return;
-    }
-    free(a);
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        sync_failed(mc, "breakers", rep);
-        return;
-    }
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         unsigned long long until = 0, streak = 0;
         char node[128] = "";
@@ -538,14 +536,8 @@ static void first_id_cb(struct bb_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
     struct cb_arg *a = arg;
-    if (current(a)) {
-        const char *id = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements &&
-                                 rep->element[0]->type == REDIS_REPLY_ARRAY &&
-                                 rep->element[0]->elements && rep->element[0]->element[0]->str
-                             ? rep->element[0]->element[0]->str
-                             : "0-0";
-        snprintf(a->mc->keys_first, sizeof a->mc->keys_first, "%s", id);
-    }
+    if (current(a))
+        snprintf(a->mc->keys_first, sizeof a->mc->keys_first, "%s", range_first_id(rep));
     free(a);
 }
 
@@ -848,6 +840,9 @@ static void scan_cells(struct bb_mcluster *mc)
             hold_probe(c);
             if (wall >= cs->until_wall && !cs->lease_pending && mono >= cs->next_lease_ms) {
                 cs->next_lease_ms = mono + LEASE_RETRY_MS;
+                /* still closed to this node until it holds the lease: Retry-After says so */
+                if (atomic_load(&c->open_until_ms) < mono + LEASE_RETRY_MS)
+                    atomic_store(&c->open_until_ms, mono + LEASE_RETRY_MS);
                 lease(mc, (int)i, "lease");
             }
         } else if (cs->probing && !cs->lease_pending && mono >= cs->next_lease_ms) {
@@ -862,8 +857,14 @@ static void scan_cells(struct bb_mcluster *mc)
 static void key_changed(void *arg, const struct bb_keys_db_key *k, bool deleted)
 {
     struct bb_mcluster *mc = arg;
-    if (push_key(mc, k, deleted) == 0)
+    if (push_key(mc, k, deleted) == 0) {
+        /* the admin reply waits for Redis (bounded): once a revoke returns, every node's
+         * admissions refuse the key */
+        if (bb_redis_wait(mc->r, KEY_WAIT_MS) < 0)
+            bb_warn("cluster: Redis did not confirm the change of key %s within %u ms", k->id,
+                    KEY_WAIT_MS);
         return;
+    }
     if (deleted) { /* remembered until Redis is back (not across a restart) */
         char *json = key_to_json(k, true, mc->conf.node_id);
         json_object_object_add(mc->deleted, k->id, json_object_new_string(json));

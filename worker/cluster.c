@@ -99,6 +99,13 @@ static void u64s(char *buf, size_t n, uint64_t v)
     snprintf(buf, n, "%llu", (unsigned long long)v);
 }
 
+/* n numbers as script arguments */
+static void u64v(char (*out)[24], const uint64_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        u64s(out[i], sizeof out[i], v[i]);
+}
+
 /* ---- held reservations ---------------------------------------------------------------- */
 
 static void hold(struct bb_wcluster *wc, struct bb_creq *c)
@@ -358,22 +365,15 @@ static void settle_cb(struct bb_redis *r, redisReply *rep, void *arg)
 
 static void send_settle(struct bb_wcluster *wc, struct bb_creq *c)
 {
-    char cost[24], tok[24], in[24], out[24], cr[24], cw[24], rs[24], period[4];
-    u64s(cost, sizeof cost, c->cost);
-    u64s(tok, sizeof tok, c->tokens);
-    u64s(in, sizeof in, c->in);
-    u64s(out, sizeof out, c->out);
-    u64s(cr, sizeof cr, c->cr);
-    u64s(cw, sizeof cw, c->cw);
-    u64s(rs, sizeof rs, c->rs);
-    u64s(period, sizeof period, c->period);
+    char v[8][24];
+    u64v(v, (uint64_t[]){c->period, c->cost, c->tokens, c->in, c->out, c->cr, c->cw, c->rs}, 8);
     const char *argv[] = {"settle", wc->conf->key_prefix,
                           c->id,    c->rid,
-                          period,   c->billed ? "1" : "0",
-                          cost,     tok,
-                          in,       out,
-                          cr,       cw,
-                          rs,       ""};
+                          v[0],     c->billed ? "1" : "0",
+                          v[1],     v[2],
+                          v[3],     v[4],
+                          v[5],     v[6],
+                          v[7],     ""};
     if (bb_redis_eval(wc->r, wc->script, settle_cb, c, 14, argv, NULL) == 0) {
         if (c->resend) {
             c->resend = false;
@@ -521,22 +521,15 @@ static void reconcile(struct bb_wcluster *wc)
         if (!b->batch[0])
             snprintf(b->batch, sizeof b->batch, "%.24s-%d-%s-%llu", wc->conf->node_id, wc->w->slot,
                      wc->w->id_prefix, (unsigned long long)++wc->batch_seq);
-        char period[4], cost[24], n[24], in[24], out[24], cr[24], cw[24], rs[24];
-        u64s(period, sizeof period, b->period);
-        u64s(cost, sizeof cost, b->cost);
-        u64s(n, sizeof n, b->n);
-        u64s(in, sizeof in, b->in);
-        u64s(out, sizeof out, b->out);
-        u64s(cr, sizeof cr, b->cr);
-        u64s(cw, sizeof cw, b->cw);
-        u64s(rs, sizeof rs, b->rs);
+        char v[8][24];
+        u64v(v, (uint64_t[]){b->period, b->cost, b->n, b->in, b->out, b->cr, b->cw, b->rs}, 8);
         const char *argv[] = {"reconcile", wc->conf->key_prefix,
                               b->batch,    b->id,
-                              period,      b->day,
-                              cost,        n,
-                              in,          out,
-                              cr,          cw,
-                              rs};
+                              v[0],        b->day,
+                              v[1],        v[2],
+                              v[3],        v[4],
+                              v[5],        v[6],
+                              v[7]};
         struct rc_arg *a = bb_xcalloc(1, sizeof *a);
         a->wc = wc;
         snprintf(a->batch, sizeof a->batch, "%s", b->batch);

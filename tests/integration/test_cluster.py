@@ -320,6 +320,10 @@ def test_keys_budget_rpm_revoke(ctx):
           'ledger rows = the two checks + the burst\'s admitted requests')
     check(codes.get(200, 0) >= budget // worst, '%d admitted, fewer than the %d worst cases the '
           'budget holds' % (codes.get(200, 0), budget // worst))
+    for n in (a, b, c):   # every admission of the burst was Redis's decision
+        st = cluster_status(n)
+        eq((st['timeouts'], st['admitted_local'], st['denied']), (0, 0, 0),
+           '%s: admissions not decided by Redis' % n.name)
     eq(cluster_spend(a, kb['id']), (len(rows), total),
        'Redis\'s spend (requests, µ$) = the sum of the three ledgers')
     eq(cluster_spend(c, kb['id']), (len(rows), total), 'spend --cluster on another node')
