@@ -133,34 +133,40 @@ local function reap(k, period)
       end
       redis.call('ZREM', k .. 'r', rid)
     end
-  end
-  local old = redis.call('ZRANGEBYSCORE', k .. 'x', '-inf', now - 3600000, 'LIMIT', 0, 64)
-  for _, rid in ipairs(old) do
-    redis.call('HDEL', k .. 'rd', rid)
-    redis.call('ZREM', k .. 'x', rid)
+    local old = redis.call('ZRANGEBYSCORE', k .. 'x', '-inf', now - 3600000, 'LIMIT', 0, 64)
+    for _, rid in ipairs(old) do
+      redis.call('HDEL', k .. 'rd', rid)
+      redis.call('ZREM', k .. 'x', rid)
+    end
   end
 end
 
--- cost and tokens of completed requests: the period's budget and the day's spend counters
-local function bill(k, b, id, dstr, cost, n, tin, tout, tcr, tcw, trs)
-  redis.call('HINCRBY', b, 'c', I(cost))
-  redis.call('HINCRBY', b, 's', I(cost))
+-- n completed requests of cost micro-USD: the day's spend counters (zero counts are not
+-- written; the day joins spend:days with its key's first request)
+local function spend(id, dstr, cost, n, tin, tout, tcr, tcw, trs)
   local h = P .. 'spend:' .. dstr
-  redis.call('HINCRBY', h, id .. ':r', I(n))
-  redis.call('HINCRBY', h, id .. ':c', I(cost))
-  redis.call('HINCRBY', h, id .. ':i', I(tin))
-  redis.call('HINCRBY', h, id .. ':o', I(tout))
-  redis.call('HINCRBY', h, id .. ':cr', I(tcr))
-  redis.call('HINCRBY', h, id .. ':cw', I(tcw))
-  redis.call('HINCRBY', h, id .. ':rs', I(trs))
-  if redis.call('SADD', P .. 'spend:days', dstr) == 1 then
+  if redis.call('HINCRBY', h, id .. ':r', I(n)) == n and
+      redis.call('SADD', P .. 'spend:days', dstr) == 1 then
     redis.call('PEXPIRE', h, 400 * 86400000)
   end
+  local f = {c = cost, i = tin, o = tout, cr = tcr, cw = tcw, rs = trs}
+  for name, v in pairs(f) do
+    if v > 0 then redis.call('HINCRBY', h, id .. ':' .. name, I(v)) end
+  end
+end
+
+-- the period's budget: committed += delta, spent += cost
+local function budget_add(b, delta, cost)
+  if delta ~= 0 and redis.call('HINCRBY', b, 'c', I(delta)) < 0 then
+    redis.call('HSET', b, 'c', '0')
+  end
+  if cost > 0 then redis.call('HINCRBY', b, 's', I(cost)) end
 end
 
 if op == 'admit' then
   -- id rid has_budget budget period rpm tpm max_parallel est_tokens cost lease_ms
-  -- -> {verdict, retry_after_secs}: 0 ok, 1 revoked, 5 rate limited, 6 budget exceeded
+  -- -> {verdict, retry_after_secs}: 0 ok, 1 revoked, 5 rate limited, 6 budget exceeded.
+  -- Only what the key limits is counted (an unlimited key costs no window counters).
   local id, rid = ARGV[3], ARGV[4]
   local has_budget, budget, period = ARGV[5] == '1', num(ARGV[6]), ARGV[7]
   local rpm, tpm, maxp = num(ARGV[8]), num(ARGV[9]), num(ARGV[10])
@@ -174,15 +180,25 @@ if op == 'admit' then
   local rk, tk = k .. 'rpm:' .. minute, k .. 'tpm:' .. minute
   if rpm > 0 and num(redis.call('GET', rk)) >= rpm then return {5, retry} end
   -- an estimate above the whole allowance is charged the allowance (it runs alone)
-  local charge = est
-  if tpm > 0 and charge > tpm then charge = tpm end
-  if tpm > 0 and num(redis.call('GET', tk)) + charge > tpm then return {5, retry} end
-  local b, cur = bucket(k, period)
-  if has_budget and num(redis.call('HGET', b, 'c')) + cost > budget then return {6, 0} end
-  redis.call('INCR', rk)
-  redis.call('PEXPIRE', rk, 120000)
+  local charge = 0
+  if tpm > 0 then
+    charge = est > tpm and tpm or est
+    if num(redis.call('GET', tk)) + charge > tpm then return {5, retry} end
+  end
+  local cur = tags(period)
+  if has_budget then
+    local b
+    b, cur = bucket(k, period)
+    if num(redis.call('HGET', b, 'c')) + cost > budget then return {6, 0} end
+    redis.call('HINCRBY', b, 'c', I(cost))
+  else
+    cost = 0
+  end
+  if rpm > 0 then
+    redis.call('INCR', rk)
+    redis.call('PEXPIRE', rk, 120000)
+  end
   tpm_add(tk, charge)
-  redis.call('HINCRBY', b, 'c', I(cost))
   redis.call('ZADD', k .. 'r', I(now + lease), rid)
   redis.call('HSET', k .. 'rd', rid, I(cost) .. ' ' .. I(charge) .. ' ' .. minute .. ' ' .. cur)
   return {0, 0}
@@ -192,30 +208,41 @@ elseif op == 'settle' then
   -- -> 1 settled, 0 already settled (a resend after a lost answer: nothing twice)
   local id, rid, period, billed = ARGV[3], ARGV[4], ARGV[5], ARGV[6] == '1'
   local cost, tokens = num(ARGV[7]), num(ARGV[8])
+  if not billed then cost = 0 end
   local k = K(id)
   local d = redis.call('HGET', k .. 'rd', rid)
   if not d then return 0 end
   redis.call('HDEL', k .. 'rd', rid)
-  redis.call('ZREM', k .. 'r', rid)
-  redis.call('ZREM', k .. 'x', rid)
   local b, cur = bucket(k, period)
-  if string.sub(d, 1, 1) ~= 'x' then
+  local delta = cost
+  if string.sub(d, 1, 1) == 'x' then
+    redis.call('ZREM', k .. 'x', rid) -- its lease ran out: released already, billed now
+  else
+    redis.call('ZREM', k .. 'r', rid)
     local rcost, charge, minute, tag = parse(d)
     if rcost then
-      uncommit(k, b, cur, tag, rcost)
-      -- TPM: a lower actual gives the difference back to its minute, a higher one is
-      -- added to the current minute; a release gives the whole charge back
-      if not billed then
-        tpm_sub(k .. 'tpm:' .. minute, charge)
-      elseif tokens < charge then
-        tpm_sub(k .. 'tpm:' .. minute, charge - tokens)
-      else
-        tpm_add(k .. 'tpm:' .. math.floor(now / 60000), tokens - charge)
+      if tag == cur or redis.call('HGET', b, 'from') == tag then
+        delta = delta - rcost
+      elseif rcost > 0 then
+        uncommit(k, b, cur, tag, rcost)
+      end
+      -- TPM (charged only for keys with a TPM limit): a lower actual gives the difference
+      -- back to its minute, a higher one is added to the current minute; a release gives
+      -- the whole charge back
+      if charge > 0 then
+        if not billed then
+          tpm_sub(k .. 'tpm:' .. minute, charge)
+        elseif tokens < charge then
+          tpm_sub(k .. 'tpm:' .. minute, charge - tokens)
+        else
+          tpm_add(k .. 'tpm:' .. math.floor(now / 60000), tokens - charge)
+        end
       end
     end
   end
+  budget_add(b, delta, cost)
   if billed then
-    bill(k, b, id, ARGV[14] ~= '' and ARGV[14] or day_string(day), cost, 1, num(ARGV[9]),
+    spend(id, ARGV[14] ~= '' and ARGV[14] or day_string(day), cost, 1, num(ARGV[9]),
       num(ARGV[10]), num(ARGV[11]), num(ARGV[12]), num(ARGV[13]))
   end
   return 1
@@ -237,9 +264,9 @@ elseif op == 'reconcile' then
   -- batch id period day cost requests in out cache_read cache_write reasoning: spend of
   -- requests admitted locally while Redis was unreachable -> 1 applied, 0 applied before
   if not redis.call('SET', P .. 'rc:' .. ARGV[3], '1', 'NX', 'PX', 3600000) then return 0 end
-  local k = K(ARGV[4])
-  local b = bucket(k, ARGV[5])
-  bill(k, b, ARGV[4], ARGV[6], num(ARGV[7]), num(ARGV[8]), num(ARGV[9]), num(ARGV[10]),
+  local b = bucket(K(ARGV[4]), ARGV[5])
+  budget_add(b, num(ARGV[7]), num(ARGV[7]))
+  spend(ARGV[4], ARGV[6], num(ARGV[7]), num(ARGV[8]), num(ARGV[9]), num(ARGV[10]),
     num(ARGV[11]), num(ARGV[12]), num(ARGV[13]))
   return 1
 

@@ -52,6 +52,7 @@ struct cell_sync {
     bool lease_pending;  /* a lease call is out */
     uint64_t until_wall; /* end of the cooldown, wall-clock ms */
     uint64_t next_lease_ms;
+    uint64_t probe_since_ms; /* when this node took the lease */
 };
 
 struct bb_mcluster {
@@ -771,6 +772,7 @@ static void lease_cb(struct bb_redis *r, redisReply *rep, void *arg)
     cs->held = false;
     cs->probing = true;
     uint64_t mono = bb_now_ms();
+    cs->probe_since_ms = mono;
     if (atomic_load(&c->open_until_ms) > mono)
         atomic_store(&c->open_until_ms, mono);
     atomic_store_explicit(&c->reserved[BB_CELL_PROBE], 0, memory_order_release);
@@ -845,6 +847,13 @@ static void scan_cells(struct bb_mcluster *mc)
                     atomic_store(&c->open_until_ms, mono + LEASE_RETRY_MS);
                 lease(mc, (int)i, "lease");
             }
+        } else if (cs->probing && st == BREAKER_OPEN && mono - cs->probe_since_ms > LEASE_MS) {
+            /* no request came here to probe: let a node with traffic have the lease */
+            lease(mc, (int)i, "unlease");
+            cs->probing = false;
+            cs->held = true;
+            cs->next_lease_ms = mono + LEASE_MS / 5;
+            hold_probe(c);
         } else if (cs->probing && !cs->lease_pending && mono >= cs->next_lease_ms) {
             cs->next_lease_ms = mono + LEASE_MS / 5; /* keep the lease while probing */
             lease(mc, (int)i, "lease");
