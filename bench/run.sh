@@ -17,6 +17,7 @@
 # BENCH_CLUSTER (1): also measure governed traffic with a virtual key, on one node
 # (target "keys": admission in shared memory) and on a node in cluster mode (target "cluster":
 # admission and settlement through a redis-server on loopback, also on CPU 0); 0 skips both.
+# BENCH_TARGETS: measure only these targets (e.g. "keys cluster"); default all.
 # Not part of the test suite.
 set -euo pipefail
 
@@ -273,6 +274,9 @@ RESULTS=$TMP/results.txt
 : >"$RESULTS"
 for t in "${TARGETS[@]}"; do
   read -r name port <<<"$t"
+  if [ -n "${BENCH_TARGETS:-}" ] && [[ " $BENCH_TARGETS " != *" $name "* ]]; then
+    continue
+  fi
   model=bench
   [ "$name" = direct ] && model=bench-model
   [ "$name" = xlate ] && model=xlate # OpenAI in, Anthropic out (translated both ways)

@@ -556,6 +556,15 @@ def test_deny_and_timeout(ctx):
     wait_for(lambda: chat(a.port, k, max_tokens=1).status == 503, 2, 'deny with Redis dead')
     ctx.note('503 %.0f ms after Redis died' % ((time.monotonic() - t0) * 1000))
     eq(a.request('GET', '/healthz').status, 200, 'the node itself keeps running')
+    # a reload to on_redis_error: local serves again (new workers, the master reconnects)
+    a.conf['cluster']['on_redis_error'] = 'local'
+    a.write_config(a.conf)
+    a.reload()
+    a.wait_log(r'cluster: configuration changed: reconnecting', 10, 'the master reconnecting')
+    wait_for(lambda: chat(a.port, k, max_tokens=1).status == 200, 5,
+             'local admissions after the reload')
+    redis.start()
+    wait_for(lambda: cluster_status(a)['synced'], 8, 'in step with Redis after its return')
 
 
 def test_lease_dead_node(ctx):
