@@ -81,6 +81,7 @@ struct bb_wcluster {
     uint64_t batch_seq;
     bool usable; /* last state seen: Redis ready and the catalogue caught up */
     uint64_t timeouts, timeout_logged_ms; /* admissions past timeout_ms since the last log */
+    uint64_t error_logged_ms;
     bool closing;
 };
 
@@ -243,8 +244,12 @@ static void admit_cb(struct bb_redis *r, redisReply *rep, void *arg)
     detach_waiting(c);
     creq_free(c);
     if (verdict < 0 || verdict > BB_KEYS_BUDGET_EXCEEDED) {
-        bb_warn("cluster: admission script failed: %s",
-                rep && rep->type == REDIS_REPLY_ERROR && rep->str ? rep->str : "connection lost");
+        if (bb_now_ms() - wc->error_logged_ms >= 1000) { /* once a second at most */
+            wc->error_logged_ms = bb_now_ms();
+            bb_warn("cluster: admission failed in Redis (%s): on_redis_error decides",
+                    rep && rep->type == REDIS_REPLY_ERROR && rep->str ? rep->str
+                                                                      : "connection lost");
+        }
         fallback(wc, req, &e, done);
         return;
     }
