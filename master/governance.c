@@ -822,10 +822,12 @@ static int op_spend(struct opctx *c)
     if (since && until && strcmp(since, until) > 0)
         return fail(c, 400, "invalid_request", "since %s is after until %s", since, until);
     bool cluster = false;
-    if ((v = arg(c, "cluster"))) {
-        if (!json_object_is_type(v, json_type_boolean))
+    if ((v = arg(c, "cluster"))) { /* a boolean, or "true"/"false" from a query string */
+        const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (!json_object_is_type(v, json_type_boolean) && strcmp(s, "true") && strcmp(s, "false"))
             return fail(c, 400, "invalid_request", "cluster: expected true or false");
-        cluster = json_object_get_boolean(v);
+        cluster = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v)
+                                                            : !strcmp(s, "true");
     }
     struct bb_keys_db_spend_row *rows;
     size_t n;

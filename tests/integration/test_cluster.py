@@ -208,8 +208,11 @@ def models(m):
     }
 
 
+ADMIN_TOKEN = 'cluster-test-admin-token-0123456789'
+
+
 def start_nodes(ctx, redis, names=('a', 'b', 'c'), on_error='local', timeout_ms=1000,
-                lease_secs=None, password=None):
+                lease_secs=None, password=None, http_first=False):
     """One mock and a busbar node per name, in cluster mode on redis. Each node calls the mock
     with its own upstream key ("sk-node-<name>"), so the mock's log tells which node tried.
     timeout_ms is generous by default: these tests check what Redis decides, not timeouts
@@ -227,6 +230,11 @@ def start_nodes(ctx, redis, names=('a', 'b', 'c'), on_error='local', timeout_ms=
             cl['tls'] = {'ca_file': redis.tls['ca']}
         conf = dict(models(m), auth={'mode': 'keys'}, cluster=cl)
         e = {TEST_KEY_ENV: 'sk-node-' + n}
+        if http_first and not nodes:   # the first node also serves the HTTP admin API
+            conf['admin'] = {'socket': ctx.path('node-%s-admin.sock' % n),
+                             'listen': '127.0.0.1:%d' % free_port(),
+                             'token_env': 'BB_TEST_ADMIN_TOKEN'}
+            e['BB_TEST_ADMIN_TOKEN'] = ADMIN_TOKEN
         if redis.password:
             e[REDIS_PASSWORD_ENV] = password or redis.password
         nodes.append(ctx.busbar(conf, name='node-' + n, env=e))
@@ -235,6 +243,12 @@ def start_nodes(ctx, redis, names=('a', 'b', 'c'), on_error='local', timeout_ms=
             wait_for(lambda: ctl_json(b, 'status').get('cluster', {}).get('synced'), 10,
                      '%s in step with Redis' % b.name)
     return m, nodes
+
+
+def admin_http(b, method, path, body=None):
+    port = int(b.conf['admin']['listen'].rsplit(':', 1)[1])
+    return request(port, method, path, body=body,
+                   headers={'Authorization': 'Bearer ' + ADMIN_TOKEN})
 
 
 def node_of(attempt):
@@ -276,8 +290,15 @@ def wait_minute_room(redis, secs):
 
 def test_keys_budget_rpm_revoke(ctx):
     redis = Redis(ctx)
-    m, (a, b, c) = start_nodes(ctx, redis)
+    m, (a, b, c) = start_nodes(ctx, redis, http_first=True)
     lb = HAProxy(ctx, [a.port, b.port, c.port])
+
+    # a key created through A's HTTP admin API works on B within 1 s
+    r = admin_http(a, 'POST', '/admin/keys', {'name': 'made-by-http', 'pools': ['p']})
+    eq(r.status, 201, 'POST /admin/keys on A')
+    kh = r.json()
+    wait_for(lambda: chat(b.port, kh, max_tokens=1).status == 200, 1,
+             'the key made through A\'s admin API to work on B')
 
     # a key created on B is usable on C (and on A) within 1 s
     k = create_key(b, '--pools', 'p', name='made-on-b')
@@ -332,6 +353,12 @@ def test_keys_budget_rpm_revoke(ctx):
     eq(cluster_spend(a, kb['id']), (len(rows), total),
        'Redis\'s spend (requests, µ$) = the sum of the three ledgers')
     eq(cluster_spend(c, kb['id']), (len(rows), total), 'spend --cluster on another node')
+    r = admin_http(a, 'GET', '/admin/spend?cluster=true&by=day&key=' + kb['id'])
+    eq(r.status, 200, 'GET /admin/spend?cluster=true')
+    eq((r.json()['total']['requests'], r.json()['total']['cost_micros']), (len(rows), total),
+       'the admin API\'s cluster spend')
+    r = admin_http(a, 'GET', '/admin/spend?cluster=true&by=model')
+    eq(r.status, 400, 'cluster spend by model (the counters are per key and day)')
 
     # an RPM cap holds across the nodes
     wait_minute_room(redis, 8)
