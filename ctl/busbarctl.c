@@ -313,6 +313,21 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
         else
             printf("governance: disabled\n");
     }
+    struct json_object *cl;
+    if (json_object_object_get_ex(r, "cluster", &cl) && cl)
+        printf("cluster: node %s, %s %s%s (on_redis_error %s); admissions: %lld by Redis, "
+               "%lld refused there, %lld local, %lld denied, %lld timeouts; %lld reconciled; "
+               "breaker events %lld sent, %lld applied; %lld key changes applied\n",
+               get_str(cl, "node_id") ? get_str(cl, "node_id") : "?",
+               get_int(cl, "connected") ? "connected to" : "NOT connected to",
+               get_str(cl, "redis") ? get_str(cl, "redis") : "?",
+               get_int(cl, "connected") && !get_int(cl, "synced") ? " (catching up)" : "",
+               get_str(cl, "on_redis_error") ? get_str(cl, "on_redis_error") : "?",
+               (long long)get_int(cl, "admitted_redis"), (long long)get_int(cl, "refused_redis"),
+               (long long)get_int(cl, "admitted_local"), (long long)get_int(cl, "denied"),
+               (long long)get_int(cl, "timeouts"), (long long)get_int(cl, "reconciled"),
+               (long long)get_int(cl, "breaker_sent"), (long long)get_int(cl, "breaker_applied"),
+               (long long)get_int(cl, "keys_applied"));
 
     struct json_object *arr;
     struct table t = {.ncols = 9,

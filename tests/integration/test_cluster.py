@@ -397,6 +397,9 @@ def test_keys_budget_rpm_revoke(ctx):
     eq((st['connected'], st['synced'], st['denied'], st['timeouts']), (True, True, 0, 0),
        'A\'s cluster status')
     check(st['admitted_redis'] > 0 and st['keys_applied'] > 0, 'A\'s cluster counters')
+    out = a.ctl('status').stdout
+    check('cluster: node a, connected to %s' % redis.url() in out,
+          'busbarctl status names the cluster state: %r' % out[-600:])
 
 
 # --------------------------------------------------------------------------------------------
