@@ -212,7 +212,7 @@ ADMIN_TOKEN = 'cluster-test-admin-token-0123456789'
 
 
 def start_nodes(ctx, redis, names=('a', 'b', 'c'), on_error='local', timeout_ms=1000,
-                lease_secs=None, password=None, http_first=False):
+                lease_secs=None, password=None, http_first=False, wait_synced=True):
     """One mock and a busbar node per name, in cluster mode on redis. Each node calls the mock
     with its own upstream key ("sk-node-<name>"), so the mock's log tells which node tried.
     timeout_ms is generous by default: these tests check what Redis decides, not timeouts
@@ -239,7 +239,7 @@ def start_nodes(ctx, redis, names=('a', 'b', 'c'), on_error='local', timeout_ms=
             e[REDIS_PASSWORD_ENV] = password or redis.password
         nodes.append(ctx.busbar(conf, name='node-' + n, env=e))
     for b in nodes:
-        if not password:
+        if not password and wait_synced:
             wait_for(lambda: ctl_json(b, 'status').get('cluster', {}).get('synced'), 10,
                      '%s in step with Redis' % b.name)
     return m, nodes
@@ -307,6 +307,11 @@ def test_keys_budget_rpm_revoke(ctx):
     ctx.note('key made on B usable on C after %.0f ms' % ((time.monotonic() - t0) * 1000))
     eq(chat(a.port, k).status, 200, 'the key made on B, on A')
     eq(ctl_json(c, 'keys', 'show', k['id'])['name'], 'made-on-b', 'the key in C\'s store')
+    # a node that starts later has caught up before it serves: its very first request works
+    m2, (d,) = start_nodes(ctx, redis, names=('d',), wait_synced=False)
+    eq(chat(d.port, k, max_tokens=1).status, 200, 'the first request on a node just started')
+    eq(cluster_status(d)['admitted_local'], 0, 'decided by Redis, not locally')
+    d.stop()
 
     # 300-way burst through the load balancer against a budget that fits 50 worst cases
     body = {'model': 'p', 'messages': [{'role': 'user', 'content': 'hello cluster'}],
