@@ -311,6 +311,10 @@ def test_keys_budget_rpm_revoke(ctx):
     m2, (d,) = start_nodes(ctx, redis, names=('d',), wait_synced=False)
     eq(chat(d.port, k, max_tokens=1).status, 200, 'the first request on a node just started')
     eq(cluster_status(d)['admitted_local'], 0, 'decided by Redis, not locally')
+    log = d.log()
+    check(0 <= log.find('cluster: in step with') < log.find('] worker ') and
+          log.find('] worker ') >= 0,
+          'the new node caught up before its first worker started:\n%s' % log[-1500:])
     d.stop()
 
     # 300-way burst through the load balancer against a budget that fits 50 worst cases
