@@ -330,6 +330,8 @@ def test_keys_budget_rpm_revoke(ctx):
     wait_for(lambda: redis.cmd('ZCARD', 'bbtest:k:%s:r' % kb['id']) == 0, 2,
              'no reservation of the burst key outstanding')
     spent_before = sum(r['cost_micros'] for r in ledgers_total([a, b, c], kb['id']))
+    decided = lambda n: (lambda s: s['admitted_redis'] + s['refused_redis'])(cluster_status(n))
+    decided_before = [decided(n) for n in (a, b, c)]
     res = burst(300, lambda i: request(lb.port, 'POST', '/v1/chat/completions', body,
                                        headers=bearer(kb), timeout=60), timeout=120)
     errs = [x for x in res if isinstance(x, Exception)]
@@ -346,8 +348,9 @@ def test_keys_budget_rpm_revoke(ctx):
     rows = ledgers_total([a, b, c], kb['id'])
     per_node = [len([r for r in ledger(n, drain=False) if r['key_id'] == kb['id']])
                 for n in (a, b, c)]
-    ctx.note('ledger rows per node: %r' % per_node)
-    check(all(per_node), 'every node must have served part of the burst: %r' % per_node)
+    asked = [decided(n) - x for n, x in zip((a, b, c), decided_before)]
+    ctx.note('ledger rows per node: %r; admissions Redis decided per node: %r' % (per_node, asked))
+    check(min(asked) >= 50, 'every node must have competed for the budget: %r' % asked)
     total = sum(r['cost_micros'] for r in rows)
     check(total <= budget, 'the cluster overshot the budget: %d µ$ > %d µ$' % (total, budget))
     check(len(rows) - len([r for r in res if r.status == 200]) == 2,
