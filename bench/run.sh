@@ -16,6 +16,10 @@
 # the master, which shares CPU 0 here); false measures the pure proxy.
 # BENCH_BASELINE=<git revision>: also build that revision (release, in a temporary worktree)
 # and measure it as target "baseline" in the same run, beside the current tree ("busbar").
+# BENCH_CLUSTER (1): also measure governed traffic with a virtual key, on one node
+# (target "keys": admission in shared memory) and on a node in cluster mode (target "cluster":
+# admission and settlement through a redis-server on loopback, also on CPU 0); 0 skips both.
+# BENCH_TARGETS: measure only these targets (e.g. "keys cluster"); default all.
 # Not part of the test suite.
 set -euo pipefail
 
@@ -246,6 +250,39 @@ if wait_http "http://127.0.0.1:$NGX_PORT/_mock/health" 10; then
 else
   log "nginx did not start:"; cat "$TMP/nginx/stderr" "$TMP/nginx/error.log" >&2 || true
 fi
+# --- governed targets: a virtual key on one node (keys), and on a node in cluster mode -------
+CLUSTER=${BENCH_CLUSTER:-1}
+KEYS_PORT=0 CL_PORT=0 KEYS_SECRET="" CL_SECRET=""
+if [ "$CLUSTER" = 1 ]; then
+  REDIS_PORT=$(free_port)
+  mkdir -p "$TMP/redis"
+  "${SRV_PIN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+    --appendonly no --dir "$TMP/redis" --logfile "$TMP/redis/redis.log" --daemonize no &
+  PIDS+=($!)
+  for flavour in keys cluster; do
+    port=$(free_port)
+    mkdir -p "$TMP/$flavour-state"
+    sed -e "s|^listen: .*|listen: \"127.0.0.1:$port\"|" \
+      -e "s|^state_dir: .*|state_dir: \"$TMP/$flavour-state\"|" \
+      -e "s|^  socket: .*|  socket: \"$TMP/$flavour-admin.sock\"|" \
+      -e "s|^  mode: none|  mode: keys|" -e "s|^  enabled: .*|  enabled: true|" \
+      "$TMP/busbar.yaml" >"$TMP/$flavour.yaml"
+    [ "$flavour" = cluster ] && printf 'cluster:\n  redis_url: "redis://127.0.0.1:%s/0"\n  node_id: bench\n' \
+      "$REDIS_PORT" >>"$TMP/$flavour.yaml"
+    BENCH_UPSTREAM_KEY=sk-bench "${SRV_PIN[@]}" "$BUSBAR" -c "$TMP/$flavour.yaml" \
+      -p "$PROVIDERS" 2>"$TMP/$flavour.err" &
+    PIDS+=($!)
+    if wait_http "http://127.0.0.1:$port/healthz" 15; then
+      secret=$(build-release/ctl/busbarctl --socket "$TMP/$flavour-admin.sock" --json keys \
+        create --name bench | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
+      if [ "$flavour" = keys ]; then KEYS_PORT=$port KEYS_SECRET=$secret
+      else CL_PORT=$port CL_SECRET=$secret; fi
+    else
+      log "busbar ($flavour) did not become ready:"; tail -20 "$TMP/$flavour.err" >&2 || true
+    fi
+  done
+fi
+
 BB_IDLE_RSS=0
 if wait_http "http://127.0.0.1:$BB_PORT/healthz" 15; then
   TARGETS+=("busbar $BB_PORT" "xlate $BB_PORT")
@@ -262,14 +299,23 @@ if [ -n "$BASELINE_BIN" ]; then
     log "baseline did not become ready:"; tail -20 "$TMP/baseline.err" >&2 || true
   fi
 fi
+[ "$KEYS_PORT" != 0 ] && TARGETS+=("keys $KEYS_PORT")
+[ "$CL_PORT" != 0 ] && TARGETS+=("cluster $CL_PORT")
 
 RESULTS=$TMP/results.txt
 : >"$RESULTS"
 for t in "${TARGETS[@]}"; do
   read -r name port <<<"$t"
+  if [ -n "${BENCH_TARGETS:-}" ] && [[ " $BENCH_TARGETS " != *" $name "* ]]; then
+    continue
+  fi
   model=bench
   [ "$name" = direct ] && model=bench-model
   [ "$name" = xlate ] && model=xlate # OpenAI in, Anthropic out (translated both ways)
+  export BENCH_KEY=""
+  [ "$name" = keys ] && BENCH_KEY=$KEYS_SECRET
+  [ "$name" = cluster ] && BENCH_KEY=$CL_SECRET
+  [ -n "$BENCH_KEY" ] || unset BENCH_KEY
   for mode in nonstream stream; do
     script=bench/chat.lua
     [ "$mode" = stream ] && script=bench/chat_stream.lua
@@ -337,10 +383,10 @@ print('%-10s %-7s %5s %10s %10s %10s %7s' % ('scenario', 'target', 'conns', 'RPS
                                              'p99 µs', 'errors'))
 for mode in ('nonstream', 'stream'):
     for conns in (1, 64):
-        for name in ('direct', 'nginx', 'busbar', 'baseline', 'xlate'):
+        for name in ('direct', 'nginx', 'busbar', 'baseline', 'xlate', 'keys', 'cluster'):
             r = rows.get((name, mode, conns))
-            if r is None and name == 'baseline':
-                continue
+            if r is None and name in ('baseline', 'keys', 'cluster'):
+                continue  # not measured in this run
             if r is None:
                 print('%-10s %-7s %5d %10s' % (mode, name, conns, 'n/a'))
                 continue
@@ -381,6 +427,18 @@ for mode in ('nonstream', 'stream'):
                 mode, conns, f(xa, ' µs'), f(ba, ' µs'),
                 '%.2fx' % (xa / ba) if ba > 0 else '-',
                 '%.2fx' % (x['rps'] / b['rps']) if x.get('rps') and b.get('rps') else '-'))
+if any(k[0] == 'cluster' for k in rows):
+    print()
+    print('governed (a virtual key): one node (keys) vs cluster mode (Redis on loopback, one '
+          'round trip at admission, one at settlement):')
+    for mode in ('nonstream', 'stream'):
+        for conns in (1, 64):
+            k, c = (rows.get((x, mode, conns)) or {} for x in ('keys', 'cluster'))
+            if k.get('rps') and c.get('rps') and k.get('p99') is not None and \
+                    c.get('p99') is not None:
+                print('%-10s %5d  RPS keys %s cluster %s (%.2fx)  p50 +%s  p99 +%s' % (
+                    mode, conns, f(k['rps']), f(c['rps']), c['rps'] / k['rps'],
+                    f(c['p50'] - k['p50'], ' µs'), f(c['p99'] - k['p99'], ' µs')))
 print()
 print('RSS: busbar idle %s KiB, busbar after load %s KiB (master + workers); nginx after load '
       '%s KiB (master + workers)' % (bb_idle, bb_load, ngx_rss))

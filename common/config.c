@@ -85,7 +85,7 @@ static const struct keydef top_keys[] = {
     {"listen", 0},        {"workers", 0},         {"tls", 0},
     {"admin", 0},         {"state_dir", 0},       {"auth", 0},
     {"providers", 0},     {"providers_file", 0},  {"models", 0},
-    {"pools", 0},         {"governance", 0},      {"cluster", KF_NYI},
+    {"pools", 0},         {"governance", 0},      {"cluster", 0},
     {"observability", 0}, {"security", KF_NYI},   {"limits", 0},
     {"log_file", 0},      {"log_level", 0},
 };
@@ -127,7 +127,9 @@ static const struct keydef governance_keys[] = {
     {"default_estimate_output_tokens", 0},
     {"ledger_retention_days", 0}};
 static const struct keydef cluster_keys[] = {
-    {"redis_url", 0}, {"key_prefix", 0}, {"on_redis_error", 0}};
+    {"redis_url", 0},  {"key_prefix", 0},   {"on_redis_error", 0}, {"node_id", 0},
+    {"timeout_ms", 0}, {"password_env", 0}, {"lease_secs", 0},     {"tls", 0}};
+static const struct keydef cluster_tls_keys[] = {{"ca_file", 0}, {"cert_file", 0}, {"key_file", 0}};
 static const struct keydef obs_keys[] = {{"metrics", KF_NYI},
                                          {"access_log", KF_NYI},
                                          {"otlp_endpoint", KF_NYI},
@@ -883,12 +885,135 @@ static void parse_limits(struct ld *l, yaml_node_t *v)
     }
 }
 
-/* governance; cluster and security: rejected as a whole, but their keys and values are still
+/* ---- cluster (SPEC §7) ---------------------------------------------------------------------- */
+
+/* redis://[user@]host[:port][/db] or rediss://… into c. NULL, or why it is not one. A password
+ * in the URL is refused: it belongs in the environment (cluster.password_env). */
+static const char *parse_redis_url(const char *s, struct bb_cluster_conf *c)
+{
+    const char *p;
+    if (!strncmp(s, "redis://", 8)) {
+        p = s + 8;
+    } else if (!strncmp(s, "rediss://", 9)) {
+        p = s + 9;
+        c->tls = true;
+    } else {
+        return "expected redis://host[:port][/db] or rediss://host[:port][/db] (TLS)";
+    }
+    const char *end = p + strcspn(p, "/?#");
+    const char *at = memchr(p, '@', (size_t)(end - p));
+    if (at) {
+        if (memchr(p, ':', (size_t)(at - p)))
+            return "a password must not be written in the URL: put it in the environment "
+                   "variable named by cluster.password_env";
+        if (at == p)
+            return "empty user name before '@'";
+        c->user = bb_xstrndup(p, (size_t)(at - p));
+        p = at + 1;
+    }
+    char hp[300];
+    size_t hl = (size_t)(end - p);
+    if (hl == 0 || hl >= sizeof hp - 8)
+        return "missing or overlong host";
+    memcpy(hp, p, hl);
+    hp[hl] = '\0';
+    bool has_port = hp[0] == '[' ? strstr(hp, "]:") != NULL : strchr(hp, ':') != NULL;
+    if (!has_port)
+        strcat(hp, ":6379");
+    const char *why = split_hostport(hp, &c->host, &c->port);
+    if (why)
+        return why;
+    c->db = 0;
+    if (*end == '/')
+        end++;
+    if (*end >= '0' && *end <= '9') {
+        char *e;
+        errno = 0;
+        unsigned long db = strtoul(end, &e, 10);
+        if (errno || db > 15)
+            return "the database after '/' must be a number from 0 to 15";
+        c->db = (unsigned)db;
+        end = e;
+    }
+    if (*end)
+        return "unexpected text after the host (only /db, a number from 0 to 15, may follow)";
+    return NULL;
+}
+
+static void parse_cluster(struct ld *l, yaml_node_t *v)
+{
+    static const char *const local_deny[] = {"local", "deny"};
+    struct bb_cdoc *d = &l->cfg;
+    struct bb_cluster_conf *c = &l->c->cluster;
+    c->timeout_ms = 50;
+    c->lease_secs = 10;
+    if (!v || !check_map(l, d, v, "cluster", KEYSET(cluster_keys)))
+        return;
+    c->enabled = true;
+    yaml_node_t *n = map_get(d, v, "redis_url", NULL);
+    const char *s;
+    if (!n) {
+        err_at(l, d, v, "cluster: redis_url is required (redis://host:port/db or rediss://…)");
+    } else if ((s = get_str(l, d, n, "cluster.redis_url"))) {
+        const char *why = parse_redis_url(s, c);
+        if (why) /* the URL itself is not repeated: it may hold a password */
+            err_at(l, d, n, "cluster.redis_url: %s", why);
+        else
+            c->redis_url = bb_xstrdup(s);
+    }
+    n = map_get(d, v, "key_prefix", NULL);
+    s = n ? get_str(l, d, n, "cluster.key_prefix") : NULL;
+    if (s && (strlen(s) > 64 || strpbrk(s, " \t\r\n")))
+        err_at(l, d, n, "cluster.key_prefix: at most 64 characters, no spaces");
+    c->key_prefix = bb_xstrdup(s ? s : "busbar:");
+    c->deny_on_error = opt_enum(l, d, v, "cluster", "on_redis_error", "value", local_deny, 2) == 1;
+    n = map_get(d, v, "node_id", NULL);
+    s = n ? get_str(l, d, n, "cluster.node_id") : NULL;
+    if (s && !name_ok(s))
+        err_at(l, d, n, "cluster.node_id: 1 to %u printable characters, no spaces", NAME_MAX_LEN);
+    char host[256] = "";
+    if (!s && gethostname(host, sizeof host - 1) == 0)
+        s = host;
+    c->node_id = bb_xstrdup(s && *s ? s : "busbar");
+    opt_u32(l, d, v, "cluster", "timeout_ms", 1, 60000, &c->timeout_ms);
+    opt_u32(l, d, v, "cluster", "lease_secs", 2, 3600, &c->lease_secs);
+    n = map_get(d, v, "password_env", NULL);
+    if (n && (s = get_str(l, d, n, "cluster.password_env"))) {
+        if (!env_name_ok(s)) {
+            err_at(l, d, n, "cluster.password_env: '%s' is not a valid environment variable name",
+                   s);
+        } else {
+            c->password_env = bb_xstrdup(s);
+            /* Read once here, like admin.token_env; not an error when unset (busbarctl loads
+             * configs to find the socket): the master and busbar -t check it. */
+            const char *pw = getenv(s);
+            if (pw && *pw)
+                c->password = bb_xstrdup(pw);
+        }
+    }
+    if (c->user && !c->password_env)
+        err_at(l, d, map_get(d, v, "redis_url", NULL),
+               "cluster.redis_url: a user name needs cluster.password_env (its password)");
+    yaml_node_t *tk = NULL, *t = map_get(d, v, "tls", &tk);
+    if (t && check_map(l, d, t, "cluster.tls", KEYSET(cluster_tls_keys))) {
+        if (!c->tls)
+            err_at(l, d, tk, "cluster.tls: only used with a rediss:// redis_url");
+        if ((n = map_get(d, t, "ca_file", NULL)))
+            c->tls_ca_file = get_file(l, d, n, "cluster.tls.ca_file");
+        if ((n = map_get(d, t, "cert_file", NULL)))
+            c->tls_cert_file = get_file(l, d, n, "cluster.tls.cert_file");
+        if ((n = map_get(d, t, "key_file", NULL)))
+            c->tls_key_file = get_file(l, d, n, "cluster.tls.key_file");
+        if (!map_get(d, t, "cert_file", NULL) != !map_get(d, t, "key_file", NULL))
+            err_at(l, d, tk, "cluster.tls: cert_file and key_file go together (client certificate)");
+    }
+}
+
+/* governance; security: rejected as a whole, but their keys and values are still
  * checked so an operator fixing the config sees everything at once. */
 static void parse_unsupported_sections(struct ld *l, yaml_node_t *root)
 {
     static const char *const allow_deny[] = {"allow", "deny"};
-    static const char *const local_deny[] = {"local", "deny"};
     struct bb_cdoc *d = &l->cfg;
     struct bb_conf *c = l->c;
     yaml_node_t *v = map_get(d, root, "governance", NULL);
@@ -907,12 +1032,6 @@ static void parse_unsupported_sections(struct ld *l, yaml_node_t *root)
     }
     if (!c->gov_db_path)
         c->gov_db_path = path_join(c->state_dir, "busbar.db");
-    v = map_get(d, root, "cluster", NULL);
-    if (check_map(l, d, v, "cluster", KEYSET(cluster_keys))) {
-        opt_str(l, d, v, "cluster", "redis_url");
-        opt_str(l, d, v, "cluster", "key_prefix");
-        opt_enum(l, d, v, "cluster", "on_redis_error", "value", local_deny, 2);
-    }
     v = map_get(d, root, "security", NULL);
     if (check_map(l, d, v, "security", KEYSET(security_keys))) {
         check_str_list(l, d, map_get(d, v, "blocked_metadata_hosts", NULL),
@@ -1767,6 +1886,7 @@ struct bb_conf *bb_conf_load(const char *config_path, const char *providers_path
     parse_observability(l, map_get(d, root, "observability", NULL));
     parse_limits(l, map_get(d, root, "limits", NULL));
     parse_unsupported_sections(l, root);
+    parse_cluster(l, map_get(d, root, "cluster", NULL));
     if (c->auth_mode == BB_AUTH_KEYS && !c->gov_enabled)
         err_at(l, d, map_get(d, root, "auth", NULL),
                "auth.mode: keys needs governance (governance.enabled is false)");
@@ -1830,6 +1950,19 @@ void bb_conf_free(struct bb_conf *c)
         free(c->admin_token);
     }
     free(c->gov_db_path);
+    free(c->cluster.redis_url);
+    free(c->cluster.host);
+    free(c->cluster.user);
+    free(c->cluster.key_prefix);
+    free(c->cluster.node_id);
+    free(c->cluster.password_env);
+    if (c->cluster.password) {
+        explicit_bzero(c->cluster.password, strlen(c->cluster.password));
+        free(c->cluster.password);
+    }
+    free(c->cluster.tls_ca_file);
+    free(c->cluster.tls_cert_file);
+    free(c->cluster.tls_key_file);
     for (size_t i = 0; i < c->n_client_tokens; i++) {
         explicit_bzero(c->client_tokens[i], strlen(c->client_tokens[i]));
         free(c->client_tokens[i]);

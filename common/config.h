@@ -169,6 +169,26 @@ struct bb_listen {
     uint16_t port;
 };
 
+/* cluster: (SPEC §7; docs/cluster.md). Present = enabled; absent = nothing connects. */
+struct bb_cluster_conf {
+    bool enabled;
+    char *redis_url;            /* as written */
+    char *host;                 /* from the URL */
+    uint16_t port;              /* [6379] */
+    unsigned db;                /* [0] */
+    bool tls;                   /* rediss:// */
+    char *user;                 /* redis://user@host: AUTH user password; NULL = AUTH password */
+    char *key_prefix;           /* ["busbar:"] */
+    bool deny_on_error;         /* on_redis_error: deny [local] */
+    char *node_id;              /* [hostname] */
+    uint32_t timeout_ms;        /* [50] longest a request waits on Redis */
+    uint32_t lease_secs;        /* [10] a dead node's reservations are released after this */
+    char *password_env;         /* AUTH password: read from this variable at load */
+    char *password;             /* (never logged) */
+    char *tls_ca_file;          /* cluster.tls.ca_file: verify the server (else system store) */
+    char *tls_cert_file, *tls_key_file; /* cluster.tls: client certificate */
+};
+
 struct bb_conf {
     /* Files read, for positions; [0] = config, [1] = providers. */
     char *files[2];
@@ -215,6 +235,8 @@ struct bb_conf {
     bool gov_deny_on_store_error;                /* on_store_error: deny [allow] */
     uint32_t gov_default_estimate_output_tokens; /* [1024] */
     uint32_t gov_ledger_retention_days;          /* [90]; 0 = keep every ledger row */
+
+    struct bb_cluster_conf cluster;
 };
 
 /* One located error. */

@@ -417,6 +417,21 @@ enum bb_keys_verdict bb_keys_admit(const struct bb_keys_ref *k, const char *pool
     return BB_KEYS_OK;
 }
 
+enum bb_keys_verdict bb_keys_check(const struct bb_keys_ref *k, const char *pool, size_t pool_len,
+                                   uint64_t now_ms)
+{
+    struct bb_keys_slot *s = k->slot;
+    if (atomic_load(&s->incarnation) != k->incarnation || !atomic_load(&s->live))
+        return BB_KEYS_REVOKED;
+    if (!k->lim.enabled)
+        return BB_KEYS_DISABLED;
+    if (k->lim.expires_at_ms && now_ms >= k->lim.expires_at_ms)
+        return BB_KEYS_EXPIRED;
+    if (pool && !bb_keys_pool_allowed(k, pool, pool_len))
+        return BB_KEYS_FORBIDDEN_POOL;
+    return BB_KEYS_OK;
+}
+
 /* committed += actual - reserved, spent += actual, in the period current at now_ms. */
 static void budget_finish(struct bb_keys_slot *s, uint64_t reserved, uint64_t actual, bool billed,
                           uint64_t now_ms)

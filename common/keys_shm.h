@@ -172,6 +172,10 @@ bool bb_keys_pool_allowed(const struct bb_keys_ref *k, const char *name, size_t 
 enum bb_keys_verdict bb_keys_admit(const struct bb_keys_ref *k, const char *pool, size_t pool_len,
                                    uint64_t est_tokens, uint64_t est_cost_micros, uint64_t now_ms,
                                    struct bb_keys_resv *res, uint32_t *retry_after_secs);
+/* The checks of bb_keys_admit that need no counter (key state, then pool), touching nothing:
+ * cluster mode asks Redis for the rest (worker/cluster.c). */
+enum bb_keys_verdict bb_keys_check(const struct bb_keys_ref *k, const char *pool, size_t pool_len,
+                                   uint64_t now_ms);
 /* A completed request: replace the reservation by the actual cost and tokens. res is emptied. */
 void bb_keys_settle(struct bb_keys_resv *res, uint64_t actual_cost_micros, uint64_t actual_tokens,
                     uint64_t now_ms);

@@ -16,12 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cluster_shm.h"
 #include "common/keys_shm.h"
 #include "common/ring.h"
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
 #define BB_SHM_VERSION 4u /* 2: key table and usage ring appended; 3: journals, store flag;
-                             4: continuations per cell */
+                             4: continuations per cell, cluster state */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
@@ -53,6 +54,12 @@ struct bb_shm_cell {
     _Atomic uint64_t open_until_ms;  /* realtime ms */
     _Atomic uint64_t reserved[16];   /* room for the breaker window without a layout change */
 };
+/* reserved[] slots the master reads and writes too (cluster mode shares breakers, see
+ * master/cluster.c); the full layout is worker/breaker.c's */
+#define BB_CELL_CONSEC 8  /* consecutive failures */
+#define BB_CELL_STREAK 9  /* trips since the last close */
+#define BB_CELL_PROBE 10  /* half-open probe holder: 0 none, else monotonic ms when taken */
+#define BB_CELL_TRIPS 12  /* times the breaker opened */
 
 struct bb_shm {
     uint32_t magic, version;
@@ -71,6 +78,8 @@ struct bb_shm {
     _Atomic uint32_t gov_store_failing;
     /* reservations of each worker slot's requests in flight (common/keys_shm.h) */
     struct bb_keys_journal journals[BB_SHM_MAX_WORKERS];
+    /* cluster mode: the master's catalogue state and the node's counters (version 4) */
+    struct bb_cluster_shm cluster;
 };
 
 /* Create the anonymous shared region (master, before fork). NULL + errno on failure. */

@@ -40,8 +40,9 @@ struct ctl {
     X(reload, "", "reload the configuration; prints every error and exits 1 on failure")           \
     X(config, "check FILE", "validate FILE locally (file:line:col: message per error)")            \
     X(keys, "SUBCOMMAND ...", "virtual keys: create list show update revoke delete (below)")       \
-    X(spend, "[--key ID] [--by key|model|pool|day] [--since D] [--until D]",                       \
-      "spend from the daily rollups (USD; --json: micro-dollars)")                                 \
+    X(spend, "[--key ID] [--by key|model|pool|day] [--since D] [--until D] [--cluster]",           \
+      "spend from the daily rollups (USD; --json: micro-dollars); --cluster: the whole cluster, "  \
+      "from Redis (by key or day)")                                                                \
     X(help, "", "show this help")
 
 #define X(name, args, summary) static int cmd_##name(struct ctl *c, int argc, char **argv);
@@ -312,6 +313,21 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
         else
             printf("governance: disabled\n");
     }
+    struct json_object *cl;
+    if (json_object_object_get_ex(r, "cluster", &cl) && cl)
+        printf("cluster: node %s, %s %s%s (on_redis_error %s); admissions: %lld by Redis, "
+               "%lld refused there, %lld local, %lld denied, %lld timeouts; %lld reconciled; "
+               "breaker events %lld sent, %lld applied; %lld key changes applied\n",
+               get_str(cl, "node_id") ? get_str(cl, "node_id") : "?",
+               get_int(cl, "connected") ? "connected to" : "NOT connected to",
+               get_str(cl, "redis") ? get_str(cl, "redis") : "?",
+               get_int(cl, "connected") && !get_int(cl, "synced") ? " (catching up)" : "",
+               get_str(cl, "on_redis_error") ? get_str(cl, "on_redis_error") : "?",
+               (long long)get_int(cl, "admitted_redis"), (long long)get_int(cl, "refused_redis"),
+               (long long)get_int(cl, "admitted_local"), (long long)get_int(cl, "denied"),
+               (long long)get_int(cl, "timeouts"), (long long)get_int(cl, "reconciled"),
+               (long long)get_int(cl, "breaker_sent"), (long long)get_int(cl, "breaker_applied"),
+               (long long)get_int(cl, "keys_applied"));
 
     struct json_object *arr;
     struct table t = {.ncols = 9,
@@ -857,9 +873,11 @@ static void show_spend(struct ctl *c, struct json_object *r)
             table_row(&t, g, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
     }
     const char *since = get_str(r, "since"), *until = get_str(r, "until");
-    printf("spend by %s%s%s, %s .. %s (UTC days)\n\n", by, get_str(r, "key") ? " for key " : "",
+    struct json_object *cl;
+    bool cluster = json_object_object_get_ex(r, "cluster", &cl) && json_object_get_boolean(cl);
+    printf("spend by %s%s%s, %s .. %s (UTC days)%s\n\n", by, get_str(r, "key") ? " for key " : "",
            get_str(r, "key") ? get_str(r, "key") : "", since ? since : "start",
-           until ? until : "today");
+           until ? until : "today", cluster ? ", the whole cluster (Redis)" : "");
     table_print(&t);
 }
 
@@ -868,15 +886,16 @@ static int cmd_spend(struct ctl *c, int argc, char **argv)
     struct opt o[] = {{"key", true, NULL, false},
                       {"by", true, NULL, false},
                       {"since", true, NULL, false},
-                      {"until", true, NULL, false}};
-    int rc = parse_opts("spend", argc, argv, 1, o, 4, NULL);
+                      {"until", true, NULL, false},
+                      {"cluster", false, NULL, false}};
+    int rc = parse_opts("spend", argc, argv, 1, o, 5, NULL);
     if (rc != EXIT_OK)
         return rc;
     struct json_object *req = json_object_new_object();
     struct opt *x;
-    if ((x = find_opt(o, 4, "key")))
+    if ((x = find_opt(o, 5, "key")))
         json_object_object_add(req, "key", json_object_new_string(x->val));
-    if ((x = find_opt(o, 4, "by"))) {
+    if ((x = find_opt(o, 5, "by"))) {
         if (strcmp(x->val, "key") && strcmp(x->val, "model") && strcmp(x->val, "pool") &&
             strcmp(x->val, "day")) {
             json_object_put(req);
@@ -886,7 +905,7 @@ static int cmd_spend(struct ctl *c, int argc, char **argv)
     }
     static const char *const days[] = {"since", "until"};
     for (int i = 0; i < 2; i++) {
-        if (!(x = find_opt(o, 4, days[i])))
+        if (!(x = find_opt(o, 5, days[i])))
             continue;
         int64_t t;
         if (bb_keys_parse_day(x->val, &t) < 0) {
@@ -895,6 +914,8 @@ static int cmd_spend(struct ctl *c, int argc, char **argv)
         }
         json_object_object_add(req, days[i], json_object_new_string(x->val));
     }
+    if (find_opt(o, 5, "cluster"))
+        json_object_object_add(req, "cluster", json_object_new_boolean(1));
     return gov_call(c, "spend", req, show_spend);
 }
 

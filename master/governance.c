@@ -38,7 +38,30 @@ struct bb_gov {
     uint64_t pruned;                                      /* ledger rows deleted */
     uint64_t store_errors;
     bool sink_failing, check_failing;
+    struct bb_gov_cluster cluster; /* cluster mode hooks; key_changed NULL without */
 };
+
+void bb_gov_set_cluster(struct bb_gov *g, const struct bb_gov_cluster *c)
+{
+    if (!g)
+        return;
+    if (c)
+        g->cluster = *c;
+    else
+        memset(&g->cluster, 0, sizeof g->cluster);
+}
+
+struct bb_keys_db *bb_gov_db(struct bb_gov *g)
+{
+    return g ? g->db : NULL;
+}
+
+/* Tell the cluster about an admin change (no-op without cluster mode). */
+static void cluster_changed(struct bb_gov *g, const struct bb_keys_db_key *k, bool deleted)
+{
+    if (g->cluster.key_changed)
+        g->cluster.key_changed(g->cluster.arg, k, deleted);
+}
 
 static const char *const op_names[] = {
 #define X(id, name) name,
@@ -219,6 +242,8 @@ void bb_gov_status(struct bb_gov *g, struct json_object *status)
                            json_object_new_uint64(atomic_load(&g->shm->ring.dropped)));
     json_object_object_add(o, "store_errors", json_object_new_uint64(g->store_errors));
     json_object_object_add(status, "governance", o);
+    if (g->cluster.status)
+        g->cluster.status(g->cluster.arg, status);
 }
 
 /* ---- replies ------------------------------------------------------------------------------ */
@@ -636,6 +661,7 @@ static int op_create(struct opctx *c)
         json_object_object_add(c->reply, "aws_secret_access_key",
                                json_object_new_string(k.aws_secret));
     explicit_bzero(secret, sizeof secret);
+    cluster_changed(c->g, &k, false);
     bb_notice("admin: key %s (%s) created", k.id, k.name);
     bb_keys_db_key_free(&k);
     return 0;
@@ -702,6 +728,7 @@ static int op_update(struct opctx *c)
     publish(c, &k, &warn);
     c->reply = key_json(c->g, &k, c->now_ms);
     add_warning(c, &warn);
+    cluster_changed(c->g, &k, false);
     bb_notice("admin: key %s updated", k.id);
     bb_keys_db_key_free(&k);
     return 0;
@@ -722,6 +749,7 @@ static int op_revoke(struct opctx *c)
         return fail_db(c, rc, &err);
     bb_keys_remove(&c->g->shm->keys, k.secret_sha256); /* immediate, before the reply */
     c->reply = key_json(c->g, &k, c->now_ms);
+    cluster_changed(c->g, &k, false);
     bb_notice("admin: key %s revoked", k.id);
     bb_keys_db_key_free(&k);
     return 0;
@@ -738,8 +766,11 @@ static int op_delete(struct opctx *c)
     int rc = bb_keys_db_get(c->g->db, id, &k, &err);
     if (rc == BB_KEYS_DB_OK) {
         rc = bb_keys_db_delete(c->g->db, id, &err);
-        if (rc == BB_KEYS_DB_OK)
+        if (rc == BB_KEYS_DB_OK) {
             bb_keys_remove(&c->g->shm->keys, k.secret_sha256);
+            k.updated_at = (int64_t)(c->now_ms / 1000);
+            cluster_changed(c->g, &k, true);
+        }
         bb_keys_db_key_free(&k);
     }
     if (rc == BB_KEYS_DB_NOT_FOUND)
@@ -783,7 +814,7 @@ static int get_day(struct opctx *c, const char *name, const char **out)
 
 static int op_spend(struct opctx *c)
 {
-    static const char *const fields[] = {"key", "by", "since", "until", NULL};
+    static const char *const fields[] = {"key", "by", "since", "until", "cluster", NULL};
     static const char *const bys[] = {"key", "model", "pool", "day"};
     if (check_members(c, fields) < 0)
         return -1;
@@ -806,19 +837,49 @@ static int op_spend(struct opctx *c)
         return -1;
     if (since && until && strcmp(since, until) > 0)
         return fail(c, 400, "invalid_request", "since %s is after until %s", since, until);
-    /* Include everything completed so far: write what the ring holds first. */
-    drain(c->g, 0, bb_now_ms()); /* everything completed so far */
+    bool cluster = false;
+    if ((v = arg(c, "cluster"))) { /* a boolean, or "true"/"false" from a query string */
+        const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (!json_object_is_type(v, json_type_boolean) && strcmp(s, "true") && strcmp(s, "false"))
+            return fail(c, 400, "invalid_request", "cluster: expected true or false");
+        cluster = json_object_is_type(v, json_type_boolean) ? json_object_get_boolean(v)
+                                                            : !strcmp(s, "true");
+    }
     struct bb_keys_db_spend_row *rows;
     size_t n;
     struct bb_err err = {{0}};
-    int rc = bb_keys_db_spend(c->g->db, (enum bb_keys_db_by)by, key, since, until, &rows, &n, &err);
-    if (rc != BB_KEYS_DB_OK)
-        return fail_db(c, rc, &err);
+    int rc;
+    if (cluster) {
+        /* the whole cluster: Redis's per key x day counters (master/cluster.c) */
+        if (!c->g->cluster.spend)
+            return fail(c, 400, "invalid_request", "cluster: this node is not in cluster mode");
+        if (by != BB_KEYS_DB_BY_KEY && by != BB_KEYS_DB_BY_DAY)
+            return fail(c, 400, "invalid_request",
+                        "by: the cluster's counters are per key and day: by key or by day");
+        if (c->g->cluster.spend(c->g->cluster.arg, key, bys[by], since, until, &rows, &n, &err) < 0)
+            return fail(c, 503, "cluster_unavailable", "%s", err.msg);
+        for (size_t i = 0; by == BB_KEYS_DB_BY_KEY && i < n; i++) {
+            struct bb_keys_db_key k;
+            struct bb_err e2 = {{0}};
+            if (bb_keys_db_get(c->g->db, rows[i].group, &k, &e2) == BB_KEYS_DB_OK) {
+                rows[i].name = bb_xstrdup(k.name);
+                bb_keys_db_key_free(&k);
+            }
+        }
+    } else {
+        /* Include everything completed so far: write what the ring holds first. */
+        drain(c->g, 0, bb_now_ms());
+        rc = bb_keys_db_spend(c->g->db, (enum bb_keys_db_by)by, key, since, until, &rows, &n, &err);
+        if (rc != BB_KEYS_DB_OK)
+            return fail_db(c, rc, &err);
+    }
     c->reply = json_object_new_object();
     json_object_object_add(c->reply, "by", json_object_new_string(bys[by]));
     json_object_object_add(c->reply, "key", key ? json_object_new_string(key) : NULL);
     json_object_object_add(c->reply, "since", since ? json_object_new_string(since) : NULL);
     json_object_object_add(c->reply, "until", until ? json_object_new_string(until) : NULL);
+    if (cluster)
+        json_object_object_add(c->reply, "cluster", json_object_new_boolean(1));
     struct json_object *a = json_object_new_array();
     struct bb_keys_db_spend_row total = {0};
     for (size_t i = 0; i < n; i++) {

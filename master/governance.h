@@ -8,6 +8,7 @@
 #ifndef BB_MASTER_GOVERNANCE_H
 #define BB_MASTER_GOVERNANCE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
@@ -71,5 +72,24 @@ int bb_gov_admin(struct bb_gov *g, enum bb_gov_op op, struct json_object *args,
 int bb_gov_op_from_name(const char *name);
 /* Add a "governance" object (store, keys, ring counters) to a status reply. */
 void bb_gov_status(struct bb_gov *g, struct json_object *status);
+
+/* Cluster mode (master/cluster.c) hooks into the admin operations. */
+struct bb_keys_db;
+struct bb_keys_db_key;
+struct bb_keys_db_spend_row;
+struct bb_gov_cluster {
+    void *arg;
+    /* an admin operation changed k (deleted: k as it was before its row went) */
+    void (*key_changed)(void *arg, const struct bb_keys_db_key *k, bool deleted);
+    /* spend --cluster: rows grouped by "key" or "day" from Redis (0, or -1 with err) */
+    int (*spend)(void *arg, const char *key, const char *by, const char *since, const char *until,
+                 struct bb_keys_db_spend_row **rows, size_t *n, struct bb_err *err);
+    /* add the "cluster" object to a status reply */
+    void (*status)(void *arg, struct json_object *status);
+};
+/* Install (c copied) or remove (NULL) the cluster hooks. */
+void bb_gov_set_cluster(struct bb_gov *g, const struct bb_gov_cluster *c);
+/* The key store (NULL when governance is disabled), for master/cluster.c. */
+struct bb_keys_db *bb_gov_db(struct bb_gov *g);
 
 #endif

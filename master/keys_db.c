@@ -1043,3 +1043,38 @@ int bb_keys_db_data_version(struct bb_keys_db *db, int64_t *v, struct bb_err *er
     sqlite3_finalize(st);
     return BB_KEYS_DB_OK;
 }
+
+/* ---- cluster mode: a key as another node has it (master/cluster.c) ------------------------ */
+
+int bb_keys_db_put(struct bb_keys_db *db, const struct bb_keys_db_key *k, struct bb_err *err)
+{
+    sqlite3_stmt *st;
+    if (prepare(db,
+                "INSERT INTO keys (id, name, allowed_pools, budget_micros, period, rpm, tpm, "
+                "max_parallel, expires_at, enabled, updated_at, created_at, secret_sha256, "
+                "aws_access_key_id, aws_secret, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+                "?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (id) DO UPDATE SET "
+                "name = excluded.name, allowed_pools = excluded.allowed_pools, "
+                "budget_micros = excluded.budget_micros, period = excluded.period, "
+                "rpm = excluded.rpm, tpm = excluded.tpm, max_parallel = excluded.max_parallel, "
+                "expires_at = excluded.expires_at, enabled = excluded.enabled, "
+                "updated_at = excluded.updated_at, created_at = excluded.created_at, "
+                "secret_sha256 = excluded.secret_sha256, "
+                "aws_access_key_id = excluded.aws_access_key_id, "
+                "aws_secret = excluded.aws_secret, revoked_at = excluded.revoked_at",
+                &st, err) < 0)
+        return BB_KEYS_DB_ERROR;
+    bind_text(st, 1, k->id);
+    bind_fields(st, k);
+    sqlite3_bind_int64(st, 12, k->created_at);
+    sqlite3_bind_blob(st, 13, k->secret_sha256, 32, SQLITE_TRANSIENT);
+    if (k->aws_access_key_id[0]) {
+        bind_text(st, 14, k->aws_access_key_id);
+        bind_text(st, 15, k->aws_secret);
+    }
+    if (k->revoked_at)
+        sqlite3_bind_int64(st, 16, k->revoked_at);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? BB_KEYS_DB_OK : fail(db, err, "store key");
+    sqlite3_finalize(st);
+    return rc;
+}

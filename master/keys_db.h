@@ -117,6 +117,9 @@ int bb_keys_db_update(struct bb_keys_db *db, const char *id, const struct bb_key
 /* Set revoked_at (idempotent: an already revoked key keeps its first revocation time). */
 int bb_keys_db_revoke(struct bb_keys_db *db, const char *id, int64_t now,
                       struct bb_keys_db_key *out, struct bb_err *err);
+/* Insert or replace k as is, every column (cluster mode: the key as the cluster catalogue has
+ * it, made on another node). */
+int bb_keys_db_put(struct bb_keys_db *db, const struct bb_keys_db_key *k, struct bb_err *err);
 /* Remove the row (ledger rows keep the id). */
 int bb_keys_db_delete(struct bb_keys_db *db, const char *id, struct bb_err *err);
 void bb_keys_db_key_free(struct bb_keys_db_key *k);

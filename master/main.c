@@ -18,6 +18,7 @@
 #include "common/shm.h"
 #include "master/admin_http.h"
 #include "master/ctl_server.h"
+#include "master/cluster.h"
 #include "master/governance.h"
 #include "master/master.h"
 #include "master/reload.h"
@@ -82,6 +83,10 @@ static int validate(const char *config, const char *providers)
             fprintf(stderr, "%s\n", err.msg);
             rc = 1;
         }
+        if (bb_mcluster_check(conf, &err) < 0) {
+            fprintf(stderr, "%s: %s\n", config, err.msg);
+            rc = 1;
+        }
         if (conf->tls_cert_file) {
             SSL_CTX *ctx = bb_tls_server_ctx(conf, &err);
             if (!ctx) {
@@ -100,7 +105,8 @@ static int validate(const char *config, const char *providers)
 
 static void master_free(struct bb_master *m)
 {
-    bb_gov_close(m->gov); /* drains the usage ring into the ledger first */
+    bb_mcluster_close(m->cluster); /* before the store it writes to */
+    bb_gov_close(m->gov);          /* drains the usage ring into the ledger first */
     bb_admin_http_free(m->admin_http);
     bb_ctl_server_free(m->ctl);
     while (m->gens)
@@ -170,6 +176,12 @@ static int run(const char *config, const char *providers)
     /* Keys are published into shared memory before the first worker is forked. */
     if (!(m->gov = bb_gov_open(conf, m->shm, &err)) ||
         bb_admin_http_open(conf, &m->admin_http, &err) < 0) {
+        bb_error("%s", err.msg);
+        goto fail_conf;
+    }
+    /* cluster mode: the key catalogue is merged before the first worker is forked */
+    if (!(m->cluster = bb_mcluster_open(conf, m->shm, m->gov, BB_MCLUSTER_START_MS, &err)) &&
+        conf->cluster.enabled) {
         bb_error("%s", err.msg);
         goto fail_conf;
     }

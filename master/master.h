@@ -54,6 +54,7 @@ struct bb_slot {
 struct bb_ctl_server;
 struct bb_gov;
 struct bb_admin_http;
+struct bb_mcluster;
 
 struct bb_master {
     const char *config_path;
@@ -69,6 +70,7 @@ struct bb_master {
     struct bb_ctl_server *ctl;
     struct bb_gov *gov;               /* key store, key table, usage sink (governance.h) */
     struct bb_admin_http *admin_http; /* HTTP admin API; NULL when admin.listen is unset */
+    struct bb_mcluster *cluster;      /* cluster mode (cluster.h); NULL without it */
     char *admin_path; /* socket path currently bound (owned) */
     char *log_file;   /* log path in use, NULL = stderr (owned) */
     uint64_t heartbeat_timeout_ms;

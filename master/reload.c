@@ -21,6 +21,8 @@
 #include "common/price.h"
 #include "master/admin_http.h"
 #include "master/ctl_server.h"
+#include "common/redis.h"
+#include "master/cluster.h"
 #include "master/governance.h"
 #include "master/listeners.h"
 #include "master/supervisor.h"
@@ -144,6 +146,9 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
         need_client_tls |= conf->providers[i].url.tls;
     if (need_client_tls && !(g->rt.client_ctx = bb_tls_client_ctx(err)))
         goto fail;
+    if (conf->cluster.enabled && conf->cluster.tls &&
+        !(g->rt.redis_ctx = bb_redis_tls_ctx(&conf->cluster, err)))
+        goto fail;
 
     for (size_t i = 0; i < conf->n_lanes; i++)
         if (intern(m, conf->lanes[i].name, err) < 0)
@@ -202,6 +207,7 @@ void bb_gen_free(struct bb_master *m, struct bb_gen *g)
     free(g->rt.lane_prices);
     SSL_CTX_free(g->rt.server_ctx);
     SSL_CTX_free(g->rt.client_ctx);
+    SSL_CTX_free(g->rt.redis_ctx);
     bb_conf_free(g->rt.conf);
     g->magic = 0;
     free(g);
@@ -279,7 +285,13 @@ int bb_reload(struct bb_master *m, uint64_t now, struct bb_strv *errors, uint32_
         bb_gen_free(m, g);
         goto failed;
     }
+    if (bb_mcluster_check(conf, &err) < 0) {
+        bb_strv_pushf(errors, "%s: %s", m->config_path, err.msg);
+        bb_gen_free(m, g);
+        goto failed;
+    }
     bb_gov_reconfigure(m->gov, conf);
+    bb_mcluster_reconfigure(&m->cluster, conf, m->shm, m->gov);
 
     /* Commit. From here on the reload cannot fail: the new generation is current. */
     g->next = m->gens;

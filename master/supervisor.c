@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "master/admin_http.h"
+#include "master/cluster.h"
 #include "master/ctl_server.h"
 #include "master/governance.h"
 #include "master/listeners.h"
@@ -56,6 +57,7 @@ static _Noreturn void child_main(struct bb_master *m, int slot, struct bb_gen *g
     bb_signals_child_reset();
     bb_ctl_server_child_close(m->ctl);
     bb_admin_http_child_close(m->admin_http);
+    bb_mcluster_child_close(m->cluster);
     bb_listeners_close_others(m, &g->rt);
     char role[32];
     snprintf(role, sizeof role, "worker %d", slot);
@@ -436,12 +438,17 @@ int bb_supervisor_run(struct bb_master *m)
         pfd[0].revents = 0;
         size_t n_ctl = bb_ctl_server_pollfds(m->ctl, pfd + 1, POLL_MAX - 1);
         size_t n_http = bb_admin_http_pollfds(m->admin_http, pfd + 1 + n_ctl, POLL_MAX - 1 - n_ctl);
-        size_t n = 1 + n_ctl + n_http;
+        size_t n_cl = bb_mcluster_pollfds(m->cluster, pfd + 1 + n_ctl + n_http,
+                                          POLL_MAX - 1 - n_ctl - n_http);
+        size_t n = 1 + n_ctl + n_http + n_cl;
         bool busy = bb_ctl_server_busy(m->ctl);
         for (const struct bb_gen *g = m->gens; g && !busy; g = g->next)
             busy = g != m->current && !g->retired && !m->stopping;
         int timeout = busy ? FAST_TICK_MS : TICK_MS;
         uint64_t due = bb_gov_due_ms(m->gov), at = bb_now_ms();
+        uint64_t cdue = bb_mcluster_due_ms(m->cluster);
+        if (cdue && (!due || cdue < due))
+            due = cdue;
         if (due && due < at + (uint64_t)timeout)
             timeout = due > at ? (int)(due - at) : 0;
         int r = poll(pfd, n, timeout);
@@ -452,6 +459,7 @@ int bb_supervisor_run(struct bb_master *m)
         /* Also without events: it expires clients past their deadline. */
         bb_ctl_server_process(m->ctl, m, pfd + 1, n_ctl, bb_now_ms());
         bb_admin_http_process(m->admin_http, m->gov, pfd + 1 + n_ctl, n_http, bb_now_ms());
+        bb_mcluster_process(m->cluster, bb_now_ms()); /* Redis answers, breakers, streams */
     }
     bb_notice("all workers stopped; master exiting");
     return 0;

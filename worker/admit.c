@@ -19,6 +19,13 @@
 
 #define JSON_DEPTH_MAX 128
 
+/* bb_meter_admit_async's answer: -1 = refused, answered and finished already. */
+static void admitted(struct bb_request *req, int rc)
+{
+    if (rc == 0)
+        bb_attempt_next(req);
+}
+
 /* Body members bb_proxy_handle reads with one scan. F_SYSTEM..F_CONTENTS are in the order
  * affinity_hash tries them. */
 enum {
@@ -215,7 +222,6 @@ void bb_proxy_handle(struct bb_request *req)
         return;
     }
     rs->cont.enabled = req->stream && req->pool >= 0 && conf->pools[req->pool].on_cut_continue;
-    if (bb_meter_admit(req, max_output(req->body ? req->body : "", f)) < 0)
-        return; /* refused, answered */
-    bb_attempt_next(req);
+    /* in cluster mode Redis decides: admitted() may run later (worker/cluster.c) */
+    bb_meter_admit_async(req, max_output(req->body ? req->body : "", f), admitted);
 }

@@ -18,9 +18,9 @@
 
 #define NB 4
 #define R_EPOCH 4
-#define R_CONSEC 8
-#define R_STREAK 9
-#define R_PROBE 10
+#define R_CONSEC BB_CELL_CONSEC
+#define R_STREAK BB_CELL_STREAK
+#define R_PROBE BB_CELL_PROBE
 #define PROBE_STALE_MS 120000 /* a probe holder that vanished (worker killed) is replaced */
 
 static uint64_t bucket_ms(const struct bb_breaker_conf *conf)

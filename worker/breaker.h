@@ -18,7 +18,7 @@
 #include "common/shm.h"
 
 /* reserved[] slot counting trips (see breaker.c) */
-#define BB_BREAKER_TRIPS 12
+#define BB_BREAKER_TRIPS BB_CELL_TRIPS
 
 enum bb_breaker_state { BB_BREAKER_CLOSED = 0, BB_BREAKER_HALF_OPEN = 1, BB_BREAKER_OPEN = 2 };
 

@@ -31,6 +31,7 @@
     X(OVERLOADED, 503, "server_error", "overloaded")                                           \
     X(NO_CAPACITY, 503, "server_error", "no_capacity")                                         \
     X(STORE_UNAVAILABLE, 503, "server_error", "spend_store_unavailable")                       \
+    X(CLUSTER_UNAVAILABLE, 503, "server_error", "cluster_store_unavailable")                   \
     X(UPSTREAM_TIMEOUT, 504, "server_error", "upstream_timeout")
 
 enum bb_errkind {

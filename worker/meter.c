@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/ring.h"
 #include "common/shm.h"
+#include "worker/cluster.h"
 #include "worker/ir.h"
 #include "worker/request.h"
 #include "worker/worker.h"
@@ -58,7 +59,7 @@ static const char *target_name(const struct bb_request *req)
     return req->pool >= 0 ? conf->pools[req->pool].name : conf->lanes[req->lane].name;
 }
 
-int bb_meter_admit(struct bb_request *req, uint64_t max_out)
+int bb_meter_prepare(struct bb_request *req, uint64_t max_out, struct bb_meter_est *e)
 {
     struct bb_worker *w = req->w;
     const struct bb_conf *conf = w->conf;
@@ -77,18 +78,18 @@ int bb_meter_admit(struct bb_request *req, uint64_t max_out)
         req->metered = true;
         return 0;
     }
-    const char *target = target_name(req);
-    uint64_t cost = worst_case(req);
-    uint64_t tpm_est = req->body_len / TPM_BYTES_PER_TOKEN + req->est_out;
-    uint32_t retry = 0;
-    enum bb_keys_verdict v = bb_keys_admit(&req->auth.key, target, strlen(target), tpm_est, cost,
-                                           bb_wall_ms(), &req->resv, &retry);
+    e->target = target_name(req);
+    e->cost = worst_case(req);
+    e->tpm_tokens = req->body_len / TPM_BYTES_PER_TOKEN + req->est_out;
+    return 1;
+}
+
+int bb_meter_refuse(struct bb_request *req, enum bb_keys_verdict v, uint32_t retry,
+                    const char *target)
+{
     char msg[300], hdrs[64];
     switch (v) {
     case BB_KEYS_OK:
-        req->metered = true; /* refusals are not ledger rows: only admitted requests are */
-        req->journal = bb_keys_journal_note(&w->rt->shm->journals[w->slot], &w->rt->shm->keys,
-                                            &req->resv);
         return 0;
     case BB_KEYS_FORBIDDEN_POOL:
         snprintf(msg, sizeof msg, "this API key may not use the model '%.200s'", target);
@@ -109,9 +110,43 @@ int bb_meter_admit(struct bb_request *req, uint64_t max_out)
         bb_request_fail(req, BB_ERR_UNAUTHORIZED, BB_AUTH_DENIED_MSG);
         break;
     }
+    return -1;
+}
+
+int bb_meter_admit_local(struct bb_request *req, const struct bb_meter_est *e)
+{
+    struct bb_worker *w = req->w;
+    uint32_t retry = 0;
+    enum bb_keys_verdict v =
+        bb_keys_admit(&req->auth.key, e->target, strlen(e->target), e->tpm_tokens, e->cost,
+                      bb_wall_ms(), &req->resv, &retry);
+    if (v == BB_KEYS_OK) {
+        req->metered = true; /* refusals are not ledger rows: only admitted requests are */
+        req->journal =
+            bb_keys_journal_note(&w->rt->shm->journals[w->slot], &w->rt->shm->keys, &req->resv);
+        return 0;
+    }
     bb_debug("request %s: key %s refused: %s", req->id, req->auth.key.lim.id,
              bb_keys_verdict_name(v));
-    return -1;
+    return bb_meter_refuse(req, v, retry, e->target);
+}
+
+int bb_meter_admit(struct bb_request *req, uint64_t max_out)
+{
+    struct bb_meter_est e;
+    int rc = bb_meter_prepare(req, max_out, &e);
+    return rc <= 0 ? rc : bb_meter_admit_local(req, &e);
+}
+
+void bb_meter_admit_async(struct bb_request *req, uint64_t max_out, bb_meter_done_fn done)
+{
+    struct bb_meter_est e;
+    int rc = bb_meter_prepare(req, max_out, &e);
+    if (rc > 0 && req->w->cluster) {
+        bb_wcluster_admit(req, &e, done); /* Redis decides; done is called later */
+        return;
+    }
+    done(req, rc <= 0 ? rc : bb_meter_admit_local(req, &e));
 }
 
 void bb_meter_attempt(struct bb_request *req)
@@ -233,12 +268,18 @@ void bb_meter_bank(struct bb_request *req, uint64_t out_floor)
 void bb_meter_finish(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
-    if (!req->metered)
+    if (!req->metered) {
+        if (req->cluster) /* left while Redis was deciding its admission */
+            bb_wcluster_finish(req, 0);
         return;
+    }
     req->metered = false;
     uint64_t cost = clamp_to_reservation(req, bill(req));
     uint64_t now = bb_wall_ms();
     const struct bb_usage_tokens *u = &req->usage;
+    /* cluster mode: settle in Redis, or note a local admission's spend for reconciliation */
+    if (w->cluster && req->auth.has_key)
+        bb_wcluster_finish(req, req->banked_cost + cost);
     if (req->resv.slot) {
         /* journal first: a kill between the two leaves the reservation charged, never
          * released twice */

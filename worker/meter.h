@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "common/keys_shm.h"
+
 struct bb_request;
 struct bb_ir_usage;
 
@@ -19,6 +21,27 @@ struct bb_ir_usage;
  * answered in the client's dialect (401, 403, 429 + Retry-After, 429 insufficient_quota /
  * Bedrock 400, 503 when the store is down and on_store_error is deny). */
 int bb_meter_admit(struct bb_request *req, uint64_t max_out);
+
+/* bb_meter_admit that may wait: in cluster mode Redis decides (one round trip, at most
+ * cluster.timeout_ms, without blocking the loop; worker/cluster.c). done(req, rc) is called
+ * exactly once, possibly before this returns: rc 0 = go on, -1 = refused and answered. */
+typedef void (*bb_meter_done_fn)(struct bb_request *req, int rc);
+void bb_meter_admit_async(struct bb_request *req, uint64_t max_out, bb_meter_done_fn done);
+
+/* The pieces of an admission, for worker/cluster.c. */
+struct bb_meter_est {
+    const char *target;  /* pool (or lane) name the key must be allowed */
+    uint64_t cost;       /* worst case reserved against the budget (micro-USD) */
+    uint64_t tpm_tokens; /* charged to the TPM window */
+};
+/* Store check and estimates: 1 = a key must be admitted (e filled), 0 = go on (no key, or
+ * governance off), -1 = refused and answered. */
+int bb_meter_prepare(struct bb_request *req, uint64_t max_out, struct bb_meter_est *e);
+/* Admission on this node's shared memory (today's path; the cluster fallback). 0 / -1. */
+int bb_meter_admit_local(struct bb_request *req, const struct bb_meter_est *e);
+/* Answer a refusal in the client's dialect (401/403/429/quota); -1 (0 for BB_KEYS_OK). */
+int bb_meter_refuse(struct bb_request *req, enum bb_keys_verdict v, uint32_t retry,
+                    const char *target);
 
 /* A new upstream attempt starts: usage seen by an earlier one is not billed. */
 void bb_meter_attempt(struct bb_request *req);

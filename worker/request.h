@@ -21,6 +21,7 @@ struct bb_worker;
 struct bb_upconn;
 struct bb_attempt;
 struct bb_route_state;
+struct bb_creq;
 
 enum bb_body_mode { BB_BODY_NONE, BB_BODY_LENGTH, BB_BODY_CHUNKED, BB_BODY_CLOSE };
 
@@ -77,6 +78,7 @@ struct bb_request {
     uint32_t parts;                  /* parts billed before a continuation took over */
     uint64_t banked_cost;            /* their cost (micro-dollars) */
     bool bill_ok;                    /* that answer completed */
+    struct bb_creq *cluster;         /* cluster mode admission/reservation (worker/cluster.c) */
 };
 
 /* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */

@@ -23,6 +23,7 @@ struct bb_conn;
 struct bb_uphost;
 struct evdns_base;
 struct evconnlistener;
+struct bb_wcluster;
 
 /* Per-worker smooth weighted round-robin state of one pool (nginx's algorithm). */
 struct bb_pool_rt {
@@ -58,6 +59,7 @@ struct bb_worker {
     size_t n_token_sha;
     char *models_json[3];            /* cached GET /v1/models bodies: OpenAI, Anthropic, Gemini */
     size_t models_json_len[3];
+    struct bb_wcluster *cluster;     /* cluster mode (worker/cluster.c); NULL without it */
 };
 
 /* Called by http_server when a connection closes: drain bookkeeping (exit when empty). */

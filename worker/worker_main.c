@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "worker/auth.h"
+#include "worker/cluster.h"
 #include "worker/endpoints.h"
 #include "worker/health.h"
 #include "worker/http_server.h"
@@ -148,7 +149,7 @@ static int worker_setup(struct bb_worker *w)
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(w->id_prefix + 2 * i, 3, "%02x", rnd[i]);
     if (bb_router_init(w) < 0 || bb_upstream_init(w) < 0 || bb_endpoints_init(w) < 0 ||
-        bb_auth_init(w) < 0)
+        bb_auth_init(w) < 0 || bb_wcluster_init(w) < 0)
         return -1;
     w->listeners = calloc(w->rt->n_listen ? w->rt->n_listen : 1, sizeof *w->listeners);
     if (!w->listeners)
@@ -181,6 +182,7 @@ static void worker_teardown(struct bb_worker *w)
 {
     bb_http_close_all(w);
     stop_listening(w);
+    bb_wcluster_free(w); /* after the requests: their settlements go out first */
     free(w->listeners);
     bb_upstream_shutdown(w);
     bb_router_free(w);

@@ -143,12 +143,57 @@ def test_unknown_key_did_you_mean(ctx):
 
 def test_unsupported_feature(ctx):
     """Planned features are refused by name, located, with 'not supported yet'."""
-    bad = GOOD + 'cluster:\n  redis_url: "redis://127.0.0.1:6379/0"\n'
+    bad = GOOD + 'security:\n  blocked_metadata_hosts: ["x"]\n'
     cfg, prov, text = setup(ctx, bad)
     p = validate(cfg, prov)
     eq(p.returncode, 1, 'exit code with an unsupported section')
     errs = error_lines(p.out, cfg)
-    expect_error_at(errs, text, 'cluster', r'not supported yet', 'cluster section')
+    expect_error_at(errs, text, 'security', r'not supported yet', 'security section')
+
+
+def test_cluster_section(ctx):
+    """cluster: (SPEC §7) is checked without connecting: every error located; the password
+    comes from the environment, never from the URL."""
+    good = GOOD + ('cluster:\n  redis_url: "rediss://busbar@127.0.0.1:6390/2"\n'
+                   '  key_prefix: "bb:"\n  on_redis_error: deny\n  node_id: n1\n'
+                   '  timeout_ms: 20\n  password_env: BB_TEST_REDIS_PW\n')
+    cfg, prov, text = setup(ctx, good)
+    p = validate(cfg, prov, env={'BB_TEST_REDIS_PW': 'secret-pw'})
+    eq(p.returncode, 0, 'busbar -t with a good cluster section (output %r)' % p.out[-800:])
+    p = validate(cfg, prov)
+    eq(p.returncode, 1, 'busbar -t with the password variable unset')
+    check('cluster.password_env: the environment variable BB_TEST_REDIS_PW is not set' in p.out,
+          'the unset password variable is named: %r' % p.out[-500:])
+    check('secret-pw' not in validate(cfg, prov, env={'BB_TEST_REDIS_PW': 'secret-pw'}).out,
+          'the password in the output')
+    bad = GOOD + ('cluster:\n  redis_url: "redis://u:hunter2@127.0.0.1:6379/0"\n'
+                  '  on_redis_error: maybe\n  timeout_ms: 0\n  lease_secs: 1\n'
+                  '  node_id: "has space"\n  tls:\n    ca_file: nosuch.pem\n'
+                  '  redis_ur: x\n')
+    cfg, prov, text = setup(ctx, bad)
+    p = validate(cfg, prov)
+    eq(p.returncode, 1, 'exit code with a bad cluster section')
+    errs = error_lines(p.out, cfg)
+    expect_error_at(errs, text, 'redis_url: "redis://u:hunter2@127.0.0.1:6379/0"',
+                    r'password must not be written in the URL.*password_env', 'password in URL')
+    check(not any('hunter2' in m for (_, _, m) in errs), 'the password echoed in an error')
+    expect_error_at(errs, text, 'on_redis_error: maybe', r'maybe', 'on_redis_error value')
+    expect_error_at(errs, text, 'timeout_ms: 0', r'timeout_ms', 'timeout_ms range')
+    expect_error_at(errs, text, 'lease_secs: 1', r'lease_secs', 'lease_secs range')
+    expect_error_at(errs, text, 'node_id: "has space"', r'node_id', 'node_id')
+    expect_error_at(errs, text, 'tls', r'only used with a rediss://', 'tls without rediss')
+    expect_error_at(errs, text, 'ca_file: nosuch.pem', r'cannot read', 'missing ca_file')
+    expect_error_at(errs, text, 'redis_ur: x', r'redis_url', 'unknown key with a hint')
+    for url, why in (('http://127.0.0.1:6379', r'expected redis://'),
+                     ('redis://127.0.0.1:99999', r'port'),
+                     ('redis://127.0.0.1/16', r'database'),
+                     ('redis://127.0.0.1:6379/0?x=1', r'unexpected text')):
+        cfg, prov, text = setup(ctx, GOOD + 'cluster:\n  redis_url: "%s"\n' % url)
+        errs = error_lines(validate(cfg, prov).out, cfg)
+        expect_error_at(errs, text, 'redis_url: "%s"' % url, why, 'redis_url %s' % url)
+    cfg, prov, text = setup(ctx, GOOD + 'cluster:\n  key_prefix: "x"\n')
+    errs = error_lines(validate(cfg, prov).out, cfg)
+    expect_error_at(errs, text, 'key_prefix: "x"', r'redis_url is required', 'cluster without a URL')
 
 
 def test_yaml_syntax_error_located(ctx):
@@ -174,5 +219,5 @@ def test_missing_file(ctx):
 
 if __name__ == '__main__':
     run([test_good_config_ok, test_validate_does_not_bind, test_bad_references_all_reported,
-         test_unknown_key_did_you_mean, test_unsupported_feature, test_yaml_syntax_error_located,
-         test_missing_file])
+         test_unknown_key_did_you_mean, test_unsupported_feature, test_cluster_section,
+         test_yaml_syntax_error_located, test_missing_file])

@@ -853,7 +853,6 @@ static void test_not_supported_yet(void **state)
     } want[] = {
         {10, 12, "pools.fast.route: 'webhook' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
-        {18, 1, "cluster: not supported yet"},
         {19, 18, "observability.metrics: not supported yet"},
         {19, 33, "observability.access_log: not supported yet"},
         {19, 57, "observability.otlp_endpoint: not supported yet"},
@@ -890,10 +889,60 @@ static void test_not_supported_yet(void **state)
                     "pools.p.members[0]: model 'a' has no price, and route: cheapest needs one");
     assert_int_equal(errs.n, 1);
     bb_conf_errors_free(&errs);
-    /* Values inside unsupported sections are still checked. */
-    expect_error("cluster: { on_redis_error: panic }\n", 1, 28,
+    expect_error("cluster: { redis_url: \"redis://h\", on_redis_error: panic }\n", 1, 52,
                  "cluster.on_redis_error: unknown value 'panic' (expected local or deny)");
     expect_error("admin: { listen: \"nohost\" }\n", 1, 18, "admin.listen: bad address 'nohost'");
+}
+
+/* cluster: (SPEC §7) parsed into conf->cluster: the URL's parts, defaults, the password read
+ * from the environment; nothing connects at load. */
+static void test_cluster(void **state)
+{
+    (void)state;
+    struct bb_conf_errors errs = {0};
+    struct bb_conf *c = load_text("listen: \"127.0.0.1:1\"\n", &errs);
+    assert_non_null(c);
+    assert_false(c->cluster.enabled); /* absent: nothing changes, nothing connects */
+    bb_conf_free(c);
+    setenv("BB_TEST_REDIS_PW", "pw-from-env", 1);
+    c = load_text("cluster: { redis_url: \"rediss://busbar@[::1]:6390/7\", node_id: n1,\n"
+                  "  password_env: BB_TEST_REDIS_PW, on_redis_error: deny, timeout_ms: 20 }\n",
+                  &errs);
+    if (!c)
+        bb_conf_errors_print(&errs, stderr);
+    assert_non_null(c);
+    const struct bb_cluster_conf *cl = &c->cluster;
+    assert_true(cl->enabled && cl->tls && cl->deny_on_error);
+    assert_string_equal(cl->host, "::1");
+    assert_int_equal(cl->port, 6390);
+    assert_int_equal(cl->db, 7);
+    assert_string_equal(cl->user, "busbar");
+    assert_string_equal(cl->password, "pw-from-env");
+    assert_string_equal(cl->node_id, "n1");
+    assert_string_equal(cl->key_prefix, "busbar:");
+    assert_int_equal(cl->timeout_ms, 20);
+    assert_int_equal(cl->lease_secs, 10);
+    bb_conf_free(c);
+    c = load_text("cluster: { redis_url: \"redis://10.0.0.5\" }\n", &errs);
+    assert_non_null(c);
+    assert_false(c->cluster.tls || c->cluster.deny_on_error);
+    assert_string_equal(c->cluster.host, "10.0.0.5");
+    assert_int_equal(c->cluster.port, 6379);
+    assert_int_equal(c->cluster.db, 0);
+    assert_null(c->cluster.user);
+    assert_int_equal(c->cluster.timeout_ms, 50);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    assert_string_equal(c->cluster.node_id, host); /* [hostname] */
+    bb_conf_free(c);
+    unsetenv("BB_TEST_REDIS_PW");
+    expect_error("cluster: { redis_url: \"redis://a:b@h\" }\n", 1, 23,
+                 "cluster.redis_url: a password must not be written in the URL");
+    expect_error("cluster: { redis_url: \"redis://busbar@h\" }\n", 1, 23,
+                 "cluster.redis_url: a user name needs cluster.password_env");
+    expect_error("cluster: { redis_url: \"redis://h:0\" }\n", 1, 23, "port must be a number");
+    expect_error("cluster: { redis_url: \"rediss://h\", tls: { cert_file: /etc/hostname } }\n",
+                 1, 37, "cluster.tls: cert_file and key_file go together");
 }
 
 /* admin.listen + admin.token_env: the HTTP admin API (token read from the environment). */
@@ -1083,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_not_supported_yet),
         cmocka_unit_test(test_admin_api),
+        cmocka_unit_test(test_cluster),
         cmocka_unit_test(test_collects_all),
         cmocka_unit_test(test_providers_precedence),
         cmocka_unit_test(test_paths),
