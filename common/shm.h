@@ -17,10 +17,12 @@
 #include <stdint.h>
 
 #include "common/keys_shm.h"
+#include "common/metrics_shm.h"
 #include "common/ring.h"
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
-#define BB_SHM_VERSION 3u /* 2: key table and usage ring appended; 3: journals, store flag */
+#define BB_SHM_VERSION 4u /* 2: key table and usage ring appended; 3: journals, store flag;
+                             4: metrics */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
@@ -69,6 +71,8 @@ struct bb_shm {
     _Atomic uint32_t gov_store_failing;
     /* reservations of each worker slot's requests in flight (common/keys_shm.h) */
     struct bb_keys_journal journals[BB_SHM_MAX_WORKERS];
+    /* metric counters and histograms (appended in version 4; common/metrics_shm.h) */
+    struct bb_mx_region metrics;
 };
 
 /* Create the anonymous shared region (master, before fork). NULL + errno on failure. */

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/metrics_shm.h"
 #include "common/price.h"
 #include "master/admin_http.h"
 #include "master/ctl_server.h"
@@ -176,6 +177,8 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
                 goto fail;
         }
     }
+    if (bb_mx_intern_conf(&m->shm->metrics, conf, err) < 0) /* metric cells, by name */
+        goto fail;
     return g;
 fail:
     bb_gen_free(m, g);

@@ -164,6 +164,7 @@ void bb_meter_finish(struct bb_request *req)
         return;
     req->metered = false;
     uint64_t cost = bill(req);
+    req->cost_micros = cost;
     uint64_t now = bb_wall_ms();
     const struct bb_usage_tokens *u = &req->usage;
     if (req->resv.slot) {

@@ -183,6 +183,7 @@ static void count(struct bb_request *req, struct bb_attempt *a, bool ok)
         atomic_fetch_add_explicit(ok ? &lc->ok : &lc->err, 1, memory_order_relaxed);
     if (mc)
         atomic_fetch_add_explicit(ok ? &mc->ok : &mc->err, 1, memory_order_relaxed);
+    bb_obs_attempt_end(req, ok, a->status);
 }
 
 static const struct bb_breaker_conf default_breaker = {false, 30, 0.5, 5, 3, 15, 120, 1800};
@@ -288,6 +289,7 @@ static int commit(struct bb_attempt *a, const char *ctype, enum bb_body_mode mod
     size_t hl = extra_headers(req, a, hdrs, sizeof hdrs);
     a->committed = true;
     req->bill_lane = a->lane; /* this answer reaches the client: it is billed */
+    bb_obs_attempt_commit(req);
     if (a->ttft)
         evtimer_del(a->ttft);
     if (a->hold)
@@ -807,6 +809,7 @@ static void up_end(void *arg)
         enum bb_fclass fc = bb_classify_http(
             &conf->providers[conf->lanes[a->lane].provider], a->status, bl ? (const char *)evbuffer_pullup(a->body, (ev_ssize_t)bl) : "",
             bl);
+        bb_obs_attempt_class(req, fc);
         char what[96];
         snprintf(what, sizeof what, "HTTP %d (%s)", a->status, bb_fclass_name(fc));
         switch (fc) {
@@ -898,6 +901,7 @@ static void up_error(void *arg, enum bb_upfail why, bool bytes_seen)
     a->up = NULL; /* already freed by the upstream module */
     bool timeout = why == BB_UPFAIL_CONNECT_TIMEOUT || why == BB_UPFAIL_HEAD_TIMEOUT ||
                    why == BB_UPFAIL_IDLE_TIMEOUT;
+    bb_obs_attempt_class(a->req, timeout ? BB_FC_TIMEOUT : BB_FC_NETWORK);
     if (a->committed)
         fail_committed(a, bb_upfail_name(why));
     else
@@ -947,6 +951,7 @@ static void request_line(struct bb_request *req, struct evbuffer *b, const struc
     const struct bb_http_header *beta = bb_http_find(&req->head, "anthropic-beta");
     if (beta && p->protocol == BB_PROTO_ANTHROPIC)
         evbuffer_add_printf(b, "anthropic-beta: %.*s\r\n", (int)beta->value_len, beta->value);
+    bb_obs_traceparent(req, b);
 }
 
 /* The provider of a lane as this request calls it: with auth.mode passthrough, the caller's
@@ -1121,6 +1126,7 @@ static void ttft_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct bb_attempt *a = att_check(arg);
+    bb_obs_attempt_class(a->req, BB_FC_TIMEOUT);
     if (!a->committed)
         fail_over(a, "no first token within the attempt deadline", true);
 }
@@ -1134,6 +1140,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     struct bb_attempt *a = req->attempt;
     if (!a)
         return;
+    bb_obs_attempt_class(req, BB_FC_TIMEOUT);
     if (a->committed) {
         fail_committed(a, "request time limit reached");
         return;
@@ -1317,6 +1324,7 @@ static void next_attempt(struct bb_request *req)
     if (l->attempt_timeout_ms && l->attempt_timeout_ms < dl.connect_ms)
         dl.connect_ms = l->attempt_timeout_ms;
     a->t_sent_us = bb_now_us();
+    bb_obs_attempt_start(req, lane, a->member);
     a->up = out ? bb_upstream_start(w, l->provider, out, &dl, &up_cbs, a) : NULL;
     if (out)
         evbuffer_free(out);

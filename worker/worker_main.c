@@ -20,6 +20,7 @@
 #include "worker/endpoints.h"
 #include "worker/health.h"
 #include "worker/http_server.h"
+#include "worker/obs.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
@@ -118,7 +119,7 @@ static void usr1_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    (void)arg;
+    bb_obs_reopen(worker_check(arg)); /* the access log */
     if (bb_log_reopen() < 0)
         bb_error("worker: cannot reopen the log file: %s", strerror(errno));
 }
@@ -148,7 +149,7 @@ static int worker_setup(struct bb_worker *w)
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(w->id_prefix + 2 * i, 3, "%02x", rnd[i]);
     if (bb_router_init(w) < 0 || bb_upstream_init(w) < 0 || bb_endpoints_init(w) < 0 ||
-        bb_auth_init(w) < 0)
+        bb_auth_init(w) < 0 || bb_obs_init(w) < 0)
         return -1;
     w->listeners = calloc(w->rt->n_listen ? w->rt->n_listen : 1, sizeof *w->listeners);
     if (!w->listeners)
@@ -182,6 +183,7 @@ static void worker_teardown(struct bb_worker *w)
     bb_http_close_all(w);
     stop_listening(w);
     free(w->listeners);
+    bb_obs_free(w); /* after the last request finished, before DNS goes */
     bb_upstream_shutdown(w);
     bb_router_free(w);
     bb_endpoints_free(w);

@@ -69,7 +69,7 @@ static const char *const outcome_name[] = {"pending", "ok", "fault", "aborted"};
  * reported as `authorization`. */
 static const char *const hdr_names[] = {
     "authorization", "x-api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta",
-    "content-type", "x-amz-date", "x-amz-content-sha256",
+    "content-type", "x-amz-date", "x-amz-content-sha256", "traceparent",
 };
 #define NHDR (sizeof hdr_names / sizeof hdr_names[0])
 

@@ -1,0 +1,263 @@
+/*
+ * otlp: span JSON per the OTLP/JSON mapping (ids as lowercase hex, 64-bit integers as decimal
+ * strings, enums as numbers) and the GenAI semantic conventions (gen_ai.*).
+ */
+#include "worker/otlp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "common/metrics_shm.h"
+#include "common/shm.h"
+#include "worker/obs.h"
+#include "worker/obs_post.h"
+#include "worker/classify.h"
+#include "worker/request.h"
+#include "worker/worker.h"
+
+#define MAX_SPANS 4096 /* queued per worker */
+#define BATCH_SPANS 512
+#define INTERVAL_MS 1000
+
+enum { KIND_SERVER = 2, KIND_CLIENT = 3, STATUS_ERROR = 2 };
+
+struct bb_otlp {
+    struct bb_post *q;
+};
+
+struct bb_otlp *bb_otlp_new(struct bb_worker *w)
+{
+    const struct bb_conf *c = w->conf;
+    if (!c->otlp_endpoint)
+        return NULL;
+    struct bb_otlp *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    struct bb_mx_region *r = &w->rt->shm->metrics;
+    struct bb_post_conf pc = {
+        .what = "traces",
+        .url = &c->otlp_url,
+        .prefix = "{\"resourceSpans\":[{\"resource\":{\"attributes\":["
+                  "{\"key\":\"service.name\",\"value\":{\"stringValue\":\"busbar\"}},"
+                  "{\"key\":\"service.version\",\"value\":{\"stringValue\":\"" BB_VERSION "\"}}"
+                  "]},\"scopeSpans\":[{\"scope\":{\"name\":\"busbar\",\"version\":\"" BB_VERSION
+                  "\"},\"spans\":[",
+        .suffix = "]}]}]}",
+        .max_items = MAX_SPANS,
+        .batch_items = BATCH_SPANS,
+        .interval_ms = INTERVAL_MS,
+        .timeout_secs = 5,
+        .sent = &r->global[BB_MX_G_SPANS_EXPORTED],
+        .dropped = &r->global[BB_MX_G_SPANS_DROPPED],
+    };
+    if (!(t->q = bb_post_new(w, &pc))) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void bb_otlp_free(struct bb_otlp *t)
+{
+    if (!t)
+        return;
+    bb_post_free(t->q);
+    free(t);
+}
+
+/* gen_ai.provider.name (and the older gen_ai.system) of an egress protocol. */
+static const char *genai_provider(enum bb_proto p)
+{
+    switch (p) {
+    case BB_PROTO_ANTHROPIC:
+        return "anthropic";
+    case BB_PROTO_GEMINI:
+        return "gcp.gemini";
+    case BB_PROTO_BEDROCK:
+        return "aws.bedrock";
+    case BB_PROTO_COHERE:
+        return "cohere";
+    default:
+        return "openai";
+    }
+}
+
+static void hex(struct evbuffer *b, const uint8_t *p, size_t n)
+{
+    char s[33];
+    for (size_t i = 0; i < n; i++)
+        snprintf(s + 2 * i, 3, "%02x", p[i]);
+    evbuffer_add(b, s, 2 * n);
+}
+
+struct attrs {
+    struct evbuffer *b;
+    int n;
+};
+
+static void key(struct attrs *a, const char *k)
+{
+    evbuffer_add_printf(a->b, "%s{\"key\":\"%s\",\"value\":", a->n++ ? "," : "", k);
+}
+
+static void a_str(struct attrs *a, const char *k, const char *v)
+{
+    key(a, k);
+    evbuffer_add(a->b, "{\"stringValue\":", 15);
+    bb_obs_json_str(a->b, v);
+    evbuffer_add(a->b, "}}", 2);
+}
+
+static void a_int(struct attrs *a, const char *k, uint64_t v)
+{
+    key(a, k);
+    evbuffer_add_printf(a->b, "{\"intValue\":\"%llu\"}}", (unsigned long long)v);
+}
+
+static void a_dbl(struct attrs *a, const char *k, double v)
+{
+    key(a, k);
+    evbuffer_add_printf(a->b, "{\"doubleValue\":%.9g}}", v);
+}
+
+/* Wall-clock nanoseconds of a monotonic µs timestamp. */
+static uint64_t wall_ns(uint64_t mono_us, uint64_t now_mono_us, uint64_t now_wall_ns)
+{
+    uint64_t back = now_mono_us > mono_us ? (now_mono_us - mono_us) * 1000u : 0;
+    return now_wall_ns > back ? now_wall_ns - back : 0;
+}
+
+static void span_head(struct evbuffer *b, const struct bb_obs_req *o, const uint8_t *span,
+                      const uint8_t *parent, const char *name_op, const char *name_model, int kind,
+                      uint64_t start_ns, uint64_t end_ns)
+{
+    evbuffer_add(b, "{\"traceId\":\"", 12);
+    hex(b, o->trace_id, 16);
+    evbuffer_add(b, "\",\"spanId\":\"", 12);
+    hex(b, span, 8);
+    evbuffer_add(b, "\"", 1);
+    if (parent) {
+        evbuffer_add(b, ",\"parentSpanId\":\"", 17);
+        hex(b, parent, 8);
+        evbuffer_add(b, "\"", 1);
+    }
+    char name[200];
+    snprintf(name, sizeof name, "%s %s", name_op, name_model);
+    evbuffer_add(b, ",\"name\":", 8);
+    bb_obs_json_str(b, name);
+    evbuffer_add_printf(b,
+                        ",\"kind\":%d,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\","
+                        "\"attributes\":[",
+                        kind, (unsigned long long)start_ns, (unsigned long long)end_ns);
+}
+
+static void span_tail(struct evbuffer *b, const char *error)
+{
+    evbuffer_add(b, "]", 1);
+    if (error) {
+        evbuffer_add(b, ",\"status\":{\"code\":2,\"message\":", 31);
+        bb_obs_json_str(b, error);
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add(b, "}", 1);
+}
+
+static void push(struct bb_otlp *t, struct evbuffer *b)
+{
+    size_t n = evbuffer_get_length(b);
+    bb_post_add(t->q, (const char *)evbuffer_pullup(b, (ev_ssize_t)n), n);
+    evbuffer_drain(b, n);
+}
+
+static void usage_attrs(struct attrs *a, const struct bb_request *req)
+{
+    if (!req->usage_seen)
+        return;
+    a_int(a, "gen_ai.usage.input_tokens",
+          req->usage.input + req->usage.cache_read + req->usage.cache_write);
+    a_int(a, "gen_ai.usage.output_tokens", req->usage.output);
+}
+
+void bb_otlp_request(struct bb_otlp *t, struct bb_request *req, const char *outcome)
+{
+    const struct bb_obs_req *o = &req->obs;
+    if (!t || !o->sampled)
+        return;
+    const struct bb_conf *c = req->w->conf;
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return;
+    uint64_t now_us = bb_now_us(), now_ns = bb_wall_ms() * 1000000u;
+    const char *target = req->pool >= 0   ? c->pools[req->pool].name
+                         : req->lane >= 0 ? c->lanes[req->lane].name
+                                          : NULL;
+    const struct bb_lane *answer = req->bill_lane >= 0 ? &c->lanes[req->bill_lane] : NULL;
+
+    /* the request: SERVER span */
+    span_head(b, o, o->span_id, o->has_parent ? o->parent_span_id : NULL, "chat",
+              target ? target : "busbar", KIND_SERVER, wall_ns(req->t_start_us, now_us, now_ns),
+              now_ns);
+    struct attrs a = {b, 0};
+    a_str(&a, "gen_ai.operation.name", "chat");
+    if (target)
+        a_str(&a, "gen_ai.request.model", target);
+    if (answer) {
+        enum bb_proto p = c->providers[answer->provider].protocol;
+        a_str(&a, "gen_ai.provider.name", genai_provider(p));
+        a_str(&a, "gen_ai.system", genai_provider(p));
+        a_str(&a, "gen_ai.response.model", answer->upstream_model);
+    }
+    usage_attrs(&a, req);
+    a_str(&a, "http.request.method", "POST");
+    a_int(&a, "http.response.status_code", (uint64_t)(req->responded ? req->status : 499));
+    a_str(&a, "busbar.request_id", req->id);
+    a_str(&a, "busbar.ingress_protocol", bb_proto_name(req->ingress));
+    a_str(&a, "busbar.outcome", outcome);
+    a_int(&a, "busbar.attempts", o->total);
+    if (target)
+        a_str(&a, "busbar.pool", target);
+    if (req->auth.has_key)
+        a_str(&a, "busbar.key_id", req->auth.key.lim.id);
+    if (req->cost_micros)
+        a_dbl(&a, "busbar.cost_usd", (double)req->cost_micros / 1e6);
+    span_tail(b, strcmp(outcome, "ok") ? outcome : NULL);
+    push(t, b);
+
+    /* each attempt: CLIENT child span */
+    for (size_t i = 0; i < o->n; i++) {
+        const struct bb_obs_attempt *at = &o->a[i];
+        const struct bb_lane *l = &c->lanes[at->lane];
+        const struct bb_provider *p = &c->providers[l->provider];
+        span_head(b, o, at->span_id, o->span_id, "chat", l->upstream_model, KIND_CLIENT,
+                  wall_ns(at->t_start_us, now_us, now_ns), wall_ns(at->t_end_us, now_us, now_ns));
+        struct attrs aa = {b, 0};
+        a_str(&aa, "gen_ai.operation.name", "chat");
+        a_str(&aa, "gen_ai.provider.name", genai_provider(p->protocol));
+        a_str(&aa, "gen_ai.system", genai_provider(p->protocol));
+        a_str(&aa, "gen_ai.request.model", l->upstream_model);
+        if (at->committed && at->lane == req->bill_lane) {
+            a_str(&aa, "gen_ai.response.model", l->upstream_model);
+            usage_attrs(&aa, req);
+        }
+        a_str(&aa, "server.address", p->url.host);
+        a_int(&aa, "server.port", p->url.port);
+        if (at->status)
+            a_int(&aa, "http.response.status_code", (uint64_t)at->status);
+        a_str(&aa, "busbar.lane", l->name);
+        a_str(&aa, "busbar.provider", p->name);
+        a_str(&aa, "busbar.attempt.result", bb_obs_result_name(at->result));
+        const char *err = NULL;
+        if (at->fclass >= 0 && at->result != BB_OBS_OK) {
+            err = bb_fclass_name((enum bb_fclass)at->fclass);
+            a_str(&aa, "error.type", err);
+        } else if (at->result == BB_OBS_CANCELLED) {
+            err = "cancelled";
+        }
+        span_tail(b, err);
+        push(t, b);
+    }
+    evbuffer_free(b);
+}
