@@ -162,8 +162,7 @@ static struct bb_shm_cell *breaker_cell(struct out *o, size_t i, size_t m)
     return bb_shm_cell_find(o->shm, name);
 }
 
-/* 0 closed, 1 half-open (or open with its cooldown over: the next request probes), 2 open. */
-static int breaker_state(const struct bb_shm_cell *c, uint64_t now_ms)
+int bb_mx_breaker_state(const struct bb_shm_cell *c, uint64_t now_ms)
 {
     if (!c)
         return 0;
@@ -268,7 +267,7 @@ static void members(struct out *o)
                            bc ? (double)atomic_load(&bc->reserved[BB_MX_BREAKER_TRIPS]) : 0);
                     break;
                 case 3:
-                    sample(o, fam[f].name, l, NULL, breaker_state(bc, o->now_ms));
+                    sample(o, fam[f].name, l, NULL, bb_mx_breaker_state(bc, o->now_ms));
                     break;
                 case 4:
                     if (mc)

@@ -15,6 +15,10 @@
 
 #define BB_MX_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+/* Breaker state of a cell as busbar_lane_state shows it: 0 closed, 1 half-open (or open with
+ * its cooldown over: the next request probes), 2 open. 0 for NULL. */
+int bb_mx_breaker_state(const struct bb_shm_cell *c, uint64_t now_ms);
+
 /* The exposition of conf's series; malloc'd, *len bytes (NUL-terminated). NULL on OOM. */
 char *bb_mx_render(const struct bb_conf *conf, struct bb_shm *shm, size_t *len);
 

@@ -277,7 +277,7 @@ int bb_reload(struct bb_master *m, uint64_t now, struct bb_strv *errors, uint32_
         free(m->admin_path);
         m->admin_path = bb_xstrdup(conf->admin_socket);
     }
-    if (bb_admin_http_reconfigure(&m->admin_http, conf, &err) < 0) {
+    if (bb_admin_http_reconfigure(&m->admin_http, conf, m->shm, &err) < 0) {
         bb_strv_pushf(errors, "%s: %s", m->config_path, err.msg);
         bb_gen_free(m, g);
         goto failed;

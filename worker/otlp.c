@@ -22,6 +22,9 @@
 #define BATCH_SPANS 512
 #define INTERVAL_MS 1000
 
+/* A string literal, its length from the compiler. */
+#define LIT(b, s) evbuffer_add((b), (s), sizeof(s) - 1)
+
 enum { KIND_SERVER = 2, KIND_CLIENT = 3, STATUS_ERROR = 2 };
 
 struct bb_otlp {
@@ -106,9 +109,9 @@ static void key(struct attrs *a, const char *k)
 static void a_str(struct attrs *a, const char *k, const char *v)
 {
     key(a, k);
-    evbuffer_add(a->b, "{\"stringValue\":", 15);
+    LIT(a->b, "{\"stringValue\":");
     bb_obs_json_str(a->b, v);
-    evbuffer_add(a->b, "}}", 2);
+    LIT(a->b, "}}");
 }
 
 static void a_int(struct attrs *a, const char *k, uint64_t v)
@@ -134,19 +137,19 @@ static void span_head(struct evbuffer *b, const struct bb_obs_req *o, const uint
                       const uint8_t *parent, const char *name_op, const char *name_model, int kind,
                       uint64_t start_ns, uint64_t end_ns)
 {
-    evbuffer_add(b, "{\"traceId\":\"", 12);
+    LIT(b, "{\"traceId\":\"");
     hex(b, o->trace_id, 16);
-    evbuffer_add(b, "\",\"spanId\":\"", 12);
+    LIT(b, "\",\"spanId\":\"");
     hex(b, span, 8);
-    evbuffer_add(b, "\"", 1);
+    LIT(b, "\"");
     if (parent) {
-        evbuffer_add(b, ",\"parentSpanId\":\"", 17);
+        LIT(b, ",\"parentSpanId\":\"");
         hex(b, parent, 8);
-        evbuffer_add(b, "\"", 1);
+        LIT(b, "\"");
     }
     char name[200];
     snprintf(name, sizeof name, "%s %s", name_op, name_model);
-    evbuffer_add(b, ",\"name\":", 8);
+    LIT(b, ",\"name\":");
     bb_obs_json_str(b, name);
     evbuffer_add_printf(b,
                         ",\"kind\":%d,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\","
@@ -156,13 +159,13 @@ static void span_head(struct evbuffer *b, const struct bb_obs_req *o, const uint
 
 static void span_tail(struct evbuffer *b, const char *error)
 {
-    evbuffer_add(b, "]", 1);
+    LIT(b, "]");
     if (error) {
-        evbuffer_add(b, ",\"status\":{\"code\":2,\"message\":", 31);
+        LIT(b, ",\"status\":{\"code\":2,\"message\":");
         bb_obs_json_str(b, error);
-        evbuffer_add(b, "}", 1);
+        LIT(b, "}");
     }
-    evbuffer_add(b, "}", 1);
+    LIT(b, "}");
 }
 
 static void push(struct bb_otlp *t, struct evbuffer *b)
