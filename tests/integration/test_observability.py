@@ -177,10 +177,9 @@ def test_metrics_token_and_listen(ctx):
     m = ctx.mock()
     aport = free_port()
     conf = failover_conf(m)
-    conf['admin'] = {'listen': '127.0.0.1:%d' % aport, 'token_env': 'BB_ADMIN_TOKEN'}
+    conf['admin'] = {'listen': '127.0.0.1:%d' % aport, 'token_env': 'BB_ADMIN_TOKEN',
+                     'socket': ctx.path('busbar-admin.sock')}
     bb = ctx.busbar(conf, env={'BB_ADMIN_TOKEN': ADMIN_TOKEN})
-    conf['admin']['socket'] = bb.admin_socket
-    bb.conf['admin'] = conf['admin']
     eq(bb.chat('p').status, 200, 'chat')
     r = bb.request('GET', '/metrics')
     eq(r.status, 401, '/metrics without the admin token')
