@@ -49,6 +49,7 @@ struct bb_obs {
     struct bb_post *audit;
     bool admin_token;
     uint8_t admin_sha[32];
+    bool metrics; /* observability.metrics: false leaves the shared counters alone */
 };
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -107,7 +108,7 @@ static struct bb_mx_member *member_cell(struct bb_request *req, int member)
 {
     struct bb_obs *o = req->w->obs;
     int t = target_of(req);
-    if (t < 0)
+    if (t < 0 || !o->metrics)
         return NULL;
     return o->member[t][member < 0 ? 0 : member];
 }
@@ -122,6 +123,7 @@ int bb_obs_init(struct bb_worker *w)
         return -1;
     w->obs = o;
     o->r = &w->rt->shm->metrics;
+    o->metrics = c->metrics;
     o->n_targets = c->n_pools + c->n_lanes;
     o->target = calloc(o->n_targets ? o->n_targets : 1, sizeof *o->target);
     o->member = calloc(o->n_targets ? o->n_targets : 1, sizeof *o->member);
@@ -263,7 +265,7 @@ void bb_obs_attempt_start(struct bb_request *req, int lane, int member)
         bb_obs_request_start(req);
     int tg = target_of(req);
     /* the previous attempt failed before anything reached the client: this is its failover */
-    if (t->total > 0 && t->cur.result == BB_OBS_FAILED && tg >= 0 && o->target[tg])
+    if (t->total > 0 && t->cur.result == BB_OBS_FAILED && tg >= 0 && o->metrics && o->target[tg])
         bb_mx_add(&o->target[tg]->failovers[t->cur.fclass >= 0 ? t->cur.fclass : BB_FC_NETWORK], 1);
     memset(&t->cur, 0, sizeof t->cur);
     t->cur.lane = (int16_t)lane;
@@ -282,7 +284,7 @@ void bb_obs_attempt_start(struct bb_request *req, int lane, int member)
     if (mc)
         bb_mx_add(&mc->attempts, 1);
     enum bb_proto egress = c->providers[c->lanes[lane].provider].protocol;
-    if (egress != req->ingress)
+    if (egress != req->ingress && o->metrics)
         bb_mx_add(&o->r->translations[req->ingress][egress], 1);
 }
 
@@ -558,7 +560,8 @@ void bb_obs_request_end(struct bb_request *req)
     enum bb_mx_outcome oc = outcome_of(req);
     uint64_t total = bb_now_us() - req->t_start_us;
     uint64_t overhead = total > t->up_us ? total - t->up_us : 0;
-    count_request(req, oc, total, overhead);
+    if (o->metrics)
+        count_request(req, oc, total, overhead);
     if (o->log || o->audit) {
         char buf[RECORD_MAX];
         size_t n = record(req, oc, total, overhead, buf, sizeof buf - 1);
