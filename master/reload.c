@@ -143,6 +143,8 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
     bool need_client_tls = false;
     for (size_t i = 0; i < conf->n_providers; i++)
         need_client_tls |= conf->providers[i].url.tls;
+    need_client_tls |= (conf->otlp_endpoint && conf->otlp_url.tls) ||
+                       (conf->audit_url && conf->audit_url_parsed.tls); /* exporters */
     if (need_client_tls && !(g->rt.client_ctx = bb_tls_client_ctx(err)))
         goto fail;
 
