@@ -2,8 +2,9 @@
  * obs_post: the batched POST queue (see obs_post.h). Items live in one evbuffer, joined by
  * ','; a POST takes the whole queue (up to max_items) in one body. Each POST opens its own
  * connection (at most one per second per queue and worker, so keep-alive would save little,
- * and a fresh connection never inherits a broken TLS session) which libevent frees once the
- * request completes.
+ * and a fresh connection never inherits a broken TLS session). A connection cannot be freed
+ * inside its own request's callback: it is parked in `dead` and freed before the next POST
+ * (which the callback schedules on the timer, never runs itself) or when the queue goes.
  */
 #include "worker/obs_post.h"
 
@@ -34,6 +35,7 @@ struct bb_post {
     size_t n;                       /* items in q */
     size_t n_flight;                /* items in the POST in flight */
     struct evhttp_connection *conn; /* the POST in flight, NULL when none */
+    struct evhttp_connection *dead; /* a finished POST's connection, freed later */
     struct event *timer;
     uint64_t last_warn_ms;
 };
@@ -74,11 +76,14 @@ static void done_cb(struct evhttp_request *req, void *arg)
         warn_once(p, "%s: a batch was dropped: %s", detail);
     }
     p->n_flight = 0;
-    p->conn = NULL; /* freed by libevent once this returns (free_on_completion) */
-    if (p->n >= p->c.batch_items)
-        send_batch(p);
-    else if (p->n)
+    p->dead = p->conn;
+    p->conn = NULL;
+    if (p->n >= p->c.batch_items) { /* the next batch is ready: send it from the loop */
+        struct timeval now = {0, 0};
+        evtimer_add(p->timer, &now);
+    } else if (p->n) {
         arm(p);
+    }
 }
 
 static struct bufferevent *tls_bev(struct bb_post *p)
@@ -100,6 +105,10 @@ static void send_batch(struct bb_post *p)
 {
     if (p->conn || p->n == 0)
         return;
+    if (p->dead) {
+        evhttp_connection_free(p->dead);
+        p->dead = NULL;
+    }
     struct bufferevent *bev = NULL;
     if (p->c.url->tls && !(bev = tls_bev(p))) {
         warn_once(p, "%s: %s", "cannot set up TLS; batch dropped");
@@ -138,7 +147,6 @@ static void send_batch(struct bb_post *p)
         p->n_flight = 0;
         return;
     }
-    evhttp_connection_free_on_completion(p->conn);
     return;
 drop:
     bb_mx_add(p->c.dropped, p->n);
@@ -199,6 +207,8 @@ void bb_post_free(struct bb_post *p)
         return;
     if (p->conn) /* frees the request in flight without calling back */
         evhttp_connection_free(p->conn);
+    if (p->dead)
+        evhttp_connection_free(p->dead);
     bb_mx_add(p->c.dropped, p->n + p->n_flight);
     if (p->timer)
         event_free(p->timer);
