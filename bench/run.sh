@@ -233,7 +233,8 @@ fi
 OBS_TARGETS=()
 if [ "${BENCH_OBS:-1}" = 1 ]; then
   COL_PORT=$(free_port)
-  python3 -c '
+  # the collector runs beside wrk, not on the server's CPU: its own cost is not busbar's
+  "${WRK_PIN[@]}" python3 -c '
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class H(BaseHTTPRequestHandler):

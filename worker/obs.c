@@ -7,7 +7,6 @@
  */
 #include "worker/obs.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "worker/breaker.h"
 #include "worker/classify.h"
 #include "worker/http_server.h"
+#include "worker/jw.h"
 #include "worker/obs_post.h"
 #include "worker/otlp.h"
 #include "worker/request.h"
@@ -53,25 +53,6 @@ struct bb_obs {
 };
 
 /* ---- helpers -------------------------------------------------------------------------------- */
-
-void bb_obs_json_str(struct evbuffer *b, const char *s)
-{
-    evbuffer_add(b, "\"", 1);
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        evbuffer_add(b, run, (size_t)(s - run));
-        if (ch == '"' || ch == '\\')
-            evbuffer_add_printf(b, "\\%c", ch);
-        else
-            evbuffer_add_printf(b, "\\u%04x", ch);
-        run = s + 1;
-    }
-    evbuffer_add(b, run, (size_t)(s - run));
-    evbuffer_add(b, "\"", 1);
-}
 
 const char *bb_obs_result_name(uint8_t result)
 {
@@ -373,13 +354,14 @@ void bb_obs_traceparent(struct bb_request *req, struct evbuffer *head)
         bb_obs_request_start(req);
     rnd_bytes(req->w->obs, t->next_span_id, 8); /* the attempt about to start */
     t->next_span_set = true;
-    char trace[33], span[17];
-    for (size_t i = 0; i < 16; i++)
-        snprintf(trace + 2 * i, 3, "%02x", t->trace_id[i]);
-    for (size_t i = 0; i < 8; i++)
-        snprintf(span + 2 * i, 3, "%02x", t->next_span_id[i]);
-    evbuffer_add_printf(head, "traceparent: 00-%s-%s-%s\r\n", trace, span,
-                        t->sampled ? "01" : "00");
+    char tp[80];
+    struct jw w = {tp, 0, sizeof tp, false};
+    jw_lit(&w, "traceparent: 00-");
+    jw_hex(&w, t->trace_id, 16);
+    jw_lit(&w, "-");
+    jw_hex(&w, t->next_span_id, 8);
+    jw_raw(&w, t->sampled ? "-01\r\n" : "-00\r\n");
+    evbuffer_add(head, tp, w.n);
 }
 
 /* ---- the end of a request ------------------------------------------------------------------- */
@@ -408,37 +390,10 @@ static enum bb_mx_outcome outcome_of(const struct bb_request *req)
     return s < 500 ? BB_MX_OUT_CLIENT_ERROR : BB_MX_OUT_ERROR;
 }
 
-/* Append to a fixed buffer; a record that does not fit is cut at a line end by the caller. */
-struct rec {
-    char *p;
-    size_t n, cap;
-};
-
-static void put(struct rec *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct rec *r, const char *fmt, ...)
+static void jw_ms(struct jw *w, const char *key_lit, uint64_t us)
 {
-    if (r->n >= r->cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(r->p + r->n, r->cap - r->n, fmt, ap);
-    va_end(ap);
-    r->n = k < 0 ? r->cap : r->n + (size_t)k;
-}
-
-/* A configured name as a JSON string (names are printable ASCII; quotes escaped anyway). */
-static void put_str(struct rec *r, const char *s)
-{
-    put(r, "\"");
-    for (; *s; s++)
-        put(r, *s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-    put(r, "\"");
-}
-
-static void put_ms(struct rec *r, const char *key, uint64_t us)
-{
-    put(r, ",\"%s\":%llu.%03llu", key, (unsigned long long)(us / 1000),
-        (unsigned long long)(us % 1000));
+    jw_raw(w, key_lit);
+    jw_fixed(w, us, 3);
 }
 
 /* The access-log / audit record of a finished request (SPEC §8): names, ids and numbers only,
@@ -448,73 +403,98 @@ static size_t record(struct bb_request *req, enum bb_mx_outcome oc, uint64_t tot
 {
     const struct bb_conf *c = req->w->conf;
     const struct bb_obs_req *t = &req->obs;
-    struct rec r = {buf, 0, cap};
+    struct jw w = {buf, 0, cap, false};
     uint64_t ms = bb_wall_ms();
     time_t secs = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     char ts[40];
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    put(&r, "{\"ts\":\"%s.%03uZ\",\"request_id\":", ts, (unsigned)(ms % 1000));
-    put_str(&r, req->id);
-    put(&r, ",\"key_id\":");
+    size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S.", &tm);
+    ts[tl++] = (char)('0' + ms % 1000 / 100);
+    ts[tl++] = (char)('0' + ms % 100 / 10);
+    ts[tl++] = (char)('0' + ms % 10);
+    jw_lit(&w, "{\"ts\":\"");
+    jw_mem(&w, ts, tl);
+    jw_lit(&w, "Z\",\"request_id\":");
+    jw_str(&w, req->id);
+    jw_lit(&w, ",\"key_id\":");
     if (req->auth.has_key)
-        put_str(&r, req->auth.key.lim.id);
+        jw_str(&w, req->auth.key.lim.id);
     else
-        put(&r, "null");
-    put(&r, ",\"ingress\":\"%s\",\"pool\":", bb_proto_name(req->ingress));
+        jw_lit(&w, "null");
+    jw_lit(&w, ",\"ingress\":\"");
+    jw_raw(&w, bb_proto_name(req->ingress));
+    jw_lit(&w, "\",\"pool\":");
     int tg = target_of(req);
-    put_str(&r, tg < 0                 ? "_none"
-                : tg < (int)c->n_pools ? c->pools[tg].name
-                                       : c->lanes[tg - (int)c->n_pools].name);
-    put(&r, ",\"stream\":%s,\"status\":%d,\"outcome\":\"%s\",\"attempts\":%u,\"lanes\":[",
-        req->stream ? "true" : "false", req->responded ? req->status : 499, bb_mx_outcome_name(oc),
-        t->total);
+    jw_str(&w, tg < 0                 ? "_none"
+               : tg < (int)c->n_pools ? c->pools[tg].name
+                                      : c->lanes[tg - (int)c->n_pools].name);
+    jw_raw(&w, req->stream ? ",\"stream\":true,\"status\":" : ",\"stream\":false,\"status\":");
+    jw_u64(&w, (uint64_t)(req->responded ? req->status : 499));
+    jw_lit(&w, ",\"outcome\":\"");
+    jw_raw(&w, bb_mx_outcome_name(oc));
+    jw_lit(&w, "\",\"attempts\":");
+    jw_u64(&w, t->total);
+    jw_lit(&w, ",\"lanes\":[");
     for (size_t i = 0; i < t->n; i++) {
         const struct bb_obs_attempt *a = &t->a[i];
         const struct bb_lane *l = &c->lanes[a->lane];
-        put(&r, "%s{\"lane\":", i ? "," : "");
-        put_str(&r, l->name);
-        put(&r, ",\"provider\":");
-        put_str(&r, c->providers[l->provider].name);
-        put(&r, ",\"result\":\"%s\"", bb_obs_result_name(a->result));
-        if (a->fclass >= 0)
-            put(&r, ",\"class\":\"%s\"", bb_fclass_name((enum bb_fclass)a->fclass));
-        if (a->status)
-            put(&r, ",\"status\":%d", a->status);
-        put_ms(&r, "ms", a->t_end_us - a->t_start_us);
-        put(&r, "}");
+        jw_raw(&w, i ? ",{\"lane\":" : "{\"lane\":");
+        jw_str(&w, l->name);
+        jw_lit(&w, ",\"provider\":");
+        jw_str(&w, c->providers[l->provider].name);
+        jw_lit(&w, ",\"result\":\"");
+        jw_raw(&w, bb_obs_result_name(a->result));
+        jw_lit(&w, "\"");
+        if (a->fclass >= 0) {
+            jw_lit(&w, ",\"class\":\"");
+            jw_raw(&w, bb_fclass_name((enum bb_fclass)a->fclass));
+            jw_lit(&w, "\"");
+        }
+        if (a->status) {
+            jw_lit(&w, ",\"status\":");
+            jw_u64(&w, (uint64_t)a->status);
+        }
+        jw_ms(&w, ",\"ms\":", a->t_end_us - a->t_start_us);
+        jw_lit(&w, "}");
     }
-    put(&r, "],\"continued\":%s,\"lane\":", t->continued ? "true" : "false");
+    jw_raw(&w, t->continued ? "],\"continued\":true,\"lane\":" : "],\"continued\":false,\"lane\":");
     if (req->bill_lane >= 0)
-        put_str(&r, c->lanes[req->bill_lane].name);
+        jw_str(&w, c->lanes[req->bill_lane].name);
     else
-        put(&r, "null");
-    if (req->usage_seen)
-        put(&r,
-            ",\"tokens\":{\"input\":%llu,\"output\":%llu,\"cache_read\":%llu,\"cache_write\":%llu,"
-            "\"reasoning\":%llu}",
-            (unsigned long long)req->usage.input, (unsigned long long)req->usage.output,
-            (unsigned long long)req->usage.cache_read, (unsigned long long)req->usage.cache_write,
-            (unsigned long long)req->usage.reasoning);
-    else
-        put(&r, ",\"tokens\":null");
-    put(&r, ",\"cost_usd\":%llu.%06llu", (unsigned long long)(req->cost_micros / 1000000),
-        (unsigned long long)(req->cost_micros % 1000000));
-    put_ms(&r, "latency_ms", total_us);
-    if (t->ttft_us)
-        put_ms(&r, "ttft_ms", t->ttft_us);
-    else
-        put(&r, ",\"ttft_ms\":null");
-    put(&r, ",\"overhead_us\":%llu,\"trace_id\":\"", (unsigned long long)overhead_us);
-    for (size_t i = 0; i < 16; i++)
-        put(&r, "%02x", t->trace_id[i]);
-    put(&r, "\"}");
-    if (r.n >= cap) { /* cannot happen with BB_OBS_MAX_ATTEMPTS lanes; stay valid JSON */
-        r.n = 0;
-        put(&r, "{\"request_id\":\"%s\",\"truncated\":true}", req->id);
+        jw_lit(&w, "null");
+    if (req->usage_seen) {
+        const uint64_t v[] = {req->usage.input, req->usage.output, req->usage.cache_read,
+                              req->usage.cache_write, req->usage.reasoning};
+        static const char *const k[] = {",\"tokens\":{\"input\":", ",\"output\":",
+                                        ",\"cache_read\":", ",\"cache_write\":", ",\"reasoning\":"};
+        for (size_t i = 0; i < 5; i++) {
+            jw_raw(&w, k[i]);
+            jw_u64(&w, v[i]);
+        }
+        jw_lit(&w, "}");
+    } else {
+        jw_lit(&w, ",\"tokens\":null");
     }
-    return r.n;
+    jw_lit(&w, ",\"cost_usd\":");
+    jw_fixed(&w, req->cost_micros, 6);
+    jw_ms(&w, ",\"latency_ms\":", total_us);
+    if (t->ttft_us)
+        jw_ms(&w, ",\"ttft_ms\":", t->ttft_us);
+    else
+        jw_lit(&w, ",\"ttft_ms\":null");
+    jw_lit(&w, ",\"overhead_us\":");
+    jw_u64(&w, overhead_us);
+    jw_lit(&w, ",\"trace_id\":\"");
+    jw_hex(&w, t->trace_id, 16);
+    jw_lit(&w, "\"}");
+    if (w.full) { /* cannot happen with BB_OBS_MAX_ATTEMPTS lanes; stay valid JSON */
+        w = (struct jw){buf, 0, cap, false};
+        jw_lit(&w, "{\"request_id\":");
+        jw_str(&w, req->id);
+        jw_lit(&w, ",\"truncated\":true}");
+    }
+    return w.n;
 }
 
 static void count_request(struct bb_request *req, enum bb_mx_outcome oc, uint64_t total_us,

@@ -78,8 +78,7 @@ void bb_obs_traceparent(struct bb_request *req, struct evbuffer *head);
 /* The request ends (from its one finalize, after metering): metrics, log, spans, audit. */
 void bb_obs_request_end(struct bb_request *req);
 
-/* Helpers for the exporters: a JSON string literal of s; the label of a result. */
-void bb_obs_json_str(struct evbuffer *b, const char *s);
+/* The label of an attempt's result ("ok", "failed", ...). */
 const char *bb_obs_result_name(uint8_t result);
 
 /* GET /metrics on the data plane. */

@@ -8,22 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-
 #include "common/metrics_shm.h"
 #include "common/shm.h"
 #include "worker/obs.h"
 #include "worker/obs_post.h"
 #include "worker/classify.h"
+#include "worker/jw.h"
 #include "worker/request.h"
 #include "worker/worker.h"
 
 #define MAX_SPANS 4096 /* queued per worker */
 #define BATCH_SPANS 512
+#define SPAN_MAX 8192 /* one span's JSON; a longer one (never with configured names) is dropped */
 #define INTERVAL_MS 1000
-
-/* A string literal, its length from the compiler. */
-#define LIT(b, s) evbuffer_add((b), (s), sizeof(s) - 1)
 
 enum { KIND_SERVER = 2, KIND_CLIENT = 3, STATUS_ERROR = 2 };
 
@@ -88,42 +85,41 @@ static const char *genai_provider(enum bb_proto p)
     }
 }
 
-static void hex(struct evbuffer *b, const uint8_t *p, size_t n)
-{
-    char s[33];
-    for (size_t i = 0; i < n; i++)
-        snprintf(s + 2 * i, 3, "%02x", p[i]);
-    evbuffer_add(b, s, 2 * n);
-}
-
 struct attrs {
-    struct evbuffer *b;
+    struct jw *w;
     int n;
 };
 
 static void key(struct attrs *a, const char *k)
 {
-    evbuffer_add_printf(a->b, "%s{\"key\":\"%s\",\"value\":", a->n++ ? "," : "", k);
+    jw_raw(a->w, a->n++ ? ",{\"key\":\"" : "{\"key\":\"");
+    jw_raw(a->w, k);
+    jw_lit(a->w, "\",\"value\":");
 }
 
 static void a_str(struct attrs *a, const char *k, const char *v)
 {
     key(a, k);
-    LIT(a->b, "{\"stringValue\":");
-    bb_obs_json_str(a->b, v);
-    LIT(a->b, "}}");
+    jw_lit(a->w, "{\"stringValue\":");
+    jw_str(a->w, v);
+    jw_lit(a->w, "}}");
 }
 
 static void a_int(struct attrs *a, const char *k, uint64_t v)
 {
     key(a, k);
-    evbuffer_add_printf(a->b, "{\"intValue\":\"%llu\"}}", (unsigned long long)v);
+    jw_lit(a->w, "{\"intValue\":\"");
+    jw_u64(a->w, v);
+    jw_lit(a->w, "\"}}");
 }
 
-static void a_dbl(struct attrs *a, const char *k, double v)
+/* USD from micro-dollars, exactly. */
+static void a_usd(struct attrs *a, const char *k, uint64_t micros)
 {
     key(a, k);
-    evbuffer_add_printf(a->b, "{\"doubleValue\":%.9g}}", v);
+    jw_lit(a->w, "{\"doubleValue\":");
+    jw_fixed(a->w, micros, 6);
+    jw_lit(a->w, "}}");
 }
 
 /* Wall-clock nanoseconds of a monotonic µs timestamp. */
@@ -133,46 +129,52 @@ static uint64_t wall_ns(uint64_t mono_us, uint64_t now_mono_us, uint64_t now_wal
     return now_wall_ns > back ? now_wall_ns - back : 0;
 }
 
-static void span_head(struct evbuffer *b, const struct bb_obs_req *o, const uint8_t *span,
-                      const uint8_t *parent, const char *name_op, const char *name_model, int kind,
-                      uint64_t start_ns, uint64_t end_ns)
+static void span_head(struct jw *w, const struct bb_obs_req *o, const uint8_t *span,
+                      const uint8_t *parent, const char *name_model, int kind, uint64_t start_ns,
+                      uint64_t end_ns)
 {
-    LIT(b, "{\"traceId\":\"");
-    hex(b, o->trace_id, 16);
-    LIT(b, "\",\"spanId\":\"");
-    hex(b, span, 8);
-    LIT(b, "\"");
+    jw_lit(w, "{\"traceId\":\"");
+    jw_hex(w, o->trace_id, 16);
+    jw_lit(w, "\",\"spanId\":\"");
+    jw_hex(w, span, 8);
+    jw_lit(w, "\"");
     if (parent) {
-        LIT(b, ",\"parentSpanId\":\"");
-        hex(b, parent, 8);
-        LIT(b, "\"");
+        jw_lit(w, ",\"parentSpanId\":\"");
+        jw_hex(w, parent, 8);
+        jw_lit(w, "\"");
     }
-    char name[200];
-    snprintf(name, sizeof name, "%s %s", name_op, name_model);
-    LIT(b, ",\"name\":");
-    bb_obs_json_str(b, name);
-    evbuffer_add_printf(b,
-                        ",\"kind\":%d,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\","
-                        "\"attributes\":[",
-                        kind, (unsigned long long)start_ns, (unsigned long long)end_ns);
+    jw_lit(w, ",\"name\":\"chat ");
+    size_t at = w->n;
+    jw_str(w, name_model); /* "chat " + the quoted name, its opening quote dropped */
+    if (!w->full) {
+        memmove(w->p + at, w->p + at + 1, w->n - at - 1);
+        w->n--;
+    }
+    jw_raw(w, kind == KIND_SERVER ? ",\"kind\":2" : ",\"kind\":3");
+    jw_lit(w, ",\"startTimeUnixNano\":\"");
+    jw_u64(w, start_ns);
+    jw_lit(w, "\",\"endTimeUnixNano\":\"");
+    jw_u64(w, end_ns);
+    jw_lit(w, "\",\"attributes\":[");
 }
 
-static void span_tail(struct evbuffer *b, const char *error)
+static void span_tail(struct jw *w, const char *error)
 {
-    LIT(b, "]");
+    jw_lit(w, "]");
     if (error) {
-        LIT(b, ",\"status\":{\"code\":2,\"message\":");
-        bb_obs_json_str(b, error);
-        LIT(b, "}");
+        jw_lit(w, ",\"status\":{\"code\":2,\"message\":");
+        jw_str(w, error);
+        jw_lit(w, "}");
     }
-    LIT(b, "}");
+    jw_lit(w, "}");
 }
 
-static void push(struct bb_otlp *t, struct evbuffer *b)
+static void push(struct bb_otlp *t, struct jw *w)
 {
-    size_t n = evbuffer_get_length(b);
-    bb_post_add(t->q, (const char *)evbuffer_pullup(b, (ev_ssize_t)n), n);
-    evbuffer_drain(b, n);
+    if (!w->full)
+        bb_post_add(t->q, w->p, w->n);
+    w->n = 0;
+    w->full = false;
 }
 
 static void usage_attrs(struct attrs *a, const struct bb_request *req)
@@ -190,9 +192,8 @@ void bb_otlp_request(struct bb_otlp *t, struct bb_request *req, const char *outc
     if (!t || !o->sampled)
         return;
     const struct bb_conf *c = req->w->conf;
-    struct evbuffer *b = evbuffer_new();
-    if (!b)
-        return;
+    char buf[SPAN_MAX];
+    struct jw jw = {buf, 0, sizeof buf, false}, *b = &jw;
     uint64_t now_us = bb_now_us(), now_ns = bb_wall_ms() * 1000000u;
     const char *target = req->pool >= 0   ? c->pools[req->pool].name
                          : req->lane >= 0 ? c->lanes[req->lane].name
@@ -200,7 +201,7 @@ void bb_otlp_request(struct bb_otlp *t, struct bb_request *req, const char *outc
     const struct bb_lane *answer = req->bill_lane >= 0 ? &c->lanes[req->bill_lane] : NULL;
 
     /* the request: SERVER span */
-    span_head(b, o, o->span_id, o->has_parent ? o->parent_span_id : NULL, "chat",
+    span_head(b, o, o->span_id, o->has_parent ? o->parent_span_id : NULL,
               target ? target : "busbar", KIND_SERVER, wall_ns(req->t_start_us, now_us, now_ns),
               now_ns);
     struct attrs a = {b, 0};
@@ -225,7 +226,7 @@ void bb_otlp_request(struct bb_otlp *t, struct bb_request *req, const char *outc
     if (req->auth.has_key)
         a_str(&a, "busbar.key_id", req->auth.key.lim.id);
     if (req->cost_micros)
-        a_dbl(&a, "busbar.cost_usd", (double)req->cost_micros / 1e6);
+        a_usd(&a, "busbar.cost_usd", req->cost_micros);
     span_tail(b, strcmp(outcome, "ok") ? outcome : NULL);
     push(t, b);
 
@@ -234,7 +235,7 @@ void bb_otlp_request(struct bb_otlp *t, struct bb_request *req, const char *outc
         const struct bb_obs_attempt *at = &o->a[i];
         const struct bb_lane *l = &c->lanes[at->lane];
         const struct bb_provider *p = &c->providers[l->provider];
-        span_head(b, o, at->span_id, o->span_id, "chat", l->upstream_model, KIND_CLIENT,
+        span_head(b, o, at->span_id, o->span_id, l->upstream_model, KIND_CLIENT,
                   wall_ns(at->t_start_us, now_us, now_ns), wall_ns(at->t_end_us, now_us, now_ns));
         struct attrs aa = {b, 0};
         a_str(&aa, "gen_ai.operation.name", "chat");
@@ -262,5 +263,4 @@ void bb_otlp_request(struct bb_otlp *t, struct bb_request *req, const char *outc
         span_tail(b, err);
         push(t, b);
     }
-    evbuffer_free(b);
 }
