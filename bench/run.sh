@@ -20,6 +20,9 @@
 # (target "keys": admission in shared memory) and on a node in cluster mode (target "cluster":
 # admission and settlement through a redis-server on loopback, also on CPU 0); 0 skips both.
 # BENCH_TARGETS: measure only these targets (e.g. "keys cluster"); default all.
+# BENCH_OBS (1): also measure two more busbar instances of the same config, one with
+# observability all off (metrics: false, no access log, no traces) and one with metrics, the
+# access log and OTLP traces (to a local collector) all on; prints their RPS ratio per scenario.
 # Not part of the test suite.
 set -euo pipefail
 
@@ -184,14 +187,15 @@ NGX_PID=$!
 PIDS+=("$NGX_PID")
 
 # --- busbar ----------------------------------------------------------------------------------
-BB_PORT=$(free_port)
-mkdir -p "$TMP/busbar-state"
-cat >"$TMP/busbar.yaml" <<EOF
-listen: "127.0.0.1:$BB_PORT"
+# busbar_conf PORT NAME [OBSERVABILITY-YAML]: the benchmark's busbar config.
+busbar_conf() {
+  mkdir -p "$TMP/$2-state"
+  cat <<EOF
+listen: "127.0.0.1:$1"
 workers: $WORKERS
-state_dir: "$TMP/busbar-state"
+state_dir: "$TMP/$2-state"
 admin:
-  socket: "$TMP/busbar-admin.sock"
+  socket: "$TMP/$2-admin.sock"
 auth:
   mode: none
 governance:
@@ -222,7 +226,11 @@ pools:
     members:
       - target: xlate-lane
         weight: 1
+${3:-}
 EOF
+}
+BB_PORT=$(free_port)
+busbar_conf "$BB_PORT" busbar >"$TMP/busbar.yaml"
 PROVIDERS=etc/providers.yaml
 if [ ! -f "$PROVIDERS" ]; then
   PROVIDERS=$TMP/providers.yaml
@@ -283,6 +291,45 @@ if [ "$CLUSTER" = 1 ]; then
   done
 fi
 
+# Observability off vs on: two more instances, measured like busbar (BENCH_OBS=1).
+OBS_TARGETS=()
+if [ "${BENCH_OBS:-1}" = 1 ]; then
+  COL_PORT=$(free_port)
+  # the collector runs beside wrk, not on the server's CPU: its own cost is not busbar's
+  "${WRK_PIN[@]}" python3 -c '
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+' "$COL_PORT" >"$TMP/collector.log" 2>&1 &
+  PIDS+=($!)
+  OFF_PORT=$(free_port)
+  ON_PORT=$(free_port)
+  busbar_conf "$OFF_PORT" obs-off "observability: { metrics: false }" >"$TMP/obs-off.yaml"
+  busbar_conf "$ON_PORT" obs-on "observability:
+  metrics: true
+  access_log: \"$TMP/access.log\"
+  otlp_endpoint: \"http://127.0.0.1:$COL_PORT/v1/traces\"" >"$TMP/obs-on.yaml"
+  for n in obs-off obs-on; do
+    BENCH_UPSTREAM_KEY=sk-bench "${SRV_PIN[@]}" "$BUSBAR" -c "$TMP/$n.yaml" -p "$PROVIDERS" \
+      2>"$TMP/$n.err" &
+    PIDS+=($!)
+  done
+  if wait_http "http://127.0.0.1:$OFF_PORT/healthz" 15 &&
+    wait_http "http://127.0.0.1:$ON_PORT/healthz" 15; then
+    OBS_TARGETS+=("obs-off $OFF_PORT" "obs-on $ON_PORT")
+  else
+    log "the observability instances did not start:"
+    tail -5 "$TMP/obs-off.err" "$TMP/obs-on.err" >&2 || true
+  fi
+fi
+
 BB_IDLE_RSS=0
 if wait_http "http://127.0.0.1:$BB_PORT/healthz" 15; then
   TARGETS+=("busbar $BB_PORT" "xlate $BB_PORT")
@@ -304,7 +351,7 @@ fi
 
 RESULTS=$TMP/results.txt
 : >"$RESULTS"
-for t in "${TARGETS[@]}"; do
+for t in "${TARGETS[@]}" "${OBS_TARGETS[@]}"; do
   read -r name port <<<"$t"
   if [ -n "${BENCH_TARGETS:-}" ] && [[ " $BENCH_TARGETS " != *" $name "* ]]; then
     continue
@@ -446,6 +493,17 @@ print('PSS after load (shared memory counted once): busbar %s KiB, nginx %s KiB'
       % (bb_pss, ngx_pss))
 print('busbar governance.enabled: %s (%s)' % (gov, 'every request metered: usage parsed, one '
       'ledger row written by the master' if gov == 'true' else 'no metering, no ledger'))
+if any(k[0] == 'obs-on' for k in rows):
+    print()
+    print('observability: metrics + access log + OTLP traces all on vs all off (same config, '
+          'same run):')
+    for mode in ('nonstream', 'stream'):
+        for conns in (1, 64):
+            on, off = (rows.get((k, mode, conns)) or {} for k in ('obs-on', 'obs-off'))
+            if on.get('rps') and off.get('rps'):
+                print('%-10s %5d  off %8.0f RPS  on %8.0f RPS  on/off %.3f  p99 off %s on %s' % (
+                    mode, conns, off['rps'], on['rps'], on['rps'] / off['rps'],
+                    f(off['p99'], ' µs'), f(on['p99'], ' µs')))
 EOF
 
 # Hot-path microbenchmarks (breaker check, failover decision).

@@ -130,11 +130,11 @@ static const struct keydef cluster_keys[] = {
     {"redis_url", 0},  {"key_prefix", 0},   {"on_redis_error", 0}, {"node_id", 0},
     {"timeout_ms", 0}, {"password_env", 0}, {"lease_secs", 0},     {"tls", 0}};
 static const struct keydef cluster_tls_keys[] = {{"ca_file", 0}, {"cert_file", 0}, {"key_file", 0}};
-static const struct keydef obs_keys[] = {{"metrics", KF_NYI},
-                                         {"access_log", KF_NYI},
-                                         {"otlp_endpoint", KF_NYI},
-                                         {"request_log_webhook_url", KF_NYI},
-                                         {"overhead_header", 0}};
+static const struct keydef obs_keys[] = {
+    {"metrics", 0},       {"metrics_listen", 0},          {"key_series_max", 0}, {"access_log", 0},
+    {"otlp_endpoint", 0}, {"request_log_webhook_url", 0}, {"overhead_header", 0}};
+/* observability.key_series_max ceiling: the shared-memory key table (common/metrics_shm.h) */
+#define KEY_SERIES_CEILING 10000u
 static const struct keydef security_keys[] = {{"blocked_metadata_hosts", 0},
                                               {"allow_metadata_hosts", 0}};
 
@@ -851,16 +851,64 @@ static void parse_admin(struct ld *l, yaml_node_t *v, yaml_node_t **sock)
         err_at(l, d, lst, "admin.listen: requires admin.token_env (the API's bearer token)");
 }
 
+static bool check_url(struct ld *l, struct bb_cdoc *d, yaml_node_t *v, const char *path,
+                      const char *s, struct bb_url *url);
+
+/* An exporter URL (OTLP collector, audit webhook): SSRF-guarded like a provider base_url. */
+static char *obs_url(struct ld *l, yaml_node_t *m, const char *key, struct bb_url *url)
+{
+    struct bb_cdoc *d = &l->cfg;
+    char p[128];
+    yaml_node_t *v = map_get(d, m, key, NULL);
+    const char *s = v ? get_str(l, d, v, pj(p, sizeof p, "observability", key)) : NULL;
+    if (!s || !check_url(l, d, v, p, s, url))
+        return NULL;
+    return bb_xstrdup(s);
+}
+
 static void parse_observability(struct ld *l, yaml_node_t *v)
 {
     struct bb_cdoc *d = &l->cfg;
+    struct bb_conf *c = l->c;
     if (!check_map(l, d, v, "observability", KEYSET(obs_keys)))
         return;
-    opt_bool(l, d, v, "observability", "overhead_header", &l->c->overhead_header);
-    opt_bool(l, d, v, "observability", "metrics", NULL);
-    opt_str(l, d, v, "observability", "access_log");
-    opt_str(l, d, v, "observability", "otlp_endpoint");
-    opt_str(l, d, v, "observability", "request_log_webhook_url");
+    opt_bool(l, d, v, "observability", "overhead_header", &c->overhead_header);
+    opt_bool(l, d, v, "observability", "metrics", &c->metrics);
+    opt_u32(l, d, v, "observability", "key_series_max", 0, KEY_SERIES_CEILING, &c->key_series_max);
+    const char *s;
+    yaml_node_t *n = map_get(d, v, "metrics_listen", NULL);
+    if (n && (s = get_str(l, d, n, "observability.metrics_listen"))) {
+        const char *why = split_hostport(s, &c->metrics_listen_host, &c->metrics_listen_port);
+        if (why)
+            err_at(l, d, n, "observability.metrics_listen: bad address '%s': %s", s, why);
+        else
+            c->metrics_listen = bb_xstrdup(s);
+        if (!why && !c->metrics)
+            err_at(l, d, n,
+                   "observability.metrics_listen: metrics are off "
+                   "(observability.metrics: false)");
+    }
+    n = map_get(d, v, "access_log", NULL);
+    if (n && (s = get_str(l, d, n, "observability.access_log"))) {
+        char *abs = abs_path(c->config_dir, s);
+        char *dir = bb_xstrdup(abs);
+        char *slash = strrchr(dir, '/');
+        struct stat st;
+        if (slash && slash == dir)
+            slash[1] = '\0'; /* a file in / */
+        else if (slash)
+            *slash = '\0';
+        if (stat(abs, &st) == 0 && !S_ISREG(st.st_mode))
+            err_at(l, d, n, "observability.access_log: '%s' is not a regular file", abs);
+        else if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+            err_at(l, d, n, "observability.access_log: directory '%s' does not exist", dir);
+        else
+            c->access_log = abs, abs = NULL;
+        free(abs);
+        free(dir);
+    }
+    c->otlp_endpoint = obs_url(l, v, "otlp_endpoint", &c->otlp_url);
+    c->audit_url = obs_url(l, v, "request_log_webhook_url", &c->audit_url_parsed);
 }
 
 static void parse_limits(struct ld *l, yaml_node_t *v)
@@ -1767,6 +1815,8 @@ static void set_defaults(struct bb_conf *c)
     c->gov_default_estimate_output_tokens = 1024;
     c->gov_ledger_retention_days = 90;
     c->overhead_header = false;
+    c->metrics = true;
+    c->key_series_max = 1000;
     c->limits = (struct bb_limits){
         .request_body_max_bytes = 33554432,
         .response_body_max_bytes = 67108864,
@@ -1970,6 +2020,13 @@ void bb_conf_free(struct bb_conf *c)
     free(c->client_tokens);
     free(c->log_file);
     free(c->log_level);
+    free(c->metrics_listen);
+    free(c->metrics_listen_host);
+    free(c->access_log);
+    free(c->otlp_endpoint);
+    bb_url_free(&c->otlp_url);
+    free(c->audit_url);
+    bb_url_free(&c->audit_url_parsed);
     for (size_t i = 0; i < c->n_providers; i++) {
         struct bb_provider *p = &c->providers[i];
         free(p->name);

@@ -212,7 +212,18 @@ struct bb_conf {
     char *log_file;          /* top-level `log_file:` (busbar extension), NULL = stderr */
     char *log_level;         /* debug|info|notice|warn|error, default info */
 
-    bool overhead_header;    /* observability.overhead_header */
+    /* observability (SPEC §8; docs/observability.md) */
+    bool overhead_header;    /* observability.overhead_header [false] */
+    bool metrics;            /* observability.metrics [true]: GET /metrics */
+    char *metrics_listen;    /* observability.metrics_listen: NULL = on the data-plane listener */
+    char *metrics_listen_host;
+    uint16_t metrics_listen_port;
+    uint32_t key_series_max; /* observability.key_series_max [1000]: per-key series, then _other */
+    char *access_log;        /* observability.access_log: absolute path; NULL = off */
+    char *otlp_endpoint;     /* observability.otlp_endpoint (OTLP/HTTP JSON traces); NULL = off */
+    struct bb_url otlp_url;
+    char *audit_url;         /* observability.request_log_webhook_url; NULL = off */
+    struct bb_url audit_url_parsed;
 
     struct bb_provider *providers;
     size_t n_providers;

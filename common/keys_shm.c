@@ -720,6 +720,14 @@ void bb_keys_usage(struct bb_keys_table *t, int slot, uint64_t now_ms, struct bb
     u->rejected = atomic_load(&s->rejected);
 }
 
+int bb_keys_read(struct bb_keys_table *t, int slot, struct bb_keys_ref *out)
+{
+    if (slot < 0 || (uint32_t)slot >= BB_KEYS_CAP ||
+        !atomic_load_explicit(&t->slots[slot].live, memory_order_acquire))
+        return -1;
+    return lim_read(&t->slots[slot], out);
+}
+
 /* ---- UTC dates (Howard Hinnant's civil-from-days algorithms) ------------------------------- */
 
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)

@@ -209,6 +209,8 @@ int bb_keys_put(struct bb_keys_table *t, const struct bb_keys_limits *lim,
                 uint64_t period_spent_micros, uint64_t now_ms);
 /* Unpublish (revoke/delete): takes effect for every worker at once. 0, or -1 when absent. */
 int bb_keys_remove(struct bb_keys_table *t, const uint8_t sha[32]);
+/* A consistent copy of a published slot's limits (any process). -1 when not live. */
+int bb_keys_read(struct bb_keys_table *t, int slot, struct bb_keys_ref *out);
 /* Live counters of slot (from bb_keys_find). */
 void bb_keys_usage(struct bb_keys_table *t, int slot, uint64_t now_ms, struct bb_keys_usage *u);
 

@@ -18,11 +18,12 @@
 
 #include "common/cluster_shm.h"
 #include "common/keys_shm.h"
+#include "common/metrics_shm.h"
 #include "common/ring.h"
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
 #define BB_SHM_VERSION 4u /* 2: key table and usage ring appended; 3: journals, store flag;
-                             4: continuations per cell, cluster state */
+                             4: continuations per cell, cluster state, metrics */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
@@ -80,6 +81,8 @@ struct bb_shm {
     struct bb_keys_journal journals[BB_SHM_MAX_WORKERS];
     /* cluster mode: the master's catalogue state and the node's counters (version 4) */
     struct bb_cluster_shm cluster;
+    /* metric counters and histograms (appended in version 4; common/metrics_shm.h) */
+    struct bb_mx_region metrics;
 };
 
 /* Create the anonymous shared region (master, before fork). NULL + errno on failure. */

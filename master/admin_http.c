@@ -23,6 +23,8 @@
 #include "common/http_parse.h"
 #include "common/keys_shm.h"
 #include "common/log.h"
+#include "common/metrics_text.h"
+#include "master/status.h"
 
 #define IN_CAP (BB_ADMIN_HTTP_HEAD_MAX + BB_ADMIN_HTTP_BODY_MAX)
 
@@ -34,13 +36,20 @@ struct client {
     char *out;
     size_t out_len, out_off;
     bool writing;
+    bool metrics_only; /* accepted on observability.metrics_listen: GET /metrics only */
     int pidx;
 };
 
 struct bb_admin_http {
-    int fd;
+    int fd;     /* admin.listen, -1 when unset */
     int pidx;
     char *addr; /* as configured, for logs and to detect a change on reload */
+    int mfd;    /* observability.metrics_listen, -1 when unset */
+    int mpidx;
+    char *maddr;
+    const struct bb_conf *conf; /* the current generation's (names for /metrics, /status) */
+    struct bb_shm *shm;
+    bool has_token; /* admin.token_env set: /metrics needs it too */
     uint8_t token_sha[32];
     struct client clients[BB_ADMIN_HTTP_MAX_CLIENTS];
 };
@@ -58,17 +67,18 @@ static bool loopback(const struct sockaddr *sa)
     return false;
 }
 
-static int bind_listener(const struct bb_conf *conf, struct bb_err *err)
+static int bind_listener(const char *what, const char *addr, const char *host, uint16_t hport,
+                         struct bb_err *err)
 {
     char port[8];
-    snprintf(port, sizeof port, "%u", (unsigned)conf->admin_listen_port);
+    snprintf(port, sizeof port, "%u", (unsigned)hport);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    int gai = getaddrinfo(conf->admin_listen_host, port, &hints, &res);
+    int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0)
-        return bb_err_set(err, "admin.listen %s: %s", conf->admin_listen, gai_strerror(gai));
+        return bb_err_set(err, "%s %s: %s", what, addr, gai_strerror(gai));
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1, e = 0;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
@@ -79,12 +89,11 @@ static int bind_listener(const struct bb_conf *conf, struct bb_err *err)
         fd = -1;
     }
     if (fd >= 0 && !loopback(res->ai_addr))
-        bb_warn("admin.listen %s is not a loopback address: the admin API has no TLS, keep it "
-                "behind a firewall",
-                conf->admin_listen);
+        bb_warn("%s %s is not a loopback address: it has no TLS, keep it behind a firewall", what,
+                addr);
     freeaddrinfo(res);
     if (fd < 0)
-        return bb_err_set(err, "admin.listen %s: %s", conf->admin_listen, strerror(e));
+        return bb_err_set(err, "%s %s: %s", what, addr, strerror(e));
     return fd;
 }
 
@@ -92,6 +101,8 @@ static void set_token(struct bb_admin_http *h, const struct bb_conf *conf)
 {
     const char *tok = conf->admin_token ? conf->admin_token : "";
     bb_keys_hash_secret(tok, strlen(tok), h->token_sha);
+    h->has_token = conf->admin_token != NULL;
+    h->conf = conf;
 }
 
 int bb_admin_http_check(const struct bb_conf *conf, struct bb_err *err)
@@ -112,44 +123,81 @@ int bb_admin_http_check(const struct bb_conf *conf, struct bb_err *err)
     return 0;
 }
 
-int bb_admin_http_open(const struct bb_conf *conf, struct bb_admin_http **out, struct bb_err *err)
+static bool same(const char *a, const char *b)
 {
-    *out = NULL;
-    if (!conf->admin_listen)
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* The listener for want when it differs from have: 0 = unchanged (*fd untouched), 1 = *fd is
+ * the new socket (-1 when want is NULL: close), -1 with err when it cannot be bound. */
+static int bind_changed(const char *have, const char *want, const char *host, uint16_t port,
+                        const char *what, int *fd, struct bb_err *err)
+{
+    if (same(have, want))
         return 0;
-    if (bb_admin_http_check(conf, err) < 0)
-        return -1;
-    int fd = bind_listener(conf, err);
-    if (fd < 0)
-        return -1;
-    struct bb_admin_http *h = bb_xcalloc(1, sizeof *h);
-    h->fd = fd;
-    h->pidx = -1;
-    h->addr = bb_xstrdup(conf->admin_listen);
-    set_token(h, conf);
-    for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS; i++)
-        h->clients[i].fd = -1;
-    bb_notice("admin API on http://%s/admin/", conf->admin_listen);
-    *out = h;
-    return 0;
+    *fd = want ? bind_listener(what, want, host, port, err) : -1;
+    return want && *fd < 0 ? -1 : 1;
+}
+
+static void commit_listener(int *fd, char **addr, int nfd, const char *want, const char *what)
+{
+    if (*fd >= 0)
+        close(*fd);
+    free(*addr);
+    *fd = nfd;
+    *addr = want ? bb_xstrdup(want) : NULL;
+    if (want)
+        bb_notice("%s on http://%s/", what, want);
 }
 
 int bb_admin_http_reconfigure(struct bb_admin_http **hp, const struct bb_conf *conf,
-                              struct bb_err *err)
+                              struct bb_shm *shm, struct bb_err *err)
 {
-    struct bb_admin_http *h = *hp;
-    if (h && conf->admin_listen && !strcmp(h->addr, conf->admin_listen)) {
-        set_token(h, conf);
-        return 0;
-    }
-    struct bb_admin_http *nh = NULL;
-    if (bb_admin_http_open(conf, &nh, err) < 0)
+    if (bb_admin_http_check(conf, err) < 0)
         return -1;
-    bb_admin_http_free(h);
-    *hp = nh;
-    if (!nh && h)
+    struct bb_admin_http *h = *hp;
+    const char *ml = conf->metrics ? conf->metrics_listen : NULL;
+    if (!h && !conf->admin_listen && !ml)
+        return 0;
+    int afd = -1, mfd = -1;
+    /* bind every new socket before closing any old one: a failure changes nothing */
+    int ra = bind_changed(h ? h->addr : NULL, conf->admin_listen, conf->admin_listen_host,
+                          conf->admin_listen_port, "admin.listen", &afd, err);
+    if (ra < 0)
+        return -1;
+    int rm = bind_changed(h ? h->maddr : NULL, ml, conf->metrics_listen_host,
+                          conf->metrics_listen_port, "observability.metrics_listen", &mfd, err);
+    if (rm < 0) {
+        if (afd >= 0)
+            close(afd);
+        return -1;
+    }
+    if (!h) {
+        h = bb_xcalloc(1, sizeof *h);
+        h->fd = h->mfd = h->pidx = h->mpidx = -1;
+        for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS; i++)
+            h->clients[i].fd = -1;
+    }
+    if (ra)
+        commit_listener(&h->fd, &h->addr, afd, conf->admin_listen, "admin API");
+    if (rm)
+        commit_listener(&h->mfd, &h->maddr, mfd, ml, "metrics");
+    set_token(h, conf);
+    h->shm = shm;
+    if (h->fd < 0 && h->mfd < 0) {
+        bb_admin_http_free(h);
+        h = NULL;
         bb_notice("admin API closed");
+    }
+    *hp = h;
     return 0;
+}
+
+int bb_admin_http_open(const struct bb_conf *conf, struct bb_shm *shm, struct bb_admin_http **out,
+                       struct bb_err *err)
+{
+    *out = NULL;
+    return bb_admin_http_reconfigure(out, conf, shm, err);
 }
 
 static void client_close(struct client *c)
@@ -170,8 +218,12 @@ void bb_admin_http_free(struct bb_admin_http *h)
         return;
     for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS; i++)
         client_close(&h->clients[i]);
-    close(h->fd);
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->mfd >= 0)
+        close(h->mfd);
     free(h->addr);
+    free(h->maddr);
     explicit_bzero(h->token_sha, sizeof h->token_sha);
     free(h);
 }
@@ -183,7 +235,10 @@ void bb_admin_http_child_close(struct bb_admin_http *h)
     for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS; i++)
         if (h->clients[i].fd >= 0)
             close(h->clients[i].fd);
-    close(h->fd);
+    if (h->fd >= 0)
+        close(h->fd);
+    if (h->mfd >= 0)
+        close(h->mfd);
 }
 
 /* ---- responses ---------------------------------------------------------------------------- */
@@ -239,6 +294,24 @@ static void respond(struct client *c, int status, struct json_object *body, cons
     c->out_off = 0;
     c->writing = true;
     json_object_put(body);
+}
+
+/* Queue a non-JSON response (the status page, the metrics exposition). */
+static void respond_raw(struct client *c, int status, const char *ctype, const char *body,
+                        size_t blen)
+{
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                      status, reason(status), ctype, blen);
+    free(c->out);
+    c->out = bb_xmalloc((size_t)hl + blen);
+    memcpy(c->out, head, (size_t)hl);
+    memcpy(c->out + hl, body, blen);
+    c->out_len = (size_t)hl + blen;
+    c->out_off = 0;
+    c->writing = true;
 }
 
 static void respond_error(struct client *c, int status, const char *code, const char *msg,
@@ -332,9 +405,61 @@ static bool method_is(const struct bb_http_head *h, const char *m)
     return h->method_len == strlen(m) && !memcmp(h->method, m, h->method_len);
 }
 
+static bool target_is(const struct bb_http_head *head, const char *path)
+{
+    size_t n = strlen(path);
+    return head->target_len >= n && !memcmp(head->target, path, n) &&
+           (head->target_len == n || head->target[n] == '?');
+}
+
+static void metrics(struct bb_admin_http *h, struct client *c)
+{
+    size_t len = 0;
+    char *text = h->shm ? bb_mx_render(h->conf, h->shm, &len) : NULL;
+    if (!text) {
+        respond_error(c, 503, "unavailable", "metrics are not available", NULL);
+        return;
+    }
+    respond_raw(c, 200, BB_MX_CONTENT_TYPE, text, len);
+    free(text);
+}
+
+/* The routes outside /admin/: GET /metrics (metrics_listen; the admin token when one is set),
+ * GET /status (the page itself holds no data: no token), GET /admin/status. true = handled. */
+static bool handle_obs(struct bb_admin_http *h, struct client *c, const struct bb_http_head *head)
+{
+    bool get = method_is(head, "GET");
+    if (c->metrics_only || (get && target_is(head, "/metrics"))) {
+        if (!get || !target_is(head, "/metrics"))
+            respond_error(c, 404, "not_found", "only GET /metrics is served here", NULL);
+        else if (h->has_token && !authorized(h, head))
+            respond_error(c, 401, "unauthorized", "missing or invalid bearer token",
+                          "WWW-Authenticate: Bearer realm=\"busbar-metrics\"\r\n");
+        else
+            metrics(h, c);
+        return true;
+    }
+    if (get && target_is(head, "/status")) {
+        size_t len;
+        const char *html = bb_status_html(&len);
+        respond_raw(c, 200, "text/html; charset=utf-8", html, len);
+        return true;
+    }
+    if (get && target_is(head, "/admin/status") && authorized(h, head)) {
+        if (h->shm)
+            respond(c, 200, bb_status_json(h->conf, h->shm), NULL);
+        else
+            respond_error(c, 503, "unavailable", "status is not available", NULL);
+        return true;
+    }
+    return false;
+}
+
 static void handle(struct bb_admin_http *h, struct client *c, struct bb_gov *gov,
                    const struct bb_http_head *head, const char *body, size_t body_len)
 {
+    if (handle_obs(h, c, head))
+        return;
     if (!authorized(h, head)) {
         respond_error(c, 401, "unauthorized", "missing or invalid bearer token",
                       "WWW-Authenticate: Bearer realm=\"busbar-admin\"\r\n");
@@ -493,10 +618,10 @@ static void client_write(struct client *c)
     client_close(c);
 }
 
-static void accept_clients(struct bb_admin_http *h, uint64_t now)
+static void accept_clients(struct bb_admin_http *h, int lfd, uint64_t now)
 {
     for (;;) {
-        int fd = accept4(h->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR)
                 continue;
@@ -518,6 +643,7 @@ static void accept_clients(struct bb_admin_http *h, uint64_t now)
         c->in = bb_xmalloc(IN_CAP);
         c->in_len = 0;
         c->writing = false;
+        c->metrics_only = lfd == h->mfd;
         c->pidx = -1;
     }
 }
@@ -527,10 +653,14 @@ size_t bb_admin_http_pollfds(struct bb_admin_http *h, struct pollfd *pfd, size_t
     if (!h)
         return 0;
     size_t n = 0;
-    h->pidx = -1;
-    if (n < max) {
+    h->pidx = h->mpidx = -1;
+    if (h->fd >= 0 && n < max) {
         pfd[n] = (struct pollfd){.fd = h->fd, .events = POLLIN};
         h->pidx = (int)n++;
+    }
+    if (h->mfd >= 0 && n < max) {
+        pfd[n] = (struct pollfd){.fd = h->mfd, .events = POLLIN};
+        h->mpidx = (int)n++;
     }
     for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS; i++) {
         struct client *c = &h->clients[i];
@@ -567,8 +697,13 @@ void bb_admin_http_process(struct bb_admin_http *h, struct bb_gov *gov, const st
             client_close(c);
         }
     }
-    if (h->pidx >= 0 && (size_t)h->pidx < n && (pfd[h->pidx].revents & POLLIN)) {
-        accept_clients(h, now_ms);
+    bool a = h->pidx >= 0 && (size_t)h->pidx < n && (pfd[h->pidx].revents & POLLIN);
+    bool mt = h->mpidx >= 0 && (size_t)h->mpidx < n && (pfd[h->mpidx].revents & POLLIN);
+    if (a)
+        accept_clients(h, h->fd, now_ms);
+    if (mt)
+        accept_clients(h, h->mfd, now_ms);
+    if (a || mt) {
         for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS; i++)
             if (h->clients[i].fd >= 0 && h->clients[i].pidx < 0)
                 client_step(h, &h->clients[i], gov);

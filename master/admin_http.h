@@ -6,6 +6,10 @@
  *   GET    /admin/keys/{id}          show          PATCH  /admin/keys/{id}        update
  *   DELETE /admin/keys/{id}          delete        POST   /admin/keys/{id}/revoke revoke
  *   GET    /admin/spend?by=&key=&since=&until=     spend
+ *   GET    /admin/status             status JSON   GET    /status   the status page (no token:
+ *                                                                    it holds no data)
+ *   GET    /metrics                  Prometheus text (also alone on observability.metrics_listen,
+ *                                    where the token is needed only when admin.token_env is set)
  * Every request needs `Authorization: Bearer <token>` (compared in constant time over
  * SHA-256); a missing or wrong token is 401. One request per connection (Connection: close).
  * Master process only; non-blocking sockets, per-client deadline, bounded head and body.
@@ -19,6 +23,7 @@
 
 #include "common/config.h"
 #include "common/err.h"
+#include "common/shm.h"
 #include "master/governance.h"
 
 #define BB_ADMIN_HTTP_MAX_CLIENTS 32
@@ -31,13 +36,15 @@ struct bb_admin_http;
 /* The API's configuration is usable: admin.listen set ⇒ the token variable is set and at
  * least 16 characters. -1 with err. (busbar -t and the master at start and reload.) */
 int bb_admin_http_check(const struct bb_conf *conf, struct bb_err *err);
-/* Bind conf->admin_listen (when set) with conf->admin_token. *out NULL when the API is off.
- * -1 with err when the address cannot be bound. */
-int bb_admin_http_open(const struct bb_conf *conf, struct bb_admin_http **out, struct bb_err *err);
-/* A reload: rebind when the address changed (the old socket stays on failure), take the new
- * token, open or close the API. -1 with err on failure (nothing changed then). */
+/* Bind conf->admin_listen and observability.metrics_listen (when set) with conf->admin_token;
+ * conf and shm are kept for GET /metrics and the status page (conf must outlive the next
+ * reconfigure). *out NULL when both are off. -1 with err when an address cannot be bound. */
+int bb_admin_http_open(const struct bb_conf *conf, struct bb_shm *shm, struct bb_admin_http **out,
+                       struct bb_err *err);
+/* A reload: rebind what changed (every new socket is bound before an old one closes: on
+ * failure nothing changed), take the new token and conf, open or close. -1 with err. */
 int bb_admin_http_reconfigure(struct bb_admin_http **h, const struct bb_conf *conf,
-                              struct bb_err *err);
+                              struct bb_shm *shm, struct bb_err *err);
 /* Close everything. NULL is a no-op. */
 void bb_admin_http_free(struct bb_admin_http *h);
 /* In a worker after fork: close the inherited fds only. */

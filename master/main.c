@@ -175,7 +175,7 @@ static int run(const char *config, const char *providers)
     m->admin_path = bb_xstrdup(conf->admin_socket);
     /* Keys are published into shared memory before the first worker is forked. */
     if (!(m->gov = bb_gov_open(conf, m->shm, &err)) ||
-        bb_admin_http_open(conf, &m->admin_http, &err) < 0) {
+        bb_admin_http_open(conf, m->shm, &m->admin_http, &err) < 0) {
         bb_error("%s", err.msg);
         goto fail_conf;
     }

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/metrics_shm.h"
 #include "common/price.h"
 #include "master/admin_http.h"
 #include "master/ctl_server.h"
@@ -144,6 +145,8 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
     bool need_client_tls = false;
     for (size_t i = 0; i < conf->n_providers; i++)
         need_client_tls |= conf->providers[i].url.tls;
+    need_client_tls |= (conf->otlp_endpoint && conf->otlp_url.tls) ||
+                       (conf->audit_url && conf->audit_url_parsed.tls); /* exporters */
     if (need_client_tls && !(g->rt.client_ctx = bb_tls_client_ctx(err)))
         goto fail;
     if (conf->cluster.enabled && conf->cluster.tls &&
@@ -181,6 +184,8 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
                 goto fail;
         }
     }
+    if (bb_mx_intern_conf(&m->shm->metrics, conf, err) < 0) /* metric cells, by name */
+        goto fail;
     return g;
 fail:
     bb_gen_free(m, g);
@@ -280,7 +285,7 @@ int bb_reload(struct bb_master *m, uint64_t now, struct bb_strv *errors, uint32_
         free(m->admin_path);
         m->admin_path = bb_xstrdup(conf->admin_socket);
     }
-    if (bb_admin_http_reconfigure(&m->admin_http, conf, &err) < 0) {
+    if (bb_admin_http_reconfigure(&m->admin_http, conf, m->shm, &err) < 0) {
         bb_strv_pushf(errors, "%s: %s", m->config_path, err.msg);
         bb_gen_free(m, g);
         goto failed;

@@ -7,7 +7,8 @@
 # busbar with etc/demo.yaml (providers: etc/providers.yaml) on 127.0.0.1:8080, shows a
 # streamed answer with curl, then stays in the foreground until Ctrl-C and stops both.
 # Both run in their own session (setsid), so Ctrl-C reaches only this script, which stops
-# them with SIGTERM (busbar's graceful stop).
+# them with SIGTERM (busbar's graceful stop). A script killed outright (SIGKILL cannot be
+# trapped) still stops them: a watchdog outside their sessions waits for this script to die.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,6 +63,13 @@ grep -q '^ready ' "$DEMO_DIR/mock.out" || { log "bb-mock did not start:"; cat "$
 log "starting busbar -c etc/demo.yaml -p etc/providers.yaml (log: stderr below)"
 setsid build/master/busbar -c etc/demo.yaml -p etc/providers.yaml &
 BB_PID=$!
+# The watchdog: when this script is gone (even by SIGKILL), stop what it started.
+SCRIPT_PID=$$
+(
+  trap '' INT HUP
+  while kill -0 "$SCRIPT_PID" 2>/dev/null; do sleep 0.5; done
+  kill -TERM "$BB_PID" "$MOCK_PID" 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
 ready=0
 for _ in $(seq 200); do
   if curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:8080/healthz 2>/dev/null; then
@@ -88,6 +96,7 @@ cat <<EOT
 Try also:
   curl -s http://127.0.0.1:8080/v1/models
   curl -s http://127.0.0.1:8080/stats
+  curl -s http://127.0.0.1:8080/metrics
   build/ctl/busbarctl -c etc/demo.yaml status
 
 busbar runs in the foreground; press Ctrl-C to stop busbar and bb-mock.

@@ -21,6 +21,7 @@
 #include "worker/classify.h"
 #include "worker/http_server.h"
 #include "worker/meter.h"
+#include "worker/obs.h"
 #include "worker/proxy.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
@@ -82,6 +83,7 @@ static void count(struct bb_request *req, struct bb_attempt *a, bool ok)
         atomic_fetch_add_explicit(ok ? &lc->ok : &lc->err, 1, memory_order_relaxed);
     if (mc)
         atomic_fetch_add_explicit(ok ? &mc->ok : &mc->err, 1, memory_order_relaxed);
+    bb_obs_attempt_end(req, ok, a->status);
 }
 
 static const struct bb_breaker_conf default_breaker = {false, 30, 0.5, 5, 3, 15, 120, 1800};
@@ -354,6 +356,7 @@ void bb_attempt_fail(struct bb_attempt *a, const char *what, enum bb_fclass fc)
     struct bb_route_state *rs = req->route;
     const char *lane = req->w->conf->lanes[a->lane].name;
     bb_attempt_to(a, BB_ATT_FAILED);
+    bb_obs_attempt_class(req, fc);
     switch (fc) {
     case BB_FC_BILLING:
         hard_down(a, what);
@@ -425,12 +428,14 @@ static bool cont_possible(struct bb_route_state *rs, struct bb_attempt *a)
     return rs->cont.enabled && !rs->cont.non_text && a->enc && a->req->conn && !a->verbatim;
 }
 
-void bb_attempt_broken(struct bb_attempt *a, const char *what)
+void bb_attempt_broken(struct bb_attempt *a, const char *what, enum bb_fclass fc_broken)
 {
     struct bb_request *req = a->req;
     struct bb_route_state *rs = req->route;
     const char *lane = req->w->conf->lanes[a->lane].name;
     bb_attempt_to(a, BB_ATT_BROKEN);
+    if (fc_broken != BB_FC__COUNT)
+        bb_obs_attempt_class(req, fc_broken);
     count(req, a, false);
     breaker_fail(a);
     if (cont_possible(rs, a)) {
@@ -442,6 +447,7 @@ void bb_attempt_broken(struct bb_attempt *a, const char *what)
                 req->id, lane, what);
         why_add(rs, lane, what);
         bank_part(req);
+        bb_obs_continued(req);
         rs->cont.enc = a->enc; /* the client's encoder goes on with the next attempt */
         rs->cont.active = true;
         rs->cont.mapped = false;
@@ -497,6 +503,7 @@ void bb_attempt_http_error(struct bb_attempt *a)
                          bl ? (const char *)evbuffer_pullup(a->body, (ev_ssize_t)bl) : "", bl);
     char what[96];
     snprintf(what, sizeof what, "HTTP %d (%s)", a->status, bb_fclass_name(fc));
+    bb_obs_attempt_class(req, fc);
     if (fc != BB_FC_AUTH && fc != BB_FC_CLIENT) {
         bb_attempt_fail(a, what, fc);
         return;
@@ -563,6 +570,7 @@ static void request_line(struct bb_request *req, struct evbuffer *b, const struc
     const struct bb_http_header *beta = bb_http_find(&req->head, "anthropic-beta");
     if (beta && p->protocol == BB_PROTO_ANTHROPIC)
         evbuffer_add_printf(b, "anthropic-beta: %.*s\r\n", (int)beta->value_len, beta->value);
+    bb_obs_traceparent(req, b);
 }
 
 /* The provider of a lane as this request calls it: with auth.mode passthrough, the caller's
@@ -821,10 +829,11 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
         return;
     if (a->state == BB_ATT_LIVE) {
         rs->cont.enabled = false; /* no time left to continue either */
-        bb_attempt_broken(a, "request time limit reached");
+        bb_attempt_broken(a, "request time limit reached", BB_FC_TIMEOUT);
         return;
     }
     bb_attempt_to(a, BB_ATT_FAILED);
+    bb_obs_attempt_class(req, BB_FC_TIMEOUT);
     count(req, a, false);
     breaker_fail(a);
     why_add(rs, req->w->conf->lanes[a->lane].name, "request time limit reached");
@@ -1051,6 +1060,7 @@ void bb_attempt_next(struct bb_request *req)
     if (l->attempt_timeout_ms && l->attempt_timeout_ms < dl.connect_ms)
         dl.connect_ms = l->attempt_timeout_ms;
     a->t_sent_us = bb_now_us();
+    bb_obs_attempt_start(req, lane, a->member);
     a->up = out ? bb_upstream_start(w, l->provider, out, &dl, &bb_relay_cbs, a) : NULL;
     if (out)
         evbuffer_free(out);

@@ -165,8 +165,9 @@ void bb_attempt_next(struct bb_request *req);
 void bb_attempt_fail(struct bb_attempt *a, const char *what, enum bb_fclass fc);
 
 /* After the commit point: continue on another lane (stream.on_cut: continue) when possible,
- * else end the client's answer visibly broken (the dialect's error event, no terminator). */
-void bb_attempt_broken(struct bb_attempt *a, const char *what);
+ * else end the client's answer visibly broken (the dialect's error event, no terminator). fc:
+ * the failure's class for the metrics (BB_FC__COUNT: none to report). */
+void bb_attempt_broken(struct bb_attempt *a, const char *what, enum bb_fclass fc);
 
 /* The answer reached the client complete. */
 void bb_attempt_done(struct bb_attempt *a);

@@ -275,6 +275,7 @@ void bb_meter_finish(struct bb_request *req)
     }
     req->metered = false;
     uint64_t cost = clamp_to_reservation(req, bill(req));
+    req->cost_micros = req->banked_cost + cost;
     uint64_t now = bb_wall_ms();
     const struct bb_usage_tokens *u = &req->usage;
     /* cluster mode: settle in Redis, or note a local admission's spend for reconciliation */

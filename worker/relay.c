@@ -31,6 +31,7 @@
 #include "worker/eventstream.h"
 #include "worker/http_server.h"
 #include "worker/meter.h"
+#include "worker/obs.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
@@ -69,6 +70,7 @@ static int send_head(struct bb_attempt *a, const char *ctype, enum bb_body_mode 
     char hdrs[1024];
     size_t hl = bb_attempt_headers(req, a, hdrs, sizeof hdrs);
     req->bill_lane = a->lane; /* this answer reaches the client: it is billed */
+    bb_obs_attempt_commit(req);
     bb_router_observe_latency(req->w, req->pool, a->member, bb_now_us() - a->t_sent_us);
     req->t_upstream_us += bb_now_us() - a->t_sent_us;
     a->t_sent_us = bb_now_us();
@@ -102,6 +104,7 @@ static int go_live(struct bb_attempt *a)
         rs->cont.enc = a->enc; /* the client's encoder from now on, whichever lane feeds it */
     if (a->continuation) {
         req->bill_lane = a->lane;
+        bb_obs_attempt_commit(req);
         bb_info("request %s: lane %s continues the stream", req->id,
                 req->w->conf->lanes[a->lane].name);
         return 0;
@@ -423,7 +426,7 @@ static int on_es(void *arg, const struct bb_eventstream_msg *m)
 static void stream_failed(struct bb_attempt *a, const char *what, enum bb_fclass fc)
 {
     if (a->state == BB_ATT_LIVE)
-        bb_attempt_broken(a, what);
+        bb_attempt_broken(a, what, fc);
     else
         bb_attempt_fail(a, what, fc);
 }

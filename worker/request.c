@@ -36,6 +36,7 @@ static const struct route routes[] = {
     {"GET", "/v1beta/models", bb_endpoint_models, BB_PROTO_GEMINI, false},
     {"GET", "/healthz", bb_endpoint_healthz, BB_PROTO_OPENAI, true},
     {"GET", "/stats", bb_endpoint_stats, BB_PROTO_OPENAI, false},
+    {"GET", "/metrics", bb_obs_metrics_endpoint, BB_PROTO_OPENAI, true}, /* admin token: obs.c */
 };
 
 static bool starts(const char *s, const char *prefix)
@@ -304,6 +305,7 @@ void bb_request_finish(struct bb_request *req)
     }
     req->magic = 0; /* finishing twice is a bug: the second call aborts above */
     bb_meter_finish(req);
+    bb_obs_request_end(req);
     bb_proxy_release(req);
     if (req->conn)
         bb_http_conn_request_done(req->conn, req);

@@ -15,6 +15,7 @@
 #include "common/price.h"
 #include "worker/auth.h"
 #include "worker/errors_http.h"
+#include "worker/obs.h"
 
 struct bb_conn;
 struct bb_worker;
@@ -79,6 +80,10 @@ struct bb_request {
     uint64_t banked_cost;            /* their cost (micro-dollars) */
     bool bill_ok;                    /* that answer completed */
     struct bb_creq *cluster;         /* cluster mode admission/reservation (worker/cluster.c) */
+    uint64_t cost_micros;            /* what it was billed (set by bb_meter_finish) */
+
+    /* observability (worker/obs.h): recorded by the obs hooks */
+    struct bb_obs_req obs;
 };
 
 /* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */

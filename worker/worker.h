@@ -20,6 +20,7 @@
 #define BB_MAGIC_UPCONN 0x55504331u
 
 struct bb_conn;
+struct bb_obs;
 struct bb_uphost;
 struct evdns_base;
 struct evconnlistener;
@@ -60,6 +61,7 @@ struct bb_worker {
     char *models_json[3];            /* cached GET /v1/models bodies: OpenAI, Anthropic, Gemini */
     size_t models_json_len[3];
     struct bb_wcluster *cluster;     /* cluster mode (worker/cluster.c); NULL without it */
+    struct bb_obs *obs;              /* metrics cells, access log, exporters (worker/obs.h) */
 };
 
 /* Called by http_server when a connection closes: drain bookkeeping (exit when empty). */

@@ -21,6 +21,7 @@
 #include "worker/endpoints.h"
 #include "worker/health.h"
 #include "worker/http_server.h"
+#include "worker/obs.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
@@ -119,7 +120,7 @@ static void usr1_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    (void)arg;
+    bb_obs_reopen(worker_check(arg)); /* the access log */
     if (bb_log_reopen() < 0)
         bb_error("worker: cannot reopen the log file: %s", strerror(errno));
 }
@@ -149,7 +150,7 @@ static int worker_setup(struct bb_worker *w)
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(w->id_prefix + 2 * i, 3, "%02x", rnd[i]);
     if (bb_router_init(w) < 0 || bb_upstream_init(w) < 0 || bb_endpoints_init(w) < 0 ||
-        bb_auth_init(w) < 0 || bb_wcluster_init(w) < 0)
+        bb_auth_init(w) < 0 || bb_wcluster_init(w) < 0 || bb_obs_init(w) < 0)
         return -1;
     w->listeners = calloc(w->rt->n_listen ? w->rt->n_listen : 1, sizeof *w->listeners);
     if (!w->listeners)
@@ -184,6 +185,7 @@ static void worker_teardown(struct bb_worker *w)
     stop_listening(w);
     bb_wcluster_free(w); /* after the requests: their settlements go out first */
     free(w->listeners);
+    bb_obs_free(w); /* after the last request finished, before DNS goes */
     bb_upstream_shutdown(w);
     bb_router_free(w);
     bb_endpoints_free(w);

@@ -71,7 +71,7 @@ static const char *const outcome_name[] = {"pending", "ok", "fault", "aborted"};
  * reported as `authorization`. */
 static const char *const hdr_names[] = {
     "authorization", "x-api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta",
-    "content-type", "x-amz-date", "x-amz-content-sha256",
+    "content-type", "x-amz-date", "x-amz-content-sha256", "traceparent",
 };
 #define NHDR (sizeof hdr_names / sizeof hdr_names[0])
 
@@ -1810,7 +1810,7 @@ static int parse_head(struct conn *c, const char *h, size_t n)
         } else if (hdr_is(p, nl, "expect")) {
             r->expect100 = vn == 12 && !strncasecmp(v, "100-continue", 12);
         } else {
-            static const unsigned char lens[NHDR] = {13, 9, 14, 17, 14, 12, 10, 20};
+            static const unsigned char lens[NHDR] = {13, 9, 14, 17, 14, 12, 10, 20, 11};
             for (size_t i = 0; i < NHDR; i++) {
                 if (nl == lens[i] && !strncasecmp(p, hdr_names[i], nl)) {
                     if (!r->hdr[i])

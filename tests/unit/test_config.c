@@ -561,6 +561,29 @@ static void test_types(void **state)
     expect_error("log_level: inf\n", 1, 12, "did you mean 'info'?");
     expect_error("observability: { overhead_header: 2 }\n", 1, 35,
                  "observability.overhead_header: expected true or false");
+    expect_error("observability: { metrics: maybe }\n", 1, 27,
+                 "observability.metrics: expected true or false");
+    expect_error("observability: { key_series_max: 20000 }\n", 1, 34,
+                 "observability.key_series_max: out of range (maximum 10000)");
+    expect_error("observability: { metrics_listen: \"nohost\" }\n", 1, 34,
+                 "observability.metrics_listen: bad address 'nohost'");
+    expect_error("observability: { metrics: false, metrics_listen: \"127.0.0.1:9464\" }\n", 1, 50,
+                 "observability.metrics_listen: metrics are off");
+    expect_error("observability: { access_log: /nonexistent-dir/a.log }\n", 1, 30,
+                 "observability.access_log: directory '/nonexistent-dir' does not exist");
+    expect_error("observability: { access_log: /tmp }\n", 1, 30,
+                 "observability.access_log: '/tmp' is not a regular file");
+    expect_error("observability: { otlp_endpoint: \"http://169.254.169.254/v1/traces\" }\n", 1, 33,
+                 "observability.otlp_endpoint: host '169.254.169.254' is a cloud metadata "
+                 "endpoint and is denied");
+    expect_error("observability: { request_log_webhook_url: \"http://0xa9fea9fe/x\" }\n", 1, 43,
+                 "is a cloud metadata endpoint and is denied");
+    expect_error("observability: { request_log_webhook_url: \"http://audit.example.com/x\" }\n", 1,
+                 43,
+                 "observability.request_log_webhook_url: host 'audit.example.com' is "
+                 "public and needs https://");
+    expect_error("observability: { otlp_endpoint: \"ftp://x/y\" }\n", 1, 33,
+                 "observability.otlp_endpoint: ");
 }
 
 /* ---- validation (SPEC §2.4) ---------------------------------------------------------------- */
@@ -853,10 +876,6 @@ static void test_not_supported_yet(void **state)
     } want[] = {
         {10, 12, "pools.fast.route: 'webhook' is not supported yet"},
         {11, 5, "pools.fast.policy: not supported yet"},
-        {19, 18, "observability.metrics: not supported yet"},
-        {19, 33, "observability.access_log: not supported yet"},
-        {19, 57, "observability.otlp_endpoint: not supported yet"},
-        {19, 97, "observability.request_log_webhook_url: not supported yet"},
         {20, 1, "security: not supported yet"},
     };
     const char *f = FIX "nyi.yaml";
