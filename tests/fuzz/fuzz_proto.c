@@ -20,6 +20,7 @@ struct pipe {
     const struct bb_proto_ops *o;
     void *dec, *enc;
     struct evbuffer *out;
+    struct bb_frame_state fst;
 };
 
 static int on_event(void *arg, const struct bb_ir_event *ev)
@@ -38,6 +39,9 @@ static int frame(struct pipe *p, const struct bb_frame *f)
     bb_arena_init(&scratch, 1u << 24);
     int rc = p->o->dec_frame(p->dec, &scratch, f, on_event, p);
     bb_arena_free(&scratch);
+    /* the same-protocol relay's scan of the same frame (worker/relay.c) */
+    struct bb_frame_info fi;
+    p->o->frame_scan(f, &p->fst, &fi);
     return rc != 0;
 }
 
@@ -88,11 +92,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         struct bb_proto_error pe;
         o->read_error(in, n, &pe);
+        struct bb_ir_usage u;
+        memset(&u, 0, sizeof u);
+        o->answer_check(in, n, &u, &pe); /* the commit point's check of a whole answer */
         break;
     }
     default: {
         struct pipe p = {o, calloc(1, o->dec_size + 1), calloc(1, o->enc_size + 1),
-                         evbuffer_new()};
+                         evbuffer_new(), {0}};
         o->dec_init(p.dec);
         o->enc_init(p.enc, &ictx);
         if (o->framing == BB_FRAMING_EVENTSTREAM) {
