@@ -1,0 +1,649 @@
+#!/usr/bin/env python3
+"""bench/bench.py — the benchmark driver (bench/run.sh builds build-release/ and runs this).
+
+One run measures, against one bb-mock, side by side: direct (wrk → mock), nginx (proxy_pass
+with upstream keepalive) and busbar in its default configuration (governance on) with
+auth.mode none and with a virtual key (auth.mode keys), busbar without governance, a
+translated pool (OpenAI in → Anthropic lane), and optionally cluster mode (Redis), the
+observability cost (all on vs all off) and a baseline revision — in two placements:
+
+  A  server side (mock + proxy + its master) on CPU 0, wrk on CPU 1
+  B  mock and wrk on CPU 0, the proxy and its master on CPU 1
+
+Per run: RPS, p50/p99, errors, and the proxy's CPU per request (its process tree's
+utime + stime from /proc, divided by the requests wrk completed; per stream event for
+streams). Then: the added latency over direct at c=1, the added time to first token, idle
+RSS and the RSS of 1,000 concurrent slow streams. Prints one Markdown table with every figure
+and the ratios the targets are stated in (docs/performance.md), and writes it to
+bench/results/<date>.md.
+
+Environment: BENCH_SECONDS (10) per measurement, BENCH_WARMUP (1), BENCH_WORKERS (1) busbar
+workers = nginx worker_processes, BENCH_PLACEMENTS ("A B"), BENCH_PIN (1; 0 = no taskset),
+BENCH_CLUSTER (1), BENCH_OBS (1), BENCH_BASELINE (a git revision, built separately by run.sh
+into $BENCH_BASELINE_BIN), BENCH_STREAM_WORDS (20), BENCH_STREAMS_HELD (1000),
+BENCH_KEEP (keep the temp dir).
+"""
+
+import asyncio
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, 'build-release')
+BUSBAR = os.path.join(REL, 'master', 'busbar')
+BUSBARCTL = os.path.join(REL, 'ctl', 'busbarctl')
+MOCK = os.path.join(REL, 'tests', 'mock', 'bb-mock')
+NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
+
+SECONDS = int(os.environ.get('BENCH_SECONDS', '10'))
+WARMUP = int(os.environ.get('BENCH_WARMUP', '1'))
+WORKERS = int(os.environ.get('BENCH_WORKERS', '1'))
+PLACEMENTS = os.environ.get('BENCH_PLACEMENTS', 'A B').split()
+PIN = os.environ.get('BENCH_PIN', '1') == '1' and (os.cpu_count() or 1) >= 2
+CLUSTER = os.environ.get('BENCH_CLUSTER', '1') == '1' and shutil.which('redis-server')
+OBS = os.environ.get('BENCH_OBS', '1') == '1'
+BASELINE_BIN = os.environ.get('BENCH_BASELINE_BIN', '')
+STREAM_WORDS = int(os.environ.get('BENCH_STREAM_WORDS', '20'))
+HELD = int(os.environ.get('BENCH_STREAMS_HELD', '1000'))
+CLK = os.sysconf('SC_CLK_TCK')
+
+TMP = tempfile.mkdtemp(prefix='busbar-bench.')
+PROCS = []
+
+
+def log(msg):
+    print('==> ' + msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def pin(cpu):
+    return ['taskset', '-c', str(cpu)] if PIN and cpu is not None else []
+
+
+def spawn(argv, cpu=None, env=None, **kw):
+    p = subprocess.Popen(pin(cpu) + argv, env=dict(os.environ, **(env or {})),
+                         start_new_session=True, **kw)
+    PROCS.append(p)
+    return p
+
+
+def stop_all():
+    for p in PROCS:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.time() + 5
+    for p in PROCS:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+    PROCS.clear()
+
+
+def wait_http(port, path, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(('127.0.0.1', port), 0.5) as s:
+                s.sendall(('GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+                           % path).encode())
+                if s.recv(64).startswith(b'HTTP/1.1 200'):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+# ---- /proc ---------------------------------------------------------------------------------
+
+def _ppids():
+    out = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                s = open('/proc/%s/stat' % d).read()
+                out[int(d)] = int(s[s.rfind(')') + 2:].split()[1])
+            except OSError:
+                pass
+    return out
+
+
+def tree(root):
+    pp = _ppids()
+    todo, pids = [root], []
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += [c for c, parent in pp.items() if parent == p]
+    return pids
+
+
+def cpu_seconds(root):
+    """utime + stime of root and every descendant alive now (seconds)."""
+    total = 0
+    for p in tree(root):
+        try:
+            f = open('/proc/%d/stat' % p).read()
+            f = f[f.rfind(')') + 2:].split()
+            total += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return total / CLK
+
+
+def rss_kib(root, field='VmRSS:'):
+    total = 0
+    for p in tree(root):
+        try:
+            path = '/proc/%d/smaps_rollup' % p if field == 'Pss:' else '/proc/%d/status' % p
+            for line in open(path):
+                if line.startswith(field):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# ---- the servers ---------------------------------------------------------------------------
+
+def start_mock(cpu):
+    out = os.path.join(TMP, 'mock.out')
+    p = spawn([MOCK, '--listen', '127.0.0.1:0'], cpu, stdout=open(out, 'w'),
+              stderr=open(os.path.join(TMP, 'mock.err'), 'w'))
+    for _ in range(200):
+        m = re.search(r'^ready (\d+)', open(out).read(), re.M)
+        if m:
+            return int(m.group(1)), p
+        time.sleep(0.025)
+    raise SystemExit('bb-mock did not start')
+
+
+def start_nginx(mock_port, cpu):
+    port = free_port()
+    d = os.path.join(TMP, 'nginx')
+    os.makedirs(d, exist_ok=True)
+    user = 'user %s;' % os.environ.get('USER', 'root') if os.getuid() == 0 else ''
+    if os.getuid() == 0:
+        import grp
+        import pwd
+        pw = pwd.getpwuid(0)
+        user = 'user %s %s;' % (pw.pw_name, grp.getgrgid(pw.pw_gid).gr_name)
+    conf = os.path.join(d, 'nginx.conf')
+    open(conf, 'w').write('''%s
+worker_processes %d;
+daemon off;
+master_process on;
+pid %s/nginx.pid;
+error_log %s/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path %s/body;
+    proxy_temp_path %s/proxy;
+    fastcgi_temp_path %s/fastcgi;
+    uwsgi_temp_path %s/uwsgi;
+    scgi_temp_path %s/scgi;
+    keepalive_requests 1000000;
+    upstream mock { server 127.0.0.1:%d; keepalive 128; }
+    server {
+        listen 127.0.0.1:%d;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+}
+''' % (user, WORKERS, d, d, d, d, d, d, d, mock_port, port))
+    p = spawn([NGINX, '-p', d, '-c', conf, '-e', os.path.join(d, 'error.log')], cpu,
+              stderr=open(os.path.join(d, 'stderr'), 'w'))
+    if not wait_http(port, '/_mock/health'):
+        raise SystemExit('nginx did not start: %s' % open(os.path.join(d, 'stderr')).read())
+    return port, p
+
+
+def busbar_yaml(name, port, mock_port, auth='none', gov=True, extra=''):
+    state = os.path.join(TMP, name + '-state')
+    os.makedirs(state, exist_ok=True)
+    return '''listen: "127.0.0.1:%d"
+workers: %d
+state_dir: "%s"
+admin: { socket: "%s/admin.sock" }
+auth: { mode: %s }
+governance: { enabled: %s }
+log_level: warn
+providers:
+  mock: { protocol: openai, base_url: "http://127.0.0.1:%d", api_key_env: BENCH_UPSTREAM_KEY }
+  mock-anthropic: { protocol: anthropic, base_url: "http://127.0.0.1:%d",
+                    api_key_env: BENCH_UPSTREAM_KEY }
+models:
+  bench-lane: { provider: mock, upstream_model: bench-model }
+  xlate-lane: { provider: mock-anthropic, upstream_model: bench-model }
+  sbench-lane: { provider: mock, upstream_model: "bench-model;words=%d" }
+  sxlate-lane: { provider: mock-anthropic, upstream_model: "bench-model;words=%d" }
+  slow-lane: { provider: mock, upstream_model: "bench-model;words=100;delay=60" }
+pools:
+  bench: { members: [ { target: bench-lane, weight: 1 } ] }
+  xlate: { members: [ { target: xlate-lane, weight: 1 } ] }
+  stream-bench: { members: [ { target: sbench-lane, weight: 1 } ] }
+  stream-xlate: { members: [ { target: sxlate-lane, weight: 1 } ] }
+  slow: { members: [ { target: slow-lane, weight: 1 } ] }
+%s
+''' % (port, WORKERS, state, state, auth, 'true' if gov else 'false', mock_port, mock_port,
+       STREAM_WORDS, STREAM_WORDS, extra)
+
+
+class Busbar:
+    def __init__(self, name, mock_port, cpu, binary=BUSBAR, auth='none', gov=True, extra=''):
+        self.name, self.port = name, free_port()
+        conf = os.path.join(TMP, name + '.yaml')
+        open(conf, 'w').write(busbar_yaml(name, self.port, mock_port, auth, gov, extra))
+        self.admin = os.path.join(TMP, name + '-state', 'admin.sock')
+        self.proc = spawn([binary, '-c', conf, '-p', os.path.join(ROOT, 'etc/providers.yaml')],
+                          cpu, env={'BENCH_UPSTREAM_KEY': 'sk-bench'},
+                          stderr=open(os.path.join(TMP, name + '.err'), 'w'))
+        if not wait_http(self.port, '/healthz'):
+            raise SystemExit('busbar %s did not start:\n%s' % (
+                name, open(os.path.join(TMP, name + '.err')).read()[-2000:]))
+        self.key = None
+        if auth == 'keys':
+            out = subprocess.run([BUSBARCTL, '--socket', self.admin, '--json', 'keys', 'create',
+                                  '--name', 'bench'], capture_output=True, text=True, check=True)
+            self.key = json.loads(out.stdout)['secret']
+        time.sleep(0.3)
+        self.idle_rss = rss_kib(self.proc.pid)
+        self.idle_pss = rss_kib(self.proc.pid, 'Pss:')
+
+
+# ---- load ------------------------------------------------------------------------------------
+
+def wrk(port, model, stream, conns, seconds, cpu, key=None):
+    script = os.path.join(ROOT, 'bench', 'chat_stream.lua' if stream else 'chat.lua')
+    env = {'BENCH_MODEL': model}
+    if key:
+        env['BENCH_KEY'] = key
+    threads = 1 if conns == 1 else 2
+    argv = pin(cpu) + ['wrk', '-t%d' % threads, '-c%d' % conns, '-d%ds' % seconds, '--latency',
+                       '-s', script, 'http://127.0.0.1:%d/v1/chat/completions' % port]
+    p = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, **env))
+    t = p.stdout
+    r = {'rps': None, 'p50': None, 'p99': None, 'errors': 0, 'requests': 0}
+    m = re.search(r'Requests/sec:\s+([\d.]+)', t)
+    if m:
+        r['rps'] = float(m.group(1))
+    m = re.search(r'(\d+) requests in', t)
+    if m:
+        r['requests'] = int(m.group(1))
+    for pct in ('50', '99'):
+        m = re.search(r'^\s+%s(?:\.000)?%%\s+([\d.]+)(us|ms|s)$' % pct, t, re.M)
+        if m:
+            r['p' + pct] = float(m.group(1)) * {'us': 1, 'ms': 1e3, 's': 1e6}[m.group(2)]
+    for rx in (r'Non-2xx or 3xx responses:\s+(\d+)',
+               r'Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)'):
+        m = re.search(rx, t)
+        if m:
+            r['errors'] += sum(int(x) for x in m.groups())
+    return r
+
+
+def events_per_stream(port, model, key=None):
+    """Client-visible SSE events of one stream through port (for CPU per event)."""
+    body = json.dumps({'model': model, 'stream': True,
+                       'messages': [{'role': 'user', 'content': 'hello benchmark'}]})
+    h = 'Authorization: Bearer %s\r\n' % key if key else ''
+    with socket.create_connection(('127.0.0.1', port), 5) as s:
+        s.sendall(('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: '
+                   'application/json\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n%s'
+                   % (len(body), h, body)).encode())
+        data = b''
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            data += c
+    return max(1, data.count(b'data: '))
+
+
+def measure(target, port, model, stream, conns, cpu_wrk, proxy_pid, key=None):
+    """One wrk run with the proxy's CPU time over it."""
+    wrk(port, model, stream, 4, WARMUP, cpu_wrk, key)
+    c0 = cpu_seconds(proxy_pid) if proxy_pid else 0
+    r = wrk(port, model, stream, conns, SECONDS, cpu_wrk, key)
+    c1 = cpu_seconds(proxy_pid) if proxy_pid else 0
+    r['cpu_us'] = (c1 - c0) * 1e6 / r['requests'] if proxy_pid and r['requests'] else None
+    log('%-12s %-9s c=%-3d %8s rps  p50 %7s µs  p99 %7s µs  cpu %s µs/req' % (
+        target, 'stream' if stream else 'nonstream', conns, fmt(r['rps']), fmt(r['p50']),
+        fmt(r['p99']), fmt(r['cpu_us'], 1)))
+    return r
+
+
+def ttft(port, model, n=2000):
+    """Median time (µs) from sending a stream request to its first content event."""
+    body = json.dumps({'model': model, 'stream': True,
+                       'messages': [{'role': 'user', 'content': 'hello benchmark'}]}).encode()
+    req = (b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+           b'Content-Length: %d\r\n\r\n' % len(body)) + body
+    s = socket.create_connection(('127.0.0.1', port), 5)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        s.sendall(req)
+        buf = b''
+        first = None
+        while not buf.endswith(b'0\r\n\r\n'):
+            c = s.recv(65536)
+            if not c:
+                raise SystemExit('ttft: connection closed')
+            buf += c
+            if first is None and b'"content":"Hello"' in buf:
+                first = time.perf_counter()
+        times.append((first or time.perf_counter()) - t0)
+    s.close()
+    times.sort()
+    return times[len(times) // 2] * 1e6
+
+
+async def _hold(port, n, model, ready, release):
+    body = json.dumps({'model': model, 'stream': True,
+                       'messages': [{'role': 'user', 'content': 'hello'}]}).encode()
+    req = (b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+           b'Content-Length: %d\r\n\r\n' % len(body)) + body
+
+    async def one():
+        r, w = await asyncio.open_connection('127.0.0.1', port)
+        w.write(req)
+        await w.drain()
+        got = b''
+        while b'data: ' not in got:
+            got += await r.read(4096)
+        ready.append(1)
+        await release.wait()
+        w.close()
+    await asyncio.gather(*[one() for _ in range(n)], return_exceptions=True)
+
+
+def held_streams_rss(bb, n):
+    """RSS of bb's tree before and while n slow streams are open (KiB)."""
+    before = rss_kib(bb.proc.pid)
+    ready = []
+
+    async def run():
+        release = asyncio.Event()
+        task = asyncio.ensure_future(_hold(bb.port, n, 'slow', ready, release))
+        end = time.time() + 30
+        while len(ready) < n and time.time() < end:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        during = rss_kib(bb.proc.pid)
+        release.set()
+        await task
+        return during
+    during = asyncio.run(run())
+    return before, during, len(ready)
+
+
+def fmt(v, nd=0):
+    if v is None:
+        return '-'
+    return ('%.' + str(nd) + 'f') % v
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+def placement(name):
+    """(cpu for the mock, cpu for the proxy, cpu for wrk)"""
+    return (0, 0, 1) if name == 'A' else (0, 1, 0)
+
+
+def run_placement(pl, out):
+    cpu_mock, cpu_proxy, cpu_wrk = placement(pl)
+    log('placement %s: mock on CPU %d, proxy on CPU %d, wrk on CPU %d' % (pl, cpu_mock,
+                                                                         cpu_proxy, cpu_wrk))
+    mock_port, _ = start_mock(cpu_mock)
+    ngx_port, ngx = start_nginx(mock_port, cpu_proxy)
+    bbs = {'busbar': Busbar('busbar', mock_port, cpu_proxy),
+           'keys': Busbar('keys', mock_port, cpu_proxy, auth='keys'),
+           'nogov': Busbar('nogov', mock_port, cpu_proxy, gov=False)}
+    if pl == 'A':
+        if CLUSTER:
+            rport = free_port()
+            spawn(['redis-server', '--bind', '127.0.0.1', '--port', str(rport), '--save', '',
+                   '--appendonly', 'no', '--dir', TMP], cpu_proxy,
+                  stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+            bbs['cluster'] = Busbar('cluster', mock_port, cpu_proxy, auth='keys',
+                                    extra='cluster: { redis_url: "redis://127.0.0.1:%d/0", '
+                                          'node_id: bench }' % rport)
+        if OBS:
+            col = free_port()
+            spawn([sys.executable, '-c', COLLECTOR, str(col)], cpu_wrk,
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            bbs['obs-off'] = Busbar('obs-off', mock_port, cpu_proxy,
+                                    extra='observability: { metrics: false }')
+            bbs['obs-on'] = Busbar('obs-on', mock_port, cpu_proxy, extra='''observability:
+  metrics: true
+  access_log: "%s/access.log"
+  otlp_endpoint: "http://127.0.0.1:%d/v1/traces"''' % (TMP, col))
+        if BASELINE_BIN:
+            bbs['baseline'] = Busbar('baseline', mock_port, cpu_proxy, binary=BASELINE_BIN)
+    # (label, port, model, key, pid, conns measured)
+    targets = [('direct', mock_port, 'bench-model', None, None, (1, 64)),
+               ('nginx', ngx_port, 'bench-model', None, ngx.pid, (1, 64)),
+               ('busbar', bbs['busbar'].port, 'bench', None, bbs['busbar'].proc.pid, (1, 64)),
+               ('keys', bbs['keys'].port, 'bench', bbs['keys'].key, bbs['keys'].proc.pid,
+                (1, 64)),
+               ('nogov', bbs['nogov'].port, 'bench', None, bbs['nogov'].proc.pid, (64,)),
+               ('xlate', bbs['busbar'].port, 'xlate', None, bbs['busbar'].proc.pid, (64,))]
+    for name in ('cluster', 'obs-off', 'obs-on', 'baseline'):
+        if name in bbs:
+            b = bbs[name]
+            targets.append((name, b.port, 'bench', b.key, b.proc.pid, (64,)))
+    for label, port, model, key, pid, conns_list in targets:
+        for stream in (False, True):
+            for conns in conns_list:
+                r = measure(label, port, stream_model(model, stream, label), stream, conns,
+                            cpu_wrk, pid, key)
+                out['runs'][(pl, label, 'stream' if stream else 'nonstream', conns)] = r
+        if label in ('direct', 'nginx', 'busbar', 'keys'):
+            out['events'][(pl, label)] = events_per_stream(port, stream_model(model, True,
+                                                                              label), key)
+    if pl == 'A':
+        out['ttft'] = {'direct': ttft(mock_port, stream_model('bench-model', True, 'direct')),
+                       'busbar': ttft(bbs['busbar'].port, stream_model('bench', True,
+                                                                       'busbar'))}
+        b = bbs['busbar']
+        out['idle'] = {'busbar': (b.idle_rss, b.idle_pss), 'keys': (bbs['keys'].idle_rss,
+                                                                    bbs['keys'].idle_pss)}
+        out['held'] = held_streams_rss(b, HELD)
+        out['after_load'] = {'busbar': (rss_kib(b.proc.pid), rss_kib(b.proc.pid, 'Pss:')),
+                             'nginx': (rss_kib(ngx.pid), rss_kib(ngx.pid, 'Pss:'))}
+    stop_all()
+
+
+def stream_model(model, stream, label):
+    """The model a target streams: the mock's answer is STREAM_WORDS words for streams."""
+    if not stream:
+        return model
+    if label in ('direct', 'nginx'):
+        return 'bench-model;words=%d' % STREAM_WORDS
+    return 'stream-' + model
+
+
+COLLECTOR = '''
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+'''
+
+
+def ratio(a, b, nd=2):
+    return '%.*fx' % (nd, a / b) if a and b else '-'
+
+
+def report(out):
+    R = out['runs']
+    L = []
+    host = platform.node()
+    cpu = ''
+    try:
+        cpu = re.search(r'model name\s*:\s*(.*)', open('/proc/cpuinfo').read()).group(1)
+    except (OSError, AttributeError):
+        pass
+    L.append('# busbar benchmark, %s' % out['date'])
+    L.append('')
+    L.append('Machine: %s, %d CPUs (%s), Linux %s. Release build, %d busbar worker(s) = nginx '
+             'worker_processes; %d s per measurement; pinned: %s. Streams: %d words '
+             '(%s client events).' % (host, os.cpu_count(), cpu, platform.release(), WORKERS,
+                                      SECONDS, 'yes' if PIN else 'no', STREAM_WORDS,
+                                      out['events'].get(('A', 'busbar'), '?')))
+    L.append('')
+    L.append('Placement A: mock + proxy + master on CPU 0, wrk on CPU 1. Placement B: mock + '
+             'wrk on CPU 0, proxy + master on CPU 1. busbar = the default configuration '
+             '(governance on, auth.mode none); keys = governance on with a virtual key; nogov '
+             '= governance.enabled false; xlate = OpenAI in, Anthropic lane.')
+    L.append('')
+    L.append('| placement | target | scenario | conns | RPS | vs nginx | p50 µs | p99 µs | '
+             'errors | proxy CPU µs/req | µs/event |')
+    L.append('|---|---|---|---|---|---|---|---|---|---|---|')
+    for (pl, label, mode, conns), r in sorted(R.items(), key=lambda kv: (
+            kv[0][0], kv[0][2], kv[0][3], ORDER.index(kv[0][1]) if kv[0][1] in ORDER else 99)):
+        n = R.get((pl, 'nginx', mode, conns), {})
+        ev = out['events'].get((pl, label)) or out['events'].get((pl, 'busbar'))
+        per_ev = (r['cpu_us'] / ev) if mode == 'stream' and r.get('cpu_us') and ev else None
+        L.append('| %s | %s | %s | %d | %s | %s | %s | %s | %d | %s | %s |' % (
+            pl, label, mode, conns, fmt(r['rps']),
+            ratio(r['rps'], n.get('rps')) if label != 'nginx' else '', fmt(r['p50']),
+            fmt(r['p99']), r['errors'], fmt(r.get('cpu_us'), 1), fmt(per_ev, 2)))
+    L.append('')
+    L.append('Targets (issue 12) at c=64:')
+    L.append('')
+    L.append('| figure | placement A | placement B | target |')
+    L.append('|---|---|---|---|')
+
+    def rr(pl, a, b, mode, c=64):
+        x, y = R.get((pl, a, mode, c), {}), R.get((pl, b, mode, c), {})
+        return ratio(x.get('rps'), y.get('rps'))
+    for label, a, b, mode, tgt in (
+            ('non-stream, default (auth none) / nginx', 'busbar', 'nginx', 'nonstream', '≥ 0.85×'),
+            ('non-stream, default (virtual key) / nginx', 'keys', 'nginx', 'nonstream', '≥ 0.85×'),
+            ('stream, default (auth none) / nginx', 'busbar', 'nginx', 'stream', '≥ 0.80×'),
+            ('stream, default (virtual key) / nginx', 'keys', 'nginx', 'stream', '≥ 0.80×'),
+            ('non-stream translated / nginx', 'xlate', 'nginx', 'nonstream', '≥ 0.65×'),
+            ('stream translated / nginx', 'xlate', 'nginx', 'stream', '≥ 0.65×'),
+            ('non-stream governance on / off', 'busbar', 'nogov', 'nonstream', '≥ 0.90×'),
+            ('stream governance on / off', 'busbar', 'nogov', 'stream', '≥ 0.90×'),
+            ('non-stream cluster / keys', 'cluster', 'keys', 'nonstream', '(report)'),
+            ('non-stream observability all on / all off', 'obs-on', 'obs-off', 'nonstream',
+             '≥ 0.95×'),
+            ('stream observability all on / all off', 'obs-on', 'obs-off', 'stream', '≥ 0.95×'),
+            ('non-stream this tree / baseline', 'busbar', 'baseline', 'nonstream', '(report)'),
+            ('stream this tree / baseline', 'busbar', 'baseline', 'stream', '(report)')):
+        a_, b_ = rr('A', a, b, mode), rr('B', a, b, mode)
+        if a_ != '-' or b_ != '-':
+            L.append('| %s | %s | %s | %s |' % (label, a_, b_, tgt))
+    for pl in PLACEMENTS:
+        bs, ns = R.get((pl, 'busbar', 'stream', 64), {}), R.get((pl, 'nginx', 'stream', 64), {})
+        eb, en = out['events'].get((pl, 'busbar')), out['events'].get((pl, 'nginx'))
+        if bs.get('cpu_us') and ns.get('cpu_us') and eb and en:
+            L.append('| stream CPU µs per relayed event, busbar / nginx (placement %s) | %s | | '
+                     'near nginx |' % (pl, '%.2f / %.2f' % (bs['cpu_us'] / eb,
+                                                             ns['cpu_us'] / en)))
+    L.append('')
+    b1, d1 = R.get(('A', 'busbar', 'nonstream', 1), {}), R.get(('A', 'direct', 'nonstream', 1), {})
+    if b1.get('p50') is not None and d1.get('p50') is not None:
+        L.append('Latency at c=1 (placement A, %s requests): busbar adds %.0f µs p50 (target ≤ '
+                 '30) and %.0f µs p99 (target ≤ 60) over direct; nginx adds %.0f / %.0f µs.' % (
+                     b1['requests'], b1['p50'] - d1['p50'], b1['p99'] - d1['p99'],
+                     R[('A', 'nginx', 'nonstream', 1)]['p50'] - d1['p50'],
+                     R[('A', 'nginx', 'nonstream', 1)]['p99'] - d1['p99']))
+    if 'ttft' in out:
+        L.append('Time to first token (median of 2,000 sequential streams): direct %.0f µs, '
+                 'busbar %.0f µs: +%.0f µs (target ≤ 100).' % (
+                     out['ttft']['direct'], out['ttft']['busbar'],
+                     out['ttft']['busbar'] - out['ttft']['direct']))
+    if 'idle' in out:
+        L.append('Idle RSS, master + %d worker(s): %.1f MiB (auth none), %.1f MiB (virtual keys); '
+                 'PSS %.1f MiB (target ≤ 8 MiB RSS).' % (
+                     WORKERS, out['idle']['busbar'][0] / 1024, out['idle']['keys'][0] / 1024,
+                     out['idle']['busbar'][1] / 1024))
+    if 'held' in out:
+        before, during, n = out['held']
+        L.append('%d concurrent slow streams held open: RSS %.1f → %.1f MiB, %.1f MiB per 1,000 '
+                 'streams (target ≤ 12).' % (n, before / 1024, during / 1024,
+                                              (during - before) / 1024 * 1000 / max(n, 1)))
+    if 'after_load' in out:
+        a = out['after_load']
+        L.append('After the load: busbar RSS %.1f MiB (PSS %.1f), nginx RSS %.1f MiB (PSS %.1f).'
+                 % (a['busbar'][0] / 1024, a['busbar'][1] / 1024, a['nginx'][0] / 1024,
+                    a['nginx'][1] / 1024))
+    return '\n'.join(L) + '\n'
+
+
+ORDER = ['direct', 'nginx', 'busbar', 'keys', 'nogov', 'xlate', 'cluster', 'obs-off', 'obs-on',
+         'baseline']
+
+
+def main():
+    lim = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lim[1], lim[1]))
+    out = {'runs': {}, 'events': {}, 'date': datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}
+    try:
+        for pl in PLACEMENTS:
+            run_placement(pl, out)
+    finally:
+        stop_all()
+        if not os.environ.get('BENCH_KEEP'):
+            shutil.rmtree(TMP, ignore_errors=True)
+        else:
+            log('kept %s' % TMP)
+    text = report(out)
+    print(text)
+    d = os.path.join(ROOT, 'bench', 'results')
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, '%s.md' % out['date'].split()[0])
+    open(path, 'w').write(text)
+    log('written to %s' % os.path.relpath(path, ROOT))
+    micro = os.path.join(REL, 'bench', 'bb-micro')
+    if os.access(micro, os.X_OK):
+        subprocess.run([micro])
+    gov = os.path.join(REL, 'bench', 'bb-gov-bench')
+    if os.access(gov, os.X_OK):
+        subprocess.run([gov, '200000', '512'])
+
+
+if __name__ == '__main__':
+    main()
