@@ -57,9 +57,12 @@ static int hexval(char c)
                                   : -1;
 }
 
-/* URL-decode s[0..n) into the arena; NULL on a bad escape, an empty result or a NUL byte. */
+/* URL-decode s[0..n) into the arena; NULL on a bad escape, an empty result or a NUL byte.
+ * n is a length inside a NUL-terminated path: anything beyond the path is a caller's bug. */
 static char *url_decode(struct bb_arena *a, const char *s, size_t n)
 {
+    if (n == 0 || memchr(s, '\0', n))
+        return NULL;
     char *out = bb_arena_alloc(a, n + 1);
     size_t o = 0;
     if (!out)
@@ -125,17 +128,15 @@ static int match_llm_route(struct bb_request *req)
         req->gemini_sse = req->query && (strstr(req->query, "alt=sse") == req->query ||
                                          strstr(req->query, "&alt=sse"));
     } else if (starts(p, "/model/")) {
-        const char *start = p + 7;
-        if (ends(p, n, "/converse-stream")) {
-            req->path_stream = 1;
-            ml = n - 7 - 16;
-        } else if (ends(p, n, "/converse")) {
-            req->path_stream = 0;
-            ml = n - 7 - 9;
-        } else {
+        /* The model sits between the prefix and the suffix; both must fit side by side
+         * ("/model/converse" is the suffix sharing the prefix's slash, not an empty model). */
+        int stream = ends(p, n, "/converse-stream") ? 1 : ends(p, n, "/converse") ? 0 : -1;
+        size_t sfx = stream == 1 ? 16 : 9;
+        if (stream < 0 || n <= 7 + sfx)
             return 0;
-        }
-        m = start;
+        req->path_stream = stream;
+        m = p + 7;
+        ml = n - 7 - sfx;
         req->ingress = BB_PROTO_BEDROCK;
     } else if (n > 13 && ends(p, n, "/v1/messages")) {
         m = p + 1;

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Hostile peers (issue 9, SECURITY.md): each finding of the attack pass replayed as a hostile
+client and as a hostile provider (a small stdlib server that lies about lengths, redirects to
+the cloud metadata address, answers status 600, HTML with 200, gzip, floods of 100 Continue).
+Every case asserts a bounded answer in the client's dialect, bounded worker memory and CPU,
+and no worker death (the worker pids stay the same; the master never logs a respawn)."""
+
+import json
+import os
+import re
+import socket
+import socketserver
+import threading
+import time
+
+from harness import (RawConn, chat_body, check, eq, fail, lane, mock_answer, pool, provider,
+                     rss_kib, run, scaled, wait_for)
+
+AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
+AWS_KEY = 'AKIDTEST:SECRETTEST'
+PROTOS = {'openai': 'openai', 'responses': 'openai-responses', 'anthropic': 'anthropic',
+          'gemini': 'gemini', 'bedrock': 'bedrock', 'cohere': 'cohere'}
+
+
+# --------------------------------------------------------------------------------------------
+# setup
+
+def start(ctx, limits=None, workers=2, hostile=None, **extra):
+    """bb-mock for every protocol plus (optionally) a hostile provider; busbar in keys mode.
+    Lanes: oa (OpenAI egress), an (Anthropic egress, so OpenAI ingress is translated), bad
+    (the hostile provider). Pools: p -> oa, t -> an, q -> oa (for the pool-scoped key),
+    h -> bad then oa (fails over), hx -> bad only."""
+    m = ctx.mock()
+    provs = {}
+    for short, proto in PROTOS.items():
+        p = dict(provider(m), protocol=proto)
+        if proto == 'bedrock':
+            p['api_key_env'] = AWS_KEY_ENV
+        provs['p_' + short] = p
+    models = {'oa': lane('p_openai', 'm'), 'an': lane('p_anthropic', 'm')}
+    pools = {'p': pool(('oa', 1)), 't': pool(('an', 1)), 'q': pool(('oa', 1))}
+    if hostile is not None:
+        provs['evil'] = provider(hostile.url)
+        models['bad'] = lane('evil', 'm')
+        pools['h'] = pool(('bad', 1), ('oa', 1), policy='ordered')
+        pools['hx'] = pool(('bad', 1))
+    conf = {'auth': {'mode': 'keys'}, 'providers': provs, 'models': models, 'pools': pools,
+            'limits': limits or {}}
+    conf.update(extra)
+    bb = ctx.busbar(conf, workers=workers, env={AWS_KEY_ENV: AWS_KEY})
+    bb.first_workers = sorted(bb.wait_workers(workers))
+    bb.key = create_key(bb)
+    return m, bb
+
+
+def create_key(bb, *args, name='t'):
+    p = bb.ctl('--json', 'keys', 'create', '--name', name, *args)
+    eq(p.returncode, 0, 'keys create (stderr %r)' % p.stderr[-300:])
+    return json.loads(p.stdout)['secret']
+
+
+def auth(key):
+    return {'Authorization': 'Bearer ' + key}
+
+
+def no_worker_died(bb, what):
+    eq(sorted(bb.workers()), bb.first_workers, 'worker pids after %s (a crash respawns)' % what)
+    died = re.findall(r'.*worker \d+ \(slot \d+, generation \d+\).*', bb.log())
+    check(not died, 'the master saw a worker die after %s: %r' % (what, died[:3]))
+    r = bb.request('GET', '/healthz')
+    eq(r.status, 200, '/healthz after %s' % what)
+
+
+def raw(bb, data, timeout=5):
+    """Send raw bytes on a fresh connection; returns (StreamResp with body read, RawConn)."""
+    c = RawConn(bb.port, timeout=timeout)
+    bb.ctx.on_close(c.close)
+    c.send(data)
+    r = c.response()
+    check(r is not None, 'connection closed without a response to %r' % data[:80])
+    r.read()
+    return r, c
+
+
+def hdr(r, name):
+    for k, v in r.header_list:
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def is_bedrock_error(r, status, exc):
+    eq(r.status, status, 'status (body %r)' % r.body[:200])
+    eq(hdr(r, 'x-amzn-ErrorType'), exc, 'x-amzn-ErrorType')
+    j = json.loads(r.body)
+    check(set(j) == {'message'}, 'Bedrock error shape {"message":...}: %r' % r.body[:200])
+
+
+# --------------------------------------------------------------------------------------------
+# finding 1: a keyless request overflowed the heap in the Bedrock route matcher
+
+def test_bedrock_route_without_model(ctx):
+    m, bb = start(ctx)
+    body = b'{}'
+    for target in ('/model/converse', '/model/converse-stream',
+                   'http://127.0.0.1/model/converse', 'https://x/model/converse-stream'):
+        for i in range(3):   # one is enough to crash; a few show the worker keeps serving
+            r, c = raw(bb, b'POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s'
+                       % (target.encode(), len(body), body))
+            is_bedrock_error(r, 404, 'ResourceNotFoundException')
+    no_worker_died(bb, 'POST /model/converse without a model')
+
+
+TESTS = [
+    test_bedrock_route_without_model,
+]
+
+if __name__ == '__main__':
+    run(TESTS)
