@@ -59,6 +59,26 @@ bool bb_http_ieq(const char *s, size_t n, const char *lit)
     return *lit == '\0';
 }
 
+bool bb_http_token_ok(const char *s, size_t n)
+{
+    init_tables();
+    for (size_t i = 0; i < n; i++)
+        if (!IS(s[i], C_TCHAR))
+            return false;
+    return n > 0;
+}
+
+bool bb_http_field_value_ok(const char *v, size_t n)
+{
+    init_tables();
+    if (n && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!IS(v[i], C_VALUE))
+            return false;
+    return true;
+}
+
 const struct bb_http_header *bb_http_find(const struct bb_http_head *h, const char *name)
 {
     for (size_t i = 0; i < h->n_headers; i++) {

@@ -52,6 +52,13 @@ int bb_http_parse_request(const char *buf, size_t len, struct bb_http_head *h, i
 /* Parse a response head; same return convention (no err_status). */
 int bb_http_parse_response(const char *buf, size_t len, struct bb_http_head *h);
 
+/* True when s[0..n) is a non-empty RFC 9110 token (a valid field name or method). */
+bool bb_http_token_ok(const char *s, size_t n);
+
+/* True when v[0..n) may be sent as a field value: HTAB, SP, VCHAR and obs-text only (no CR,
+ * LF, NUL or other CTL), without leading or trailing whitespace. */
+bool bb_http_field_value_ok(const char *v, size_t n);
+
 /* Case-insensitive header lookup; NULL when absent. */
 const struct bb_http_header *bb_http_find(const struct bb_http_head *h, const char *name);
 

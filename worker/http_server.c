@@ -430,6 +430,63 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- responses ---- */
 
+int bb_http_header_add(char *buf, size_t cap, size_t *len, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if (*len >= cap || !bb_http_token_ok(name, nl) || !bb_http_field_value_ok(value, vl) ||
+        nl + vl + 5 > cap - *len) { /* ": " CRLF NUL */
+        bb_warn("http: response header %.40s dropped (%s)", name,
+                *len < cap && nl + vl + 5 > cap - *len ? "too long" : "invalid value");
+        return -1;
+    }
+    char *p = buf + *len;
+    memcpy(p, name, nl);
+    memcpy(p + nl, ": ", 2);
+    memcpy(p + nl + 2, value, vl);
+    memcpy(p + nl + 2 + vl, "\r\n", 3);
+    *len += nl + vl + 4;
+    return 0;
+}
+
+/* Header names bb_http_respond_head writes itself: framing is decided here, never by a line
+ * that came from elsewhere. */
+static bool reserved_name(const char *s, size_t n)
+{
+    return bb_http_ieq(s, n, "content-length") || bb_http_ieq(s, n, "transfer-encoding") ||
+           bb_http_ieq(s, n, "connection") || bb_http_ieq(s, n, "content-type") ||
+           bb_http_ieq(s, n, "x-request-id");
+}
+
+/* Append the well-formed "name: value\r\n" lines of h[0..n) to out. A line that is not one
+ * (CR, LF, NUL or another CTL in the value, a name that is not a token, no CRLF) or that
+ * names a framing header is dropped and logged: this is the one place where response heads
+ * are written, so no byte from a client or a provider reaches a head without this check. */
+static void add_header_lines(struct evbuffer *out, const char *h, size_t n, const char *id)
+{
+    size_t i = 0;
+    while (i < n) {
+        const char *line = h + i;
+        const char *crlf = memmem(line, n - i, "\r\n", 2);
+        size_t ll = crlf ? (size_t)(crlf - line) : n - i;
+        const char *colon = memchr(line, ':', ll);
+        bool ok = crlf && colon && bb_http_token_ok(line, (size_t)(colon - line)) &&
+                  !reserved_name(line, (size_t)(colon - line));
+        if (ok) {
+            const char *v = colon + 1, *end = line + ll;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            ok = bb_http_field_value_ok(v, (size_t)(end - v));
+        }
+        if (ok)
+            evbuffer_add(out, line, ll + 2);
+        else
+            bb_warn("request %s: a malformed or reserved response header line (%zu bytes) was "
+                    "dropped",
+                    id, ll);
+        i += ll + (crlf ? 2 : 0);
+    }
+}
+
 int bb_http_respond_head(struct bb_request *req, int status, const char *content_type,
                          const char *extra_headers, size_t extra_len, enum bb_body_mode mode,
                          int64_t content_length)
@@ -447,8 +504,12 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
     char buf[512];
     int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\nx-request-id: %s\r\n", status,
                      bb_http_reason(status), req->id);
+    if (content_type && !bb_http_field_value_ok(content_type, strlen(content_type))) {
+        bb_warn("request %s: a malformed response Content-Type was dropped", req->id);
+        content_type = NULL;
+    }
     if (content_type)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Type: %s\r\n", content_type);
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Type: %.200s\r\n", content_type);
     if (mode == BB_BODY_LENGTH || mode == BB_BODY_NONE)
         n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Length: %lld\r\n",
                       mode == BB_BODY_NONE ? 0LL : (long long)content_length);
@@ -461,7 +522,7 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, buf, (size_t)n);
     if (extra_headers && extra_len)
-        evbuffer_add(out, extra_headers, extra_len);
+        add_header_lines(out, extra_headers, extra_len, req->id);
     evbuffer_add(out, "\r\n", 2);
     return 0;
 }

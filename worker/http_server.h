@@ -33,6 +33,13 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
                          const char *extra_headers, size_t extra_len, enum bb_body_mode mode,
                          int64_t content_length);
 
+/* Append "name: value\r\n" to buf (cap bytes, kept NUL-terminated, *len bytes used) when
+ * name is a token, value a valid field value (bb_http_field_value_ok: no CR, LF or other
+ * CTL) and the line fits; otherwise append nothing, log, and return -1. Every header value
+ * that comes from a client or a provider enters a response head through here; the lines are
+ * then passed as bb_http_respond_head's extra_headers, which re-checks every line. */
+int bb_http_header_add(char *buf, size_t cap, size_t *len, const char *name, const char *value);
+
 /* Append body bytes in the response's framing; written out at once. -1 when the client is
  * gone. */
 int bb_http_respond_body(struct bb_request *req, const void *data, size_t len);

@@ -111,8 +111,51 @@ def test_bedrock_route_without_model(ctx):
     no_worker_died(bb, 'POST /model/converse without a model')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 2: client JSON member names went unchecked into x-busbar-dropped-fields
+
+def test_no_response_splitting(ctx):
+    m, bb = start(ctx)
+    fake = ('x\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n'
+            '\r\nhi')
+    bodies = [
+        dict(chat_body('t'), **{'x\r\nSet-Cookie: pwned=1': 1}),
+        dict(chat_body('t'), **{fake: 1}),
+        dict(chat_body('t'), **{'x\nSet-Cookie: pwned=1': 1, 'y\rz': 2, 'nul\u0000': 3}),
+        chat_body('t', messages=[{'role': 'user', 'content': [
+            {'type': 'text', 'text': 'Hello there'},
+            {'type': 'x\r\nSet-Cookie: pwned=1', 'text': 'x'}]}]),
+    ]
+    c = RawConn(bb.port, timeout=5)
+    ctx.on_close(c.close)
+    for i, b in enumerate(bodies):
+        c.send_request('POST', '/v1/chat/completions', b, headers=auth(bb.key))
+        r = c.response()
+        check(r is not None, 'body %d: no response' % i)
+        r.read()
+        eq(r.status, 200, 'body %d status (%r)' % (i, r.body[:200]))
+        names = [k.lower() for k, v in r.header_list]
+        check('set-cookie' not in names, 'body %d: a Set-Cookie header was injected: %r'
+              % (i, r.header_list))
+        for k, v in r.header_list:
+            check('\r' not in k + v and '\n' not in k + v, 'CR/LF in a header: %r' % ((k, v),))
+        dropped = r.headers.get('x-busbar-dropped-fields')
+        check(dropped and ('%0D' in dropped or '%0A' in dropped),
+              'body %d: the dropped field is reported encoded: %r' % (i, dropped))
+        eq(json.loads(r.body)['choices'][0]['message']['content'], mock_answer(),
+           'body %d answer' % i)
+    # the keep-alive connection is still in step: the next answer is a real one
+    c.send_request('GET', '/healthz')
+    r = c.response()
+    r.read()
+    eq(r.status, 200, 'healthz on the same connection')
+    check(b'"ok"' in r.body or b'ok' in r.body, 'healthz body %r' % r.body)
+    no_worker_died(bb, 'header injection attempts')
+
+
 TESTS = [
     test_bedrock_route_without_model,
+    test_no_response_splitting,
 ]
 
 if __name__ == '__main__':

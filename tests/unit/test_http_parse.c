@@ -406,6 +406,25 @@ static void test_chunked_errors(void **state)
     free(big);
 }
 
+/* The one check on header names and values that reach a response head (issue 9 #2). */
+static void test_field_checks(void **state)
+{
+    (void)state;
+    assert_true(bb_http_token_ok("x-busbar-dropped-fields", 23));
+    assert_false(bb_http_token_ok("", 0));
+    assert_false(bb_http_token_ok("a b", 3));
+    assert_false(bb_http_token_ok("a:b", 3));
+    assert_true(bb_http_field_value_ok("", 0));
+    assert_true(bb_http_field_value_ok("a, b\tc \x80\xff", 9));
+    assert_false(bb_http_field_value_ok("x\r\nSet-Cookie: a=b", 20));
+    assert_false(bb_http_field_value_ok("x\ny", 3));
+    assert_false(bb_http_field_value_ok("x\ry", 3));
+    assert_false(bb_http_field_value_ok("x\0y", 3));
+    assert_false(bb_http_field_value_ok("x\x7f", 2));
+    assert_false(bb_http_field_value_ok(" x", 2));
+    assert_false(bb_http_field_value_ok("x\t", 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_early_reject),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_ieq),
+        cmocka_unit_test(test_field_checks),
         cmocka_unit_test(test_chunked_ok),
         cmocka_unit_test(test_chunked_errors),
     };
