@@ -154,6 +154,7 @@ struct bb_limits {
     uint32_t header_timeout_ms;           /* 10000: whole request head must arrive in this */
     uint32_t body_timeout_ms;             /* 30000: max gap between body reads */
     uint32_t keepalive_timeout_ms;        /* 75000: idle keep-alive connection */
+    uint32_t send_timeout_ms;             /* 60000: client reads none of its pending output */
     uint32_t max_inbound_concurrent;      /* 8192 */
     uint32_t upstream_connect_timeout_ms; /* 10000 */
     uint32_t upstream_header_timeout_ms;  /* 60000: response headers after request sent */

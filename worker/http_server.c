@@ -42,6 +42,7 @@ struct bb_conn {
     enum conn_state state;
     bool tls;
     bool got_bytes;         /* some bytes of the current request head arrived */
+    bool read_paused;       /* between requests: not reading while the output is backlogged */
     struct bb_request *req;
     /* body being read */
     uint64_t body_need;     /* Content-Length mode: bytes still expected */
@@ -153,6 +154,11 @@ void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockad
     w->n_conns++;
     atomic_store_explicit(&w->self->connections, w->n_conns, memory_order_relaxed);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    /* A client that reads none of its pending output for send_timeout_ms is dropped (the
+     * write timeout only runs while output is waiting). */
+    uint32_t st = w->conf->limits.send_timeout_ms;
+    struct timeval send_tv = {st / 1000, (st % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &send_tv);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CONN_HEAD;
     /* The whole first head must arrive within header_timeout (slow-loris, TLS included). */
@@ -357,9 +363,39 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     conn_process(conn_check(arg));
 }
 
+static size_t out_len(const struct bb_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Between requests: go on with pipelined input only while the client reads its answers.
+ * Above OUT_HIGH_WATER the connection stops reading; conn_write_cb resumes it. */
+static void conn_next_request(struct bb_conn *c)
+{
+    if (out_len(c) > OUT_HIGH_WATER) {
+        c->read_paused = true;
+        evtimer_del(c->timer); /* not idle: the send timeout watches a client that never reads */
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATER, 0);
+        return;
+    }
+    c->read_paused = false;
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        conn_process(c);
+}
+
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct bb_conn *c = conn_check(arg);
+    if (c->read_paused) {
+        if (out_len(c) > OUT_LOW_WATER)
+            return;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        timer_ms(c, c->w->draining ? 500 : c->w->conf->limits.keepalive_timeout_ms);
+        conn_next_request(c);
+        return;
+    }
     if (c->state == CONN_LINGER) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
             return;
@@ -397,7 +433,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             bb_info("tls: client handshake/IO failed: %s", buf);
         }
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    if (what & BEV_EVENT_TIMEOUT)
+        bb_info("http: client read none of its response for limits.send_timeout_ms: closed");
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
         conn_free(c);
 }
 
@@ -622,10 +660,8 @@ void bb_http_conn_request_done(struct bb_conn *c, struct bb_request *req)
     /* keep-alive: wait for the next request, process pipelined bytes at once */
     c->state = CONN_HEAD;
     c->got_bytes = false;
-    bufferevent_enable(c->bev, EV_READ);
     timer_ms(c, w->draining ? 500 : w->conf->limits.keepalive_timeout_ms);
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        conn_process(c);
+    conn_next_request(c);
 }
 
 void bb_http_drain(struct bb_worker *w)

@@ -153,9 +153,54 @@ def test_no_response_splitting(ctx):
     no_worker_died(bb, 'header injection attempts')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 3: a client that pipelines and never reads grew a worker without bound
+
+def worker_rss(bb):
+    return {pid: rss_kib(pid) for pid in bb.workers()}
+
+
+def rss_growth_mib(bb, base):
+    return max(rss_kib(pid) - base.get(pid, 0) for pid in bb.workers()) / 1024.0
+
+
+def test_pipelining_flood_bounded(ctx):
+    m, bb = start(ctx, limits={'send_timeout_ms': 3000})
+    base = worker_rss(bb)
+    batch = b'GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n' * 2000
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # we read nothing
+    s.connect(('127.0.0.1', bb.port))
+    ctx.on_close(s.close)
+    s.setblocking(False)
+    sent, stalled, blocked, t0 = 0, None, False, time.monotonic()
+    while time.monotonic() - t0 < scaled(8) and sent < (60 << 20):
+        try:
+            off = sent % len(batch)   # a partial send goes on where it stopped
+            sent += s.send(batch[off:])
+            stalled = None
+        except BlockingIOError:
+            stalled = stalled or time.monotonic()
+            if time.monotonic() - stalled > 1.0:
+                blocked = True   # busbar stopped reading us
+                break
+            time.sleep(0.01)
+    growth = rss_growth_mib(bb, base)
+    ctx.note('pipelined %.1f MiB of requests without reading; worker RSS growth %.1f MiB'
+             % (sent / 1048576.0, growth))
+    check(blocked, 'busbar kept reading pipelined requests (%d MiB) although the '
+          'client read no answer' % (sent >> 20))
+    check(growth < 16, 'worker RSS grew %.1f MiB for a client that never reads' % growth)
+    # the stalled client is dropped once it read nothing for send_timeout_ms
+    bb.wait_log(r'limits\.send_timeout_ms: closed', timeout=10,
+                what='busbar to drop the client that never reads')
+    no_worker_died(bb, 'a pipelining flood')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
+    test_pipelining_flood_bounded,
 ]
 
 if __name__ == '__main__':
