@@ -225,11 +225,8 @@ static void conn_read_body(struct bb_conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     const struct bb_limits *lim = &c->w->conf->limits;
     if (!c->body_chunked) {
-        if (evbuffer_get_length(in) >= c->body_need) {
+        if (evbuffer_get_length(in) >= c->body_need)
             conn_body_done(c, in, c->body_need);
-            return;
-        }
-        timer_ms(c, lim->body_timeout_ms);
         return;
     }
     /* chunked: decode segment by segment into body_buf */
@@ -255,11 +252,8 @@ static void conn_read_body(struct bb_conn *c)
         if (used == 0)
             break;
     }
-    if (c->chunked.done) {
+    if (c->chunked.done)
         conn_body_done(c, c->body_buf, evbuffer_get_length(c->body_buf));
-        return;
-    }
-    timer_ms(c, lim->body_timeout_ms);
 }
 
 static void conn_read_head(struct bb_conn *c)
@@ -315,23 +309,33 @@ static void conn_read_head(struct bb_conn *c)
         bb_request_fail(req, BB_ERR_TOO_LARGE, "request body exceeds the limit");
         return;
     }
+    if (has_body) {
+        /* From here an answer closes the connection: the body may be left unread. */
+        c->state = CONN_BODY;
+        c->body_chunked = req->head.chunked;
+        if (c->body_chunked) {
+            bb_chunked_init(&c->chunked);
+            if (!c->body_buf)
+                c->body_buf = evbuffer_new();
+            else
+                evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
+        } else {
+            c->body_need = (uint64_t)req->head.content_length;
+        }
+    }
+    /* Route and authenticate on the head: no body byte is read and no 100 Continue is sent
+     * for a request that is refused anyway. */
+    if (!bb_request_route(req))
+        return; /* answered and finished */
     if (!has_body) {
         conn_dispatch(c);
         return;
     }
     if (req->head.expect_continue)
         bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    c->state = CONN_BODY;
-    c->body_chunked = req->head.chunked;
-    if (c->body_chunked) {
-        bb_chunked_init(&c->chunked);
-        if (!c->body_buf)
-            c->body_buf = evbuffer_new();
-        else
-            evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
-    } else {
-        c->body_need = (uint64_t)req->head.content_length;
-    }
+    /* limits.body_timeout_ms is for the whole body, not per read: a trickle cannot hold the
+     * connection (and its slot of max_inbound_concurrent) for longer. */
+    timer_ms(c, lim->body_timeout_ms);
     conn_read_body(c);
 }
 
@@ -536,7 +540,9 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
         return -1;
     if (mode == BB_BODY_CHUNKED && req->head.minor_version == 0)
         mode = BB_BODY_CLOSE;
-    if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining)
+    /* An answer before the whole body was read closes: the rest of the body is not read. */
+    if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining ||
+        c->state == CONN_BODY)
         req->close_after = true;
     req->out_mode = mode;
     char buf[512];

@@ -216,7 +216,8 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     return req;
 }
 
-/* Client authentication (SPEC §3.2): false when refused (answered with the one 401). */
+/* Client authentication (SPEC §3.2) on the head: false when refused (answered with the one
+ * 401). A SigV4 signature also covers the body: bb_request_dispatch finishes that check. */
 static bool authenticated(struct bb_request *req)
 {
     if (bb_auth_check(req, &req->auth) == 0)
@@ -225,33 +226,9 @@ static bool authenticated(struct bb_request *req)
     return false;
 }
 
-void bb_request_dispatch(struct bb_request *req)
+/* 405 for a known path with another method; Allow lists the path's methods. */
+static void method_not_allowed(struct bb_request *req)
 {
-    bool path_known = false;
-    req->ingress = dialect_of_path(req->path);
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(req->path, routes[i].path) != 0)
-            continue;
-        path_known = true;
-        req->ingress = routes[i].dialect;
-        if (bb_http_ieq(req->head.method, req->head.method_len, routes[i].method) &&
-            req->head.method_len == strlen(routes[i].method)) {
-            if (routes[i].open || authenticated(req))
-                routes[i].handler(req);
-            return;
-        }
-    }
-    if (!path_known) {
-        int r = match_llm_route(req);
-        if (r > 0 && authenticated(req))
-            bb_proxy_handle(req);
-        if (r != 0)
-            return;
-        char msg[160];
-        snprintf(msg, sizeof msg, "unknown path '%.100s'", req->path);
-        bb_request_fail(req, BB_ERR_NOT_FOUND, msg);
-        return;
-    }
     char allow[128] = "Allow: ";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(req->path, routes[i].path) == 0) {
@@ -270,6 +247,51 @@ void bb_request_dispatch(struct bb_request *req)
     memcpy(hdrs + hl, allow, strlen(allow) + 1);
     bb_http_respond_full(req, 405, "application/json", hdrs, body, n);
     bb_request_finish(req);
+}
+
+bool bb_request_route(struct bb_request *req)
+{
+    bool path_known = false;
+    req->ingress = dialect_of_path(req->path);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(req->path, routes[i].path) != 0)
+            continue;
+        path_known = true;
+        req->ingress = routes[i].dialect;
+        if (bb_http_ieq(req->head.method, req->head.method_len, routes[i].method) &&
+            req->head.method_len == strlen(routes[i].method)) {
+            if (!routes[i].open && !authenticated(req))
+                return false;
+            req->handler = routes[i].handler;
+            return true;
+        }
+    }
+    if (path_known) {
+        method_not_allowed(req);
+        return false;
+    }
+    int r = match_llm_route(req);
+    if (r < 0)
+        return false;
+    if (r > 0) {
+        if (!authenticated(req))
+            return false;
+        req->handler = bb_proxy_handle;
+        return true;
+    }
+    char msg[160];
+    snprintf(msg, sizeof msg, "unknown path '%.100s'", req->path);
+    bb_request_fail(req, BB_ERR_NOT_FOUND, msg);
+    return false;
+}
+
+void bb_request_dispatch(struct bb_request *req)
+{
+    if (req->auth.sigv4 && bb_auth_check_body(req, &req->auth) < 0) {
+        bb_request_fail(req, BB_ERR_UNAUTHORIZED, BB_AUTH_DENIED_MSG);
+        return;
+    }
+    req->handler(req);
 }
 
 void bb_request_fail_with(struct bb_request *req, enum bb_errkind kind, const char *msg,

@@ -197,10 +197,80 @@ def test_pipelining_flood_bounded(ctx):
     no_worker_died(bb, 'a pipelining flood')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 4: the body was read (and 100 Continue sent) before the key was checked; the body
+# timeout re-armed on every read
+
+def test_auth_before_body(ctx):
+    m, bb = start(ctx, limits={'max_inbound_concurrent': 20, 'body_timeout_ms': 1500})
+    # keyless heads announcing a body: 401 at once, no 100 Continue, connection closed
+    for path, shape in (('/v1/chat/completions', 'openai'), ('/v1/messages', 'anthropic'),
+                        ('/model/p/converse', 'bedrock')):
+        c = RawConn(bb.port, timeout=3)
+        ctx.on_close(c.close)
+        c.send(b'POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n'
+               b'Expect: 100-continue\r\nContent-Length: 1000000\r\n\r\n' % path.encode())
+        try:
+            r = c.response()
+        except socket.timeout:
+            fail('%s: no answer to a keyless head before its body was sent' % path)
+        check(r is not None, '%s: connection closed without an answer' % path)
+        eq(r.status, 401, '%s: status of a keyless head (no 100 Continue first)' % path)
+        r.read()
+        eq(r.headers.get('connection', '').lower(), 'close', '%s: Connection header' % path)
+        j = json.loads(r.body)
+        if shape == 'anthropic':
+            eq(j.get('type'), 'error', '%s: Anthropic error shape' % path)
+        elif shape == 'bedrock':
+            check(set(j) == {'message'}, '%s: Bedrock error shape' % path)
+        else:
+            check('error' in j, '%s: OpenAI error shape' % path)
+    # 30 keyless connections that never send their bodies hold no slot of 20
+    held = []
+    for _ in range(30):
+        c = RawConn(bb.port, timeout=3)
+        ctx.on_close(c.close)
+        c.send(b'POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n'
+               b'\r\n{')
+        held.append(c)
+    time.sleep(0.3)
+    r = bb.chat('p', headers=auth(bb.key))
+    eq(r.status, 200, 'a keyed request next to 30 keyless stalled bodies (body %r)'
+       % r.body[:200])
+    # a keyed body trickled a byte at a time: limits.body_timeout_ms bounds the whole body
+    c = RawConn(bb.port, timeout=10)
+    ctx.on_close(c.close)
+    body = json.dumps(chat_body('p')).encode()
+    c.send(b'POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n'
+           b'Content-Length: %d\r\n\r\n' % (bb.key.encode(), len(body)))
+    t0 = time.monotonic()
+    got = None
+    for b in body:
+        try:
+            c.send(bytes([b]))
+        except OSError:
+            break
+        c.sock.settimeout(0.25)
+        try:
+            got = c.response()
+            break
+        except socket.timeout:
+            pass
+        if time.monotonic() - t0 > scaled(6):
+            break
+    elapsed = time.monotonic() - t0
+    check(got is not None, 'a body trickled for %.1fs got no 408 (body_timeout_ms 1500)'
+          % elapsed)
+    eq(got.status, 408, 'trickled body status')
+    check(elapsed < scaled(3.5), '408 only after %.1fs' % elapsed)
+    no_worker_died(bb, 'keyless bodies')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
     test_pipelining_flood_bounded,
+    test_auth_before_body,
 ]
 
 if __name__ == '__main__':
