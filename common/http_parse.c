@@ -348,6 +348,34 @@ int bb_http_parse_request(const char *buf, size_t len, struct bb_http_head *h, i
     return r < 0 ? BAD : n;
 }
 
+void bb_http_scan_reset(struct bb_http_scan *s)
+{
+    s->scanned = 0;
+    s->content = false;
+    s->line_start = true;
+}
+
+size_t bb_http_scan_feed(struct bb_http_scan *s, const char *in, size_t n)
+{
+    if (s->scanned == 0 && !s->content)
+        s->line_start = true;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '\n') {
+            if (s->line_start && s->content) {
+                s->scanned += i + 1;
+                return s->scanned;
+            }
+            s->line_start = true;
+        } else if (c != '\r') {
+            s->content = true;
+            s->line_start = false;
+        }
+    }
+    s->scanned += n;
+    return 0;
+}
+
 int bb_http_parse_response(const char *buf, size_t len, struct bb_http_head *h)
 {
     int st;

@@ -43,6 +43,8 @@ struct bb_conn {
     bool tls;
     bool got_bytes;         /* some bytes of the current request head arrived */
     bool read_paused;       /* between requests: not reading while the output is backlogged */
+    struct bb_http_scan scan; /* where the search for the end of the current head stands */
+    size_t parsed_at;       /* input length at the last early parse of an incomplete head */
     struct bb_request *req;
     /* body being read */
     uint64_t body_need;     /* Content-Length mode: bytes still expected */
@@ -256,6 +258,31 @@ static void conn_read_body(struct bb_conn *c)
         conn_body_done(c, c->body_buf, evbuffer_get_length(c->body_buf));
 }
 
+/* Feed the input bytes not scanned yet (up to limit <= the input's length) to the head scan.
+ * Returns the head's length once its end is found, else 0. Each byte is looked at once. */
+static size_t conn_scan_head(struct bb_conn *c, struct evbuffer *in, size_t limit)
+{
+    while (c->scan.scanned < limit) {
+        struct evbuffer_ptr pos;
+        struct evbuffer_iovec v[8];
+        if (evbuffer_ptr_set(in, &pos, c->scan.scanned, EVBUFFER_PTR_SET) < 0)
+            return 0;
+        int nv = evbuffer_peek(in, (ev_ssize_t)(limit - c->scan.scanned), &pos, v, 8);
+        if (nv <= 0)
+            return 0;
+        for (int i = 0; i < nv && i < 8; i++) {
+            size_t want = limit - c->scan.scanned;
+            size_t len = v[i].iov_len < want ? v[i].iov_len : want;
+            size_t end = bb_http_scan_feed(&c->scan, v[i].iov_base, len);
+            if (end)
+                return end;
+            if (c->scan.scanned >= limit)
+                return 0;
+        }
+    }
+    return 0;
+}
+
 static void conn_read_head(struct bb_conn *c)
 {
     struct bb_worker *w = c->w;
@@ -268,11 +295,23 @@ static void conn_read_head(struct bb_conn *c)
         c->got_bytes = true;
         timer_ms(c, lim->header_timeout_ms);
     }
-    size_t n = avail < lim->header_max_bytes ? avail : lim->header_max_bytes;
-    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    size_t limit = avail < lim->header_max_bytes ? avail : lim->header_max_bytes;
+    size_t end = conn_scan_head(c, in, limit);
+    const char *p;
     struct bb_http_head head;
-    int st = 400;
-    int r = bb_http_parse_request(p, n, &head, &st);
+    int st = 400, r = 0;
+    if (end) {
+        p = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
+        r = bb_http_parse_request(p, end, &head, &st);
+        if (r == 0)
+            r = -1; /* the parser wants more than the head the scan found: malformed */
+    } else if (c->parsed_at == 0 || limit >= 2 * c->parsed_at || avail >= lim->header_max_bytes) {
+        /* Not complete yet. Garbage is still refused early, by parsing what arrived, but only
+         * when it doubled since the last try: a head sent in tiny pieces costs linear time. */
+        c->parsed_at = limit;
+        p = (const char *)evbuffer_pullup(in, (ev_ssize_t)limit);
+        r = bb_http_parse_request(p, limit, &head, &st);
+    }
     if (r == 0) {
         if (avail >= lim->header_max_bytes)
             conn_fail_raw(c, 431, "request head exceeds the header size limit");
@@ -282,6 +321,8 @@ static void conn_read_head(struct bb_conn *c)
         conn_fail_raw(c, st, "malformed HTTP request");
         return;
     }
+    bb_http_scan_reset(&c->scan); /* the next head starts after this one */
+    c->parsed_at = 0;
     size_t cap = lim->request_body_max_bytes + (1u << 20);
     struct bb_request *req = bb_request_new(w, c, p, (size_t)r, cap);
     if (!req) {

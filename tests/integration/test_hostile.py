@@ -23,6 +23,108 @@ PROTOS = {'openai': 'openai', 'responses': 'openai-responses', 'anthropic': 'ant
 
 
 # --------------------------------------------------------------------------------------------
+# the hostile provider
+
+OK_ANSWER = json.dumps({
+    'id': 'chatcmpl-evil', 'object': 'chat.completion', 'created': 1, 'model': 'm',
+    'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': 'evil says hi'},
+                 'finish_reason': 'stop'}],
+    'usage': {'prompt_tokens': 3, 'completion_tokens': 3, 'total_tokens': 6}}).encode()
+
+
+class Hostile:
+    """A stdlib HTTP/1.1 'provider' on 127.0.0.1 whose answer is set by .mode (see answer())."""
+
+    def __init__(self, ctx):
+        outer = self
+        self.mode = 'ok'
+        self.requests = []      # (request line, headers text) of each request seen
+        self.sent = 0           # body bytes the last 'huge_length' answer pushed
+
+        class H(socketserver.BaseRequestHandler):
+            def handle(self):
+                outer.serve(self.request)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.srv = socketserver.ThreadingTCPServer(('127.0.0.1', 0), H)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        self.url = 'http://127.0.0.1:%d' % self.port
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        ctx.on_close(self.close)
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+    def serve(self, sock):
+        sock.settimeout(10)
+        f = sock.makefile('rb')
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                head = b''
+                n = 0
+                while True:
+                    h = f.readline()
+                    if h in (b'\r\n', b'\n', b''):
+                        break
+                    head += h
+                    if h.lower().startswith(b'content-length:'):
+                        n = int(h.split(b':')[1])
+                f.read(n)
+                self.requests.append((line.decode('latin-1').strip(), head.decode('latin-1')))
+                if not self.answer(sock):
+                    return
+        except OSError:
+            return
+
+    def answer(self, sock):
+        """Send one answer; False to close the connection afterwards."""
+        mode = self.mode
+        def reply(status_line, ctype, body, extra=b''):
+            sock.sendall(b'%s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n'
+                         % (status_line, ctype, len(body), extra) + body)
+        if mode == 'ok':
+            reply(b'HTTP/1.1 200 OK', b'application/json', OK_ANSWER)
+            return True
+        if mode == 'continue_flood':
+            sock.sendall(b'HTTP/1.1 100 Continue\r\n\r\n' * 5000)
+            reply(b'HTTP/1.1 200 OK', b'application/json', OK_ANSWER)
+            return True
+        if mode == 'huge_length':
+            sock.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'
+                         b'Content-Length: 2147483648\r\n\r\n{"id":"')
+            chunk = b'a' * (1 << 20)
+            self.sent = 0
+            try:
+                while self.sent < (2 << 30):
+                    sock.sendall(chunk)
+                    self.sent += len(chunk)
+            except OSError:
+                pass
+            return False
+        if mode == 'redirect':
+            reply(b'HTTP/1.1 302 Found', b'text/plain', b'moved',
+                  b'Location: http://169.254.169.254/latest/meta-data/\r\n')
+            return True
+        if mode == 'status600':
+            reply(b'HTTP/1.1 600 Weird', b'application/json', OK_ANSWER)
+            return True
+        if mode == 'html200':
+            reply(b'HTTP/1.1 200 OK', b'text/html', b'<html><body>Login</body></html>')
+            return True
+        if mode == 'gzip':
+            import gzip
+            reply(b'HTTP/1.1 200 OK', b'application/json', gzip.compress(OK_ANSWER),
+                  b'Content-Encoding: gzip\r\n')
+            return True
+        fail('unknown hostile mode %r' % mode)
+
+
+# --------------------------------------------------------------------------------------------
 # setup
 
 def start(ctx, limits=None, workers=2, hostile=None, **extra):
@@ -42,8 +144,9 @@ def start(ctx, limits=None, workers=2, hostile=None, **extra):
     if hostile is not None:
         provs['evil'] = provider(hostile.url)
         models['bad'] = lane('evil', 'm')
-        pools['h'] = pool(('bad', 1), ('oa', 1), policy='ordered')
-        pools['hx'] = pool(('bad', 1))
+        lenient = {'trip': {'mode': 'error_rate', 'min_requests': 1000}}
+        pools['h'] = pool(('bad', 1000), ('oa', 1), breaker=lenient)   # bad first, then oa
+        pools['hx'] = pool(('bad', 1), breaker=lenient)
     conf = {'auth': {'mode': 'keys'}, 'providers': provs, 'models': models, 'pools': pools,
             'limits': limits or {}}
     conf.update(extra)
@@ -266,11 +369,68 @@ def test_auth_before_body(ctx):
     no_worker_died(bb, 'keyless bodies')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 5: quadratic parsing (client heads, upstream interim answers)
+
+def cpu_secs(bb):
+    """CPU seconds used so far by all of busbar's workers."""
+    t = 0
+    for pid in bb.workers():
+        try:
+            with open('/proc/%d/stat' % pid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            t += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return t / float(os.sysconf('SC_CLK_TCK'))
+
+
+def test_head_in_pieces_linear(ctx):
+    """A 4 MB head (header_max_bytes raised to 8 MiB) in 1,000 reads of 4 KiB: scanned once,
+    parsed once. Re-parsing the whole buffer on every read costs seconds of CPU."""
+    m, bb = start(ctx, limits={'header_max_bytes': 8 << 20, 'header_timeout_ms': 30000})
+    head = (b'GET /healthz HTTP/1.1\r\nHost: t\r\n'
+            + b''.join(b'X-Pad-%d: %s\r\n' % (i, b'a' * 40000) for i in range(98)) + b'\r\n')
+    s = socket.create_connection(('127.0.0.1', bb.port))
+    ctx.on_close(s.close)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cpu0, t0 = cpu_secs(bb), time.monotonic()
+    piece = 4096
+    for i in range(0, len(head), piece):
+        s.sendall(head[i:i + piece])
+        time.sleep(0.001)   # one read per piece
+    s.settimeout(10)
+    got = s.recv(4096)
+    cpu = cpu_secs(bb) - cpu0
+    ctx.note('%d-byte head in %d pieces (%.1fs): %.2f CPU seconds in the workers'
+             % (len(head), len(head) // piece, time.monotonic() - t0, cpu))
+    check(got.startswith(b'HTTP/1.1 200'), 'answer %r' % got[:100])
+    check(cpu < scaled(0.3), '%.2f CPU seconds to read one %d-byte head' % (cpu, len(head)))
+
+
+def test_upstream_continue_flood(ctx):
+    h = Hostile(ctx)
+    m, bb = start(ctx, hostile=h)
+    h.mode = 'continue_flood'
+    cpu0 = cpu_secs(bb)
+    r = bb.chat('h', headers=auth(bb.key))
+    cpu = cpu_secs(bb) - cpu0
+    ctx.note('5000 interim answers: %.2f CPU seconds' % cpu)
+    eq(r.status, 200, 'status (body %r)' % r.body[:200])
+    eq(r.headers.get('x-busbar-lane'), 'oa', 'a flood of 100 Continue fails the attempt over '
+       'to the next lane')
+    eq(r.json()['choices'][0]['message']['content'], mock_answer(), 'answer')
+    check(cpu < scaled(0.5), '%.2f CPU seconds for one flooded attempt' % cpu)
+    no_worker_died(bb, 'a flood of 100 Continue')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
     test_pipelining_flood_bounded,
     test_auth_before_body,
+    test_head_in_pieces_linear,
+    test_upstream_continue_flood,
 ]
 
 if __name__ == '__main__':

@@ -425,6 +425,37 @@ static void test_field_checks(void **state)
     assert_false(bb_http_field_value_ok("x\t", 2));
 }
 
+/* The incremental end-of-head scan agrees with the parser however the bytes are split. */
+static void test_head_scan(void **state)
+{
+    (void)state;
+    static const char *heads[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY",
+        "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\nHost: a\n\nX",
+        "GET / HTTP/1.0\r\n\r\n",
+    };
+    for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
+        const char *h = heads[k];
+        size_t n = strlen(h);
+        struct bb_http_head head;
+        int want = bb_http_parse_request(h, n, &head, NULL);
+        assert_true(want > 0);
+        for (size_t step = 1; step <= n; step++) {
+            struct bb_http_scan sc;
+            bb_http_scan_reset(&sc);
+            size_t got = 0;
+            for (size_t i = 0; i < n && !got; i += step)
+                got = bb_http_scan_feed(&sc, h + i, i + step <= n ? step : n - i);
+            assert_int_equal(got, (size_t)want);
+        }
+    }
+    struct bb_http_scan sc = {0}; /* zero-initialised works like reset */
+    assert_int_equal(bb_http_scan_feed(&sc, "GET / HTTP/1.1\r\nHost: a\r\n", 25), 0);
+    assert_int_equal(bb_http_scan_feed(&sc, "\r", 1), 0);
+    assert_int_equal(bb_http_scan_feed(&sc, "\nrest", 5), 27);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_ieq),
         cmocka_unit_test(test_field_checks),
+        cmocka_unit_test(test_head_scan),
         cmocka_unit_test(test_chunked_ok),
         cmocka_unit_test(test_chunked_errors),
     };
