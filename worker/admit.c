@@ -136,10 +136,24 @@ void bb_proxy_handle(struct bb_request *req)
         [F_STREAM_OPTIONS] = {.key = "stream_options"},
     };
     struct bb_err err;
-    if (bb_jscan_object(req->body ? req->body : "", req->body_len, f, F_COUNT, JSON_DEPTH_MAX,
-                        &err) < 0) {
+    /* Duplicate member names are refused at the top level and in the objects read below: a
+     * provider that keeps the first duplicate must not run what busbar did not admit. */
+    static const int nested[] = {F_GENERATION_CONFIG, F_INFERENCE_CONFIG, F_STREAM_OPTIONS};
+    int bad = bb_jscan_request(req->body ? req->body : "", req->body_len, f, F_COUNT,
+                               JSON_DEPTH_MAX, &err);
+    const char *inner = NULL;
+    for (size_t i = 0; bad == 0 && i < sizeof nested / sizeof nested[0]; i++) {
+        const struct bb_jscan_field *o = &f[nested[i]];
+        inner = o->key;
+        if (o->type == BB_JOBJECT)
+            bad = bb_jscan_request(req->body + o->off, o->len, NULL, 0, JSON_DEPTH_MAX, &err);
+    }
+    if (bad < 0) {
         char msg[600];
-        snprintf(msg, sizeof msg, "request body is not a valid JSON object: %s", err.msg);
+        if (inner)
+            snprintf(msg, sizeof msg, "'%s' in the request body: %s", inner, err.msg);
+        else
+            snprintf(msg, sizeof msg, "request body is not a valid JSON object: %s", err.msg);
         bb_request_fail(req, BB_ERR_INVALID_JSON, msg);
         return;
     }

@@ -424,6 +424,60 @@ def test_upstream_continue_flood(ctx):
     no_worker_died(bb, 'a flood of 100 Continue')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 6: duplicate JSON keys were admitted as the last and forwarded with both
+
+def post(bb, path, raw_body, key=None):
+    h = auth(key) if key else {}
+    h['Content-Type'] = 'application/json'
+    return bb.request('POST', path, raw_body.encode(), headers=h)
+
+
+def dialect_error(r, dialect, status, what):
+    eq(r.status, status, '%s: status (body %r)' % (what, r.body[:300]))
+    j = json.loads(r.body)
+    if dialect == 'openai':
+        check(isinstance(j.get('error'), dict) and 'message' in j['error'], '%s: OpenAI error '
+              'shape %r' % (what, j))
+    elif dialect == 'anthropic':
+        check(j.get('type') == 'error' and 'message' in j.get('error', {}), '%s: Anthropic '
+              'error shape %r' % (what, j))
+    elif dialect == 'gemini':
+        check(j.get('error', {}).get('code') == status, '%s: Gemini error shape %r' % (what, j))
+    elif dialect == 'bedrock':
+        check(set(j) == {'message'} and r.headers.get('x-amzn-errortype'),
+              '%s: Bedrock error shape %r %r' % (what, j, r.headers))
+    return j
+
+
+def test_duplicate_keys_refused(ctx):
+    m, bb = start(ctx)
+    msgs = '"messages":[{"role":"user","content":"hi"}]'
+    cases = [
+        ('openai', '/v1/chat/completions',
+         '{"model":"expensive","max_tokens":100000,%s,"model":"p","max_tokens":1}' % msgs),
+        ('openai', '/v1/chat/completions', '{"model":"p",%s,"\\u006dodel":"q"}' % msgs),
+        ('openai', '/v1/chat/completions', '{"model":"p",%s,"stream":false,"stream":true}' % msgs),
+        ('openai', '/v1/chat/completions',
+         '{"model":"p",%s,"temperature":0,"temperature":2}' % msgs),
+        ('openai', '/v1/chat/completions', '{"model":"p",%s,"stream":true,'
+         '"stream_options":{"include_usage":false,"include_usage":true}}' % msgs),
+        ('anthropic', '/v1/messages',
+         '{"model":"p","max_tokens":1,%s,"max_tokens":100000}' % msgs),
+        ('gemini', '/v1beta/models/p:generateContent',
+         '{"contents":[{"parts":[{"text":"hi"}]}],'
+         '"generationConfig":{"maxOutputTokens":1,"maxOutputTokens":100000}}'),
+        ('bedrock', '/model/p/converse',
+         '{"messages":[{"role":"user","content":[{"text":"hi"}]}],'
+         '"inferenceConfig":{"maxTokens":1,"maxTokens":100000}}'),
+    ]
+    for dialect, path, body in cases:
+        j = dialect_error(post(bb, path, body, bb.key), dialect, 400, body[:60])
+        check('duplicate member' in json.dumps(j), 'the error names the duplicate: %r' % j)
+    eq(m.attempts(), [], 'no request with duplicate keys reached a provider')
+    no_worker_died(bb, 'duplicate keys')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -431,6 +485,7 @@ TESTS = [
     test_auth_before_body,
     test_head_in_pieces_linear,
     test_upstream_continue_flood,
+    test_duplicate_keys_refused,
 ]
 
 if __name__ == '__main__':
