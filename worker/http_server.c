@@ -179,21 +179,36 @@ static void conn_linger(struct bb_conn *c)
     /* else conn_write_cb runs when the output drains */
 }
 
-/* A raw error response on a connection whose request could not be parsed; then close. */
-static void conn_fail_raw(struct bb_conn *c, int status, const char *msg)
+/* A raw error response on a connection whose request could not be parsed; then close. The
+ * dialect comes from the request target when the request line got that far (SPEC §9). */
+static void conn_fail_raw(struct bb_conn *c, int status, const char *msg,
+                          const struct bb_http_head *h)
 {
-    char body[1024], head[256];
+    char body[1024], head[512], extra[128];
+    enum bb_proto d = h && h->target ? bb_request_dialect_of(h->target, h->target_len)
+                                     : BB_PROTO_OPENAI;
     enum bb_errkind k = bb_errkind_from_status(status);
-    size_t blen = bb_errors_render(BB_PROTO_OPENAI, k, msg, body, sizeof body);
+    size_t blen = bb_errors_render(d, k, msg, body, sizeof body);
+    bb_errors_headers(d, status, extra, sizeof extra);
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      status, bb_http_reason(status), blen);
+                      "Content-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                      status, bb_http_reason(status), blen, extra);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, head, (size_t)hl);
     evbuffer_add(out, body, blen);
     evtimer_del(c->timer);
     conn_linger(c);
+}
+
+/* The head parsed as far as it goes (for the dialect of an error about it). */
+static void conn_peek_head(struct bb_conn *c, struct bb_http_head *h)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    if (n > c->w->conf->limits.header_max_bytes)
+        n = c->w->conf->limits.header_max_bytes;
+    bb_http_parse_request((const char *)evbuffer_pullup(in, (ev_ssize_t)n), n, h, NULL);
 }
 
 /* ---- request intake ---- */
@@ -300,6 +315,7 @@ static void conn_read_head(struct bb_conn *c)
     const char *p;
     struct bb_http_head head;
     int st = 400, r = 0;
+    head.target = NULL;
     if (end) {
         p = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
         r = bb_http_parse_request(p, end, &head, &st);
@@ -314,11 +330,11 @@ static void conn_read_head(struct bb_conn *c)
     }
     if (r == 0) {
         if (avail >= lim->header_max_bytes)
-            conn_fail_raw(c, 431, "request head exceeds the header size limit");
+            conn_fail_raw(c, 431, "request head exceeds the header size limit", &head);
         return;
     }
     if (r < 0) {
-        conn_fail_raw(c, st, "malformed HTTP request");
+        conn_fail_raw(c, st, "malformed HTTP request", &head);
         return;
     }
     bb_http_scan_reset(&c->scan); /* the next head starts after this one */
@@ -326,7 +342,7 @@ static void conn_read_head(struct bb_conn *c)
     size_t cap = lim->request_body_max_bytes + (1u << 20);
     struct bb_request *req = bb_request_new(w, c, p, (size_t)r, cap);
     if (!req) {
-        conn_fail_raw(c, 500, "out of memory");
+        conn_fail_raw(c, 500, "out of memory", &head);
         return;
     }
     evbuffer_drain(in, (size_t)r);
@@ -495,7 +511,9 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
             conn_free(c); /* idle keep-alive, or a connection that never sent a byte */
             return;
         }
-        conn_fail_raw(c, 408, "request head not received in time");
+        struct bb_http_head h;
+        conn_peek_head(c, &h);
+        conn_fail_raw(c, 408, "request head not received in time", &h);
         return;
     case CONN_BODY:
         if (c->req) {

@@ -102,6 +102,23 @@ static enum bb_proto dialect_of_path(const char *path)
     return BB_PROTO_OPENAI;
 }
 
+enum bb_proto bb_request_dialect_of(const char *target, size_t len)
+{
+    char path[256];
+    /* absolute-form (RFC 9112 §3.2.2): keep only the path */
+    if (len > 8 && (strncmp(target, "http://", 7) == 0 || strncmp(target, "https://", 8) == 0)) {
+        const char *s = memchr(target + 8, '/', len - 8);
+        len = s ? len - (size_t)(s - target) : 0;
+        target = s ? s : "";
+    }
+    const char *q = memchr(target, '?', len);
+    size_t n = q ? (size_t)(q - target) : len;
+    n = n < sizeof path - 1 ? n : sizeof path - 1;
+    memcpy(path, target, n);
+    path[n] = '\0';
+    return dialect_of_path(path);
+}
+
 /* Gemini /v1beta/models/{m}:generateContent|:streamGenerateContent (also /v1/models/...),
  * Bedrock /model/{id}/converse|/converse-stream, Anthropic /{pool}/v1/messages.
  * 1 = matched (req filled), 0 = not an LLM route, -1 = matched but malformed (answered). */
@@ -213,6 +230,7 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
         bb_arena_free(&arena);
         return NULL;
     }
+    req->ingress = dialect_of_path(req->path); /* errors before routing (413, 503) */
     return req;
 }
 

@@ -80,6 +80,11 @@ struct bb_request {
     bool bill_ok;                    /* that answer completed */
 };
 
+/* The dialect errors about a request to target[0..len) are rendered in (origin or absolute
+ * form, query ignored), decided from the path alone: usable as soon as the request line is
+ * parsed. */
+enum bb_proto bb_request_dialect_of(const char *target, size_t len);
+
 /* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */
 struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, const char *buf,
                                   size_t len, size_t arena_cap);

@@ -139,8 +139,10 @@ def start(ctx, limits=None, workers=2, hostile=None, **extra):
         if proto == 'bedrock':
             p['api_key_env'] = AWS_KEY_ENV
         provs['p_' + short] = p
-    models = {'oa': lane('p_openai', 'm'), 'an': lane('p_anthropic', 'm')}
-    pools = {'p': pool(('oa', 1)), 't': pool(('an', 1)), 'q': pool(('oa', 1))}
+    models = {'oa': lane('p_openai', 'm'), 'an': lane('p_anthropic', 'm'),
+              'slow': lane('p_openai', 'm;slowfirst=1500')}
+    pools = {'p': pool(('oa', 1)), 't': pool(('an', 1)), 'q': pool(('oa', 1)),
+             's': pool(('slow', 1))}
     if hostile is not None:
         provs['evil'] = provider(hostile.url)
         models['bad'] = lane('evil', 'm')
@@ -478,6 +480,50 @@ def test_duplicate_keys_refused(ctx):
     no_worker_died(bb, 'duplicate keys')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 7: connection-level errors were always OpenAI-shaped; a closing 400 did not say so
+
+def raw_error(bb, data, dialect, status, what, timeout=5):
+    r, c = raw(bb, data, timeout=timeout)
+    dialect_error(r, dialect, status, what)
+    eq(r.headers.get('connection', '').lower(), 'close', '%s: Connection header' % what)
+    return r
+
+
+def test_connection_errors_in_dialect(ctx):
+    m, bb = start(ctx, workers=1, limits={
+        'request_body_max_bytes': 4096, 'header_max_bytes': 2048, 'header_timeout_ms': 500,
+        'max_inbound_concurrent': 1})
+    key = b'Authorization: Bearer %s\r\n' % bb.key.encode()
+    routes = [('openai', b'/v1/chat/completions'), ('anthropic', b'/v1/messages'),
+              ('gemini', b'/v1beta/models/p:generateContent'), ('bedrock', b'/model/p/converse'),
+              ('bedrock', b'http://h/model/p/converse-stream?x=1')]
+    for dialect, path in routes:
+        raw_error(bb, b'POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: 99999\r\n\r\n' % path,
+                  dialect, 413, '413 on %s' % path)
+        raw_error(bb, b'POST %s HTTP/1.1\r\nHost: t\r\nNoColon\r\n\r\n' % path,
+                  dialect, 400, '400 on %s' % path)
+        raw_error(bb, b'POST %s HTTP/1.1\r\nHost: t\r\nX: %s\r\n\r\n' % (path, b'a' * 4096),
+                  dialect, 431, '431 on %s' % path)
+        raw_error(bb, b'POST %s HTTP/1.1\r\nHost: t\r\n' % path, dialect, 408,
+                  '408 on %s' % path)
+        raw_error(bb, b'POST %s HTTP/1.1\r\nHost: t\r\n%sTransfer-Encoding: chunked\r\n\r\n'
+                  b'zz\r\n' % (path, key), dialect, 400, 'bad chunked body on %s' % path)
+    # 503 over max_inbound_concurrent, in the dialect of the refused request
+    c = RawConn(bb.port, timeout=10)
+    ctx.on_close(c.close)
+    c.send_request('POST', '/v1/chat/completions', chat_body('s'), headers=auth(bb.key))
+    m.wait_attempts(lambda a: len(a) == 1, 5, 'the slow request in flight')
+    for dialect, path in routes[1:4]:
+        r, _ = raw(bb, b'POST %s HTTP/1.1\r\nHost: t\r\n%sContent-Length: 2\r\n\r\n{}'
+                   % (path, key))
+        dialect_error(r, dialect, 503, '503 on %s' % path)
+    r = c.response()
+    r.read()
+    eq(r.status, 200, 'the slow request')
+    no_worker_died(bb, 'connection-level errors')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -486,6 +532,7 @@ TESTS = [
     test_head_in_pieces_linear,
     test_upstream_continue_flood,
     test_duplicate_keys_refused,
+    test_connection_errors_in_dialect,
 ]
 
 if __name__ == '__main__':
