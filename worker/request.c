@@ -119,6 +119,16 @@ enum bb_proto bb_request_dialect_of(const char *target, size_t len)
     return dialect_of_path(path);
 }
 
+/* The request's method matches a route's: exactly, or HEAD for GET (RFC 9110 §9.3.2: the same
+ * answer without its body). */
+static bool method_is(const struct bb_request *req, const char *m)
+{
+    size_t n = strlen(m);
+    if (req->head.method_len == n && memcmp(req->head.method, m, n) == 0)
+        return true;
+    return req->head_only && strcmp(m, "GET") == 0;
+}
+
 /* Gemini /v1beta/models/{m}:generateContent|:streamGenerateContent (also /v1/models/...),
  * Bedrock /model/{id}/converse|/converse-stream, Anthropic /{pool}/v1/messages.
  * 1 = matched (req filled), 0 = not an LLM route, -1 = matched but malformed (answered). */
@@ -162,8 +172,7 @@ static int match_llm_route(struct bb_request *req)
     } else {
         return 0;
     }
-    if (!bb_http_ieq(req->head.method, req->head.method_len, "POST") ||
-        req->head.method_len != 4) {
+    if (!method_is(req, "POST")) {
         char body[512];
         size_t bl = bb_errors_render(req->ingress, BB_ERR_METHOD_NOT_ALLOWED,
                                      "only POST is allowed on this path", body, sizeof body);
@@ -231,6 +240,7 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
         return NULL;
     }
     req->ingress = dialect_of_path(req->path); /* errors before routing (413, 503) */
+    req->head_only = req->head.method_len == 4 && memcmp(req->head.method, "HEAD", 4) == 0;
     return req;
 }
 
@@ -253,6 +263,8 @@ static void method_not_allowed(struct bb_request *req)
             if (allow[7])
                 strcat(allow, ", ");
             strcat(allow, routes[i].method);
+            if (strcmp(routes[i].method, "GET") == 0)
+                strcat(allow, ", HEAD");
         }
     strcat(allow, "\r\n");
     char body[512];
@@ -276,8 +288,7 @@ bool bb_request_route(struct bb_request *req)
             continue;
         path_known = true;
         req->ingress = routes[i].dialect;
-        if (bb_http_ieq(req->head.method, req->head.method_len, routes[i].method) &&
-            req->head.method_len == strlen(routes[i].method)) {
+        if (method_is(req, routes[i].method)) {
             if (!routes[i].open && !authenticated(req))
                 return false;
             req->handler = routes[i].handler;

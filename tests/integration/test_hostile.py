@@ -524,6 +524,34 @@ def test_connection_errors_in_dialect(ctx):
     no_worker_died(bb, 'connection-level errors')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 8: HEAD answers carried a body and desynchronised keep-alive clients
+
+def test_head_has_no_body(ctx):
+    m, bb = start(ctx)
+    c = RawConn(bb.port, timeout=5)
+    ctx.on_close(c.close)
+    key = 'Authorization: Bearer %s\r\n' % bb.key
+    cases = [('/healthz', 200, ''), ('/v1/models', 200, key), ('/v1/chat/completions', 405, key),
+             ('/nope', 404, '')]
+    for path, status, extra in cases:
+        c.send('HEAD %s HTTP/1.1\r\nHost: t\r\n%s\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n'
+               % (path, extra))
+        st, reason, hdrs = c.read_head()
+        eq(st, status, 'HEAD %s status' % path)
+        h = {k.lower(): v for k, v in hdrs}
+        check(int(h.get('content-length', '0')) > 0, 'HEAD %s: Content-Length of the GET answer '
+              '(%r)' % (path, h))
+        if status == 405:
+            check('POST' in h.get('allow', ''), 'Allow on 405: %r' % h)
+        r = c.response()   # the next bytes must be the GET's answer, not the HEAD's body
+        check(r is not None, 'after HEAD %s: no answer to the pipelined GET' % path)
+        r.read()
+        eq((r.status, json.loads(r.body)), (200, {'status': 'ok'}),
+           'the GET after HEAD %s (a HEAD body would show up here)' % path)
+    no_worker_died(bb, 'HEAD requests')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -533,6 +561,7 @@ TESTS = [
     test_upstream_continue_flood,
     test_duplicate_keys_refused,
     test_connection_errors_in_dialect,
+    test_head_has_no_body,
 ]
 
 if __name__ == '__main__':
