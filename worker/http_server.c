@@ -32,6 +32,7 @@ enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER };
 #define OUT_LOW_WATER (256u << 10)
 #define BUSY_INPUT_MAX (64u << 10) /* pipelined bytes buffered while a request runs */
 #define LINGER_MS 2000
+#define BODY_ARENA_FACTOR 3 /* arena bytes a request may use per body byte, beyond the body */
 
 struct bb_conn {
     uint32_t magic;
@@ -233,6 +234,10 @@ static void conn_body_done(struct bb_conn *c, struct evbuffer *src, size_t len)
     evbuffer_remove(src, req->body, len);
     req->body[len] = '\0';
     req->body_len = len;
+    /* Room for what the request builds from its body: the IR of a translated request (its
+     * strings decoded into the arena) and each attempt's writer scratch, on top of the body
+     * itself. The cap stays a bound on the request's memory, in proportion to its body. */
+    req->arena.cap = req->arena.used + BODY_ARENA_FACTOR * len + (1u << 20);
     conn_dispatch(c);
 }
 

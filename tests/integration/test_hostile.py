@@ -552,6 +552,22 @@ def test_head_has_no_body(ctx):
     no_worker_died(bb, 'HEAD requests')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 9: a 20 MB prompt (under the 32 MiB body limit) got 400 "out of memory" when
+# translated
+
+def test_large_prompt_translated(ctx):
+    m, bb = start(ctx, workers=1)
+    prompt = ('lorem ipsum ' * (20 * 1024 * 1024 // 12))
+    for pool_name, what in (('t', 'OpenAI -> Anthropic'), ('p', 'same protocol')):
+        r = bb.chat(pool_name, messages=[{'role': 'user', 'content': prompt}],
+                    headers=auth(bb.key), timeout=60)
+        eq(r.status, 200, '%s with a %d MB prompt (body %r)' % (what, len(prompt) >> 20,
+                                                               r.body[:300]))
+        eq(r.json()['choices'][0]['message']['content'], mock_answer(), what)
+    no_worker_died(bb, 'a 20 MB prompt')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -562,6 +578,7 @@ TESTS = [
     test_duplicate_keys_refused,
     test_connection_errors_in_dialect,
     test_head_has_no_body,
+    test_large_prompt_translated,
 ]
 
 if __name__ == '__main__':
