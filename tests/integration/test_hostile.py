@@ -113,6 +113,11 @@ class Hostile:
         if mode == 'status600':
             reply(b'HTTP/1.1 600 Weird', b'application/json', OK_ANSWER)
             return True
+        if mode == 'retry_after_huge':
+            reply(b'HTTP/1.1 429 Too Many Requests', b'application/json',
+                  b'{"error":{"message":"slow down","type":"rate_limit_error"}}',
+                  b'Retry-After: 99999999999999999999\r\n')
+            return True
         if mode == 'html200':
             reply(b'HTTP/1.1 200 OK', b'text/html', b'<html><body>Login</body></html>')
             return True
@@ -568,6 +573,28 @@ def test_large_prompt_translated(ctx):
     no_worker_died(bb, 'a 20 MB prompt')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 10: max_tokens 1e999 got 429 on a key without limits; a huge Retry-After was
+# converted double -> uint64 before capping (UBSan: the harness fails on "runtime error:")
+
+def test_numeric_edges(ctx):
+    h = Hostile(ctx)
+    m, bb = start(ctx, hostile=h)
+    for body in ('{"model":"p","messages":[{"role":"user","content":"hi"}],"max_tokens":1e999}',
+                 '{"model":"p","messages":[{"role":"user","content":"hi"}],'
+                 '"max_completion_tokens":18446744073709551616}'):
+        for _ in range(3):   # the first one alone fits an empty window
+            r = post(bb, '/v1/chat/completions', body, bb.key)
+            check(r.status != 429, 'a key without limits got 429 for %s: %r' % (body[-40:],
+                                                                             r.body[:200]))
+    check(len(m.attempts()) == 6, 'the requests reached the provider (%d attempts)'
+          % len(m.attempts()))
+    h.mode = 'retry_after_huge'
+    r = bb.chat('hx', headers=auth(bb.key))
+    eq(r.status, 429, 'the provider\'s 429 (body %r)' % r.body[:200])
+    no_worker_died(bb, 'numeric edge cases')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -579,6 +606,7 @@ TESTS = [
     test_connection_errors_in_dialect,
     test_head_has_no_body,
     test_large_prompt_translated,
+    test_numeric_edges,
 ]
 
 if __name__ == '__main__':
