@@ -13,8 +13,8 @@ import socketserver
 import threading
 import time
 
-from harness import (RawConn, chat_body, check, eq, fail, lane, mock_answer, pool, provider,
-                     rss_kib, run, scaled, wait_for)
+from harness import (RawConn, chat_body, check, eq, fail, free_port, lane, mock_answer, pool,
+                     provider, request, rss_kib, run, scaled, wait_for)
 
 AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
 AWS_KEY = 'AKIDTEST:SECRETTEST'
@@ -132,7 +132,7 @@ class Hostile:
 # --------------------------------------------------------------------------------------------
 # setup
 
-def start(ctx, limits=None, workers=2, hostile=None, **extra):
+def start(ctx, limits=None, workers=2, hostile=None, env=None, **extra):
     """bb-mock for every protocol plus (optionally) a hostile provider; busbar in keys mode.
     Lanes: oa (OpenAI egress), an (Anthropic egress, so OpenAI ingress is translated), bad
     (the hostile provider). Pools: p -> oa, t -> an, q -> oa (for the pool-scoped key),
@@ -157,7 +157,7 @@ def start(ctx, limits=None, workers=2, hostile=None, **extra):
     conf = {'auth': {'mode': 'keys'}, 'providers': provs, 'models': models, 'pools': pools,
             'limits': limits or {}}
     conf.update(extra)
-    bb = ctx.busbar(conf, workers=workers, env={AWS_KEY_ENV: AWS_KEY})
+    bb = ctx.busbar(conf, workers=workers, env=dict(env or {}, **{AWS_KEY_ENV: AWS_KEY}))
     bb.first_workers = sorted(bb.wait_workers(workers))
     bb.key = create_key(bb)
     return m, bb
@@ -595,6 +595,39 @@ def test_numeric_edges(ctx):
     no_worker_died(bb, 'numeric edge cases')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 11: 40 idle TCP connections locked the admin API out; each refusal logged a warning
+
+ADMIN_TOKEN = 'admin-token-0123456789abcdef'
+
+
+def test_admin_api_not_locked_out(ctx):
+    port = free_port()
+    m, bb = start(ctx, workers=1, env={'BB_TEST_ADMIN_TOKEN': ADMIN_TOKEN},
+                  admin={'socket': ctx.path('busbar-admin.sock'),
+                         'listen': '127.0.0.1:%d' % port, 'token_env': 'BB_TEST_ADMIN_TOKEN'})
+    held = []
+    for round_ in range(3):
+        for _ in range(100):   # idle connections that never send a byte
+            s = socket.create_connection(('127.0.0.1', port))
+            ctx.on_close(s.close)
+            held.append(s)
+        t0 = time.monotonic()
+        try:
+            r = request(port, 'GET', '/admin/keys',
+                        headers={'Authorization': 'Bearer ' + ADMIN_TOKEN}, timeout=5)
+        except OSError as e:
+            fail('admin API next to %d idle connections: %r' % (len(held), e))
+        eq(r.status, 200, 'admin API next to %d idle connections (round %d)'
+           % (len(held), round_))
+        check(time.monotonic() - t0 < scaled(1.5), 'the admin API answered only after %.1fs'
+              % (time.monotonic() - t0))
+    warnings = [ln for ln in bb.log().splitlines() if 'admin API' in ln and '[warn]' in ln]
+    check(len(warnings) <= 3, '%d admin API warnings for 300 idle connections (rate-limited '
+          'to one per 10 s): %r' % (len(warnings), warnings[:5]))
+    no_worker_died(bb, 'an admin connection flood')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -607,6 +640,7 @@ TESTS = [
     test_head_has_no_body,
     test_large_prompt_translated,
     test_numeric_edges,
+    test_admin_api_not_locked_out,
 ]
 
 if __name__ == '__main__':
