@@ -278,6 +278,20 @@ static void conn_read_body(struct bb_conn *c)
         conn_body_done(c, c->body_buf, evbuffer_get_length(c->body_buf));
 }
 
+/* What a well-formed head may still not be (as nginx refuses them): methods are
+ * case-sensitive upper-case tokens, and HTTP/1.1 requires Host (RFC 9112 §3.2). */
+static const char *head_refusal(const struct bb_http_head *h)
+{
+    for (size_t i = 0; i < h->method_len; i++) {
+        char ch = h->method[i];
+        if (!((ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '-'))
+            return "the method must be upper case (methods are case-sensitive)";
+    }
+    if (h->minor_version == 1 && !bb_http_find(h, "host"))
+        return "an HTTP/1.1 request needs a Host header";
+    return NULL;
+}
+
 /* Feed the input bytes not scanned yet (up to limit <= the input's length) to the head scan.
  * Returns the head's length once its end is found, else 0. Each byte is looked at once. */
 static size_t conn_scan_head(struct bb_conn *c, struct evbuffer *in, size_t limit)
@@ -344,6 +358,11 @@ static void conn_read_head(struct bb_conn *c)
     }
     bb_http_scan_reset(&c->scan); /* the next head starts after this one */
     c->parsed_at = 0;
+    const char *refused = head_refusal(&head);
+    if (refused) {
+        conn_fail_raw(c, 400, refused, &head);
+        return;
+    }
     size_t cap = lim->request_body_max_bytes + (1u << 20);
     struct bb_request *req = bb_request_new(w, c, p, (size_t)r, cap);
     if (!req) {

@@ -57,7 +57,8 @@ static int hexval(char c)
                                   : -1;
 }
 
-/* URL-decode s[0..n) into the arena; NULL on a bad escape, an empty result or a NUL byte.
+/* URL-decode s[0..n) into the arena; NULL on a bad escape, an empty result or a control byte
+ * (NUL included: a name is the same for every reader of it).
  * n is a length inside a NUL-terminated path: anything beyond the path is a caller's bug. */
 static char *url_decode(struct bb_arena *a, const char *s, size_t n)
 {
@@ -73,7 +74,7 @@ static char *url_decode(struct bb_arena *a, const char *s, size_t n)
                 return NULL;
             int h = hexval(s[i + 1]);
             int l = hexval(s[i + 2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0))
+            if (h < 0 || l < 0 || h < 2 || (h == 7 && l == 15))
                 return NULL;
             out[o++] = (char)(h * 16 + l);
             i += 2;

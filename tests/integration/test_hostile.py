@@ -628,6 +628,48 @@ def test_admin_api_not_locked_out(ctx):
     no_worker_died(bb, 'an admin connection flood')
 
 
+# --------------------------------------------------------------------------------------------
+# finding 12: /stats showed every pool to every key; lower-case methods and HTTP/1.1 without
+# Host were accepted; "p\u0000zzz" was routed to p; "stream":"true" passed on one path only
+
+def test_information_and_strictness(ctx):
+    m, bb = start(ctx)
+    qkey = create_key(bb, '--pools', 'q', name='q-only')
+    r = bb.request('GET', '/stats', headers=auth(qkey))
+    eq(r.status, 200, '/stats for a key limited to q')
+    st = r.json()
+    eq(sorted(st['pools']), ['q'], 'pools a q-only key sees')
+    eq(sorted(st['lanes']), ['oa'], 'lanes a q-only key sees (those of q)')
+    st = bb.request('GET', '/stats', headers=auth(bb.key)).json()
+    check({'p', 'q', 't'} <= set(st['pools']), 'an unrestricted key sees every pool: %r'
+          % sorted(st['pools']))
+    for data, what in ((b'get /healthz HTTP/1.1\r\nHost: t\r\n\r\n', 'lower-case method'),
+                       (b'Get /healthz HTTP/1.1\r\nHost: t\r\n\r\n', 'mixed-case method'),
+                       (b'GET /healthz HTTP/1.1\r\n\r\n', 'HTTP/1.1 without Host')):
+        r, c = raw(bb, data)
+        eq(r.status, 400, what)
+    r, c = raw(bb, b'GET /healthz HTTP/1.0\r\n\r\n')
+    eq(r.status, 200, 'HTTP/1.0 without Host is fine')
+    for body, what in (
+            ('{"model":"p\\u0000zzz","messages":[{"role":"user","content":"hi"}]}', 'NUL in model'),
+            ('{"model":"p\\nx","messages":[{"role":"user","content":"hi"}]}', 'LF in model'),
+            ('{"model":"p","stream":"true","messages":[{"role":"user","content":"hi"}]}',
+             '"stream":"true" (same protocol)'),
+            ('{"model":"t","stream":"true","messages":[{"role":"user","content":"hi"}]}',
+             '"stream":"true" (translated)'),
+            ('{"model":"p","stream":1,"messages":[{"role":"user","content":"hi"}]}',
+             '"stream":1')):
+        dialect_error(post(bb, '/v1/chat/completions', body, bb.key), 'openai', 400, what)
+    for path in ('/model/p%00zzz/converse', '/v1beta/models/p%0a:generateContent'):
+        r = post(bb, path, '{"messages":[{"role":"user","content":[{"text":"hi"}]}]}', bb.key)
+        eq(r.status, 400, 'control byte in the model of %s (body %r)' % (path, r.body[:200]))
+    r = post(bb, '/v1/chat/completions',
+             '{"model":"p","stream":null,"messages":[{"role":"user","content":"hi"}]}', bb.key)
+    eq(r.status, 200, '"stream":null is absent')
+    eq(m.attempts()[-1:] and len(m.attempts()), 1, 'only the valid request reached the provider')
+    no_worker_died(bb, 'strictness cases')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -641,6 +683,7 @@ TESTS = [
     test_large_prompt_translated,
     test_numeric_edges,
     test_admin_api_not_locked_out,
+    test_information_and_strictness,
 ]
 
 if __name__ == '__main__':
