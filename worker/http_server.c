@@ -84,6 +84,11 @@ static void conn_free(struct bb_conn *c)
         struct bb_request *req = c->req;
         c->req = NULL;
         req->conn = NULL;
+        if (c->state == CONN_BUSY || c->state == CONN_BODY) {
+            /* counted in conn_read_head; bb_http_conn_request_done will not run for it */
+            w->n_active--;
+            atomic_store_explicit(&w->self->inflight, w->n_active, memory_order_relaxed);
+        }
         bb_request_client_gone(req);
     }
     if (c->prev)

@@ -670,6 +670,68 @@ def test_information_and_strictness(ctx):
     no_worker_died(bb, 'strictness cases')
 
 
+# --------------------------------------------------------------------------------------------
+# the hostile provider: every lie ends in a bounded, dialect-correct answer
+
+def test_hostile_provider(ctx):
+    h = Hostile(ctx)
+    m, bb = start(ctx, hostile=h, limits={'response_body_max_bytes': 4 << 20})
+    base = worker_rss(bb)
+    for mode in ('redirect', 'status600', 'html200', 'gzip'):
+        h.mode = mode
+        r = bb.chat('h', headers=auth(bb.key))
+        eq(r.status, 200, '%s: answered by the next lane (body %r)' % (mode, r.body[:200]))
+        eq(r.headers.get('x-busbar-lane'), 'oa', '%s: the lane that answered' % mode)
+        eq(r.json()['choices'][0]['message']['content'], mock_answer(), '%s: answer' % mode)
+        # with no other lane: an error in the client's dialect, never the provider's bytes
+        r = bb.chat('hx', headers=auth(bb.key))
+        j = dialect_error(r, 'openai', 502, '%s alone (OpenAI route)' % mode)
+        check('evil says hi' not in r.text and 'Login' not in r.text, '%s: provider bytes '
+              'relayed: %r' % (mode, r.body[:200]))
+        r = post(bb, '/v1/messages', json.dumps({'model': 'hx', 'max_tokens': 16, 'messages': [
+            {'role': 'user', 'content': 'hi'}]}), bb.key)
+        dialect_error(r, 'anthropic', 502, '%s alone (Anthropic route)' % mode)
+    check(not any('169.254' in line for line, _ in h.requests), 'a request went to the '
+          'metadata address: %r' % h.requests)
+    # a 2 GB Content-Length: held bytes stop at response_body_max_bytes, the request ends
+    h.mode = 'huge_length'
+    t0 = time.monotonic()
+    r = bb.chat('hx', headers=auth(bb.key), timeout=30)
+    dialect_error(r, 'openai', 502, '2 GB answer')
+    check(time.monotonic() - t0 < scaled(10), 'the 2 GB answer took %.1fs to refuse'
+          % (time.monotonic() - t0))
+    growth = rss_growth_mib(bb, base)
+    ctx.note('hostile provider: worker RSS growth %.1f MiB' % growth)
+    check(growth < 48, 'worker RSS grew %.1f MiB for a 2 GB answer' % growth)
+    no_worker_died(bb, 'a hostile provider')
+
+
+# --------------------------------------------------------------------------------------------
+# found by the request-path fuzzer: a client that left mid-request kept its slot of
+# max_inbound_concurrent forever (n_active was only given back by a finished response)
+
+def test_client_gone_gives_slot_back(ctx):
+    m, bb = start(ctx, workers=1, limits={'max_inbound_concurrent': 3})
+    for i in range(10):
+        c = RawConn(bb.port, timeout=5)
+        c.send(b'POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n'
+               b'Content-Length: 500\r\n\r\n{"model":' % bb.key.encode())
+        time.sleep(0.05)
+        c.close()   # gone in the middle of its body
+    c, r = None, None
+    for i in range(3):   # and in the middle of a (slow) answer
+        c = RawConn(bb.port, timeout=5)
+        c.send_request('POST', '/v1/chat/completions', chat_body('s'), headers=auth(bb.key))
+        m.wait_attempts(lambda a: len(a) == i + 1, 5, 'slow request %d upstream' % (i + 1))
+        c.close()
+    time.sleep(0.2)
+    for i in range(4):
+        r = bb.chat('p', headers=auth(bb.key))
+        eq(r.status, 200, 'request %d after 13 clients left mid-request (body %r)'
+           % (i, r.body[:200]))
+    no_worker_died(bb, 'clients leaving mid-request')
+
+
 TESTS = [
     test_bedrock_route_without_model,
     test_no_response_splitting,
@@ -684,6 +746,8 @@ TESTS = [
     test_numeric_edges,
     test_admin_api_not_locked_out,
     test_information_and_strictness,
+    test_hostile_provider,
+    test_client_gone_gives_slot_back,
 ]
 
 if __name__ == '__main__':
