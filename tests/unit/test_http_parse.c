@@ -407,22 +407,25 @@ static void test_chunked_errors(void **state)
 }
 
 /* The one check on header names and values that reach a response head (issue 9 #2). */
+#define TOKEN_OK(lit) bb_http_token_ok(lit, sizeof lit - 1)
+#define VALUE_OK(lit) bb_http_field_value_ok(lit, sizeof lit - 1)
+
 static void test_field_checks(void **state)
 {
     (void)state;
-    assert_true(bb_http_token_ok("x-busbar-dropped-fields", 23));
-    assert_false(bb_http_token_ok("", 0));
-    assert_false(bb_http_token_ok("a b", 3));
-    assert_false(bb_http_token_ok("a:b", 3));
-    assert_true(bb_http_field_value_ok("", 0));
-    assert_true(bb_http_field_value_ok("a, b\tc \x80\xff", 9));
-    assert_false(bb_http_field_value_ok("x\r\nSet-Cookie: a=b", 20));
-    assert_false(bb_http_field_value_ok("x\ny", 3));
-    assert_false(bb_http_field_value_ok("x\ry", 3));
-    assert_false(bb_http_field_value_ok("x\0y", 3));
-    assert_false(bb_http_field_value_ok("x\x7f", 2));
-    assert_false(bb_http_field_value_ok(" x", 2));
-    assert_false(bb_http_field_value_ok("x\t", 2));
+    assert_true(TOKEN_OK("x-busbar-dropped-fields"));
+    assert_false(TOKEN_OK(""));
+    assert_false(TOKEN_OK("a b"));
+    assert_false(TOKEN_OK("a:b"));
+    assert_true(VALUE_OK(""));
+    assert_true(VALUE_OK("a, b\tc \x80\xff"));
+    assert_false(VALUE_OK("x\r\nSet-Cookie: a=b"));
+    assert_false(VALUE_OK("x\ny"));
+    assert_false(VALUE_OK("x\ry"));
+    assert_false(VALUE_OK("x\0y"));
+    assert_false(VALUE_OK("x\x7f"));
+    assert_false(VALUE_OK(" x"));
+    assert_false(VALUE_OK("x\t"));
 }
 
 /* The incremental end-of-head scan agrees with the parser however the bytes are split. */
