@@ -297,25 +297,23 @@ static const char *head_refusal(const struct bb_http_head *h)
     return NULL;
 }
 
-/* Feed the input bytes not scanned yet (up to limit <= the input's length) to the head scan.
- * Returns the head's length once its end is found, else 0. Each byte is looked at once. */
-static size_t conn_scan_head(struct bb_conn *c, struct evbuffer *in, size_t limit)
+size_t bb_http_scan_input(struct bb_http_scan *sc, struct evbuffer *in, size_t limit)
 {
-    while (c->scan.scanned < limit) {
+    while (sc->scanned < limit) {
         struct evbuffer_ptr pos;
         struct evbuffer_iovec v[8];
-        if (evbuffer_ptr_set(in, &pos, c->scan.scanned, EVBUFFER_PTR_SET) < 0)
+        if (evbuffer_ptr_set(in, &pos, sc->scanned, EVBUFFER_PTR_SET) < 0)
             return 0;
-        int nv = evbuffer_peek(in, (ev_ssize_t)(limit - c->scan.scanned), &pos, v, 8);
+        int nv = evbuffer_peek(in, (ev_ssize_t)(limit - sc->scanned), &pos, v, 8);
         if (nv <= 0)
             return 0;
         for (int i = 0; i < nv && i < 8; i++) {
-            size_t want = limit - c->scan.scanned;
+            size_t want = limit - sc->scanned;
             size_t len = v[i].iov_len < want ? v[i].iov_len : want;
-            size_t end = bb_http_scan_feed(&c->scan, v[i].iov_base, len);
+            size_t end = bb_http_scan_feed(sc, v[i].iov_base, len);
             if (end)
                 return end;
-            if (c->scan.scanned >= limit)
+            if (sc->scanned >= limit)
                 return 0;
         }
     }
@@ -335,7 +333,7 @@ static void conn_read_head(struct bb_conn *c)
         timer_ms(c, lim->header_timeout_ms);
     }
     size_t limit = avail < lim->header_max_bytes ? avail : lim->header_max_bytes;
-    size_t end = conn_scan_head(c, in, limit);
+    size_t end = bb_http_scan_input(&c->scan, in, limit);
     const char *p;
     struct bb_http_head head;
     int st = 400, r = 0;
@@ -593,11 +591,10 @@ static bool reserved_name(const char *s, size_t n)
  * are written, so no byte from a client or a provider reaches a head without this check. */
 static void add_header_lines(struct evbuffer *out, const char *h, size_t n, const char *id)
 {
-    size_t i = 0;
-    while (i < n) {
-        const char *line = h + i;
-        const char *crlf = memmem(line, n - i, "\r\n", 2);
-        size_t ll = crlf ? (size_t)(crlf - line) : n - i;
+    for (const char *line = h, *end_all = h + n; line && line < end_all;) {
+        size_t left = (size_t)(end_all - line);
+        const char *crlf = memmem(line, left, "\r\n", 2);
+        size_t ll = crlf ? (size_t)(crlf - line) : left;
         const char *colon = memchr(line, ':', ll);
         bool ok = crlf && colon && bb_http_token_ok(line, (size_t)(colon - line)) &&
                   !reserved_name(line, (size_t)(colon - line));
@@ -613,7 +610,7 @@ static void add_header_lines(struct evbuffer *out, const char *h, size_t n, cons
             bb_warn("request %s: a malformed or reserved response header line (%zu bytes) was "
                     "dropped",
                     id, ll);
-        i += ll + (crlf ? 2 : 0);
+        line += ll + (crlf ? 2 : 0);
     }
 }
 

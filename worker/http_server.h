@@ -22,6 +22,12 @@ struct evbuffer;
 struct bb_worker;
 struct bb_conn;
 
+/* Feed the bytes of in not scanned yet by sc (up to limit, at most in's length) to the
+ * incremental end-of-head scan (common/http_parse.h): the head's length once its end is
+ * found, else 0. Each byte is looked at once however the head arrives. Used for client
+ * requests here and for upstream responses (worker/upstream.c). */
+size_t bb_http_scan_input(struct bb_http_scan *sc, struct evbuffer *in, size_t limit);
+
 /* Take ownership of an accepted socket. */
 void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
                     int salen);

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/log.h"
+#include "worker/http_server.h"
 #include "worker/worker.h"
 
 #define UP_IDLE_MS 20000 /* close pooled connections before providers usually do */
@@ -319,31 +320,6 @@ void bb_upstream_pause(struct bb_upconn *u, bool paused)
     }
 }
 
-/* Feed the input bytes not scanned yet (up to limit) to the head scan; the head's length once
- * its end is found, else 0. */
-static size_t up_scan_head(struct bb_upconn *u, struct evbuffer *in, size_t limit)
-{
-    while (u->scan.scanned < limit) {
-        struct evbuffer_ptr pos;
-        struct evbuffer_iovec v[8];
-        if (evbuffer_ptr_set(in, &pos, u->scan.scanned, EVBUFFER_PTR_SET) < 0)
-            return 0;
-        int nv = evbuffer_peek(in, (ev_ssize_t)(limit - u->scan.scanned), &pos, v, 8);
-        if (nv <= 0)
-            return 0;
-        for (int i = 0; i < nv && i < 8; i++) {
-            size_t want = limit - u->scan.scanned;
-            size_t len = v[i].iov_len < want ? v[i].iov_len : want;
-            size_t end = bb_http_scan_feed(&u->scan, v[i].iov_base, len);
-            if (end)
-                return end;
-            if (u->scan.scanned >= limit)
-                return 0;
-        }
-    }
-    return 0;
-}
-
 /* Parse the response head; 1 when the body phase started, 0 when more bytes are needed,
  * -1 when u was freed (cancelled or failed). */
 static int up_parse_head(struct bb_upconn *u)
@@ -356,7 +332,7 @@ static int up_parse_head(struct bb_upconn *u)
         /* Find the end of the head first, looking at each byte once, and parse it once: a
          * head in many small reads (or a run of interim answers) costs linear time. */
         size_t limit = avail < UP_HEAD_MAX ? avail : UP_HEAD_MAX;
-        size_t end = up_scan_head(u, in, limit);
+        size_t end = bb_http_scan_input(&u->scan, in, limit);
         if (end == 0) {
             if (avail >= UP_HEAD_MAX) {
                 up_fail(u, BB_UPFAIL_PROTOCOL);
