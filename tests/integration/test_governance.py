@@ -31,8 +31,8 @@ import time
 import urllib.parse
 
 from harness import (SOURCE_ROOT, TEST_KEY, RawConn, chat_body, check, check_error_shape, eq,
-                     fail, is_content_event, lane, pool, provider, run, scaled, skip,
-                     wait_for)
+                     fail, is_content_event, lane, pool, provider, providers_all, run, scaled,
+                     skip, wait_for)
 
 AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
 AWS_KEY = 'AKIDTEST:SECRETTEST'   # busbar's own Bedrock credential (it signs upstream)
@@ -89,13 +89,7 @@ def body_len(body):
 # setup
 
 def providers(m):
-    out = {}
-    for short, proto in PROTOS.items():
-        p = dict(provider(m), protocol=proto)
-        if proto == 'bedrock':
-            p['api_key_env'] = AWS_KEY_ENV
-        out['p_' + short] = p
-    return out
+    return providers_all(m, AWS_KEY_ENV)
 
 
 def start(ctx, models=None, pools=None, workers=1, auth=None, governance=None, **kw):
