@@ -55,9 +55,9 @@ int bb_http_parse_request(const char *buf, size_t len, struct bb_http_head *h, i
  * end lines. The full parse runs once the end is found. Zero-initialise (or reset with
  * bb_http_scan_reset) before the first byte of each head. */
 struct bb_http_scan {
-    size_t scanned;   /* bytes of the head fed so far */
-    bool content;     /* a byte other than CR/LF was seen */
-    bool line_start;  /* only CRs since the last LF (or nothing yet) */
+    size_t scanned;  /* bytes of the head fed so far */
+    bool content;    /* a byte other than CR/LF was seen */
+    bool line_start; /* only CRs since the last LF (or nothing yet) */
 };
 
 void bb_http_scan_reset(struct bb_http_scan *s);

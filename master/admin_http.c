@@ -3,8 +3,9 @@
  * process only, driven by the supervisor's poll loop: the listener and every client are
  * non-blocking, a client has BB_ADMIN_HTTP_IDLE_MS to send its first byte and
  * BB_ADMIN_HTTP_TIMEOUT_MS from accept to being answered, heads and bodies are bounded; when
- * every slot is taken a newcomer replaces the oldest client still sending its request. Requests are parsed with common/http_parse and handed to
- * bb_gov_admin(); one request per connection.
+ * every slot is taken a newcomer replaces the oldest client still sending its request.
+ * Requests are parsed with common/http_parse and handed to bb_gov_admin(); one request per
+ * connection.
  */
 #include "master/admin_http.h"
 
@@ -45,8 +46,8 @@ struct bb_admin_http {
     char *addr; /* as configured, for logs and to detect a change on reload */
     uint8_t token_sha[32];
     struct client clients[BB_ADMIN_HTTP_MAX_CLIENTS];
-    uint64_t warned_ms;     /* last "slots full / timed out" warning (one per 10 s) */
-    uint32_t unwarned;      /* such events since that warning */
+    uint64_t warned_ms; /* last "slots full / timed out" warning (one per 10 s) */
+    uint32_t unwarned;  /* such events since that warning */
 };
 
 /* A warning about hostile or broken clients at most every 10 s, with the count in between:

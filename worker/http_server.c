@@ -45,7 +45,7 @@ struct bb_conn {
     bool got_bytes;         /* some bytes of the current request head arrived */
     bool read_paused;       /* between requests: not reading while the output is backlogged */
     struct bb_http_scan scan; /* where the search for the end of the current head stands */
-    size_t parsed_at;       /* input length at the last early parse of an incomplete head */
+    size_t parsed_at;         /* input length at the last early parse of an incomplete head */
     struct bb_request *req;
     /* body being read */
     uint64_t body_need;     /* Content-Length mode: bytes still expected */
@@ -191,8 +191,8 @@ static void conn_fail_raw(struct bb_conn *c, int status, const char *msg,
                           const struct bb_http_head *h)
 {
     char body[1024], head[512], extra[128];
-    enum bb_proto d = h && h->target ? bb_request_dialect_of(h->target, h->target_len)
-                                     : BB_PROTO_OPENAI;
+    enum bb_proto d =
+        h && h->target ? bb_request_dialect_of(h->target, h->target_len) : BB_PROTO_OPENAI;
     enum bb_errkind k = bb_errkind_from_status(status);
     size_t blen = bb_errors_render(d, k, msg, body, sizeof body);
     bb_errors_headers(d, status, extra, sizeof extra);
@@ -626,8 +626,7 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
     if (mode == BB_BODY_CHUNKED && req->head.minor_version == 0)
         mode = BB_BODY_CLOSE;
     /* An answer before the whole body was read closes: the rest of the body is not read. */
-    if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining ||
-        c->state == CONN_BODY)
+    if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining || c->state == CONN_BODY)
         req->close_after = true;
     req->out_mode = mode;
     char buf[512];

@@ -47,7 +47,7 @@
 #define CHECK(c)                                                                                   \
     do {                                                                                           \
         if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_request: check failed: %s (line %d)\n", #c, __LINE__);          \
+            fprintf(stderr, "fuzz_request: check failed: %s (line %d)\n", #c, __LINE__);           \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -102,7 +102,8 @@ static const char config_yaml[] =
     "  two: { members: [ {target: ge}, {target: be} ], failover: { max_hops: 1 } }\n"
     "  eq: { members: [ {target: co}, {target: rs} ], failover: { max_hops: 1 } }\n";
 
-static const char providers_yaml[] = "unused: { protocol: openai, base_url: \"http://127.0.0.1:9\" }\n";
+static const char providers_yaml[] =
+    "unused: { protocol: openai, base_url: \"http://127.0.0.1:9\" }\n";
 
 static struct bb_runtime rt;
 static struct bb_worker w;
@@ -166,8 +167,7 @@ const char *bb_upfail_name(enum bb_upfail why)
 
 /* ---- setup ---- */
 
-static void put_key(const char *secret, const char *id, const char *pool, uint32_t rpm,
-                    bool aws)
+static void put_key(const char *secret, const char *id, const char *pool, uint32_t rpm, bool aws)
 {
     struct bb_keys_limits l;
     memset(&l, 0, sizeof l);

@@ -294,8 +294,7 @@ int main(void)
         cmocka_unit_test(test_find_members),    cmocka_unit_test(test_duplicate_keeps_last),
         cmocka_unit_test(test_valid_documents), cmocka_unit_test(test_invalid_documents),
         cmocka_unit_test(test_depth),           cmocka_unit_test(test_unquote),
-        cmocka_unit_test(test_long_strings),
-        cmocka_unit_test(test_request_duplicates),
+        cmocka_unit_test(test_long_strings),    cmocka_unit_test(test_request_duplicates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
