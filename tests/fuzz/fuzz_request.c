@@ -10,10 +10,12 @@
  * defined here. Oracles besides ASan/UBSan/LeakSanitizer:
  *   - every upstream request busbar builds is a well-formed HTTP/1.1 request whose
  *     Content-Length matches its body (nothing from the client can break the framing);
- *   - the first response on the connection has a well-formed head, no header value with a
- *     CR/LF/CTL, and is not a 5xx other than the 502/503/504 a failed attempt gives.
- * The stub fails every attempt (as a refused connect would), so each request ends with a
- * dialect error after it has been built for each lane of its pool.
+ *   - the first response on the connection has a well-formed head, only the header names
+ *     busbar writes (a client byte that started a line of its own would show), no header
+ *     value with a CR/LF/CTL, and no 5xx other than those a failed attempt gives.
+ * The stub fails some attempts (as a refused connect would) and answers the others with a
+ * valid non-stream answer in the lane's protocol, chosen by the request's bytes, so both the
+ * failover path and the success path (answer translation, response head) run.
  *
  * Seeds: tests/fuzz/corpus/request, recorded from the integration suite by
  * tests/fuzz/record_seeds.sh (every connection a test opens to busbar, keys rewritten to the
@@ -122,16 +124,89 @@ void bb_upstream_shutdown(struct bb_worker *wk)
     (void)wk;
 }
 
+/* A complete answer in each egress protocol, so the success path (the commit point, the
+ * answer's translation and the response head with x-busbar-* headers) runs too. */
+static const char *const answers[BB_PROTO__COUNT] = {
+    [BB_PROTO_OPENAI] = "{\"id\":\"c1\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\","
+                        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                        "\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
+                        "\"completion_tokens\":1,\"total_tokens\":2}}",
+    [BB_PROTO_RESPONSES] = "{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1,\"status\":"
+                           "\"completed\",\"model\":\"m\",\"output\":[{\"type\":\"message\",\"id\":"
+                           "\"msg_1\",\"role\":\"assistant\",\"status\":\"completed\",\"content\":[{"
+                           "\"type\":\"output_text\",\"text\":\"hi\",\"annotations\":[]}]}],"
+                           "\"usage\":{\"input_tokens\":1,\"output_tokens\":1,\"total_tokens\":2}}",
+    [BB_PROTO_ANTHROPIC] = "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":"
+                           "\"m\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],\"stop_reason\":"
+                           "\"end_turn\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}",
+    [BB_PROTO_GEMINI] = "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":"
+                        "\"hi\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{"
+                        "\"promptTokenCount\":1,\"candidatesTokenCount\":1,\"totalTokenCount\":2}}",
+    [BB_PROTO_BEDROCK] = "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[{\"text\":"
+                         "\"hi\"}]}},\"stopReason\":\"end_turn\",\"usage\":{\"inputTokens\":1,"
+                         "\"outputTokens\":1,\"totalTokens\":2}}",
+    [BB_PROTO_COHERE] = "{\"id\":\"c1\",\"finish_reason\":\"COMPLETE\",\"message\":{\"role\":"
+                        "\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]},\"usage\":{"
+                        "\"billed_units\":{\"input_tokens\":1,\"output_tokens\":1},\"tokens\":{"
+                        "\"input_tokens\":1,\"output_tokens\":1}}}",
+};
+
+#define FAKE_MAGIC 0x46414b45u
+
+/* The stub's exchange: answered from the event loop (never from inside bb_upstream_start),
+ * with the module's contract: a cancel from inside a callback takes effect on return, and the
+ * exchange is gone before on_end runs. */
+struct bb_upconn {
+    uint32_t magic;
+    struct event *ev;
+    const struct bb_upstream_cbs *cbs;
+    void *arg;
+    enum bb_proto proto;
+    bool in_cb, cancelled;
+};
+
+static void fake_free(struct bb_upconn *u)
+{
+    event_free(u->ev);
+    u->magic = 0;
+    free(u);
+}
+
+static void fake_answer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct bb_upconn *u = arg;
+    CHECK(u->magic == FAKE_MAGIC);
+    const char *body = answers[u->proto];
+    char head[256];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      strlen(body));
+    struct bb_http_head h;
+    CHECK(bb_http_parse_response(head, (size_t)hl, &h) == hl);
+    u->in_cb = true;
+    int rc = u->cbs->on_head(u->arg, &h);
+    if (rc == 0 && !u->cancelled)
+        rc = u->cbs->on_body(u->arg, body, strlen(body));
+    u->in_cb = false;
+    const struct bb_upstream_cbs *cbs = u->cbs;
+    void *a = u->arg;
+    bool done = rc == 0 && !u->cancelled;
+    fake_free(u);
+    if (done)
+        cbs->on_end(a);
+}
+
 /* Oracle: the request busbar would send is well-formed HTTP/1.1 with a body of exactly its
- * Content-Length. Then the attempt fails like a refused connect. */
+ * Content-Length. Then, decided by the request's bytes, the attempt fails like a refused
+ * connect or is answered with a valid non-stream answer (streams always fail). */
 struct bb_upconn *bb_upstream_start(struct bb_worker *wk, int provider, struct evbuffer *request,
                                     const struct bb_upstream_deadlines *dl,
                                     const struct bb_upstream_cbs *cbs, void *arg)
 {
-    (void)wk;
     (void)dl;
-    (void)cbs;
-    (void)arg;
     CHECK(provider >= 0 && (size_t)provider < rt.conf->n_providers);
     size_t n = evbuffer_get_length(request);
     const char *p = (const char *)evbuffer_pullup(request, (ev_ssize_t)n);
@@ -145,18 +220,41 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *wk, int provider, struct e
     for (size_t i = 0; i < h.n_headers; i++)
         CHECK(bb_http_field_value_ok(h.headers[i].value, h.headers[i].value_len));
     upstream_requests++;
-    return NULL;
+    bool stream = memmem(h.target, h.target_len, "tream", 5) ||
+                  memmem(p + r, (size_t)h.content_length, "\"stream\":true", 13);
+    uint32_t hash = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        hash = (hash ^ (unsigned char)p[i]) * 16777619u;
+    if (stream || hash % 3 == 0)
+        return NULL;
+    struct bb_upconn *u = calloc(1, sizeof *u);
+    CHECK(u);
+    u->magic = FAKE_MAGIC;
+    u->cbs = cbs;
+    u->arg = arg;
+    u->proto = rt.conf->providers[provider].protocol;
+    u->ev = evtimer_new(wk->base, fake_answer, u);
+    CHECK(u->ev);
+    struct timeval now = {0, 0};
+    evtimer_add(u->ev, &now);
+    return u;
 }
 
 void bb_upstream_cancel(struct bb_upconn *u)
 {
-    CHECK(u == NULL);
+    if (!u)
+        return;
+    CHECK(u->magic == FAKE_MAGIC);
+    if (u->in_cb)
+        u->cancelled = true;
+    else
+        fake_free(u);
 }
 
 void bb_upstream_pause(struct bb_upconn *u, bool paused)
 {
     (void)paused;
-    CHECK(u == NULL);
+    CHECK(!u || u->magic == FAKE_MAGIC);
 }
 
 const char *bb_upfail_name(enum bb_upfail why)
@@ -277,9 +375,21 @@ static void check_response(const char *out, size_t n)
     CHECK(r > 0);
     CHECK(h.status >= 100 && h.status < 600);
     CHECK(h.status < 500 || h.status == 502 || h.status == 503 || h.status == 504 ||
-          h.status == 505 || h.status == 501);
-    for (size_t i = 0; i < h.n_headers; i++)
+          h.status == 505 || h.status == 501 || h.status == 500);
+    /* the names busbar writes: a client or provider byte that started a line of its own
+     * (response splitting) shows up as any other name */
+    static const char *const names[] = {"x-request-id", "content-type", "content-length",
+                                        "transfer-encoding", "connection", "retry-after",
+                                        "allow", "x-amzn-errortype", "x-busbar-lane",
+                                        "x-busbar-attempts", "x-busbar-dropped-fields",
+                                        "x-busbar-overhead-us"};
+    for (size_t i = 0; i < h.n_headers; i++) {
         CHECK(bb_http_field_value_ok(h.headers[i].value, h.headers[i].value_len));
+        bool known = false;
+        for (size_t k = 0; k < sizeof names / sizeof names[0] && !known; k++)
+            known = bb_http_ieq(h.headers[i].name, h.headers[i].name_len, names[k]);
+        CHECK(known);
+    }
     CHECK(!(h.chunked && h.content_length >= 0));
 }
 
