@@ -127,28 +127,32 @@ void bb_upstream_shutdown(struct bb_worker *wk)
 /* A complete answer in each egress protocol, so the success path (the commit point, the
  * answer's translation and the response head with x-busbar-* headers) runs too. */
 static const char *const answers[BB_PROTO__COUNT] = {
-    [BB_PROTO_OPENAI] = "{\"id\":\"c1\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\","
-                        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
-                        "\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
-                        "\"completion_tokens\":1,\"total_tokens\":2}}",
-    [BB_PROTO_RESPONSES] = "{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1,\"status\":"
-                           "\"completed\",\"model\":\"m\",\"output\":[{\"type\":\"message\",\"id\":"
-                           "\"msg_1\",\"role\":\"assistant\",\"status\":\"completed\",\"content\":[{"
-                           "\"type\":\"output_text\",\"text\":\"hi\",\"annotations\":[]}]}],"
-                           "\"usage\":{\"input_tokens\":1,\"output_tokens\":1,\"total_tokens\":2}}",
-    [BB_PROTO_ANTHROPIC] = "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":"
-                           "\"m\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],\"stop_reason\":"
-                           "\"end_turn\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}",
+    [BB_PROTO_OPENAI] =
+        "{\"id\":\"c1\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"m\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+        "\"hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
+        "\"completion_tokens\":1,\"total_tokens\":2}}",
+    [BB_PROTO_RESPONSES] =
+        "{\"id\":\"resp_1\",\"object\":\"response\",\"created_at\":1,\"status\":"
+        "\"completed\",\"model\":\"m\",\"output\":[{\"type\":\"message\",\"id\":"
+        "\"msg_1\",\"role\":\"assistant\",\"status\":\"completed\",\"content\":[{"
+        "\"type\":\"output_text\",\"text\":\"hi\",\"annotations\":[]}]}],"
+        "\"usage\":{\"input_tokens\":1,\"output_tokens\":1,\"total_tokens\":2}}",
+    [BB_PROTO_ANTHROPIC] =
+        "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":"
+        "\"m\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}],\"stop_reason\":"
+        "\"end_turn\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}",
     [BB_PROTO_GEMINI] = "{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":"
                         "\"hi\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{"
                         "\"promptTokenCount\":1,\"candidatesTokenCount\":1,\"totalTokenCount\":2}}",
     [BB_PROTO_BEDROCK] = "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[{\"text\":"
                          "\"hi\"}]}},\"stopReason\":\"end_turn\",\"usage\":{\"inputTokens\":1,"
                          "\"outputTokens\":1,\"totalTokens\":2}}",
-    [BB_PROTO_COHERE] = "{\"id\":\"c1\",\"finish_reason\":\"COMPLETE\",\"message\":{\"role\":"
-                        "\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]},\"usage\":{"
-                        "\"billed_units\":{\"input_tokens\":1,\"output_tokens\":1},\"tokens\":{"
-                        "\"input_tokens\":1,\"output_tokens\":1}}}",
+    [BB_PROTO_COHERE] =
+        "{\"id\":\"c1\",\"finish_reason\":\"COMPLETE\",\"message\":{\"role\":"
+        "\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]},\"usage\":{"
+        "\"billed_units\":{\"input_tokens\":1,\"output_tokens\":1},\"tokens\":{"
+        "\"input_tokens\":1,\"output_tokens\":1}}}",
 };
 
 #define FAKE_MAGIC 0x46414b45u
@@ -378,10 +382,17 @@ static void check_response(const char *out, size_t n)
           h.status == 505 || h.status == 501 || h.status == 500);
     /* the names busbar writes: a client or provider byte that started a line of its own
      * (response splitting) shows up as any other name */
-    static const char *const names[] = {"x-request-id", "content-type", "content-length",
-                                        "transfer-encoding", "connection", "retry-after",
-                                        "allow", "x-amzn-errortype", "x-busbar-lane",
-                                        "x-busbar-attempts", "x-busbar-dropped-fields",
+    static const char *const names[] = {"x-request-id",
+                                        "content-type",
+                                        "content-length",
+                                        "transfer-encoding",
+                                        "connection",
+                                        "retry-after",
+                                        "allow",
+                                        "x-amzn-errortype",
+                                        "x-busbar-lane",
+                                        "x-busbar-attempts",
+                                        "x-busbar-dropped-fields",
                                         "x-busbar-overhead-us"};
     for (size_t i = 0; i < h.n_headers; i++) {
         CHECK(bb_http_field_value_ok(h.headers[i].value, h.headers[i].value_len));
