@@ -152,8 +152,9 @@ struct bb_limits {
     uint64_t response_body_max_bytes;     /* 67108864: a non-stream answer held for checking */
     uint32_t header_max_bytes;            /* 65536 */
     uint32_t header_timeout_ms;           /* 10000: whole request head must arrive in this */
-    uint32_t body_timeout_ms;             /* 30000: max gap between body reads */
+    uint32_t body_timeout_ms;             /* 30000: the whole body must arrive in this */
     uint32_t keepalive_timeout_ms;        /* 75000: idle keep-alive connection */
+    uint32_t send_timeout_ms;             /* 60000: client reads none of its pending output */
     uint32_t max_inbound_concurrent;      /* 8192 */
     uint32_t upstream_connect_timeout_ms; /* 10000 */
     uint32_t upstream_header_timeout_ms;  /* 60000: response headers after request sent */

@@ -59,6 +59,26 @@ bool bb_http_ieq(const char *s, size_t n, const char *lit)
     return *lit == '\0';
 }
 
+bool bb_http_token_ok(const char *s, size_t n)
+{
+    init_tables();
+    for (size_t i = 0; i < n; i++)
+        if (!IS(s[i], C_TCHAR))
+            return false;
+    return n > 0;
+}
+
+bool bb_http_field_value_ok(const char *v, size_t n)
+{
+    init_tables();
+    if (n && (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!IS(v[i], C_VALUE))
+            return false;
+    return true;
+}
+
 const struct bb_http_header *bb_http_find(const struct bb_http_head *h, const char *name)
 {
     for (size_t i = 0; i < h->n_headers; i++) {
@@ -326,6 +346,34 @@ int bb_http_parse_request(const char *buf, size_t len, struct bb_http_head *h, i
     int n = r;
     r = derive(h, true, st);
     return r < 0 ? BAD : n;
+}
+
+void bb_http_scan_reset(struct bb_http_scan *s)
+{
+    s->scanned = 0;
+    s->content = false;
+    s->line_start = true;
+}
+
+size_t bb_http_scan_feed(struct bb_http_scan *s, const char *in, size_t n)
+{
+    if (s->scanned == 0 && !s->content)
+        s->line_start = true;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '\n') {
+            if (s->line_start && s->content) {
+                s->scanned += i + 1;
+                return s->scanned;
+            }
+            s->line_start = true;
+        } else if (c != '\r') {
+            s->content = true;
+            s->line_start = false;
+        }
+    }
+    s->scanned += n;
+    return 0;
 }
 
 int bb_http_parse_response(const char *buf, size_t len, struct bb_http_head *h)

@@ -49,8 +49,32 @@ struct bb_http_head {
  * Bare LF line endings are accepted; obs-fold and NUL/CTL bytes in fields are rejected. */
 int bb_http_parse_request(const char *buf, size_t len, struct bb_http_head *h, int *err_status);
 
+/* Incremental search for the end of a message head (the empty line after the fields), so a
+ * head that arrives in many small reads is scanned once, not re-parsed on every read. Empty
+ * lines before the first other byte do not end it (RFC 9112 §2.2); CRLF and bare LF both
+ * end lines. The full parse runs once the end is found. Zero-initialise (or reset with
+ * bb_http_scan_reset) before the first byte of each head. */
+struct bb_http_scan {
+    size_t scanned;  /* bytes of the head fed so far */
+    bool content;    /* a byte other than CR/LF was seen */
+    bool line_start; /* only CRs since the last LF (or nothing yet) */
+};
+
+void bb_http_scan_reset(struct bb_http_scan *s);
+
+/* Feed the next n bytes of the head. Returns the head's total length (through its empty
+ * line) when it ends inside these bytes, else 0 (s->scanned advanced by n). */
+size_t bb_http_scan_feed(struct bb_http_scan *s, const char *in, size_t n);
+
 /* Parse a response head; same return convention (no err_status). */
 int bb_http_parse_response(const char *buf, size_t len, struct bb_http_head *h);
+
+/* True when s[0..n) is a non-empty RFC 9110 token (a valid field name or method). */
+bool bb_http_token_ok(const char *s, size_t n);
+
+/* True when v[0..n) may be sent as a field value: HTAB, SP, VCHAR and obs-text only (no CR,
+ * LF, NUL or other CTL), without leading or trailing whitespace. */
+bool bb_http_field_value_ok(const char *v, size_t n);
 
 /* Case-insensitive header lookup; NULL when absent. */
 const struct bb_http_header *bb_http_find(const struct bb_http_head *h, const char *name);

@@ -237,8 +237,82 @@ static int literal(struct scan *sc, size_t i, const char *lit, size_t *end)
     return 0;
 }
 
+/* Top-level member names seen so far (strict mode): each name's hash and token. */
+struct names {
+    size_t n;
+    struct {
+        uint64_t hash;
+        size_t b, e; /* the name's token, quotes included */
+        bool esc;
+    } v[BB_JSCAN_MEMBERS_MAX];
+};
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The decoded name of the token buf[b..e) into tmp (cap bytes); its length, -1 too long. */
+static long name_of(const struct scan *sc, size_t b, size_t e, bool esc, char *tmp, size_t cap,
+                    const char **out)
+{
+    if (!esc) {
+        *out = sc->buf + b + 1;
+        return e - b - 2 <= BB_JSCAN_NAME_MAX ? (long)(e - b - 2) : -1;
+    }
+    *out = tmp;
+    return bb_jscan_unquote(sc->buf + b, e - b, tmp, cap);
+}
+
+/* Record the top-level name token buf[b..e); -1 (err set) when it repeats an earlier one. */
+static int note_name(struct scan *sc, struct names *nm, size_t b, size_t e, bool esc)
+{
+    char t1[BB_JSCAN_NAME_MAX + 1], t2[BB_JSCAN_NAME_MAX + 1];
+    const char *k, *k2;
+    long kl = name_of(sc, b, e, esc, t1, sizeof t1, &k);
+    if (kl < 0)
+        return fail(sc, "member name longer than 1024 bytes", b);
+    uint64_t h = fnv1a(k, (size_t)kl);
+    for (size_t i = 0; i < nm->n; i++) {
+        if (nm->v[i].hash != h)
+            continue;
+        long l2 = name_of(sc, nm->v[i].b, nm->v[i].e, nm->v[i].esc, t2, sizeof t2, &k2);
+        if (l2 == kl && memcmp(k, k2, (size_t)kl) == 0)
+            return bb_err_set(sc->err, "duplicate member \"%.*s\" at byte %zu",
+                              kl > 64 ? 64 : (int)kl, k, b);
+    }
+    if (nm->n == BB_JSCAN_MEMBERS_MAX)
+        return fail(sc, "more than 1024 top-level members", b);
+    nm->v[nm->n].hash = h;
+    nm->v[nm->n].b = b;
+    nm->v[nm->n].e = e;
+    nm->v[nm->n].esc = esc;
+    nm->n++;
+    return 0;
+}
+
+static int scan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
+                       int max_depth, struct names *names, struct bb_err *err);
+
 int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
                     int max_depth, struct bb_err *err)
+{
+    return scan_object(buf, len, fields, n, max_depth, NULL, err);
+}
+
+int bb_jscan_request(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
+                     int max_depth, struct bb_err *err)
+{
+    struct names nm; /* 32 KiB of stack, like the nesting stack: no allocation */
+    nm.n = 0;
+    return scan_object(buf, len, fields, n, max_depth, &nm, err);
+}
+
+static int scan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
+                       int max_depth, struct names *names, struct bb_err *err)
 {
     struct scan sc = {buf, len, err};
     unsigned char stack[JSCAN_MAX_DEPTH]; /* 1 = object, 0 = array */
@@ -339,8 +413,11 @@ member:
         size_t kb = i;
         if (scan_string(&sc, i, &i, &esc) < 0)
             return -1;
-        if (depth == 1)
+        if (depth == 1) {
+            if (names && note_name(&sc, names, kb, i, esc) < 0)
+                return -1;
             cur = match_key(&sc, kb, i, esc, fields, n);
+        }
     }
     i = skip_ws(&sc, i);
     if (i >= len || buf[i] != ':')

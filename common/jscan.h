@@ -48,6 +48,19 @@ bool bb_jscan_field_u64(const char *obj, const struct bb_jscan_field *f, uint64_
 /* Member `key` of obj as bb_jscan_u64 reads it; 0 (and false) when absent or not a number. */
 bool bb_jscan_member_u64(const char *obj, size_t len, const char *key, uint64_t *out);
 
+/* Most top-level members bb_jscan_request accepts (duplicates are looked for among them). */
+#define BB_JSCAN_MEMBERS_MAX 1024
+/* Longest top-level member name bb_jscan_request accepts (after unescaping). */
+#define BB_JSCAN_NAME_MAX 1024
+
+/* bb_jscan_object for a body a client sent: also refuses a top-level member name that occurs
+ * twice (compared after unescaping: "model" and "\u006dodel" are the same name), more than
+ * BB_JSCAN_MEMBERS_MAX top-level members and names longer than BB_JSCAN_NAME_MAX. Two
+ * parsers that disagree on which duplicate wins (one keeps the first, another the last) must
+ * never both see the body. fields may be NULL when n is 0 (validation only). */
+int bb_jscan_request(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
+                     int max_depth, struct bb_err *err);
+
 /* Decode a JSON string token (with quotes) into out (NUL-terminated, at most cap-1 bytes).
  * Returns the decoded length, or -1 when malformed or too long. */
 long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap);

@@ -289,7 +289,8 @@ bool bb_keys_pool_allowed(const struct bb_keys_ref *k, const char *name, size_t 
     return false;
 }
 
-/* Add n to the window of `minute` if that keeps it within limit. Windows are fixed UTC
+/* Add n to the window of `minute` if that keeps it within limit (0 = unlimited: the count
+ * saturates and the add never fails, however large n is). Windows are fixed UTC
  * minutes; a word from another minute counts as empty (a word from a later minute, seen by a
  * process whose clock lags, is used as is). */
 static bool win_add(_Atomic uint64_t *w, uint32_t minute, uint32_t n, uint32_t limit)
@@ -299,9 +300,10 @@ static bool win_add(_Atomic uint64_t *w, uint32_t minute, uint32_t n, uint32_t l
         uint32_t m = (uint32_t)(old >> 32), c = (uint32_t)old;
         uint32_t tm = m > minute ? m : minute;
         uint64_t cur = m >= minute ? c : 0;
-        if (cur + n > limit)
+        if (limit && cur + n > limit)
             return false;
-        uint64_t nw = (uint64_t)tm << 32 | (cur + n);
+        cur = cur + n > UINT32_MAX ? UINT32_MAX : cur + n; /* unlimited: saturate, never refuse */
+        uint64_t nw = (uint64_t)tm << 32 | cur;
         if (atomic_compare_exchange_weak(w, &old, nw))
             return true;
     }
@@ -391,7 +393,7 @@ enum bb_keys_verdict bb_keys_admit(const struct bb_keys_ref *k, const char *pool
     }
     uint32_t minute = (uint32_t)(now_ms / 60000);
     /* Unlimited keys are counted too (for the admin view), without a cap. */
-    if (!win_add(&s->rpm_win, minute, 1, lim->rpm ? lim->rpm : UINT32_MAX)) {
+    if (!win_add(&s->rpm_win, minute, 1, lim->rpm)) {
         *retry_after_secs = secs_to_next_minute(now_ms);
         return reject(s, BB_KEYS_RATE_LIMITED);
     }
@@ -399,7 +401,7 @@ enum bb_keys_verdict bb_keys_admit(const struct bb_keys_ref *k, const char *pool
      * in an otherwise empty minute instead of never. */
     uint32_t cap = lim->tpm ? lim->tpm : UINT32_MAX;
     uint32_t charge = est_tokens > cap ? cap : (uint32_t)est_tokens;
-    if (!win_add(&s->tpm_win, minute, charge, cap)) {
+    if (!win_add(&s->tpm_win, minute, charge, lim->tpm)) {
         win_sub(&s->rpm_win, minute, 1);
         *retry_after_secs = secs_to_next_minute(now_ms);
         return reject(s, BB_KEYS_RATE_LIMITED);

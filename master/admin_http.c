@@ -1,9 +1,11 @@
 /*
  * admin_http: HTTP/1.1 admin API in the master (see admin_http.h for the routes). Master
  * process only, driven by the supervisor's poll loop: the listener and every client are
- * non-blocking, a client has BB_ADMIN_HTTP_TIMEOUT_MS from accept to being answered, heads and
- * bodies are bounded. Requests are parsed with common/http_parse and handed to
- * bb_gov_admin(); one request per connection.
+ * non-blocking, a client has BB_ADMIN_HTTP_IDLE_MS to send its first byte and
+ * BB_ADMIN_HTTP_TIMEOUT_MS from accept to being answered, heads and bodies are bounded; when
+ * every slot is taken a newcomer replaces the oldest client still sending its request.
+ * Requests are parsed with common/http_parse and handed to bb_gov_admin(); one request per
+ * connection.
  */
 #include "master/admin_http.h"
 
@@ -30,6 +32,7 @@
 
 struct client {
     int fd; /* -1 = free */
+    uint64_t accepted_ms;
     uint64_t deadline_ms;
     char *in; /* IN_CAP bytes, allocated while the client lives */
     size_t in_len;
@@ -52,7 +55,22 @@ struct bb_admin_http {
     bool has_token; /* admin.token_env set: /metrics needs it too */
     uint8_t token_sha[32];
     struct client clients[BB_ADMIN_HTTP_MAX_CLIENTS];
+    uint64_t warned_ms; /* last "slots full / timed out" warning (one per 10 s) */
+    uint32_t unwarned;  /* such events since that warning */
 };
+
+/* A warning about hostile or broken clients at most every 10 s, with the count in between:
+ * a flood of them must not flood the log. */
+static void warn_limited(struct bb_admin_http *h, uint64_t now, const char *what)
+{
+    h->unwarned++;
+    if (h->warned_ms && now < h->warned_ms + 10000)
+        return;
+    bb_warn("admin API: %s (%u such event%s in the last 10 s)", what, h->unwarned,
+            h->unwarned == 1 ? "" : "s");
+    h->warned_ms = now;
+    h->unwarned = 0;
+}
 
 /* ---- listener ----------------------------------------------------------------------------- */
 
@@ -571,6 +589,8 @@ static void client_read(struct bb_admin_http *h, struct client *c, struct bb_gov
             client_close(c); /* gone before sending a whole request */
             return;
         }
+        if (c->in_len == 0) /* it speaks: the whole-request deadline applies */
+            c->deadline_ms = c->accepted_ms + BB_ADMIN_HTTP_TIMEOUT_MS;
         c->in_len += (size_t)r;
     }
     struct bb_http_head head;
@@ -629,17 +649,32 @@ static void accept_clients(struct bb_admin_http *h, int lfd, uint64_t now)
                 bb_warn("admin API: accept: %s", strerror(errno));
             return;
         }
-        struct client *c = NULL;
-        for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS && !c; i++)
-            if (h->clients[i].fd < 0)
-                c = &h->clients[i];
+        struct client *c = NULL, *oldest = NULL;
+        for (int i = 0; i < BB_ADMIN_HTTP_MAX_CLIENTS && !c; i++) {
+            struct client *k = &h->clients[i];
+            if (k->fd < 0)
+                c = k;
+            else if (!k->writing && (!oldest || (k->in_len == 0 && oldest->in_len > 0) ||
+                                     ((k->in_len == 0) == (oldest->in_len == 0) &&
+                                      k->accepted_ms < oldest->accepted_ms)))
+                oldest = k;
+        }
+        if (!c && oldest) {
+            /* Full: the newcomer takes the slot of the oldest client still sending its
+             * request (one that sent nothing first), so idle connections cannot lock the
+             * API out. */
+            warn_limited(h, now, "all client slots busy: closed the oldest unfinished client");
+            client_close(oldest);
+            c = oldest;
+        }
         if (!c) {
-            bb_warn("admin API: too many clients, connection dropped");
+            warn_limited(h, now, "all client slots busy answering: connection dropped");
             close(fd);
             continue;
         }
         c->fd = fd;
-        c->deadline_ms = now + BB_ADMIN_HTTP_TIMEOUT_MS;
+        c->accepted_ms = now;
+        c->deadline_ms = now + BB_ADMIN_HTTP_IDLE_MS; /* until its first byte */
         c->in = bb_xmalloc(IN_CAP);
         c->in_len = 0;
         c->writing = false;
@@ -693,8 +728,9 @@ void bb_admin_http_process(struct bb_admin_http *h, struct bb_gov *gov, const st
         if (c->pidx >= 0 && (size_t)c->pidx < n && pfd[c->pidx].revents)
             client_step(h, c, gov);
         if (c->fd >= 0 && now_ms >= c->deadline_ms) {
-            bb_warn("admin API: client timed out after %d ms", BB_ADMIN_HTTP_TIMEOUT_MS);
-            client_close(c);
+            if (c->in_len)
+                warn_limited(h, now_ms, "a client did not send its request in time");
+            client_close(c); /* one that never spoke is dropped quietly */
         }
     }
     bool a = h->pidx >= 0 && (size_t)h->pidx < n && (pfd[h->pidx].revents & POLLIN);

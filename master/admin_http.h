@@ -28,6 +28,7 @@
 
 #define BB_ADMIN_HTTP_MAX_CLIENTS 32
 #define BB_ADMIN_HTTP_TIMEOUT_MS 10000
+#define BB_ADMIN_HTTP_IDLE_MS 1000 /* a client that sent no byte yet is closed after this */
 #define BB_ADMIN_HTTP_HEAD_MAX 16384
 #define BB_ADMIN_HTTP_BODY_MAX 65536
 

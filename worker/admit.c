@@ -99,6 +99,15 @@ static uint64_t max_output(const char *body, const struct bb_jscan_field *f)
     return m;
 }
 
+/* A model or pool name as every reader will see it: no NUL or other control byte. */
+static bool name_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
 static uint64_t fnv1a64(const char *p, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
@@ -143,10 +152,24 @@ void bb_proxy_handle(struct bb_request *req)
         [F_STREAM_OPTIONS] = {.key = "stream_options"},
     };
     struct bb_err err;
-    if (bb_jscan_object(req->body ? req->body : "", req->body_len, f, F_COUNT, JSON_DEPTH_MAX,
-                        &err) < 0) {
+    /* Duplicate member names are refused at the top level and in the objects read below: a
+     * provider that keeps the first duplicate must not run what busbar did not admit. */
+    static const int nested[] = {F_GENERATION_CONFIG, F_INFERENCE_CONFIG, F_STREAM_OPTIONS};
+    int bad = bb_jscan_request(req->body ? req->body : "", req->body_len, f, F_COUNT,
+                               JSON_DEPTH_MAX, &err);
+    const char *inner = NULL;
+    for (size_t i = 0; bad == 0 && i < sizeof nested / sizeof nested[0]; i++) {
+        const struct bb_jscan_field *o = &f[nested[i]];
+        inner = o->key;
+        if (o->type == BB_JOBJECT)
+            bad = bb_jscan_request(req->body + o->off, o->len, NULL, 0, JSON_DEPTH_MAX, &err);
+    }
+    if (bad < 0) {
         char msg[600];
-        snprintf(msg, sizeof msg, "request body is not a valid JSON object: %s", err.msg);
+        if (inner)
+            snprintf(msg, sizeof msg, "'%s' in the request body: %s", inner, err.msg);
+        else
+            snprintf(msg, sizeof msg, "request body is not a valid JSON object: %s", err.msg);
         bb_request_fail(req, BB_ERR_INVALID_JSON, msg);
         return;
     }
@@ -160,6 +183,11 @@ void bb_proxy_handle(struct bb_request *req)
         const struct bb_jscan_field *fm = &f[F_MODEL];
         char *bm = bb_arena_alloc(&req->arena, fm->len + 1);
         long bl = bm ? bb_jscan_unquote(req->body + fm->off, fm->len, bm, fm->len + 1) : -1;
+        if (bl > 0 && !name_ok(bm, (size_t)bl)) {
+            /* "p\u0000zzz" would be routed as "p" and forwarded as the whole string */
+            bb_request_fail(req, BB_ERR_MISSING_MODEL, "'model' contains a control character");
+            return;
+        }
         if (bl > 0) {
             rs->body_model = true;
             rs->model_off = fm->off;
@@ -176,6 +204,12 @@ void bb_proxy_handle(struct bb_request *req)
         bb_request_fail(req, BB_ERR_MISSING_MODEL,
                         f[F_MODEL].type == BB_JNONE ? "the request has no 'model'"
                                                     : "'model' is empty or invalid");
+        return;
+    }
+    if (req->path_stream < 0 && f[F_STREAM].type != BB_JNONE && f[F_STREAM].type != BB_JBOOL &&
+        f[F_STREAM].type != BB_JNULL) {
+        /* one type rule for every route: "true" as a string is not true anywhere */
+        bb_request_fail(req, BB_ERR_BAD_REQUEST, "'stream' must be a boolean");
         return;
     }
     req->stream = req->path_stream >= 0 ? req->path_stream == 1

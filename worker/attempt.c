@@ -231,19 +231,25 @@ size_t bb_attempt_headers(struct bb_request *req, struct bb_attempt *a, char *bu
 {
     const struct bb_conf *conf = req->w->conf;
     struct bb_route_state *rs = req->route;
-    int n = snprintf(buf, cap, "x-busbar-lane: %s\r\nx-busbar-attempts: %u\r\n",
-                     conf->lanes[a->lane].name, req->attempts);
+    size_t n = 0;
+    char num[24];
+    buf[0] = '\0';
+    /* values from the provider (Retry-After) and the client (dropped field names) enter the
+     * head only through bb_http_header_add's check */
+    bb_http_header_add(buf, cap, &n, "x-busbar-lane", conf->lanes[a->lane].name);
+    snprintf(num, sizeof num, "%u", req->attempts);
+    bb_http_header_add(buf, cap, &n, "x-busbar-attempts", num);
     if (a->retry_after[0])
-        n += snprintf(buf + n, cap - (size_t)n, "Retry-After: %s\r\n", a->retry_after);
+        bb_http_header_add(buf, cap, &n, "Retry-After", a->retry_after);
     if (rs->dropped[0])
-        n += snprintf(buf + n, cap - (size_t)n, "x-busbar-dropped-fields: %s\r\n", rs->dropped);
+        bb_http_header_add(buf, cap, &n, "x-busbar-dropped-fields", rs->dropped);
     if (conf->overhead_header) {
         uint64_t total = bb_now_us() - req->t_start_us;
         uint64_t up = req->t_upstream_us + (bb_now_us() - a->t_sent_us);
-        n += snprintf(buf + n, cap - (size_t)n, "x-busbar-overhead-us: %llu\r\n",
-                      (unsigned long long)(total > up ? total - up : 0));
+        snprintf(num, sizeof num, "%llu", (unsigned long long)(total > up ? total - up : 0));
+        bb_http_header_add(buf, cap, &n, "x-busbar-overhead-us", num);
     }
-    return (size_t)n < cap ? (size_t)n : cap - 1;
+    return n;
 }
 
 /* An upstream error answer as a body in the client's dialect (verbatim when same protocol). */
@@ -286,9 +292,9 @@ static void respond_error_body(struct bb_request *req, int status, const char *c
     char hdrs[1024];
     size_t hl = bb_errors_headers(req->ingress, status, hdrs, sizeof hdrs);
     int n = snprintf(hdrs + hl, sizeof hdrs - hl, "%s", lane_hdrs ? lane_hdrs : "");
+    hl += n > 0 && (size_t)n < sizeof hdrs - hl ? (size_t)n : 0;
     if (retry_after && retry_after[0])
-        snprintf(hdrs + hl + (size_t)n, sizeof hdrs - hl - (size_t)n, "Retry-After: %s\r\n",
-                 retry_after);
+        bb_http_header_add(hdrs, sizeof hdrs, &hl, "Retry-After", retry_after);
     size_t len = body ? evbuffer_get_length(body) : 0;
     bb_http_respond_full(req, status, ctype && ctype[0] ? ctype : "application/json", hdrs,
                          len ? (const char *)evbuffer_pullup(body, (ev_ssize_t)len) : "", len);

@@ -115,25 +115,39 @@ static const char *credential(struct bb_request *req, size_t *len, bool *sigv4)
     return NULL;
 }
 
-/* A SigV4-signed Bedrock request: the key holding that AWS access key id, signature checked. */
+/* A SigV4-signed Bedrock request, on the head: a well-formed header naming a key's AWS access
+ * key id. The signature covers the body's hash: bb_auth_check_body verifies it. */
 static int check_sigv4(struct bb_request *req, const char *value, size_t len,
                        struct bb_auth *out)
 {
-    struct bb_sigv4_auth sa;
     struct bb_err err;
     if (req->ingress != BB_PROTO_BEDROCK) {
         bb_debug("request %s: auth: SigV4 is only accepted on Bedrock routes", req->id);
         return -1;
     }
-    if (bb_sigv4_parse_auth(value, len, &sa, &err) < 0) {
+    struct bb_sigv4_auth *sa = bb_arena_alloc(&req->arena, sizeof *sa);
+    if (!sa)
+        return -1;
+    if (bb_sigv4_parse_auth(value, len, sa, &err) < 0) {
         bb_debug("request %s: auth: %s", req->id, err.msg);
         return -1;
     }
-    if (bb_keys_lookup_aws(&req->w->rt->shm->keys, sa.access_key, strlen(sa.access_key),
+    if (bb_keys_lookup_aws(&req->w->rt->shm->keys, sa->access_key, strlen(sa->access_key),
                            &out->key) < 0) {
         bb_debug("request %s: auth: unknown AWS access key id", req->id);
         return -1;
     }
+    out->sigv4 = sa;
+    return 0;
+}
+
+int bb_auth_check_body(struct bb_request *req, struct bb_auth *out)
+{
+    struct bb_err err;
+    struct bb_sigv4_auth *sa = out->sigv4;
+    if (!sa)
+        return 0;
+    out->sigv4 = NULL;
     struct bb_sigv4_header *hs =
         bb_arena_alloc(&req->arena, (req->head.n_headers + 1) * sizeof *hs);
     if (!hs)
@@ -144,7 +158,7 @@ static int check_sigv4(struct bb_request *req, const char *value, size_t len,
     }
     struct bb_sigv4_req r = {"POST", NULL, req->path, req->query, hs, req->head.n_headers,
                              req->body, req->body_len};
-    if (bb_sigv4_verify(&r, &sa, out->key.lim.aws_secret, "bedrock", (int64_t)time(NULL),
+    if (bb_sigv4_verify(&r, sa, out->key.lim.aws_secret, "bedrock", (int64_t)time(NULL),
                         SIGV4_MAX_SKEW_SECS, &err) < 0) {
         bb_debug("request %s: auth: SigV4: %s", req->id, err.msg);
         return -1;

@@ -18,6 +18,7 @@
 #include "common/keys_shm.h"
 
 struct bb_request;
+struct bb_sigv4_auth;
 struct bb_worker;
 
 /* What authentication established about a request. */
@@ -26,14 +27,23 @@ struct bb_auth {
     struct bb_keys_ref key;
     const char *passthrough; /* auth.mode passthrough: the caller's credential (arena), the
                                 provider key of every upstream attempt */
+    struct bb_sigv4_auth *sigv4; /* a SigV4 credential whose key was found on the head; the
+                                    signature (it covers the body) is still to be checked */
 };
 
 /* Per-worker state (the client tokens' digests). -1 on OOM. */
 int bb_auth_init(struct bb_worker *w);
 void bb_auth_free(struct bb_worker *w);
 
-/* Authenticate req. 0 = let through (out filled); -1 = refused: the caller answers 401. */
+/* Authenticate req on its head. 0 = let through (out filled; when out->sigv4 is set the
+ * signature is still to be verified with bb_auth_check_body once the body arrived); -1 =
+ * refused: the caller answers 401. */
 int bb_auth_check(struct bb_request *req, struct bb_auth *out);
+
+/* Verify the SigV4 signature bb_auth_check found, now that req->body is complete (the
+ * signature covers the payload hash). 0 = valid (out->has_key set, out->sigv4 cleared);
+ * -1 = refused: the caller answers 401. */
+int bb_auth_check_body(struct bb_request *req, struct bb_auth *out);
 
 /* The message of the one 401 (never says which part was wrong). */
 #define BB_AUTH_DENIED_MSG "invalid or missing API key"

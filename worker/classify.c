@@ -135,9 +135,10 @@ uint64_t bb_retry_after_ms(const char *v, time_t now)
         double secs = strtod(v, &end);
         while (*end == ' ')
             end++;
-        if (*end || secs < 0)
+        if (*end || !(secs >= 0))
             return 0;
-        ms = (uint64_t)(secs * 1000.0);
+        /* saturate before converting: a double beyond uint64_t's range converts undefined */
+        ms = secs >= 86400.0 ? 86400000u : (uint64_t)(secs * 1000.0);
     } else {
         struct tm tm;
         memset(&tm, 0, sizeof tm);

@@ -217,6 +217,13 @@ static json_object *cell_json(const struct bb_shm_cell *c)
     return o;
 }
 
+/* What a virtual key may see in /stats: the pools (and lanes) it may use. Without a key
+ * (auth.mode token, passthrough, none) the operator's clients see everything. */
+static bool key_sees(const struct bb_request *req, const char *name)
+{
+    return !req->auth.has_key || bb_keys_pool_allowed(&req->auth.key, name, strlen(name));
+}
+
 void bb_endpoint_stats(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
@@ -224,8 +231,20 @@ void bb_endpoint_stats(struct bb_request *req)
     json_object *root = json_object_new_object();
     json_object_object_add(root, "generation", json_object_new_int64(w->rt->generation));
     json_object *pools = json_object_new_object();
+    bool *lane_seen = calloc(conf->n_lanes ? conf->n_lanes : 1, sizeof *lane_seen);
+    if (!lane_seen) {
+        json_object_put(root);
+        bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < conf->n_lanes; i++)
+        lane_seen[i] = key_sees(req, conf->lanes[i].name);
     for (size_t p = 0; p < conf->n_pools; p++) {
         const struct bb_pool *pool = &conf->pools[p];
+        if (!key_sees(req, pool->name))
+            continue;
+        for (size_t m = 0; m < pool->n_members; m++)
+            lane_seen[pool->members[m].lane] = true;
         json_object *po = json_object_new_object();
         json_object *members = json_object_new_array();
         for (size_t m = 0; m < pool->n_members; m++) {
@@ -241,6 +260,8 @@ void bb_endpoint_stats(struct bb_request *req)
     json_object_object_add(root, "pools", pools);
     json_object *lanes = json_object_new_object();
     for (size_t i = 0; i < conf->n_lanes; i++) {
+        if (!lane_seen[i])
+            continue;
         json_object *lo = cell_json(w->lane_cells[i]);
         json_object_object_add(lo, "provider",
                                json_object_new_string(conf->providers[conf->lanes[i].provider].name));
@@ -249,6 +270,7 @@ void bb_endpoint_stats(struct bb_request *req)
         json_object_object_add(lanes, conf->lanes[i].name, lo);
     }
     json_object_object_add(root, "lanes", lanes);
+    free(lane_seen);
     size_t len;
     const char *s = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &len);
     bb_http_respond_full(req, 200, "application/json", NULL, s, len);

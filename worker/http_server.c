@@ -32,6 +32,7 @@ enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER };
 #define OUT_LOW_WATER (256u << 10)
 #define BUSY_INPUT_MAX (64u << 10) /* pipelined bytes buffered while a request runs */
 #define LINGER_MS 2000
+#define BODY_ARENA_FACTOR 3 /* arena bytes a request may use per body byte, beyond the body */
 
 struct bb_conn {
     uint32_t magic;
@@ -42,6 +43,9 @@ struct bb_conn {
     enum conn_state state;
     bool tls;
     bool got_bytes;         /* some bytes of the current request head arrived */
+    bool read_paused;       /* between requests: not reading while the output is backlogged */
+    struct bb_http_scan scan; /* where the search for the end of the current head stands */
+    size_t parsed_at;         /* input length at the last early parse of an incomplete head */
     struct bb_request *req;
     /* body being read */
     uint64_t body_need;     /* Content-Length mode: bytes still expected */
@@ -80,6 +84,11 @@ static void conn_free(struct bb_conn *c)
         struct bb_request *req = c->req;
         c->req = NULL;
         req->conn = NULL;
+        if (c->state == CONN_BUSY || c->state == CONN_BODY) {
+            /* counted in conn_read_head; bb_http_conn_request_done will not run for it */
+            w->n_active--;
+            atomic_store_explicit(&w->self->inflight, w->n_active, memory_order_relaxed);
+        }
         bb_request_client_gone(req);
     }
     if (c->prev)
@@ -153,6 +162,11 @@ void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockad
     w->n_conns++;
     atomic_store_explicit(&w->self->connections, w->n_conns, memory_order_relaxed);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    /* A client that reads none of its pending output for send_timeout_ms is dropped (the
+     * write timeout only runs while output is waiting). */
+    uint32_t st = w->conf->limits.send_timeout_ms;
+    struct timeval send_tv = {st / 1000, (st % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &send_tv);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CONN_HEAD;
     /* The whole first head must arrive within header_timeout (slow-loris, TLS included). */
@@ -171,21 +185,36 @@ static void conn_linger(struct bb_conn *c)
     /* else conn_write_cb runs when the output drains */
 }
 
-/* A raw error response on a connection whose request could not be parsed; then close. */
-static void conn_fail_raw(struct bb_conn *c, int status, const char *msg)
+/* A raw error response on a connection whose request could not be parsed; then close. The
+ * dialect comes from the request target when the request line got that far (SPEC §9). */
+static void conn_fail_raw(struct bb_conn *c, int status, const char *msg,
+                          const struct bb_http_head *h)
 {
-    char body[1024], head[256];
+    char body[1024], head[512], extra[128];
+    enum bb_proto d =
+        h && h->target ? bb_request_dialect_of(h->target, h->target_len) : BB_PROTO_OPENAI;
     enum bb_errkind k = bb_errkind_from_status(status);
-    size_t blen = bb_errors_render(BB_PROTO_OPENAI, k, msg, body, sizeof body);
+    size_t blen = bb_errors_render(d, k, msg, body, sizeof body);
+    bb_errors_headers(d, status, extra, sizeof extra);
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      status, bb_http_reason(status), blen);
+                      "Content-Length: %zu\r\n%sConnection: close\r\n\r\n",
+                      status, bb_http_reason(status), blen, extra);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, head, (size_t)hl);
     evbuffer_add(out, body, blen);
     evtimer_del(c->timer);
     conn_linger(c);
+}
+
+/* The head parsed as far as it goes (for the dialect of an error about it). */
+static void conn_peek_head(struct bb_conn *c, struct bb_http_head *h)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t n = evbuffer_get_length(in);
+    if (n > c->w->conf->limits.header_max_bytes)
+        n = c->w->conf->limits.header_max_bytes;
+    bb_http_parse_request((const char *)evbuffer_pullup(in, (ev_ssize_t)n), n, h, NULL);
 }
 
 /* ---- request intake ---- */
@@ -210,6 +239,10 @@ static void conn_body_done(struct bb_conn *c, struct evbuffer *src, size_t len)
     evbuffer_remove(src, req->body, len);
     req->body[len] = '\0';
     req->body_len = len;
+    /* Room for what the request builds from its body: the IR of a translated request (its
+     * strings decoded into the arena) and each attempt's writer scratch, on top of the body
+     * itself. The cap stays a bound on the request's memory, in proportion to its body. */
+    req->arena.cap = req->arena.used + BODY_ARENA_FACTOR * len + (1u << 20);
     conn_dispatch(c);
 }
 
@@ -219,11 +252,8 @@ static void conn_read_body(struct bb_conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     const struct bb_limits *lim = &c->w->conf->limits;
     if (!c->body_chunked) {
-        if (evbuffer_get_length(in) >= c->body_need) {
+        if (evbuffer_get_length(in) >= c->body_need)
             conn_body_done(c, in, c->body_need);
-            return;
-        }
-        timer_ms(c, lim->body_timeout_ms);
         return;
     }
     /* chunked: decode segment by segment into body_buf */
@@ -249,11 +279,45 @@ static void conn_read_body(struct bb_conn *c)
         if (used == 0)
             break;
     }
-    if (c->chunked.done) {
+    if (c->chunked.done)
         conn_body_done(c, c->body_buf, evbuffer_get_length(c->body_buf));
-        return;
+}
+
+/* What a well-formed head may still not be (as nginx refuses them): methods are
+ * case-sensitive upper-case tokens, and HTTP/1.1 requires Host (RFC 9112 §3.2). */
+static const char *head_refusal(const struct bb_http_head *h)
+{
+    for (size_t i = 0; i < h->method_len; i++) {
+        char ch = h->method[i];
+        if (!((ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '-'))
+            return "the method must be upper case (methods are case-sensitive)";
     }
-    timer_ms(c, lim->body_timeout_ms);
+    if (h->minor_version == 1 && !bb_http_find(h, "host"))
+        return "an HTTP/1.1 request needs a Host header";
+    return NULL;
+}
+
+size_t bb_http_scan_input(struct bb_http_scan *sc, struct evbuffer *in, size_t limit)
+{
+    while (sc->scanned < limit) {
+        struct evbuffer_ptr pos;
+        struct evbuffer_iovec v[8];
+        if (evbuffer_ptr_set(in, &pos, sc->scanned, EVBUFFER_PTR_SET) < 0)
+            return 0;
+        int nv = evbuffer_peek(in, (ev_ssize_t)(limit - sc->scanned), &pos, v, 8);
+        if (nv <= 0)
+            return 0;
+        for (int i = 0; i < nv && i < 8; i++) {
+            size_t want = limit - sc->scanned;
+            size_t len = v[i].iov_len < want ? v[i].iov_len : want;
+            size_t end = bb_http_scan_feed(sc, v[i].iov_base, len);
+            if (end)
+                return end;
+            if (sc->scanned >= limit)
+                return 0;
+        }
+    }
+    return 0;
 }
 
 static void conn_read_head(struct bb_conn *c)
@@ -268,24 +332,44 @@ static void conn_read_head(struct bb_conn *c)
         c->got_bytes = true;
         timer_ms(c, lim->header_timeout_ms);
     }
-    size_t n = avail < lim->header_max_bytes ? avail : lim->header_max_bytes;
-    const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    size_t limit = avail < lim->header_max_bytes ? avail : lim->header_max_bytes;
+    size_t end = bb_http_scan_input(&c->scan, in, limit);
+    const char *p;
     struct bb_http_head head;
-    int st = 400;
-    int r = bb_http_parse_request(p, n, &head, &st);
+    int st = 400, r = 0;
+    head.target = NULL;
+    if (end) {
+        p = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
+        r = bb_http_parse_request(p, end, &head, &st);
+        if (r == 0)
+            r = -1; /* the parser wants more than the head the scan found: malformed */
+    } else if (c->parsed_at == 0 || limit >= 2 * c->parsed_at || avail >= lim->header_max_bytes) {
+        /* Not complete yet. Garbage is still refused early, by parsing what arrived, but only
+         * when it doubled since the last try: a head sent in tiny pieces costs linear time. */
+        c->parsed_at = limit;
+        p = (const char *)evbuffer_pullup(in, (ev_ssize_t)limit);
+        r = bb_http_parse_request(p, limit, &head, &st);
+    }
     if (r == 0) {
         if (avail >= lim->header_max_bytes)
-            conn_fail_raw(c, 431, "request head exceeds the header size limit");
+            conn_fail_raw(c, 431, "request head exceeds the header size limit", &head);
         return;
     }
     if (r < 0) {
-        conn_fail_raw(c, st, "malformed HTTP request");
+        conn_fail_raw(c, st, "malformed HTTP request", &head);
+        return;
+    }
+    bb_http_scan_reset(&c->scan); /* the next head starts after this one */
+    c->parsed_at = 0;
+    const char *refused = head_refusal(&head);
+    if (refused) {
+        conn_fail_raw(c, 400, refused, &head);
         return;
     }
     size_t cap = lim->request_body_max_bytes + (1u << 20);
     struct bb_request *req = bb_request_new(w, c, p, (size_t)r, cap);
     if (!req) {
-        conn_fail_raw(c, 500, "out of memory");
+        conn_fail_raw(c, 500, "out of memory", &head);
         return;
     }
     evbuffer_drain(in, (size_t)r);
@@ -309,23 +393,33 @@ static void conn_read_head(struct bb_conn *c)
         bb_request_fail(req, BB_ERR_TOO_LARGE, "request body exceeds the limit");
         return;
     }
+    if (has_body) {
+        /* From here an answer closes the connection: the body may be left unread. */
+        c->state = CONN_BODY;
+        c->body_chunked = req->head.chunked;
+        if (c->body_chunked) {
+            bb_chunked_init(&c->chunked);
+            if (!c->body_buf)
+                c->body_buf = evbuffer_new();
+            else
+                evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
+        } else {
+            c->body_need = (uint64_t)req->head.content_length;
+        }
+    }
+    /* Route and authenticate on the head: no body byte is read and no 100 Continue is sent
+     * for a request that is refused anyway. */
+    if (!bb_request_route(req))
+        return; /* answered and finished */
     if (!has_body) {
         conn_dispatch(c);
         return;
     }
     if (req->head.expect_continue)
         bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    c->state = CONN_BODY;
-    c->body_chunked = req->head.chunked;
-    if (c->body_chunked) {
-        bb_chunked_init(&c->chunked);
-        if (!c->body_buf)
-            c->body_buf = evbuffer_new();
-        else
-            evbuffer_drain(c->body_buf, evbuffer_get_length(c->body_buf));
-    } else {
-        c->body_need = (uint64_t)req->head.content_length;
-    }
+    /* limits.body_timeout_ms is for the whole body, not per read: a trickle cannot hold the
+     * connection (and its slot of max_inbound_concurrent) for longer. */
+    timer_ms(c, lim->body_timeout_ms);
     conn_read_body(c);
 }
 
@@ -357,9 +451,39 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     conn_process(conn_check(arg));
 }
 
+static size_t out_len(const struct bb_conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Between requests: go on with pipelined input only while the client reads its answers.
+ * Above OUT_HIGH_WATER the connection stops reading; conn_write_cb resumes it. */
+static void conn_next_request(struct bb_conn *c)
+{
+    if (out_len(c) > OUT_HIGH_WATER) {
+        c->read_paused = true;
+        evtimer_del(c->timer); /* not idle: the send timeout watches a client that never reads */
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW_WATER, 0);
+        return;
+    }
+    c->read_paused = false;
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        conn_process(c);
+}
+
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct bb_conn *c = conn_check(arg);
+    if (c->read_paused) {
+        if (out_len(c) > OUT_LOW_WATER)
+            return;
+        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+        timer_ms(c, c->w->draining ? 500 : c->w->conf->limits.keepalive_timeout_ms);
+        conn_next_request(c);
+        return;
+    }
     if (c->state == CONN_LINGER) {
         if (evbuffer_get_length(bufferevent_get_output(bev)) != 0)
             return;
@@ -397,7 +521,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             bb_info("tls: client handshake/IO failed: %s", buf);
         }
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    if (what & BEV_EVENT_TIMEOUT)
+        bb_info("http: client read none of its response for limits.send_timeout_ms: closed");
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
         conn_free(c);
 }
 
@@ -412,7 +538,9 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
             conn_free(c); /* idle keep-alive, or a connection that never sent a byte */
             return;
         }
-        conn_fail_raw(c, 408, "request head not received in time");
+        struct bb_http_head h;
+        conn_peek_head(c, &h);
+        conn_fail_raw(c, 408, "request head not received in time", &h);
         return;
     case CONN_BODY:
         if (c->req) {
@@ -430,6 +558,62 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- responses ---- */
 
+int bb_http_header_add(char *buf, size_t cap, size_t *len, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if (*len >= cap || !bb_http_token_ok(name, nl) || !bb_http_field_value_ok(value, vl) ||
+        nl + vl + 5 > cap - *len) { /* ": " CRLF NUL */
+        bb_warn("http: response header %.40s dropped (%s)", name,
+                *len < cap && nl + vl + 5 > cap - *len ? "too long" : "invalid value");
+        return -1;
+    }
+    char *p = buf + *len;
+    memcpy(p, name, nl);
+    memcpy(p + nl, ": ", 2);
+    memcpy(p + nl + 2, value, vl);
+    memcpy(p + nl + 2 + vl, "\r\n", 3);
+    *len += nl + vl + 4;
+    return 0;
+}
+
+/* Header names bb_http_respond_head writes itself: framing is decided here, never by a line
+ * that came from elsewhere. */
+static bool reserved_name(const char *s, size_t n)
+{
+    return bb_http_ieq(s, n, "content-length") || bb_http_ieq(s, n, "transfer-encoding") ||
+           bb_http_ieq(s, n, "connection") || bb_http_ieq(s, n, "content-type") ||
+           bb_http_ieq(s, n, "x-request-id");
+}
+
+/* Append the well-formed "name: value\r\n" lines of h[0..n) to out. A line that is not one
+ * (CR, LF, NUL or another CTL in the value, a name that is not a token, no CRLF) or that
+ * names a framing header is dropped and logged: this is the one place where response heads
+ * are written, so no byte from a client or a provider reaches a head without this check. */
+static void add_header_lines(struct evbuffer *out, const char *h, size_t n, const char *id)
+{
+    for (const char *line = h, *end_all = h + n; line && line < end_all;) {
+        size_t left = (size_t)(end_all - line);
+        const char *crlf = memmem(line, left, "\r\n", 2);
+        size_t ll = crlf ? (size_t)(crlf - line) : left;
+        const char *colon = memchr(line, ':', ll);
+        bool ok = crlf && colon && bb_http_token_ok(line, (size_t)(colon - line)) &&
+                  !reserved_name(line, (size_t)(colon - line));
+        if (ok) {
+            const char *v = colon + 1, *end = line + ll;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            ok = bb_http_field_value_ok(v, (size_t)(end - v));
+        }
+        if (ok)
+            evbuffer_add(out, line, ll + 2);
+        else
+            bb_warn("request %s: a malformed or reserved response header line (%zu bytes) was "
+                    "dropped",
+                    id, ll);
+        line += ll + (crlf ? 2 : 0);
+    }
+}
+
 int bb_http_respond_head(struct bb_request *req, int status, const char *content_type,
                          const char *extra_headers, size_t extra_len, enum bb_body_mode mode,
                          int64_t content_length)
@@ -441,14 +625,19 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
         return -1;
     if (mode == BB_BODY_CHUNKED && req->head.minor_version == 0)
         mode = BB_BODY_CLOSE;
-    if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining)
+    /* An answer before the whole body was read closes: the rest of the body is not read. */
+    if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining || c->state == CONN_BODY)
         req->close_after = true;
     req->out_mode = mode;
     char buf[512];
     int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\nx-request-id: %s\r\n", status,
                      bb_http_reason(status), req->id);
+    if (content_type && !bb_http_field_value_ok(content_type, strlen(content_type))) {
+        bb_warn("request %s: a malformed response Content-Type was dropped", req->id);
+        content_type = NULL;
+    }
     if (content_type)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Type: %s\r\n", content_type);
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Type: %.200s\r\n", content_type);
     if (mode == BB_BODY_LENGTH || mode == BB_BODY_NONE)
         n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Length: %lld\r\n",
                       mode == BB_BODY_NONE ? 0LL : (long long)content_length);
@@ -461,7 +650,7 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, buf, (size_t)n);
     if (extra_headers && extra_len)
-        evbuffer_add(out, extra_headers, extra_len);
+        add_header_lines(out, extra_headers, extra_len, req->id);
     evbuffer_add(out, "\r\n", 2);
     return 0;
 }
@@ -561,10 +750,8 @@ void bb_http_conn_request_done(struct bb_conn *c, struct bb_request *req)
     /* keep-alive: wait for the next request, process pipelined bytes at once */
     c->state = CONN_HEAD;
     c->got_bytes = false;
-    bufferevent_enable(c->bev, EV_READ);
     timer_ms(c, w->draining ? 500 : w->conf->limits.keepalive_timeout_ms);
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        conn_process(c);
+    conn_next_request(c);
 }
 
 void bb_http_drain(struct bb_worker *w)

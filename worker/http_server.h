@@ -22,6 +22,12 @@ struct evbuffer;
 struct bb_worker;
 struct bb_conn;
 
+/* Feed the bytes of in not scanned yet by sc (up to limit, at most in's length) to the
+ * incremental end-of-head scan (common/http_parse.h): the head's length once its end is
+ * found, else 0. Each byte is looked at once however the head arrives. Used for client
+ * requests here and for upstream responses (worker/upstream.c). */
+size_t bb_http_scan_input(struct bb_http_scan *sc, struct evbuffer *in, size_t limit);
+
 /* Take ownership of an accepted socket. */
 void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
                     int salen);
@@ -32,6 +38,13 @@ void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockad
 int bb_http_respond_head(struct bb_request *req, int status, const char *content_type,
                          const char *extra_headers, size_t extra_len, enum bb_body_mode mode,
                          int64_t content_length);
+
+/* Append "name: value\r\n" to buf (cap bytes, kept NUL-terminated, *len bytes used) when
+ * name is a token, value a valid field value (bb_http_field_value_ok: no CR, LF or other
+ * CTL) and the line fits; otherwise append nothing, log, and return -1. Every header value
+ * that comes from a client or a provider enters a response head through here; the lines are
+ * then passed as bb_http_respond_head's extra_headers, which re-checks every line. */
+int bb_http_header_add(char *buf, size_t cap, size_t *len, const char *name, const char *value);
 
 /* Append body bytes in the response's framing; written out at once. -1 when the client is
  * gone. */

@@ -15,8 +15,44 @@ struct bb_ir_str bb_ir_strdup(struct bb_arena *a, const char *s, size_t n)
     return r;
 }
 
+#define FIELD_NAME_MAX 64
+
+static bool name_byte_ok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("._-:/[]@$+*", c));
+}
+
+const char *bb_ir_field_name(struct bb_arena *a, const char *raw)
+{
+    size_t n = strlen(raw);
+    bool clean = n <= FIELD_NAME_MAX;
+    for (size_t i = 0; clean && i < n; i++)
+        clean = name_byte_ok((unsigned char)raw[i]);
+    if (clean)
+        return raw;
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = a ? bb_arena_alloc(a, FIELD_NAME_MAX + 4) : NULL;
+    if (!out)
+        return "?";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 3 <= FIELD_NAME_MAX; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (name_byte_ok(c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char *field)
 {
+    field = bb_ir_field_name(a, field);
     for (size_t i = 0; i < req->n_unsupported; i++)
         if (strcmp(req->unsupported[i], field) == 0)
             return 0;

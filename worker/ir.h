@@ -188,7 +188,12 @@ struct bb_ir_event {
 
 /* Copy n bytes into the arena as a bb_ir_str; {NULL,0} on OOM (check .p). */
 struct bb_ir_str bb_ir_strdup(struct bb_arena *a, const char *s, size_t n);
-/* Record an unsupported field name (a static or arena string) on req. -1 on OOM. */
+/* A field name from client JSON made safe for the x-busbar-dropped-fields response header:
+ * raw itself when it is at most 64 bytes of [A-Za-z0-9._-:/[]@$+*], else an arena copy with
+ * every other byte %XX-encoded, cut at 64 bytes ("?" on OOM). */
+const char *bb_ir_field_name(struct bb_arena *a, const char *raw);
+/* Record an unsupported field name (a static or arena string; passed through
+ * bb_ir_field_name) on req. -1 on OOM. */
 int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char *field);
 const char *bb_ir_stop_name(enum bb_ir_stop s);
 

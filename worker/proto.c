@@ -28,7 +28,7 @@ static char dropped_text[1024];
 
 void bb_proto_drop(struct bb_arena *a, const char *field)
 {
-    (void)a;
+    field = bb_ir_field_name(a, field); /* names can come from the client's JSON */
     for (size_t i = 0; i < n_dropped; i++)
         if (strcmp(dropped[i], field) == 0)
             return;

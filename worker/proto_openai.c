@@ -115,7 +115,8 @@ static bool get_u64(json_object *v, uint64_t max, uint64_t *out)
     }
     if (is_type(v, json_type_double)) {
         double d = json_object_get_double(v);
-        if (!(d >= 0) || d != floor(d) || d > (double)max)
+        /* (double)UINT64_MAX rounds up to 2^64, which does not convert: compare below max+1 */
+        if (!(d >= 0) || d != floor(d) || !(d < (double)max + 1.0))
             return false;
         *out = (uint64_t)d;
         return true;

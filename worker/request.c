@@ -58,9 +58,13 @@ static int hexval(char c)
                                   : -1;
 }
 
-/* URL-decode s[0..n) into the arena; NULL on a bad escape, an empty result or a NUL byte. */
+/* URL-decode s[0..n) into the arena; NULL on a bad escape, an empty result or a control byte
+ * (NUL included: a name is the same for every reader of it).
+ * n is a length inside a NUL-terminated path: anything beyond the path is a caller's bug. */
 static char *url_decode(struct bb_arena *a, const char *s, size_t n)
 {
+    if (n == 0 || memchr(s, '\0', n))
+        return NULL;
     char *out = bb_arena_alloc(a, n + 1);
     size_t o = 0;
     if (!out)
@@ -71,7 +75,7 @@ static char *url_decode(struct bb_arena *a, const char *s, size_t n)
                 return NULL;
             int h = hexval(s[i + 1]);
             int l = hexval(s[i + 2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0))
+            if (h < 0 || l < 0 || h < 2 || (h == 7 && l == 15))
                 return NULL;
             out[o++] = (char)(h * 16 + l);
             i += 2;
@@ -100,6 +104,33 @@ static enum bb_proto dialect_of_path(const char *path)
     return BB_PROTO_OPENAI;
 }
 
+enum bb_proto bb_request_dialect_of(const char *target, size_t len)
+{
+    char path[256];
+    /* absolute-form (RFC 9112 §3.2.2): keep only the path */
+    if (len > 8 && (strncmp(target, "http://", 7) == 0 || strncmp(target, "https://", 8) == 0)) {
+        const char *s = memchr(target + 8, '/', len - 8);
+        len = s ? len - (size_t)(s - target) : 0;
+        target = s ? s : "";
+    }
+    const char *q = memchr(target, '?', len);
+    size_t n = q ? (size_t)(q - target) : len;
+    n = n < sizeof path - 1 ? n : sizeof path - 1;
+    memcpy(path, target, n);
+    path[n] = '\0';
+    return dialect_of_path(path);
+}
+
+/* The request's method matches a route's: exactly, or HEAD for GET (RFC 9110 §9.3.2: the same
+ * answer without its body). */
+static bool method_is(const struct bb_request *req, const char *m)
+{
+    size_t n = strlen(m);
+    if (req->head.method_len == n && memcmp(req->head.method, m, n) == 0)
+        return true;
+    return req->head_only && strcmp(m, "GET") == 0;
+}
+
 /* Gemini /v1beta/models/{m}:generateContent|:streamGenerateContent (also /v1/models/...),
  * Bedrock /model/{id}/converse|/converse-stream, Anthropic /{pool}/v1/messages.
  * 1 = matched (req filled), 0 = not an LLM route, -1 = matched but malformed (answered). */
@@ -126,17 +157,15 @@ static int match_llm_route(struct bb_request *req)
         req->gemini_sse = req->query && (strstr(req->query, "alt=sse") == req->query ||
                                          strstr(req->query, "&alt=sse"));
     } else if (starts(p, "/model/")) {
-        const char *start = p + 7;
-        if (ends(p, n, "/converse-stream")) {
-            req->path_stream = 1;
-            ml = n - 7 - 16;
-        } else if (ends(p, n, "/converse")) {
-            req->path_stream = 0;
-            ml = n - 7 - 9;
-        } else {
+        /* The model sits between the prefix and the suffix; both must fit side by side
+         * ("/model/converse" is the suffix sharing the prefix's slash, not an empty model). */
+        int stream = ends(p, n, "/converse-stream") ? 1 : ends(p, n, "/converse") ? 0 : -1;
+        size_t sfx = stream == 1 ? 16 : 9;
+        if (stream < 0 || n <= 7 + sfx)
             return 0;
-        }
-        m = start;
+        req->path_stream = stream;
+        m = p + 7;
+        ml = n - 7 - sfx;
         req->ingress = BB_PROTO_BEDROCK;
     } else if (n > 13 && ends(p, n, "/v1/messages")) {
         m = p + 1;
@@ -145,8 +174,7 @@ static int match_llm_route(struct bb_request *req)
     } else {
         return 0;
     }
-    if (!bb_http_ieq(req->head.method, req->head.method_len, "POST") ||
-        req->head.method_len != 4) {
+    if (!method_is(req, "POST")) {
         char body[512];
         size_t bl = bb_errors_render(req->ingress, BB_ERR_METHOD_NOT_ALLOWED,
                                      "only POST is allowed on this path", body, sizeof body);
@@ -213,10 +241,13 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
         bb_arena_free(&arena);
         return NULL;
     }
+    req->ingress = dialect_of_path(req->path); /* errors before routing (413, 503) */
+    req->head_only = req->head.method_len == 4 && memcmp(req->head.method, "HEAD", 4) == 0;
     return req;
 }
 
-/* Client authentication (SPEC §3.2): false when refused (answered with the one 401). */
+/* Client authentication (SPEC §3.2) on the head: false when refused (answered with the one
+ * 401). A SigV4 signature also covers the body: bb_request_dispatch finishes that check. */
 static bool authenticated(struct bb_request *req)
 {
     if (bb_auth_check(req, &req->auth) == 0)
@@ -225,39 +256,17 @@ static bool authenticated(struct bb_request *req)
     return false;
 }
 
-void bb_request_dispatch(struct bb_request *req)
+/* 405 for a known path with another method; Allow lists the path's methods. */
+static void method_not_allowed(struct bb_request *req)
 {
-    bool path_known = false;
-    req->ingress = dialect_of_path(req->path);
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(req->path, routes[i].path) != 0)
-            continue;
-        path_known = true;
-        req->ingress = routes[i].dialect;
-        if (bb_http_ieq(req->head.method, req->head.method_len, routes[i].method) &&
-            req->head.method_len == strlen(routes[i].method)) {
-            if (routes[i].open || authenticated(req))
-                routes[i].handler(req);
-            return;
-        }
-    }
-    if (!path_known) {
-        int r = match_llm_route(req);
-        if (r > 0 && authenticated(req))
-            bb_proxy_handle(req);
-        if (r != 0)
-            return;
-        char msg[160];
-        snprintf(msg, sizeof msg, "unknown path '%.100s'", req->path);
-        bb_request_fail(req, BB_ERR_NOT_FOUND, msg);
-        return;
-    }
     char allow[128] = "Allow: ";
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(req->path, routes[i].path) == 0) {
             if (allow[7])
                 strcat(allow, ", ");
             strcat(allow, routes[i].method);
+            if (strcmp(routes[i].method, "GET") == 0)
+                strcat(allow, ", HEAD");
         }
     strcat(allow, "\r\n");
     char body[512];
@@ -270,6 +279,50 @@ void bb_request_dispatch(struct bb_request *req)
     memcpy(hdrs + hl, allow, strlen(allow) + 1);
     bb_http_respond_full(req, 405, "application/json", hdrs, body, n);
     bb_request_finish(req);
+}
+
+bool bb_request_route(struct bb_request *req)
+{
+    bool path_known = false;
+    req->ingress = dialect_of_path(req->path);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(req->path, routes[i].path) != 0)
+            continue;
+        path_known = true;
+        req->ingress = routes[i].dialect;
+        if (method_is(req, routes[i].method)) {
+            if (!routes[i].open && !authenticated(req))
+                return false;
+            req->handler = routes[i].handler;
+            return true;
+        }
+    }
+    if (path_known) {
+        method_not_allowed(req);
+        return false;
+    }
+    int r = match_llm_route(req);
+    if (r < 0)
+        return false;
+    if (r > 0) {
+        if (!authenticated(req))
+            return false;
+        req->handler = bb_proxy_handle;
+        return true;
+    }
+    char msg[160];
+    snprintf(msg, sizeof msg, "unknown path '%.100s'", req->path);
+    bb_request_fail(req, BB_ERR_NOT_FOUND, msg);
+    return false;
+}
+
+void bb_request_dispatch(struct bb_request *req)
+{
+    if (req->auth.sigv4 && bb_auth_check_body(req, &req->auth) < 0) {
+        bb_request_fail(req, BB_ERR_UNAUTHORIZED, BB_AUTH_DENIED_MSG);
+        return;
+    }
+    req->handler(req);
 }
 
 void bb_request_fail_with(struct bb_request *req, enum bb_errkind kind, const char *msg,

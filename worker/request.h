@@ -47,6 +47,7 @@ struct bb_request {
     int path_stream;                 /* -1 body decides; 0/1 from the path (Gemini, Bedrock) */
     bool gemini_sse;                 /* ?alt=sse */
     bool head_only;                  /* HEAD request: no body in the response */
+    void (*handler)(struct bb_request *req); /* chosen by bb_request_route */
 
     /* response state (owned by http_server) */
     bool responded;                  /* head sent */
@@ -86,11 +87,23 @@ struct bb_request {
     struct bb_obs_req obs;
 };
 
+/* The dialect errors about a request to target[0..len) are rendered in (origin or absolute
+ * form, query ignored), decided from the path alone: usable as soon as the request line is
+ * parsed. */
+enum bb_proto bb_request_dialect_of(const char *target, size_t len);
+
 /* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */
 struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, const char *buf,
                                   size_t len, size_t arena_cap);
 
-/* Route a complete request (head + body) to its handler. */
+/* On the head, before any body byte is read or 100 Continue sent: find the handler by method
+ * and path and authenticate the client (every credential carrier is in the head). false =
+ * answered and finished (unknown path, wrong method, malformed route, 401); true = read the
+ * body, then call bb_request_dispatch. */
+bool bb_request_route(struct bb_request *req);
+
+/* With the whole body read: finish what authentication needs the body for (the payload hash
+ * of a SigV4 signature), then run the handler bb_request_route chose. */
 void bb_request_dispatch(struct bb_request *req);
 
 /* Answer with a JSON error in the request's ingress dialect and finish the request. */

@@ -28,10 +28,12 @@
 #include <openssl/x509v3.h>
 
 #include "common/log.h"
+#include "worker/http_server.h"
 #include "worker/worker.h"
 
 #define UP_IDLE_MS 20000 /* close pooled connections before providers usually do */
 #define UP_HEAD_MAX (64u << 10)
+#define UP_INTERIM_MAX 16 /* 1xx answers before the final one (100 Continue, 103 Early Hints) */
 
 enum up_state { UP_CONNECTING, UP_HEAD, UP_BODY, UP_IDLE };
 enum up_body { UPB_NONE, UPB_LENGTH, UPB_CHUNKED, UPB_CLOSE };
@@ -54,6 +56,8 @@ struct bb_upconn {
     uint64_t remaining;
     struct bb_chunked chunked;
     bool keep_alive, bytes_seen, paused;
+    struct bb_http_scan scan; /* the end of the response head being looked for */
+    uint32_t n_interim;       /* 1xx answers skipped for this request */
     bool in_cb, cancelled; /* a cancel inside on_head/on_body is carried out on return */
     struct bb_upstream_deadlines dl;
     const struct bb_upstream_cbs *cbs;
@@ -247,6 +251,8 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct ev
     u->paused = false;
     u->cancelled = false;
     u->body = UPB_NONE;
+    bb_http_scan_reset(&u->scan);
+    u->n_interim = 0;
     bufferevent_write_buffer(u->bev, request);
     up_timer(u, u->state == UP_CONNECTING ? dl->connect_ms : dl->head_ms);
     return u;
@@ -323,22 +329,32 @@ static int up_parse_head(struct bb_upconn *u)
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
             return 0;
-        size_t n = avail < UP_HEAD_MAX ? avail : UP_HEAD_MAX;
-        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-        struct bb_http_head head;
-        int r = bb_http_parse_response(p, n, &head);
-        if (r == 0) {
+        /* Find the end of the head first, looking at each byte once, and parse it once: a
+         * head in many small reads (or a run of interim answers) costs linear time. */
+        size_t limit = avail < UP_HEAD_MAX ? avail : UP_HEAD_MAX;
+        size_t end = bb_http_scan_input(&u->scan, in, limit);
+        if (end == 0) {
             if (avail >= UP_HEAD_MAX) {
                 up_fail(u, BB_UPFAIL_PROTOCOL);
                 return -1;
             }
             return 0;
         }
-        if (r < 0) {
+        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
+        struct bb_http_head head;
+        int r = bb_http_parse_response(p, end, &head);
+        if (r <= 0) {
             up_fail(u, BB_UPFAIL_PROTOCOL);
             return -1;
         }
-        if (head.status >= 100 && head.status < 200) { /* interim: skip */
+        bb_http_scan_reset(&u->scan);
+        if (head.status >= 100 && head.status < 200) { /* interim: skip, a few at most */
+            if (++u->n_interim > UP_INTERIM_MAX) {
+                bb_warn("upstream %s: more than %d interim (1xx) responses", u->host->prov->name,
+                        UP_INTERIM_MAX);
+                up_fail(u, BB_UPFAIL_PROTOCOL);
+                return -1;
+            }
             evbuffer_drain(in, (size_t)r);
             continue;
         }

@@ -69,6 +69,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         CHECK(strstr(err.msg, " at byte ") != NULL);
     }
+    /* the strict scan of client bodies: accepts a subset, finds the same members */
+    struct bb_jscan_field g[] = {{.key = "model"}, {.key = "stream"}, {.key = "a"}, {.key = ""}};
+    int rs = bb_jscan_request(buf, size, g, 4, 16, &err);
+    CHECK(rs == 0 || strstr(err.msg, " at byte ") != NULL);
+    if (rs == 0) {
+        CHECK(r == 0);
+        for (int i = 0; i < 4; i++)
+            CHECK(g[i].type == f[i].type && g[i].off == f[i].off && g[i].len == f[i].len);
+    }
     /* the whole input as a string token */
     char out[64];
     long u = bb_jscan_unquote(buf, size, out, sizeof out);

@@ -63,6 +63,62 @@ TEST_KEY_ENV = 'BB_TEST_UPSTREAM_KEY'
 TEST_KEY = 'sk-mock-test-0123456789'
 
 
+# --------------------------------------------------------------------------------------------
+# Seed recording for the request-path fuzzer (tests/fuzz/record_seeds.sh): with
+# BB_RECORD_SEEDS=DIR, every byte a test sends to a busbar client port on a plain connection
+# is kept, one file per connection (named by its content's hash), in DIR.
+
+BUSBAR_PORTS = set()        # client ports of every busbar started here
+
+
+def _install_seed_recorder(outdir):
+    import hashlib
+    os.makedirs(outdir, exist_ok=True)
+    streams = {}            # id(socket) -> bytearray, for connections to a busbar port
+    orig_connect, orig_send, orig_sendall, orig_close = (
+        socket.socket.connect, socket.socket.send, socket.socket.sendall, socket.socket.close)
+
+    def flush(key):
+        data = streams.pop(key, None)
+        if data:
+            name = hashlib.sha1(bytes(data)).hexdigest()[:20]
+            with open(os.path.join(outdir, name), 'wb') as f:
+                f.write(bytes(data))
+
+    def connect(self, addr):
+        r = orig_connect(self, addr)
+        if (isinstance(addr, tuple) and len(addr) >= 2 and addr[1] in BUSBAR_PORTS
+                and not isinstance(self, ssl.SSLSocket)):
+            streams[id(self)] = bytearray()
+        return r
+
+    def send(self, data, *a):
+        n = orig_send(self, data, *a)
+        if id(self) in streams and n > 0:
+            streams[id(self)] += bytes(data)[:n]
+        return n
+
+    def sendall(self, data, *a):
+        r = orig_sendall(self, data, *a)
+        if id(self) in streams:
+            streams[id(self)] += bytes(data)
+        return r
+
+    def close(self):
+        flush(id(self))
+        return orig_close(self)
+
+    socket.socket.connect = connect
+    socket.socket.send = send
+    socket.socket.sendall = sendall
+    socket.socket.close = close
+    atexit.register(lambda: [flush(k) for k in list(streams)])
+
+
+if os.environ.get('BB_RECORD_SEEDS'):
+    _install_seed_recorder(os.environ['BB_RECORD_SEEDS'])
+
+
 class TestFailure(AssertionError):
     pass
 
@@ -531,6 +587,18 @@ class RawConn:
             pass
 
 
+def raw_exchange(bb, data, timeout=5):
+    """Send raw bytes to busbar on a fresh connection; returns (StreamResp with its body read,
+    RawConn), the connection closed with the test."""
+    c = RawConn(bb.port, timeout=timeout)
+    bb.ctx.on_close(c.close)
+    c.send(data)
+    r = c.response()
+    check(r is not None, 'connection closed without a response to %r' % data[:80])
+    r.read()
+    return r, c
+
+
 class StreamResp:
     def __init__(self, conn, status, reason, headers):
         self.conn = conn
@@ -981,6 +1049,22 @@ def provider(mock_or_url, key_env=TEST_KEY_ENV):
     return {'protocol': 'openai', 'base_url': url, 'api_key_env': key_env}
 
 
+# busbar protocol name of each egress, by the short name tests use
+PROTOCOLS = {'openai': 'openai', 'responses': 'openai-responses', 'anthropic': 'anthropic',
+             'gemini': 'gemini', 'bedrock': 'bedrock', 'cohere': 'cohere'}
+
+
+def providers_all(mock, aws_key_env):
+    """One provider per protocol on mock, named p_<short>; Bedrock's key from aws_key_env."""
+    out = {}
+    for short, proto in PROTOCOLS.items():
+        p = dict(provider(mock), protocol=proto)
+        if proto == 'bedrock':
+            p['api_key_env'] = aws_key_env
+        out['p_' + short] = p
+    return out
+
+
 class Busbar:
     """One busbar master (plus its workers). conf is the config as a dict, without listen,
     state_dir, admin or auth, which are filled in (overridable)."""
@@ -991,6 +1075,7 @@ class Busbar:
         self.client_tls = client_tls   # ssl.SSLContext for every request when busbar does TLS
         self.name = name
         self.port = free_port()
+        BUSBAR_PORTS.add(self.port)
         self.state_dir = ctx.path('%s-state' % name)
         os.makedirs(self.state_dir, exist_ok=True)
         self.admin_socket = ctx.path('%s-admin.sock' % name)
@@ -1047,6 +1132,7 @@ class Busbar:
                 # Port raced with another test: pick a new one and retry.
                 if self.proc.poll() is not None and 'in use' in tail(self.stderr_path, 10):
                     self.port = free_port()
+                    BUSBAR_PORTS.add(self.port)
                     self.conf['listen'] = '127.0.0.1:%d' % self.port
                     self.write_config(self.conf)
                     continue

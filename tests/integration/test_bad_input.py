@@ -7,7 +7,7 @@ import socket
 import time
 
 from harness import (RawConn, Resp, chat_body, check, check_error_shape, eq, fail, lane,
-                     mock_answer, pool, provider, run, scaled, wait_for)
+                     mock_answer, pool, provider, raw_exchange, run, scaled, wait_for)
 
 BODY_MAX = 4096
 HEADER_MAX = 4096
@@ -40,17 +40,6 @@ def still_serving(bb, what):
     eq(r.status, 200, 'normal request after %s (body %r)' % (what, r.body[:200]))
     eq(r.json()['choices'][0]['message']['content'], mock_answer(), 'answer after %s' % what)
     eq(bb.workers(), [bb.worker_pid], 'worker pids after %s (a crash respawns)' % what)
-
-
-def raw_exchange(bb, data, timeout=5):
-    """Send raw bytes on a fresh connection; returns (StreamResp with body read, RawConn)."""
-    c = RawConn(bb.port, timeout=timeout)
-    bb.ctx.on_close(c.close)
-    c.send(data)
-    r = c.response()
-    check(r is not None, 'connection closed without a response to %r' % data[:80])
-    r.read()
-    return r, c
 
 
 def closed_by_server(c, within=3.0):

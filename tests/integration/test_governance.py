@@ -32,7 +32,7 @@ import urllib.parse
 from harness import (AWS_KEY, AWS_KEY_ENV, PROVIDER_PROTOCOL, SOURCE_ROOT, TEST_KEY, RawConn,
                      chat_body, check, check_error_shape, dialect_answer, dialect_request, eq,
                      eventstream, fail, is_content_event, lane, mock_answer, pool, provider,
-                     request, run, scaled, skip, sse_events, wait_for)
+                     providers_all, request, run, scaled, skip, sse_events, wait_for)
 
 DENIED = 'invalid or missing API key'
 
@@ -86,13 +86,7 @@ def body_len(body):
 # setup
 
 def providers(m):
-    out = {}
-    for short, proto in PROTOS.items():
-        p = dict(provider(m), protocol=proto)
-        if proto == 'bedrock':
-            p['api_key_env'] = AWS_KEY_ENV
-        out['p_' + short] = p
-    return out
+    return providers_all(m, AWS_KEY_ENV)
 
 
 def start(ctx, models=None, pools=None, workers=1, auth=None, governance=None, **kw):

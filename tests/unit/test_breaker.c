@@ -219,6 +219,10 @@ static void test_retry_after(void **state)
     assert_int_equal(bb_retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470), 10000);
     assert_int_equal(bb_retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490), 0);
     assert_int_equal(bb_retry_after_ms("999999999", 0), 86400000);
+    /* beyond uint64_t as milliseconds: saturated before the conversion (UBSan checks) */
+    assert_int_equal(bb_retry_after_ms("99999999999999999999", 0), 86400000);
+    assert_int_equal(bb_retry_after_ms("1e999", 0), 86400000);
+    assert_int_equal(bb_retry_after_ms("18446744073709551616", 0), 86400000);
 }
 
 int main(void)

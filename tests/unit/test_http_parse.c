@@ -406,6 +406,59 @@ static void test_chunked_errors(void **state)
     free(big);
 }
 
+/* The one check on header names and values that reach a response head (issue 9 #2). */
+#define TOKEN_OK(lit) bb_http_token_ok(lit, sizeof lit - 1)
+#define VALUE_OK(lit) bb_http_field_value_ok(lit, sizeof lit - 1)
+
+static void test_field_checks(void **state)
+{
+    (void)state;
+    assert_true(TOKEN_OK("x-busbar-dropped-fields"));
+    assert_false(TOKEN_OK(""));
+    assert_false(TOKEN_OK("a b"));
+    assert_false(TOKEN_OK("a:b"));
+    assert_true(VALUE_OK(""));
+    assert_true(VALUE_OK("a, b\tc \x80\xff"));
+    assert_false(VALUE_OK("x\r\nSet-Cookie: a=b"));
+    assert_false(VALUE_OK("x\ny"));
+    assert_false(VALUE_OK("x\ry"));
+    assert_false(VALUE_OK("x\0y"));
+    assert_false(VALUE_OK("x\x7f"));
+    assert_false(VALUE_OK(" x"));
+    assert_false(VALUE_OK("x\t"));
+}
+
+/* The incremental end-of-head scan agrees with the parser however the bytes are split. */
+static void test_head_scan(void **state)
+{
+    (void)state;
+    static const char *heads[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY",
+        "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\nHost: a\n\nX",
+        "GET / HTTP/1.0\r\n\r\n",
+    };
+    for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
+        const char *h = heads[k];
+        size_t n = strlen(h);
+        struct bb_http_head head;
+        int want = bb_http_parse_request(h, n, &head, NULL);
+        assert_true(want > 0);
+        for (size_t step = 1; step <= n; step++) {
+            struct bb_http_scan sc;
+            bb_http_scan_reset(&sc);
+            size_t got = 0;
+            for (size_t i = 0; i < n && !got; i += step)
+                got = bb_http_scan_feed(&sc, h + i, i + step <= n ? step : n - i);
+            assert_int_equal(got, (size_t)want);
+        }
+    }
+    struct bb_http_scan sc = {0}; /* zero-initialised works like reset */
+    assert_int_equal(bb_http_scan_feed(&sc, "GET / HTTP/1.1\r\nHost: a\r\n", 25), 0);
+    assert_int_equal(bb_http_scan_feed(&sc, "\r", 1), 0);
+    assert_int_equal(bb_http_scan_feed(&sc, "\nrest", 5), 27);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +473,8 @@ int main(void)
         cmocka_unit_test(test_early_reject),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_ieq),
+        cmocka_unit_test(test_field_checks),
+        cmocka_unit_test(test_head_scan),
         cmocka_unit_test(test_chunked_ok),
         cmocka_unit_test(test_chunked_errors),
     };

@@ -304,6 +304,38 @@ static void test_nested_helpers(void **state)
     assert_int_equal(v, 3);
     bb_jscan_member("[1]", 3, "x", &d);
     assert_int_equal(d.type, BB_JNONE);
+
+/* bb_jscan_request: duplicate top-level names are refused, compared after unescaping;
+ * nested duplicates and different names are fine (issue 9 #6). */
+static void test_request_duplicates(void **state)
+{
+    (void)state;
+    struct bb_err err;
+    struct bb_jscan_field f[] = {{.key = "model"}, {.key = "max_tokens"}};
+    const char *dup = "{\"model\":\"expensive\",\"max_tokens\":100000,\"model\":\"p\","
+                      "\"max_tokens\":1}";
+    assert_int_equal(bb_jscan_object(dup, strlen(dup), f, 2, 64, &err), 0); /* last wins */
+    assert_int_equal(bb_jscan_request(dup, strlen(dup), f, 2, 64, &err), -1);
+    assert_non_null(strstr(err.msg, "duplicate member \"model\""));
+    const char *esc = "{\"model\":\"a\",\"\\u006dodel\":\"b\"}";
+    assert_int_equal(bb_jscan_request(esc, strlen(esc), f, 2, 64, &err), -1);
+    const char *other = "{\"temperature\":1,\"x\":{\"a\":1,\"a\":2},\"temperature\":2}";
+    assert_int_equal(bb_jscan_request(other, strlen(other), NULL, 0, 64, &err), -1);
+    const char *fine = "{\"model\":\"p\",\"x\":{\"a\":1,\"a\":2},\"modelx\":1,\"mode\":2}";
+    assert_int_equal(bb_jscan_request(fine, strlen(fine), f, 2, 64, &err), 0);
+    assert_int_equal(f[0].type, BB_JSTRING);
+    /* many distinct members are fine up to the bound */
+    char *big = malloc(20 * 1100);
+    size_t n = 0;
+    big[n++] = '{';
+    for (int k = 0; k < BB_JSCAN_MEMBERS_MAX; k++)
+        n += (size_t)sprintf(big + n, "%s\"k%d\":%d", k ? "," : "", k, k);
+    big[n++] = '}';
+    assert_int_equal(bb_jscan_request(big, n, NULL, 0, 64, &err), 0);
+    n--;
+    n += (size_t)sprintf(big + n, ",\"one_more\":1}");
+    assert_int_equal(bb_jscan_request(big, n, NULL, 0, 64, &err), -1);
+    free(big);
 }
 
 int main(void)
@@ -313,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_valid_documents), cmocka_unit_test(test_invalid_documents),
         cmocka_unit_test(test_depth),           cmocka_unit_test(test_unquote),
         cmocka_unit_test(test_long_strings),    cmocka_unit_test(test_nested_helpers),
+        cmocka_unit_test(test_request_duplicates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -255,6 +255,24 @@ static void test_rpm_window(void **state)
     assert_int_equal(u.rpm_used, 0);
 }
 
+/* A key without limits admits any estimate, however large (max_tokens: 1e999 saturates to
+ * a huge number): unlimited windows saturate instead of refusing (issue 9 #10). */
+static void test_unlimited_saturates(void **state)
+{
+    struct bb_keys_table *t = *state;
+    struct bb_keys_limits l = key("sk-free", "vk_free");
+    put(t, &l, 0, T0);
+    struct bb_keys_ref r = ref(t, "sk-free");
+    struct bb_keys_resv a, b, c;
+    uint32_t retry;
+    assert_int_equal(admit(&r, NULL, 1000, 0, T0, &a, &retry), BB_KEYS_OK);
+    assert_int_equal(admit(&r, NULL, UINT64_MAX / 4, UINT64_MAX, T0, &b, &retry), BB_KEYS_OK);
+    assert_int_equal(admit(&r, NULL, UINT64_MAX / 4, UINT64_MAX, T0, &c, &retry), BB_KEYS_OK);
+    bb_keys_release(&a, T0);
+    bb_keys_release(&b, T0);
+    bb_keys_release(&c, T0);
+}
+
 static void test_tpm_window(void **state)
 {
     struct bb_keys_table *t = *state;
@@ -608,6 +626,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpm_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tpm_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlimited_saturates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_reserve_settle_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_reclaim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_period_rollover, setup, teardown),
