@@ -304,6 +304,7 @@ static void test_nested_helpers(void **state)
     assert_int_equal(v, 3);
     bb_jscan_member("[1]", 3, "x", &d);
     assert_int_equal(d.type, BB_JNONE);
+}
 
 /* bb_jscan_request: duplicate top-level names are refused, compared after unescaping;
  * nested duplicates and different names are fine (issue 9 #6). */
