@@ -122,7 +122,7 @@ struct server {
 
 /* What happens once the output buffer has been written out completely. */
 enum after { AFTER_NONE, AFTER_PUMP, AFTER_FINISH, AFTER_RST };
-enum timer_kind { T_NONE, T_PRE, T_PUMP, T_BODY, T_LINGER };
+enum timer_kind { T_NONE, T_PRE, T_PUMP, T_BODY, T_LINGER, T_RST };
 enum stage { ST_OPEN, ST_UNITS, ST_CLOSE, ST_DONE };
 
 struct directives {
@@ -891,7 +891,12 @@ static void drained(struct conn *c)
         req_finish(c);
         break;
     case AFTER_RST:
-        conn_reset(c);
+        /* chunkcut: the whole body is out; the peer gets a moment to read it before the
+         * RST (a RST discards what the peer has not read yet) */
+        if (c->r.d.chunkcut)
+            arm(c, T_RST, 50);
+        else
+            conn_reset(c);
         break;
     }
 }
@@ -1945,6 +1950,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case T_LINGER:
         c->dead = true;
+        break;
+    case T_RST:
+        conn_reset(c);
         break;
     case T_NONE:
         break;
