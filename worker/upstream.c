@@ -222,7 +222,9 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct ev
         u->next_idle = NULL;
         u->state = UP_HEAD;
         bufferevent_setcb(u->bev, up_read_cb, NULL, up_event_cb, u);
-        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        /* EV_WRITE stays enabled from the first exchange: enabling it again would arm the
+         * write event with nothing to write */
+        bufferevent_enable(u->bev, EV_READ);
     } else {
         u = calloc(1, sizeof *u);
         if (!u)
@@ -253,7 +255,13 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct ev
     u->body = UPB_NONE;
     bb_http_scan_reset(&u->scan);
     u->n_interim = 0;
-    bufferevent_write_buffer(u->bev, request);
+    /* A pooled plain connection takes the request at once: written here, the bufferevent never
+     * has to arm (and then disarm) its write event for it. Whatever the socket does not take
+     * goes through the bufferevent as usual. */
+    if (u->state == UP_HEAD && !u->host->prov->url.tls)
+        evbuffer_write(request, bufferevent_getfd(u->bev));
+    if (evbuffer_get_length(request))
+        bufferevent_write_buffer(u->bev, request);
     up_timer(u, u->state == UP_CONNECTING ? dl->connect_ms : dl->head_ms);
     return u;
 }
