@@ -37,8 +37,7 @@ static void add_models(json_object *data, const char **names, size_t n, int shap
             json_object_object_add(m, "type", json_object_new_string("model"));
             json_object_object_add(m, "id", json_object_new_string(names[i]));
             json_object_object_add(m, "display_name", json_object_new_string(names[i]));
-            json_object_object_add(m, "created_at",
-                                   json_object_new_string("1970-01-01T00:00:00Z"));
+            json_object_object_add(m, "created_at", json_object_new_string("1970-01-01T00:00:00Z"));
         } else {
             char full[256];
             snprintf(full, sizeof full, "models/%s", names[i]);
@@ -54,8 +53,7 @@ static void add_models(json_object *data, const char **names, size_t n, int shap
 }
 
 /* The names a key may see: all without a key (or a key without a pool list). */
-static size_t visible(const char **names, const char *name, size_t n,
-                      const struct bb_keys_ref *key)
+static size_t visible(const char **names, const char *name, size_t n, const struct bb_keys_ref *key)
 {
     if (!key || !key->lim.n_pools || bb_keys_pool_allowed(key, name, strlen(name)))
         names[n++] = name;
@@ -202,8 +200,7 @@ static json_object *cell_json(const struct bb_shm_cell *c)
     json_object_object_add(o, "state", json_object_new_string(breaker_names[st < 3 ? st : 0]));
     json_object_object_add(o, "cooldown_ms", json_object_new_int64((int64_t)wait));
     json_object_object_add(o, "trips",
-                           json_object_new_int64(
-                               c ? (int64_t)atomic_load(&c->reserved[BB_BREAKER_TRIPS]) : 0));
+                           json_object_new_int64(c ? (int64_t)atomic_load(&c->trips) : 0));
     json_object_object_add(o, "inflight", json_object_new_int(c ? atomic_load(&c->inflight) : 0));
     json_object_object_add(o, "ok", json_object_new_int64(c ? (int64_t)atomic_load(&c->ok) : 0));
     json_object_object_add(o, "err", json_object_new_int64(c ? (int64_t)atomic_load(&c->err) : 0));
@@ -211,9 +208,8 @@ static json_object *cell_json(const struct bb_shm_cell *c)
                            json_object_new_int64(c ? (int64_t)atomic_load(&c->attempts) : 0));
     json_object_object_add(o, "failovers",
                            json_object_new_int64(c ? (int64_t)atomic_load(&c->failovers) : 0));
-    json_object_object_add(
-        o, "continuations",
-        json_object_new_int64(c ? (int64_t)atomic_load(&c->continuations) : 0));
+    json_object_object_add(o, "continuations",
+                           json_object_new_int64(c ? (int64_t)atomic_load(&c->continuations) : 0));
     return o;
 }
 
@@ -242,8 +238,8 @@ void bb_endpoint_stats(struct bb_request *req)
     json_object *lanes = json_object_new_object();
     for (size_t i = 0; i < conf->n_lanes; i++) {
         json_object *lo = cell_json(w->lane_cells[i]);
-        json_object_object_add(lo, "provider",
-                               json_object_new_string(conf->providers[conf->lanes[i].provider].name));
+        json_object_object_add(
+            lo, "provider", json_object_new_string(conf->providers[conf->lanes[i].provider].name));
         json_object_object_add(lo, "max_concurrent",
                                json_object_new_int64(conf->lanes[i].max_concurrent));
         json_object_object_add(lanes, conf->lanes[i].name, lo);

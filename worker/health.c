@@ -5,8 +5,8 @@
  * lanes a probe took down (hard-downs from auth or billing keep their own cooldown).
  * Worker process, single-threaded; shared state is the lane cells' atomics.
  *
- * Lane cell reserved[] slots used here: [13] "opened by a probe", [14] next probe due
- * (monotonic ms, on the provider's first lane only).
+ * Lane cell fields used here (common/shm.h): probe_opened, and probe_due_ms on the provider's
+ * first lane only.
  */
 #include "worker/health.h"
 
@@ -20,9 +20,6 @@
 #include "worker/breaker.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
-
-#define R_PROBED 13
-#define R_DUE 14
 
 struct probe {
     struct bb_worker *w;
@@ -40,14 +37,14 @@ static void verdict(struct bb_worker *w, int provider, bool healthy, const char 
         struct bb_shm_cell *c = w->lane_cells[i];
         if (conf->lanes[i].provider != provider || !c)
             continue;
-        uint64_t probed = atomic_load(&c->reserved[R_PROBED]);
+        uint64_t probed = atomic_load(&c->probe_opened);
         if (!healthy) {
             /* down until the probe after next at the latest: a later success reopens it */
             bb_breaker_hard_down(c, now, (uint64_t)p->health_interval_secs * 2000u + 1000u);
-            atomic_store(&c->reserved[R_PROBED], 1);
+            atomic_store(&c->probe_opened, 1);
             changed |= !probed;
         } else if (probed) {
-            atomic_store(&c->reserved[R_PROBED], 0);
+            atomic_store(&c->probe_opened, 0);
             bb_breaker_reset(c);
             changed = true;
         }
@@ -111,10 +108,9 @@ static void start_probe(struct bb_worker *w, int provider)
         return;
     }
     bool v6 = strchr(p->url.host, ':') != NULL;
-    evbuffer_add_printf(b, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: busbar/" BB_VERSION
-                           " health\r\n",
-                        p->url.path, path, v6 ? "[" : "", p->url.host, v6 ? "]" : "",
-                        p->url.port);
+    evbuffer_add_printf(
+        b, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: busbar/" BB_VERSION " health\r\n",
+        p->url.path, path, v6 ? "[" : "", p->url.host, v6 ? "]" : "", p->url.port);
     if (p->api_key) {
         if (p->protocol == BB_PROTO_ANTHROPIC)
             evbuffer_add_printf(b, "x-api-key: %s\r\nanthropic-version: 2023-06-01\r\n",
@@ -150,11 +146,11 @@ void bb_health_tick(struct bb_worker *w)
                 c = w->lane_cells[i];
         if (!c)
             continue; /* a provider no lane uses is not probed */
-        uint64_t due = atomic_load(&c->reserved[R_DUE]);
+        uint64_t due = atomic_load(&c->probe_due_ms);
         if (now < due)
             continue;
         uint64_t next = now + (uint64_t)conf->providers[p].health_interval_secs * 1000u;
-        if (atomic_compare_exchange_strong(&c->reserved[R_DUE], &due, next))
+        if (atomic_compare_exchange_strong(&c->probe_due_ms, &due, next))
             start_probe(w, (int)p);
     }
 }

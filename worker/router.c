@@ -77,9 +77,8 @@ bool bb_router_take(struct bb_worker *w, int lane, int pool, int member)
         do {
             if (max && cur >= (int32_t)max)
                 return false;
-        } while (!atomic_compare_exchange_weak_explicit(&c->inflight, &cur, cur + 1,
-                                                        memory_order_acq_rel,
-                                                        memory_order_relaxed));
+        } while (!atomic_compare_exchange_weak_explicit(
+            &c->inflight, &cur, cur + 1, memory_order_acq_rel, memory_order_relaxed));
         atomic_fetch_add_explicit(&c->attempts, 1, memory_order_relaxed);
     }
     if (pool >= 0 && member >= 0) {
@@ -105,8 +104,7 @@ void bb_router_give(struct bb_worker *w, int lane, int pool, int member)
 }
 
 /* Is member m a candidate right now (not tried, room on its lane, breakers admit)? */
-static bool candidate(struct bb_worker *w, int pool_idx, size_t m, const bool *tried,
-                      uint64_t now)
+static bool candidate(struct bb_worker *w, int pool_idx, size_t m, const bool *tried, uint64_t now)
 {
     const struct bb_pool *pool = &w->conf->pools[pool_idx];
     struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[m];
@@ -141,9 +139,7 @@ static double score(struct bb_worker *w, int pool_idx, size_t m)
     case BB_ROUTE_CHEAPEST:
         return l->price.input + l->price.output;
     case BB_ROUTE_FASTEST: /* unknown latency first: it has to be learned */
-        return mc ? (double)atomic_load_explicit(&mc->reserved[BB_CELL_EWMA_US],
-                                                 memory_order_relaxed)
-                  : 0;
+        return mc ? (double)atomic_load_explicit(&mc->ewma_us, memory_order_relaxed) : 0;
     case BB_ROUTE_LEAST_BUSY: {
         double inflight = lc ? atomic_load_explicit(&lc->inflight, memory_order_relaxed) : 0;
         double cap = l->max_concurrent ? l->max_concurrent : 1e9;
@@ -159,7 +155,7 @@ uint32_t bb_router_headroom_ppm(struct bb_worker *w, int lane, uint64_t now_ms)
     struct bb_shm_cell *c = lane >= 0 && w->lane_cells ? w->lane_cells[lane] : NULL;
     if (!c)
         return BB_ROUTER_PPM;
-    uint64_t v = atomic_load_explicit(&c->reserved[BB_CELL_RATELIMIT], memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&c->ratelimit, memory_order_relaxed);
     uint64_t until = v & 0xffffffffu;
     if (!until || now_ms / 1000 >= until)
         return BB_ROUTER_PPM; /* never read, or the provider's window has reset since */
@@ -268,8 +264,8 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *p
         if (best < 0)
             return -1;
         cur[best] -= total;
-        enum bb_breaker_admit ad = mcells[best] ? bb_breaker_admit(mcells[best], now)
-                                                : BB_ADMIT_YES;
+        enum bb_breaker_admit ad =
+            mcells[best] ? bb_breaker_admit(mcells[best], now) : BB_ADMIT_YES;
         if (ad != BB_ADMIT_NO && bb_router_take(w, pool->members[best].lane, pool_idx, best)) {
             *probe = ad == BB_ADMIT_PROBE;
             return best;
@@ -310,10 +306,10 @@ void bb_router_observe_latency(struct bb_worker *w, int pool_idx, int member, ui
     struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[member];
     if (!mc)
         return;
-    uint64_t old = atomic_load_explicit(&mc->reserved[BB_CELL_EWMA_US], memory_order_relaxed);
+    uint64_t old = atomic_load_explicit(&mc->ewma_us, memory_order_relaxed);
     /* EWMA with alpha 0.2 (SPEC §5.5); a lost race between workers only drops one sample */
     uint64_t v = old ? (old * 4 + us) / 5 : us;
-    atomic_store_explicit(&mc->reserved[BB_CELL_EWMA_US], v ? v : 1, memory_order_relaxed);
+    atomic_store_explicit(&mc->ewma_us, v ? v : 1, memory_order_relaxed);
 }
 
 uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)
@@ -542,6 +538,5 @@ void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_
     uint64_t until = (now_ms + reset_ms + 999) / 1000; /* whole seconds, rounded up */
     if (!until)
         until = 1;
-    atomic_store_explicit(&c->reserved[BB_CELL_RATELIMIT], (low << 32) | (until & 0xffffffffu),
-                          memory_order_relaxed);
+    atomic_store_explicit(&c->ratelimit, (low << 32) | (until & 0xffffffffu), memory_order_relaxed);
 }

@@ -10,11 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* reserved[] slot of a pool-member shm cell holding its latency EWMA (µs); see breaker.c */
-#define BB_CELL_EWMA_US 11
-/* reserved[] slot of a lane shm cell holding the provider's rate-limit headroom (route: usage):
- * (headroom in parts per million << 32) | valid-until (monotonic seconds); 0 = unknown */
-#define BB_CELL_RATELIMIT 15
+/* Shared state: a pool-member cell's ewma_us and a lane cell's ratelimit (common/shm.h). */
 #define BB_ROUTER_PPM 1000000u /* full headroom */
 
 struct bb_worker;
