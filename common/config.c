@@ -82,19 +82,17 @@ static const struct keydef *ks_at(struct keyset ks, size_t i)
 }
 
 static const struct keydef top_keys[] = {
-    {"listen", 0},        {"workers", 0},         {"tls", 0},
-    {"admin", 0},         {"state_dir", 0},       {"auth", 0},
-    {"providers", 0},     {"providers_file", 0},  {"models", 0},
-    {"pools", 0},         {"governance", 0},      {"cluster", KF_NYI},
-    {"observability", 0}, {"security", KF_NYI},   {"limits", 0},
-    {"log_file", 0},      {"log_level", 0},
+    {"listen", 0},        {"workers", 0},       {"tls", 0},        {"admin", 0},
+    {"state_dir", 0},     {"auth", 0},          {"providers", 0},  {"providers_file", 0},
+    {"models", 0},        {"pools", 0},         {"governance", 0}, {"cluster", KF_NYI},
+    {"observability", 0}, {"security", KF_NYI}, {"limits", 0},     {"log_file", 0},
+    {"log_level", 0},
 };
 static const struct keydef tls_keys[] = {{"cert_file", 0}, {"key_file", 0}, {"client_ca_file", 0}};
 static const struct keydef admin_keys[] = {{"socket", 0}, {"listen", 0}, {"token_env", 0}};
 static const struct keydef auth_keys[] = {{"mode", 0}, {"client_tokens", 0}};
-static const struct keydef prov_keys[] = {{"protocol", 0},       {"base_url", 0},
-                                          {"api_key_env", 0},    {"region", 0},
-                                          {"error_map", 0},      {"health", 0}};
+static const struct keydef prov_keys[] = {{"protocol", 0}, {"base_url", 0},  {"api_key_env", 0},
+                                          {"region", 0},   {"error_map", 0}, {"health", 0}};
 static const struct keydef cat_keys[] = {
     {"protocol", 0}, {"base_url", 0}, {"api_key_env", 0}, {"region", 0}, {"error_map", 0}};
 static const struct keydef health_keys[] = {{"mode", 0}, {"interval_secs", 0}};
@@ -103,15 +101,16 @@ static const struct keydef lane_keys[] = {
     {"attempt_timeout_ms", 0}, {"default_max_tokens", 0}, {"reasoning", 0},      {"price", 0}};
 static const struct keydef price_keys[] = {
     {"input", 0}, {"output", 0}, {"cache_read", 0}, {"cache_write", 0}};
-static const struct keydef pool_keys[] = {
-    {"members", 0},  {"route", 0},       {"policy", KF_NYI},  {"breaker", 0},
-    {"failover", 0}, {"stream", 0},      {"on_exhausted", 0}, {"affinity", 0}};
+static const struct keydef pool_keys[] = {{"members", 0},      {"route", 0},    {"policy", KF_NYI},
+                                          {"breaker", 0},      {"failover", 0}, {"stream", 0},
+                                          {"on_exhausted", 0}, {"affinity", 0}};
 static const struct keydef member_keys[] = {{"target", 0}, {"model", 0}, {"weight", 0}};
 static const struct keydef policy_keys[] = {
     {"url", 0}, {"socket", 0}, {"script_file", 0}, {"timeout_ms", 0}, {"on_error", 0}};
-static const struct keydef breaker_keys[] = {
-    {"trip", 0}, {"base_cooldown_secs", 0}, {"max_cooldown_secs", 0},
-    {"hard_down_cooldown_secs", 0}};
+static const struct keydef breaker_keys[] = {{"trip", 0},
+                                             {"base_cooldown_secs", 0},
+                                             {"max_cooldown_secs", 0},
+                                             {"hard_down_cooldown_secs", 0}};
 static const struct keydef trip_keys[] = {
     {"mode", 0}, {"window_secs", 0}, {"threshold", 0}, {"min_requests", 0}, {"consecutive_n", 0}};
 static const struct keydef failover_keys[] = {
@@ -182,8 +181,9 @@ struct pdef {
     bool url_ok;
     bool has_key_env; /* api_key_env given; NULL value = explicitly no credential */
     const char *api_key_env;
+    yaml_node_t *key_env_node; /* where api_key_env is written, for errors about its value */
     const char *region;
-    yaml_node_t *error_map; /* validated mapping, or NULL */
+    yaml_node_t *error_map;        /* validated mapping, or NULL */
     uint32_t health_interval_secs; /* active health probes; 0 = off */
 };
 
@@ -1002,6 +1002,7 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
     }
     if ((v = map_get(d, m, "api_key_env", NULL))) {
         p->has_key_env = true;
+        p->key_env_node = v;
         if (!bb_cdoc_is_null(v)) { /* null = explicitly no credential (overrides the catalogue) */
             const char *s = get_str(l, d, v, pj(kp, sizeof kp, path, "api_key_env"));
             if (s && !env_name_ok(s))
@@ -1017,8 +1018,8 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
             err_at(l, d, v, "%s: expected a mapping", kp);
         } else {
             bool ok = true;
-            for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
-                 pr < v->data.mapping.pairs.top; pr++) {
+            for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+                 pr++) {
                 yaml_node_t *val = bb_cdoc_node(d, pr->value);
                 const char *cls = scalar(val);
                 if (!scalar(bb_cdoc_node(d, pr->key)) || fclass_of(cls) < 0) {
@@ -1110,6 +1111,16 @@ static int add_provider(struct ld *l, const char *name)
         const char *val = getenv(ke->api_key_env);
         /* Unset or empty: the lane simply has no credential (not an error at load time). */
         p->api_key = val && *val ? bb_xstrdup(val) : NULL;
+        /* Key hygiene, once for every writer: a key goes into a header line as it is, so a
+         * control character (a pasted line break) must never reach one. */
+        for (const char *q = p->api_key; q && *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+                err_at(l, ke->d, ke->key_env_node,
+                       "providers.%s.api_key_env: the value of $%s contains a control character "
+                       "(0x%02x at offset %zu): a provider key must be one line of text",
+                       name, ke->api_key_env, (unsigned char)*q, (size_t)(q - p->api_key));
+                break;
+            }
     }
     const char *region = o && o->region ? o->region : k ? k->region : NULL;
     p->region = region ? bb_xstrdup(region) : NULL;
