@@ -19,9 +19,6 @@
 #include "common/price.h"
 #include "common/shm.h"
 
-#ifndef BB_VERSION
-#define BB_VERSION "0.0.0"
-#endif
 
 #define DEFAULT_SOCKET "/var/lib/busbar/admin.sock"
 

@@ -25,9 +25,6 @@
 #include "master/supervisor.h"
 #include "master/tls.h"
 
-#ifndef BB_VERSION
-#define BB_VERSION "0.0.0"
-#endif
 
 #define DEFAULT_CONFIG "/etc/busbar/config.yaml"
 
