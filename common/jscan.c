@@ -237,8 +237,9 @@ static int literal(struct scan *sc, size_t i, const char *lit, size_t *end)
     return 0;
 }
 
-int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
-                    int max_depth, struct bb_err *err)
+/* The scanner: exactly one JSON object (object_only) or any one JSON value. */
+static int scan_top(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
+                    int max_depth, struct bb_err *err, bool object_only)
 {
     struct scan sc = {buf, len, err};
     unsigned char stack[JSCAN_MAX_DEPTH]; /* 1 = object, 0 = array */
@@ -258,6 +259,8 @@ int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, 
         max_depth = JSCAN_MAX_DEPTH;
 
     i = skip_ws(&sc, 0);
+    if (!object_only)
+        goto value;
     if (i >= len)
         return fail(&sc, "expected a JSON object, got end of input", i);
     if (buf[i] != '{')
@@ -384,6 +387,17 @@ after_value:
         goto after_value;
     }
     return fail(&sc, stack[depth - 1] ? "expected ',' or '}'" : "expected ',' or ']'", i);
+}
+
+int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
+                    int max_depth, struct bb_err *err)
+{
+    return scan_top(buf, len, fields, n, max_depth, err, true);
+}
+
+int bb_jscan_value(const char *buf, size_t len, int max_depth, struct bb_err *err)
+{
+    return scan_top(buf, len, NULL, 0, max_depth, err, false);
 }
 
 static size_t put_utf8(char *o, unsigned cp)

@@ -32,19 +32,30 @@ int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char 
 
 const char *bb_ir_stop_name(enum bb_ir_stop s)
 {
-    static const char *const names[] = {"unset",   "end_turn", "max_tokens",
+    static const char *const names[] = {"unset",         "end_turn", "max_tokens",
                                         "stop_sequence", "tool_use", "content_filter",
-                                        "pause",   "refusal",  "error"};
+                                        "pause",         "refusal",  "error"};
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unset";
+}
+
+void bb_ir_usage_max(struct bb_ir_usage *u, const struct bb_ir_usage *v)
+{
+    if (!v->set)
+        return;
+    u->set = true;
+    u->input = v->input > u->input ? v->input : u->input;
+    u->output = v->output > u->output ? v->output : u->output;
+    u->cache_read = v->cache_read > u->cache_read ? v->cache_read : u->cache_read;
+    u->cache_write = v->cache_write > u->cache_write ? v->cache_write : u->cache_write;
+    u->reasoning = v->reasoning > u->reasoning ? v->reasoning : u->reasoning;
 }
 
 /* Tool-call id shapes per protocol (SPEC §4): a foreign id is shown to a client as
  * <prefix>bb_<original>, and a client echoing such an id gets the original back. Stateless,
  * so it survives failover and reloads. Ids outside [A-Za-z0-9_-] are kept as they are. */
 static const char *const id_prefix[BB_PROTO__COUNT] = {
-    [BB_PROTO_OPENAI] = "call_",   [BB_PROTO_RESPONSES] = "call_",
-    [BB_PROTO_ANTHROPIC] = "toolu_", [BB_PROTO_GEMINI] = "",
-    [BB_PROTO_BEDROCK] = "tooluse_", [BB_PROTO_COHERE] = "",
+    [BB_PROTO_OPENAI] = "call_", [BB_PROTO_RESPONSES] = "call_",  [BB_PROTO_ANTHROPIC] = "toolu_",
+    [BB_PROTO_GEMINI] = "",      [BB_PROTO_BEDROCK] = "tooluse_", [BB_PROTO_COHERE] = "",
 };
 
 static bool id_chars_ok(const struct bb_ir_str *s)

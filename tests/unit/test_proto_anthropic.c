@@ -224,12 +224,12 @@ static void test_read_request_errors(void **state)
         const char *body, *model, *err;
     } cases[] = {
         {"not json", NULL, "request body: invalid JSON"},
-        {"", NULL, "request body: invalid JSON (unexpected end of input)"},
+        {"", NULL, "request body: invalid JSON (unexpected end of input"},
         {"[]", NULL, "request body: expected a JSON object"},
         {"null", NULL, "request body: expected a JSON object, got null"},
         {"{\"model\":\"m\",\"messages\":[]} x", NULL, "request body: invalid JSON ("},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]", NULL,
-         "request body: invalid JSON (unexpected end of input)"},
+         "request body: invalid JSON (unexpected end of input"},
         {"{\"model\":\"m\",\"max_tokens\":10}", NULL, "messages: required"},
         {"{\"max_tokens\":10,\"messages\":[]}", NULL, "model: required"},
         {"{\"model\":5,\"messages\":[]}", "pool", "model: expected a string"},

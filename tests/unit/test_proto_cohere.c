@@ -263,7 +263,7 @@ static void test_read_request_errors(void **state)
         const char *body, *err;
     } cases[] = {
         {"not json", "request body: invalid JSON"},
-        {"", "request body: invalid JSON (unexpected end of input)"},
+        {"", "request body: invalid JSON (unexpected end of input"},
         {"[]", "request body: expected a JSON object"},
         {"null", "request body: expected a JSON object, got null"},
         {"{\"model\":\"m\",\"messages\":[]} x", "request body: invalid JSON ("},
@@ -713,7 +713,7 @@ static void test_response_errors(void **state)
     assert_int_equal(P->read_response(&a, e, strlen(e), &r, &err), -1);
     assert_string_equal(err.msg, "cohere response: error: invalid api token");
     assert_int_equal(P->read_response(&a, "{", 1, &r, &err), -1);
-    assert_string_equal(err.msg, "cohere response: invalid JSON (unexpected end of input)");
+    assert_string_equal(err.msg, "cohere response: invalid JSON (unexpected end of input at byte 1)");
     const char *none = "{\"id\":\"x\"}";
     assert_int_equal(P->read_response(&a, none, strlen(none), &r, &err), -1);
     assert_string_equal(err.msg, "cohere response: message: expected an object");

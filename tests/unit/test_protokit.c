@@ -1,0 +1,269 @@
+/*
+ * test_protokit: the toolkit every protocol module shares: the strict JSON parse
+ * (worker/json.c), the one numeric policy, the reader context's located errors (worker/rd.c)
+ * and the block sequencers (worker/seq.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/buffer.h>
+
+#include "worker/json.h"
+#include "worker/rd.h"
+#include "worker/seq.h"
+
+static json_object *parse(const char *s)
+{
+    return bb_json_parse(s, strlen(s), "test", NULL);
+}
+
+static void test_strict_parse(void **state)
+{
+    (void)state;
+    struct bb_err err;
+    static const char *const bad[] = {
+        "{'a':1}", "{\"a\":1,}", "[1,]",        "{\"a\":1} x", "{\"a\":\"\xff\"}",
+        "nul",     "",           "{\"a\":NaN}", "{\"a\":01}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_object *o = bb_json_parse(bad[i], strlen(bad[i]), "body", &err);
+        if (o)
+            fail_msg("accepted %s", bad[i]);
+        assert_non_null(strstr(err.msg, "body: "));
+    }
+    assert_null(bb_json_parse("null", 4, "body", &err));
+    assert_string_equal(err.msg, "body: expected a JSON object, got null");
+    json_object *o = parse(" {\"a\":[1,2]} \n");
+    assert_non_null(o);
+    json_object_put(o);
+    o = parse("5");
+    assert_true(bb_json_is(o, json_type_int));
+    json_object_put(o);
+}
+
+/* 4096, 4096.0 and 4.096e3 are the same integer everywhere; 4096.5 is no integer. */
+static void test_numeric_policy(void **state)
+{
+    (void)state;
+    static const char *const same[] = {"4096", "4096.0", "4.096e3", "4096.000"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        json_object *v = parse(same[i]);
+        int64_t s = 0;
+        uint64_t u = 0;
+        assert_true(bb_json_is_int(v));
+        assert_true(bb_json_int(v, 0, 1 << 20, &s));
+        assert_true(bb_json_uint(v, UINT32_MAX, &u));
+        assert_int_equal(s, 4096);
+        assert_int_equal(u, 4096);
+        json_object_put(v);
+    }
+    static const char *const not_int[] = {"4096.5", "\"4096\"", "true", "1e400", "[]"};
+    for (size_t i = 0; i < sizeof not_int / sizeof not_int[0]; i++) {
+        json_object *v = parse(not_int[i]);
+        int64_t s;
+        uint64_t u;
+        if (bb_json_is_int(v) || bb_json_int(v, INT64_MIN, INT64_MAX, &s) ||
+            bb_json_uint(v, UINT64_MAX, &u))
+            fail_msg("%s taken for an integer", not_int[i]);
+        json_object_put(v);
+    }
+    json_object *v = parse("-1");
+    uint64_t u;
+    int64_t s;
+    assert_false(bb_json_uint(v, UINT64_MAX, &u));
+    assert_true(bb_json_int(v, -5, 5, &s));
+    assert_int_equal(s, -1);
+    json_object_put(v);
+    v = parse("18446744073709551615");
+    assert_true(bb_json_uint(v, UINT64_MAX, &u));
+    assert_true(u == UINT64_MAX);
+    assert_false(bb_json_int(v, INT64_MIN, INT64_MAX, &s));
+    json_object_put(v);
+    v = parse("{\"n\":12.0,\"neg\":-3,\"frac\":1.5}");
+    assert_int_equal(bb_json_count(v, "n"), 12);
+    assert_int_equal(bb_json_count(v, "neg"), 0);
+    assert_int_equal(bb_json_count(v, "frac"), 0);
+    assert_int_equal(bb_json_count(v, "absent"), 0);
+    json_object_put(v);
+}
+
+static void test_doubles_written(void **state)
+{
+    (void)state;
+    static const struct {
+        double d;
+        const char *text;
+    } cases[] = {{0.7, "0.7"}, {1, "1"}, {0.1 + 0.2, "0.30000000000000004"}, {-0.25, "-0.25"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_object *o = bb_json_new_double(cases[i].d);
+        assert_string_equal(json_object_to_json_string(o), cases[i].text);
+        json_object_put(o);
+    }
+}
+
+/* Errors name where they are, with the reader's prefix. */
+static void test_reader_paths(void **state)
+{
+    (void)state;
+    struct bb_arena a;
+    bb_arena_init(&a, 1 << 16);
+    struct bb_err err;
+    struct bb_ir_request req;
+    memset(&req, 0, sizeof req);
+    struct bb_rd r;
+    bb_rd_init(&r, &a, &req, &err);
+    json_object *o = parse("{\"max\":4096.0,\"half\":1.5,\"neg\":-1,\"s\":\"x\",\"b\":1}");
+
+    size_t m0 = bb_rd_in(&r, "messages");
+    size_t m1 = bb_rd_at(&r, 2);
+    size_t m2 = bb_rd_in(&r, "content");
+    uint32_t u = 0;
+    bool has = false;
+    assert_int_equal(bb_rd_u32(&r, o, "max", &has, &u), 0);
+    assert_true(has);
+    assert_int_equal(u, 4096);
+    assert_int_equal(bb_rd_u32(&r, o, "half", NULL, &u), -1);
+    assert_string_equal(err.msg, "messages[2].content.half: expected an integer");
+    assert_int_equal(bb_rd_u32(&r, o, "neg", NULL, &u), -1);
+    assert_string_equal(err.msg, "messages[2].content.neg: out of range");
+    bool b;
+    assert_int_equal(bb_rd_bool(&r, o, "b", NULL, &b), -1);
+    assert_string_equal(err.msg, "messages[2].content.b: expected a boolean");
+    struct bb_ir_str s = {NULL, 0};
+    assert_int_equal(bb_rd_str(&r, o, "nope", true, &s), -1);
+    assert_string_equal(err.msg, "messages[2].content.nope: required");
+    bb_rd_out(&r, m2);
+    assert_int_equal(bb_rd_expect(&r, NULL, "an object"), -1);
+    assert_string_equal(err.msg, "messages[2]: expected an object");
+    bb_rd_out(&r, m1);
+    bb_rd_out(&r, m0);
+    assert_int_equal(bb_rd_str(&r, o, "s", true, &s), 0);
+    assert_string_equal(s.p, "x");
+    assert_int_equal(bb_rd_num(&r, o, "s", NULL, NULL), -1);
+    assert_string_equal(err.msg, "s: expected a number");
+    r.prefix = "openai response";
+    assert_int_equal(bb_rd_expect(&r, NULL, "a JSON object"), -1);
+    assert_string_equal(err.msg, "openai response: expected a JSON object");
+    assert_int_equal(bb_rd_unsupported(&r, "tools.", "web_search"), 0);
+    assert_int_equal(req.n_unsupported, 1);
+    assert_string_equal(req.unsupported[0], "tools.web_search");
+    json_object_put(o);
+    bb_arena_free(&a);
+}
+
+struct evlog {
+    char text[1024];
+    size_t len;
+};
+
+static int log_event(void *arg, const struct bb_ir_event *ev)
+{
+    struct evlog *l = arg;
+    static const char *const names[] = {"ms", "start", "delta", "stop", "md", "mstop", "err", "p"};
+    l->len +=
+        (size_t)snprintf(l->text + l->len, sizeof l->text - l->len, "%s%s:%u:%d%s%.*s",
+                         l->len ? " " : "", names[ev->type], ev->index, ev->block_type,
+                         ev->text.p ? "=" : "", (int)ev->text.len, ev->text.p ? ev->text.p : "");
+    return 0;
+}
+
+/* A flat stream (text, then a tool call, then text) and a bracketed one both come out as
+ * consecutive IR blocks, each closed before the next opens. */
+static void test_decoder_sequencer(void **state)
+{
+    (void)state;
+    struct bb_arena a;
+    bb_arena_init(&a, 1 << 16);
+    struct evlog l = {{0}, 0};
+    struct bb_dout o = {log_event, &l, &a};
+    struct bb_dseq s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(bb_dseq_text(&s, &o, BB_IR_TEXT, BB_IR_D_TEXT, "a", 1), 0);
+    assert_int_equal(bb_dseq_text(&s, &o, BB_IR_TEXT, BB_IR_D_TEXT, "", 0), 0);
+    assert_int_equal(bb_dseq_text(&s, &o, BB_IR_TEXT, BB_IR_D_TEXT, "b", 1), 0);
+    assert_int_equal(bb_dseq_open(&s, &o, 7, BB_IR_TOOL_USE, NULL, NULL), 0);
+    assert_int_equal(bb_dseq_ensure(&s, &o, 7, BB_IR_TOOL_USE), 0); /* the same block */
+    assert_int_equal(bb_dseq_delta(&s, &o, BB_IR_D_INPUT_JSON, "{}", 2), 0);
+    assert_int_equal(bb_dseq_text(&s, &o, BB_IR_TEXT, BB_IR_D_TEXT, "c", 1), 0);
+    assert_int_equal(bb_dseq_close(&s, &o), 0);
+    assert_int_equal(bb_dseq_close(&s, &o), 0); /* nothing open: nothing sent */
+    assert_string_equal(l.text, "start:0:0 delta:0:0=a delta:0:0=b stop:0:0 start:1:3 "
+                                "delta:1:3={} stop:1:3 start:2:0 delta:2:0=c stop:2:0");
+    bb_arena_free(&a);
+}
+
+static void test_encoder_sequencer(void **state)
+{
+    (void)state;
+    struct bb_eseq s;
+    memset(&s, 0, sizeof s);
+    struct bb_eseq_block *t = bb_eseq_open(&s, 0, BB_IR_TEXT, true);
+    struct bb_eseq_block *img = bb_eseq_open(&s, 1, BB_IR_IMAGE, false);
+    struct bb_eseq_block *tool = bb_eseq_open(&s, 2, BB_IR_TOOL_USE, true);
+    assert_int_equal(t->wire, 0);
+    assert_int_equal(img->wire, BB_ESEQ_NONE);
+    assert_int_equal(tool->wire, 1);
+    assert_ptr_equal(bb_eseq_find(&s, 2), tool);
+    bb_eseq_remove(&s, bb_eseq_find(&s, 0));
+    assert_null(bb_eseq_find(&s, 0));
+    assert_int_equal(bb_eseq_find(&s, 2)->wire, 1);
+    assert_int_equal(s.n_open, 2);
+    for (uint32_t i = 0; i < BB_ESEQ_MAX - 2; i++)
+        assert_non_null(bb_eseq_open(&s, 10 + i, BB_IR_TEXT, true));
+    assert_null(bb_eseq_open(&s, 99, BB_IR_TEXT, true)); /* full */
+    assert_int_equal(bb_ir_delta_block(BB_IR_D_SIGNATURE), BB_IR_THINKING);
+    assert_int_equal(bb_ir_delta_block(BB_IR_D_INPUT_JSON), BB_IR_TOOL_USE);
+}
+
+static void test_vector(void **state)
+{
+    (void)state;
+    struct bb_arena a;
+    bb_arena_init(&a, 1 << 16);
+    struct bb_vec v = {0};
+    for (int i = 0; i < 100; i++) {
+        struct bb_ir_block *b = BB_VEC_PUSH(&a, &v, struct bb_ir_block);
+        assert_non_null(b);
+        assert_int_equal(b->type, 0);
+        b->type = BB_IR_TOOL_USE;
+        b->is_error = i % 2;
+    }
+    assert_int_equal(v.n, 100);
+    struct bb_ir_block *blocks = v.v;
+    assert_int_equal(blocks[99].is_error, 1);
+    assert_int_equal(blocks[0].type, BB_IR_TOOL_USE);
+    bb_arena_free(&a);
+}
+
+static void test_sse_send(void **state)
+{
+    (void)state;
+    struct evbuffer *b = evbuffer_new();
+    assert_int_equal(bb_json_sse_send(b, "ping", bb_json_typed("ping")), 0);
+    assert_int_equal(bb_json_sse_send(b, NULL, parse("{\"a\":\"x/y\"}")), 0);
+    size_t n = evbuffer_get_length(b);
+    char *s = (char *)evbuffer_pullup(b, (ev_ssize_t)n);
+    assert_memory_equal(s, "event: ping\ndata: {\"type\":\"ping\"}\n\ndata: {\"a\":\"x/y\"}\n\n",
+                        n);
+    evbuffer_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strict_parse),
+        cmocka_unit_test(test_numeric_policy),
+        cmocka_unit_test(test_doubles_written),
+        cmocka_unit_test(test_reader_paths),
+        cmocka_unit_test(test_decoder_sequencer),
+        cmocka_unit_test(test_encoder_sequencer),
+        cmocka_unit_test(test_vector),
+        cmocka_unit_test(test_sse_send),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
