@@ -635,16 +635,18 @@ static struct evbuffer *build_fast(struct bb_request *req, int lane_idx)
 }
 
 /* Collect the reader's unsupported fields and the writer's drops into rs->dropped. */
-static void note_dropped(struct bb_route_state *rs)
+static void note_dropped(struct bb_route_state *rs, const struct bb_dropped *d)
 {
     size_t n = 0;
     rs->dropped[0] = '\0';
     for (size_t i = 0; rs->ir && i < rs->ir->n_unsupported; i++)
         n += (size_t)snprintf(rs->dropped + n, n < sizeof rs->dropped ? sizeof rs->dropped - n : 0,
                               "%s%s", n ? "," : "", rs->ir->unsupported[i]);
-    const char *w = bb_proto_dropped();
-    if (w && n < sizeof rs->dropped)
-        snprintf(rs->dropped + n, sizeof rs->dropped - n, "%s%s", n ? "," : "", w);
+    if (d->n && n + 2 < sizeof rs->dropped) {
+        size_t at = n ? n + 1 : 0;
+        if (bb_proto_dropped_text(d, rs->dropped + at, sizeof rs->dropped - at) && n)
+            rs->dropped[n] = ',';
+    }
 }
 
 /* Read the client's body into IR once (cross-protocol attempts). -1 = answered (400). */
@@ -754,9 +756,9 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx,
     er.headers = evbuffer_new();
     er.body = evbuffer_new();
     struct evbuffer *b = evbuffer_new();
-    struct bb_egress_ctx ctx = {p, lane, req->stream, (int64_t)time(NULL)};
+    struct bb_dropped dropped = {0};
+    struct bb_egress_ctx ctx = {p, lane, req->stream, (int64_t)time(NULL), &dropped};
     struct bb_err err;
-    bb_proto_dropped_reset();
     int rc = !er.headers || !er.body || !b ? -1
              : passthrough ? eops->write_passthrough(&req->arena, req->body ? req->body : "",
                                                      req->body_len, &ctx, &er, &err)
@@ -768,7 +770,7 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx,
             evbuffer_free(b);
         b = NULL;
     } else {
-        note_dropped(rs);
+        note_dropped(rs, &dropped);
         request_line(req, b, p, er.path, evbuffer_get_length(er.body));
         evbuffer_add_buffer(b, er.headers);
         evbuffer_add(b, "\r\n", 2);

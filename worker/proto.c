@@ -1,7 +1,6 @@
 /*
- * proto: the registry of protocol modules and the per-hop dropped-field list.
- * Worker process, single-threaded: the dropped list is filled by a writer and read by the
- * proxy right after, within one call chain.
+ * proto: the registry of protocol modules, the per-hop dropped-field list (kept in the egress
+ * context the writer is given) and the answer checks' shared scan. Worker process.
  */
 #include "worker/proto.h"
 
@@ -21,43 +20,42 @@ const struct bb_proto_ops *bb_proto_get(enum bb_proto p)
     return (unsigned)p < BB_PROTO__COUNT ? registry[p] : NULL;
 }
 
-#define DROPPED_MAX 32
-static const char *dropped[DROPPED_MAX];
-static size_t n_dropped;
-static char dropped_text[1024];
-
-void bb_proto_drop(struct bb_arena *a, const char *field)
+void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field)
 {
-    (void)a;
-    for (size_t i = 0; i < n_dropped; i++)
-        if (strcmp(dropped[i], field) == 0)
+    struct bb_dropped *d = ctx ? ctx->dropped : NULL;
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->names[i], field) == 0)
             return;
-    if (n_dropped < DROPPED_MAX)
-        dropped[n_dropped++] = field;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        const char **v = bb_arena_alloc(a, cap * sizeof *v);
+        if (!v)
+            return; /* out of memory: the header loses a name, the request goes on */
+        if (d->n)
+            memcpy(v, d->names, d->n * sizeof *v);
+        d->names = v;
+        d->cap = cap;
+    }
+    d->names[d->n++] = field;
 }
 
-const char *bb_proto_dropped(void)
+size_t bb_proto_dropped_text(const struct bb_dropped *d, char *buf, size_t cap)
 {
-    if (!n_dropped)
-        return NULL;
     size_t len = 0;
-    dropped_text[0] = '\0';
-    for (size_t i = 0; i < n_dropped; i++) {
-        size_t fl = strlen(dropped[i]);
-        if (len + fl + 2 >= sizeof dropped_text)
+    if (cap)
+        buf[0] = '\0';
+    for (size_t i = 0; d && i < d->n; i++) {
+        size_t fl = strlen(d->names[i]);
+        if (len + fl + 2 > cap)
             break;
-        if (len) {
-            dropped_text[len++] = ',';
-        }
-        memcpy(dropped_text + len, dropped[i], fl + 1);
+        if (len)
+            buf[len++] = ',';
+        memcpy(buf + len, d->names[i], fl + 1);
         len += fl;
     }
-    return dropped_text;
-}
-
-void bb_proto_dropped_reset(void)
-{
-    n_dropped = 0;
+    return len;
 }
 
 int bb_proto_scan_answer(const char *body, size_t len, struct bb_jscan_field *f, size_t n,

@@ -11,7 +11,8 @@
  *   ingress (the client speaks it) and egress (the provider speaks it).
  * - Readers are strict about types (a wrong type is a 400 naming the field) and lenient about
  *   unknown fields (recorded with bb_ir_unsupported, never fatal). Writers never emit a field
- *   the target does not accept; what they cannot express they name via bb_proto_drop().
+ *   the target does not accept; what they cannot express they name via bb_proto_drop(), into
+ *   the egress context's dropped list.
  * - Tool-call ids cross unchanged here; the proxy rewrites them between id shapes (ir.c).
  * - Memory: every string a reader produces lives in the arena it is given (json-c objects are
  *   released before returning). Writers append to the evbuffer they are given.
@@ -39,11 +40,11 @@ enum bb_framing {
 
 /* One stream frame as the proxy's framer delivers it to a decoder. */
 struct bb_frame {
-    const char *event;  /* SSE event name or AWS :event-type / :exception-type; "" if none */
+    const char *event; /* SSE event name or AWS :event-type / :exception-type; "" if none */
     size_t event_len;
-    const char *data;   /* SSE data, AWS payload, or the JSON element */
+    const char *data; /* SSE data, AWS payload, or the JSON element */
     size_t data_len;
-    bool exception;     /* AWS :message-type is "exception" (or "error") */
+    bool exception; /* AWS :message-type is "exception" (or "error") */
 };
 
 /* Called by decoders for each IR event; non-zero stops decoding (returned by the decoder). */
@@ -51,39 +52,47 @@ typedef int (*bb_ir_event_cb)(void *arg, const struct bb_ir_event *ev);
 
 /* What the client asked, needed to shape answers in its dialect. */
 struct bb_ingress_ctx {
-    const char *request_id;   /* busbar's request id, usable as a response id seed */
-    const char *model;        /* the model name the client sent (pool or lane) */
-    int64_t created;          /* unix seconds at request start */
-    bool include_usage;       /* OpenAI stream_options.include_usage */
-    bool gemini_sse;          /* Gemini ingress with ?alt=sse (else a JSON array stream) */
+    const char *request_id; /* busbar's request id, usable as a response id seed */
+    const char *model;      /* the model name the client sent (pool or lane) */
+    int64_t created;        /* unix seconds at request start */
+    bool include_usage;     /* OpenAI stream_options.include_usage */
+    bool gemini_sse;        /* Gemini ingress with ?alt=sse (else a JSON array stream) */
+};
+
+/* The fields a writer could not carry on one hop (x-busbar-dropped-fields), by the name the
+ * source request used ("top_k", "seed"); deduplicated, in the order they were dropped. */
+struct bb_dropped {
+    const char **names; /* static strings or strings in the hop's arena */
+    size_t n, cap;
 };
 
 /* Where and how an egress request goes. */
 struct bb_egress_ctx {
     const struct bb_provider *provider;
-    const struct bb_lane *lane;   /* upstream_model, default_max_tokens, reasoning */
+    const struct bb_lane *lane; /* upstream_model, default_max_tokens, reasoning */
     bool stream;
-    int64_t now;                  /* unix seconds (SigV4 date) */
+    int64_t now;                /* unix seconds (SigV4 date) */
+    struct bb_dropped *dropped; /* where bb_proto_drop records; NULL: not recorded */
 };
 
 /* An egress request as the module writes it; the proxy adds Host, Content-Length, framing. */
 struct bb_egress_req {
-    char path[1024];              /* after the provider's base path, with query, e.g.
-                                     "/v1/messages", "/v1beta/models/x:streamGenerateContent?alt=sse" */
-    struct evbuffer *headers;     /* complete "Name: value\r\n" lines: auth, versions, type */
-    struct evbuffer *body;        /* JSON body */
+    char path[1024];          /* after the provider's base path, with query, e.g.
+                                 "/v1/messages", "/v1beta/models/x:streamGenerateContent?alt=sse" */
+    struct evbuffer *headers; /* complete "Name: value\r\n" lines: auth, versions, type */
+    struct evbuffer *body;    /* JSON body */
 };
 
 /* Error details extracted from a provider's native error body (SPEC §5.1). */
 struct bb_proto_error {
-    char code[64];        /* provider error code, e.g. "context_length_exceeded" */
-    char type[64];        /* structured type, e.g. "overloaded_error", "RESOURCE_EXHAUSTED" */
+    char code[64]; /* provider error code, e.g. "context_length_exceeded" */
+    char type[64]; /* structured type, e.g. "overloaded_error", "RESOURCE_EXHAUSTED" */
     char message[512];
 };
 
 struct bb_proto_ops {
     enum bb_proto id;
-    enum bb_framing framing;          /* of this protocol's streams (as egress and ingress) */
+    enum bb_framing framing; /* of this protocol's streams (as egress and ingress) */
 
     /* ---- ingress: the client speaks this protocol ---- */
 
@@ -91,8 +100,7 @@ struct bb_proto_ops {
      * Bedrock, Anthropic's /{pool}/v1/messages) or NULL. -1 with err = a client-facing message
      * naming the field ("messages[2].content: expected an array or a string"). */
     int (*read_request)(struct bb_arena *a, const char *body, size_t len,
-                        const char *model_from_path, struct bb_ir_request *out,
-                        struct bb_err *err);
+                        const char *model_from_path, struct bb_ir_request *out, struct bb_err *err);
 
     /* Write a complete non-streaming response body. */
     int (*write_response)(struct bb_arena *a, const struct bb_ir_response *r,
@@ -177,13 +185,13 @@ int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len
 /* The module for a protocol. */
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p);
 
-/* Record that a field was dropped on this hop (for x-busbar-dropped-fields). Writers call it
- * with the wire name in the SOURCE request's terms when known, e.g. "top_k", "seed". */
-void bb_proto_drop(struct bb_arena *a, const char *field);
+/* Record that a field was dropped on this hop, in ctx->dropped (nothing when ctx or its list
+ * is NULL, e.g. while writing an answer); the list grows in arena a. Writers name the field
+ * in the SOURCE request's terms when known, e.g. "top_k", "seed". */
+void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field);
 
-/* The dropped fields recorded since the last reset, comma-separated; NULL when none. */
-const char *bb_proto_dropped(void);
-void bb_proto_dropped_reset(void);
+/* The dropped fields, comma-separated, into buf (truncated at a name boundary); 0 = none. */
+size_t bb_proto_dropped_text(const struct bb_dropped *d, char *buf, size_t cap);
 
 extern const struct bb_proto_ops bb_proto_openai;
 extern const struct bb_proto_ops bb_proto_responses;

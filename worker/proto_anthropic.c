@@ -897,6 +897,7 @@ static int rd_out_block(struct bb_rd *r, json_object *o, struct bb_ir_block *b, 
 struct wr {
     struct bb_arena *a;
     struct bb_err *err;
+    const struct bb_egress_ctx *ctx;
 };
 
 static json_object *cache_ephemeral(void)
@@ -924,7 +925,7 @@ static json_object *wr_text(struct wr *w, const struct bb_ir_block *b)
     /* Citations in a request must reference documents of this request in Anthropic's own
      * shapes; an IR citation may come from any provider, so it is not resent. */
     if (b->citations_json.p)
-        bb_proto_drop(w->a, "citations");
+        bb_proto_drop(w->a, w->ctx, "citations");
     return o;
 }
 
@@ -967,7 +968,7 @@ static json_object *wr_media(struct wr *w, const struct bb_ir_block *b)
         const char *semi = strchr(b->url.p, ';');
         if (!comma || !semi || semi > comma || strncmp(semi, ";base64,", 8) != 0) {
             json_object_put(src);
-            bb_proto_drop(w->a, what);
+            bb_proto_drop(w->a, w->ctx, what);
             return NULL;
         }
         mt = bb_ir_strdup(w->a, b->url.p + 5, (size_t)(semi - b->url.p - 5));
@@ -988,7 +989,7 @@ static json_object *wr_media(struct wr *w, const struct bb_ir_block *b)
             struct bb_ir_str text;
             if (b64_decode(w->a, &data, &text) < 0) {
                 json_object_put(src);
-                bb_proto_drop(w->a, what);
+                bb_proto_drop(w->a, w->ctx, what);
                 return NULL;
             }
             bb_json_add(src, "type", json_object_new_string("text"));
@@ -996,7 +997,7 @@ static json_object *wr_media(struct wr *w, const struct bb_ir_block *b)
             bb_json_add(src, "data", bb_json_new_str(&text));
         } else {
             json_object_put(src);
-            bb_proto_drop(w->a, what);
+            bb_proto_drop(w->a, w->ctx, what);
             return NULL;
         }
     } else if (bb_ir_has(&b->url)) {
@@ -1004,7 +1005,7 @@ static json_object *wr_media(struct wr *w, const struct bb_ir_block *b)
         bb_json_add(src, "url", bb_json_new_str(&b->url));
     } else {
         json_object_put(src);
-        bb_proto_drop(w->a, what);
+        bb_proto_drop(w->a, w->ctx, what);
         return NULL;
     }
     json_object *o = json_object_new_object();
@@ -1024,7 +1025,7 @@ static json_object *wr_tool_use(struct wr *w, const struct bb_ir_block *b)
     bb_json_add(o, "input", input_object(&b->input_json, &bad));
     add_cache(o, b->cache_control);
     if (bad) /* arguments that are not a JSON object cannot be an Anthropic input */
-        bb_proto_drop(w->a, "tool_input");
+        bb_proto_drop(w->a, w->ctx, "tool_input");
     return o;
 }
 
@@ -1074,7 +1075,7 @@ static json_object *wr_block(struct wr *w, const struct bb_ir_block *b, enum bb_
         /* The API verifies signatures and takes thinking only in assistant turns; a thinking
          * block from a signature-less dialect cannot be replayed. */
         if (role != BB_IR_ASSISTANT || !bb_ir_has(&b->signature)) {
-            bb_proto_drop(w->a, "thinking");
+            bb_proto_drop(w->a, w->ctx, "thinking");
             return NULL;
         }
         {
@@ -1086,7 +1087,7 @@ static json_object *wr_block(struct wr *w, const struct bb_ir_block *b, enum bb_
         }
     case BB_IR_REDACTED_THINKING:
         if (role != BB_IR_ASSISTANT || !bb_ir_has(&b->signature)) {
-            bb_proto_drop(w->a, "thinking");
+            bb_proto_drop(w->a, w->ctx, "thinking");
             return NULL;
         }
         {
@@ -1097,13 +1098,13 @@ static json_object *wr_block(struct wr *w, const struct bb_ir_block *b, enum bb_
         }
     case BB_IR_TOOL_USE:
         if (role != BB_IR_ASSISTANT) {
-            bb_proto_drop(w->a, "tool_calls");
+            bb_proto_drop(w->a, w->ctx, "tool_calls");
             return NULL;
         }
         return wr_tool_use(w, b);
     case BB_IR_TOOL_RESULT:
         if (role != BB_IR_USER) {
-            bb_proto_drop(w->a, "tool_results");
+            bb_proto_drop(w->a, w->ctx, "tool_results");
             return NULL;
         }
         return wr_tool_result(w, b);
@@ -1150,7 +1151,7 @@ static json_object *wr_messages(struct wr *w, const struct bb_ir_request *ir)
     for (size_t i = 0; i < ir->n_messages; i++) {
         const struct bb_ir_message *m = &ir->messages[i];
         if (m->name.p)
-            bb_proto_drop(w->a, "name");
+            bb_proto_drop(w->a, w->ctx, "name");
         for (size_t j = 0; j < m->n_blocks; j++) {
             json_object *o = wr_block(w, &m->blocks[j], m->role);
             if (!o)
@@ -1177,7 +1178,7 @@ static json_object *wr_system(struct wr *w, const struct bb_ir_request *ir)
     for (size_t i = 0; i < ir->n_system; i++) {
         const struct bb_ir_block *b = &ir->system[i];
         if (b->type != BB_IR_TEXT) {
-            bb_proto_drop(w->a, "system");
+            bb_proto_drop(w->a, w->ctx, "system");
             continue;
         }
         if (!bb_ir_has(&b->text))
@@ -1226,7 +1227,7 @@ static int wr_tools(struct wr *w, const struct bb_ir_request *ir, json_object *b
             bb_json_add(o, "description", bb_json_new_str(&t->description));
         bb_json_add(o, "input_schema", schema);
         if (t->strict) /* strict tool use is not accepted by every Claude model */
-            bb_proto_drop(w->a, "strict");
+            bb_proto_drop(w->a, w->ctx, "strict");
         json_object_array_add(arr, o);
     }
     return 0;
@@ -1238,7 +1239,7 @@ static bool wr_tool_choice(struct wr *w, const struct bb_ir_request *ir, json_ob
 {
     if (!ir->n_tools) {
         if (ir->tool_choice == BB_IR_TC_ANY || ir->tool_choice == BB_IR_TC_TOOL)
-            bb_proto_drop(w->a, "tool_choice");
+            bb_proto_drop(w->a, w->ctx, "tool_choice");
         return false;
     }
     const char *type = NULL;
@@ -1340,7 +1341,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     }
     forced = wr_tool_choice(w, ir, body);
     if (ir->has_parallel_tool_calls && !ir->n_tools && !ir->parallel_tool_calls)
-        bb_proto_drop(w->a, "parallel_tool_calls");
+        bb_proto_drop(w->a, w->ctx, "parallel_tool_calls");
 
     /* Thinking: asked for, allowed on this lane, and compatible with the rest. */
     bool asks = ir->reasoning || ir->reasoning_budget ||
@@ -1348,7 +1349,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
                  ir->reasoning_effort != BB_IR_EFFORT_MINIMAL);
     bool thinking = asks && lane && lane->reasoning && !forced && history_allows_thinking(msgs);
     if (asks && !thinking)
-        bb_proto_drop(w->a, "reasoning");
+        bb_proto_drop(w->a, w->ctx, "reasoning");
     if (thinking) {
         uint32_t budget =
             ir->reasoning_budget ? ir->reasoning_budget : effort_budget(ir->reasoning_effort);
@@ -1369,7 +1370,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
             if (ir->stop[i].p && stop_ok(&ir->stop[i]))
                 json_object_array_add(ss, bb_json_new_str(&ir->stop[i]));
             else
-                bb_proto_drop(w->a, "stop");
+                bb_proto_drop(w->a, w->ctx, "stop");
         }
         if (json_object_array_length(ss))
             bb_json_add(body, "stop_sequences", ss);
@@ -1383,20 +1384,20 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     if (ir->has_temperature) {
         double t = ir->temperature < 0 ? 0 : ir->temperature > 1 ? 1 : ir->temperature;
         if (thinking && t != 1)
-            bb_proto_drop(w->a, "temperature");
+            bb_proto_drop(w->a, w->ctx, "temperature");
         else
             bb_json_add(body, "temperature", bb_json_new_double(t));
     }
     if (ir->has_top_p) {
         bool with_temp = ir->has_temperature && !(thinking && ir->temperature < 1);
         if (with_temp || (thinking && ir->top_p < 0.95))
-            bb_proto_drop(w->a, "top_p");
+            bb_proto_drop(w->a, w->ctx, "top_p");
         else
             bb_json_add(body, "top_p", bb_json_new_double(ir->top_p));
     }
     if (ir->has_top_k) {
         if (thinking)
-            bb_proto_drop(w->a, "top_k");
+            bb_proto_drop(w->a, w->ctx, "top_k");
         else
             bb_json_add(body, "top_k", json_object_new_int64(ir->top_k));
     }
@@ -1412,15 +1413,15 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     /* No Messages equivalent (a json_schema could be forced through a tool, but that changes
      * the answer's shape: content would arrive as a tool_use block). */
     if (ir->has_seed)
-        bb_proto_drop(w->a, "seed");
+        bb_proto_drop(w->a, w->ctx, "seed");
     if (ir->n_choices > 1)
-        bb_proto_drop(w->a, "n");
+        bb_proto_drop(w->a, w->ctx, "n");
     if (ir->has_presence_penalty)
-        bb_proto_drop(w->a, "presence_penalty");
+        bb_proto_drop(w->a, w->ctx, "presence_penalty");
     if (ir->has_frequency_penalty)
-        bb_proto_drop(w->a, "frequency_penalty");
+        bb_proto_drop(w->a, w->ctx, "frequency_penalty");
     if (ir->format == BB_IR_FMT_JSON_OBJECT || ir->format == BB_IR_FMT_JSON_SCHEMA)
-        bb_proto_drop(w->a, "response_format");
+        bb_proto_drop(w->a, w->ctx, "response_format");
     return 0;
 }
 
@@ -1428,7 +1429,7 @@ static int anthropic_write_request(struct bb_arena *a, const struct bb_ir_reques
                                    const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                    struct bb_err *err)
 {
-    struct wr w = {a, err};
+    struct wr w = {a, err, ctx};
     snprintf(out->path, sizeof out->path, "/v1/messages");
     json_object *body = json_object_new_object();
     int rc = wr_body(&w, ir, ctx, body);

@@ -1051,12 +1051,13 @@ static struct json_object *redacted(const struct bb_ir_block *b)
 
 /* Tool input text → a JSON object ({} when empty; also when invalid or not an object, which
  * is reported as tool_input). */
-static struct json_object *tool_input(struct bb_arena *a, const struct bb_ir_str *s)
+static struct json_object *tool_input(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                      const struct bb_ir_str *s)
 {
     struct json_object *in = parse_raw(s);
     if (!is_type(in, json_type_object)) {
         if (s->p && !blank(s))
-            bb_proto_drop(a, "tool_input");
+            bb_proto_drop(a, ctx, "tool_input");
         json_object_put(in);
         in = json_object_new_object();
     }
@@ -1064,7 +1065,8 @@ static struct json_object *tool_input(struct bb_arena *a, const struct bb_ir_str
 }
 
 /* toolUse; id_seed names a call that has no id (toolUseId is required): <seed>_<n>. */
-static struct json_object *tool_use(struct bb_arena *a, const struct bb_ir_block *b,
+static struct json_object *tool_use(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                    const struct bb_ir_block *b,
                                     const char *id_seed, size_t n)
 {
     struct json_object *tu = json_object_new_object(), *o = json_object_new_object();
@@ -1076,7 +1078,7 @@ static struct json_object *tool_use(struct bb_arena *a, const struct bb_ir_block
         add(tu, "toolUseId", json_object_new_string(id));
     }
     add(tu, "name", new_str(&b->name));
-    add(tu, "input", tool_input(a, &b->input_json));
+    add(tu, "input", tool_input(a, ctx, &b->input_json));
     add(o, "toolUse", tu);
     return o;
 }
@@ -1100,16 +1102,17 @@ static bool data_url(const struct bb_ir_str *u, struct bb_ir_str *media, struct 
 }
 
 /* {image:{format, source:{bytes}}}; NULL (dropped) for URLs and unknown formats. */
-static struct json_object *image_json(struct bb_arena *a, const struct bb_ir_block *b)
+static struct json_object *image_json(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                      const struct bb_ir_block *b)
 {
     struct bb_ir_str media = b->media_type, data = b->data;
     if (!has(&data) && !data_url(&b->url, &media, &data)) {
-        bb_proto_drop(a, "images"); /* Converse takes bytes or S3 only, never a URL */
+        bb_proto_drop(a, ctx, "images"); /* Converse takes bytes or S3 only, never a URL */
         return NULL;
     }
     const char *fmt = media.p ? image_format(media.p, media.len) : NULL;
     if (!fmt) {
-        bb_proto_drop(a, "images");
+        bb_proto_drop(a, ctx, "images");
         return NULL;
     }
     struct json_object *src = json_object_new_object(), *img = json_object_new_object(),
@@ -1143,17 +1146,18 @@ static struct json_object *doc_name(const struct bb_ir_block *b, unsigned *seq)
     return json_object_new_string_len(out, (int)k);
 }
 
-static struct json_object *document_json(struct bb_arena *a, const struct bb_ir_block *b,
+static struct json_object *document_json(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                         const struct bb_ir_block *b,
                                          unsigned *seq)
 {
     struct bb_ir_str media = b->media_type, data = b->data;
     if (!has(&data) && !data_url(&b->url, &media, &data)) {
-        bb_proto_drop(a, "documents");
+        bb_proto_drop(a, ctx, "documents");
         return NULL;
     }
     const char *fmt = media.p ? doc_format(media.p, media.len) : NULL;
     if (!fmt) {
-        bb_proto_drop(a, "documents");
+        bb_proto_drop(a, ctx, "documents");
         return NULL;
     }
     struct json_object *src = json_object_new_object(), *doc = json_object_new_object(),
@@ -1189,7 +1193,7 @@ static void push_cache_point(struct wr *w, struct json_object *arr, bool marked)
     if (!marked)
         return;
     if (!w->caching) {
-        bb_proto_drop(w->a, "cache_control");
+        bb_proto_drop(w->a, w->ctx, "cache_control");
         return;
     }
     struct json_object *cp = json_object_new_object(), *o = json_object_new_object();
@@ -1210,11 +1214,11 @@ static struct json_object *tool_result(struct wr *w, const struct bb_ir_block *b
                 if (!blank(&c->text))
                     x = text_json(&c->text);
             } else if (c->type == BB_IR_IMAGE) {
-                x = image_json(w->a, c);
+                x = image_json(w->a, w->ctx, c);
             } else if (c->type == BB_IR_DOCUMENT) {
-                x = document_json(w->a, c, &w->doc_seq);
+                x = document_json(w->a, w->ctx, c, &w->doc_seq);
             } else {
-                bb_proto_drop(w->a, "tool_result.content");
+                bb_proto_drop(w->a, w->ctx, "tool_result.content");
             }
             if (x)
                 json_object_array_add(content, x);
@@ -1237,7 +1241,7 @@ static struct json_object *tool_result(struct wr *w, const struct bb_ir_block *b
     if (w->anthropic)
         add(tr, "status", json_object_new_string(b->is_error ? "error" : "success"));
     else if (b->is_error)
-        bb_proto_drop(w->a, "tool_result.is_error");
+        bb_proto_drop(w->a, w->ctx, "tool_result.is_error");
     add(o, "toolResult", tr);
     return o;
 }
@@ -1255,29 +1259,29 @@ static void write_blocks(struct wr *w, const struct bb_ir_block *v, size_t n,
                 break; /* Converse rejects blank text blocks */
             x = text_json(&b->text);
             if (has(&b->citations_json))
-                bb_proto_drop(w->a, "citations");
+                bb_proto_drop(w->a, w->ctx, "citations");
             break;
         case BB_IR_THINKING:
             /* Without a signature the model cannot accept its own reasoning back. */
             if (has(&b->signature) && b->signature.len)
                 x = reasoning_text(b);
             else
-                bb_proto_drop(w->a, "thinking");
+                bb_proto_drop(w->a, w->ctx, "thinking");
             break;
         case BB_IR_REDACTED_THINKING:
             x = redacted(b);
             break;
         case BB_IR_TOOL_USE:
-            x = tool_use(w->a, b, NULL, i);
+            x = tool_use(w->a, w->ctx, b, NULL, i);
             break;
         case BB_IR_TOOL_RESULT:
             x = tool_result(w, b);
             break;
         case BB_IR_IMAGE:
-            x = image_json(w->a, b);
+            x = image_json(w->a, w->ctx, b);
             break;
         case BB_IR_DOCUMENT:
-            x = document_json(w->a, b, &w->doc_seq);
+            x = document_json(w->a, w->ctx, b, &w->doc_seq);
             break;
         }
         if (!x)
@@ -1296,7 +1300,7 @@ static struct json_object *write_messages(struct wr *w)
     for (size_t i = 0; i < ir->n_messages; i++) {
         const struct bb_ir_message *m = &ir->messages[i];
         if (has(&m->name))
-            bb_proto_drop(w->a, "name");
+            bb_proto_drop(w->a, w->ctx, "name");
         if (!cur || cur_role != m->role) {
             struct json_object *content = json_object_new_array();
             write_blocks(w, m->blocks, m->n_blocks, content);
@@ -1385,7 +1389,7 @@ static struct json_object *write_tools(struct wr *w)
     if (!ir->n_tools) {
         if (ir->tool_choice != BB_IR_TC_UNSET && ir->tool_choice != BB_IR_TC_AUTO &&
             ir->tool_choice != BB_IR_TC_NONE)
-            bb_proto_drop(w->a, "tool_choice");
+            bb_proto_drop(w->a, w->ctx, "tool_choice");
         return NULL;
     }
     struct json_object *tools = json_object_new_array();
@@ -1406,7 +1410,7 @@ static struct json_object *write_tools(struct wr *w)
         add(is, "json", schema);
         add(spec, "inputSchema", is);
         if (t->strict)
-            bb_proto_drop(w->a, "strict");
+            bb_proto_drop(w->a, w->ctx, "strict");
         add(o, "toolSpec", spec);
         json_object_array_add(tools, o);
     }
@@ -1430,7 +1434,7 @@ static struct json_object *write_tools(struct wr *w)
         break;
     case BB_IR_TC_NONE:
         /* Converse has no "none"; tools must stay declared when the history uses them. */
-        bb_proto_drop(w->a, "tool_choice");
+        bb_proto_drop(w->a, w->ctx, "tool_choice");
         json_object_put(inner);
         break;
     default:
@@ -1440,7 +1444,7 @@ static struct json_object *write_tools(struct wr *w)
     if (ch)
         add(tc, "toolChoice", ch);
     if (ir->has_parallel_tool_calls && !ir->parallel_tool_calls)
-        bb_proto_drop(w->a, "parallel_tool_calls");
+        bb_proto_drop(w->a, w->ctx, "parallel_tool_calls");
     return tc;
 }
 
@@ -1559,7 +1563,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         !(ir->n_tools && (ir->tool_choice == BB_IR_TC_ANY || ir->tool_choice == BB_IR_TC_TOOL)) &&
         thinking_fits_history(ir);
     if (ask && !thinking)
-        bb_proto_drop(a, "reasoning");
+        bb_proto_drop(a, ctx, "reasoning");
 
     struct json_object *root = json_object_new_object();
     add(root, "messages", write_messages(&w));
@@ -1590,7 +1594,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
     bool temp_sent = false;
     if (ir->has_temperature) {
         if (thinking && ir->temperature != 1.0) {
-            bb_proto_drop(a, "temperature"); /* Claude thinking requires the default */
+            bb_proto_drop(a, ctx, "temperature"); /* Claude thinking requires the default */
         } else {
             /* Converse's range is 0–1 (OpenAI's goes to 2) */
             double t = ir->temperature < 0 ? 0 : ir->temperature > 1 ? 1 : ir->temperature;
@@ -1600,7 +1604,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
     }
     if (ir->has_top_p) {
         if ((thinking && ir->top_p < 0.95) || (w.anthropic && temp_sent))
-            bb_proto_drop(a, "top_p"); /* current Claude models refuse both samplers at once */
+            bb_proto_drop(a, ctx, "top_p"); /* current Claude models refuse both samplers at once */
         else
             add(inf, "topP", new_double(ir->top_p < 0 ? 0 : ir->top_p > 1 ? 1 : ir->top_p));
     }
@@ -1608,7 +1612,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         struct json_object *ss = json_object_new_array();
         for (size_t i = 0; i < ir->n_stop; i++) {
             if (w.anthropic && blank(&ir->stop[i]))
-                bb_proto_drop(a, "stop"); /* Claude rejects whitespace-only stop sequences */
+                bb_proto_drop(a, ctx, "stop"); /* Claude rejects whitespace-only stop sequences */
             else
                 json_object_array_add(ss, new_str(&ir->stop[i]));
         }
@@ -1630,7 +1634,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         if (w.anthropic && !thinking)
             add(amrf, "top_k", json_object_new_int64(ir->top_k));
         else
-            bb_proto_drop(a, "top_k");
+            bb_proto_drop(a, ctx, "top_k");
     }
     if (thinking) {
         struct json_object *th = json_object_new_object();
@@ -1644,17 +1648,17 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         json_object_put(amrf);
 
     if (ir->has_seed)
-        bb_proto_drop(a, "seed");
+        bb_proto_drop(a, ctx, "seed");
     if (ir->has_presence_penalty)
-        bb_proto_drop(a, "presence_penalty");
+        bb_proto_drop(a, ctx, "presence_penalty");
     if (ir->has_frequency_penalty)
-        bb_proto_drop(a, "frequency_penalty");
+        bb_proto_drop(a, ctx, "frequency_penalty");
     if (ir->n_choices > 1)
-        bb_proto_drop(a, "n");
+        bb_proto_drop(a, ctx, "n");
     if (ir->format == BB_IR_FMT_JSON_OBJECT || ir->format == BB_IR_FMT_JSON_SCHEMA)
-        bb_proto_drop(a, "response_format");
+        bb_proto_drop(a, ctx, "response_format");
     if (has(&ir->user))
-        bb_proto_drop(a, "user");
+        bb_proto_drop(a, ctx, "user");
 
     size_t blen = 0;
     const char *body = json_object_to_json_string_length(root, JFLAGS, &blen);
@@ -1685,9 +1689,9 @@ static struct json_object *response_block(struct bb_arena *a, const struct bb_ir
     case BB_IR_REDACTED_THINKING:
         return redacted(b);
     case BB_IR_TOOL_USE:
-        return tool_use(a, b, id_seed, n);
+        return tool_use(a, NULL, b, id_seed, n);
     case BB_IR_IMAGE:
-        return has(&b->data) ? image_json(a, b) : NULL;
+        return has(&b->data) ? image_json(a, NULL, b) : NULL;
     default:
         return NULL;
     }

@@ -1014,17 +1014,17 @@ static int cohere_read_response(struct bb_arena *a, const char *body, size_t len
 
 /* How an assistant message is written. */
 #define AM_THINKING 1u /* thinking may be written as {type:"thinking"} content */
-#define AM_REPORT 2u   /* a request: report what cannot be written with bb_proto_drop */
 
-static void am_drop(struct bb_arena *a, unsigned flags, const char *field)
-{
-    if (flags & AM_REPORT)
-        bb_proto_drop(a, field);
-}
+/* ctx: the request hop, where what cannot be written is reported (NULL for answers). */
+struct am {
+    struct bb_arena *a;
+    const struct bb_egress_ctx *ctx;
+    unsigned flags;
+};
 
 /* Append the Cohere-shaped citations of a text block (raw JSON array) to cits, pointing them
  * at content position ci. */
-static void am_citations(struct bb_arena *a, unsigned flags, const struct bb_ir_str *raw, size_t ci,
+static void am_citations(const struct am *m, const struct bb_ir_str *raw, size_t ci,
                          json_object *cits)
 {
     json_object *arr = bb_json_parse(raw->p, raw->len, "citations", NULL);
@@ -1043,7 +1043,7 @@ static void am_citations(struct bb_arena *a, unsigned flags, const struct bb_ir_
         json_object_array_add(cits, copy);
     }
     if (lost)
-        am_drop(a, flags, "citations");
+        bb_proto_drop(m->a, m->ctx, "citations");
     json_object_put(arr);
 }
 
@@ -1072,8 +1072,8 @@ static json_object *tool_call_json(const struct bb_ir_block *b, const char *seed
 
 /* Fill an assistant message object from IR blocks: text/thinking content, tool_plan (the
  * thinking of a message that makes tool calls), tool_calls, citations. */
-static void am_write(struct bb_arena *a, json_object *msg, const struct bb_ir_block *b, size_t n,
-                     unsigned flags, const char *seed)
+static void am_write(const struct am *m, json_object *msg, const struct bb_ir_block *b, size_t n,
+                     const char *seed)
 {
     bool has_calls = false;
     size_t plan_len = 0;
@@ -1095,13 +1095,13 @@ static void am_write(struct bb_arena *a, json_object *msg, const struct bb_ir_bl
             jadd(it, "text", jnew_str(&x->text));
             json_object_array_add(content, it);
             if (x->citations_json.p)
-                am_citations(a, flags, &x->citations_json, ci, cits);
+                am_citations(m, &x->citations_json, ci, cits);
             ci++;
             break;
         }
         case BB_IR_THINKING:
             if (x->signature.p)
-                am_drop(a, flags, "signature"); /* provider-bound; Cohere has no field */
+                bb_proto_drop(m->a, m->ctx, "signature"); /* provider-bound; Cohere has no field */
             if (has_calls) {
                 if (plan && x->text.len) {
                     if (plan_at)
@@ -1109,34 +1109,34 @@ static void am_write(struct bb_arena *a, json_object *msg, const struct bb_ir_bl
                     memcpy(plan + plan_at, x->text.p, x->text.len);
                     plan_at += x->text.len;
                 }
-            } else if (flags & AM_THINKING) {
+            } else if (m->flags & AM_THINKING) {
                 json_object *it = json_object_new_object();
                 jadd(it, "type", json_object_new_string("thinking"));
                 jadd(it, "thinking", jnew_str(&x->text));
                 json_object_array_add(content, it);
                 ci++;
             } else {
-                am_drop(a, flags, "thinking");
+                bb_proto_drop(m->a, m->ctx, "thinking");
             }
             break;
         case BB_IR_REDACTED_THINKING:
-            am_drop(a, flags, "thinking");
+            bb_proto_drop(m->a, m->ctx, "thinking");
             break;
         case BB_IR_TOOL_USE:
             json_object_array_add(calls, tool_call_json(x, seed, ncalls++));
             break;
         case BB_IR_IMAGE:
-            am_drop(a, flags, "images");
+            bb_proto_drop(m->a, m->ctx, "images");
             break;
         case BB_IR_DOCUMENT:
-            am_drop(a, flags, "documents");
+            bb_proto_drop(m->a, m->ctx, "documents");
             break;
         case BB_IR_TOOL_RESULT:
-            am_drop(a, flags, "tool_result");
+            bb_proto_drop(m->a, m->ctx, "tool_result");
             break;
         }
         if (x->cache_control)
-            am_drop(a, flags, "cache_control");
+            bb_proto_drop(m->a, m->ctx, "cache_control");
     }
     if (plan_at)
         jadd(msg, "tool_plan", json_object_new_string_len(plan, (int)plan_at));
@@ -1215,19 +1215,19 @@ static json_object *w_tool_message(struct wr *w, const struct bb_ir_block *b)
     jadd(m, "role", json_object_new_string("tool"));
     jadd(m, "tool_call_id", jnew_str(&b->id));
     if (b->is_error)
-        bb_proto_drop(w->a, "is_error");
+        bb_proto_drop(w->a, w->ctx, "is_error");
     if (b->text.p || !b->n_content) {
         jadd(m, "content", jnew_str(&b->text));
         for (size_t i = 0; i < b->n_content; i++)
             if (b->content[i].type == BB_IR_IMAGE)
-                bb_proto_drop(w->a, "images");
+                bb_proto_drop(w->a, w->ctx, "images");
         return m;
     }
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < b->n_content; i++) {
         const struct bb_ir_block *c = &b->content[i];
         if (c->type != BB_IR_TEXT) {
-            bb_proto_drop(w->a, c->type == BB_IR_IMAGE ? "images" : "tool_result.content");
+            bb_proto_drop(w->a, w->ctx, c->type == BB_IR_IMAGE ? "images" : "tool_result.content");
             continue;
         }
         json_object *it = json_object_new_object();
@@ -1247,7 +1247,7 @@ static int w_user(struct wr *w, const struct bb_ir_message *m, json_object *msgs
     for (size_t i = 0; i < m->n_blocks; i++) {
         const struct bb_ir_block *b = &m->blocks[i];
         if (b->cache_control)
-            bb_proto_drop(w->a, "cache_control");
+            bb_proto_drop(w->a, w->ctx, "cache_control");
         switch (b->type) {
         case BB_IR_TOOL_RESULT:
             json_object_array_add(msgs, w_tool_message(w, b));
@@ -1258,7 +1258,7 @@ static int w_user(struct wr *w, const struct bb_ir_message *m, json_object *msgs
             jadd(it, "text", jnew_str(&b->text));
             json_object_array_add(items, it);
             if (b->citations_json.p)
-                bb_proto_drop(w->a, "citations");
+                bb_proto_drop(w->a, w->ctx, "citations");
             break;
         }
         case BB_IR_IMAGE: {
@@ -1273,14 +1273,14 @@ static int w_user(struct wr *w, const struct bb_ir_message *m, json_object *msgs
             break;
         }
         case BB_IR_DOCUMENT:
-            bb_proto_drop(w->a, "documents");
+            bb_proto_drop(w->a, w->ctx, "documents");
             break;
         case BB_IR_THINKING:
         case BB_IR_REDACTED_THINKING:
-            bb_proto_drop(w->a, "thinking");
+            bb_proto_drop(w->a, w->ctx, "thinking");
             break;
         case BB_IR_TOOL_USE:
-            bb_proto_drop(w->a, "tool_calls");
+            bb_proto_drop(w->a, w->ctx, "tool_calls");
             break;
         }
     }
@@ -1304,11 +1304,11 @@ static json_object *w_messages(struct wr *w)
         for (size_t i = 0; i < ir->n_system; i++) {
             const struct bb_ir_block *b = &ir->system[i];
             if (b->type != BB_IR_TEXT) {
-                bb_proto_drop(w->a, "system");
+                bb_proto_drop(w->a, w->ctx, "system");
                 continue;
             }
             if (b->cache_control)
-                bb_proto_drop(w->a, "cache_control");
+                bb_proto_drop(w->a, w->ctx, "cache_control");
             json_object *it = json_object_new_object();
             jadd(it, "type", json_object_new_string("text"));
             jadd(it, "text", jnew_str(&b->text));
@@ -1323,11 +1323,11 @@ static json_object *w_messages(struct wr *w)
             json_object_put(items);
         }
     }
-    unsigned flags = AM_REPORT | (w->ctx->lane && w->ctx->lane->reasoning ? AM_THINKING : 0);
+    struct am how = {w->a, w->ctx, w->ctx->lane && w->ctx->lane->reasoning ? AM_THINKING : 0};
     for (size_t i = 0; i < ir->n_messages; i++) {
         const struct bb_ir_message *m = &ir->messages[i];
         if (m->name.p)
-            bb_proto_drop(w->a, "name");
+            bb_proto_drop(w->a, w->ctx, "name");
         if (m->role == BB_IR_USER) {
             if (w_user(w, m, msgs) < 0) {
                 json_object_put(msgs);
@@ -1337,7 +1337,7 @@ static json_object *w_messages(struct wr *w)
         }
         json_object *am = json_object_new_object();
         jadd(am, "role", json_object_new_string("assistant"));
-        am_write(w->a, am, m->blocks, m->n_blocks, flags, "busbar");
+        am_write(&how, am, m->blocks, m->n_blocks, "busbar");
         if (json_object_object_length(am) > 1)
             json_object_array_add(msgs, am);
         else
@@ -1353,7 +1353,7 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
     const struct bb_ir_request *ir = w->ir;
     if (!ir->n_tools) {
         if (ir->tool_choice == BB_IR_TC_ANY || ir->tool_choice == BB_IR_TC_TOOL)
-            bb_proto_drop(w->a, "tool_choice"); /* REQUIRED needs tools */
+            bb_proto_drop(w->a, w->ctx, "tool_choice"); /* REQUIRED needs tools */
         return 0;
     }
     bool only = false;
@@ -1362,7 +1362,7 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
             only = ir->tool_choice_name.p && ir->tools[i].name.p &&
                    strcmp(ir->tools[i].name.p, ir->tool_choice_name.p) == 0;
         if (!only)
-            bb_proto_drop(w->a, "tool_choice"); /* names no offered tool: any tool then */
+            bb_proto_drop(w->a, w->ctx, "tool_choice"); /* names no offered tool: any tool then */
     }
     json_object *tools = json_object_new_array();
     size_t n_strict = 0, n_out = 0;
@@ -1399,7 +1399,7 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
     if (n_strict && n_strict == n_out)
         jadd(body, "strict_tools", json_object_new_boolean(1));
     else if (n_strict)
-        bb_proto_drop(w->a, "strict"); /* Cohere's strictness is all tools or none */
+        bb_proto_drop(w->a, w->ctx, "strict"); /* Cohere's strictness is all tools or none */
     switch (ir->tool_choice) {
     case BB_IR_TC_ANY:
     case BB_IR_TC_TOOL:
@@ -1443,14 +1443,14 @@ static void w_sampling(struct wr *w, json_object *body)
             json_object_array_add(s, jnew_str(&ir->stop[i]));
         jadd(body, "stop_sequences", s);
         if (ir->n_stop > MAX_STOP_SEQUENCES)
-            bb_proto_drop(w->a, "stop");
+            bb_proto_drop(w->a, w->ctx, "stop");
     }
     if (ir->n_choices > 1)
-        bb_proto_drop(w->a, "n");
+        bb_proto_drop(w->a, w->ctx, "n");
     if (ir->user.p)
-        bb_proto_drop(w->a, "user");
+        bb_proto_drop(w->a, w->ctx, "user");
     if (ir->has_parallel_tool_calls && !ir->parallel_tool_calls)
-        bb_proto_drop(w->a, "parallel_tool_calls"); /* Cohere may always call in parallel */
+        bb_proto_drop(w->a, w->ctx, "parallel_tool_calls"); /* Cohere may always call in parallel */
 }
 
 static int w_format(struct wr *w, json_object *body, struct bb_err *err)
@@ -1515,7 +1515,7 @@ static int cohere_write_request(struct bb_arena *a, const struct bb_ir_request *
                 jadd(th, "token_budget", json_object_new_int64(ir->reasoning_budget));
             jadd(body, "thinking", th);
         } else {
-            bb_proto_drop(a, "reasoning");
+            bb_proto_drop(a, ctx, "reasoning");
         }
     }
     jadd(body, "stream", json_object_new_boolean(ctx->stream));
@@ -1548,7 +1548,8 @@ static int cohere_write_response(struct bb_arena *a, const struct bb_ir_response
     jadd(o, "finish_reason", json_object_new_string(stop_to_cohere(r->stop)));
     json_object *msg = json_object_new_object();
     jadd(msg, "role", json_object_new_string("assistant"));
-    am_write(a, msg, r->blocks, r->n_blocks, AM_THINKING, seed);
+    struct am how = {a, NULL, AM_THINKING};
+    am_write(&how, msg, r->blocks, r->n_blocks, seed);
     if (!bb_json_get(msg, "content") && !bb_json_get(msg, "tool_calls"))
         jadd(msg, "content", json_object_new_array());
     jadd(o, "message", msg);

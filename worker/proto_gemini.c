@@ -1292,13 +1292,12 @@ done:
 struct wr {
     struct bb_arena *a;
     const struct bb_ir_request *ir; /* for tool-result name look-ups; NULL for responses */
-    bool egress;                    /* record drops (the request hop) */
+    const struct bb_egress_ctx *ctx; /* the request hop (drops recorded); NULL for answers */
 };
 
 static void wr_drop(struct wr *w, const char *field)
 {
-    if (w->egress)
-        bb_proto_drop(w->a, field);
+    bb_proto_drop(w->a, w->ctx, field);
 }
 
 /* Name of the call that a TOOL_RESULT answers: the nearest earlier TOOL_USE with its id. */
@@ -1702,7 +1701,7 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
     if (write_path(out->path, sizeof out->path, model, ctx->stream, err) < 0)
         return -1;
 
-    struct wr w = {.a = a, .ir = ir, .egress = true};
+    struct wr w = {.a = a, .ir = ir, .ctx = ctx};
     json_object *root = json_object_new_object();
     json_object *contents = json_object_new_array();
     for (size_t i = 0; i < ir->n_messages; i++) {

@@ -1102,6 +1102,7 @@ static int openai_read_request(struct bb_arena *a, const char *body, size_t len,
 struct wr {
     struct bb_arena *a;
     struct bb_err *err;
+    const struct bb_egress_ctx *ctx;
 };
 
 /* "data:<mt>;base64,<data>" for inline media, the URL otherwise. */
@@ -1137,11 +1138,11 @@ static bool wr_expressible(struct wr *w, const struct bb_ir_block *b, bool assis
     switch (b->type) {
     case BB_IR_TEXT:
         if (b->citations_json.p)
-            bb_proto_drop(w->a, "citations");
+            bb_proto_drop(w->a, w->ctx, "citations");
         break;
     case BB_IR_IMAGE:
         if (assistant) {
-            bb_proto_drop(w->a, "images");
+            bb_proto_drop(w->a, w->ctx, "images");
             return false;
         }
         break;
@@ -1149,20 +1150,20 @@ static bool wr_expressible(struct wr *w, const struct bb_ir_block *b, bool assis
         /* chat completions take inline PDFs only (as a file part, which needs a filename) */
         if (assistant || !b->data.p || !b->media_type.p ||
             strcmp(b->media_type.p, "application/pdf") != 0) {
-            bb_proto_drop(w->a, "documents");
+            bb_proto_drop(w->a, w->ctx, "documents");
             return false;
         }
         break;
     case BB_IR_THINKING:
     case BB_IR_REDACTED_THINKING:
-        bb_proto_drop(w->a, "thinking"); /* no thinking in chat history */
+        bb_proto_drop(w->a, w->ctx, "thinking"); /* no thinking in chat history */
         return false;
     case BB_IR_TOOL_USE:
     case BB_IR_TOOL_RESULT:
         return false;
     }
     if (b->cache_control)
-        bb_proto_drop(w->a, "cache_control"); /* OpenAI caches prefixes by itself */
+        bb_proto_drop(w->a, w->ctx, "cache_control"); /* OpenAI caches prefixes by itself */
     return true;
 }
 
@@ -1224,7 +1225,7 @@ static json_object *wr_content(struct wr *w, const struct bb_ir_block *b, size_t
 static json_object *wr_tool_text(struct wr *w, const struct bb_ir_block *b)
 {
     if (b->is_error)
-        bb_proto_drop(w->a, "is_error");
+        bb_proto_drop(w->a, w->ctx, "is_error");
     if (has_text(&b->text) || !b->n_content)
         return jstr(&b->text);
     struct evbuffer *buf = evbuffer_new();
@@ -1234,7 +1235,7 @@ static json_object *wr_tool_text(struct wr *w, const struct bb_ir_block *b)
     for (size_t i = 0; i < b->n_content; i++) {
         const struct bb_ir_block *c = &b->content[i];
         if (c->type != BB_IR_TEXT) {
-            bb_proto_drop(w->a, c->type == BB_IR_IMAGE ? "images" : "documents");
+            bb_proto_drop(w->a, w->ctx, c->type == BB_IR_IMAGE ? "images" : "documents");
             continue;
         }
         if (!first)
@@ -1318,11 +1319,11 @@ static json_object *wr_system(struct wr *w, const struct bb_ir_request *ir)
     for (size_t i = 0; i < ir->n_system; i++) {
         const struct bb_ir_block *b = &ir->system[i];
         if (b->type != BB_IR_TEXT) {
-            bb_proto_drop(w->a, b->type == BB_IR_IMAGE ? "images" : "system");
+            bb_proto_drop(w->a, w->ctx, b->type == BB_IR_IMAGE ? "images" : "system");
             continue;
         }
         if (b->cache_control)
-            bb_proto_drop(w->a, "cache_control");
+            bb_proto_drop(w->a, w->ctx, "cache_control");
         if (!first)
             evbuffer_add(buf, "\n\n", 2);
         evbuffer_add(buf, b->text.p ? b->text.p : "", b->text.len);
@@ -1436,7 +1437,7 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
     if (ir->has_top_p)
         json_object_object_add(root, "top_p", jdouble(ir->top_p));
     if (ir->has_top_k)
-        bb_proto_drop(w->a, "top_k");
+        bb_proto_drop(w->a, w->ctx, "top_k");
     if (ir->has_seed)
         json_object_object_add(root, "seed", json_object_new_int64(ir->seed));
     if (ir->has_presence_penalty)
@@ -1448,7 +1449,7 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
         for (size_t i = 0; i < ir->n_stop && i < STOP_MAX; i++)
             json_object_array_add(stop, jstr(&ir->stop[i]));
         if (ir->n_stop > STOP_MAX)
-            bb_proto_drop(w->a, "stop");
+            bb_proto_drop(w->a, w->ctx, "stop");
         json_object_object_add(root, "stop", stop);
     }
     if (ir->n_choices)
@@ -1495,7 +1496,7 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
     if (ir->reasoning || ir->reasoning_effort || ir->reasoning_budget) {
         const char *e = effort_name(ir->reasoning_effort, ir->reasoning_budget);
         if (!ctx->lane || !ctx->lane->reasoning)
-            bb_proto_drop(w->a, "reasoning");
+            bb_proto_drop(w->a, w->ctx, "reasoning");
         else if (e)
             json_object_object_add(root, "reasoning_effort", json_object_new_string(e));
     }
@@ -1522,7 +1523,7 @@ static int openai_write_request(struct bb_arena *a, const struct bb_ir_request *
     if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
         (key && *key && evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n", key) < 0))
         return bb_err_set(err, "out of memory writing the upstream headers");
-    struct wr w = {.a = a, .err = err};
+    struct wr w = {.a = a, .err = err, .ctx = ctx};
     json_object *root = json_object_new_object();
     if (!root)
         return bb_err_set(err, "out of memory writing the upstream body");
@@ -1767,9 +1768,9 @@ static int openai_write_response(struct bb_arena *a, const struct bb_ir_response
                  (b->type == BB_IR_THINKING && b->signature.p))
             signed_thinking = true;
         else if (b->type == BB_IR_IMAGE || b->type == BB_IR_DOCUMENT)
-            bb_proto_drop(a, b->type == BB_IR_IMAGE ? "images" : "documents");
+            bb_proto_drop(a, NULL, b->type == BB_IR_IMAGE ? "images" : "documents");
         else if (b->type == BB_IR_TEXT && b->citations_json.p)
-            bb_proto_drop(a, "citations");
+            bb_proto_drop(a, NULL, "citations");
     }
     bool has_tools = json_object_array_length(calls) > 0;
     if (has_tools)

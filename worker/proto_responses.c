@@ -366,7 +366,7 @@ static json_object *annotations_json(struct bb_arena *a, const struct bb_ir_str 
             if (openai_annotation(an))
                 json_object_array_add(arr, json_object_get(an));
             else
-                bb_proto_drop(a, "citations");
+                bb_proto_drop(a, NULL, "citations"); /* an answer: not reported */
         }
     }
     json_object_put(c);
@@ -1303,7 +1303,7 @@ static json_object *output_json(struct bb_arena *a, const struct bb_ir_block *bl
                                                      b->name.len, empty ? "{}" : b->input_json.p,
                                                      empty ? 2 : b->input_json.len));
         } else {
-            bb_proto_drop(a, b->type == BB_IR_IMAGE ? "images" : "documents");
+            bb_proto_drop(a, NULL, b->type == BB_IR_IMAGE ? "images" : "documents");
         }
     }
     return out;
@@ -1986,13 +1986,14 @@ static json_object *input_text(const char *type, const struct bb_ir_str *t)
     return p;
 }
 
-static json_object *tool_output(struct bb_arena *a, const struct bb_ir_block *b)
+static json_object *tool_output(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                const struct bb_ir_block *b)
 {
     json_object *item = json_object_new_object();
     json_object_object_add(item, "type", json_object_new_string("function_call_output"));
     json_object_object_add(item, "call_id", jirstr(&b->id));
     if (b->is_error)
-        bb_proto_drop(a, "is_error");
+        bb_proto_drop(a, ctx, "is_error");
     if (b->n_content && !b->text.p) {
         json_object *arr = json_object_new_array();
         for (size_t k = 0; k < b->n_content; k++) {
@@ -2003,7 +2004,7 @@ static json_object *tool_output(struct bb_arena *a, const struct bb_ir_block *b)
             if (p)
                 json_object_array_add(arr, p);
             else
-                bb_proto_drop(a, "tool_result.content");
+                bb_proto_drop(a, ctx, "tool_result.content");
         }
         json_object_object_add(item, "output", arr);
     } else {
@@ -2042,15 +2043,15 @@ static void write_message(struct wr *w, const struct bb_ir_message *m, size_t mi
 {
     const char *role = m->role == BB_IR_ASSISTANT ? "assistant" : "user";
     if (m->name.p)
-        bb_proto_drop(w->a, "name");
+        bb_proto_drop(w->a, w->ctx, "name");
     for (size_t i = 0; i < m->n_blocks; i++) {
         const struct bb_ir_block *b = &m->blocks[i];
         if (b->cache_control)
-            bb_proto_drop(w->a, "cache_control");
+            bb_proto_drop(w->a, w->ctx, "cache_control");
         switch (b->type) {
         case BB_IR_TEXT:
             if (b->citations_json.p)
-                bb_proto_drop(w->a, "citations");
+                bb_proto_drop(w->a, w->ctx, "citations");
             add_part(
                 w, input_text(m->role == BB_IR_ASSISTANT ? "output_text" : "input_text", &b->text));
             break;
@@ -2060,12 +2061,12 @@ static void write_message(struct wr *w, const struct bb_ir_message *m, size_t mi
             if (p)
                 add_part(w, p);
             else
-                bb_proto_drop(w->a, b->type == BB_IR_IMAGE ? "images" : "documents");
+                bb_proto_drop(w->a, w->ctx, b->type == BB_IR_IMAGE ? "images" : "documents");
             break;
         }
         case BB_IR_TOOL_RESULT:
             flush_message(w, role);
-            json_object_array_add(w->input, tool_output(w->a, b));
+            json_object_array_add(w->input, tool_output(w->a, w->ctx, b));
             break;
         case BB_IR_TOOL_USE: {
             flush_message(w, role);
@@ -2086,7 +2087,7 @@ static void write_message(struct wr *w, const struct bb_ir_message *m, size_t mi
              * alone cannot, and a reasoning item to a lane without reasoning is refused. */
             if (!w->ctx->lane->reasoning || !b->signature.p || !b->signature.len ||
                 m->role != BB_IR_ASSISTANT) {
-                bb_proto_drop(w->a, "thinking");
+                bb_proto_drop(w->a, w->ctx, "thinking");
                 break;
             }
             flush_message(w, role);
@@ -2131,7 +2132,8 @@ static const char *effort_name(const struct bb_ir_request *ir)
     return "high";
 }
 
-static json_object *system_text(struct bb_arena *a, const struct bb_ir_request *ir)
+static json_object *system_text(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                const struct bb_ir_request *ir)
 {
     size_t total = 0;
     for (size_t i = 0; i < ir->n_system; i++)
@@ -2142,7 +2144,7 @@ static json_object *system_text(struct bb_arena *a, const struct bb_ir_request *
     size_t len = 0;
     for (size_t i = 0; i < ir->n_system; i++) {
         if (ir->system[i].cache_control)
-            bb_proto_drop(a, "cache_control");
+            bb_proto_drop(a, ctx, "cache_control");
         if (ir->system[i].type != BB_IR_TEXT || !ir->system[i].text.p)
             continue;
         if (len) {
@@ -2196,7 +2198,7 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
                                                       ? lane->upstream_model
                                                       : (ir->model.p ? ir->model.p : "")));
     if (ir->n_system)
-        json_object_object_add(body, "instructions", system_text(a, ir));
+        json_object_object_add(body, "instructions", system_text(a, ctx, ir));
     struct wr w = {.a = a, .ctx = ctx, .input = json_object_new_array()};
     json_object_object_add(body, "input", w.input);
     for (size_t i = 0; i < ir->n_messages; i++)
@@ -2274,7 +2276,7 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
             json_object_object_add(body, "reasoning", rs);
         }
     } else if (ir->reasoning) {
-        bb_proto_drop(a, "reasoning");
+        bb_proto_drop(a, ctx, "reasoning");
     }
     if (ir->user.p)
         json_object_object_add(body, "user", jirstr(&ir->user));
@@ -2282,17 +2284,17 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
     json_object_object_add(body, "stream", json_object_new_boolean(ctx->stream));
 
     if (ir->n_stop)
-        bb_proto_drop(a, "stop");
+        bb_proto_drop(a, ctx, "stop");
     if (ir->has_top_k)
-        bb_proto_drop(a, "top_k");
+        bb_proto_drop(a, ctx, "top_k");
     if (ir->has_seed)
-        bb_proto_drop(a, "seed");
+        bb_proto_drop(a, ctx, "seed");
     if (ir->has_presence_penalty)
-        bb_proto_drop(a, "presence_penalty");
+        bb_proto_drop(a, ctx, "presence_penalty");
     if (ir->has_frequency_penalty)
-        bb_proto_drop(a, "frequency_penalty");
+        bb_proto_drop(a, ctx, "frequency_penalty");
     if (ir->n_choices > 1)
-        bb_proto_drop(a, "n");
+        bb_proto_drop(a, ctx, "n");
     return 0;
 }
 
