@@ -53,6 +53,24 @@ def test_non_stream(ctx):
     eq(a[0]['stream'], False, 'upstream stream flag')
 
 
+def test_dropped_fields_header(ctx):
+    """What a hop cannot carry is named in x-busbar-dropped-fields: fields the client's reader
+    does not know, then what the egress writer (here Anthropic's) dropped, e.g. seed and
+    frequency_penalty. A hop that carries everything sends no header."""
+    m = ctx.mock()
+    p = provider(m)
+    p['protocol'] = 'anthropic'
+    bb = ctx.busbar({'providers': {'mock': p}, 'models': {'claude': lane('mock', 'c-up')},
+                     'pools': {'p': pool(('claude', 1))}})
+    r = bb.chat('p', seed=7, frequency_penalty=0.5, logit_bias={'50256': -100}, temperature=0.5)
+    eq(r.status, 200, 'status (body %r)' % r.body[:300])
+    eq(r.headers.get('x-busbar-dropped-fields'), 'logit_bias,seed,frequency_penalty',
+       'dropped fields: the reader\'s, then the writer\'s, in order')
+    r = bb.chat('p', temperature=0.5)
+    eq(r.status, 200, 'status')
+    eq(r.headers.get('x-busbar-dropped-fields'), None, 'nothing dropped: no header')
+
+
 def test_body_forwarded_byte_for_byte(ctx):
     """Only the model value changes: the mock's body_bytes = client bytes − len(pool name) +
     len(upstream_model), with odd spacing and unknown fields preserved."""
@@ -174,5 +192,5 @@ def test_stats(ctx):
 
 
 if __name__ == '__main__':
-    run([test_non_stream, test_body_forwarded_byte_for_byte, test_request_ids_unique,
+    run([test_non_stream, test_dropped_fields_header, test_body_forwarded_byte_for_byte, test_request_ids_unique,
          test_stream_incremental, test_models_list, test_healthz, test_stats])
