@@ -90,9 +90,17 @@ struct bb_proto_error {
     char message[512];
 };
 
+struct bb_param;
+
 struct bb_proto_ops {
     enum bb_proto id;
+    const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
     enum bb_framing framing; /* of this protocol's streams (as egress and ingress) */
+
+    /* The scalar request parameters as data (worker/params.h): the reader, the writer, the
+     * known-field list and the docs table all come from it. */
+    const struct bb_param *params;
+    size_t n_params;
 
     /* ---- ingress: the client speaks this protocol ---- */
 

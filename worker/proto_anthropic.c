@@ -20,6 +20,7 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
+#include "worker/params.h"
 #include "worker/proto.h"
 #include "worker/rd.h"
 #include "worker/seq.h"
@@ -39,6 +40,25 @@
 #define ANTHROPIC_VERSION "2023-06-01"
 #define THINKING_MIN_BUDGET 1024u /* the API rejects a smaller budget_tokens */
 #define FALLBACK_MAX_TOKENS 4096u /* when a lane has no default_max_tokens */
+
+/* The scalar parameters (worker/params.h; docs/protocols/anthropic.md "Parameters"). */
+static const struct bb_param params[] = {
+    {"max_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "required by the API: the lane's `default_max_tokens` (else 4096) when the request has "
+     "none; raised above a thinking budget"},
+    {"stop_sequences", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "empty and whitespace-only sequences are dropped (the API refuses them)"},
+    {"temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
+     "dropped with thinking unless 1"},
+    {"top_p", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "dropped beside temperature, and with thinking below 0.95"},
+    {"top_k", BB_IRP_TOP_K, BB_PF_IN | BB_PF_OUT, 0, 0, "dropped with thinking"},
+    {NULL, BB_IRP_SEED, 0, 0, 0, ""},
+    {NULL, BB_IRP_N, 0, 0, 0, "dropped when above 1"},
+    {NULL, BB_IRP_PRESENCE_PENALTY, 0, 0, 0, ""},
+    {NULL, BB_IRP_FREQUENCY_PENALTY, 0, 0, 0, ""},
+};
+#define N_PARAMS (sizeof params / sizeof params[0])
 
 /* ======================================================================================== */
 /* base64 (PlainTextSource documents travel base64-encoded in the IR)                       */
@@ -658,30 +678,6 @@ static int rd_output_config(struct bb_rd *r, json_object *oc)
     return rc;
 }
 
-/* An array of strings (stop sequences) into out / *n. */
-static int rd_strings(struct bb_rd *r, json_object *arr, const char *key, struct bb_ir_str **out,
-                      size_t *n)
-{
-    if (bb_rd_type(r, arr, key, json_type_array) < 0)
-        return -1;
-    size_t len = json_object_array_length(arr);
-    *out = bb_arena_calloc(r->a, (len ? len : 1) * sizeof **out);
-    if (!*out)
-        return bb_rd_oom(r);
-    size_t mark = bb_rd_in(r, key);
-    for (size_t i = 0; i < len; i++) {
-        json_object *s = json_object_array_get_idx(arr, i);
-        size_t m = bb_rd_at(r, i);
-        int rc = bb_rd_type(r, s, NULL, json_type_string) < 0 ? -1 : bb_rd_dup(r, s, &(*out)[i]);
-        bb_rd_out(r, m);
-        if (rc < 0)
-            return -1;
-    }
-    bb_rd_out(r, mark);
-    *n = len;
-    return 0;
-}
-
 static int rd_metadata(struct bb_rd *r, json_object *md)
 {
     if (bb_rd_type(r, md, "metadata", json_type_object) < 0)
@@ -717,13 +713,12 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
     struct bb_ir_request *q = r->req;
     struct bb_vec sys = {0};
     static const char *const known[] = {
-        "model",          "max_tokens",  "messages",    "system",        "metadata",
-        "stop_sequences", "stream",      "temperature", "top_p",         "top_k",
-        "thinking",       "tool_choice", "tools",       "output_config",
+        "model",    "messages",    "system", "metadata",      "stream",
+        "thinking", "tool_choice", "tools",  "output_config",
     };
     json_object_object_foreach(root, k, val)
     {
-        bool is_known = false;
+        bool is_known = bb_params_known(params, N_PARAMS, k);
         for (size_t i = 0; i < sizeof known / sizeof known[0] && !is_known; i++)
             is_known = strcmp(known[i], k) == 0;
         /* cache_control (automatic caching), container, service_tier, speed, ...: recorded,
@@ -739,7 +734,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
         if (!q->model.p)
             return bb_rd_oom(r);
     }
-    if (bb_rd_u32(r, root, "max_tokens", &q->has_max_tokens, &q->max_tokens) < 0)
+    if (bb_params_read(r, root, params, N_PARAMS) < 0)
         return -1;
     json_object *v;
     if ((v = bb_json_get(root, "system")) && rd_system(r, v, &sys) < 0)
@@ -750,14 +745,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
     q->n_system = sys.n;
     if ((v = bb_json_get(root, "metadata")) && rd_metadata(r, v) < 0)
         return -1;
-    if ((v = bb_json_get(root, "stop_sequences")) &&
-        rd_strings(r, v, "stop_sequences", &q->stop, &q->n_stop) < 0)
-        return -1;
     if (bb_rd_bool(r, root, "stream", NULL, &q->stream) < 0)
-        return -1;
-    if (bb_rd_num(r, root, "temperature", &q->has_temperature, &q->temperature) < 0 ||
-        bb_rd_num(r, root, "top_p", &q->has_top_p, &q->top_p) < 0 ||
-        bb_rd_u32(r, root, "top_k", &q->has_top_k, &q->top_k) < 0)
         return -1;
     if ((v = bb_json_get(root, "thinking")) && rd_thinking(r, v) < 0)
         return -1;
@@ -1318,6 +1306,62 @@ static bool stop_ok(const struct bb_ir_str *s)
     return false; /* the API rejects empty and whitespace-only stop sequences */
 }
 
+struct sampling {
+    struct wr *w;
+    const struct bb_ir_request *ir;
+    bool thinking;
+};
+
+/* The Messages API's rules on the sampling parameters: the range is 0..1 (temperature is
+ * clamped); thinking allows only temperature 1, top_p >= 0.95 and no top_k; current models
+ * reject temperature together with top_p, so temperature wins. Stop sequences must not be
+ * blank. */
+static bool sampling_hook(void *arg, const struct bb_param *p, struct bb_param_value *v)
+{
+    struct sampling *sm = arg;
+    struct wr *w = sm->w;
+    const struct bb_ir_request *ir = sm->ir;
+    switch (p->field) {
+    case BB_IRP_TEMPERATURE: {
+        double t = v->num < 0 ? 0 : v->num > 1 ? 1 : v->num;
+        if (sm->thinking && t != 1) {
+            bb_proto_drop(w->a, w->ctx, "temperature");
+            return false;
+        }
+        return true;
+    }
+    case BB_IRP_TOP_P: {
+        bool with_temp = ir->has_temperature && !(sm->thinking && ir->temperature < 1);
+        if (with_temp || (sm->thinking && v->num < 0.95)) {
+            bb_proto_drop(w->a, w->ctx, "top_p");
+            return false;
+        }
+        return true;
+    }
+    case BB_IRP_TOP_K:
+        if (sm->thinking) {
+            bb_proto_drop(w->a, w->ctx, "top_k");
+            return false;
+        }
+        return true;
+    case BB_IRP_STOP: {
+        struct bb_ir_str *ok = bb_arena_alloc(w->a, v->n_strs * sizeof *ok);
+        size_t n = 0;
+        for (size_t i = 0; ok && i < v->n_strs; i++) {
+            if (v->strs[i].p && stop_ok(&v->strs[i]))
+                ok[n++] = v->strs[i];
+            else
+                bb_proto_drop(w->a, w->ctx, "stop");
+        }
+        v->strs = ok;
+        v->n_strs = n;
+        return n > 0;
+    }
+    default:
+        return true;
+    }
+}
+
 static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb_egress_ctx *ctx,
                    json_object *body)
 {
@@ -1362,45 +1406,12 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
         bb_json_add(th, "budget_tokens", json_object_new_int64(budget));
         bb_json_add(body, "thinking", th);
     }
-    bb_json_add(body, "max_tokens", json_object_new_int64(max_tokens));
-
-    if (ir->n_stop) {
-        json_object *ss = json_object_new_array();
-        for (size_t i = 0; i < ir->n_stop; i++) {
-            if (ir->stop[i].p && stop_ok(&ir->stop[i]))
-                json_object_array_add(ss, bb_json_new_str(&ir->stop[i]));
-            else
-                bb_proto_drop(w->a, w->ctx, "stop");
-        }
-        if (json_object_array_length(ss))
-            bb_json_add(body, "stop_sequences", ss);
-        else
-            json_object_put(ss);
-    }
-
-    /* Sampling. The range is 0..1 (values above are clamped); thinking allows only
-     * temperature 1, top_p >= 0.95 and no top_k; current models reject temperature together
-     * with top_p, so temperature wins. */
-    if (ir->has_temperature) {
-        double t = ir->temperature < 0 ? 0 : ir->temperature > 1 ? 1 : ir->temperature;
-        if (thinking && t != 1)
-            bb_proto_drop(w->a, w->ctx, "temperature");
-        else
-            bb_json_add(body, "temperature", bb_json_new_double(t));
-    }
-    if (ir->has_top_p) {
-        bool with_temp = ir->has_temperature && !(thinking && ir->temperature < 1);
-        if (with_temp || (thinking && ir->top_p < 0.95))
-            bb_proto_drop(w->a, w->ctx, "top_p");
-        else
-            bb_json_add(body, "top_p", bb_json_new_double(ir->top_p));
-    }
-    if (ir->has_top_k) {
-        if (thinking)
-            bb_proto_drop(w->a, w->ctx, "top_k");
-        else
-            bb_json_add(body, "top_k", json_object_new_int64(ir->top_k));
-    }
+    /* The scalars from the table: max_tokens always (the API requires it). */
+    struct bb_ir_request scalars = *ir;
+    scalars.has_max_tokens = true;
+    scalars.max_tokens = max_tokens;
+    struct sampling sm = {w, ir, thinking};
+    bb_params_write(body, params, N_PARAMS, &scalars, w->a, ctx, sampling_hook, &sm);
 
     if (bb_ir_has(&ir->user)) {
         json_object *md = json_object_new_object();
@@ -1412,14 +1423,6 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
 
     /* No Messages equivalent (a json_schema could be forced through a tool, but that changes
      * the answer's shape: content would arrive as a tool_use block). */
-    if (ir->has_seed)
-        bb_proto_drop(w->a, w->ctx, "seed");
-    if (ir->n_choices > 1)
-        bb_proto_drop(w->a, w->ctx, "n");
-    if (ir->has_presence_penalty)
-        bb_proto_drop(w->a, w->ctx, "presence_penalty");
-    if (ir->has_frequency_penalty)
-        bb_proto_drop(w->a, w->ctx, "frequency_penalty");
     if (ir->format == BB_IR_FMT_JSON_OBJECT || ir->format == BB_IR_FMT_JSON_SCHEMA)
         bb_proto_drop(w->a, w->ctx, "response_format");
     return 0;
@@ -2099,7 +2102,10 @@ static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event
 
 const struct bb_proto_ops bb_proto_anthropic = {
     .id = BB_PROTO_ANTHROPIC,
+    .name = "anthropic",
     .framing = BB_FRAMING_SSE,
+    .params = params,
+    .n_params = N_PARAMS,
     .read_request = anthropic_read_request,
     .write_response = anthropic_write_response,
     .stream_content_type = anthropic_stream_content_type,

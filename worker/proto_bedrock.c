@@ -2312,6 +2312,7 @@ static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_
 
 const struct bb_proto_ops bb_proto_bedrock = {
     .id = BB_PROTO_BEDROCK,
+    .name = "bedrock",
     .framing = BB_FRAMING_EVENTSTREAM,
     .read_request = bedrock_read_request,
     .write_response = bedrock_write_response,

@@ -2241,6 +2241,7 @@ static int cohere_answer_check(const char *body, size_t len, struct bb_proto_err
 
 const struct bb_proto_ops bb_proto_cohere = {
     .id = BB_PROTO_COHERE,
+    .name = "cohere",
     .framing = BB_FRAMING_SSE,
     .read_request = cohere_read_request,
     .write_response = cohere_write_response,

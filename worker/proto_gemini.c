@@ -2555,6 +2555,7 @@ static int gemini_answer_check(const char *body, size_t len, struct bb_proto_err
 
 const struct bb_proto_ops bb_proto_gemini = {
     .id = BB_PROTO_GEMINI,
+    .name = "gemini",
     .framing = BB_FRAMING_SSE,
     .read_request = gemini_read_request,
     .write_response = gemini_write_response,

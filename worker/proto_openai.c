@@ -2516,6 +2516,7 @@ static int openai_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_c
 
 const struct bb_proto_ops bb_proto_openai = {
     .id = BB_PROTO_OPENAI,
+    .name = "openai",
     .framing = BB_FRAMING_SSE,
     .read_request = openai_read_request,
     .write_response = openai_write_response,

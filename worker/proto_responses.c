@@ -2919,6 +2919,7 @@ static int responses_answer_check(const char *body, size_t len, struct bb_proto_
 
 const struct bb_proto_ops bb_proto_responses = {
     .id = BB_PROTO_RESPONSES,
+    .name = "responses",
     .framing = BB_FRAMING_SSE,
     .read_request = read_request,
     .write_response = write_response,
