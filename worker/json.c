@@ -284,6 +284,11 @@ void bb_json_add(json_object *o, const char *key, json_object *v)
     json_object_object_add(o, key, v);
 }
 
+const char *bb_json_out(json_object *o, size_t *len)
+{
+    return json_object_to_json_string_length(o, JSON_OUT, len);
+}
+
 int bb_json_append(struct evbuffer *out, json_object *o)
 {
     size_t n = 0;

@@ -82,6 +82,8 @@ json_object *bb_json_new_u64(uint64_t v);
 json_object *bb_json_typed(const char *type);
 void bb_json_add(json_object *o, const char *key, json_object *v);
 
+/* o's compact JSON text (no added spaces, "/" not escaped), owned by o; NULL on OOM. */
+const char *bb_json_out(json_object *o, size_t *len);
 /* Serialise o compactly and append it to out. -1 on OOM. */
 int bb_json_append(struct evbuffer *out, json_object *o);
 /* Send one SSE frame and release o: "event: <event>\n" (when event is not NULL), then

@@ -42,7 +42,7 @@
 #define FALLBACK_MAX_TOKENS 4096u /* when a lane has no default_max_tokens */
 
 /* The scalar parameters (worker/params.h; docs/protocols/anthropic.md "Parameters"). */
-static const struct bb_param params[] = {
+static const struct bb_param param_rows[] = {
     {"max_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0,
      "required by the API: the lane's `default_max_tokens` (else 4096) when the request has "
      "none; raised above a thinking budget"},
@@ -58,7 +58,7 @@ static const struct bb_param params[] = {
     {NULL, BB_IRP_PRESENCE_PENALTY, 0, 0, 0, ""},
     {NULL, BB_IRP_FREQUENCY_PENALTY, 0, 0, 0, ""},
 };
-#define N_PARAMS (sizeof params / sizeof params[0])
+#define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
 
 /* ======================================================================================== */
 /* base64 (PlainTextSource documents travel base64-encoded in the IR)                       */
@@ -718,7 +718,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
     };
     json_object_object_foreach(root, k, val)
     {
-        bool is_known = bb_params_known(params, N_PARAMS, k);
+        bool is_known = bb_params_known(param_rows, N_PARAMS, k);
         for (size_t i = 0; i < sizeof known / sizeof known[0] && !is_known; i++)
             is_known = strcmp(known[i], k) == 0;
         /* cache_control (automatic caching), container, service_tier, speed, ...: recorded,
@@ -734,7 +734,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
         if (!q->model.p)
             return bb_rd_oom(r);
     }
-    if (bb_params_read(r, root, params, N_PARAMS) < 0)
+    if (bb_params_read(r, root, param_rows, N_PARAMS) < 0)
         return -1;
     json_object *v;
     if ((v = bb_json_get(root, "system")) && rd_system(r, v, &sys) < 0)
@@ -1411,7 +1411,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     scalars.has_max_tokens = true;
     scalars.max_tokens = max_tokens;
     struct sampling sm = {w, ir, thinking};
-    bb_params_write(body, params, N_PARAMS, &scalars, w->a, ctx, sampling_hook, &sm);
+    bb_params_write(body, param_rows, N_PARAMS, &scalars, w->a, ctx, sampling_hook, &sm);
 
     if (bb_ir_has(&ir->user)) {
         json_object *md = json_object_new_object();
@@ -2104,7 +2104,7 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .id = BB_PROTO_ANTHROPIC,
     .name = "anthropic",
     .framing = BB_FRAMING_SSE,
-    .params = params,
+    .params = param_rows,
     .n_params = N_PARAMS,
     .read_request = anthropic_read_request,
     .write_response = anthropic_write_response,
