@@ -20,6 +20,7 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
+#include "worker/media.h"
 #include "worker/params.h"
 #include "worker/proto.h"
 #include "worker/rd.h"
@@ -59,80 +60,6 @@ static const struct bb_param param_rows[] = {
     {NULL, BB_IRP_FREQUENCY_PENALTY, 0, 0, 0, ""},
 };
 #define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
-
-/* ======================================================================================== */
-/* base64 (PlainTextSource documents travel base64-encoded in the IR)                       */
-/* ======================================================================================== */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static struct bb_ir_str b64_encode(struct bb_arena *a, const char *src, size_t n)
-{
-    struct bb_ir_str r = {NULL, 0};
-    const unsigned char *p = (const unsigned char *)src;
-    size_t olen = (n + 2) / 3 * 4;
-    char *o = bb_arena_alloc(a, olen + 1);
-    if (!o)
-        return r;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n)
-            v |= p[i + 2];
-        o[j++] = b64_alphabet[(v >> 18) & 63];
-        o[j++] = b64_alphabet[(v >> 12) & 63];
-        o[j++] = i + 1 < n ? b64_alphabet[(v >> 6) & 63] : '=';
-        o[j++] = i + 2 < n ? b64_alphabet[v & 63] : '=';
-    }
-    o[j] = '\0';
-    r.p = o;
-    r.len = j;
-    return r;
-}
-
-static int b64_value(unsigned char c)
-{
-    const char *q = c ? strchr(b64_alphabet, c) : NULL;
-    return q ? (int)(q - b64_alphabet) : -1;
-}
-
-/* Decode standard base64 (whitespace ignored, padding optional). -1 when malformed. */
-static int b64_decode(struct bb_arena *a, const struct bb_ir_str *s, struct bb_ir_str *out)
-{
-    char *o = bb_arena_alloc(a, s->len / 4 * 3 + 4);
-    if (!o)
-        return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t j = 0, pad = 0;
-    for (size_t i = 0; i < s->len; i++) {
-        unsigned char c = (unsigned char)s->p[i];
-        if (isspace(c))
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64_value(c);
-        if (v < 0 || pad)
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[j++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    if (pad > 2 || bits >= 6)
-        return -1;
-    o[j] = '\0';
-    out->p = o;
-    out->len = j;
-    return 0;
-}
 
 /* ======================================================================================== */
 /* shared mappings: stop reasons, usage, errors                                             */
@@ -252,7 +179,7 @@ static int rd_cache(struct bb_rd *r, json_object *o, bool *out)
 /* A text document as the IR carries documents: base64 text/plain data. */
 static int text_document(struct bb_rd *r, const char *text, size_t n, struct bb_ir_block *b)
 {
-    b->data = b64_encode(r->a, text, n);
+    b->data = bb_media_b64_encode(r->a, text, n);
     b->media_type = bb_ir_strdup(r->a, "text/plain", 10);
     return b->data.p && b->media_type.p ? 0 : bb_rd_oom(r);
 }
@@ -975,7 +902,7 @@ static json_object *wr_media(struct wr *w, const struct bb_ir_block *b)
             bb_json_add(src, "data", bb_json_new_str(&data));
         } else if (doc && strcmp(m, "text/plain") == 0) {
             struct bb_ir_str text;
-            if (b64_decode(w->a, &data, &text) < 0) {
+            if (bb_media_b64_decode(w->a, &data, &text) < 0) {
                 json_object_put(src);
                 bb_proto_drop(w->a, w->ctx, what);
                 return NULL;

@@ -22,6 +22,7 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
+#include "worker/media.h"
 #include "worker/params.h"
 #include "worker/proto.h"
 #include "worker/rd.h"
@@ -153,27 +154,6 @@ static bool citation_is_cohere(json_object *c)
              bb_json_is_number(bb_json_get(c, "end"))));
 }
 
-/* "data:<media type>[;params];base64,<data>" → media type + data. false when not base64. */
-static bool data_url_split(const char *url, size_t len, const char **mt, size_t *mt_len,
-                           const char **data, size_t *data_len)
-{
-    if (len < 5 || strncasecmp(url, "data:", 5) != 0)
-        return false;
-    const char *comma = memchr(url, ',', len);
-    if (!comma)
-        return false;
-    const char *meta = url + 5;
-    size_t meta_len = (size_t)(comma - meta);
-    if (meta_len < 7 || strncasecmp(comma - 7, ";base64", 7) != 0)
-        return false;
-    const char *semi = memchr(meta, ';', meta_len);
-    *mt = meta;
-    *mt_len = (size_t)(semi - meta);
-    *data = comma + 1;
-    *data_len = len - (size_t)(comma + 1 - url);
-    return true;
-}
-
 /* ======================================================================================== */
 /* reading (requests, responses)                                                            */
 /* ======================================================================================== */
@@ -227,11 +207,10 @@ static int rd_image(struct bb_rd *r, json_object *item, struct bb_vec *bv)
     if (!b)
         return bb_rd_oom(r);
     b->type = BB_IR_IMAGE;
-    const char *mt, *data;
-    size_t mt_len, data_len;
-    if (data_url_split(url.p, url.len, &mt, &mt_len, &data, &data_len)) {
-        b->media_type = bb_ir_strdup(r->a, mt, mt_len);
-        b->data = bb_ir_strdup(r->a, data, data_len);
+    struct bb_ir_str mt, data;
+    if (bb_media_split_data_url(url.p, url.len, &mt, &data)) {
+        b->media_type = bb_ir_strdup(r->a, mt.p, mt.len);
+        b->data = bb_ir_strdup(r->a, data.p, data.len);
         return b->media_type.p && b->data.p ? 0 : bb_rd_oom(r);
     }
     b->url = url;
@@ -996,28 +975,14 @@ static json_object *w_text_content(json_object *items)
     return items;
 }
 
-static json_object *w_image(const struct bb_ir_block *b)
+static json_object *w_image(struct bb_arena *a, const struct bb_ir_block *b)
 {
+    struct bb_ir_str url =
+        b->data.p ? bb_media_data_url(a, &b->media_type, "image/png", &b->data) : b->url;
+    if (b->data.p && !url.p)
+        return NULL;
     json_object *iu = json_object_new_object();
-    if (b->data.p) {
-        const char *mt = bb_ir_has(&b->media_type) ? b->media_type.p : "image/png";
-        size_t mt_len = bb_ir_has(&b->media_type) ? b->media_type.len : 9;
-        size_t n = 5 + mt_len + 8 + b->data.len;
-        char *url = malloc(n + 1);
-        if (!url) {
-            json_object_put(iu);
-            return NULL;
-        }
-        memcpy(url, "data:", 5);
-        memcpy(url + 5, mt, mt_len);
-        memcpy(url + 5 + mt_len, ";base64,", 8);
-        memcpy(url + 13 + mt_len, b->data.p, b->data.len);
-        url[n] = '\0';
-        bb_json_add(iu, "url", json_object_new_string_len(url, (int)n));
-        free(url);
-    } else {
-        bb_json_add(iu, "url", bb_json_new_str(&b->url));
-    }
+    bb_json_add(iu, "url", bb_json_new_str(&url));
     json_object *it = json_object_new_object();
     bb_json_add(it, "type", json_object_new_string("image_url"));
     bb_json_add(it, "image_url", iu);
@@ -1081,7 +1046,7 @@ static int w_user(struct wr *w, const struct bb_ir_message *m, json_object *msgs
         case BB_IR_IMAGE: {
             if (!b->data.p && !b->url.p)
                 break;
-            json_object *it = w_image(b);
+            json_object *it = w_image(w->a, b);
             if (!it) {
                 json_object_put(items);
                 return -1;

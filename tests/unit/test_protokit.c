@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 
 #include "worker/json.h"
+#include "worker/media.h"
 #include "worker/rd.h"
 #include "worker/seq.h"
 
@@ -253,6 +254,40 @@ static void test_sse_send(void **state)
     evbuffer_free(b);
 }
 
+static void test_media(void **state)
+{
+    (void)state;
+    struct bb_arena a;
+    bb_arena_init(&a, 1 << 16);
+    struct bb_ir_str mt, data;
+    const char *u = "DATA:image/png;charset=x;BASE64,iVBORw0KGgo=";
+    assert_true(bb_media_split_data_url(u, strlen(u), &mt, &data));
+    assert_int_equal(mt.len, 9);
+    assert_memory_equal(mt.p, "image/png", 9);
+    assert_string_equal(data.p, "iVBORw0KGgo=");
+    assert_false(bb_media_split_data_url("data:text/plain,hello", 21, &mt, &data));
+    assert_false(bb_media_split_data_url("https://x/y.png", 15, &mt, &data));
+    struct bb_ir_str none = {NULL, 0}, d = {"QUJD", 4};
+    struct bb_ir_str url = bb_media_data_url(&a, &none, "image/jpeg", &d);
+    assert_string_equal(url.p, "data:image/jpeg;base64,QUJD");
+    struct bb_ir_str e = bb_media_b64_encode(&a, "abcd", 4), back;
+    assert_string_equal(e.p, "YWJjZA==");
+    static const char *const same[] = {"YWJjZA==", "YWJjZA", " YWJj\nZA= = "};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        struct bb_ir_str s = {(char *)same[i], strlen(same[i])};
+        assert_int_equal(bb_media_b64_decode(&a, &s, &back), 0);
+        assert_int_equal(back.len, 4);
+        assert_memory_equal(back.p, "abcd", 4);
+    }
+    static const char *const bad[] = {"YWJj*A==", "YQ=a", "Y", "YWJjZA==="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct bb_ir_str s = {(char *)bad[i], strlen(bad[i])};
+        if (bb_media_b64_decode(&a, &s, &back) == 0)
+            fail_msg("decoded %s", bad[i]);
+    }
+    bb_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_encoder_sequencer),
         cmocka_unit_test(test_vector),
         cmocka_unit_test(test_sse_send),
+        cmocka_unit_test(test_media),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
