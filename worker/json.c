@@ -264,6 +264,8 @@ json_object *bb_json_new_double(double d)
     snprintf(buf, sizeof buf, "%.15g", d);
     if (strtod(buf, NULL) != d)
         snprintf(buf, sizeof buf, "%.17g", d);
+    if (!strpbrk(buf, ".eE")) /* a number field stays a number with a fraction: 1.0, not 1 */
+        strncat(buf, ".0", sizeof buf - strlen(buf) - 1);
     return json_object_new_double_s(d, buf);
 }
 

@@ -74,8 +74,10 @@ json_object *bb_json_new_str(const struct bb_ir_str *s);
 json_object *bb_json_new_strn(const char *s, size_t n);
 /* A string from a C string (NULL → ""). */
 json_object *bb_json_new_cstr(const char *s);
-/* A number written as the shortest text that reads back to the same double ("0.7", not
- * 0.69999999999999996; an integral value as "1"). Non-finite values are written 0. */
+/* A number field written as the shortest text that reads back to the same double ("0.7",
+ * not 0.69999999999999996), always with a fraction or an exponent ("1.0", not "1": a number
+ * field stays a number on the wire; integer fields are written with json_object_new_int64).
+ * Non-finite values are written 0.0. */
 json_object *bb_json_new_double(double d);
 json_object *bb_json_new_u64(uint64_t v);
 /* {"type": type}: the opening of most wire objects. */

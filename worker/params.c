@@ -367,9 +367,11 @@ static void range_text(const struct bb_param *p, char *buf, size_t cap)
     if (p->min == 0 && p->max == 0)
         return;
     if (kind == BB_PK_STRINGS)
-        snprintf(buf, cap, "at most %g", p->max);
+        snprintf(buf, cap, "at most %.15g", p->max);
+    else if (isinf(p->max))
+        snprintf(buf, cap, "≥ %.15g", p->min);
     else
-        snprintf(buf, cap, "%g … %g", p->min, p->max);
+        snprintf(buf, cap, "%.15g … %.15g", p->min, p->max);
 }
 
 size_t bb_params_doc(const struct bb_param *t, size_t n, char *buf, size_t cap)

@@ -99,7 +99,7 @@ static void test_doubles_written(void **state)
     static const struct {
         double d;
         const char *text;
-    } cases[] = {{0.7, "0.7"}, {1, "1"}, {0.1 + 0.2, "0.30000000000000004"}, {-0.25, "-0.25"}};
+    } cases[] = {{0.7, "0.7"}, {1, "1.0"}, {0.1 + 0.2, "0.30000000000000004"}, {-0.25, "-0.25"}, {1e300, "1e+300"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_object *o = bb_json_new_double(cases[i].d);
         assert_string_equal(json_object_to_json_string(o), cases[i].text);
