@@ -510,10 +510,17 @@ static int rd_tool_result(struct bb_rd *r, json_object *m, struct bb_ir_block *b
     return 0;
 }
 
-/* One message (the path at it). Consecutive tool messages merge into one user message:
- * *tools is that message while the run lasts. */
+/* Consecutive tool messages merge into one user message: that message (an index into the
+ * message list, which may move as it grows) and its blocks while the run lasts. */
+struct tool_run {
+    bool on;
+    size_t msg;
+    struct bb_vec blocks;
+};
+
+/* One message (the path at it). */
 static int rd_message(struct bb_rd *r, json_object *m, struct bb_vec *msgs, struct bb_vec *sys,
-                      struct bb_ir_message **tools)
+                      struct tool_run *run)
 {
     if (bb_rd_type(r, m, NULL, json_type_object) < 0)
         return -1;
@@ -531,18 +538,23 @@ static int rd_message(struct bb_rd *r, json_object *m, struct bb_vec *msgs, stru
         return rc;
     }
     if (strcmp(role, "tool") == 0) {
-        if (!*tools && !(*tools = BB_VEC_PUSH(r->a, msgs, struct bb_ir_message)))
-            return bb_rd_oom(r);
-        (*tools)->role = BB_IR_USER;
-        struct bb_vec v = {(*tools)->blocks, (*tools)->n_blocks, (*tools)->n_blocks};
-        struct bb_ir_block *b = BB_VEC_PUSH(r->a, &v, struct bb_ir_block);
+        if (!run->on) {
+            if (!BB_VEC_PUSH(r->a, msgs, struct bb_ir_message))
+                return bb_rd_oom(r);
+            memset(run, 0, sizeof *run);
+            run->on = true;
+            run->msg = msgs->n - 1;
+        }
+        struct bb_ir_message *tm = &((struct bb_ir_message *)msgs->v)[run->msg];
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, &run->blocks, struct bb_ir_block);
         if (!b)
             return bb_rd_oom(r);
-        (*tools)->blocks = v.v;
-        (*tools)->n_blocks = v.n;
+        tm->role = BB_IR_USER;
+        tm->blocks = run->blocks.v;
+        tm->n_blocks = run->blocks.n;
         return rd_tool_result(r, m, b);
     }
-    *tools = NULL;
+    run->on = false;
     if (strcmp(role, "user") == 0) {
         if (!c)
             return bb_rd_required(r, "content");
@@ -580,12 +592,12 @@ static int rd_messages(struct bb_rd *r, json_object *root, struct bb_vec *sys)
     if (bb_rd_want(r, root, "messages", json_type_array, true, &msgs) < 0)
         return -1;
     struct bb_vec v = {0};
-    struct bb_ir_message *tools = NULL;
+    struct tool_run run = {false, 0, {0}};
     size_t n = json_object_array_length(msgs);
     size_t mark = bb_rd_in(r, "messages");
     for (size_t i = 0; i < n; i++) {
         size_t m = bb_rd_at(r, i);
-        int rc = rd_message(r, json_object_array_get_idx(msgs, i), &v, sys, &tools);
+        int rc = rd_message(r, json_object_array_get_idx(msgs, i), &v, sys, &run);
         bb_rd_out(r, m);
         if (rc < 0)
             return -1;

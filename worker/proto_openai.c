@@ -134,6 +134,7 @@ struct rd {
     struct bb_rd r;
     struct bb_vec msgs;         /* struct bb_ir_message */
     bool last_is_tool;          /* the last message holds only results from tool/function roles */
+    struct bb_vec tool_run;     /* that message's blocks while the run lasts */
     struct bb_ir_str legacy_id; /* the last legacy function_call's synthesised id */
     unsigned n_legacy;
 };
@@ -359,15 +360,15 @@ static struct bb_ir_block *rd_tool_result(struct rd *x)
         m = &((struct bb_ir_message *)x->msgs.v)[x->msgs.n - 1];
     } else if ((m = rd_new_message(x, BB_IR_USER))) {
         x->last_is_tool = true;
+        memset(&x->tool_run, 0, sizeof x->tool_run);
     } else {
         return NULL;
     }
-    struct bb_vec v = {m->blocks, m->n_blocks, m->n_blocks};
-    struct bb_ir_block *b = BB_VEC_PUSH(x->r.a, &v, struct bb_ir_block);
+    struct bb_ir_block *b = BB_VEC_PUSH(x->r.a, &x->tool_run, struct bb_ir_block);
     if (!b)
         return NULL;
-    m->blocks = v.v;
-    m->n_blocks = v.n;
+    m->blocks = x->tool_run.v;
+    m->n_blocks = x->tool_run.n;
     b->type = BB_IR_TOOL_RESULT;
     return b;
 }
