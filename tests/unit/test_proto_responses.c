@@ -754,8 +754,8 @@ static void test_read_request_errors(void **state)
     static const struct {
         const char *body, *err;
     } cases[] = {
-        {"not json", "invalid JSON"},
-        {"{\"model\":\"m\",\"input\":\"x\"} trailing", "invalid JSON: trailing data"},
+        {"not json", "request body: invalid JSON ("},
+        {"{\"model\":\"m\",\"input\":\"x\"} trailing", "request body: invalid JSON (trailing characters"},
         {"[]", "request body: expected a JSON object"},
         {"{\"model\":\"m\"}", "input: required"},
         {"{\"input\":\"hi\"}", "model: required"},
@@ -791,7 +791,7 @@ static void test_read_request_errors(void **state)
         {"{\"model\":\"m\",\"input\":\"x\",\"temperature\":\"hot\"}",
          "temperature: expected a number"},
         {"{\"model\":\"m\",\"input\":\"x\",\"max_output_tokens\":0}",
-         "max_output_tokens: expected a positive integer"},
+         "max_output_tokens: out of range"},
         {"{\"model\":\"m\",\"input\":\"x\",\"text\":{\"format\":{\"type\":\"xml\"}}}",
          "text.format.type: expected one of text, json_object, json_schema"},
         {"{\"model\":\"m\",\"input\":\"x\",\"text\":{\"format\":{\"type\":\"json_schema\","
