@@ -248,6 +248,16 @@ bool bb_params_known(const struct bb_param *t, size_t n, const char *key)
     return false;
 }
 
+bool bb_params_known_in(const struct bb_param *t, size_t n, const char *outer, const char *key)
+{
+    size_t ol = strlen(outer);
+    for (size_t i = 0; i < n; i++)
+        if ((t[i].flags & BB_PF_IN) && t[i].wire && strncmp(t[i].wire, outer, ol) == 0 &&
+            t[i].wire[ol] == '.' && strcmp(t[i].wire + ol + 1, key) == 0)
+            return true;
+    return false;
+}
+
 /* ---- writing ---- */
 
 static bool carried(const struct bb_param *t, size_t n, enum bb_ir_param f)

@@ -72,6 +72,8 @@ int bb_params_read(struct bb_rd *r, json_object *root, const struct bb_param *t,
 
 /* Is key a top-level member some row of t reads (for the unknown-field report)? */
 bool bb_params_known(const struct bb_param *t, size_t n, const char *key);
+/* Is key a member of the object outer that some row of t reads ("outer.key")? */
+bool bb_params_known_in(const struct bb_param *t, size_t n, const char *outer, const char *key);
 
 /* The value of one parameter as the writer is about to write it; a module's hook may change
  * it or veto it (returning false, having reported the drop with bb_proto_drop when it must). */

@@ -564,10 +564,10 @@ static void test_read_request_errors(void **state)
     static const struct {
         const char *body, *err;
     } cases[] = {
-        {"", "body: expected a JSON object"},
+        {"", "body: invalid JSON (unexpected end of input at byte 0)"},
         {"[1]", "body: expected a JSON object"},
-        {"{\"contents\":[", "body: expected a JSON object"},
-        {"{\"contents\":[}", "body: invalid JSON at byte 13: unexpected character"},
+        {"{\"contents\":[", "body: invalid JSON (unexpected end of input at byte 13)"},
+        {"{\"contents\":[}", "body: invalid JSON (unexpected character at byte 13)"},
         {"{}", "contents: required"},
         {"{\"contents\":{}}", "contents: expected an array"},
         {"{\"contents\":[]}", "contents: must not be empty"},
@@ -600,7 +600,7 @@ static void test_read_request_errors(void **state)
          "generationConfig.temperature: expected a number"},
         {"{\"contents\":[{\"parts\":[{\"text\":\"a\"}]}],\"generationConfig\":{\"maxOutputTokens\":"
          "-5}}",
-         "generationConfig.maxOutputTokens: expected a non-negative integer"},
+         "generationConfig.maxOutputTokens: out of range"},
         {"{\"contents\":[{\"parts\":[{\"text\":\"a\"}]}],\"generationConfig\":{\"stopSequences\":"
          "\"x\"}}",
          "generationConfig.stopSequences: expected an array"},
@@ -971,7 +971,7 @@ static void test_response_blocked_and_misc(void **state)
     struct bb_err err = {{0}};
     const char *bad = "{\"candidates\":[{\"content\":{\"parts\":{}}}]}";
     assert_int_equal(G->read_response(&a, bad, strlen(bad), &r, &err), -1);
-    assert_string_equal(err.msg, "candidates[0].content.parts: expected an array");
+    assert_string_equal(err.msg, "gemini response: candidates[0].content.parts: expected an array");
     assert_int_equal(G->read_response(&a, "nope", 4, &r, &err), -1);
     bb_arena_free(&a);
 }
