@@ -43,7 +43,9 @@ int bb_rd_expect(struct bb_rd *r, const char *key, const char *what);
 int bb_rd_required(struct bb_rd *r, const char *key);
 int bb_rd_oom(struct bb_rd *r);
 
-/* Record a field the IR cannot carry (x-busbar-dropped-fields): prefix + name, copied. */
+/* Record a field the IR cannot carry (x-busbar-dropped-fields): prefix + name, copied. The
+ * names go into a response header: a name that is not printable ASCII without spaces and
+ * commas, or longer than 64 bytes, is recorded as "?". */
 int bb_rd_unsupported(struct bb_rd *r, const char *prefix, const char *name);
 
 /* Member key of o must be of type t (absent/null: *out NULL, an error when required). */

@@ -5,7 +5,7 @@ upstream auth header as seen by the mock, /v1/models, /healthz, /stats."""
 import json
 import time
 
-from harness import (TEST_KEY, check, delta_text, eq, is_content_event, lane, mock_answer,
+from harness import (TEST_KEY, chat_body, check, delta_text, eq, is_content_event, lane, mock_answer,
                      mock_prompt_tokens, pool, provider, run, scaled, swrr_sequence)
 
 UPSTREAM = 'gpt-upstream-x'
@@ -69,6 +69,14 @@ def test_dropped_fields_header(ctx):
     r = bb.chat('p', temperature=0.5)
     eq(r.status, 200, 'status')
     eq(r.headers.get('x-busbar-dropped-fields'), None, 'nothing dropped: no header')
+    # a client's member name reaches a response header only when it cannot break out of it
+    body = chat_body('p')
+    body['x\r\nx-evil: 1'] = True
+    body['a,b'] = 1
+    r = bb.request('POST', '/v1/chat/completions', body)
+    eq(r.status, 200, 'status')
+    eq(r.headers.get('x-busbar-dropped-fields'), '?', 'unsafe names are recorded as "?"')
+    eq(r.headers.get('x-evil'), None, 'no header injected')
 
 
 def test_body_forwarded_byte_for_byte(ctx):

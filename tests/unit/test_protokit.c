@@ -99,7 +99,11 @@ static void test_doubles_written(void **state)
     static const struct {
         double d;
         const char *text;
-    } cases[] = {{0.7, "0.7"}, {1, "1.0"}, {0.1 + 0.2, "0.30000000000000004"}, {-0.25, "-0.25"}, {1e300, "1e+300"}};
+    } cases[] = {{0.7, "0.7"},
+                 {1, "1.0"},
+                 {0.1 + 0.2, "0.30000000000000004"},
+                 {-0.25, "-0.25"},
+                 {1e300, "1e+300"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_object *o = bb_json_new_double(cases[i].d);
         assert_string_equal(json_object_to_json_string(o), cases[i].text);
@@ -153,6 +157,11 @@ static void test_reader_paths(void **state)
     assert_int_equal(bb_rd_unsupported(&r, "tools.", "web_search"), 0);
     assert_int_equal(req.n_unsupported, 1);
     assert_string_equal(req.unsupported[0], "tools.web_search");
+    /* client-chosen names reach a response header: nothing that could break it out */
+    assert_int_equal(bb_rd_unsupported(&r, "", "x\r\nSet-Cookie: a=b"), 0);
+    assert_int_equal(bb_rd_unsupported(&r, "content.", "a,b"), 0);
+    assert_string_equal(req.unsupported[1], "?");
+    assert_string_equal(req.unsupported[2], "content.?");
     json_object_put(o);
     bb_arena_free(&a);
 }
