@@ -201,8 +201,8 @@ static void test_read_request_errors(void **state)
         const char *body, *err;
     } cases[] = {
         {"[]", "request body: expected a JSON object"},
-        {"{\"messages\":[", "request body: invalid JSON (unexpected end)"},
-        {"{} x", "request body: trailing data after the JSON value"},
+        {"{\"messages\":[", "request body: invalid JSON (unexpected end of input at byte 13)"},
+        {"{} x", "request body: invalid JSON (trailing characters after the object at byte 3)"},
         {"{\"messages\":{}}", "messages: expected an array"},
         {"{\"messages\":[1]}", "messages[0]: expected an object"},
         {"{\"messages\":[{\"role\":\"system\",\"content\":[]}]}",
@@ -760,7 +760,15 @@ static int on_msg(void *arg, const struct bb_eventstream_msg *m)
     struct bb_frame f;
     bb_eventstream_to_frame(m, &f);
     fc->frames++;
-    return P->dec_frame(fc->dec, fc->scratch, &f, on_ir, fc->rec);
+    /* a scratch arena per frame, as the relay has: nothing may outlive its frame */
+    struct bb_arena frame;
+    bb_arena_init(&frame, 0);
+    struct bb_arena *keep = fc->rec->scratch;
+    fc->rec->scratch = &frame;
+    int rc = P->dec_frame(fc->dec, &frame, &f, on_ir, fc->rec);
+    fc->rec->scratch = keep;
+    bb_arena_free(&frame);
+    return rc;
 }
 
 /* Native transcript text → event-stream bytes, with the module's own encoder primitives. */
