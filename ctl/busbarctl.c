@@ -19,7 +19,6 @@
 #include "common/price.h"
 #include "common/shm.h"
 
-
 #define DEFAULT_SOCKET "/var/lib/busbar/admin.sock"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };

@@ -25,7 +25,6 @@
 #include "master/supervisor.h"
 #include "master/tls.h"
 
-
 #define DEFAULT_CONFIG "/etc/busbar/config.yaml"
 
 int bb_master_log_level(const char *name)

@@ -216,9 +216,10 @@ const char *bb_ir_stop_name(enum bb_ir_stop s);
  * running totals, some in several events). A report that is not set changes nothing. */
 void bb_ir_usage_max(struct bb_ir_usage *u, const struct bb_ir_usage *v);
 
-/* Tool-call ids between protocols' id shapes (the proxy's job, see ir.c). */
-struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, enum bb_proto client, struct bb_ir_str id);
-void bb_ir_ids_unwrap(struct bb_ir_request *req, enum bb_proto client);
-void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, enum bb_proto client);
+/* Tool-call ids between protocols' id shapes (see ir.c): prefix is the client protocol's
+ * tool_id_prefix. */
+struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, const char *prefix, struct bb_ir_str id);
+void bb_ir_ids_unwrap(struct bb_ir_request *req, const char *prefix);
+void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, const char *prefix);
 
 #endif

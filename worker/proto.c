@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include "common/jscan.h"
 
 static const struct bb_proto_ops *const registry[BB_PROTO__COUNT] = {
@@ -18,6 +20,26 @@ static const struct bb_proto_ops *const registry[BB_PROTO__COUNT] = {
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p)
 {
     return (unsigned)p < BB_PROTO__COUNT ? registry[p] : NULL;
+}
+
+const char *bb_proto_accept(const struct bb_proto_ops *ops, bool stream)
+{
+    if (!stream)
+        return "application/json";
+    return ops->framing == BB_FRAMING_EVENTSTREAM ? "application/vnd.amazon.eventstream"
+                                                  : "text/event-stream";
+}
+
+enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
+                                        const struct bb_ingress_ctx *ctx)
+{
+    return ops->client_framing ? ops->client_framing(ctx) : ops->framing;
+}
+
+int bb_proto_bearer(struct evbuffer *out, const char *key)
+{
+    return key && *key && evbuffer_add_printf(out, "Authorization: Bearer %s\r\n", key) < 0 ? -1
+                                                                                            : 0;
 }
 
 void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field)

@@ -92,15 +92,56 @@ struct bb_proto_error {
 
 struct bb_param;
 
+/* How busbar meters a stream of a protocol whose streams carry usage only when asked
+ * (OpenAI's stream_options.include_usage); all NULL for protocols that always report it. */
+struct bb_proto_stream_usage {
+    const char *member; /* the request member holding the client's ask ("stream_options") */
+    const char *flag;   /* its boolean member ("include_usage") */
+    const char *inject; /* what busbar adds after the body's '{' to ask for usage itself */
+    /* Is f the frame that carries only that usage? (not relayed when the client did not ask) */
+    bool (*usage_only)(const struct bb_frame *f);
+};
+
 struct bb_proto_ops {
     enum bb_proto id;
     const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
     enum bb_framing framing; /* of this protocol's streams (as egress and ingress) */
 
     /* The scalar request parameters as data (worker/params.h): the reader, the writer, the
-     * known-field list and the docs table all come from it. */
+     * known-field list and the docs table all come from it; admission finds the output cap
+     * and the choice count of a request through its rows. */
     const struct bb_param *params;
     size_t n_params;
+
+    /* ---- the envelope: what an HTTP exchange of this protocol looks like ---- */
+
+    /* Egress path (after the provider's base path) when the model is in the body, stream or
+     * not, e.g. "/v1/chat/completions"; NULL when the path names the model (write_request
+     * and write_passthrough give it). */
+    const char *path;
+    /* Append the header lines that authenticate with provider key `key` (NULL: none) and
+     * name the API version; used by write_request, the same-protocol fast path and health
+     * probes. A key reaches here clean: config load refuses control characters. -1 on OOM. */
+    int (*auth_headers)(struct evbuffer *out, const char *key);
+    /* Health probe: a cheap authenticated GET of this path; probe_any_status: any HTTP
+     * answer proves the provider reachable (a host with nothing to list). */
+    const char *probe_path;
+    bool probe_any_status;
+    /* Tool-call id shape: a foreign id is shown to this protocol's clients as
+     * <prefix>bb_<original> (ir.c), "" when ids have no fixed shape. */
+    const char *tool_id_prefix;
+    /* Client headers a same-protocol hop passes on to the provider (NULL-terminated; NULL:
+     * none), e.g. anthropic-beta. */
+    const char *const *forward_headers;
+    /* Request members admission reads besides the table's rows: the stream flag ("stream";
+     * NULL when the path says it) and, in order, the members session affinity hashes (the
+     * system prompt, else the start of the conversation); NULL-terminated. */
+    const char *stream_member;
+    const char *const *affinity_members;
+    struct bb_proto_stream_usage stream_usage;
+    /* The framing a client of this protocol gets for ctx (NULL: framing), e.g. Gemini's JSON
+     * array stream without ?alt=sse. */
+    enum bb_framing (*client_framing)(const struct bb_ingress_ctx *ctx);
 
     /* ---- ingress: the client speaks this protocol ---- */
 
@@ -192,6 +233,15 @@ int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len
 
 /* The module for a protocol. */
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p);
+
+/* Accept header value of an egress request: the protocol's stream media type, or JSON. */
+const char *bb_proto_accept(const struct bb_proto_ops *ops, bool stream);
+/* The framing a client of ops gets for ctx. */
+enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
+                                        const struct bb_ingress_ctx *ctx);
+/* "Authorization: Bearer <key>" (nothing without a key): the auth_headers of the protocols
+ * that authenticate that way. */
+int bb_proto_bearer(struct evbuffer *out, const char *key);
 
 /* Record that a field was dropped on this hop, in ctx->dropped (nothing when ctx or its list
  * is NULL, e.g. while writing an answer); the list grows in arena a. Writers name the field

@@ -1355,6 +1355,15 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     return 0;
 }
 
+/* x-api-key (with a key) and anthropic-version (always). */
+static int anthropic_auth_headers(struct evbuffer *out, const char *key)
+{
+    return (key && *key && evbuffer_add_printf(out, "x-api-key: %s\r\n", key) < 0) ||
+                   evbuffer_add_printf(out, "anthropic-version: " ANTHROPIC_VERSION "\r\n") < 0
+               ? -1
+               : 0;
+}
+
 static int anthropic_write_request(struct bb_arena *a, const struct bb_ir_request *ir,
                                    const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                    struct bb_err *err)
@@ -1370,8 +1379,7 @@ static int anthropic_write_request(struct bb_arena *a, const struct bb_ir_reques
         return -1;
     const char *key = ctx->provider ? ctx->provider->api_key : NULL;
     if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
-        (key && evbuffer_add_printf(out->headers, "x-api-key: %s\r\n", key) < 0) ||
-        evbuffer_add_printf(out->headers, "anthropic-version: " ANTHROPIC_VERSION "\r\n") < 0)
+        anthropic_auth_headers(out->headers, key) < 0)
         return bb_err_set(err, "anthropic request headers: out of memory");
     return 0;
 }
@@ -2027,12 +2035,22 @@ static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event
     return dec_message_stop(d, &o);
 }
 
+static const char *const forward_headers[] = {"anthropic-beta", NULL};
+static const char *const affinity_members[] = {"system", "messages", NULL};
+
 const struct bb_proto_ops bb_proto_anthropic = {
     .id = BB_PROTO_ANTHROPIC,
     .name = "anthropic",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .path = "/v1/messages",
+    .auth_headers = anthropic_auth_headers,
+    .probe_path = "/v1/models",
+    .tool_id_prefix = "toolu_",
+    .forward_headers = forward_headers,
+    .stream_member = "stream",
+    .affinity_members = affinity_members,
     .read_request = anthropic_read_request,
     .write_response = anthropic_write_response,
     .stream_content_type = anthropic_stream_content_type,

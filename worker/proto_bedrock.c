@@ -1316,6 +1316,13 @@ static bool region_from_host(const char *host, char *out, size_t cap)
     return true;
 }
 
+/* A Bedrock API key as a bearer token; an AWS key pair (ID:SECRET[:TOKEN]) signs the
+ * request instead (auth_headers below), so there is nothing to send without the body. */
+static int bedrock_auth_headers(struct evbuffer *out, const char *key)
+{
+    return key && !strchr(key, ':') ? bb_proto_bearer(out, key) : 0;
+}
+
 static int auth_headers(struct bb_arena *a, const struct bb_egress_ctx *ctx,
                         struct bb_egress_req *out, const char *body, size_t body_len,
                         struct bb_err *err)
@@ -1323,16 +1330,9 @@ static int auth_headers(struct bb_arena *a, const struct bb_egress_ctx *ctx,
     const struct bb_provider *pv = ctx->provider;
     const char *key = pv ? pv->api_key : NULL;
     if (!key || !*key)
-        return 0; /* e.g. a local mock without credentials */
-    if (!strchr(key, ':')) {
-        /* A Bedrock API key. */
-        if (strpbrk(key, "\r\n"))
-            return bb_err_set(err, "bedrock: provider '%s': API key contains a line break",
-                              pv->name ? pv->name : "?");
-        return evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n", key) < 0
-                   ? bb_err_set(err, "out of memory")
-                   : 0;
-    }
+        return 0;          /* e.g. a local mock without credentials */
+    if (!strchr(key, ':')) /* a Bedrock API key */
+        return bedrock_auth_headers(out->headers, key) < 0 ? bb_err_set(err, "out of memory") : 0;
     /* ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] */
     char *cred = bb_arena_strndup(a, key, strlen(key));
     if (!cred)
@@ -1918,7 +1918,6 @@ static int enc_close_all(struct enc *e, struct evbuffer *out)
     return 0;
 }
 
-
 static int enc_delta(struct enc *e, const struct bb_ir_event *ev, struct evbuffer *out)
 {
     struct json_object *delta = json_object_new_object(), *inner;
@@ -2123,12 +2122,19 @@ static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_
     return dec_end(d, &o, NULL);
 }
 
+static const char *const affinity_members[] = {"system", "messages", NULL};
+
 const struct bb_proto_ops bb_proto_bedrock = {
     .id = BB_PROTO_BEDROCK,
     .name = "bedrock",
     .framing = BB_FRAMING_EVENTSTREAM,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .auth_headers = bedrock_auth_headers,
+    .probe_path = "/",
+    .probe_any_status = true, /* the runtime host lists nothing: any answer is reachable */
+    .tool_id_prefix = "tooluse_",
+    .affinity_members = affinity_members,
     .read_request = bedrock_read_request,
     .write_response = bedrock_write_response,
     .stream_content_type = bedrock_stream_content_type,

@@ -1290,10 +1290,8 @@ static int cohere_write_request(struct bb_arena *a, const struct bb_ir_request *
     if (rc < 0)
         return bb_err_set(err, "cohere request: out of memory");
     /* Accept is the proxy's: it knows whether it reads a stream. */
-    rc = evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0;
-    if (!rc && ctx->provider && ctx->provider->api_key && *ctx->provider->api_key)
-        rc = evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n",
-                                 ctx->provider->api_key) < 0;
+    rc = evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+         bb_proto_bearer(out->headers, ctx->provider ? ctx->provider->api_key : NULL) < 0;
     return rc ? bb_err_set(err, "cohere request headers: out of memory") : 0;
 }
 
@@ -1933,12 +1931,20 @@ static int cohere_answer_check(const char *body, size_t len, struct bb_proto_err
     return 0;
 }
 
+static const char *const affinity_members[] = {"messages", NULL};
+
 const struct bb_proto_ops bb_proto_cohere = {
     .id = BB_PROTO_COHERE,
     .name = "cohere",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .path = "/v2/chat",
+    .auth_headers = bb_proto_bearer,
+    .probe_path = "/v1/models",
+    .tool_id_prefix = "",
+    .stream_member = "stream",
+    .affinity_members = affinity_members,
     .read_request = cohere_read_request,
     .write_response = cohere_write_response,
     .stream_content_type = cohere_stream_content_type,

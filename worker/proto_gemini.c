@@ -1540,6 +1540,11 @@ static json_object *build_generation_config(struct wr *w, const struct bb_ir_req
     return gc;
 }
 
+static int gemini_auth_headers(struct evbuffer *out, const char *key)
+{
+    return key && *key && evbuffer_add_printf(out, "x-goog-api-key: %s\r\n", key) < 0 ? -1 : 0;
+}
+
 static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *ir,
                                 const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                 struct bb_err *err)
@@ -1622,11 +1627,11 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
     json_object_put(root);
     if (rc < 0)
         return bb_err_set(err, "gemini egress: out of memory writing the body");
-    rc = evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ? -1 : 0;
-    if (rc == 0 && ctx->provider && ctx->provider->api_key)
-        rc = evbuffer_add_printf(out->headers, "x-goog-api-key: %s\r\n", ctx->provider->api_key) < 0
-                 ? -1
-                 : 0;
+    rc =
+        evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+                gemini_auth_headers(out->headers, ctx->provider ? ctx->provider->api_key : NULL) < 0
+            ? -1
+            : 0;
     if (rc < 0)
         return bb_err_set(err, "gemini egress: out of memory writing headers");
     return 0;
@@ -2362,8 +2367,7 @@ static int gemini_write_passthrough(struct bb_arena *a, const char *body, size_t
     if (write_path(out->path, sizeof out->path, model, ctx->stream, err) < 0)
         return -1;
     if (evbuffer_add(out->headers, "Content-Type: application/json\r\n", 32) < 0 ||
-        (ctx->provider->api_key &&
-         evbuffer_add_printf(out->headers, "x-goog-api-key: %s\r\n", ctx->provider->api_key) < 0) ||
+        gemini_auth_headers(out->headers, ctx->provider->api_key) < 0 ||
         evbuffer_add(out->body, body, len) < 0)
         return bb_err_set(err, "out of memory");
     return 0;
@@ -2386,12 +2390,25 @@ static int gemini_answer_check(const char *body, size_t len, struct bb_proto_err
     return 0;
 }
 
+/* Without ?alt=sse a client's stream is one JSON array. */
+static enum bb_framing gemini_client_framing(const struct bb_ingress_ctx *ctx)
+{
+    return ctx && ctx->gemini_sse ? BB_FRAMING_SSE : BB_FRAMING_JSON_ARRAY;
+}
+
+static const char *const affinity_members[] = {"systemInstruction", "contents", NULL};
+
 const struct bb_proto_ops bb_proto_gemini = {
     .id = BB_PROTO_GEMINI,
     .name = "gemini",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .auth_headers = gemini_auth_headers,
+    .probe_path = "/v1beta/models",
+    .tool_id_prefix = "",
+    .affinity_members = affinity_members,
+    .client_framing = gemini_client_framing,
     .read_request = gemini_read_request,
     .write_response = gemini_write_response,
     .stream_content_type = gemini_stream_content_type,

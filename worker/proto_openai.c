@@ -21,6 +21,7 @@
 #include "worker/seq.h"
 #include "common/jscan.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -1209,13 +1210,10 @@ static int openai_write_request(struct bb_arena *a, const struct bb_ir_request *
                                 const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                 struct bb_err *err)
 {
-    snprintf(out->path, sizeof out->path, "/v1/chat/completions");
+    snprintf(out->path, sizeof out->path, "%s", bb_proto_openai.path);
     const char *key = ctx->provider ? ctx->provider->api_key : NULL;
-    if (key && strpbrk(key, "\r\n"))
-        return bb_err_set(err, "provider %s: api key contains a line break",
-                          ctx->provider->name ? ctx->provider->name : "?");
     if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
-        (key && *key && evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n", key) < 0))
+        bb_proto_bearer(out->headers, key) < 0)
         return bb_err_set(err, "out of memory writing the upstream headers");
     struct wr w = {.a = a, .err = err, .ctx = ctx};
     json_object *root = json_object_new_object();
@@ -2114,12 +2112,38 @@ static int openai_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_c
     return d_done(&x);
 }
 
+/* OpenAI's final usage chunk ({"choices":[], "usage":{…}}): what busbar asked for itself. */
+static bool openai_usage_only(const struct bb_frame *f)
+{
+    if (!f->data || !memmem(f->data, f->data_len, "\"usage\"", 7))
+        return false;
+    struct bb_jscan_field fl[2] = {{.key = "choices"}, {.key = "usage"}};
+    struct bb_err err;
+    if (bb_jscan_object(f->data, f->data_len, fl, 2, 128, &err) < 0 || fl[0].type != BB_JARRAY ||
+        fl[1].type != BB_JOBJECT)
+        return false;
+    for (size_t i = 1; i + 1 < fl[0].len; i++) /* "[" whitespace "]" */
+        if (!isspace((unsigned char)f->data[fl[0].off + i]))
+            return false;
+    return true;
+}
+
+static const char *const affinity_members[] = {"messages", NULL};
+
 const struct bb_proto_ops bb_proto_openai = {
     .id = BB_PROTO_OPENAI,
     .name = "openai",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .path = "/v1/chat/completions",
+    .auth_headers = bb_proto_bearer,
+    .probe_path = "/v1/models",
+    .tool_id_prefix = "call_",
+    .stream_member = "stream",
+    .affinity_members = affinity_members,
+    .stream_usage = {"stream_options", "include_usage",
+                     "\"stream_options\":{\"include_usage\":true},", openai_usage_only},
     .read_request = openai_read_request,
     .write_response = openai_write_response,
     .stream_content_type = openai_stream_content_type,

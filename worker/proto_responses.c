@@ -2095,13 +2095,12 @@ static int write_request(struct bb_arena *a, const struct bb_ir_request *ir,
 {
     if (!ctx || !ctx->lane || !ctx->provider)
         return bb_err_set(err, "openai-responses egress: no lane or provider");
-    snprintf(out->path, sizeof out->path, "/v1/responses");
+    snprintf(out->path, sizeof out->path, "%s", bb_proto_responses.path);
     if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0)
         return bb_err_set(err, "out of memory");
     if (ctx->stream && evbuffer_add_printf(out->headers, "Accept: text/event-stream\r\n") < 0)
         return bb_err_set(err, "out of memory");
-    if (ctx->provider->api_key && evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n",
-                                                      ctx->provider->api_key) < 0)
+    if (bb_proto_bearer(out->headers, ctx->provider->api_key) < 0)
         return bb_err_set(err, "out of memory");
     json_object *body = json_object_new_object();
     if (!body)
@@ -2697,12 +2696,20 @@ static int responses_answer_check(const char *body, size_t len, struct bb_proto_
     return 0;
 }
 
+static const char *const affinity_members[] = {"instructions", NULL};
+
 const struct bb_proto_ops bb_proto_responses = {
     .id = BB_PROTO_RESPONSES,
     .name = "responses",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .path = "/v1/responses",
+    .auth_headers = bb_proto_bearer,
+    .probe_path = "/v1/models",
+    .tool_id_prefix = "call_",
+    .stream_member = "stream",
+    .affinity_members = affinity_members,
     .read_request = read_request,
     .write_response = write_response,
     .stream_content_type = stream_content_type,

@@ -23,7 +23,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "common/jscan.h"
 #include "common/log.h"
 #include "common/sse.h"
 #include "worker/attempt.h"
@@ -38,7 +37,6 @@
 #define ERRBODY_MAX (64u << 10) /* upstream error bodies kept for classification and relay */
 #define FRAME_MAX (4u << 20)    /* one stream frame */
 #define OUT_PAUSE_AT (1u << 20) /* client output backlog that pauses the upstream */
-#define JSON_DEPTH_MAX 128
 
 static struct bb_attempt *att_check(void *arg)
 {
@@ -305,7 +303,7 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev_in)
     struct bb_ir_event ev = *ev_in;
     if (ev.type == BB_IR_EV_BLOCK_START && ev.block_type == BB_IR_TOOL_USE &&
         a->egress != req->ingress)
-        ev.id = bb_ir_id_wrap(fc->scratch, req->ingress, ev_in->id);
+        ev.id = bb_ir_id_wrap(fc->scratch, a->iops->tool_id_prefix, ev_in->id);
     if (a->continuation) {
         int r = cont_map(&rs->cont, &ev, fc->scratch, a->enc, a->iops, a->pending);
         if (r)
@@ -314,28 +312,6 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev_in)
     if (rs->cont.enabled)
         bb_relay_cont_track(&rs->cont, &ev);
     return a->iops->enc_event(a->enc, fc->scratch, &ev, a->pending) < 0 ? -1 : 0;
-}
-
-/* "[ ]": a JSON array value with nothing in it. */
-static bool empty_array(const char *p, size_t n)
-{
-    for (size_t i = 1; i + 1 < n; i++)
-        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
-            return false;
-    return true;
-}
-
-/* OpenAI's final usage chunk ({"choices":[], "usage":{…}}), which busbar asked for itself. */
-static bool usage_only_chunk(const struct bb_frame *f)
-{
-    if (!f->data || !memmem(f->data, f->data_len, "\"usage\"", 7))
-        return false;
-    struct bb_jscan_field fl[2] = {{.key = "choices"}, {.key = "usage"}};
-    struct bb_err err;
-    if (bb_jscan_object(f->data, f->data_len, fl, 2, JSON_DEPTH_MAX, &err) < 0)
-        return false;
-    return fl[0].type == BB_JARRAY && fl[1].type == BB_JOBJECT &&
-           empty_array(f->data + fl[0].off, fl[0].len);
 }
 
 /* Run the decoder on one frame, or (f NULL) let it finish a stream that ended without its
@@ -370,7 +346,7 @@ static int handle_frame(struct bb_attempt *a, const struct bb_frame *f, const vo
     } else if (a->seen < BB_SEEN_CONTENT) {
         a->seen = BB_SEEN_CONTENT; /* no decoder: every frame counts */
     }
-    if (a->verbatim && !(a->strip_usage_chunk && usage_only_chunk(f)))
+    if (a->verbatim && !(a->strip_usage_chunk && a->eops->stream_usage.usage_only(f)))
         evbuffer_add(a->pending, raw, raw_len);
     if (a->state == BB_ATT_HOLD && a->seen >= BB_SEEN_CONTENT) {
         uint32_t hold = a->req->pool >= 0 && !a->continuation
@@ -524,7 +500,7 @@ static void answer_end(struct bb_attempt *a)
     }
     bb_meter_usage(req, &resp.usage);
     if (a->egress != req->ingress)
-        bb_ir_response_wrap_ids(&req->arena, &resp, req->ingress);
+        bb_ir_response_wrap_ids(&req->arena, &resp, a->iops->tool_id_prefix);
     struct evbuffer *out = evbuffer_new();
     if (!out || a->iops->write_response(&req->arena, &resp, &rs->ictx, out) < 0) {
         if (out)

@@ -224,8 +224,7 @@ static void test_read_request_errors(void **state)
         const char *body, *error;
     } cases[] = {
         {"not json", "request body: invalid JSON ("},
-        {"{\"model\":\"m\",\"messages\":[]} x",
-         "request body: invalid JSON (trailing characters"},
+        {"{\"model\":\"m\",\"messages\":[]} x", "request body: invalid JSON (trailing characters"},
         {"{\"model\":\"m\"", "request body: invalid JSON (unexpected end of input"},
         {"null\n", "request body: expected a JSON object, got null"},
         {"[]", "the request body must be a JSON object"},
@@ -608,11 +607,6 @@ static void test_write_request_errors(void **state)
     egress_init(&e, false, "k");
     assert_int_equal(ops()->write_request(&a, &ir2, &e.ctx, &e.req, &err), -1);
     assert_string_equal(err.msg, "response_format.json_schema.schema: not a JSON object");
-    egress_free(&e);
-
-    egress_init(&e, false, "k\r\nX-Evil: 1");
-    assert_int_equal(ops()->write_request(&a, &ir2, &e.ctx, &e.req, &err), -1);
-    assert_string_equal(err.msg, "provider openai: api key contains a line break");
     egress_free(&e);
     bb_arena_free(&a);
 }

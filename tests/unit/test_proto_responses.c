@@ -755,7 +755,8 @@ static void test_read_request_errors(void **state)
         const char *body, *err;
     } cases[] = {
         {"not json", "request body: invalid JSON ("},
-        {"{\"model\":\"m\",\"input\":\"x\"} trailing", "request body: invalid JSON (trailing characters"},
+        {"{\"model\":\"m\",\"input\":\"x\"} trailing",
+         "request body: invalid JSON (trailing characters"},
         {"[]", "request body: expected a JSON object"},
         {"{\"model\":\"m\"}", "input: required"},
         {"{\"input\":\"hi\"}", "model: required"},

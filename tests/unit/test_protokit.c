@@ -15,6 +15,7 @@
 
 #include "worker/json.h"
 #include "worker/media.h"
+#include "worker/proto.h"
 #include "worker/rd.h"
 #include "worker/seq.h"
 
@@ -297,6 +298,59 @@ static void test_media(void **state)
     bb_arena_free(&a);
 }
 
+/* The envelope each module declares: the header lines its key is sent in (none without a
+ * key, apart from an API version header), a probe path, a tool-id shape, and its framing
+ * decides the Accept header. */
+static void test_envelope(void **state)
+{
+    (void)state;
+    static const struct {
+        enum bb_proto p;
+        const char *path, *auth, *probe, *prefix;
+    } want[] = {
+        {BB_PROTO_OPENAI, "/v1/chat/completions", "Authorization: Bearer k\r\n", "/v1/models",
+         "call_"},
+        {BB_PROTO_RESPONSES, "/v1/responses", "Authorization: Bearer k\r\n", "/v1/models", "call_"},
+        {BB_PROTO_ANTHROPIC, "/v1/messages", "x-api-key: k\r\nanthropic-version: 2023-06-01\r\n",
+         "/v1/models", "toolu_"},
+        {BB_PROTO_GEMINI, NULL, "x-goog-api-key: k\r\n", "/v1beta/models", ""},
+        {BB_PROTO_BEDROCK, NULL, "Authorization: Bearer k\r\n", "/", "tooluse_"},
+        {BB_PROTO_COHERE, "/v2/chat", "Authorization: Bearer k\r\n", "/v1/models", ""},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const struct bb_proto_ops *o = bb_proto_get(want[i].p);
+        assert_non_null(o->name);
+        if (want[i].path)
+            assert_string_equal(o->path, want[i].path);
+        else
+            assert_null(o->path);
+        assert_string_equal(o->probe_path, want[i].probe);
+        assert_string_equal(o->tool_id_prefix, want[i].prefix);
+        struct evbuffer *b = evbuffer_new();
+        assert_int_equal(o->auth_headers(b, "k"), 0);
+        size_t n = evbuffer_get_length(b);
+        assert_int_equal(n, strlen(want[i].auth));
+        assert_memory_equal(evbuffer_pullup(b, -1), want[i].auth, n);
+        evbuffer_drain(b, n);
+        assert_int_equal(o->auth_headers(b, NULL), 0); /* no key: no key header */
+        const char *nokey = want[i].p == BB_PROTO_ANTHROPIC ? strchr(want[i].auth, '\n') + 1 : "";
+        n = evbuffer_get_length(b);
+        assert_int_equal(n, strlen(nokey));
+        if (n)
+            assert_memory_equal(evbuffer_pullup(b, -1), nokey, n);
+        evbuffer_free(b);
+        assert_string_equal(bb_proto_accept(o, false), "application/json");
+        assert_string_equal(bb_proto_accept(o, true), want[i].p == BB_PROTO_BEDROCK
+                                                          ? "application/vnd.amazon.eventstream"
+                                                          : "text/event-stream");
+    }
+    /* an AWS key pair signs the body instead: no header from the envelope */
+    struct evbuffer *b = evbuffer_new();
+    assert_int_equal(bb_proto_get(BB_PROTO_BEDROCK)->auth_headers(b, "AKID:SECRET"), 0);
+    assert_int_equal(evbuffer_get_length(b), 0);
+    evbuffer_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_vector),
         cmocka_unit_test(test_sse_send),
         cmocka_unit_test(test_media),
+        cmocka_unit_test(test_envelope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

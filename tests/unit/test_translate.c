@@ -146,7 +146,7 @@ static void test_requests(void **state)
             const struct bb_proto_ops *xo = bb_proto_get(x), *yo = bb_proto_get(y);
             int rc = xo->read_request ? xo->read_request(&a, body, len, "p", &ir, &err) : -1;
             if (rc == 0) {
-                bb_ir_ids_unwrap(&ir, x);
+                bb_ir_ids_unwrap(&ir, xo->tool_id_prefix);
                 struct bb_provider pv = provider(y);
                 struct bb_lane l = lane();
                 struct bb_dropped dropped = {0};
@@ -217,7 +217,7 @@ static void test_responses(void **state)
             int rc = yo->read_response ? yo->read_response(&a, body, len, &r, &err) : -1;
             if (rc == 0) {
                 if (x != y)
-                    bb_ir_response_wrap_ids(&a, &r, x);
+                    bb_ir_response_wrap_ids(&a, &r, bb_proto_get(x)->tool_id_prefix);
                 struct evbuffer *w = evbuffer_new();
                 rc = xo->write_response ? xo->write_response(&a, &r, &ictx, w) : -1;
                 size_t wl = evbuffer_get_length(w);
@@ -258,7 +258,7 @@ static int on_event(void *arg, const struct bb_ir_event *ev)
     struct pipe *p = arg;
     struct bb_ir_event copy = *ev;
     if (ev->type == BB_IR_EV_BLOCK_START && ev->block_type == BB_IR_TOOL_USE && p->x != p->y)
-        copy.id = bb_ir_id_wrap(p->scratch, p->x, ev->id);
+        copy.id = bb_ir_id_wrap(p->scratch, bb_proto_get(p->x)->tool_id_prefix, ev->id);
     return p->xo->enc_event(p->enc, p->scratch, &copy, p->out) < 0 ? -1 : 0;
 }
 
