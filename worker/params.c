@@ -387,14 +387,22 @@ static void range_text(const struct bb_param *p, char *buf, size_t cap)
 size_t bb_params_doc(const struct bb_param *t, size_t n, char *buf, size_t cap)
 {
     static const char *const kinds[] = {"integer", "integer", "number", "array of strings"};
+    static const char head[] = "| Member | IR field | Type | Range | Direction | Note |\n"
+                               "|---|---|---|---|---|---|\n";
     size_t len = 0;
     if (cap)
         buf[0] = '\0';
+    int h = snprintf(buf, cap, "%s", head);
+    if (h > 0)
+        len = (size_t)h;
     for (size_t i = 0; i < n; i++) {
         const struct bb_param *p = &t[i];
         char range[64], wire[96];
         range_text(p, range, sizeof range);
-        snprintf(wire, sizeof wire, p->wire ? "`%s`" : "—", p->wire);
+        if (p->wire)
+            snprintf(wire, sizeof wire, "`%s`", p->wire);
+        else
+            snprintf(wire, sizeof wire, "—");
         const char *dir = (p->flags & BB_PF_IN) && (p->flags & BB_PF_OUT) ? "read, written"
                           : p->flags & BB_PF_IN                           ? "read"
                           : p->flags & BB_PF_OUT                          ? "written"

@@ -94,7 +94,8 @@ void bb_params_write(json_object *root, const struct bb_param *t, size_t n,
                      const struct bb_ir_request *ir, struct bb_arena *a,
                      const struct bb_egress_ctx *ctx, bb_param_hook hook, void *arg);
 
-/* The docs rows of a table: one Markdown table row per row of t, "| `wire` | field | ... |". */
+/* The docs table of t in Markdown: a header, then one row per row of t ("| `wire` | `field` |
+ * type | range | direction | note |"). Returns the length written (truncated to cap - 1). */
 size_t bb_params_doc(const struct bb_param *t, size_t n, char *buf, size_t cap);
 
 #endif

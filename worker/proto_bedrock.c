@@ -54,7 +54,7 @@ static const struct bb_param param_rows[] = {
      "blank sequences dropped for Claude"},
     {"additionalModelRequestFields.top_k", BB_IRP_TOP_K, BB_PF_IN | BB_PF_OUT, 0, 0,
      "Claude models only; dropped with thinking"},
-    {"additionalModelRequestFields.topK", BB_IRP_TOP_K, BB_PF_IN, 0, 0, "alias"},
+    {"additionalModelRequestFields.topK", BB_IRP_TOP_K, BB_PF_IN, 0, 0, "the camelCase spelling"},
     {NULL, BB_IRP_SEED, 0, 0, 0, ""},
     {NULL, BB_IRP_PRESENCE_PENALTY, 0, 0, 0, ""},
     {NULL, BB_IRP_FREQUENCY_PENALTY, 0, 0, 0, ""},

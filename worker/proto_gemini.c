@@ -45,23 +45,26 @@
  * also takes snake_case names: those rows are read-only aliases. */
 static const struct bb_param param_rows[] = {
     {"generationConfig.maxOutputTokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
-    {"generationConfig.max_output_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN, 0, 0, "alias"},
+    {"generationConfig.max_output_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN, 0, 0,
+     "the snake_case spelling"},
     {"generationConfig.temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
     {"generationConfig.topP", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
-    {"generationConfig.top_p", BB_IRP_TOP_P, BB_PF_IN, 0, 0, "alias"},
+    {"generationConfig.top_p", BB_IRP_TOP_P, BB_PF_IN, 0, 0, "the snake_case spelling"},
     {"generationConfig.topK", BB_IRP_TOP_K, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
-    {"generationConfig.top_k", BB_IRP_TOP_K, BB_PF_IN, 0, 0, "alias"},
+    {"generationConfig.top_k", BB_IRP_TOP_K, BB_PF_IN, 0, 0, "the snake_case spelling"},
     {"generationConfig.seed", BB_IRP_SEED, BB_PF_IN | BB_PF_OUT, 0, 0,
      "dropped when it does not fit Gemini's 32-bit seed"},
     {"generationConfig.stopSequences", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 5, ""},
-    {"generationConfig.stop_sequences", BB_IRP_STOP, BB_PF_IN, 0, 0, "alias"},
+    {"generationConfig.stop_sequences", BB_IRP_STOP, BB_PF_IN, 0, 0, "the snake_case spelling"},
     {"generationConfig.presencePenalty", BB_IRP_PRESENCE_PENALTY, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
-    {"generationConfig.presence_penalty", BB_IRP_PRESENCE_PENALTY, BB_PF_IN, 0, 0, "alias"},
+    {"generationConfig.presence_penalty", BB_IRP_PRESENCE_PENALTY, BB_PF_IN, 0, 0,
+     "the snake_case spelling"},
     {"generationConfig.frequencyPenalty", BB_IRP_FREQUENCY_PENALTY, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
-    {"generationConfig.frequency_penalty", BB_IRP_FREQUENCY_PENALTY, BB_PF_IN, 0, 0, "alias"},
+    {"generationConfig.frequency_penalty", BB_IRP_FREQUENCY_PENALTY, BB_PF_IN, 0, 0,
+     "the snake_case spelling"},
     {"generationConfig.candidateCount", BB_IRP_N, BB_PF_IN | BB_PF_OUT, 0, 0,
      "only 1 is asked for (the IR carries candidate 0): above 1 it is dropped"},
-    {"generationConfig.candidate_count", BB_IRP_N, BB_PF_IN, 0, 0, "alias"},
+    {"generationConfig.candidate_count", BB_IRP_N, BB_PF_IN, 0, 0, "the snake_case spelling"},
 };
 #define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
 
