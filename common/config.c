@@ -37,7 +37,13 @@
 /* ---- protocol names ---------------------------------------------------------------------- */
 
 static const char *const proto_names[] = {
-#define X(id, name) name,
+#define X(id, name, module) name,
+    BB_PROTO_LIST(X)
+#undef X
+};
+
+static const char *const proto_modules[] = {
+#define X(id, name, module) #module,
     BB_PROTO_LIST(X)
 #undef X
 };
@@ -54,8 +60,9 @@ int bb_proto_from_name(const char *name)
     for (int i = 0; i < BB_PROTO__COUNT; i++)
         if (!strcmp(name, proto_names[i]))
             return i;
-    if (!strcmp(name, "responses"))
-        return BB_PROTO_RESPONSES;
+    for (int i = 0; i < BB_PROTO__COUNT; i++)
+        if (!strcmp(name, proto_modules[i]))
+            return i;
     return -1;
 }
 
@@ -986,10 +993,15 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
             struct sugg sg = {0};
             char sb[128];
             sugg_array(&sg, s, proto_names, BB_PROTO__COUNT, sizeof *proto_names);
-            err_at(l, d, v,
-                   "%s: unknown protocol '%s' (expected openai, openai-responses, anthropic, "
-                   "gemini, bedrock or cohere)%s",
-                   kp, s, sugg_text(&sg, sb, sizeof sb));
+            char names[256] = "";
+            for (int i = 0; i < BB_PROTO__COUNT; i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                         i == 0                     ? ""
+                         : i == BB_PROTO__COUNT - 1 ? " or "
+                                                    : ", ",
+                         proto_names[i]);
+            err_at(l, d, v, "%s: unknown protocol '%s' (expected %s)%s", kp, s, names,
+                   sugg_text(&sg, sb, sizeof sb));
             p->protocol = -2;
         }
     }
@@ -1088,7 +1100,7 @@ static int add_provider(struct ld *l, const char *name)
     p->pos = bb_cdoc_pos(at->d, at->key);
 
     int proto = o && o->protocol != -1 ? o->protocol : k ? k->protocol : -1;
-    p->protocol = proto >= 0 ? (enum bb_proto)proto : BB_PROTO_OPENAI;
+    p->protocol = proto >= 0 ? (enum bb_proto)proto : BB_PROTO_DEFAULT;
     struct pdef *bu = o && o->base_url ? o : k && k->base_url ? k : NULL;
     if (bu) {
         p->base_url = bb_xstrdup(bu->base_url);

@@ -231,7 +231,7 @@ void bb_proxy_handle(struct bb_request *req)
     rs->ictx.request_id = req->id;
     rs->ictx.model = rs->model;
     rs->ictx.created = (int64_t)time(NULL);
-    rs->ictx.gemini_sse = req->gemini_sse;
+    rs->ictx.route_flags = req->route_flags;
     rs->cont.open_text = -1;
 
     size_t ml = strlen(rs->model);

@@ -41,10 +41,10 @@ struct bb_conn {
     struct event *timer;
     enum conn_state state;
     bool tls;
-    bool got_bytes;         /* some bytes of the current request head arrived */
+    bool got_bytes; /* some bytes of the current request head arrived */
     struct bb_request *req;
     /* body being read */
-    uint64_t body_need;     /* Content-Length mode: bytes still expected */
+    uint64_t body_need; /* Content-Length mode: bytes still expected */
     bool body_chunked;
     struct bb_chunked chunked;
     struct evbuffer *body_buf;
@@ -104,8 +104,7 @@ static void conn_free(struct bb_conn *c)
     bb_worker_conn_closed(w);
 }
 
-void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
-                    int salen)
+void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
     (void)sa;
     (void)salen;
@@ -176,7 +175,7 @@ static void conn_fail_raw(struct bb_conn *c, int status, const char *msg)
 {
     char body[1024], head[256];
     enum bb_errkind k = bb_errkind_from_status(status);
-    size_t blen = bb_errors_render(BB_PROTO_OPENAI, k, msg, body, sizeof body);
+    size_t blen = bb_errors_render(BB_PROTO_DEFAULT, k, msg, body, sizeof body);
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
@@ -523,8 +522,7 @@ void bb_http_respond_full(struct bb_request *req, int status, const char *conten
                           const char *extra_headers, const void *body, size_t len)
 {
     bb_http_respond_head(req, status, content_type, extra_headers,
-                         extra_headers ? strlen(extra_headers) : 0, BB_BODY_LENGTH,
-                         (int64_t)len);
+                         extra_headers ? strlen(extra_headers) : 0, BB_BODY_LENGTH, (int64_t)len);
     bb_http_respond_body(req, body, len);
     bb_http_respond_end(req);
 }

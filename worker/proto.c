@@ -12,14 +12,25 @@
 #include "common/jscan.h"
 
 static const struct bb_proto_ops *const registry[BB_PROTO__COUNT] = {
-    [BB_PROTO_OPENAI] = &bb_proto_openai,       [BB_PROTO_RESPONSES] = &bb_proto_responses,
-    [BB_PROTO_ANTHROPIC] = &bb_proto_anthropic, [BB_PROTO_GEMINI] = &bb_proto_gemini,
-    [BB_PROTO_BEDROCK] = &bb_proto_bedrock,     [BB_PROTO_COHERE] = &bb_proto_cohere,
+#define X(id, name, module) [BB_PROTO_##id] = &bb_proto_##module,
+    BB_PROTO_LIST(X)
+#undef X
 };
 
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p)
 {
     return (unsigned)p < BB_PROTO__COUNT ? registry[p] : NULL;
+}
+
+bool bb_path_starts(const char *path, const char *prefix)
+{
+    return strncmp(path, prefix, strlen(prefix)) == 0;
+}
+
+bool bb_path_ends(const char *path, size_t len, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return len >= k && memcmp(path + len - k, suffix, k) == 0;
 }
 
 const char *bb_proto_accept(const struct bb_proto_ops *ops, bool stream)

@@ -56,7 +56,15 @@ struct bb_ingress_ctx {
     const char *model;      /* the model name the client sent (pool or lane) */
     int64_t created;        /* unix seconds at request start */
     bool include_usage;     /* OpenAI stream_options.include_usage */
-    bool gemini_sse;        /* Gemini ingress with ?alt=sse (else a JSON array stream) */
+    unsigned route_flags;   /* what the module's match_route said (Gemini: ?alt=sse) */
+};
+
+/* What a route that names the model in its path gives (ops->match_route). */
+struct bb_proto_route {
+    const char *model; /* the model as it is in the path (URL-encoded), model_len bytes */
+    size_t model_len;
+    int stream;     /* -1: the body says; 0/1: the path says (":streamGenerateContent") */
+    unsigned flags; /* the module's own (carried to bb_ingress_ctx.route_flags) */
 };
 
 /* The fields a writer could not carry on one hop (x-busbar-dropped-fields), by the name the
@@ -91,6 +99,7 @@ struct bb_proto_error {
 };
 
 struct bb_param;
+struct json_object;
 
 /* How busbar meters a stream of a protocol whose streams carry usage only when asked
  * (OpenAI's stream_options.include_usage); all NULL for protocols that always report it. */
@@ -113,7 +122,25 @@ struct bb_proto_ops {
     const struct bb_param *params;
     size_t n_params;
 
-    /* ---- the envelope: what an HTTP exchange of this protocol looks like ---- */
+    /* ---- the ingress envelope: how a client reaches busbar in this protocol ---- */
+
+    /* Path of the POST route whose body names the model ("/v1/chat/completions"); NULL when
+     * the protocol has none. */
+    const char *route;
+    /* Routes that carry the model in the path ("/v1beta/models/{m}:generateContent"): 1 when
+     * path (len bytes, without the query) is one, out filled; 0 otherwise. NULL: none. */
+    int (*match_route)(const char *path, size_t len, const char *query, struct bb_proto_route *out);
+    /* Does a path busbar does not serve look like this protocol's (its 404 is then in this
+     * dialect)? NULL: never; a path nobody claims gets BB_PROTO_DEFAULT's. */
+    bool (*claims_path)(const char *path);
+    /* The model list (GET models_path): the body listing names[0..n) (pools, then lanes).
+     * Several protocols may share a path: the one whose models_header the request carries
+     * answers, else the one without a models_header. NULL: no list. */
+    const char *models_path;
+    const char *models_header;
+    struct json_object *(*models_list)(const char *const *names, size_t n);
+
+    /* ---- the egress envelope: what a request to a provider of this protocol looks like ---- */
 
     /* Egress path (after the provider's base path) when the model is in the body, stream or
      * not, e.g. "/v1/chat/completions"; NULL when the path names the model (write_request
@@ -234,6 +261,10 @@ int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len
 /* The module for a protocol. */
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p);
 
+/* Path helpers for match_route and claims_path. */
+bool bb_path_starts(const char *path, const char *prefix);
+bool bb_path_ends(const char *path, size_t len, const char *suffix);
+
 /* Accept header value of an egress request: the protocol's stream media type, or JSON. */
 const char *bb_proto_accept(const struct bb_proto_ops *ops, bool stream);
 /* The framing a client of ops gets for ctx. */
@@ -251,11 +282,9 @@ void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const ch
 /* The dropped fields, comma-separated, into buf (truncated at a name boundary); 0 = none. */
 size_t bb_proto_dropped_text(const struct bb_dropped *d, char *buf, size_t cap);
 
-extern const struct bb_proto_ops bb_proto_openai;
-extern const struct bb_proto_ops bb_proto_responses;
-extern const struct bb_proto_ops bb_proto_anthropic;
-extern const struct bb_proto_ops bb_proto_gemini;
-extern const struct bb_proto_ops bb_proto_bedrock;
-extern const struct bb_proto_ops bb_proto_cohere;
+/* Each registered module's ops (common/config.h BB_PROTO_LIST): bb_proto_openai, ... */
+#define X(id, name, module) extern const struct bb_proto_ops bb_proto_##module;
+BB_PROTO_LIST(X)
+#undef X
 
 #endif

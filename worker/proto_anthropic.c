@@ -2036,6 +2036,45 @@ static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event
 }
 
 static const char *const forward_headers[] = {"anthropic-beta", NULL};
+/* ---- the ingress envelope ---- */
+
+/* /{pool-or-model}/v1/messages: the model in the path wins over the body's. */
+static int anthropic_match_route(const char *p, size_t n, const char *query,
+                                 struct bb_proto_route *out)
+{
+    (void)query;
+    if (n <= 13 || !bb_path_ends(p, n, "/v1/messages"))
+        return 0;
+    out->model = p + 1;
+    out->model_len = n - 1 - 12;
+    return 1;
+}
+
+static bool anthropic_claims_path(const char *path)
+{
+    return bb_path_ends(path, strlen(path), "/v1/messages");
+}
+
+/* GET /v1/models with anthropic-version: {"data":[{type, id, display_name, created_at}],
+ * "has_more":false, "first_id", "last_id"} */
+static json_object *anthropic_models_list(const char *const *names, size_t n)
+{
+    json_object *root = json_object_new_object(), *data = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "type", json_object_new_string("model"));
+        json_object_object_add(m, "id", json_object_new_string(names[i]));
+        json_object_object_add(m, "display_name", json_object_new_string(names[i]));
+        json_object_object_add(m, "created_at", json_object_new_string("1970-01-01T00:00:00Z"));
+        json_object_array_add(data, m);
+    }
+    json_object_object_add(root, "data", data);
+    json_object_object_add(root, "has_more", json_object_new_boolean(0));
+    json_object_object_add(root, "first_id", n ? json_object_new_string(names[0]) : NULL);
+    json_object_object_add(root, "last_id", n ? json_object_new_string(names[n - 1]) : NULL);
+    return root;
+}
+
 static const char *const affinity_members[] = {"system", "messages", NULL};
 
 const struct bb_proto_ops bb_proto_anthropic = {
@@ -2044,6 +2083,12 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .route = "/v1/messages",
+    .match_route = anthropic_match_route,
+    .claims_path = anthropic_claims_path,
+    .models_path = "/v1/models",
+    .models_header = "anthropic-version",
+    .models_list = anthropic_models_list,
     .path = "/v1/messages",
     .auth_headers = anthropic_auth_headers,
     .probe_path = "/v1/models",

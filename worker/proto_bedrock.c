@@ -2122,6 +2122,31 @@ static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_
     return dec_end(d, &o, NULL);
 }
 
+/* ---- the ingress envelope ---- */
+
+/* /model/{id}/converse and /model/{id}/converse-stream. */
+static int bedrock_match_route(const char *p, size_t n, const char *query,
+                               struct bb_proto_route *out)
+{
+    (void)query;
+    if (!bb_path_starts(p, "/model/"))
+        return 0;
+    if (bb_path_ends(p, n, "/converse-stream"))
+        out->stream = 1;
+    else if (bb_path_ends(p, n, "/converse"))
+        out->stream = 0;
+    else
+        return 0;
+    out->model = p + 7;
+    out->model_len = n - 7 - (out->stream ? 16 : 9);
+    return 1;
+}
+
+static bool bedrock_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/model/");
+}
+
 static const char *const affinity_members[] = {"system", "messages", NULL};
 
 const struct bb_proto_ops bb_proto_bedrock = {
@@ -2130,6 +2155,8 @@ const struct bb_proto_ops bb_proto_bedrock = {
     .framing = BB_FRAMING_EVENTSTREAM,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .match_route = bedrock_match_route,
+    .claims_path = bedrock_claims_path,
     .auth_headers = bedrock_auth_headers,
     .probe_path = "/",
     .probe_any_status = true, /* the runtime host lists nothing: any answer is reachable */

@@ -1931,6 +1931,11 @@ static int cohere_answer_check(const char *body, size_t len, struct bb_proto_err
     return 0;
 }
 
+static bool cohere_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/v2/");
+}
+
 static const char *const affinity_members[] = {"messages", NULL};
 
 const struct bb_proto_ops bb_proto_cohere = {
@@ -1939,6 +1944,8 @@ const struct bb_proto_ops bb_proto_cohere = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .route = "/v2/chat",
+    .claims_path = cohere_claims_path,
     .path = "/v2/chat",
     .auth_headers = bb_proto_bearer,
     .probe_path = "/v1/models",

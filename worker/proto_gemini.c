@@ -43,6 +43,9 @@
 
 /* The scalar parameters (worker/params.h; docs/protocols/gemini.md "Parameters"). The API
  * also takes snake_case names: those rows are read-only aliases. */
+/* bb_ingress_ctx.route_flags: the client asked for SSE (?alt=sse). */
+#define ROUTE_SSE 1u
+
 static const struct bb_param param_rows[] = {
     {"generationConfig.maxOutputTokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
     {"generationConfig.max_output_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN, 0, 0,
@@ -1773,7 +1776,7 @@ static int gemini_write_response(struct bb_arena *a, const struct bb_ir_response
 
 static const char *gemini_stream_content_type(const struct bb_ingress_ctx *ctx)
 {
-    return ctx && ctx->gemini_sse ? "text/event-stream" : "application/json";
+    return ctx && (ctx->route_flags & ROUTE_SSE) ? "text/event-stream" : "application/json";
 }
 
 /* A tool-use block whose INPUT_JSON is buffered until BLOCK_STOP (Gemini calls are whole). */
@@ -1818,7 +1821,7 @@ static void gemini_enc_init(void *enc, const struct bb_ingress_ctx *ctx)
 {
     struct gem_enc *e = enc;
     memset(e, 0, sizeof *e);
-    e->sse = ctx && ctx->gemini_sse;
+    e->sse = ctx && (ctx->route_flags & ROUTE_SSE);
     if (ctx && ctx->request_id)
         snprintf(e->id, sizeof e->id, "%s", ctx->request_id);
     if (ctx && ctx->model)
@@ -2393,10 +2396,61 @@ static int gemini_answer_check(const char *body, size_t len, struct bb_proto_err
     return 0;
 }
 
+/* ---- the ingress envelope ---- */
+
+/* /v1beta/models/{m}:generateContent | :streamGenerateContent (also /v1/models/...); the
+ * stream is SSE with ?alt=sse, else one JSON array. */
+static int gemini_match_route(const char *p, size_t n, const char *query,
+                              struct bb_proto_route *out)
+{
+    const char *start = bb_path_starts(p, "/v1beta/models/") ? p + 15
+                        : bb_path_starts(p, "/v1/models/")   ? p + 11
+                                                             : NULL;
+    const char *colon = start ? memchr(start, ':', n - (size_t)(start - p)) : NULL;
+    if (!colon)
+        return 0;
+    if (strcmp(colon, ":generateContent") == 0)
+        out->stream = 0;
+    else if (strcmp(colon, ":streamGenerateContent") == 0)
+        out->stream = 1;
+    else
+        return 0;
+    out->model = start;
+    out->model_len = (size_t)(colon - start);
+    out->flags =
+        query && (strstr(query, "alt=sse") == query || strstr(query, "&alt=sse")) ? ROUTE_SSE : 0;
+    return 1;
+}
+
+static bool gemini_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/v1beta/") || strstr(path, ":generateContent") ||
+           strstr(path, ":streamGenerateContent");
+}
+
+/* GET /v1beta/models: {"models":[{name:"models/<n>", displayName, supportedGenerationMethods}]} */
+static json_object *gemini_models_list(const char *const *names, size_t n)
+{
+    json_object *root = json_object_new_object(), *models = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        char full[256];
+        snprintf(full, sizeof full, "models/%s", names[i]);
+        json_object *m = json_object_new_object(), *methods = json_object_new_array();
+        json_object_array_add(methods, json_object_new_string("generateContent"));
+        json_object_array_add(methods, json_object_new_string("streamGenerateContent"));
+        json_object_object_add(m, "name", json_object_new_string(full));
+        json_object_object_add(m, "displayName", json_object_new_string(names[i]));
+        json_object_object_add(m, "supportedGenerationMethods", methods);
+        json_object_array_add(models, m);
+    }
+    json_object_object_add(root, "models", models);
+    return root;
+}
+
 /* Without ?alt=sse a client's stream is one JSON array. */
 static enum bb_framing gemini_client_framing(const struct bb_ingress_ctx *ctx)
 {
-    return ctx && ctx->gemini_sse ? BB_FRAMING_SSE : BB_FRAMING_JSON_ARRAY;
+    return ctx && (ctx->route_flags & ROUTE_SSE) ? BB_FRAMING_SSE : BB_FRAMING_JSON_ARRAY;
 }
 
 static const char *const affinity_members[] = {"systemInstruction", "contents", NULL};
@@ -2407,6 +2461,10 @@ const struct bb_proto_ops bb_proto_gemini = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .match_route = gemini_match_route,
+    .claims_path = gemini_claims_path,
+    .models_path = "/v1beta/models",
+    .models_list = gemini_models_list,
     .auth_headers = gemini_auth_headers,
     .probe_path = "/v1beta/models",
     .tool_id_prefix = "",

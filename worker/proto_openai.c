@@ -2128,6 +2128,23 @@ static bool openai_usage_only(const struct bb_frame *f)
     return true;
 }
 
+/* GET /v1/models: {"object":"list","data":[{id, object:"model", created:0, owned_by}]} */
+static json_object *openai_models_list(const char *const *names, size_t n)
+{
+    json_object *root = json_object_new_object(), *data = json_object_new_array();
+    json_object_object_add(root, "object", json_object_new_string("list"));
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "id", json_object_new_string(names[i]));
+        json_object_object_add(m, "object", json_object_new_string("model"));
+        json_object_object_add(m, "created", json_object_new_int64(0));
+        json_object_object_add(m, "owned_by", json_object_new_string("busbar"));
+        json_object_array_add(data, m);
+    }
+    json_object_object_add(root, "data", data);
+    return root;
+}
+
 static const char *const affinity_members[] = {"messages", NULL};
 
 const struct bb_proto_ops bb_proto_openai = {
@@ -2136,6 +2153,9 @@ const struct bb_proto_ops bb_proto_openai = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .route = "/v1/chat/completions",
+    .models_path = "/v1/models",
+    .models_list = openai_models_list,
     .path = "/v1/chat/completions",
     .auth_headers = bb_proto_bearer,
     .probe_path = "/v1/models",

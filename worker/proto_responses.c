@@ -2696,6 +2696,11 @@ static int responses_answer_check(const char *body, size_t len, struct bb_proto_
     return 0;
 }
 
+static bool responses_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/v1/responses");
+}
+
 static const char *const affinity_members[] = {"instructions", NULL};
 
 const struct bb_proto_ops bb_proto_responses = {
@@ -2704,6 +2709,8 @@ const struct bb_proto_ops bb_proto_responses = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .route = "/v1/responses",
+    .claims_path = responses_claims_path,
     .path = "/v1/responses",
     .auth_headers = bb_proto_bearer,
     .probe_path = "/v1/models",

@@ -228,13 +228,25 @@ static char *decode_sse(const char *sse, size_t len, size_t step, int *rc)
     return out;
 }
 
+/* The route flags of a client streaming with ?alt=sse, as the module's route gives them. */
+static unsigned sse_flags(void)
+{
+    static const char path[] = "/v1beta/models/m:streamGenerateContent";
+    struct bb_proto_route r = {0};
+    assert_int_equal(G->match_route(path, sizeof path - 1, "alt=sse", &r), 1);
+    assert_int_not_equal(r.flags, 0);
+    return r.flags;
+}
+
 /* Events (JSON lines) → encoder output, SSE or JSON array; finish = call enc_finish. */
 static char *encode_lines(const char *lines, bool sse, bool finish, size_t *len)
 {
     struct bb_arena a;
     bb_arena_init(&a, 0);
-    struct bb_ingress_ctx ctx = {
-        .request_id = "req-1", .model = "pool-gemini", .created = 1700000000, .gemini_sse = sse};
+    struct bb_ingress_ctx ctx = {.request_id = "req-1",
+                                 .model = "pool-gemini",
+                                 .created = 1700000000,
+                                 .route_flags = sse ? sse_flags() : 0};
     void *enc = calloc(1, G->enc_size);
     G->enc_init(enc, &ctx);
     struct evbuffer *out = evbuffer_new();
@@ -1230,7 +1242,7 @@ static void test_ops_table(void **state)
     assert_ptr_equal(bb_proto_get(BB_PROTO_GEMINI), G);
     assert_int_equal(G->id, BB_PROTO_GEMINI);
     assert_int_equal(G->framing, BB_FRAMING_SSE);
-    struct bb_ingress_ctx sse = {.gemini_sse = true}, arr = {.gemini_sse = false};
+    struct bb_ingress_ctx sse = {.route_flags = sse_flags()}, arr = {.route_flags = 0};
     assert_string_equal(G->stream_content_type(&sse), "text/event-stream");
     assert_string_equal(G->stream_content_type(&arr), "application/json");
     assert_non_null(G->enc_finish);

@@ -351,6 +351,123 @@ static void test_envelope(void **state)
     evbuffer_free(b);
 }
 
+/* Which module a path belongs to: its POST route, its model-in-path route (model, stream
+ * flag), or, for a path nobody serves, whose 404 it gets. */
+static int route_of(const char *path, const char *query, struct bb_proto_route *r)
+{
+    for (int p = 0; p < BB_PROTO__COUNT; p++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)p);
+        memset(r, 0, sizeof *r);
+        r->stream = -1;
+        if (o->route && strcmp(o->route, path) == 0)
+            return p;
+        if (o->match_route && o->match_route(path, strlen(path), query, r) == 1)
+            return p;
+    }
+    return -1;
+}
+
+static void test_routes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *query;
+        int proto;
+        const char *model;
+        int stream;
+    } want[] = {
+        {"/v1/chat/completions", NULL, BB_PROTO_OPENAI, NULL, -1},
+        {"/v1/responses", NULL, BB_PROTO_RESPONSES, NULL, -1},
+        {"/v1/messages", NULL, BB_PROTO_ANTHROPIC, NULL, -1},
+        {"/my-pool/v1/messages", NULL, BB_PROTO_ANTHROPIC, "my-pool", -1},
+        {"/v2/chat", NULL, BB_PROTO_COHERE, NULL, -1},
+        {"/v1beta/models/gemini-x:generateContent", NULL, BB_PROTO_GEMINI, "gemini-x", 0},
+        {"/v1/models/g%2Fy:streamGenerateContent", "alt=sse", BB_PROTO_GEMINI, "g%2Fy", 1},
+        {"/model/us.anthropic.claude/converse", NULL, BB_PROTO_BEDROCK, "us.anthropic.claude", 0},
+        {"/model/m/converse-stream", NULL, BB_PROTO_BEDROCK, "m", 1},
+        {"/v1beta/models/x:countTokens", NULL, -1, NULL, -1},
+        {"/model/m/invoke", NULL, -1, NULL, -1},
+        {"/v1/embeddings", NULL, -1, NULL, -1},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        struct bb_proto_route r;
+        int p = route_of(want[i].path, want[i].query, &r);
+        if (p != want[i].proto)
+            fail_msg("%s: protocol %d, want %d", want[i].path, p, want[i].proto);
+        if (p < 0)
+            continue;
+        if (want[i].model) {
+            assert_int_equal(r.model_len, strlen(want[i].model));
+            assert_memory_equal(r.model, want[i].model, r.model_len);
+        } else {
+            assert_null(r.model);
+        }
+        assert_int_equal(r.stream, want[i].stream);
+    }
+    struct bb_proto_route r;
+    route_of("/v1beta/models/g:streamGenerateContent", "key=k", &r);
+    unsigned json_array = r.flags;
+    route_of("/v1beta/models/g:streamGenerateContent", "key=k&alt=sse", &r);
+    assert_int_not_equal(r.flags, json_array); /* the SSE ask reaches the encoder */
+
+    /* unknown paths: whose error dialect (NULL claims: the default's) */
+    static const struct {
+        const char *path;
+        int proto;
+    } claims[] = {
+        {"/v1beta/cachedContents", BB_PROTO_GEMINI},
+        {"/model/x/invoke", BB_PROTO_BEDROCK},
+        {"/v2/embed", BB_PROTO_COHERE},
+        {"/v1/responses/r1", BB_PROTO_RESPONSES},
+        {"/x/v1/messages", BB_PROTO_ANTHROPIC},
+        {"/v1/embeddings", -1},
+    };
+    for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
+        int got = -1;
+        for (int p = 0; p < BB_PROTO__COUNT && got < 0; p++) {
+            const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)p);
+            if (o->claims_path && o->claims_path(claims[i].path))
+                got = p;
+        }
+        if (got != claims[i].proto)
+            fail_msg("%s: claimed by %d, want %d", claims[i].path, got, claims[i].proto);
+    }
+
+    /* model lists: OpenAI's and Anthropic's (by its header) at /v1/models, Gemini's */
+    static const char *const names[] = {"a", "b"};
+    static const struct {
+        int proto;
+        const char *path, *header, *body;
+    } lists[] = {
+        {BB_PROTO_OPENAI, "/v1/models", NULL,
+         "{\"object\":\"list\",\"data\":[{\"id\":\"a\",\"object\":\"model\",\"created\":0,"
+         "\"owned_by\":\"busbar\"},{\"id\":\"b\",\"object\":\"model\",\"created\":0,"
+         "\"owned_by\":\"busbar\"}]}"},
+        {BB_PROTO_ANTHROPIC, "/v1/models", "anthropic-version",
+         "{\"data\":[{\"type\":\"model\",\"id\":\"a\",\"display_name\":\"a\",\"created_at\":"
+         "\"1970-01-01T00:00:00Z\"},{\"type\":\"model\",\"id\":\"b\",\"display_name\":\"b\","
+         "\"created_at\":\"1970-01-01T00:00:00Z\"}],\"has_more\":false,\"first_id\":\"a\","
+         "\"last_id\":\"b\"}"},
+        {BB_PROTO_GEMINI, "/v1beta/models", NULL,
+         "{\"models\":[{\"name\":\"models/a\",\"displayName\":\"a\",\"supportedGenerationMethods\":"
+         "[\"generateContent\",\"streamGenerateContent\"]},{\"name\":\"models/b\",\"displayName\":"
+         "\"b\",\"supportedGenerationMethods\":[\"generateContent\",\"streamGenerateContent\"]}]}"},
+    };
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)lists[i].proto);
+        assert_string_equal(o->models_path, lists[i].path);
+        if (lists[i].header)
+            assert_string_equal(o->models_header, lists[i].header);
+        else
+            assert_null(o->models_header);
+        json_object *j = o->models_list(names, 2);
+        assert_string_equal(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE),
+                            lists[i].body);
+        json_object_put(j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_sse_send),
         cmocka_unit_test(test_media),
         cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
