@@ -111,6 +111,32 @@ struct bb_proto_stream_usage {
     bool (*usage_only)(const struct bb_frame *f);
 };
 
+/* One word of a protocol's error vocabulary: its error type for an HTTP status. */
+struct bb_proto_errtype {
+    int status;
+    const char *type;
+};
+
+/* The errors busbar itself answers with, in one protocol's shape (errors_http.c). */
+struct bb_proto_errors {
+    /* The error type by HTTP status ({429, "rate_limit_error"}); a status without a row takes
+     * its class's (the 400 or 500 row). NULL: busbar's own (errors_http.c, OpenAI's names). */
+    const struct bb_proto_errtype *types;
+    size_t n_types;
+    /* A budget refusal's (BB_ERR_QUOTA) own type where the status's would mislead
+     * (Anthropic billing_error), and its status when not the table's 429 (Bedrock: 400). */
+    const char *quota_type;
+    int quota_status;
+    /* The response header that names the type ("x-amzn-ErrorType"); NULL: none. */
+    const char *type_header;
+    /* Write the body into out: msg is a JSON string (quoted and escaped), type the protocol's
+     * type for the error, busbar_type and code busbar's own (errors_http.h, OpenAI's names)
+     * for shapes that carry them (code may be NULL). Returns what snprintf returns. NULL:
+     * OpenAI's {"error":{"message","type","param","code"}}. */
+    int (*body)(char *out, size_t cap, int status, const char *type, const char *busbar_type,
+                const char *code, const char *msg);
+};
+
 struct bb_proto_ops {
     enum bb_proto id;
     const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
@@ -139,6 +165,15 @@ struct bb_proto_ops {
     const char *models_path;
     const char *models_header;
     struct json_object *(*models_list)(const char *const *names, size_t n);
+    /* Where its clients put their busbar credential besides Authorization: Bearer: a header
+     * (accepted on every route, in registry order: SPEC §3.2), a query parameter (accepted on
+     * this protocol's routes), and the SigV4 service a signed Authorization is verified for
+     * (on this protocol's routes); NULL: none. */
+    const char *client_key_header;
+    const char *client_key_query;
+    const char *client_sigv4_service;
+    /* The shape of the errors busbar answers this protocol's clients with. */
+    struct bb_proto_errors errors;
 
     /* ---- the egress envelope: what a request to a provider of this protocol looks like ---- */
 

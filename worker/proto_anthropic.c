@@ -2075,6 +2075,34 @@ static json_object *anthropic_models_list(const char *const *names, size_t n)
     return root;
 }
 
+/* busbar's own errors in Anthropic's shape: {"type":"error","error":{type,message}}. */
+static const struct bb_proto_errtype error_types[] = {
+    {400, "invalid_request_error"},
+    {401, "authentication_error"},
+    {402, "billing_error"},
+    {403, "permission_error"},
+    {404, "not_found_error"},
+    {405, "invalid_request_error"},
+    {408, "invalid_request_error"},
+    {413, "request_too_large"},
+    {429, "rate_limit_error"},
+    {500, "api_error"},
+    {502, "api_error"},
+    {503, "overloaded_error"},
+    {504, "api_error"},
+    {529, "overloaded_error"},
+};
+
+static int anthropic_error_body(char *out, size_t cap, int status, const char *type,
+                                const char *busbar_type, const char *code, const char *msg)
+{
+    (void)status;
+    (void)busbar_type;
+    (void)code;
+    return snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":%s}}",
+                    type, msg);
+}
+
 static const char *const affinity_members[] = {"system", "messages", NULL};
 
 const struct bb_proto_ops bb_proto_anthropic = {
@@ -2083,6 +2111,11 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .client_key_header = "x-api-key",
+    .errors = {.types = error_types,
+               .n_types = sizeof error_types / sizeof error_types[0],
+               .quota_type = "billing_error",
+               .body = anthropic_error_body},
     .route = "/v1/messages",
     .match_route = anthropic_match_route,
     .claims_path = anthropic_claims_path,

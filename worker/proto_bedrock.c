@@ -2147,6 +2147,28 @@ static bool bedrock_claims_path(const char *path)
     return bb_path_starts(path, "/model/");
 }
 
+/* busbar's own errors as Bedrock's: the exception name in x-amzn-ErrorType, {"message"}. A
+ * budget refusal is a 400 ServiceQuotaExceededException, as AWS reports quotas. */
+static const struct bb_proto_errtype error_types[] = {
+    {400, "ValidationException"},           {401, "UnrecognizedClientException"},
+    {402, "ServiceQuotaExceededException"}, {403, "AccessDeniedException"},
+    {404, "ResourceNotFoundException"},     {405, "ValidationException"},
+    {408, "ModelTimeoutException"},         {413, "ValidationException"},
+    {429, "ThrottlingException"},           {500, "InternalServerException"},
+    {502, "InternalServerException"},       {503, "ServiceUnavailableException"},
+    {504, "ModelTimeoutException"},         {529, "ServiceUnavailableException"},
+};
+
+static int message_error_body(char *out, size_t cap, int status, const char *type,
+                              const char *busbar_type, const char *code, const char *msg)
+{
+    (void)status;
+    (void)type;
+    (void)busbar_type;
+    (void)code;
+    return snprintf(out, cap, "{\"message\":%s}", msg);
+}
+
 static const char *const affinity_members[] = {"system", "messages", NULL};
 
 const struct bb_proto_ops bb_proto_bedrock = {
@@ -2155,6 +2177,13 @@ const struct bb_proto_ops bb_proto_bedrock = {
     .framing = BB_FRAMING_EVENTSTREAM,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .client_sigv4_service = "bedrock",
+    .errors = {.types = error_types,
+               .n_types = sizeof error_types / sizeof error_types[0],
+               .quota_type = "ServiceQuotaExceededException",
+               .quota_status = 400,
+               .type_header = "x-amzn-ErrorType",
+               .body = message_error_body},
     .match_route = bedrock_match_route,
     .claims_path = bedrock_claims_path,
     .auth_headers = bedrock_auth_headers,

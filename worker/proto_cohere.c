@@ -1936,6 +1936,17 @@ static bool cohere_claims_path(const char *path)
     return bb_path_starts(path, "/v2/");
 }
 
+/* busbar's own errors as Cohere's: {"message"}. */
+static int cohere_error_body(char *out, size_t cap, int status, const char *type,
+                             const char *busbar_type, const char *code, const char *msg)
+{
+    (void)status;
+    (void)type;
+    (void)busbar_type;
+    (void)code;
+    return snprintf(out, cap, "{\"message\":%s}", msg);
+}
+
 static const char *const affinity_members[] = {"messages", NULL};
 
 const struct bb_proto_ops bb_proto_cohere = {
@@ -1944,6 +1955,7 @@ const struct bb_proto_ops bb_proto_cohere = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .errors = {.body = cohere_error_body},
     .route = "/v2/chat",
     .claims_path = cohere_claims_path,
     .path = "/v2/chat",

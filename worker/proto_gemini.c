@@ -2453,6 +2453,24 @@ static enum bb_framing gemini_client_framing(const struct bb_ingress_ctx *ctx)
     return ctx && (ctx->route_flags & ROUTE_SSE) ? BB_FRAMING_SSE : BB_FRAMING_JSON_ARRAY;
 }
 
+/* busbar's own errors in Gemini's shape: {"error":{code,message,status}}. */
+static const struct bb_proto_errtype error_types[] = {
+    {400, "INVALID_ARGUMENT"},  {401, "UNAUTHENTICATED"},  {402, "RESOURCE_EXHAUSTED"},
+    {403, "PERMISSION_DENIED"}, {404, "NOT_FOUND"},        {405, "INVALID_ARGUMENT"},
+    {408, "DEADLINE_EXCEEDED"}, {413, "INVALID_ARGUMENT"}, {429, "RESOURCE_EXHAUSTED"},
+    {500, "INTERNAL"},          {502, "UNAVAILABLE"},      {503, "UNAVAILABLE"},
+    {504, "DEADLINE_EXCEEDED"}, {529, "UNAVAILABLE"},
+};
+
+static int gemini_error_body(char *out, size_t cap, int status, const char *type,
+                             const char *busbar_type, const char *code, const char *msg)
+{
+    (void)busbar_type;
+    (void)code;
+    return snprintf(out, cap, "{\"error\":{\"code\":%d,\"message\":%s,\"status\":\"%s\"}}", status,
+                    msg, type);
+}
+
 static const char *const affinity_members[] = {"systemInstruction", "contents", NULL};
 
 const struct bb_proto_ops bb_proto_gemini = {
@@ -2461,6 +2479,11 @@ const struct bb_proto_ops bb_proto_gemini = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .client_key_header = "x-goog-api-key",
+    .client_key_query = "key",
+    .errors = {.types = error_types,
+               .n_types = sizeof error_types / sizeof error_types[0],
+               .body = gemini_error_body},
     .match_route = gemini_match_route,
     .claims_path = gemini_claims_path,
     .models_path = "/v1beta/models",

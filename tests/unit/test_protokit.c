@@ -344,6 +344,15 @@ static void test_envelope(void **state)
                                                           ? "application/vnd.amazon.eventstream"
                                                           : "text/event-stream");
     }
+    /* where clients put busbar credentials besides Authorization: Bearer */
+    assert_string_equal(bb_proto_get(BB_PROTO_ANTHROPIC)->client_key_header, "x-api-key");
+    assert_string_equal(bb_proto_get(BB_PROTO_GEMINI)->client_key_header, "x-goog-api-key");
+    assert_string_equal(bb_proto_get(BB_PROTO_GEMINI)->client_key_query, "key");
+    assert_string_equal(bb_proto_get(BB_PROTO_BEDROCK)->client_sigv4_service, "bedrock");
+    assert_null(bb_proto_get(BB_PROTO_OPENAI)->client_sigv4_service);
+    for (int p = 0; p < BB_PROTO__COUNT; p++) /* each module is found by its registry name */
+        assert_int_equal(bb_proto_from_name(bb_proto_get((enum bb_proto)p)->name), p);
+
     /* an AWS key pair signs the body instead: no header from the envelope */
     struct evbuffer *b = evbuffer_new();
     assert_int_equal(bb_proto_get(BB_PROTO_BEDROCK)->auth_headers(b, "AKID:SECRET"), 0);
