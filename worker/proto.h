@@ -137,6 +137,12 @@ struct bb_proto_errors {
                 const char *code, const char *msg);
 };
 
+/* A provider rate-limit header convention: remaining/limit and when that window resets. */
+struct bb_proto_ratelimit {
+    const char *remaining, *limit, *reset;
+    bool reset_is_time; /* an RFC 3339 time; else a duration ("6m0s", a bare number: seconds) */
+};
+
 struct bb_proto_ops {
     enum bb_proto id;
     const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
@@ -201,6 +207,10 @@ struct bb_proto_ops {
     const char *stream_member;
     const char *const *affinity_members;
     struct bb_proto_stream_usage stream_usage;
+    /* The rate-limit headers of its providers' answers (route: usage). Read from every answer
+     * whatever its protocol (OpenAI-compatible servers of any kind send OpenAI's). */
+    const struct bb_proto_ratelimit *ratelimit;
+    size_t n_ratelimit;
     /* The framing a client of this protocol gets for ctx (NULL: framing), e.g. Gemini's JSON
      * array stream without ?alt=sse. */
     enum bb_framing (*client_framing)(const struct bb_ingress_ctx *ctx);

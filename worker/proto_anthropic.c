@@ -2103,6 +2103,18 @@ static int anthropic_error_body(char *out, size_t cap, int status, const char *t
                     type, msg);
 }
 
+/* Anthropic's rate-limit headers (resets are RFC 3339 times). */
+static const struct bb_proto_ratelimit ratelimit[] = {
+    {"anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-limit",
+     "anthropic-ratelimit-requests-reset", true},
+    {"anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-limit",
+     "anthropic-ratelimit-tokens-reset", true},
+    {"anthropic-ratelimit-input-tokens-remaining", "anthropic-ratelimit-input-tokens-limit",
+     "anthropic-ratelimit-input-tokens-reset", true},
+    {"anthropic-ratelimit-output-tokens-remaining", "anthropic-ratelimit-output-tokens-limit",
+     "anthropic-ratelimit-output-tokens-reset", true},
+};
+
 static const char *const affinity_members[] = {"system", "messages", NULL};
 
 const struct bb_proto_ops bb_proto_anthropic = {
@@ -2111,6 +2123,8 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .ratelimit = ratelimit,
+    .n_ratelimit = sizeof ratelimit / sizeof ratelimit[0],
     .client_key_header = "x-api-key",
     .errors = {.types = error_types,
                .n_types = sizeof error_types / sizeof error_types[0],

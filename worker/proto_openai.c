@@ -2145,6 +2145,13 @@ static json_object *openai_models_list(const char *const *names, size_t n)
     return root;
 }
 
+/* OpenAI's rate-limit headers (also sent by many OpenAI-compatible servers). */
+static const struct bb_proto_ratelimit ratelimit[] = {
+    {"x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests",
+     false},
+    {"x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "x-ratelimit-reset-tokens", false},
+};
+
 static const char *const affinity_members[] = {"messages", NULL};
 
 const struct bb_proto_ops bb_proto_openai = {
@@ -2153,6 +2160,8 @@ const struct bb_proto_ops bb_proto_openai = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
+    .ratelimit = ratelimit,
+    .n_ratelimit = sizeof ratelimit / sizeof ratelimit[0],
     .route = "/v1/chat/completions",
     .models_path = "/v1/models",
     .models_list = openai_models_list,

@@ -7,6 +7,8 @@
  */
 #include "worker/router.h"
 
+#include "worker/proto.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "common/http_parse.h"
 #include "common/log.h"
 #include "worker/breaker.h"
+#include "worker/proto.h"
 #include "worker/worker.h"
 
 int bb_router_init(struct bb_worker *w)
@@ -333,24 +336,6 @@ uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)
 #define RL_DEFAULT_RESET_MS 60000u /* a reading without a readable reset */
 #define RL_MAX_RESET_MS 3600000u   /* never trust a reading longer than this */
 
-/* One remaining/limit pair and the header saying when it resets. */
-static const struct rl_pair {
-    const char *remaining, *limit, *reset;
-    bool reset_is_time; /* RFC 3339 time (Anthropic); else a duration (OpenAI) */
-} rl_pairs[] = {
-    {"x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests",
-     false},
-    {"x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "x-ratelimit-reset-tokens", false},
-    {"anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-limit",
-     "anthropic-ratelimit-requests-reset", true},
-    {"anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-limit",
-     "anthropic-ratelimit-tokens-reset", true},
-    {"anthropic-ratelimit-input-tokens-remaining", "anthropic-ratelimit-input-tokens-limit",
-     "anthropic-ratelimit-input-tokens-reset", true},
-    {"anthropic-ratelimit-output-tokens-remaining", "anthropic-ratelimit-output-tokens-limit",
-     "anthropic-ratelimit-output-tokens-reset", true},
-};
-
 /* A header's value as a non-negative decimal integer; false when absent or not one. */
 static bool header_u64(const struct bb_http_head *h, const char *name, uint64_t *out)
 {
@@ -490,7 +475,7 @@ static bool parse_rfc3339_ms(const char *s, size_t n, int64_t *out)
 
 /* Milliseconds until pair p's window resets, from its reset header; the default when absent
  * or unreadable, 0 when already past. */
-static uint64_t pair_reset_ms(const struct bb_http_head *h, const struct rl_pair *p)
+static uint64_t pair_reset_ms(const struct bb_http_head *h, const struct bb_proto_ratelimit *p)
 {
     const struct bb_http_header *hd = bb_http_find(h, p->reset);
     uint64_t ms;
@@ -515,20 +500,23 @@ void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_
     if (!c)
         return;
     uint64_t low = UINT64_MAX, reset_ms = 0;
-    for (size_t i = 0; i < sizeof rl_pairs / sizeof rl_pairs[0]; i++) {
-        const struct rl_pair *p = &rl_pairs[i];
-        uint64_t rem, lim;
-        if (!header_u64(h, p->remaining, &rem) || !header_u64(h, p->limit, &lim) || !lim)
-            continue;
-        uint64_t ppm = rem >= lim ? BB_ROUTER_PPM
-                       : rem <= UINT64_MAX / BB_ROUTER_PPM
-                           ? rem * BB_ROUTER_PPM / lim
-                           : (uint64_t)((double)rem / (double)lim * BB_ROUTER_PPM);
-        uint64_t r = pair_reset_ms(h, p);
-        /* the tightest limit decides; between equally tight ones, the later reset */
-        if (ppm < low || (ppm == low && r > reset_ms)) {
-            low = ppm;
-            reset_ms = r;
+    for (int pr = 0; pr < BB_PROTO__COUNT; pr++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)pr);
+        for (size_t i = 0; i < o->n_ratelimit; i++) {
+            const struct bb_proto_ratelimit *p = &o->ratelimit[i];
+            uint64_t rem, lim;
+            if (!header_u64(h, p->remaining, &rem) || !header_u64(h, p->limit, &lim) || !lim)
+                continue;
+            uint64_t ppm = rem >= lim ? BB_ROUTER_PPM
+                           : rem <= UINT64_MAX / BB_ROUTER_PPM
+                               ? rem * BB_ROUTER_PPM / lim
+                               : (uint64_t)((double)rem / (double)lim * BB_ROUTER_PPM);
+            uint64_t r = pair_reset_ms(h, p);
+            /* the tightest limit decides; between equally tight ones, the later reset */
+            if (ppm < low || (ppm == low && r > reset_ms)) {
+                low = ppm;
+                reset_ms = r;
+            }
         }
     }
     if (low == UINT64_MAX)

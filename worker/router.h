@@ -36,10 +36,11 @@ int bb_router_pick_least_bad(struct bb_worker *w, int pool, const bool *tried);
 /* Feed a member's time to first byte (µs) into its latency EWMA (route: fastest). */
 void bb_router_observe_latency(struct bb_worker *w, int pool, int member, uint64_t us);
 
-/* Learn lane's provider rate-limit headroom from an upstream response head h (any status):
- * x-ratelimit-{remaining,limit,reset}-{requests,tokens} (OpenAI style, reset a duration like
- * "6m0s") and anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{remaining,
- * limit,reset} (reset an RFC 3339 time). Headroom = the smallest remaining/limit, valid until
+/* Learn lane's provider rate-limit headroom from an upstream response head h (any status),
+ * through the header conventions the protocol modules declare (ops->ratelimit: OpenAI's
+ * x-ratelimit-{remaining,limit,reset}-{requests,tokens}, reset a duration like "6m0s";
+ * Anthropic's anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{remaining,
+ * limit,reset}, reset an RFC 3339 time). Headroom = the smallest remaining/limit, valid until
  * that limit's reset (60 s when absent or unreadable, at most an hour). A head without a
  * readable remaining/limit pair leaves the lane's reading as it was. now_ms: bb_now_ms(). */
 void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_http_head *h,
