@@ -22,6 +22,16 @@ const struct bb_proto_ops *bb_proto_get(enum bb_proto p)
     return (unsigned)p < BB_PROTO__COUNT ? registry[p] : NULL;
 }
 
+int bb_proto_error_message_body(char *out, size_t cap, int status, const char *type,
+                                const char *busbar_type, const char *code, const char *msg)
+{
+    (void)status;
+    (void)type;
+    (void)busbar_type;
+    (void)code;
+    return snprintf(out, cap, "{\"message\":%s}", msg);
+}
+
 bool bb_path_starts(const char *path, const char *prefix)
 {
     return strncmp(path, prefix, strlen(prefix)) == 0;

@@ -306,6 +306,10 @@ int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len
 /* The module for a protocol. */
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p);
 
+/* An errors.body for shapes that carry only the message: {"message":...}. */
+int bb_proto_error_message_body(char *out, size_t cap, int status, const char *type,
+                                const char *busbar_type, const char *code, const char *msg);
+
 /* Path helpers for match_route and claims_path. */
 bool bb_path_starts(const char *path, const char *prefix);
 bool bb_path_ends(const char *path, size_t len, const char *suffix);

@@ -366,14 +366,11 @@ static int rd_content(struct bb_rd *r, json_object *c, enum where w, struct bb_v
     }
     if (!bb_json_is(c, json_type_array))
         return bb_rd_expect(r, NULL, "a string or an array");
-    size_t n = json_object_array_length(c);
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_block(r, json_object_array_get_idx(c, i), w, bv);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, c, NULL);
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_block(r, el, w, bv) < 0)
             return -1;
-    }
     return 0;
 }
 
@@ -417,16 +414,11 @@ static int rd_messages(struct bb_rd *r, json_object *root, struct bb_vec *sys)
     if (bb_rd_want(r, root, "messages", json_type_array, true, &msgs) < 0)
         return -1;
     struct bb_vec v = {0};
-    size_t n = json_object_array_length(msgs);
-    size_t mark = bb_rd_in(r, "messages");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_message(r, json_object_array_get_idx(msgs, i), &v, sys);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, msgs, "messages");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_message(r, el, &v, sys) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     r->req->messages = v.v;
     r->req->n_messages = v.n;
     return 0;
@@ -460,26 +452,6 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
     for (size_t j = 0; j < sizeof extra / sizeof extra[0]; j++)
         if (bb_json_get(t, extra[j]) && bb_rd_unsupported(r, "tools.", extra[j]) < 0)
             return -1;
-    return 0;
-}
-
-static int rd_tools(struct bb_rd *r, json_object *tools)
-{
-    if (bb_rd_type(r, tools, "tools", json_type_array) < 0)
-        return -1;
-    struct bb_vec v = {0};
-    size_t n = json_object_array_length(tools);
-    size_t mark = bb_rd_in(r, "tools");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_tool(r, json_object_array_get_idx(tools, i), &v);
-        bb_rd_out(r, m);
-        if (rc < 0)
-            return -1;
-    }
-    bb_rd_out(r, mark);
-    r->req->tools = v.v;
-    r->req->n_tools = v.n;
     return 0;
 }
 
@@ -676,7 +648,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
         return -1;
     if ((v = bb_json_get(root, "thinking")) && rd_thinking(r, v) < 0)
         return -1;
-    if ((v = bb_json_get(root, "tools")) && rd_tools(r, v) < 0)
+    if ((v = bb_json_get(root, "tools")) && bb_rd_tools(r, v, rd_tool) < 0)
         return -1;
     if ((v = bb_json_get(root, "tool_choice")) && rd_tool_choice(r, v) < 0)
         return -1;

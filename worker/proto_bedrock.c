@@ -454,12 +454,11 @@ static int read_block(struct bb_rd *r, json_object *o, struct bb_ir_block *b,
 /* A content array (the path at it) into blocks. */
 static int read_blocks(struct bb_rd *r, json_object *arr, bool in_tool_result, struct bb_vec *v)
 {
-    size_t n = json_object_array_length(arr);
-    for (size_t i = 0; i < n; i++) {
+    struct bb_rd_iter it = bb_rd_iter(r, arr, NULL);
+    json_object *el;
+    while (bb_rd_next(&it, &el)) {
         struct bb_ir_block b, *prev = v->n ? &((struct bb_ir_block *)v->v)[v->n - 1] : NULL;
-        size_t m = bb_rd_at(r, i);
-        int rc = read_block(r, json_object_array_get_idx(arr, i), &b, prev, in_tool_result);
-        bb_rd_out(r, m);
+        int rc = read_block(r, el, &b, prev, in_tool_result);
         if (rc < 0)
             return -1;
         struct bb_ir_block *dst = rc ? BB_VEC_PUSH(r->a, v, struct bb_ir_block) : NULL;
@@ -550,17 +549,14 @@ static int read_tools(struct bb_rd *r, json_object *o, struct bb_ir_request *q)
     size_t mark = bb_rd_in(r, "toolConfig");
     int rc = bb_rd_want(r, o, "tools", json_type_array, false, &tools);
     struct bb_vec v = {0};
-    size_t n = tools ? json_object_array_length(tools) : 0;
-    if (rc == 0)
-        bb_rd_in(r, "tools");
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        rc = read_tool(r, json_object_array_get_idx(tools, i), &v);
-        bb_rd_out(r, m);
-    }
-    bb_rd_out(r, mark);
     if (rc < 0)
         return -1;
+    struct bb_rd_iter it = bb_rd_iter(r, tools, "tools");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_tool(r, el, &v) < 0)
+            return -1;
+    bb_rd_out(r, mark);
     q->tools = v.v;
     q->n_tools = v.n;
     if (!tc)
@@ -751,15 +747,11 @@ static int read_messages(struct bb_rd *r, json_object *msgs, struct bb_ir_reques
     q->messages = n ? bb_arena_calloc(r->a, n * sizeof *q->messages) : NULL;
     if (n && !q->messages)
         return bb_rd_oom(r);
-    size_t mark = bb_rd_in(r, "messages");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = read_message(r, json_object_array_get_idx(msgs, i), &q->messages[i]);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, msgs, "messages");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_message(r, el, &q->messages[it.at]) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     q->n_messages = n;
     return 0;
 }
@@ -2159,16 +2151,6 @@ static const struct bb_proto_errtype error_types[] = {
     {504, "ModelTimeoutException"},         {529, "ServiceUnavailableException"},
 };
 
-static int message_error_body(char *out, size_t cap, int status, const char *type,
-                              const char *busbar_type, const char *code, const char *msg)
-{
-    (void)status;
-    (void)type;
-    (void)busbar_type;
-    (void)code;
-    return snprintf(out, cap, "{\"message\":%s}", msg);
-}
-
 static const char *const affinity_members[] = {"system", "messages", NULL};
 
 const struct bb_proto_ops bb_proto_bedrock = {
@@ -2183,7 +2165,7 @@ const struct bb_proto_ops bb_proto_bedrock = {
                .quota_type = "ServiceQuotaExceededException",
                .quota_status = 400,
                .type_header = "x-amzn-ErrorType",
-               .body = message_error_body},
+               .body = bb_proto_error_message_body},
     .match_route = bedrock_match_route,
     .claims_path = bedrock_claims_path,
     .auth_headers = bedrock_auth_headers,

@@ -159,15 +159,6 @@ static bool citation_is_cohere(json_object *c)
 /* ======================================================================================== */
 
 /* Push a block of type t with the string s as its text. */
-static int rd_push_text(struct bb_rd *r, struct bb_vec *bv, enum bb_ir_block_type t, json_object *s)
-{
-    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
-    if (!b)
-        return bb_rd_oom(r);
-    b->type = t;
-    return bb_rd_dup(r, s, &b->text);
-}
-
 /* {type, <key>: string} at the current path: the string. */
 static int rd_part_text(struct bb_rd *r, json_object *it, const char *key, json_object **out)
 {
@@ -223,17 +214,14 @@ static int rd_parts(struct bb_rd *r, json_object *c, struct bb_vec *bv,
                     int (*part)(struct bb_rd *, json_object *, struct bb_vec *))
 {
     if (bb_json_is(c, json_type_string))
-        return rd_push_text(r, bv, BB_IR_TEXT, c);
+        return bb_rd_push_text(r, bv, BB_IR_TEXT, c);
     if (!bb_json_is(c, json_type_array))
         return bb_rd_expect(r, NULL, "a string or an array");
-    size_t n = json_object_array_length(c);
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = part(r, json_object_array_get_idx(c, i), bv);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, c, NULL);
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (part(r, el, bv) < 0)
             return -1;
-    }
     return 0;
 }
 
@@ -245,7 +233,7 @@ static int rd_system_part(struct bb_rd *r, json_object *it, struct bb_vec *sys)
         return -1;
     if (!bb_json_str_eq(bb_json_get(it, "type"), "text"))
         return bb_rd_expect(r, "type", "\"text\"");
-    return rd_part_text(r, it, "text", &t) < 0 ? -1 : rd_push_text(r, sys, BB_IR_TEXT, t);
+    return rd_part_text(r, it, "text", &t) < 0 ? -1 : bb_rd_push_text(r, sys, BB_IR_TEXT, t);
 }
 
 /* user content: a string or [{type:"text"} | {type:"image_url"}]. */
@@ -256,7 +244,7 @@ static int rd_user_part(struct bb_rd *r, json_object *it, struct bb_vec *bv)
     if (!type)
         return -1;
     if (strcmp(type, "text") == 0)
-        return rd_part_text(r, it, "text", &t) < 0 ? -1 : rd_push_text(r, bv, BB_IR_TEXT, t);
+        return rd_part_text(r, it, "text", &t) < 0 ? -1 : bb_rd_push_text(r, bv, BB_IR_TEXT, t);
     if (strcmp(type, "image_url") == 0)
         return rd_image(r, it, bv);
     return bb_rd_unsupported(r, "content.", type); /* a kind this API version added later */
@@ -334,7 +322,7 @@ static int rd_assistant_content(struct bb_rd *r, json_object *c, struct bb_vec *
         if (!json_object_get_string_len(c)) /* "" is what tool-call turns often carry */
             return 0;
         (*cmap)[0] = (long)bv->n;
-        return rd_push_text(r, bv, BB_IR_TEXT, c);
+        return bb_rd_push_text(r, bv, BB_IR_TEXT, c);
     }
     if (!bb_json_is(c, json_type_array))
         return bb_rd_expect(r, NULL, "a string or an array");
@@ -353,7 +341,7 @@ static int rd_assistant_content(struct bb_rd *r, json_object *c, struct bb_vec *
             (*cmap)[i] = (long)bv->n;
             rc = rd_part_text(r, it, text ? "text" : "thinking", &t) < 0
                      ? -1
-                     : rd_push_text(r, bv, text ? BB_IR_TEXT : BB_IR_THINKING, t);
+                     : bb_rd_push_text(r, bv, text ? BB_IR_TEXT : BB_IR_THINKING, t);
         } else if (rc == 0) {
             rc = bb_rd_unsupported(r, "content.", type);
         }
@@ -414,24 +402,19 @@ static int rd_assistant(struct bb_rd *r, json_object *msg, struct bb_vec *bv)
     }
     if (bb_rd_want(r, msg, "tool_plan", json_type_string, false, &plan) < 0)
         return -1;
-    if (bb_json_has_text(plan) && rd_push_text(r, bv, BB_IR_THINKING, plan) < 0)
+    if (bb_json_has_text(plan) && bb_rd_push_text(r, bv, BB_IR_THINKING, plan) < 0)
         return -1;
     if (bb_rd_want(r, msg, "tool_calls", json_type_array, false, &calls) < 0)
         return -1;
-    size_t n = calls ? json_object_array_length(calls) : 0;
-    size_t mark = bb_rd_in(r, "tool_calls");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_tool_call(r, json_object_array_get_idx(calls, i), bv);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, calls, "tool_calls");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_tool_call(r, el, bv) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     json_object *cits = bb_json_get(msg, "citations");
     if (!cits)
         return 0;
-    mark = bb_rd_in(r, "citations");
+    size_t mark = bb_rd_in(r, "citations");
     int rc = rd_citations(r, cits, bv, first, cmap, nc);
     bb_rd_out(r, mark);
     return rc;
@@ -446,7 +429,7 @@ static int rd_tool_part(struct bb_rd *r, json_object *it, struct bb_vec *parts)
     if (!type)
         return -1;
     if (strcmp(type, "text") == 0)
-        return rd_part_text(r, it, "text", &t) < 0 ? -1 : rd_push_text(r, parts, BB_IR_TEXT, t);
+        return rd_part_text(r, it, "text", &t) < 0 ? -1 : bb_rd_push_text(r, parts, BB_IR_TEXT, t);
     if (strcmp(type, "document") != 0)
         return bb_rd_unsupported(r, "content.", type);
     if (bb_rd_want(r, it, "document", json_type_object, false, &doc) < 0)
@@ -593,16 +576,11 @@ static int rd_messages(struct bb_rd *r, json_object *root, struct bb_vec *sys)
         return -1;
     struct bb_vec v = {0};
     struct tool_run run = {false, 0, {0}};
-    size_t n = json_object_array_length(msgs);
-    size_t mark = bb_rd_in(r, "messages");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_message(r, json_object_array_get_idx(msgs, i), &v, sys, &run);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, msgs, "messages");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_message(r, el, &v, sys, &run) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     r->req->messages = v.v;
     r->req->n_messages = v.n;
     return 0;
@@ -634,26 +612,6 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
     if (rc == 0 && params)
         rc = bb_rd_text(r, params, &tool->parameters_json);
     return rc;
-}
-
-static int rd_tools(struct bb_rd *r, json_object *tools)
-{
-    if (bb_rd_type(r, tools, "tools", json_type_array) < 0)
-        return -1;
-    struct bb_vec v = {0};
-    size_t n = json_object_array_length(tools);
-    size_t mark = bb_rd_in(r, "tools");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_tool(r, json_object_array_get_idx(tools, i), &v);
-        bb_rd_out(r, m);
-        if (rc < 0)
-            return -1;
-    }
-    bb_rd_out(r, mark);
-    r->req->tools = v.v;
-    r->req->n_tools = v.n;
-    return 0;
 }
 
 static int rd_response_format(struct bb_rd *r, json_object *rf)
@@ -734,7 +692,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
 
     json_object *v;
     bool strict = false, has_strict = false;
-    if ((v = bb_json_get(root, "tools")) && rd_tools(r, v) < 0)
+    if ((v = bb_json_get(root, "tools")) && bb_rd_tools(r, v, rd_tool) < 0)
         return -1;
     if (bb_rd_bool(r, root, "strict_tools", &has_strict, &strict) < 0)
         return -1;
@@ -1936,17 +1894,6 @@ static bool cohere_claims_path(const char *path)
     return bb_path_starts(path, "/v2/");
 }
 
-/* busbar's own errors as Cohere's: {"message"}. */
-static int cohere_error_body(char *out, size_t cap, int status, const char *type,
-                             const char *busbar_type, const char *code, const char *msg)
-{
-    (void)status;
-    (void)type;
-    (void)busbar_type;
-    (void)code;
-    return snprintf(out, cap, "{\"message\":%s}", msg);
-}
-
 static const char *const affinity_members[] = {"messages", NULL};
 
 const struct bb_proto_ops bb_proto_cohere = {
@@ -1955,7 +1902,7 @@ const struct bb_proto_ops bb_proto_cohere = {
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,
-    .errors = {.body = cohere_error_body},
+    .errors = {.body = bb_proto_error_message_body},
     .route = "/v2/chat",
     .claims_path = cohere_claims_path,
     .path = "/v2/chat",

@@ -764,15 +764,11 @@ static int rd_parts(struct rd *x, json_object *o, struct bb_vec *bv)
         return bb_rd_required(r, "parts");
     if (bb_rd_type(r, parts, "parts", json_type_array) < 0)
         return -1;
-    size_t mark = bb_rd_in(r, "parts");
-    for (size_t i = 0; i < json_object_array_length(parts); i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_part(x, json_object_array_get_idx(parts, i), bv);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, parts, "parts");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_part(x, el, bv) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     return 0;
 }
 
@@ -933,34 +929,11 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
         return 0;
     if (bb_rd_type(r, fd, "functionDeclarations", json_type_array) < 0)
         return -1;
-    size_t mark = bb_rd_in(r, "functionDeclarations");
-    for (size_t j = 0; j < json_object_array_length(fd); j++) {
-        size_t m = bb_rd_at(r, j);
-        int rc = rd_declaration(r, json_object_array_get_idx(fd, j), tools);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, fd, "functionDeclarations");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_declaration(r, el, tools) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
-    return 0;
-}
-
-static int rd_tools(struct bb_rd *r, json_object *tools, struct bb_ir_request *out)
-{
-    if (bb_rd_type(r, tools, "tools", json_type_array) < 0)
-        return -1;
-    struct bb_vec v = {0};
-    size_t mark = bb_rd_in(r, "tools");
-    for (size_t i = 0; i < json_object_array_length(tools); i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_tool(r, json_object_array_get_idx(tools, i), &v);
-        bb_rd_out(r, m);
-        if (rc < 0)
-            return -1;
-    }
-    bb_rd_out(r, mark);
-    out->tools = v.v;
-    out->n_tools = v.n;
     return 0;
 }
 
@@ -1178,7 +1151,7 @@ static int gemini_read_request(struct bb_arena *a, const char *body, size_t len,
         goto done;
     if (rd_contents(&x, jget(root, "contents", NULL), out) < 0)
         goto done;
-    if ((v = jget(root, "tools", NULL)) && rd_tools(r, v, out) < 0)
+    if ((v = jget(root, "tools", NULL)) && bb_rd_tools(r, v, rd_tool) < 0)
         goto done;
     if ((v = jget(root, "toolConfig", "tool_config")) && rd_tool_config(r, v, out) < 0)
         goto done;

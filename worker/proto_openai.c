@@ -140,15 +140,6 @@ struct rd {
     unsigned n_legacy;
 };
 
-static int rd_text_block(struct bb_rd *r, struct bb_vec *bv, json_object *s)
-{
-    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
-    if (!b)
-        return bb_rd_oom(r);
-    b->type = BB_IR_TEXT;
-    return bb_rd_dup(r, s, &b->text);
-}
-
 /* An image_url part of a user message (the path at the part). */
 static int rd_image(struct bb_rd *r, struct bb_vec *bv, json_object *part)
 {
@@ -212,13 +203,15 @@ static int rd_part(struct bb_rd *r, struct bb_vec *bv, json_object *part, enum p
     if (strcmp(t, "text") == 0) {
         if (bb_rd_want(r, part, "text", json_type_string, false, &text) < 0)
             return -1;
-        return text ? rd_text_block(r, bv, text) : bb_rd_expect(r, "text", "a string");
+        return text ? bb_rd_push_text(r, bv, BB_IR_TEXT, text)
+                    : bb_rd_expect(r, "text", "a string");
     }
     if (strcmp(t, "refusal") == 0 && set == PARTS_ASSISTANT) {
         /* a refusal the assistant gave earlier is still what it said */
         if (bb_rd_want(r, part, "refusal", json_type_string, false, &text) < 0)
             return -1;
-        return text ? rd_text_block(r, bv, text) : bb_rd_expect(r, "refusal", "a string");
+        return text ? bb_rd_push_text(r, bv, BB_IR_TEXT, text)
+                    : bb_rd_expect(r, "refusal", "a string");
     }
     if (strcmp(t, "image_url") == 0 && set == PARTS_USER)
         return rd_image(r, bv, part);
@@ -234,19 +227,14 @@ static int rd_content(struct bb_rd *r, struct bb_vec *bv, json_object *c, enum p
     if (!c)
         return 0;
     if (bb_json_is(c, json_type_string))
-        return rd_text_block(r, bv, c);
+        return bb_rd_push_text(r, bv, BB_IR_TEXT, c);
     if (!bb_json_is(c, json_type_array))
         return bb_rd_expect(r, "content", "a string or an array");
-    size_t n = json_object_array_length(c);
-    size_t mark = bb_rd_in(r, "content");
-    for (size_t j = 0; j < n; j++) {
-        size_t m = bb_rd_at(r, j);
-        int rc = rd_part(r, bv, json_object_array_get_idx(c, j), set);
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, c, "content");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_part(r, bv, el, set) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     return 0;
 }
 
@@ -409,20 +397,14 @@ static int rd_assistant(struct rd *x, json_object *m, struct bb_vec *bv)
     } else if (rc) {
         if (bb_rd_type(r, rc, "reasoning_content", json_type_string) < 0)
             return -1;
-        if (json_object_get_string_len(rc)) {
-            struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
-            if (!b)
-                return bb_rd_oom(r);
-            b->type = BB_IR_THINKING;
-            if (bb_rd_dup(r, rc, &b->text) < 0)
-                return -1;
-        }
+        if (json_object_get_string_len(rc) && bb_rd_push_text(r, bv, BB_IR_THINKING, rc) < 0)
+            return -1;
     }
     if (rd_content(r, bv, bb_json_get(m, "content"), PARTS_ASSISTANT))
         return -1;
     json_object *refusal;
     if (bb_rd_want(r, m, "refusal", json_type_string, false, &refusal) < 0 ||
-        (refusal && rd_text_block(r, bv, refusal) < 0))
+        (refusal && bb_rd_push_text(r, bv, BB_IR_TEXT, refusal) < 0))
         return -1;
     json_object *tc;
     if (bb_rd_want(r, m, "tool_calls", json_type_array, false, &tc) < 0)
@@ -765,15 +747,11 @@ static int rd_body(struct rd *x, json_object *root, const char *model_from_path)
     /* tools first, so that nothing depends on order; messages need none of it */
     if (rd_tools(r, root) < 0)
         return -1;
-    size_t mark = bb_rd_in(r, "messages");
-    for (size_t i = 0; i < nm; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = rd_message(x, json_object_array_get_idx(msgs, i));
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, msgs, "messages");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_message(x, el) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     q->messages = x->msgs.v;
     q->n_messages = x->msgs.n;
 
@@ -1244,13 +1222,8 @@ static int rr_message(struct bb_rd *r, json_object *msg, struct bb_vec *bv, bool
         bb_rd_out(r, m);
         if (e < 0)
             return -1;
-    } else if (bb_json_has_text(rc)) {
-        struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
-        if (!b)
-            return bb_rd_oom(r);
-        b->type = BB_IR_THINKING;
-        if (bb_rd_dup(r, rc, &b->text) < 0)
-            return -1;
+    } else if (bb_json_has_text(rc) && bb_rd_push_text(r, bv, BB_IR_THINKING, rc) < 0) {
+        return -1;
     }
     json_object *content = bb_json_get(msg, "content"), *ref = bb_json_get(msg, "refusal");
     json_object *text = bb_json_is(content, json_type_string) ? content

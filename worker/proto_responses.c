@@ -776,16 +776,11 @@ static int read_input(struct rd *x, json_object *input)
         b->type = BB_IR_TEXT;
         return bb_rd_dup(r, input, &b->text);
     }
-    size_t n = json_object_array_length(input);
-    size_t mark = bb_rd_in(r, "input");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = read_item(x, json_object_array_get_idx(input, i));
-        bb_rd_out(r, m);
-        if (rc < 0)
+    struct bb_rd_iter it = bb_rd_iter(r, input, "input");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_item(x, el) < 0)
             return -1;
-    }
-    bb_rd_out(r, mark);
     return 0;
 }
 
@@ -814,26 +809,6 @@ static int read_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
         return -1;
     /* The Responses API makes function tools strict unless told otherwise. */
     tool->strict = strict ? json_object_get_boolean(strict) : true;
-    return 0;
-}
-
-static int read_tools(struct bb_rd *r, json_object *tools)
-{
-    if (bb_rd_type(r, tools, "tools", json_type_array) < 0)
-        return -1;
-    struct bb_vec v = {0};
-    size_t n = json_object_array_length(tools);
-    size_t mark = bb_rd_in(r, "tools");
-    for (size_t i = 0; i < n; i++) {
-        size_t m = bb_rd_at(r, i);
-        int rc = read_tool(r, json_object_array_get_idx(tools, i), &v);
-        bb_rd_out(r, m);
-        if (rc < 0)
-            return -1;
-    }
-    bb_rd_out(r, mark);
-    r->req->tools = v.v;
-    r->req->n_tools = v.n;
     return 0;
 }
 
@@ -995,7 +970,7 @@ static int read_body(struct rd *x, json_object *root, const char *model_from_pat
             rc = bb_rd_type(r, v, "instructions", json_type_string);
             ins = v;
         } else if (strcmp(key, "tools") == 0) {
-            rc = read_tools(r, v);
+            rc = bb_rd_tools(r, v, read_tool);
         } else if (strcmp(key, "tool_choice") == 0) {
             rc = read_tool_choice(r, v);
         } else if (strcmp(key, "parallel_tool_calls") == 0) {

@@ -4,6 +4,8 @@
  */
 #include "worker/rd.h"
 
+#include "worker/seq.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,6 +53,56 @@ void bb_rd_out(struct bb_rd *r, size_t mark)
         r->len = mark;
         r->path[mark] = '\0';
     }
+}
+
+struct bb_rd_iter bb_rd_iter(struct bb_rd *r, json_object *arr, const char *key)
+{
+    struct bb_rd_iter it = {r, arr, 0, 0, r->len, 0, false};
+    it.n = bb_json_is(arr, json_type_array) ? json_object_array_length(arr) : 0;
+    if (key)
+        it.mark = bb_rd_in(r, key);
+    return it;
+}
+
+bool bb_rd_next(struct bb_rd_iter *it, json_object **elem)
+{
+    if (it->in) {
+        bb_rd_out(it->r, it->m);
+        it->at++;
+    }
+    if (it->at >= it->n) {
+        bb_rd_out(it->r, it->mark);
+        it->in = false;
+        return false;
+    }
+    it->m = bb_rd_at(it->r, it->at);
+    it->in = true;
+    *elem = json_object_array_get_idx(it->arr, it->at);
+    return true;
+}
+
+int bb_rd_push_text(struct bb_rd *r, struct bb_vec *v, enum bb_ir_block_type t, json_object *s)
+{
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, v, struct bb_ir_block);
+    if (!b)
+        return bb_rd_oom(r);
+    b->type = t;
+    return bb_rd_dup(r, s, &b->text);
+}
+
+int bb_rd_tools(struct bb_rd *r, json_object *tools, bb_rd_tool_fn one)
+{
+    if (bb_rd_type(r, tools, "tools", json_type_array) < 0)
+        return -1;
+    struct bb_vec v = {0};
+    struct bb_rd_iter it = bb_rd_iter(r, tools, "tools");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (one(r, el, &v) < 0)
+            return -1;
+    r->req->tools = v.v;
+    r->req->n_tools = v.n;
+    return 0;
 }
 
 int bb_rd_fail(struct bb_rd *r, const char *key, const char *fmt, ...)

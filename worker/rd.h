@@ -35,6 +35,36 @@ size_t bb_rd_in(struct bb_rd *r, const char *key);
 size_t bb_rd_at(struct bb_rd *r, size_t i);
 void bb_rd_out(struct bb_rd *r, size_t mark);
 
+/* Walking an array with the path following along:
+ *
+ *     struct bb_rd_iter it = bb_rd_iter(r, tools, "tools");
+ *     json_object *t;
+ *     while (bb_rd_next(&it, &t))
+ *         if (rd_tool(r, t, &v) < 0)
+ *             return -1;
+ *
+ * Inside the loop the path ends in key[i] (key NULL: [i] after the current path); the loop's
+ * end restores it (a failure returns with the failing element's path, already reported).
+ * it.at is the element's index. */
+struct bb_rd_iter {
+    struct bb_rd *r;
+    json_object *arr;
+    size_t at, n, mark, m;
+    bool in;
+};
+struct bb_rd_iter bb_rd_iter(struct bb_rd *r, json_object *arr, const char *key);
+bool bb_rd_next(struct bb_rd_iter *it, json_object **elem);
+
+struct bb_vec;
+
+/* A block of type t (TEXT, THINKING) holding the string s, pushed onto the block vector v. */
+int bb_rd_push_text(struct bb_rd *r, struct bb_vec *v, enum bb_ir_block_type t, json_object *s);
+
+/* The request's tools: the array tools (member "tools"), one call of one per element (with
+ * the path at it; it may push a tool or record an unsupported one), into r->req->tools. */
+typedef int (*bb_rd_tool_fn)(struct bb_rd *r, json_object *tool, struct bb_vec *tools);
+int bb_rd_tools(struct bb_rd *r, json_object *tools, bb_rd_tool_fn one);
+
 /* "<path>[.key]: <message>" (key may be NULL: the current path itself). */
 int bb_rd_fail(struct bb_rd *r, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
