@@ -164,6 +164,32 @@ static void test_reader_paths(void **state)
     assert_string_equal(req.unsupported[1], "?");
     assert_string_equal(req.unsupported[2], "content.?");
     json_object_put(o);
+
+    /* an array walk: each element's path, then the path as it was */
+    r.prefix = "";
+    json_object *arr = parse("{\"xs\":[1,2.0,\"3\"]}");
+    size_t m = bb_rd_in(&r, "m");
+    struct bb_rd_iter it = bb_rd_iter(&r, bb_json_get(arr, "xs"), "xs");
+    json_object *el;
+    int64_t v, sum = 0;
+    size_t seen = 0;
+    while (bb_rd_next(&it, &el)) {
+        assert_int_equal(it.at, seen++);
+        if (bb_rd_int_value(&r, el, NULL, 0, 9, &v) < 0)
+            break;
+        sum += v;
+    }
+    assert_int_equal(sum, 3);
+    assert_string_equal(err.msg, "m.xs[2]: expected an integer");
+    it = bb_rd_iter(&r, bb_json_get(arr, "none"), "none"); /* absent: no element */
+    assert_false(bb_rd_next(&it, &el));
+    assert_string_equal(r.path, "m.xs[2]"); /* left where the failure was */
+    bb_rd_out(&r, m);
+    it = bb_rd_iter(&r, bb_json_get(arr, "xs"), "xs");
+    while (bb_rd_next(&it, &el))
+        ;
+    assert_string_equal(r.path, ""); /* a finished walk restores it */
+    json_object_put(arr);
     bb_arena_free(&a);
 }
 
