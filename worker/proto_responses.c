@@ -2213,7 +2213,7 @@ done:
  * ---------------------------------------------------------------------------------------- */
 
 /* The open block's key in the sequencer: its output_index and content_index. */
-#define RKEY(oi, ci) ((int64_t)(oi) << 32 | ((int64_t)(ci)&0xffffffff))
+#define RKEY(oi, ci) ((int64_t)((uint64_t)(oi) << 32 | ((uint64_t)(ci)&0xffffffffu)))
 #define RKEY_OI(k) ((k) >> 32)
 #define RKEY_CI(k) ((int64_t)(int32_t)((k)&0xffffffff))
 

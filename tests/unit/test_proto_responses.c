@@ -270,6 +270,24 @@ static char *decode_frames(const char *const *frames, size_t n)
     return ir;
 }
 
+/* Text deltas without output_index (a fuzzer's find: its key was built from -1 by shifting a
+ * negative number) still make one text block. */
+static void test_decode_no_output_index(void **state)
+{
+    (void)state;
+    static const char *const frames[] = {
+        "{\"type\":\"response.created\",\"response\":{\"id\":\"resp_n\",\"model\":\"m\"}}",
+        "{\"type\":\"response.output_text.delta\",\"delta\":\"a\"}",
+        "{\"type\":\"response.output_text.delta\",\"content_index\":-7,\"delta\":\"b\"}",
+        "{\"type\":\"response.completed\",\"response\":{\"id\":\"resp_n\",\"status\":"
+        "\"completed\",\"output\":[]}}",
+    };
+    char *ir = decode_frames(frames, sizeof frames / sizeof frames[0]);
+    assert_non_null(strstr(ir, "\"a\""));
+    assert_non_null(strstr(ir, "\"b\""));
+    free(ir);
+}
+
 /* Providers that send whole items (no deltas), or only the final response. */
 static void test_decode_whole_items(void **state)
 {
@@ -1164,6 +1182,7 @@ int main(void)
         cmocka_unit_test(test_stream_error),
         cmocka_unit_test(test_stream_incomplete),
         cmocka_unit_test(test_decode_whole_items),
+        cmocka_unit_test(test_decode_no_output_index),
         cmocka_unit_test(test_encode_mixed),
         cmocka_unit_test(test_encode_error),
         cmocka_unit_test(test_encode_cut),
