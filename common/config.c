@@ -37,7 +37,13 @@
 /* ---- protocol names ---------------------------------------------------------------------- */
 
 static const char *const proto_names[] = {
-#define X(id, name) name,
+#define X(id, name, module) name,
+    BB_PROTO_LIST(X)
+#undef X
+};
+
+static const char *const proto_modules[] = {
+#define X(id, name, module) #module,
     BB_PROTO_LIST(X)
 #undef X
 };
@@ -54,8 +60,9 @@ int bb_proto_from_name(const char *name)
     for (int i = 0; i < BB_PROTO__COUNT; i++)
         if (!strcmp(name, proto_names[i]))
             return i;
-    if (!strcmp(name, "responses"))
-        return BB_PROTO_RESPONSES;
+    for (int i = 0; i < BB_PROTO__COUNT; i++)
+        if (!strcmp(name, proto_modules[i]))
+            return i;
     return -1;
 }
 
@@ -92,9 +99,8 @@ static const struct keydef top_keys[] = {
 static const struct keydef tls_keys[] = {{"cert_file", 0}, {"key_file", 0}, {"client_ca_file", 0}};
 static const struct keydef admin_keys[] = {{"socket", 0}, {"listen", 0}, {"token_env", 0}};
 static const struct keydef auth_keys[] = {{"mode", 0}, {"client_tokens", 0}};
-static const struct keydef prov_keys[] = {{"protocol", 0},       {"base_url", 0},
-                                          {"api_key_env", 0},    {"region", 0},
-                                          {"error_map", 0},      {"health", 0}};
+static const struct keydef prov_keys[] = {{"protocol", 0}, {"base_url", 0},  {"api_key_env", 0},
+                                          {"region", 0},   {"error_map", 0}, {"health", 0}};
 static const struct keydef cat_keys[] = {
     {"protocol", 0}, {"base_url", 0}, {"api_key_env", 0}, {"region", 0}, {"error_map", 0}};
 static const struct keydef health_keys[] = {{"mode", 0}, {"interval_secs", 0}};
@@ -103,15 +109,16 @@ static const struct keydef lane_keys[] = {
     {"attempt_timeout_ms", 0}, {"default_max_tokens", 0}, {"reasoning", 0},      {"price", 0}};
 static const struct keydef price_keys[] = {
     {"input", 0}, {"output", 0}, {"cache_read", 0}, {"cache_write", 0}};
-static const struct keydef pool_keys[] = {
-    {"members", 0},  {"route", 0},       {"policy", KF_NYI},  {"breaker", 0},
-    {"failover", 0}, {"stream", 0},      {"on_exhausted", 0}, {"affinity", 0}};
+static const struct keydef pool_keys[] = {{"members", 0},      {"route", 0},    {"policy", KF_NYI},
+                                          {"breaker", 0},      {"failover", 0}, {"stream", 0},
+                                          {"on_exhausted", 0}, {"affinity", 0}};
 static const struct keydef member_keys[] = {{"target", 0}, {"model", 0}, {"weight", 0}};
 static const struct keydef policy_keys[] = {
     {"url", 0}, {"socket", 0}, {"script_file", 0}, {"timeout_ms", 0}, {"on_error", 0}};
-static const struct keydef breaker_keys[] = {
-    {"trip", 0}, {"base_cooldown_secs", 0}, {"max_cooldown_secs", 0},
-    {"hard_down_cooldown_secs", 0}};
+static const struct keydef breaker_keys[] = {{"trip", 0},
+                                             {"base_cooldown_secs", 0},
+                                             {"max_cooldown_secs", 0},
+                                             {"hard_down_cooldown_secs", 0}};
 static const struct keydef trip_keys[] = {
     {"mode", 0}, {"window_secs", 0}, {"threshold", 0}, {"min_requests", 0}, {"consecutive_n", 0}};
 static const struct keydef failover_keys[] = {
@@ -189,8 +196,9 @@ struct pdef {
     bool url_ok;
     bool has_key_env; /* api_key_env given; NULL value = explicitly no credential */
     const char *api_key_env;
+    yaml_node_t *key_env_node; /* where api_key_env is written, for errors about its value */
     const char *region;
-    yaml_node_t *error_map; /* validated mapping, or NULL */
+    yaml_node_t *error_map;        /* validated mapping, or NULL */
     uint32_t health_interval_secs; /* active health probes; 0 = off */
 };
 
@@ -1160,10 +1168,15 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
             struct sugg sg = {0};
             char sb[128];
             sugg_array(&sg, s, proto_names, BB_PROTO__COUNT, sizeof *proto_names);
-            err_at(l, d, v,
-                   "%s: unknown protocol '%s' (expected openai, openai-responses, anthropic, "
-                   "gemini, bedrock or cohere)%s",
-                   kp, s, sugg_text(&sg, sb, sizeof sb));
+            char names[256] = "";
+            for (int i = 0; i < BB_PROTO__COUNT; i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                         i == 0                     ? ""
+                         : i == BB_PROTO__COUNT - 1 ? " or "
+                                                    : ", ",
+                         proto_names[i]);
+            err_at(l, d, v, "%s: unknown protocol '%s' (expected %s)%s", kp, s, names,
+                   sugg_text(&sg, sb, sizeof sb));
             p->protocol = -2;
         }
     }
@@ -1176,6 +1189,7 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
     }
     if ((v = map_get(d, m, "api_key_env", NULL))) {
         p->has_key_env = true;
+        p->key_env_node = v;
         if (!bb_cdoc_is_null(v)) { /* null = explicitly no credential (overrides the catalogue) */
             const char *s = get_str(l, d, v, pj(kp, sizeof kp, path, "api_key_env"));
             if (s && !env_name_ok(s))
@@ -1191,8 +1205,8 @@ static void parse_pdef(struct ld *l, struct bb_cdoc *d, yaml_node_t *key, yaml_n
             err_at(l, d, v, "%s: expected a mapping", kp);
         } else {
             bool ok = true;
-            for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
-                 pr < v->data.mapping.pairs.top; pr++) {
+            for (yaml_node_pair_t *pr = v->data.mapping.pairs.start; pr < v->data.mapping.pairs.top;
+                 pr++) {
                 yaml_node_t *val = bb_cdoc_node(d, pr->value);
                 const char *cls = scalar(val);
                 if (!scalar(bb_cdoc_node(d, pr->key)) || fclass_of(cls) < 0) {
@@ -1261,7 +1275,7 @@ static int add_provider(struct ld *l, const char *name)
     p->pos = bb_cdoc_pos(at->d, at->key);
 
     int proto = o && o->protocol != -1 ? o->protocol : k ? k->protocol : -1;
-    p->protocol = proto >= 0 ? (enum bb_proto)proto : BB_PROTO_OPENAI;
+    p->protocol = proto >= 0 ? (enum bb_proto)proto : BB_PROTO_DEFAULT;
     struct pdef *bu = o && o->base_url ? o : k && k->base_url ? k : NULL;
     if (bu) {
         p->base_url = bb_xstrdup(bu->base_url);
@@ -1284,6 +1298,16 @@ static int add_provider(struct ld *l, const char *name)
         const char *val = getenv(ke->api_key_env);
         /* Unset or empty: the lane simply has no credential (not an error at load time). */
         p->api_key = val && *val ? bb_xstrdup(val) : NULL;
+        /* Key hygiene, once for every writer: a key goes into a header line as it is, so a
+         * control character (a pasted line break) must never reach one. */
+        for (const char *q = p->api_key; q && *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) {
+                err_at(l, ke->d, ke->key_env_node,
+                       "providers.%s.api_key_env: the value of $%s contains a control character "
+                       "(0x%02x at offset %zu): a provider key must be one line of text",
+                       name, ke->api_key_env, (unsigned char)*q, (size_t)(q - p->api_key));
+                break;
+            }
     }
     const char *region = o && o->region ? o->region : k ? k->region : NULL;
     p->region = region ? bb_xstrdup(region) : NULL;

@@ -11,31 +11,50 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Wire protocols: ingress dialects and provider egress protocols. */
-#define BB_PROTO_LIST(X)                                                                       \
-    X(OPENAI, "openai")                                                                        \
-    X(RESPONSES, "openai-responses")                                                           \
-    X(ANTHROPIC, "anthropic")                                                                  \
-    X(GEMINI, "gemini")                                                                        \
-    X(BEDROCK, "bedrock")                                                                      \
-    X(COHERE, "cohere")
+/* Wire protocols: ingress dialects and provider egress protocols. The registry: one row per
+ * protocol (its id, its config name, its module: worker/proto_<module>.c defining
+ * bb_proto_<module>, documented in docs/protocols/<module>.md). Adding a protocol adds a row
+ * here; the rest is its module (docs/protocols.md "Adding a protocol"). */
+#define BB_PROTO_LIST(X)                                                                           \
+    X(OPENAI, "openai", openai)                                                                    \
+    X(RESPONSES, "openai-responses", responses)                                                    \
+    X(ANTHROPIC, "anthropic", anthropic)                                                           \
+    X(GEMINI, "gemini", gemini)                                                                    \
+    X(BEDROCK, "bedrock", bedrock)                                                                 \
+    X(COHERE, "cohere", cohere)
 
 enum bb_proto {
-#define X(id, name) BB_PROTO_##id,
+#define X(id, name, module) BB_PROTO_##id,
     BB_PROTO_LIST(X)
 #undef X
-    BB_PROTO__COUNT
+        BB_PROTO__COUNT
 };
 
-/* Name of a protocol ("openai", ...); "responses" is accepted as an alias when parsing. */
+/* The dialect of what is not any protocol's (errors before a route is known, busbar's own
+ * endpoints) and of a provider without a protocol: the first row's. */
+#define BB_PROTO_DEFAULT ((enum bb_proto)0)
+
+/* Name of a protocol ("openai", ...); its module name is accepted as an alias when parsing
+ * ("responses"). */
 const char *bb_proto_name(enum bb_proto p);
 /* -1 when unknown. */
 int bb_proto_from_name(const char *name);
 
-enum bb_route { BB_ROUTE_WEIGHTED, BB_ROUTE_CHEAPEST, BB_ROUTE_FASTEST, BB_ROUTE_LEAST_BUSY,
-                BB_ROUTE_USAGE, BB_ROUTE_WEBHOOK, BB_ROUTE_SCRIPT };
-enum bb_exhausted { BB_EXHAUSTED_REJECT, BB_EXHAUSTED_LEAST_BAD, BB_EXHAUSTED_FALLBACK_POOL,
-                    BB_EXHAUSTED_QUEUE };
+enum bb_route {
+    BB_ROUTE_WEIGHTED,
+    BB_ROUTE_CHEAPEST,
+    BB_ROUTE_FASTEST,
+    BB_ROUTE_LEAST_BUSY,
+    BB_ROUTE_USAGE,
+    BB_ROUTE_WEBHOOK,
+    BB_ROUTE_SCRIPT
+};
+enum bb_exhausted {
+    BB_EXHAUSTED_REJECT,
+    BB_EXHAUSTED_LEAST_BAD,
+    BB_EXHAUSTED_FALLBACK_POOL,
+    BB_EXHAUSTED_QUEUE
+};
 enum bb_auth_mode { BB_AUTH_NONE, BB_AUTH_KEYS, BB_AUTH_TOKEN, BB_AUTH_PASSTHROUGH };
 
 /* Where a config value came from, for file:line:col messages after loading. */
@@ -46,30 +65,30 @@ struct bb_conf_pos {
 
 /* A parsed base URL. */
 struct bb_url {
-    bool tls;          /* https */
-    char *host;        /* without brackets for IPv6 */
-    uint16_t port;     /* explicit or 80/443 */
-    char *path;        /* base path without trailing '/', "" when none */
+    bool tls;      /* https */
+    char *host;    /* without brackets for IPv6 */
+    uint16_t port; /* explicit or 80/443 */
+    char *path;    /* base path without trailing '/', "" when none */
 };
 
 /* Fault classes of upstream failures (SPEC §5.1): id, config/metrics name. */
-#define BB_FCLASS_LIST(X)                                                                      \
-    X(RATE_LIMIT, "rate_limit")                                                                \
-    X(OVERLOADED, "overloaded")                                                                \
-    X(SERVER, "server_error")                                                                  \
-    X(TIMEOUT, "timeout")                                                                      \
-    X(NETWORK, "network")                                                                      \
-    X(AUTH, "auth")                                                                            \
-    X(BILLING, "billing")                                                                      \
-    X(CLIENT, "client_error")                                                                  \
-    X(CONTEXT, "context_length")                                                               \
+#define BB_FCLASS_LIST(X)                                                                          \
+    X(RATE_LIMIT, "rate_limit")                                                                    \
+    X(OVERLOADED, "overloaded")                                                                    \
+    X(SERVER, "server_error")                                                                      \
+    X(TIMEOUT, "timeout")                                                                          \
+    X(NETWORK, "network")                                                                          \
+    X(AUTH, "auth")                                                                                \
+    X(BILLING, "billing")                                                                          \
+    X(CLIENT, "client_error")                                                                      \
+    X(CONTEXT, "context_length")                                                                   \
     X(FATAL, "fatal")
 
 enum bb_fclass {
 #define X(id, name) BB_FC_##id,
     BB_FCLASS_LIST(X)
 #undef X
-    BB_FC__COUNT
+        BB_FC__COUNT
 };
 
 /* providers.*.error_map entry: a provider error code or type → a class. */
@@ -83,12 +102,12 @@ struct bb_provider {
     enum bb_proto protocol;
     char *base_url;
     struct bb_url url;
-    char *api_key_env;   /* NULL = no credential */
-    char *api_key;       /* value of api_key_env at load time; NULL when unset/none. Never logged. */
-    char *region;        /* bedrock only, may be NULL */
+    char *api_key_env; /* NULL = no credential */
+    char *api_key;     /* value of api_key_env at load time; NULL when unset/none. Never logged. */
+    char *region;      /* bedrock only, may be NULL */
     struct bb_error_map *error_map; /* config override wins over the catalogue's */
     size_t n_error_map;
-    uint32_t health_interval_secs;   /* health: { mode: active }: probe period; 0 = passive */
+    uint32_t health_interval_secs; /* health: { mode: active }: probe period; 0 = passive */
     struct bb_conf_pos pos;
 };
 
@@ -100,10 +119,10 @@ struct bb_price {
 /* A model entry is a lane: one provider + one upstream model. */
 struct bb_lane {
     char *name;
-    int provider;             /* index into bb_conf.providers */
-    char *upstream_model;     /* defaults to name */
-    uint32_t max_concurrent;  /* 0 = unbounded */
-    uint64_t context_max;     /* 0 = unknown */
+    int provider;                /* index into bb_conf.providers */
+    char *upstream_model;        /* defaults to name */
+    uint32_t max_concurrent;     /* 0 = unbounded */
+    uint64_t context_max;        /* 0 = unknown */
     uint32_t attempt_timeout_ms; /* connect + response headers; 0 = limits defaults */
     uint32_t default_max_tokens; /* default 4096 */
     bool reasoning;
@@ -112,19 +131,19 @@ struct bb_lane {
 };
 
 struct bb_member {
-    int lane;     /* index into bb_conf.lanes */
-    uint32_t weight; /* >= 1, default 1 */
+    int lane;         /* index into bb_conf.lanes */
+    uint32_t weight;  /* >= 1, default 1 */
     bool no_failover; /* named in failover.exclusions: a first choice only, never a failover */
 };
 
 struct bb_breaker_conf {
-    bool consecutive_mode;    /* trip.mode: consecutive (else error_rate) */
-    uint32_t window_secs;     /* 30 */
-    double threshold;         /* 0.5 */
-    uint32_t min_requests;    /* 5 */
-    uint32_t consecutive_n;   /* 3 */
-    uint32_t base_cooldown_secs; /* 15 */
-    uint32_t max_cooldown_secs;  /* 120 */
+    bool consecutive_mode;            /* trip.mode: consecutive (else error_rate) */
+    uint32_t window_secs;             /* 30 */
+    double threshold;                 /* 0.5 */
+    uint32_t min_requests;            /* 5 */
+    uint32_t consecutive_n;           /* 3 */
+    uint32_t base_cooldown_secs;      /* 15 */
+    uint32_t max_cooldown_secs;       /* 120 */
     uint32_t hard_down_cooldown_secs; /* 1800: auth and billing failures */
 };
 
@@ -142,8 +161,8 @@ struct bb_pool {
     enum bb_exhausted on_exhausted; /* reject */
     int fallback_pool;              /* index, -1 = none */
     uint32_t queue_max_ms;
-    bool affinity;                  /* affinity.mode: session */
-    char *affinity_header;          /* affinity.header_name, default x-session-id */
+    bool affinity;         /* affinity.mode: session */
+    char *affinity_header; /* affinity.header_name, default x-session-id */
     struct bb_conf_pos pos;
 };
 
@@ -160,12 +179,12 @@ struct bb_limits {
     uint32_t upstream_header_timeout_ms;  /* 60000: response headers after request sent */
     uint32_t stream_idle_timeout_ms;      /* 60000 */
     uint32_t upstream_request_timeout_secs; /* 300 */
-    uint32_t drain_timeout_secs;          /* 30 */
-    uint32_t pool_max_idle_per_host;      /* 64 */
+    uint32_t drain_timeout_secs;            /* 30 */
+    uint32_t pool_max_idle_per_host;        /* 64 */
 };
 
 struct bb_listen {
-    char *addr;   /* as written, e.g. "0.0.0.0:8080", "[::1]:8080" */
+    char *addr; /* as written, e.g. "0.0.0.0:8080", "[::1]:8080" */
     char *host;
     uint16_t port;
 };
@@ -197,21 +216,21 @@ struct bb_conf {
 
     struct bb_listen *listen;
     size_t n_listen;
-    uint32_t workers;        /* resolved: auto = number of online CPUs */
+    uint32_t workers; /* resolved: auto = number of online CPUs */
 
     char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* NULL when no TLS */
 
-    char *state_dir;         /* default /var/lib/busbar */
-    char *admin_socket;      /* default <state_dir>/admin.sock */
-    char *admin_listen;      /* NULL = no HTTP admin API */
+    char *state_dir;    /* default /var/lib/busbar */
+    char *admin_socket; /* default <state_dir>/admin.sock */
+    char *admin_listen; /* NULL = no HTTP admin API */
     char *admin_token_env;
 
     enum bb_auth_mode auth_mode;
     char **client_tokens;
     size_t n_client_tokens;
 
-    char *log_file;          /* top-level `log_file:` (busbar extension), NULL = stderr */
-    char *log_level;         /* debug|info|notice|warn|error, default info */
+    char *log_file;  /* top-level `log_file:` (busbar extension), NULL = stderr */
+    char *log_level; /* debug|info|notice|warn|error, default info */
 
     /* observability (SPEC §8; docs/observability.md) */
     bool overhead_header;    /* observability.overhead_header [false] */
@@ -242,9 +261,9 @@ struct bb_conf {
     char *admin_token;
 
     /* governance: (SPEC §6). Master only. */
-    bool gov_enabled;                            /* [true] */
-    char *gov_db_path;                           /* [<state_dir>/busbar.db]; relative → state_dir */
-    bool gov_deny_on_store_error;                /* on_store_error: deny [allow] */
+    bool gov_enabled;             /* [true] */
+    char *gov_db_path;            /* [<state_dir>/busbar.db]; relative → state_dir */
+    bool gov_deny_on_store_error; /* on_store_error: deny [allow] */
     uint32_t gov_default_estimate_output_tokens; /* [1024] */
     uint32_t gov_ledger_retention_days;          /* [90]; 0 = keep every ledger row */
 

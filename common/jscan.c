@@ -295,12 +295,13 @@ static int note_name(struct scan *sc, struct names *nm, size_t b, size_t e, bool
 }
 
 static int scan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
-                       int max_depth, struct names *names, struct bb_err *err);
+                       int max_depth, struct names *names, struct bb_err *err,
+                       bool object_only);
 
 int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
                     int max_depth, struct bb_err *err)
 {
-    return scan_object(buf, len, fields, n, max_depth, NULL, err);
+    return scan_object(buf, len, fields, n, max_depth, NULL, err, true);
 }
 
 int bb_jscan_request(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
@@ -308,11 +309,13 @@ int bb_jscan_request(const char *buf, size_t len, struct bb_jscan_field *fields,
 {
     struct names nm; /* 32 KiB of stack, like the nesting stack: no allocation */
     nm.n = 0;
-    return scan_object(buf, len, fields, n, max_depth, &nm, err);
+    return scan_object(buf, len, fields, n, max_depth, &nm, err, true);
 }
 
+/* The scanner: exactly one JSON object (object_only) or any one JSON value; names (may be
+ * NULL) collects the top-level member names to refuse a duplicate. */
 static int scan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
-                       int max_depth, struct names *names, struct bb_err *err)
+                       int max_depth, struct names *names, struct bb_err *err, bool object_only)
 {
     struct scan sc = {buf, len, err};
     unsigned char stack[JSCAN_MAX_DEPTH]; /* 1 = object, 0 = array */
@@ -332,6 +335,8 @@ static int scan_object(const char *buf, size_t len, struct bb_jscan_field *field
         max_depth = JSCAN_MAX_DEPTH;
 
     i = skip_ws(&sc, 0);
+    if (!object_only)
+        goto value;
     if (i >= len)
         return fail(&sc, "expected a JSON object, got end of input", i);
     if (buf[i] != '{')
@@ -590,6 +595,11 @@ bool bb_jscan_member_u64(const char *obj, size_t len, const char *key, uint64_t 
         return false;
     }
     return bb_jscan_u64(obj + f.off, f.len, out);
+}
+
+int bb_jscan_value(const char *buf, size_t len, int max_depth, struct bb_err *err)
+{
+    return scan_object(buf, len, NULL, 0, max_depth, NULL, err, false);
 }
 
 static size_t put_utf8(char *o, unsigned cp)

@@ -15,10 +15,10 @@
 enum bb_jtype { BB_JNONE = 0, BB_JNULL, BB_JBOOL, BB_JNUMBER, BB_JSTRING, BB_JARRAY, BB_JOBJECT };
 
 struct bb_jscan_field {
-    const char *key;     /* in: member name to find (compared after unescaping) */
-    enum bb_jtype type;  /* out: BB_JNONE when absent */
-    size_t off, len;     /* out: the value's bytes in buf (strings include their quotes) */
-    bool truthy;         /* out: for BB_JBOOL, the value */
+    const char *key;    /* in: member name to find (compared after unescaping) */
+    enum bb_jtype type; /* out: BB_JNONE when absent */
+    size_t off, len;    /* out: the value's bytes in buf (strings include their quotes) */
+    bool truthy;        /* out: for BB_JBOOL, the value */
 };
 
 /* Validate that buf[0..len) is exactly one JSON object (RFC 8259: strings, escapes, UTF-8
@@ -60,6 +60,9 @@ bool bb_jscan_member_u64(const char *obj, size_t len, const char *key, uint64_t 
  * never both see the body. fields may be NULL when n is 0 (validation only). */
 int bb_jscan_request(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
                      int max_depth, struct bb_err *err);
+
+/* Validate that buf[0..len) is exactly one JSON value of any type, by the same rules. */
+int bb_jscan_value(const char *buf, size_t len, int max_depth, struct bb_err *err);
 
 /* Decode a JSON string token (with quotes) into out (NUL-terminated, at most cap-1 bytes).
  * Returns the decoded length, or -1 when malformed or too long. */

@@ -32,7 +32,6 @@
 #define BB_MX_MAX_KEYS 10000   /* observability.key_series_max ceiling */
 #define BB_MX_KEY_ID_MAX 24    /* "vk_" + 16 hex + NUL, padded */
 #define BB_MX_BUCKETS 14       /* finite buckets per histogram; slot 14 is +Inf */
-#define BB_MX_BREAKER_TRIPS 12 /* reserved[] slot of the breaker's trip count: worker/breaker.h */
 
 /* Request outcomes (label outcome=): id, label. */
 #define BB_MX_OUTCOME_LIST(X)                                                                      \

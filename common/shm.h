@@ -22,52 +22,67 @@
 #include "common/ring.h"
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
-#define BB_SHM_VERSION 4u /* 2: key table and usage ring appended; 3: journals, store flag;
-                             4: continuations per cell, cluster state, metrics */
+#define BB_SHM_VERSION                                                                             \
+    5u /* 2: key table and usage ring appended; 3: journals, store flag;                           \
+          4: continuations per cell, cluster state, metrics; 5: named breaker/router/health     \
+          fields in place of reserved[16] */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
+#define BB_SHM_WINDOW_BUCKETS 4 /* a breaker window in four buckets of window_secs / 4 */
 
-enum bb_worker_state { BB_WORKER_FREE = 0, BB_WORKER_STARTING, BB_WORKER_RUNNING,
-                       BB_WORKER_DRAINING };
+enum bb_worker_state {
+    BB_WORKER_FREE = 0,
+    BB_WORKER_STARTING,
+    BB_WORKER_RUNNING,
+    BB_WORKER_DRAINING
+};
 
 struct bb_shm_worker {
     _Atomic int32_t pid;
     _Atomic uint32_t generation;
-    _Atomic uint32_t state;          /* enum bb_worker_state */
-    _Atomic uint64_t heartbeat_ms;   /* monotonic ms, written by the worker each second */
-    _Atomic uint64_t started_ms;     /* monotonic ms, written by the master at fork */
-    _Atomic uint64_t requests;       /* requests served by this worker */
-    _Atomic uint32_t connections;    /* open client connections */
-    _Atomic uint32_t inflight;       /* requests in progress */
+    _Atomic uint32_t state;        /* enum bb_worker_state */
+    _Atomic uint64_t heartbeat_ms; /* monotonic ms, written by the worker each second */
+    _Atomic uint64_t started_ms;   /* monotonic ms, written by the master at fork */
+    _Atomic uint64_t requests;     /* requests served by this worker */
+    _Atomic uint32_t connections;  /* open client connections */
+    _Atomic uint32_t inflight;     /* requests in progress */
 };
 
 /* Per lane (key "lane") or per pool × lane (key "pool/lane") counters and breaker state. */
 struct bb_shm_cell {
-    char name[BB_SHM_NAME_MAX];      /* NUL-terminated; "" = free */
-    _Atomic uint32_t used;           /* 1 once name is valid */
-    _Atomic int32_t inflight;        /* requests currently holding a slot */
-    _Atomic uint64_t ok, err;        /* completed attempts */
+    char name[BB_SHM_NAME_MAX]; /* NUL-terminated; "" = free */
+    _Atomic uint32_t used;      /* 1 once name is valid */
+    _Atomic int32_t inflight;   /* requests currently holding a slot */
+    _Atomic uint64_t ok, err;   /* completed attempts */
     _Atomic uint64_t attempts;
-    _Atomic uint64_t failovers;      /* attempts that moved on from this lane */
-    _Atomic uint64_t continuations;  /* cut streams this lane continued to the end */
-    _Atomic uint32_t breaker_state;  /* 0 closed, 1 half-open, 2 open (reliability issue) */
-    _Atomic uint64_t open_until_ms;  /* realtime ms */
-    _Atomic uint64_t reserved[16];   /* room for the breaker window without a layout change */
+    _Atomic uint64_t failovers;     /* attempts that moved on from this lane */
+    _Atomic uint64_t continuations; /* cut streams this lane continued to the end */
+    /* circuit breaker (worker/breaker.c) */
+    _Atomic uint32_t breaker_state;                       /* 0 closed, 1 half-open, 2 open */
+    _Atomic uint64_t open_until_ms;                       /* monotonic ms */
+    _Atomic uint64_t window[BB_SHM_WINDOW_BUCKETS];       /* (ok << 32) | err per bucket */
+    _Atomic uint64_t window_epoch[BB_SHM_WINDOW_BUCKETS]; /* the bucket epoch each counts */
+    _Atomic uint64_t consecutive;                         /* consecutive failures */
+    _Atomic uint64_t streak;       /* trips since the last close (cooldown = base · 2^streak) */
+    _Atomic uint64_t probe_holder; /* 0 none, else monotonic ms the half-open probe was given */
+    _Atomic uint64_t trips;        /* times the breaker opened (metrics) */
+    /* router (worker/router.c) */
+    _Atomic uint64_t ewma_us;   /* pool-member cells: latency EWMA, µs (route: fastest) */
+    _Atomic uint64_t ratelimit; /* lane cells: provider headroom (route: usage):
+                                   (parts per million << 32) | valid-until (monotonic s);
+                                   0 = unknown */
+    /* health probes (worker/health.c), lane cells */
+    _Atomic uint64_t probe_opened; /* 1: a failed health probe took this lane down */
+    _Atomic uint64_t probe_due_ms; /* next probe of the provider (its first lane's cell) */
 };
-/* reserved[] slots the master reads and writes too (cluster mode shares breakers, see
- * master/cluster.c); the full layout is worker/breaker.c's */
-#define BB_CELL_CONSEC 8  /* consecutive failures */
-#define BB_CELL_STREAK 9  /* trips since the last close */
-#define BB_CELL_PROBE 10  /* half-open probe holder: 0 none, else monotonic ms when taken */
-#define BB_CELL_TRIPS 12  /* times the breaker opened */
 
 struct bb_shm {
     uint32_t magic, version;
     uint64_t size;
-    _Atomic uint32_t generation;     /* current serving generation */
+    _Atomic uint32_t generation; /* current serving generation */
     _Atomic uint64_t started_realtime_ms;
-    _Atomic uint32_t n_cells;        /* high-water mark of used cells */
+    _Atomic uint32_t n_cells; /* high-water mark of used cells */
     struct bb_shm_worker workers[BB_SHM_MAX_WORKERS];
     struct bb_shm_cell cells[BB_SHM_MAX_CELLS];
     /* Governance (appended in version 2). Both are zero-initialised memory that only gets

@@ -19,10 +19,6 @@
 #include "common/price.h"
 #include "common/shm.h"
 
-#ifndef BB_VERSION
-#define BB_VERSION "0.0.0"
-#endif
-
 #define DEFAULT_SOCKET "/var/lib/busbar/admin.sock"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };

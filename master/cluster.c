@@ -10,7 +10,7 @@
  *
  * Breaker cells (every shm cell in use, scanned every CELLS_MS): a cell this node opened
  * (its trip counter moved) is published with its cooldown's end (wall clock) and streak, and
- * held: its probe slot is kept taken (BB_CELL_PROBE refreshed) so that no local request
+ * held: its probe slot is kept taken (probe_holder refreshed) so that no local request
  * probes on its own. Once the cooldown is over, the node that takes the lease
  * P probe:<cell> (common/cluster.lua "lease") frees its probe slot: one of its workers
  * probes; the others stay held until the cell closes (published) or opens again (published,
@@ -45,7 +45,7 @@
 #define BREAKER_CLOSED 0
 
 struct cell_sync {
-    uint64_t trips;      /* BB_CELL_TRIPS last seen */
+    uint64_t trips;      /* the cell's trips last seen */
     uint32_t state;      /* breaker_state last seen */
     bool held;           /* open here, probe slot kept taken until this node holds the lease */
     bool probing;        /* this node holds the lease: its workers may probe */
@@ -633,7 +633,7 @@ static void poll_streams(struct bb_mcluster *mc)
 static void hold_probe(struct bb_shm_cell *c)
 {
     uint64_t now = bb_now_ms();
-    atomic_store_explicit(&c->reserved[BB_CELL_PROBE], now ? now : 1, memory_order_release);
+    atomic_store_explicit(&c->probe_holder, now ? now : 1, memory_order_release);
 }
 
 /* Another node opened cell i until until_wall: open it here for the same time, held. */
@@ -644,9 +644,9 @@ static void open_here(struct bb_mcluster *mc, int i, uint64_t until_wall, uint64
     uint64_t wall = bb_wall_ms(), mono = bb_now_ms();
     hold_probe(c);
     atomic_store(&c->open_until_ms, mono + (until_wall > wall ? until_wall - wall : 0));
-    atomic_store(&c->reserved[BB_CELL_STREAK], streak);
+    atomic_store(&c->streak, streak);
     atomic_store(&c->breaker_state, BREAKER_OPEN);
-    cs->trips = atomic_load(&c->reserved[BB_CELL_TRIPS]);
+    cs->trips = atomic_load(&c->trips);
     cs->state = BREAKER_OPEN;
     cs->held = true;
     cs->probing = false;
@@ -661,10 +661,10 @@ static void close_here(struct bb_mcluster *mc, int i)
 {
     struct bb_shm_cell *c = &mc->shm->cells[i];
     struct cell_sync *cs = &mc->cells[i];
-    atomic_store(&c->reserved[BB_CELL_CONSEC], 0);
-    atomic_store(&c->reserved[BB_CELL_STREAK], 0);
+    atomic_store(&c->consecutive, 0);
+    atomic_store(&c->streak, 0);
     atomic_store(&c->open_until_ms, 0);
-    atomic_store(&c->reserved[BB_CELL_PROBE], 0);
+    atomic_store(&c->probe_holder, 0);
     atomic_store(&c->breaker_state, BREAKER_CLOSED);
     bool was = cs->state != BREAKER_CLOSED;
     cs->state = BREAKER_CLOSED;
@@ -775,7 +775,7 @@ static void lease_cb(struct bb_redis *r, redisReply *rep, void *arg)
     cs->probe_since_ms = mono;
     if (atomic_load(&c->open_until_ms) > mono)
         atomic_store(&c->open_until_ms, mono);
-    atomic_store_explicit(&c->reserved[BB_CELL_PROBE], 0, memory_order_release);
+    atomic_store_explicit(&c->probe_holder, 0, memory_order_release);
     bb_info("cluster: lane %s: this node runs the half-open probe", c->name);
 }
 
@@ -813,7 +813,7 @@ static void scan_cells(struct bb_mcluster *mc)
         uint32_t i = mc->used[u];
         struct bb_shm_cell *c = &mc->shm->cells[i];
         struct cell_sync *cs = &mc->cells[i];
-        uint64_t trips = atomic_load(&c->reserved[BB_CELL_TRIPS]);
+        uint64_t trips = atomic_load(&c->trips);
         uint32_t st = atomic_load(&c->breaker_state);
         if (trips != cs->trips) { /* opened here (a trip, a failed probe, hard down) */
             cs->trips = trips;
@@ -826,7 +826,7 @@ static void scan_cells(struct bb_mcluster *mc)
                 cs->probing = false;
                 cs->next_lease_ms = 0;
                 hold_probe(c);
-                publish(mc, c, true, cs->until_wall, atomic_load(&c->reserved[BB_CELL_STREAK]));
+                publish(mc, c, true, cs->until_wall, atomic_load(&c->streak));
                 bb_info("cluster: lane %s opened here: announced for %llu ms", c->name,
                         (unsigned long long)(cs->until_wall - wall));
             }

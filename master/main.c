@@ -26,10 +26,6 @@
 #include "master/supervisor.h"
 #include "master/tls.h"
 
-#ifndef BB_VERSION
-#define BB_VERSION "0.0.0"
-#endif
-
 #define DEFAULT_CONFIG "/etc/busbar/config.yaml"
 
 int bb_master_log_level(const char *name)

@@ -57,7 +57,7 @@ static json_object *member(const struct bb_conf *conf, int lane, struct bb_shm_c
     add_int(o, "err", (int64_t)err);
     add_num(o, "error_rate", ok + err ? (double)err / (double)(ok + err) : 0);
     add_int(o, "failovers", bc ? (int64_t)atomic_load(&bc->failovers) : 0);
-    add_int(o, "trips", bc ? (int64_t)atomic_load(&bc->reserved[BB_MX_BREAKER_TRIPS]) : 0);
+    add_int(o, "trips", bc ? (int64_t)atomic_load(&bc->trips) : 0);
     add_int(o, "attempts", mc ? (int64_t)ld(&mc->attempts) : 0);
     uint64_t n = 0;
     for (int i = 0; mc && i <= BB_MX_BUCKETS; i++)

@@ -4,7 +4,9 @@
 #   bash tests/run.sh              install missing deps, build build/ and build-asan/, run
 #                                  every meson test in both (unit, integration, sdk), a short
 #                                  fuzz run if tests/fuzz/run.sh exists, print
-#                                  "N passed, N failed" and exit non-zero on any failure.
+#                                  "N passed, N failed" (product tests: the harness's own
+#                                  self-test is reported on the line before, and fails the
+#                                  run when it fails) and exit non-zero on any failure.
 #   bash tests/run.sh --deps-only  only install the missing Debian packages (used by
 #                                  scripts/demo.sh and bench/run.sh).
 #
@@ -21,7 +23,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 DEB_PACKAGES=(meson ninja-build pkg-config gcc clang libevent-dev libssl-dev libyaml-dev
   libjson-c-dev libhiredis-dev libcmocka-dev libsqlite3-dev liblua5.4-dev python3 nodejs npm
   openssl curl wrk nginx-light redis-server haproxy libclang-rt-14-dev prometheus chromium
-  systemd)
+  systemd clang-format)
 
 # A package counts as present when dpkg knows it, or (for tools that may come from elsewhere,
 # such as NodeSource's nodejs which bundles npm) when its command is on PATH.
@@ -143,6 +145,7 @@ python3 - "$PASSED_EXTRA" "$FAILED_EXTRA" build/meson-logs/testlog.json \
 import json, os, sys
 passed, failed = int(sys.argv[1]), int(sys.argv[2])
 skipped = 0
+harness = 0  # the integration harness's self-tests (suite 'harness'): not product tests
 bad = []
 for path in sys.argv[3:]:
     if not os.path.exists(path):
@@ -155,7 +158,9 @@ for path in sys.argv[3:]:
                 continue
             t = json.loads(line)
             res = t.get('result')
-            if res in ('OK', 'EXPECTEDFAIL'):
+            if res in ('OK', 'EXPECTEDFAIL') and ':harness / ' in t.get('name', ''):
+                harness += 1
+            elif res in ('OK', 'EXPECTEDFAIL'):
                 passed += 1
             elif res == 'SKIP':
                 skipped += 1
@@ -164,6 +169,8 @@ for path in sys.argv[3:]:
                 bad.append('%s: %s (%s)' % (build, t.get('name'), res))
 for b in bad:
     print('FAILED ' + b)
+if harness:
+    print('harness self-tests: %d passed (not counted below)' % harness)
 line = '%d passed, %d failed' % (passed, failed)
 if skipped:
     line += ', %d skipped' % skipped

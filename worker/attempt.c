@@ -537,17 +537,6 @@ void bb_attempt_http_error(struct bb_attempt *a)
 
 /* ---- request building ---- */
 
-/* Native path and auth of the same-protocol fast path (model in the body). */
-static const struct {
-    const char *path;
-    bool anthropic_auth;
-} fast_path[BB_PROTO__COUNT] = {
-    [BB_PROTO_OPENAI] = {"/v1/chat/completions", false},
-    [BB_PROTO_RESPONSES] = {"/v1/responses", false},
-    [BB_PROTO_ANTHROPIC] = {"/v1/messages", true},
-    [BB_PROTO_COHERE] = {"/v2/chat", false},
-};
-
 static void host_header(const struct bb_provider *p, char *host, size_t cap)
 {
     bool v6 = strchr(p->url.host, ':') != NULL;
@@ -559,6 +548,7 @@ static void host_header(const struct bb_provider *p, char *host, size_t cap)
 static void request_line(struct bb_request *req, struct evbuffer *b, const struct bb_provider *p,
                          const char *path, size_t body_len)
 {
+    const struct bb_proto_ops *ops = bb_proto_get(p->protocol);
     char host[300];
     host_header(p, host, sizeof host);
     evbuffer_add_printf(b,
@@ -567,15 +557,13 @@ static void request_line(struct bb_request *req, struct evbuffer *b, const struc
                         "Content-Length: %zu\r\n"
                         "Accept: %s\r\n"
                         "User-Agent: busbar/" BB_VERSION "\r\n",
-                        p->url.path, path, host, body_len,
-                        req->stream ? (p->protocol == BB_PROTO_BEDROCK
-                                           ? "application/vnd.amazon.eventstream"
-                                           : "text/event-stream")
-                                    : "application/json");
-    /* allow-listed client headers (SPEC §3.3) */
-    const struct bb_http_header *beta = bb_http_find(&req->head, "anthropic-beta");
-    if (beta && p->protocol == BB_PROTO_ANTHROPIC)
-        evbuffer_add_printf(b, "anthropic-beta: %.*s\r\n", (int)beta->value_len, beta->value);
+                        p->url.path, path, host, body_len, bb_proto_accept(ops, req->stream));
+    /* allow-listed client headers the provider's protocol takes (SPEC §3.3) */
+    for (const char *const *fh = ops->forward_headers; fh && *fh; fh++) {
+        const struct bb_http_header *h = bb_http_find(&req->head, *fh);
+        if (h)
+            evbuffer_add_printf(b, "%s: %.*s\r\n", *fh, (int)h->value_len, h->value);
+    }
     bb_obs_traceparent(req, b);
 }
 
@@ -620,24 +608,21 @@ static struct evbuffer *build_fast(struct bb_request *req, int lane_idx)
         }
     }
     model[ml++] = '"';
-    /* metered OpenAI streams must end with their usage chunk: ask for it (it is not relayed) */
-    static const char want_usage[] = "\"stream_options\":{\"include_usage\":true},";
+    /* metered streams of a protocol that reports usage only when asked must end with their
+     * usage: ask for it (it is not relayed) */
+    const struct bb_proto_ops *ops = bb_proto_get(p->protocol);
+    const char *want_usage = ops->stream_usage.inject;
     size_t brace = 0, inject = 0;
-    if (req->metered && req->stream && p->protocol == BB_PROTO_OPENAI && rs->stream_options == 0) {
+    if (req->metered && req->stream && want_usage && rs->stream_options == 0) {
         while (brace < rs->model_off && req->body[brace] != '{')
             brace++;
         if (brace < rs->model_off)
-            inject = sizeof want_usage - 1;
+            inject = strlen(want_usage);
     }
     size_t body_len = req->body_len - rs->model_len + ml + inject;
-    request_line(req, b, p, fast_path[p->protocol].path, body_len);
+    request_line(req, b, p, ops->path, body_len);
     evbuffer_add(b, "Content-Type: application/json\r\n", 32);
-    if (p->api_key && fast_path[p->protocol].anthropic_auth)
-        evbuffer_add_printf(b, "x-api-key: %s\r\nanthropic-version: 2023-06-01\r\n", p->api_key);
-    else if (fast_path[p->protocol].anthropic_auth)
-        evbuffer_add_printf(b, "anthropic-version: 2023-06-01\r\n");
-    else if (p->api_key)
-        evbuffer_add_printf(b, "Authorization: Bearer %s\r\n", p->api_key);
+    ops->auth_headers(b, p->api_key);
     evbuffer_add(b, "\r\n", 2);
     if (inject) {
         evbuffer_add(b, req->body, brace + 1);
@@ -653,16 +638,18 @@ static struct evbuffer *build_fast(struct bb_request *req, int lane_idx)
 }
 
 /* Collect the reader's unsupported fields and the writer's drops into rs->dropped. */
-static void note_dropped(struct bb_route_state *rs)
+static void note_dropped(struct bb_route_state *rs, const struct bb_dropped *d)
 {
     size_t n = 0;
     rs->dropped[0] = '\0';
     for (size_t i = 0; rs->ir && i < rs->ir->n_unsupported; i++)
         n += (size_t)snprintf(rs->dropped + n, n < sizeof rs->dropped ? sizeof rs->dropped - n : 0,
                               "%s%s", n ? "," : "", rs->ir->unsupported[i]);
-    const char *w = bb_proto_dropped();
-    if (w && n < sizeof rs->dropped)
-        snprintf(rs->dropped + n, sizeof rs->dropped - n, "%s%s", n ? "," : "", w);
+    if (d->n && n + 2 < sizeof rs->dropped) {
+        size_t at = n ? n + 1 : 0;
+        if (bb_proto_dropped_text(d, rs->dropped + at, sizeof rs->dropped - at) && n)
+            rs->dropped[n] = ',';
+    }
 }
 
 /* Read the client's body into IR once (cross-protocol attempts). -1 = answered (400). */
@@ -688,7 +675,7 @@ static int ensure_ir(struct bb_request *req)
         return -1;
     }
     ir->stream = req->stream;
-    bb_ir_ids_unwrap(ir, req->ingress);
+    bb_ir_ids_unwrap(ir, iops->tool_id_prefix);
     rs->ir = ir;
     rs->ictx.include_usage = ir->include_usage;
     return 0;
@@ -772,9 +759,9 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx,
     er.headers = evbuffer_new();
     er.body = evbuffer_new();
     struct evbuffer *b = evbuffer_new();
-    struct bb_egress_ctx ctx = {p, lane, req->stream, (int64_t)time(NULL)};
+    struct bb_dropped dropped = {0};
+    struct bb_egress_ctx ctx = {p, lane, req->stream, (int64_t)time(NULL), &dropped};
     struct bb_err err;
-    bb_proto_dropped_reset();
     int rc = !er.headers || !er.body || !b ? -1
              : passthrough ? eops->write_passthrough(&req->arena, req->body ? req->body : "",
                                                      req->body_len, &ctx, &er, &err)
@@ -786,7 +773,7 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx,
             evbuffer_free(b);
         b = NULL;
     } else {
-        note_dropped(rs);
+        note_dropped(rs, &dropped);
         request_line(req, b, p, er.path, evbuffer_get_length(er.body));
         evbuffer_add_buffer(b, er.headers);
         evbuffer_add(b, "\r\n", 2);
@@ -970,12 +957,12 @@ static struct evbuffer *build(struct bb_attempt *a, char *why, size_t why_cap, b
     struct bb_request *req = a->req;
     struct bb_route_state *rs = req->route;
     *answered = false;
-    /* a metered OpenAI stream whose stream_options say no usage goes through the writer,
-     * which asks for it */
+    /* a metered stream whose request says no to usage goes through the writer, which asks
+     * for it */
     bool usage_via_ir =
-        req->metered && req->stream && a->egress == BB_PROTO_OPENAI && rs->stream_options < 0;
-    if (!a->continuation && a->egress == req->ingress && rs->body_model &&
-        fast_path[a->egress].path && !usage_via_ir) {
+        req->metered && req->stream && a->eops->stream_usage.inject && rs->stream_options < 0;
+    if (!a->continuation && a->egress == req->ingress && rs->body_model && a->eops->path &&
+        !usage_via_ir) {
         rs->dropped[0] = '\0';
         return build_fast(req, a->lane);
     }
@@ -1040,14 +1027,15 @@ void bb_attempt_next(struct bb_request *req)
     a->continuation = rs->cont.active;
     if (a->continuation)
         a->enc = rs->cont.enc;
-    /* Relayed as they are: same protocol, except a Gemini client streaming without alt=sse
-     * (it wants a JSON array; upstream is always SSE) and streams that may be continued on
-     * another lane (the client's stream then has one encoder across attempts). */
+    /* Relayed as they are: same protocol, except a client whose stream is framed otherwise
+     * (Gemini without alt=sse wants a JSON array; upstream is always SSE) and streams that may
+     * be continued on another lane (the client's stream then has one encoder across
+     * attempts). */
     a->verbatim = a->egress == req->ingress && !rs->cont.enabled &&
-                  !(req->ingress == BB_PROTO_GEMINI && req->stream && !req->gemini_sse);
-    /* busbar's own usage request (build_fast, or the OpenAI writer) stays busbar's */
+                  !(req->stream && bb_proto_client_framing(a->iops, &rs->ictx) != a->eops->framing);
+    /* busbar's own usage request (build_fast, or the writer) stays busbar's */
     a->strip_usage_chunk =
-        a->verbatim && a->egress == BB_PROTO_OPENAI && req->stream && rs->stream_options != 1;
+        a->verbatim && a->eops->stream_usage.usage_only && req->stream && rs->stream_options != 1;
     req->attempt = a;
     req->attempts++;
     bb_meter_attempt(req);

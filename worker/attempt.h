@@ -88,7 +88,7 @@ struct bb_attempt {
     bool no_breaker;   /* a failure that says nothing about the lane (context length) */
     /* how it relays */
     bool verbatim;          /* answers relayed as they are (same protocol) */
-    bool strip_usage_chunk; /* busbar asked an OpenAI stream for usage the client did not */
+    bool strip_usage_chunk; /* busbar asked the stream for usage the client did not */
     bool continuation;      /* continues a client stream another attempt started */
     bool error_sent;   /* the client has the in-band error event that ends it */
     const char *frame_fail; /* set inside the framer's callback, acted on once it returns */
@@ -129,7 +129,7 @@ struct bb_cont {
 struct bb_route_state {
     const char *model;  /* as the client sent it (decoded) */
     bool body_model;    /* the body has a string `model` at model_off/model_len */
-    int stream_options; /* OpenAI body: 0 absent, 1 with include_usage true, -1 other */
+    int stream_options; /* the ingress stream_usage member: 0 absent, 1 asking, -1 other */
     size_t model_off, model_len;
     bool *tried;            /* per pool member */
     bool probe_pending;     /* the member just picked holds the half-open probe */

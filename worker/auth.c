@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "common/log.h"
+#include "worker/proto.h"
 #include "worker/request.h"
 #include "worker/sigv4.h"
 #include "worker/worker.h"
@@ -48,7 +49,7 @@ static bool prefix_ieq(const char *s, size_t n, const char *p)
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -104,12 +105,16 @@ static const char *credential(struct bb_request *req, size_t *len, bool *sigv4)
         *len = h->value_len;
         return h->value;
     }
-    if ((h = bb_http_find(&req->head, "x-api-key")) || (h = bb_http_find(&req->head, "x-goog-api-key"))) {
-        *len = h->value_len;
-        return h->value_len ? h->value : NULL;
+    for (int p = 0; p < BB_PROTO__COUNT; p++) { /* x-api-key, x-goog-api-key, ... */
+        const char *name = bb_proto_get((enum bb_proto)p)->client_key_header;
+        if (name && (h = bb_http_find(&req->head, name))) {
+            *len = h->value_len;
+            return h->value_len ? h->value : NULL;
+        }
     }
-    if (req->ingress == BB_PROTO_GEMINI && req->query) {
-        const char *v = query_param(&req->arena, req->query, "key", len);
+    const char *qk = bb_proto_get(req->ingress)->client_key_query; /* Gemini's ?key= */
+    if (qk && req->query) {
+        const char *v = query_param(&req->arena, req->query, qk, len);
         return v && *len ? v : NULL;
     }
     return NULL;
@@ -121,8 +126,10 @@ static int check_sigv4(struct bb_request *req, const char *value, size_t len,
                        struct bb_auth *out)
 {
     struct bb_err err;
-    if (req->ingress != BB_PROTO_BEDROCK) {
-        bb_debug("request %s: auth: SigV4 is only accepted on Bedrock routes", req->id);
+    const char *service = bb_proto_get(req->ingress)->client_sigv4_service;
+    if (!service) {
+        bb_debug("request %s: auth: SigV4 is not accepted on %s routes", req->id,
+                 bb_proto_name(req->ingress));
         return -1;
     }
     struct bb_sigv4_auth *sa = bb_arena_alloc(&req->arena, sizeof *sa);
@@ -156,9 +163,11 @@ int bb_auth_check_body(struct bb_request *req, struct bb_auth *out)
         const struct bb_http_header *h = &req->head.headers[i];
         hs[i] = (struct bb_sigv4_header){h->name, h->name_len, h->value, h->value_len};
     }
-    struct bb_sigv4_req r = {"POST", NULL, req->path, req->query, hs, req->head.n_headers,
-                             req->body, req->body_len};
-    if (bb_sigv4_verify(&r, sa, out->key.lim.aws_secret, "bedrock", (int64_t)time(NULL),
+    struct bb_sigv4_req r = {
+        "POST", NULL, req->path, req->query, hs, req->head.n_headers, req->body, req->body_len};
+    const char *service = bb_proto_get(req->ingress)->client_sigv4_service;
+    if (bb_sigv4_verify(&r, sa, out->key.lim.aws_secret, service ? service : "bedrock",
+                        (int64_t)time(NULL),
                         SIGV4_MAX_SKEW_SECS, &err) < 0) {
         bb_debug("request %s: auth: SigV4: %s", req->id, err.msg);
         return -1;

@@ -1,7 +1,9 @@
 /*
  * auth: who is calling (SPEC §3.2, §6). Finds the client's credential in the carriers in SPEC
- * order (Authorization: Bearer, x-api-key, x-goog-api-key, Gemini ?key=; for Bedrock also an
- * AWS SigV4 Authorization header, verified against the key's AWS pair within ±300 s) and
+ * order (Authorization: Bearer, then the modules' key headers — x-api-key, x-goog-api-key —,
+ * the ingress module's query parameter — Gemini's ?key= —; on routes whose module names a
+ * SigV4 service — Bedrock's — also a SigV4 Authorization header, verified against the key's
+ * AWS pair within ±300 s; see client_key_* in worker/proto.h) and
  * checks it against auth.mode: keys (virtual keys in shared memory), token (static client
  * tokens, compared in constant time over SHA-256), passthrough (the credential is the
  * provider key, forwarded upstream) or none. Every failure is the same opaque 401; the
@@ -23,7 +25,7 @@ struct bb_worker;
 
 /* What authentication established about a request. */
 struct bb_auth {
-    bool has_key;            /* auth.mode keys: the caller's virtual key */
+    bool has_key; /* auth.mode keys: the caller's virtual key */
     struct bb_keys_ref key;
     const char *passthrough; /* auth.mode passthrough: the caller's credential (arena), the
                                 provider key of every upstream attempt */

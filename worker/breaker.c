@@ -1,26 +1,14 @@
 /*
  * breaker: shared-memory circuit breaker. Any process; lock-free (see breaker.h).
  *
- * reserved[] layout of a cell:
- *   [0..3]  window buckets: (ok << 32) | err, each covering window_secs / 4
- *   [4..7]  the bucket epoch each of [0..3] currently counts
- *   [8]     consecutive failures
- *   [9]     streak: trips since the last close (cooldown = base · 2^streak)
- *   [10]    probe holder: 0 = none, else monotonic ms when the probe was granted
- *   [11]    latency EWMA in µs (the router's, route: fastest)
- *   [12]    trips: times the breaker opened (metrics)
- *   [13]    lane cells: opened by a health probe (health.c); [14] next probe due
- *   [15]    lane cells: provider rate-limit headroom (the router's, route: usage)
+ * The cell's breaker fields are named in common/shm.h (window buckets and their epochs,
+ * consecutive failures, streak, probe holder, trips).
  * Races between workers updating a bucket at a bucket boundary can lose a count; the breaker
  * only needs the ratio to be right, not every increment.
  */
 #include "worker/breaker.h"
 
-#define NB 4
-#define R_EPOCH 4
-#define R_CONSEC BB_CELL_CONSEC
-#define R_STREAK BB_CELL_STREAK
-#define R_PROBE BB_CELL_PROBE
+#define NB BB_SHM_WINDOW_BUCKETS
 #define PROBE_STALE_MS 120000 /* a probe holder that vanished (worker killed) is replaced */
 
 static uint64_t bucket_ms(const struct bb_breaker_conf *conf)
@@ -34,11 +22,10 @@ static void bucket_add(struct bb_shm_cell *c, const struct bb_breaker_conf *conf
 {
     uint64_t epoch = now / bucket_ms(conf);
     unsigned i = (unsigned)(epoch % NB);
-    uint64_t seen = atomic_load_explicit(&c->reserved[R_EPOCH + i], memory_order_acquire);
-    if (seen != epoch &&
-        atomic_compare_exchange_strong(&c->reserved[R_EPOCH + i], &seen, epoch))
-        atomic_store_explicit(&c->reserved[i], 0, memory_order_release);
-    atomic_fetch_add_explicit(&c->reserved[i], ok ? (1ull << 32) : 1ull, memory_order_relaxed);
+    uint64_t seen = atomic_load_explicit(&c->window_epoch[i], memory_order_acquire);
+    if (seen != epoch && atomic_compare_exchange_strong(&c->window_epoch[i], &seen, epoch))
+        atomic_store_explicit(&c->window[i], 0, memory_order_release);
+    atomic_fetch_add_explicit(&c->window[i], ok ? (1ull << 32) : 1ull, memory_order_relaxed);
 }
 
 static void window_sum(struct bb_shm_cell *c, const struct bb_breaker_conf *conf, uint64_t now,
@@ -47,10 +34,10 @@ static void window_sum(struct bb_shm_cell *c, const struct bb_breaker_conf *conf
     uint64_t epoch = now / bucket_ms(conf);
     *ok = *err = 0;
     for (unsigned i = 0; i < NB; i++) {
-        uint64_t e = atomic_load_explicit(&c->reserved[R_EPOCH + i], memory_order_acquire);
+        uint64_t e = atomic_load_explicit(&c->window_epoch[i], memory_order_acquire);
         if (e + NB <= epoch || e > epoch)
             continue; /* older than the window */
-        uint64_t v = atomic_load_explicit(&c->reserved[i], memory_order_relaxed);
+        uint64_t v = atomic_load_explicit(&c->window[i], memory_order_relaxed);
         *ok += v >> 32;
         *err += v & 0xffffffffu;
     }
@@ -76,10 +63,10 @@ static uint64_t cooldown_ms(const struct bb_breaker_conf *conf, uint64_t streak,
 
 static void open_for(struct bb_shm_cell *c, uint64_t now, uint64_t ms)
 {
-    atomic_fetch_add_explicit(&c->reserved[BB_BREAKER_TRIPS], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->trips, 1, memory_order_relaxed);
     atomic_store_explicit(&c->open_until_ms, now + ms, memory_order_release);
     atomic_store_explicit(&c->breaker_state, BB_BREAKER_OPEN, memory_order_release);
-    atomic_store_explicit(&c->reserved[R_PROBE], 0, memory_order_release);
+    atomic_store_explicit(&c->probe_holder, 0, memory_order_release);
 }
 
 enum bb_breaker_admit bb_breaker_admit(struct bb_shm_cell *c, uint64_t now)
@@ -90,10 +77,10 @@ enum bb_breaker_admit bb_breaker_admit(struct bb_shm_cell *c, uint64_t now)
     if (st == BB_BREAKER_OPEN && now < atomic_load(&c->open_until_ms))
         return BB_ADMIT_NO;
     /* cooldown over (or half-open): one request across all workers takes the probe */
-    uint64_t holder = atomic_load_explicit(&c->reserved[R_PROBE], memory_order_acquire);
+    uint64_t holder = atomic_load_explicit(&c->probe_holder, memory_order_acquire);
     if (holder && now - holder < PROBE_STALE_MS)
         return BB_ADMIT_NO;
-    if (!atomic_compare_exchange_strong(&c->reserved[R_PROBE], &holder, now ? now : 1))
+    if (!atomic_compare_exchange_strong(&c->probe_holder, &holder, now ? now : 1))
         return BB_ADMIT_NO;
     atomic_store_explicit(&c->breaker_state, BB_BREAKER_HALF_OPEN, memory_order_release);
     return BB_ADMIT_PROBE;
@@ -106,7 +93,7 @@ bool bb_breaker_usable(const struct bb_shm_cell *c, uint64_t now)
         return true;
     if (st == BB_BREAKER_OPEN && now < atomic_load(&c->open_until_ms))
         return false;
-    uint64_t holder = atomic_load_explicit(&c->reserved[R_PROBE], memory_order_acquire);
+    uint64_t holder = atomic_load_explicit(&c->probe_holder, memory_order_acquire);
     return !holder || now - holder >= PROBE_STALE_MS;
 }
 
@@ -114,11 +101,11 @@ void bb_breaker_success(struct bb_shm_cell *c, const struct bb_breaker_conf *con
                         bool probe)
 {
     bucket_add(c, conf, now, true);
-    atomic_store_explicit(&c->reserved[R_CONSEC], 0, memory_order_relaxed);
+    atomic_store_explicit(&c->consecutive, 0, memory_order_relaxed);
     if (probe) {
-        atomic_store_explicit(&c->reserved[R_STREAK], 0, memory_order_relaxed);
+        atomic_store_explicit(&c->streak, 0, memory_order_relaxed);
         atomic_store_explicit(&c->breaker_state, BB_BREAKER_CLOSED, memory_order_release);
-        atomic_store_explicit(&c->reserved[R_PROBE], 0, memory_order_release);
+        atomic_store_explicit(&c->probe_holder, 0, memory_order_release);
     }
 }
 
@@ -126,10 +113,9 @@ void bb_breaker_failure(struct bb_shm_cell *c, const struct bb_breaker_conf *con
                         bool probe, uint64_t retry_after_ms, double jitter)
 {
     bucket_add(c, conf, now, false);
-    uint64_t consec = atomic_fetch_add_explicit(&c->reserved[R_CONSEC], 1,
-                                                memory_order_relaxed) + 1;
+    uint64_t consec = atomic_fetch_add_explicit(&c->consecutive, 1, memory_order_relaxed) + 1;
     if (probe) { /* the probe failed: re-open, longer */
-        uint64_t streak = atomic_fetch_add(&c->reserved[R_STREAK], 1) + 1;
+        uint64_t streak = atomic_fetch_add(&c->streak, 1) + 1;
         open_for(c, now, cooldown_ms(conf, streak, retry_after_ms, jitter));
         return;
     }
@@ -146,8 +132,8 @@ void bb_breaker_failure(struct bb_shm_cell *c, const struct bb_breaker_conf *con
     } else {
         uint64_t ok, err;
         window_sum(c, conf, now, &ok, &err);
-        trip = ok + err >= conf->min_requests &&
-               (double)err >= conf->threshold * (double)(ok + err);
+        trip =
+            ok + err >= conf->min_requests && (double)err >= conf->threshold * (double)(ok + err);
     }
     if (!trip && retry_after_ms == 0)
         return;
@@ -158,14 +144,14 @@ void bb_breaker_failure(struct bb_shm_cell *c, const struct bb_breaker_conf *con
     }
     uint32_t closed = BB_BREAKER_CLOSED;
     if (atomic_compare_exchange_strong(&c->breaker_state, &closed, BB_BREAKER_OPEN)) {
-        uint64_t streak = atomic_load(&c->reserved[R_STREAK]);
+        uint64_t streak = atomic_load(&c->streak);
         open_for(c, now, cooldown_ms(conf, streak, retry_after_ms, jitter));
     }
 }
 
 void bb_breaker_release_probe(struct bb_shm_cell *c)
 {
-    atomic_store_explicit(&c->reserved[R_PROBE], 0, memory_order_release);
+    atomic_store_explicit(&c->probe_holder, 0, memory_order_release);
 }
 
 void bb_breaker_hard_down(struct bb_shm_cell *c, uint64_t now, uint64_t for_ms)
@@ -175,10 +161,10 @@ void bb_breaker_hard_down(struct bb_shm_cell *c, uint64_t now, uint64_t for_ms)
 
 void bb_breaker_reset(struct bb_shm_cell *c)
 {
-    atomic_store_explicit(&c->reserved[R_CONSEC], 0, memory_order_relaxed);
-    atomic_store_explicit(&c->reserved[R_STREAK], 0, memory_order_relaxed);
+    atomic_store_explicit(&c->consecutive, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->streak, 0, memory_order_relaxed);
     atomic_store_explicit(&c->open_until_ms, 0, memory_order_relaxed);
-    atomic_store_explicit(&c->reserved[R_PROBE], 0, memory_order_release);
+    atomic_store_explicit(&c->probe_holder, 0, memory_order_release);
     atomic_store_explicit(&c->breaker_state, BB_BREAKER_CLOSED, memory_order_release);
 }
 

@@ -5,8 +5,7 @@
  * Any process that maps the region; the clock is passed in (monotonic ms) so tests can drive
  * it.
  *
- * Cell fields used: breaker_state (0 closed, 1 half-open, 2 open), open_until_ms, and
- * reserved[] as laid out in breaker.c.
+ * Cell fields used: the breaker group of struct bb_shm_cell (common/shm.h).
  */
 #ifndef BB_BREAKER_H
 #define BB_BREAKER_H
@@ -17,15 +16,12 @@
 #include "common/config.h"
 #include "common/shm.h"
 
-/* reserved[] slot counting trips (see breaker.c) */
-#define BB_BREAKER_TRIPS BB_CELL_TRIPS
-
 enum bb_breaker_state { BB_BREAKER_CLOSED = 0, BB_BREAKER_HALF_OPEN = 1, BB_BREAKER_OPEN = 2 };
 
 enum bb_breaker_admit {
-    BB_ADMIT_NO = 0,  /* open (or another worker holds the probe) */
-    BB_ADMIT_YES,     /* closed */
-    BB_ADMIT_PROBE,   /* this request is the single half-open probe */
+    BB_ADMIT_NO = 0, /* open (or another worker holds the probe) */
+    BB_ADMIT_YES,    /* closed */
+    BB_ADMIT_PROBE,  /* this request is the single half-open probe */
 };
 
 /* May a request use this member now? PROBE hands out the half-open probe (once). */
@@ -37,10 +33,10 @@ bool bb_breaker_usable(const struct bb_shm_cell *c, uint64_t now_ms);
 /* Record an attempt's outcome. probe says the attempt held the probe. A failure may trip the
  * breaker (per conf's trip rule) or, for a probe, re-open it with a longer cooldown;
  * retry_after_ms (0 = none) floors the cooldown. jitter in [-1, 1] scales the ±10 %. */
-void bb_breaker_success(struct bb_shm_cell *c, const struct bb_breaker_conf *conf,
-                        uint64_t now_ms, bool probe);
-void bb_breaker_failure(struct bb_shm_cell *c, const struct bb_breaker_conf *conf,
-                        uint64_t now_ms, bool probe, uint64_t retry_after_ms, double jitter);
+void bb_breaker_success(struct bb_shm_cell *c, const struct bb_breaker_conf *conf, uint64_t now_ms,
+                        bool probe);
+void bb_breaker_failure(struct bb_shm_cell *c, const struct bb_breaker_conf *conf, uint64_t now_ms,
+                        bool probe, uint64_t retry_after_ms, double jitter);
 
 /* Give the probe back without an outcome (the client left): the next request probes. */
 void bb_breaker_release_probe(struct bb_shm_cell *c);

@@ -13,6 +13,7 @@
 #include "common/shm.h"
 #include "worker/breaker.h"
 #include "worker/http_server.h"
+#include "worker/proto.h"
 #include "worker/request.h"
 #include "worker/worker.h"
 
@@ -21,90 +22,44 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-enum { LIST_OPENAI, LIST_ANTHROPIC, LIST_GEMINI };
-
-static void add_models(json_object *data, const char **names, size_t n, int shape)
-{
-    qsort(names, n, sizeof *names, cmp_str);
-    for (size_t i = 0; i < n; i++) {
-        json_object *m = json_object_new_object();
-        if (shape == LIST_OPENAI) {
-            json_object_object_add(m, "id", json_object_new_string(names[i]));
-            json_object_object_add(m, "object", json_object_new_string("model"));
-            json_object_object_add(m, "created", json_object_new_int64(0));
-            json_object_object_add(m, "owned_by", json_object_new_string("busbar"));
-        } else if (shape == LIST_ANTHROPIC) {
-            json_object_object_add(m, "type", json_object_new_string("model"));
-            json_object_object_add(m, "id", json_object_new_string(names[i]));
-            json_object_object_add(m, "display_name", json_object_new_string(names[i]));
-            json_object_object_add(m, "created_at",
-                                   json_object_new_string("1970-01-01T00:00:00Z"));
-        } else {
-            char full[256];
-            snprintf(full, sizeof full, "models/%s", names[i]);
-            json_object *methods = json_object_new_array();
-            json_object_array_add(methods, json_object_new_string("generateContent"));
-            json_object_array_add(methods, json_object_new_string("streamGenerateContent"));
-            json_object_object_add(m, "name", json_object_new_string(full));
-            json_object_object_add(m, "displayName", json_object_new_string(names[i]));
-            json_object_object_add(m, "supportedGenerationMethods", methods);
-        }
-        json_object_array_add(data, m);
-    }
-}
-
 /* The names a key may see: all without a key (or a key without a pool list). */
-static size_t visible(const char **names, const char *name, size_t n,
-                      const struct bb_keys_ref *key)
+static size_t visible(const char **names, const char *name, size_t n, const struct bb_keys_ref *key)
 {
     if (!key || !key->lim.n_pools || bb_keys_pool_allowed(key, name, strlen(name)))
         names[n++] = name;
     return n;
 }
 
-/* A list body for a dialect: pools then lanes, each sorted (SPEC §3.1), only those key may
- * use. Returns a malloc'd string (*len set), NULL on OOM. */
-static char *build_list(const struct bb_conf *conf, int shape, const char **names,
+/* A model list in protocol p's shape (its module's models_list): pools then lanes, each
+ * sorted (SPEC §3.1), only those key may use. Returns a malloc'd string (*len set), NULL on
+ * OOM. */
+static char *build_list(const struct bb_conf *conf, enum bb_proto p, const char **names,
                         const struct bb_keys_ref *key, size_t *len)
 {
-    json_object *root = json_object_new_object();
-    json_object *data = json_object_new_array();
-    if (shape == LIST_OPENAI)
-        json_object_object_add(root, "object", json_object_new_string("list"));
-    size_t n = 0;
+    size_t np = 0;
     for (size_t i = 0; i < conf->n_pools; i++)
-        n = visible(names, conf->pools[i].name, n, key);
-    add_models(data, names, n, shape);
-    n = 0;
+        np = visible(names, conf->pools[i].name, np, key);
+    qsort(names, np, sizeof *names, cmp_str);
+    size_t n = np;
     for (size_t i = 0; i < conf->n_lanes; i++)
         n = visible(names, conf->lanes[i].name, n, key);
-    add_models(data, names, n, shape);
-    size_t count = json_object_array_length(data);
-    const char *first = NULL, *last = NULL;
-    if (shape == LIST_ANTHROPIC && count) {
-        first = json_object_get_string(
-            json_object_object_get(json_object_array_get_idx(data, 0), "id"));
-        last = json_object_get_string(
-            json_object_object_get(json_object_array_get_idx(data, count - 1), "id"));
-    }
-    json_object_object_add(root, shape == LIST_GEMINI ? "models" : "data", data);
-    if (shape == LIST_ANTHROPIC) {
-        json_object_object_add(root, "has_more", json_object_new_boolean(0));
-        json_object_object_add(root, "first_id", first ? json_object_new_string(first) : NULL);
-        json_object_object_add(root, "last_id", last ? json_object_new_string(last) : NULL);
-    }
+    qsort(names + np, n - np, sizeof *names, cmp_str);
+    json_object *root = bb_proto_get(p)->models_list(names, n);
+    if (!root)
+        return NULL;
     const char *s = json_object_to_json_string_length(
         root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
-    char *out = malloc(*len + 1);
+    char *out = s ? malloc(*len + 1) : NULL;
     if (out)
         memcpy(out, s, *len + 1);
     json_object_put(root);
     return out;
 }
 
+/* Room for every pool and lane name. */
 static const char **names_buf(const struct bb_conf *conf)
 {
-    size_t n = conf->n_pools > conf->n_lanes ? conf->n_pools : conf->n_lanes;
+    size_t n = conf->n_pools + conf->n_lanes;
     return calloc(n ? n : 1, sizeof(const char *));
 }
 
@@ -114,9 +69,12 @@ int bb_endpoints_init(struct bb_worker *w)
     if (!names)
         return -1;
     int rc = 0;
-    for (int shape = LIST_OPENAI; shape <= LIST_GEMINI; shape++) {
-        w->models_json[shape] = build_list(w->conf, shape, names, NULL, &w->models_json_len[shape]);
-        rc |= w->models_json[shape] ? 0 : -1;
+    for (int p = 0; p < BB_PROTO__COUNT; p++) {
+        if (!bb_proto_get((enum bb_proto)p)->models_list)
+            continue;
+        w->models_json[p] =
+            build_list(w->conf, (enum bb_proto)p, names, NULL, &w->models_json_len[p]);
+        rc |= w->models_json[p] ? 0 : -1;
     }
     free(names);
     return rc;
@@ -124,20 +82,29 @@ int bb_endpoints_init(struct bb_worker *w)
 
 void bb_endpoints_free(struct bb_worker *w)
 {
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < BB_PROTO__COUNT; i++) {
         free(w->models_json[i]);
         w->models_json[i] = NULL;
     }
 }
 
+/* The protocol whose list answers: among those listing at this path, the one whose
+ * models_header the request carries, else the route's own (request.c). */
+static enum bb_proto list_dialect(struct bb_request *req)
+{
+    for (int p = 0; p < BB_PROTO__COUNT; p++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)p);
+        if (o->models_list && o->models_path && o->models_header &&
+            strcmp(o->models_path, req->path) == 0 && bb_http_find(&req->head, o->models_header))
+            return (enum bb_proto)p;
+    }
+    return req->ingress;
+}
+
 void bb_endpoint_models(struct bb_request *req)
 {
     struct bb_worker *w = req->w;
-    int shape = LIST_OPENAI;
-    if (req->ingress == BB_PROTO_GEMINI)
-        shape = LIST_GEMINI;
-    else if (bb_http_find(&req->head, "anthropic-version"))
-        shape = LIST_ANTHROPIC;
+    enum bb_proto shape = list_dialect(req);
     const struct bb_keys_ref *key = req->auth.has_key ? &req->auth.key : NULL;
     if (!key || !key->lim.n_pools) { /* everything: the cached body */
         bb_http_respond_full(req, 200, "application/json", NULL, w->models_json[shape],
@@ -202,8 +169,7 @@ static json_object *cell_json(const struct bb_shm_cell *c)
     json_object_object_add(o, "state", json_object_new_string(breaker_names[st < 3 ? st : 0]));
     json_object_object_add(o, "cooldown_ms", json_object_new_int64((int64_t)wait));
     json_object_object_add(o, "trips",
-                           json_object_new_int64(
-                               c ? (int64_t)atomic_load(&c->reserved[BB_BREAKER_TRIPS]) : 0));
+                           json_object_new_int64(c ? (int64_t)atomic_load(&c->trips) : 0));
     json_object_object_add(o, "inflight", json_object_new_int(c ? atomic_load(&c->inflight) : 0));
     json_object_object_add(o, "ok", json_object_new_int64(c ? (int64_t)atomic_load(&c->ok) : 0));
     json_object_object_add(o, "err", json_object_new_int64(c ? (int64_t)atomic_load(&c->err) : 0));
@@ -211,9 +177,8 @@ static json_object *cell_json(const struct bb_shm_cell *c)
                            json_object_new_int64(c ? (int64_t)atomic_load(&c->attempts) : 0));
     json_object_object_add(o, "failovers",
                            json_object_new_int64(c ? (int64_t)atomic_load(&c->failovers) : 0));
-    json_object_object_add(
-        o, "continuations",
-        json_object_new_int64(c ? (int64_t)atomic_load(&c->continuations) : 0));
+    json_object_object_add(o, "continuations",
+                           json_object_new_int64(c ? (int64_t)atomic_load(&c->continuations) : 0));
     return o;
 }
 
@@ -263,8 +228,8 @@ void bb_endpoint_stats(struct bb_request *req)
         if (!lane_seen[i])
             continue;
         json_object *lo = cell_json(w->lane_cells[i]);
-        json_object_object_add(lo, "provider",
-                               json_object_new_string(conf->providers[conf->lanes[i].provider].name));
+        json_object_object_add(
+            lo, "provider", json_object_new_string(conf->providers[conf->lanes[i].provider].name));
         json_object_object_add(lo, "max_concurrent",
                                json_object_new_int64(conf->lanes[i].max_concurrent));
         json_object_object_add(lanes, conf->lanes[i].name, lo);

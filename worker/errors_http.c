@@ -1,9 +1,11 @@
 /*
- * errors_http: render client-facing errors from the one table in errors_http.h.
- * Worker process; pure functions. Only the OpenAI dialect exists yet; the switch is where the
- * other five protocols' shapes (SPEC §4) plug in.
+ * errors_http: render client-facing errors from the one table in errors_http.h, in the
+ * ingress protocol's shape (its module's ops->errors: vocabulary, header, body; SPEC §4).
+ * Worker process; pure functions.
  */
 #include "worker/errors_http.h"
+
+#include "worker/proto.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -23,24 +25,22 @@ int bb_errkind_status(enum bb_errkind k)
     return kinds[k].status;
 }
 
+static const struct bb_proto_errors *errs(enum bb_proto dialect)
+{
+    const struct bb_proto_ops *o = bb_proto_get(dialect);
+    return o ? &o->errors : &bb_proto_get(BB_PROTO_DEFAULT)->errors;
+}
+
 int bb_errkind_status_in(enum bb_proto dialect, enum bb_errkind k)
 {
-    return k == BB_ERR_QUOTA && dialect == BB_PROTO_BEDROCK ? 400 : kinds[k].status;
+    return k == BB_ERR_QUOTA && errs(dialect)->quota_status ? errs(dialect)->quota_status
+                                                            : kinds[k].status;
 }
 
 /* A kind's own error type in a dialect where the status-derived one would mislead. */
 static const char *kind_type(enum bb_proto dialect, enum bb_errkind k)
 {
-    if (k != BB_ERR_QUOTA)
-        return NULL;
-    switch (dialect) {
-    case BB_PROTO_ANTHROPIC:
-        return "billing_error";
-    case BB_PROTO_BEDROCK:
-        return "ServiceQuotaExceededException";
-    default:
-        return NULL;
-    }
+    return k == BB_ERR_QUOTA ? errs(dialect)->quota_type : NULL;
 }
 
 enum bb_errkind bb_errkind_from_status(int status)
@@ -61,90 +61,65 @@ enum bb_errkind bb_errkind_from_status(int status)
     }
 }
 
-/* Each dialect's error type by HTTP status (SPEC §4 "Errors reach the client in the ingress
- * dialect"). Rows: status, OpenAI type, Anthropic type, Gemini status, Bedrock exception. */
-static const struct {
-    int status;
-    const char *openai, *anthropic, *gemini, *bedrock;
-} by_status[] = {
-    {400, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT",
-     "ValidationException"},
-    {401, "authentication_error", "authentication_error", "UNAUTHENTICATED",
-     "UnrecognizedClientException"},
-    {402, "insufficient_quota", "billing_error", "RESOURCE_EXHAUSTED",
-     "ServiceQuotaExceededException"},
-    {403, "permission_error", "permission_error", "PERMISSION_DENIED", "AccessDeniedException"},
-    {404, "invalid_request_error", "not_found_error", "NOT_FOUND", "ResourceNotFoundException"},
-    {405, "invalid_request_error", "invalid_request_error", "INVALID_ARGUMENT",
-     "ValidationException"},
-    {408, "invalid_request_error", "invalid_request_error", "DEADLINE_EXCEEDED",
-     "ModelTimeoutException"},
-    {413, "invalid_request_error", "request_too_large", "INVALID_ARGUMENT",
-     "ValidationException"},
-    {429, "rate_limit_error", "rate_limit_error", "RESOURCE_EXHAUSTED", "ThrottlingException"},
-    {500, "server_error", "api_error", "INTERNAL", "InternalServerException"},
-    {502, "server_error", "api_error", "UNAVAILABLE", "InternalServerException"},
-    {503, "server_error", "overloaded_error", "UNAVAILABLE", "ServiceUnavailableException"},
-    {504, "server_error", "api_error", "DEADLINE_EXCEEDED", "ModelTimeoutException"},
-    {529, "server_error", "overloaded_error", "UNAVAILABLE", "ServiceUnavailableException"},
+/* busbar's own error type by HTTP status (OpenAI's names): the vocabulary of protocols that
+ * bring none (SPEC §4 "Errors reach the client in the ingress dialect"). */
+static const struct bb_proto_errtype busbar_types[] = {
+    {400, "invalid_request_error"}, {401, "authentication_error"},  {402, "insufficient_quota"},
+    {403, "permission_error"},      {404, "invalid_request_error"}, {405, "invalid_request_error"},
+    {408, "invalid_request_error"}, {413, "invalid_request_error"}, {429, "rate_limit_error"},
+    {500, "server_error"},          {502, "server_error"},          {503, "server_error"},
+    {504, "server_error"},          {529, "server_error"},
 };
+
+/* The type of status in vocabulary t[0..n): its row, else its class's (400 or 500). */
+static const char *lookup(const struct bb_proto_errtype *t, size_t n, int status)
+{
+    for (size_t i = 0; i < n; i++)
+        if (t[i].status == status)
+            return t[i].type;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].status == (status >= 500 ? 500 : 400))
+            return t[i].type;
+    return "error";
+}
+
+static const char *busbar_type(int status)
+{
+    return lookup(busbar_types, sizeof busbar_types / sizeof busbar_types[0], status);
+}
 
 const char *bb_errors_type(enum bb_proto dialect, int status)
 {
-    size_t n = sizeof by_status / sizeof by_status[0], pick = n;
-    for (size_t i = 0; i < n; i++)
-        if (by_status[i].status == status)
-            pick = i;
-    if (pick == n) /* other statuses: the class's representative */
-        for (size_t i = 0; i < n; i++)
-            if (by_status[i].status == (status >= 500 ? 500 : 400))
-                pick = i;
-    switch (dialect) {
-    case BB_PROTO_ANTHROPIC:
-        return by_status[pick].anthropic;
-    case BB_PROTO_GEMINI:
-        return by_status[pick].gemini;
-    case BB_PROTO_BEDROCK:
-        return by_status[pick].bedrock;
-    default:
-        return by_status[pick].openai;
-    }
+    const struct bb_proto_errors *e = errs(dialect);
+    return e->types ? lookup(e->types, e->n_types, status) : busbar_type(status);
+}
+
+/* OpenAI's shape, busbar's own. */
+static int openai_body(char *out, size_t cap, int status, const char *type, const char *busbar_type,
+                       const char *code, const char *msg)
+{
+    (void)status;
+    (void)type;
+    if (code && *code)
+        return snprintf(out, cap,
+                        "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":null,"
+                        "\"code\":\"%s\"}}",
+                        msg, busbar_type, code);
+    return snprintf(out, cap,
+                    "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":null,"
+                    "\"code\":null}}",
+                    msg, busbar_type);
 }
 
 static size_t render(enum bb_proto dialect, int status, const char *type, const char *code,
                      const char *msg, const char *dialect_type, char *out, size_t cap)
 {
+    const struct bb_proto_errors *e = errs(dialect);
     const char *dtype = dialect_type ? dialect_type : bb_errors_type(dialect, status);
     /* json-c escapes the message; the error path is not hot. */
     json_object *m = json_object_new_string(msg ? msg : "");
     const char *esc = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN);
-    int n;
-    switch (dialect) {
-    case BB_PROTO_ANTHROPIC:
-        n = snprintf(out, cap, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":%s}}",
-                     dtype, esc);
-        break;
-    case BB_PROTO_GEMINI:
-        n = snprintf(out, cap, "{\"error\":{\"code\":%d,\"message\":%s,\"status\":\"%s\"}}",
-                     status, esc, dtype);
-        break;
-    case BB_PROTO_BEDROCK:
-    case BB_PROTO_COHERE:
-        n = snprintf(out, cap, "{\"message\":%s}", esc);
-        break;
-    default:
-        if (code && *code)
-            n = snprintf(out, cap,
-                         "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":null,"
-                         "\"code\":\"%s\"}}",
-                         esc, type, code);
-        else
-            n = snprintf(out, cap,
-                         "{\"error\":{\"message\":%s,\"type\":\"%s\",\"param\":null,"
-                         "\"code\":null}}",
-                         esc, type);
-        break;
-    }
+    int n = (e->body ? e->body : openai_body)(out, cap, status, dtype, type, code, esc);
     json_object_put(m);
     if (n < 0)
         return 0;
@@ -158,61 +133,86 @@ size_t bb_errors_render(enum bb_proto dialect, enum bb_errkind k, const char *ms
                   kind_type(dialect, k), out, cap);
 }
 
-size_t bb_errors_render_status(enum bb_proto dialect, int status, const char *code,
-                               const char *msg, char *out, size_t cap)
+size_t bb_errors_render_status(enum bb_proto dialect, int status, const char *code, const char *msg,
+                               char *out, size_t cap)
 {
-    return render(dialect, status, bb_errors_type(BB_PROTO_OPENAI, status), code, msg, NULL, out,
-                  cap);
+    return render(dialect, status, busbar_type(status), code, msg, NULL, out, cap);
 }
 
-size_t bb_errors_headers(enum bb_proto dialect, int status, char *out, size_t cap)
+/* The header naming type, when the dialect has one. */
+static size_t type_header(enum bb_proto dialect, const char *type, char *out, size_t cap)
 {
-    int n = 0;
-    if (dialect == BB_PROTO_BEDROCK)
-        n = snprintf(out, cap, "x-amzn-ErrorType: %s\r\n", bb_errors_type(dialect, status));
+    const char *h = errs(dialect)->type_header;
+    int n = h ? snprintf(out, cap, "%s: %s\r\n", h, type) : 0;
     if (n < 0 || cap == 0)
         return 0;
     out[(size_t)n < cap ? (size_t)n : cap - 1] = '\0';
     return (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
+size_t bb_errors_headers(enum bb_proto dialect, int status, char *out, size_t cap)
+{
+    return type_header(dialect, bb_errors_type(dialect, status), out, cap);
+}
+
 size_t bb_errors_kind_headers(enum bb_proto dialect, enum bb_errkind k, char *out, size_t cap)
 {
-    const char *t = dialect == BB_PROTO_BEDROCK ? kind_type(dialect, k) : NULL;
+    const char *t = kind_type(dialect, k);
     if (!t)
         return bb_errors_headers(dialect, bb_errkind_status_in(dialect, k), out, cap);
-    int n = snprintf(out, cap, "x-amzn-ErrorType: %s\r\n", t);
-    if (n < 0 || cap == 0)
-        return 0;
-    return (size_t)n < cap ? (size_t)n : cap - 1;
+    return type_header(dialect, t, out, cap);
 }
 
 const char *bb_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 529: return "Overloaded";
-    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 529:
+        return "Overloaded";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
 }

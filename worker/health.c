@@ -1,12 +1,12 @@
 /*
- * health: a probe is a cheap authenticated GET of the provider's model list (Bedrock's runtime
- * host has none: any HTTP answer proves it reachable). Unreachable, 5xx, 401 or 403 takes every
- * lane of the provider down until a later probe succeeds; the next success brings back only
- * lanes a probe took down (hard-downs from auth or billing keep their own cooldown).
- * Worker process, single-threaded; shared state is the lane cells' atomics.
+ * health: a probe is a cheap authenticated GET of the path the provider's protocol names
+ * (its model list; Bedrock's runtime host has none: any HTTP answer proves it reachable).
+ * Unreachable, 5xx, 401 or 403 takes every lane of the provider down until a later probe succeeds;
+ * the next success brings back only lanes a probe took down (hard-downs from auth or billing keep
+ * their own cooldown). Worker process, single-threaded; shared state is the lane cells' atomics.
  *
- * Lane cell reserved[] slots used here: [13] "opened by a probe", [14] next probe due
- * (monotonic ms, on the provider's first lane only).
+ * Lane cell fields used here (common/shm.h): probe_opened, and probe_due_ms on the provider's
+ * first lane only.
  */
 #include "worker/health.h"
 
@@ -18,11 +18,9 @@
 
 #include "common/log.h"
 #include "worker/breaker.h"
+#include "worker/proto.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
-
-#define R_PROBED 13
-#define R_DUE 14
 
 struct probe {
     struct bb_worker *w;
@@ -40,14 +38,14 @@ static void verdict(struct bb_worker *w, int provider, bool healthy, const char 
         struct bb_shm_cell *c = w->lane_cells[i];
         if (conf->lanes[i].provider != provider || !c)
             continue;
-        uint64_t probed = atomic_load(&c->reserved[R_PROBED]);
+        uint64_t probed = atomic_load(&c->probe_opened);
         if (!healthy) {
             /* down until the probe after next at the latest: a later success reopens it */
             bb_breaker_hard_down(c, now, (uint64_t)p->health_interval_secs * 2000u + 1000u);
-            atomic_store(&c->reserved[R_PROBED], 1);
+            atomic_store(&c->probe_opened, 1);
             changed |= !probed;
         } else if (probed) {
-            atomic_store(&c->reserved[R_PROBED], 0);
+            atomic_store(&c->probe_opened, 0);
             bb_breaker_reset(c);
             changed = true;
         }
@@ -76,7 +74,7 @@ static void probe_end(void *arg)
 {
     struct probe *pr = arg;
     const struct bb_provider *p = &pr->w->conf->providers[pr->provider];
-    bool ok = p->protocol == BB_PROTO_BEDROCK
+    bool ok = bb_proto_get(p->protocol)->probe_any_status
                   ? pr->status < 500
                   : pr->status < 500 && pr->status != 401 && pr->status != 403;
     char why[32];
@@ -98,11 +96,7 @@ static const struct bb_upstream_cbs probe_cbs = {probe_head, probe_body, probe_e
 static void start_probe(struct bb_worker *w, int provider)
 {
     const struct bb_provider *p = &w->conf->providers[provider];
-    const char *path = "/v1/models";
-    if (p->protocol == BB_PROTO_GEMINI)
-        path = "/v1beta/models";
-    else if (p->protocol == BB_PROTO_BEDROCK)
-        path = "/";
+    const struct bb_proto_ops *ops = bb_proto_get(p->protocol);
     struct evbuffer *b = evbuffer_new();
     struct probe *pr = calloc(1, sizeof *pr);
     if (!b || !pr) {
@@ -111,19 +105,10 @@ static void start_probe(struct bb_worker *w, int provider)
         return;
     }
     bool v6 = strchr(p->url.host, ':') != NULL;
-    evbuffer_add_printf(b, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: busbar/" BB_VERSION
-                           " health\r\n",
-                        p->url.path, path, v6 ? "[" : "", p->url.host, v6 ? "]" : "",
-                        p->url.port);
-    if (p->api_key) {
-        if (p->protocol == BB_PROTO_ANTHROPIC)
-            evbuffer_add_printf(b, "x-api-key: %s\r\nanthropic-version: 2023-06-01\r\n",
-                                p->api_key);
-        else if (p->protocol == BB_PROTO_GEMINI)
-            evbuffer_add_printf(b, "x-goog-api-key: %s\r\n", p->api_key);
-        else if (p->protocol != BB_PROTO_BEDROCK)
-            evbuffer_add_printf(b, "Authorization: Bearer %s\r\n", p->api_key);
-    }
+    evbuffer_add_printf(
+        b, "GET %s%s HTTP/1.1\r\nHost: %s%s%s:%u\r\nUser-Agent: busbar/" BB_VERSION " health\r\n",
+        p->url.path, ops->probe_path, v6 ? "[" : "", p->url.host, v6 ? "]" : "", p->url.port);
+    ops->auth_headers(b, p->api_key);
     evbuffer_add(b, "\r\n", 2);
     pr->w = w;
     pr->provider = provider;
@@ -150,11 +135,11 @@ void bb_health_tick(struct bb_worker *w)
                 c = w->lane_cells[i];
         if (!c)
             continue; /* a provider no lane uses is not probed */
-        uint64_t due = atomic_load(&c->reserved[R_DUE]);
+        uint64_t due = atomic_load(&c->probe_due_ms);
         if (now < due)
             continue;
         uint64_t next = now + (uint64_t)conf->providers[p].health_interval_secs * 1000u;
-        if (atomic_compare_exchange_strong(&c->reserved[R_DUE], &due, next))
+        if (atomic_compare_exchange_strong(&c->probe_due_ms, &due, next))
             start_probe(w, (int)p);
     }
 }

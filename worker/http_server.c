@@ -48,7 +48,7 @@ struct bb_conn {
     size_t parsed_at;         /* input length at the last early parse of an incomplete head */
     struct bb_request *req;
     /* body being read */
-    uint64_t body_need;     /* Content-Length mode: bytes still expected */
+    uint64_t body_need; /* Content-Length mode: bytes still expected */
     bool body_chunked;
     struct bb_chunked chunked;
     struct evbuffer *body_buf;
@@ -113,8 +113,7 @@ static void conn_free(struct bb_conn *c)
     bb_worker_conn_closed(w);
 }
 
-void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
-                    int salen)
+void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
     (void)sa;
     (void)salen;
@@ -712,8 +711,7 @@ void bb_http_respond_full(struct bb_request *req, int status, const char *conten
                           const char *extra_headers, const void *body, size_t len)
 {
     bb_http_respond_head(req, status, content_type, extra_headers,
-                         extra_headers ? strlen(extra_headers) : 0, BB_BODY_LENGTH,
-                         (int64_t)len);
+                         extra_headers ? strlen(extra_headers) : 0, BB_BODY_LENGTH, (int64_t)len);
     bb_http_respond_body(req, body, len);
     bb_http_respond_end(req);
 }

@@ -68,21 +68,28 @@ int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char 
 
 const char *bb_ir_stop_name(enum bb_ir_stop s)
 {
-    static const char *const names[] = {"unset",   "end_turn", "max_tokens",
+    static const char *const names[] = {"unset",         "end_turn", "max_tokens",
                                         "stop_sequence", "tool_use", "content_filter",
-                                        "pause",   "refusal",  "error"};
+                                        "pause",         "refusal",  "error"};
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unset";
 }
 
-/* Tool-call id shapes per protocol (SPEC §4): a foreign id is shown to a client as
- * <prefix>bb_<original>, and a client echoing such an id gets the original back. Stateless,
- * so it survives failover and reloads. Ids outside [A-Za-z0-9_-] are kept as they are. */
-static const char *const id_prefix[BB_PROTO__COUNT] = {
-    [BB_PROTO_OPENAI] = "call_",   [BB_PROTO_RESPONSES] = "call_",
-    [BB_PROTO_ANTHROPIC] = "toolu_", [BB_PROTO_GEMINI] = "",
-    [BB_PROTO_BEDROCK] = "tooluse_", [BB_PROTO_COHERE] = "",
-};
+void bb_ir_usage_max(struct bb_ir_usage *u, const struct bb_ir_usage *v)
+{
+    if (!v->set)
+        return;
+    u->set = true;
+    u->input = v->input > u->input ? v->input : u->input;
+    u->output = v->output > u->output ? v->output : u->output;
+    u->cache_read = v->cache_read > u->cache_read ? v->cache_read : u->cache_read;
+    u->cache_write = v->cache_write > u->cache_write ? v->cache_write : u->cache_write;
+    u->reasoning = v->reasoning > u->reasoning ? v->reasoning : u->reasoning;
+}
 
+/* Tool-call id shapes (SPEC §4): a foreign id is shown to a client as <prefix>bb_<original>
+ * (prefix: its protocol's tool_id_prefix), and a client echoing such an id gets the original
+ * back. Stateless, so it survives failover and reloads. Ids outside [A-Za-z0-9_-] are kept as
+ * they are. */
 static bool id_chars_ok(const struct bb_ir_str *s)
 {
     for (size_t i = 0; i < s->len; i++) {
@@ -94,11 +101,10 @@ static bool id_chars_ok(const struct bb_ir_str *s)
     return s->len > 0;
 }
 
-struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, enum bb_proto client, struct bb_ir_str id)
+struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, const char *pre, struct bb_ir_str id)
 {
     if (!id.p || !id_chars_ok(&id))
         return id;
-    const char *pre = id_prefix[client];
     size_t pl = strlen(pre);
     char *out = bb_arena_alloc(a, pl + 3 + id.len + 1);
     if (!out)
@@ -110,11 +116,10 @@ struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, enum bb_proto client, struct 
     return r;
 }
 
-static void unwrap(enum bb_proto client, struct bb_ir_str *id)
+static void unwrap(const char *pre, struct bb_ir_str *id)
 {
     if (!id->p)
         return;
-    const char *pre = id_prefix[client];
     size_t pl = strlen(pre);
     if (id->len > pl + 3 && memcmp(id->p, pre, pl) == 0 && memcmp(id->p + pl, "bb_", 3) == 0) {
         id->p += pl + 3;
@@ -122,19 +127,19 @@ static void unwrap(enum bb_proto client, struct bb_ir_str *id)
     }
 }
 
-void bb_ir_ids_unwrap(struct bb_ir_request *req, enum bb_proto client)
+void bb_ir_ids_unwrap(struct bb_ir_request *req, const char *prefix)
 {
     for (size_t m = 0; m < req->n_messages; m++)
         for (size_t b = 0; b < req->messages[m].n_blocks; b++) {
             struct bb_ir_block *blk = &req->messages[m].blocks[b];
             if (blk->type == BB_IR_TOOL_USE || blk->type == BB_IR_TOOL_RESULT)
-                unwrap(client, &blk->id);
+                unwrap(prefix, &blk->id);
         }
 }
 
-void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, enum bb_proto client)
+void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, const char *prefix)
 {
     for (size_t b = 0; b < r->n_blocks; b++)
         if (r->blocks[b].type == BB_IR_TOOL_USE)
-            r->blocks[b].id = bb_ir_id_wrap(a, client, r->blocks[b].id);
+            r->blocks[b].id = bb_ir_id_wrap(a, prefix, r->blocks[b].id);
 }

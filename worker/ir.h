@@ -31,7 +31,7 @@ enum bb_ir_block_type {
 };
 
 struct bb_ir_str {
-    char *p;    /* NUL-terminated; NULL = absent */
+    char *p; /* NUL-terminated; NULL = absent */
     size_t len;
 };
 
@@ -45,20 +45,20 @@ struct bb_ir_block {
     bool is_error;               /* TOOL_RESULT */
     struct bb_ir_block *content; /* TOOL_RESULT: nested blocks (text, image) when not flat */
     size_t n_content;
-    struct bb_ir_str media_type; /* IMAGE/DOCUMENT: "image/png", ... */
-    struct bb_ir_str data;       /* IMAGE/DOCUMENT: base64 (no data: prefix) */
-    struct bb_ir_str url;        /* IMAGE/DOCUMENT: http(s) URL (or data: URL as given) */
+    struct bb_ir_str media_type;     /* IMAGE/DOCUMENT: "image/png", ... */
+    struct bb_ir_str data;           /* IMAGE/DOCUMENT: base64 (no data: prefix) */
+    struct bb_ir_str url;            /* IMAGE/DOCUMENT: http(s) URL (or data: URL as given) */
     struct bb_ir_str citations_json; /* TEXT: provider citations array, raw JSON, or NULL */
-    bool cache_control;          /* Anthropic cache_control: ephemeral on this block */
+    bool cache_control;              /* Anthropic cache_control: ephemeral on this block */
 };
 
 enum bb_ir_role { BB_IR_USER, BB_IR_ASSISTANT };
 
 struct bb_ir_message {
-    enum bb_ir_role role;        /* tool results travel as user-role TOOL_RESULT blocks */
+    enum bb_ir_role role; /* tool results travel as user-role TOOL_RESULT blocks */
     struct bb_ir_block *blocks;
     size_t n_blocks;
-    struct bb_ir_str name;       /* OpenAI participant name, when given */
+    struct bb_ir_str name; /* OpenAI participant name, when given */
 };
 
 struct bb_ir_tool {
@@ -68,30 +68,39 @@ struct bb_ir_tool {
     bool strict;
 };
 
-enum bb_ir_tool_choice { BB_IR_TC_UNSET, BB_IR_TC_AUTO, BB_IR_TC_NONE, BB_IR_TC_ANY,
-                         BB_IR_TC_TOOL };
+enum bb_ir_tool_choice {
+    BB_IR_TC_UNSET,
+    BB_IR_TC_AUTO,
+    BB_IR_TC_NONE,
+    BB_IR_TC_ANY,
+    BB_IR_TC_TOOL
+};
 
-enum bb_ir_format { BB_IR_FMT_UNSET, BB_IR_FMT_TEXT, BB_IR_FMT_JSON_OBJECT,
-                    BB_IR_FMT_JSON_SCHEMA };
+enum bb_ir_format { BB_IR_FMT_UNSET, BB_IR_FMT_TEXT, BB_IR_FMT_JSON_OBJECT, BB_IR_FMT_JSON_SCHEMA };
 
-enum bb_ir_effort { BB_IR_EFFORT_UNSET, BB_IR_EFFORT_MINIMAL, BB_IR_EFFORT_LOW,
-                    BB_IR_EFFORT_MEDIUM, BB_IR_EFFORT_HIGH };
+enum bb_ir_effort {
+    BB_IR_EFFORT_UNSET,
+    BB_IR_EFFORT_MINIMAL,
+    BB_IR_EFFORT_LOW,
+    BB_IR_EFFORT_MEDIUM,
+    BB_IR_EFFORT_HIGH
+};
 
 /* Optional numbers: has_* says whether the client set it. */
 struct bb_ir_request {
     struct bb_ir_str model;
-    struct bb_ir_block *system;  /* system / developer instructions as TEXT blocks */
+    struct bb_ir_block *system; /* system / developer instructions as TEXT blocks */
     size_t n_system;
     struct bb_ir_message *messages;
     size_t n_messages;
     struct bb_ir_tool *tools;
     size_t n_tools;
     enum bb_ir_tool_choice tool_choice;
-    struct bb_ir_str tool_choice_name;   /* BB_IR_TC_TOOL */
+    struct bb_ir_str tool_choice_name; /* BB_IR_TC_TOOL */
     bool has_parallel_tool_calls, parallel_tool_calls;
 
     bool stream;
-    bool include_usage;                  /* OpenAI stream_options.include_usage */
+    bool include_usage; /* OpenAI stream_options.include_usage */
 
     bool has_max_tokens;
     uint32_t max_tokens;
@@ -100,20 +109,20 @@ struct bb_ir_request {
     double temperature, top_p, presence_penalty, frequency_penalty;
     uint32_t top_k;
     int64_t seed;
-    struct bb_ir_str *stop;              /* stop sequences */
+    struct bb_ir_str *stop; /* stop sequences */
     size_t n_stop;
-    uint32_t n_choices;                  /* OpenAI n; 0 = unset */
+    uint32_t n_choices; /* OpenAI n; 0 = unset */
 
     enum bb_ir_format format;
     struct bb_ir_str format_name;        /* json_schema name */
     struct bb_ir_str format_schema_json; /* json_schema schema */
     bool format_strict;
 
-    bool reasoning;                      /* the client asked for thinking/reasoning */
-    uint32_t reasoning_budget;           /* tokens; 0 = unset */
+    bool reasoning;            /* the client asked for thinking/reasoning */
+    uint32_t reasoning_budget; /* tokens; 0 = unset */
     enum bb_ir_effort reasoning_effort;
 
-    struct bb_ir_str user;               /* end-user id (OpenAI user, Anthropic metadata) */
+    struct bb_ir_str user; /* end-user id (OpenAI user, Anthropic metadata) */
 
     /* Fields the reader saw but the IR cannot carry, by wire name (for
      * x-busbar-dropped-fields). */
@@ -125,12 +134,12 @@ struct bb_ir_request {
 
 enum bb_ir_stop {
     BB_IR_STOP_UNSET,
-    BB_IR_STOP_END_TURN,      /* natural end */
+    BB_IR_STOP_END_TURN, /* natural end */
     BB_IR_STOP_MAX_TOKENS,
     BB_IR_STOP_STOP_SEQUENCE,
     BB_IR_STOP_TOOL_USE,
     BB_IR_STOP_CONTENT_FILTER,
-    BB_IR_STOP_PAUSE,         /* Anthropic pause_turn */
+    BB_IR_STOP_PAUSE, /* Anthropic pause_turn */
     BB_IR_STOP_REFUSAL,
     BB_IR_STOP_ERROR,
 };
@@ -145,12 +154,12 @@ struct bb_ir_usage {
 struct bb_ir_response {
     struct bb_ir_str id;
     struct bb_ir_str model;
-    struct bb_ir_block *blocks;       /* the assistant message */
+    struct bb_ir_block *blocks; /* the assistant message */
     size_t n_blocks;
     enum bb_ir_stop stop;
-    struct bb_ir_str stop_sequence;   /* which stop sequence matched */
+    struct bb_ir_str stop_sequence; /* which stop sequence matched */
     struct bb_ir_usage usage;
-    int64_t created;                  /* unix seconds; 0 = now */
+    int64_t created; /* unix seconds; 0 = now */
 };
 
 /* ---- stream events ---- */
@@ -166,25 +175,37 @@ enum bb_ir_event_type {
     BB_IR_EV_PING,          /* keep-alive, carries nothing */
 };
 
-enum bb_ir_delta { BB_IR_D_TEXT, BB_IR_D_THINKING, BB_IR_D_SIGNATURE, BB_IR_D_INPUT_JSON,
-                   BB_IR_D_REDACTED, BB_IR_D_CITATION };
+enum bb_ir_delta {
+    BB_IR_D_TEXT,
+    BB_IR_D_THINKING,
+    BB_IR_D_SIGNATURE,
+    BB_IR_D_INPUT_JSON,
+    BB_IR_D_REDACTED,
+    BB_IR_D_CITATION
+};
 
 struct bb_ir_event {
     enum bb_ir_event_type type;
-    uint32_t index;                 /* content block index, 0-based, in order */
+    uint32_t index; /* content block index, 0-based, in order */
     enum bb_ir_block_type block_type;
     enum bb_ir_delta delta;
-    struct bb_ir_str text;          /* delta payload / error message */
-    struct bb_ir_str id, name;      /* BLOCK_START of TOOL_USE; MESSAGE_START id */
-    struct bb_ir_str model;         /* MESSAGE_START */
-    enum bb_ir_stop stop;           /* MESSAGE_DELTA */
+    struct bb_ir_str text;     /* delta payload / error message */
+    struct bb_ir_str id, name; /* BLOCK_START of TOOL_USE; MESSAGE_START id */
+    struct bb_ir_str model;    /* MESSAGE_START */
+    enum bb_ir_stop stop;      /* MESSAGE_DELTA */
     struct bb_ir_str stop_sequence;
-    struct bb_ir_usage usage;       /* MESSAGE_START / MESSAGE_DELTA: cumulative totals */
-    struct bb_ir_str error_type;    /* ERROR: provider's type, e.g. "overloaded_error" */
-    int error_status;               /* ERROR: HTTP-like status when known, else 0 */
+    struct bb_ir_usage usage;    /* MESSAGE_START / MESSAGE_DELTA: cumulative totals */
+    struct bb_ir_str error_type; /* ERROR: provider's type, e.g. "overloaded_error" */
+    int error_status;            /* ERROR: HTTP-like status when known, else 0 */
 };
 
 /* Helpers (ir.c). */
+
+/* A present, non-empty string. */
+static inline bool bb_ir_has(const struct bb_ir_str *s)
+{
+    return s && s->p && s->len;
+}
 
 /* Copy n bytes into the arena as a bb_ir_str; {NULL,0} on OOM (check .p). */
 struct bb_ir_str bb_ir_strdup(struct bb_arena *a, const char *s, size_t n);
@@ -196,11 +217,14 @@ const char *bb_ir_field_name(struct bb_arena *a, const char *raw);
  * bb_ir_field_name) on req. -1 on OOM. */
 int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char *field);
 const char *bb_ir_stop_name(enum bb_ir_stop s);
+/* Fold a cumulative usage report into u: each count keeps its largest value (streams report
+ * running totals, some in several events). A report that is not set changes nothing. */
+void bb_ir_usage_max(struct bb_ir_usage *u, const struct bb_ir_usage *v);
 
-/* Tool-call ids between protocols' id shapes (the proxy's job, see ir.c). */
-struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, enum bb_proto client, struct bb_ir_str id);
-void bb_ir_ids_unwrap(struct bb_ir_request *req, enum bb_proto client);
-void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r,
-                             enum bb_proto client);
+/* Tool-call ids between protocols' id shapes (see ir.c): prefix is the client protocol's
+ * tool_id_prefix. */
+struct bb_ir_str bb_ir_id_wrap(struct bb_arena *a, const char *prefix, struct bb_ir_str id);
+void bb_ir_ids_unwrap(struct bb_ir_request *req, const char *prefix);
+void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, const char *prefix);
 
 #endif

@@ -30,7 +30,6 @@
 #include "worker/request.h"
 #include "worker/worker.h"
 
-_Static_assert(BB_BREAKER_TRIPS == BB_MX_BREAKER_TRIPS, "metrics read the breaker's trip count");
 
 #define AUDIT_MAX_ITEMS 1024 /* records queued per worker */
 #define AUDIT_BATCH 64

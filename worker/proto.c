@@ -1,19 +1,20 @@
 /*
- * proto: the registry of protocol modules and the per-hop dropped-field list.
- * Worker process, single-threaded: the dropped list is filled by a writer and read by the
- * proxy right after, within one call chain.
+ * proto: the registry of protocol modules, the per-hop dropped-field list (kept in the egress
+ * context the writer is given) and the answer checks' shared scan. Worker process.
  */
 #include "worker/proto.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+
 #include "common/jscan.h"
 
 static const struct bb_proto_ops *const registry[BB_PROTO__COUNT] = {
-    [BB_PROTO_OPENAI] = &bb_proto_openai,       [BB_PROTO_RESPONSES] = &bb_proto_responses,
-    [BB_PROTO_ANTHROPIC] = &bb_proto_anthropic, [BB_PROTO_GEMINI] = &bb_proto_gemini,
-    [BB_PROTO_BEDROCK] = &bb_proto_bedrock,     [BB_PROTO_COHERE] = &bb_proto_cohere,
+#define X(id, name, module) [BB_PROTO_##id] = &bb_proto_##module,
+    BB_PROTO_LIST(X)
+#undef X
 };
 
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p)
@@ -21,43 +22,84 @@ const struct bb_proto_ops *bb_proto_get(enum bb_proto p)
     return (unsigned)p < BB_PROTO__COUNT ? registry[p] : NULL;
 }
 
-#define DROPPED_MAX 32
-static const char *dropped[DROPPED_MAX];
-static size_t n_dropped;
-static char dropped_text[1024];
-
-void bb_proto_drop(struct bb_arena *a, const char *field)
+int bb_proto_error_message_body(char *out, size_t cap, int status, const char *type,
+                                const char *busbar_type, const char *code, const char *msg)
 {
-    field = bb_ir_field_name(a, field); /* names can come from the client's JSON */
-    for (size_t i = 0; i < n_dropped; i++)
-        if (strcmp(dropped[i], field) == 0)
-            return;
-    if (n_dropped < DROPPED_MAX)
-        dropped[n_dropped++] = field;
+    (void)status;
+    (void)type;
+    (void)busbar_type;
+    (void)code;
+    return snprintf(out, cap, "{\"message\":%s}", msg);
 }
 
-const char *bb_proto_dropped(void)
+bool bb_path_starts(const char *path, const char *prefix)
 {
-    if (!n_dropped)
-        return NULL;
+    return strncmp(path, prefix, strlen(prefix)) == 0;
+}
+
+bool bb_path_ends(const char *path, size_t len, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return len >= k && memcmp(path + len - k, suffix, k) == 0;
+}
+
+const char *bb_proto_accept(const struct bb_proto_ops *ops, bool stream)
+{
+    if (!stream)
+        return "application/json";
+    return ops->framing == BB_FRAMING_EVENTSTREAM ? "application/vnd.amazon.eventstream"
+                                                  : "text/event-stream";
+}
+
+enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
+                                        const struct bb_ingress_ctx *ctx)
+{
+    return ops->client_framing ? ops->client_framing(ctx) : ops->framing;
+}
+
+int bb_proto_bearer(struct evbuffer *out, const char *key)
+{
+    return key && *key && evbuffer_add_printf(out, "Authorization: Bearer %s\r\n", key) < 0 ? -1
+                                                                                            : 0;
+}
+
+void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field)
+{
+    struct bb_dropped *d = ctx ? ctx->dropped : NULL;
+    if (!d)
+        return;
+    field = bb_ir_field_name(a, field); /* names can come from the client's JSON */
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->names[i], field) == 0)
+            return;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 8;
+        const char **v = bb_arena_alloc(a, cap * sizeof *v);
+        if (!v)
+            return; /* out of memory: the header loses a name, the request goes on */
+        if (d->n)
+            memcpy(v, d->names, d->n * sizeof *v);
+        d->names = v;
+        d->cap = cap;
+    }
+    d->names[d->n++] = field;
+}
+
+size_t bb_proto_dropped_text(const struct bb_dropped *d, char *buf, size_t cap)
+{
     size_t len = 0;
-    dropped_text[0] = '\0';
-    for (size_t i = 0; i < n_dropped; i++) {
-        size_t fl = strlen(dropped[i]);
-        if (len + fl + 2 >= sizeof dropped_text)
+    if (cap)
+        buf[0] = '\0';
+    for (size_t i = 0; d && i < d->n; i++) {
+        size_t fl = strlen(d->names[i]);
+        if (len + fl + 2 > cap)
             break;
-        if (len) {
-            dropped_text[len++] = ',';
-        }
-        memcpy(dropped_text + len, dropped[i], fl + 1);
+        if (len)
+            buf[len++] = ',';
+        memcpy(buf + len, d->names[i], fl + 1);
         len += fl;
     }
-    return dropped_text;
-}
-
-void bb_proto_dropped_reset(void)
-{
-    n_dropped = 0;
+    return len;
 }
 
 int bb_proto_scan_answer(const char *body, size_t len, struct bb_jscan_field *f, size_t n,

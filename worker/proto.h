@@ -11,7 +11,8 @@
  *   ingress (the client speaks it) and egress (the provider speaks it).
  * - Readers are strict about types (a wrong type is a 400 naming the field) and lenient about
  *   unknown fields (recorded with bb_ir_unsupported, never fatal). Writers never emit a field
- *   the target does not accept; what they cannot express they name via bb_proto_drop().
+ *   the target does not accept; what they cannot express they name via bb_proto_drop(), into
+ *   the egress context's dropped list.
  * - Tool-call ids cross unchanged here; the proxy rewrites them between id shapes (ir.c).
  * - Memory: every string a reader produces lives in the arena it is given (json-c objects are
  *   released before returning). Writers append to the evbuffer they are given.
@@ -39,11 +40,11 @@ enum bb_framing {
 
 /* One stream frame as the proxy's framer delivers it to a decoder. */
 struct bb_frame {
-    const char *event;  /* SSE event name or AWS :event-type / :exception-type; "" if none */
+    const char *event; /* SSE event name or AWS :event-type / :exception-type; "" if none */
     size_t event_len;
-    const char *data;   /* SSE data, AWS payload, or the JSON element */
+    const char *data; /* SSE data, AWS payload, or the JSON element */
     size_t data_len;
-    bool exception;     /* AWS :message-type is "exception" (or "error") */
+    bool exception; /* AWS :message-type is "exception" (or "error") */
 };
 
 /* What one stream frame means to a same-protocol relay, read by a scan of its bytes (no
@@ -70,39 +71,168 @@ typedef int (*bb_ir_event_cb)(void *arg, const struct bb_ir_event *ev);
 
 /* What the client asked, needed to shape answers in its dialect. */
 struct bb_ingress_ctx {
-    const char *request_id;   /* busbar's request id, usable as a response id seed */
-    const char *model;        /* the model name the client sent (pool or lane) */
-    int64_t created;          /* unix seconds at request start */
-    bool include_usage;       /* OpenAI stream_options.include_usage */
-    bool gemini_sse;          /* Gemini ingress with ?alt=sse (else a JSON array stream) */
+    const char *request_id; /* busbar's request id, usable as a response id seed */
+    const char *model;      /* the model name the client sent (pool or lane) */
+    int64_t created;        /* unix seconds at request start */
+    bool include_usage;     /* OpenAI stream_options.include_usage */
+    unsigned route_flags;   /* what the module's match_route said (Gemini: ?alt=sse) */
+};
+
+/* What a route that names the model in its path gives (ops->match_route). */
+struct bb_proto_route {
+    const char *model; /* the model as it is in the path (URL-encoded), model_len bytes */
+    size_t model_len;
+    int stream;     /* -1: the body says; 0/1: the path says (":streamGenerateContent") */
+    unsigned flags; /* the module's own (carried to bb_ingress_ctx.route_flags) */
+};
+
+/* The fields a writer could not carry on one hop (x-busbar-dropped-fields), by the name the
+ * source request used ("top_k", "seed"); deduplicated, in the order they were dropped. */
+struct bb_dropped {
+    const char **names; /* static strings or strings in the hop's arena */
+    size_t n, cap;
 };
 
 /* Where and how an egress request goes. */
 struct bb_egress_ctx {
     const struct bb_provider *provider;
-    const struct bb_lane *lane;   /* upstream_model, default_max_tokens, reasoning */
+    const struct bb_lane *lane; /* upstream_model, default_max_tokens, reasoning */
     bool stream;
-    int64_t now;                  /* unix seconds (SigV4 date) */
+    int64_t now;                /* unix seconds (SigV4 date) */
+    struct bb_dropped *dropped; /* where bb_proto_drop records; NULL: not recorded */
 };
 
 /* An egress request as the module writes it; the proxy adds Host, Content-Length, framing. */
 struct bb_egress_req {
-    char path[1024];              /* after the provider's base path, with query, e.g.
-                                     "/v1/messages", "/v1beta/models/x:streamGenerateContent?alt=sse" */
-    struct evbuffer *headers;     /* complete "Name: value\r\n" lines: auth, versions, type */
-    struct evbuffer *body;        /* JSON body */
+    char path[1024];          /* after the provider's base path, with query, e.g.
+                                 "/v1/messages", "/v1beta/models/x:streamGenerateContent?alt=sse" */
+    struct evbuffer *headers; /* complete "Name: value\r\n" lines: auth, versions, type */
+    struct evbuffer *body;    /* JSON body */
 };
 
 /* Error details extracted from a provider's native error body (SPEC §5.1). */
 struct bb_proto_error {
-    char code[64];        /* provider error code, e.g. "context_length_exceeded" */
-    char type[64];        /* structured type, e.g. "overloaded_error", "RESOURCE_EXHAUSTED" */
+    char code[64]; /* provider error code, e.g. "context_length_exceeded" */
+    char type[64]; /* structured type, e.g. "overloaded_error", "RESOURCE_EXHAUSTED" */
     char message[512];
+};
+
+struct bb_param;
+struct json_object;
+
+/* How busbar meters a stream of a protocol whose streams carry usage only when asked
+ * (OpenAI's stream_options.include_usage); all NULL for protocols that always report it. */
+struct bb_proto_stream_usage {
+    const char *member; /* the request member holding the client's ask ("stream_options") */
+    const char *flag;   /* its boolean member ("include_usage") */
+    const char *inject; /* what busbar adds after the body's '{' to ask for usage itself */
+    /* Is f the frame that carries only that usage? (not relayed when the client did not ask) */
+    bool (*usage_only)(const struct bb_frame *f);
+};
+
+/* One word of a protocol's error vocabulary: its error type for an HTTP status. */
+struct bb_proto_errtype {
+    int status;
+    const char *type;
+};
+
+/* The errors busbar itself answers with, in one protocol's shape (errors_http.c). */
+struct bb_proto_errors {
+    /* The error type by HTTP status ({429, "rate_limit_error"}); a status without a row takes
+     * its class's (the 400 or 500 row). NULL: busbar's own (errors_http.c, OpenAI's names). */
+    const struct bb_proto_errtype *types;
+    size_t n_types;
+    /* A budget refusal's (BB_ERR_QUOTA) own type where the status's would mislead
+     * (Anthropic billing_error), and its status when not the table's 429 (Bedrock: 400). */
+    const char *quota_type;
+    int quota_status;
+    /* The response header that names the type ("x-amzn-ErrorType"); NULL: none. */
+    const char *type_header;
+    /* Write the body into out: msg is a JSON string (quoted and escaped), type the protocol's
+     * type for the error, busbar_type and code busbar's own (errors_http.h, OpenAI's names)
+     * for shapes that carry them (code may be NULL). Returns what snprintf returns. NULL:
+     * OpenAI's {"error":{"message","type","param","code"}}. */
+    int (*body)(char *out, size_t cap, int status, const char *type, const char *busbar_type,
+                const char *code, const char *msg);
+};
+
+/* A provider rate-limit header convention: remaining/limit and when that window resets. */
+struct bb_proto_ratelimit {
+    const char *remaining, *limit, *reset;
+    bool reset_is_time; /* an RFC 3339 time; else a duration ("6m0s", a bare number: seconds) */
 };
 
 struct bb_proto_ops {
     enum bb_proto id;
-    enum bb_framing framing;          /* of this protocol's streams (as egress and ingress) */
+    const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
+    enum bb_framing framing; /* of this protocol's streams (as egress and ingress) */
+
+    /* The scalar request parameters as data (worker/params.h): the reader, the writer, the
+     * known-field list and the docs table all come from it; admission finds the output cap
+     * and the choice count of a request through its rows. */
+    const struct bb_param *params;
+    size_t n_params;
+
+    /* ---- the ingress envelope: how a client reaches busbar in this protocol ---- */
+
+    /* Path of the POST route whose body names the model ("/v1/chat/completions"); NULL when
+     * the protocol has none. */
+    const char *route;
+    /* Routes that carry the model in the path ("/v1beta/models/{m}:generateContent"): 1 when
+     * path (len bytes, without the query) is one, out filled; 0 otherwise. NULL: none. */
+    int (*match_route)(const char *path, size_t len, const char *query, struct bb_proto_route *out);
+    /* Does a path busbar does not serve look like this protocol's (its 404 is then in this
+     * dialect)? NULL: never; a path nobody claims gets BB_PROTO_DEFAULT's. */
+    bool (*claims_path)(const char *path);
+    /* The model list (GET models_path): the body listing names[0..n) (pools, then lanes).
+     * Several protocols may share a path: the one whose models_header the request carries
+     * answers, else the one without a models_header. NULL: no list. */
+    const char *models_path;
+    const char *models_header;
+    struct json_object *(*models_list)(const char *const *names, size_t n);
+    /* Where its clients put their busbar credential besides Authorization: Bearer: a header
+     * (accepted on every route, in registry order: SPEC §3.2), a query parameter (accepted on
+     * this protocol's routes), and the SigV4 service a signed Authorization is verified for
+     * (on this protocol's routes); NULL: none. */
+    const char *client_key_header;
+    const char *client_key_query;
+    const char *client_sigv4_service;
+    /* The shape of the errors busbar answers this protocol's clients with. */
+    struct bb_proto_errors errors;
+
+    /* ---- the egress envelope: what a request to a provider of this protocol looks like ---- */
+
+    /* Egress path (after the provider's base path) when the model is in the body, stream or
+     * not, e.g. "/v1/chat/completions"; NULL when the path names the model (write_request
+     * and write_passthrough give it). */
+    const char *path;
+    /* Append the header lines that authenticate with provider key `key` (NULL: none) and
+     * name the API version; used by write_request, the same-protocol fast path and health
+     * probes. A key reaches here clean: config load refuses control characters. -1 on OOM. */
+    int (*auth_headers)(struct evbuffer *out, const char *key);
+    /* Health probe: a cheap authenticated GET of this path; probe_any_status: any HTTP
+     * answer proves the provider reachable (a host with nothing to list). */
+    const char *probe_path;
+    bool probe_any_status;
+    /* Tool-call id shape: a foreign id is shown to this protocol's clients as
+     * <prefix>bb_<original> (ir.c), "" when ids have no fixed shape. */
+    const char *tool_id_prefix;
+    /* Client headers a same-protocol hop passes on to the provider (NULL-terminated; NULL:
+     * none), e.g. anthropic-beta. */
+    const char *const *forward_headers;
+    /* Request members admission reads besides the table's rows: the stream flag ("stream";
+     * NULL when the path says it) and, in order, the members session affinity hashes (the
+     * system prompt, else the start of the conversation); NULL-terminated. */
+    const char *stream_member;
+    const char *const *affinity_members;
+    struct bb_proto_stream_usage stream_usage;
+    /* The rate-limit headers of its providers' answers (route: usage). Read from every answer
+     * whatever its protocol (OpenAI-compatible servers of any kind send OpenAI's). */
+    const struct bb_proto_ratelimit *ratelimit;
+    size_t n_ratelimit;
+    /* The framing a client of this protocol gets for ctx (NULL: framing), e.g. Gemini's JSON
+     * array stream without ?alt=sse. */
+    enum bb_framing (*client_framing)(const struct bb_ingress_ctx *ctx);
 
     /* ---- ingress: the client speaks this protocol ---- */
 
@@ -110,8 +240,7 @@ struct bb_proto_ops {
      * Bedrock, Anthropic's /{pool}/v1/messages) or NULL. -1 with err = a client-facing message
      * naming the field ("messages[2].content: expected an array or a string"). */
     int (*read_request)(struct bb_arena *a, const char *body, size_t len,
-                        const char *model_from_path, struct bb_ir_request *out,
-                        struct bb_err *err);
+                        const char *model_from_path, struct bb_ir_request *out, struct bb_err *err);
 
     /* Write a complete non-streaming response body. */
     int (*write_response)(struct bb_arena *a, const struct bb_ir_response *r,
@@ -217,19 +346,34 @@ int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len
 /* The module for a protocol. */
 const struct bb_proto_ops *bb_proto_get(enum bb_proto p);
 
-/* Record that a field was dropped on this hop (for x-busbar-dropped-fields). Writers call it
- * with the wire name in the SOURCE request's terms when known, e.g. "top_k", "seed". */
-void bb_proto_drop(struct bb_arena *a, const char *field);
+/* An errors.body for shapes that carry only the message: {"message":...}. */
+int bb_proto_error_message_body(char *out, size_t cap, int status, const char *type,
+                                const char *busbar_type, const char *code, const char *msg);
 
-/* The dropped fields recorded since the last reset, comma-separated; NULL when none. */
-const char *bb_proto_dropped(void);
-void bb_proto_dropped_reset(void);
+/* Path helpers for match_route and claims_path. */
+bool bb_path_starts(const char *path, const char *prefix);
+bool bb_path_ends(const char *path, size_t len, const char *suffix);
 
-extern const struct bb_proto_ops bb_proto_openai;
-extern const struct bb_proto_ops bb_proto_responses;
-extern const struct bb_proto_ops bb_proto_anthropic;
-extern const struct bb_proto_ops bb_proto_gemini;
-extern const struct bb_proto_ops bb_proto_bedrock;
-extern const struct bb_proto_ops bb_proto_cohere;
+/* Accept header value of an egress request: the protocol's stream media type, or JSON. */
+const char *bb_proto_accept(const struct bb_proto_ops *ops, bool stream);
+/* The framing a client of ops gets for ctx. */
+enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
+                                        const struct bb_ingress_ctx *ctx);
+/* "Authorization: Bearer <key>" (nothing without a key): the auth_headers of the protocols
+ * that authenticate that way. */
+int bb_proto_bearer(struct evbuffer *out, const char *key);
+
+/* Record that a field was dropped on this hop, in ctx->dropped (nothing when ctx or its list
+ * is NULL, e.g. while writing an answer); the list grows in arena a. Writers name the field
+ * in the SOURCE request's terms when known, e.g. "top_k", "seed". */
+void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field);
+
+/* The dropped fields, comma-separated, into buf (truncated at a name boundary); 0 = none. */
+size_t bb_proto_dropped_text(const struct bb_dropped *d, char *buf, size_t cap);
+
+/* Each registered module's ops (common/config.h BB_PROTO_LIST): bb_proto_openai, ... */
+#define X(id, name, module) extern const struct bb_proto_ops bb_proto_##module;
+BB_PROTO_LIST(X)
+#undef X
 
 #endif

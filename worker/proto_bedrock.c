@@ -18,7 +18,11 @@
  * - Converse rejects blank text blocks and consecutive messages of one role; the writer skips
  *   the former and merges the latter.
  */
+#include "worker/media.h"
+#include "worker/params.h"
 #include "worker/proto.h"
+#include "worker/rd.h"
+#include "worker/seq.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -35,102 +39,28 @@
 #include "worker/sigv4.h"
 #include "common/jscan.h"
 
-#define JSON_DEPTH 128
-#define JFLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define CLAUDE_MIN_BUDGET 1024u
 
-/* ---------------------------------------------------------------- JSON helpers */
-
-/* Parse a whole body (trailing whitespace only). NULL with err naming what on failure. */
-static struct json_object *parse_json(const char *p, size_t n, const char *what, struct bb_err *err)
-{
-    if (n > (size_t)INT32_MAX) {
-        bb_err_set(err, "%s: body too large", what);
-        return NULL;
-    }
-    struct json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-    if (!tok) {
-        bb_err_set(err, "%s: out of memory", what);
-        return NULL;
-    }
-    struct json_object *o = json_tokener_parse_ex(tok, p, (int)n);
-    enum json_tokener_error e = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (!o || e != json_tokener_success) {
-        json_object_put(o);
-        bb_err_set(err, "%s: invalid JSON (%s)", what,
-                   e == json_tokener_continue ? "unexpected end" : json_tokener_error_desc(e));
-        return NULL;
-    }
-    for (; end < n; end++)
-        if (!isspace((unsigned char)p[end])) {
-            json_object_put(o);
-            bb_err_set(err, "%s: trailing data after the JSON value", what);
-            return NULL;
-        }
-    return o;
-}
-
-static struct json_object *jget(struct json_object *o, const char *k)
-{
-    struct json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, k, &v))
-        return NULL;
-    return v;
-}
-
-static bool is_type(struct json_object *o, enum json_type t)
-{
-    return o && json_object_is_type(o, t);
-}
-
-static bool is_number(struct json_object *o)
-{
-    return is_type(o, json_type_int) || is_type(o, json_type_double);
-}
-
-/* The serialised text of o, in the arena. */
-static struct bb_ir_str arena_json(struct bb_arena *a, struct json_object *o)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JFLAGS, &n);
-    return bb_ir_strdup(a, s, n);
-}
-
-/* A double that serialises in its shortest round-tripping form (0.7, not 0.69999…). */
-static struct json_object *new_double(double d)
-{
-    char buf[40];
-    if (!isfinite(d))
-        return json_object_new_double(0);
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, d);
-        if (strtod(buf, NULL) == d)
-            break;
-    }
-    return json_object_new_double_s(d, buf);
-}
-
-static struct json_object *new_u64(uint64_t v)
-{
-    return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v);
-}
-
-static struct json_object *new_str(const struct bb_ir_str *s)
-{
-    return json_object_new_string_len(s->p ? s->p : "", (int)(s->p ? s->len : 0));
-}
-
-static bool has(const struct bb_ir_str *s)
-{
-    return s->p != NULL;
-}
-
-static void add(struct json_object *o, const char *k, struct json_object *v)
-{
-    json_object_object_add(o, k, v);
-}
+/* The scalar parameters (worker/params.h; docs/protocols/bedrock.md "Parameters"). */
+static const struct bb_param param_rows[] = {
+    {"inferenceConfig.maxTokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "raised above a Claude thinking budget (the lane's `default_max_tokens`, else 4096, when "
+     "the request has none)"},
+    {"inferenceConfig.temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
+     "dropped with Claude thinking unless 1"},
+    {"inferenceConfig.topP", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
+     "dropped beside temperature for Claude, and with thinking below 0.95"},
+    {"inferenceConfig.stopSequences", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "blank sequences dropped for Claude"},
+    {"additionalModelRequestFields.top_k", BB_IRP_TOP_K, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "Claude models only; dropped with thinking"},
+    {"additionalModelRequestFields.topK", BB_IRP_TOP_K, BB_PF_IN, 0, 0, "the camelCase spelling"},
+    {NULL, BB_IRP_SEED, 0, 0, 0, ""},
+    {NULL, BB_IRP_PRESENCE_PENALTY, 0, 0, 0, ""},
+    {NULL, BB_IRP_FREQUENCY_PENALTY, 0, 0, 0, ""},
+    {NULL, BB_IRP_N, 0, 0, 0, "dropped when above 1"},
+};
+#define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
 
 /* Empty or whitespace only (Converse rejects such text). */
 static bool blank(const struct bb_ir_str *s)
@@ -139,15 +69,6 @@ static bool blank(const struct bb_ir_str *s)
         if (!isspace((unsigned char)s->p[i]))
             return false;
     return true;
-}
-
-/* Parse a raw-JSON IR field (tool input, schema); NULL when absent or not valid JSON. */
-static struct json_object *parse_raw(const struct bb_ir_str *s)
-{
-    if (!s->p || !s->len)
-        return NULL;
-    struct bb_err e;
-    return parse_json(s->p, s->len, "raw", &e);
 }
 
 /* ---------------------------------------------------------------- enums */
@@ -239,212 +160,169 @@ static const char *image_format(const char *media, size_t n)
 
 /* ---------------------------------------------------------------- reading (ingress + responses) */
 
-struct rd {
-    struct bb_arena *a;
-    struct bb_ir_request *req; /* NULL when reading a response */
-    struct bb_err *err;
-};
-
-static int oom(struct rd *r)
+/* Record an unsupported field as "prefix.key" (bb_rd_unsupported guards what reaches the
+ * dropped-fields header). */
+static int unsup(struct bb_rd *r, const char *prefix, const char *key)
 {
-    return bb_err_set(r->err, "out of memory");
+    char p[96];
+    snprintf(p, sizeof p, "%s%s", prefix ? prefix : "", prefix ? "." : "");
+    return bb_rd_unsupported(r, p, key);
 }
 
-/* Record an unsupported field as "prefix.key"; keys outside [A-Za-z0-9_-] are not echoed (they
- * end up in a response header). */
-static void unsup(struct rd *r, const char *prefix, const char *key)
+/* A base64 string member (the path at its object). */
+static int rd_base64(struct bb_rd *r, json_object *o, const char *key, struct bb_ir_str *out)
 {
-    if (!r->req)
-        return;
-    size_t kl = strlen(key);
-    bool safe = kl > 0 && kl <= 64;
-    for (size_t i = 0; safe && i < kl; i++)
-        safe = isalnum((unsigned char)key[i]) || key[i] == '_' || key[i] == '-';
-    char buf[160];
-    int n = snprintf(buf, sizeof buf, "%s%s%s", prefix ? prefix : "", prefix ? "." : "",
-                     safe ? key : "?");
-    char *s = bb_arena_strndup(r->a, buf, (size_t)n);
-    if (s)
-        bb_ir_unsupported(r->a, r->req, s);
+    json_object *v = bb_json_get(o, key);
+    if (!bb_json_is(v, json_type_string))
+        return bb_rd_expect(r, key, "a base64 string");
+    return bb_rd_dup(r, v, out);
 }
 
-static int dup_str(struct rd *r, struct json_object *s, struct bb_ir_str *out)
+/* image: {format, source:{bytes}|{s3Location}} (the path at the block). 1 = filled, 0 =
+ * skipped. */
+static int read_image(struct bb_rd *r, json_object *o, struct bb_ir_block *b)
 {
-    *out = bb_ir_strdup(r->a, json_object_get_string(s), (size_t)json_object_get_string_len(s));
-    return out->p ? 0 : oom(r);
-}
-
-/* A required/optional string member. 0 = set (or absent when optional), -1 = error. */
-static int member_str(struct rd *r, struct json_object *o, const char *k, const char *where,
-                      bool required, struct bb_ir_str *out)
-{
-    struct json_object *v = jget(o, k);
-    if (!v) {
-        if (required)
-            return bb_err_set(r->err, "%s.%s: required", where, k);
-        return 0;
+    if (bb_rd_type(r, o, "image", json_type_object) < 0)
+        return -1;
+    size_t mark = bb_rd_in(r, "image");
+    json_object *fmt, *src;
+    int rc = bb_rd_want(r, o, "format", json_type_string, false, &fmt);
+    if (rc == 0 && !fmt)
+        rc = bb_rd_expect(r, "format", "a string");
+    if (rc == 0 && bb_rd_want(r, o, "source", json_type_object, false, &src) == 0 && !src)
+        rc = bb_rd_expect(r, "source", "an object");
+    else if (rc == 0 && !src)
+        rc = -1;
+    if (rc == 0) {
+        json_object *bytes = bb_json_get(src, "bytes");
+        if (!bytes) {
+            bb_rd_out(r, mark);
+            return unsup(r, "image", bb_json_get(src, "s3Location") ? "s3Location" : "source") < 0
+                       ? -1
+                       : 0;
+        }
+        char mt[64];
+        int n = snprintf(mt, sizeof mt, "image/%s", json_object_get_string(fmt));
+        b->type = BB_IR_IMAGE;
+        b->media_type = bb_ir_strdup(r->a, mt, (size_t)n < sizeof mt ? (size_t)n : sizeof mt - 1);
+        bb_rd_in(r, "source");
+        rc = !b->media_type.p ? bb_rd_oom(r) : rd_base64(r, src, "bytes", &b->data);
     }
-    if (!is_type(v, json_type_string))
-        return bb_err_set(r->err, "%s.%s: expected a string", where, k);
-    return dup_str(r, v, out);
-}
-
-static int base64_of(struct rd *r, const char *s, size_t n, struct bb_ir_str *out)
-{
-    if (n > (size_t)INT32_MAX / 2)
-        return bb_err_set(r->err, "document too large");
-    size_t cap = 4 * ((n + 2) / 3) + 1;
-    char *b = bb_arena_alloc(r->a, cap);
-    if (!b)
-        return oom(r);
-    int len = EVP_EncodeBlock((unsigned char *)b, (const unsigned char *)s, (int)n);
-    out->p = b;
-    out->len = (size_t)len;
-    return 0;
-}
-
-/* image: {format, source:{bytes}|{s3Location}}. 1 = filled, 0 = skipped. */
-static int read_image(struct rd *r, struct json_object *o, const char *where, struct bb_ir_block *b)
-{
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "%s.image: expected an object", where);
-    struct json_object *fmt = jget(o, "format"), *src = jget(o, "source");
-    if (!is_type(fmt, json_type_string))
-        return bb_err_set(r->err, "%s.image.format: expected a string", where);
-    if (!is_type(src, json_type_object))
-        return bb_err_set(r->err, "%s.image.source: expected an object", where);
-    struct json_object *bytes = jget(src, "bytes");
-    if (!bytes) {
-        unsup(r, "image", jget(src, "s3Location") ? "s3Location" : "source");
-        return 0;
-    }
-    if (!is_type(bytes, json_type_string))
-        return bb_err_set(r->err, "%s.image.source.bytes: expected a base64 string", where);
-    char mt[64];
-    int n = snprintf(mt, sizeof mt, "image/%s", json_object_get_string(fmt));
-    b->type = BB_IR_IMAGE;
-    b->media_type = bb_ir_strdup(r->a, mt, (size_t)n < sizeof mt ? (size_t)n : sizeof mt - 1);
-    if (!b->media_type.p || dup_str(r, bytes, &b->data) < 0)
-        return oom(r);
-    return 1;
+    bb_rd_out(r, mark);
+    return rc < 0 ? -1 : 1;
 }
 
 /* document: {format, name, source:{bytes}|{text}|{content:[{text}]}|{s3Location}}. */
-static int read_document(struct rd *r, struct json_object *o, const char *where,
-                         struct bb_ir_block *b)
+static int read_document(struct bb_rd *r, json_object *o, struct bb_ir_block *b)
 {
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "%s.document: expected an object", where);
-    struct json_object *fmt = jget(o, "format"), *src = jget(o, "source");
-    if (fmt && !is_type(fmt, json_type_string))
-        return bb_err_set(r->err, "%s.document.format: expected a string", where);
-    if (!is_type(src, json_type_object))
-        return bb_err_set(r->err, "%s.document.source: expected an object", where);
-    char w[128];
-    snprintf(w, sizeof w, "%s.document", where);
-    b->type = BB_IR_DOCUMENT;
-    if (member_str(r, o, "name", w, false, &b->name) < 0)
+    if (bb_rd_type(r, o, "document", json_type_object) < 0)
         return -1;
+    size_t mark = bb_rd_in(r, "document");
+    json_object *fmt, *src;
+    int rc = bb_rd_want(r, o, "format", json_type_string, false, &fmt);
+    if (rc == 0 && bb_rd_want(r, o, "source", json_type_object, false, &src) == 0 && !src)
+        rc = bb_rd_expect(r, "source", "an object");
+    else if (rc == 0 && !src)
+        rc = -1;
+    b->type = BB_IR_DOCUMENT;
+    if (rc == 0)
+        rc = bb_rd_str(r, o, "name", false, &b->name);
     const char *media = fmt ? doc_media(json_object_get_string(fmt)) : NULL;
-    struct json_object *bytes = jget(src, "bytes"), *text = jget(src, "text"),
-                       *content = jget(src, "content");
-    if (bytes) {
-        if (!is_type(bytes, json_type_string))
-            return bb_err_set(r->err, "%s.document.source.bytes: expected a base64 string", where);
-        if (dup_str(r, bytes, &b->data) < 0)
-            return -1;
-    } else if (text || content) {
+    json_object *bytes = bb_json_get(src, "bytes"), *text = bb_json_get(src, "text"),
+                *content = bb_json_get(src, "content");
+    if (rc == 0)
+        bb_rd_in(r, "source");
+    if (rc == 0 && bytes) {
+        rc = rd_base64(r, src, "bytes", &b->data);
+    } else if (rc == 0 && (text || content)) {
         /* Inline text documents travel as base64 text/plain (or the stated format). */
-        struct json_object *t = text;
+        json_object *t = text;
         if (!text) {
-            if (!is_type(content, json_type_array) || json_object_array_length(content) != 1 ||
-                !is_type(jget(json_object_array_get_idx(content, 0), "text"), json_type_string)) {
-                unsup(r, "document", "content");
-                return 0;
+            if (!bb_json_is(content, json_type_array) || json_object_array_length(content) != 1 ||
+                !bb_json_is(bb_json_get(json_object_array_get_idx(content, 0), "text"),
+                            json_type_string)) {
+                bb_rd_out(r, mark);
+                return unsup(r, "document", "content") < 0 ? -1 : 0;
             }
-            t = jget(json_object_array_get_idx(content, 0), "text");
+            t = bb_json_get(json_object_array_get_idx(content, 0), "text");
         }
-        if (!is_type(t, json_type_string))
-            return bb_err_set(r->err, "%s.document.source.text: expected a string", where);
-        if (base64_of(r, json_object_get_string(t), (size_t)json_object_get_string_len(t),
-                      &b->data) < 0)
-            return -1;
+        if (!bb_json_is(t, json_type_string)) {
+            rc = bb_rd_expect(r, "text", "a string");
+        } else {
+            b->data = bb_media_b64_encode(r->a, json_object_get_string(t),
+                                          (size_t)json_object_get_string_len(t));
+            rc = b->data.p ? 0 : bb_rd_oom(r);
+        }
         if (!media)
             media = "text/plain";
-    } else {
-        unsup(r, "document", jget(src, "s3Location") ? "s3Location" : "source");
-        return 0;
+    } else if (rc == 0) {
+        bb_rd_out(r, mark);
+        return unsup(r, "document", bb_json_get(src, "s3Location") ? "s3Location" : "source") < 0
+                   ? -1
+                   : 0;
     }
+    bb_rd_out(r, mark);
+    if (rc < 0)
+        return -1;
     if (!media)
         media = "application/octet-stream";
     b->media_type = bb_ir_strdup(r->a, media, strlen(media));
-    return b->media_type.p ? 1 : oom(r);
+    return b->media_type.p ? 1 : bb_rd_oom(r);
 }
 
-static int read_block(struct rd *r, struct json_object *o, const char *where, struct bb_ir_block *b,
-                      struct bb_ir_block *prev, bool in_tool_result);
+static int read_blocks(struct bb_rd *r, json_object *arr, bool in_tool_result, struct bb_vec *v);
 
 /* toolResult: {toolUseId, content:[{text}|{json}|{image}|{document}], status}. */
-static int read_tool_result(struct rd *r, struct json_object *o, const char *where,
-                            struct bb_ir_block *b)
+static int read_tool_result(struct bb_rd *r, json_object *o, struct bb_ir_block *b)
 {
-    char w[128];
-    snprintf(w, sizeof w, "%s.toolResult", where);
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", w);
-    b->type = BB_IR_TOOL_RESULT;
-    if (member_str(r, o, "toolUseId", w, true, &b->id) < 0)
+    if (bb_rd_type(r, o, "toolResult", json_type_object) < 0)
         return -1;
-    struct json_object *st = jget(o, "status"), *content = jget(o, "content");
-    if (st) {
-        if (!is_type(st, json_type_string))
-            return bb_err_set(r->err, "%s.status: expected \"success\" or \"error\"", w);
-        b->is_error = !strcmp(json_object_get_string(st), "error");
+    size_t mark = bb_rd_in(r, "toolResult");
+    b->type = BB_IR_TOOL_RESULT;
+    json_object *st = bb_json_get(o, "status"), *content = bb_json_get(o, "content");
+    int rc = bb_rd_str(r, o, "toolUseId", true, &b->id);
+    if (rc == 0 && st) {
+        if (!bb_json_is(st, json_type_string))
+            rc = bb_rd_expect(r, "status", "\"success\" or \"error\"");
+        else
+            b->is_error = !strcmp(json_object_get_string(st), "error");
     }
-    if (!content)
-        return 1;
-    if (!is_type(content, json_type_array))
-        return bb_err_set(r->err, "%s.content: expected an array", w);
-    size_t n = json_object_array_length(content);
-    if (n == 0)
-        return 1;
-    struct bb_ir_block *v = bb_arena_calloc(r->a, n * sizeof *v);
-    if (!v)
-        return oom(r);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        char wi[160];
-        snprintf(wi, sizeof wi, "%s.content[%zu]", w, i);
-        int rc = read_block(r, json_object_array_get_idx(content, i), wi, &v[k],
-                            k ? &v[k - 1] : NULL, true);
-        if (rc < 0)
-            return -1;
-        k += (size_t)rc;
+    if (rc == 0 && content)
+        rc = bb_rd_type(r, content, "content", json_type_array);
+    struct bb_vec v = {0};
+    if (rc == 0 && content) {
+        bb_rd_in(r, "content");
+        rc = read_blocks(r, content, true, &v);
     }
+    bb_rd_out(r, mark);
+    if (rc < 0)
+        return -1;
+    struct bb_ir_block *blocks = v.v;
+    size_t k = v.n;
     /* One text (or JSON) item is the flat form every protocol has; several texts also get the
      * joined flat form (as proto_anthropic does) for writers that only take a string. */
     bool all_text = k > 0;
     size_t total = 0;
     for (size_t i = 0; i < k; i++) {
-        all_text &= v[i].type == BB_IR_TEXT;
-        total += v[i].text.len + 1;
+        all_text &= blocks[i].type == BB_IR_TEXT;
+        total += blocks[i].text.len + 1;
     }
     if (k == 1 && all_text) {
-        b->text = v[0].text;
+        b->text = blocks[0].text;
         return 1;
     }
-    b->content = v;
+    b->content = blocks;
     b->n_content = k;
     if (all_text) {
         char *t = bb_arena_alloc(r->a, total);
         if (!t)
-            return oom(r);
+            return bb_rd_oom(r);
         size_t at = 0;
         for (size_t i = 0; i < k; i++) {
             if (i)
                 t[at++] = '\n';
-            memcpy(t + at, v[i].text.p, v[i].text.len);
-            at += v[i].text.len;
+            memcpy(t + at, blocks[i].text.p, blocks[i].text.len);
+            at += blocks[i].text.len;
         }
         t[at] = '\0';
         b->text.p = t;
@@ -454,295 +332,239 @@ static int read_tool_result(struct rd *r, struct json_object *o, const char *whe
 }
 
 /* reasoningContent: {reasoningText:{text, signature}} | {redactedContent}. */
-static int read_reasoning(struct rd *r, struct json_object *o, const char *where,
-                          struct bb_ir_block *b)
+static int read_reasoning(struct bb_rd *r, json_object *o, struct bb_ir_block *b)
 {
-    char w[128];
-    snprintf(w, sizeof w, "%s.reasoningContent", where);
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", w);
-    struct json_object *rt = jget(o, "reasoningText"), *red = jget(o, "redactedContent");
+    if (bb_rd_type(r, o, "reasoningContent", json_type_object) < 0)
+        return -1;
+    json_object *rt = bb_json_get(o, "reasoningText"), *red = bb_json_get(o, "redactedContent");
+    if (!rt && !red)
+        return unsup(r, NULL, "reasoningContent") < 0 ? -1 : 0;
+    size_t mark = bb_rd_in(r, "reasoningContent");
+    int rc;
     if (rt) {
-        if (!is_type(rt, json_type_object))
-            return bb_err_set(r->err, "%s.reasoningText: expected an object", w);
-        char w2[160];
-        snprintf(w2, sizeof w2, "%s.reasoningText", w);
         b->type = BB_IR_THINKING;
-        if (member_str(r, rt, "text", w2, true, &b->text) < 0 ||
-            member_str(r, rt, "signature", w2, false, &b->signature) < 0)
-            return -1;
-        return 1;
-    }
-    if (red) {
-        if (!is_type(red, json_type_string))
-            return bb_err_set(r->err, "%s.redactedContent: expected a base64 string", w);
+        rc = bb_rd_type(r, rt, "reasoningText", json_type_object);
+        if (rc == 0) {
+            bb_rd_in(r, "reasoningText");
+            rc = bb_rd_str(r, rt, "text", true, &b->text) < 0 ||
+                         bb_rd_str(r, rt, "signature", false, &b->signature) < 0
+                     ? -1
+                     : 0;
+        }
+    } else {
         b->type = BB_IR_REDACTED_THINKING;
-        return dup_str(r, red, &b->signature) < 0 ? -1 : 1;
+        rc = rd_base64(r, o, "redactedContent", &b->signature);
     }
-    unsup(r, NULL, "reasoningContent");
-    return 0;
+    bb_rd_out(r, mark);
+    return rc < 0 ? -1 : 1;
 }
 
-/* One content block (a union object). 1 = b filled, 0 = nothing to add, -1 = error. */
-static int read_block(struct rd *r, struct json_object *o, const char *where, struct bb_ir_block *b,
+/* citationsContent (model output echoed back): the generated text, the citations raw. */
+static int read_citations_content(struct bb_rd *r, json_object *val, struct bb_ir_block *b)
+{
+    json_object *content = bb_json_get(val, "content"), *cit = bb_json_get(val, "citations");
+    size_t n = bb_json_is(content, json_type_array) ? json_object_array_length(content) : 0;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *x = bb_json_get(json_object_array_get_idx(content, i), "text");
+        if (bb_json_is(x, json_type_string))
+            total += (size_t)json_object_get_string_len(x);
+    }
+    char *t = bb_arena_alloc(r->a, total + 1);
+    if (!t)
+        return bb_rd_oom(r);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *x = bb_json_get(json_object_array_get_idx(content, i), "text");
+        if (bb_json_is(x, json_type_string)) {
+            size_t l = (size_t)json_object_get_string_len(x);
+            memcpy(t + at, json_object_get_string(x), l);
+            at += l;
+        }
+    }
+    t[at] = '\0';
+    b->type = BB_IR_TEXT;
+    b->text = (struct bb_ir_str){t, at};
+    if (cit && bb_rd_text(r, cit, &b->citations_json) < 0)
+        return -1;
+    return 1;
+}
+
+/* One content block (a union object; the path at it). 1 = b filled, 0 = nothing to add,
+ * -1 = error. */
+static int read_block(struct bb_rd *r, json_object *o, struct bb_ir_block *b,
                       struct bb_ir_block *prev, bool in_tool_result)
 {
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", where);
+    if (bb_rd_type(r, o, NULL, json_type_object) < 0)
+        return -1;
     memset(b, 0, sizeof *b);
     json_object_object_foreach(o, key, val)
     {
         if (!strcmp(key, "text")) {
-            if (!is_type(val, json_type_string))
-                return bb_err_set(r->err, "%s.text: expected a string", where);
+            if (bb_rd_type(r, val, "text", json_type_string) < 0)
+                return -1;
             b->type = BB_IR_TEXT;
-            return dup_str(r, val, &b->text) < 0 ? -1 : 1;
+            return bb_rd_dup(r, val, &b->text) < 0 ? -1 : 1;
         }
         if (!strcmp(key, "image"))
-            return read_image(r, val, where, b);
+            return read_image(r, val, b);
         if (!strcmp(key, "document"))
-            return read_document(r, val, where, b);
+            return read_document(r, val, b);
         if (in_tool_result && !strcmp(key, "json")) {
             b->type = BB_IR_TEXT;
-            b->text = arena_json(r->a, val);
-            return b->text.p ? 1 : oom(r);
+            return bb_rd_text(r, val, &b->text) < 0 ? -1 : 1;
         }
         if (in_tool_result)
-            break;
+            return unsup(r, "toolResult.content", key) < 0 ? -1 : 0;
         if (!strcmp(key, "toolUse")) {
-            char w[128];
-            snprintf(w, sizeof w, "%s.toolUse", where);
-            if (!is_type(val, json_type_object))
-                return bb_err_set(r->err, "%s: expected an object", w);
-            b->type = BB_IR_TOOL_USE;
-            if (member_str(r, val, "toolUseId", w, true, &b->id) < 0 ||
-                member_str(r, val, "name", w, true, &b->name) < 0)
+            if (bb_rd_type(r, val, "toolUse", json_type_object) < 0)
                 return -1;
-            struct json_object *in = jget(val, "input");
-            b->input_json = in ? arena_json(r->a, in) : bb_ir_strdup(r->a, "{}", 2);
-            return b->input_json.p ? 1 : oom(r);
+            size_t mark = bb_rd_in(r, "toolUse");
+            b->type = BB_IR_TOOL_USE;
+            int rc = bb_rd_str(r, val, "toolUseId", true, &b->id) < 0 ||
+                             bb_rd_str(r, val, "name", true, &b->name) < 0
+                         ? -1
+                         : 0;
+            bb_rd_out(r, mark);
+            json_object *in = bb_json_get(val, "input");
+            if (rc == 0)
+                rc = in ? bb_rd_text(r, in, &b->input_json)
+                        : ((b->input_json = bb_ir_strdup(r->a, "{}", 2)).p ? 0 : bb_rd_oom(r));
+            return rc < 0 ? -1 : 1;
         }
         if (!strcmp(key, "toolResult"))
-            return read_tool_result(r, val, where, b);
+            return read_tool_result(r, val, b);
         if (!strcmp(key, "reasoningContent"))
-            return read_reasoning(r, val, where, b);
+            return read_reasoning(r, val, b);
         if (!strcmp(key, "cachePoint")) {
             /* Bedrock marks a cache boundary after a block; the IR flags that block. */
             if (prev)
                 prev->cache_control = true;
-            else
-                unsup(r, NULL, "cachePoint");
+            else if (unsup(r, NULL, "cachePoint") < 0)
+                return -1;
             return 0;
         }
-        if (!strcmp(key, "citationsContent")) {
-            /* Model output echoed back: keep the generated text, the citations as raw JSON. */
-            struct json_object *content = jget(val, "content"), *cit = jget(val, "citations");
-            struct bb_ir_str text = {0};
-            size_t total = 0;
-            for (size_t i = 0;
-                 is_type(content, json_type_array) && i < json_object_array_length(content); i++)
-                if (is_type(jget(json_object_array_get_idx(content, i), "text"), json_type_string))
-                    total += (size_t)json_object_get_string_len(
-                        jget(json_object_array_get_idx(content, i), "text"));
-            char *t = bb_arena_alloc(r->a, total + 1);
-            if (!t)
-                return oom(r);
-            size_t at = 0;
-            for (size_t i = 0;
-                 is_type(content, json_type_array) && i < json_object_array_length(content); i++) {
-                struct json_object *x = jget(json_object_array_get_idx(content, i), "text");
-                if (is_type(x, json_type_string)) {
-                    size_t l = (size_t)json_object_get_string_len(x);
-                    memcpy(t + at, json_object_get_string(x), l);
-                    at += l;
-                }
-            }
-            t[at] = '\0';
-            text.p = t;
-            text.len = at;
-            b->type = BB_IR_TEXT;
-            b->text = text;
-            if (cit) {
-                b->citations_json = arena_json(r->a, cit);
-                if (!b->citations_json.p)
-                    return oom(r);
-            }
-            return 1;
-        }
-        unsup(r, "content", key);
-        return 0;
-    }
-    if (in_tool_result) {
-        json_object_object_foreach(o, k2, v2)
-        {
-            (void)v2;
-            unsup(r, "toolResult.content", k2);
-            break;
-        }
-        return 0;
+        if (!strcmp(key, "citationsContent"))
+            return read_citations_content(r, val, b);
+        return unsup(r, "content", key) < 0 ? -1 : 0;
     }
     return 0; /* an empty object: nothing */
 }
 
-/* A content array into blocks. */
-static int read_blocks(struct rd *r, struct json_object *arr, const char *where,
-                       struct bb_ir_block **out, size_t *n_out)
+/* A content array (the path at it) into blocks. */
+static int read_blocks(struct bb_rd *r, json_object *arr, bool in_tool_result, struct bb_vec *v)
 {
-    size_t n = json_object_array_length(arr);
-    *out = NULL;
-    *n_out = 0;
-    if (n == 0)
-        return 0;
-    struct bb_ir_block *v = bb_arena_calloc(r->a, n * sizeof *v);
-    if (!v)
-        return oom(r);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        char w[96];
-        snprintf(w, sizeof w, "%s[%zu]", where, i);
-        int rc =
-            read_block(r, json_object_array_get_idx(arr, i), w, &v[k], k ? &v[k - 1] : NULL, false);
+    struct bb_rd_iter it = bb_rd_iter(r, arr, NULL);
+    json_object *el;
+    while (bb_rd_next(&it, &el)) {
+        struct bb_ir_block b, *prev = v->n ? &((struct bb_ir_block *)v->v)[v->n - 1] : NULL;
+        int rc = read_block(r, el, &b, prev, in_tool_result);
         if (rc < 0)
             return -1;
-        k += (size_t)rc;
+        struct bb_ir_block *dst = rc ? BB_VEC_PUSH(r->a, v, struct bb_ir_block) : NULL;
+        if (rc && !dst)
+            return bb_rd_oom(r);
+        if (dst)
+            *dst = b;
     }
-    *out = v;
-    *n_out = k;
     return 0;
 }
 
-static int read_u32(struct rd *r, struct json_object *v, const char *where, uint32_t *out)
+/* inferenceConfig: the table's members; anything else is unsupported. */
+static int read_inference(struct bb_rd *r, json_object *o)
 {
-    if (!is_type(v, json_type_int))
-        return bb_err_set(r->err, "%s: expected an integer", where);
-    int64_t x = json_object_get_int64(v);
-    if (x < 0 || x > UINT32_MAX)
-        return bb_err_set(r->err, "%s: out of range", where);
-    *out = (uint32_t)x;
-    return 0;
-}
-
-static int read_number(struct rd *r, struct json_object *v, const char *where, double *out)
-{
-    if (!is_number(v))
-        return bb_err_set(r->err, "%s: expected a number", where);
-    *out = json_object_get_double(v);
-    return 0;
-}
-
-static int read_inference(struct rd *r, struct json_object *o, struct bb_ir_request *q)
-{
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "inferenceConfig: expected an object");
+    if (bb_rd_type(r, o, "inferenceConfig", json_type_object) < 0)
+        return -1;
     json_object_object_foreach(o, key, val)
     {
-        if (!strcmp(key, "maxTokens")) {
-            if (read_u32(r, val, "inferenceConfig.maxTokens", &q->max_tokens) < 0)
-                return -1;
-            q->has_max_tokens = true;
-        } else if (!strcmp(key, "temperature")) {
-            if (read_number(r, val, "inferenceConfig.temperature", &q->temperature) < 0)
-                return -1;
-            q->has_temperature = true;
-        } else if (!strcmp(key, "topP")) {
-            if (read_number(r, val, "inferenceConfig.topP", &q->top_p) < 0)
-                return -1;
-            q->has_top_p = true;
-        } else if (!strcmp(key, "stopSequences")) {
-            if (!is_type(val, json_type_array))
-                return bb_err_set(r->err, "inferenceConfig.stopSequences: expected an array");
-            size_t n = json_object_array_length(val);
-            q->stop = n ? bb_arena_calloc(r->a, n * sizeof *q->stop) : NULL;
-            if (n && !q->stop)
-                return oom(r);
-            for (size_t i = 0; i < n; i++) {
-                struct json_object *s = json_object_array_get_idx(val, i);
-                if (!is_type(s, json_type_string))
-                    return bb_err_set(r->err,
-                                      "inferenceConfig.stopSequences[%zu]: expected a string", i);
-                if (dup_str(r, s, &q->stop[i]) < 0)
-                    return -1;
-            }
-            q->n_stop = n;
-        } else {
-            unsup(r, "inferenceConfig", key);
-        }
+        (void)val;
+        if (!bb_params_known_in(param_rows, N_PARAMS, "inferenceConfig", key) &&
+            unsup(r, "inferenceConfig", key) < 0)
+            return -1;
     }
     return 0;
 }
 
-static int read_tools(struct rd *r, struct json_object *o, struct bb_ir_request *q)
+/* One tool (the path at it). */
+static int read_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
 {
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "toolConfig: expected an object");
-    struct json_object *tools = jget(o, "tools"), *tc = jget(o, "toolChoice");
-    if (tools) {
-        if (!is_type(tools, json_type_array))
-            return bb_err_set(r->err, "toolConfig.tools: expected an array");
-        size_t n = json_object_array_length(tools);
-        q->tools = n ? bb_arena_calloc(r->a, n * sizeof *q->tools) : NULL;
-        if (n && !q->tools)
-            return oom(r);
-        for (size_t i = 0; i < n; i++) {
-            struct json_object *t = json_object_array_get_idx(tools, i);
-            char w[64];
-            snprintf(w, sizeof w, "toolConfig.tools[%zu]", i);
-            if (!is_type(t, json_type_object))
-                return bb_err_set(r->err, "%s: expected an object", w);
-            struct json_object *spec = jget(t, "toolSpec");
-            if (!spec) {
-                if (jget(t, "cachePoint"))
-                    unsup(r, "toolConfig", "cachePoint");
-                else if (jget(t, "systemTool"))
-                    unsup(r, "toolConfig", "systemTool");
-                else
-                    unsup(r, "toolConfig", "tools");
-                continue;
-            }
-            char ws[96];
-            snprintf(ws, sizeof ws, "%s.toolSpec", w);
-            if (!is_type(spec, json_type_object))
-                return bb_err_set(r->err, "%s: expected an object", ws);
-            struct bb_ir_tool *tool = &q->tools[q->n_tools];
-            if (member_str(r, spec, "name", ws, true, &tool->name) < 0 ||
-                member_str(r, spec, "description", ws, false, &tool->description) < 0)
-                return -1;
-            struct json_object *is = jget(spec, "inputSchema"), *strict = jget(spec, "strict");
-            if (is) {
-                struct json_object *js = jget(is, "json");
-                if (!is_type(js, json_type_object))
-                    return bb_err_set(r->err, "%s.inputSchema.json: expected an object", ws);
-                tool->parameters_json = arena_json(r->a, js);
-                if (!tool->parameters_json.p)
-                    return oom(r);
-            }
-            if (strict) {
-                if (!is_type(strict, json_type_boolean))
-                    return bb_err_set(r->err, "%s.strict: expected a boolean", ws);
-                tool->strict = json_object_get_boolean(strict);
-            }
-            q->n_tools++;
+    if (bb_rd_type(r, t, NULL, json_type_object) < 0)
+        return -1;
+    json_object *spec = bb_json_get(t, "toolSpec");
+    if (!spec)
+        return unsup(r, "toolConfig",
+                     bb_json_get(t, "cachePoint")   ? "cachePoint"
+                     : bb_json_get(t, "systemTool") ? "systemTool"
+                                                    : "tools");
+    if (bb_rd_type(r, spec, "toolSpec", json_type_object) < 0)
+        return -1;
+    struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, tools, struct bb_ir_tool);
+    if (!tool)
+        return bb_rd_oom(r);
+    size_t mark = bb_rd_in(r, "toolSpec");
+    json_object *is = bb_json_get(spec, "inputSchema"), *js = bb_json_get(is, "json");
+    int rc = bb_rd_str(r, spec, "name", true, &tool->name) < 0 ||
+                     bb_rd_str(r, spec, "description", false, &tool->description) < 0 ||
+                     bb_rd_bool(r, spec, "strict", NULL, &tool->strict) < 0
+                 ? -1
+                 : 0;
+    if (rc == 0 && is && !bb_json_is(js, json_type_object))
+        rc = bb_rd_expect(r, "inputSchema.json", "an object");
+    else if (rc == 0 && is)
+        rc = bb_rd_text(r, js, &tool->parameters_json);
+    bb_rd_out(r, mark);
+    return rc;
+}
+
+static int read_tool_choice(struct bb_rd *r, json_object *tc, struct bb_ir_request *q)
+{
+    if (bb_rd_type(r, tc, "toolChoice", json_type_object) < 0)
+        return -1;
+    if (bb_json_get(tc, "auto")) {
+        q->tool_choice = BB_IR_TC_AUTO;
+    } else if (bb_json_get(tc, "any")) {
+        q->tool_choice = BB_IR_TC_ANY;
+    } else if (bb_json_get(tc, "tool")) {
+        q->tool_choice = BB_IR_TC_TOOL;
+        json_object *t = bb_json_get(tc, "tool");
+        size_t mark = bb_rd_in(r, "toolChoice");
+        int rc = bb_rd_type(r, t, "tool", json_type_object);
+        if (rc == 0) {
+            bb_rd_in(r, "tool");
+            rc = bb_rd_str(r, t, "name", true, &q->tool_choice_name);
         }
-    }
-    if (tc) {
-        if (!is_type(tc, json_type_object))
-            return bb_err_set(r->err, "toolConfig.toolChoice: expected an object");
-        if (jget(tc, "auto")) {
-            q->tool_choice = BB_IR_TC_AUTO;
-        } else if (jget(tc, "any")) {
-            q->tool_choice = BB_IR_TC_ANY;
-        } else if (jget(tc, "tool")) {
-            q->tool_choice = BB_IR_TC_TOOL;
-            if (!is_type(jget(tc, "tool"), json_type_object))
-                return bb_err_set(r->err, "toolConfig.toolChoice.tool: expected an object");
-            if (member_str(r, jget(tc, "tool"), "name", "toolConfig.toolChoice.tool", true,
-                           &q->tool_choice_name) < 0)
-                return -1;
-        } else {
-            return bb_err_set(r->err, "toolConfig.toolChoice: expected one of auto, any or tool");
-        }
+        bb_rd_out(r, mark);
+        return rc;
+    } else {
+        return bb_rd_expect(r, "toolChoice", "one of auto, any or tool");
     }
     return 0;
+}
+
+static int read_tools(struct bb_rd *r, json_object *o, struct bb_ir_request *q)
+{
+    if (bb_rd_type(r, o, "toolConfig", json_type_object) < 0)
+        return -1;
+    json_object *tools, *tc = bb_json_get(o, "toolChoice");
+    size_t mark = bb_rd_in(r, "toolConfig");
+    int rc = bb_rd_want(r, o, "tools", json_type_array, false, &tools);
+    struct bb_vec v = {0};
+    if (rc < 0)
+        return -1;
+    struct bb_rd_iter it = bb_rd_iter(r, tools, "tools");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_tool(r, el, &v) < 0)
+            return -1;
+    bb_rd_out(r, mark);
+    q->tools = v.v;
+    q->n_tools = v.n;
+    if (!tc)
+        return 0;
+    mark = bb_rd_in(r, "toolConfig");
+    rc = read_tool_choice(r, tc, q);
+    bb_rd_out(r, mark);
+    return rc;
 }
 
 static enum bb_ir_effort effort_from(const char *s)
@@ -758,151 +580,178 @@ static enum bb_ir_effort effort_from(const char *s)
     return BB_IR_EFFORT_UNSET;
 }
 
-/* additionalModelRequestFields: the model-specific fields busbar understands. */
-static int read_additional(struct rd *r, struct json_object *o, struct bb_ir_request *q)
+/* Anthropic's thinking: {type: enabled|adaptive|disabled, budget_tokens} (the path at
+ * additionalModelRequestFields). */
+static int read_thinking(struct bb_rd *r, json_object *val, struct bb_ir_request *q)
 {
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "additionalModelRequestFields: expected an object");
+    if (bb_rd_type(r, val, "thinking", json_type_object) < 0)
+        return -1;
+    size_t mark = bb_rd_in(r, "thinking");
+    json_object *t;
+    int rc = bb_rd_want(r, val, "type", json_type_string, false, &t);
+    if (rc == 0) {
+        q->reasoning = !t || strcmp(json_object_get_string(t), "disabled") != 0;
+        rc = bb_rd_u32(r, val, "budget_tokens", NULL, &q->reasoning_budget);
+    }
+    bb_rd_out(r, mark);
+    return rc;
+}
+
+/* additionalModelRequestFields: the model-specific fields busbar understands (top_k is the
+ * table's). */
+static int read_additional(struct bb_rd *r, json_object *o, struct bb_ir_request *q)
+{
+    const char *amrf = "additionalModelRequestFields";
+    if (bb_rd_type(r, o, amrf, json_type_object) < 0)
+        return -1;
     json_object_object_foreach(o, key, val)
     {
-        if (!strcmp(key, "top_k") || !strcmp(key, "topK")) {
-            char w[64];
-            snprintf(w, sizeof w, "additionalModelRequestFields.%s", key);
-            if (read_u32(r, val, w, &q->top_k) < 0)
-                return -1;
-            q->has_top_k = true;
+        int rc = 0;
+        if (bb_params_known_in(param_rows, N_PARAMS, amrf, key)) {
+            continue;
         } else if (!strcmp(key, "thinking")) {
-            /* Anthropic's {type: enabled|adaptive|disabled, budget_tokens}. */
-            if (!is_type(val, json_type_object))
-                return bb_err_set(r->err,
-                                  "additionalModelRequestFields.thinking: expected an object");
-            struct json_object *t = jget(val, "type"), *bt = jget(val, "budget_tokens");
-            if (t && !is_type(t, json_type_string))
-                return bb_err_set(r->err,
-                                  "additionalModelRequestFields.thinking.type: expected a string");
-            q->reasoning = !t || strcmp(json_object_get_string(t), "disabled") != 0;
-            if (bt && read_u32(r, bt, "additionalModelRequestFields.thinking.budget_tokens",
-                               &q->reasoning_budget) < 0)
-                return -1;
-        } else if (!strcmp(key, "reasoningConfig") || !strcmp(key, "reasoning_config")) {
+            size_t mark = bb_rd_in(r, amrf);
+            rc = read_thinking(r, val, q);
+            bb_rd_out(r, mark);
+        } else if ((!strcmp(key, "reasoningConfig") || !strcmp(key, "reasoning_config")) &&
+                   bb_json_is(val, json_type_object)) {
             /* Amazon Nova's {type: enabled, maxReasoningEffort: low|medium|high}. */
-            if (!is_type(val, json_type_object)) {
-                unsup(r, "additionalModelRequestFields", key);
-                continue;
-            }
-            struct json_object *t = jget(val, "type"), *e = jget(val, "maxReasoningEffort");
-            q->reasoning =
-                !is_type(t, json_type_string) || strcmp(json_object_get_string(t), "disabled") != 0;
-            if (is_type(e, json_type_string))
-                q->reasoning_effort = effort_from(json_object_get_string(e));
+            const char *t = bb_json_get_str(val, "type");
+            const char *e = bb_json_get_str(val, "maxReasoningEffort");
+            q->reasoning = !t || strcmp(t, "disabled") != 0;
+            if (e)
+                q->reasoning_effort = effort_from(e);
         } else {
-            unsup(r, "additionalModelRequestFields", key);
+            rc = unsup(r, amrf, key);
         }
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
 
 /* outputConfig.textFormat: {type: json_schema, structure:{jsonSchema:{schema, name}}}. */
-static int read_output_config(struct rd *r, struct json_object *o, struct bb_ir_request *q)
+static int read_output_config(struct bb_rd *r, json_object *o, struct bb_ir_request *q)
 {
-    if (!is_type(o, json_type_object))
-        return bb_err_set(r->err, "outputConfig: expected an object");
+    if (bb_rd_type(r, o, "outputConfig", json_type_object) < 0)
+        return -1;
     json_object_object_foreach(o, key, val)
     {
         if (strcmp(key, "textFormat") != 0) {
-            unsup(r, "outputConfig", key);
+            if (unsup(r, "outputConfig", key) < 0)
+                return -1;
             continue;
         }
-        struct json_object *js = jget(jget(val, "structure"), "jsonSchema");
-        if (!is_type(js, json_type_object))
-            return bb_err_set(r->err,
-                              "outputConfig.textFormat.structure.jsonSchema: expected an object");
-        struct json_object *schema = jget(js, "schema");
-        if (!is_type(schema, json_type_string))
-            return bb_err_set(
-                r->err, "outputConfig.textFormat.structure.jsonSchema.schema: expected a string");
-        struct bb_err e2;
-        struct json_object *parsed =
-            parse_json(json_object_get_string(schema), (size_t)json_object_get_string_len(schema),
-                       "schema", &e2);
-        if (!parsed)
-            return bb_err_set(r->err, "outputConfig.textFormat.structure.jsonSchema.schema: "
-                                      "expected a JSON schema text");
-        json_object_put(parsed);
-        q->format = BB_IR_FMT_JSON_SCHEMA;
-        if (dup_str(r, schema, &q->format_schema_json) < 0 ||
-            member_str(r, js, "name", "outputConfig.textFormat.structure.jsonSchema", false,
-                       &q->format_name) < 0)
+        json_object *js = bb_json_get(bb_json_get(val, "structure"), "jsonSchema");
+        size_t mark = bb_rd_in(r, "outputConfig.textFormat.structure");
+        int rc = bb_rd_type(r, js, "jsonSchema", json_type_object);
+        json_object *schema = bb_json_get(js, "schema");
+        if (rc == 0) {
+            bb_rd_in(r, "jsonSchema");
+            rc = bb_rd_type(r, schema, "schema", json_type_string);
+        }
+        if (rc == 0) {
+            json_object *parsed =
+                bb_json_parse(json_object_get_string(schema),
+                              (size_t)json_object_get_string_len(schema), "schema", NULL);
+            rc = parsed ? 0 : bb_rd_expect(r, "schema", "a JSON schema text");
+            json_object_put(parsed);
+        }
+        if (rc == 0) {
+            q->format = BB_IR_FMT_JSON_SCHEMA;
+            rc = bb_rd_dup(r, schema, &q->format_schema_json) < 0 ||
+                         bb_rd_str(r, js, "name", false, &q->format_name) < 0
+                     ? -1
+                     : 0;
+        }
+        bb_rd_out(r, mark);
+        if (rc < 0)
             return -1;
     }
     return 0;
 }
 
-static int read_system(struct rd *r, struct json_object *sys, struct bb_ir_request *q)
+static int read_system(struct bb_rd *r, json_object *sys, struct bb_ir_request *q)
 {
-    if (!is_type(sys, json_type_array))
-        return bb_err_set(r->err, "system: expected an array");
+    if (bb_rd_type(r, sys, "system", json_type_array) < 0)
+        return -1;
+    struct bb_vec v = {0};
     size_t n = json_object_array_length(sys);
-    q->system = n ? bb_arena_calloc(r->a, n * sizeof *q->system) : NULL;
-    if (n && !q->system)
-        return oom(r);
-    for (size_t i = 0; i < n; i++) {
-        struct json_object *o = json_object_array_get_idx(sys, i);
-        if (!is_type(o, json_type_object))
-            return bb_err_set(r->err, "system[%zu]: expected an object", i);
-        struct json_object *t = jget(o, "text");
-        if (t) {
-            if (!is_type(t, json_type_string))
-                return bb_err_set(r->err, "system[%zu].text: expected a string", i);
-            struct bb_ir_block *b = &q->system[q->n_system++];
-            b->type = BB_IR_TEXT;
-            if (dup_str(r, t, &b->text) < 0)
-                return -1;
-        } else if (jget(o, "cachePoint")) {
-            if (q->n_system)
-                q->system[q->n_system - 1].cache_control = true;
+    size_t mark = bb_rd_in(r, "system");
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_object *o = json_object_array_get_idx(sys, i), *t = bb_json_get(o, "text");
+        struct bb_ir_block *last = v.n ? &((struct bb_ir_block *)v.v)[v.n - 1] : NULL;
+        size_t m = bb_rd_at(r, i);
+        if (bb_rd_type(r, o, NULL, json_type_object) < 0) {
+            rc = -1;
+        } else if (t) {
+            struct bb_ir_block *b = NULL;
+            rc = bb_rd_type(r, t, "text", json_type_string);
+            if (rc == 0 && !(b = BB_VEC_PUSH(r->a, &v, struct bb_ir_block)))
+                rc = bb_rd_oom(r);
+            if (rc == 0) {
+                b->type = BB_IR_TEXT;
+                rc = bb_rd_dup(r, t, &b->text);
+            }
+        } else if (bb_json_get(o, "cachePoint")) {
+            if (last)
+                last->cache_control = true;
             else
-                unsup(r, "system", "cachePoint");
+                rc = unsup(r, "system", "cachePoint");
         } else {
             json_object_object_foreach(o, key, val)
             {
                 (void)val;
-                unsup(r, "system", key);
+                rc = unsup(r, "system", key);
                 break;
             }
         }
+        bb_rd_out(r, m);
     }
-    return 0;
+    bb_rd_out(r, mark);
+    q->system = v.v;
+    q->n_system = v.n;
+    return rc;
 }
 
-static int read_messages(struct rd *r, struct json_object *msgs, struct bb_ir_request *q)
+/* One message (the path at it). */
+static int read_message(struct bb_rd *r, json_object *m, struct bb_ir_message *im)
 {
-    if (!is_type(msgs, json_type_array))
-        return bb_err_set(r->err, "messages: expected an array");
+    if (bb_rd_type(r, m, NULL, json_type_object) < 0)
+        return -1;
+    const char *rs = bb_json_get_str(m, "role");
+    json_object *content = bb_json_get(m, "content");
+    if (rs && !strcmp(rs, "user"))
+        im->role = BB_IR_USER;
+    else if (rs && !strcmp(rs, "assistant"))
+        im->role = BB_IR_ASSISTANT;
+    else
+        return bb_rd_expect(r, "role", "\"user\" or \"assistant\"");
+    if (bb_rd_type(r, content, "content", json_type_array) < 0)
+        return -1;
+    struct bb_vec v = {0};
+    size_t mark = bb_rd_in(r, "content");
+    int rc = read_blocks(r, content, false, &v);
+    bb_rd_out(r, mark);
+    im->blocks = v.v;
+    im->n_blocks = v.n;
+    return rc;
+}
+
+static int read_messages(struct bb_rd *r, json_object *msgs, struct bb_ir_request *q)
+{
+    if (bb_rd_type(r, msgs, "messages", json_type_array) < 0)
+        return -1;
     size_t n = json_object_array_length(msgs);
     q->messages = n ? bb_arena_calloc(r->a, n * sizeof *q->messages) : NULL;
     if (n && !q->messages)
-        return oom(r);
-    for (size_t i = 0; i < n; i++) {
-        struct json_object *m = json_object_array_get_idx(msgs, i);
-        if (!is_type(m, json_type_object))
-            return bb_err_set(r->err, "messages[%zu]: expected an object", i);
-        struct json_object *role = jget(m, "role"), *content = jget(m, "content");
-        const char *rs = is_type(role, json_type_string) ? json_object_get_string(role) : NULL;
-        struct bb_ir_message *im = &q->messages[i];
-        if (rs && !strcmp(rs, "user"))
-            im->role = BB_IR_USER;
-        else if (rs && !strcmp(rs, "assistant"))
-            im->role = BB_IR_ASSISTANT;
-        else
-            return bb_err_set(r->err, "messages[%zu].role: expected \"user\" or \"assistant\"", i);
-        if (!is_type(content, json_type_array))
-            return bb_err_set(r->err, "messages[%zu].content: expected an array", i);
-        char w[64];
-        snprintf(w, sizeof w, "messages[%zu].content", i);
-        if (read_blocks(r, content, w, &im->blocks, &im->n_blocks) < 0)
+        return bb_rd_oom(r);
+    struct bb_rd_iter it = bb_rd_iter(r, msgs, "messages");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_message(r, el, &q->messages[it.at]) < 0)
             return -1;
-    }
     q->n_messages = n;
     return 0;
 }
@@ -912,19 +761,20 @@ static int bedrock_read_request(struct bb_arena *a, const char *body, size_t len
                                 struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
-    struct json_object *root = parse_json(body, len, "request body", err);
+    json_object *root = bb_json_parse(body, len, "request body", err);
     if (!root)
         return -1;
-    struct rd r = {a, out, err};
+    struct bb_rd r;
+    bb_rd_init(&r, a, out, err);
     int rc = -1;
-    if (!is_type(root, json_type_object)) {
+    if (!bb_json_is(root, json_type_object)) {
         bb_err_set(err, "request body: expected a JSON object");
         goto out;
     }
     if (model_from_path) {
         out->model = bb_ir_strdup(a, model_from_path, strlen(model_from_path));
         if (!out->model.p) {
-            oom(&r);
+            bb_rd_oom(&r);
             goto out;
         }
     }
@@ -936,7 +786,7 @@ static int bedrock_read_request(struct bb_arena *a, const char *body, size_t len
         else if (!strcmp(key, "system"))
             k = read_system(&r, val, out);
         else if (!strcmp(key, "inferenceConfig"))
-            k = read_inference(&r, val, out);
+            k = read_inference(&r, val);
         else if (!strcmp(key, "toolConfig"))
             k = read_tools(&r, val, out);
         else if (!strcmp(key, "additionalModelRequestFields"))
@@ -946,10 +796,12 @@ static int bedrock_read_request(struct bb_arena *a, const char *body, size_t len
         else if (!strcmp(key, "modelId"))
             continue; /* the SDK never sends it in the body; the URL names the model */
         else
-            unsup(&r, NULL, key);
+            k = unsup(&r, NULL, key);
         if (k < 0)
             goto out;
     }
+    if (bb_params_read(&r, root, param_rows, N_PARAMS) < 0)
+        goto out;
     rc = 0;
 out:
     json_object_put(root);
@@ -958,9 +810,9 @@ out:
 
 /* ---------------------------------------------------------------- responses (egress read) */
 
-static void read_usage(struct json_object *u, struct bb_ir_usage *out)
+static void read_usage(json_object *u, struct bb_ir_usage *out)
 {
-    if (!is_type(u, json_type_object))
+    if (!bb_json_is(u, json_type_object))
         return;
     struct {
         const char *k;
@@ -969,43 +821,46 @@ static void read_usage(struct json_object *u, struct bb_ir_usage *out)
              {"outputTokens", &out->output},
              {"cacheReadInputTokens", &out->cache_read},
              {"cacheWriteInputTokens", &out->cache_write}};
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        struct json_object *v = jget(u, f[i].k);
-        if (is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
-            *f[i].v = (uint64_t)json_object_get_int64(v);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (bb_json_uint(bb_json_get(u, f[i].k), UINT64_MAX, f[i].v))
             out->set = true;
-        }
-    }
 }
 
 static int bedrock_read_response(struct bb_arena *a, const char *body, size_t len,
                                  struct bb_ir_response *out, struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
-    struct json_object *root = parse_json(body, len, "bedrock response", err);
+    json_object *root = bb_json_parse(body, len, "bedrock response", err);
     if (!root)
         return -1;
-    struct rd r = {a, NULL, err};
+    struct bb_rd r;
+    bb_rd_init(&r, a, NULL, err);
+    r.prefix = "bedrock response";
     int rc = -1;
-    if (!is_type(root, json_type_object)) {
-        bb_err_set(err, "bedrock response: expected a JSON object");
+    if (!bb_json_is(root, json_type_object)) {
+        bb_rd_expect(&r, NULL, "a JSON object");
         goto out;
     }
-    struct json_object *msg = jget(jget(root, "output"), "message");
+    json_object *msg = bb_json_get(bb_json_get(root, "output"), "message");
     if (msg) {
-        struct json_object *content = jget(msg, "content");
-        if (!is_type(content, json_type_array)) {
-            bb_err_set(err, "bedrock response: output.message.content: expected an array");
-            goto out;
+        json_object *content = bb_json_get(msg, "content");
+        size_t mark = bb_rd_in(&r, "output.message");
+        struct bb_vec v = {0};
+        int e = bb_rd_type(&r, content, "content", json_type_array);
+        if (e == 0) {
+            bb_rd_in(&r, "content");
+            e = read_blocks(&r, content, false, &v);
         }
-        if (read_blocks(&r, content, "output.message.content", &out->blocks, &out->n_blocks) < 0)
+        bb_rd_out(&r, mark);
+        if (e < 0)
             goto out;
+        out->blocks = v.v;
+        out->n_blocks = v.n;
     }
-    struct json_object *sr = jget(root, "stopReason");
-    out->stop = stop_from_wire(is_type(sr, json_type_string) ? json_object_get_string(sr) : NULL);
-    read_usage(jget(root, "usage"), &out->usage);
-    struct json_object *ss = jget(jget(root, "additionalModelResponseFields"), "stop_sequence");
-    if (is_type(ss, json_type_string) && dup_str(&r, ss, &out->stop_sequence) < 0)
+    out->stop = stop_from_wire(bb_json_get_str(root, "stopReason"));
+    read_usage(bb_json_get(root, "usage"), &out->usage);
+    json_object *amrf = bb_json_get(root, "additionalModelResponseFields");
+    if (bb_rd_take(&r, amrf, "stop_sequence", &out->stop_sequence) < 0)
         goto out;
     rc = 0;
 out:
@@ -1018,14 +873,15 @@ out:
 static struct json_object *usage_json(const struct bb_ir_usage *u)
 {
     struct json_object *o = json_object_new_object();
-    add(o, "inputTokens", new_u64(u->input));
-    add(o, "outputTokens", new_u64(u->output));
+    bb_json_add(o, "inputTokens", bb_json_new_u64(u->input));
+    bb_json_add(o, "outputTokens", bb_json_new_u64(u->output));
     /* totalTokens counts every tier, as Bedrock reports it. */
-    add(o, "totalTokens", new_u64(u->input + u->output + u->cache_read + u->cache_write));
+    bb_json_add(o, "totalTokens",
+                bb_json_new_u64(u->input + u->output + u->cache_read + u->cache_write));
     if (u->cache_read)
-        add(o, "cacheReadInputTokens", new_u64(u->cache_read));
+        bb_json_add(o, "cacheReadInputTokens", bb_json_new_u64(u->cache_read));
     if (u->cache_write)
-        add(o, "cacheWriteInputTokens", new_u64(u->cache_write));
+        bb_json_add(o, "cacheWriteInputTokens", bb_json_new_u64(u->cache_write));
     return o;
 }
 
@@ -1033,30 +889,31 @@ static struct json_object *reasoning_text(const struct bb_ir_block *b)
 {
     struct json_object *rt = json_object_new_object(), *rc = json_object_new_object(),
                        *o = json_object_new_object();
-    add(rt, "text", new_str(&b->text));
-    if (has(&b->signature))
-        add(rt, "signature", new_str(&b->signature));
-    add(rc, "reasoningText", rt);
-    add(o, "reasoningContent", rc);
+    bb_json_add(rt, "text", bb_json_new_str(&b->text));
+    if ((b->signature.p != NULL))
+        bb_json_add(rt, "signature", bb_json_new_str(&b->signature));
+    bb_json_add(rc, "reasoningText", rt);
+    bb_json_add(o, "reasoningContent", rc);
     return o;
 }
 
 static struct json_object *redacted(const struct bb_ir_block *b)
 {
     struct json_object *rc = json_object_new_object(), *o = json_object_new_object();
-    add(rc, "redactedContent", new_str(&b->signature));
-    add(o, "reasoningContent", rc);
+    bb_json_add(rc, "redactedContent", bb_json_new_str(&b->signature));
+    bb_json_add(o, "reasoningContent", rc);
     return o;
 }
 
 /* Tool input text → a JSON object ({} when empty; also when invalid or not an object, which
  * is reported as tool_input). */
-static struct json_object *tool_input(struct bb_arena *a, const struct bb_ir_str *s)
+static struct json_object *tool_input(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                      const struct bb_ir_str *s)
 {
-    struct json_object *in = parse_raw(s);
-    if (!is_type(in, json_type_object)) {
+    struct json_object *in = bb_json_raw(s);
+    if (!bb_json_is(in, json_type_object)) {
         if (s->p && !blank(s))
-            bb_proto_drop(a, "tool_input");
+            bb_proto_drop(a, ctx, "tool_input");
         json_object_put(in);
         in = json_object_new_object();
     }
@@ -1064,60 +921,43 @@ static struct json_object *tool_input(struct bb_arena *a, const struct bb_ir_str
 }
 
 /* toolUse; id_seed names a call that has no id (toolUseId is required): <seed>_<n>. */
-static struct json_object *tool_use(struct bb_arena *a, const struct bb_ir_block *b,
-                                    const char *id_seed, size_t n)
+static struct json_object *tool_use(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                    const struct bb_ir_block *b, const char *id_seed, size_t n)
 {
     struct json_object *tu = json_object_new_object(), *o = json_object_new_object();
     if (b->id.p && b->id.len) {
-        add(tu, "toolUseId", new_str(&b->id));
+        bb_json_add(tu, "toolUseId", bb_json_new_str(&b->id));
     } else {
         char id[128];
         snprintf(id, sizeof id, "tooluse_%s_%zu", id_seed ? id_seed : "bb", n);
-        add(tu, "toolUseId", json_object_new_string(id));
+        bb_json_add(tu, "toolUseId", json_object_new_string(id));
     }
-    add(tu, "name", new_str(&b->name));
-    add(tu, "input", tool_input(a, &b->input_json));
-    add(o, "toolUse", tu);
+    bb_json_add(tu, "name", bb_json_new_str(&b->name));
+    bb_json_add(tu, "input", tool_input(a, ctx, &b->input_json));
+    bb_json_add(o, "toolUse", tu);
     return o;
 }
 
-/* Split "data:<media>;base64,<data>"; false when u is not such a URL. */
-static bool data_url(const struct bb_ir_str *u, struct bb_ir_str *media, struct bb_ir_str *data)
-{
-    if (!u->p || u->len < 5 || strncasecmp(u->p, "data:", 5) != 0)
-        return false;
-    const char *comma = memchr(u->p, ',', u->len);
-    if (!comma)
-        return false;
-    const char *semi = memchr(u->p + 5, ';', (size_t)(comma - u->p - 5));
-    if (!semi || (size_t)(comma - semi) != 7 || strncasecmp(semi, ";base64", 7) != 0)
-        return false;
-    media->p = (char *)u->p + 5;
-    media->len = (size_t)(semi - media->p);
-    data->p = (char *)comma + 1;
-    data->len = u->len - (size_t)(comma + 1 - u->p);
-    return true;
-}
-
 /* {image:{format, source:{bytes}}}; NULL (dropped) for URLs and unknown formats. */
-static struct json_object *image_json(struct bb_arena *a, const struct bb_ir_block *b)
+static struct json_object *image_json(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                      const struct bb_ir_block *b)
 {
     struct bb_ir_str media = b->media_type, data = b->data;
-    if (!has(&data) && !data_url(&b->url, &media, &data)) {
-        bb_proto_drop(a, "images"); /* Converse takes bytes or S3 only, never a URL */
+    if (!data.p && !bb_media_split_data_url(b->url.p, b->url.len, &media, &data)) {
+        bb_proto_drop(a, ctx, "images"); /* Converse takes bytes or S3 only, never a URL */
         return NULL;
     }
     const char *fmt = media.p ? image_format(media.p, media.len) : NULL;
     if (!fmt) {
-        bb_proto_drop(a, "images");
+        bb_proto_drop(a, ctx, "images");
         return NULL;
     }
     struct json_object *src = json_object_new_object(), *img = json_object_new_object(),
                        *o = json_object_new_object();
-    add(src, "bytes", json_object_new_string_len(data.p, (int)data.len));
-    add(img, "format", json_object_new_string(fmt));
-    add(img, "source", src);
-    add(o, "image", img);
+    bb_json_add(src, "bytes", json_object_new_string_len(data.p, (int)data.len));
+    bb_json_add(img, "format", json_object_new_string(fmt));
+    bb_json_add(img, "source", src);
+    bb_json_add(o, "image", img);
     return o;
 }
 
@@ -1143,33 +983,33 @@ static struct json_object *doc_name(const struct bb_ir_block *b, unsigned *seq)
     return json_object_new_string_len(out, (int)k);
 }
 
-static struct json_object *document_json(struct bb_arena *a, const struct bb_ir_block *b,
-                                         unsigned *seq)
+static struct json_object *document_json(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                         const struct bb_ir_block *b, unsigned *seq)
 {
     struct bb_ir_str media = b->media_type, data = b->data;
-    if (!has(&data) && !data_url(&b->url, &media, &data)) {
-        bb_proto_drop(a, "documents");
+    if (!data.p && !bb_media_split_data_url(b->url.p, b->url.len, &media, &data)) {
+        bb_proto_drop(a, ctx, "documents");
         return NULL;
     }
     const char *fmt = media.p ? doc_format(media.p, media.len) : NULL;
     if (!fmt) {
-        bb_proto_drop(a, "documents");
+        bb_proto_drop(a, ctx, "documents");
         return NULL;
     }
     struct json_object *src = json_object_new_object(), *doc = json_object_new_object(),
                        *o = json_object_new_object();
-    add(src, "bytes", json_object_new_string_len(data.p, (int)data.len));
-    add(doc, "format", json_object_new_string(fmt));
-    add(doc, "name", doc_name(b, seq));
-    add(doc, "source", src);
-    add(o, "document", doc);
+    bb_json_add(src, "bytes", json_object_new_string_len(data.p, (int)data.len));
+    bb_json_add(doc, "format", json_object_new_string(fmt));
+    bb_json_add(doc, "name", doc_name(b, seq));
+    bb_json_add(doc, "source", src);
+    bb_json_add(o, "document", doc);
     return o;
 }
 
 static struct json_object *text_json(const struct bb_ir_str *s)
 {
     struct json_object *o = json_object_new_object();
-    add(o, "text", new_str(s));
+    bb_json_add(o, "text", bb_json_new_str(s));
     return o;
 }
 
@@ -1189,12 +1029,12 @@ static void push_cache_point(struct wr *w, struct json_object *arr, bool marked)
     if (!marked)
         return;
     if (!w->caching) {
-        bb_proto_drop(w->a, "cache_control");
+        bb_proto_drop(w->a, w->ctx, "cache_control");
         return;
     }
     struct json_object *cp = json_object_new_object(), *o = json_object_new_object();
-    add(cp, "type", json_object_new_string("default"));
-    add(o, "cachePoint", cp);
+    bb_json_add(cp, "type", json_object_new_string("default"));
+    bb_json_add(o, "cachePoint", cp);
     json_object_array_add(arr, o);
 }
 
@@ -1210,20 +1050,20 @@ static struct json_object *tool_result(struct wr *w, const struct bb_ir_block *b
                 if (!blank(&c->text))
                     x = text_json(&c->text);
             } else if (c->type == BB_IR_IMAGE) {
-                x = image_json(w->a, c);
+                x = image_json(w->a, w->ctx, c);
             } else if (c->type == BB_IR_DOCUMENT) {
-                x = document_json(w->a, c, &w->doc_seq);
+                x = document_json(w->a, w->ctx, c, &w->doc_seq);
             } else {
-                bb_proto_drop(w->a, "tool_result.content");
+                bb_proto_drop(w->a, w->ctx, "tool_result.content");
             }
             if (x)
                 json_object_array_add(content, x);
         }
-    } else if (has(&b->text) && b->text.len) {
-        struct json_object *js = parse_raw(&b->text);
-        if (is_type(js, json_type_object)) {
+    } else if ((b->text.p != NULL) && b->text.len) {
+        struct json_object *js = bb_json_raw(&b->text);
+        if (bb_json_is(js, json_type_object)) {
             struct json_object *o = json_object_new_object();
-            add(o, "json", js);
+            bb_json_add(o, "json", js);
             json_object_array_add(content, o);
         } else {
             json_object_put(js);
@@ -1231,14 +1071,14 @@ static struct json_object *tool_result(struct wr *w, const struct bb_ir_block *b
         }
     }
     struct json_object *tr = json_object_new_object(), *o = json_object_new_object();
-    add(tr, "toolUseId", new_str(&b->id));
-    add(tr, "content", content);
+    bb_json_add(tr, "toolUseId", bb_json_new_str(&b->id));
+    bb_json_add(tr, "content", content);
     /* status is a Claude-only field on Converse. */
     if (w->anthropic)
-        add(tr, "status", json_object_new_string(b->is_error ? "error" : "success"));
+        bb_json_add(tr, "status", json_object_new_string(b->is_error ? "error" : "success"));
     else if (b->is_error)
-        bb_proto_drop(w->a, "tool_result.is_error");
-    add(o, "toolResult", tr);
+        bb_proto_drop(w->a, w->ctx, "tool_result.is_error");
+    bb_json_add(o, "toolResult", tr);
     return o;
 }
 
@@ -1254,30 +1094,30 @@ static void write_blocks(struct wr *w, const struct bb_ir_block *v, size_t n,
             if (blank(&b->text))
                 break; /* Converse rejects blank text blocks */
             x = text_json(&b->text);
-            if (has(&b->citations_json))
-                bb_proto_drop(w->a, "citations");
+            if ((b->citations_json.p != NULL))
+                bb_proto_drop(w->a, w->ctx, "citations");
             break;
         case BB_IR_THINKING:
             /* Without a signature the model cannot accept its own reasoning back. */
-            if (has(&b->signature) && b->signature.len)
+            if ((b->signature.p != NULL) && b->signature.len)
                 x = reasoning_text(b);
             else
-                bb_proto_drop(w->a, "thinking");
+                bb_proto_drop(w->a, w->ctx, "thinking");
             break;
         case BB_IR_REDACTED_THINKING:
             x = redacted(b);
             break;
         case BB_IR_TOOL_USE:
-            x = tool_use(w->a, b, NULL, i);
+            x = tool_use(w->a, w->ctx, b, NULL, i);
             break;
         case BB_IR_TOOL_RESULT:
             x = tool_result(w, b);
             break;
         case BB_IR_IMAGE:
-            x = image_json(w->a, b);
+            x = image_json(w->a, w->ctx, b);
             break;
         case BB_IR_DOCUMENT:
-            x = document_json(w->a, b, &w->doc_seq);
+            x = document_json(w->a, w->ctx, b, &w->doc_seq);
             break;
         }
         if (!x)
@@ -1295,8 +1135,8 @@ static struct json_object *write_messages(struct wr *w)
     enum bb_ir_role cur_role = BB_IR_USER;
     for (size_t i = 0; i < ir->n_messages; i++) {
         const struct bb_ir_message *m = &ir->messages[i];
-        if (has(&m->name))
-            bb_proto_drop(w->a, "name");
+        if ((m->name.p != NULL))
+            bb_proto_drop(w->a, w->ctx, "name");
         if (!cur || cur_role != m->role) {
             struct json_object *content = json_object_new_array();
             write_blocks(w, m->blocks, m->n_blocks, content);
@@ -1305,8 +1145,9 @@ static struct json_object *write_messages(struct wr *w)
                 continue;
             }
             struct json_object *jm = json_object_new_object();
-            add(jm, "role", json_object_new_string(m->role == BB_IR_USER ? "user" : "assistant"));
-            add(jm, "content", content);
+            bb_json_add(jm, "role",
+                        json_object_new_string(m->role == BB_IR_USER ? "user" : "assistant"));
+            bb_json_add(jm, "content", content);
             json_object_array_add(msgs, jm);
             cur = content;
             cur_role = m->role;
@@ -1385,7 +1226,7 @@ static struct json_object *write_tools(struct wr *w)
     if (!ir->n_tools) {
         if (ir->tool_choice != BB_IR_TC_UNSET && ir->tool_choice != BB_IR_TC_AUTO &&
             ir->tool_choice != BB_IR_TC_NONE)
-            bb_proto_drop(w->a, "tool_choice");
+            bb_proto_drop(w->a, w->ctx, "tool_choice");
         return NULL;
     }
     struct json_object *tools = json_object_new_array();
@@ -1393,44 +1234,44 @@ static struct json_object *write_tools(struct wr *w)
         const struct bb_ir_tool *t = &ir->tools[i];
         struct json_object *spec = json_object_new_object(), *is = json_object_new_object(),
                            *o = json_object_new_object();
-        add(spec, "name", new_str(&t->name));
-        if (has(&t->description) && t->description.len)
-            add(spec, "description", new_str(&t->description));
-        struct json_object *schema = parse_raw(&t->parameters_json);
-        if (!is_type(schema, json_type_object)) {
+        bb_json_add(spec, "name", bb_json_new_str(&t->name));
+        if ((t->description.p != NULL) && t->description.len)
+            bb_json_add(spec, "description", bb_json_new_str(&t->description));
+        struct json_object *schema = bb_json_raw(&t->parameters_json);
+        if (!bb_json_is(schema, json_type_object)) {
             json_object_put(schema);
             schema = json_object_new_object();
-            add(schema, "type", json_object_new_string("object"));
-            add(schema, "properties", json_object_new_object());
+            bb_json_add(schema, "type", json_object_new_string("object"));
+            bb_json_add(schema, "properties", json_object_new_object());
         }
-        add(is, "json", schema);
-        add(spec, "inputSchema", is);
+        bb_json_add(is, "json", schema);
+        bb_json_add(spec, "inputSchema", is);
         if (t->strict)
-            bb_proto_drop(w->a, "strict");
-        add(o, "toolSpec", spec);
+            bb_proto_drop(w->a, w->ctx, "strict");
+        bb_json_add(o, "toolSpec", spec);
         json_object_array_add(tools, o);
     }
     struct json_object *tc = json_object_new_object();
-    add(tc, "tools", tools);
+    bb_json_add(tc, "tools", tools);
     enum bb_ir_tool_choice choice = ir->tool_choice;
     struct json_object *ch = NULL, *inner = json_object_new_object();
     switch (choice) {
     case BB_IR_TC_AUTO:
         ch = json_object_new_object();
-        add(ch, "auto", inner);
+        bb_json_add(ch, "auto", inner);
         break;
     case BB_IR_TC_ANY:
         ch = json_object_new_object();
-        add(ch, "any", inner);
+        bb_json_add(ch, "any", inner);
         break;
     case BB_IR_TC_TOOL:
         ch = json_object_new_object();
-        add(inner, "name", new_str(&ir->tool_choice_name));
-        add(ch, "tool", inner);
+        bb_json_add(inner, "name", bb_json_new_str(&ir->tool_choice_name));
+        bb_json_add(ch, "tool", inner);
         break;
     case BB_IR_TC_NONE:
         /* Converse has no "none"; tools must stay declared when the history uses them. */
-        bb_proto_drop(w->a, "tool_choice");
+        bb_proto_drop(w->a, w->ctx, "tool_choice");
         json_object_put(inner);
         break;
     default:
@@ -1438,9 +1279,9 @@ static struct json_object *write_tools(struct wr *w)
         break;
     }
     if (ch)
-        add(tc, "toolChoice", ch);
+        bb_json_add(tc, "toolChoice", ch);
     if (ir->has_parallel_tool_calls && !ir->parallel_tool_calls)
-        bb_proto_drop(w->a, "parallel_tool_calls");
+        bb_proto_drop(w->a, w->ctx, "parallel_tool_calls");
     return tc;
 }
 
@@ -1467,6 +1308,13 @@ static bool region_from_host(const char *host, char *out, size_t cap)
     return true;
 }
 
+/* A Bedrock API key as a bearer token; an AWS key pair (ID:SECRET[:TOKEN]) signs the
+ * request instead (auth_headers below), so there is nothing to send without the body. */
+static int bedrock_auth_headers(struct evbuffer *out, const char *key)
+{
+    return key && !strchr(key, ':') ? bb_proto_bearer(out, key) : 0;
+}
+
 static int auth_headers(struct bb_arena *a, const struct bb_egress_ctx *ctx,
                         struct bb_egress_req *out, const char *body, size_t body_len,
                         struct bb_err *err)
@@ -1474,16 +1322,9 @@ static int auth_headers(struct bb_arena *a, const struct bb_egress_ctx *ctx,
     const struct bb_provider *pv = ctx->provider;
     const char *key = pv ? pv->api_key : NULL;
     if (!key || !*key)
-        return 0; /* e.g. a local mock without credentials */
-    if (!strchr(key, ':')) {
-        /* A Bedrock API key. */
-        if (strpbrk(key, "\r\n"))
-            return bb_err_set(err, "bedrock: provider '%s': API key contains a line break",
-                              pv->name ? pv->name : "?");
-        return evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n", key) < 0
-                   ? bb_err_set(err, "out of memory")
-                   : 0;
-    }
+        return 0;          /* e.g. a local mock without credentials */
+    if (!strchr(key, ':')) /* a Bedrock API key */
+        return bedrock_auth_headers(out->headers, key) < 0 ? bb_err_set(err, "out of memory") : 0;
     /* ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] */
     char *cred = bb_arena_strndup(a, key, strlen(key));
     if (!cred)
@@ -1532,6 +1373,59 @@ static int auth_headers(struct bb_arena *a, const struct bb_egress_ctx *ctx,
     return rc;
 }
 
+struct sampling {
+    struct wr *w;
+    bool thinking;
+    bool temp_sent;
+};
+
+/* Claude's rules on Converse: thinking needs the default temperature, top_p >= 0.95 and no
+ * top_k; current Claude models refuse temperature and top_p together; stop sequences must not
+ * be blank; top_k is a Claude field (additionalModelRequestFields). */
+static bool sampling_hook(void *arg, const struct bb_param *p, struct bb_param_value *v)
+{
+    struct sampling *sm = arg;
+    struct wr *w = sm->w;
+    switch (p->field) {
+    case BB_IRP_TEMPERATURE:
+        if (sm->thinking && v->num != 1.0) {
+            bb_proto_drop(w->a, w->ctx, "temperature");
+            return false;
+        }
+        sm->temp_sent = true;
+        return true;
+    case BB_IRP_TOP_P:
+        if ((sm->thinking && v->num < 0.95) || (w->anthropic && sm->temp_sent)) {
+            bb_proto_drop(w->a, w->ctx, "top_p");
+            return false;
+        }
+        return true;
+    case BB_IRP_TOP_K:
+        if (!w->anthropic || sm->thinking) {
+            bb_proto_drop(w->a, w->ctx, "top_k");
+            return false;
+        }
+        return true;
+    case BB_IRP_STOP: {
+        if (!w->anthropic)
+            return true;
+        struct bb_ir_str *ok = bb_arena_alloc(w->a, v->n_strs * sizeof *ok);
+        size_t n = 0;
+        for (size_t i = 0; ok && i < v->n_strs; i++) {
+            if (blank(&v->strs[i]))
+                bb_proto_drop(w->a, w->ctx, "stop");
+            else
+                ok[n++] = v->strs[i];
+        }
+        v->strs = ok;
+        v->n_strs = n;
+        return n > 0;
+    }
+    default:
+        return true;
+    }
+}
+
 static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request *ir,
                                  const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                  struct bb_err *err)
@@ -1559,105 +1453,57 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         !(ir->n_tools && (ir->tool_choice == BB_IR_TC_ANY || ir->tool_choice == BB_IR_TC_TOOL)) &&
         thinking_fits_history(ir);
     if (ask && !thinking)
-        bb_proto_drop(a, "reasoning");
+        bb_proto_drop(a, ctx, "reasoning");
 
     struct json_object *root = json_object_new_object();
-    add(root, "messages", write_messages(&w));
+    bb_json_add(root, "messages", write_messages(&w));
     if (ir->n_system) {
         struct json_object *sys = json_object_new_array();
         write_blocks(&w, ir->system, ir->n_system, sys);
         if (json_object_array_length(sys))
-            add(root, "system", sys);
+            bb_json_add(root, "system", sys);
         else
             json_object_put(sys);
     }
 
-    /* inferenceConfig */
-    struct json_object *inf = json_object_new_object(), *amrf = json_object_new_object();
+    /* inferenceConfig and top_k from the table, with Claude's rules applied by the hook */
     uint32_t budget = thinking ? budget_for(ir) : 0;
-    if (ir->has_max_tokens) {
-        /* max_tokens must exceed the budget: keep the answer's room on top of it. */
-        uint64_t mt = ir->max_tokens;
-        if (thinking && mt <= budget)
-            mt += budget;
-        add(inf, "maxTokens", json_object_new_int64((int64_t)mt));
-    } else if (thinking) {
-        /* max_tokens must exceed the budget; Bedrock's own default may not. */
-        uint32_t dm =
-            ctx->lane && ctx->lane->default_max_tokens ? ctx->lane->default_max_tokens : 4096;
-        add(inf, "maxTokens", json_object_new_int64(dm > budget ? dm : (int64_t)budget + dm));
-    }
-    bool temp_sent = false;
-    if (ir->has_temperature) {
-        if (thinking && ir->temperature != 1.0) {
-            bb_proto_drop(a, "temperature"); /* Claude thinking requires the default */
-        } else {
-            /* Converse's range is 0–1 (OpenAI's goes to 2) */
-            double t = ir->temperature < 0 ? 0 : ir->temperature > 1 ? 1 : ir->temperature;
-            add(inf, "temperature", new_double(t));
-            temp_sent = true;
-        }
-    }
-    if (ir->has_top_p) {
-        if ((thinking && ir->top_p < 0.95) || (w.anthropic && temp_sent))
-            bb_proto_drop(a, "top_p"); /* current Claude models refuse both samplers at once */
-        else
-            add(inf, "topP", new_double(ir->top_p < 0 ? 0 : ir->top_p > 1 ? 1 : ir->top_p));
-    }
-    if (ir->n_stop) {
-        struct json_object *ss = json_object_new_array();
-        for (size_t i = 0; i < ir->n_stop; i++) {
-            if (w.anthropic && blank(&ir->stop[i]))
-                bb_proto_drop(a, "stop"); /* Claude rejects whitespace-only stop sequences */
-            else
-                json_object_array_add(ss, new_str(&ir->stop[i]));
-        }
-        if (json_object_array_length(ss))
-            add(inf, "stopSequences", ss);
-        else
-            json_object_put(ss);
-    }
-    if (json_object_object_length(inf))
-        add(root, "inferenceConfig", inf);
-    else
-        json_object_put(inf);
-
-    struct json_object *tc = write_tools(&w);
-    if (tc)
-        add(root, "toolConfig", tc);
-
-    if (ir->has_top_k) {
-        if (w.anthropic && !thinking)
-            add(amrf, "top_k", json_object_new_int64(ir->top_k));
-        else
-            bb_proto_drop(a, "top_k");
-    }
+    struct bb_ir_request scalars = *ir;
     if (thinking) {
-        struct json_object *th = json_object_new_object();
-        add(th, "type", json_object_new_string("enabled"));
-        add(th, "budget_tokens", json_object_new_int64(budget));
-        add(amrf, "thinking", th);
+        /* max_tokens must exceed the budget: keep the answer's room on top of it (Bedrock's
+         * own default may not exceed it either) */
+        uint64_t mt = ir->has_max_tokens                           ? ir->max_tokens
+                      : ctx->lane && ctx->lane->default_max_tokens ? ctx->lane->default_max_tokens
+                                                                   : 4096;
+        if (mt <= budget)
+            mt += budget;
+        scalars.has_max_tokens = true;
+        scalars.max_tokens = mt > UINT32_MAX ? UINT32_MAX : (uint32_t)mt;
     }
-    if (json_object_object_length(amrf))
-        add(root, "additionalModelRequestFields", amrf);
-    else
-        json_object_put(amrf);
+    struct sampling sm = {&w, thinking, false};
+    struct json_object *tc = write_tools(&w);
+    bb_params_write(root, param_rows, N_PARAMS, &scalars, a, ctx, sampling_hook, &sm);
+    if (tc)
+        bb_json_add(root, "toolConfig", tc);
+    if (thinking) {
+        struct json_object *amrf = bb_json_get(root, "additionalModelRequestFields");
+        if (!amrf) {
+            amrf = json_object_new_object();
+            bb_json_add(root, "additionalModelRequestFields", amrf);
+        }
+        struct json_object *th = json_object_new_object();
+        bb_json_add(th, "type", json_object_new_string("enabled"));
+        bb_json_add(th, "budget_tokens", json_object_new_int64(budget));
+        bb_json_add(amrf, "thinking", th);
+    }
 
-    if (ir->has_seed)
-        bb_proto_drop(a, "seed");
-    if (ir->has_presence_penalty)
-        bb_proto_drop(a, "presence_penalty");
-    if (ir->has_frequency_penalty)
-        bb_proto_drop(a, "frequency_penalty");
-    if (ir->n_choices > 1)
-        bb_proto_drop(a, "n");
     if (ir->format == BB_IR_FMT_JSON_OBJECT || ir->format == BB_IR_FMT_JSON_SCHEMA)
-        bb_proto_drop(a, "response_format");
-    if (has(&ir->user))
-        bb_proto_drop(a, "user");
+        bb_proto_drop(a, ctx, "response_format");
+    if ((ir->user.p != NULL))
+        bb_proto_drop(a, ctx, "user");
 
     size_t blen = 0;
-    const char *body = json_object_to_json_string_length(root, JFLAGS, &blen);
+    const char *body = bb_json_out(root, &blen);
     int rc = -1;
     if (evbuffer_add(out->body, body, blen) < 0 ||
         evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0) {
@@ -1685,9 +1531,9 @@ static struct json_object *response_block(struct bb_arena *a, const struct bb_ir
     case BB_IR_REDACTED_THINKING:
         return redacted(b);
     case BB_IR_TOOL_USE:
-        return tool_use(a, b, id_seed, n);
+        return tool_use(a, NULL, b, id_seed, n);
     case BB_IR_IMAGE:
-        return has(&b->data) ? image_json(a, b) : NULL;
+        return (b->data.p != NULL) ? image_json(a, NULL, b) : NULL;
     default:
         return NULL;
     }
@@ -1704,21 +1550,21 @@ static int bedrock_write_response(struct bb_arena *a, const struct bb_ir_respons
         if (x)
             json_object_array_add(content, x);
     }
-    add(msg, "role", json_object_new_string("assistant"));
-    add(msg, "content", content);
-    add(output, "message", msg);
-    add(root, "output", output);
-    add(root, "stopReason", json_object_new_string(stop_to_wire(r->stop)));
-    add(root, "usage", usage_json(&r->usage));
-    add(metrics, "latencyMs", json_object_new_int(0));
-    add(root, "metrics", metrics);
-    if (r->stop == BB_IR_STOP_STOP_SEQUENCE && has(&r->stop_sequence)) {
+    bb_json_add(msg, "role", json_object_new_string("assistant"));
+    bb_json_add(msg, "content", content);
+    bb_json_add(output, "message", msg);
+    bb_json_add(root, "output", output);
+    bb_json_add(root, "stopReason", json_object_new_string(stop_to_wire(r->stop)));
+    bb_json_add(root, "usage", usage_json(&r->usage));
+    bb_json_add(metrics, "latencyMs", json_object_new_int(0));
+    bb_json_add(root, "metrics", metrics);
+    if (r->stop == BB_IR_STOP_STOP_SEQUENCE && (r->stop_sequence.p != NULL)) {
         struct json_object *f = json_object_new_object();
-        add(f, "stop_sequence", new_str(&r->stop_sequence));
-        add(root, "additionalModelResponseFields", f);
+        bb_json_add(f, "stop_sequence", bb_json_new_str(&r->stop_sequence));
+        bb_json_add(root, "additionalModelResponseFields", f);
     }
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(root, JFLAGS, &n);
+    const char *s = bb_json_out(root, &n);
     int rc = evbuffer_add(out, s, n);
     json_object_put(root);
     return rc < 0 ? -1 : 0;
@@ -1789,12 +1635,14 @@ static const char *exception_for(const struct bb_ir_event *ev)
 /* ---------------------------------------------------------------- stream decoder (egress) */
 
 struct dec {
-    bool started, open, done;
-    bool stop_seen;       /* messageStop (the stop reason) arrived */
-    int64_t native;       /* Bedrock contentBlockIndex of the open block */
-    uint32_t index, next; /* IR index of the open block; the next one to hand out */
+    bool started, done;
+    bool stop_seen;     /* messageStop (the stop reason) arrived */
+    struct bb_dseq seq; /* key: Bedrock's contentBlockIndex */
     enum bb_ir_stop stop;
-    struct bb_ir_str stop_sequence;
+    /* messageStop's stop sequence, reported with the metadata frame after it: kept here, as
+     * each frame's scratch arena is gone by then */
+    char stop_seq[256];
+    size_t stop_seq_len;
 };
 
 static void bedrock_dec_init(void *d)
@@ -1802,89 +1650,68 @@ static void bedrock_dec_init(void *d)
     memset(d, 0, sizeof(struct dec));
 }
 
-static int emit(bb_ir_event_cb cb, void *arg, struct bb_ir_event *ev)
-{
-    return cb(arg, ev);
-}
-
-static int dec_start(struct dec *d, bb_ir_event_cb cb, void *arg)
+static int dec_start(struct dec *d, const struct bb_dout *o)
 {
     if (d->started)
         return 0;
     d->started = true;
     struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_START};
-    return emit(cb, arg, &ev);
+    return bb_dout_emit(o, &ev);
 }
 
-static int dec_close(struct dec *d, bb_ir_event_cb cb, void *arg)
+static int dec_close(struct dec *d, const struct bb_dout *o)
 {
-    if (!d->open)
-        return 0;
-    d->open = false;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_STOP, .index = d->index};
-    return emit(cb, arg, &ev);
+    return bb_dseq_close(&d->seq, o);
 }
 
 /* Make native block idx the open one, starting it as type when it is new. */
-static int dec_open(struct dec *d, int64_t idx, enum bb_ir_block_type type,
-                    const struct bb_ir_str *id, const struct bb_ir_str *name, bb_ir_event_cb cb,
-                    void *arg)
+static int dec_open(struct dec *d, const struct bb_dout *o, int64_t idx, enum bb_ir_block_type type,
+                    const struct bb_ir_str *id, const struct bb_ir_str *name)
 {
-    if (d->open && d->native == idx)
+    if (d->seq.open && d->seq.key == idx)
         return 0;
-    int rc = dec_close(d, cb, arg);
-    if (rc)
-        return rc;
-    d->open = true;
-    d->native = idx;
-    d->index = d->next++;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START, .index = d->index, .block_type = type};
-    if (id)
-        ev.id = *id;
-    if (name)
-        ev.name = *name;
-    return emit(cb, arg, &ev);
+    return bb_dseq_open(&d->seq, o, idx, type, id, name);
 }
 
-static int scratch_str(struct bb_arena *a, struct json_object *s, struct bb_ir_str *out)
+/* contentBlockIndex of a frame (0 when absent). */
+static int64_t block_index(json_object *p)
 {
-    *out = bb_ir_strdup(a, json_object_get_string(s), (size_t)json_object_get_string_len(s));
-    return out->p ? 0 : -1;
+    int64_t idx = 0;
+    return bb_json_int(bb_json_get(p, "contentBlockIndex"), 0, INT32_MAX, &idx) ? idx : 0;
 }
 
-static int dec_delta(struct dec *d, struct bb_arena *scratch, struct json_object *p,
-                     bb_ir_event_cb cb, void *arg)
+static int dec_delta(struct dec *d, const struct bb_dout *o, struct json_object *p)
 {
-    struct json_object *ix = jget(p, "contentBlockIndex"), *delta = jget(p, "delta");
-    int64_t idx = is_type(ix, json_type_int) ? json_object_get_int64(ix) : 0;
-    if (!is_type(delta, json_type_object))
+    struct json_object *delta = bb_json_get(p, "delta");
+    int64_t idx = block_index(p);
+    if (!bb_json_is(delta, json_type_object))
         return -1;
     struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA};
     enum bb_ir_block_type bt;
     struct json_object *v;
-    if ((v = jget(delta, "text"))) {
+    if ((v = bb_json_get(delta, "text"))) {
         bt = BB_IR_TEXT;
         ev.delta = BB_IR_D_TEXT;
-    } else if ((v = jget(jget(delta, "toolUse"), "input"))) {
+    } else if ((v = bb_json_get(bb_json_get(delta, "toolUse"), "input"))) {
         bt = BB_IR_TOOL_USE;
         ev.delta = BB_IR_D_INPUT_JSON;
-    } else if (jget(delta, "reasoningContent")) {
-        struct json_object *rc = jget(delta, "reasoningContent");
+    } else if (bb_json_get(delta, "reasoningContent")) {
+        struct json_object *rc = bb_json_get(delta, "reasoningContent");
         bt = BB_IR_THINKING;
-        if ((v = jget(rc, "text"))) {
+        if ((v = bb_json_get(rc, "text"))) {
             ev.delta = BB_IR_D_THINKING;
-        } else if ((v = jget(rc, "signature"))) {
+        } else if ((v = bb_json_get(rc, "signature"))) {
             ev.delta = BB_IR_D_SIGNATURE;
-        } else if ((v = jget(rc, "redactedContent"))) {
+        } else if ((v = bb_json_get(rc, "redactedContent"))) {
             bt = BB_IR_REDACTED_THINKING;
             ev.delta = BB_IR_D_REDACTED;
         } else {
             return 0;
         }
-    } else if ((v = jget(delta, "citation"))) {
+    } else if ((v = bb_json_get(delta, "citation"))) {
         bt = BB_IR_TEXT;
         ev.delta = BB_IR_D_CITATION;
-        ev.text = arena_json(scratch, v);
+        ev.text = bb_json_text(o->scratch, v);
         if (!ev.text.p)
             return -1;
         v = NULL;
@@ -1892,31 +1719,32 @@ static int dec_delta(struct dec *d, struct bb_arena *scratch, struct json_object
         return 0; /* image / toolResult deltas: nothing the IR streams */
     }
     if (v) {
-        if (!is_type(v, json_type_string))
+        if (!bb_json_is(v, json_type_string))
             return -1;
-        if (scratch_str(scratch, v, &ev.text) < 0)
+        if (!(ev.text = bb_json_dup(o->scratch, v)).p)
             return -1;
     }
-    int rc = dec_open(d, idx, bt, NULL, NULL, cb, arg);
+    int rc = dec_open(d, o, idx, bt, NULL, NULL);
     if (rc)
         return rc;
-    ev.index = d->index;
+    ev.index = d->seq.index;
     ev.block_type = bt;
-    return emit(cb, arg, &ev);
+    return bb_dout_emit(o, &ev);
 }
 
-static int dec_exception(struct dec *d, struct bb_arena *scratch, const struct bb_frame *f,
-                         bb_ir_event_cb cb, void *arg)
+static int dec_exception(struct dec *d, const struct bb_dout *o, const struct bb_frame *f)
 {
+    struct bb_arena *scratch = o->scratch;
     struct bb_ir_event ev = {.type = BB_IR_EV_ERROR};
     ev.error_type = bb_ir_strdup(scratch, f->event, f->event_len);
     ev.error_status = exception_status(f->event, f->event_len);
     struct bb_err e;
-    struct json_object *p = f->data_len ? parse_json(f->data, f->data_len, "exception", &e) : NULL;
-    struct json_object *m = jget(p, "message");
+    struct json_object *p =
+        f->data_len ? bb_json_parse(f->data, f->data_len, "exception", &e) : NULL;
+    struct json_object *m = bb_json_get(p, "message");
     if (!m)
-        m = jget(p, "Message");
-    if (is_type(m, json_type_string))
+        m = bb_json_get(p, "Message");
+    if (bb_json_is(m, json_type_string))
         ev.text =
             bb_ir_strdup(scratch, json_object_get_string(m), (size_t)json_object_get_string_len(m));
     else
@@ -1925,7 +1753,7 @@ static int dec_exception(struct dec *d, struct bb_arena *scratch, const struct b
     if (!ev.error_type.p || !ev.text.p)
         return -1;
     d->done = true;
-    return emit(cb, arg, &ev);
+    return bb_dout_emit(o, &ev);
 }
 
 static bool ev_is(const struct bb_frame *f, const char *name)
@@ -1934,74 +1762,79 @@ static bool ev_is(const struct bb_frame *f, const char *name)
     return f->event_len == n && !memcmp(f->event, name, n);
 }
 
+/* The stop of the message (messageStop's reason and sequence) as a MESSAGE_DELTA, with the
+ * metadata frame's usage when it has come, then MESSAGE_STOP. */
+static int dec_end(struct dec *d, const struct bb_dout *o, json_object *usage)
+{
+    int rc = dec_start(d, o);
+    if (!rc)
+        rc = dec_close(d, o);
+    if (rc)
+        return rc;
+    struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_DELTA,
+                             .stop = d->stop ? d->stop : BB_IR_STOP_END_TURN};
+    if (d->stop_seq_len &&
+        !(ev.stop_sequence = bb_ir_strdup(o->scratch, d->stop_seq, d->stop_seq_len)).p)
+        return -1;
+    read_usage(usage, &ev.usage);
+    if ((rc = bb_dout_emit(o, &ev)))
+        return rc;
+    struct bb_ir_event stop = {.type = BB_IR_EV_MESSAGE_STOP};
+    d->done = true;
+    return bb_dout_emit(o, &stop);
+}
+
 static int bedrock_dec_frame(void *dp, struct bb_arena *scratch, const struct bb_frame *f,
                              bb_ir_event_cb cb, void *arg)
 {
     struct dec *d = dp;
+    struct bb_dout o = {cb, arg, scratch};
     if (d->done)
         return 0;
     if (f->exception)
-        return dec_exception(d, scratch, f, cb, arg);
-    struct bb_err e;
-    struct json_object *p = parse_json(f->data, f->data_len, "event", &e);
-    if (!is_type(p, json_type_object)) {
+        return dec_exception(d, &o, f);
+    json_object *p = bb_json_parse(f->data, f->data_len, "event", NULL);
+    if (!bb_json_is(p, json_type_object)) {
         json_object_put(p);
         return -1;
     }
     int rc = 0;
     if (ev_is(f, "messageStart")) {
-        rc = dec_start(d, cb, arg);
+        rc = dec_start(d, &o);
     } else if (ev_is(f, "contentBlockStart")) {
-        struct json_object *ix = jget(p, "contentBlockIndex");
-        struct json_object *tu = jget(jget(p, "start"), "toolUse");
-        rc = dec_start(d, cb, arg);
-        if (!rc && is_type(tu, json_type_object)) {
-            struct json_object *id = jget(tu, "toolUseId"), *nm = jget(tu, "name");
+        json_object *tu = bb_json_get(bb_json_get(p, "start"), "toolUse");
+        rc = dec_start(d, &o);
+        if (!rc && bb_json_is(tu, json_type_object)) {
+            json_object *id = bb_json_get(tu, "toolUseId"), *nm = bb_json_get(tu, "name");
             struct bb_ir_str sid = {0}, snm = {0};
-            if ((is_type(id, json_type_string) && scratch_str(scratch, id, &sid) < 0) ||
-                (is_type(nm, json_type_string) && scratch_str(scratch, nm, &snm) < 0))
+            if ((bb_json_is(id, json_type_string) && !(sid = bb_json_dup(scratch, id)).p) ||
+                (bb_json_is(nm, json_type_string) && !(snm = bb_json_dup(scratch, nm)).p))
                 rc = -1;
             else
-                rc = dec_open(d, is_type(ix, json_type_int) ? json_object_get_int64(ix) : 0,
-                              BB_IR_TOOL_USE, &sid, &snm, cb, arg);
+                rc = dec_open(d, &o, block_index(p), BB_IR_TOOL_USE, &sid, &snm);
         }
     } else if (ev_is(f, "contentBlockDelta")) {
-        rc = dec_start(d, cb, arg);
+        rc = dec_start(d, &o);
         if (!rc)
-            rc = dec_delta(d, scratch, p, cb, arg);
+            rc = dec_delta(d, &o, p);
     } else if (ev_is(f, "contentBlockStop")) {
-        struct json_object *ix = jget(p, "contentBlockIndex");
-        int64_t idx = is_type(ix, json_type_int) ? json_object_get_int64(ix) : 0;
-        if (d->open && d->native == idx)
-            rc = dec_close(d, cb, arg);
+        if (d->seq.open && d->seq.key == block_index(p))
+            rc = dec_close(d, &o);
     } else if (ev_is(f, "messageStop")) {
-        struct json_object *sr = jget(p, "stopReason");
-        struct json_object *ss = jget(jget(p, "additionalModelResponseFields"), "stop_sequence");
-        d->stop = stop_from_wire(is_type(sr, json_type_string) ? json_object_get_string(sr) : NULL);
+        const char *ss =
+            bb_json_get_str(bb_json_get(p, "additionalModelResponseFields"), "stop_sequence");
+        d->stop = stop_from_wire(bb_json_get_str(p, "stopReason"));
         d->stop_seen = true;
-        if (is_type(ss, json_type_string) && scratch_str(scratch, ss, &d->stop_sequence) < 0)
-            rc = -1;
+        d->stop_seq_len = ss ? strlen(ss) : 0;
+        if (d->stop_seq_len >= sizeof d->stop_seq)
+            d->stop_seq_len = sizeof d->stop_seq - 1;
+        memcpy(d->stop_seq, ss ? ss : "", d->stop_seq_len);
+        rc = dec_start(d, &o);
         if (!rc)
-            rc = dec_start(d, cb, arg);
-        if (!rc)
-            rc = dec_close(d, cb, arg);
+            rc = dec_close(d, &o);
     } else if (ev_is(f, "metadata")) {
         /* Bedrock's terminator: usage arrives after messageStop. */
-        rc = dec_start(d, cb, arg);
-        if (!rc)
-            rc = dec_close(d, cb, arg);
-        if (!rc) {
-            struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_DELTA,
-                                     .stop = d->stop ? d->stop : BB_IR_STOP_END_TURN,
-                                     .stop_sequence = d->stop_sequence};
-            read_usage(jget(p, "usage"), &ev.usage);
-            rc = emit(cb, arg, &ev);
-        }
-        if (!rc) {
-            struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_STOP};
-            d->done = true;
-            rc = emit(cb, arg, &ev);
-        }
+        rc = dec_end(d, &o, bb_json_get(p, "usage"));
     }
     /* other event types (future members) are ignored, as the SDK does */
     json_object_put(p);
@@ -2033,7 +1866,7 @@ static void bedrock_enc_init(void *ep, const struct bb_ingress_ctx *ctx)
 static int put_event(struct evbuffer *out, const char *type, struct json_object *o)
 {
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JFLAGS, &n);
+    const char *s = bb_json_out(o, &n);
     int rc = bb_eventstream_write_event(out, type, s, n);
     json_object_put(o);
     return rc;
@@ -2045,7 +1878,7 @@ static int enc_start(struct enc *e, struct evbuffer *out)
         return 0;
     e->started = true;
     struct json_object *o = json_object_new_object();
-    add(o, "role", json_object_new_string("assistant"));
+    bb_json_add(o, "role", json_object_new_string("assistant"));
     return put_event(out, "messageStart", o);
 }
 
@@ -2065,7 +1898,7 @@ static int enc_stop_block(struct enc *e, uint32_t i, struct evbuffer *out)
     if (i < 64)
         e->open &= ~((uint64_t)1 << i);
     struct json_object *o = json_object_new_object();
-    add(o, "contentBlockIndex", json_object_new_int64(i));
+    bb_json_add(o, "contentBlockIndex", json_object_new_int64(i));
     return put_event(out, "contentBlockStop", o);
 }
 
@@ -2077,42 +1910,28 @@ static int enc_close_all(struct enc *e, struct evbuffer *out)
     return 0;
 }
 
-static void merge_usage(struct bb_ir_usage *u, const struct bb_ir_usage *n)
-{
-    if (!n->set)
-        return;
-    u->set = true;
-#define MAXF(f) u->f = n->f > u->f ? n->f : u->f
-    MAXF(input);
-    MAXF(output);
-    MAXF(cache_read);
-    MAXF(cache_write);
-    MAXF(reasoning);
-#undef MAXF
-}
-
 static int enc_delta(struct enc *e, const struct bb_ir_event *ev, struct evbuffer *out)
 {
     struct json_object *delta = json_object_new_object(), *inner;
     switch (ev->delta) {
     case BB_IR_D_TEXT:
-        add(delta, "text", new_str(&ev->text));
+        bb_json_add(delta, "text", bb_json_new_str(&ev->text));
         break;
     case BB_IR_D_INPUT_JSON:
         inner = json_object_new_object();
-        add(inner, "input", new_str(&ev->text));
-        add(delta, "toolUse", inner);
+        bb_json_add(inner, "input", bb_json_new_str(&ev->text));
+        bb_json_add(delta, "toolUse", inner);
         break;
     case BB_IR_D_THINKING:
     case BB_IR_D_SIGNATURE:
     case BB_IR_D_REDACTED:
         inner = json_object_new_object();
-        add(inner,
-            ev->delta == BB_IR_D_THINKING    ? "text"
-            : ev->delta == BB_IR_D_SIGNATURE ? "signature"
-                                             : "redactedContent",
-            new_str(&ev->text));
-        add(delta, "reasoningContent", inner);
+        bb_json_add(inner,
+                    ev->delta == BB_IR_D_THINKING    ? "text"
+                    : ev->delta == BB_IR_D_SIGNATURE ? "signature"
+                                                     : "redactedContent",
+                    bb_json_new_str(&ev->text));
+        bb_json_add(delta, "reasoningContent", inner);
         break;
     default:
         json_object_put(delta); /* citations: Bedrock's citation delta has another shape */
@@ -2121,8 +1940,8 @@ static int enc_delta(struct enc *e, const struct bb_ir_event *ev, struct evbuffe
     /* A delta may open its block (Bedrock opens text blocks that way anyway). */
     enc_mark(e, ev->index);
     struct json_object *o = json_object_new_object();
-    add(o, "delta", delta);
-    add(o, "contentBlockIndex", json_object_new_int64(ev->index));
+    bb_json_add(o, "delta", delta);
+    bb_json_add(o, "contentBlockIndex", json_object_new_int64(ev->index));
     return put_event(out, "contentBlockDelta", o);
 }
 
@@ -2137,9 +1956,10 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
         return 0;
     if (ev->type == BB_IR_EV_ERROR) {
         struct json_object *o = json_object_new_object();
-        add(o, "message", ev->text.p ? new_str(&ev->text) : json_object_new_string("error"));
+        bb_json_add(o, "message",
+                    ev->text.p ? bb_json_new_str(&ev->text) : json_object_new_string("error"));
         size_t n = 0;
-        const char *s = json_object_to_json_string_length(o, JFLAGS, &n);
+        const char *s = bb_json_out(o, &n);
         int rc = bb_eventstream_write_exception(out, exception_for(ev), s, n);
         json_object_put(o);
         e->stopped = true;
@@ -2149,7 +1969,7 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
         return -1;
     switch (ev->type) {
     case BB_IR_EV_MESSAGE_START:
-        merge_usage(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
         return 0;
     case BB_IR_EV_BLOCK_START: {
         enc_mark(e, ev->index);
@@ -2158,16 +1978,16 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
         struct json_object *tu = json_object_new_object(), *st = json_object_new_object(),
                            *o = json_object_new_object();
         if (ev->id.p && ev->id.len) {
-            add(tu, "toolUseId", new_str(&ev->id));
+            bb_json_add(tu, "toolUseId", bb_json_new_str(&ev->id));
         } else {
             char id[128]; /* toolUseId is required */
             snprintf(id, sizeof id, "tooluse_%s_%u", e->id_seed, ev->index);
-            add(tu, "toolUseId", json_object_new_string(id));
+            bb_json_add(tu, "toolUseId", json_object_new_string(id));
         }
-        add(tu, "name", new_str(&ev->name));
-        add(st, "toolUse", tu);
-        add(o, "start", st);
-        add(o, "contentBlockIndex", json_object_new_int64(ev->index));
+        bb_json_add(tu, "name", bb_json_new_str(&ev->name));
+        bb_json_add(st, "toolUse", tu);
+        bb_json_add(o, "start", st);
+        bb_json_add(o, "contentBlockIndex", json_object_new_int64(ev->index));
         return put_event(out, "contentBlockStart", o);
     }
     case BB_IR_EV_BLOCK_DELTA:
@@ -2183,25 +2003,26 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
             memcpy(e->stop_seq, ev->stop_sequence.p, ev->stop_sequence.len);
             e->stop_seq_len = ev->stop_sequence.len;
         }
-        merge_usage(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
         return 0;
     case BB_IR_EV_MESSAGE_STOP: {
         if (enc_close_all(e, out) < 0)
             return -1;
         struct json_object *ms = json_object_new_object();
-        add(ms, "stopReason", json_object_new_string(stop_to_wire(e->stop)));
+        bb_json_add(ms, "stopReason", json_object_new_string(stop_to_wire(e->stop)));
         if (e->stop == BB_IR_STOP_STOP_SEQUENCE && e->stop_seq_len) {
             /* where Claude on Bedrock reports it (additionalModelResponseFieldPaths) */
             struct json_object *f = json_object_new_object();
-            add(f, "stop_sequence", json_object_new_string_len(e->stop_seq, (int)e->stop_seq_len));
-            add(ms, "additionalModelResponseFields", f);
+            bb_json_add(f, "stop_sequence",
+                        json_object_new_string_len(e->stop_seq, (int)e->stop_seq_len));
+            bb_json_add(ms, "additionalModelResponseFields", f);
         }
         if (put_event(out, "messageStop", ms) < 0)
             return -1;
         struct json_object *md = json_object_new_object(), *metrics = json_object_new_object();
-        add(md, "usage", usage_json(&e->usage));
-        add(metrics, "latencyMs", json_object_new_int(0));
-        add(md, "metrics", metrics);
+        bb_json_add(md, "usage", usage_json(&e->usage));
+        bb_json_add(metrics, "latencyMs", json_object_new_int(0));
+        bb_json_add(md, "metrics", metrics);
         e->stopped = true;
         return put_event(out, "metadata", md);
     }
@@ -2226,19 +2047,19 @@ static int bedrock_read_error(const char *body, size_t len, struct bb_proto_erro
 {
     memset(out, 0, sizeof *out);
     struct bb_err e;
-    struct json_object *root = parse_json(body, len, "error", &e);
-    if (!is_type(root, json_type_object)) {
+    struct json_object *root = bb_json_parse(body, len, "error", &e);
+    if (!bb_json_is(root, json_type_object)) {
         json_object_put(root);
         return -1;
     }
-    struct json_object *m = jget(root, "message");
+    struct json_object *m = bb_json_get(root, "message");
     if (!m)
-        m = jget(root, "Message");
-    if (is_type(m, json_type_string))
+        m = bb_json_get(root, "Message");
+    if (bb_json_is(m, json_type_string))
         copy_out(out->message, sizeof out->message, json_object_get_string(m),
                  (size_t)json_object_get_string_len(m));
-    struct json_object *t = jget(root, "__type");
-    if (is_type(t, json_type_string)) {
+    struct json_object *t = bb_json_get(root, "__type");
+    if (bb_json_is(t, json_type_string)) {
         const char *s = json_object_get_string(t), *h = strrchr(s, '#');
         if (h)
             s = h + 1;
@@ -2310,22 +2131,10 @@ static int bedrock_answer_check(const char *body, size_t len, struct bb_ir_usage
 static int bedrock_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_cb cb, void *arg)
 {
     struct dec *d = decp;
-    (void)scratch;
+    struct bb_dout o = {cb, arg, scratch};
     if (d->done || !d->stop_seen)
         return 0;
-    int rc = dec_close(d, cb, arg);
-    if (!rc) {
-        struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_DELTA,
-                                 .stop = d->stop ? d->stop : BB_IR_STOP_END_TURN,
-                                 .stop_sequence = d->stop_sequence};
-        rc = emit(cb, arg, &ev);
-    }
-    if (!rc) {
-        struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_STOP};
-        d->done = true;
-        rc = emit(cb, arg, &ev);
-    }
-    return rc;
+    return dec_end(d, &o, NULL);
 }
 
 /* frame_scan: content blocks are meaningful, messageStop carries the stop, metadata is the end
@@ -2367,9 +2176,71 @@ static int bedrock_frame_scan(const struct bb_frame *f, struct bb_frame_state *s
     return rc;
 }
 
+
+/* ---- the ingress envelope ---- */
+
+/* /model/{id}/converse and /model/{id}/converse-stream. */
+static int bedrock_match_route(const char *p, size_t n, const char *query,
+                               struct bb_proto_route *out)
+{
+    (void)query;
+    if (!bb_path_starts(p, "/model/"))
+        return 0;
+    if (bb_path_ends(p, n, "/converse-stream"))
+        out->stream = 1;
+    else if (bb_path_ends(p, n, "/converse"))
+        out->stream = 0;
+    else
+        return 0;
+    /* the model sits between the prefix and the suffix; both must fit side by side
+     * ("/model/converse" is the suffix sharing the prefix's slash, not an empty model) */
+    size_t sfx = out->stream ? 16 : 9;
+    if (n <= 7 + sfx)
+        return 0;
+    out->model = p + 7;
+    out->model_len = n - 7 - sfx;
+    return 1;
+}
+
+static bool bedrock_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/model/");
+}
+
+/* busbar's own errors as Bedrock's: the exception name in x-amzn-ErrorType, {"message"}. A
+ * budget refusal is a 400 ServiceQuotaExceededException, as AWS reports quotas. */
+static const struct bb_proto_errtype error_types[] = {
+    {400, "ValidationException"},           {401, "UnrecognizedClientException"},
+    {402, "ServiceQuotaExceededException"}, {403, "AccessDeniedException"},
+    {404, "ResourceNotFoundException"},     {405, "ValidationException"},
+    {408, "ModelTimeoutException"},         {413, "ValidationException"},
+    {429, "ThrottlingException"},           {500, "InternalServerException"},
+    {502, "InternalServerException"},       {503, "ServiceUnavailableException"},
+    {504, "ModelTimeoutException"},         {529, "ServiceUnavailableException"},
+};
+
+static const char *const affinity_members[] = {"system", "messages", NULL};
+
 const struct bb_proto_ops bb_proto_bedrock = {
     .id = BB_PROTO_BEDROCK,
+    .name = "bedrock",
     .framing = BB_FRAMING_EVENTSTREAM,
+    .params = param_rows,
+    .n_params = N_PARAMS,
+    .client_sigv4_service = "bedrock",
+    .errors = {.types = error_types,
+               .n_types = sizeof error_types / sizeof error_types[0],
+               .quota_type = "ServiceQuotaExceededException",
+               .quota_status = 400,
+               .type_header = "x-amzn-ErrorType",
+               .body = bb_proto_error_message_body},
+    .match_route = bedrock_match_route,
+    .claims_path = bedrock_claims_path,
+    .auth_headers = bedrock_auth_headers,
+    .probe_path = "/",
+    .probe_any_status = true, /* the runtime host lists nothing: any answer is reachable */
+    .tool_id_prefix = "tooluse_",
+    .affinity_members = affinity_members,
     .read_request = bedrock_read_request,
     .write_response = bedrock_write_response,
     .stream_content_type = bedrock_stream_content_type,

@@ -22,13 +22,17 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
-#include "worker/json.h"
+#include "worker/media.h"
+#include "worker/params.h"
 #include "worker/proto.h"
+#include "worker/rd.h"
+#include "worker/seq.h"
 #include "common/jscan.h"
 
 #include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,119 +42,25 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
-#define JSON_OUT (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-#define MAX_STOP_SEQUENCES 5 /* "A list of up to 5 strings" */
-#define MAX_K 500            /* k: "min value of 0, max value of 500" */
-#define MIN_P 0.01           /* p: "min value of 0.01, max value of 0.99" */
-#define MAX_P 0.99
-#define ENC_MAX_OPEN 32 /* IR blocks open at once in one encoded stream */
-
-/* ======================================================================================== */
-/* JSON helpers                                                                             */
-/* ======================================================================================== */
-
-static bool str_has(const struct bb_ir_str *s)
-{
-    return s->p && s->len;
-}
-
-static json_object *jnew_str(const struct bb_ir_str *s)
-{
-    return json_object_new_string_len(s->p ? s->p : "", s->p ? (int)s->len : 0);
-}
-
-/* Doubles as the shortest-looking text, so 0.7 is written "0.7", not 0.69999999999999996. */
-static json_object *jnew_double(double d)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.15g", d);
-    return json_object_new_double_s(d, buf);
-}
-
-static json_object *jnew_u64(uint64_t v)
-{
-    return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v);
-}
-
-static void jadd(json_object *o, const char *k, json_object *v)
-{
-    json_object_object_add(o, k, v);
-}
-
-static bool jget_u64(json_object *o, const char *key, uint64_t *out)
-{
-    json_object *v = bb_json_get(o, key);
-    if (!bb_json_is_number(v))
-        return false;
-    double d = json_object_get_double(v);
-    *out = d <= 0 ? 0 : d >= 1.8e19 ? UINT64_MAX : (uint64_t)d;
-    return true;
-}
-
-/* Serialise o and append it to out. */
-static int jappend(struct evbuffer *out, json_object *o)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_OUT, &n);
-    return s && evbuffer_add(out, s, n) == 0 ? 0 : -1;
-}
-
-/* snprintf for names and paths, where a truncated result is still a fine result. */
-static void bprintf(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void bprintf(char *buf, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (vsnprintf(buf, cap, fmt, ap) < 0 && cap)
-        buf[0] = '\0';
-    va_end(ap);
-}
-
-/* "path.key", or "key" at the top level. */
-static const char *fpath(char *buf, size_t cap, const char *path, const char *key)
-{
-    if (path && *path)
-        bprintf(buf, cap, "%s.%s", path, key);
-    else
-        bprintf(buf, cap, "%s", key);
-    return buf;
-}
-
-/* Copy a string member into a fixed buffer (truncated), for error details. */
-static void copy_field(char *dst, size_t cap, json_object *v)
-{
-    const char *s = bb_json_str(v);
-    if (s && cap)
-        bprintf(dst, cap, "%s", s);
-}
+/* The scalar parameters (worker/params.h; docs/protocols/cohere.md "Parameters"). The ranges
+ * are the API's ("p: min 0.01, max 0.99", "k: max 500", penalties 0..1, "a list of up to 5
+ * strings"): a translated request is clamped into them instead of being rejected. */
+static const struct bb_param param_rows[] = {
+    {"max_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, INFINITY, ""},
+    {"p", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0.01, 0.99, ""},
+    {"k", BB_IRP_TOP_K, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 500, ""},
+    {"seed", BB_IRP_SEED, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"frequency_penalty", BB_IRP_FREQUENCY_PENALTY, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1, ""},
+    {"presence_penalty", BB_IRP_PRESENCE_PENALTY, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1, ""},
+    {"stop_sequences", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 5, ""},
+    {NULL, BB_IRP_N, 0, 0, 0, "dropped when above 1"},
+};
+#define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
 
 /* ======================================================================================== */
 /* shared mappings                                                                          */
 /* ======================================================================================== */
-
-struct bvec {
-    struct bb_ir_block *v;
-    size_t n, cap;
-};
-
-/* Append a zeroed block; NULL on OOM. */
-static struct bb_ir_block *bv_push(struct bb_arena *a, struct bvec *bv)
-{
-    if (bv->n == bv->cap) {
-        size_t cap = bv->cap ? bv->cap * 2 : 4;
-        struct bb_ir_block *nv = bb_arena_alloc(a, cap * sizeof *nv);
-        if (!nv)
-            return NULL;
-        if (bv->n)
-            memcpy(nv, bv->v, bv->n * sizeof *nv);
-        bv->v = nv;
-        bv->cap = cap;
-    }
-    struct bb_ir_block *b = &bv->v[bv->n++];
-    memset(b, 0, sizeof *b);
-    return b;
-}
 
 static enum bb_ir_stop stop_from_cohere(const char *s)
 {
@@ -202,11 +112,13 @@ static void usage_read(json_object *u, struct bb_ir_usage *out)
     json_object *tok = bb_json_get(u, "tokens"), *billed = bb_json_get(u, "billed_units");
     uint64_t in = 0, outp = 0, cached = 0;
     bool any = false;
-    if (jget_u64(tok, "input_tokens", &in) || jget_u64(billed, "input_tokens", &in))
+    if (bb_json_uint(bb_json_get(tok, "input_tokens"), UINT64_MAX, &in) ||
+        bb_json_uint(bb_json_get(billed, "input_tokens"), UINT64_MAX, &in))
         any = true;
-    if (jget_u64(tok, "output_tokens", &outp) || jget_u64(billed, "output_tokens", &outp))
+    if (bb_json_uint(bb_json_get(tok, "output_tokens"), UINT64_MAX, &outp) ||
+        bb_json_uint(bb_json_get(billed, "output_tokens"), UINT64_MAX, &outp))
         any = true;
-    if (jget_u64(u, "cached_tokens", &cached))
+    if (bb_json_uint(bb_json_get(u, "cached_tokens"), UINT64_MAX, &cached))
         any = true;
     out->set = any;
     out->input = in > cached ? in - cached : 0;
@@ -221,14 +133,14 @@ static json_object *usage_write(const struct bb_ir_usage *u)
     uint64_t in = u->input + u->cache_read + u->cache_write;
     json_object *o = json_object_new_object();
     json_object *billed = json_object_new_object(), *tok = json_object_new_object();
-    jadd(billed, "input_tokens", jnew_u64(in));
-    jadd(billed, "output_tokens", jnew_u64(u->output));
-    jadd(tok, "input_tokens", jnew_u64(in));
-    jadd(tok, "output_tokens", jnew_u64(u->output));
-    jadd(o, "billed_units", billed);
-    jadd(o, "tokens", tok);
+    bb_json_add(billed, "input_tokens", bb_json_new_u64(in));
+    bb_json_add(billed, "output_tokens", bb_json_new_u64(u->output));
+    bb_json_add(tok, "input_tokens", bb_json_new_u64(in));
+    bb_json_add(tok, "output_tokens", bb_json_new_u64(u->output));
+    bb_json_add(o, "billed_units", billed);
+    bb_json_add(o, "tokens", tok);
     if (u->cache_read)
-        jadd(o, "cached_tokens", jnew_u64(u->cache_read));
+        bb_json_add(o, "cached_tokens", bb_json_new_u64(u->cache_read));
     return o;
 }
 
@@ -242,251 +154,146 @@ static bool citation_is_cohere(json_object *c)
              bb_json_is_number(bb_json_get(c, "end"))));
 }
 
-/* "data:<media type>[;params];base64,<data>" → media type + data. false when not base64. */
-static bool data_url_split(const char *url, size_t len, const char **mt, size_t *mt_len,
-                           const char **data, size_t *data_len)
-{
-    if (len < 5 || strncasecmp(url, "data:", 5) != 0)
-        return false;
-    const char *comma = memchr(url, ',', len);
-    if (!comma)
-        return false;
-    const char *meta = url + 5;
-    size_t meta_len = (size_t)(comma - meta);
-    if (meta_len < 7 || strncasecmp(comma - 7, ";base64", 7) != 0)
-        return false;
-    const char *semi = memchr(meta, ';', meta_len);
-    *mt = meta;
-    *mt_len = (size_t)(semi - meta);
-    *data = comma + 1;
-    *data_len = len - (size_t)(comma + 1 - url);
-    return true;
-}
-
 /* ======================================================================================== */
 /* reading (requests, responses)                                                            */
 /* ======================================================================================== */
 
-struct rd {
-    struct bb_arena *a;
-    struct bb_ir_request *req; /* NULL while reading a response */
-    struct bb_err *err;
-};
-
-static int rd_oom(struct rd *r)
+/* Push a block of type t with the string s as its text. */
+/* {type, <key>: string} at the current path: the string. */
+static int rd_part_text(struct bb_rd *r, json_object *it, const char *key, json_object **out)
 {
-    return bb_err_set(r->err, "out of memory reading the body");
+    if (bb_rd_want(r, it, key, json_type_string, false, out) < 0)
+        return -1;
+    return *out ? 0 : bb_rd_expect(r, key, "a string");
 }
 
-static int rd_expect(struct rd *r, const char *path, const char *what)
+/* The part at the current path is an object with a string type. */
+static const char *rd_part_type(struct bb_rd *r, json_object *it)
 {
-    return bb_err_set(r->err, "%s: expected %s", path, what);
-}
-
-/* Record prefix+name as unsupported (copied: name may live in a json-c object). */
-static int rd_unsupported(struct rd *r, const char *prefix, const char *name)
-{
-    if (!r->req)
-        return 0;
-    char buf[160];
-    bprintf(buf, sizeof buf, "%s%s", prefix, name);
-    struct bb_ir_str s = bb_ir_strdup(r->a, buf, strlen(buf));
-    if (!s.p || bb_ir_unsupported(r->a, r->req, s.p) < 0)
-        return rd_oom(r);
-    return 0;
-}
-
-/* Optional string member: absent/null leaves *out alone; any other non-string is an error. */
-static int rd_str(struct rd *r, json_object *o, const char *key, const char *path, bool required,
-                  struct bb_ir_str *out)
-{
-    char p[256];
-    json_object *v = bb_json_get(o, key);
-    if (!v) {
-        if (required)
-            return bb_err_set(r->err, "%s: required", fpath(p, sizeof p, path, key));
-        return 0;
-    }
-    if (!bb_json_is(v, json_type_string))
-        return rd_expect(r, fpath(p, sizeof p, path, key), "a string");
-    *out = bb_json_dup(r->a, v);
-    return out->p ? 0 : rd_oom(r);
-}
-
-static int rd_number(struct rd *r, json_object *o, const char *key, bool *has, double *out)
-{
-    json_object *v = bb_json_get(o, key);
-    if (!v)
-        return 0;
-    if (!bb_json_is_number(v))
-        return rd_expect(r, key, "a number");
-    *out = json_object_get_double(v);
-    *has = true;
-    return 0;
-}
-
-static int rd_u32(struct rd *r, json_object *o, const char *key, const char *path, bool *has,
-                  uint32_t *out)
-{
-    char p[256];
-    json_object *v = bb_json_get(o, key);
-    if (!v)
-        return 0;
-    if (!bb_json_is(v, json_type_int))
-        return rd_expect(r, fpath(p, sizeof p, path, key), "an integer");
-    int64_t n = json_object_get_int64(v);
-    if (n < 0 || n > UINT32_MAX)
-        return bb_err_set(r->err, "%s: out of range", fpath(p, sizeof p, path, key));
-    *out = (uint32_t)n;
-    if (has)
-        *has = true;
-    return 0;
-}
-
-/* Push a TEXT block with the given text. */
-static int rd_push_text(struct rd *r, struct bvec *bv, enum bb_ir_block_type t, json_object *s)
-{
-    struct bb_ir_block *b = bv_push(r->a, bv);
-    if (!b)
-        return rd_oom(r);
-    b->type = t;
-    b->text = bb_json_dup(r->a, s);
-    return b->text.p ? 0 : rd_oom(r);
+    if (bb_rd_type(r, it, NULL, json_type_object) < 0)
+        return NULL;
+    const char *type = bb_json_get_str(it, "type");
+    if (!type)
+        bb_rd_expect(r, "type", "a string");
+    return type;
 }
 
 /* image_url: {url, detail?}; a base64 data: URL becomes media type + data. */
-static int rd_image(struct rd *r, json_object *item, const char *path, struct bvec *bv)
+static int rd_image(struct bb_rd *r, json_object *item, struct bb_vec *bv)
 {
-    char p[256];
-    json_object *iu = bb_json_get(item, "image_url");
-    fpath(p, sizeof p, path, "image_url");
-    if (!bb_json_is(iu, json_type_object))
-        return rd_expect(r, p, "an object");
+    json_object *iu;
+    if (bb_rd_want(r, item, "image_url", json_type_object, false, &iu) < 0)
+        return -1;
+    if (!iu)
+        return bb_rd_expect(r, "image_url", "an object");
     struct bb_ir_str url = {NULL, 0};
-    if (rd_str(r, iu, "url", p, true, &url) < 0)
+    size_t m = bb_rd_in(r, "image_url");
+    int rc = bb_rd_str(r, iu, "url", true, &url);
+    bb_rd_out(r, m);
+    if (rc < 0)
         return -1;
-    if (bb_json_get(iu, "detail") && rd_unsupported(r, "", "image_url.detail") < 0)
+    if (bb_json_get(iu, "detail") && bb_rd_unsupported(r, "", "image_url.detail") < 0)
         return -1;
-    struct bb_ir_block *b = bv_push(r->a, bv);
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
     if (!b)
-        return rd_oom(r);
+        return bb_rd_oom(r);
     b->type = BB_IR_IMAGE;
-    const char *mt, *data;
-    size_t mt_len, data_len;
-    if (data_url_split(url.p, url.len, &mt, &mt_len, &data, &data_len)) {
-        b->media_type = bb_ir_strdup(r->a, mt, mt_len);
-        b->data = bb_ir_strdup(r->a, data, data_len);
-        return b->media_type.p && b->data.p ? 0 : rd_oom(r);
+    struct bb_ir_str mt, data;
+    if (bb_media_split_data_url(url.p, url.len, &mt, &data)) {
+        b->media_type = bb_ir_strdup(r->a, mt.p, mt.len);
+        b->data = bb_ir_strdup(r->a, data.p, data.len);
+        return b->media_type.p && b->data.p ? 0 : bb_rd_oom(r);
     }
     b->url = url;
     return 0;
 }
 
-/* system content: a string or [{type:"text", text}]. */
-static int rd_system(struct rd *r, json_object *c, const char *path, struct bvec *sys)
+/* Content at the current path: a string (one text block) or an array of parts, each read by
+ * part (with the path at the part). */
+static int rd_parts(struct bb_rd *r, json_object *c, struct bb_vec *bv,
+                    int (*part)(struct bb_rd *, json_object *, struct bb_vec *))
 {
-    char p[256], q[256];
     if (bb_json_is(c, json_type_string))
-        return rd_push_text(r, sys, BB_IR_TEXT, c);
+        return bb_rd_push_text(r, bv, BB_IR_TEXT, c);
     if (!bb_json_is(c, json_type_array))
-        return rd_expect(r, path, "a string or an array");
-    size_t n = json_object_array_length(c);
-    for (size_t i = 0; i < n; i++) {
-        json_object *it = json_object_array_get_idx(c, i);
-        bprintf(p, sizeof p, "%s[%zu]", path, i);
-        if (!bb_json_is(it, json_type_object))
-            return rd_expect(r, p, "an object");
-        if (!bb_json_str_eq(bb_json_get(it, "type"), "text"))
-            return rd_expect(r, fpath(q, sizeof q, p, "type"), "\"text\"");
-        json_object *t = bb_json_get(it, "text");
-        if (!bb_json_is(t, json_type_string))
-            return rd_expect(r, fpath(q, sizeof q, p, "text"), "a string");
-        if (rd_push_text(r, sys, BB_IR_TEXT, t) < 0)
+        return bb_rd_expect(r, NULL, "a string or an array");
+    struct bb_rd_iter it = bb_rd_iter(r, c, NULL);
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (part(r, el, bv) < 0)
             return -1;
-    }
     return 0;
 }
 
-/* user content: a string or [{type:"text"} | {type:"image_url"}]. */
-static int rd_user(struct rd *r, json_object *c, const char *path, struct bvec *bv)
+/* system content: a string or [{type:"text", text}]. */
+static int rd_system_part(struct bb_rd *r, json_object *it, struct bb_vec *sys)
 {
-    char p[256], q[256];
-    if (bb_json_is(c, json_type_string))
-        return rd_push_text(r, bv, BB_IR_TEXT, c);
-    if (!bb_json_is(c, json_type_array))
-        return rd_expect(r, path, "a string or an array");
-    size_t n = json_object_array_length(c);
-    for (size_t i = 0; i < n; i++) {
-        json_object *it = json_object_array_get_idx(c, i);
-        bprintf(p, sizeof p, "%s[%zu]", path, i);
-        if (!bb_json_is(it, json_type_object))
-            return rd_expect(r, p, "an object");
-        const char *type = bb_json_str(bb_json_get(it, "type"));
-        if (!type)
-            return rd_expect(r, fpath(q, sizeof q, p, "type"), "a string");
-        if (strcmp(type, "text") == 0) {
-            json_object *t = bb_json_get(it, "text");
-            if (!bb_json_is(t, json_type_string))
-                return rd_expect(r, fpath(q, sizeof q, p, "text"), "a string");
-            if (rd_push_text(r, bv, BB_IR_TEXT, t) < 0)
-                return -1;
-        } else if (strcmp(type, "image_url") == 0) {
-            if (rd_image(r, it, p, bv) < 0)
-                return -1;
-        } else if (rd_unsupported(r, "content.", type) < 0) {
-            return -1; /* a content kind this API version added later */
-        }
-    }
-    return 0;
+    json_object *t;
+    if (bb_rd_type(r, it, NULL, json_type_object) < 0)
+        return -1;
+    if (!bb_json_str_eq(bb_json_get(it, "type"), "text"))
+        return bb_rd_expect(r, "type", "\"text\"");
+    return rd_part_text(r, it, "text", &t) < 0 ? -1 : bb_rd_push_text(r, sys, BB_IR_TEXT, t);
+}
+
+/* user content: a string or [{type:"text"} | {type:"image_url"}]. */
+static int rd_user_part(struct bb_rd *r, json_object *it, struct bb_vec *bv)
+{
+    const char *type = rd_part_type(r, it);
+    json_object *t;
+    if (!type)
+        return -1;
+    if (strcmp(type, "text") == 0)
+        return rd_part_text(r, it, "text", &t) < 0 ? -1 : bb_rd_push_text(r, bv, BB_IR_TEXT, t);
+    if (strcmp(type, "image_url") == 0)
+        return rd_image(r, it, bv);
+    return bb_rd_unsupported(r, "content.", type); /* a kind this API version added later */
 }
 
 /* Attach a message's citations to the TEXT blocks they cite: citation.content_index is the
  * Cohere content position (cmap maps it to a block of bv); without one, or when it names no
- * text block, the first text block. Plan/thinking citations have no IR place. */
-static int rd_citations(struct rd *r, json_object *cits, const char *path, struct bvec *bv,
-                        size_t first, const long *cmap, size_t nc)
+ * text block, the first text block. Plan/thinking citations have no IR place. The path is
+ * the citations'. */
+static int rd_citations(struct bb_rd *r, json_object *cits, struct bb_vec *bv, size_t first,
+                        const long *cmap, size_t nc)
 {
-    char p[256];
-    if (!bb_json_is(cits, json_type_array))
-        return rd_expect(r, path, "an array");
+    if (bb_rd_type(r, cits, NULL, json_type_array) < 0)
+        return -1;
+    struct bb_ir_block *blocks = bv->v;
     size_t n = json_object_array_length(cits), nb = bv->n - first;
     if (!n || !nb)
         return 0;
     json_object **per = bb_arena_calloc(r->a, nb * sizeof *per);
     if (!per)
-        return rd_oom(r);
+        return bb_rd_oom(r);
     long first_text = -1;
     for (size_t i = first; i < bv->n && first_text < 0; i++)
-        if (bv->v[i].type == BB_IR_TEXT)
+        if (blocks[i].type == BB_IR_TEXT)
             first_text = (long)i;
     int rc = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
         json_object *c = json_object_array_get_idx(cits, i);
-        bprintf(p, sizeof p, "%s[%zu]", path, i);
-        if (!bb_json_is(c, json_type_object)) {
-            rc = rd_expect(r, p, "an object");
+        size_t m = bb_rd_at(r, i);
+        rc = bb_rd_type(r, c, NULL, json_type_object);
+        bb_rd_out(r, m);
+        if (rc < 0)
             break;
-        }
-        const char *ct = bb_json_str(bb_json_get(c, "type"));
+        const char *ct = bb_json_get_str(c, "type");
         if (ct && strcmp(ct, "TEXT_CONTENT") != 0) {
-            if ((rc = rd_unsupported(r, "citations.", ct)) < 0)
-                break;
+            rc = bb_rd_unsupported(r, "citations.", ct);
             continue;
         }
         long target = -1;
-        json_object *ci = bb_json_get(c, "content_index");
-        if (bb_json_is(ci, json_type_int)) {
-            int64_t k = json_object_get_int64(ci);
-            if (k >= 0 && (uint64_t)k < nc)
-                target = cmap[k];
-        }
-        if (target < 0 || bv->v[target].type != BB_IR_TEXT)
+        int64_t k;
+        if (bb_json_int(bb_json_get(c, "content_index"), 0, (int64_t)nc - 1, &k))
+            target = cmap[k];
+        if (target < 0 || blocks[target].type != BB_IR_TEXT)
             target = first_text;
         if (target < 0)
             continue;
         size_t slot = (size_t)target - first;
         if (!per[slot] && !(per[slot] = json_object_new_array())) {
-            rc = rd_oom(r);
+            rc = bb_rd_oom(r);
             break;
         }
         json_object_array_add(per[slot], json_object_get(c));
@@ -494,411 +301,403 @@ static int rd_citations(struct rd *r, json_object *cits, const char *path, struc
     for (size_t i = 0; i < nb; i++) {
         if (!per[i])
             continue;
-        if (rc == 0) {
-            bv->v[first + i].citations_json = bb_json_text(r->a, per[i]);
-            if (!bv->v[first + i].citations_json.p)
-                rc = rd_oom(r);
-        }
+        if (rc == 0)
+            rc = bb_rd_text(r, per[i], &blocks[first + i].citations_json);
         json_object_put(per[i]);
     }
     return rc;
 }
 
-/* An assistant message (request history or response message): content (a string or text /
- * thinking parts), then tool_plan as an unsigned THINKING block, then tool_calls as TOOL_USE
- * blocks; citations attach to the text blocks. */
-static int rd_assistant(struct rd *r, json_object *m, const char *path, struct bvec *bv)
+/* An assistant message's content: a string or text / thinking parts. cmap maps each Cohere
+ * content position to its block in bv (-1 none). */
+static int rd_assistant_content(struct bb_rd *r, json_object *c, struct bb_vec *bv, long **cmap,
+                                size_t *nc)
 {
-    char p[256], q[256];
-    size_t first = bv->n, nc = 0;
-    long *cmap = NULL;
-    json_object *c = bb_json_get(m, "content");
     if (bb_json_is(c, json_type_string)) {
-        cmap = bb_arena_alloc(r->a, sizeof *cmap);
-        if (!cmap)
-            return rd_oom(r);
-        nc = 1;
-        cmap[0] = -1;
-        if (json_object_get_string_len(c)) { /* "" is what tool-call turns often carry */
-            cmap[0] = (long)bv->n;
-            if (rd_push_text(r, bv, BB_IR_TEXT, c) < 0)
-                return -1;
-        }
-    } else if (bb_json_is(c, json_type_array)) {
-        nc = json_object_array_length(c);
-        cmap = bb_arena_alloc(r->a, (nc ? nc : 1) * sizeof *cmap);
-        if (!cmap)
-            return rd_oom(r);
-        for (size_t i = 0; i < nc; i++) {
-            json_object *it = json_object_array_get_idx(c, i);
-            bprintf(p, sizeof p, "%s.content[%zu]", path, i);
-            cmap[i] = -1;
-            if (!bb_json_is(it, json_type_object))
-                return rd_expect(r, p, "an object");
-            const char *type = bb_json_str(bb_json_get(it, "type"));
-            if (!type)
-                return rd_expect(r, fpath(q, sizeof q, p, "type"), "a string");
-            bool text = strcmp(type, "text") == 0;
-            if (text || strcmp(type, "thinking") == 0) {
-                const char *key = text ? "text" : "thinking";
-                json_object *t = bb_json_get(it, key);
-                if (!bb_json_is(t, json_type_string))
-                    return rd_expect(r, fpath(q, sizeof q, p, key), "a string");
-                cmap[i] = (long)bv->n;
-                if (rd_push_text(r, bv, text ? BB_IR_TEXT : BB_IR_THINKING, t) < 0)
-                    return -1;
-            } else if (rd_unsupported(r, "content.", type) < 0) {
-                return -1;
-            }
-        }
-    } else if (c) {
-        return rd_expect(r, fpath(p, sizeof p, path, "content"), "a string or an array");
+        *cmap = bb_arena_alloc(r->a, sizeof **cmap);
+        if (!*cmap)
+            return bb_rd_oom(r);
+        *nc = 1;
+        (*cmap)[0] = -1;
+        if (!json_object_get_string_len(c)) /* "" is what tool-call turns often carry */
+            return 0;
+        (*cmap)[0] = (long)bv->n;
+        return bb_rd_push_text(r, bv, BB_IR_TEXT, c);
     }
-
-    json_object *plan = bb_json_get(m, "tool_plan");
-    if (plan && !bb_json_is(plan, json_type_string))
-        return rd_expect(r, fpath(p, sizeof p, path, "tool_plan"), "a string");
-    if (plan && json_object_get_string_len(plan) && rd_push_text(r, bv, BB_IR_THINKING, plan) < 0)
-        return -1;
-
-    json_object *calls = bb_json_get(m, "tool_calls");
-    if (calls && !bb_json_is(calls, json_type_array))
-        return rd_expect(r, fpath(p, sizeof p, path, "tool_calls"), "an array");
-    size_t n = calls ? json_object_array_length(calls) : 0;
-    for (size_t i = 0; i < n; i++) {
-        json_object *tc = json_object_array_get_idx(calls, i);
-        bprintf(p, sizeof p, "%s.tool_calls[%zu]", path, i);
-        if (!bb_json_is(tc, json_type_object))
-            return rd_expect(r, p, "an object");
-        struct bb_ir_block b;
-        memset(&b, 0, sizeof b);
-        b.type = BB_IR_TOOL_USE;
-        if (rd_str(r, tc, "id", p, true, &b.id) < 0)
-            return -1;
-        json_object *fn = bb_json_get(tc, "function");
-        if (fn && !bb_json_is(fn, json_type_object))
-            return rd_expect(r, fpath(q, sizeof q, p, "function"), "an object");
-        fpath(q, sizeof q, p, "function");
-        if (rd_str(r, fn, "name", q, false, &b.name) < 0)
-            return -1;
-        json_object *args = bb_json_get(fn, "arguments");
-        if (bb_json_is(args, json_type_string) && json_object_get_string_len(args)) {
-            b.input_json = bb_json_dup(r->a, args); /* JSON text already: kept verbatim */
-        } else if (bb_json_is(args, json_type_object)) {
-            b.input_json = bb_json_text(r->a, args);
-        } else if (args && !bb_json_is(args, json_type_string)) {
-            return rd_expect(r, fpath(q, sizeof q, p, "function.arguments"), "a string");
-        } else {
-            b.input_json = bb_ir_strdup(r->a, "{}", 2);
+    if (!bb_json_is(c, json_type_array))
+        return bb_rd_expect(r, NULL, "a string or an array");
+    *nc = json_object_array_length(c);
+    *cmap = bb_arena_alloc(r->a, (*nc ? *nc : 1) * sizeof **cmap);
+    if (!*cmap)
+        return bb_rd_oom(r);
+    for (size_t i = 0; i < *nc; i++) {
+        json_object *it = json_object_array_get_idx(c, i), *t;
+        (*cmap)[i] = -1;
+        size_t m = bb_rd_at(r, i);
+        const char *type = rd_part_type(r, it);
+        int rc = type ? 0 : -1;
+        bool text = type && strcmp(type, "text") == 0;
+        if (rc == 0 && (text || strcmp(type, "thinking") == 0)) {
+            (*cmap)[i] = (long)bv->n;
+            rc = rd_part_text(r, it, text ? "text" : "thinking", &t) < 0
+                     ? -1
+                     : bb_rd_push_text(r, bv, text ? BB_IR_TEXT : BB_IR_THINKING, t);
+        } else if (rc == 0) {
+            rc = bb_rd_unsupported(r, "content.", type);
         }
-        if (!b.input_json.p || (!b.name.p && !(b.name = bb_ir_strdup(r->a, "", 0)).p))
-            return rd_oom(r);
-        struct bb_ir_block *dst = bv_push(r->a, bv);
-        if (!dst)
-            return rd_oom(r);
-        *dst = b;
+        bb_rd_out(r, m);
+        if (rc < 0)
+            return -1;
     }
-
-    json_object *cits = bb_json_get(m, "citations");
-    if (cits &&
-        rd_citations(r, cits, fpath(p, sizeof p, path, "citations"), bv, first, cmap, nc) < 0)
-        return -1;
     return 0;
 }
 
-/* A role "tool" message → one TOOL_RESULT block: content is a string or [{type:"text"} |
- * {type:"document", document:{data, id?}}]; a document's data (an object, or a string in
- * older clients) becomes text. All parts also get the flat text, for writers that take only
- * strings. */
-static int rd_tool_result(struct rd *r, json_object *m, const char *path, struct bb_ir_block *b)
+/* One tool call at the current path → a TOOL_USE block. */
+static int rd_tool_call(struct bb_rd *r, json_object *tc, struct bb_vec *bv)
 {
-    char p[256], q[256];
+    struct bb_ir_block b;
+    memset(&b, 0, sizeof b);
+    b.type = BB_IR_TOOL_USE;
+    json_object *fn;
+    if (bb_rd_type(r, tc, NULL, json_type_object) < 0 || bb_rd_str(r, tc, "id", true, &b.id) < 0 ||
+        bb_rd_want(r, tc, "function", json_type_object, false, &fn) < 0)
+        return -1;
+    size_t m = bb_rd_in(r, "function");
+    int rc = bb_rd_str(r, fn, "name", false, &b.name);
+    json_object *args = bb_json_get(fn, "arguments");
+    if (rc == 0 && bb_json_has_text(args))
+        rc = bb_rd_dup(r, args, &b.input_json); /* JSON text already: kept verbatim */
+    else if (rc == 0 && bb_json_is(args, json_type_object))
+        rc = bb_rd_text(r, args, &b.input_json);
+    else if (rc == 0 && args && !bb_json_is(args, json_type_string))
+        rc = bb_rd_expect(r, "arguments", "a string");
+    else if (rc == 0 && !(b.input_json = bb_ir_strdup(r->a, "{}", 2)).p)
+        rc = bb_rd_oom(r);
+    bb_rd_out(r, m);
+    if (rc < 0)
+        return -1;
+    if (!b.name.p && !(b.name = bb_ir_strdup(r->a, "", 0)).p)
+        return bb_rd_oom(r);
+    struct bb_ir_block *dst = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
+    if (!dst)
+        return bb_rd_oom(r);
+    *dst = b;
+    return 0;
+}
+
+/* An assistant message (request history or response message), the path at the message:
+ * content, then tool_plan as an unsigned THINKING block, then tool_calls as TOOL_USE blocks;
+ * citations attach to the text blocks. */
+static int rd_assistant(struct bb_rd *r, json_object *msg, struct bb_vec *bv)
+{
+    size_t first = bv->n, nc = 0;
+    long *cmap = NULL;
+    json_object *c = bb_json_get(msg, "content"), *plan, *calls;
+    if (c) {
+        size_t m = bb_rd_in(r, "content");
+        int rc = rd_assistant_content(r, c, bv, &cmap, &nc);
+        bb_rd_out(r, m);
+        if (rc < 0)
+            return -1;
+    }
+    if (bb_rd_want(r, msg, "tool_plan", json_type_string, false, &plan) < 0)
+        return -1;
+    if (bb_json_has_text(plan) && bb_rd_push_text(r, bv, BB_IR_THINKING, plan) < 0)
+        return -1;
+    if (bb_rd_want(r, msg, "tool_calls", json_type_array, false, &calls) < 0)
+        return -1;
+    struct bb_rd_iter it = bb_rd_iter(r, calls, "tool_calls");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_tool_call(r, el, bv) < 0)
+            return -1;
+    json_object *cits = bb_json_get(msg, "citations");
+    if (!cits)
+        return 0;
+    size_t mark = bb_rd_in(r, "citations");
+    int rc = rd_citations(r, cits, bv, first, cmap, nc);
+    bb_rd_out(r, mark);
+    return rc;
+}
+
+/* A tool message's content part (the path at the part): text, or a document whose data (an
+ * object, or a string in older clients) becomes text. */
+static int rd_tool_part(struct bb_rd *r, json_object *it, struct bb_vec *parts)
+{
+    const char *type = rd_part_type(r, it);
+    json_object *t, *doc, *data;
+    if (!type)
+        return -1;
+    if (strcmp(type, "text") == 0)
+        return rd_part_text(r, it, "text", &t) < 0 ? -1 : bb_rd_push_text(r, parts, BB_IR_TEXT, t);
+    if (strcmp(type, "document") != 0)
+        return bb_rd_unsupported(r, "content.", type);
+    if (bb_rd_want(r, it, "document", json_type_object, false, &doc) < 0)
+        return -1;
+    if (!doc)
+        return bb_rd_expect(r, "document", "an object");
+    data = bb_json_get(doc, "data");
+    if (!bb_json_is(data, json_type_object) && !bb_json_is(data, json_type_string))
+        return bb_rd_expect(r, "document.data", "an object or a string");
+    if (bb_json_get(doc, "id") && bb_rd_unsupported(r, "", "document.id") < 0)
+        return -1;
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, parts, struct bb_ir_block);
+    if (!b)
+        return bb_rd_oom(r);
+    b->type = BB_IR_TEXT;
+    return bb_json_is(data, json_type_string) ? bb_rd_dup(r, data, &b->text)
+                                              : bb_rd_text(r, data, &b->text);
+}
+
+/* A role "tool" message → one TOOL_RESULT block: content is a string or parts. All parts
+ * also get the flat text, for writers that take only strings. */
+static int rd_tool_result(struct bb_rd *r, json_object *m, struct bb_ir_block *b)
+{
     b->type = BB_IR_TOOL_RESULT;
-    if (rd_str(r, m, "tool_call_id", path, true, &b->id) < 0)
+    if (bb_rd_str(r, m, "tool_call_id", true, &b->id) < 0)
         return -1;
     json_object *c = bb_json_get(m, "content");
-    fpath(p, sizeof p, path, "content");
     if (!c)
-        return bb_err_set(r->err, "%s: required", p);
-    if (bb_json_is(c, json_type_string)) {
-        b->text = bb_json_dup(r->a, c);
-        return b->text.p ? 0 : rd_oom(r);
-    }
+        return bb_rd_required(r, "content");
+    if (bb_json_is(c, json_type_string))
+        return bb_rd_dup(r, c, &b->text);
     if (!bb_json_is(c, json_type_array))
-        return rd_expect(r, p, "a string or an array");
-    struct bvec parts = {0};
-    size_t n = json_object_array_length(c), total = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_object *it = json_object_array_get_idx(c, i);
-        char ip[256];
-        bprintf(ip, sizeof ip, "%s[%zu]", p, i);
-        if (!bb_json_is(it, json_type_object))
-            return rd_expect(r, ip, "an object");
-        const char *type = bb_json_str(bb_json_get(it, "type"));
-        if (!type)
-            return rd_expect(r, fpath(q, sizeof q, ip, "type"), "a string");
-        if (strcmp(type, "text") == 0) {
-            json_object *t = bb_json_get(it, "text");
-            if (!bb_json_is(t, json_type_string))
-                return rd_expect(r, fpath(q, sizeof q, ip, "text"), "a string");
-            if (rd_push_text(r, &parts, BB_IR_TEXT, t) < 0)
-                return -1;
-        } else if (strcmp(type, "document") == 0) {
-            json_object *doc = bb_json_get(it, "document");
-            if (!bb_json_is(doc, json_type_object))
-                return rd_expect(r, fpath(q, sizeof q, ip, "document"), "an object");
-            json_object *data = bb_json_get(doc, "data");
-            if (!bb_json_is(data, json_type_object) && !bb_json_is(data, json_type_string))
-                return rd_expect(r, fpath(q, sizeof q, ip, "document.data"),
-                                 "an object or a string");
-            if (bb_json_get(doc, "id") && rd_unsupported(r, "", "document.id") < 0)
-                return -1;
-            struct bb_ir_block *t = bv_push(r->a, &parts);
-            if (!t)
-                return rd_oom(r);
-            t->type = BB_IR_TEXT;
-            t->text = bb_json_is(data, json_type_string) ? bb_json_dup(r->a, data)
-                                                         : bb_json_text(r->a, data);
-            if (!t->text.p)
-                return rd_oom(r);
-        } else if (rd_unsupported(r, "content.", type) < 0) {
-            return -1;
-        }
-    }
+        return bb_rd_expect(r, "content", "a string or an array");
+    struct bb_vec parts = {0};
+    size_t mark = bb_rd_in(r, "content");
+    int rc = rd_parts(r, c, &parts, rd_tool_part);
+    bb_rd_out(r, mark);
+    if (rc < 0)
+        return -1;
+    struct bb_ir_block *pv = parts.v;
+    size_t total = 0;
     for (size_t i = 0; i < parts.n; i++)
-        total += parts.v[i].text.len + 1;
+        total += pv[i].text.len + 1;
     char *flat = bb_arena_alloc(r->a, total + 1);
     if (!flat)
-        return rd_oom(r);
+        return bb_rd_oom(r);
     size_t at = 0;
     for (size_t i = 0; i < parts.n; i++) {
         if (i)
             flat[at++] = '\n';
-        memcpy(flat + at, parts.v[i].text.p, parts.v[i].text.len);
-        at += parts.v[i].text.len;
+        memcpy(flat + at, pv[i].text.p, pv[i].text.len);
+        at += pv[i].text.len;
     }
     flat[at] = '\0';
     b->text.p = flat;
     b->text.len = at;
     if (parts.n > 1) {
-        b->content = parts.v;
+        b->content = pv;
         b->n_content = parts.n;
     }
     return 0;
 }
 
-static int rd_messages(struct rd *r, json_object *msgs, struct bvec *sys)
+/* Consecutive tool messages merge into one user message: that message (an index into the
+ * message list, which may move as it grows) and its blocks while the run lasts. */
+struct tool_run {
+    bool on;
+    size_t msg;
+    struct bb_vec blocks;
+};
+
+/* One message (the path at it). */
+static int rd_message(struct bb_rd *r, json_object *m, struct bb_vec *msgs, struct bb_vec *sys,
+                      struct tool_run *run)
 {
-    char p[64], q[96];
-    if (!msgs)
-        return bb_err_set(r->err, "messages: required");
-    if (!bb_json_is(msgs, json_type_array))
-        return rd_expect(r, "messages", "an array");
-    size_t n = json_object_array_length(msgs);
-    struct bb_ir_message *v = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *v);
-    if (!v)
-        return rd_oom(r);
-    size_t k = 0;
-    struct bvec tools = {0}; /* the user message that consecutive tool messages merge into */
-    bool in_tools = false;
-    for (size_t i = 0; i < n; i++) {
-        json_object *m = json_object_array_get_idx(msgs, i);
-        bprintf(p, sizeof p, "messages[%zu]", i);
-        if (!bb_json_is(m, json_type_object))
-            return rd_expect(r, p, "an object");
-        const char *role = bb_json_str(bb_json_get(m, "role"));
-        if (!role)
-            return rd_expect(r, fpath(q, sizeof q, p, "role"), "a string");
-        if (strcmp(role, "system") == 0) {
-            json_object *c = bb_json_get(m, "content");
-            if (!c)
-                return bb_err_set(r->err, "%s: required", fpath(q, sizeof q, p, "content"));
-            if (rd_system(r, c, fpath(q, sizeof q, p, "content"), sys) < 0)
-                return -1;
-            continue;
-        }
-        if (strcmp(role, "tool") == 0) {
-            if (!in_tools) {
-                memset(&tools, 0, sizeof tools);
-                v[k].role = BB_IR_USER;
-                k++;
-                in_tools = true;
-            }
-            struct bb_ir_block *b = bv_push(r->a, &tools);
-            if (!b)
-                return rd_oom(r);
-            if (rd_tool_result(r, m, p, b) < 0)
-                return -1;
-            v[k - 1].blocks = tools.v;
-            v[k - 1].n_blocks = tools.n;
-            continue;
-        }
-        struct bvec bv = {0};
-        if (strcmp(role, "user") == 0) {
-            json_object *c = bb_json_get(m, "content");
-            if (!c)
-                return bb_err_set(r->err, "%s: required", fpath(q, sizeof q, p, "content"));
-            if (rd_user(r, c, fpath(q, sizeof q, p, "content"), &bv) < 0)
-                return -1;
-            v[k].role = BB_IR_USER;
-        } else if (strcmp(role, "assistant") == 0) {
-            if (rd_assistant(r, m, p, &bv) < 0)
-                return -1;
-            v[k].role = BB_IR_ASSISTANT;
-        } else {
-            return rd_expect(r, fpath(q, sizeof q, p, "role"),
-                             "\"system\", \"user\", \"assistant\" or \"tool\"");
-        }
-        v[k].blocks = bv.v;
-        v[k].n_blocks = bv.n;
-        k++;
-        in_tools = false;
+    if (bb_rd_type(r, m, NULL, json_type_object) < 0)
+        return -1;
+    const char *role = bb_json_get_str(m, "role");
+    if (!role)
+        return bb_rd_expect(r, "role", "a string");
+    json_object *c = bb_json_get(m, "content");
+    int rc;
+    if (strcmp(role, "system") == 0) { /* appended to the one system prompt; a tool run goes on */
+        if (!c)
+            return bb_rd_required(r, "content");
+        size_t mark = bb_rd_in(r, "content");
+        rc = rd_parts(r, c, sys, rd_system_part);
+        bb_rd_out(r, mark);
+        return rc;
     }
-    r->req->messages = v;
-    r->req->n_messages = k;
+    if (strcmp(role, "tool") == 0) {
+        if (!run->on) {
+            if (!BB_VEC_PUSH(r->a, msgs, struct bb_ir_message))
+                return bb_rd_oom(r);
+            memset(run, 0, sizeof *run);
+            run->on = true;
+            run->msg = msgs->n - 1;
+        }
+        struct bb_ir_message *tm = &((struct bb_ir_message *)msgs->v)[run->msg];
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, &run->blocks, struct bb_ir_block);
+        if (!b)
+            return bb_rd_oom(r);
+        tm->role = BB_IR_USER;
+        tm->blocks = run->blocks.v;
+        tm->n_blocks = run->blocks.n;
+        return rd_tool_result(r, m, b);
+    }
+    run->on = false;
+    if (strcmp(role, "user") == 0) {
+        if (!c)
+            return bb_rd_required(r, "content");
+        struct bb_vec bv = {0};
+        size_t mark = bb_rd_in(r, "content");
+        rc = rd_parts(r, c, &bv, rd_user_part);
+        bb_rd_out(r, mark);
+        if (rc < 0)
+            return rc;
+        struct bb_ir_message *im = BB_VEC_PUSH(r->a, msgs, struct bb_ir_message);
+        if (!im)
+            return bb_rd_oom(r);
+        im->role = BB_IR_USER;
+        im->blocks = bv.v;
+        im->n_blocks = bv.n;
+        return 0;
+    }
+    if (strcmp(role, "assistant") != 0)
+        return bb_rd_expect(r, "role", "\"system\", \"user\", \"assistant\" or \"tool\"");
+    struct bb_vec bv = {0};
+    if (rd_assistant(r, m, &bv) < 0)
+        return -1;
+    struct bb_ir_message *im = BB_VEC_PUSH(r->a, msgs, struct bb_ir_message);
+    if (!im)
+        return bb_rd_oom(r);
+    im->role = BB_IR_ASSISTANT;
+    im->blocks = bv.v;
+    im->n_blocks = bv.n;
     return 0;
 }
 
-static int rd_tools(struct rd *r, json_object *tools)
+static int rd_messages(struct bb_rd *r, json_object *root, struct bb_vec *sys)
 {
-    char p[64], q[96];
-    if (!bb_json_is(tools, json_type_array))
-        return rd_expect(r, "tools", "an array");
-    size_t n = json_object_array_length(tools), k = 0;
-    struct bb_ir_tool *v = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *v);
-    if (!v)
-        return rd_oom(r);
-    for (size_t i = 0; i < n; i++) {
-        json_object *t = json_object_array_get_idx(tools, i);
-        bprintf(p, sizeof p, "tools[%zu]", i);
-        if (!bb_json_is(t, json_type_object))
-            return rd_expect(r, p, "an object");
-        json_object *type = bb_json_get(t, "type");
-        if (type && !bb_json_is(type, json_type_string))
-            return rd_expect(r, fpath(q, sizeof q, p, "type"), "a string");
-        if (type && !bb_json_str_eq(type, "function")) {
-            if (rd_unsupported(r, "tools.", json_object_get_string(type)) < 0)
-                return -1;
-            continue;
-        }
-        json_object *fn = bb_json_get(t, "function");
-        fpath(q, sizeof q, p, "function");
-        if (!bb_json_is(fn, json_type_object))
-            return rd_expect(r, q, "an object");
-        if (rd_str(r, fn, "name", q, true, &v[k].name) < 0 ||
-            rd_str(r, fn, "description", q, false, &v[k].description) < 0)
+    json_object *msgs;
+    if (bb_rd_want(r, root, "messages", json_type_array, true, &msgs) < 0)
+        return -1;
+    struct bb_vec v = {0};
+    struct tool_run run = {false, 0, {0}};
+    struct bb_rd_iter it = bb_rd_iter(r, msgs, "messages");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_message(r, el, &v, sys, &run) < 0)
             return -1;
-        json_object *params = bb_json_get(fn, "parameters");
-        if (params) {
-            if (!bb_json_is(params, json_type_object))
-                return rd_expect(r, fpath(p, sizeof p, q, "parameters"), "an object");
-            v[k].parameters_json = bb_json_text(r->a, params);
-            if (!v[k].parameters_json.p)
-                return rd_oom(r);
-        }
-        k++;
-    }
-    r->req->tools = v;
-    r->req->n_tools = k;
+    r->req->messages = v.v;
+    r->req->n_messages = v.n;
     return 0;
 }
 
-static int rd_response_format(struct rd *r, json_object *rf)
+/* One tool at the current path: {type:"function", function:{name, description?, parameters}}. */
+static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
+{
+    json_object *type, *fn, *params;
+    if (bb_rd_type(r, t, NULL, json_type_object) < 0 ||
+        bb_rd_want(r, t, "type", json_type_string, false, &type) < 0)
+        return -1;
+    if (type && !bb_json_str_eq(type, "function"))
+        return bb_rd_unsupported(r, "tools.", json_object_get_string(type));
+    if (bb_rd_want(r, t, "function", json_type_object, false, &fn) < 0)
+        return -1;
+    if (!fn)
+        return bb_rd_expect(r, "function", "an object");
+    struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, tools, struct bb_ir_tool);
+    if (!tool)
+        return bb_rd_oom(r);
+    size_t m = bb_rd_in(r, "function");
+    int rc = bb_rd_str(r, fn, "name", true, &tool->name) < 0 ||
+                     bb_rd_str(r, fn, "description", false, &tool->description) < 0 ||
+                     bb_rd_want(r, fn, "parameters", json_type_object, false, &params) < 0
+                 ? -1
+                 : 0;
+    bb_rd_out(r, m);
+    if (rc == 0 && params)
+        rc = bb_rd_text(r, params, &tool->parameters_json);
+    return rc;
+}
+
+static int rd_response_format(struct bb_rd *r, json_object *rf)
 {
     struct bb_ir_request *q = r->req;
-    if (!bb_json_is(rf, json_type_object))
-        return rd_expect(r, "response_format", "an object");
-    const char *t = bb_json_str(bb_json_get(rf, "type"));
+    if (bb_rd_type(r, rf, "response_format", json_type_object) < 0)
+        return -1;
+    size_t mark = bb_rd_in(r, "response_format");
+    const char *t = bb_json_get_str(rf, "type");
+    json_object *schema = NULL;
+    int rc = 0;
     if (!t)
-        return rd_expect(r, "response_format.type", "a string");
-    if (strcmp(t, "text") == 0) {
+        rc = bb_rd_expect(r, "type", "a string");
+    else if (strcmp(t, "text") == 0)
         q->format = BB_IR_FMT_TEXT;
-        return 0;
-    }
-    if (strcmp(t, "json_object") != 0)
-        return rd_expect(r, "response_format.type", "\"text\" or \"json_object\"");
-    json_object *schema = bb_json_get(rf, "json_schema");
-    if (!schema) {
-        q->format = BB_IR_FMT_JSON_OBJECT;
-        return 0;
-    }
-    if (!bb_json_is(schema, json_type_object))
-        return rd_expect(r, "response_format.json_schema", "an object");
-    q->format = BB_IR_FMT_JSON_SCHEMA;
+    else if (strcmp(t, "json_object") != 0)
+        rc = bb_rd_expect(r, "type", "\"text\" or \"json_object\"");
+    else if (bb_rd_want(r, rf, "json_schema", json_type_object, false, &schema) < 0)
+        rc = -1;
+    else
+        q->format = schema ? BB_IR_FMT_JSON_SCHEMA : BB_IR_FMT_JSON_OBJECT;
+    bb_rd_out(r, mark);
+    if (rc < 0 || !schema)
+        return rc;
     q->format_strict = true; /* Cohere always constrains the output to the schema */
-    q->format_schema_json = bb_json_text(r->a, schema);
-    return q->format_schema_json.p ? 0 : rd_oom(r);
+    return bb_rd_text(r, schema, &q->format_schema_json);
 }
 
-static int rd_thinking(struct rd *r, json_object *th)
+static int rd_thinking(struct bb_rd *r, json_object *th)
 {
-    if (!bb_json_is(th, json_type_object))
-        return rd_expect(r, "thinking", "an object");
-    const char *t = bb_json_str(bb_json_get(th, "type"));
+    if (bb_rd_type(r, th, "thinking", json_type_object) < 0)
+        return -1;
+    size_t mark = bb_rd_in(r, "thinking");
+    const char *t = bb_json_get_str(th, "type");
+    int rc = 0;
     if (!t)
-        return rd_expect(r, "thinking.type", "a string");
-    if (strcmp(t, "enabled") == 0)
+        rc = bb_rd_expect(r, "type", "a string");
+    else if (strcmp(t, "enabled") == 0)
         r->req->reasoning = true;
     else if (strcmp(t, "disabled") != 0)
-        return rd_expect(r, "thinking.type", "\"enabled\" or \"disabled\"");
-    return rd_u32(r, th, "token_budget", "thinking", NULL, &r->req->reasoning_budget);
+        rc = bb_rd_expect(r, "type", "\"enabled\" or \"disabled\"");
+    if (rc == 0)
+        rc = bb_rd_u32(r, th, "token_budget", NULL, &r->req->reasoning_budget);
+    bb_rd_out(r, mark);
+    return rc;
 }
 
-static int rd_request(struct rd *r, json_object *root, const char *model_from_path)
+static int rd_request(struct bb_rd *r, json_object *root, const char *model_from_path)
 {
     struct bb_ir_request *q = r->req;
-    struct bvec sys = {0};
+    struct bb_vec sys = {0};
     static const char *const known[] = {
-        "model",
-        "messages",
-        "tools",
-        "strict_tools",
-        "response_format",
-        "max_tokens",
-        "stop_sequences",
-        "temperature",
-        "seed",
-        "frequency_penalty",
-        "presence_penalty",
-        "k",
-        "p",
-        "tool_choice",
-        "thinking",
-        "stream",
+        "model",           "messages",    "tools",    "strict_tools",
+        "response_format", "tool_choice", "thinking", "stream",
     };
-    struct json_object_iterator it = json_object_iter_begin(root), end = json_object_iter_end(root);
-    for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
-        const char *k = json_object_iter_peek_name(&it);
-        bool is_known = false;
+    json_object_object_foreach(root, k, val)
+    {
+        bool is_known = bb_params_known(param_rows, N_PARAMS, k);
         for (size_t i = 0; i < sizeof known / sizeof known[0] && !is_known; i++)
             is_known = strcmp(known[i], k) == 0;
         /* documents, citation_options, safety_mode, logprobs, priority, ...: recorded, never
          * fatal. */
-        if (!is_known && json_object_iter_peek_value(&it) && rd_unsupported(r, "", k) < 0)
+        if (!is_known && val && bb_rd_unsupported(r, "", k) < 0)
             return -1;
     }
 
-    if (rd_str(r, root, "model", "", !model_from_path, &q->model) < 0)
+    if (bb_rd_str(r, root, "model", !model_from_path, &q->model) < 0)
         return -1;
     if (model_from_path) {
         q->model = bb_ir_strdup(r->a, model_from_path, strlen(model_from_path));
         if (!q->model.p)
-            return rd_oom(r);
+            return bb_rd_oom(r);
     }
-    if (rd_messages(r, bb_json_get(root, "messages"), &sys) < 0)
+    if (rd_messages(r, root, &sys) < 0)
         return -1;
     q->system = sys.v;
     q->n_system = sys.n;
 
     json_object *v;
-    if ((v = bb_json_get(root, "tools")) && rd_tools(r, v) < 0)
+    bool strict = false, has_strict = false;
+    if ((v = bb_json_get(root, "tools")) && bb_rd_tools(r, v, rd_tool) < 0)
         return -1;
-    if ((v = bb_json_get(root, "strict_tools"))) {
-        if (!bb_json_is(v, json_type_boolean))
-            return rd_expect(r, "strict_tools", "a boolean");
-        for (size_t i = 0; i < q->n_tools; i++)
-            q->tools[i].strict = json_object_get_boolean(v);
-    }
+    if (bb_rd_bool(r, root, "strict_tools", &has_strict, &strict) < 0)
+        return -1;
+    for (size_t i = 0; has_strict && i < q->n_tools; i++)
+        q->tools[i].strict = strict;
     if ((v = bb_json_get(root, "tool_choice"))) {
         const char *tc = bb_json_str(v);
         if (tc && strcasecmp(tc, "REQUIRED") == 0)
@@ -906,49 +705,14 @@ static int rd_request(struct rd *r, json_object *root, const char *model_from_pa
         else if (tc && strcasecmp(tc, "NONE") == 0)
             q->tool_choice = BB_IR_TC_NONE;
         else
-            return rd_expect(r, "tool_choice", "\"REQUIRED\" or \"NONE\"");
+            return bb_rd_expect(r, "tool_choice", "\"REQUIRED\" or \"NONE\"");
     }
     if ((v = bb_json_get(root, "response_format")) && rd_response_format(r, v) < 0)
         return -1;
-    if ((v = bb_json_get(root, "stop_sequences"))) {
-        if (!bb_json_is(v, json_type_array))
-            return rd_expect(r, "stop_sequences", "an array");
-        size_t n = json_object_array_length(v);
-        q->stop = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *q->stop);
-        if (!q->stop)
-            return rd_oom(r);
-        for (size_t i = 0; i < n; i++) {
-            json_object *s = json_object_array_get_idx(v, i);
-            if (!bb_json_is(s, json_type_string)) {
-                char p[64];
-                bprintf(p, sizeof p, "stop_sequences[%zu]", i);
-                return rd_expect(r, p, "a string");
-            }
-            q->stop[i] = bb_json_dup(r->a, s);
-            if (!q->stop[i].p)
-                return rd_oom(r);
-        }
-        q->n_stop = n;
-    }
-    if ((v = bb_json_get(root, "stream"))) {
-        if (!bb_json_is(v, json_type_boolean))
-            return rd_expect(r, "stream", "a boolean");
-        q->stream = json_object_get_boolean(v);
-    }
-    if (rd_u32(r, root, "max_tokens", "", &q->has_max_tokens, &q->max_tokens) < 0 ||
-        rd_u32(r, root, "k", "", &q->has_top_k, &q->top_k) < 0 ||
-        rd_number(r, root, "temperature", &q->has_temperature, &q->temperature) < 0 ||
-        rd_number(r, root, "p", &q->has_top_p, &q->top_p) < 0 ||
-        rd_number(r, root, "frequency_penalty", &q->has_frequency_penalty, &q->frequency_penalty) <
-            0 ||
-        rd_number(r, root, "presence_penalty", &q->has_presence_penalty, &q->presence_penalty) < 0)
+    if (bb_rd_bool(r, root, "stream", NULL, &q->stream) < 0)
         return -1;
-    if ((v = bb_json_get(root, "seed"))) {
-        if (!bb_json_is(v, json_type_int))
-            return rd_expect(r, "seed", "an integer");
-        q->has_seed = true;
-        q->seed = json_object_get_int64(v);
-    }
+    if (bb_params_read(r, root, param_rows, N_PARAMS) < 0)
+        return -1;
     if ((v = bb_json_get(root, "thinking")) && rd_thinking(r, v) < 0)
         return -1;
     return 0;
@@ -966,7 +730,8 @@ static int cohere_read_request(struct bb_arena *a, const char *body, size_t len,
     if (!bb_json_is(root, json_type_object)) {
         rc = bb_err_set(err, "request body: expected a JSON object");
     } else {
-        struct rd r = {a, out, err};
+        struct bb_rd r;
+        bb_rd_init(&r, a, out, err);
         rc = rd_request(&r, root, model_from_path);
     }
     json_object_put(root);
@@ -982,27 +747,26 @@ static int cohere_read_response(struct bb_arena *a, const char *body, size_t len
         return -1;
     int rc = 0;
     json_object *msg = bb_json_get(root, "message");
-    struct rd r = {a, NULL, err};
+    struct bb_rd r;
+    bb_rd_init(&r, a, NULL, err);
+    r.prefix = "cohere response";
     if (!bb_json_is(root, json_type_object)) {
-        rc = bb_err_set(err, "cohere response: expected a JSON object");
+        rc = bb_rd_expect(&r, NULL, "a JSON object");
     } else if (bb_json_is(msg, json_type_string)) {
         /* an error body with a 2xx status */
-        rc = bb_err_set(err, "cohere response: error: %s", json_object_get_string(msg));
+        rc = bb_rd_fail(&r, "error", "%s", json_object_get_string(msg));
     } else if (!bb_json_is(msg, json_type_object)) {
-        rc = bb_err_set(err, "cohere response: message: expected an object");
+        rc = bb_rd_expect(&r, "message", "an object");
     } else {
-        struct bvec bv = {0};
-        json_object *id = bb_json_get(root, "id");
-        if (bb_json_is(id, json_type_string) && !(out->id = bb_json_dup(a, id)).p)
-            rc = rd_oom(&r);
-        if (rc == 0 && rd_assistant(&r, msg, "message", &bv) < 0) {
-            char m[sizeof err->msg];
-            bprintf(m, sizeof m, "%s", err ? err->msg : "");
-            rc = bb_err_set(err, "cohere response: %s", m);
-        }
+        struct bb_vec bv = {0};
+        rc = bb_rd_take(&r, root, "id", &out->id);
+        size_t mark = bb_rd_in(&r, "message");
+        if (rc == 0)
+            rc = rd_assistant(&r, msg, &bv);
+        bb_rd_out(&r, mark);
         out->blocks = bv.v;
         out->n_blocks = bv.n;
-        out->stop = stop_from_cohere(bb_json_str(bb_json_get(root, "finish_reason")));
+        out->stop = stop_from_cohere(bb_json_get_str(root, "finish_reason"));
         usage_read(bb_json_get(root, "usage"), &out->usage);
     }
     json_object_put(root);
@@ -1015,20 +779,20 @@ static int cohere_read_response(struct bb_arena *a, const char *body, size_t len
 
 /* How an assistant message is written. */
 #define AM_THINKING 1u /* thinking may be written as {type:"thinking"} content */
-#define AM_REPORT 2u   /* a request: report what cannot be written with bb_proto_drop */
 
-static void am_drop(struct bb_arena *a, unsigned flags, const char *field)
-{
-    if (flags & AM_REPORT)
-        bb_proto_drop(a, field);
-}
+/* ctx: the request hop, where what cannot be written is reported (NULL for answers). */
+struct am {
+    struct bb_arena *a;
+    const struct bb_egress_ctx *ctx;
+    unsigned flags;
+};
 
 /* Append the Cohere-shaped citations of a text block (raw JSON array) to cits, pointing them
  * at content position ci. */
-static void am_citations(struct bb_arena *a, unsigned flags, const struct bb_ir_str *raw, size_t ci,
+static void am_citations(const struct am *m, const struct bb_ir_str *raw, size_t ci,
                          json_object *cits)
 {
-    json_object *arr = bb_json_parse(raw->p, raw->len, "citations", NULL);
+    json_object *arr = bb_json_raw(raw);
     size_t n = bb_json_is(arr, json_type_array) ? json_object_array_length(arr) : 0;
     bool lost = !bb_json_is(arr, json_type_array);
     for (size_t i = 0; i < n; i++) {
@@ -1040,21 +804,21 @@ static void am_citations(struct bb_arena *a, unsigned flags, const struct bb_ir_
         json_object *copy = NULL;
         if (json_object_deep_copy(c, &copy, NULL) != 0 || !copy)
             continue;
-        jadd(copy, "content_index", json_object_new_int64((int64_t)ci));
+        bb_json_add(copy, "content_index", json_object_new_int64((int64_t)ci));
         json_object_array_add(cits, copy);
     }
     if (lost)
-        am_drop(a, flags, "citations");
+        bb_proto_drop(m->a, m->ctx, "citations");
     json_object_put(arr);
 }
 
 /* A tool call id, or one in a neutral shape when the IR has none. */
 static json_object *tool_call_id(const struct bb_ir_str *id, const char *seed, size_t i)
 {
-    if (str_has(id))
-        return jnew_str(id);
+    if (bb_ir_has(id))
+        return bb_json_new_str(id);
     char buf[192];
-    bprintf(buf, sizeof buf, "call_%s_%zu", seed && *seed ? seed : "busbar", i);
+    snprintf(buf, sizeof buf, "call_%s_%zu", seed && *seed ? seed : "busbar", i);
     return json_object_new_string(buf);
 }
 
@@ -1062,19 +826,20 @@ static json_object *tool_call_id(const struct bb_ir_str *id, const char *seed, s
 static json_object *tool_call_json(const struct bb_ir_block *b, const char *seed, size_t i)
 {
     json_object *tc = json_object_new_object(), *fn = json_object_new_object();
-    jadd(tc, "id", tool_call_id(&b->id, seed, i));
-    jadd(tc, "type", json_object_new_string("function"));
-    jadd(fn, "name", jnew_str(&b->name));
-    jadd(fn, "arguments",
-         str_has(&b->input_json) ? jnew_str(&b->input_json) : json_object_new_string("{}"));
-    jadd(tc, "function", fn);
+    bb_json_add(tc, "id", tool_call_id(&b->id, seed, i));
+    bb_json_add(tc, "type", json_object_new_string("function"));
+    bb_json_add(fn, "name", bb_json_new_str(&b->name));
+    bb_json_add(fn, "arguments",
+                bb_ir_has(&b->input_json) ? bb_json_new_str(&b->input_json)
+                                          : json_object_new_string("{}"));
+    bb_json_add(tc, "function", fn);
     return tc;
 }
 
 /* Fill an assistant message object from IR blocks: text/thinking content, tool_plan (the
  * thinking of a message that makes tool calls), tool_calls, citations. */
-static void am_write(struct bb_arena *a, json_object *msg, const struct bb_ir_block *b, size_t n,
-                     unsigned flags, const char *seed)
+static void am_write(const struct am *m, json_object *msg, const struct bb_ir_block *b, size_t n,
+                     const char *seed)
 {
     bool has_calls = false;
     size_t plan_len = 0;
@@ -1092,17 +857,17 @@ static void am_write(struct bb_arena *a, json_object *msg, const struct bb_ir_bl
         switch (x->type) {
         case BB_IR_TEXT: {
             json_object *it = json_object_new_object();
-            jadd(it, "type", json_object_new_string("text"));
-            jadd(it, "text", jnew_str(&x->text));
+            bb_json_add(it, "type", json_object_new_string("text"));
+            bb_json_add(it, "text", bb_json_new_str(&x->text));
             json_object_array_add(content, it);
             if (x->citations_json.p)
-                am_citations(a, flags, &x->citations_json, ci, cits);
+                am_citations(m, &x->citations_json, ci, cits);
             ci++;
             break;
         }
         case BB_IR_THINKING:
             if (x->signature.p)
-                am_drop(a, flags, "signature"); /* provider-bound; Cohere has no field */
+                bb_proto_drop(m->a, m->ctx, "signature"); /* provider-bound; Cohere has no field */
             if (has_calls) {
                 if (plan && x->text.len) {
                     if (plan_at)
@@ -1110,48 +875,48 @@ static void am_write(struct bb_arena *a, json_object *msg, const struct bb_ir_bl
                     memcpy(plan + plan_at, x->text.p, x->text.len);
                     plan_at += x->text.len;
                 }
-            } else if (flags & AM_THINKING) {
+            } else if (m->flags & AM_THINKING) {
                 json_object *it = json_object_new_object();
-                jadd(it, "type", json_object_new_string("thinking"));
-                jadd(it, "thinking", jnew_str(&x->text));
+                bb_json_add(it, "type", json_object_new_string("thinking"));
+                bb_json_add(it, "thinking", bb_json_new_str(&x->text));
                 json_object_array_add(content, it);
                 ci++;
             } else {
-                am_drop(a, flags, "thinking");
+                bb_proto_drop(m->a, m->ctx, "thinking");
             }
             break;
         case BB_IR_REDACTED_THINKING:
-            am_drop(a, flags, "thinking");
+            bb_proto_drop(m->a, m->ctx, "thinking");
             break;
         case BB_IR_TOOL_USE:
             json_object_array_add(calls, tool_call_json(x, seed, ncalls++));
             break;
         case BB_IR_IMAGE:
-            am_drop(a, flags, "images");
+            bb_proto_drop(m->a, m->ctx, "images");
             break;
         case BB_IR_DOCUMENT:
-            am_drop(a, flags, "documents");
+            bb_proto_drop(m->a, m->ctx, "documents");
             break;
         case BB_IR_TOOL_RESULT:
-            am_drop(a, flags, "tool_result");
+            bb_proto_drop(m->a, m->ctx, "tool_result");
             break;
         }
         if (x->cache_control)
-            am_drop(a, flags, "cache_control");
+            bb_proto_drop(m->a, m->ctx, "cache_control");
     }
     if (plan_at)
-        jadd(msg, "tool_plan", json_object_new_string_len(plan, (int)plan_at));
+        bb_json_add(msg, "tool_plan", json_object_new_string_len(plan, (int)plan_at));
     free(plan);
     if (json_object_array_length(calls))
-        jadd(msg, "tool_calls", calls);
+        bb_json_add(msg, "tool_calls", calls);
     else
         json_object_put(calls);
     if (json_object_array_length(content))
-        jadd(msg, "content", content);
+        bb_json_add(msg, "content", content);
     else
         json_object_put(content);
     if (json_object_array_length(cits))
-        jadd(msg, "citations", cits);
+        bb_json_add(msg, "citations", cits);
     else
         json_object_put(cits);
 }
@@ -1180,31 +945,17 @@ static json_object *w_text_content(json_object *items)
     return items;
 }
 
-static json_object *w_image(const struct bb_ir_block *b)
+static json_object *w_image(struct bb_arena *a, const struct bb_ir_block *b)
 {
+    struct bb_ir_str url =
+        b->data.p ? bb_media_data_url(a, &b->media_type, "image/png", &b->data) : b->url;
+    if (b->data.p && !url.p)
+        return NULL;
     json_object *iu = json_object_new_object();
-    if (b->data.p) {
-        const char *mt = str_has(&b->media_type) ? b->media_type.p : "image/png";
-        size_t mt_len = str_has(&b->media_type) ? b->media_type.len : 9;
-        size_t n = 5 + mt_len + 8 + b->data.len;
-        char *url = malloc(n + 1);
-        if (!url) {
-            json_object_put(iu);
-            return NULL;
-        }
-        memcpy(url, "data:", 5);
-        memcpy(url + 5, mt, mt_len);
-        memcpy(url + 5 + mt_len, ";base64,", 8);
-        memcpy(url + 13 + mt_len, b->data.p, b->data.len);
-        url[n] = '\0';
-        jadd(iu, "url", json_object_new_string_len(url, (int)n));
-        free(url);
-    } else {
-        jadd(iu, "url", jnew_str(&b->url));
-    }
+    bb_json_add(iu, "url", bb_json_new_str(&url));
     json_object *it = json_object_new_object();
-    jadd(it, "type", json_object_new_string("image_url"));
-    jadd(it, "image_url", iu);
+    bb_json_add(it, "type", json_object_new_string("image_url"));
+    bb_json_add(it, "image_url", iu);
     return it;
 }
 
@@ -1213,30 +964,30 @@ static json_object *w_image(const struct bb_ir_block *b)
 static json_object *w_tool_message(struct wr *w, const struct bb_ir_block *b)
 {
     json_object *m = json_object_new_object();
-    jadd(m, "role", json_object_new_string("tool"));
-    jadd(m, "tool_call_id", jnew_str(&b->id));
+    bb_json_add(m, "role", json_object_new_string("tool"));
+    bb_json_add(m, "tool_call_id", bb_json_new_str(&b->id));
     if (b->is_error)
-        bb_proto_drop(w->a, "is_error");
+        bb_proto_drop(w->a, w->ctx, "is_error");
     if (b->text.p || !b->n_content) {
-        jadd(m, "content", jnew_str(&b->text));
+        bb_json_add(m, "content", bb_json_new_str(&b->text));
         for (size_t i = 0; i < b->n_content; i++)
             if (b->content[i].type == BB_IR_IMAGE)
-                bb_proto_drop(w->a, "images");
+                bb_proto_drop(w->a, w->ctx, "images");
         return m;
     }
     json_object *items = json_object_new_array();
     for (size_t i = 0; i < b->n_content; i++) {
         const struct bb_ir_block *c = &b->content[i];
         if (c->type != BB_IR_TEXT) {
-            bb_proto_drop(w->a, c->type == BB_IR_IMAGE ? "images" : "tool_result.content");
+            bb_proto_drop(w->a, w->ctx, c->type == BB_IR_IMAGE ? "images" : "tool_result.content");
             continue;
         }
         json_object *it = json_object_new_object();
-        jadd(it, "type", json_object_new_string("text"));
-        jadd(it, "text", jnew_str(&c->text));
+        bb_json_add(it, "type", json_object_new_string("text"));
+        bb_json_add(it, "text", bb_json_new_str(&c->text));
         json_object_array_add(items, it);
     }
-    jadd(m, "content", items);
+    bb_json_add(m, "content", items);
     return m;
 }
 
@@ -1248,24 +999,24 @@ static int w_user(struct wr *w, const struct bb_ir_message *m, json_object *msgs
     for (size_t i = 0; i < m->n_blocks; i++) {
         const struct bb_ir_block *b = &m->blocks[i];
         if (b->cache_control)
-            bb_proto_drop(w->a, "cache_control");
+            bb_proto_drop(w->a, w->ctx, "cache_control");
         switch (b->type) {
         case BB_IR_TOOL_RESULT:
             json_object_array_add(msgs, w_tool_message(w, b));
             break;
         case BB_IR_TEXT: {
             json_object *it = json_object_new_object();
-            jadd(it, "type", json_object_new_string("text"));
-            jadd(it, "text", jnew_str(&b->text));
+            bb_json_add(it, "type", json_object_new_string("text"));
+            bb_json_add(it, "text", bb_json_new_str(&b->text));
             json_object_array_add(items, it);
             if (b->citations_json.p)
-                bb_proto_drop(w->a, "citations");
+                bb_proto_drop(w->a, w->ctx, "citations");
             break;
         }
         case BB_IR_IMAGE: {
             if (!b->data.p && !b->url.p)
                 break;
-            json_object *it = w_image(b);
+            json_object *it = w_image(w->a, b);
             if (!it) {
                 json_object_put(items);
                 return -1;
@@ -1274,14 +1025,14 @@ static int w_user(struct wr *w, const struct bb_ir_message *m, json_object *msgs
             break;
         }
         case BB_IR_DOCUMENT:
-            bb_proto_drop(w->a, "documents");
+            bb_proto_drop(w->a, w->ctx, "documents");
             break;
         case BB_IR_THINKING:
         case BB_IR_REDACTED_THINKING:
-            bb_proto_drop(w->a, "thinking");
+            bb_proto_drop(w->a, w->ctx, "thinking");
             break;
         case BB_IR_TOOL_USE:
-            bb_proto_drop(w->a, "tool_calls");
+            bb_proto_drop(w->a, w->ctx, "tool_calls");
             break;
         }
     }
@@ -1290,8 +1041,8 @@ static int w_user(struct wr *w, const struct bb_ir_message *m, json_object *msgs
         return 0;
     }
     json_object *u = json_object_new_object();
-    jadd(u, "role", json_object_new_string("user"));
-    jadd(u, "content", w_text_content(items));
+    bb_json_add(u, "role", json_object_new_string("user"));
+    bb_json_add(u, "content", w_text_content(items));
     json_object_array_add(msgs, u);
     return 0;
 }
@@ -1305,30 +1056,30 @@ static json_object *w_messages(struct wr *w)
         for (size_t i = 0; i < ir->n_system; i++) {
             const struct bb_ir_block *b = &ir->system[i];
             if (b->type != BB_IR_TEXT) {
-                bb_proto_drop(w->a, "system");
+                bb_proto_drop(w->a, w->ctx, "system");
                 continue;
             }
             if (b->cache_control)
-                bb_proto_drop(w->a, "cache_control");
+                bb_proto_drop(w->a, w->ctx, "cache_control");
             json_object *it = json_object_new_object();
-            jadd(it, "type", json_object_new_string("text"));
-            jadd(it, "text", jnew_str(&b->text));
+            bb_json_add(it, "type", json_object_new_string("text"));
+            bb_json_add(it, "text", bb_json_new_str(&b->text));
             json_object_array_add(items, it);
         }
         if (json_object_array_length(items)) {
             json_object *s = json_object_new_object();
-            jadd(s, "role", json_object_new_string("system"));
-            jadd(s, "content", w_text_content(items));
+            bb_json_add(s, "role", json_object_new_string("system"));
+            bb_json_add(s, "content", w_text_content(items));
             json_object_array_add(msgs, s);
         } else {
             json_object_put(items);
         }
     }
-    unsigned flags = AM_REPORT | (w->ctx->lane && w->ctx->lane->reasoning ? AM_THINKING : 0);
+    struct am how = {w->a, w->ctx, w->ctx->lane && w->ctx->lane->reasoning ? AM_THINKING : 0};
     for (size_t i = 0; i < ir->n_messages; i++) {
         const struct bb_ir_message *m = &ir->messages[i];
         if (m->name.p)
-            bb_proto_drop(w->a, "name");
+            bb_proto_drop(w->a, w->ctx, "name");
         if (m->role == BB_IR_USER) {
             if (w_user(w, m, msgs) < 0) {
                 json_object_put(msgs);
@@ -1337,8 +1088,8 @@ static json_object *w_messages(struct wr *w)
             continue;
         }
         json_object *am = json_object_new_object();
-        jadd(am, "role", json_object_new_string("assistant"));
-        am_write(w->a, am, m->blocks, m->n_blocks, flags, "busbar");
+        bb_json_add(am, "role", json_object_new_string("assistant"));
+        am_write(&how, am, m->blocks, m->n_blocks, "busbar");
         if (json_object_object_length(am) > 1)
             json_object_array_add(msgs, am);
         else
@@ -1354,7 +1105,7 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
     const struct bb_ir_request *ir = w->ir;
     if (!ir->n_tools) {
         if (ir->tool_choice == BB_IR_TC_ANY || ir->tool_choice == BB_IR_TC_TOOL)
-            bb_proto_drop(w->a, "tool_choice"); /* REQUIRED needs tools */
+            bb_proto_drop(w->a, w->ctx, "tool_choice"); /* REQUIRED needs tools */
         return 0;
     }
     bool only = false;
@@ -1363,7 +1114,7 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
             only = ir->tool_choice_name.p && ir->tools[i].name.p &&
                    strcmp(ir->tools[i].name.p, ir->tool_choice_name.p) == 0;
         if (!only)
-            bb_proto_drop(w->a, "tool_choice"); /* names no offered tool: any tool then */
+            bb_proto_drop(w->a, w->ctx, "tool_choice"); /* names no offered tool: any tool then */
     }
     json_object *tools = json_object_new_array();
     size_t n_strict = 0, n_out = 0;
@@ -1372,43 +1123,41 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
         if (only && (!t->name.p || strcmp(t->name.p, ir->tool_choice_name.p) != 0))
             continue;
         json_object *params = NULL;
-        if (str_has(&t->parameters_json)) {
-            params =
-                bb_json_parse(t->parameters_json.p, t->parameters_json.len, "parameters", NULL);
-            if (!bb_json_is(params, json_type_object)) {
-                json_object_put(params);
+        if (bb_ir_has(&t->parameters_json)) {
+            params = bb_json_raw_as(&t->parameters_json, json_type_object);
+            if (!params) {
                 json_object_put(tools);
                 return bb_err_set(err, "tools[%zu].parameters: expected a JSON object", i);
             }
         } else {
             params = json_object_new_object();
-            jadd(params, "type", json_object_new_string("object"));
-            jadd(params, "properties", json_object_new_object());
+            bb_json_add(params, "type", json_object_new_string("object"));
+            bb_json_add(params, "properties", json_object_new_object());
         }
         json_object *fn = json_object_new_object();
-        jadd(fn, "name", jnew_str(&t->name));
+        bb_json_add(fn, "name", bb_json_new_str(&t->name));
         if (t->description.p)
-            jadd(fn, "description", jnew_str(&t->description));
-        jadd(fn, "parameters", params);
+            bb_json_add(fn, "description", bb_json_new_str(&t->description));
+        bb_json_add(fn, "parameters", params);
         json_object *o = json_object_new_object();
-        jadd(o, "type", json_object_new_string("function"));
-        jadd(o, "function", fn);
+        bb_json_add(o, "type", json_object_new_string("function"));
+        bb_json_add(o, "function", fn);
         json_object_array_add(tools, o);
         n_strict += t->strict;
         n_out++;
     }
-    jadd(body, "tools", tools);
+    bb_json_add(body, "tools", tools);
     if (n_strict && n_strict == n_out)
-        jadd(body, "strict_tools", json_object_new_boolean(1));
+        bb_json_add(body, "strict_tools", json_object_new_boolean(1));
     else if (n_strict)
-        bb_proto_drop(w->a, "strict"); /* Cohere's strictness is all tools or none */
+        bb_proto_drop(w->a, w->ctx, "strict"); /* Cohere's strictness is all tools or none */
     switch (ir->tool_choice) {
     case BB_IR_TC_ANY:
     case BB_IR_TC_TOOL:
-        jadd(body, "tool_choice", json_object_new_string("REQUIRED"));
+        bb_json_add(body, "tool_choice", json_object_new_string("REQUIRED"));
         break;
     case BB_IR_TC_NONE:
-        jadd(body, "tool_choice", json_object_new_string("NONE"));
+        bb_json_add(body, "tool_choice", json_object_new_string("NONE"));
         break;
     case BB_IR_TC_UNSET:
     case BB_IR_TC_AUTO:
@@ -1417,42 +1166,15 @@ static int w_tools(struct wr *w, json_object *body, struct bb_err *err)
     return 0;
 }
 
-static double clamp(double v, double lo, double hi)
-{
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
+/* The scalars from the table, then what Cohere has no field for. */
 static void w_sampling(struct wr *w, json_object *body)
 {
     const struct bb_ir_request *ir = w->ir;
-    if (ir->has_max_tokens)
-        jadd(body, "max_tokens", json_object_new_int64(ir->max_tokens));
-    if (ir->has_temperature)
-        jadd(body, "temperature", jnew_double(ir->temperature < 0 ? 0 : ir->temperature));
-    if (ir->has_top_p)
-        jadd(body, "p", jnew_double(clamp(ir->top_p, MIN_P, MAX_P)));
-    if (ir->has_top_k)
-        jadd(body, "k", json_object_new_int64(ir->top_k > MAX_K ? MAX_K : ir->top_k));
-    if (ir->has_seed)
-        jadd(body, "seed", json_object_new_int64(ir->seed));
-    if (ir->has_frequency_penalty)
-        jadd(body, "frequency_penalty", jnew_double(clamp(ir->frequency_penalty, 0, 1)));
-    if (ir->has_presence_penalty)
-        jadd(body, "presence_penalty", jnew_double(clamp(ir->presence_penalty, 0, 1)));
-    if (ir->n_stop) {
-        json_object *s = json_object_new_array();
-        for (size_t i = 0; i < ir->n_stop && i < MAX_STOP_SEQUENCES; i++)
-            json_object_array_add(s, jnew_str(&ir->stop[i]));
-        jadd(body, "stop_sequences", s);
-        if (ir->n_stop > MAX_STOP_SEQUENCES)
-            bb_proto_drop(w->a, "stop");
-    }
-    if (ir->n_choices > 1)
-        bb_proto_drop(w->a, "n");
+    bb_params_write(body, param_rows, N_PARAMS, ir, w->a, w->ctx, NULL, NULL);
     if (ir->user.p)
-        bb_proto_drop(w->a, "user");
+        bb_proto_drop(w->a, w->ctx, "user");
     if (ir->has_parallel_tool_calls && !ir->parallel_tool_calls)
-        bb_proto_drop(w->a, "parallel_tool_calls"); /* Cohere may always call in parallel */
+        bb_proto_drop(w->a, w->ctx, "parallel_tool_calls"); /* Cohere may always call in parallel */
 }
 
 static int w_format(struct wr *w, json_object *body, struct bb_err *err)
@@ -1464,25 +1186,23 @@ static int w_format(struct wr *w, json_object *body, struct bb_err *err)
         return 0;
     case BB_IR_FMT_TEXT:
         rf = json_object_new_object();
-        jadd(rf, "type", json_object_new_string("text"));
+        bb_json_add(rf, "type", json_object_new_string("text"));
         break;
     case BB_IR_FMT_JSON_OBJECT:
     case BB_IR_FMT_JSON_SCHEMA:
         rf = json_object_new_object();
-        jadd(rf, "type", json_object_new_string("json_object"));
-        if (ir->format == BB_IR_FMT_JSON_SCHEMA && str_has(&ir->format_schema_json)) {
-            json_object *s = bb_json_parse(ir->format_schema_json.p, ir->format_schema_json.len,
-                                           "response_format schema", NULL);
-            if (!bb_json_is(s, json_type_object)) {
-                json_object_put(s);
+        bb_json_add(rf, "type", json_object_new_string("json_object"));
+        if (ir->format == BB_IR_FMT_JSON_SCHEMA && bb_ir_has(&ir->format_schema_json)) {
+            json_object *s = bb_json_raw_as(&ir->format_schema_json, json_type_object);
+            if (!s) {
                 json_object_put(rf);
                 return bb_err_set(err, "response_format.json_schema: expected a JSON object");
             }
-            jadd(rf, "json_schema", s);
+            bb_json_add(rf, "json_schema", s);
         }
         break;
     }
-    jadd(body, "response_format", rf);
+    bb_json_add(body, "response_format", rf);
     return 0;
 }
 
@@ -1497,13 +1217,13 @@ static int cohere_write_request(struct bb_arena *a, const struct bb_ir_request *
     json_object *body = json_object_new_object();
     if (!body)
         return bb_err_set(err, "cohere request: out of memory");
-    jadd(body, "model", json_object_new_string(model));
+    bb_json_add(body, "model", json_object_new_string(model));
     json_object *msgs = w_messages(&w);
     if (!msgs) {
         json_object_put(body);
         return bb_err_set(err, "cohere request: out of memory");
     }
-    jadd(body, "messages", msgs);
+    bb_json_add(body, "messages", msgs);
     if (w_tools(&w, body, err) < 0 || w_format(&w, body, err) < 0) {
         json_object_put(body);
         return -1;
@@ -1512,26 +1232,24 @@ static int cohere_write_request(struct bb_arena *a, const struct bb_ir_request *
     if (ir->reasoning) {
         if (ctx->lane && ctx->lane->reasoning) {
             json_object *th = json_object_new_object();
-            jadd(th, "type", json_object_new_string("enabled"));
+            bb_json_add(th, "type", json_object_new_string("enabled"));
             if (ir->reasoning_budget)
-                jadd(th, "token_budget", json_object_new_int64(ir->reasoning_budget));
-            jadd(body, "thinking", th);
+                bb_json_add(th, "token_budget", json_object_new_int64(ir->reasoning_budget));
+            bb_json_add(body, "thinking", th);
         } else {
-            bb_proto_drop(a, "reasoning");
+            bb_proto_drop(a, ctx, "reasoning");
         }
     }
-    jadd(body, "stream", json_object_new_boolean(ctx->stream));
+    bb_json_add(body, "stream", json_object_new_boolean(ctx->stream));
 
-    bprintf(out->path, sizeof out->path, "/v2/chat");
-    int rc = jappend(out->body, body);
+    snprintf(out->path, sizeof out->path, "/v2/chat");
+    int rc = bb_json_append(out->body, body);
     json_object_put(body);
     if (rc < 0)
         return bb_err_set(err, "cohere request: out of memory");
     /* Accept is the proxy's: it knows whether it reads a stream. */
-    rc = evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0;
-    if (!rc && ctx->provider && ctx->provider->api_key && *ctx->provider->api_key)
-        rc = evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n",
-                                 ctx->provider->api_key) < 0;
+    rc = evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+         bb_proto_bearer(out->headers, ctx->provider ? ctx->provider->api_key : NULL) < 0;
     return rc ? bb_err_set(err, "cohere request headers: out of memory") : 0;
 }
 
@@ -1546,17 +1264,19 @@ static int cohere_write_response(struct bb_arena *a, const struct bb_ir_response
     json_object *o = json_object_new_object();
     if (!o)
         return -1;
-    jadd(o, "id", str_has(&r->id) ? jnew_str(&r->id) : json_object_new_string(seed));
-    jadd(o, "finish_reason", json_object_new_string(stop_to_cohere(r->stop)));
+    bb_json_add(o, "id",
+                bb_ir_has(&r->id) ? bb_json_new_str(&r->id) : json_object_new_string(seed));
+    bb_json_add(o, "finish_reason", json_object_new_string(stop_to_cohere(r->stop)));
     json_object *msg = json_object_new_object();
-    jadd(msg, "role", json_object_new_string("assistant"));
-    am_write(a, msg, r->blocks, r->n_blocks, AM_THINKING, seed);
+    bb_json_add(msg, "role", json_object_new_string("assistant"));
+    struct am how = {a, NULL, AM_THINKING};
+    am_write(&how, msg, r->blocks, r->n_blocks, seed);
     if (!bb_json_get(msg, "content") && !bb_json_get(msg, "tool_calls"))
-        jadd(msg, "content", json_object_new_array());
-    jadd(o, "message", msg);
+        bb_json_add(msg, "content", json_object_new_array());
+    bb_json_add(o, "message", msg);
     if (r->usage.set)
-        jadd(o, "usage", usage_write(&r->usage));
-    int rc = jappend(out, o);
+        bb_json_add(o, "usage", usage_write(&r->usage));
+    int rc = bb_json_append(out, o);
     json_object_put(o);
     return rc;
 }
@@ -1572,34 +1292,29 @@ static const char *cohere_stream_content_type(const struct bb_ingress_ctx *ctx)
 /* ======================================================================================== */
 
 /* What kind of Cohere sequence the open IR block came from: content parts and tool calls
- * are numbered separately, the tool plan not at all. */
+ * are numbered separately, the tool plan not at all. The sequencer's key of a block is its
+ * kind and its index in that sequence. */
 enum dkind { DK_CONTENT, DK_PLAN, DK_TOOL };
+#define DKEY(kind, wire) ((int64_t)(kind) << 40 | ((wire)&0xffffffffff))
 
 struct dec {
     bool started, stopped;
-    bool open;
-    enum dkind kind;
-    int64_t wire_index;         /* of the open block in its Cohere sequence */
-    uint32_t index;             /* of the open block in the IR */
-    enum bb_ir_block_type type; /* of the open block */
-    uint32_t next;              /* next IR block index */
+    struct bb_dseq seq;
 };
 
 struct dx {
     struct dec *d;
-    struct bb_arena *s;
-    bb_ir_event_cb cb;
-    void *arg;
+    struct bb_dout o;
 };
 
 static struct bb_ir_str dx_str(struct dx *x, json_object *v)
 {
-    return bb_json_is(v, json_type_string) ? bb_json_dup(x->s, v) : (struct bb_ir_str){NULL, 0};
+    return bb_json_dup(x->o.scratch, v);
 }
 
 static int dx_emit(struct dx *x, struct bb_ir_event *ev)
 {
-    return x->cb(x->arg, ev);
+    return bb_dout_emit(&x->o, ev);
 }
 
 static int dx_start(struct dx *x, json_object *id)
@@ -1614,57 +1329,38 @@ static int dx_start(struct dx *x, json_object *id)
 
 static int dx_close(struct dx *x)
 {
-    if (!x->d->open)
-        return 0;
-    x->d->open = false;
-    struct bb_ir_event ev = {
-        .type = BB_IR_EV_BLOCK_STOP, .index = x->d->index, .block_type = x->d->type};
-    return dx_emit(x, &ev);
+    return bb_dseq_close(&x->d->seq, &x->o);
 }
 
 static int dx_open(struct dx *x, enum dkind kind, int64_t wire, enum bb_ir_block_type type,
                    json_object *id, json_object *name)
 {
-    int rc = dx_close(x);
-    if (rc)
-        return rc;
-    struct dec *d = x->d;
-    d->open = true;
-    d->kind = kind;
-    d->wire_index = wire;
-    d->type = type;
-    d->index = d->next++;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START, .index = d->index, .block_type = type};
+    struct bb_ir_str sid = {NULL, 0}, sname = {NULL, 0};
     if (type == BB_IR_TOOL_USE) {
-        ev.id = dx_str(x, id);
-        ev.name = dx_str(x, name);
+        sid = dx_str(x, id);
+        sname = dx_str(x, name);
     }
-    return dx_emit(x, &ev);
+    return bb_dseq_open(&x->d->seq, &x->o, DKEY(kind, wire), type, &sid, &sname);
 }
 
 /* The open block is (kind, wire, type), or a new one is opened. */
 static int dx_ensure(struct dx *x, enum dkind kind, int64_t wire, enum bb_ir_block_type type)
 {
-    struct dec *d = x->d;
-    if (d->open && d->kind == kind && d->wire_index == wire && d->type == type)
-        return 0;
-    return dx_open(x, kind, wire, type, NULL, NULL);
+    return bb_dseq_ensure(&x->d->seq, &x->o, DKEY(kind, wire), type);
 }
 
 static int dx_delta(struct dx *x, enum bb_ir_delta kind, json_object *text)
 {
-    if (!bb_json_is(text, json_type_string) || !json_object_get_string_len(text))
+    if (!bb_json_has_text(text))
         return 0;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA, .index = x->d->index, .delta = kind};
-    ev.block_type = x->d->type;
-    ev.text = bb_json_dup(x->s, text);
-    return ev.text.p ? dx_emit(x, &ev) : -1;
+    return bb_dseq_delta(&x->d->seq, &x->o, kind, json_object_get_string(text),
+                         (size_t)json_object_get_string_len(text));
 }
 
 static int64_t dx_index(json_object *data)
 {
-    json_object *i = bb_json_get(data, "index");
-    return bb_json_is(i, json_type_int) ? json_object_get_int64(i) : 0;
+    int64_t i = 0;
+    return bb_json_int(bb_json_get(data, "index"), 0, UINT32_MAX, &i) ? i : 0;
 }
 
 /* delta.message of a frame. */
@@ -1681,7 +1377,7 @@ static int dx_error(struct dx *x, const char *msg, size_t len, json_object *type
         return rc;
     x->d->stopped = true;
     struct bb_ir_event ev = {.type = BB_IR_EV_ERROR};
-    ev.text = bb_ir_strdup(x->s, msg, len);
+    ev.text = bb_ir_strdup(x->o.scratch, msg, len);
     ev.error_type = dx_str(x, type);
     if (u)
         ev.usage = *u;
@@ -1701,8 +1397,8 @@ static int dx_message_end(struct dx *x, json_object *data)
         const char *m = bb_json_str(error);
         size_t n = m ? (size_t)json_object_get_string_len(error) : 0;
         if (!n) {
-            bprintf(buf, sizeof buf, "the model ended the stream with finish_reason %s",
-                    fr ? fr : "ERROR");
+            snprintf(buf, sizeof buf, "the model ended the stream with finish_reason %s",
+                     fr ? fr : "ERROR");
             m = buf;
             n = strlen(buf);
         }
@@ -1764,7 +1460,7 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
         return dx_unknown(x, data, event);
     }
     int64_t wi = dx_index(data);
-    struct dec *d = x->d;
+    const struct bb_dseq *sq = &x->d->seq;
 
     if (strcmp(type, "content-start") == 0) {
         json_object *c = bb_json_get(m, "content");
@@ -1790,7 +1486,7 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
     }
     if (strcmp(type, "content-end") == 0 || strcmp(type, "tool-call-end") == 0) {
         enum dkind k = type[0] == 'c' ? DK_CONTENT : DK_TOOL;
-        if (d->open && d->kind == k && d->wire_index == wi)
+        if (sq->open && sq->key == DKEY(k, wi))
             return dx_close(x);
         return 0;
     }
@@ -1817,21 +1513,17 @@ static int dx_frame(struct dx *x, json_object *data, const char *type, const cha
      * citations before the part's content-end); a citation of a closed part cannot be placed
      * in the IR's block order and is skipped. */
     json_object *cit = bb_json_get(m, "citations");
-    if (!bb_json_is(cit, json_type_object) || !d->open || d->type != BB_IR_TEXT ||
-        d->kind != DK_CONTENT)
+    if (!bb_json_is(cit, json_type_object) || !sq->open || sq->type != BB_IR_TEXT ||
+        sq->key >> 40 != DK_CONTENT)
         return 0;
     json_object *ci = bb_json_get(cit, "content_index");
-    if (bb_json_is(ci, json_type_int) && json_object_get_int64(ci) != d->wire_index)
+    if (bb_json_is_int(ci) && sq->key != DKEY(DK_CONTENT, (int64_t)json_object_get_double(ci)))
         return 0;
-    const char *ct = bb_json_str(bb_json_get(cit, "type"));
+    const char *ct = bb_json_get_str(cit, "type");
     if (ct && strcmp(ct, "TEXT_CONTENT") != 0)
         return 0;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA,
-                             .index = d->index,
-                             .block_type = BB_IR_TEXT,
-                             .delta = BB_IR_D_CITATION};
-    ev.text = bb_json_text(x->s, cit);
-    return ev.text.p ? dx_emit(x, &ev) : -1;
+    struct bb_ir_str js = bb_json_text(x->o.scratch, cit);
+    return js.p ? bb_dseq_delta(&x->d->seq, &x->o, BB_IR_D_CITATION, js.p, js.len) : -1;
 }
 
 static void cohere_dec_init(void *dec)
@@ -1842,7 +1534,7 @@ static void cohere_dec_init(void *dec)
 static int cohere_dec_frame(void *dec, struct bb_arena *scratch, const struct bb_frame *f,
                             bb_ir_event_cb cb, void *arg)
 {
-    struct dx x = {dec, scratch, cb, arg};
+    struct dx x = {dec, {cb, arg, scratch}};
     if (x.d->stopped || !f->data_len)
         return 0;
     size_t n = f->data_len;
@@ -1863,8 +1555,8 @@ static int cohere_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
         return -1;
     }
     char event[64];
-    bprintf(event, sizeof event, "%.*s", (int)(f->event_len < 63 ? f->event_len : 63),
-            f->event ? f->event : "");
+    snprintf(event, sizeof event, "%.*s", (int)(f->event_len < 63 ? f->event_len : 63),
+             f->event ? f->event : "");
     const char *type = bb_json_str(bb_json_get(data, "type"));
     int rc;
     if (!type && *event && strcmp(event, "error") != 0)
@@ -1878,21 +1570,15 @@ static int cohere_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
 /* stream encoder: IR events → Cohere SSE                                                   */
 /* ======================================================================================== */
 
+/* Open blocks (bb_eseq) are numbered in Cohere's two sequences by hand: the block's flags
+ * say which one (or none: a kind Cohere cannot stream, whose deltas are skipped). */
 enum ekind { EK_CONTENT, EK_TOOL, EK_SKIP };
-
-struct eblk {
-    uint32_t ir;   /* IR block index */
-    uint32_t wire; /* index in its Cohere sequence */
-    enum ekind kind;
-    enum bb_ir_block_type type;
-};
 
 struct enc {
     char seed[128]; /* request id: response and tool call ids */
     bool started, stopped;
     uint32_t next_content, next_tool, next_citation;
-    struct eblk open[ENC_MAX_OPEN];
-    size_t n_open;
+    struct bb_eseq seq;
     enum bb_ir_stop stop;
     struct bb_ir_usage usage;
 };
@@ -1901,7 +1587,7 @@ static void cohere_enc_init(void *enc, const struct bb_ingress_ctx *ctx)
 {
     struct enc *e = enc;
     memset(e, 0, sizeof *e);
-    bprintf(e->seed, sizeof e->seed, "%s", ctx && ctx->request_id ? ctx->request_id : "busbar");
+    snprintf(e->seed, sizeof e->seed, "%s", ctx && ctx->request_id ? ctx->request_id : "busbar");
 }
 
 /* `event: type` + `data: json`, consuming o. A "[DONE]" inside a string would end the
@@ -1909,7 +1595,7 @@ static void cohere_enc_init(void *enc, const struct bb_ingress_ctx *ctx)
 static int enc_frame(struct evbuffer *out, const char *type, json_object *o)
 {
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_OUT, &n);
+    const char *s = bb_json_out(o, &n);
     int rc = s ? evbuffer_add_printf(out, "event: %s\ndata: ", type) < 0 : -1;
     while (!rc) {
         const char *hit = memmem(s, n, "[DONE]", 6);
@@ -1927,19 +1613,12 @@ static int enc_frame(struct evbuffer *out, const char *type, json_object *o)
     return rc ? -1 : 0;
 }
 
-static json_object *typed(const char *type)
-{
-    json_object *o = json_object_new_object();
-    jadd(o, "type", json_object_new_string(type));
-    return o;
-}
-
 /* {"delta": {"message": inner}} onto o. */
 static void put_delta_message(json_object *o, json_object *inner)
 {
     json_object *d = json_object_new_object();
-    jadd(d, "message", inner);
-    jadd(o, "delta", d);
+    bb_json_add(d, "message", inner);
+    bb_json_add(o, "delta", d);
 }
 
 static int enc_start(struct enc *e, const struct bb_ir_str *id, struct evbuffer *out)
@@ -1947,51 +1626,42 @@ static int enc_start(struct enc *e, const struct bb_ir_str *id, struct evbuffer 
     if (e->started)
         return 0;
     e->started = true;
-    json_object *o = typed("message-start");
-    jadd(o, "id", id && str_has(id) ? jnew_str(id) : json_object_new_string(e->seed));
+    json_object *o = bb_json_typed("message-start");
+    bb_json_add(o, "id",
+                id && bb_ir_has(id) ? bb_json_new_str(id) : json_object_new_string(e->seed));
     json_object *m = json_object_new_object();
-    jadd(m, "role", json_object_new_string("assistant"));
+    bb_json_add(m, "role", json_object_new_string("assistant"));
     put_delta_message(o, m);
     return enc_frame(out, "message-start", o);
-}
-
-static struct eblk *enc_find(struct enc *e, uint32_t ir)
-{
-    for (size_t i = 0; i < e->n_open; i++)
-        if (e->open[i].ir == ir)
-            return &e->open[i];
-    return NULL;
 }
 
 /* Open a block: content-start / tool-call-start, or a silent entry for block kinds Cohere
  * cannot stream (images, redacted thinking...), so their deltas are skipped. */
 static int enc_open(struct enc *e, uint32_t ir, enum bb_ir_block_type type,
                     const struct bb_ir_str *id, const struct bb_ir_str *name, struct evbuffer *out,
-                    struct eblk **res)
+                    struct bb_eseq_block **res)
 {
-    *res = NULL;
-    if (e->n_open == ENC_MAX_OPEN)
-        return 0; /* more open at once than any dialect produces: its events are skipped */
-    struct eblk *b = &e->open[e->n_open++];
-    b->ir = ir;
-    b->type = type;
+    /* more open at once than any dialect produces: its events are skipped */
+    struct bb_eseq_block *b = bb_eseq_open(&e->seq, ir, type, false);
     *res = b;
+    if (!b)
+        return 0;
     json_object *o;
     if (type == BB_IR_TEXT || type == BB_IR_THINKING) {
-        b->kind = EK_CONTENT;
+        b->flags = EK_CONTENT;
         b->wire = e->next_content++;
         bool text = type == BB_IR_TEXT;
-        o = typed("content-start");
-        jadd(o, "index", json_object_new_int64(b->wire));
+        o = bb_json_typed("content-start");
+        bb_json_add(o, "index", json_object_new_int64(b->wire));
         json_object *c = json_object_new_object(), *m = json_object_new_object();
-        jadd(c, "type", json_object_new_string(text ? "text" : "thinking"));
-        jadd(c, text ? "text" : "thinking", json_object_new_string(""));
-        jadd(m, "content", c);
+        bb_json_add(c, "type", json_object_new_string(text ? "text" : "thinking"));
+        bb_json_add(c, text ? "text" : "thinking", json_object_new_string(""));
+        bb_json_add(m, "content", c);
         put_delta_message(o, m);
         return enc_frame(out, "content-start", o);
     }
     if (type == BB_IR_TOOL_USE) {
-        b->kind = EK_TOOL;
+        b->flags = EK_TOOL;
         b->wire = e->next_tool++;
         struct bb_ir_block blk = {.type = BB_IR_TOOL_USE};
         if (id)
@@ -1999,146 +1669,119 @@ static int enc_open(struct enc *e, uint32_t ir, enum bb_ir_block_type type,
         if (name)
             blk.name = *name;
         json_object *tc = tool_call_json(&blk, e->seed, b->wire);
-        jadd(bb_json_get(tc, "function"), "arguments", json_object_new_string(""));
-        o = typed("tool-call-start");
-        jadd(o, "index", json_object_new_int64(b->wire));
+        bb_json_add(bb_json_get(tc, "function"), "arguments", json_object_new_string(""));
+        o = bb_json_typed("tool-call-start");
+        bb_json_add(o, "index", json_object_new_int64(b->wire));
         json_object *m = json_object_new_object();
-        jadd(m, "tool_calls", tc);
+        bb_json_add(m, "tool_calls", tc);
         put_delta_message(o, m);
         return enc_frame(out, "tool-call-start", o);
     }
-    b->kind = EK_SKIP;
+    b->flags = EK_SKIP;
     return 0;
 }
 
-static int enc_close(struct enc *e, struct eblk *b, struct evbuffer *out)
+static int enc_close(struct enc *e, struct bb_eseq_block *b, struct evbuffer *out)
 {
-    enum ekind kind = b->kind;
+    enum ekind kind = (enum ekind)b->flags;
     uint32_t wire = b->wire;
-    *b = e->open[--e->n_open]; /* order of the table does not matter */
+    bb_eseq_remove(&e->seq, b);
     if (kind == EK_SKIP)
         return 0;
     const char *t = kind == EK_CONTENT ? "content-end" : "tool-call-end";
-    json_object *o = typed(t);
-    jadd(o, "index", json_object_new_int64(wire));
+    json_object *o = bb_json_typed(t);
+    bb_json_add(o, "index", json_object_new_int64(wire));
     return enc_frame(out, t, o);
 }
 
 static int enc_close_all(struct enc *e, struct evbuffer *out)
 {
     /* lowest IR index first, so ends come out in the order the blocks began */
-    while (e->n_open) {
+    while (e->seq.n_open) {
         size_t lo = 0;
-        for (size_t i = 1; i < e->n_open; i++)
-            if (e->open[i].ir < e->open[lo].ir)
+        for (size_t i = 1; i < e->seq.n_open; i++)
+            if (e->seq.open[i].ir < e->seq.open[lo].ir)
                 lo = i;
-        if (enc_close(e, &e->open[lo], out) < 0)
+        if (enc_close(e, &e->seq.open[lo], out) < 0)
             return -1;
     }
     return 0;
 }
 
-static int enc_citation(struct enc *e, const struct eblk *b, const struct bb_ir_str *text,
+static int enc_citation(struct enc *e, const struct bb_eseq_block *b, const struct bb_ir_str *text,
                         struct evbuffer *out)
 {
-    json_object *c = str_has(text) ? bb_json_parse(text->p, text->len, "citation", NULL) : NULL;
+    json_object *c = bb_json_raw(text);
     if (!citation_is_cohere(c)) {
         json_object_put(c);
         return 0; /* another provider's citation shape: nothing a Cohere client can read */
     }
-    jadd(c, "content_index", json_object_new_int64(b->wire));
+    bb_json_add(c, "content_index", json_object_new_int64(b->wire));
     uint32_t ci = e->next_citation++;
-    json_object *o = typed("citation-start");
-    jadd(o, "index", json_object_new_int64(ci));
+    json_object *o = bb_json_typed("citation-start");
+    bb_json_add(o, "index", json_object_new_int64(ci));
     json_object *m = json_object_new_object();
-    jadd(m, "citations", c);
+    bb_json_add(m, "citations", c);
     put_delta_message(o, m);
     if (enc_frame(out, "citation-start", o) < 0)
         return -1;
-    o = typed("citation-end");
-    jadd(o, "index", json_object_new_int64(ci));
+    o = bb_json_typed("citation-end");
+    bb_json_add(o, "index", json_object_new_int64(ci));
     return enc_frame(out, "citation-end", o);
 }
 
 static int enc_delta(struct enc *e, const struct bb_ir_event *ev, struct evbuffer *out)
 {
-    struct eblk *b = enc_find(e, ev->index);
+    struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
     if (!b) {
         /* a delta with no BLOCK_START: open the block its kind implies */
-        enum bb_ir_block_type t;
-        switch (ev->delta) {
-        case BB_IR_D_TEXT:
-            t = BB_IR_TEXT;
-            break;
-        case BB_IR_D_THINKING:
-            t = BB_IR_THINKING;
-            break;
-        case BB_IR_D_INPUT_JSON:
-            t = BB_IR_TOOL_USE;
-            break;
-        default:
+        if (ev->delta != BB_IR_D_TEXT && ev->delta != BB_IR_D_THINKING &&
+            ev->delta != BB_IR_D_INPUT_JSON)
             return 0;
-        }
-        if (enc_open(e, ev->index, t, NULL, NULL, out, &b) < 0)
+        if (enc_open(e, ev->index, bb_ir_delta_block(ev->delta), NULL, NULL, out, &b) < 0)
             return -1;
         if (!b)
             return 0;
     }
-    if (b->kind == EK_SKIP)
+    enum ekind kind = (enum ekind)b->flags;
+    if (kind == EK_SKIP)
         return 0;
     json_object *o, *m;
     const char *t;
     switch (ev->delta) {
     case BB_IR_D_TEXT:
     case BB_IR_D_THINKING: {
-        if (b->kind != EK_CONTENT || !ev->text.len)
+        if (kind != EK_CONTENT || !ev->text.len)
             return 0;
         t = "content-delta";
         json_object *c = json_object_new_object();
-        jadd(c, ev->delta == BB_IR_D_TEXT ? "text" : "thinking", jnew_str(&ev->text));
+        bb_json_add(c, ev->delta == BB_IR_D_TEXT ? "text" : "thinking", bb_json_new_str(&ev->text));
         m = json_object_new_object();
-        jadd(m, "content", c);
+        bb_json_add(m, "content", c);
         break;
     }
     case BB_IR_D_INPUT_JSON: {
-        if (b->kind != EK_TOOL || !ev->text.len)
+        if (kind != EK_TOOL || !ev->text.len)
             return 0;
         t = "tool-call-delta";
         json_object *fn = json_object_new_object(), *tc = json_object_new_object();
-        jadd(fn, "arguments", jnew_str(&ev->text));
-        jadd(tc, "function", fn);
+        bb_json_add(fn, "arguments", bb_json_new_str(&ev->text));
+        bb_json_add(tc, "function", fn);
         m = json_object_new_object();
-        jadd(m, "tool_calls", tc);
+        bb_json_add(m, "tool_calls", tc);
         break;
     }
     case BB_IR_D_CITATION:
-        return b->kind == EK_CONTENT && b->type == BB_IR_TEXT ? enc_citation(e, b, &ev->text, out)
-                                                              : 0;
+        return kind == EK_CONTENT && b->type == BB_IR_TEXT ? enc_citation(e, b, &ev->text, out) : 0;
     case BB_IR_D_SIGNATURE:
     case BB_IR_D_REDACTED:
     default:
         return 0; /* provider-bound: no Cohere field */
     }
-    o = typed(t);
-    jadd(o, "index", json_object_new_int64(b->wire));
+    o = bb_json_typed(t);
+    bb_json_add(o, "index", json_object_new_int64(b->wire));
     put_delta_message(o, m);
     return enc_frame(out, t, o);
-}
-
-/* Keep the larger of each count: MESSAGE_START and MESSAGE_DELTA carry cumulative totals,
- * and a dialect may report a count in only one of them. */
-static void usage_merge(struct bb_ir_usage *dst, const struct bb_ir_usage *src)
-{
-    if (!src->set)
-        return;
-    dst->set = true;
-#define MAX_OF(f) dst->f = src->f > dst->f ? src->f : dst->f
-    MAX_OF(input);
-    MAX_OF(output);
-    MAX_OF(cache_read);
-    MAX_OF(cache_write);
-    MAX_OF(reasoning);
-#undef MAX_OF
 }
 
 static int enc_end(struct enc *e, const char *error, size_t error_len, struct evbuffer *out)
@@ -2146,13 +1789,14 @@ static int enc_end(struct enc *e, const char *error, size_t error_len, struct ev
     if (enc_start(e, NULL, out) < 0 || enc_close_all(e, out) < 0)
         return -1;
     e->stopped = true;
-    json_object *o = typed("message-end"), *d = json_object_new_object();
-    jadd(d, "finish_reason", json_object_new_string(error ? "ERROR" : stop_to_cohere(e->stop)));
+    json_object *o = bb_json_typed("message-end"), *d = json_object_new_object();
+    bb_json_add(d, "finish_reason",
+                json_object_new_string(error ? "ERROR" : stop_to_cohere(e->stop)));
     if (error)
-        jadd(d, "error", json_object_new_string_len(error, (int)error_len));
+        bb_json_add(d, "error", json_object_new_string_len(error, (int)error_len));
     if (e->usage.set)
-        jadd(d, "usage", usage_write(&e->usage));
-    jadd(o, "delta", d);
+        bb_json_add(d, "usage", usage_write(&e->usage));
+    bb_json_add(o, "delta", d);
     return enc_frame(out, "message-end", o);
 }
 
@@ -2165,12 +1809,12 @@ static int cohere_enc_event(void *enc, struct bb_arena *scratch, const struct bb
         return 0;
     switch (ev->type) {
     case BB_IR_EV_MESSAGE_START:
-        usage_merge(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
         return enc_start(e, &ev->id, out);
     case BB_IR_EV_BLOCK_START: {
         if (enc_start(e, NULL, out) < 0)
             return -1;
-        struct eblk *b = enc_find(e, ev->index);
+        struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
         if (b)
             return 0; /* started twice: the first one stands */
         return enc_open(e, ev->index, ev->block_type, &ev->id, &ev->name, out, &b);
@@ -2180,11 +1824,11 @@ static int cohere_enc_event(void *enc, struct bb_arena *scratch, const struct bb
             return -1;
         return enc_delta(e, ev, out);
     case BB_IR_EV_BLOCK_STOP: {
-        struct eblk *b = enc_find(e, ev->index);
+        struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
         return b ? enc_close(e, b, out) : 0;
     }
     case BB_IR_EV_MESSAGE_DELTA:
-        usage_merge(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
         if (ev->stop != BB_IR_STOP_UNSET)
             e->stop = ev->stop;
         return 0;
@@ -2192,9 +1836,9 @@ static int cohere_enc_event(void *enc, struct bb_arena *scratch, const struct bb
         return enc_end(e, NULL, 0, out);
     case BB_IR_EV_ERROR: {
         /* Cohere's in-band failure: message-end with finish_reason ERROR and delta.error */
-        usage_merge(&e->usage, &ev->usage);
-        const char *m = str_has(&ev->text) ? ev->text.p : "upstream error";
-        return enc_end(e, m, str_has(&ev->text) ? ev->text.len : strlen(m), out);
+        bb_ir_usage_max(&e->usage, &ev->usage);
+        const char *m = bb_ir_has(&ev->text) ? ev->text.p : "upstream error";
+        return enc_end(e, m, bb_ir_has(&ev->text) ? ev->text.len : strlen(m), out);
     }
     case BB_IR_EV_PING:
         return 0;
@@ -2219,11 +1863,11 @@ static int cohere_read_error(const char *body, size_t len, struct bb_proto_error
     json_object *e = bb_json_get(root, "error");
     json_object *src = bb_json_is(e, json_type_object) ? e : root;
     if (bb_json_is(e, json_type_string))
-        copy_field(out->message, sizeof out->message, e);
+        bb_json_copy(out->message, sizeof out->message, e);
     else
-        copy_field(out->message, sizeof out->message, bb_json_get(src, "message"));
-    copy_field(out->type, sizeof out->type, bb_json_get(src, "type"));
-    copy_field(out->code, sizeof out->code, bb_json_get(src, "code"));
+        bb_json_copy(out->message, sizeof out->message, bb_json_get(src, "message"));
+    bb_json_copy(out->type, sizeof out->type, bb_json_get(src, "type"));
+    bb_json_copy(out->code, sizeof out->code, bb_json_get(src, "code"));
     json_object_put(root);
     return out->message[0] || out->type[0] || out->code[0] ? 0 : -1;
 }
@@ -2348,9 +1992,28 @@ static int cohere_frame_scan(const struct bb_frame *f, struct bb_frame_state *st
     return rc;
 }
 
+static bool cohere_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/v2/");
+}
+
+static const char *const affinity_members[] = {"messages", NULL};
+
 const struct bb_proto_ops bb_proto_cohere = {
     .id = BB_PROTO_COHERE,
+    .name = "cohere",
     .framing = BB_FRAMING_SSE,
+    .params = param_rows,
+    .n_params = N_PARAMS,
+    .errors = {.body = bb_proto_error_message_body},
+    .route = "/v2/chat",
+    .claims_path = cohere_claims_path,
+    .path = "/v2/chat",
+    .auth_headers = bb_proto_bearer,
+    .probe_path = "/v1/models",
+    .tool_id_prefix = "",
+    .stream_member = "stream",
+    .affinity_members = affinity_members,
     .read_request = cohere_read_request,
     .write_response = cohere_write_response,
     .stream_content_type = cohere_stream_content_type,

@@ -22,7 +22,11 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
+#include "worker/media.h"
+#include "worker/params.h"
 #include "worker/proto.h"
+#include "worker/rd.h"
+#include "worker/seq.h"
 #include "common/jscan.h"
 
 #include <ctype.h>
@@ -37,40 +41,39 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
-#define JSON_DEPTH 128
-#define JSON_OUT (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-#define GEMINI_MAX_STOP 5 /* generateContent rejects more stop sequences */
+/* The scalar parameters (worker/params.h; docs/protocols/gemini.md "Parameters"). The API
+ * also takes snake_case names: those rows are read-only aliases. */
+/* bb_ingress_ctx.route_flags: the client asked for SSE (?alt=sse). */
+#define ROUTE_SSE 1u
+
+static const struct bb_param param_rows[] = {
+    {"generationConfig.maxOutputTokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"generationConfig.max_output_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN, 0, 0,
+     "the snake_case spelling"},
+    {"generationConfig.temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"generationConfig.topP", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"generationConfig.top_p", BB_IRP_TOP_P, BB_PF_IN, 0, 0, "the snake_case spelling"},
+    {"generationConfig.topK", BB_IRP_TOP_K, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"generationConfig.top_k", BB_IRP_TOP_K, BB_PF_IN, 0, 0, "the snake_case spelling"},
+    {"generationConfig.seed", BB_IRP_SEED, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "dropped when it does not fit Gemini's 32-bit seed"},
+    {"generationConfig.stopSequences", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 5, ""},
+    {"generationConfig.stop_sequences", BB_IRP_STOP, BB_PF_IN, 0, 0, "the snake_case spelling"},
+    {"generationConfig.presencePenalty", BB_IRP_PRESENCE_PENALTY, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"generationConfig.presence_penalty", BB_IRP_PRESENCE_PENALTY, BB_PF_IN, 0, 0,
+     "the snake_case spelling"},
+    {"generationConfig.frequencyPenalty", BB_IRP_FREQUENCY_PENALTY, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"generationConfig.frequency_penalty", BB_IRP_FREQUENCY_PENALTY, BB_PF_IN, 0, 0,
+     "the snake_case spelling"},
+    {"generationConfig.candidateCount", BB_IRP_N, BB_PF_IN | BB_PF_OUT, 0, 0,
+     "only 1 is asked for (the IR carries candidate 0): above 1 it is dropped"},
+    {"generationConfig.candidate_count", BB_IRP_N, BB_PF_IN, 0, 0, "the snake_case spelling"},
+};
+#define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
 
 /* ======================================================================================== */
 /* JSON helpers                                                                             */
 /* ======================================================================================== */
-
-/* Parse exactly one JSON value (trailing whitespace allowed). NULL with err naming `what`;
- * a literal null is reported as the wrong type by the caller's checks, so it fails here. */
-static json_object *json_parse(const char *p, size_t len, const char *what, struct bb_err *err)
-{
-    if (len > INT_MAX) {
-        bb_err_set(err, "%s: too large", what);
-        return NULL;
-    }
-    json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-    if (!tok) {
-        bb_err_set(err, "%s: out of memory", what);
-        return NULL;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    json_object *o = json_tokener_parse_ex(tok, p, (int)len);
-    enum json_tokener_error je = json_tokener_get_error(tok);
-    if (!o) {
-        if (je == json_tokener_success || je == json_tokener_continue)
-            bb_err_set(err, "%s: expected a JSON object", what);
-        else
-            bb_err_set(err, "%s: invalid JSON at byte %zu: %s", what,
-                       json_tokener_get_parse_end(tok), json_tokener_error_desc(je));
-    }
-    json_tokener_free(tok);
-    return o;
-}
 
 /* Member by its camelCase name or its snake_case alias; JSON null counts as absent. */
 static json_object *jget(json_object *o, const char *camel, const char *snake)
@@ -83,58 +86,6 @@ static json_object *jget(json_object *o, const char *camel, const char *snake)
     if (snake && json_object_object_get_ex(o, snake, &v) && v)
         return v;
     return NULL;
-}
-
-static bool jis(json_object *o, enum json_type t)
-{
-    return o && json_object_is_type(o, t);
-}
-
-static bool jis_number(json_object *o)
-{
-    return jis(o, json_type_int) || jis(o, json_type_double);
-}
-
-static struct bb_ir_str jdup(struct bb_arena *a, json_object *s)
-{
-    return bb_ir_strdup(a, json_object_get_string(s), (size_t)json_object_get_string_len(s));
-}
-
-/* Serialise v into the arena. */
-static struct bb_ir_str jtext(struct bb_arena *a, json_object *v)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(v, JSON_OUT, &n);
-    return bb_ir_strdup(a, s, n);
-}
-
-static json_object *jnew_str(const struct bb_ir_str *s)
-{
-    return json_object_new_string_len(s->p ? s->p : "", (int)s->len);
-}
-
-/* A double that prints as the shortest text that reads back equal (0.7, not 0.699...). */
-static json_object *jnew_double(double d)
-{
-    char buf[40];
-    if (!isfinite(d))
-        d = 0;
-    snprintf(buf, sizeof buf, "%.15g", d);
-    if (strtod(buf, NULL) != d)
-        snprintf(buf, sizeof buf, "%.17g", d);
-    return json_object_new_double_s(d, buf);
-}
-
-static void jadd(json_object *o, const char *k, json_object *v)
-{
-    json_object_object_add(o, k, v);
-}
-
-static int jappend(struct evbuffer *out, json_object *o)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_OUT, &n);
-    return s ? evbuffer_add(out, s, n) : -1;
 }
 
 static bool str_eq(const struct bb_ir_str *s, const char *lit)
@@ -182,17 +133,17 @@ static const char *mime_from_url(const char *url)
  * tool or response schema crosses to other protocols as they expect it. */
 static json_object *schema_to_json(json_object *s)
 {
-    if (!jis(s, json_type_object))
+    if (!bb_json_is(s, json_type_object))
         return json_object_get(s);
     json_object *o = json_object_new_object();
     json_object *nullable = jget(s, "nullable", NULL);
-    bool is_null = jis(nullable, json_type_boolean) && json_object_get_boolean(nullable);
+    bool is_null = bb_json_is(nullable, json_type_boolean) && json_object_get_boolean(nullable);
     json_object_object_foreach(s, k, v)
     {
         if (strcmp(k, "nullable") == 0 || strcmp(k, "propertyOrdering") == 0 ||
             strcmp(k, "property_ordering") == 0)
             continue;
-        if (strcmp(k, "type") == 0 && jis(v, json_type_string)) {
+        if (strcmp(k, "type") == 0 && bb_json_is(v, json_type_string)) {
             char t[32];
             size_t n = (size_t)json_object_get_string_len(v);
             if (n >= sizeof t)
@@ -206,27 +157,27 @@ static json_object *schema_to_json(json_object *s)
                 json_object *arr = json_object_new_array();
                 json_object_array_add(arr, json_object_new_string(t));
                 json_object_array_add(arr, json_object_new_string("null"));
-                jadd(o, "type", arr);
+                bb_json_add(o, "type", arr);
             } else {
-                jadd(o, "type", json_object_new_string(t));
+                bb_json_add(o, "type", json_object_new_string(t));
             }
-        } else if (strcmp(k, "properties") == 0 && jis(v, json_type_object)) {
+        } else if (strcmp(k, "properties") == 0 && bb_json_is(v, json_type_object)) {
             json_object *props = json_object_new_object();
             json_object_object_foreach(v, pk, pv)
             {
-                jadd(props, pk, schema_to_json(pv));
+                bb_json_add(props, pk, schema_to_json(pv));
             }
-            jadd(o, "properties", props);
+            bb_json_add(o, "properties", props);
         } else if (strcmp(k, "items") == 0) {
-            jadd(o, "items", schema_to_json(v));
+            bb_json_add(o, "items", schema_to_json(v));
         } else if ((strcmp(k, "anyOf") == 0 || strcmp(k, "any_of") == 0) &&
-                   jis(v, json_type_array)) {
+                   bb_json_is(v, json_type_array)) {
             json_object *arr = json_object_new_array();
             for (size_t i = 0; i < json_object_array_length(v); i++)
                 json_object_array_add(arr, schema_to_json(json_object_array_get_idx(v, i)));
-            jadd(o, "anyOf", arr);
+            bb_json_add(o, "anyOf", arr);
         } else {
-            jadd(o, k, json_object_get(v));
+            bb_json_add(o, k, json_object_get(v));
         }
     }
     return o;
@@ -250,18 +201,18 @@ static json_object *schema_to_gemini(json_object *s)
         "description", "title",         "required",         "minItems", "maxItems", "minLength",
         "maxLength",   "minProperties", "maxProperties",    "minimum",  "maximum",  "pattern",
         "example",     "default",       "propertyOrdering", NULL};
-    if (!jis(s, json_type_object))
+    if (!bb_json_is(s, json_type_object))
         return NULL;
     json_object *o = json_object_new_object();
     char type[16] = "";
     bool nullable = false;
     json_object *t = jget(s, "type", NULL);
-    if (jis(t, json_type_string)) {
+    if (bb_json_is(t, json_type_string)) {
         snprintf(type, sizeof type, "%s", json_object_get_string(t));
-    } else if (jis(t, json_type_array)) {
+    } else if (bb_json_is(t, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(t); i++) {
             json_object *e = json_object_array_get_idx(t, i);
-            if (!jis(e, json_type_string))
+            if (!bb_json_is(e, json_type_string))
                 continue;
             if (strcasecmp(json_object_get_string(e), "null") == 0)
                 nullable = true;
@@ -272,32 +223,32 @@ static json_object *schema_to_gemini(json_object *s)
     for (char *c = type; *c; c++)
         *c = (char)toupper((unsigned char)*c);
     json_object *nl = jget(s, "nullable", NULL);
-    if (jis(nl, json_type_boolean) && json_object_get_boolean(nl))
+    if (bb_json_is(nl, json_type_boolean) && json_object_get_boolean(nl))
         nullable = true;
 
     json_object *any = NULL;
     json_object_object_foreach(s, k, v)
     {
-        if (strcmp(k, "properties") == 0 && jis(v, json_type_object)) {
+        if (strcmp(k, "properties") == 0 && bb_json_is(v, json_type_object)) {
             json_object *props = json_object_new_object();
             json_object_object_foreach(v, pk, pv)
             {
                 json_object *sub = schema_to_gemini(pv);
                 if (sub)
-                    jadd(props, pk, sub);
+                    bb_json_add(props, pk, sub);
             }
             /* "properties: should be non-empty for OBJECT type" */
             if (json_object_object_length(props))
-                jadd(o, "properties", props);
+                bb_json_add(o, "properties", props);
             else
                 json_object_put(props);
         } else if (strcmp(k, "items") == 0) {
-            json_object *sub =
-                schema_to_gemini(jis(v, json_type_array) ? json_object_array_get_idx(v, 0) : v);
+            json_object *sub = schema_to_gemini(
+                bb_json_is(v, json_type_array) ? json_object_array_get_idx(v, 0) : v);
             if (sub)
-                jadd(o, "items", sub);
+                bb_json_add(o, "items", sub);
         } else if ((strcmp(k, "anyOf") == 0 || strcmp(k, "oneOf") == 0) &&
-                   jis(v, json_type_array)) {
+                   bb_json_is(v, json_type_array)) {
             if (!any)
                 any = json_object_new_array();
             for (size_t i = 0; i < json_object_array_length(v); i++) {
@@ -305,18 +256,18 @@ static json_object *schema_to_gemini(json_object *s)
                 if (sub)
                     json_object_array_add(any, sub);
             }
-        } else if (strcmp(k, "enum") == 0 && jis(v, json_type_array)) {
+        } else if (strcmp(k, "enum") == 0 && bb_json_is(v, json_type_array)) {
             /* Gemini enums are strings only. */
             bool all_str = json_object_array_length(v) > 0;
             for (size_t i = 0; i < json_object_array_length(v); i++)
-                all_str = all_str && jis(json_object_array_get_idx(v, i), json_type_string);
+                all_str = all_str && bb_json_is(json_object_array_get_idx(v, i), json_type_string);
             if (all_str)
-                jadd(o, "enum", json_object_get(v));
-        } else if (strcmp(k, "const") == 0 && jis(v, json_type_string)) {
+                bb_json_add(o, "enum", json_object_get(v));
+        } else if (strcmp(k, "const") == 0 && bb_json_is(v, json_type_string)) {
             json_object *e = json_object_new_array();
             json_object_array_add(e, json_object_get(v));
-            jadd(o, "enum", e);
-        } else if (strcmp(k, "format") == 0 && jis(v, json_type_string)) {
+            bb_json_add(o, "enum", e);
+        } else if (strcmp(k, "format") == 0 && bb_json_is(v, json_type_string)) {
             /* Only these formats are accepted per type; others are a 400. */
             const char *f = json_object_get_string(v);
             if ((strcmp(type, "STRING") == 0 &&
@@ -325,23 +276,23 @@ static json_object *schema_to_gemini(json_object *s)
                  (strcmp(f, "float") == 0 || strcmp(f, "double") == 0)) ||
                 (strcmp(type, "INTEGER") == 0 &&
                  (strcmp(f, "int32") == 0 || strcmp(f, "int64") == 0)))
-                jadd(o, "format", json_object_get(v));
+                bb_json_add(o, "format", json_object_get(v));
         } else if (str_in(k, copy_keys)) {
-            jadd(o, k, json_object_get(v));
+            bb_json_add(o, k, json_object_get(v));
         }
     }
     if (any) {
         if (json_object_array_length(any))
-            jadd(o, "anyOf", any);
+            bb_json_add(o, "anyOf", any);
         else
             json_object_put(any);
     }
     if (!type[0] && jget(o, "properties", NULL))
         snprintf(type, sizeof type, "OBJECT");
     if (type[0])
-        jadd(o, "type", json_object_new_string(type));
+        bb_json_add(o, "type", json_object_new_string(type));
     if (nullable)
-        jadd(o, "nullable", json_object_new_boolean(1));
+        bb_json_add(o, "nullable", json_object_new_boolean(1));
     return o;
 }
 
@@ -389,20 +340,18 @@ static const char *stop_to_gemini(enum bb_ir_stop s)
     }
 }
 
+/* A count by its camelCase name or snake_case alias (json.h's policy: 0 unless an integer). */
 static uint64_t jget_u64(json_object *o, const char *camel, const char *snake)
 {
-    json_object *v = jget(o, camel, snake);
-    if (!jis_number(v))
-        return 0;
-    int64_t n = json_object_get_int64(v);
-    return n > 0 ? (uint64_t)n : 0;
+    uint64_t u = 0;
+    return bb_json_uint(jget(o, camel, snake), UINT64_MAX, &u) ? u : 0;
 }
 
 /* usageMetadata → IR usage (input excludes cached; output includes thoughts). */
 static struct bb_ir_usage usage_from_gemini(json_object *um)
 {
     struct bb_ir_usage u = {0};
-    if (!jis(um, json_type_object))
+    if (!bb_json_is(um, json_type_object))
         return u;
     uint64_t prompt = jget_u64(um, "promptTokenCount", "prompt_token_count");
     uint64_t cached = jget_u64(um, "cachedContentTokenCount", "cached_content_token_count");
@@ -422,13 +371,14 @@ static json_object *usage_to_gemini(const struct bb_ir_usage *u)
     json_object *o = json_object_new_object();
     uint64_t prompt = u->input + u->cache_read + u->cache_write;
     uint64_t cand = u->output >= u->reasoning ? u->output - u->reasoning : u->output;
-    jadd(o, "promptTokenCount", json_object_new_int64((int64_t)prompt));
-    jadd(o, "candidatesTokenCount", json_object_new_int64((int64_t)cand));
-    jadd(o, "totalTokenCount", json_object_new_int64((int64_t)(prompt + cand + u->reasoning)));
+    bb_json_add(o, "promptTokenCount", json_object_new_int64((int64_t)prompt));
+    bb_json_add(o, "candidatesTokenCount", json_object_new_int64((int64_t)cand));
+    bb_json_add(o, "totalTokenCount",
+                json_object_new_int64((int64_t)(prompt + cand + u->reasoning)));
     if (u->cache_read)
-        jadd(o, "cachedContentTokenCount", json_object_new_int64((int64_t)u->cache_read));
+        bb_json_add(o, "cachedContentTokenCount", json_object_new_int64((int64_t)u->cache_read));
     if (u->reasoning)
-        jadd(o, "thoughtsTokenCount", json_object_new_int64((int64_t)u->reasoning));
+        bb_json_add(o, "thoughtsTokenCount", json_object_new_int64((int64_t)u->reasoning));
     return o;
 }
 
@@ -515,11 +465,13 @@ static json_object *error_to_gemini(const struct bb_ir_event *ev)
     if (!code)
         code = 500;
     json_object *e = json_object_new_object();
-    jadd(e, "code", json_object_new_int(code));
-    jadd(e, "message", ev->text.p ? jnew_str(&ev->text) : json_object_new_string("error"));
-    jadd(e, "status", json_object_new_string(is_rpc_status(type) ? type : status_from_http(code)));
+    bb_json_add(e, "code", json_object_new_int(code));
+    bb_json_add(e, "message",
+                ev->text.p ? bb_json_new_str(&ev->text) : json_object_new_string("error"));
+    bb_json_add(e, "status",
+                json_object_new_string(is_rpc_status(type) ? type : status_from_http(code)));
     json_object *o = json_object_new_object();
-    jadd(o, "error", e);
+    bb_json_add(o, "error", e);
     return o;
 }
 
@@ -527,144 +479,101 @@ static json_object *error_to_gemini(const struct bb_ir_event *ev)
 /* Reading contents / parts (requests, responses and stream chunks)                         */
 /* ======================================================================================== */
 
-struct blockvec {
-    struct bb_ir_block *v;
-    size_t n, cap;
-};
-
-static struct bb_ir_block *bv_push(struct bb_arena *a, struct blockvec *bv)
-{
-    if (bv->n == bv->cap) {
-        size_t cap = bv->cap ? bv->cap * 2 : 8;
-        struct bb_ir_block *nv = bb_arena_alloc(a, cap * sizeof *nv);
-        if (!nv)
-            return NULL;
-        if (bv->n)
-            memcpy(nv, bv->v, bv->n * sizeof *nv);
-        bv->v = nv;
-        bv->cap = cap;
-    }
-    struct bb_ir_block *b = &bv->v[bv->n++];
-    memset(b, 0, sizeof *b);
-    return b;
-}
-
 /* Tool calls seen so far in a request, to give a functionResponse without id its call's id. */
 struct callref {
     struct bb_ir_str name, id;
     bool answered;
 };
 
+/* The reader: the shared context plus call bookkeeping (req NULL when reading an answer). */
 struct rd {
-    struct bb_arena *a;
-    struct bb_ir_request *req; /* NULL when reading a response */
-    struct bb_err *err;
+    struct bb_rd r;
     const char *id_seed; /* synthesised call ids: call_<seed>_<n> or call_<n> */
     uint32_t n_calls;
-    struct callref *calls;
-    size_t n_callrefs, cap_callrefs;
+    struct bb_vec calls; /* struct callref */
 };
 
-static int rd_oom(struct rd *r, const char *path)
-{
-    return bb_err_set(r->err, "%s: out of memory", path);
-}
-
-static int rd_unsupported(struct rd *r, const char *prefix, const char *key)
-{
-    if (!r->req)
-        return 0;
-    char buf[160];
-    snprintf(buf, sizeof buf, "%s%s", prefix, key);
-    struct bb_ir_str s = bb_ir_strdup(r->a, buf, strlen(buf));
-    return s.p ? bb_ir_unsupported(r->a, r->req, s.p) : -1;
-}
-
-/* A string member (camel or snake): absent → {NULL,0}; another type → error. */
-static int rd_str(struct rd *r, json_object *o, const char *camel, const char *snake,
-                  const char *path, struct bb_ir_str *out)
+/* A string member by its camelCase name or its snake_case alias: absent → {NULL,0}; another
+ * type → an error naming the camelCase member. */
+static int rd_str(struct bb_rd *r, json_object *o, const char *camel, const char *snake,
+                  struct bb_ir_str *out)
 {
     json_object *v = jget(o, camel, snake);
     *out = (struct bb_ir_str){NULL, 0};
     if (!v)
         return 0;
-    if (!jis(v, json_type_string))
-        return bb_err_set(r->err, "%s.%s: expected a string", path, camel);
-    *out = jdup(r->a, v);
-    return out->p ? 0 : rd_oom(r, path);
+    if (!bb_json_is(v, json_type_string))
+        return bb_rd_expect(r, camel, "a string");
+    return bb_rd_dup(r, v, out);
 }
 
-static struct bb_ir_str synth_call_id(struct rd *r)
+static struct bb_ir_str synth_call_id(struct rd *x)
 {
     char buf[96];
-    r->n_calls++;
-    if (r->id_seed && *r->id_seed)
-        snprintf(buf, sizeof buf, "call_%s_%" PRIu32, r->id_seed, r->n_calls);
+    x->n_calls++;
+    if (x->id_seed && *x->id_seed)
+        snprintf(buf, sizeof buf, "call_%s_%" PRIu32, x->id_seed, x->n_calls);
     else
-        snprintf(buf, sizeof buf, "call_%" PRIu32, r->n_calls);
-    return bb_ir_strdup(r->a, buf, strlen(buf));
+        snprintf(buf, sizeof buf, "call_%" PRIu32, x->n_calls);
+    return bb_ir_strdup(x->r.a, buf, strlen(buf));
 }
 
-static int callref_add(struct rd *r, const struct bb_ir_block *b)
+static int callref_add(struct rd *x, const struct bb_ir_block *b)
 {
-    if (r->n_callrefs == r->cap_callrefs) {
-        size_t cap = r->cap_callrefs ? r->cap_callrefs * 2 : 8;
-        struct callref *nv = bb_arena_alloc(r->a, cap * sizeof *nv);
-        if (!nv)
-            return -1;
-        if (r->n_callrefs)
-            memcpy(nv, r->calls, r->n_callrefs * sizeof *nv);
-        r->calls = nv;
-        r->cap_callrefs = cap;
-    }
-    r->calls[r->n_callrefs++] = (struct callref){b->name, b->id, false};
+    struct callref *c = BB_VEC_PUSH(x->r.a, &x->calls, struct callref);
+    if (!c)
+        return -1;
+    *c = (struct callref){b->name, b->id, false};
     return 0;
 }
 
 /* The id of the earliest unanswered call named `name` (else the latest of that name). */
-static struct bb_ir_str callref_match(struct rd *r, const struct bb_ir_str *name)
+static struct bb_ir_str callref_match(struct rd *x, const struct bb_ir_str *name)
 {
-    for (size_t i = 0; i < r->n_callrefs; i++)
-        if (!r->calls[i].answered && name->p && r->calls[i].name.p &&
-            strcmp(r->calls[i].name.p, name->p) == 0) {
-            r->calls[i].answered = true;
-            return r->calls[i].id;
+    struct callref *c = x->calls.v;
+    for (size_t i = 0; i < x->calls.n; i++)
+        if (!c[i].answered && name->p && c[i].name.p && strcmp(c[i].name.p, name->p) == 0) {
+            c[i].answered = true;
+            return c[i].id;
         }
-    for (size_t i = r->n_callrefs; i-- > 0;)
-        if (name->p && r->calls[i].name.p && strcmp(r->calls[i].name.p, name->p) == 0)
-            return r->calls[i].id;
-    return synth_call_id(r);
+    for (size_t i = x->calls.n; i-- > 0;)
+        if (name->p && c[i].name.p && strcmp(c[i].name.p, name->p) == 0)
+            return c[i].id;
+    return synth_call_id(x);
 }
 
-static void callref_answer(struct rd *r, const struct bb_ir_str *id)
+static void callref_answer(struct rd *x, const struct bb_ir_str *id)
 {
-    for (size_t i = 0; i < r->n_callrefs; i++)
-        if (!r->calls[i].answered && r->calls[i].id.p && id->p &&
-            strcmp(r->calls[i].id.p, id->p) == 0) {
-            r->calls[i].answered = true;
+    struct callref *c = x->calls.v;
+    for (size_t i = 0; i < x->calls.n; i++)
+        if (!c[i].answered && c[i].id.p && id->p && strcmp(c[i].id.p, id->p) == 0) {
+            c[i].answered = true;
             return;
         }
 }
 
-/* inlineData / fileData → IMAGE or DOCUMENT. */
-static int rd_media(struct rd *r, json_object *m, bool inline_data, const char *path,
-                    struct blockvec *bv)
+/* inlineData / fileData → IMAGE or DOCUMENT (the path at the part). */
+static int rd_media(struct rd *x, json_object *m, bool inline_data, struct bb_vec *bv)
 {
-    char p[240];
-    snprintf(p, sizeof p, "%s.%s", path, inline_data ? "inlineData" : "fileData");
-    if (!jis(m, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", p);
+    struct bb_rd *r = &x->r;
+    const char *key = inline_data ? "inlineData" : "fileData";
+    if (bb_rd_type(r, m, key, json_type_object) < 0)
+        return -1;
+    size_t mark = bb_rd_in(r, key);
     struct bb_ir_str mime, payload;
-    if (rd_str(r, m, "mimeType", "mime_type", p, &mime) < 0)
+    int rc = rd_str(r, m, "mimeType", "mime_type", &mime) < 0 ||
+                     rd_str(r, m, inline_data ? "data" : "fileUri", inline_data ? NULL : "file_uri",
+                            &payload) < 0
+                 ? -1
+                 : 0;
+    if (rc == 0 && !payload.p)
+        rc = bb_rd_required(r, inline_data ? "data" : "fileUri");
+    bb_rd_out(r, mark);
+    if (rc < 0)
         return -1;
-    if (rd_str(r, m, inline_data ? "data" : "fileUri", inline_data ? NULL : "file_uri", p,
-               &payload) < 0)
-        return -1;
-    if (!payload.p)
-        return bb_err_set(r->err, "%s.%s: required", p, inline_data ? "data" : "fileUri");
-    struct bb_ir_block *b = bv_push(r->a, bv);
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
     if (!b)
-        return rd_oom(r, p);
+        return bb_rd_oom(r);
     const char *guess = mime.p ? mime.p : (inline_data ? NULL : mime_from_url(payload.p));
     b->type = (is_image_mime(guess) || (!guess && inline_data)) ? BB_IR_IMAGE : BB_IR_DOCUMENT;
     b->media_type = mime;
@@ -675,53 +584,58 @@ static int rd_media(struct rd *r, json_object *m, bool inline_data, const char *
     return 0;
 }
 
-static int rd_function_call(struct rd *r, json_object *fc, const char *path, struct blockvec *bv)
+static int rd_function_call(struct rd *x, json_object *fc, struct bb_vec *bv)
 {
-    char p[240];
-    snprintf(p, sizeof p, "%s.functionCall", path);
-    if (!jis(fc, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", p);
-    struct bb_ir_block *b = bv_push(r->a, bv);
+    struct bb_rd *r = &x->r;
+    if (bb_rd_type(r, fc, "functionCall", json_type_object) < 0)
+        return -1;
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
     if (!b)
-        return rd_oom(r, p);
+        return bb_rd_oom(r);
     b->type = BB_IR_TOOL_USE;
-    if (rd_str(r, fc, "name", NULL, p, &b->name) < 0 || rd_str(r, fc, "id", NULL, p, &b->id) < 0)
+    size_t mark = bb_rd_in(r, "functionCall");
+    json_object *args = jget(fc, "args", NULL);
+    int rc =
+        rd_str(r, fc, "name", NULL, &b->name) < 0 || rd_str(r, fc, "id", NULL, &b->id) < 0 ? -1 : 0;
+    if (rc == 0 && args)
+        rc = bb_rd_type(r, args, "args", json_type_object);
+    bb_rd_out(r, mark);
+    if (rc < 0)
         return -1;
     if (!b->name.p)
         b->name = bb_ir_strdup(r->a, "", 0);
-    json_object *args = jget(fc, "args", NULL);
-    if (args && !jis(args, json_type_object))
-        return bb_err_set(r->err, "%s.args: expected an object", p);
-    b->input_json = args ? jtext(r->a, args) : bb_ir_strdup(r->a, "{}", 2);
+    b->input_json = args ? bb_json_text(r->a, args) : bb_ir_strdup(r->a, "{}", 2);
     if (!b->id.p)
-        b->id = synth_call_id(r);
+        b->id = synth_call_id(x);
     if (!b->input_json.p || !b->id.p || !b->name.p)
-        return rd_oom(r, p);
-    if (r->req && callref_add(r, b) < 0)
-        return rd_oom(r, p);
+        return bb_rd_oom(r);
+    if (r->req && callref_add(x, b) < 0)
+        return bb_rd_oom(r);
     return 0;
 }
 
 /* functionResponse.response → flat text: {"result"|"output": "s"} → s; {"error": x} → x with
  * is_error; any other object → its JSON text (so structured results survive). */
-static int rd_function_response(struct rd *r, json_object *fr, const char *path,
-                                struct blockvec *bv)
+static int rd_function_response(struct rd *x, json_object *fr, struct bb_vec *bv)
 {
-    char p[240];
-    snprintf(p, sizeof p, "%s.functionResponse", path);
-    if (!jis(fr, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", p);
-    struct bb_ir_block *b = bv_push(r->a, bv);
-    if (!b)
-        return rd_oom(r, p);
-    b->type = BB_IR_TOOL_RESULT;
-    if (rd_str(r, fr, "name", NULL, p, &b->name) < 0 || rd_str(r, fr, "id", NULL, p, &b->id) < 0)
+    struct bb_rd *r = &x->r;
+    if (bb_rd_type(r, fr, "functionResponse", json_type_object) < 0)
         return -1;
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
+    if (!b)
+        return bb_rd_oom(r);
+    b->type = BB_IR_TOOL_RESULT;
+    size_t mark = bb_rd_in(r, "functionResponse");
     json_object *resp = jget(fr, "response", NULL);
-    if (resp && !jis(resp, json_type_object))
-        return bb_err_set(r->err, "%s.response: expected an object", p);
-    if (jget(fr, "parts", NULL))
-        rd_unsupported(r, "", "functionResponse.parts");
+    int rc =
+        rd_str(r, fr, "name", NULL, &b->name) < 0 || rd_str(r, fr, "id", NULL, &b->id) < 0 ? -1 : 0;
+    if (rc == 0 && resp)
+        rc = bb_rd_type(r, resp, "response", json_type_object);
+    bb_rd_out(r, mark);
+    if (rc < 0)
+        return -1;
+    if (jget(fr, "parts", NULL) && bb_rd_unsupported(r, "", "functionResponse.parts") < 0)
+        return -1;
     json_object *only = NULL;
     const char *only_key = NULL;
     if (resp && json_object_object_length(resp) == 1) {
@@ -733,33 +647,37 @@ static int rd_function_response(struct rd *r, json_object *fr, const char *path,
     }
     if (only_key && strcmp(only_key, "error") == 0) {
         b->is_error = true;
-        b->text = jis(only, json_type_string) ? jdup(r->a, only) : jtext(r->a, only);
+        b->text =
+            bb_json_is(only, json_type_string) ? bb_json_dup(r->a, only) : bb_json_text(r->a, only);
     } else if (only_key && (strcmp(only_key, "result") == 0 || strcmp(only_key, "output") == 0) &&
-               jis(only, json_type_string)) {
-        b->text = jdup(r->a, only);
+               bb_json_is(only, json_type_string)) {
+        b->text = bb_json_dup(r->a, only);
     } else {
-        b->text = resp ? jtext(r->a, resp) : bb_ir_strdup(r->a, "", 0);
+        b->text = resp ? bb_json_text(r->a, resp) : bb_ir_strdup(r->a, "", 0);
     }
     if (!b->text.p)
-        return rd_oom(r, p);
+        return bb_rd_oom(r);
     if (r->req) {
         if (b->id.p)
-            callref_answer(r, &b->id);
+            callref_answer(x, &b->id);
         else
-            b->id = callref_match(r, &b->name);
+            b->id = callref_match(x, &b->name);
     } else if (!b->id.p) {
-        b->id = synth_call_id(r);
+        b->id = synth_call_id(x);
     }
-    return b->id.p ? 0 : rd_oom(r, p);
+    return b->id.p ? 0 : bb_rd_oom(r);
 }
 
-static bool last_is_unsigned_thinking(const struct blockvec *bv)
+static struct bb_ir_block *last_unsigned_thinking(const struct bb_vec *bv)
 {
-    return bv->n && bv->v[bv->n - 1].type == BB_IR_THINKING && !bv->v[bv->n - 1].signature.p;
+    struct bb_ir_block *v = bv->v;
+    return bv->n && v[bv->n - 1].type == BB_IR_THINKING && !v[bv->n - 1].signature.p ? &v[bv->n - 1]
+                                                                                     : NULL;
 }
 
-/* One part → zero or more blocks (see the header comment for where signatures go). */
-static int rd_part(struct rd *r, json_object *part, const char *path, struct blockvec *bv)
+/* One part (the path at it) → zero or more blocks (see the header comment for where
+ * signatures go). */
+static int rd_part(struct rd *x, json_object *part, struct bb_vec *bv)
 {
     static const char *const known[] = {"text",
                                         "thought",
@@ -774,79 +692,83 @@ static int rd_part(struct rd *r, json_object *part, const char *path, struct blo
                                         "functionResponse",
                                         "function_response",
                                         NULL};
-    if (!jis(part, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", path);
+    struct bb_rd *r = &x->r;
+    if (bb_rd_type(r, part, NULL, json_type_object) < 0)
+        return -1;
     json_object_object_foreach(part, key, val)
     {
         (void)val;
-        if (!str_in(key, known))
-            rd_unsupported(r, "", key);
+        if (!str_in(key, known) && bb_rd_unsupported(r, "", key) < 0)
+            return -1;
     }
     struct bb_ir_str text, sig;
-    if (rd_str(r, part, "text", NULL, path, &text) < 0 ||
-        rd_str(r, part, "thoughtSignature", "thought_signature", path, &sig) < 0)
+    bool thought = false;
+    if (rd_str(r, part, "text", NULL, &text) < 0 ||
+        rd_str(r, part, "thoughtSignature", "thought_signature", &sig) < 0 ||
+        bb_rd_bool(r, part, "thought", NULL, &thought) < 0)
         return -1;
-    json_object *th = jget(part, "thought", NULL);
-    if (th && !jis(th, json_type_boolean))
-        return bb_err_set(r->err, "%s.thought: expected a boolean", path);
-    bool thought = th && json_object_get_boolean(th);
     json_object *fc = jget(part, "functionCall", "function_call");
+    struct bb_ir_block *prev = last_unsigned_thinking(bv);
 
     if (thought) {
-        if (!text.len && sig.p && last_is_unsigned_thinking(bv)) {
-            bv->v[bv->n - 1].signature = sig;
+        if (!text.len && sig.p && prev) {
+            prev->signature = sig;
             return 0;
         }
-        struct bb_ir_block *b = bv_push(r->a, bv);
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
         if (!b)
-            return rd_oom(r, path);
+            return bb_rd_oom(r);
         b->type = BB_IR_THINKING;
         b->text = text.p ? text : bb_ir_strdup(r->a, "", 0);
         b->signature = sig;
         return 0;
     }
     if (sig.p) {
-        if (!fc && last_is_unsigned_thinking(bv)) {
-            bv->v[bv->n - 1].signature = sig;
+        if (!fc && prev) {
+            prev->signature = sig;
         } else {
-            struct bb_ir_block *b = bv_push(r->a, bv);
+            struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
             if (!b)
-                return rd_oom(r, path);
+                return bb_rd_oom(r);
             b->type = BB_IR_THINKING;
             b->text = bb_ir_strdup(r->a, "", 0);
             b->signature = sig;
         }
     }
     if (text.len) {
-        struct bb_ir_block *b = bv_push(r->a, bv);
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
         if (!b)
-            return rd_oom(r, path);
+            return bb_rd_oom(r);
         b->type = BB_IR_TEXT;
         b->text = text;
     }
     json_object *m;
-    if ((m = jget(part, "inlineData", "inline_data")) && rd_media(r, m, true, path, bv) < 0)
+    if ((m = jget(part, "inlineData", "inline_data")) && rd_media(x, m, true, bv) < 0)
         return -1;
-    if ((m = jget(part, "fileData", "file_data")) && rd_media(r, m, false, path, bv) < 0)
+    if ((m = jget(part, "fileData", "file_data")) && rd_media(x, m, false, bv) < 0)
         return -1;
-    if (fc && rd_function_call(r, fc, path, bv) < 0)
+    if (fc && rd_function_call(x, fc, bv) < 0)
         return -1;
     if ((m = jget(part, "functionResponse", "function_response")) &&
-        rd_function_response(r, m, path, bv) < 0)
+        rd_function_response(x, m, bv) < 0)
         return -1;
     return 0;
 }
 
-static int rd_parts(struct rd *r, json_object *parts, const char *path, struct blockvec *bv)
+/* parts[] of the object o (the path at o). */
+static int rd_parts(struct rd *x, json_object *o, struct bb_vec *bv)
 {
-    if (!jis(parts, json_type_array))
-        return bb_err_set(r->err, "%s: expected an array", path);
-    for (size_t i = 0; i < json_object_array_length(parts); i++) {
-        char p[200];
-        snprintf(p, sizeof p, "%s[%zu]", path, i);
-        if (rd_part(r, json_object_array_get_idx(parts, i), p, bv) < 0)
+    struct bb_rd *r = &x->r;
+    json_object *parts = jget(o, "parts", NULL);
+    if (!parts)
+        return bb_rd_required(r, "parts");
+    if (bb_rd_type(r, parts, "parts", json_type_array) < 0)
+        return -1;
+    struct bb_rd_iter it = bb_rd_iter(r, parts, "parts");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_part(x, el, bv) < 0)
             return -1;
-    }
     return 0;
 }
 
@@ -854,250 +776,253 @@ static int rd_parts(struct rd *r, json_object *parts, const char *path, struct b
 /* Ingress: read_request                                                                    */
 /* ======================================================================================== */
 
-static int rd_contents(struct rd *r, json_object *contents, struct bb_ir_request *out)
+/* One content (the path at it); its role in *role. */
+static int rd_content(struct rd *x, json_object *c, enum bb_ir_role *role, struct bb_vec *bv)
 {
+    struct bb_rd *r = &x->r;
+    if (bb_rd_type(r, c, NULL, json_type_object) < 0)
+        return -1;
+    json_object *rv = jget(c, "role", NULL);
+    const char *s = bb_json_str(rv);
+    *role = BB_IR_USER;
+    if (s && strcmp(s, "model") == 0)
+        *role = BB_IR_ASSISTANT;
+    else if (rv && (!s || (strcmp(s, "user") != 0 && strcmp(s, "function") != 0 &&
+                           strcmp(s, "tool") != 0)))
+        return bb_rd_expect(r, "role", "\"user\" or \"model\"");
+    return jget(c, "parts", NULL) ? 0 : bb_rd_required(r, "parts");
+}
+
+static int rd_contents(struct rd *x, json_object *contents, struct bb_ir_request *out)
+{
+    struct bb_rd *r = &x->r;
     if (!contents)
-        return bb_err_set(r->err, "contents: required");
-    if (!jis(contents, json_type_array))
-        return bb_err_set(r->err, "contents: expected an array");
+        return bb_rd_required(r, "contents");
+    if (bb_rd_type(r, contents, "contents", json_type_array) < 0)
+        return -1;
     size_t n = json_object_array_length(contents);
     if (!n)
-        return bb_err_set(r->err, "contents: must not be empty");
-    out->messages = bb_arena_calloc(r->a, n * sizeof *out->messages);
-    if (!out->messages)
-        return rd_oom(r, "contents");
-    struct blockvec bv = {0};
+        return bb_rd_fail(r, "contents", "must not be empty");
+    struct bb_vec msgs = {0}, bv = {0};
     enum bb_ir_role cur = BB_IR_USER;
+    size_t mark = bb_rd_in(r, "contents");
     for (size_t i = 0; i < n; i++) {
-        char p[64];
-        snprintf(p, sizeof p, "contents[%zu]", i);
         json_object *c = json_object_array_get_idx(contents, i);
-        if (!jis(c, json_type_object))
-            return bb_err_set(r->err, "%s: expected an object", p);
-        json_object *role = jget(c, "role", NULL);
-        enum bb_ir_role rl = BB_IR_USER;
-        if (role) {
-            const char *s = jis(role, json_type_string) ? json_object_get_string(role) : NULL;
-            if (s && strcmp(s, "model") == 0)
-                rl = BB_IR_ASSISTANT;
-            else if (!s || (strcmp(s, "user") != 0 && strcmp(s, "function") != 0 &&
-                            strcmp(s, "tool") != 0))
-                return bb_err_set(r->err, "%s.role: expected \"user\" or \"model\"", p);
-        }
-        json_object *parts = jget(c, "parts", NULL);
-        if (!parts)
-            return bb_err_set(r->err, "%s.parts: required", p);
+        enum bb_ir_role rl;
+        size_t m = bb_rd_at(r, i);
+        int rc = rd_content(x, c, &rl, &bv);
         /* Consecutive contents of one role merge into one message (Gemini allows the split,
          * the alternating protocols do not). */
-        if (bv.n && rl != cur) {
-            struct bb_ir_message *m = &out->messages[out->n_messages++];
-            m->role = cur;
-            m->blocks = bv.v;
-            m->n_blocks = bv.n;
-            bv = (struct blockvec){0};
+        if (rc == 0 && bv.n && rl != cur) {
+            struct bb_ir_message *im = BB_VEC_PUSH(r->a, &msgs, struct bb_ir_message);
+            if (!im) {
+                rc = bb_rd_oom(r);
+            } else {
+                im->role = cur;
+                im->blocks = bv.v;
+                im->n_blocks = bv.n;
+                memset(&bv, 0, sizeof bv);
+            }
         }
         cur = rl;
-        char pp[80];
-        snprintf(pp, sizeof pp, "%s.parts", p);
-        if (rd_parts(r, parts, pp, &bv) < 0)
+        if (rc == 0)
+            rc = rd_parts(x, c, &bv);
+        bb_rd_out(r, m);
+        if (rc < 0)
             return -1;
     }
+    bb_rd_out(r, mark);
     if (bv.n) {
-        struct bb_ir_message *m = &out->messages[out->n_messages++];
-        m->role = cur;
-        m->blocks = bv.v;
-        m->n_blocks = bv.n;
+        struct bb_ir_message *im = BB_VEC_PUSH(r->a, &msgs, struct bb_ir_message);
+        if (!im)
+            return bb_rd_oom(r);
+        im->role = cur;
+        im->blocks = bv.v;
+        im->n_blocks = bv.n;
     }
+    out->messages = msgs.v;
+    out->n_messages = msgs.n;
     return 0;
 }
 
-static int rd_system(struct rd *r, json_object *si, struct bb_ir_request *out)
+static int rd_system(struct rd *x, json_object *si, struct bb_ir_request *out)
 {
-    struct blockvec bv = {0};
-    if (jis(si, json_type_string)) {
-        struct bb_ir_block *b = bv_push(r->a, &bv);
+    struct bb_rd *r = &x->r;
+    struct bb_vec bv = {0};
+    if (bb_json_is(si, json_type_string)) {
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, &bv, struct bb_ir_block);
         if (!b)
-            return rd_oom(r, "systemInstruction");
+            return bb_rd_oom(r);
         b->type = BB_IR_TEXT;
-        b->text = jdup(r->a, si);
-    } else if (jis(si, json_type_object)) {
-        json_object *parts = jget(si, "parts", NULL);
-        if (!parts)
-            return bb_err_set(r->err, "systemInstruction.parts: required");
-        if (rd_parts(r, parts, "systemInstruction.parts", &bv) < 0)
+        if (bb_rd_dup(r, si, &b->text) < 0)
             return -1;
-        for (size_t i = 0; i < bv.n; i++)
-            if (bv.v[i].type != BB_IR_TEXT)
-                return bb_err_set(r->err,
-                                  "systemInstruction.parts[%zu]: only text parts are "
-                                  "supported",
-                                  i);
+    } else if (bb_json_is(si, json_type_object)) {
+        size_t mark = bb_rd_in(r, "systemInstruction");
+        int rc = rd_parts(x, si, &bv);
+        for (size_t i = 0; rc == 0 && i < bv.n; i++)
+            if (((struct bb_ir_block *)bv.v)[i].type != BB_IR_TEXT) {
+                bb_rd_in(r, "parts");
+                bb_rd_at(r, i);
+                rc = bb_rd_fail(r, NULL, "only text parts are supported");
+            }
+        bb_rd_out(r, mark);
+        if (rc < 0)
+            return -1;
     } else {
-        return bb_err_set(r->err, "systemInstruction: expected an object");
+        return bb_rd_expect(r, "systemInstruction", "an object");
     }
     out->system = bv.v;
     out->n_system = bv.n;
     return 0;
 }
 
-static int rd_tools(struct rd *r, json_object *tools, struct bb_ir_request *out)
+/* One function declaration (the path at it). */
+static int rd_declaration(struct bb_rd *r, json_object *d, struct bb_vec *tools)
 {
-    if (!jis(tools, json_type_array))
-        return bb_err_set(r->err, "tools: expected an array");
-    size_t cap = 0;
-    for (size_t i = 0; i < json_object_array_length(tools); i++) {
-        json_object *fd = jget(json_object_array_get_idx(tools, i), "functionDeclarations",
-                               "function_declarations");
-        if (jis(fd, json_type_array))
-            cap += json_object_array_length(fd);
+    if (bb_rd_type(r, d, NULL, json_type_object) < 0)
+        return -1;
+    struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, tools, struct bb_ir_tool);
+    if (!tool)
+        return bb_rd_oom(r);
+    if (rd_str(r, d, "name", NULL, &tool->name) < 0 ||
+        rd_str(r, d, "description", NULL, &tool->description) < 0)
+        return -1;
+    if (!tool->name.len)
+        return bb_rd_required(r, "name");
+    json_object *params = jget(d, "parameters", NULL);
+    json_object *pjs = jget(d, "parametersJsonSchema", "parameters_json_schema");
+    if (pjs) {
+        if (bb_rd_type(r, pjs, "parametersJsonSchema", json_type_object) < 0 ||
+            bb_rd_text(r, pjs, &tool->parameters_json) < 0)
+            return -1;
+    } else if (params) {
+        if (bb_rd_type(r, params, "parameters", json_type_object) < 0)
+            return -1;
+        json_object *js = schema_to_json(params);
+        tool->parameters_json = bb_json_text(r->a, js);
+        json_object_put(js);
+        if (!tool->parameters_json.p)
+            return bb_rd_oom(r);
     }
-    if (cap && !(out->tools = bb_arena_calloc(r->a, cap * sizeof *out->tools)))
-        return rd_oom(r, "tools");
-    for (size_t i = 0; i < json_object_array_length(tools); i++) {
-        json_object *t = json_object_array_get_idx(tools, i);
-        if (!jis(t, json_type_object))
-            return bb_err_set(r->err, "tools[%zu]: expected an object", i);
-        json_object_object_foreach(t, key, val)
-        {
-            (void)val;
-            if (strcmp(key, "functionDeclarations") && strcmp(key, "function_declarations"))
-                rd_unsupported(r, "tools.", key);
-        }
-        json_object *fd = jget(t, "functionDeclarations", "function_declarations");
-        if (!fd)
-            continue;
-        if (!jis(fd, json_type_array))
-            return bb_err_set(r->err, "tools[%zu].functionDeclarations: expected an array", i);
-        for (size_t j = 0; j < json_object_array_length(fd); j++) {
-            char p[96];
-            snprintf(p, sizeof p, "tools[%zu].functionDeclarations[%zu]", i, j);
-            json_object *d = json_object_array_get_idx(fd, j);
-            if (!jis(d, json_type_object))
-                return bb_err_set(r->err, "%s: expected an object", p);
-            struct bb_ir_tool *tool = &out->tools[out->n_tools];
-            if (rd_str(r, d, "name", NULL, p, &tool->name) < 0 ||
-                rd_str(r, d, "description", NULL, p, &tool->description) < 0)
-                return -1;
-            if (!tool->name.p || !tool->name.len)
-                return bb_err_set(r->err, "%s.name: required", p);
-            json_object *params = jget(d, "parameters", NULL);
-            json_object *pjs = jget(d, "parametersJsonSchema", "parameters_json_schema");
-            if (pjs) {
-                if (!jis(pjs, json_type_object))
-                    return bb_err_set(r->err, "%s.parametersJsonSchema: expected an object", p);
-                tool->parameters_json = jtext(r->a, pjs);
-            } else if (params) {
-                if (!jis(params, json_type_object))
-                    return bb_err_set(r->err, "%s.parameters: expected an object", p);
-                json_object *js = schema_to_json(params);
-                tool->parameters_json = jtext(r->a, js);
-                json_object_put(js);
-            }
-            if ((pjs || params) && !tool->parameters_json.p)
-                return rd_oom(r, p);
-            if (jget(d, "response", NULL) || jget(d, "responseJsonSchema", "response_json_schema"))
-                rd_unsupported(r, "", "functionDeclarations.response");
-            if (jget(d, "behavior", NULL))
-                rd_unsupported(r, "", "functionDeclarations.behavior");
-            out->n_tools++;
-        }
-    }
+    if ((jget(d, "response", NULL) || jget(d, "responseJsonSchema", "response_json_schema")) &&
+        bb_rd_unsupported(r, "", "functionDeclarations.response") < 0)
+        return -1;
+    if (jget(d, "behavior", NULL) && bb_rd_unsupported(r, "", "functionDeclarations.behavior") < 0)
+        return -1;
     return 0;
 }
 
-static int rd_tool_config(struct rd *r, json_object *tc, struct bb_ir_request *out)
+/* One tools[] entry (the path at it): its functionDeclarations; other tools are unsupported. */
+static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
 {
-    if (!jis(tc, json_type_object))
-        return bb_err_set(r->err, "toolConfig: expected an object");
-    json_object_object_foreach(tc, key, val)
+    if (bb_rd_type(r, t, NULL, json_type_object) < 0)
+        return -1;
+    json_object_object_foreach(t, key, val)
     {
         (void)val;
-        if (strcmp(key, "functionCallingConfig") && strcmp(key, "function_calling_config"))
-            rd_unsupported(r, "toolConfig.", key);
+        if (strcmp(key, "functionDeclarations") && strcmp(key, "function_declarations") &&
+            bb_rd_unsupported(r, "tools.", key) < 0)
+            return -1;
     }
-    json_object *fcc = jget(tc, "functionCallingConfig", "function_calling_config");
-    if (!fcc)
+    json_object *fd = jget(t, "functionDeclarations", "function_declarations");
+    if (!fd)
         return 0;
-    if (!jis(fcc, json_type_object))
-        return bb_err_set(r->err, "toolConfig.functionCallingConfig: expected an object");
-    const char *p = "toolConfig.functionCallingConfig";
+    if (bb_rd_type(r, fd, "functionDeclarations", json_type_array) < 0)
+        return -1;
+    struct bb_rd_iter it = bb_rd_iter(r, fd, "functionDeclarations");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_declaration(r, el, tools) < 0)
+            return -1;
+    return 0;
+}
+
+/* functionCallingConfig (the path at it). */
+static int rd_calling_config(struct bb_rd *r, json_object *fcc, struct bb_ir_request *out)
+{
     struct bb_ir_str mode;
-    if (rd_str(r, fcc, "mode", NULL, p, &mode) < 0)
+    if (rd_str(r, fcc, "mode", NULL, &mode) < 0)
         return -1;
     json_object *names = jget(fcc, "allowedFunctionNames", "allowed_function_names");
-    if (names && !jis(names, json_type_array))
-        return bb_err_set(r->err, "%s.allowedFunctionNames: expected an array", p);
+    if (names && bb_rd_type(r, names, "allowedFunctionNames", json_type_array) < 0)
+        return -1;
     size_t n_names = names ? json_object_array_length(names) : 0;
-    for (size_t i = 0; i < n_names; i++)
-        if (!jis(json_object_array_get_idx(names, i), json_type_string))
-            return bb_err_set(r->err, "%s.allowedFunctionNames[%zu]: expected a string", p, i);
+    for (size_t i = 0; i < n_names; i++) {
+        if (bb_json_is(json_object_array_get_idx(names, i), json_type_string))
+            continue;
+        bb_rd_in(r, "allowedFunctionNames");
+        bb_rd_at(r, i);
+        return bb_rd_expect(r, NULL, "a string");
+    }
+    const char *no_subset = "toolConfig.functionCallingConfig.allowedFunctionNames";
     if (!mode.p || str_eq(&mode, "MODE_UNSPECIFIED") || str_eq(&mode, "AUTO") ||
         str_eq(&mode, "VALIDATED")) {
         out->tool_choice = mode.p ? BB_IR_TC_AUTO : BB_IR_TC_UNSET;
-        if (str_eq(&mode, "VALIDATED"))
-            rd_unsupported(r, "", "toolConfig.functionCallingConfig.mode=VALIDATED");
-        if (n_names)
-            rd_unsupported(r, "", "toolConfig.functionCallingConfig.allowedFunctionNames");
+        if (str_eq(&mode, "VALIDATED") &&
+            bb_rd_unsupported(r, "", "toolConfig.functionCallingConfig.mode=VALIDATED") < 0)
+            return -1;
+        if (n_names && bb_rd_unsupported(r, "", no_subset) < 0)
+            return -1;
     } else if (str_eq(&mode, "NONE")) {
         out->tool_choice = BB_IR_TC_NONE;
     } else if (str_eq(&mode, "ANY")) {
         if (n_names == 1) {
             out->tool_choice = BB_IR_TC_TOOL;
-            out->tool_choice_name = jdup(r->a, json_object_array_get_idx(names, 0));
-        } else {
-            out->tool_choice = BB_IR_TC_ANY;
-            if (n_names)
-                rd_unsupported(r, "", "toolConfig.functionCallingConfig.allowedFunctionNames");
+            return bb_rd_dup(r, json_object_array_get_idx(names, 0), &out->tool_choice_name);
         }
+        out->tool_choice = BB_IR_TC_ANY;
+        if (n_names && bb_rd_unsupported(r, "", no_subset) < 0)
+            return -1;
     } else {
-        return bb_err_set(r->err, "%s.mode: expected AUTO, ANY, NONE or VALIDATED", p);
+        return bb_rd_expect(r, "mode", "AUTO, ANY, NONE or VALIDATED");
     }
     return 0;
 }
 
-static int rd_number(struct rd *r, json_object *gc, const char *camel, const char *snake, bool *has,
-                     double *out)
+static int rd_tool_config(struct bb_rd *r, json_object *tc, struct bb_ir_request *out)
 {
-    json_object *v = jget(gc, camel, snake);
-    if (!v)
-        return 0;
-    if (!jis_number(v))
-        return bb_err_set(r->err, "generationConfig.%s: expected a number", camel);
-    *has = true;
-    *out = json_object_get_double(v);
-    return 0;
-}
-
-/* A non-negative integer member (integral doubles such as 40.0 accepted). */
-static int rd_count(struct rd *r, json_object *gc, const char *path, const char *camel,
-                    const char *snake, bool *has, uint64_t *out)
-{
-    json_object *v = jget(gc, camel, snake);
-    if (!v)
-        return 0;
-    double d = jis_number(v) ? json_object_get_double(v) : -1;
-    if (!jis_number(v) || d < 0 || d != floor(d) || d > (double)UINT32_MAX)
-        return bb_err_set(r->err, "%s.%s: expected a non-negative integer", path, camel);
-    *has = true;
-    *out = jis(v, json_type_int) ? (uint64_t)json_object_get_int64(v) : (uint64_t)d;
-    return 0;
-}
-
-static int rd_thinking(struct rd *r, json_object *tc, struct bb_ir_request *out)
-{
-    const char *p = "generationConfig.thinkingConfig";
-    if (!jis(tc, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", p);
-    json_object *inc = jget(tc, "includeThoughts", "include_thoughts");
-    if (inc && !jis(inc, json_type_boolean))
-        return bb_err_set(r->err, "%s.includeThoughts: expected a boolean", p);
-    json_object *budget = jget(tc, "thinkingBudget", "thinking_budget");
-    if (budget && !jis(budget, json_type_int))
-        return bb_err_set(r->err, "%s.thinkingBudget: expected an integer", p);
-    struct bb_ir_str level;
-    if (rd_str(r, tc, "thinkingLevel", "thinking_level", p, &level) < 0)
+    if (bb_rd_type(r, tc, "toolConfig", json_type_object) < 0)
         return -1;
-    int64_t b = budget ? json_object_get_int64(budget) : -1;
+    json_object_object_foreach(tc, key, val)
+    {
+        (void)val;
+        if (strcmp(key, "functionCallingConfig") && strcmp(key, "function_calling_config") &&
+            bb_rd_unsupported(r, "toolConfig.", key) < 0)
+            return -1;
+    }
+    json_object *fcc = jget(tc, "functionCallingConfig", "function_calling_config");
+    if (!fcc)
+        return 0;
+    size_t mark = bb_rd_in(r, "toolConfig");
+    int rc = bb_rd_type(r, fcc, "functionCallingConfig", json_type_object);
+    if (rc == 0) {
+        bb_rd_in(r, "functionCallingConfig");
+        rc = rd_calling_config(r, fcc, out);
+    }
+    bb_rd_out(r, mark);
+    return rc;
+}
+
+/* thinkingConfig (the path at generationConfig). */
+static int rd_thinking(struct bb_rd *r, json_object *tc, struct bb_ir_request *out)
+{
+    if (bb_rd_type(r, tc, "thinkingConfig", json_type_object) < 0)
+        return -1;
+    size_t mark = bb_rd_in(r, "thinkingConfig");
+    json_object *inc = jget(tc, "includeThoughts", "include_thoughts");
+    json_object *budget = jget(tc, "thinkingBudget", "thinking_budget");
+    struct bb_ir_str level;
+    int64_t b = -1;
+    int rc = 0;
+    if (inc)
+        rc = bb_rd_type(r, inc, "includeThoughts", json_type_boolean);
+    if (rc == 0 && budget)
+        rc = bb_rd_int_value(r, budget, "thinkingBudget", INT64_MIN, INT64_MAX, &b);
+    if (rc == 0)
+        rc = rd_str(r, tc, "thinkingLevel", "thinking_level", &level);
+    bb_rd_out(r, mark);
+    if (rc < 0)
+        return -1;
     if (budget && b == 0) {
         out->reasoning = false; /* 0 turns thinking off */
         return 0;
@@ -1116,114 +1041,65 @@ static int rd_thinking(struct rd *r, json_object *tc, struct bb_ir_request *out)
     return 0;
 }
 
-static int rd_generation_config(struct rd *r, json_object *gc, struct bb_ir_request *out)
+/* generationConfig: the scalars from the table (camelCase names and their snake_case
+ * aliases), then the output format and thinking. */
+static int rd_generation_config(struct bb_rd *r, json_object *gc, struct bb_ir_request *out)
 {
-    static const char *const known[] = {"maxOutputTokens",
-                                        "max_output_tokens",
-                                        "temperature",
-                                        "topP",
-                                        "top_p",
-                                        "topK",
-                                        "top_k",
-                                        "seed",
-                                        "stopSequences",
-                                        "stop_sequences",
-                                        "presencePenalty",
-                                        "presence_penalty",
-                                        "frequencyPenalty",
-                                        "frequency_penalty",
-                                        "candidateCount",
-                                        "candidate_count",
-                                        "responseMimeType",
-                                        "response_mime_type",
-                                        "responseSchema",
-                                        "response_schema",
-                                        "responseJsonSchema",
-                                        "response_json_schema",
-                                        "thinkingConfig",
-                                        "thinking_config",
-                                        NULL};
-    const char *p = "generationConfig";
-    if (!jis(gc, json_type_object))
-        return bb_err_set(r->err, "generationConfig: expected an object");
+    static const char *const known[] = {
+        "responseMimeType", "response_mime_type", "responseSchema",
+        "response_schema",  "responseJsonSchema", "response_json_schema",
+        "thinkingConfig",   "thinking_config",    NULL};
+    if (bb_rd_type(r, gc, "generationConfig", json_type_object) < 0)
+        return -1;
     json_object_object_foreach(gc, key, val)
     {
         (void)val;
-        if (!str_in(key, known))
-            rd_unsupported(r, "generationConfig.", key);
+        if (!str_in(key, known) &&
+            !bb_params_known_in(param_rows, N_PARAMS, "generationConfig", key) &&
+            bb_rd_unsupported(r, "generationConfig.", key) < 0)
+            return -1;
     }
-    bool has = false;
-    uint64_t u = 0;
-    if (rd_count(r, gc, p, "maxOutputTokens", "max_output_tokens", &out->has_max_tokens, &u) < 0)
+    /* the table names generationConfig.*: a snake_case generation_config is read as it */
+    json_object *wrap = json_object_new_object();
+    if (!wrap)
+        return bb_rd_oom(r);
+    json_object_object_add(wrap, "generationConfig", json_object_get(gc));
+    int rc = bb_params_read(r, wrap, param_rows, N_PARAMS);
+    json_object_put(wrap);
+    if (rc < 0)
         return -1;
-    if (out->has_max_tokens)
-        out->max_tokens = (uint32_t)u;
-    if (rd_number(r, gc, "temperature", NULL, &out->has_temperature, &out->temperature) < 0 ||
-        rd_number(r, gc, "topP", "top_p", &out->has_top_p, &out->top_p) < 0 ||
-        rd_number(r, gc, "presencePenalty", "presence_penalty", &out->has_presence_penalty,
-                  &out->presence_penalty) < 0 ||
-        rd_number(r, gc, "frequencyPenalty", "frequency_penalty", &out->has_frequency_penalty,
-                  &out->frequency_penalty) < 0)
-        return -1;
-    if (rd_count(r, gc, p, "topK", "top_k", &out->has_top_k, &u) < 0)
-        return -1;
-    if (out->has_top_k)
-        out->top_k = (uint32_t)u;
-    json_object *seed = jget(gc, "seed", NULL);
-    if (seed) {
-        if (!jis(seed, json_type_int))
-            return bb_err_set(r->err, "generationConfig.seed: expected an integer");
-        out->has_seed = true;
-        out->seed = json_object_get_int64(seed);
-    }
-    if (rd_count(r, gc, p, "candidateCount", "candidate_count", &has, &u) < 0)
-        return -1;
-    if (has)
-        out->n_choices = (uint32_t)u;
-    json_object *stop = jget(gc, "stopSequences", "stop_sequences");
-    if (stop) {
-        if (!jis(stop, json_type_array))
-            return bb_err_set(r->err, "generationConfig.stopSequences: expected an array");
-        size_t n = json_object_array_length(stop);
-        if (n && !(out->stop = bb_arena_calloc(r->a, n * sizeof *out->stop)))
-            return rd_oom(r, p);
-        for (size_t i = 0; i < n; i++) {
-            json_object *s = json_object_array_get_idx(stop, i);
-            if (!jis(s, json_type_string))
-                return bb_err_set(r->err,
-                                  "generationConfig.stopSequences[%zu]: expected a "
-                                  "string",
-                                  i);
-            out->stop[out->n_stop++] = jdup(r->a, s);
-        }
-    }
+    size_t mark = bb_rd_in(r, "generationConfig");
     struct bb_ir_str mime;
-    if (rd_str(r, gc, "responseMimeType", "response_mime_type", p, &mime) < 0)
-        return -1;
     json_object *schema = jget(gc, "responseSchema", "response_schema");
     json_object *jschema = jget(gc, "responseJsonSchema", "response_json_schema");
-    if (schema && !jis(schema, json_type_object))
-        return bb_err_set(r->err, "generationConfig.responseSchema: expected an object");
-    if (jschema && !jis(jschema, json_type_object))
-        return bb_err_set(r->err, "generationConfig.responseJsonSchema: expected an object");
+    rc = rd_str(r, gc, "responseMimeType", "response_mime_type", &mime);
+    if (rc == 0 && schema)
+        rc = bb_rd_type(r, schema, "responseSchema", json_type_object);
+    if (rc == 0 && jschema)
+        rc = bb_rd_type(r, jschema, "responseJsonSchema", json_type_object);
+    json_object *tc = jget(gc, "thinkingConfig", "thinking_config");
+    if (rc == 0 && tc)
+        rc = rd_thinking(r, tc, out);
+    bb_rd_out(r, mark);
+    if (rc < 0)
+        return -1;
     if (jschema) {
         out->format = BB_IR_FMT_JSON_SCHEMA;
-        out->format_schema_json = jtext(r->a, jschema);
-    } else if (schema) {
+        return bb_rd_text(r, jschema, &out->format_schema_json);
+    }
+    if (schema) {
         out->format = BB_IR_FMT_JSON_SCHEMA;
         json_object *js = schema_to_json(schema);
-        out->format_schema_json = jtext(r->a, js);
+        out->format_schema_json = bb_json_text(r->a, js);
         json_object_put(js);
-    } else if (str_eq(&mime, "application/json")) {
-        out->format = BB_IR_FMT_JSON_OBJECT;
-    } else if (str_eq(&mime, "text/plain")) {
-        out->format = BB_IR_FMT_TEXT;
-    } else if (mime.p) {
-        rd_unsupported(r, "", "generationConfig.responseMimeType");
+        return out->format_schema_json.p ? 0 : bb_rd_oom(r);
     }
-    json_object *tc = jget(gc, "thinkingConfig", "thinking_config");
-    if (tc && rd_thinking(r, tc, out) < 0)
-        return -1;
+    if (str_eq(&mime, "application/json"))
+        out->format = BB_IR_FMT_JSON_OBJECT;
+    else if (str_eq(&mime, "text/plain"))
+        out->format = BB_IR_FMT_TEXT;
+    else if (mime.p)
+        return bb_rd_unsupported(r, "", "generationConfig.responseMimeType");
     return 0;
 }
 
@@ -1235,49 +1111,52 @@ static int gemini_read_request(struct bb_arena *a, const char *body, size_t len,
         "contents",    "systemInstruction", "system_instruction", "tools", "toolConfig",
         "tool_config", "generationConfig",  "generation_config",  "model", NULL};
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "body", err);
+    json_object *root = bb_json_parse(body, len, "body", err);
     if (!root)
         return -1;
-    struct rd r = {.a = a, .req = out, .err = err};
+    struct rd x;
+    memset(&x, 0, sizeof x);
+    bb_rd_init(&x.r, a, out, err);
+    struct bb_rd *r = &x.r;
     int rc = -1;
-    if (!jis(root, json_type_object)) {
+    if (!bb_json_is(root, json_type_object)) {
         bb_err_set(err, "body: expected a JSON object");
         goto done;
     }
     json_object_object_foreach(root, key, val)
     {
         (void)val;
-        if (!str_in(key, known))
-            rd_unsupported(&r, "", key);
+        if (!str_in(key, known) && bb_rd_unsupported(r, "", key) < 0)
+            goto done;
     }
     json_object *v = jget(root, "model", NULL);
     if (model_from_path) {
         if (has_prefix(model_from_path, "models/"))
             model_from_path += strlen("models/");
         out->model = bb_ir_strdup(a, model_from_path, strlen(model_from_path));
-    } else if (jis(v, json_type_string)) {
+    } else if (bb_json_is(v, json_type_string)) {
         const char *m = json_object_get_string(v);
         if (has_prefix(m, "models/"))
             m += strlen("models/");
         out->model = bb_ir_strdup(a, m, strlen(m));
     } else {
-        bb_err_set(err, "model: required (in the URL: /v1beta/models/{model}:generateContent)");
+        bb_rd_fail(r, "model", "required (in the URL: /v1beta/models/{model}:generateContent)");
         goto done;
     }
     if (!out->model.p) {
-        bb_err_set(err, "model: out of memory");
+        bb_rd_oom(r);
         goto done;
     }
-    if ((v = jget(root, "systemInstruction", "system_instruction")) && rd_system(&r, v, out) < 0)
+    if ((v = jget(root, "systemInstruction", "system_instruction")) && rd_system(&x, v, out) < 0)
         goto done;
-    if (rd_contents(&r, jget(root, "contents", NULL), out) < 0)
+    if (rd_contents(&x, jget(root, "contents", NULL), out) < 0)
         goto done;
-    if ((v = jget(root, "tools", NULL)) && rd_tools(&r, v, out) < 0)
+    if ((v = jget(root, "tools", NULL)) && bb_rd_tools(r, v, rd_tool) < 0)
         goto done;
-    if ((v = jget(root, "toolConfig", "tool_config")) && rd_tool_config(&r, v, out) < 0)
+    if ((v = jget(root, "toolConfig", "tool_config")) && rd_tool_config(r, v, out) < 0)
         goto done;
     if ((v = jget(root, "generationConfig", "generation_config")) &&
-        rd_generation_config(&r, v, out) < 0)
+        rd_generation_config(r, v, out) < 0)
         goto done;
     rc = 0;
 done:
@@ -1291,14 +1170,13 @@ done:
 
 struct wr {
     struct bb_arena *a;
-    const struct bb_ir_request *ir; /* for tool-result name look-ups; NULL for responses */
-    bool egress;                    /* record drops (the request hop) */
+    const struct bb_ir_request *ir;  /* for tool-result name look-ups; NULL for responses */
+    const struct bb_egress_ctx *ctx; /* the request hop (drops recorded); NULL for answers */
 };
 
 static void wr_drop(struct wr *w, const char *field)
 {
-    if (w->egress)
-        bb_proto_drop(w->a, field);
+    bb_proto_drop(w->a, w->ctx, field);
 }
 
 /* Name of the call that a TOOL_RESULT answers: the nearest earlier TOOL_USE with its id. */
@@ -1325,27 +1203,25 @@ static json_object *media_part(struct wr *w, const struct bb_ir_block *b)
     const char *mime = b->media_type.p;
     if (b->data.p) {
         json_object *in = json_object_new_object();
-        jadd(in, "mimeType",
-             json_object_new_string(
-                 mime ? mime : (b->type == BB_IR_IMAGE ? "image/png" : "application/pdf")));
-        jadd(in, "data", jnew_str(&b->data));
+        bb_json_add(in, "mimeType",
+                    json_object_new_string(
+                        mime ? mime : (b->type == BB_IR_IMAGE ? "image/png" : "application/pdf")));
+        bb_json_add(in, "data", bb_json_new_str(&b->data));
         json_object *p = json_object_new_object();
-        jadd(p, "inlineData", in);
+        bb_json_add(p, "inlineData", in);
         return p;
     }
     if (!b->url.p)
         return NULL;
-    if (has_prefix(b->url.p, "data:")) {
+    if (strncasecmp(b->url.p, "data:", 5) == 0) {
         /* data:<mime>;base64,<data> → inlineData */
-        const char *u = b->url.p + 5;
-        const char *comma = strchr(u, ',');
-        const char *semi = strchr(u, ';');
-        if (comma && semi && semi < comma && strncmp(semi, ";base64,", 8) == 0) {
+        struct bb_ir_str mt, data;
+        if (bb_media_split_data_url(b->url.p, b->url.len, &mt, &data)) {
             json_object *in = json_object_new_object();
-            jadd(in, "mimeType", json_object_new_string_len(u, (int)(semi - u)));
-            jadd(in, "data", json_object_new_string(comma + 1));
+            bb_json_add(in, "mimeType", bb_json_new_str(&mt));
+            bb_json_add(in, "data", bb_json_new_str(&data));
             json_object *p = json_object_new_object();
-            jadd(p, "inlineData", in);
+            bb_json_add(p, "inlineData", in);
             return p;
         }
         wr_drop(w, b->type == BB_IR_IMAGE ? "images" : "documents");
@@ -1357,31 +1233,19 @@ static json_object *media_part(struct wr *w, const struct bb_ir_block *b)
     if (!mime)
         mime = b->type == BB_IR_IMAGE ? "image/jpeg" : "application/pdf";
     json_object *fd = json_object_new_object();
-    jadd(fd, "mimeType", json_object_new_string(mime));
-    jadd(fd, "fileUri", jnew_str(&b->url));
+    bb_json_add(fd, "mimeType", json_object_new_string(mime));
+    bb_json_add(fd, "fileUri", bb_json_new_str(&b->url));
     json_object *p = json_object_new_object();
-    jadd(p, "fileData", fd);
+    bb_json_add(p, "fileData", fd);
     return p;
 }
 
 /* functionCall.args: the IR's JSON text back as an object. */
 static json_object *args_object(struct wr *w, const struct bb_ir_str *s)
 {
-    json_object *o = NULL;
-    if (s->p && s->len) {
-        json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-        if (tok) {
-            o = json_tokener_parse_ex(tok, s->p, (int)(s->len > INT_MAX ? INT_MAX : s->len));
-            json_tokener_free(tok);
-        }
-    }
-    if (o && !jis(o, json_type_object)) {
-        json_object_put(o);
-        o = NULL;
+    json_object *o = bb_json_raw_as(s, json_type_object);
+    if (!o && bb_ir_has(s))
         wr_drop(w, "tool_input");
-    } else if (!o && s->p && s->len) {
-        wr_drop(w, "tool_input");
-    }
     return o ? o : json_object_new_object();
 }
 
@@ -1413,37 +1277,26 @@ static json_object *function_response_part(struct wr *w, const struct bb_ir_bloc
         }
     }
     json_object *val = NULL;
-    if (text.p && text.len && text.p[strspn(text.p, " \t\r\n")] == '{') {
-        json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-        if (tok) {
-            val =
-                json_tokener_parse_ex(tok, text.p, (int)(text.len > INT_MAX ? INT_MAX : text.len));
-            if (json_tokener_get_error(tok) != json_tokener_success ||
-                json_tokener_get_parse_end(tok) != text.len || !jis(val, json_type_object)) {
-                json_object_put(val);
-                val = NULL;
-            }
-            json_tokener_free(tok);
-        }
-    }
+    if (text.p && text.len && text.p[strspn(text.p, " \t\r\n")] == '{')
+        val = bb_json_raw_as(&text, json_type_object);
     json_object *resp;
     if (b->is_error) {
         resp = json_object_new_object();
-        jadd(resp, "error", val ? val : jnew_str(&text));
+        bb_json_add(resp, "error", val ? val : bb_json_new_str(&text));
     } else if (val) {
         resp = val;
     } else {
         resp = json_object_new_object();
-        jadd(resp, "result", jnew_str(&text));
+        bb_json_add(resp, "result", bb_json_new_str(&text));
     }
     json_object *fr = json_object_new_object();
     struct bb_ir_str name = tool_name_for(w, b, mi);
     if (b->id.p)
-        jadd(fr, "id", jnew_str(&b->id));
-    jadd(fr, "name", jnew_str(&name));
-    jadd(fr, "response", resp);
+        bb_json_add(fr, "id", bb_json_new_str(&b->id));
+    bb_json_add(fr, "name", bb_json_new_str(&name));
+    bb_json_add(fr, "response", resp);
     json_object *p = json_object_new_object();
-    jadd(p, "functionResponse", fr);
+    bb_json_add(p, "functionResponse", fr);
     json_object_array_add(parts, p);
     for (size_t i = 0; i < b->n_content; i++) {
         const struct bb_ir_block *c = &b->content[i];
@@ -1475,11 +1328,11 @@ static void write_parts(struct wr *w, const struct bb_ir_block *blocks, size_t n
             if (!b->text.len && !b->signature.p)
                 continue;
             p = json_object_new_object();
-            jadd(p, "text", jnew_str(&b->text));
+            bb_json_add(p, "text", bb_json_new_str(&b->text));
             if (b->text.len) /* a bare signature is an empty text part, as Gemini sends it */
-                jadd(p, "thought", json_object_new_boolean(1));
+                bb_json_add(p, "thought", json_object_new_boolean(1));
             if (b->signature.p)
-                jadd(p, "thoughtSignature", jnew_str(&b->signature));
+                bb_json_add(p, "thoughtSignature", bb_json_new_str(&b->signature));
             json_object_array_add(parts, p);
             continue;
         }
@@ -1492,7 +1345,7 @@ static void write_parts(struct wr *w, const struct bb_ir_block *blocks, size_t n
             if (!b->text.len && !carry)
                 continue;
             p = json_object_new_object();
-            jadd(p, "text", jnew_str(&b->text));
+            bb_json_add(p, "text", bb_json_new_str(&b->text));
             break;
         case BB_IR_IMAGE:
         case BB_IR_DOCUMENT:
@@ -1501,17 +1354,17 @@ static void write_parts(struct wr *w, const struct bb_ir_block *blocks, size_t n
         case BB_IR_TOOL_USE: {
             json_object *fc = json_object_new_object();
             if (b->id.p)
-                jadd(fc, "id", jnew_str(&b->id));
-            jadd(fc, "name", jnew_str(&b->name));
-            jadd(fc, "args", args_object(w, &b->input_json));
+                bb_json_add(fc, "id", bb_json_new_str(&b->id));
+            bb_json_add(fc, "name", bb_json_new_str(&b->name));
+            bb_json_add(fc, "args", args_object(w, &b->input_json));
             p = json_object_new_object();
-            jadd(p, "functionCall", fc);
+            bb_json_add(p, "functionCall", fc);
             break;
         }
         case BB_IR_TOOL_RESULT:
             p = function_response_part(w, b, mi, parts);
             if (carry)
-                jadd(p, "thoughtSignature", jnew_str(carry));
+                bb_json_add(p, "thoughtSignature", bb_json_new_str(carry));
             carry = NULL;
             continue;
         }
@@ -1520,7 +1373,7 @@ static void write_parts(struct wr *w, const struct bb_ir_block *blocks, size_t n
         if (!p)
             continue;
         if (carry)
-            jadd(p, "thoughtSignature", jnew_str(carry));
+            bb_json_add(p, "thoughtSignature", bb_json_new_str(carry));
         carry = NULL;
         json_object_array_add(parts, p);
     }
@@ -1578,21 +1431,16 @@ static json_object *build_tools(struct wr *w, const struct bb_ir_request *ir)
     for (size_t i = 0; i < ir->n_tools; i++) {
         const struct bb_ir_tool *t = &ir->tools[i];
         json_object *d = json_object_new_object();
-        jadd(d, "name", jnew_str(&t->name));
+        bb_json_add(d, "name", bb_json_new_str(&t->name));
         if (t->description.p)
-            jadd(d, "description", jnew_str(&t->description));
+            bb_json_add(d, "description", bb_json_new_str(&t->description));
         if (t->parameters_json.p) {
-            json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-            json_object *s =
-                tok ? json_tokener_parse_ex(tok, t->parameters_json.p, (int)t->parameters_json.len)
-                    : NULL;
-            if (tok)
-                json_tokener_free(tok);
+            json_object *s = bb_json_raw(&t->parameters_json);
             json_object *g = schema_to_gemini(s);
             json_object_put(s);
             /* No properties = no parameters (Gemini rejects an empty OBJECT). */
             if (g && jget(g, "properties", NULL))
-                jadd(d, "parameters", g);
+                bb_json_add(d, "parameters", g);
             else
                 json_object_put(g);
         }
@@ -1601,69 +1449,49 @@ static json_object *build_tools(struct wr *w, const struct bb_ir_request *ir)
         json_object_array_add(decls, d);
     }
     json_object *tool = json_object_new_object();
-    jadd(tool, "functionDeclarations", decls);
+    bb_json_add(tool, "functionDeclarations", decls);
     json_object *tools = json_object_new_array();
     json_object_array_add(tools, tool);
     return tools;
 }
 
+/* Gemini's seed is an int32; only candidate 0 travels back through the IR, so more than one
+ * candidate is not asked for. */
+static bool gemini_scalar(void *arg, const struct bb_param *p, struct bb_param_value *v)
+{
+    struct wr *w = arg;
+    if (p->field == BB_IRP_SEED && (v->i < INT32_MIN || v->i > INT32_MAX)) {
+        wr_drop(w, "seed");
+        return false;
+    }
+    if (p->field == BB_IRP_N && v->i > 1) {
+        wr_drop(w, "n");
+        return false;
+    }
+    return true;
+}
+
 static json_object *build_generation_config(struct wr *w, const struct bb_ir_request *ir,
                                             const struct bb_egress_ctx *ctx)
 {
-    json_object *gc = json_object_new_object();
-    if (ir->has_max_tokens)
-        jadd(gc, "maxOutputTokens", json_object_new_int64(ir->max_tokens));
-    if (ir->has_temperature)
-        jadd(gc, "temperature", jnew_double(ir->temperature));
-    if (ir->has_top_p)
-        jadd(gc, "topP", jnew_double(ir->top_p));
-    if (ir->has_top_k)
-        jadd(gc, "topK", json_object_new_int64(ir->top_k));
-    if (ir->has_seed) {
-        if (ir->seed >= INT32_MIN && ir->seed <= INT32_MAX)
-            jadd(gc, "seed", json_object_new_int64(ir->seed));
-        else
-            wr_drop(w, "seed"); /* Gemini's seed is an int32 */
-    }
-    if (ir->n_stop) {
-        json_object *st = json_object_new_array();
-        for (size_t i = 0; i < ir->n_stop && i < GEMINI_MAX_STOP; i++)
-            json_object_array_add(st, jnew_str(&ir->stop[i]));
-        if (ir->n_stop > GEMINI_MAX_STOP)
-            wr_drop(w, "stop");
-        jadd(gc, "stopSequences", st);
-    }
-    if (ir->has_presence_penalty)
-        jadd(gc, "presencePenalty", jnew_double(ir->presence_penalty));
-    if (ir->has_frequency_penalty)
-        jadd(gc, "frequencyPenalty", jnew_double(ir->frequency_penalty));
-    /* Only candidate 0 travels back through the IR, so more than one is not asked for. */
-    if (ir->n_choices == 1)
-        jadd(gc, "candidateCount", json_object_new_int(1));
-    else if (ir->n_choices > 1)
-        wr_drop(w, "n");
+    json_object *gc = json_object_new_object(), *wrap = json_object_new_object();
+    json_object_object_add(wrap, "generationConfig", json_object_get(gc));
+    bb_params_write(wrap, param_rows, N_PARAMS, ir, w->a, ctx, gemini_scalar, w);
+    json_object_put(wrap);
     switch (ir->format) {
     case BB_IR_FMT_TEXT:
-        jadd(gc, "responseMimeType", json_object_new_string("text/plain"));
+        bb_json_add(gc, "responseMimeType", json_object_new_string("text/plain"));
         break;
     case BB_IR_FMT_JSON_OBJECT:
-        jadd(gc, "responseMimeType", json_object_new_string("application/json"));
+        bb_json_add(gc, "responseMimeType", json_object_new_string("application/json"));
         break;
     case BB_IR_FMT_JSON_SCHEMA: {
-        jadd(gc, "responseMimeType", json_object_new_string("application/json"));
-        json_object *s = NULL;
-        if (ir->format_schema_json.p) {
-            json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-            if (tok) {
-                s = json_tokener_parse_ex(tok, ir->format_schema_json.p,
-                                          (int)ir->format_schema_json.len);
-                json_tokener_free(tok);
-            }
-        }
+        bb_json_add(gc, "responseMimeType", json_object_new_string("application/json"));
+        json_object *s = bb_json_raw(&ir->format_schema_json);
         json_object *g = schema_to_gemini(s);
         json_object_put(s);
         if (g)
-            jadd(gc, "responseSchema", g);
+            bb_json_add(gc, "responseSchema", g);
         else
             wr_drop(w, "response_format");
         break;
@@ -1677,9 +1505,9 @@ static json_object *build_generation_config(struct wr *w, const struct bb_ir_req
             uint32_t budget =
                 ir->reasoning_budget ? ir->reasoning_budget : effort_budget(ir->reasoning_effort);
             if (budget)
-                jadd(tc, "thinkingBudget", json_object_new_int64(budget));
-            jadd(tc, "includeThoughts", json_object_new_boolean(1));
-            jadd(gc, "thinkingConfig", tc);
+                bb_json_add(tc, "thinkingBudget", json_object_new_int64(budget));
+            bb_json_add(tc, "includeThoughts", json_object_new_boolean(1));
+            bb_json_add(gc, "thinkingConfig", tc);
         } else {
             wr_drop(w, "reasoning");
         }
@@ -1689,6 +1517,11 @@ static json_object *build_generation_config(struct wr *w, const struct bb_ir_req
         return NULL;
     }
     return gc;
+}
+
+static int gemini_auth_headers(struct evbuffer *out, const char *key)
+{
+    return key && *key && evbuffer_add_printf(out, "x-goog-api-key: %s\r\n", key) < 0 ? -1 : 0;
 }
 
 static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *ir,
@@ -1702,7 +1535,7 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
     if (write_path(out->path, sizeof out->path, model, ctx->stream, err) < 0)
         return -1;
 
-    struct wr w = {.a = a, .ir = ir, .egress = true};
+    struct wr w = {.a = a, .ir = ir, .ctx = ctx};
     json_object *root = json_object_new_object();
     json_object *contents = json_object_new_array();
     for (size_t i = 0; i < ir->n_messages; i++) {
@@ -1716,8 +1549,9 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
             continue;
         }
         json_object *c = json_object_new_object();
-        jadd(c, "role", json_object_new_string(m->role == BB_IR_ASSISTANT ? "model" : "user"));
-        jadd(c, "parts", parts);
+        bb_json_add(c, "role",
+                    json_object_new_string(m->role == BB_IR_ASSISTANT ? "model" : "user"));
+        bb_json_add(c, "parts", parts);
         json_object_array_add(contents, c);
     }
     if (!json_object_array_length(contents)) {
@@ -1725,7 +1559,7 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
         json_object_put(root);
         return bb_err_set(err, "messages: at least one message with content is required");
     }
-    jadd(root, "contents", contents);
+    bb_json_add(root, "contents", contents);
 
     if (ir->n_system) {
         json_object *parts = json_object_new_array();
@@ -1734,31 +1568,31 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
             if (b->type != BB_IR_TEXT || !b->text.p)
                 continue;
             json_object *p = json_object_new_object();
-            jadd(p, "text", jnew_str(&b->text));
+            bb_json_add(p, "text", bb_json_new_str(&b->text));
             json_object_array_add(parts, p);
             if (b->cache_control)
                 wr_drop(&w, "cache_control");
         }
         json_object *si = json_object_new_object();
-        jadd(si, "parts", parts);
-        jadd(root, "systemInstruction", si);
+        bb_json_add(si, "parts", parts);
+        bb_json_add(root, "systemInstruction", si);
     }
     if (ir->n_tools)
-        jadd(root, "tools", build_tools(&w, ir));
+        bb_json_add(root, "tools", build_tools(&w, ir));
     if (ir->tool_choice != BB_IR_TC_UNSET) {
         json_object *fcc = json_object_new_object();
         const char *mode = ir->tool_choice == BB_IR_TC_NONE   ? "NONE"
                            : ir->tool_choice == BB_IR_TC_AUTO ? "AUTO"
                                                               : "ANY";
-        jadd(fcc, "mode", json_object_new_string(mode));
+        bb_json_add(fcc, "mode", json_object_new_string(mode));
         if (ir->tool_choice == BB_IR_TC_TOOL && ir->tool_choice_name.p) {
             json_object *names = json_object_new_array();
-            json_object_array_add(names, jnew_str(&ir->tool_choice_name));
-            jadd(fcc, "allowedFunctionNames", names);
+            json_object_array_add(names, bb_json_new_str(&ir->tool_choice_name));
+            bb_json_add(fcc, "allowedFunctionNames", names);
         }
         json_object *tc = json_object_new_object();
-        jadd(tc, "functionCallingConfig", fcc);
-        jadd(root, "toolConfig", tc);
+        bb_json_add(tc, "functionCallingConfig", fcc);
+        bb_json_add(root, "toolConfig", tc);
     }
     if (ir->has_parallel_tool_calls && !ir->parallel_tool_calls)
         wr_drop(&w, "parallel_tool_calls");
@@ -1766,17 +1600,17 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
         wr_drop(&w, "user");
     json_object *gc = build_generation_config(&w, ir, ctx);
     if (gc)
-        jadd(root, "generationConfig", gc);
+        bb_json_add(root, "generationConfig", gc);
 
-    int rc = jappend(out->body, root);
+    int rc = bb_json_append(out->body, root);
     json_object_put(root);
     if (rc < 0)
         return bb_err_set(err, "gemini egress: out of memory writing the body");
-    rc = evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ? -1 : 0;
-    if (rc == 0 && ctx->provider && ctx->provider->api_key)
-        rc = evbuffer_add_printf(out->headers, "x-goog-api-key: %s\r\n", ctx->provider->api_key) < 0
-                 ? -1
-                 : 0;
+    rc =
+        evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+                gemini_auth_headers(out->headers, ctx->provider ? ctx->provider->api_key : NULL) < 0
+            ? -1
+            : 0;
     if (rc < 0)
         return bb_err_set(err, "gemini egress: out of memory writing headers");
     return 0;
@@ -1790,7 +1624,7 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
 static json_object *first_candidate(json_object *root)
 {
     json_object *cands = jget(root, "candidates", NULL);
-    if (!jis(cands, json_type_array))
+    if (!bb_json_is(cands, json_type_array))
         return NULL;
     for (size_t i = 0; i < json_object_array_length(cands); i++) {
         json_object *c = json_object_array_get_idx(cands, i);
@@ -1805,7 +1639,7 @@ static json_object *first_candidate(json_object *root)
 static void id_seed(char *dst, size_t cap, json_object *rid)
 {
     size_t o = 0;
-    const char *s = jis(rid, json_type_string) ? json_object_get_string(rid) : "";
+    const char *s = bb_json_is(rid, json_type_string) ? json_object_get_string(rid) : "";
     for (; *s && o + 1 < cap && o < 24; s++)
         if (isalnum((unsigned char)*s) || *s == '_' || *s == '-')
             dst[o++] = *s;
@@ -1816,40 +1650,48 @@ static int gemini_read_response(struct bb_arena *a, const char *body, size_t len
                                 struct bb_ir_response *out, struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, "gemini response", err);
+    json_object *root = bb_json_parse(body, len, "gemini response", err);
     if (!root)
         return -1;
     int rc = -1;
     char seed[32];
-    struct rd r = {.a = a, .err = err, .id_seed = seed};
-    if (!jis(root, json_type_object)) {
-        bb_err_set(err, "gemini response: expected a JSON object");
+    struct rd x;
+    memset(&x, 0, sizeof x);
+    bb_rd_init(&x.r, a, NULL, err);
+    x.r.prefix = "gemini response";
+    x.id_seed = seed;
+    if (!bb_json_is(root, json_type_object)) {
+        bb_rd_expect(&x.r, NULL, "a JSON object");
         goto done;
     }
     if (jget(root, "error", NULL)) {
         json_object *m = jget(jget(root, "error", NULL), "message", NULL);
-        bb_err_set(err, "gemini response: error body: %s",
-                   jis(m, json_type_string) ? json_object_get_string(m) : "(no message)");
+        bb_rd_fail(&x.r, NULL, "error body: %s",
+                   bb_json_is(m, json_type_string) ? json_object_get_string(m) : "(no message)");
         goto done;
     }
     id_seed(seed, sizeof seed, jget(root, "responseId", "response_id"));
-    if (rd_str(&r, root, "responseId", "response_id", "gemini response", &out->id) < 0 ||
-        rd_str(&r, root, "modelVersion", "model_version", "gemini response", &out->model) < 0)
+    if (rd_str(&x.r, root, "responseId", "response_id", &out->id) < 0 ||
+        rd_str(&x.r, root, "modelVersion", "model_version", &out->model) < 0)
         goto done;
     json_object *cand = first_candidate(root);
-    struct blockvec bv = {0};
+    struct bb_vec bv = {0};
     bool saw_tool = false;
-    json_object *parts = jget(jget(cand, "content", NULL), "parts", NULL);
-    if (parts && rd_parts(&r, parts, "candidates[0].content.parts", &bv) < 0)
+    json_object *content = jget(cand, "content", NULL);
+    size_t mark = bb_rd_in(&x.r, "candidates[0].content");
+    int e = jget(content, "parts", NULL) ? rd_parts(&x, content, &bv) : 0;
+    bb_rd_out(&x.r, mark);
+    if (e < 0)
         goto done;
+    struct bb_ir_block *blocks = bv.v;
     for (size_t i = 0; i < bv.n; i++)
-        saw_tool = saw_tool || bv.v[i].type == BB_IR_TOOL_USE;
-    out->blocks = bv.v;
+        saw_tool = saw_tool || blocks[i].type == BB_IR_TOOL_USE;
+    out->blocks = blocks;
     out->n_blocks = bv.n;
     json_object *fr = jget(cand, "finishReason", "finish_reason");
     if (cand)
         out->stop = stop_from_gemini(
-            jis(fr, json_type_string) ? json_object_get_string(fr) : "STOP", saw_tool);
+            bb_json_is(fr, json_type_string) ? json_object_get_string(fr) : "STOP", saw_tool);
     else if (jget(jget(root, "promptFeedback", "prompt_feedback"), "blockReason", "block_reason"))
         out->stop = BB_IR_STOP_CONTENT_FILTER; /* the prompt was blocked: no candidates */
     else
@@ -1874,29 +1716,29 @@ static int gemini_write_response(struct bb_arena *a, const struct bb_ir_response
     if (!json_object_array_length(parts)) {
         /* An empty candidate still carries a part: SDK chat sessions drop contentless turns. */
         json_object *p = json_object_new_object();
-        jadd(p, "text", json_object_new_string(""));
+        bb_json_add(p, "text", json_object_new_string(""));
         json_object_array_add(parts, p);
     }
     json_object *content = json_object_new_object();
-    jadd(content, "parts", parts);
-    jadd(content, "role", json_object_new_string("model"));
+    bb_json_add(content, "parts", parts);
+    bb_json_add(content, "role", json_object_new_string("model"));
     json_object *cand = json_object_new_object();
-    jadd(cand, "content", content);
-    jadd(cand, "finishReason", json_object_new_string(stop_to_gemini(r->stop)));
-    jadd(cand, "index", json_object_new_int(0));
+    bb_json_add(cand, "content", content);
+    bb_json_add(cand, "finishReason", json_object_new_string(stop_to_gemini(r->stop)));
+    bb_json_add(cand, "index", json_object_new_int(0));
     json_object *cands = json_object_new_array();
     json_object_array_add(cands, cand);
     json_object *root = json_object_new_object();
-    jadd(root, "candidates", cands);
+    bb_json_add(root, "candidates", cands);
     if (r->usage.set)
-        jadd(root, "usageMetadata", usage_to_gemini(&r->usage));
+        bb_json_add(root, "usageMetadata", usage_to_gemini(&r->usage));
     const char *model = r->model.p ? r->model.p : ctx->model;
     if (model)
-        jadd(root, "modelVersion", json_object_new_string(model));
+        bb_json_add(root, "modelVersion", json_object_new_string(model));
     const char *id = r->id.p ? r->id.p : ctx->request_id;
     if (id)
-        jadd(root, "responseId", json_object_new_string(id));
-    int rc = jappend(out, root);
+        bb_json_add(root, "responseId", json_object_new_string(id));
+    int rc = bb_json_append(out, root);
     json_object_put(root);
     return rc < 0 ? -1 : 0;
 }
@@ -1907,7 +1749,7 @@ static int gemini_write_response(struct bb_arena *a, const struct bb_ir_response
 
 static const char *gemini_stream_content_type(const struct bb_ingress_ctx *ctx)
 {
-    return ctx && ctx->gemini_sse ? "text/event-stream" : "application/json";
+    return ctx && (ctx->route_flags & ROUTE_SSE) ? "text/event-stream" : "application/json";
 }
 
 /* A tool-use block whose INPUT_JSON is buffered until BLOCK_STOP (Gemini calls are whole). */
@@ -1952,7 +1794,7 @@ static void gemini_enc_init(void *enc, const struct bb_ingress_ctx *ctx)
 {
     struct gem_enc *e = enc;
     memset(e, 0, sizeof *e);
-    e->sse = ctx && ctx->gemini_sse;
+    e->sse = ctx && (ctx->route_flags & ROUTE_SSE);
     if (ctx && ctx->request_id)
         snprintf(e->id, sizeof e->id, "%s", ctx->request_id);
     if (ctx && ctx->model)
@@ -1963,7 +1805,7 @@ static void gemini_enc_init(void *enc, const struct bb_ingress_ctx *ctx)
 static int enc_write(struct gem_enc *e, json_object *o, struct evbuffer *out)
 {
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_OUT, &n);
+    const char *s = bb_json_out(o, &n);
     int rc;
     if (!s)
         rc = -1;
@@ -1988,34 +1830,35 @@ static json_object *enc_chunk(struct gem_enc *e, json_object *parts, const char 
     json_object *cand = json_object_new_object();
     if (parts) {
         json_object *content = json_object_new_object();
-        jadd(content, "parts", parts);
-        jadd(content, "role", json_object_new_string("model"));
-        jadd(cand, "content", content);
+        bb_json_add(content, "parts", parts);
+        bb_json_add(content, "role", json_object_new_string("model"));
+        bb_json_add(cand, "content", content);
     }
     if (finish)
-        jadd(cand, "finishReason", json_object_new_string(finish));
-    jadd(cand, "index", json_object_new_int(0));
+        bb_json_add(cand, "finishReason", json_object_new_string(finish));
+    bb_json_add(cand, "index", json_object_new_int(0));
     json_object *cands = json_object_new_array();
     json_object_array_add(cands, cand);
     json_object *root = json_object_new_object();
-    jadd(root, "candidates", cands);
+    bb_json_add(root, "candidates", cands);
     if (u) {
-        jadd(root, "usageMetadata", usage_to_gemini(u));
+        bb_json_add(root, "usageMetadata", usage_to_gemini(u));
     } else if (e->start_usage.set) {
         /* Like Gemini, every chunk reports the prompt side once it is known. */
         const struct bb_ir_usage *s = &e->start_usage;
         uint64_t prompt = s->input + s->cache_read + s->cache_write;
         json_object *um = json_object_new_object();
-        jadd(um, "promptTokenCount", json_object_new_int64((int64_t)prompt));
-        jadd(um, "totalTokenCount", json_object_new_int64((int64_t)prompt));
+        bb_json_add(um, "promptTokenCount", json_object_new_int64((int64_t)prompt));
+        bb_json_add(um, "totalTokenCount", json_object_new_int64((int64_t)prompt));
         if (s->cache_read)
-            jadd(um, "cachedContentTokenCount", json_object_new_int64((int64_t)s->cache_read));
-        jadd(root, "usageMetadata", um);
+            bb_json_add(um, "cachedContentTokenCount",
+                        json_object_new_int64((int64_t)s->cache_read));
+        bb_json_add(root, "usageMetadata", um);
     }
     if (e->model[0])
-        jadd(root, "modelVersion", json_object_new_string(e->model));
+        bb_json_add(root, "modelVersion", json_object_new_string(e->model));
     if (e->id[0])
-        jadd(root, "responseId", json_object_new_string(e->id));
+        bb_json_add(root, "responseId", json_object_new_string(e->id));
     return root;
 }
 
@@ -2031,7 +1874,8 @@ static void enc_take_sig(struct gem_enc *e, json_object *part)
 {
     if (!e->pending_sig)
         return;
-    jadd(part, "thoughtSignature", json_object_new_string_len(e->pending_sig, (int)e->pending_len));
+    bb_json_add(part, "thoughtSignature",
+                json_object_new_string_len(e->pending_sig, (int)e->pending_len));
     free(e->pending_sig);
     e->pending_sig = NULL;
 }
@@ -2040,8 +1884,8 @@ static void enc_take_sig(struct gem_enc *e, json_object *part)
 static json_object *sig_part(const char *s, size_t n)
 {
     json_object *p = json_object_new_object();
-    jadd(p, "text", json_object_new_string(""));
-    jadd(p, "thoughtSignature", json_object_new_string_len(s, (int)n));
+    bb_json_add(p, "text", json_object_new_string(""));
+    bb_json_add(p, "thoughtSignature", json_object_new_string_len(s, (int)n));
     return p;
 }
 
@@ -2123,11 +1967,11 @@ static int enc_tool_stop(struct gem_enc *e, struct enc_tool *t, struct evbuffer 
     struct wr w = {0};
     json_object *fc = json_object_new_object();
     if (t->id)
-        jadd(fc, "id", json_object_new_string(t->id));
-    jadd(fc, "name", json_object_new_string(t->name));
-    jadd(fc, "args", args_object(&w, &(struct bb_ir_str){t->args, t->len}));
+        bb_json_add(fc, "id", json_object_new_string(t->id));
+    bb_json_add(fc, "name", json_object_new_string(t->name));
+    bb_json_add(fc, "args", args_object(&w, &(struct bb_ir_str){t->args, t->len}));
     json_object *p = json_object_new_object();
-    jadd(p, "functionCall", fc);
+    bb_json_add(p, "functionCall", fc);
     enc_take_sig(e, p);
     int rc = enc_write(e, enc_chunk(e, one_part(p), NULL, NULL), out);
     enc_tool_free(t);
@@ -2166,7 +2010,7 @@ static int gemini_enc_event(void *enc, struct bb_arena *scratch, const struct bb
             if (!ev->text.len)
                 return 0;
             p = json_object_new_object();
-            jadd(p, "text", jnew_str(&ev->text));
+            bb_json_add(p, "text", bb_json_new_str(&ev->text));
             enc_take_sig(e, p);
             break;
         case BB_IR_D_THINKING:
@@ -2177,8 +2021,8 @@ static int gemini_enc_event(void *enc, struct bb_arena *scratch, const struct bb
             if (e->think_open && e->think_index == ev->index)
                 e->think_had_text = true;
             p = json_object_new_object();
-            jadd(p, "text", jnew_str(&ev->text));
-            jadd(p, "thought", json_object_new_boolean(1));
+            bb_json_add(p, "text", bb_json_new_str(&ev->text));
+            bb_json_add(p, "thought", json_object_new_boolean(1));
             break;
         case BB_IR_D_SIGNATURE:
             if (!ev->text.p)
@@ -2225,7 +2069,7 @@ static int gemini_enc_event(void *enc, struct bb_arena *scratch, const struct bb
         u.set = u.set || e->start_usage.set;
         /* The final chunk carries a part: SDK chat sessions drop turns with empty chunks. */
         json_object *p = json_object_new_object();
-        jadd(p, "text", json_object_new_string(""));
+        bb_json_add(p, "text", json_object_new_string(""));
         if (e->pending_sig) {
             json_object_put(p);
             p = sig_part(e->pending_sig, e->pending_len);
@@ -2268,10 +2112,8 @@ static void gemini_enc_finish(void *enc, struct evbuffer *out)
 
 struct gem_dec {
     bool started, finished;
-    bool open; /* a TEXT or THINKING block is open */
-    enum bb_ir_block_type open_type;
-    bool open_signed; /* the open THINKING block has its signature */
-    uint32_t open_index, next_index;
+    struct bb_dseq seq; /* TEXT and THINKING blocks stay open across chunks */
+    bool open_signed;   /* the open THINKING block has its signature */
     uint32_t n_calls;
     bool saw_tool;
     struct bb_ir_usage usage; /* the latest usageMetadata */
@@ -2283,63 +2125,55 @@ static void gemini_dec_init(void *dec)
     memset(dec, 0, sizeof(struct gem_dec));
 }
 
+/* The events of one dec_frame call; the first failure sticks. */
 struct emitter {
-    bb_ir_event_cb cb;
-    void *arg;
+    struct bb_dout o;
     int rc;
 };
 
-static int emit(struct emitter *em, const struct bb_ir_event *ev)
+static int emit(struct emitter *em, struct bb_ir_event *ev)
 {
     if (em->rc == 0)
-        em->rc = em->cb(em->arg, ev);
+        em->rc = bb_dout_emit(&em->o, ev);
     return em->rc;
 }
 
 static int dec_close(struct gem_dec *d, struct emitter *em)
 {
-    if (!d->open)
-        return 0;
-    d->open = false;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_STOP, .index = d->open_index};
-    return emit(em, &ev);
+    if (em->rc == 0)
+        em->rc = bb_dseq_close(&d->seq, &em->o);
+    return em->rc;
 }
 
-static int dec_open(struct gem_dec *d, struct emitter *em, enum bb_ir_block_type t)
+static int dec_open(struct gem_dec *d, struct emitter *em, enum bb_ir_block_type t,
+                    const struct bb_ir_str *id, const struct bb_ir_str *name)
 {
-    if (dec_close(d, em))
-        return em->rc;
-    d->open = true;
-    d->open_type = t;
+    if (em->rc == 0)
+        em->rc = bb_dseq_open(&d->seq, &em->o, -1, t, id, name);
     d->open_signed = false;
-    d->open_index = d->next_index++;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START, .index = d->open_index, .block_type = t};
-    return emit(em, &ev);
+    return em->rc;
 }
 
 static int dec_delta(struct gem_dec *d, struct emitter *em, enum bb_ir_delta k, struct bb_ir_str s)
 {
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA,
-                             .index = d->open_index,
-                             .block_type = d->open_type,
-                             .delta = k,
-                             .text = s};
-    return emit(em, &ev);
+    if (em->rc == 0)
+        em->rc = bb_dseq_delta(&d->seq, &em->o, k, s.p, s.len);
+    return em->rc;
 }
 
 /* The blocks of one chunk → events, continuing the open TEXT/THINKING block across chunks. */
-static int dec_blocks(struct gem_dec *d, struct emitter *em, const struct blockvec *bv)
+static int dec_blocks(struct gem_dec *d, struct emitter *em, const struct bb_vec *bv)
 {
     for (size_t i = 0; i < bv->n && !em->rc; i++) {
-        const struct bb_ir_block *b = &bv->v[i];
+        const struct bb_ir_block *b = &((const struct bb_ir_block *)bv->v)[i];
         switch (b->type) {
         case BB_IR_THINKING: {
             /* A signature-only block right before a call stays its own block (its
              * signature belongs to that functionCall part). */
-            bool before_call = i + 1 < bv->n && bv->v[i + 1].type == BB_IR_TOOL_USE;
-            bool cont = d->open && d->open_type == BB_IR_THINKING && !d->open_signed &&
+            bool before_call = i + 1 < bv->n && b[1].type == BB_IR_TOOL_USE;
+            bool cont = d->seq.open && d->seq.type == BB_IR_THINKING && !d->open_signed &&
                         !(before_call && !b->text.len);
-            if (!cont && dec_open(d, em, BB_IR_THINKING))
+            if (!cont && dec_open(d, em, BB_IR_THINKING, NULL, NULL))
                 break;
             if (b->text.len)
                 dec_delta(d, em, BB_IR_D_THINKING, b->text);
@@ -2350,33 +2184,17 @@ static int dec_blocks(struct gem_dec *d, struct emitter *em, const struct blockv
             break;
         }
         case BB_IR_TEXT:
-            if (!(d->open && d->open_type == BB_IR_TEXT) && dec_open(d, em, BB_IR_TEXT))
+            if (!(d->seq.open && d->seq.type == BB_IR_TEXT) &&
+                dec_open(d, em, BB_IR_TEXT, NULL, NULL))
                 break;
             dec_delta(d, em, BB_IR_D_TEXT, b->text);
             break;
-        case BB_IR_TOOL_USE: {
-            if (dec_close(d, em))
-                break;
-            uint32_t idx = d->next_index++;
+        case BB_IR_TOOL_USE: /* a whole call in one part: start, its arguments, stop */
             d->saw_tool = true;
-            struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START,
-                                     .index = idx,
-                                     .block_type = BB_IR_TOOL_USE,
-                                     .id = b->id,
-                                     .name = b->name};
-            if (emit(em, &ev))
-                break;
-            ev = (struct bb_ir_event){.type = BB_IR_EV_BLOCK_DELTA,
-                                      .index = idx,
-                                      .block_type = BB_IR_TOOL_USE,
-                                      .delta = BB_IR_D_INPUT_JSON,
-                                      .text = b->input_json};
-            if (emit(em, &ev))
-                break;
-            ev = (struct bb_ir_event){.type = BB_IR_EV_BLOCK_STOP, .index = idx};
-            emit(em, &ev);
+            if (dec_open(d, em, BB_IR_TOOL_USE, &b->id, &b->name) == 0 &&
+                dec_delta(d, em, BB_IR_D_INPUT_JSON, b->input_json) == 0)
+                dec_close(d, em);
             break;
-        }
         default: /* images, documents: no IR stream event carries media */
             break;
         }
@@ -2388,7 +2206,7 @@ static int gemini_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
                             bb_ir_event_cb cb, void *arg)
 {
     struct gem_dec *d = dec;
-    struct emitter em = {cb, arg, 0};
+    struct emitter em = {{cb, arg, scratch}, 0};
     size_t n = f->data_len;
     const char *p = f->data;
     while (n && isspace((unsigned char)*p))
@@ -2397,8 +2215,8 @@ static int gemini_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
         return 0; /* keep-alive, or a usage-only chunk after the finishReason */
 
     struct bb_err err;
-    json_object *root = json_parse(p, n, "gemini stream chunk", &err);
-    if (!root || !jis(root, json_type_object)) {
+    json_object *root = bb_json_parse(p, n, "gemini stream chunk", &err);
+    if (!root || !bb_json_is(root, json_type_object)) {
         json_object_put(root);
         return -1;
     }
@@ -2408,11 +2226,11 @@ static int gemini_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
         json_object *code = jget(e, "code", NULL), *msg = jget(e, "message", NULL);
         json_object *status = jget(e, "status", NULL);
         struct bb_ir_event ev = {.type = BB_IR_EV_ERROR};
-        ev.error_status = jis(code, json_type_int) ? json_object_get_int(code) : 0;
-        ev.text =
-            jis(msg, json_type_string) ? jdup(scratch, msg) : bb_ir_strdup(scratch, "error", 5);
-        if (jis(status, json_type_string))
-            ev.error_type = jdup(scratch, status);
+        ev.error_status = bb_json_is(code, json_type_int) ? json_object_get_int(code) : 0;
+        ev.text = bb_json_is(msg, json_type_string) ? bb_json_dup(scratch, msg)
+                                                    : bb_ir_strdup(scratch, "error", 5);
+        if (bb_json_is(status, json_type_string))
+            ev.error_type = bb_json_dup(scratch, status);
         d->finished = true;
         rc = emit(&em, &ev);
         goto done;
@@ -2422,10 +2240,10 @@ static int gemini_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
         json_object *rid = jget(root, "responseId", "response_id");
         json_object *mv = jget(root, "modelVersion", "model_version");
         struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_START};
-        if (jis(rid, json_type_string))
-            ev.id = jdup(scratch, rid);
-        if (jis(mv, json_type_string))
-            ev.model = jdup(scratch, mv);
+        if (bb_json_is(rid, json_type_string))
+            ev.id = bb_json_dup(scratch, rid);
+        if (bb_json_is(mv, json_type_string))
+            ev.model = bb_json_dup(scratch, mv);
         struct bb_ir_usage u = usage_from_gemini(jget(root, "usageMetadata", "usage_metadata"));
         if (u.set) {
             ev.usage.set = true;
@@ -2442,13 +2260,17 @@ static int gemini_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
     if (um)
         d->usage = usage_from_gemini(um);
 
-    struct rd r = {.a = scratch, .err = &err, .id_seed = d->seed, .n_calls = d->n_calls};
+    struct rd x;
+    memset(&x, 0, sizeof x);
+    bb_rd_init(&x.r, scratch, NULL, &err);
+    x.id_seed = d->seed;
+    x.n_calls = d->n_calls;
     json_object *cand = first_candidate(root);
-    json_object *parts = jget(jget(cand, "content", NULL), "parts", NULL);
-    struct blockvec bv = {0};
-    if (parts && rd_parts(&r, parts, "candidates[0].content.parts", &bv) < 0)
+    json_object *content = jget(cand, "content", NULL);
+    struct bb_vec bv = {0};
+    if (jget(content, "parts", NULL) && rd_parts(&x, content, &bv) < 0)
         goto done;
-    d->n_calls = r.n_calls;
+    d->n_calls = x.n_calls;
     if (dec_blocks(d, &em, &bv)) {
         rc = em.rc;
         goto done;
@@ -2456,7 +2278,7 @@ static int gemini_dec_frame(void *dec, struct bb_arena *scratch, const struct bb
     json_object *fr = jget(cand, "finishReason", "finish_reason");
     bool blocked = !cand && jget(jget(root, "promptFeedback", "prompt_feedback"), "blockReason",
                                  "block_reason");
-    if (jis(fr, json_type_string) || blocked) {
+    if (bb_json_is(fr, json_type_string) || blocked) {
         if (dec_close(d, &em)) {
             rc = em.rc;
             goto done;
@@ -2480,34 +2302,29 @@ done:
 /* Errors                                                                                   */
 /* ======================================================================================== */
 
-static void copy_field(char *dst, size_t cap, json_object *s)
-{
-    snprintf(dst, cap, "%s", jis(s, json_type_string) ? json_object_get_string(s) : "");
-}
-
 /* {"error":{"code","message","status","details":[{"reason"}...]}} (also wrapped in an array,
  * as :streamGenerateContent without alt=sse reports errors). */
 static int gemini_read_error(const char *body, size_t len, struct bb_proto_error *out)
 {
     memset(out, 0, sizeof *out);
     struct bb_err err;
-    json_object *root = body && len ? json_parse(body, len, "error body", &err) : NULL;
+    json_object *root = body && len ? bb_json_parse(body, len, "error body", &err) : NULL;
     if (!root)
         return -1;
     json_object *top = root;
-    if (jis(root, json_type_array))
+    if (bb_json_is(root, json_type_array))
         top = json_object_array_length(root) ? json_object_array_get_idx(root, 0) : NULL;
     json_object *e = jget(top, "error", NULL);
     int rc = -1;
-    if (jis(e, json_type_object)) {
-        copy_field(out->message, sizeof out->message, jget(e, "message", NULL));
-        copy_field(out->type, sizeof out->type, jget(e, "status", NULL));
+    if (bb_json_is(e, json_type_object)) {
+        bb_json_copy(out->message, sizeof out->message, jget(e, "message", NULL));
+        bb_json_copy(out->type, sizeof out->type, jget(e, "status", NULL));
         json_object *details = jget(e, "details", NULL);
-        for (size_t i = 0; jis(details, json_type_array) && i < json_object_array_length(details);
-             i++) {
+        for (size_t i = 0;
+             bb_json_is(details, json_type_array) && i < json_object_array_length(details); i++) {
             json_object *reason = jget(json_object_array_get_idx(details, i), "reason", NULL);
-            if (jis(reason, json_type_string)) {
-                copy_field(out->code, sizeof out->code, reason);
+            if (bb_json_is(reason, json_type_string)) {
+                bb_json_copy(out->code, sizeof out->code, reason);
                 break;
             }
         }
@@ -2529,8 +2346,7 @@ static int gemini_write_passthrough(struct bb_arena *a, const char *body, size_t
     if (write_path(out->path, sizeof out->path, model, ctx->stream, err) < 0)
         return -1;
     if (evbuffer_add(out->headers, "Content-Type: application/json\r\n", 32) < 0 ||
-        (ctx->provider->api_key &&
-         evbuffer_add_printf(out->headers, "x-goog-api-key: %s\r\n", ctx->provider->api_key) < 0) ||
+        gemini_auth_headers(out->headers, ctx->provider->api_key) < 0 ||
         evbuffer_add(out->body, body, len) < 0)
         return bb_err_set(err, "out of memory");
     return 0;
@@ -2644,9 +2460,104 @@ static int gemini_frame_scan(const struct bb_frame *f, struct bb_frame_state *st
     return rc;
 }
 
+
+/* ---- the ingress envelope ---- */
+
+/* /v1beta/models/{m}:generateContent | :streamGenerateContent (also /v1/models/...); the
+ * stream is SSE with ?alt=sse, else one JSON array. */
+static int gemini_match_route(const char *p, size_t n, const char *query,
+                              struct bb_proto_route *out)
+{
+    const char *start = bb_path_starts(p, "/v1beta/models/") ? p + 15
+                        : bb_path_starts(p, "/v1/models/")   ? p + 11
+                                                             : NULL;
+    const char *colon = start ? memchr(start, ':', n - (size_t)(start - p)) : NULL;
+    if (!colon)
+        return 0;
+    if (strcmp(colon, ":generateContent") == 0)
+        out->stream = 0;
+    else if (strcmp(colon, ":streamGenerateContent") == 0)
+        out->stream = 1;
+    else
+        return 0;
+    out->model = start;
+    out->model_len = (size_t)(colon - start);
+    out->flags =
+        query && (strstr(query, "alt=sse") == query || strstr(query, "&alt=sse")) ? ROUTE_SSE : 0;
+    return 1;
+}
+
+static bool gemini_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/v1beta/") || strstr(path, ":generateContent") ||
+           strstr(path, ":streamGenerateContent");
+}
+
+/* GET /v1beta/models: {"models":[{name:"models/<n>", displayName, supportedGenerationMethods}]} */
+static json_object *gemini_models_list(const char *const *names, size_t n)
+{
+    json_object *root = json_object_new_object(), *models = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        char full[256];
+        snprintf(full, sizeof full, "models/%s", names[i]);
+        json_object *m = json_object_new_object(), *methods = json_object_new_array();
+        json_object_array_add(methods, json_object_new_string("generateContent"));
+        json_object_array_add(methods, json_object_new_string("streamGenerateContent"));
+        json_object_object_add(m, "name", json_object_new_string(full));
+        json_object_object_add(m, "displayName", json_object_new_string(names[i]));
+        json_object_object_add(m, "supportedGenerationMethods", methods);
+        json_object_array_add(models, m);
+    }
+    json_object_object_add(root, "models", models);
+    return root;
+}
+
+/* Without ?alt=sse a client's stream is one JSON array. */
+static enum bb_framing gemini_client_framing(const struct bb_ingress_ctx *ctx)
+{
+    return ctx && (ctx->route_flags & ROUTE_SSE) ? BB_FRAMING_SSE : BB_FRAMING_JSON_ARRAY;
+}
+
+/* busbar's own errors in Gemini's shape: {"error":{code,message,status}}. */
+static const struct bb_proto_errtype error_types[] = {
+    {400, "INVALID_ARGUMENT"},  {401, "UNAUTHENTICATED"},  {402, "RESOURCE_EXHAUSTED"},
+    {403, "PERMISSION_DENIED"}, {404, "NOT_FOUND"},        {405, "INVALID_ARGUMENT"},
+    {408, "DEADLINE_EXCEEDED"}, {413, "INVALID_ARGUMENT"}, {429, "RESOURCE_EXHAUSTED"},
+    {500, "INTERNAL"},          {502, "UNAVAILABLE"},      {503, "UNAVAILABLE"},
+    {504, "DEADLINE_EXCEEDED"}, {529, "UNAVAILABLE"},
+};
+
+static int gemini_error_body(char *out, size_t cap, int status, const char *type,
+                             const char *busbar_type, const char *code, const char *msg)
+{
+    (void)busbar_type;
+    (void)code;
+    return snprintf(out, cap, "{\"error\":{\"code\":%d,\"message\":%s,\"status\":\"%s\"}}", status,
+                    msg, type);
+}
+
+static const char *const affinity_members[] = {"systemInstruction", "contents", NULL};
+
 const struct bb_proto_ops bb_proto_gemini = {
     .id = BB_PROTO_GEMINI,
+    .name = "gemini",
     .framing = BB_FRAMING_SSE,
+    .params = param_rows,
+    .n_params = N_PARAMS,
+    .client_key_header = "x-goog-api-key",
+    .client_key_query = "key",
+    .errors = {.types = error_types,
+               .n_types = sizeof error_types / sizeof error_types[0],
+               .body = gemini_error_body},
+    .match_route = gemini_match_route,
+    .claims_path = gemini_claims_path,
+    .models_path = "/v1beta/models",
+    .models_list = gemini_models_list,
+    .auth_headers = gemini_auth_headers,
+    .probe_path = "/v1beta/models",
+    .tool_id_prefix = "",
+    .affinity_members = affinity_members,
+    .client_framing = gemini_client_framing,
     .read_request = gemini_read_request,
     .write_response = gemini_write_response,
     .stream_content_type = gemini_stream_content_type,

@@ -14,9 +14,14 @@
  * an Anthropic thinking signature from one turn to the next. docs/protocols/openai.md has the
  * per-field fidelity table.
  */
+#include "worker/media.h"
+#include "worker/params.h"
 #include "worker/proto.h"
+#include "worker/rd.h"
+#include "worker/seq.h"
 #include "common/jscan.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -27,196 +32,25 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
-#define JSON_DEPTH_MAX 128
-#define JFLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-#define STOP_MAX 4        /* OpenAI accepts at most four stop sequences */
 #define ENC_TOOLS_MAX 64  /* tool calls per streamed message whose block index we remember */
 #define DEC_TOOLS_MAX 128 /* tool_calls[].index values per streamed message we map */
 
-/* ------------------------------------------------------------------------------------------ */
-/* JSON helpers                                                                               */
-/* ------------------------------------------------------------------------------------------ */
-
-/* Parse one JSON value that must fill s[0..n) (trailing whitespace allowed), depth-limited.
- * NULL with a reason in why. */
-static json_object *json_parse(const char *s, size_t n, char *why, size_t why_cap)
-{
-    if (n > (size_t)INT_MAX) {
-        snprintf(why, why_cap, "body too large");
-        return NULL;
-    }
-    struct json_tokener *tok = json_tokener_new_ex(JSON_DEPTH_MAX);
-    if (!tok) {
-        snprintf(why, why_cap, "out of memory");
-        return NULL;
-    }
-    json_object *o = json_tokener_parse_ex(tok, s, (int)n);
-    enum json_tokener_error je = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (je == json_tokener_continue) {
-        snprintf(why, why_cap, "unexpected end of JSON");
-        json_object_put(o);
-        return NULL;
-    }
-    if (je != json_tokener_success) {
-        snprintf(why, why_cap, "invalid JSON at offset %zu: %s", end, json_tokener_error_desc(je));
-        json_object_put(o);
-        return NULL;
-    }
-    if (!o) { /* a bare null: never what a caller wants */
-        snprintf(why, why_cap, "expected a JSON object, got null");
-        return NULL;
-    }
-    for (size_t i = end; i < n; i++) {
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
-            snprintf(why, why_cap, "invalid JSON at offset %zu: trailing data", i);
-            json_object_put(o);
-            return NULL;
-        }
-    }
-    return o;
-}
-
-/* A member of an object; NULL when absent or JSON null (json-c represents null as NULL). */
-static json_object *get(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object))
-        return NULL;
-    return json_object_object_get_ex(o, key, &v) ? v : NULL;
-}
-
-static bool is_type(json_object *v, enum json_type t)
-{
-    return v && json_object_is_type(v, t);
-}
-
-static bool is_num(json_object *v)
-{
-    return is_type(v, json_type_int) || is_type(v, json_type_double);
-}
-
-/* A non-negative integer (an integral double is accepted, as JavaScript clients send them). */
-static bool get_u64(json_object *v, uint64_t max, uint64_t *out)
-{
-    if (is_type(v, json_type_int)) {
-        int64_t i = json_object_get_int64(v);
-        if (i < 0 || (uint64_t)i > max) {
-            /* json-c clamps big values to INT64_MAX; uint64 may still fit */
-            if (i == INT64_MAX && json_object_get_uint64(v) <= max) {
-                *out = json_object_get_uint64(v);
-                return true;
-            }
-            return false;
-        }
-        *out = (uint64_t)i;
-        return true;
-    }
-    if (is_type(v, json_type_double)) {
-        double d = json_object_get_double(v);
-        /* (double)UINT64_MAX rounds up to 2^64, which does not convert: compare below max+1 */
-        if (!(d >= 0) || d != floor(d) || !(d < (double)max + 1.0))
-            return false;
-        *out = (uint64_t)d;
-        return true;
-    }
-    return false;
-}
-
-static uint64_t get_count(json_object *o, const char *key)
-{
-    uint64_t v = 0;
-    return get_u64(get(o, key), UINT64_MAX, &v) ? v : 0;
-}
-
-/* A number with the shortest text that reads back to the same double, kept a double on the
- * wire ("1.0", not "1"), so 0.7 is written 0.7 rather than json-c's 0.69999999999999996. */
-static json_object *jdouble(double d)
-{
-    char buf[40];
-    if (!isfinite(d))
-        d = 0;
-    snprintf(buf, sizeof buf, "%.15g", d);
-    if (strtod(buf, NULL) != d)
-        snprintf(buf, sizeof buf, "%.17g", d);
-    if (!strpbrk(buf, ".eE"))
-        strncat(buf, ".0", sizeof buf - strlen(buf) - 1);
-    return json_object_new_double_s(d, buf);
-}
-
-static json_object *jstr(const struct bb_ir_str *s)
-{
-    return json_object_new_string_len(s->p ? s->p : "", s->p ? (int)s->len : 0);
-}
-
-static json_object *jstrn(const char *s, size_t n)
-{
-    return json_object_new_string_len(s, (int)n);
-}
-
-/* Parse a raw-JSON IR field back into an object (tool parameters, schema); NULL if invalid. */
-static json_object *jraw(const struct bb_ir_str *s)
-{
-    char why[128];
-    if (!s->p)
-        return NULL;
-    return json_parse(s->p, s->len, why, sizeof why);
-}
-
-static int add_json(struct evbuffer *b, json_object *o)
-{
-    size_t len = 0;
-    const char *s = json_object_to_json_string_length(o, JFLAGS, &len);
-    return s && evbuffer_add(b, s, len) == 0 ? 0 : -1;
-}
-
-/* One SSE frame `data: {json}\n\n`. */
-static int add_frame(struct evbuffer *b, json_object *o)
-{
-    size_t len = 0;
-    const char *s = json_object_to_json_string_length(o, JFLAGS, &len);
-    if (!s || evbuffer_add(b, "data: ", 6) || evbuffer_add(b, s, len) || evbuffer_add(b, "\n\n", 2))
-        return -1;
-    return 0;
-}
-
-static int dup_json_str(struct bb_arena *a, json_object *v, struct bb_ir_str *out)
-{
-    *out = bb_ir_strdup(a, json_object_get_string(v), (size_t)json_object_get_string_len(v));
-    return out->p ? 0 : -1;
-}
-
-/* Serialise any JSON value into the arena (raw JSON IR fields). */
-static int dup_json_text(struct bb_arena *a, json_object *v, struct bb_ir_str *out)
-{
-    size_t len = 0;
-    const char *s = json_object_to_json_string_length(v, JFLAGS, &len);
-    if (!s)
-        return -1;
-    *out = bb_ir_strdup(a, s, len);
-    return out->p ? 0 : -1;
-}
-
-/* "data:<media type>;base64,<data>" → its two parts; false for any other URL. */
-static bool split_data_url(const char *u, size_t n, const char **mt, size_t *mt_len,
-                           const char **data, size_t *data_len)
-{
-    if (n < 5 || strncmp(u, "data:", 5) != 0)
-        return false;
-    const char *comma = memchr(u, ',', n);
-    if (!comma)
-        return false;
-    const char *head = u + 5;
-    size_t head_len = (size_t)(comma - head);
-    if (head_len < 7 || memcmp(comma - 7, ";base64", 7) != 0)
-        return false;
-    *mt = head;
-    *mt_len = head_len - 7;
-    *data = comma + 1;
-    *data_len = n - (size_t)(comma + 1 - u);
-    return true;
-}
+/* The scalar parameters (worker/params.h; docs/protocols/openai.md "Parameters"). */
+static const struct bb_param param_rows[] = {
+    {"max_completion_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"max_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN, 0, 0,
+     "the older name, read when `max_completion_tokens` is absent"},
+    {"temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"top_p", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"top_k", BB_IRP_TOP_K, BB_PF_IN, 0, 0,
+     "not OpenAI's, but vLLM-style clients send it: read, and dropped towards OpenAI"},
+    {"seed", BB_IRP_SEED, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"presence_penalty", BB_IRP_PRESENCE_PENALTY, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"frequency_penalty", BB_IRP_FREQUENCY_PENALTY, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"stop", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT | BB_PF_ONE | BB_PF_CLAMP, 0, 4, ""},
+    {"n", BB_IRP_N, BB_PF_IN | BB_PF_OUT, 1, UINT32_MAX, ""},
+};
+#define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
 
 /* ---- stop reasons and usage, both directions ---- */
 
@@ -259,18 +93,18 @@ static const char *finish_name(enum bb_ir_stop s, bool has_tools)
 /* OpenAI usage → IR: prompt_tokens includes the cached (and cache-written) tokens. */
 static void usage_read(json_object *u, struct bb_ir_usage *out)
 {
-    if (!is_type(u, json_type_object))
+    if (!bb_json_is(u, json_type_object))
         return;
-    json_object *pd = get(u, "prompt_tokens_details");
-    json_object *cd = get(u, "completion_tokens_details");
-    uint64_t prompt = get_count(u, "prompt_tokens");
+    json_object *pd = bb_json_get(u, "prompt_tokens_details");
+    json_object *cd = bb_json_get(u, "completion_tokens_details");
+    uint64_t prompt = bb_json_count(u, "prompt_tokens");
     out->set = true;
-    out->cache_read = get_count(pd, "cached_tokens");
-    out->cache_write = get_count(pd, "cache_write_tokens");
+    out->cache_read = bb_json_count(pd, "cached_tokens");
+    out->cache_write = bb_json_count(pd, "cache_write_tokens");
     uint64_t cached = out->cache_read + out->cache_write;
     out->input = prompt > cached ? prompt - cached : 0;
-    out->output = get_count(u, "completion_tokens");
-    out->reasoning = get_count(cd, "reasoning_tokens");
+    out->output = bb_json_count(u, "completion_tokens");
+    out->reasoning = bb_json_count(cd, "reasoning_tokens");
 }
 
 static json_object *usage_write(const struct bb_ir_usage *u)
@@ -296,272 +130,207 @@ static json_object *usage_write(const struct bb_ir_usage *u)
 /* ingress: read_request                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-struct blockvec {
-    struct bb_ir_block *v;
-    size_t n, cap;
-};
-
-static struct bb_ir_block *bv_push(struct bb_arena *a, struct blockvec *bv)
-{
-    if (bv->n == bv->cap) {
-        size_t cap = bv->cap ? bv->cap * 2 : 4;
-        struct bb_ir_block *v = bb_arena_alloc(a, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        if (bv->n)
-            memcpy(v, bv->v, bv->n * sizeof *v);
-        bv->v = v;
-        bv->cap = cap;
-    }
-    struct bb_ir_block *b = &bv->v[bv->n++];
-    memset(b, 0, sizeof *b);
-    return b;
-}
-
+/* The reader: the shared context plus what OpenAI's message list needs across messages. */
 struct rd {
-    struct bb_arena *a;
-    struct bb_ir_request *req;
-    struct bb_err *err;
-    struct bb_ir_message *msgs;
-    size_t n_msgs;
-    bool last_is_tool;          /* msgs[n_msgs-1] holds only results from tool/function roles */
+    struct bb_rd r;
+    struct bb_vec msgs;         /* struct bb_ir_message */
+    bool last_is_tool;          /* the last message holds only results from tool/function roles */
+    struct bb_vec tool_run;     /* that message's blocks while the run lasts */
     struct bb_ir_str legacy_id; /* the last legacy function_call's synthesised id */
     unsigned n_legacy;
 };
 
-static int rd_oom(struct rd *r)
+/* An image_url part of a user message (the path at the part). */
+static int rd_image(struct bb_rd *r, struct bb_vec *bv, json_object *part)
 {
-    return bb_err_set(r->err, "out of memory while reading the request");
-}
-
-/* Record an unsupported field by a name built at run time (copied into the arena). */
-static int rd_unsupported_fmt(struct rd *r, const char *prefix, const char *name)
-{
-    size_t pl = strlen(prefix), nl = strlen(name);
-    char *s = bb_arena_alloc(r->a, pl + nl + 1);
-    if (!s)
-        return rd_oom(r);
-    memcpy(s, prefix, pl);
-    memcpy(s + pl, name, nl + 1);
-    return bb_ir_unsupported(r->a, r->req, s) ? rd_oom(r) : 0;
-}
-
-static int rd_unsupported(struct rd *r, const char *field)
-{
-    return bb_ir_unsupported(r->a, r->req, field) ? rd_oom(r) : 0;
-}
-
-static int rd_text_block(struct rd *r, struct blockvec *bv, json_object *s)
-{
-    struct bb_ir_block *b = bv_push(r->a, bv);
+    json_object *iu = bb_json_get(part, "image_url");
+    json_object *url = bb_json_is(iu, json_type_string) ? iu : bb_json_get(iu, "url");
+    if (!bb_json_is(url, json_type_string))
+        return bb_rd_expect(r, "image_url.url", "a string");
+    json_object *detail = bb_json_get(iu, "detail");
+    if (bb_json_is(detail, json_type_string) && !bb_json_str_eq(detail, "auto") &&
+        bb_rd_unsupported(r, "", "image_url.detail") < 0)
+        return -1;
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
     if (!b)
-        return rd_oom(r);
-    b->type = BB_IR_TEXT;
-    return dup_json_str(r->a, s, &b->text) ? rd_oom(r) : 0;
-}
-
-/* An image_url or file part of a user message. */
-static int rd_image(struct rd *r, struct blockvec *bv, json_object *part, const char *where,
-                    size_t j)
-{
-    json_object *iu = get(part, "image_url");
-    json_object *url = is_type(iu, json_type_string) ? iu : get(iu, "url");
-    if (!is_type(url, json_type_string))
-        return bb_err_set(r->err, "%s.content[%zu].image_url.url: expected a string", where, j);
-    json_object *detail = get(iu, "detail");
-    if (is_type(detail, json_type_string) && strcmp(json_object_get_string(detail), "auto") != 0)
-        if (rd_unsupported(r, "image_url.detail"))
-            return -1;
-    struct bb_ir_block *b = bv_push(r->a, bv);
-    if (!b)
-        return rd_oom(r);
+        return bb_rd_oom(r);
     b->type = BB_IR_IMAGE;
-    const char *u = json_object_get_string(url), *mt, *data;
-    size_t ul = (size_t)json_object_get_string_len(url), mt_len, data_len;
-    if (split_data_url(u, ul, &mt, &mt_len, &data, &data_len)) {
-        b->media_type = bb_ir_strdup(r->a, mt, mt_len);
-        b->data = bb_ir_strdup(r->a, data, data_len);
-        if (!b->media_type.p || !b->data.p)
-            return rd_oom(r);
-    } else {
-        b->url = bb_ir_strdup(r->a, u, ul);
-        if (!b->url.p)
-            return rd_oom(r);
-    }
-    return 0;
+    struct bb_ir_str mt, data;
+    if (!bb_media_split_data_url(json_object_get_string(url),
+                                 (size_t)json_object_get_string_len(url), &mt, &data))
+        return bb_rd_dup(r, url, &b->url);
+    b->media_type = bb_ir_strdup(r->a, mt.p, mt.len);
+    b->data = bb_ir_strdup(r->a, data.p, data.len);
+    return b->media_type.p && b->data.p ? 0 : bb_rd_oom(r);
 }
 
 /* A file part: inline base64 (file_data as a data: URL) becomes a DOCUMENT; an uploaded
  * file_id cannot travel to another provider. */
-static int rd_file(struct rd *r, struct blockvec *bv, json_object *part, const char *where,
-                   size_t j)
+static int rd_file(struct bb_rd *r, struct bb_vec *bv, json_object *part)
 {
-    json_object *f = get(part, "file");
-    if (!is_type(f, json_type_object))
-        return bb_err_set(r->err, "%s.content[%zu].file: expected an object", where, j);
-    json_object *fd = get(f, "file_data");
-    if (fd && !is_type(fd, json_type_string))
-        return bb_err_set(r->err, "%s.content[%zu].file.file_data: expected a string", where, j);
-    const char *mt, *data;
-    size_t mt_len, data_len;
-    if (!fd || !split_data_url(json_object_get_string(fd), (size_t)json_object_get_string_len(fd),
-                               &mt, &mt_len, &data, &data_len))
-        return rd_unsupported(r, get(f, "file_id") ? "file.file_id" : "file");
-    struct bb_ir_block *b = bv_push(r->a, bv);
+    json_object *f, *fd;
+    if (bb_rd_want(r, part, "file", json_type_object, false, &f) < 0)
+        return -1;
+    if (!f)
+        return bb_rd_expect(r, "file", "an object");
+    size_t m = bb_rd_in(r, "file");
+    int rc = bb_rd_want(r, f, "file_data", json_type_string, false, &fd);
+    bb_rd_out(r, m);
+    if (rc < 0)
+        return -1;
+    struct bb_ir_str mt, data;
+    if (!fd || !bb_media_split_data_url(json_object_get_string(fd),
+                                        (size_t)json_object_get_string_len(fd), &mt, &data))
+        return bb_rd_unsupported(r, "", bb_json_get(f, "file_id") ? "file.file_id" : "file");
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
     if (!b)
-        return rd_oom(r);
+        return bb_rd_oom(r);
     b->type = BB_IR_DOCUMENT;
-    b->media_type = bb_ir_strdup(r->a, mt, mt_len);
-    b->data = bb_ir_strdup(r->a, data, data_len);
-    return b->media_type.p && b->data.p ? 0 : rd_oom(r);
+    b->media_type = bb_ir_strdup(r->a, mt.p, mt.len);
+    b->data = bb_ir_strdup(r->a, data.p, data.len);
+    return b->media_type.p && b->data.p ? 0 : bb_rd_oom(r);
 }
 
 enum part_set { PARTS_TEXT, PARTS_USER, PARTS_ASSISTANT };
 
-/* Message content: a string, or an array of parts (which parts are allowed depends on the
- * role). A JSON null is no content. */
-static int rd_content(struct rd *r, struct blockvec *bv, json_object *c, const char *where,
-                      enum part_set set)
+/* One content part (the path at the part). */
+static int rd_part(struct bb_rd *r, struct bb_vec *bv, json_object *part, enum part_set set)
+{
+    const char *t = bb_json_get_str(part, "type");
+    json_object *text;
+    if (!bb_json_is(part, json_type_object) || !t)
+        return bb_rd_expect(r, NULL, "an object with a 'type'");
+    if (strcmp(t, "text") == 0) {
+        if (bb_rd_want(r, part, "text", json_type_string, false, &text) < 0)
+            return -1;
+        return text ? bb_rd_push_text(r, bv, BB_IR_TEXT, text)
+                    : bb_rd_expect(r, "text", "a string");
+    }
+    if (strcmp(t, "refusal") == 0 && set == PARTS_ASSISTANT) {
+        /* a refusal the assistant gave earlier is still what it said */
+        if (bb_rd_want(r, part, "refusal", json_type_string, false, &text) < 0)
+            return -1;
+        return text ? bb_rd_push_text(r, bv, BB_IR_TEXT, text)
+                    : bb_rd_expect(r, "refusal", "a string");
+    }
+    if (strcmp(t, "image_url") == 0 && set == PARTS_USER)
+        return rd_image(r, bv, part);
+    if (strcmp(t, "file") == 0 && set == PARTS_USER)
+        return rd_file(r, bv, part);
+    return bb_rd_unsupported(r, "content.", t);
+}
+
+/* Message content (the path at the message): a string, or an array of parts (which parts are
+ * allowed depends on the role). A JSON null is no content. */
+static int rd_content(struct bb_rd *r, struct bb_vec *bv, json_object *c, enum part_set set)
 {
     if (!c)
         return 0;
-    if (is_type(c, json_type_string))
-        return rd_text_block(r, bv, c);
-    if (!is_type(c, json_type_array))
-        return bb_err_set(r->err, "%s.content: expected a string or an array", where);
-    size_t n = json_object_array_length(c);
-    for (size_t j = 0; j < n; j++) {
-        json_object *part = json_object_array_get_idx(c, j);
-        json_object *type = get(part, "type");
-        if (!is_type(part, json_type_object) || !is_type(type, json_type_string))
-            return bb_err_set(r->err, "%s.content[%zu]: expected an object with a 'type'", where,
-                              j);
-        const char *t = json_object_get_string(type);
-        if (strcmp(t, "text") == 0) {
-            json_object *text = get(part, "text");
-            if (!is_type(text, json_type_string))
-                return bb_err_set(r->err, "%s.content[%zu].text: expected a string", where, j);
-            if (rd_text_block(r, bv, text))
-                return -1;
-        } else if (strcmp(t, "refusal") == 0 && set == PARTS_ASSISTANT) {
-            /* a refusal the assistant gave earlier is still what it said */
-            json_object *text = get(part, "refusal");
-            if (!is_type(text, json_type_string))
-                return bb_err_set(r->err, "%s.content[%zu].refusal: expected a string", where, j);
-            if (rd_text_block(r, bv, text))
-                return -1;
-        } else if (strcmp(t, "image_url") == 0 && set == PARTS_USER) {
-            if (rd_image(r, bv, part, where, j))
-                return -1;
-        } else if (strcmp(t, "file") == 0 && set == PARTS_USER) {
-            if (rd_file(r, bv, part, where, j))
-                return -1;
-        } else if (rd_unsupported_fmt(r, "content.", t)) {
+    if (bb_json_is(c, json_type_string))
+        return bb_rd_push_text(r, bv, BB_IR_TEXT, c);
+    if (!bb_json_is(c, json_type_array))
+        return bb_rd_expect(r, "content", "a string or an array");
+    struct bb_rd_iter it = bb_rd_iter(r, c, "content");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_part(r, bv, el, set) < 0)
             return -1;
-        }
-    }
     return 0;
 }
 
 /* Arguments travel as JSON object text; OpenAI sends a string (kept as is), a few clients an
- * object (serialised). Empty means no arguments. */
-static int rd_arguments(struct rd *r, json_object *args, struct bb_ir_str *out, const char *where)
+ * object (serialised). Empty means no arguments. The path is the function's. */
+static int rd_arguments(struct bb_rd *r, json_object *args, struct bb_ir_str *out)
 {
-    if (!args || (is_type(args, json_type_string) && json_object_get_string_len(args) == 0)) {
+    if (!args || (bb_json_is(args, json_type_string) && json_object_get_string_len(args) == 0)) {
         *out = bb_ir_strdup(r->a, "{}", 2);
-        return out->p ? 0 : rd_oom(r);
+        return out->p ? 0 : bb_rd_oom(r);
     }
-    if (is_type(args, json_type_string))
-        return dup_json_str(r->a, args, out) ? rd_oom(r) : 0;
-    if (is_type(args, json_type_object))
-        return dup_json_text(r->a, args, out) ? rd_oom(r) : 0;
-    return bb_err_set(r->err, "%s.arguments: expected a string", where);
+    if (bb_json_is(args, json_type_string))
+        return bb_rd_dup(r, args, out);
+    if (bb_json_is(args, json_type_object))
+        return bb_rd_text(r, args, out);
+    return bb_rd_expect(r, "arguments", "a string");
 }
 
-static int rd_tool_calls(struct rd *r, struct blockvec *bv, json_object *tc, const char *where)
+/* One tool_calls[] entry (the path at it). */
+static int rd_tool_call(struct bb_rd *r, struct bb_vec *bv, json_object *call)
 {
-    if (!is_type(tc, json_type_array))
-        return bb_err_set(r->err, "%s.tool_calls: expected an array", where);
-    size_t n = json_object_array_length(tc);
-    for (size_t j = 0; j < n; j++) {
-        json_object *call = json_object_array_get_idx(tc, j);
-        if (!is_type(call, json_type_object))
-            return bb_err_set(r->err, "%s.tool_calls[%zu]: expected an object", where, j);
-        json_object *type = get(call, "type");
-        if (type && (!is_type(type, json_type_string) ||
-                     strcmp(json_object_get_string(type), "function") != 0)) {
-            if (rd_unsupported(r, "tool_calls.custom"))
-                return -1;
-            continue;
-        }
-        json_object *id = get(call, "id"), *fn = get(call, "function");
-        json_object *name = get(fn, "name");
-        if (!is_type(id, json_type_string))
-            return bb_err_set(r->err, "%s.tool_calls[%zu].id: expected a string", where, j);
-        if (!is_type(name, json_type_string))
-            return bb_err_set(r->err, "%s.tool_calls[%zu].function.name: expected a string", where,
-                              j);
-        struct bb_ir_block *b = bv_push(r->a, bv);
-        if (!b)
-            return rd_oom(r);
-        b->type = BB_IR_TOOL_USE;
-        if (dup_json_str(r->a, id, &b->id) || dup_json_str(r->a, name, &b->name))
-            return rd_oom(r);
-        char w[96];
-        snprintf(w, sizeof w, "%s.tool_calls[%zu].function", where, j);
-        if (rd_arguments(r, get(fn, "arguments"), &b->input_json, w))
-            return -1;
-    }
-    return 0;
+    if (bb_rd_type(r, call, NULL, json_type_object) < 0)
+        return -1;
+    json_object *type = bb_json_get(call, "type");
+    if (type && !bb_json_str_eq(type, "function"))
+        return bb_rd_unsupported(r, "", "tool_calls.custom");
+    json_object *id = bb_json_get(call, "id"), *fn = bb_json_get(call, "function");
+    if (!bb_json_is(id, json_type_string))
+        return bb_rd_expect(r, "id", "a string");
+    if (!bb_json_is(bb_json_get(fn, "name"), json_type_string))
+        return bb_rd_expect(r, "function.name", "a string");
+    struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
+    if (!b)
+        return bb_rd_oom(r);
+    b->type = BB_IR_TOOL_USE;
+    if (bb_rd_dup(r, id, &b->id) < 0 || bb_rd_dup(r, bb_json_get(fn, "name"), &b->name) < 0)
+        return -1;
+    size_t m = bb_rd_in(r, "function");
+    int rc = rd_arguments(r, bb_json_get(fn, "arguments"), &b->input_json);
+    bb_rd_out(r, m);
+    return rc;
 }
 
-/* LiteLLM's thinking_blocks on an assistant message: thinking text with its signature. */
-static int rd_thinking_blocks(struct rd *r, struct blockvec *bv, json_object *tb, const char *where)
+/* LiteLLM's thinking_blocks on an assistant message (the path at the array): thinking text
+ * with its signature. */
+static int rd_thinking_blocks(struct bb_rd *r, struct bb_vec *bv, json_object *tb)
 {
-    if (!is_type(tb, json_type_array))
-        return bb_err_set(r->err, "%s.thinking_blocks: expected an array", where);
+    if (bb_rd_type(r, tb, NULL, json_type_array) < 0)
+        return -1;
     size_t n = json_object_array_length(tb);
     for (size_t j = 0; j < n; j++) {
         json_object *t = json_object_array_get_idx(tb, j);
-        json_object *type = get(t, "type");
-        if (!is_type(type, json_type_string))
-            return bb_err_set(r->err, "%s.thinking_blocks[%zu].type: expected a string", where, j);
-        bool redacted = strcmp(json_object_get_string(type), "redacted_thinking") == 0;
-        json_object *text = get(t, redacted ? "data" : "thinking");
-        json_object *sig = get(t, "signature");
-        if ((text && !is_type(text, json_type_string)) || (sig && !is_type(sig, json_type_string)))
-            return bb_err_set(r->err, "%s.thinking_blocks[%zu]: expected string fields", where, j);
-        struct bb_ir_block *b = bv_push(r->a, bv);
-        if (!b)
-            return rd_oom(r);
+        size_t m = bb_rd_at(r, j);
+        const char *type = bb_json_get_str(t, "type");
+        bool redacted = type && strcmp(type, "redacted_thinking") == 0;
+        json_object *text = bb_json_get(t, redacted ? "data" : "thinking");
+        json_object *sig = bb_json_get(t, "signature");
+        struct bb_ir_block *b = NULL;
+        int rc = 0;
+        if (!type)
+            rc = bb_rd_expect(r, "type", "a string");
+        else if ((text && !bb_json_is(text, json_type_string)) ||
+                 (sig && !bb_json_is(sig, json_type_string)))
+            rc = bb_rd_expect(r, NULL, "string fields");
+        else if (!(b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block)))
+            rc = bb_rd_oom(r);
+        bb_rd_out(r, m);
+        if (rc < 0)
+            return -1;
         b->type = redacted ? BB_IR_REDACTED_THINKING : BB_IR_THINKING;
         if (redacted) {
-            if (text && dup_json_str(r->a, text, &b->signature))
-                return rd_oom(r);
-        } else {
-            if (text && dup_json_str(r->a, text, &b->text))
-                return rd_oom(r);
-            if (sig && dup_json_str(r->a, sig, &b->signature))
-                return rd_oom(r);
+            if (text && bb_rd_dup(r, text, &b->signature) < 0)
+                return -1;
+        } else if ((text && bb_rd_dup(r, text, &b->text) < 0) ||
+                   (sig && bb_rd_dup(r, sig, &b->signature) < 0)) {
+            return -1;
         }
     }
     return 0;
 }
 
-static struct bb_ir_message *rd_new_message(struct rd *r, enum bb_ir_role role)
+static struct bb_ir_message *rd_new_message(struct rd *x, enum bb_ir_role role)
 {
-    struct bb_ir_message *m = &r->msgs[r->n_msgs++];
-    memset(m, 0, sizeof *m);
-    m->role = role;
+    struct bb_ir_message *m = BB_VEC_PUSH(x->r.a, &x->msgs, struct bb_ir_message);
+    if (m)
+        m->role = role;
     return m;
 }
 
 /* The function name of the call `id` answers, from the assistant turns before it: Gemini
  * needs it in functionResponse and OpenAI tool messages do not carry it. */
-static struct bb_ir_str rd_call_name(const struct rd *r, const char *id)
+static struct bb_ir_str rd_call_name(const struct rd *x, const char *id)
 {
-    for (size_t i = r->n_msgs; i-- > 0;) {
-        const struct bb_ir_message *m = &r->msgs[i];
+    const struct bb_ir_message *msgs = x->msgs.v;
+    for (size_t i = x->msgs.n; i-- > 0;) {
+        const struct bb_ir_message *m = &msgs[i];
         if (m->role != BB_IR_ASSISTANT)
             continue;
         for (size_t k = 0; k < m->n_blocks; k++)
@@ -573,41 +342,40 @@ static struct bb_ir_str rd_call_name(const struct rd *r, const char *id)
 }
 
 /* Append one tool result, merging consecutive tool messages into one user message. */
-static struct bb_ir_block *rd_tool_result(struct rd *r)
+static struct bb_ir_block *rd_tool_result(struct rd *x)
 {
     struct bb_ir_message *m;
-    if (r->last_is_tool && r->n_msgs) {
-        m = &r->msgs[r->n_msgs - 1];
+    if (x->last_is_tool && x->msgs.n) {
+        m = &((struct bb_ir_message *)x->msgs.v)[x->msgs.n - 1];
+    } else if ((m = rd_new_message(x, BB_IR_USER))) {
+        x->last_is_tool = true;
+        memset(&x->tool_run, 0, sizeof x->tool_run);
     } else {
-        m = rd_new_message(r, BB_IR_USER);
-        r->last_is_tool = true;
-    }
-    struct bb_ir_block *v = bb_arena_alloc(r->a, (m->n_blocks + 1) * sizeof *v);
-    if (!v)
         return NULL;
-    if (m->n_blocks)
-        memcpy(v, m->blocks, m->n_blocks * sizeof *v);
-    m->blocks = v;
-    struct bb_ir_block *b = &v[m->n_blocks++];
-    memset(b, 0, sizeof *b);
+    }
+    struct bb_ir_block *b = BB_VEC_PUSH(x->r.a, &x->tool_run, struct bb_ir_block);
+    if (!b)
+        return NULL;
+    m->blocks = x->tool_run.v;
+    m->n_blocks = x->tool_run.n;
     b->type = BB_IR_TOOL_RESULT;
     return b;
 }
 
 /* A tool message's content: one string (flat text) or text parts (nested TEXT blocks). */
-static int rd_tool_content(struct rd *r, struct bb_ir_block *b, json_object *c, const char *where)
+static int rd_tool_content(struct bb_rd *r, struct bb_ir_block *b, json_object *c)
 {
     if (!c) {
         b->text = bb_ir_strdup(r->a, "", 0);
-        return b->text.p ? 0 : rd_oom(r);
+        return b->text.p ? 0 : bb_rd_oom(r);
     }
-    if (is_type(c, json_type_string))
-        return dup_json_str(r->a, c, &b->text) ? rd_oom(r) : 0;
-    struct blockvec bv = {0};
-    if (rd_content(r, &bv, c, where, PARTS_TEXT))
+    if (bb_json_is(c, json_type_string))
+        return bb_rd_dup(r, c, &b->text);
+    struct bb_vec bv = {0};
+    if (rd_content(r, &bv, c, PARTS_TEXT))
         return -1;
     if (bv.n == 1) {
-        b->text = bv.v[0].text;
+        b->text = ((struct bb_ir_block *)bv.v)[0].text;
     } else {
         b->content = bv.v;
         b->n_content = bv.n;
@@ -615,193 +383,205 @@ static int rd_tool_content(struct rd *r, struct bb_ir_block *b, json_object *c, 
     return 0;
 }
 
-static int rd_message(struct rd *r, json_object *m, size_t i)
+/* An assistant message's blocks: thinking, content, refusal, tool calls, the legacy call. */
+static int rd_assistant(struct rd *x, json_object *m, struct bb_vec *bv)
 {
-    char where[48];
-    snprintf(where, sizeof where, "messages[%zu]", i);
-    if (!is_type(m, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", where);
-    json_object *role = get(m, "role");
-    if (!is_type(role, json_type_string))
-        return bb_err_set(r->err, "%s.role: expected a string", where);
+    struct bb_rd *r = &x->r;
+    json_object *tb = bb_json_get(m, "thinking_blocks"), *rc = bb_json_get(m, "reasoning_content");
+    if (tb) {
+        size_t mark = bb_rd_in(r, "thinking_blocks");
+        int e = rd_thinking_blocks(r, bv, tb);
+        bb_rd_out(r, mark);
+        if (e < 0)
+            return -1;
+    } else if (rc) {
+        if (bb_rd_type(r, rc, "reasoning_content", json_type_string) < 0)
+            return -1;
+        if (json_object_get_string_len(rc) && bb_rd_push_text(r, bv, BB_IR_THINKING, rc) < 0)
+            return -1;
+    }
+    if (rd_content(r, bv, bb_json_get(m, "content"), PARTS_ASSISTANT))
+        return -1;
+    json_object *refusal;
+    if (bb_rd_want(r, m, "refusal", json_type_string, false, &refusal) < 0 ||
+        (refusal && bb_rd_push_text(r, bv, BB_IR_TEXT, refusal) < 0))
+        return -1;
+    json_object *tc;
+    if (bb_rd_want(r, m, "tool_calls", json_type_array, false, &tc) < 0)
+        return -1;
+    size_t n = tc ? json_object_array_length(tc) : 0;
+    size_t mark = bb_rd_in(r, "tool_calls");
+    for (size_t j = 0; j < n; j++) {
+        size_t mk = bb_rd_at(r, j);
+        int e = rd_tool_call(r, bv, json_object_array_get_idx(tc, j));
+        bb_rd_out(r, mk);
+        if (e < 0)
+            return -1;
+    }
+    bb_rd_out(r, mark);
+    json_object *fc = bb_json_get(m, "function_call");
+    if (fc) { /* legacy single call: give it an id the function message can answer */
+        json_object *fname = bb_json_get(fc, "name");
+        if (!bb_json_is(fname, json_type_string))
+            return bb_rd_expect(r, "function_call.name", "a string");
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
+        if (!b)
+            return bb_rd_oom(r);
+        char id[32];
+        int idl = snprintf(id, sizeof id, "call_legacy_%u", x->n_legacy++);
+        b->type = BB_IR_TOOL_USE;
+        b->id = bb_ir_strdup(r->a, id, (size_t)idl);
+        if (!b->id.p || bb_rd_dup(r, fname, &b->name) < 0)
+            return bb_rd_oom(r);
+        x->legacy_id = b->id;
+        size_t mk = bb_rd_in(r, "function_call");
+        int e = rd_arguments(r, bb_json_get(fc, "arguments"), &b->input_json);
+        bb_rd_out(r, mk);
+        if (e < 0)
+            return -1;
+    }
+    if (bb_json_get(m, "audio") && bb_rd_unsupported(r, "", "messages.audio") < 0)
+        return -1;
+    return 0;
+}
+
+/* One message (the path at it). */
+static int rd_message(struct rd *x, json_object *m)
+{
+    struct bb_rd *r = &x->r;
+    struct bb_ir_request *q = r->req;
+    json_object *role, *name;
+    if (bb_rd_type(r, m, NULL, json_type_object) < 0 ||
+        bb_rd_want(r, m, "role", json_type_string, false, &role) < 0)
+        return -1;
+    if (!role)
+        return bb_rd_expect(r, "role", "a string");
     const char *ro = json_object_get_string(role);
-    json_object *content = get(m, "content"), *name = get(m, "name");
-    if (name && !is_type(name, json_type_string))
-        return bb_err_set(r->err, "%s.name: expected a string", where);
+    json_object *content = bb_json_get(m, "content");
+    if (bb_rd_want(r, m, "name", json_type_string, false, &name) < 0)
+        return -1;
 
     if (strcmp(ro, "system") == 0 || strcmp(ro, "developer") == 0) {
-        struct blockvec bv = {r->req->system, r->req->n_system, r->req->n_system};
-        if (rd_content(r, &bv, content, where, PARTS_TEXT))
+        struct bb_vec bv = {q->system, q->n_system, q->n_system};
+        if (rd_content(r, &bv, content, PARTS_TEXT))
             return -1;
-        r->req->system = bv.v;
-        r->req->n_system = bv.n;
-        return name ? rd_unsupported(r, "system.name") : 0;
+        q->system = bv.v;
+        q->n_system = bv.n;
+        return name ? bb_rd_unsupported(r, "", "system.name") : 0;
     }
 
     if (strcmp(ro, "tool") == 0) {
-        json_object *id = get(m, "tool_call_id");
-        if (!is_type(id, json_type_string))
-            return bb_err_set(r->err, "%s.tool_call_id: expected a string", where);
-        struct bb_ir_block *b = rd_tool_result(r);
-        if (!b || dup_json_str(r->a, id, &b->id))
-            return rd_oom(r);
-        b->name = rd_call_name(r, b->id.p);
-        return rd_tool_content(r, b, content, where);
+        json_object *id = bb_json_get(m, "tool_call_id");
+        if (!bb_json_is(id, json_type_string))
+            return bb_rd_expect(r, "tool_call_id", "a string");
+        struct bb_ir_block *b = rd_tool_result(x);
+        if (!b || bb_rd_dup(r, id, &b->id) < 0)
+            return bb_rd_oom(r);
+        b->name = rd_call_name(x, b->id.p);
+        return rd_tool_content(r, b, content);
     }
 
     if (strcmp(ro, "function") == 0) { /* legacy: answers the last function_call */
-        if (!is_type(name, json_type_string))
-            return bb_err_set(r->err, "%s.name: expected a string", where);
-        if (content && !is_type(content, json_type_string))
-            return bb_err_set(r->err, "%s.content: expected a string", where);
-        struct bb_ir_block *b = rd_tool_result(r);
-        if (!b || dup_json_str(r->a, name, &b->name))
-            return rd_oom(r);
-        b->id = r->legacy_id.p ? r->legacy_id : bb_ir_strdup(r->a, "call_legacy_0", 13);
+        if (!name)
+            return bb_rd_expect(r, "name", "a string");
+        if (content && bb_rd_type(r, content, "content", json_type_string) < 0)
+            return -1;
+        struct bb_ir_block *b = rd_tool_result(x);
+        if (!b || bb_rd_dup(r, name, &b->name) < 0)
+            return bb_rd_oom(r);
+        b->id = x->legacy_id.p ? x->legacy_id : bb_ir_strdup(r->a, "call_legacy_0", 13);
         if (!b->id.p)
-            return rd_oom(r);
-        return rd_tool_content(r, b, content, where);
+            return bb_rd_oom(r);
+        return rd_tool_content(r, b, content);
     }
 
     bool user = strcmp(ro, "user") == 0;
     if (!user && strcmp(ro, "assistant") != 0)
-        return bb_err_set(r->err, "%s.role: unknown role '%s'", where, ro);
+        return bb_rd_fail(r, "role", "unknown role '%s'", ro);
 
-    struct blockvec bv = {0};
+    struct bb_vec bv = {0};
     if (user) {
         if (!content)
-            return bb_err_set(r->err, "%s.content: required", where);
-        if (rd_content(r, &bv, content, where, PARTS_USER))
+            return bb_rd_required(r, "content");
+        if (rd_content(r, &bv, content, PARTS_USER))
             return -1;
-    } else {
-        json_object *tb = get(m, "thinking_blocks"), *rc = get(m, "reasoning_content");
-        if (tb) {
-            if (rd_thinking_blocks(r, &bv, tb, where))
-                return -1;
-        } else if (rc) {
-            if (!is_type(rc, json_type_string))
-                return bb_err_set(r->err, "%s.reasoning_content: expected a string", where);
-            if (json_object_get_string_len(rc)) {
-                struct bb_ir_block *b = bv_push(r->a, &bv);
-                if (!b)
-                    return rd_oom(r);
-                b->type = BB_IR_THINKING;
-                if (dup_json_str(r->a, rc, &b->text))
-                    return rd_oom(r);
-            }
-        }
-        if (rd_content(r, &bv, content, where, PARTS_ASSISTANT))
-            return -1;
-        json_object *refusal = get(m, "refusal");
-        if (refusal) {
-            if (!is_type(refusal, json_type_string))
-                return bb_err_set(r->err, "%s.refusal: expected a string", where);
-            if (rd_text_block(r, &bv, refusal))
-                return -1;
-        }
-        json_object *tc = get(m, "tool_calls");
-        if (tc && rd_tool_calls(r, &bv, tc, where))
-            return -1;
-        json_object *fc = get(m, "function_call");
-        if (fc) { /* legacy single call: give it an id the function message can answer */
-            json_object *fname = get(fc, "name");
-            if (!is_type(fname, json_type_string))
-                return bb_err_set(r->err, "%s.function_call.name: expected a string", where);
-            struct bb_ir_block *b = bv_push(r->a, &bv);
-            if (!b)
-                return rd_oom(r);
-            char id[32];
-            int idl = snprintf(id, sizeof id, "call_legacy_%u", r->n_legacy++);
-            b->type = BB_IR_TOOL_USE;
-            b->id = bb_ir_strdup(r->a, id, (size_t)idl);
-            if (!b->id.p || dup_json_str(r->a, fname, &b->name))
-                return rd_oom(r);
-            r->legacy_id = b->id;
-            char w[96];
-            snprintf(w, sizeof w, "%s.function_call", where);
-            if (rd_arguments(r, get(fc, "arguments"), &b->input_json, w))
-                return -1;
-        }
-        if (get(m, "audio") && rd_unsupported(r, "messages.audio"))
-            return -1;
+    } else if (rd_assistant(x, m, &bv) < 0) {
+        return -1;
     }
     if (!bv.n) /* a turn that said nothing carries nothing across */
         return 0;
-    struct bb_ir_message *im = rd_new_message(r, user ? BB_IR_USER : BB_IR_ASSISTANT);
+    struct bb_ir_message *im = rd_new_message(x, user ? BB_IR_USER : BB_IR_ASSISTANT);
+    if (!im)
+        return bb_rd_oom(r);
     im->blocks = bv.v;
     im->n_blocks = bv.n;
-    r->last_is_tool = false;
-    if (name && dup_json_str(r->a, name, &im->name))
-        return rd_oom(r);
-    return 0;
+    x->last_is_tool = false;
+    return name ? bb_rd_dup(r, name, &im->name) : 0;
 }
 
-static int rd_function_def(struct rd *r, struct bb_ir_tool *t, json_object *fn, const char *where)
+/* A function definition (the path at it): {name, description?, parameters?, strict?}. */
+static int rd_function_def(struct bb_rd *r, struct bb_ir_tool *t, json_object *fn)
 {
-    json_object *name = get(fn, "name"), *desc = get(fn, "description");
-    json_object *params = get(fn, "parameters"), *strict = get(fn, "strict");
-    if (!is_type(fn, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", where);
-    if (!is_type(name, json_type_string))
-        return bb_err_set(r->err, "%s.name: expected a string", where);
-    if (desc && !is_type(desc, json_type_string))
-        return bb_err_set(r->err, "%s.description: expected a string", where);
-    if (params && !is_type(params, json_type_object))
-        return bb_err_set(r->err, "%s.parameters: expected an object", where);
-    if (strict && !is_type(strict, json_type_boolean))
-        return bb_err_set(r->err, "%s.strict: expected a boolean", where);
-    if (dup_json_str(r->a, name, &t->name) || (desc && dup_json_str(r->a, desc, &t->description)) ||
-        (params && dup_json_text(r->a, params, &t->parameters_json)))
-        return rd_oom(r);
-    t->strict = strict && json_object_get_boolean(strict);
-    return 0;
+    json_object *params;
+    if (bb_rd_type(r, fn, NULL, json_type_object) < 0 ||
+        bb_rd_str(r, fn, "name", false, &t->name) < 0 ||
+        bb_rd_str(r, fn, "description", false, &t->description) < 0 ||
+        bb_rd_want(r, fn, "parameters", json_type_object, false, &params) < 0 ||
+        bb_rd_bool(r, fn, "strict", NULL, &t->strict) < 0)
+        return -1;
+    if (!t->name.p)
+        return bb_rd_expect(r, "name", "a string");
+    return params ? bb_rd_text(r, params, &t->parameters_json) : 0;
 }
 
-static int rd_tools(struct rd *r, json_object *tools, json_object *functions)
+/* tools[] ({type:"function", function:{...}}) and the legacy functions[]. */
+static int rd_tools(struct bb_rd *r, json_object *root)
 {
-    size_t nt = is_type(tools, json_type_array) ? json_object_array_length(tools) : 0;
-    size_t nf = is_type(functions, json_type_array) ? json_object_array_length(functions) : 0;
-    if (tools && !is_type(tools, json_type_array))
-        return bb_err_set(r->err, "tools: expected an array");
-    if (functions && !is_type(functions, json_type_array))
-        return bb_err_set(r->err, "functions: expected an array");
-    if (!nt && !nf)
-        return 0;
-    struct bb_ir_tool *v = bb_arena_calloc(r->a, (nt + nf) * sizeof *v);
-    if (!v)
-        return rd_oom(r);
-    size_t n = 0;
-    char where[48];
-    for (size_t i = 0; i < nt; i++) {
-        json_object *t = json_object_array_get_idx(tools, i), *type = get(t, "type");
-        snprintf(where, sizeof where, "tools[%zu]", i);
-        if (!is_type(t, json_type_object))
-            return bb_err_set(r->err, "%s: expected an object", where);
-        if (type && !is_type(type, json_type_string))
-            return bb_err_set(r->err, "%s.type: expected a string", where);
-        if (type && strcmp(json_object_get_string(type), "function") != 0) {
-            if (rd_unsupported(r, "tools.custom"))
-                return -1;
-            continue;
+    json_object *tools, *functions;
+    if (bb_rd_want(r, root, "tools", json_type_array, false, &tools) < 0 ||
+        bb_rd_want(r, root, "functions", json_type_array, false, &functions) < 0)
+        return -1;
+    struct bb_vec v = {0};
+    size_t nt = tools ? json_object_array_length(tools) : 0;
+    size_t nf = functions ? json_object_array_length(functions) : 0;
+    for (size_t i = 0; i < nt + nf; i++) {
+        bool legacy = i >= nt;
+        json_object *t = legacy ? json_object_array_get_idx(functions, i - nt)
+                                : json_object_array_get_idx(tools, i);
+        size_t mark = bb_rd_in(r, legacy ? "functions" : "tools");
+        bb_rd_at(r, legacy ? i - nt : i);
+        int rc = 0;
+        json_object *type = legacy ? NULL : bb_json_get(t, "type");
+        if (!legacy && bb_rd_type(r, t, NULL, json_type_object) < 0) {
+            rc = -1;
+        } else if (type && bb_rd_type(r, type, "type", json_type_string) < 0) {
+            rc = -1;
+        } else if (type && !bb_json_str_eq(type, "function")) {
+            rc = bb_rd_unsupported(r, "", "tools.custom");
+        } else {
+            struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, &v, struct bb_ir_tool);
+            if (!tool) {
+                rc = bb_rd_oom(r);
+            } else if (legacy) {
+                rc = rd_function_def(r, tool, t);
+            } else {
+                bb_rd_in(r, "function");
+                rc = rd_function_def(r, tool, bb_json_get(t, "function"));
+            }
         }
-        snprintf(where, sizeof where, "tools[%zu].function", i);
-        if (rd_function_def(r, &v[n++], get(t, "function"), where))
+        bb_rd_out(r, mark);
+        if (rc < 0)
             return -1;
     }
-    for (size_t i = 0; i < nf; i++) {
-        snprintf(where, sizeof where, "functions[%zu]", i);
-        if (rd_function_def(r, &v[n++], json_object_array_get_idx(functions, i), where))
-            return -1;
-    }
-    r->req->tools = v;
-    r->req->n_tools = n;
+    r->req->tools = v.v;
+    r->req->n_tools = v.n;
     return 0;
 }
 
-static int rd_tool_choice(struct rd *r, json_object *tc, const char *field)
+static int rd_tool_choice(struct bb_rd *r, json_object *tc, const char *field)
 {
     struct bb_ir_request *q = r->req;
-    if (is_type(tc, json_type_string)) {
+    if (bb_json_is(tc, json_type_string)) {
         const char *s = json_object_get_string(tc);
         if (strcmp(s, "auto") == 0)
             q->tool_choice = BB_IR_TC_AUTO;
@@ -810,109 +590,77 @@ static int rd_tool_choice(struct rd *r, json_object *tc, const char *field)
         else if (strcmp(s, "required") == 0)
             q->tool_choice = BB_IR_TC_ANY;
         else
-            return bb_err_set(r->err, "%s: unknown value '%s'", field, s);
+            return bb_rd_fail(r, field, "unknown value '%s'", s);
         return 0;
     }
-    if (!is_type(tc, json_type_object))
-        return bb_err_set(r->err, "%s: expected a string or an object", field);
-    json_object *type = get(tc, "type");
-    const char *t = is_type(type, json_type_string) ? json_object_get_string(type) : "function";
+    if (!bb_json_is(tc, json_type_object))
+        return bb_rd_expect(r, field, "a string or an object");
+    const char *t = bb_json_get_str(tc, "type");
+    if (!t)
+        t = "function";
     if (strcmp(t, "allowed_tools") == 0) { /* keep the mode, lose the subset */
-        json_object *mode = get(get(tc, "allowed_tools"), "mode");
-        bool req = is_type(mode, json_type_string) &&
-                   strcmp(json_object_get_string(mode), "required") == 0;
+        bool req =
+            bb_json_str_eq(bb_json_get(bb_json_get(tc, "allowed_tools"), "mode"), "required");
         q->tool_choice = req ? BB_IR_TC_ANY : BB_IR_TC_AUTO;
-        return rd_unsupported(r, "tool_choice.allowed_tools");
+        return bb_rd_unsupported(r, "", "tool_choice.allowed_tools");
     }
     if (strcmp(t, "function") != 0)
-        return rd_unsupported(r, "tool_choice.custom");
+        return bb_rd_unsupported(r, "", "tool_choice.custom");
     /* {type:function, function:{name}}, or legacy function_call {name} */
-    json_object *fn = get(tc, "function");
-    json_object *name = get(fn ? fn : tc, "name");
-    if (!is_type(name, json_type_string))
-        return bb_err_set(r->err, "%s.function.name: expected a string", field);
+    json_object *fn = bb_json_get(tc, "function");
+    json_object *name = bb_json_get(fn ? fn : tc, "name");
+    if (!bb_json_is(name, json_type_string)) {
+        size_t m = bb_rd_in(r, field);
+        int rc = bb_rd_expect(r, "function.name", "a string");
+        bb_rd_out(r, m);
+        return rc;
+    }
     q->tool_choice = BB_IR_TC_TOOL;
-    return dup_json_str(r->a, name, &q->tool_choice_name) ? rd_oom(r) : 0;
+    return bb_rd_dup(r, name, &q->tool_choice_name);
 }
 
-static int rd_response_format(struct rd *r, json_object *rf)
+static int rd_response_format(struct bb_rd *r, json_object *rf)
 {
     struct bb_ir_request *q = r->req;
-    json_object *type = get(rf, "type");
-    if (!is_type(rf, json_type_object) || !is_type(type, json_type_string))
-        return bb_err_set(r->err, "response_format: expected an object with a 'type'");
-    const char *t = json_object_get_string(type);
+    const char *t = bb_json_get_str(rf, "type");
+    if (!bb_json_is(rf, json_type_object) || !t)
+        return bb_rd_expect(r, "response_format", "an object with a 'type'");
     if (strcmp(t, "text") == 0) {
         q->format = BB_IR_FMT_TEXT;
-    } else if (strcmp(t, "json_object") == 0) {
+        return 0;
+    }
+    if (strcmp(t, "json_object") == 0) {
         q->format = BB_IR_FMT_JSON_OBJECT;
-    } else if (strcmp(t, "json_schema") == 0) {
-        json_object *js = get(rf, "json_schema");
-        if (!is_type(js, json_type_object))
-            return bb_err_set(r->err, "response_format.json_schema: expected an object");
-        json_object *name = get(js, "name"), *schema = get(js, "schema");
-        json_object *strict = get(js, "strict");
-        if (name && !is_type(name, json_type_string))
-            return bb_err_set(r->err, "response_format.json_schema.name: expected a string");
-        if (schema && !is_type(schema, json_type_object))
-            return bb_err_set(r->err, "response_format.json_schema.schema: expected an object");
-        if (strict && !is_type(strict, json_type_boolean))
-            return bb_err_set(r->err, "response_format.json_schema.strict: expected a boolean");
-        q->format = BB_IR_FMT_JSON_SCHEMA;
-        if ((name && dup_json_str(r->a, name, &q->format_name)) ||
-            (schema && dup_json_text(r->a, schema, &q->format_schema_json)))
-            return rd_oom(r);
-        q->format_strict = strict && json_object_get_boolean(strict);
-        if (get(js, "description") && rd_unsupported(r, "response_format.json_schema.description"))
-            return -1;
-    } else {
-        return rd_unsupported_fmt(r, "response_format.", t);
+        return 0;
     }
+    if (strcmp(t, "json_schema") != 0)
+        return bb_rd_unsupported(r, "response_format.", t);
+    size_t mark = bb_rd_in(r, "response_format");
+    json_object *js, *schema = NULL;
+    int rc = bb_rd_want(r, rf, "json_schema", json_type_object, false, &js);
+    if (rc == 0 && !js)
+        rc = bb_rd_expect(r, "json_schema", "an object");
+    if (rc == 0) {
+        bb_rd_in(r, "json_schema");
+        rc = bb_rd_str(r, js, "name", false, &q->format_name) < 0 ||
+                     bb_rd_want(r, js, "schema", json_type_object, false, &schema) < 0 ||
+                     bb_rd_bool(r, js, "strict", NULL, &q->format_strict) < 0
+                 ? -1
+                 : 0;
+    }
+    bb_rd_out(r, mark);
+    if (rc < 0)
+        return -1;
+    q->format = BB_IR_FMT_JSON_SCHEMA;
+    if (schema && bb_rd_text(r, schema, &q->format_schema_json) < 0)
+        return -1;
+    if (bb_json_get(js, "description") &&
+        bb_rd_unsupported(r, "", "response_format.json_schema.description") < 0)
+        return -1;
     return 0;
 }
 
-static int rd_number(struct rd *r, json_object *root, const char *key, bool *has, double *out)
-{
-    json_object *v = get(root, key);
-    if (!v)
-        return 0;
-    if (!is_num(v))
-        return bb_err_set(r->err, "%s: expected a number", key);
-    *has = true;
-    *out = json_object_get_double(v);
-    return 0;
-}
-
-static int rd_stop(struct rd *r, json_object *stop)
-{
-    struct bb_ir_request *q = r->req;
-    if (is_type(stop, json_type_string)) {
-        q->stop = bb_arena_alloc(r->a, sizeof *q->stop);
-        if (!q->stop || dup_json_str(r->a, stop, &q->stop[0]))
-            return rd_oom(r);
-        q->n_stop = 1;
-        return 0;
-    }
-    if (!is_type(stop, json_type_array))
-        return bb_err_set(r->err, "stop: expected a string or an array of strings");
-    size_t n = json_object_array_length(stop);
-    if (!n)
-        return 0;
-    q->stop = bb_arena_alloc(r->a, n * sizeof *q->stop);
-    if (!q->stop)
-        return rd_oom(r);
-    for (size_t i = 0; i < n; i++) {
-        json_object *s = json_object_array_get_idx(stop, i);
-        if (!is_type(s, json_type_string))
-            return bb_err_set(r->err, "stop[%zu]: expected a string", i);
-        if (dup_json_str(r->a, s, &q->stop[i]))
-            return rd_oom(r);
-    }
-    q->n_stop = n;
-    return 0;
-}
-
-static int rd_effort(struct rd *r, json_object *e)
+static int rd_effort(struct bb_rd *r, json_object *e)
 {
     static const struct {
         const char *name;
@@ -920,8 +668,8 @@ static int rd_effort(struct rd *r, json_object *e)
     } map[] = {{"minimal", BB_IR_EFFORT_MINIMAL}, {"low", BB_IR_EFFORT_LOW},
                {"medium", BB_IR_EFFORT_MEDIUM},   {"high", BB_IR_EFFORT_HIGH},
                {"xhigh", BB_IR_EFFORT_HIGH},      {"max", BB_IR_EFFORT_HIGH}};
-    if (!is_type(e, json_type_string))
-        return bb_err_set(r->err, "reasoning_effort: expected a string");
+    if (bb_rd_type(r, e, "reasoning_effort", json_type_string) < 0)
+        return -1;
     const char *s = json_object_get_string(e);
     if (strcmp(s, "none") == 0) /* reasoning explicitly off: the IR's default */
         return 0;
@@ -929,155 +677,114 @@ static int rd_effort(struct rd *r, json_object *e)
         if (strcmp(s, map[i].name) == 0) {
             r->req->reasoning = true;
             r->req->reasoning_effort = map[i].effort;
-            if (i >= 4 && rd_unsupported(r, "reasoning_effort")) /* xhigh/max → high */
-                return -1;
+            if (i >= 4) /* xhigh/max → high */
+                return bb_rd_unsupported(r, "", "reasoning_effort");
             return 0;
         }
     }
-    return bb_err_set(r->err, "reasoning_effort: unknown value '%s'", s);
+    return bb_rd_fail(r, "reasoning_effort", "unknown value '%s'", s);
 }
 
-/* Top-level keys read below; anything else set to a non-default value is reported. */
-/* clang-format off */
+/* Top-level keys read below besides the table's; anything else set to a non-default value is
+ * reported. */
 static const char *const known_keys[] = {
-    "model", "messages", "tools", "functions", "tool_choice", "function_call",
-    "parallel_tool_calls", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-    "temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty", "stop", "n",
-    "response_format", "reasoning_effort", "user", "safety_identifier",
+    "model",
+    "messages",
+    "tools",
+    "functions",
+    "tool_choice",
+    "function_call",
+    "parallel_tool_calls",
+    "stream",
+    "stream_options",
+    "response_format",
+    "reasoning_effort",
+    "user",
+    "safety_identifier",
 };
-/* clang-format on */
 
-static int rd_unknown_keys(struct rd *r, json_object *root)
+static int rd_unknown_keys(struct bb_rd *r, json_object *root)
 {
     json_object_object_foreach(root, key, val)
     {
-        bool known = false;
+        bool known = bb_params_known(param_rows, N_PARAMS, key);
         for (size_t i = 0; i < sizeof known_keys / sizeof known_keys[0] && !known; i++)
             known = strcmp(key, known_keys[i]) == 0;
-        if (known || !val || (is_type(val, json_type_boolean) && !json_object_get_boolean(val)))
+        if (known || !val || (bb_json_is(val, json_type_boolean) && !json_object_get_boolean(val)))
             continue;
-        if (rd_unsupported_fmt(r, "", key))
+        if (bb_rd_unsupported(r, "", key) < 0)
             return -1;
     }
     return 0;
 }
 
-static int rd_body(struct rd *r, json_object *root, const char *model_from_path)
+static int rd_body(struct rd *x, json_object *root, const char *model_from_path)
 {
+    struct bb_rd *r = &x->r;
     struct bb_ir_request *q = r->req;
-    if (!is_type(root, json_type_object))
+    if (!bb_json_is(root, json_type_object))
         return bb_err_set(r->err, "the request body must be a JSON object");
 
-    json_object *model = get(root, "model");
-    if (model && !is_type(model, json_type_string))
-        return bb_err_set(r->err, "model: expected a string");
+    json_object *model, *msgs, *v;
+    if (bb_rd_want(r, root, "model", json_type_string, !model_from_path, &model) < 0)
+        return -1;
     if (model_from_path) {
         q->model = bb_ir_strdup(r->a, model_from_path, strlen(model_from_path));
         if (!q->model.p)
-            return rd_oom(r);
-    } else if (model) {
-        if (dup_json_str(r->a, model, &q->model))
-            return rd_oom(r);
-    } else {
-        return bb_err_set(r->err, "model: required");
+            return bb_rd_oom(r);
+    } else if (bb_rd_dup(r, model, &q->model) < 0) {
+        return -1;
     }
 
-    json_object *msgs = get(root, "messages");
-    if (!is_type(msgs, json_type_array))
-        return bb_err_set(r->err, "messages: expected an array");
+    if (bb_rd_want(r, root, "messages", json_type_array, false, &msgs) < 0)
+        return -1;
+    if (!msgs)
+        return bb_rd_expect(r, "messages", "an array");
     size_t nm = json_object_array_length(msgs);
     if (!nm)
-        return bb_err_set(r->err, "messages: must not be empty");
-    r->msgs = bb_arena_alloc(r->a, nm * sizeof *r->msgs);
-    if (!r->msgs)
-        return rd_oom(r);
+        return bb_rd_fail(r, "messages", "must not be empty");
 
     /* tools first, so that nothing depends on order; messages need none of it */
-    if (rd_tools(r, get(root, "tools"), get(root, "functions")))
+    if (rd_tools(r, root) < 0)
         return -1;
-    for (size_t i = 0; i < nm; i++)
-        if (rd_message(r, json_object_array_get_idx(msgs, i), i))
+    struct bb_rd_iter it = bb_rd_iter(r, msgs, "messages");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (rd_message(x, el) < 0)
             return -1;
-    q->messages = r->msgs;
-    q->n_messages = r->n_msgs;
+    q->messages = x->msgs.v;
+    q->n_messages = x->msgs.n;
 
-    json_object *tc = get(root, "tool_choice"), *fc = get(root, "function_call");
+    json_object *tc = bb_json_get(root, "tool_choice"), *fc = bb_json_get(root, "function_call");
     if (tc ? rd_tool_choice(r, tc, "tool_choice") : fc ? rd_tool_choice(r, fc, "function_call") : 0)
         return -1;
-    json_object *ptc = get(root, "parallel_tool_calls");
-    if (ptc) {
-        if (!is_type(ptc, json_type_boolean))
-            return bb_err_set(r->err, "parallel_tool_calls: expected a boolean");
-        q->has_parallel_tool_calls = true;
-        q->parallel_tool_calls = json_object_get_boolean(ptc);
-    }
-
-    json_object *stream = get(root, "stream"), *so = get(root, "stream_options");
-    if (stream && !is_type(stream, json_type_boolean))
-        return bb_err_set(r->err, "stream: expected a boolean");
-    q->stream = stream && json_object_get_boolean(stream);
+    if (bb_rd_bool(r, root, "parallel_tool_calls", &q->has_parallel_tool_calls,
+                   &q->parallel_tool_calls) < 0 ||
+        bb_rd_bool(r, root, "stream", NULL, &q->stream) < 0)
+        return -1;
+    json_object *so = bb_json_get(root, "stream_options");
     if (so) {
-        json_object *iu = get(so, "include_usage");
-        if (!is_type(so, json_type_object) || (iu && !is_type(iu, json_type_boolean)))
-            return bb_err_set(r->err, "stream_options.include_usage: expected a boolean");
+        json_object *iu = bb_json_get(so, "include_usage");
+        if (!bb_json_is(so, json_type_object) || (iu && !bb_json_is(iu, json_type_boolean)))
+            return bb_rd_expect(r, "stream_options.include_usage", "a boolean");
         q->include_usage = iu && json_object_get_boolean(iu);
-        json_object *ob = get(so, "include_obfuscation");
+        json_object *ob = bb_json_get(so, "include_obfuscation");
         if (ob && json_object_get_boolean(ob) &&
-            rd_unsupported(r, "stream_options.include_obfuscation"))
+            bb_rd_unsupported(r, "", "stream_options.include_obfuscation") < 0)
             return -1;
     }
-
-    /* max_completion_tokens replaced max_tokens; when both are sent the newer one wins */
-    const char *mt_keys[] = {"max_completion_tokens", "max_tokens"};
-    for (size_t i = 0; i < 2 && !q->has_max_tokens; i++) {
-        json_object *v = get(root, mt_keys[i]);
-        uint64_t u;
-        if (!v)
-            continue;
-        if (!get_u64(v, UINT32_MAX, &u))
-            return bb_err_set(r->err, "%s: expected a non-negative integer", mt_keys[i]);
-        q->has_max_tokens = true;
-        q->max_tokens = (uint32_t)u;
-    }
-
-    if (rd_number(r, root, "temperature", &q->has_temperature, &q->temperature) ||
-        rd_number(r, root, "top_p", &q->has_top_p, &q->top_p) ||
-        rd_number(r, root, "presence_penalty", &q->has_presence_penalty, &q->presence_penalty) ||
-        rd_number(r, root, "frequency_penalty", &q->has_frequency_penalty, &q->frequency_penalty))
+    if (bb_params_read(r, root, param_rows, N_PARAMS) < 0)
         return -1;
-    json_object *v = get(root, "top_k"); /* not OpenAI's, but vLLM-style clients send it */
-    if (v) {
-        uint64_t u;
-        if (!get_u64(v, UINT32_MAX, &u))
-            return bb_err_set(r->err, "top_k: expected a non-negative integer");
-        q->has_top_k = true;
-        q->top_k = (uint32_t)u;
-    }
-    if ((v = get(root, "seed"))) {
-        if (!is_type(v, json_type_int))
-            return bb_err_set(r->err, "seed: expected an integer");
-        q->has_seed = true;
-        q->seed = json_object_get_int64(v);
-    }
-    if ((v = get(root, "n"))) {
-        uint64_t u;
-        if (!get_u64(v, UINT32_MAX, &u) || u == 0)
-            return bb_err_set(r->err, "n: expected a positive integer");
-        q->n_choices = (uint32_t)u;
-    }
-    if ((v = get(root, "stop")) && rd_stop(r, v))
+    if ((v = bb_json_get(root, "response_format")) && rd_response_format(r, v) < 0)
         return -1;
-    if ((v = get(root, "response_format")) && rd_response_format(r, v))
+    if ((v = bb_json_get(root, "reasoning_effort")) && rd_effort(r, v) < 0)
         return -1;
-    if ((v = get(root, "reasoning_effort")) && rd_effort(r, v))
+    json_object *user, *sid;
+    if (bb_rd_want(r, root, "user", json_type_string, false, &user) < 0 ||
+        bb_rd_want(r, root, "safety_identifier", json_type_string, false, &sid) < 0)
         return -1;
-    json_object *user = get(root, "user"), *sid = get(root, "safety_identifier");
-    if (user && !is_type(user, json_type_string))
-        return bb_err_set(r->err, "user: expected a string");
-    if (sid && !is_type(sid, json_type_string))
-        return bb_err_set(r->err, "safety_identifier: expected a string");
-    if ((user || sid) && dup_json_str(r->a, user ? user : sid, &q->user))
-        return rd_oom(r);
+    if ((user || sid) && bb_rd_dup(r, user ? user : sid, &q->user) < 0)
+        return -1;
     return rd_unknown_keys(r, root);
 }
 
@@ -1085,13 +792,14 @@ static int openai_read_request(struct bb_arena *a, const char *body, size_t len,
                                const char *model_from_path, struct bb_ir_request *out,
                                struct bb_err *err)
 {
-    char why[160];
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, why, sizeof why);
+    json_object *root = bb_json_parse(body, len, "request body", err);
     if (!root)
-        return bb_err_set(err, "request body: %s", why);
-    struct rd r = {.a = a, .req = out, .err = err};
-    int rc = rd_body(&r, root, model_from_path);
+        return -1;
+    struct rd x;
+    memset(&x, 0, sizeof x);
+    bb_rd_init(&x.r, a, out, err);
+    int rc = rd_body(&x, root, model_from_path);
     json_object_put(root);
     return rc;
 }
@@ -1103,27 +811,16 @@ static int openai_read_request(struct bb_arena *a, const char *body, size_t len,
 struct wr {
     struct bb_arena *a;
     struct bb_err *err;
+    const struct bb_egress_ctx *ctx;
 };
 
 /* "data:<mt>;base64,<data>" for inline media, the URL otherwise. */
-static json_object *media_url(const struct bb_ir_block *b)
+static json_object *media_url(struct bb_arena *a, const struct bb_ir_block *b)
 {
-    if (b->data.p) {
-        const char *mt = b->media_type.p ? b->media_type.p : "application/octet-stream";
-        size_t ml = b->media_type.p ? b->media_type.len : strlen(mt);
-        size_t n = 5 + ml + 8 + b->data.len;
-        char *s = malloc(n + 1);
-        if (!s)
-            return NULL;
-        memcpy(s, "data:", 5);
-        memcpy(s + 5, mt, ml);
-        memcpy(s + 5 + ml, ";base64,", 8);
-        memcpy(s + 13 + ml, b->data.p, b->data.len);
-        json_object *o = json_object_new_string_len(s, (int)n);
-        free(s);
-        return o;
-    }
-    return jstr(&b->url);
+    if (!b->data.p)
+        return bb_json_new_str(&b->url);
+    struct bb_ir_str u = bb_media_data_url(a, &b->media_type, "application/octet-stream", &b->data);
+    return u.p ? bb_json_new_str(&u) : NULL;
 }
 
 static bool has_text(const struct bb_ir_str *s)
@@ -1138,11 +835,11 @@ static bool wr_expressible(struct wr *w, const struct bb_ir_block *b, bool assis
     switch (b->type) {
     case BB_IR_TEXT:
         if (b->citations_json.p)
-            bb_proto_drop(w->a, "citations");
+            bb_proto_drop(w->a, w->ctx, "citations");
         break;
     case BB_IR_IMAGE:
         if (assistant) {
-            bb_proto_drop(w->a, "images");
+            bb_proto_drop(w->a, w->ctx, "images");
             return false;
         }
         break;
@@ -1150,30 +847,30 @@ static bool wr_expressible(struct wr *w, const struct bb_ir_block *b, bool assis
         /* chat completions take inline PDFs only (as a file part, which needs a filename) */
         if (assistant || !b->data.p || !b->media_type.p ||
             strcmp(b->media_type.p, "application/pdf") != 0) {
-            bb_proto_drop(w->a, "documents");
+            bb_proto_drop(w->a, w->ctx, "documents");
             return false;
         }
         break;
     case BB_IR_THINKING:
     case BB_IR_REDACTED_THINKING:
-        bb_proto_drop(w->a, "thinking"); /* no thinking in chat history */
+        bb_proto_drop(w->a, w->ctx, "thinking"); /* no thinking in chat history */
         return false;
     case BB_IR_TOOL_USE:
     case BB_IR_TOOL_RESULT:
         return false;
     }
     if (b->cache_control)
-        bb_proto_drop(w->a, "cache_control"); /* OpenAI caches prefixes by itself */
+        bb_proto_drop(w->a, w->ctx, "cache_control"); /* OpenAI caches prefixes by itself */
     return true;
 }
 
-static json_object *wr_part(const struct bb_ir_block *b)
+static json_object *wr_part(struct bb_arena *a, const struct bb_ir_block *b)
 {
     json_object *p = json_object_new_object();
     switch (b->type) {
     case BB_IR_IMAGE: {
         json_object *iu = json_object_new_object();
-        json_object_object_add(iu, "url", media_url(b));
+        json_object_object_add(iu, "url", media_url(a, b));
         json_object_object_add(p, "type", json_object_new_string("image_url"));
         json_object_object_add(p, "image_url", iu);
         break;
@@ -1181,14 +878,14 @@ static json_object *wr_part(const struct bb_ir_block *b)
     case BB_IR_DOCUMENT: {
         json_object *f = json_object_new_object();
         json_object_object_add(f, "filename", json_object_new_string("document.pdf"));
-        json_object_object_add(f, "file_data", media_url(b));
+        json_object_object_add(f, "file_data", media_url(a, b));
         json_object_object_add(p, "type", json_object_new_string("file"));
         json_object_object_add(p, "file", f);
         break;
     }
     default:
         json_object_object_add(p, "type", json_object_new_string("text"));
-        json_object_object_add(p, "text", jstr(&b->text));
+        json_object_object_add(p, "text", bb_json_new_str(&b->text));
         break;
     }
     return p;
@@ -1213,11 +910,11 @@ static json_object *wr_content(struct wr *w, const struct bb_ir_block *b, size_t
     if (!n_parts)
         return NULL;
     if (n_parts == 1 && only->type == BB_IR_TEXT)
-        return jstr(&only->text);
+        return bb_json_new_str(&only->text);
     json_object *arr = json_object_new_array();
     for (size_t i = 0; i < n; i++)
         if (ok[i])
-            json_object_array_add(arr, wr_part(&b[i]));
+            json_object_array_add(arr, wr_part(w->a, &b[i]));
     return arr;
 }
 
@@ -1225,9 +922,9 @@ static json_object *wr_content(struct wr *w, const struct bb_ir_block *b, size_t
 static json_object *wr_tool_text(struct wr *w, const struct bb_ir_block *b)
 {
     if (b->is_error)
-        bb_proto_drop(w->a, "is_error");
+        bb_proto_drop(w->a, w->ctx, "is_error");
     if (has_text(&b->text) || !b->n_content)
-        return jstr(&b->text);
+        return bb_json_new_str(&b->text);
     struct evbuffer *buf = evbuffer_new();
     if (!buf)
         return NULL;
@@ -1235,7 +932,7 @@ static json_object *wr_tool_text(struct wr *w, const struct bb_ir_block *b)
     for (size_t i = 0; i < b->n_content; i++) {
         const struct bb_ir_block *c = &b->content[i];
         if (c->type != BB_IR_TEXT) {
-            bb_proto_drop(w->a, c->type == BB_IR_IMAGE ? "images" : "documents");
+            bb_proto_drop(w->a, w->ctx, c->type == BB_IR_IMAGE ? "images" : "documents");
             continue;
         }
         if (!first)
@@ -1252,13 +949,13 @@ static json_object *wr_tool_text(struct wr *w, const struct bb_ir_block *b)
 static json_object *wr_tool_call(const struct bb_ir_block *b)
 {
     json_object *fn = json_object_new_object();
-    json_object_object_add(fn, "name", jstr(&b->name));
+    json_object_object_add(fn, "name", bb_json_new_str(&b->name));
     if (b->input_json.p && b->input_json.len)
-        json_object_object_add(fn, "arguments", jstr(&b->input_json));
+        json_object_object_add(fn, "arguments", bb_json_new_str(&b->input_json));
     else
         json_object_object_add(fn, "arguments", json_object_new_string("{}"));
     json_object *tc = json_object_new_object();
-    json_object_object_add(tc, "id", jstr(&b->id));
+    json_object_object_add(tc, "id", bb_json_new_str(&b->id));
     json_object_object_add(tc, "type", json_object_new_string("function"));
     json_object_object_add(tc, "function", fn);
     return tc;
@@ -1274,7 +971,7 @@ static void wr_message(struct wr *w, json_object *msgs, const struct bb_ir_messa
                 continue;
             json_object *o = json_object_new_object();
             json_object_object_add(o, "role", json_object_new_string("tool"));
-            json_object_object_add(o, "tool_call_id", jstr(&b->id));
+            json_object_object_add(o, "tool_call_id", bb_json_new_str(&b->id));
             json_object_object_add(o, "content", wr_tool_text(w, b));
             json_object_array_add(msgs, o);
         }
@@ -1285,7 +982,7 @@ static void wr_message(struct wr *w, json_object *msgs, const struct bb_ir_messa
         json_object_object_add(o, "role", json_object_new_string("user"));
         json_object_object_add(o, "content", content);
         if (m->name.p)
-            json_object_object_add(o, "name", jstr(&m->name));
+            json_object_object_add(o, "name", bb_json_new_str(&m->name));
         json_object_array_add(msgs, o);
         return;
     }
@@ -1302,7 +999,7 @@ static void wr_message(struct wr *w, json_object *msgs, const struct bb_ir_messa
     json_object_object_add(o, "role", json_object_new_string("assistant"));
     json_object_object_add(o, "content", content); /* null beside tool_calls */
     if (m->name.p)
-        json_object_object_add(o, "name", jstr(&m->name));
+        json_object_object_add(o, "name", bb_json_new_str(&m->name));
     if (json_object_array_length(calls))
         json_object_object_add(o, "tool_calls", calls);
     else
@@ -1319,11 +1016,11 @@ static json_object *wr_system(struct wr *w, const struct bb_ir_request *ir)
     for (size_t i = 0; i < ir->n_system; i++) {
         const struct bb_ir_block *b = &ir->system[i];
         if (b->type != BB_IR_TEXT) {
-            bb_proto_drop(w->a, b->type == BB_IR_IMAGE ? "images" : "system");
+            bb_proto_drop(w->a, w->ctx, b->type == BB_IR_IMAGE ? "images" : "system");
             continue;
         }
         if (b->cache_control)
-            bb_proto_drop(w->a, "cache_control");
+            bb_proto_drop(w->a, w->ctx, "cache_control");
         if (!first)
             evbuffer_add(buf, "\n\n", 2);
         evbuffer_add(buf, b->text.p ? b->text.p : "", b->text.len);
@@ -1385,12 +1082,12 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
             json_object_object_add(o, "type", json_object_new_string("function"));
             json_object_object_add(o, "function", fn);
             json_object_array_add(tools, o); /* owned by root from here on */
-            json_object_object_add(fn, "name", jstr(&t->name));
+            json_object_object_add(fn, "name", bb_json_new_str(&t->name));
             if (t->description.p)
-                json_object_object_add(fn, "description", jstr(&t->description));
+                json_object_object_add(fn, "description", bb_json_new_str(&t->description));
             if (t->parameters_json.p) {
-                json_object *p = jraw(&t->parameters_json);
-                if (!is_type(p, json_type_object)) {
+                json_object *p = bb_json_raw(&t->parameters_json);
+                if (!bb_json_is(p, json_type_object)) {
                     json_object_put(p);
                     return bb_err_set(w->err, "tools[%zu].parameters: not a JSON object", i);
                 }
@@ -1413,7 +1110,7 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
             break;
         case BB_IR_TC_TOOL: {
             json_object *fn = json_object_new_object();
-            json_object_object_add(fn, "name", jstr(&ir->tool_choice_name));
+            json_object_object_add(fn, "name", bb_json_new_str(&ir->tool_choice_name));
             tc = json_object_new_object();
             json_object_object_add(tc, "type", json_object_new_string("function"));
             json_object_object_add(tc, "function", fn);
@@ -1429,31 +1126,7 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
                                    json_object_new_boolean(ir->parallel_tool_calls));
     }
 
-    if (ir->has_max_tokens)
-        json_object_object_add(root, "max_completion_tokens",
-                               json_object_new_int64((int64_t)ir->max_tokens));
-    if (ir->has_temperature)
-        json_object_object_add(root, "temperature", jdouble(ir->temperature));
-    if (ir->has_top_p)
-        json_object_object_add(root, "top_p", jdouble(ir->top_p));
-    if (ir->has_top_k)
-        bb_proto_drop(w->a, "top_k");
-    if (ir->has_seed)
-        json_object_object_add(root, "seed", json_object_new_int64(ir->seed));
-    if (ir->has_presence_penalty)
-        json_object_object_add(root, "presence_penalty", jdouble(ir->presence_penalty));
-    if (ir->has_frequency_penalty)
-        json_object_object_add(root, "frequency_penalty", jdouble(ir->frequency_penalty));
-    if (ir->n_stop) {
-        json_object *stop = json_object_new_array();
-        for (size_t i = 0; i < ir->n_stop && i < STOP_MAX; i++)
-            json_object_array_add(stop, jstr(&ir->stop[i]));
-        if (ir->n_stop > STOP_MAX)
-            bb_proto_drop(w->a, "stop");
-        json_object_object_add(root, "stop", stop);
-    }
-    if (ir->n_choices)
-        json_object_object_add(root, "n", json_object_new_int64(ir->n_choices));
+    bb_params_write(root, param_rows, N_PARAMS, ir, w->a, ctx, NULL, NULL);
 
     json_object *rf = NULL;
     switch (ir->format) {
@@ -1469,11 +1142,11 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
         json_object *js = json_object_new_object();
         /* OpenAI requires a name; other dialects do not have one */
         json_object_object_add(js, "name",
-                               ir->format_name.p ? jstr(&ir->format_name)
+                               ir->format_name.p ? bb_json_new_str(&ir->format_name)
                                                  : json_object_new_string("response"));
         if (ir->format_schema_json.p) {
-            json_object *s = jraw(&ir->format_schema_json);
-            if (!is_type(s, json_type_object)) {
+            json_object *s = bb_json_raw(&ir->format_schema_json);
+            if (!bb_json_is(s, json_type_object)) {
                 json_object_put(s);
                 json_object_put(js);
                 return bb_err_set(w->err, "response_format.json_schema.schema: not a JSON object");
@@ -1496,12 +1169,12 @@ static int wr_body(struct wr *w, json_object *root, const struct bb_ir_request *
     if (ir->reasoning || ir->reasoning_effort || ir->reasoning_budget) {
         const char *e = effort_name(ir->reasoning_effort, ir->reasoning_budget);
         if (!ctx->lane || !ctx->lane->reasoning)
-            bb_proto_drop(w->a, "reasoning");
+            bb_proto_drop(w->a, w->ctx, "reasoning");
         else if (e)
             json_object_object_add(root, "reasoning_effort", json_object_new_string(e));
     }
     if (ir->user.p)
-        json_object_object_add(root, "user", jstr(&ir->user));
+        json_object_object_add(root, "user", bb_json_new_str(&ir->user));
     if (ctx->stream) { /* busbar always wants the usage chunk, whatever the client asked */
         json_object *so = json_object_new_object();
         json_object_object_add(so, "include_usage", json_object_new_boolean(1));
@@ -1515,20 +1188,17 @@ static int openai_write_request(struct bb_arena *a, const struct bb_ir_request *
                                 const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                 struct bb_err *err)
 {
-    snprintf(out->path, sizeof out->path, "/v1/chat/completions");
+    snprintf(out->path, sizeof out->path, "%s", bb_proto_openai.path);
     const char *key = ctx->provider ? ctx->provider->api_key : NULL;
-    if (key && strpbrk(key, "\r\n"))
-        return bb_err_set(err, "provider %s: api key contains a line break",
-                          ctx->provider->name ? ctx->provider->name : "?");
     if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
-        (key && *key && evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n", key) < 0))
+        bb_proto_bearer(out->headers, key) < 0)
         return bb_err_set(err, "out of memory writing the upstream headers");
-    struct wr w = {.a = a, .err = err};
+    struct wr w = {.a = a, .err = err, .ctx = ctx};
     json_object *root = json_object_new_object();
     if (!root)
         return bb_err_set(err, "out of memory writing the upstream body");
     int rc = wr_body(&w, root, ir, ctx);
-    if (rc == 0 && add_json(out->body, root))
+    if (rc == 0 && bb_json_append(out->body, root))
         rc = bb_err_set(err, "out of memory writing the upstream body");
     json_object_put(root);
     return rc;
@@ -1538,97 +1208,81 @@ static int openai_write_request(struct bb_arena *a, const struct bb_ir_request *
 /* egress: read_response                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static int rr_oom(struct bb_err *err)
+/* The assistant message of a chat.completion (choices[0].message) into blocks; the path is
+ * the message's. */
+static int rr_message(struct bb_rd *r, json_object *msg, struct bb_vec *bv, bool *refusal)
 {
-    return bb_err_set(err, "out of memory while reading the upstream response");
-}
-
-/* The assistant message of a chat.completion (choices[0].message) into blocks. */
-static int rr_message(struct bb_arena *a, json_object *msg, struct blockvec *bv, bool *refusal,
-                      struct bb_err *err)
-{
-    json_object *tb = get(msg, "thinking_blocks");
-    json_object *rc = get(msg, "reasoning_content");
+    json_object *tb = bb_json_get(msg, "thinking_blocks");
+    json_object *rc = bb_json_get(msg, "reasoning_content");
     if (!rc)
-        rc = get(msg, "reasoning"); /* OpenRouter, newer vLLM */
-    if (is_type(tb, json_type_array) && json_object_array_length(tb)) {
-        struct bb_ir_request scratch_req = {0};
-        struct rd r = {.a = a, .req = &scratch_req, .err = err};
-        if (rd_thinking_blocks(&r, bv, tb, "message"))
+        rc = bb_json_get(msg, "reasoning"); /* OpenRouter, newer vLLM */
+    if (bb_json_is(tb, json_type_array) && json_object_array_length(tb)) {
+        size_t m = bb_rd_in(r, "thinking_blocks");
+        int e = rd_thinking_blocks(r, bv, tb);
+        bb_rd_out(r, m);
+        if (e < 0)
             return -1;
-    } else if (is_type(rc, json_type_string) && json_object_get_string_len(rc)) {
-        struct bb_ir_block *b = bv_push(a, bv);
-        if (!b)
-            return rr_oom(err);
-        b->type = BB_IR_THINKING;
-        if (dup_json_str(a, rc, &b->text))
-            return rr_oom(err);
+    } else if (bb_json_has_text(rc) && bb_rd_push_text(r, bv, BB_IR_THINKING, rc) < 0) {
+        return -1;
     }
-    json_object *content = get(msg, "content"), *ref = get(msg, "refusal");
-    json_object *text = is_type(content, json_type_string) ? content
-                        : is_type(ref, json_type_string)   ? ref
-                                                           : NULL;
+    json_object *content = bb_json_get(msg, "content"), *ref = bb_json_get(msg, "refusal");
+    json_object *text = bb_json_is(content, json_type_string) ? content
+                        : bb_json_is(ref, json_type_string)   ? ref
+                                                              : NULL;
     if (text) {
-        struct bb_ir_block *b = bv_push(a, bv);
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
         if (!b)
-            return rr_oom(err);
+            return bb_rd_oom(r);
         b->type = BB_IR_TEXT;
-        if (dup_json_str(a, text, &b->text))
-            return rr_oom(err);
+        if (bb_rd_dup(r, text, &b->text) < 0)
+            return -1;
         *refusal = text == ref;
-        json_object *ann = get(msg, "annotations");
-        if (is_type(ann, json_type_array) && json_object_array_length(ann) &&
-            dup_json_text(a, ann, &b->citations_json))
-            return rr_oom(err);
+        json_object *ann = bb_json_get(msg, "annotations");
+        if (bb_json_is(ann, json_type_array) && json_object_array_length(ann) &&
+            bb_rd_text(r, ann, &b->citations_json) < 0)
+            return -1;
     }
-    json_object *tc = get(msg, "tool_calls");
-    size_t n = is_type(tc, json_type_array) ? json_object_array_length(tc) : 0;
+    json_object *tc = bb_json_get(msg, "tool_calls");
+    size_t n = bb_json_is(tc, json_type_array) ? json_object_array_length(tc) : 0;
     for (size_t j = 0; j < n; j++) {
         json_object *call = json_object_array_get_idx(tc, j);
-        json_object *fn = get(call, "function");
-        json_object *id = get(call, "id"), *name = get(fn, "name"), *args = get(fn, "arguments");
-        if (!is_type(name, json_type_string))
+        json_object *fn = bb_json_get(call, "function"), *args = bb_json_get(fn, "arguments");
+        if (!bb_json_is(bb_json_get(fn, "name"), json_type_string))
             continue; /* custom tool calls have no IR form */
-        struct bb_ir_block *b = bv_push(a, bv);
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
         if (!b)
-            return rr_oom(err);
+            return bb_rd_oom(r);
         b->type = BB_IR_TOOL_USE;
-        char synth[32];
-        if (is_type(id, json_type_string)) {
-            if (dup_json_str(a, id, &b->id))
-                return rr_oom(err);
-        } else {
+        if (bb_rd_take(r, call, "id", &b->id) < 0 || bb_rd_take(r, fn, "name", &b->name) < 0)
+            return -1;
+        if (!b->id.p) {
+            char synth[32];
             int sl = snprintf(synth, sizeof synth, "call_%zu", j);
-            b->id = bb_ir_strdup(a, synth, (size_t)sl);
+            if (!(b->id = bb_ir_strdup(r->a, synth, (size_t)sl)).p)
+                return bb_rd_oom(r);
         }
-        if (!b->id.p || dup_json_str(a, name, &b->name))
-            return rr_oom(err);
-        if (is_type(args, json_type_string) && json_object_get_string_len(args))
-            b->input_json = bb_ir_strdup(a, json_object_get_string(args),
-                                         (size_t)json_object_get_string_len(args));
-        else if (is_type(args, json_type_object))
-            (void)dup_json_text(a, args, &b->input_json);
-        else
-            b->input_json = bb_ir_strdup(a, "{}", 2);
-        if (!b->input_json.p)
-            return rr_oom(err);
+        int e = bb_json_has_text(args)               ? bb_rd_dup(r, args, &b->input_json)
+                : bb_json_is(args, json_type_object) ? bb_rd_text(r, args, &b->input_json)
+                                                     : 0;
+        if (e < 0)
+            return -1;
+        if (!b->input_json.p && !(b->input_json = bb_ir_strdup(r->a, "{}", 2)).p)
+            return bb_rd_oom(r);
     }
-    json_object *fc = get(msg, "function_call");
-    if (!n && is_type(get(fc, "name"), json_type_string)) {
-        struct bb_ir_block *b = bv_push(a, bv);
+    json_object *fc = bb_json_get(msg, "function_call");
+    if (!n && bb_json_is(bb_json_get(fc, "name"), json_type_string)) {
+        struct bb_ir_block *b = BB_VEC_PUSH(r->a, bv, struct bb_ir_block);
         if (!b)
-            return rr_oom(err);
-        json_object *args = get(fc, "arguments");
+            return bb_rd_oom(r);
+        json_object *args = bb_json_get(fc, "arguments");
         b->type = BB_IR_TOOL_USE;
-        b->id = bb_ir_strdup(a, "call_legacy_0", 13);
-        if (!b->id.p || dup_json_str(a, get(fc, "name"), &b->name))
-            return rr_oom(err);
-        b->input_json = is_type(args, json_type_string) && json_object_get_string_len(args)
-                            ? bb_ir_strdup(a, json_object_get_string(args),
-                                           (size_t)json_object_get_string_len(args))
-                            : bb_ir_strdup(a, "{}", 2);
+        b->id = bb_ir_strdup(r->a, "call_legacy_0", 13);
+        if (!b->id.p || bb_rd_take(r, fc, "name", &b->name) < 0)
+            return bb_rd_oom(r);
+        b->input_json =
+            bb_json_has_text(args) ? bb_json_dup(r->a, args) : bb_ir_strdup(r->a, "{}", 2);
         if (!b->input_json.p)
-            return rr_oom(err);
+            return bb_rd_oom(r);
     }
     return 0;
 }
@@ -1636,57 +1290,53 @@ static int rr_message(struct bb_arena *a, json_object *msg, struct blockvec *bv,
 static int openai_read_response(struct bb_arena *a, const char *body, size_t len,
                                 struct bb_ir_response *out, struct bb_err *err)
 {
-    char why[160];
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, why, sizeof why);
+    json_object *root = bb_json_parse(body, len, "upstream response", err);
     if (!root)
-        return bb_err_set(err, "upstream response: %s", why);
-    int rc = -1;
-    json_object *choices = get(root, "choices");
-    json_object *e = get(root, "error");
-    if (!is_type(root, json_type_object)) {
-        bb_err_set(err, "upstream response: expected a JSON object");
+        return -1;
+    struct bb_rd r;
+    bb_rd_init(&r, a, NULL, err);
+    r.prefix = "upstream response";
+    int rc = 0;
+    json_object *choices = bb_json_get(root, "choices");
+    json_object *e = bb_json_get(root, "error");
+    if (!bb_json_is(root, json_type_object)) {
+        rc = bb_rd_expect(&r, NULL, "a JSON object");
     } else if (e) {
-        json_object *m = get(e, "message");
-        bb_err_set(err, "upstream error: %s",
-                   is_type(m, json_type_string)   ? json_object_get_string(m)
-                   : is_type(e, json_type_string) ? json_object_get_string(e)
-                                                  : "(no message)");
-    } else if (!is_type(choices, json_type_array)) {
-        bb_err_set(err, "upstream response: choices: expected an array");
+        const char *m = bb_json_get_str(e, "message");
+        rc = bb_err_set(err, "upstream error: %s",
+                        m                                 ? m
+                        : bb_json_is(e, json_type_string) ? bb_json_str(e)
+                                                          : "(no message)");
+    } else if (!bb_json_is(choices, json_type_array)) {
+        rc = bb_rd_expect(&r, "choices", "an array");
+    } else if (bb_rd_take(&r, root, "id", &out->id) < 0 ||
+               bb_rd_take(&r, root, "model", &out->model) < 0) {
+        rc = -1;
     } else {
-        json_object *id = get(root, "id"), *model = get(root, "model");
-        json_object *created = get(root, "created");
-        if ((is_type(id, json_type_string) && dup_json_str(a, id, &out->id)) ||
-            (is_type(model, json_type_string) && dup_json_str(a, model, &out->model))) {
-            rr_oom(err);
-            goto done;
-        }
-        if (is_type(created, json_type_int))
-            out->created = json_object_get_int64(created);
+        int64_t created;
+        if (bb_json_int(bb_json_get(root, "created"), 0, INT64_MAX, &created))
+            out->created = created;
         /* the IR carries one message: choice 0 (n > 1 answers lose the others) */
         json_object *choice = NULL;
         for (size_t i = 0; i < json_object_array_length(choices) && !choice; i++) {
             json_object *c = json_object_array_get_idx(choices, i);
-            json_object *idx = get(c, "index");
-            if (!idx || json_object_get_int64(idx) == 0)
+            if (bb_json_count(c, "index") == 0)
                 choice = c;
         }
-        struct blockvec bv = {0};
+        struct bb_vec bv = {0};
         bool refusal = false;
-        if (choice && rr_message(a, get(choice, "message"), &bv, &refusal, err))
-            goto done;
+        size_t m = bb_rd_in(&r, "message");
+        if (choice)
+            rc = rr_message(&r, bb_json_get(choice, "message"), &bv, &refusal);
+        bb_rd_out(&r, m);
         out->blocks = bv.v;
         out->n_blocks = bv.n;
-        json_object *fr = get(choice, "finish_reason");
-        out->stop =
-            stop_from_finish(is_type(fr, json_type_string) ? json_object_get_string(fr) : NULL);
+        out->stop = stop_from_finish(bb_json_get_str(choice, "finish_reason"));
         if (refusal && out->stop == BB_IR_STOP_END_TURN)
             out->stop = BB_IR_STOP_REFUSAL;
-        usage_read(get(root, "usage"), &out->usage);
-        rc = 0;
+        usage_read(bb_json_get(root, "usage"), &out->usage);
     }
-done:
     json_object_put(root);
     return rc;
 }
@@ -1725,11 +1375,11 @@ static json_object *thinking_block(const struct bb_ir_block *b)
     json_object *o = json_object_new_object();
     if (b->type == BB_IR_REDACTED_THINKING) {
         json_object_object_add(o, "type", json_object_new_string("redacted_thinking"));
-        json_object_object_add(o, "data", jstr(&b->signature));
+        json_object_object_add(o, "data", bb_json_new_str(&b->signature));
     } else {
         json_object_object_add(o, "type", json_object_new_string("thinking"));
-        json_object_object_add(o, "thinking", jstr(&b->text));
-        json_object_object_add(o, "signature", jstr(&b->signature));
+        json_object_object_add(o, "thinking", bb_json_new_str(&b->text));
+        json_object_object_add(o, "signature", bb_json_new_str(&b->signature));
     }
     return o;
 }
@@ -1741,12 +1391,12 @@ static int openai_write_response(struct bb_arena *a, const struct bb_ir_response
     if (!root)
         return -1;
     if (r->id.p && r->id.len) {
-        json_object_object_add(root, "id", jstr(&r->id));
+        json_object_object_add(root, "id", bb_json_new_str(&r->id));
     } else {
         char id[160];
         int n = snprintf(id, sizeof id, "chatcmpl-%s", ctx->request_id ? ctx->request_id : "0");
-        json_object_object_add(root, "id",
-                               jstrn(id, (size_t)n < sizeof id ? (size_t)n : sizeof id - 1));
+        json_object_object_add(
+            root, "id", bb_json_new_strn(id, (size_t)n < sizeof id ? (size_t)n : sizeof id - 1));
     }
     json_object_object_add(root, "object", json_object_new_string("chat.completion"));
     json_object_object_add(root, "created",
@@ -1768,9 +1418,9 @@ static int openai_write_response(struct bb_arena *a, const struct bb_ir_response
                  (b->type == BB_IR_THINKING && b->signature.p))
             signed_thinking = true;
         else if (b->type == BB_IR_IMAGE || b->type == BB_IR_DOCUMENT)
-            bb_proto_drop(a, b->type == BB_IR_IMAGE ? "images" : "documents");
+            bb_proto_drop(a, NULL, b->type == BB_IR_IMAGE ? "images" : "documents");
         else if (b->type == BB_IR_TEXT && b->citations_json.p)
-            bb_proto_drop(a, "citations");
+            bb_proto_drop(a, NULL, "citations");
     }
     bool has_tools = json_object_array_length(calls) > 0;
     if (has_tools)
@@ -1798,7 +1448,7 @@ static int openai_write_response(struct bb_arena *a, const struct bb_ir_response
     json_object_array_add(choices, choice);
     json_object_object_add(root, "choices", choices);
     json_object_object_add(root, "usage", usage_write(&r->usage));
-    int rc = add_json(out, root);
+    int rc = bb_json_append(out, root);
     json_object_put(root);
     return rc;
 }
@@ -1846,22 +1496,6 @@ static void openai_enc_init(void *encp, const struct bb_ingress_ctx *ctx)
     e->include_usage = ctx->include_usage;
 }
 
-static void usage_merge(struct bb_ir_usage *dst, const struct bb_ir_usage *src)
-{
-    if (!src->set)
-        return;
-    dst->set = true;
-#define MAX_INTO(f)                                                                                \
-    if (src->f > dst->f)                                                                           \
-    dst->f = src->f
-    MAX_INTO(input);
-    MAX_INTO(output);
-    MAX_INTO(cache_read);
-    MAX_INTO(cache_write);
-    MAX_INTO(reasoning);
-#undef MAX_INTO
-}
-
 /* A chunk envelope with one choice; *delta is its (empty) delta object. */
 static json_object *chunk_new(const struct enc *e, json_object **delta, json_object **choice)
 {
@@ -1888,9 +1522,7 @@ static json_object *chunk_new(const struct enc *e, json_object **delta, json_obj
 
 static int chunk_send(json_object *c, struct evbuffer *out)
 {
-    int rc = add_frame(out, c);
-    json_object_put(c);
-    return rc;
+    return bb_json_sse_send(out, NULL, c);
 }
 
 /* A chunk whose delta holds one key. */
@@ -1949,7 +1581,7 @@ static int send_thinking_block(const struct enc *e, const char *type, const char
     json_object_object_add(tb, "type", json_object_new_string(type));
     if (strcmp(type, "thinking") == 0)
         json_object_object_add(tb, "thinking", json_object_new_string(""));
-    json_object_object_add(tb, key, jstr(val));
+    json_object_object_add(tb, key, bb_json_new_str(val));
     json_object *arr = json_object_new_array();
     json_object_array_add(arr, tb);
     return send_delta(e, "thinking_blocks", arr, out);
@@ -1968,10 +1600,10 @@ static int enc_block_start(struct enc *e, const struct bb_ir_event *ev, struct e
     e->tool_args = false;
     e->tool_index = ev->index;
     json_object *fn = json_object_new_object();
-    json_object_object_add(fn, "name", jstr(&ev->name));
+    json_object_object_add(fn, "name", bb_json_new_str(&ev->name));
     json_object_object_add(fn, "arguments", json_object_new_string(""));
     json_object *tc = tool_call_delta(k);
-    json_object_object_add(tc, "id", jstr(&ev->id));
+    json_object_object_add(tc, "id", bb_json_new_str(&ev->id));
     json_object_object_add(tc, "type", json_object_new_string("function"));
     json_object_object_add(tc, "function", fn);
     json_object *arr = json_object_new_array();
@@ -1985,9 +1617,9 @@ static int enc_block_delta(struct enc *e, const struct bb_ir_event *ev, struct e
         return 0;
     switch (ev->delta) {
     case BB_IR_D_TEXT:
-        return send_delta(e, "content", jstr(&ev->text), out);
+        return send_delta(e, "content", bb_json_new_str(&ev->text), out);
     case BB_IR_D_THINKING:
-        return send_delta(e, "reasoning_content", jstr(&ev->text), out);
+        return send_delta(e, "reasoning_content", bb_json_new_str(&ev->text), out);
     case BB_IR_D_SIGNATURE:
         return send_thinking_block(e, "thinking", "signature", &ev->text, out);
     case BB_IR_D_REDACTED:
@@ -1996,7 +1628,7 @@ static int enc_block_delta(struct enc *e, const struct bb_ir_event *ev, struct e
         if (e->tool_open && ev->index == e->tool_index)
             e->tool_args = true;
         json_object *fn = json_object_new_object();
-        json_object_object_add(fn, "arguments", jstr(&ev->text));
+        json_object_object_add(fn, "arguments", bb_json_new_str(&ev->text));
         json_object *tc = tool_call_delta(enc_tool_k(e, ev->index));
         json_object_object_add(tc, "function", fn);
         json_object *arr = json_object_new_array();
@@ -2030,19 +1662,18 @@ static int enc_error(struct enc *e, const struct bb_ir_event *ev, struct evbuffe
 {
     json_object *err = json_object_new_object();
     json_object_object_add(err, "message",
-                           ev->text.p ? jstr(&ev->text) : json_object_new_string("upstream error"));
+                           ev->text.p ? bb_json_new_str(&ev->text)
+                                      : json_object_new_string("upstream error"));
     json_object_object_add(err, "type",
                            ev->error_type.p && ev->error_type.len
-                               ? jstr(&ev->error_type)
+                               ? bb_json_new_str(&ev->error_type)
                                : json_object_new_string("server_error"));
     json_object_object_add(err, "param", NULL);
     json_object_object_add(err, "code", NULL);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "error", err);
     e->done = true; /* no [DONE] after an error: the client must not see a clean end */
-    int rc = add_frame(out, o);
-    json_object_put(o);
-    return rc;
+    return bb_json_sse_send(out, NULL, o);
 }
 
 static int openai_enc_event(void *encp, struct bb_arena *scratch, const struct bb_ir_event *ev,
@@ -2058,7 +1689,7 @@ static int openai_enc_event(void *encp, struct bb_arena *scratch, const struct b
             copy_cstr(e->id, sizeof e->id, ev->id.p, ev->id.len);
         if (ev->model.p && ev->model.len)
             copy_cstr(e->model, sizeof e->model, ev->model.p, ev->model.len);
-        usage_merge(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
         return ensure_role(e, out);
     case BB_IR_EV_BLOCK_START:
         return ensure_role(e, out) ? -1 : enc_block_start(e, ev, out);
@@ -2069,7 +1700,7 @@ static int openai_enc_event(void *encp, struct bb_arena *scratch, const struct b
     case BB_IR_EV_PING:
         return 0;
     case BB_IR_EV_MESSAGE_DELTA:
-        usage_merge(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
         if (ev->stop == BB_IR_STOP_UNSET || e->finish_sent)
             return 0;
         e->stop = ev->stop;
@@ -2097,9 +1728,7 @@ static int openai_enc_event(void *encp, struct bb_arena *scratch, const struct b
 
 struct dec {
     bool started, done, delta_sent, finish_seen, refusal;
-    bool open; /* a block is open */
-    enum bb_ir_block_type open_type;
-    uint32_t open_index, next_index;
+    struct bb_dseq seq;
     uint32_t n_tools;
     struct {
         int64_t oai;
@@ -2111,9 +1740,7 @@ struct dec {
 
 struct dctx {
     struct dec *d;
-    struct bb_arena *scratch;
-    bb_ir_event_cb cb;
-    void *arg;
+    struct bb_dout o;
 };
 
 static void openai_dec_init(void *decp)
@@ -2123,61 +1750,28 @@ static void openai_dec_init(void *decp)
 
 static int d_emit(struct dctx *x, struct bb_ir_event *ev)
 {
-    return x->cb(x->arg, ev);
+    return bb_dout_emit(&x->o, ev);
 }
 
 static int d_close(struct dctx *x)
 {
-    if (!x->d->open)
-        return 0;
-    x->d->open = false;
-    struct bb_ir_event ev = {
-        .type = BB_IR_EV_BLOCK_STOP, .index = x->d->open_index, .block_type = x->d->open_type};
-    return d_emit(x, &ev);
+    return bb_dseq_close(&x->d->seq, &x->o);
 }
 
-/* Close the open block and start a new one of type t; its index is x->d->open_index. */
+/* Close the open block and start a new one of type t; its index is x->d->seq.index. */
 static int d_open(struct dctx *x, enum bb_ir_block_type t, struct bb_ir_str id,
                   struct bb_ir_str name)
 {
-    int rc = d_close(x);
-    if (rc)
-        return rc;
-    struct dec *d = x->d;
-    d->open = true;
-    d->open_type = t;
-    d->open_index = d->next_index++;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START,
-                             .index = d->open_index,
-                             .block_type = t,
-                             .id = id,
-                             .name = name};
-    return d_emit(x, &ev);
-}
-
-static int d_delta(struct dctx *x, uint32_t index, enum bb_ir_delta kind, const char *s, size_t n)
-{
-    struct bb_ir_event ev = {
-        .type = BB_IR_EV_BLOCK_DELTA, .index = index, .delta = kind, .block_type = x->d->open_type};
-    ev.text = bb_ir_strdup(x->scratch, s, n);
-    if (!ev.text.p)
-        return -1;
-    return d_emit(x, &ev);
+    return bb_dseq_open(&x->d->seq, &x->o, -1, t, &id, &name);
 }
 
 /* A text-like delta into a block of type t, opening one when another kind is open. */
 static int d_text(struct dctx *x, enum bb_ir_block_type t, enum bb_ir_delta kind, json_object *s)
 {
-    struct bb_ir_str none = {NULL, 0};
-    if (!is_type(s, json_type_string) || json_object_get_string_len(s) == 0)
+    if (!bb_json_has_text(s))
         return 0;
-    if (!x->d->open || x->d->open_type != t) {
-        int rc = d_open(x, t, none, none);
-        if (rc)
-            return rc;
-    }
-    return d_delta(x, x->d->open_index, kind, json_object_get_string(s),
-                   (size_t)json_object_get_string_len(s));
+    return bb_dseq_text(&x->d->seq, &x->o, t, kind, json_object_get_string(s),
+                        (size_t)json_object_get_string_len(s));
 }
 
 static int d_message_delta(struct dctx *x)
@@ -2199,13 +1793,11 @@ static int d_start(struct dctx *x, json_object *chunk)
         return 0;
     d->started = true;
     struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_START};
-    json_object *id = get(chunk, "id"), *model = get(chunk, "model");
-    if (is_type(id, json_type_string) && json_object_get_string_len(id))
-        ev.id = bb_ir_strdup(x->scratch, json_object_get_string(id),
-                             (size_t)json_object_get_string_len(id));
-    if (is_type(model, json_type_string) && json_object_get_string_len(model))
-        ev.model = bb_ir_strdup(x->scratch, json_object_get_string(model),
-                                (size_t)json_object_get_string_len(model));
+    json_object *id = bb_json_get(chunk, "id"), *model = bb_json_get(chunk, "model");
+    if (bb_json_is(id, json_type_string) && json_object_get_string_len(id))
+        ev.id = bb_json_dup(x->o.scratch, id);
+    if (bb_json_is(model, json_type_string) && json_object_get_string_len(model))
+        ev.model = bb_json_dup(x->o.scratch, model);
     return d_emit(x, &ev);
 }
 
@@ -2213,13 +1805,13 @@ static int d_start(struct dctx *x, json_object *chunk)
 static int d_tool_call(struct dctx *x, json_object *tc, int64_t oai_index)
 {
     struct dec *d = x->d;
-    json_object *fn = get(tc, "function");
+    json_object *fn = bb_json_get(tc, "function");
     if (!fn)
         fn = tc; /* legacy delta.function_call: {name, arguments} itself */
-    json_object *args = get(fn, "arguments");
+    json_object *args = bb_json_get(fn, "arguments");
     int64_t idx = oai_index;
-    json_object *jidx = get(tc, "index");
-    if (is_type(jidx, json_type_int))
+    json_object *jidx = bb_json_get(tc, "index");
+    if (bb_json_is(jidx, json_type_int))
         idx = json_object_get_int64(jidx);
     uint32_t n = d->n_tools < DEC_TOOLS_MAX ? d->n_tools : DEC_TOOLS_MAX;
     bool known = false;
@@ -2230,22 +1822,18 @@ static int d_tool_call(struct dctx *x, json_object *tc, int64_t oai_index)
             block = d->tools[k].ir;
         }
     if (!known) {
-        json_object *id = get(tc, "id"), *name = get(fn, "name");
+        json_object *id = bb_json_get(tc, "id"), *name = bb_json_get(fn, "name");
         struct bb_ir_str sid = {NULL, 0}, sname = {NULL, 0};
-        if (is_type(id, json_type_string) && json_object_get_string_len(id)) {
-            sid = bb_ir_strdup(x->scratch, json_object_get_string(id),
-                               (size_t)json_object_get_string_len(id));
+        if (bb_json_has_text(id)) {
+            sid = bb_json_dup(x->o.scratch, id);
         } else {
             char synth[32];
             int sl = idx < 0 ? snprintf(synth, sizeof synth, "call_legacy_0")
                              : snprintf(synth, sizeof synth, "call_%" PRId64, idx);
-            sid = bb_ir_strdup(x->scratch, synth, (size_t)sl);
+            sid = bb_ir_strdup(x->o.scratch, synth, (size_t)sl);
         }
-        if (is_type(name, json_type_string))
-            sname = bb_ir_strdup(x->scratch, json_object_get_string(name),
-                                 (size_t)json_object_get_string_len(name));
-        else
-            sname = bb_ir_strdup(x->scratch, "", 0);
+        sname = bb_json_is(name, json_type_string) ? bb_json_dup(x->o.scratch, name)
+                                                   : bb_ir_strdup(x->o.scratch, "", 0);
         if (!sid.p || !sname.p)
             return -1;
         int rc = d_open(x, BB_IR_TOOL_USE, sid, sname);
@@ -2253,22 +1841,17 @@ static int d_tool_call(struct dctx *x, json_object *tc, int64_t oai_index)
             return rc;
         if (d->n_tools < DEC_TOOLS_MAX) {
             d->tools[d->n_tools].oai = idx;
-            d->tools[d->n_tools].ir = d->open_index;
+            d->tools[d->n_tools].ir = d->seq.index;
         }
         d->n_tools++;
-        block = d->open_index;
+        block = d->seq.index;
     }
-    if (!is_type(args, json_type_string) || json_object_get_string_len(args) == 0)
+    if (!bb_json_has_text(args))
         return 0;
     /* A fragment for a call whose block was already closed (providers that interleave
      * parallel calls) goes to that call's own index: the IR has one open block at a time. */
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_DELTA,
-                             .index = block,
-                             .block_type = BB_IR_TOOL_USE,
-                             .delta = BB_IR_D_INPUT_JSON};
-    ev.text = bb_ir_strdup(x->scratch, json_object_get_string(args),
-                           (size_t)json_object_get_string_len(args));
-    return ev.text.p ? d_emit(x, &ev) : -1;
+    return bb_dseq_delta_at(&x->o, block, BB_IR_TOOL_USE, BB_IR_D_INPUT_JSON,
+                            json_object_get_string(args), (size_t)json_object_get_string_len(args));
 }
 
 static int d_thinking_blocks(struct dctx *x, json_object *tb, bool have_reasoning_text)
@@ -2277,30 +1860,31 @@ static int d_thinking_blocks(struct dctx *x, json_object *tb, bool have_reasonin
     struct bb_ir_str none = {NULL, 0};
     for (size_t i = 0; i < n; i++) {
         json_object *t = json_object_array_get_idx(tb, i);
-        json_object *type = get(t, "type");
+        json_object *type = bb_json_get(t, "type");
         int rc = 0;
-        if (is_type(type, json_type_string) &&
+        if (bb_json_is(type, json_type_string) &&
             strcmp(json_object_get_string(type), "redacted_thinking") == 0) {
-            json_object *data = get(t, "data");
-            if (!is_type(data, json_type_string))
+            json_object *data = bb_json_get(t, "data");
+            if (!bb_json_is(data, json_type_string))
                 continue;
             if ((rc = d_open(x, BB_IR_REDACTED_THINKING, none, none)) ||
-                (rc = d_delta(x, x->d->open_index, BB_IR_D_REDACTED, json_object_get_string(data),
-                              (size_t)json_object_get_string_len(data))))
+                (rc = bb_dseq_delta(&x->d->seq, &x->o, BB_IR_D_REDACTED,
+                                    json_object_get_string(data),
+                                    (size_t)json_object_get_string_len(data))))
                 return rc;
             continue;
         }
         if (!have_reasoning_text &&
-            (rc = d_text(x, BB_IR_THINKING, BB_IR_D_THINKING, get(t, "thinking"))))
+            (rc = d_text(x, BB_IR_THINKING, BB_IR_D_THINKING, bb_json_get(t, "thinking"))))
             return rc;
-        json_object *sig = get(t, "signature");
-        if (!is_type(sig, json_type_string) || json_object_get_string_len(sig) == 0)
+        json_object *sig = bb_json_get(t, "signature");
+        if (!bb_json_is(sig, json_type_string) || json_object_get_string_len(sig) == 0)
             continue;
-        if (!x->d->open || x->d->open_type != BB_IR_THINKING)
+        if (!x->d->seq.open || x->d->seq.type != BB_IR_THINKING)
             if ((rc = d_open(x, BB_IR_THINKING, none, none)))
                 return rc;
-        if ((rc = d_delta(x, x->d->open_index, BB_IR_D_SIGNATURE, json_object_get_string(sig),
-                          (size_t)json_object_get_string_len(sig))))
+        if ((rc = bb_dseq_delta(&x->d->seq, &x->o, BB_IR_D_SIGNATURE, json_object_get_string(sig),
+                                (size_t)json_object_get_string_len(sig))))
             return rc;
     }
     return 0;
@@ -2309,35 +1893,35 @@ static int d_thinking_blocks(struct dctx *x, json_object *tb, bool have_reasonin
 static int d_choice(struct dctx *x, json_object *choice)
 {
     struct dec *d = x->d;
-    json_object *delta = d->finish_seen ? NULL : get(choice, "delta"); /* nothing after */
+    json_object *delta = d->finish_seen ? NULL : bb_json_get(choice, "delta"); /* nothing after */
     int rc;
-    json_object *rc_text = get(delta, "reasoning_content");
+    json_object *rc_text = bb_json_get(delta, "reasoning_content");
     if (!rc_text)
-        rc_text = get(delta, "reasoning");
+        rc_text = bb_json_get(delta, "reasoning");
     if ((rc = d_text(x, BB_IR_THINKING, BB_IR_D_THINKING, rc_text)))
         return rc;
-    json_object *tb = get(delta, "thinking_blocks");
-    if (is_type(tb, json_type_array) &&
-        (rc = d_thinking_blocks(x, tb, is_type(rc_text, json_type_string))))
+    json_object *tb = bb_json_get(delta, "thinking_blocks");
+    if (bb_json_is(tb, json_type_array) &&
+        (rc = d_thinking_blocks(x, tb, bb_json_is(rc_text, json_type_string))))
         return rc;
-    if ((rc = d_text(x, BB_IR_TEXT, BB_IR_D_TEXT, get(delta, "content"))))
+    if ((rc = d_text(x, BB_IR_TEXT, BB_IR_D_TEXT, bb_json_get(delta, "content"))))
         return rc;
-    json_object *refusal = get(delta, "refusal");
-    if (is_type(refusal, json_type_string) && json_object_get_string_len(refusal)) {
+    json_object *refusal = bb_json_get(delta, "refusal");
+    if (bb_json_is(refusal, json_type_string) && json_object_get_string_len(refusal)) {
         d->refusal = true;
         if ((rc = d_text(x, BB_IR_TEXT, BB_IR_D_TEXT, refusal)))
             return rc;
     }
-    json_object *tcs = get(delta, "tool_calls");
-    size_t n = is_type(tcs, json_type_array) ? json_object_array_length(tcs) : 0;
+    json_object *tcs = bb_json_get(delta, "tool_calls");
+    size_t n = bb_json_is(tcs, json_type_array) ? json_object_array_length(tcs) : 0;
     for (size_t i = 0; i < n; i++)
         if ((rc = d_tool_call(x, json_object_array_get_idx(tcs, i), (int64_t)i)))
             return rc;
-    json_object *fc = get(delta, "function_call"); /* legacy: one call, index -1 */
-    if (is_type(fc, json_type_object) && (rc = d_tool_call(x, fc, -1)))
+    json_object *fc = bb_json_get(delta, "function_call"); /* legacy: one call, index -1 */
+    if (bb_json_is(fc, json_type_object) && (rc = d_tool_call(x, fc, -1)))
         return rc;
-    json_object *fr = get(choice, "finish_reason");
-    if (is_type(fr, json_type_string) && !d->finish_seen) {
+    json_object *fr = bb_json_get(choice, "finish_reason");
+    if (bb_json_is(fr, json_type_string) && !d->finish_seen) {
         d->finish_seen = true;
         d->stop = stop_from_finish(json_object_get_string(fr));
         if (d->refusal && d->stop == BB_IR_STOP_END_TURN)
@@ -2350,21 +1934,18 @@ static int d_choice(struct dctx *x, json_object *choice)
 
 static int d_error(struct dctx *x, json_object *o)
 {
-    json_object *e = get(o, "error");
-    json_object *src = is_type(e, json_type_object) ? e : o;
-    json_object *msg = is_type(e, json_type_string) ? e : get(src, "message");
-    json_object *type = get(src, "type"), *code = get(src, "code");
+    json_object *e = bb_json_get(o, "error");
+    json_object *src = bb_json_is(e, json_type_object) ? e : o;
+    json_object *msg = bb_json_is(e, json_type_string) ? e : bb_json_get(src, "message");
+    json_object *type = bb_json_get(src, "type"), *code = bb_json_get(src, "code");
     struct bb_ir_event ev = {.type = BB_IR_EV_ERROR};
-    const char *m = is_type(msg, json_type_string) ? json_object_get_string(msg) : "upstream error";
-    ev.text = bb_ir_strdup(x->scratch, m, strlen(m));
-    if (is_type(type, json_type_string))
-        ev.error_type = bb_ir_strdup(x->scratch, json_object_get_string(type),
-                                     (size_t)json_object_get_string_len(type));
-    else if (is_type(code, json_type_string))
-        ev.error_type = bb_ir_strdup(x->scratch, json_object_get_string(code),
-                                     (size_t)json_object_get_string_len(code));
-    if (is_type(code, json_type_int))
-        ev.error_status = (int)json_object_get_int(code);
+    const char *m =
+        bb_json_is(msg, json_type_string) ? json_object_get_string(msg) : "upstream error";
+    ev.text = bb_ir_strdup(x->o.scratch, m, strlen(m));
+    ev.error_type = bb_json_dup(x->o.scratch, bb_json_is(type, json_type_string) ? type : code);
+    int64_t status;
+    if (bb_json_int(code, 0, 999, &status))
+        ev.error_status = (int)status;
     x->d->done = true;
     return d_emit(x, &ev);
 }
@@ -2402,25 +1983,25 @@ static int d_chunk(struct dctx *x, json_object *o)
 {
     struct dec *d = x->d;
     int rc;
-    if (get(o, "error"))
+    if (bb_json_get(o, "error"))
         return d_error(x, o);
-    json_object *choices = get(o, "choices"), *u = get(o, "usage");
-    size_t n = is_type(choices, json_type_array) ? json_object_array_length(choices) : 0;
+    json_object *choices = bb_json_get(o, "choices"), *u = bb_json_get(o, "usage");
+    size_t n = bb_json_is(choices, json_type_array) ? json_object_array_length(choices) : 0;
     /* Azure opens with a choice-less chunk of prompt_filter_results (empty id and model):
      * the message starts with the first chunk that carries something */
-    if (!n && !is_type(u, json_type_object))
+    if (!n && !bb_json_is(u, json_type_object))
         return 0;
     if ((rc = d_start(x, o)))
         return rc;
     for (size_t i = 0; i < n; i++) {
         json_object *c = json_object_array_get_idx(choices, i);
-        json_object *idx = get(c, "index");
+        json_object *idx = bb_json_get(c, "index");
         if (idx && json_object_get_int64(idx) != 0)
             continue; /* the IR carries choice 0 only */
         if ((rc = d_choice(x, c)))
             return rc;
     }
-    if (is_type(u, json_type_object)) {
+    if (bb_json_is(u, json_type_object)) {
         usage_read(u, &d->usage);
         /* usage comes in the finish chunk or in a usage-only chunk after it */
         if (d->finish_seen)
@@ -2432,16 +2013,15 @@ static int d_chunk(struct dctx *x, json_object *o)
 static int openai_dec_frame(void *decp, struct bb_arena *scratch, const struct bb_frame *f,
                             bb_ir_event_cb cb, void *arg)
 {
-    struct dctx x = {.d = decp, .scratch = scratch, .cb = cb, .arg = arg};
+    struct dctx x = {.d = decp, .o = {cb, arg, scratch}};
     if (x.d->done)
         return 0;
     if (data_is(f, "[DONE]"))
         return d_done(&x);
     if (data_is(f, ""))
         return 0; /* keep-alive or an empty event */
-    char why[160];
-    json_object *o = json_parse(f->data, f->data_len, why, sizeof why);
-    if (!is_type(o, json_type_object)) {
+    json_object *o = bb_json_parse(f->data, f->data_len, "chunk", NULL);
+    if (!bb_json_is(o, json_type_object)) {
         json_object_put(o);
         return -1;
     }
@@ -2455,35 +2035,26 @@ static int openai_dec_frame(void *decp, struct bb_arena *scratch, const struct b
 /* errors                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-static void copy_field(char *dst, size_t cap, json_object *v)
-{
-    if (is_type(v, json_type_string))
-        copy_cstr(dst, cap, json_object_get_string(v), (size_t)json_object_get_string_len(v));
-    else if (is_type(v, json_type_int))
-        snprintf(dst, cap, "%" PRId64, json_object_get_int64(v));
-}
-
 /* {"error":{message,type,code,param}} (code a string, a number or null); also the shapes
  * OpenAI-compatible servers use: {"error":"text"}, vLLM's top-level {"message","type","code"},
  * and a one-element array around either (Google's compatibility endpoint). */
 static int openai_read_error(const char *body, size_t len, struct bb_proto_error *out)
 {
-    char why[160];
     memset(out, 0, sizeof *out);
-    json_object *root = json_parse(body, len, why, sizeof why);
+    json_object *root = bb_json_parse(body, len, "error", NULL);
     if (!root)
         return -1;
     json_object *o = root;
-    if (is_type(o, json_type_array) && json_object_array_length(o))
+    if (bb_json_is(o, json_type_array) && json_object_array_length(o))
         o = json_object_array_get_idx(o, 0);
-    json_object *e = get(o, "error");
-    json_object *src = is_type(e, json_type_object) ? e : o;
-    if (is_type(e, json_type_string))
-        copy_field(out->message, sizeof out->message, e);
+    json_object *e = bb_json_get(o, "error");
+    json_object *src = bb_json_is(e, json_type_object) ? e : o;
+    if (bb_json_is(e, json_type_string))
+        bb_json_copy(out->message, sizeof out->message, e);
     else
-        copy_field(out->message, sizeof out->message, get(src, "message"));
-    copy_field(out->type, sizeof out->type, get(src, "type"));
-    copy_field(out->code, sizeof out->code, get(src, "code"));
+        bb_json_copy(out->message, sizeof out->message, bb_json_get(src, "message"));
+    bb_json_copy(out->type, sizeof out->type, bb_json_get(src, "type"));
+    bb_json_copy(out->code, sizeof out->code, bb_json_get(src, "code"));
     json_object_put(root);
     return out->message[0] || out->type[0] || out->code[0] ? 0 : -1;
 }
@@ -2539,7 +2110,7 @@ static int openai_dec_finish(void *decp, struct bb_arena *scratch, bb_ir_event_c
     struct dec *d = decp;
     if (d->done || !d->finish_seen)
         return 0;
-    struct dctx x = {d, scratch, cb, arg};
+    struct dctx x = {d, {cb, arg, scratch}};
     return d_done(&x);
 }
 
@@ -2611,9 +2182,68 @@ static int openai_frame_scan(const struct bb_frame *f, struct bb_frame_state *st
     return rc;
 }
 
+
+/* OpenAI's final usage chunk ({"choices":[], "usage":{…}}): what busbar asked for itself. */
+static bool openai_usage_only(const struct bb_frame *f)
+{
+    if (!f->data || !memmem(f->data, f->data_len, "\"usage\"", 7))
+        return false;
+    struct bb_jscan_field fl[2] = {{.key = "choices"}, {.key = "usage"}};
+    struct bb_err err;
+    if (bb_jscan_object(f->data, f->data_len, fl, 2, 128, &err) < 0 || fl[0].type != BB_JARRAY ||
+        fl[1].type != BB_JOBJECT)
+        return false;
+    for (size_t i = 1; i + 1 < fl[0].len; i++) /* "[" whitespace "]" */
+        if (!isspace((unsigned char)f->data[fl[0].off + i]))
+            return false;
+    return true;
+}
+
+/* GET /v1/models: {"object":"list","data":[{id, object:"model", created:0, owned_by}]} */
+static json_object *openai_models_list(const char *const *names, size_t n)
+{
+    json_object *root = json_object_new_object(), *data = json_object_new_array();
+    json_object_object_add(root, "object", json_object_new_string("list"));
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "id", json_object_new_string(names[i]));
+        json_object_object_add(m, "object", json_object_new_string("model"));
+        json_object_object_add(m, "created", json_object_new_int64(0));
+        json_object_object_add(m, "owned_by", json_object_new_string("busbar"));
+        json_object_array_add(data, m);
+    }
+    json_object_object_add(root, "data", data);
+    return root;
+}
+
+/* OpenAI's rate-limit headers (also sent by many OpenAI-compatible servers). */
+static const struct bb_proto_ratelimit ratelimit[] = {
+    {"x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests",
+     false},
+    {"x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "x-ratelimit-reset-tokens", false},
+};
+
+static const char *const affinity_members[] = {"messages", NULL};
+
 const struct bb_proto_ops bb_proto_openai = {
     .id = BB_PROTO_OPENAI,
+    .name = "openai",
     .framing = BB_FRAMING_SSE,
+    .params = param_rows,
+    .n_params = N_PARAMS,
+    .ratelimit = ratelimit,
+    .n_ratelimit = sizeof ratelimit / sizeof ratelimit[0],
+    .route = "/v1/chat/completions",
+    .models_path = "/v1/models",
+    .models_list = openai_models_list,
+    .path = "/v1/chat/completions",
+    .auth_headers = bb_proto_bearer,
+    .probe_path = "/v1/models",
+    .tool_id_prefix = "call_",
+    .stream_member = "stream",
+    .affinity_members = affinity_members,
+    .stream_usage = {"stream_options", "include_usage",
+                     "\"stream_options\":{\"include_usage\":true},", openai_usage_only},
     .read_request = openai_read_request,
     .write_response = openai_write_response,
     .stream_content_type = openai_stream_content_type,

@@ -20,7 +20,11 @@
  *   but is missing from the *.done / response.completed copies. The buffers are freed at
  *   MESSAGE_STOP, ERROR and enc_finish (proto.h has no encoder destructor).
  */
+#include "worker/media.h"
+#include "worker/params.h"
 #include "worker/proto.h"
+#include "worker/rd.h"
+#include "worker/seq.h"
 #include "common/jscan.h"
 
 #include <ctype.h>
@@ -34,181 +38,41 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
-#define JSON_DEPTH 128
-#define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define ACC_MAX ((size_t)4 << 20) /* accumulated text per stream encoder, bytes */
 #define ID_MAX 192
 
-/* ------------------------------------------------------------------------------------------
- * json-c helpers
- * ---------------------------------------------------------------------------------------- */
+/* The scalar parameters (worker/params.h; docs/protocols/responses.md "Parameters"). */
+static const struct bb_param param_rows[] = {
+    {"max_output_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 1, UINT32_MAX,
+     "raised to 16 when writing: the API refuses less"},
+    {"temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {"top_p", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT, 0, 0, ""},
+    {NULL, BB_IRP_STOP, 0, 0, 0, ""},
+    {NULL, BB_IRP_TOP_K, 0, 0, 0, ""},
+    {NULL, BB_IRP_SEED, 0, 0, 0, ""},
+    {NULL, BB_IRP_PRESENCE_PENALTY, 0, 0, 0, ""},
+    {NULL, BB_IRP_FREQUENCY_PENALTY, 0, 0, 0, ""},
+    {NULL, BB_IRP_N, 0, 0, 0, "dropped when above 1"},
+};
+#define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
 
-/* Parse exactly one JSON value (surrounding whitespace allowed) with the depth limit. */
-static json_object *parse_json(const char *s, size_t n, const char **why)
-{
-    *why = "invalid JSON";
-    if (n > INT_MAX) {
-        *why = "body too large";
-        return NULL;
-    }
-    struct json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-    if (!tok) {
-        *why = "out of memory";
-        return NULL;
-    }
-    json_object *o = json_tokener_parse_ex(tok, s, (int)n);
-    enum json_tokener_error e = json_tokener_get_error(tok);
-    if (o && e == json_tokener_success) {
-        for (size_t off = json_tokener_get_parse_end(tok); off < n; off++) {
-            if (!isspace((unsigned char)s[off])) {
-                json_object_put(o);
-                o = NULL;
-                *why = "invalid JSON: trailing data";
-                break;
-            }
-        }
-    } else {
-        if (o)
-            json_object_put(o);
-        o = NULL;
-        if (e == json_tokener_error_depth)
-            *why = "invalid JSON: nesting deeper than 128";
-        else if (e == json_tokener_continue)
-            *why = "invalid JSON: unexpected end of input";
-    }
-    json_tokener_free(tok);
-    return o;
-}
-
-/* Member k of object o; NULL when o is not an object, k is absent, or its value is null. */
-static json_object *jget(json_object *o, const char *k)
-{
-    json_object *v = NULL;
-    if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, k, &v))
-        return NULL;
-    return v;
-}
-
-static bool jis(json_object *o, json_type t)
-{
-    return o && json_object_is_type(o, t);
-}
-
-static bool jnum(json_object *o)
-{
-    return jis(o, json_type_int) || jis(o, json_type_double);
-}
-
-/* String member or NULL (absent, null or not a string). */
-static const char *jstr(json_object *o, const char *k)
-{
-    json_object *v = jget(o, k);
-    return jis(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
+/* Equal strings, either of which may be absent (NULL). */
 static bool streq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;
 }
 
-static uint64_t juint(json_object *o, const char *k)
+/* How many blocks an output item may become (its content parts; at least one). */
+static size_t item_bound(json_object *it)
 {
-    json_object *v = jget(o, k);
-    if (!jnum(v))
-        return 0;
-    int64_t n = json_object_get_int64(v);
-    return n > 0 ? (uint64_t)n : 0;
-}
-
-static struct bb_ir_str jdup(struct bb_arena *a, json_object *s)
-{
-    return bb_ir_strdup(a, json_object_get_string(s), (size_t)json_object_get_string_len(s));
-}
-
-/* A JSON value's text in the arena (schemas, arguments objects). */
-static struct bb_ir_str jtext(struct bb_arena *a, json_object *o)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
-    return bb_ir_strdup(a, s, n);
-}
-
-static json_object *jstrn(const char *s, size_t n)
-{
-    return json_object_new_string_len(s ? s : "", (int)(s ? n : 0));
-}
-
-static json_object *jirstr(const struct bb_ir_str *s)
-{
-    return jstrn(s->p, s->len);
-}
-
-/* A double serialised by its shortest round-tripping form (json-c would print 0.7 as
- * 0.69999999999999996). */
-static json_object *jdouble(double d)
-{
-    char buf[40];
-    if (!isfinite(d))
-        d = 0;
-    snprintf(buf, sizeof buf, "%.15g", d);
-    if (strtod(buf, NULL) != d)
-        snprintf(buf, sizeof buf, "%.17g", d);
-    return json_object_new_double_s(d, buf);
-}
-
-static json_object *juint64(uint64_t v)
-{
-    return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v);
-}
-
-/* Parse a raw JSON text carried by the IR; NULL when absent or not valid JSON. */
-static json_object *parse_raw(const struct bb_ir_str *s)
-{
-    const char *why;
-    if (!s->p || !s->len)
-        return NULL;
-    return parse_json(s->p, s->len, &why);
-}
-
-static int add_json(struct evbuffer *out, json_object *o)
-{
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
-    if (!s || evbuffer_add(out, s, n) != 0)
-        return -1;
-    return 0;
-}
-
-/* An arena copy of "prefix.name" for unsupported/dropped field names built at run time. */
-static const char *field_name(struct bb_arena *a, const char *prefix, const char *name)
-{
-    char buf[96];
-    snprintf(buf, sizeof buf, "%s.%.64s", prefix, name ? name : "?");
-    char *p = bb_arena_strndup(a, buf, strlen(buf));
-    return p ? p : prefix;
+    json_object *c = bb_json_get(it, "content");
+    size_t n = bb_json_is(c, json_type_array) ? json_object_array_length(c) : 1;
+    return n ? n : 1;
 }
 
 /* ------------------------------------------------------------------------------------------
  * shared mappings
  * ---------------------------------------------------------------------------------------- */
-
-/* "data:<media>;base64,<data>" → media type + data. Returns false for anything else. */
-static bool split_data_url(struct bb_arena *a, const char *u, size_t len, struct bb_ir_block *b)
-{
-    if (len < 5 || strncmp(u, "data:", 5) != 0)
-        return false;
-    const char *comma = memchr(u, ',', len);
-    if (!comma)
-        return false;
-    const char *meta = u + 5;
-    size_t mlen = (size_t)(comma - meta);
-    if (mlen < 7 || strncmp(comma - 7, ";base64", 7) != 0)
-        return false;
-    const char *semi = memchr(meta, ';', mlen);
-    b->media_type = bb_ir_strdup(a, meta, (size_t)(semi - meta));
-    b->data = bb_ir_strdup(a, comma + 1, len - (size_t)(comma + 1 - u));
-    return b->media_type.p && b->data.p;
-}
 
 static const char *media_from_filename(const char *fn)
 {
@@ -246,17 +110,17 @@ static const char *filename_for_media(const struct bb_ir_str *mt)
 static void usage_read(json_object *u, struct bb_ir_usage *out)
 {
     memset(out, 0, sizeof *out);
-    if (!jis(u, json_type_object))
+    if (!bb_json_is(u, json_type_object))
         return;
-    json_object *in_d = jget(u, "input_tokens_details");
-    json_object *out_d = jget(u, "output_tokens_details");
-    uint64_t in = juint(u, "input_tokens");
-    out->cache_read = juint(in_d, "cached_tokens");
-    out->cache_write = juint(in_d, "cache_write_tokens");
+    json_object *in_d = bb_json_get(u, "input_tokens_details");
+    json_object *out_d = bb_json_get(u, "output_tokens_details");
+    uint64_t in = bb_json_count(u, "input_tokens");
+    out->cache_read = bb_json_count(in_d, "cached_tokens");
+    out->cache_write = bb_json_count(in_d, "cache_write_tokens");
     uint64_t cached = out->cache_read + out->cache_write;
     out->input = in > cached ? in - cached : 0;
-    out->output = juint(u, "output_tokens");
-    out->reasoning = juint(out_d, "reasoning_tokens");
+    out->output = bb_json_count(u, "output_tokens");
+    out->reasoning = bb_json_count(out_d, "reasoning_tokens");
     out->set = true;
 }
 
@@ -268,34 +132,18 @@ static json_object *usage_json(const struct bb_ir_usage *u)
     json_object *o = json_object_new_object();
     json_object *in_d = json_object_new_object();
     json_object *out_d = json_object_new_object();
-    json_object_object_add(in_d, "cached_tokens", juint64(u->cache_read));
-    json_object_object_add(in_d, "cache_write_tokens", juint64(u->cache_write));
-    json_object_object_add(out_d, "reasoning_tokens", juint64(u->reasoning));
-    json_object_object_add(o, "input_tokens", juint64(in));
+    json_object_object_add(in_d, "cached_tokens", bb_json_new_u64(u->cache_read));
+    json_object_object_add(in_d, "cache_write_tokens", bb_json_new_u64(u->cache_write));
+    json_object_object_add(out_d, "reasoning_tokens", bb_json_new_u64(u->reasoning));
+    json_object_object_add(o, "input_tokens", bb_json_new_u64(in));
     json_object_object_add(o, "input_tokens_details", in_d);
-    json_object_object_add(o, "output_tokens", juint64(u->output));
+    json_object_object_add(o, "output_tokens", bb_json_new_u64(u->output));
     json_object_object_add(o, "output_tokens_details", out_d);
-    json_object_object_add(o, "total_tokens", juint64(in + u->output));
+    json_object_object_add(o, "total_tokens", bb_json_new_u64(in + u->output));
     return o;
 }
 
 /* Cumulative usage from two reports: the larger of each count (every report is a total). */
-static void usage_merge(struct bb_ir_usage *acc, const struct bb_ir_usage *u)
-{
-    if (!u->set)
-        return;
-    acc->set = true;
-    if (u->input > acc->input)
-        acc->input = u->input;
-    if (u->output > acc->output)
-        acc->output = u->output;
-    if (u->cache_read > acc->cache_read)
-        acc->cache_read = u->cache_read;
-    if (u->cache_write > acc->cache_write)
-        acc->cache_write = u->cache_write;
-    if (u->reasoning > acc->reasoning)
-        acc->reasoning = u->reasoning;
-}
 
 /* Error codes the SDK's ResponseError.code admits; anything else is reported as
  * server_error or rate_limit_exceeded. */
@@ -346,7 +194,7 @@ static int error_status_for(const char *code)
 
 static bool openai_annotation(json_object *an)
 {
-    const char *t = jstr(an, "type");
+    const char *t = bb_json_get_str(an, "type");
     return streq(t, "url_citation") || streq(t, "file_citation") ||
            streq(t, "container_file_citation") || streq(t, "file_path");
 }
@@ -356,17 +204,17 @@ static bool openai_annotation(json_object *an)
 static json_object *annotations_json(struct bb_arena *a, const struct bb_ir_str *citations)
 {
     json_object *arr = json_object_new_array();
-    json_object *c = parse_raw(citations);
+    json_object *c = bb_json_raw(citations);
     if (!c)
         return arr;
-    if (jis(c, json_type_array)) {
+    if (bb_json_is(c, json_type_array)) {
         size_t n = json_object_array_length(c);
         for (size_t i = 0; i < n; i++) {
             json_object *an = json_object_array_get_idx(c, i);
             if (openai_annotation(an))
                 json_object_array_add(arr, json_object_get(an));
             else
-                bb_proto_drop(a, "citations");
+                bb_proto_drop(a, NULL, "citations"); /* an answer: not reported */
         }
     }
     json_object_put(c);
@@ -379,7 +227,7 @@ static json_object *text_part(const char *text, size_t len, json_object *annotat
 {
     json_object *p = json_object_new_object();
     json_object_object_add(p, "type", json_object_new_string("output_text"));
-    json_object_object_add(p, "text", jstrn(text, len));
+    json_object_object_add(p, "text", bb_json_new_strn(text, len));
     json_object_object_add(p, "annotations", annotations ? annotations : json_object_new_array());
     return p;
 }
@@ -399,7 +247,7 @@ static json_object *summary_part(const char *text, size_t len)
 {
     json_object *p = json_object_new_object();
     json_object_object_add(p, "type", json_object_new_string("summary_text"));
-    json_object_object_add(p, "text", jstrn(text, len));
+    json_object_object_add(p, "text", bb_json_new_strn(text, len));
     return p;
 }
 
@@ -415,7 +263,7 @@ static json_object *reasoning_item(const char *id, const char *text, size_t len,
     json_object_object_add(r, "type", json_object_new_string("reasoning"));
     json_object_object_add(r, "summary", summary);
     if (sig && sig_len)
-        json_object_object_add(r, "encrypted_content", jstrn(sig, sig_len));
+        json_object_object_add(r, "encrypted_content", bb_json_new_strn(sig, sig_len));
     return r;
 }
 
@@ -427,9 +275,9 @@ static json_object *function_item(const char *id, const char *status, const char
     json_object_object_add(f, "id", json_object_new_string(id));
     json_object_object_add(f, "type", json_object_new_string("function_call"));
     json_object_object_add(f, "status", json_object_new_string(status));
-    json_object_object_add(f, "arguments", jstrn(args, args_len));
-    json_object_object_add(f, "call_id", jstrn(call_id, call_id_len));
-    json_object_object_add(f, "name", jstrn(name, name_len));
+    json_object_object_add(f, "arguments", bb_json_new_strn(args, args_len));
+    json_object_object_add(f, "call_id", bb_json_new_strn(call_id, call_id_len));
+    json_object_object_add(f, "name", bb_json_new_strn(name, name_len));
     return f;
 }
 
@@ -515,302 +363,310 @@ static const char *incomplete_reason(enum bb_ir_stop s)
 
 enum last_kind { LAST_NONE, LAST_USER, LAST_TOOL_RESULTS, LAST_ASSISTANT };
 
+/* The reader: the shared context, the message list and the blocks of the last message
+ * (blocks are only ever added to the last one). */
 struct rd {
-    struct bb_arena *a;
-    struct bb_ir_request *req;
-    struct bb_err *err;
-    struct bb_ir_block *pool; /* blocks of every message: each message is a contiguous slice */
-    size_t pool_used, pool_cap;
-    size_t sys_cap;
-    size_t msg_cap;
+    struct bb_rd r;
+    struct bb_vec msgs, blocks, sys;
     enum last_kind last;
 };
 
-static int oom(struct bb_err *err)
+static struct bb_ir_block *new_block(struct rd *x)
 {
-    return bb_err_set(err, "out of memory while reading the request");
-}
-
-static int unsupported(struct rd *r, const char *field)
-{
-    return bb_ir_unsupported(r->a, r->req, field) ? oom(r->err) : 0;
-}
-
-static struct bb_ir_block *new_block(struct rd *r)
-{
-    if (r->pool_used >= r->pool_cap)
+    struct bb_ir_block *b = BB_VEC_PUSH(x->r.a, &x->blocks, struct bb_ir_block);
+    if (!b)
         return NULL;
-    struct bb_ir_block *b = &r->pool[r->pool_used++];
-    memset(b, 0, sizeof *b);
-    r->req->messages[r->req->n_messages - 1].n_blocks++;
+    struct bb_ir_message *m = &((struct bb_ir_message *)x->msgs.v)[x->msgs.n - 1];
+    m->blocks = x->blocks.v;
+    m->n_blocks = x->blocks.n;
     return b;
 }
 
-static int new_message(struct rd *r, enum bb_ir_role role, enum last_kind kind)
+static int new_message(struct rd *x, enum bb_ir_role role, enum last_kind kind)
 {
-    if (r->req->n_messages >= r->msg_cap)
-        return oom(r->err);
-    struct bb_ir_message *m = &r->req->messages[r->req->n_messages++];
-    memset(m, 0, sizeof *m);
+    struct bb_ir_message *m = BB_VEC_PUSH(x->r.a, &x->msgs, struct bb_ir_message);
+    if (!m)
+        return bb_rd_oom(&x->r);
     m->role = role;
-    m->blocks = r->pool + r->pool_used;
-    r->last = kind;
+    memset(&x->blocks, 0, sizeof x->blocks);
+    x->last = kind;
     return 0;
 }
 
 /* The message the next assistant-side item (message, function_call, reasoning) joins:
  * consecutive assistant items are one turn. */
-static int assistant_message(struct rd *r)
+static int assistant_message(struct rd *x)
 {
-    return r->last == LAST_ASSISTANT ? 0 : new_message(r, BB_IR_ASSISTANT, LAST_ASSISTANT);
+    return x->last == LAST_ASSISTANT ? 0 : new_message(x, BB_IR_ASSISTANT, LAST_ASSISTANT);
 }
 
-static int add_system_text(struct rd *r, json_object *s)
+static int add_system_text(struct rd *x, json_object *s)
 {
-    if (r->req->n_system >= r->sys_cap)
-        return oom(r->err);
-    struct bb_ir_block *b = &r->req->system[r->req->n_system++];
-    memset(b, 0, sizeof *b);
+    struct bb_ir_block *b = BB_VEC_PUSH(x->r.a, &x->sys, struct bb_ir_block);
+    if (!b)
+        return bb_rd_oom(&x->r);
     b->type = BB_IR_TEXT;
-    b->text = jdup(r->a, s);
-    return b->text.p ? 0 : oom(r->err);
+    return bb_rd_dup(&x->r, s, &b->text);
 }
 
-/* input_image / input_file (in messages and function_call_output lists) → b. Returns 1 when
- * the part cannot be carried (recorded as unsupported), 0 when b is filled, -1 on error. */
-static int read_media_part(struct rd *r, json_object *p, const char *type, const char *path,
-                           struct bb_ir_block *b)
+/* A string that is a data: URL into b's media type and data; false otherwise. */
+static bool data_url_into(struct bb_arena *a, json_object *s, struct bb_ir_block *b)
 {
-    if (streq(type, "input_image")) {
-        json_object *url = jget(p, "image_url");
-        json_object *detail = jget(p, "detail");
-        if (url && !jis(url, json_type_string))
-            return bb_err_set(r->err, "%s.image_url: expected a string", path);
-        if (detail && !streq(json_object_get_string(detail), "auto") &&
-            unsupported(r, "input_image.detail"))
+    struct bb_ir_str mt, data;
+    if (!bb_media_split_data_url(json_object_get_string(s), (size_t)json_object_get_string_len(s),
+                                 &mt, &data))
+        return false;
+    b->media_type = bb_ir_strdup(a, mt.p, mt.len);
+    b->data = bb_ir_strdup(a, data.p, data.len);
+    return true;
+}
+
+/* input_image / input_file (in messages and function_call_output lists; the path at the part)
+ * → b. Returns 1 when the part cannot be carried (recorded as unsupported), 0 when b is
+ * filled, -1 on error. */
+static int read_media_part(struct bb_rd *r, json_object *p, const char *type, struct bb_ir_block *b)
+{
+    if (strcmp(type, "input_image") == 0) {
+        json_object *url, *detail = bb_json_get(p, "detail");
+        if (bb_rd_want(r, p, "image_url", json_type_string, false, &url) < 0)
+            return -1;
+        if (detail && !bb_json_str_eq(detail, "auto") &&
+            bb_rd_unsupported(r, "", "input_image.detail") < 0)
             return -1;
         if (!url) {
-            if (jget(p, "file_id"))
-                return unsupported(r, "input_image.file_id") ? -1 : 1;
-            return bb_err_set(r->err, "%s: input_image needs image_url or file_id", path);
+            if (bb_json_get(p, "file_id"))
+                return bb_rd_unsupported(r, "", "input_image.file_id") < 0 ? -1 : 1;
+            return bb_rd_fail(r, NULL, "input_image needs image_url or file_id");
         }
         b->type = BB_IR_IMAGE;
-        const char *u = json_object_get_string(url);
-        size_t ul = (size_t)json_object_get_string_len(url);
-        if (!split_data_url(r->a, u, ul, b))
-            b->url = bb_ir_strdup(r->a, u, ul);
-        return 0;
+        if (!data_url_into(r->a, url, b) && bb_rd_dup(r, url, &b->url) < 0)
+            return -1;
+        return b->url.p || (b->media_type.p && b->data.p) ? 0 : bb_rd_oom(r);
     }
     /* input_file */
-    json_object *data = jget(p, "file_data");
-    json_object *url = jget(p, "file_url");
-    const char *fname = jstr(p, "filename");
-    if (data && !jis(data, json_type_string))
-        return bb_err_set(r->err, "%s.file_data: expected a string", path);
-    if (url && !jis(url, json_type_string))
-        return bb_err_set(r->err, "%s.file_url: expected a string", path);
+    json_object *data, *url;
+    const char *fname = bb_json_get_str(p, "filename");
+    if (bb_rd_want(r, p, "file_data", json_type_string, false, &data) < 0 ||
+        bb_rd_want(r, p, "file_url", json_type_string, false, &url) < 0)
+        return -1;
     if (!data && !url) {
-        if (jget(p, "file_id"))
-            return unsupported(r, "input_file.file_id") ? -1 : 1;
-        return bb_err_set(r->err, "%s: input_file needs file_data, file_url or file_id", path);
+        if (bb_json_get(p, "file_id"))
+            return bb_rd_unsupported(r, "", "input_file.file_id") < 0 ? -1 : 1;
+        return bb_rd_fail(r, NULL, "input_file needs file_data, file_url or file_id");
     }
-    if (fname && unsupported(r, "input_file.filename"))
+    if (fname && bb_rd_unsupported(r, "", "input_file.filename") < 0)
         return -1;
     b->type = BB_IR_DOCUMENT;
-    if (data) {
-        const char *d = json_object_get_string(data);
-        size_t dl = (size_t)json_object_get_string_len(data);
-        if (!split_data_url(r->a, d, dl, b)) {
-            const char *mt = media_from_filename(fname);
-            b->media_type = bb_ir_strdup(r->a, mt, strlen(mt));
-            b->data = bb_ir_strdup(r->a, d, dl);
-        }
-    } else {
-        b->url = jdup(r->a, url);
-    }
-    return 0;
+    if (!data)
+        return bb_rd_dup(r, url, &b->url);
+    if (data_url_into(r->a, data, b))
+        return b->media_type.p && b->data.p ? 0 : bb_rd_oom(r);
+    const char *mt = media_from_filename(fname);
+    b->media_type = bb_ir_strdup(r->a, mt, strlen(mt));
+    return bb_rd_dup(r, data, &b->data);
 }
 
-/* One content part of a message item into the current message. */
-static int read_part(struct rd *r, json_object *p, bool assistant, const char *path)
+/* One content part of a message item into the current message (the path at the part). */
+static int read_part(struct rd *x, json_object *p, bool assistant)
 {
-    if (!jis(p, json_type_object))
-        return bb_err_set(r->err, "%s: expected an object", path);
-    json_object *tv = jget(p, "type");
-    if (!jis(tv, json_type_string))
-        return bb_err_set(r->err, "%s.type: expected a string", path);
+    struct bb_rd *r = &x->r;
+    json_object *tv;
+    if (bb_rd_type(r, p, NULL, json_type_object) < 0 ||
+        bb_rd_want(r, p, "type", json_type_string, false, &tv) < 0)
+        return -1;
+    if (!tv)
+        return bb_rd_expect(r, "type", "a string");
     const char *type = json_object_get_string(tv);
-    if (streq(type, "input_text") || streq(type, "output_text") || streq(type, "refusal")) {
-        const char *key = streq(type, "refusal") ? "refusal" : "text";
-        json_object *t = jget(p, key);
-        if (!jis(t, json_type_string))
-            return bb_err_set(r->err, "%s.%s: expected a string", path, key);
-        struct bb_ir_block *b = new_block(r);
+    if (strcmp(type, "input_text") == 0 || strcmp(type, "output_text") == 0 ||
+        strcmp(type, "refusal") == 0) {
+        const char *key = strcmp(type, "refusal") == 0 ? "refusal" : "text";
+        json_object *t, *an = bb_json_get(p, "annotations");
+        if (bb_rd_want(r, p, key, json_type_string, false, &t) < 0)
+            return -1;
+        if (!t)
+            return bb_rd_expect(r, key, "a string");
+        struct bb_ir_block *b = new_block(x);
         if (!b)
-            return oom(r->err);
+            return bb_rd_oom(r);
         b->type = BB_IR_TEXT;
-        b->text = jdup(r->a, t);
-        json_object *an = jget(p, "annotations");
-        if (jis(an, json_type_array) && json_object_array_length(an) > 0)
-            b->citations_json = jtext(r->a, an);
-        return b->text.p ? 0 : oom(r->err);
+        if (bb_json_is(an, json_type_array) && json_object_array_length(an) > 0 &&
+            bb_rd_text(r, an, &b->citations_json) < 0)
+            return -1;
+        return bb_rd_dup(r, t, &b->text);
     }
-    if (!assistant && (streq(type, "input_image") || streq(type, "input_file"))) {
+    if (!assistant && (strcmp(type, "input_image") == 0 || strcmp(type, "input_file") == 0)) {
         struct bb_ir_block tmp;
         memset(&tmp, 0, sizeof tmp);
-        int rc = read_media_part(r, p, type, path, &tmp);
+        int rc = read_media_part(r, p, type, &tmp);
         if (rc != 0)
             return rc < 0 ? -1 : 0;
-        struct bb_ir_block *b = new_block(r);
+        struct bb_ir_block *b = new_block(x);
         if (!b)
-            return oom(r->err);
+            return bb_rd_oom(r);
         *b = tmp;
         return 0;
     }
-    return unsupported(r, field_name(r->a, "content", type));
+    return bb_rd_unsupported(r, "content.", type);
 }
 
-static int read_message_item(struct rd *r, json_object *it, size_t i)
+/* A system / developer message's content parts (the path at the content). */
+static int read_system_parts(struct rd *x, json_object *c)
 {
-    char path[96];
-    json_object *rv = jget(it, "role");
-    const char *role = jis(rv, json_type_string) ? json_object_get_string(rv) : NULL;
-    bool system = streq(role, "system") || streq(role, "developer");
-    bool assistant = streq(role, "assistant");
-    if (!system && !assistant && !streq(role, "user"))
-        return bb_err_set(r->err,
-                          "input[%zu].role: expected one of user, assistant, system, developer", i);
-    json_object *c = jget(it, "content");
-    if (!jis(c, json_type_string) && !jis(c, json_type_array))
-        return bb_err_set(r->err, "input[%zu].content: expected a string or an array", i);
-
-    if (system) {
-        if (jis(c, json_type_string))
-            return add_system_text(r, c);
-        size_t n = json_object_array_length(c);
-        for (size_t j = 0; j < n; j++) {
-            json_object *p = json_object_array_get_idx(c, j);
-            const char *type = jstr(p, "type");
-            json_object *t = jget(p, "text");
-            if (!jis(p, json_type_object))
-                return bb_err_set(r->err, "input[%zu].content[%zu]: expected an object", i, j);
-            if (streq(type, "input_text") || streq(type, "output_text")) {
-                if (!jis(t, json_type_string))
-                    return bb_err_set(r->err, "input[%zu].content[%zu].text: expected a string", i,
-                                      j);
-                if (add_system_text(r, t))
-                    return -1;
-            } else if (unsupported(r, field_name(r->a, "system", type ? type : "?"))) {
-                return -1;
-            }
-        }
-        return 0;
-    }
-
-    if (assistant) {
-        if (assistant_message(r))
-            return -1;
-    } else if (new_message(r, BB_IR_USER, LAST_USER)) {
-        return -1;
-    }
-    if (jis(c, json_type_string)) {
-        struct bb_ir_block *b = new_block(r);
-        if (!b)
-            return oom(r->err);
-        b->type = BB_IR_TEXT;
-        b->text = jdup(r->a, c);
-        return b->text.p ? 0 : oom(r->err);
-    }
+    struct bb_rd *r = &x->r;
     size_t n = json_object_array_length(c);
     for (size_t j = 0; j < n; j++) {
-        snprintf(path, sizeof path, "input[%zu].content[%zu]", i, j);
-        if (read_part(r, json_object_array_get_idx(c, j), assistant, path))
+        json_object *p = json_object_array_get_idx(c, j), *t;
+        const char *type = bb_json_get_str(p, "type");
+        size_t m = bb_rd_at(r, j);
+        int rc = bb_rd_type(r, p, NULL, json_type_object);
+        if (rc == 0 && type && (!strcmp(type, "input_text") || !strcmp(type, "output_text"))) {
+            rc = bb_rd_want(r, p, "text", json_type_string, false, &t);
+            if (rc == 0)
+                rc = t ? add_system_text(x, t) : bb_rd_expect(r, "text", "a string");
+        } else if (rc == 0) {
+            rc = bb_rd_unsupported(r, "system.", type ? type : "?");
+        }
+        bb_rd_out(r, m);
+        if (rc < 0)
             return -1;
     }
     return 0;
 }
 
-static int read_function_call(struct rd *r, json_object *it, size_t i)
+static int read_message_item(struct rd *x, json_object *it)
 {
-    json_object *call_id = jget(it, "call_id"), *name = jget(it, "name");
-    json_object *args = jget(it, "arguments");
-    if (!jis(call_id, json_type_string))
-        return bb_err_set(r->err, "input[%zu].call_id: expected a string", i);
-    if (!jis(name, json_type_string))
-        return bb_err_set(r->err, "input[%zu].name: expected a string", i);
-    if (!jis(args, json_type_string))
-        return bb_err_set(r->err, "input[%zu].arguments: expected a string", i);
-    if (assistant_message(r))
+    struct bb_rd *r = &x->r;
+    const char *role = bb_json_get_str(it, "role");
+    bool system = role && (!strcmp(role, "system") || !strcmp(role, "developer"));
+    bool assistant = role && !strcmp(role, "assistant");
+    if (!system && !assistant && !(role && !strcmp(role, "user")))
+        return bb_rd_expect(r, "role", "one of user, assistant, system, developer");
+    json_object *c = bb_json_get(it, "content");
+    if (!bb_json_is(c, json_type_string) && !bb_json_is(c, json_type_array))
+        return bb_rd_expect(r, "content", "a string or an array");
+    if (system && bb_json_is(c, json_type_string))
+        return add_system_text(x, c);
+    int rc = 0;
+    if (!system)
+        rc = assistant ? assistant_message(x) : new_message(x, BB_IR_USER, LAST_USER);
+    if (rc < 0)
         return -1;
-    struct bb_ir_block *b = new_block(r);
-    if (!b)
-        return oom(r->err);
-    b->type = BB_IR_TOOL_USE;
-    b->id = jdup(r->a, call_id);
-    b->name = jdup(r->a, name);
-    /* OpenAI sends the arguments as a JSON text: it travels as is ("" means no arguments). */
-    b->input_json =
-        json_object_get_string_len(args) ? jdup(r->a, args) : bb_ir_strdup(r->a, "{}", 2);
-    return b->id.p && b->name.p && b->input_json.p ? 0 : oom(r->err);
-}
-
-static int read_function_output(struct rd *r, json_object *it, size_t i)
-{
-    char path[96];
-    json_object *call_id = jget(it, "call_id"), *output = jget(it, "output");
-    if (!jis(call_id, json_type_string))
-        return bb_err_set(r->err, "input[%zu].call_id: expected a string", i);
-    if (!jis(output, json_type_string) && !jis(output, json_type_array))
-        return bb_err_set(r->err, "input[%zu].output: expected a string or an array", i);
-    /* Consecutive outputs answer one assistant turn: they share one user message. */
-    if (r->last != LAST_TOOL_RESULTS && new_message(r, BB_IR_USER, LAST_TOOL_RESULTS))
-        return -1;
-    struct bb_ir_block *b = new_block(r);
-    if (!b)
-        return oom(r->err);
-    b->type = BB_IR_TOOL_RESULT;
-    b->id = jdup(r->a, call_id);
-    if (jis(output, json_type_string)) {
-        b->text = jdup(r->a, output);
-        return b->id.p && b->text.p ? 0 : oom(r->err);
+    if (bb_json_is(c, json_type_string)) {
+        struct bb_ir_block *b = new_block(x);
+        if (!b)
+            return bb_rd_oom(r);
+        b->type = BB_IR_TEXT;
+        return bb_rd_dup(r, c, &b->text);
     }
-    size_t n = json_object_array_length(output);
-    if (n == 1 && streq(jstr(json_object_array_get_idx(output, 0), "type"), "input_text") &&
-        jis(jget(json_object_array_get_idx(output, 0), "text"), json_type_string)) {
-        b->text = jdup(r->a, jget(json_object_array_get_idx(output, 0), "text"));
-        return b->text.p ? 0 : oom(r->err);
-    }
-    b->content = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *b->content);
-    if (!b->content)
-        return oom(r->err);
-    for (size_t j = 0; j < n; j++) {
-        json_object *p = json_object_array_get_idx(output, j);
-        snprintf(path, sizeof path, "input[%zu].output[%zu]", i, j);
-        if (!jis(p, json_type_object))
-            return bb_err_set(r->err, "%s: expected an object", path);
-        const char *type = jstr(p, "type");
-        struct bb_ir_block *cb = &b->content[b->n_content];
-        if (streq(type, "input_text")) {
-            json_object *t = jget(p, "text");
-            if (!jis(t, json_type_string))
-                return bb_err_set(r->err, "%s.text: expected a string", path);
-            cb->type = BB_IR_TEXT;
-            cb->text = jdup(r->a, t);
-            b->n_content++;
-        } else if (streq(type, "input_image") || streq(type, "input_file")) {
-            int rc = read_media_part(r, p, type, path, cb);
-            if (rc < 0)
-                return -1;
-            if (rc == 0)
-                b->n_content++;
-        } else if (type) {
-            if (unsupported(r, field_name(r->a, "output", type)))
-                return -1;
-        } else {
-            return bb_err_set(r->err, "%s.type: expected a string", path);
+    size_t mark = bb_rd_in(r, "content");
+    if (system) {
+        rc = read_system_parts(x, c);
+    } else {
+        size_t n = json_object_array_length(c);
+        for (size_t j = 0; j < n && rc == 0; j++) {
+            size_t m = bb_rd_at(r, j);
+            rc = read_part(x, json_object_array_get_idx(c, j), assistant);
+            bb_rd_out(r, m);
         }
     }
+    bb_rd_out(r, mark);
+    return rc;
+}
+
+static int read_function_call(struct rd *x, json_object *it)
+{
+    struct bb_rd *r = &x->r;
+    json_object *call_id, *name, *args;
+    if (bb_rd_want(r, it, "call_id", json_type_string, false, &call_id) < 0 || !call_id)
+        return call_id ? -1 : bb_rd_expect(r, "call_id", "a string");
+    if (bb_rd_want(r, it, "name", json_type_string, false, &name) < 0 || !name)
+        return name ? -1 : bb_rd_expect(r, "name", "a string");
+    if (bb_rd_want(r, it, "arguments", json_type_string, false, &args) < 0 || !args)
+        return args ? -1 : bb_rd_expect(r, "arguments", "a string");
+    if (assistant_message(x) < 0)
+        return -1;
+    struct bb_ir_block *b = new_block(x);
+    if (!b)
+        return bb_rd_oom(r);
+    b->type = BB_IR_TOOL_USE;
+    if (bb_rd_dup(r, call_id, &b->id) < 0 || bb_rd_dup(r, name, &b->name) < 0)
+        return -1;
+    /* OpenAI sends the arguments as a JSON text: it travels as is ("" means no arguments). */
+    b->input_json =
+        json_object_get_string_len(args) ? bb_json_dup(r->a, args) : bb_ir_strdup(r->a, "{}", 2);
+    return b->input_json.p ? 0 : bb_rd_oom(r);
+}
+
+/* One part of a function_call_output list (the path at it) into the result's content. */
+static int read_output_part(struct bb_rd *r, json_object *p, struct bb_vec *content)
+{
+    if (bb_rd_type(r, p, NULL, json_type_object) < 0)
+        return -1;
+    const char *type = bb_json_get_str(p, "type");
+    if (!type)
+        return bb_rd_expect(r, "type", "a string");
+    if (strcmp(type, "input_text") == 0) {
+        json_object *t;
+        if (bb_rd_want(r, p, "text", json_type_string, false, &t) < 0)
+            return -1;
+        if (!t)
+            return bb_rd_expect(r, "text", "a string");
+        struct bb_ir_block *cb = BB_VEC_PUSH(r->a, content, struct bb_ir_block);
+        if (!cb)
+            return bb_rd_oom(r);
+        cb->type = BB_IR_TEXT;
+        return bb_rd_dup(r, t, &cb->text);
+    }
+    if (strcmp(type, "input_image") != 0 && strcmp(type, "input_file") != 0)
+        return bb_rd_unsupported(r, "output.", type);
+    struct bb_ir_block tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = read_media_part(r, p, type, &tmp);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    struct bb_ir_block *cb = BB_VEC_PUSH(r->a, content, struct bb_ir_block);
+    if (!cb)
+        return bb_rd_oom(r);
+    *cb = tmp;
     return 0;
+}
+
+static int read_function_output(struct rd *x, json_object *it)
+{
+    struct bb_rd *r = &x->r;
+    json_object *call_id, *output = bb_json_get(it, "output");
+    if (bb_rd_want(r, it, "call_id", json_type_string, false, &call_id) < 0 || !call_id)
+        return call_id ? -1 : bb_rd_expect(r, "call_id", "a string");
+    if (!bb_json_is(output, json_type_string) && !bb_json_is(output, json_type_array))
+        return bb_rd_expect(r, "output", "a string or an array");
+    /* Consecutive outputs answer one assistant turn: they share one user message. */
+    if (x->last != LAST_TOOL_RESULTS && new_message(x, BB_IR_USER, LAST_TOOL_RESULTS) < 0)
+        return -1;
+    struct bb_ir_block *b = new_block(x);
+    if (!b)
+        return bb_rd_oom(r);
+    b->type = BB_IR_TOOL_RESULT;
+    if (bb_rd_dup(r, call_id, &b->id) < 0)
+        return -1;
+    if (bb_json_is(output, json_type_string))
+        return bb_rd_dup(r, output, &b->text);
+    size_t n = json_object_array_length(output);
+    json_object *first = n == 1 ? json_object_array_get_idx(output, 0) : NULL;
+    if (first && bb_json_str_eq(bb_json_get(first, "type"), "input_text") &&
+        bb_json_is(bb_json_get(first, "text"), json_type_string))
+        return bb_rd_dup(r, bb_json_get(first, "text"), &b->text);
+    struct bb_vec content = {0};
+    size_t mark = bb_rd_in(r, "output");
+    int rc = 0;
+    for (size_t j = 0; j < n && rc == 0; j++) {
+        size_t m = bb_rd_at(r, j);
+        rc = read_output_part(r, json_object_array_get_idx(output, j), &content);
+        bb_rd_out(r, m);
+    }
+    bb_rd_out(r, mark);
+    b->content = content.v;
+    b->n_content = content.n;
+    return rc;
 }
 
 /* Summary parts (or, when there are none, reasoning_text content) joined by blank lines. */
@@ -819,13 +675,13 @@ static struct bb_ir_str reasoning_text(struct bb_arena *a, json_object *item)
     struct bb_ir_str none = {NULL, 0};
     const char *keys[2] = {"summary", "content"};
     for (int k = 0; k < 2; k++) {
-        json_object *arr = jget(item, keys[k]);
-        if (!jis(arr, json_type_array))
+        json_object *arr = bb_json_get(item, keys[k]);
+        if (!bb_json_is(arr, json_type_array))
             continue;
         size_t n = json_object_array_length(arr), total = 0;
         for (size_t j = 0; j < n; j++) {
-            json_object *t = jget(json_object_array_get_idx(arr, j), "text");
-            if (jis(t, json_type_string))
+            json_object *t = bb_json_get(json_object_array_get_idx(arr, j), "text");
+            if (bb_json_is(t, json_type_string))
                 total += (size_t)json_object_get_string_len(t) + 2;
         }
         if (!total)
@@ -835,8 +691,8 @@ static struct bb_ir_str reasoning_text(struct bb_arena *a, json_object *item)
             return none;
         size_t len = 0;
         for (size_t j = 0; j < n; j++) {
-            json_object *t = jget(json_object_array_get_idx(arr, j), "text");
-            if (!jis(t, json_type_string))
+            json_object *t = bb_json_get(json_object_array_get_idx(arr, j), "text");
+            if (!bb_json_is(t, json_type_string))
                 continue;
             if (len) {
                 memcpy(buf + len, "\n\n", 2);
@@ -857,12 +713,10 @@ static bool reasoning_block(struct bb_arena *a, json_object *item, struct bb_ir_
     memset(b, 0, sizeof *b);
     b->type = BB_IR_THINKING;
     b->text = reasoning_text(a, item);
-    json_object *enc = jget(item, "encrypted_content");
-    if (jis(enc, json_type_string) && json_object_get_string_len(enc))
-        b->signature = jdup(a, enc);
-    json_object *id = jget(item, "id");
-    if (jis(id, json_type_string))
-        b->id = jdup(a, id);
+    json_object *enc = bb_json_get(item, "encrypted_content");
+    if (bb_json_has_text(enc))
+        b->signature = bb_json_dup(a, enc);
+    b->id = bb_json_dup(a, bb_json_get(item, "id"));
     if (!b->text.p && !b->signature.p)
         return false;
     if (!b->text.p)
@@ -870,209 +724,170 @@ static bool reasoning_block(struct bb_arena *a, json_object *item, struct bb_ir_
     return true;
 }
 
-static int read_reasoning_item(struct rd *r, json_object *it, size_t i)
+static int read_reasoning_item(struct rd *x, json_object *it)
 {
-    json_object *summary = jget(it, "summary"), *enc = jget(it, "encrypted_content");
-    if (summary && !jis(summary, json_type_array))
-        return bb_err_set(r->err, "input[%zu].summary: expected an array", i);
-    if (enc && !jis(enc, json_type_string))
-        return bb_err_set(r->err, "input[%zu].encrypted_content: expected a string", i);
+    struct bb_rd *r = &x->r;
+    json_object *v;
+    if (bb_rd_want(r, it, "summary", json_type_array, false, &v) < 0 ||
+        bb_rd_want(r, it, "encrypted_content", json_type_string, false, &v) < 0)
+        return -1;
     struct bb_ir_block tmp;
     if (!reasoning_block(r->a, it, &tmp))
         return 0;
-    if (assistant_message(r))
+    if (assistant_message(x) < 0)
         return -1;
-    struct bb_ir_block *b = new_block(r);
+    struct bb_ir_block *b = new_block(x);
     if (!b)
-        return oom(r->err);
+        return bb_rd_oom(r);
     *b = tmp;
     return 0;
 }
 
-static int read_item(struct rd *r, json_object *it, size_t i)
+/* One input item (the path at it). */
+static int read_item(struct rd *x, json_object *it)
 {
-    if (!jis(it, json_type_object))
-        return bb_err_set(r->err, "input[%zu]: expected an object", i);
-    json_object *tv = jget(it, "type");
-    if (tv && !jis(tv, json_type_string))
-        return bb_err_set(r->err, "input[%zu].type: expected a string", i);
+    struct bb_rd *r = &x->r;
+    json_object *tv;
+    if (bb_rd_type(r, it, NULL, json_type_object) < 0 ||
+        bb_rd_want(r, it, "type", json_type_string, false, &tv) < 0)
+        return -1;
     const char *type = tv ? json_object_get_string(tv) : "message";
-    if (streq(type, "message"))
-        return read_message_item(r, it, i);
-    if (streq(type, "function_call"))
-        return read_function_call(r, it, i);
-    if (streq(type, "function_call_output"))
-        return read_function_output(r, it, i);
-    if (streq(type, "reasoning"))
-        return read_reasoning_item(r, it, i);
+    if (strcmp(type, "message") == 0)
+        return read_message_item(x, it);
+    if (strcmp(type, "function_call") == 0)
+        return read_function_call(x, it);
+    if (strcmp(type, "function_call_output") == 0)
+        return read_function_output(x, it);
+    if (strcmp(type, "reasoning") == 0)
+        return read_reasoning_item(x, it);
     /* Hosted-tool calls, item references (need server-side storage), MCP, ... */
-    return unsupported(r, field_name(r->a, "input", type));
+    return bb_rd_unsupported(r, "input.", type);
 }
 
-static size_t item_bound(json_object *it)
+static int read_input(struct rd *x, json_object *input)
 {
-    json_object *c = jget(it, "content");
-    size_t n = jis(c, json_type_array) ? json_object_array_length(c) : 1;
-    return n ? n : 1;
-}
-
-static int read_input(struct rd *r, json_object *input)
-{
-    struct bb_ir_request *req = r->req;
-    size_t n_items = jis(input, json_type_array) ? json_object_array_length(input) : 1;
-    size_t bound = 0, sys_bound = 1;
-    if (jis(input, json_type_array)) {
-        for (size_t i = 0; i < n_items; i++) {
-            json_object *it = json_object_array_get_idx(input, i);
-            bound += item_bound(it);
-            const char *role = jstr(it, "role");
-            if (streq(role, "system") || streq(role, "developer"))
-                sys_bound += item_bound(it);
-        }
-    } else {
-        bound = 1;
-    }
-    r->pool_cap = bound;
-    r->pool = bb_arena_calloc(r->a, (bound ? bound : 1) * sizeof *r->pool);
-    r->msg_cap = n_items;
-    req->messages = bb_arena_calloc(r->a, (n_items ? n_items : 1) * sizeof *req->messages);
-    r->sys_cap = sys_bound;
-    req->system = bb_arena_calloc(r->a, sys_bound * sizeof *req->system);
-    if (!r->pool || !req->messages || !req->system)
-        return oom(r->err);
-    if (jis(input, json_type_string)) {
-        if (new_message(r, BB_IR_USER, LAST_USER))
+    struct bb_rd *r = &x->r;
+    if (bb_json_is(input, json_type_string)) {
+        if (new_message(x, BB_IR_USER, LAST_USER) < 0)
             return -1;
-        struct bb_ir_block *b = new_block(r);
+        struct bb_ir_block *b = new_block(x);
         if (!b)
-            return oom(r->err);
+            return bb_rd_oom(r);
         b->type = BB_IR_TEXT;
-        b->text = jdup(r->a, input);
-        return b->text.p ? 0 : oom(r->err);
+        return bb_rd_dup(r, input, &b->text);
     }
-    for (size_t i = 0; i < n_items; i++)
-        if (read_item(r, json_object_array_get_idx(input, i), i))
+    struct bb_rd_iter it = bb_rd_iter(r, input, "input");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_item(x, el) < 0)
             return -1;
     return 0;
 }
 
-static int read_tools(struct rd *r, json_object *tools)
+/* One function tool (the path at it); other tool types are recorded as unsupported. */
+static int read_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
 {
-    if (!jis(tools, json_type_array))
-        return bb_err_set(r->err, "tools: expected an array");
-    size_t n = json_object_array_length(tools);
-    r->req->tools = bb_arena_calloc(r->a, (n ? n : 1) * sizeof *r->req->tools);
-    if (!r->req->tools)
-        return oom(r->err);
-    for (size_t i = 0; i < n; i++) {
-        json_object *t = json_object_array_get_idx(tools, i);
-        if (!jis(t, json_type_object))
-            return bb_err_set(r->err, "tools[%zu]: expected an object", i);
-        json_object *tv = jget(t, "type");
-        if (!jis(tv, json_type_string))
-            return bb_err_set(r->err, "tools[%zu].type: expected a string", i);
-        const char *type = json_object_get_string(tv);
-        if (!streq(type, "function")) {
-            if (unsupported(r, field_name(r->a, "tools", type)))
-                return -1;
-            continue;
-        }
-        json_object *name = jget(t, "name"), *desc = jget(t, "description");
-        json_object *params = jget(t, "parameters"), *strict = jget(t, "strict");
-        if (!jis(name, json_type_string))
-            return bb_err_set(r->err, "tools[%zu].name: expected a string", i);
-        if (desc && !jis(desc, json_type_string))
-            return bb_err_set(r->err, "tools[%zu].description: expected a string", i);
-        if (params && !jis(params, json_type_object))
-            return bb_err_set(r->err, "tools[%zu].parameters: expected an object", i);
-        if (strict && !jis(strict, json_type_boolean))
-            return bb_err_set(r->err, "tools[%zu].strict: expected a boolean", i);
-        struct bb_ir_tool *tool = &r->req->tools[r->req->n_tools++];
-        tool->name = jdup(r->a, name);
-        if (desc)
-            tool->description = jdup(r->a, desc);
-        if (params)
-            tool->parameters_json = jtext(r->a, params);
-        /* The Responses API makes function tools strict unless told otherwise. */
-        tool->strict = strict ? json_object_get_boolean(strict) : true;
-        if (!tool->name.p)
-            return oom(r->err);
-    }
+    json_object *tv, *params, *strict;
+    if (bb_rd_type(r, t, NULL, json_type_object) < 0 ||
+        bb_rd_want(r, t, "type", json_type_string, false, &tv) < 0)
+        return -1;
+    if (!tv)
+        return bb_rd_expect(r, "type", "a string");
+    if (!bb_json_str_eq(tv, "function"))
+        return bb_rd_unsupported(r, "tools.", json_object_get_string(tv));
+    struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, tools, struct bb_ir_tool);
+    if (!tool)
+        return bb_rd_oom(r);
+    if (bb_rd_str(r, t, "name", false, &tool->name) < 0 ||
+        bb_rd_str(r, t, "description", false, &tool->description) < 0 ||
+        bb_rd_want(r, t, "parameters", json_type_object, false, &params) < 0 ||
+        bb_rd_want(r, t, "strict", json_type_boolean, false, &strict) < 0)
+        return -1;
+    if (!tool->name.p)
+        return bb_rd_expect(r, "name", "a string");
+    if (params && bb_rd_text(r, params, &tool->parameters_json) < 0)
+        return -1;
+    /* The Responses API makes function tools strict unless told otherwise. */
+    tool->strict = strict ? json_object_get_boolean(strict) : true;
     return 0;
 }
 
-static int read_tool_choice(struct rd *r, json_object *tc)
+static int read_tool_choice(struct bb_rd *r, json_object *tc)
 {
     struct bb_ir_request *req = r->req;
-    if (jis(tc, json_type_string)) {
+    if (bb_json_is(tc, json_type_string)) {
         const char *s = json_object_get_string(tc);
-        if (streq(s, "auto"))
+        if (strcmp(s, "auto") == 0)
             req->tool_choice = BB_IR_TC_AUTO;
-        else if (streq(s, "none"))
+        else if (strcmp(s, "none") == 0)
             req->tool_choice = BB_IR_TC_NONE;
-        else if (streq(s, "required"))
+        else if (strcmp(s, "required") == 0)
             req->tool_choice = BB_IR_TC_ANY;
         else
-            return bb_err_set(r->err, "tool_choice: expected auto, none, required or an object");
+            return bb_rd_expect(r, "tool_choice", "auto, none, required or an object");
         return 0;
     }
-    if (!jis(tc, json_type_object))
-        return bb_err_set(r->err, "tool_choice: expected a string or an object");
-    const char *type = jstr(tc, "type");
-    if (streq(type, "function")) {
-        json_object *name = jget(tc, "name");
-        if (!jis(name, json_type_string))
-            return bb_err_set(r->err, "tool_choice.name: expected a string");
+    if (!bb_json_is(tc, json_type_object))
+        return bb_rd_expect(r, "tool_choice", "a string or an object");
+    if (bb_json_str_eq(bb_json_get(tc, "type"), "function")) {
+        json_object *name = bb_json_get(tc, "name");
+        if (!bb_json_is(name, json_type_string))
+            return bb_rd_expect(r, "tool_choice.name", "a string");
         req->tool_choice = BB_IR_TC_TOOL;
-        req->tool_choice_name = jdup(r->a, name);
-        return req->tool_choice_name.p ? 0 : oom(r->err);
+        return bb_rd_dup(r, name, &req->tool_choice_name);
     }
     /* allowed_tools, hosted tools, mcp, custom: nothing the IR can say. */
-    return unsupported(r, "tool_choice");
+    return bb_rd_unsupported(r, "", "tool_choice");
 }
 
-static int read_text(struct rd *r, json_object *text)
+static int read_format(struct bb_rd *r, json_object *fmt)
 {
     struct bb_ir_request *req = r->req;
-    if (!jis(text, json_type_object))
-        return bb_err_set(r->err, "text: expected an object");
-    if (jget(text, "verbosity") && unsupported(r, "text.verbosity"))
-        return -1;
-    json_object *fmt = jget(text, "format");
-    if (!fmt)
-        return 0;
-    if (!jis(fmt, json_type_object))
-        return bb_err_set(r->err, "text.format: expected an object");
-    const char *type = jstr(fmt, "type");
-    if (streq(type, "text")) {
+    const char *type = bb_json_get_str(fmt, "type");
+    if (type && strcmp(type, "text") == 0) {
         req->format = BB_IR_FMT_TEXT;
-    } else if (streq(type, "json_object")) {
-        req->format = BB_IR_FMT_JSON_OBJECT;
-    } else if (streq(type, "json_schema")) {
-        json_object *name = jget(fmt, "name"), *schema = jget(fmt, "schema");
-        json_object *strict = jget(fmt, "strict");
-        if (!jis(name, json_type_string))
-            return bb_err_set(r->err, "text.format.name: expected a string");
-        if (!jis(schema, json_type_object))
-            return bb_err_set(r->err, "text.format.schema: expected an object");
-        if (strict && !jis(strict, json_type_boolean))
-            return bb_err_set(r->err, "text.format.strict: expected a boolean");
-        req->format = BB_IR_FMT_JSON_SCHEMA;
-        req->format_name = jdup(r->a, name);
-        req->format_schema_json = jtext(r->a, schema);
-        req->format_strict = strict && json_object_get_boolean(strict);
-        if (jget(fmt, "description") && unsupported(r, "text.format.description"))
-            return -1;
-        if (!req->format_name.p || !req->format_schema_json.p)
-            return oom(r->err);
-    } else {
-        return bb_err_set(r->err, "text.format.type: expected one of text, json_object, "
-                                  "json_schema");
+        return 0;
     }
+    if (type && strcmp(type, "json_object") == 0) {
+        req->format = BB_IR_FMT_JSON_OBJECT;
+        return 0;
+    }
+    if (!type || strcmp(type, "json_schema") != 0)
+        return bb_rd_expect(r, "type", "one of text, json_object, json_schema");
+    json_object *name, *schema;
+    if (bb_rd_want(r, fmt, "name", json_type_string, false, &name) < 0 ||
+        (!name && bb_rd_expect(r, "name", "a string") < 0) ||
+        bb_rd_want(r, fmt, "schema", json_type_object, false, &schema) < 0 ||
+        (!schema && bb_rd_expect(r, "schema", "an object") < 0) ||
+        bb_rd_bool(r, fmt, "strict", NULL, &req->format_strict) < 0)
+        return -1;
+    req->format = BB_IR_FMT_JSON_SCHEMA;
+    if (bb_rd_dup(r, name, &req->format_name) < 0 ||
+        bb_rd_text(r, schema, &req->format_schema_json) < 0)
+        return -1;
+    if (bb_json_get(fmt, "description") && bb_rd_unsupported(r, "", "text.format.description") < 0)
+        return -1;
     return 0;
 }
 
-static int read_reasoning(struct rd *r, json_object *rs)
+static int read_text(struct bb_rd *r, json_object *text)
+{
+    if (bb_rd_type(r, text, "text", json_type_object) < 0)
+        return -1;
+    if (bb_json_get(text, "verbosity") && bb_rd_unsupported(r, "", "text.verbosity") < 0)
+        return -1;
+    json_object *fmt;
+    size_t mark = bb_rd_in(r, "text");
+    int rc = bb_rd_want(r, text, "format", json_type_object, false, &fmt);
+    if (rc == 0 && fmt) {
+        bb_rd_in(r, "format");
+        rc = read_format(r, fmt);
+    }
+    bb_rd_out(r, mark);
+    return rc;
+}
+
+static int read_reasoning(struct bb_rd *r, json_object *rs)
 {
     static const struct {
         const char *name;
@@ -1080,174 +895,143 @@ static int read_reasoning(struct rd *r, json_object *rs)
     } efforts[] = {{"minimal", BB_IR_EFFORT_MINIMAL}, {"low", BB_IR_EFFORT_LOW},
                    {"medium", BB_IR_EFFORT_MEDIUM},   {"high", BB_IR_EFFORT_HIGH},
                    {"xhigh", BB_IR_EFFORT_HIGH},      {"max", BB_IR_EFFORT_HIGH}};
-    if (!jis(rs, json_type_object))
-        return bb_err_set(r->err, "reasoning: expected an object");
-    json_object *ev = jget(rs, "effort");
+    if (bb_rd_type(r, rs, "reasoning", json_type_object) < 0)
+        return -1;
+    json_object *ev = bb_json_get(rs, "effort");
     r->req->reasoning = true;
     if (!ev)
         return 0;
-    if (!jis(ev, json_type_string))
-        return bb_err_set(r->err, "reasoning.effort: expected a string");
+    if (bb_rd_type(r, ev, "reasoning.effort", json_type_string) < 0)
+        return -1;
     const char *e = json_object_get_string(ev);
-    if (streq(e, "none")) {
+    if (strcmp(e, "none") == 0) {
         r->req->reasoning = false;
         return 0;
     }
     for (size_t i = 0; i < sizeof efforts / sizeof efforts[0]; i++) {
-        if (streq(e, efforts[i].name)) {
+        if (strcmp(e, efforts[i].name) == 0) {
             r->req->reasoning_effort = efforts[i].effort;
             return 0;
         }
     }
-    return bb_err_set(r->err, "reasoning.effort: expected one of none, minimal, low, medium, "
-                              "high, xhigh");
+    return bb_rd_expect(r, "reasoning.effort", "one of none, minimal, low, medium, high, xhigh");
 }
 
 /* Top-level members the IR cannot carry: recorded when they ask for something. */
-static int read_other(struct rd *r, const char *key, json_object *v)
+static int read_other(struct bb_rd *r, const char *key, json_object *v)
 {
-    if (streq(key, "store"))
-        return jis(v, json_type_boolean) && json_object_get_boolean(v) ? unsupported(r, "store")
-                                                                       : 0;
-    if (streq(key, "background"))
-        return jis(v, json_type_boolean) && json_object_get_boolean(v)
-                   ? unsupported(r, "background")
-                   : 0;
-    if (streq(key, "truncation"))
-        return streq(json_object_get_string(v), "disabled") ? 0 : unsupported(r, "truncation");
-    if (streq(key, "metadata"))
-        return jis(v, json_type_object) && json_object_object_length(v) == 0
+    bool on = bb_json_is(v, json_type_boolean) && json_object_get_boolean(v);
+    if (strcmp(key, "store") == 0 || strcmp(key, "background") == 0)
+        return on ? bb_rd_unsupported(r, "", key) : 0;
+    if (strcmp(key, "truncation") == 0)
+        return bb_json_str_eq(v, "disabled") ? 0 : bb_rd_unsupported(r, "", "truncation");
+    if (strcmp(key, "metadata") == 0)
+        return bb_json_is(v, json_type_object) && json_object_object_length(v) == 0
                    ? 0
-                   : unsupported(r, "metadata");
-    if (streq(key, "stream_options"))
-        return jis(jget(v, "include_obfuscation"), json_type_boolean) &&
-                       json_object_get_boolean(jget(v, "include_obfuscation"))
-                   ? unsupported(r, "stream_options")
+                   : bb_rd_unsupported(r, "", "metadata");
+    if (strcmp(key, "stream_options") == 0) {
+        json_object *ob = bb_json_get(v, "include_obfuscation");
+        return bb_json_is(ob, json_type_boolean) && json_object_get_boolean(ob)
+                   ? bb_rd_unsupported(r, "", "stream_options")
                    : 0;
-    if (streq(key, "include")) {
+    }
+    if (strcmp(key, "include") == 0) {
         /* reasoning.encrypted_content is what busbar sends anyway (as the signature). */
-        size_t n = jis(v, json_type_array) ? json_object_array_length(v) : 0;
+        size_t n = bb_json_is(v, json_type_array) ? json_object_array_length(v) : 0;
         for (size_t i = 0; i < n; i++)
-            if (!streq(json_object_get_string(json_object_array_get_idx(v, i)),
-                       "reasoning.encrypted_content"))
-                return unsupported(r, "include");
+            if (!bb_json_str_eq(json_object_array_get_idx(v, i), "reasoning.encrypted_content"))
+                return bb_rd_unsupported(r, "", "include");
         return 0;
     }
-    char *name = bb_arena_strndup(r->a, key, strlen(key));
-    return name ? unsupported(r, name) : oom(r->err);
+    return bb_rd_unsupported(r, "", key);
 }
 
-static int read_body(struct rd *r, json_object *root, const char *model_from_path)
+static int read_body(struct rd *x, json_object *root, const char *model_from_path)
 {
+    struct bb_rd *r = &x->r;
     struct bb_ir_request *req = r->req;
-    json_object *input = NULL;
+    json_object *input = NULL, *ins = NULL;
     bool has_model = false;
     json_object_object_foreach(root, key, v)
     {
-        if (!v)
-            continue; /* null = absent */
-        if (streq(key, "model")) {
-            if (!jis(v, json_type_string))
-                return bb_err_set(r->err, "model: expected a string");
-            req->model = jdup(r->a, v);
+        int rc = 0;
+        if (!v || bb_params_known(param_rows, N_PARAMS, key))
+            continue; /* null = absent; the table's members are read below */
+        if (strcmp(key, "model") == 0) {
+            rc = bb_rd_type(r, v, "model", json_type_string);
+            if (rc == 0)
+                rc = bb_rd_dup(r, v, &req->model);
             has_model = true;
-        } else if (streq(key, "input")) {
-            if (!jis(v, json_type_string) && !jis(v, json_type_array))
-                return bb_err_set(r->err, "input: expected a string or an array");
+        } else if (strcmp(key, "input") == 0) {
+            if (!bb_json_is(v, json_type_string) && !bb_json_is(v, json_type_array))
+                return bb_rd_expect(r, "input", "a string or an array");
             input = v;
-        } else if (streq(key, "instructions")) {
-            if (!jis(v, json_type_string))
-                return bb_err_set(r->err, "instructions: expected a string");
-        } else if (streq(key, "tools")) {
-            if (read_tools(r, v))
-                return -1;
-        } else if (streq(key, "tool_choice")) {
-            if (read_tool_choice(r, v))
-                return -1;
-        } else if (streq(key, "parallel_tool_calls")) {
-            if (!jis(v, json_type_boolean))
-                return bb_err_set(r->err, "parallel_tool_calls: expected a boolean");
-            req->has_parallel_tool_calls = true;
-            req->parallel_tool_calls = json_object_get_boolean(v);
-        } else if (streq(key, "max_output_tokens")) {
-            if (!jis(v, json_type_int) || json_object_get_int64(v) < 1)
-                return bb_err_set(r->err, "max_output_tokens: expected a positive integer");
-            int64_t m = json_object_get_int64(v);
-            req->has_max_tokens = true;
-            req->max_tokens = m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
-        } else if (streq(key, "temperature") || streq(key, "top_p")) {
-            if (!jnum(v))
-                return bb_err_set(r->err, "%s: expected a number", key);
-            if (streq(key, "temperature")) {
-                req->has_temperature = true;
-                req->temperature = json_object_get_double(v);
-            } else {
-                req->has_top_p = true;
-                req->top_p = json_object_get_double(v);
-            }
-        } else if (streq(key, "text")) {
-            if (read_text(r, v))
-                return -1;
-        } else if (streq(key, "reasoning")) {
-            if (read_reasoning(r, v))
-                return -1;
-        } else if (streq(key, "stream")) {
-            if (!jis(v, json_type_boolean))
-                return bb_err_set(r->err, "stream: expected a boolean");
-            req->stream = json_object_get_boolean(v);
+        } else if (strcmp(key, "instructions") == 0) {
+            rc = bb_rd_type(r, v, "instructions", json_type_string);
+            ins = v;
+        } else if (strcmp(key, "tools") == 0) {
+            rc = bb_rd_tools(r, v, read_tool);
+        } else if (strcmp(key, "tool_choice") == 0) {
+            rc = read_tool_choice(r, v);
+        } else if (strcmp(key, "parallel_tool_calls") == 0) {
+            rc = bb_rd_bool(r, root, key, &req->has_parallel_tool_calls, &req->parallel_tool_calls);
+        } else if (strcmp(key, "text") == 0) {
+            rc = read_text(r, v);
+        } else if (strcmp(key, "reasoning") == 0) {
+            rc = read_reasoning(r, v);
+        } else if (strcmp(key, "stream") == 0) {
+            rc = bb_rd_bool(r, root, key, NULL, &req->stream);
             req->include_usage = req->stream; /* Responses streams always end with usage */
-        } else if (streq(key, "user") || streq(key, "safety_identifier")) {
-            if (!jis(v, json_type_string))
-                return bb_err_set(r->err, "%s: expected a string", key);
-            if (!req->user.p || streq(key, "user"))
-                req->user = jdup(r->a, v);
-        } else if (read_other(r, key, v)) {
-            return -1;
+        } else if (strcmp(key, "user") == 0 || strcmp(key, "safety_identifier") == 0) {
+            rc = bb_rd_type(r, v, key, json_type_string);
+            if (rc == 0 && (!req->user.p || strcmp(key, "user") == 0))
+                rc = bb_rd_dup(r, v, &req->user);
+        } else {
+            rc = read_other(r, key, v);
         }
+        if (rc < 0)
+            return -1;
     }
+    if (bb_params_read(r, root, param_rows, N_PARAMS) < 0)
+        return -1;
     if (model_from_path) {
         req->model = bb_ir_strdup(r->a, model_from_path, strlen(model_from_path));
         has_model = true;
     }
     if (!has_model)
-        return bb_err_set(r->err, "model: required");
+        return bb_rd_required(r, "model");
     if (!input)
-        return bb_err_set(r->err, "input: required (busbar keeps no conversation state, so "
-                                  "previous_response_id alone cannot be served)");
-    if (read_input(r, input))
+        return bb_rd_fail(r, "input",
+                          "required (busbar keeps no conversation state, so "
+                          "previous_response_id alone cannot be served)");
+    /* instructions come before any system/developer message of the input. */
+    if (ins && add_system_text(x, ins) < 0)
         return -1;
-    json_object *ins = jget(root, "instructions");
-    if (ins) {
-        /* instructions come before any system/developer message of the input. */
-        if (r->req->n_system >= r->sys_cap)
-            return oom(r->err);
-        memmove(req->system + 1, req->system, req->n_system * sizeof *req->system);
-        memset(req->system, 0, sizeof *req->system);
-        req->system[0].type = BB_IR_TEXT;
-        req->system[0].text = jdup(r->a, ins);
-        req->n_system++;
-        if (!req->system[0].text.p)
-            return oom(r->err);
-    }
-    if (req->n_system == 0)
-        req->system = NULL;
+    if (read_input(x, input) < 0)
+        return -1;
+    req->messages = x->msgs.v;
+    req->n_messages = x->msgs.n;
+    req->system = x->sys.v;
+    req->n_system = x->sys.n;
     return 0;
 }
 
 static int read_request(struct bb_arena *a, const char *body, size_t len,
                         const char *model_from_path, struct bb_ir_request *out, struct bb_err *err)
 {
-    const char *why;
     memset(out, 0, sizeof *out);
-    json_object *root = parse_json(body, len, &why);
+    json_object *root = bb_json_parse(body, len, "request body", err);
     if (!root)
-        return bb_err_set(err, "%s", why);
-    if (!jis(root, json_type_object)) {
-        json_object_put(root);
-        return bb_err_set(err, "request body: expected a JSON object");
+        return -1;
+    int rc;
+    if (!bb_json_is(root, json_type_object)) {
+        rc = bb_err_set(err, "request body: expected a JSON object");
+    } else {
+        struct rd x;
+        memset(&x, 0, sizeof x);
+        bb_rd_init(&x.r, a, out, err);
+        rc = read_body(&x, root, model_from_path);
     }
-    struct rd r = {.a = a, .req = out, .err = err};
-    int rc = read_body(&r, root, model_from_path);
     json_object_put(root);
     return rc;
 }
@@ -1303,7 +1087,7 @@ static json_object *output_json(struct bb_arena *a, const struct bb_ir_block *bl
                                                      b->name.len, empty ? "{}" : b->input_json.p,
                                                      empty ? 2 : b->input_json.len));
         } else {
-            bb_proto_drop(a, b->type == BB_IR_IMAGE ? "images" : "documents");
+            bb_proto_drop(a, NULL, b->type == BB_IR_IMAGE ? "images" : "documents");
         }
     }
     return out;
@@ -1337,7 +1121,7 @@ static int write_response(struct bb_arena *a, const struct bb_ir_response *r,
     h.usage = &r->usage;
     json_object *o =
         response_json(&h, output_json(a, r->blocks, r->n_blocks, rid, h.incomplete_reason != NULL));
-    int rc = o ? add_json(out, o) : -1;
+    int rc = o ? bb_json_append(out, o) : -1;
     json_object_put(o);
     return rc;
 }
@@ -1386,7 +1170,7 @@ static void sbuf_free(struct sbuf *b)
 static int sbuf_add_json(struct sbuf *b, json_object *o)
 {
     size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+    const char *s = bb_json_out(o, &n);
     if (!s || (b->len && sbuf_add(b, ",", 1)))
         return -1;
     return sbuf_add(b, s, n);
@@ -1395,7 +1179,6 @@ static int sbuf_add_json(struct sbuf *b, json_object *o)
 /* The list as a JSON array object. */
 static json_object *sbuf_array(const struct sbuf *b)
 {
-    const char *why;
     if (!b->len)
         return json_object_new_array();
     size_t n = b->len + 2;
@@ -1405,7 +1188,7 @@ static json_object *sbuf_array(const struct sbuf *b)
     tmp[0] = '[';
     memcpy(tmp + 1, b->p, b->len);
     tmp[n - 1] = ']';
-    json_object *arr = parse_json(tmp, n, &why);
+    json_object *arr = bb_json_parse(tmp, n, "list", NULL);
     free(tmp);
     return arr;
 }
@@ -1497,8 +1280,8 @@ static json_object *ev_new(struct renc *e, const char *type)
 static int ev_send(struct evbuffer *out, json_object *o)
 {
     size_t n = 0;
-    const char *type = jstr(o, "type");
-    const char *s = json_object_to_json_string_length(o, JSON_FLAGS, &n);
+    const char *type = bb_json_get_str(o, "type");
+    const char *s = bb_json_out(o, &n);
     int rc = -1;
     if (s && type && evbuffer_add_printf(out, "event: %s\ndata: ", type) > 0 &&
         evbuffer_add(out, s, n) == 0 && evbuffer_add(out, "\n\n", 2) == 0)
@@ -1561,7 +1344,7 @@ static int enc_start(struct renc *e, const struct bb_ir_event *ev, struct evbuff
     if (ev && ev->model.p && ev->model.len && ev->model.len < sizeof e->model)
         snprintf(e->model, sizeof e->model, "%s", ev->model.p);
     if (ev)
-        usage_merge(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
     int rc =
         enc_lifecycle(e, out, "response.created", enc_response(e, "in_progress", NULL, NULL, NULL));
     if (!rc)
@@ -1662,7 +1445,7 @@ static int enc_summary_done(struct renc *e, struct evbuffer *out)
     json_object *o = ev_new(e, "response.reasoning_summary_text.done");
     ev_item_ref(o, e->blk_id, e->blk_oi);
     json_object_object_add(o, "summary_index", json_object_new_int64(0));
-    json_object_object_add(o, "text", jstrn(e->text.p, e->text.len));
+    json_object_object_add(o, "text", bb_json_new_strn(e->text.p, e->text.len));
     if (ev_send(out, o))
         return -1;
     o = ev_new(e, "response.reasoning_summary_part.done");
@@ -1692,7 +1475,7 @@ static int enc_close_block(struct renc *e, struct evbuffer *out)
         o = ev_new(e, "response.output_text.done");
         ev_item_ref(o, e->blk_id, e->blk_oi);
         json_object_object_add(o, "content_index", json_object_new_int64(e->blk_ci));
-        json_object_object_add(o, "text", jstrn(e->text.p, e->text.len));
+        json_object_object_add(o, "text", bb_json_new_strn(e->text.p, e->text.len));
         json_object_object_add(o, "logprobs", json_object_new_array());
         if (ev_send(out, o))
             return -1;
@@ -1718,8 +1501,8 @@ static int enc_close_block(struct renc *e, struct evbuffer *out)
         size_t args_len = e->text.len ? e->text.len : 2;
         o = ev_new(e, "response.function_call_arguments.done");
         ev_item_ref(o, e->blk_id, e->blk_oi);
-        json_object_object_add(o, "name", jstrn(e->name.p, e->name.len));
-        json_object_object_add(o, "arguments", jstrn(args, args_len));
+        json_object_object_add(o, "name", bb_json_new_strn(e->name.p, e->name.len));
+        json_object_object_add(o, "arguments", bb_json_new_strn(args, args_len));
         if (ev_send(out, o))
             return -1;
         return enc_item_done(e, out,
@@ -1745,7 +1528,7 @@ static int enc_delta(struct renc *e, const struct bb_ir_event *ev, struct evbuff
         o = ev_new(e, "response.output_text.delta");
         ev_item_ref(o, e->blk_id, e->blk_oi);
         json_object_object_add(o, "content_index", json_object_new_int64(e->blk_ci));
-        json_object_object_add(o, "delta", jstrn(s, n));
+        json_object_object_add(o, "delta", bb_json_new_strn(s, n));
         json_object_object_add(o, "logprobs", json_object_new_array());
         return ev_send(out, o);
     case BB_IR_D_THINKING:
@@ -1765,7 +1548,7 @@ static int enc_delta(struct renc *e, const struct bb_ir_event *ev, struct evbuff
         o = ev_new(e, "response.reasoning_summary_text.delta");
         ev_item_ref(o, e->blk_id, e->blk_oi);
         json_object_object_add(o, "summary_index", json_object_new_int64(0));
-        json_object_object_add(o, "delta", jstrn(s, n));
+        json_object_object_add(o, "delta", bb_json_new_strn(s, n));
         return ev_send(out, o);
     case BB_IR_D_SIGNATURE:
     case BB_IR_D_REDACTED:
@@ -1779,12 +1562,12 @@ static int enc_delta(struct renc *e, const struct bb_ir_event *ev, struct evbuff
             return -1;
         o = ev_new(e, "response.function_call_arguments.delta");
         ev_item_ref(o, e->blk_id, e->blk_oi);
-        json_object_object_add(o, "delta", jstrn(s, n));
+        json_object_object_add(o, "delta", bb_json_new_strn(s, n));
         return ev_send(out, o);
     case BB_IR_D_CITATION: {
         if (e->blk_type != BB_IR_TEXT)
             return 0;
-        json_object *an = parse_raw(&ev->text);
+        json_object *an = bb_json_raw(&ev->text);
         if (!openai_annotation(an)) {
             json_object_put(an);
             return 0; /* another provider's citation shape: no Responses equivalent */
@@ -1907,7 +1690,7 @@ static int enc_event(void *enc, struct bb_arena *scratch, const struct bb_ir_eve
     case BB_IR_EV_MESSAGE_DELTA:
         if (ev->stop != BB_IR_STOP_UNSET)
             e->stop = ev->stop;
-        usage_merge(&e->usage, &ev->usage);
+        bb_ir_usage_max(&e->usage, &ev->usage);
         if (enc_close_block(e, out))
             return -1;
         return enc_close_message(e, out, final_message_status(e));
@@ -1932,31 +1715,23 @@ static void enc_finish(void *enc, struct evbuffer *out)
  * egress: write_request
  * ---------------------------------------------------------------------------------------- */
 
-static json_object *data_url(const struct bb_ir_block *b, const char *fallback_media)
+static json_object *data_url(struct bb_arena *a, const struct bb_ir_block *b,
+                             const char *fallback_media)
 {
-    size_t ml = b->media_type.p ? b->media_type.len : strlen(fallback_media);
-    const char *mt = b->media_type.p ? b->media_type.p : fallback_media;
-    size_t n = 5 + ml + 8 + b->data.len;
-    char *buf = malloc(n + 1);
-    if (!buf)
-        return NULL;
-    int k = snprintf(buf, n + 1, "data:%.*s;base64,", (int)ml, mt);
-    memcpy(buf + k, b->data.p, b->data.len);
-    json_object *s = json_object_new_string_len(buf, (int)(k + b->data.len));
-    free(buf);
-    return s;
+    struct bb_ir_str u = bb_media_data_url(a, &b->media_type, fallback_media, &b->data);
+    return u.p ? bb_json_new_str(&u) : NULL;
 }
 
 /* IMAGE / DOCUMENT → input_image / input_file; NULL when it has neither data nor URL. */
-static json_object *media_json(const struct bb_ir_block *b)
+static json_object *media_json(struct bb_arena *a, const struct bb_ir_block *b)
 {
     json_object *p = json_object_new_object();
     if (b->type == BB_IR_IMAGE) {
         json_object_object_add(p, "type", json_object_new_string("input_image"));
         if (b->data.p)
-            json_object_object_add(p, "image_url", data_url(b, "image/png"));
+            json_object_object_add(p, "image_url", data_url(a, b, "image/png"));
         else if (b->url.p)
-            json_object_object_add(p, "image_url", jirstr(&b->url));
+            json_object_object_add(p, "image_url", bb_json_new_str(&b->url));
         else
             goto none;
         json_object_object_add(p, "detail", json_object_new_string("auto"));
@@ -1966,9 +1741,9 @@ static json_object *media_json(const struct bb_ir_block *b)
     if (b->data.p) {
         json_object_object_add(p, "filename",
                                json_object_new_string(filename_for_media(&b->media_type)));
-        json_object_object_add(p, "file_data", data_url(b, "application/pdf"));
+        json_object_object_add(p, "file_data", data_url(a, b, "application/pdf"));
     } else if (b->url.p) {
-        json_object_object_add(p, "file_url", jirstr(&b->url));
+        json_object_object_add(p, "file_url", bb_json_new_str(&b->url));
     } else {
         goto none;
     }
@@ -1982,32 +1757,34 @@ static json_object *input_text(const char *type, const struct bb_ir_str *t)
 {
     json_object *p = json_object_new_object();
     json_object_object_add(p, "type", json_object_new_string(type));
-    json_object_object_add(p, "text", jirstr(t));
+    json_object_object_add(p, "text", bb_json_new_str(t));
     return p;
 }
 
-static json_object *tool_output(struct bb_arena *a, const struct bb_ir_block *b)
+static json_object *tool_output(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                const struct bb_ir_block *b)
 {
     json_object *item = json_object_new_object();
     json_object_object_add(item, "type", json_object_new_string("function_call_output"));
-    json_object_object_add(item, "call_id", jirstr(&b->id));
+    json_object_object_add(item, "call_id", bb_json_new_str(&b->id));
     if (b->is_error)
-        bb_proto_drop(a, "is_error");
+        bb_proto_drop(a, ctx, "is_error");
     if (b->n_content && !b->text.p) {
         json_object *arr = json_object_new_array();
         for (size_t k = 0; k < b->n_content; k++) {
             const struct bb_ir_block *c = &b->content[k];
             json_object *p = c->type == BB_IR_TEXT ? input_text("input_text", &c->text)
-                             : (c->type == BB_IR_IMAGE || c->type == BB_IR_DOCUMENT) ? media_json(c)
-                                                                                     : NULL;
+                             : (c->type == BB_IR_IMAGE || c->type == BB_IR_DOCUMENT)
+                                 ? media_json(a, c)
+                                 : NULL;
             if (p)
                 json_object_array_add(arr, p);
             else
-                bb_proto_drop(a, "tool_result.content");
+                bb_proto_drop(a, ctx, "tool_result.content");
         }
         json_object_object_add(item, "output", arr);
     } else {
-        json_object_object_add(item, "output", jirstr(&b->text));
+        json_object_object_add(item, "output", bb_json_new_str(&b->text));
     }
     return item;
 }
@@ -2042,40 +1819,40 @@ static void write_message(struct wr *w, const struct bb_ir_message *m, size_t mi
 {
     const char *role = m->role == BB_IR_ASSISTANT ? "assistant" : "user";
     if (m->name.p)
-        bb_proto_drop(w->a, "name");
+        bb_proto_drop(w->a, w->ctx, "name");
     for (size_t i = 0; i < m->n_blocks; i++) {
         const struct bb_ir_block *b = &m->blocks[i];
         if (b->cache_control)
-            bb_proto_drop(w->a, "cache_control");
+            bb_proto_drop(w->a, w->ctx, "cache_control");
         switch (b->type) {
         case BB_IR_TEXT:
             if (b->citations_json.p)
-                bb_proto_drop(w->a, "citations");
+                bb_proto_drop(w->a, w->ctx, "citations");
             add_part(
                 w, input_text(m->role == BB_IR_ASSISTANT ? "output_text" : "input_text", &b->text));
             break;
         case BB_IR_IMAGE:
         case BB_IR_DOCUMENT: {
-            json_object *p = m->role == BB_IR_USER ? media_json(b) : NULL;
+            json_object *p = m->role == BB_IR_USER ? media_json(w->a, b) : NULL;
             if (p)
                 add_part(w, p);
             else
-                bb_proto_drop(w->a, b->type == BB_IR_IMAGE ? "images" : "documents");
+                bb_proto_drop(w->a, w->ctx, b->type == BB_IR_IMAGE ? "images" : "documents");
             break;
         }
         case BB_IR_TOOL_RESULT:
             flush_message(w, role);
-            json_object_array_add(w->input, tool_output(w->a, b));
+            json_object_array_add(w->input, tool_output(w->a, w->ctx, b));
             break;
         case BB_IR_TOOL_USE: {
             flush_message(w, role);
             json_object *f = json_object_new_object();
             json_object_object_add(f, "type", json_object_new_string("function_call"));
-            json_object_object_add(f, "call_id", jirstr(&b->id));
-            json_object_object_add(f, "name", jirstr(&b->name));
+            json_object_object_add(f, "call_id", bb_json_new_str(&b->id));
+            json_object_object_add(f, "name", bb_json_new_str(&b->name));
             json_object_object_add(f, "arguments",
                                    b->input_json.p && b->input_json.len
-                                       ? jirstr(&b->input_json)
+                                       ? bb_json_new_str(&b->input_json)
                                        : json_object_new_string("{}"));
             json_object_array_add(w->input, f);
             break;
@@ -2086,7 +1863,7 @@ static void write_message(struct wr *w, const struct bb_ir_message *m, size_t mi
              * alone cannot, and a reasoning item to a lane without reasoning is refused. */
             if (!w->ctx->lane->reasoning || !b->signature.p || !b->signature.len ||
                 m->role != BB_IR_ASSISTANT) {
-                bb_proto_drop(w->a, "thinking");
+                bb_proto_drop(w->a, w->ctx, "thinking");
                 break;
             }
             flush_message(w, role);
@@ -2131,7 +1908,8 @@ static const char *effort_name(const struct bb_ir_request *ir)
     return "high";
 }
 
-static json_object *system_text(struct bb_arena *a, const struct bb_ir_request *ir)
+static json_object *system_text(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                                const struct bb_ir_request *ir)
 {
     size_t total = 0;
     for (size_t i = 0; i < ir->n_system; i++)
@@ -2142,7 +1920,7 @@ static json_object *system_text(struct bb_arena *a, const struct bb_ir_request *
     size_t len = 0;
     for (size_t i = 0; i < ir->n_system; i++) {
         if (ir->system[i].cache_control)
-            bb_proto_drop(a, "cache_control");
+            bb_proto_drop(a, ctx, "cache_control");
         if (ir->system[i].type != BB_IR_TEXT || !ir->system[i].text.p)
             continue;
         if (len) {
@@ -2166,10 +1944,10 @@ static int write_tools(const struct bb_ir_request *ir, json_object *body, struct
         json_object *o = json_object_new_object();
         json_object_array_add(tools, o);
         json_object_object_add(o, "type", json_object_new_string("function"));
-        json_object_object_add(o, "name", jirstr(&t->name));
+        json_object_object_add(o, "name", bb_json_new_str(&t->name));
         if (t->description.p)
-            json_object_object_add(o, "description", jirstr(&t->description));
-        json_object *params = parse_raw(&t->parameters_json);
+            json_object_object_add(o, "description", bb_json_new_str(&t->description));
+        json_object *params = bb_json_raw(&t->parameters_json);
         if (t->parameters_json.p && !params)
             return bb_err_set(err, "tools[%zu].parameters: not valid JSON", i);
         if (!params) {
@@ -2187,6 +1965,16 @@ static int write_tools(const struct bb_ir_request *ir, json_object *body, struct
     return 0;
 }
 
+/* The API refuses max_output_tokens below 16 (400): a smaller cap from another dialect is
+ * raised rather than failing the request. */
+static bool raise_max_tokens(void *arg, const struct bb_param *p, struct bb_param_value *v)
+{
+    (void)arg;
+    if (p->field == BB_IRP_MAX_TOKENS && v->i < 16)
+        v->i = 16;
+    return true;
+}
+
 static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
                       const struct bb_egress_ctx *ctx, json_object *body, struct bb_err *err)
 {
@@ -2196,7 +1984,7 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
                                                       ? lane->upstream_model
                                                       : (ir->model.p ? ir->model.p : "")));
     if (ir->n_system)
-        json_object_object_add(body, "instructions", system_text(a, ir));
+        json_object_object_add(body, "instructions", system_text(a, ctx, ir));
     struct wr w = {.a = a, .ctx = ctx, .input = json_object_new_array()};
     json_object_object_add(body, "input", w.input);
     for (size_t i = 0; i < ir->n_messages; i++)
@@ -2217,7 +2005,7 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
     case BB_IR_TC_TOOL: {
         json_object *tc = json_object_new_object();
         json_object_object_add(tc, "type", json_object_new_string("function"));
-        json_object_object_add(tc, "name", jirstr(&ir->tool_choice_name));
+        json_object_object_add(tc, "name", bb_json_new_str(&ir->tool_choice_name));
         json_object_object_add(body, "tool_choice", tc);
         break;
     }
@@ -2227,22 +2015,14 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
     if (ir->has_parallel_tool_calls)
         json_object_object_add(body, "parallel_tool_calls",
                                json_object_new_boolean(ir->parallel_tool_calls));
-    /* The API refuses max_output_tokens below 16 (400); a smaller cap from another dialect
-     * is raised rather than failing the request. */
-    if (ir->has_max_tokens)
-        json_object_object_add(body, "max_output_tokens",
-                               json_object_new_int64(ir->max_tokens < 16 ? 16 : ir->max_tokens));
-    if (ir->has_temperature)
-        json_object_object_add(body, "temperature", jdouble(ir->temperature));
-    if (ir->has_top_p)
-        json_object_object_add(body, "top_p", jdouble(ir->top_p));
+    bb_params_write(body, param_rows, N_PARAMS, ir, a, ctx, raise_max_tokens, NULL);
 
     if (ir->format != BB_IR_FMT_UNSET) {
         json_object *text = json_object_new_object(), *fmt = json_object_new_object();
         json_object_object_add(text, "format", fmt);
         json_object_object_add(body, "text", text);
         if (ir->format == BB_IR_FMT_JSON_SCHEMA) {
-            json_object *schema = parse_raw(&ir->format_schema_json);
+            json_object *schema = bb_json_raw(&ir->format_schema_json);
             if (!schema)
                 return bb_err_set(err, "response_format: the JSON schema is not valid JSON");
             json_object_object_add(fmt, "type", json_object_new_string("json_schema"));
@@ -2274,25 +2054,13 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
             json_object_object_add(body, "reasoning", rs);
         }
     } else if (ir->reasoning) {
-        bb_proto_drop(a, "reasoning");
+        bb_proto_drop(a, ctx, "reasoning");
     }
     if (ir->user.p)
-        json_object_object_add(body, "user", jirstr(&ir->user));
+        json_object_object_add(body, "user", bb_json_new_str(&ir->user));
     json_object_object_add(body, "store", json_object_new_boolean(0));
     json_object_object_add(body, "stream", json_object_new_boolean(ctx->stream));
 
-    if (ir->n_stop)
-        bb_proto_drop(a, "stop");
-    if (ir->has_top_k)
-        bb_proto_drop(a, "top_k");
-    if (ir->has_seed)
-        bb_proto_drop(a, "seed");
-    if (ir->has_presence_penalty)
-        bb_proto_drop(a, "presence_penalty");
-    if (ir->has_frequency_penalty)
-        bb_proto_drop(a, "frequency_penalty");
-    if (ir->n_choices > 1)
-        bb_proto_drop(a, "n");
     return 0;
 }
 
@@ -2302,19 +2070,18 @@ static int write_request(struct bb_arena *a, const struct bb_ir_request *ir,
 {
     if (!ctx || !ctx->lane || !ctx->provider)
         return bb_err_set(err, "openai-responses egress: no lane or provider");
-    snprintf(out->path, sizeof out->path, "/v1/responses");
+    snprintf(out->path, sizeof out->path, "%s", bb_proto_responses.path);
     if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0)
         return bb_err_set(err, "out of memory");
     if (ctx->stream && evbuffer_add_printf(out->headers, "Accept: text/event-stream\r\n") < 0)
         return bb_err_set(err, "out of memory");
-    if (ctx->provider->api_key && evbuffer_add_printf(out->headers, "Authorization: Bearer %s\r\n",
-                                                      ctx->provider->api_key) < 0)
+    if (bb_proto_bearer(out->headers, ctx->provider->api_key) < 0)
         return bb_err_set(err, "out of memory");
     json_object *body = json_object_new_object();
     if (!body)
         return bb_err_set(err, "out of memory");
     int rc = write_body(a, ir, ctx, body, err);
-    if (!rc && add_json(out->body, body))
+    if (!rc && bb_json_append(out->body, body))
         rc = bb_err_set(err, "out of memory writing the openai-responses body");
     json_object_put(body);
     return rc;
@@ -2333,7 +2100,7 @@ static int output_blocks(struct bb_arena *a, json_object *output, struct bb_ir_b
     *n_blocks = 0;
     if (!output)
         return 0;
-    if (!jis(output, json_type_array))
+    if (!bb_json_is(output, json_type_array))
         return bb_err_set(err, "response output: expected an array");
     size_t n = json_object_array_length(output), bound = 0;
     for (size_t i = 0; i < n; i++)
@@ -2344,33 +2111,35 @@ static int output_blocks(struct bb_arena *a, json_object *output, struct bb_ir_b
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         json_object *it = json_object_array_get_idx(output, i);
-        const char *type = jstr(it, "type");
+        const char *type = bb_json_get_str(it, "type");
         if (streq(type, "message")) {
-            json_object *c = jget(it, "content");
-            size_t m = jis(c, json_type_array) ? json_object_array_length(c) : 0;
+            json_object *c = bb_json_get(it, "content");
+            size_t m = bb_json_is(c, json_type_array) ? json_object_array_length(c) : 0;
             for (size_t j = 0; j < m; j++) {
                 json_object *p = json_object_array_get_idx(c, j);
-                const char *pt = jstr(p, "type");
-                json_object *t = jget(p, streq(pt, "refusal") ? "refusal" : "text");
-                if (!jis(t, json_type_string))
+                const char *pt = bb_json_get_str(p, "type");
+                json_object *t = bb_json_get(p, streq(pt, "refusal") ? "refusal" : "text");
+                if (!bb_json_is(t, json_type_string))
                     continue;
                 if (streq(pt, "refusal"))
                     *saw_refusal = true;
                 v[k].type = BB_IR_TEXT;
-                v[k].text = jdup(a, t);
-                json_object *an = jget(p, "annotations");
-                if (jis(an, json_type_array) && json_object_array_length(an) > 0)
-                    v[k].citations_json = jtext(a, an);
+                v[k].text = bb_json_dup(a, t);
+                json_object *an = bb_json_get(p, "annotations");
+                if (bb_json_is(an, json_type_array) && json_object_array_length(an) > 0)
+                    v[k].citations_json = bb_json_text(a, an);
                 k++;
             }
         } else if (streq(type, "function_call")) {
-            json_object *args = jget(it, "arguments");
+            json_object *args = bb_json_get(it, "arguments");
             v[k].type = BB_IR_TOOL_USE;
-            json_object *call_id = jget(it, "call_id"), *name = jget(it, "name");
-            v[k].id = jis(call_id, json_type_string) ? jdup(a, call_id) : bb_ir_strdup(a, "", 0);
-            v[k].name = jis(name, json_type_string) ? jdup(a, name) : bb_ir_strdup(a, "", 0);
-            v[k].input_json = jis(args, json_type_string) && json_object_get_string_len(args)
-                                  ? jdup(a, args)
+            json_object *call_id = bb_json_get(it, "call_id"), *name = bb_json_get(it, "name");
+            v[k].id = bb_json_is(call_id, json_type_string) ? bb_json_dup(a, call_id)
+                                                            : bb_ir_strdup(a, "", 0);
+            v[k].name =
+                bb_json_is(name, json_type_string) ? bb_json_dup(a, name) : bb_ir_strdup(a, "", 0);
+            v[k].input_json = bb_json_is(args, json_type_string) && json_object_get_string_len(args)
+                                  ? bb_json_dup(a, args)
                                   : bb_ir_strdup(a, "{}", 2);
             *saw_tool = true;
             k++;
@@ -2386,8 +2155,8 @@ static int output_blocks(struct bb_arena *a, json_object *output, struct bb_ir_b
 
 static enum bb_ir_stop stop_of(json_object *resp, bool saw_tool, bool saw_refusal)
 {
-    const char *status = jstr(resp, "status");
-    const char *reason = jstr(jget(resp, "incomplete_details"), "reason");
+    const char *status = bb_json_get_str(resp, "status");
+    const char *reason = bb_json_get_str(bb_json_get(resp, "incomplete_details"), "reason");
     if (streq(status, "incomplete") || reason) {
         if (streq(reason, "content_filter"))
             return BB_IR_STOP_CONTENT_FILTER;
@@ -2403,37 +2172,36 @@ static enum bb_ir_stop stop_of(json_object *resp, bool saw_tool, bool saw_refusa
 static int read_response(struct bb_arena *a, const char *body, size_t len,
                          struct bb_ir_response *out, struct bb_err *err)
 {
-    const char *why;
     memset(out, 0, sizeof *out);
-    json_object *root = parse_json(body, len, &why);
+    json_object *root = bb_json_parse(body, len, "openai-responses response", err);
     if (!root)
-        return bb_err_set(err, "openai-responses response: %s", why);
+        return -1;
     int rc = -1;
-    if (!jis(root, json_type_object)) {
+    if (!bb_json_is(root, json_type_object)) {
         bb_err_set(err, "openai-responses response: expected a JSON object");
         goto done;
     }
-    if (streq(jstr(root, "status"), "failed") || jget(root, "error")) {
-        json_object *e = jget(root, "error");
+    if (streq(bb_json_get_str(root, "status"), "failed") || bb_json_get(root, "error")) {
+        json_object *e = bb_json_get(root, "error");
         bb_err_set(err, "openai-responses response failed: %s: %s",
-                   jstr(e, "code") ? jstr(e, "code") : "error",
-                   jstr(e, "message") ? jstr(e, "message") : "no message");
+                   bb_json_get_str(e, "code") ? bb_json_get_str(e, "code") : "error",
+                   bb_json_get_str(e, "message") ? bb_json_get_str(e, "message") : "no message");
         goto done;
     }
-    json_object *id = jget(root, "id"), *model = jget(root, "model");
-    if (jis(id, json_type_string))
-        out->id = jdup(a, id);
-    if (jis(model, json_type_string))
-        out->model = jdup(a, model);
-    json_object *created = jget(root, "created_at");
-    if (jnum(created))
+    json_object *id = bb_json_get(root, "id"), *model = bb_json_get(root, "model");
+    if (bb_json_is(id, json_type_string))
+        out->id = bb_json_dup(a, id);
+    if (bb_json_is(model, json_type_string))
+        out->model = bb_json_dup(a, model);
+    json_object *created = bb_json_get(root, "created_at");
+    if (bb_json_is_number(created))
         out->created = json_object_get_int64(created);
     bool saw_tool = false, saw_refusal = false;
-    if (output_blocks(a, jget(root, "output"), &out->blocks, &out->n_blocks, &saw_tool,
+    if (output_blocks(a, bb_json_get(root, "output"), &out->blocks, &out->n_blocks, &saw_tool,
                       &saw_refusal, err))
         goto done;
     out->stop = stop_of(root, saw_tool, saw_refusal);
-    usage_read(jget(root, "usage"), &out->usage);
+    usage_read(bb_json_get(root, "usage"), &out->usage);
     rc = 0;
 done:
     json_object_put(root);
@@ -2444,13 +2212,14 @@ done:
  * egress: stream decoder (typed SSE events → IR events)
  * ---------------------------------------------------------------------------------------- */
 
+/* The open block's key in the sequencer: its output_index and content_index. */
+#define RKEY(oi, ci) ((int64_t)((uint64_t)(oi) << 32 | ((uint64_t)(ci)&0xffffffffu)))
+#define RKEY_OI(k) ((k) >> 32)
+#define RKEY_CI(k) ((int64_t)(int32_t)((k)&0xffffffff))
+
 struct rdec {
     bool started, ended;
-    uint32_t next; /* next IR block index */
-    bool open;     /* an IR block is open */
-    uint32_t idx;
-    enum bb_ir_block_type btype;
-    int64_t oi, ci; /* its output_index / content_index */
+    struct bb_dseq seq;
     bool delta_seen;
     int64_t sum_idx; /* THINKING: summary_index of the last delta */
     int64_t item_oi; /* the current message item and its next unopened part */
@@ -2460,21 +2229,19 @@ struct rdec {
 
 struct dctx {
     struct rdec *d;
-    struct bb_arena *scratch;
-    bb_ir_event_cb cb;
-    void *arg;
+    struct bb_dout o;
 };
 
 static int dec_emit(struct dctx *c, struct bb_ir_event *ev)
 {
-    return c->cb(c->arg, ev);
+    return bb_dout_emit(&c->o, ev);
 }
 
 /* An index from the wire (output_index, content_index, ...); dflt when absent or absurd. */
 static int64_t jint(json_object *o, const char *k, int64_t dflt)
 {
-    json_object *v = jget(o, k);
-    if (!jis(v, json_type_int))
+    json_object *v = bb_json_get(o, k);
+    if (!bb_json_is(v, json_type_int))
         return dflt;
     int64_t n = json_object_get_int64(v);
     return n >= 0 && n <= INT32_MAX ? n : dflt;
@@ -2486,24 +2253,19 @@ static int dec_start(struct dctx *c, json_object *resp)
         return 0;
     c->d->started = true;
     struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_START};
-    json_object *id = jget(resp, "id"), *model = jget(resp, "model");
-    if (jis(id, json_type_string))
-        ev.id = jdup(c->scratch, id);
-    if (jis(model, json_type_string))
-        ev.model = jdup(c->scratch, model);
-    if (jget(resp, "usage"))
-        usage_read(jget(resp, "usage"), &ev.usage);
+    json_object *id = bb_json_get(resp, "id"), *model = bb_json_get(resp, "model");
+    if (bb_json_is(id, json_type_string))
+        ev.id = bb_json_dup(c->o.scratch, id);
+    if (bb_json_is(model, json_type_string))
+        ev.model = bb_json_dup(c->o.scratch, model);
+    if (bb_json_get(resp, "usage"))
+        usage_read(bb_json_get(resp, "usage"), &ev.usage);
     return dec_emit(c, &ev);
 }
 
 static int dec_close(struct dctx *c)
 {
-    if (!c->d->open)
-        return 0;
-    c->d->open = false;
-    struct bb_ir_event ev = {
-        .type = BB_IR_EV_BLOCK_STOP, .index = c->d->idx, .block_type = c->d->btype};
-    return dec_emit(c, &ev);
+    return bb_dseq_close(&c->d->seq, &c->o);
 }
 
 static int dec_open(struct dctx *c, enum bb_ir_block_type type, int64_t oi, int64_t ci,
@@ -2515,16 +2277,11 @@ static int dec_open(struct dctx *c, enum bb_ir_block_type type, int64_t oi, int6
         rc = dec_close(c);
     if (rc)
         return rc;
-    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START, .index = d->next, .block_type = type};
+    struct bb_ir_str sid = {NULL, 0}, sname = {NULL, 0};
     if (id)
-        ev.id = bb_ir_strdup(c->scratch, id, strlen(id));
+        sid = bb_ir_strdup(c->o.scratch, id, strlen(id));
     if (name)
-        ev.name = bb_ir_strdup(c->scratch, name, strlen(name));
-    d->open = true;
-    d->idx = d->next++;
-    d->btype = type;
-    d->oi = oi;
-    d->ci = ci;
+        sname = bb_ir_strdup(c->o.scratch, name, strlen(name));
     d->delta_seen = false;
     d->sum_idx = -1;
     if (type == BB_IR_TEXT) {
@@ -2535,32 +2292,27 @@ static int dec_open(struct dctx *c, enum bb_ir_block_type type, int64_t oi, int6
         if (ci >= d->next_ci)
             d->next_ci = ci + 1;
     }
-    return dec_emit(c, &ev);
+    return bb_dseq_open(&d->seq, &c->o, RKEY(oi, ci), type, id ? &sid : NULL, name ? &sname : NULL);
 }
 
 static int dec_delta(struct dctx *c, enum bb_ir_delta kind, const char *s, size_t n)
 {
     if (!n && kind != BB_IR_D_SIGNATURE)
         return 0;
-    struct bb_ir_event ev = {
-        .type = BB_IR_EV_BLOCK_DELTA, .index = c->d->idx, .block_type = c->d->btype, .delta = kind};
-    ev.text = bb_ir_strdup(c->scratch, s, n);
-    if (!ev.text.p)
-        return -1;
     c->d->delta_seen = true;
-    return dec_emit(c, &ev);
+    return bb_dseq_delta(&c->d->seq, &c->o, kind, s, n);
 }
 
 static int dec_jdelta(struct dctx *c, enum bb_ir_delta kind, json_object *s)
 {
-    if (!jis(s, json_type_string))
+    if (!bb_json_is(s, json_type_string))
         return 0;
     return dec_delta(c, kind, json_object_get_string(s), (size_t)json_object_get_string_len(s));
 }
 
 static bool dec_is(const struct rdec *d, enum bb_ir_block_type t, int64_t oi)
 {
-    return d->open && d->btype == t && d->oi == oi;
+    return d->seq.open && d->seq.type == t && RKEY_OI(d->seq.key) == oi;
 }
 
 /* Blocks of a finished item the stream did not deliver piecewise (emitted start/delta/stop). */
@@ -2587,18 +2339,19 @@ static int dec_emit_blocks(struct dctx *c, const struct bb_ir_block *b, size_t n
 static int dec_item_done(struct dctx *c, json_object *data)
 {
     struct rdec *d = c->d;
-    json_object *item = jget(data, "item");
+    json_object *item = bb_json_get(data, "item");
     int64_t oi = jint(data, "output_index", -1);
-    const char *type = jstr(item, "type");
+    const char *type = bb_json_get_str(item, "type");
     if (streq(type, "function_call")) {
         d->saw_tool = true;
         if (!dec_is(d, BB_IR_TOOL_USE, oi)) {
-            int rc = dec_open(c, BB_IR_TOOL_USE, oi, 0, jstr(item, "call_id"), jstr(item, "name"));
+            int rc = dec_open(c, BB_IR_TOOL_USE, oi, 0, bb_json_get_str(item, "call_id"),
+                              bb_json_get_str(item, "name"));
             if (rc)
                 return rc;
         }
         if (!d->delta_seen) {
-            int rc = dec_jdelta(c, BB_IR_D_INPUT_JSON, jget(item, "arguments"));
+            int rc = dec_jdelta(c, BB_IR_D_INPUT_JSON, bb_json_get(item, "arguments"));
             if (rc)
                 return rc;
         }
@@ -2606,11 +2359,11 @@ static int dec_item_done(struct dctx *c, json_object *data)
     }
     if (streq(type, "reasoning")) {
         struct bb_ir_block b;
-        bool any = reasoning_block(c->scratch, item, &b);
+        bool any = reasoning_block(c->o.scratch, item, &b);
         if (!dec_is(d, BB_IR_THINKING, oi)) {
             if (!any)
                 return 0;
-            int rc = dec_open(c, BB_IR_THINKING, oi, 0, jstr(item, "id"), NULL);
+            int rc = dec_open(c, BB_IR_THINKING, oi, 0, bb_json_get_str(item, "id"), NULL);
             if (rc)
                 return rc;
         }
@@ -2626,13 +2379,13 @@ static int dec_item_done(struct dctx *c, json_object *data)
         if (dec_is(d, BB_IR_TEXT, oi))
             rc = dec_close(c);
         /* Parts that never streamed (a provider that sends whole items). */
-        json_object *content = jget(item, "content");
-        size_t n = jis(content, json_type_array) ? json_object_array_length(content) : 0;
+        json_object *content = bb_json_get(item, "content");
+        size_t n = bb_json_is(content, json_type_array) ? json_object_array_length(content) : 0;
         for (size_t j = (size_t)(d->item_oi == oi ? d->next_ci : 0); j < n && !rc; j++) {
             json_object *p = json_object_array_get_idx(content, j);
-            bool refusal = streq(jstr(p, "type"), "refusal");
-            json_object *t = jget(p, refusal ? "refusal" : "text");
-            if (!jis(t, json_type_string))
+            bool refusal = streq(bb_json_get_str(p, "type"), "refusal");
+            json_object *t = bb_json_get(p, refusal ? "refusal" : "text");
+            if (!bb_json_is(t, json_type_string))
                 continue;
             d->saw_refusal |= refusal;
             rc = dec_open(c, BB_IR_TEXT, oi, (int64_t)j, NULL, NULL);
@@ -2643,7 +2396,7 @@ static int dec_item_done(struct dctx *c, json_object *data)
         }
         return rc;
     }
-    return d->open && d->oi == oi ? dec_close(c) : 0;
+    return d->seq.open && RKEY_OI(d->seq.key) == oi ? dec_close(c) : 0;
 }
 
 static int dec_finish(struct dctx *c, json_object *resp)
@@ -2654,25 +2407,25 @@ static int dec_finish(struct dctx *c, json_object *resp)
         rc = dec_close(c);
     if (rc)
         return rc;
-    json_object *output = jget(resp, "output");
-    size_t n = jis(output, json_type_array) ? json_object_array_length(output) : 0;
+    json_object *output = bb_json_get(resp, "output");
+    size_t n = bb_json_is(output, json_type_array) ? json_object_array_length(output) : 0;
     for (size_t i = 0; i < n; i++) {
         json_object *it = json_object_array_get_idx(output, i);
-        d->saw_tool |= streq(jstr(it, "type"), "function_call");
+        d->saw_tool |= streq(bb_json_get_str(it, "type"), "function_call");
     }
-    if (d->next == 0 && n) {
+    if (d->seq.next == 0 && n) {
         /* Nothing streamed piecewise: the final response carries the answer. */
         struct bb_ir_block *blocks;
         size_t nb;
         struct bb_err err;
-        if (output_blocks(c->scratch, output, &blocks, &nb, &d->saw_tool, &d->saw_refusal, &err))
+        if (output_blocks(c->o.scratch, output, &blocks, &nb, &d->saw_tool, &d->saw_refusal, &err))
             return -1;
         if ((rc = dec_emit_blocks(c, blocks, nb, 0)))
             return rc;
     }
     struct bb_ir_event ev = {.type = BB_IR_EV_MESSAGE_DELTA};
     ev.stop = stop_of(resp, d->saw_tool, d->saw_refusal);
-    usage_read(jget(resp, "usage"), &ev.usage);
+    usage_read(bb_json_get(resp, "usage"), &ev.usage);
     if ((rc = dec_emit(c, &ev)))
         return rc;
     d->ended = true;
@@ -2685,11 +2438,11 @@ static int dec_error(struct dctx *c, const char *code, const char *type, const c
     c->d->ended = true;
     struct bb_ir_event ev = {.type = BB_IR_EV_ERROR};
     const char *t = code ? code : type ? type : "server_error";
-    ev.error_type = bb_ir_strdup(c->scratch, t, strlen(t));
+    ev.error_type = bb_ir_strdup(c->o.scratch, t, strlen(t));
     ev.error_status = error_status_for(t);
     if (!msg)
         msg = "upstream error";
-    ev.text = bb_ir_strdup(c->scratch, msg, strlen(msg));
+    ev.text = bb_ir_strdup(c->o.scratch, msg, strlen(msg));
     return dec_emit(c, &ev);
 }
 
@@ -2701,10 +2454,10 @@ static int dec_dispatch(struct dctx *c, const char *type, json_object *data)
 
     if (streq(type, "response.created") || streq(type, "response.in_progress") ||
         streq(type, "response.queued"))
-        return dec_start(c, jget(data, "response"));
+        return dec_start(c, bb_json_get(data, "response"));
     if (streq(type, "response.output_item.added")) {
-        json_object *item = jget(data, "item");
-        const char *it = jstr(item, "type");
+        json_object *item = bb_json_get(data, "item");
+        const char *it = bb_json_get_str(item, "type");
         int rc = dec_start(c, NULL);
         if (!rc)
             rc = dec_close(c);
@@ -2717,54 +2470,56 @@ static int dec_dispatch(struct dctx *c, const char *type, json_object *data)
         }
         if (streq(it, "function_call")) {
             d->saw_tool = true;
-            return dec_open(c, BB_IR_TOOL_USE, oi, 0, jstr(item, "call_id"), jstr(item, "name"));
+            return dec_open(c, BB_IR_TOOL_USE, oi, 0, bb_json_get_str(item, "call_id"),
+                            bb_json_get_str(item, "name"));
         }
         if (streq(it, "reasoning"))
-            return dec_open(c, BB_IR_THINKING, oi, 0, jstr(item, "id"), NULL);
+            return dec_open(c, BB_IR_THINKING, oi, 0, bb_json_get_str(item, "id"), NULL);
         return 0;
     }
     if (streq(type, "response.content_part.added")) {
-        const char *pt = jstr(jget(data, "part"), "type");
+        const char *pt = bb_json_get_str(bb_json_get(data, "part"), "type");
         if (!streq(pt, "output_text") && !streq(pt, "refusal"))
             return 0;
         d->saw_refusal |= streq(pt, "refusal");
         return dec_open(c, BB_IR_TEXT, oi, ci, NULL, NULL);
     }
     if (streq(type, "response.output_text.delta") || streq(type, "response.refusal.delta")) {
-        if (!(dec_is(d, BB_IR_TEXT, oi) && d->ci == ci)) {
+        if (!(dec_is(d, BB_IR_TEXT, oi) && RKEY_CI(d->seq.key) == ci)) {
             int rc = dec_open(c, BB_IR_TEXT, oi, ci, NULL, NULL);
             if (rc)
                 return rc;
         }
         d->saw_refusal |= streq(type, "response.refusal.delta");
-        return dec_jdelta(c, BB_IR_D_TEXT, jget(data, "delta"));
+        return dec_jdelta(c, BB_IR_D_TEXT, bb_json_get(data, "delta"));
     }
     if (streq(type, "response.output_text.done") || streq(type, "response.refusal.done")) {
-        if (dec_is(d, BB_IR_TEXT, oi) && d->ci == ci && !d->delta_seen)
+        if (dec_is(d, BB_IR_TEXT, oi) && RKEY_CI(d->seq.key) == ci && !d->delta_seen)
             return dec_jdelta(
                 c, BB_IR_D_TEXT,
-                jget(data, streq(type, "response.refusal.done") ? "refusal" : "text"));
+                bb_json_get(data, streq(type, "response.refusal.done") ? "refusal" : "text"));
         return 0;
     }
     if (streq(type, "response.output_text.annotation.added")) {
-        json_object *an = jget(data, "annotation");
+        json_object *an = bb_json_get(data, "annotation");
         if (!dec_is(d, BB_IR_TEXT, oi) || !an)
             return 0;
         size_t n = 0;
-        const char *s = json_object_to_json_string_length(an, JSON_FLAGS, &n);
+        const char *s = bb_json_out(an, &n);
         bool seen = d->delta_seen;
         int rc = dec_delta(c, BB_IR_D_CITATION, s, n);
         d->delta_seen = seen; /* a citation is not the text */
         return rc;
     }
     if (streq(type, "response.content_part.done")) {
-        if (dec_is(d, BB_IR_TEXT, oi) && d->ci == ci) {
-            json_object *p = jget(data, "part");
-            int rc =
-                d->delta_seen
-                    ? 0
-                    : dec_jdelta(c, BB_IR_D_TEXT,
-                                 jget(p, streq(jstr(p, "type"), "refusal") ? "refusal" : "text"));
+        if (dec_is(d, BB_IR_TEXT, oi) && RKEY_CI(d->seq.key) == ci) {
+            json_object *p = bb_json_get(data, "part");
+            int rc = d->delta_seen
+                         ? 0
+                         : dec_jdelta(c, BB_IR_D_TEXT,
+                                      bb_json_get(p, streq(bb_json_get_str(p, "type"), "refusal")
+                                                         ? "refusal"
+                                                         : "text"));
             return rc ? rc : dec_close(c);
         }
         return 0;
@@ -2772,17 +2527,17 @@ static int dec_dispatch(struct dctx *c, const char *type, json_object *data)
     if (streq(type, "response.function_call_arguments.delta")) {
         if (!dec_is(d, BB_IR_TOOL_USE, oi))
             return 0;
-        return dec_jdelta(c, BB_IR_D_INPUT_JSON, jget(data, "delta"));
+        return dec_jdelta(c, BB_IR_D_INPUT_JSON, bb_json_get(data, "delta"));
     }
     if (streq(type, "response.function_call_arguments.done")) {
         if (!dec_is(d, BB_IR_TOOL_USE, oi) || d->delta_seen)
             return 0;
-        return dec_jdelta(c, BB_IR_D_INPUT_JSON, jget(data, "arguments"));
+        return dec_jdelta(c, BB_IR_D_INPUT_JSON, bb_json_get(data, "arguments"));
     }
     if (streq(type, "response.reasoning_summary_text.delta") ||
         streq(type, "response.reasoning_text.delta")) {
         if (!dec_is(d, BB_IR_THINKING, oi)) {
-            int rc = dec_open(c, BB_IR_THINKING, oi, 0, jstr(data, "item_id"), NULL);
+            int rc = dec_open(c, BB_IR_THINKING, oi, 0, bb_json_get_str(data, "item_id"), NULL);
             if (rc)
                 return rc;
         }
@@ -2796,25 +2551,28 @@ static int dec_dispatch(struct dctx *c, const char *type, json_object *data)
                 return rc;
         }
         d->sum_idx = si;
-        return dec_jdelta(c, BB_IR_D_THINKING, jget(data, "delta"));
+        return dec_jdelta(c, BB_IR_D_THINKING, bb_json_get(data, "delta"));
     }
     if (streq(type, "response.reasoning_summary_text.done") ||
         streq(type, "response.reasoning_text.done")) {
         if (!dec_is(d, BB_IR_THINKING, oi) || d->delta_seen)
             return 0;
-        return dec_jdelta(c, BB_IR_D_THINKING, jget(data, "text"));
+        return dec_jdelta(c, BB_IR_D_THINKING, bb_json_get(data, "text"));
     }
     if (streq(type, "response.output_item.done"))
         return dec_item_done(c, data);
     if (streq(type, "response.completed") || streq(type, "response.incomplete"))
-        return dec_finish(c, jget(data, "response"));
+        return dec_finish(c, bb_json_get(data, "response"));
     if (streq(type, "response.failed")) {
-        json_object *e = jget(jget(data, "response"), "error");
-        return dec_error(c, jstr(e, "code"), NULL, jstr(e, "message"));
+        json_object *e = bb_json_get(bb_json_get(data, "response"), "error");
+        return dec_error(c, bb_json_get_str(e, "code"), NULL, bb_json_get_str(e, "message"));
     }
     if (streq(type, "error")) {
-        json_object *e = jis(jget(data, "error"), json_type_object) ? jget(data, "error") : data;
-        return dec_error(c, jstr(e, "code"), jstr(e, "type"), jstr(e, "message"));
+        json_object *e = bb_json_is(bb_json_get(data, "error"), json_type_object)
+                             ? bb_json_get(data, "error")
+                             : data;
+        return dec_error(c, bb_json_get_str(e, "code"), bb_json_get_str(e, "type"),
+                         bb_json_get_str(e, "message"));
     }
     if (streq(type, "keepalive")) {
         struct bb_ir_event ev = {.type = BB_IR_EV_PING};
@@ -2844,20 +2602,19 @@ static int dec_frame(void *dec, struct bb_arena *scratch, const struct bb_frame 
     }
     if (!n || (n >= 6 && strncmp(s, "[DONE]", 6) == 0))
         return 0;
-    const char *why;
-    json_object *data = parse_json(s, n, &why);
-    if (!jis(data, json_type_object)) {
+    json_object *data = bb_json_parse(s, n, "event", NULL);
+    if (!bb_json_is(data, json_type_object)) {
         json_object_put(data);
         return -1;
     }
     char evname[96] = "";
-    const char *type = jstr(data, "type");
+    const char *type = bb_json_get_str(data, "type");
     if (!type && f->event && f->event_len && f->event_len < sizeof evname) {
         memcpy(evname, f->event, f->event_len);
         evname[f->event_len] = '\0';
         type = evname;
     }
-    struct dctx c = {.d = d, .scratch = scratch, .cb = cb, .arg = arg};
+    struct dctx c = {.d = d, .o = {cb, arg, scratch}};
     int rc = type ? dec_dispatch(&c, type, data) : 0;
     json_object_put(data);
     return rc;
@@ -2869,29 +2626,28 @@ static int dec_frame(void *dec, struct bb_arena *scratch, const struct bb_frame 
 
 static void copy_field(char *dst, size_t cap, json_object *v)
 {
-    if (jis(v, json_type_string) || jnum(v))
+    if (bb_json_is(v, json_type_string) || bb_json_is_number(v))
         snprintf(dst, cap, "%s", json_object_get_string(v));
 }
 
 static int read_error(const char *body, size_t len, struct bb_proto_error *out)
 {
-    const char *why;
     memset(out, 0, sizeof *out);
-    json_object *root = parse_json(body, len, &why);
-    if (!jis(root, json_type_object)) {
+    json_object *root = bb_json_parse(body, len, "error", NULL);
+    if (!bb_json_is(root, json_type_object)) {
         json_object_put(root);
         return -1;
     }
-    json_object *e = jget(root, "error");
-    if (jis(e, json_type_string)) {
+    json_object *e = bb_json_get(root, "error");
+    if (bb_json_is(e, json_type_string)) {
         copy_field(out->message, sizeof out->message, e);
     } else {
         /* {"error":{message,type,code,param}}; a bare {code,message} (stream error event) */
-        if (!jis(e, json_type_object))
+        if (!bb_json_is(e, json_type_object))
             e = root;
-        copy_field(out->code, sizeof out->code, jget(e, "code"));
-        copy_field(out->type, sizeof out->type, jget(e, "type"));
-        copy_field(out->message, sizeof out->message, jget(e, "message"));
+        copy_field(out->code, sizeof out->code, bb_json_get(e, "code"));
+        copy_field(out->type, sizeof out->type, bb_json_get(e, "type"));
+        copy_field(out->message, sizeof out->message, bb_json_get(e, "message"));
         if (streq(out->type, "error") && e == root)
             out->type[0] = '\0'; /* the event's own type, not an error type */
     }
@@ -3019,9 +2775,27 @@ static int responses_frame_scan(const struct bb_frame *f, struct bb_frame_state 
     return rc;
 }
 
+static bool responses_claims_path(const char *path)
+{
+    return bb_path_starts(path, "/v1/responses");
+}
+
+static const char *const affinity_members[] = {"instructions", NULL};
+
 const struct bb_proto_ops bb_proto_responses = {
     .id = BB_PROTO_RESPONSES,
+    .name = "responses",
     .framing = BB_FRAMING_SSE,
+    .params = param_rows,
+    .n_params = N_PARAMS,
+    .route = "/v1/responses",
+    .claims_path = responses_claims_path,
+    .path = "/v1/responses",
+    .auth_headers = bb_proto_bearer,
+    .probe_path = "/v1/models",
+    .tool_id_prefix = "call_",
+    .stream_member = "stream",
+    .affinity_members = affinity_members,
     .read_request = read_request,
     .write_response = write_response,
     .stream_content_type = stream_content_type,

@@ -23,7 +23,6 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "common/jscan.h"
 #include "common/log.h"
 #include "common/sse.h"
 #include "worker/attempt.h"
@@ -39,7 +38,6 @@
 #define ERRBODY_MAX (64u << 10) /* upstream error bodies kept for classification and relay */
 #define FRAME_MAX (4u << 20)    /* one stream frame */
 #define OUT_PAUSE_AT (1u << 20) /* client output backlog that pauses the upstream */
-#define JSON_DEPTH_MAX 128
 
 static struct bb_attempt *att_check(void *arg)
 {
@@ -308,7 +306,7 @@ static int on_ir_event(void *arg, const struct bb_ir_event *ev_in)
     struct bb_ir_event ev = *ev_in;
     if (ev.type == BB_IR_EV_BLOCK_START && ev.block_type == BB_IR_TOOL_USE &&
         a->egress != req->ingress)
-        ev.id = bb_ir_id_wrap(fc->scratch, req->ingress, ev_in->id);
+        ev.id = bb_ir_id_wrap(fc->scratch, a->iops->tool_id_prefix, ev_in->id);
     if (a->continuation) {
         int r = cont_map(&rs->cont, &ev, fc->scratch, a->enc, a->iops, a->pending);
         if (r)
@@ -534,7 +532,7 @@ static void answer_end(struct bb_attempt *a)
     }
     bb_meter_usage(req, &resp.usage);
     if (a->egress != req->ingress)
-        bb_ir_response_wrap_ids(&req->arena, &resp, req->ingress);
+        bb_ir_response_wrap_ids(&req->arena, &resp, a->iops->tool_id_prefix);
     struct evbuffer *out = evbuffer_new();
     if (!out || a->iops->write_response(&req->arena, &resp, &rs->ictx, out) < 0) {
         if (out)

@@ -14,6 +14,7 @@
 #include "worker/endpoints.h"
 #include "worker/http_server.h"
 #include "worker/meter.h"
+#include "worker/proto.h"
 #include "worker/proxy.h"
 #include "worker/worker.h"
 
@@ -22,37 +23,56 @@ struct route {
     const char *path;
     void (*handler)(struct bb_request *req);
     enum bb_proto dialect;
-    bool open;                       /* no client authentication (SPEC §3.1: /healthz) */
+    bool open; /* no client authentication (SPEC §3.1: /healthz) */
 };
 
-/* Fixed-path endpoints (SPEC §3.1); the model-in-path LLM routes are matched in
- * match_llm_route. */
-static const struct route routes[] = {
-    {"POST", "/v1/chat/completions", bb_proxy_handle, BB_PROTO_OPENAI, false},
-    {"POST", "/v1/responses", bb_proxy_handle, BB_PROTO_RESPONSES, false},
-    {"POST", "/v1/messages", bb_proxy_handle, BB_PROTO_ANTHROPIC, false},
-    {"POST", "/v2/chat", bb_proxy_handle, BB_PROTO_COHERE, false},
-    {"GET", "/v1/models", bb_endpoint_models, BB_PROTO_OPENAI, false},
-    {"GET", "/v1beta/models", bb_endpoint_models, BB_PROTO_GEMINI, false},
-    {"GET", "/healthz", bb_endpoint_healthz, BB_PROTO_OPENAI, true},
-    {"GET", "/stats", bb_endpoint_stats, BB_PROTO_OPENAI, false},
-    {"GET", "/metrics", bb_obs_metrics_endpoint, BB_PROTO_OPENAI, true}, /* admin token: obs.c */
+/* busbar's own fixed-path endpoints (SPEC §3.1); each protocol's routes (its POST route, its
+ * model list, its model-in-path routes) come from its module (worker/proto.h). */
+static const struct route own_routes[] = {
+    {"GET", "/healthz", bb_endpoint_healthz, BB_PROTO_DEFAULT, true},
+    {"GET", "/stats", bb_endpoint_stats, BB_PROTO_DEFAULT, false},
+    {"GET", "/metrics", bb_obs_metrics_endpoint, BB_PROTO_DEFAULT, true}, /* admin token: obs.c */
 };
 
-static bool starts(const char *s, const char *prefix)
+/* The protocol whose model list answers GET path when the request carries no protocol's
+ * models_header: the first that lists there without one, else the first that lists there;
+ * -1 when none does. */
+static int models_owner(const char *path)
 {
-    return strncmp(s, prefix, strlen(prefix)) == 0;
+    int any = -1;
+    for (int p = 0; p < BB_PROTO__COUNT; p++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)p);
+        if (!o->models_list || !o->models_path || strcmp(o->models_path, path) != 0)
+            continue;
+        if (!o->models_header)
+            return p;
+        any = any < 0 ? p : any;
+    }
+    return any;
 }
 
-static bool ends(const char *s, size_t n, const char *suffix)
+/* The fixed-path routes of path (every method): busbar's own, then each protocol's POST
+ * route and model list. Returns how many were written into out. */
+static size_t fixed_routes(const char *path, struct route *out, size_t cap)
 {
-    size_t k = strlen(suffix);
-    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof own_routes / sizeof own_routes[0] && n < cap; i++)
+        if (strcmp(path, own_routes[i].path) == 0)
+            out[n++] = own_routes[i];
+    for (int p = 0; p < BB_PROTO__COUNT && n < cap; p++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)p);
+        if (o->route && strcmp(path, o->route) == 0)
+            out[n++] = (struct route){"POST", o->route, bb_proxy_handle, (enum bb_proto)p, false};
+    }
+    int m = models_owner(path);
+    if (m >= 0 && n < cap)
+        out[n++] = (struct route){"GET", path, bb_endpoint_models, (enum bb_proto)m, false};
+    return n;
 }
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0'
+    return c >= '0' && c <= '9'   ? c - '0'
            : c >= 'a' && c <= 'f' ? c - 'a' + 10
            : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                   : -1;
@@ -90,18 +110,12 @@ static char *url_decode(struct bb_arena *a, const char *s, size_t n)
 /* The dialect a path suggests, for errors on unknown or malformed routes. */
 static enum bb_proto dialect_of_path(const char *path)
 {
-    if (starts(path, "/v1beta/") || strstr(path, ":generateContent") ||
-        strstr(path, ":streamGenerateContent"))
-        return BB_PROTO_GEMINI;
-    if (starts(path, "/model/"))
-        return BB_PROTO_BEDROCK;
-    if (starts(path, "/v2/"))
-        return BB_PROTO_COHERE;
-    if (ends(path, strlen(path), "/v1/messages"))
-        return BB_PROTO_ANTHROPIC;
-    if (starts(path, "/v1/responses"))
-        return BB_PROTO_RESPONSES;
-    return BB_PROTO_OPENAI;
+    for (int p = 0; p < BB_PROTO__COUNT; p++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)p);
+        if (o->claims_path && o->claims_path(path))
+            return (enum bb_proto)p;
+    }
+    return BB_PROTO_DEFAULT;
 }
 
 enum bb_proto bb_request_dialect_of(const char *target, size_t len)
@@ -131,49 +145,28 @@ static bool method_is(const struct bb_request *req, const char *m)
     return req->head_only && strcmp(m, "GET") == 0;
 }
 
-/* Gemini /v1beta/models/{m}:generateContent|:streamGenerateContent (also /v1/models/...),
- * Bedrock /model/{id}/converse|/converse-stream, Anthropic /{pool}/v1/messages.
- * 1 = matched (req filled), 0 = not an LLM route, -1 = matched but malformed (answered). */
+/* A route that names the model in its path (each module's match_route: Gemini
+ * /v1beta/models/{m}:generateContent, Bedrock /model/{id}/converse, Anthropic
+ * /{pool}/v1/messages, ...). 1 = matched (req filled), 0 = not an LLM route, -1 = matched
+ * but malformed (answered). */
 static int match_llm_route(struct bb_request *req)
 {
-    const char *p = req->path;
-    size_t n = req->path_len;
-    const char *m = NULL;
-    size_t ml = 0;
-    if (starts(p, "/v1beta/models/") || starts(p, "/v1/models/")) {
-        const char *start = p + (starts(p, "/v1beta/") ? 15 : 11);
-        const char *colon = memchr(start, ':', n - (size_t)(start - p));
-        if (!colon)
-            return 0;
-        m = start;
-        ml = (size_t)(colon - start);
-        if (strcmp(colon, ":generateContent") == 0)
-            req->path_stream = 0;
-        else if (strcmp(colon, ":streamGenerateContent") == 0)
-            req->path_stream = 1;
-        else
-            return 0;
-        req->ingress = BB_PROTO_GEMINI;
-        req->gemini_sse = req->query && (strstr(req->query, "alt=sse") == req->query ||
-                                         strstr(req->query, "&alt=sse"));
-    } else if (starts(p, "/model/")) {
-        /* The model sits between the prefix and the suffix; both must fit side by side
-         * ("/model/converse" is the suffix sharing the prefix's slash, not an empty model). */
-        int stream = ends(p, n, "/converse-stream") ? 1 : ends(p, n, "/converse") ? 0 : -1;
-        size_t sfx = stream == 1 ? 16 : 9;
-        if (stream < 0 || n <= 7 + sfx)
-            return 0;
-        req->path_stream = stream;
-        m = p + 7;
-        ml = n - 7 - sfx;
-        req->ingress = BB_PROTO_BEDROCK;
-    } else if (n > 13 && ends(p, n, "/v1/messages")) {
-        m = p + 1;
-        ml = n - 1 - 12;
-        req->ingress = BB_PROTO_ANTHROPIC;
-    } else {
-        return 0;
+    struct bb_proto_route r;
+    int p;
+    for (p = 0; p < BB_PROTO__COUNT; p++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)p);
+        memset(&r, 0, sizeof r);
+        r.stream = -1;
+        if (o->match_route && o->match_route(req->path, req->path_len, req->query, &r) == 1)
+            break;
     }
+    if (p == BB_PROTO__COUNT)
+        return 0;
+    req->ingress = (enum bb_proto)p;
+    req->path_stream = r.stream;
+    req->route_flags = r.flags;
+    const char *m = r.model;
+    size_t ml = r.model_len;
     if (!method_is(req, "POST")) {
         char body[512];
         size_t bl = bb_errors_render(req->ingress, BB_ERR_METHOD_NOT_ALLOWED,
@@ -209,7 +202,7 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     req->head_len = len;
     req->pool = -1;
     req->lane = -1;
-    req->ingress = BB_PROTO_OPENAI;
+    req->ingress = BB_PROTO_DEFAULT;
     req->path_stream = -1;
     req->journal = -1;
     req->bill_lane = -1;
@@ -259,15 +252,16 @@ static bool authenticated(struct bb_request *req)
 /* 405 for a known path with another method; Allow lists the path's methods. */
 static void method_not_allowed(struct bb_request *req)
 {
+    struct route routes[8];
+    size_t n_routes = fixed_routes(req->path, routes, sizeof routes / sizeof routes[0]);
     char allow[128] = "Allow: ";
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strcmp(req->path, routes[i].path) == 0) {
-            if (allow[7])
-                strcat(allow, ", ");
-            strcat(allow, routes[i].method);
-            if (strcmp(routes[i].method, "GET") == 0)
-                strcat(allow, ", HEAD");
-        }
+    for (size_t i = 0; i < n_routes; i++) {
+        if (allow[7])
+            strcat(allow, ", ");
+        strcat(allow, routes[i].method);
+        if (strcmp(routes[i].method, "GET") == 0)
+            strcat(allow, ", HEAD");
+    }
     strcat(allow, "\r\n");
     char body[512];
     char msg[160];
@@ -283,12 +277,11 @@ static void method_not_allowed(struct bb_request *req)
 
 bool bb_request_route(struct bb_request *req)
 {
-    bool path_known = false;
+    struct route routes[8];
+    size_t n_routes = fixed_routes(req->path, routes, sizeof routes / sizeof routes[0]);
+    bool path_known = n_routes > 0;
     req->ingress = dialect_of_path(req->path);
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (strcmp(req->path, routes[i].path) != 0)
-            continue;
-        path_known = true;
+    for (size_t i = 0; i < n_routes; i++) {
         req->ingress = routes[i].dialect;
         if (method_is(req, routes[i].method)) {
             if (!routes[i].open && !authenticated(req))

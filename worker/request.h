@@ -30,50 +30,50 @@ struct bb_request {
     uint32_t magic;
     struct bb_arena arena;
     struct bb_worker *w;
-    struct bb_conn *conn;            /* NULL once the client went away */
-    char id[40];                     /* x-request-id; unique across workers and restarts */
+    struct bb_conn *conn; /* NULL once the client went away */
+    char id[40];          /* x-request-id; unique across workers and restarts */
 
     /* the client's request */
-    struct bb_http_head head;        /* points into head_buf */
+    struct bb_http_head head; /* points into head_buf */
     char *head_buf;
     size_t head_len;
-    char *path;                      /* target without the query, NUL-terminated */
+    char *path; /* target without the query, NUL-terminated */
     size_t path_len;
-    const char *query;               /* after '?', or NULL */
-    char *body;                      /* NUL-terminated copy, body_len bytes */
+    const char *query; /* after '?', or NULL */
+    char *body;        /* NUL-terminated copy, body_len bytes */
     size_t body_len;
-    enum bb_proto ingress;           /* dialect errors are rendered in */
-    char *model_from_path;           /* Gemini/Bedrock/Anthropic /{pool}/v1/messages; or NULL */
-    int path_stream;                 /* -1 body decides; 0/1 from the path (Gemini, Bedrock) */
-    bool gemini_sse;                 /* ?alt=sse */
-    bool head_only;                  /* HEAD request: no body in the response */
+    enum bb_proto ingress; /* dialect errors are rendered in */
+    char *model_from_path; /* Gemini/Bedrock/Anthropic /{pool}/v1/messages; or NULL */
+    int path_stream;       /* -1 body decides; 0/1 from the path (Gemini, Bedrock) */
+    unsigned route_flags;  /* the module's match_route flags (Gemini: ?alt=sse) */
+    bool head_only;        /* HEAD request: no body in the response */
     void (*handler)(struct bb_request *req); /* chosen by bb_request_route */
 
     /* response state (owned by http_server) */
-    bool responded;                  /* head sent */
+    bool responded; /* head sent */
     bool response_done;
     int status;
     enum bb_body_mode out_mode;
-    bool close_after;                /* Connection: close on this response */
+    bool close_after; /* Connection: close on this response */
 
     /* routing (owned by proxy) */
-    int pool;                        /* -1 when the model named a lane */
-    int lane;                        /* lane of the current attempt */
+    int pool; /* -1 when the model named a lane */
+    int lane; /* lane of the current attempt */
     bool stream;
     uint32_t attempts;
-    struct bb_attempt *attempt;      /* current upstream attempt, NULL when none */
-    struct bb_route_state *route;    /* what the attempt loop keeps across attempts */
+    struct bb_attempt *attempt;   /* current upstream attempt, NULL when none */
+    struct bb_route_state *route; /* what the attempt loop keeps across attempts */
     uint64_t t_start_us, t_deadline_ms;
 
     /* timing for x-busbar-overhead-us */
-    uint64_t t_upstream_us;          /* time spent waiting on upstreams */
+    uint64_t t_upstream_us; /* time spent waiting on upstreams */
 
     /* governance (owned by auth and meter) */
     struct bb_auth auth;
-    struct bb_keys_resv resv;        /* the key's reservation while in flight */
-    int journal;                     /* its entry in the worker's journal, -1 none */
-    bool metered;                    /* a usage record is written when the request ends */
-    bool usage_seen;                 /* the answering attempt reported usage */
+    struct bb_keys_resv resv; /* the key's reservation while in flight */
+    int journal;              /* its entry in the worker's journal, -1 none */
+    bool metered;             /* a usage record is written when the request ends */
+    bool usage_seen;          /* the answering attempt reported usage */
     struct bb_usage_tokens usage;
     uint64_t est_in, est_out;        /* admission's token bounds (billed when no usage came) */
     int bill_lane;                   /* lane whose answer reached the client, -1 none */

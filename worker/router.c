@@ -7,6 +7,8 @@
  */
 #include "worker/router.h"
 
+#include "worker/proto.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "common/http_parse.h"
 #include "common/log.h"
 #include "worker/breaker.h"
+#include "worker/proto.h"
 #include "worker/worker.h"
 
 int bb_router_init(struct bb_worker *w)
@@ -77,9 +80,8 @@ bool bb_router_take(struct bb_worker *w, int lane, int pool, int member)
         do {
             if (max && cur >= (int32_t)max)
                 return false;
-        } while (!atomic_compare_exchange_weak_explicit(&c->inflight, &cur, cur + 1,
-                                                        memory_order_acq_rel,
-                                                        memory_order_relaxed));
+        } while (!atomic_compare_exchange_weak_explicit(
+            &c->inflight, &cur, cur + 1, memory_order_acq_rel, memory_order_relaxed));
         atomic_fetch_add_explicit(&c->attempts, 1, memory_order_relaxed);
     }
     if (pool >= 0 && member >= 0) {
@@ -105,8 +107,7 @@ void bb_router_give(struct bb_worker *w, int lane, int pool, int member)
 }
 
 /* Is member m a candidate right now (not tried, room on its lane, breakers admit)? */
-static bool candidate(struct bb_worker *w, int pool_idx, size_t m, const bool *tried,
-                      uint64_t now)
+static bool candidate(struct bb_worker *w, int pool_idx, size_t m, const bool *tried, uint64_t now)
 {
     const struct bb_pool *pool = &w->conf->pools[pool_idx];
     struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[m];
@@ -141,9 +142,7 @@ static double score(struct bb_worker *w, int pool_idx, size_t m)
     case BB_ROUTE_CHEAPEST:
         return l->price.input + l->price.output;
     case BB_ROUTE_FASTEST: /* unknown latency first: it has to be learned */
-        return mc ? (double)atomic_load_explicit(&mc->reserved[BB_CELL_EWMA_US],
-                                                 memory_order_relaxed)
-                  : 0;
+        return mc ? (double)atomic_load_explicit(&mc->ewma_us, memory_order_relaxed) : 0;
     case BB_ROUTE_LEAST_BUSY: {
         double inflight = lc ? atomic_load_explicit(&lc->inflight, memory_order_relaxed) : 0;
         double cap = l->max_concurrent ? l->max_concurrent : 1e9;
@@ -159,7 +158,7 @@ uint32_t bb_router_headroom_ppm(struct bb_worker *w, int lane, uint64_t now_ms)
     struct bb_shm_cell *c = lane >= 0 && w->lane_cells ? w->lane_cells[lane] : NULL;
     if (!c)
         return BB_ROUTER_PPM;
-    uint64_t v = atomic_load_explicit(&c->reserved[BB_CELL_RATELIMIT], memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&c->ratelimit, memory_order_relaxed);
     uint64_t until = v & 0xffffffffu;
     if (!until || now_ms / 1000 >= until)
         return BB_ROUTER_PPM; /* never read, or the provider's window has reset since */
@@ -268,8 +267,8 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *p
         if (best < 0)
             return -1;
         cur[best] -= total;
-        enum bb_breaker_admit ad = mcells[best] ? bb_breaker_admit(mcells[best], now)
-                                                : BB_ADMIT_YES;
+        enum bb_breaker_admit ad =
+            mcells[best] ? bb_breaker_admit(mcells[best], now) : BB_ADMIT_YES;
         if (ad != BB_ADMIT_NO && bb_router_take(w, pool->members[best].lane, pool_idx, best)) {
             *probe = ad == BB_ADMIT_PROBE;
             return best;
@@ -310,10 +309,10 @@ void bb_router_observe_latency(struct bb_worker *w, int pool_idx, int member, ui
     struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[member];
     if (!mc)
         return;
-    uint64_t old = atomic_load_explicit(&mc->reserved[BB_CELL_EWMA_US], memory_order_relaxed);
+    uint64_t old = atomic_load_explicit(&mc->ewma_us, memory_order_relaxed);
     /* EWMA with alpha 0.2 (SPEC §5.5); a lost race between workers only drops one sample */
     uint64_t v = old ? (old * 4 + us) / 5 : us;
-    atomic_store_explicit(&mc->reserved[BB_CELL_EWMA_US], v ? v : 1, memory_order_relaxed);
+    atomic_store_explicit(&mc->ewma_us, v ? v : 1, memory_order_relaxed);
 }
 
 uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)
@@ -336,24 +335,6 @@ uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)
 
 #define RL_DEFAULT_RESET_MS 60000u /* a reading without a readable reset */
 #define RL_MAX_RESET_MS 3600000u   /* never trust a reading longer than this */
-
-/* One remaining/limit pair and the header saying when it resets. */
-static const struct rl_pair {
-    const char *remaining, *limit, *reset;
-    bool reset_is_time; /* RFC 3339 time (Anthropic); else a duration (OpenAI) */
-} rl_pairs[] = {
-    {"x-ratelimit-remaining-requests", "x-ratelimit-limit-requests", "x-ratelimit-reset-requests",
-     false},
-    {"x-ratelimit-remaining-tokens", "x-ratelimit-limit-tokens", "x-ratelimit-reset-tokens", false},
-    {"anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-requests-limit",
-     "anthropic-ratelimit-requests-reset", true},
-    {"anthropic-ratelimit-tokens-remaining", "anthropic-ratelimit-tokens-limit",
-     "anthropic-ratelimit-tokens-reset", true},
-    {"anthropic-ratelimit-input-tokens-remaining", "anthropic-ratelimit-input-tokens-limit",
-     "anthropic-ratelimit-input-tokens-reset", true},
-    {"anthropic-ratelimit-output-tokens-remaining", "anthropic-ratelimit-output-tokens-limit",
-     "anthropic-ratelimit-output-tokens-reset", true},
-};
 
 /* A header's value as a non-negative decimal integer; false when absent or not one. */
 static bool header_u64(const struct bb_http_head *h, const char *name, uint64_t *out)
@@ -494,7 +475,7 @@ static bool parse_rfc3339_ms(const char *s, size_t n, int64_t *out)
 
 /* Milliseconds until pair p's window resets, from its reset header; the default when absent
  * or unreadable, 0 when already past. */
-static uint64_t pair_reset_ms(const struct bb_http_head *h, const struct rl_pair *p)
+static uint64_t pair_reset_ms(const struct bb_http_head *h, const struct bb_proto_ratelimit *p)
 {
     const struct bb_http_header *hd = bb_http_find(h, p->reset);
     uint64_t ms;
@@ -519,20 +500,23 @@ void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_
     if (!c)
         return;
     uint64_t low = UINT64_MAX, reset_ms = 0;
-    for (size_t i = 0; i < sizeof rl_pairs / sizeof rl_pairs[0]; i++) {
-        const struct rl_pair *p = &rl_pairs[i];
-        uint64_t rem, lim;
-        if (!header_u64(h, p->remaining, &rem) || !header_u64(h, p->limit, &lim) || !lim)
-            continue;
-        uint64_t ppm = rem >= lim ? BB_ROUTER_PPM
-                       : rem <= UINT64_MAX / BB_ROUTER_PPM
-                           ? rem * BB_ROUTER_PPM / lim
-                           : (uint64_t)((double)rem / (double)lim * BB_ROUTER_PPM);
-        uint64_t r = pair_reset_ms(h, p);
-        /* the tightest limit decides; between equally tight ones, the later reset */
-        if (ppm < low || (ppm == low && r > reset_ms)) {
-            low = ppm;
-            reset_ms = r;
+    for (int pr = 0; pr < BB_PROTO__COUNT; pr++) {
+        const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)pr);
+        for (size_t i = 0; i < o->n_ratelimit; i++) {
+            const struct bb_proto_ratelimit *p = &o->ratelimit[i];
+            uint64_t rem, lim;
+            if (!header_u64(h, p->remaining, &rem) || !header_u64(h, p->limit, &lim) || !lim)
+                continue;
+            uint64_t ppm = rem >= lim ? BB_ROUTER_PPM
+                           : rem <= UINT64_MAX / BB_ROUTER_PPM
+                               ? rem * BB_ROUTER_PPM / lim
+                               : (uint64_t)((double)rem / (double)lim * BB_ROUTER_PPM);
+            uint64_t r = pair_reset_ms(h, p);
+            /* the tightest limit decides; between equally tight ones, the later reset */
+            if (ppm < low || (ppm == low && r > reset_ms)) {
+                low = ppm;
+                reset_ms = r;
+            }
         }
     }
     if (low == UINT64_MAX)
@@ -542,6 +526,5 @@ void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_
     uint64_t until = (now_ms + reset_ms + 999) / 1000; /* whole seconds, rounded up */
     if (!until)
         until = 1;
-    atomic_store_explicit(&c->reserved[BB_CELL_RATELIMIT], (low << 32) | (until & 0xffffffffu),
-                          memory_order_relaxed);
+    atomic_store_explicit(&c->ratelimit, (low << 32) | (until & 0xffffffffu), memory_order_relaxed);
 }

@@ -10,11 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* reserved[] slot of a pool-member shm cell holding its latency EWMA (µs); see breaker.c */
-#define BB_CELL_EWMA_US 11
-/* reserved[] slot of a lane shm cell holding the provider's rate-limit headroom (route: usage):
- * (headroom in parts per million << 32) | valid-until (monotonic seconds); 0 = unknown */
-#define BB_CELL_RATELIMIT 15
+/* Shared state: a pool-member cell's ewma_us and a lane cell's ratelimit (common/shm.h). */
 #define BB_ROUTER_PPM 1000000u /* full headroom */
 
 struct bb_worker;
@@ -40,10 +36,11 @@ int bb_router_pick_least_bad(struct bb_worker *w, int pool, const bool *tried);
 /* Feed a member's time to first byte (µs) into its latency EWMA (route: fastest). */
 void bb_router_observe_latency(struct bb_worker *w, int pool, int member, uint64_t us);
 
-/* Learn lane's provider rate-limit headroom from an upstream response head h (any status):
- * x-ratelimit-{remaining,limit,reset}-{requests,tokens} (OpenAI style, reset a duration like
- * "6m0s") and anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{remaining,
- * limit,reset} (reset an RFC 3339 time). Headroom = the smallest remaining/limit, valid until
+/* Learn lane's provider rate-limit headroom from an upstream response head h (any status),
+ * through the header conventions the protocol modules declare (ops->ratelimit: OpenAI's
+ * x-ratelimit-{remaining,limit,reset}-{requests,tokens}, reset a duration like "6m0s";
+ * Anthropic's anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{remaining,
+ * limit,reset}, reset an RFC 3339 time). Headroom = the smallest remaining/limit, valid until
  * that limit's reset (60 s when absent or unreadable, at most an hour). A head without a
  * readable remaining/limit pair leaves the lane's reading as it was. now_ms: bb_now_ms(). */
 void bb_router_observe_ratelimit(struct bb_worker *w, int lane, const struct bb_http_head *h,

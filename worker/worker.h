@@ -28,7 +28,7 @@ struct bb_wcluster;
 
 /* Per-worker smooth weighted round-robin state of one pool (nginx's algorithm). */
 struct bb_pool_rt {
-    int64_t *current;                /* one per member */
+    int64_t *current;                  /* one per member */
     struct bb_shm_cell **member_cells; /* "pool/lane" cells, one per member */
 };
 
@@ -37,7 +37,7 @@ struct bb_worker {
     struct bb_runtime *rt;
     const struct bb_conf *conf;
     int slot;
-    struct bb_shm_worker *self;      /* &rt->shm->workers[slot] */
+    struct bb_shm_worker *self; /* &rt->shm->workers[slot] */
     struct event_base *base;
     struct evdns_base *dns;
     struct evconnlistener **listeners;
@@ -45,12 +45,12 @@ struct bb_worker {
     struct event *ev_term, *ev_quit, *ev_usr1, *ev_heartbeat, *ev_drain_deadline;
     bool draining;
 
-    struct bb_conn *conns;           /* every open client connection (doubly linked) */
+    struct bb_conn *conns; /* every open client connection (doubly linked) */
     uint32_t n_conns;
-    uint32_t n_active;               /* requests in progress in this worker */
-    uint32_t max_active;             /* per-worker share of limits.max_inbound_concurrent */
+    uint32_t n_active;   /* requests in progress in this worker */
+    uint32_t max_active; /* per-worker share of limits.max_inbound_concurrent */
     uint64_t next_request_id;
-    char id_prefix[20];              /* random per worker start: request ids never repeat */
+    char id_prefix[20]; /* random per worker start: request ids never repeat */
 
     struct bb_shm_cell **lane_cells; /* one per conf lane */
     struct bb_pool_rt *pools;        /* one per conf pool */
@@ -58,10 +58,10 @@ struct bb_worker {
     struct bb_uphost *uphosts;       /* one per conf provider: keep-alive pools */
     uint8_t (*token_sha)[32];        /* auth.mode token: SHA-256 of each client token */
     size_t n_token_sha;
-    char *models_json[3];            /* cached GET /v1/models bodies: OpenAI, Anthropic, Gemini */
-    size_t models_json_len[3];
-    struct bb_wcluster *cluster;     /* cluster mode (worker/cluster.c); NULL without it */
-    struct bb_obs *obs;              /* metrics cells, access log, exporters (worker/obs.h) */
+    char *models_json[BB_PROTO__COUNT]; /* cached model lists, by protocol (NULL: none) */
+    size_t models_json_len[BB_PROTO__COUNT];
+    struct bb_wcluster *cluster;        /* cluster mode (worker/cluster.c); NULL without it */
+    struct bb_obs *obs;                 /* metrics cells, access log, exporters (worker/obs.h) */
 };
 
 /* Called by http_server when a connection closes: drain bookkeeping (exit when empty). */

@@ -5,7 +5,7 @@ upstream auth header as seen by the mock, /v1/models, /healthz, /stats."""
 import json
 import time
 
-from harness import (TEST_KEY, check, delta_text, eq, is_content_event, lane, mock_answer,
+from harness import (TEST_KEY, chat_body, check, delta_text, eq, is_content_event, lane, mock_answer,
                      mock_prompt_tokens, pool, provider, run, scaled, swrr_sequence)
 
 UPSTREAM = 'gpt-upstream-x'
@@ -51,6 +51,32 @@ def test_non_stream(ctx):
     eq(a[0]['authorization'], 'Bearer ' + TEST_KEY, 'upstream Authorization header')
     eq(a[0]['path'], '/v1/chat/completions', 'upstream path')
     eq(a[0]['stream'], False, 'upstream stream flag')
+
+
+def test_dropped_fields_header(ctx):
+    """What a hop cannot carry is named in x-busbar-dropped-fields: fields the client's reader
+    does not know, then what the egress writer (here Anthropic's) dropped, e.g. seed and
+    frequency_penalty. A hop that carries everything sends no header."""
+    m = ctx.mock()
+    p = provider(m)
+    p['protocol'] = 'anthropic'
+    bb = ctx.busbar({'providers': {'mock': p}, 'models': {'claude': lane('mock', 'c-up')},
+                     'pools': {'p': pool(('claude', 1))}})
+    r = bb.chat('p', seed=7, frequency_penalty=0.5, logit_bias={'50256': -100}, temperature=0.5)
+    eq(r.status, 200, 'status (body %r)' % r.body[:300])
+    eq(r.headers.get('x-busbar-dropped-fields'), 'logit_bias,seed,frequency_penalty',
+       'dropped fields: the reader\'s, then the writer\'s, in order')
+    r = bb.chat('p', temperature=0.5)
+    eq(r.status, 200, 'status')
+    eq(r.headers.get('x-busbar-dropped-fields'), None, 'nothing dropped: no header')
+    # a client's member name reaches a response header only when it cannot break out of it
+    body = chat_body('p')
+    body['x\r\nx-evil: 1'] = True
+    body['a,b'] = 1
+    r = bb.request('POST', '/v1/chat/completions', body)
+    eq(r.status, 200, 'status')
+    eq(r.headers.get('x-busbar-dropped-fields'), '?', 'unsafe names are recorded as "?"')
+    eq(r.headers.get('x-evil'), None, 'no header injected')
 
 
 def test_body_forwarded_byte_for_byte(ctx):
@@ -174,5 +200,5 @@ def test_stats(ctx):
 
 
 if __name__ == '__main__':
-    run([test_non_stream, test_body_forwarded_byte_for_byte, test_request_ids_unique,
+    run([test_non_stream, test_dropped_fields_header, test_body_forwarded_byte_for_byte, test_request_ids_unique,
          test_stream_incremental, test_models_list, test_healthz, test_stats])

@@ -6,8 +6,8 @@ reservations (the worst case over every lane a request may reach, each dialect's
 the ledger equal to usage × price across the six protocols (streams, cache tiers, failover,
 failed requests, clients that leave), revocation under traffic on two workers, a graceful
 restart, a worker SIGKILLed mid-stream, the store locked (on_store_error deny / allow), SigV4
-with a key's AWS pair (stdlib signer; and the AWS SDK via tests/sdk/sigv4_key.mjs when node is
-installed, a TAP skip otherwise).
+with a key's AWS pair (stdlib signer; and the AWS SDK via tests/sdk/sigv4_key.mjs, which
+needs node and tests/sdk/node_modules: their absence is a failure).
 
 Every expected number is derived: token counts from the mock's documented usage rules
 (tests/mock/README.md "Token accounting": W prompt words, A answer words, C cached=, K
@@ -1370,13 +1370,15 @@ SDK_DIR = os.path.join(SOURCE_ROOT, 'tests', 'sdk')
 
 def test_sigv4_sdk(ctx):
     """The official Bedrock runtime SDK signing with a key's AWS pair (tests/sdk/sigv4_key.mjs):
-    Converse 200 and billed to the key; with a wrong secret 401. A TAP skip without node."""
+    Converse 200 and billed to the key; with a wrong secret 401. Without node or the SDK the
+    test fails: a missing test dependency is a failure (`cd tests/sdk && npm ci`)."""
     node = shutil.which('node')
     mods = [os.path.join(SDK_DIR, 'node_modules', p)
             for p in ('@aws-sdk/client-bedrock-runtime', '@smithy/node-http-handler')]
-    if not node or not all(os.path.isdir(p) for p in mods):
-        skip('node or tests/sdk/node_modules (@aws-sdk/client-bedrock-runtime, '
-             '@smithy/node-http-handler) not installed')
+    missing = [p for p in mods if not os.path.isdir(p)]
+    if not node or missing:
+        fail('test dependency missing: %s (install with: cd tests/sdk && npm ci)'
+             % ('node' if not node else ', '.join(missing)))
     m, bb = start(ctx)
     k = create_key(bb, '--pools', 'p', '--aws')
     wrong = k['aws_secret_access_key'][::-1]

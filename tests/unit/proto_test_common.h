@@ -1,16 +1,31 @@
 /*
- * proto_test_common.h: fixture I/O, golden comparison and IR-to-JSON dumpers shared by the
- * protocol modules' unit tests. Included (not linked) after the including test defines FIX
- * (its fixture directory) and P (the module under test); everything here is static.
+ * proto_test_common.h: fixture I/O, golden comparison, IR assertions, the dropped-field list
+ * and IR-to-JSON dumpers shared by the six protocol modules' unit tests. Included (not
+ * linked) after the including test defines FIX (its fixture directory); everything here is
+ * static (and may go unused in one test).
  */
 #ifndef BB_PROTO_TEST_COMMON_H
 #define BB_PROTO_TEST_COMMON_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <json-c/json.h>
+
+#include "common/sse.h"
+#include "worker/ir.h"
+#include "worker/proto.h"
+
+#define TC_UNUSED __attribute__((unused))
 
 /* ---------------------------------------------------------------------------------------- */
 /* files and JSON                                                                           */
 /* ---------------------------------------------------------------------------------------- */
 
-static char *slurp(const char *name, size_t *len)
+TC_UNUSED static char *slurp(const char *name, size_t *len)
 {
     char path[512];
     snprintf(path, sizeof path, FIX "%s", name);
@@ -30,13 +45,13 @@ static char *slurp(const char *name, size_t *len)
     return p;
 }
 
-static bool updating(void)
+TC_UNUSED static bool updating(void)
 {
     const char *u = getenv("BB_UPDATE_GOLDEN");
     return u && *u == '1';
 }
 
-static void write_golden(const char *name, const char *text)
+TC_UNUSED static void write_golden(const char *name, const char *text)
 {
     char path[512];
     snprintf(path, sizeof path, FIX "%s", name);
@@ -46,7 +61,7 @@ static void write_golden(const char *name, const char *text)
     fclose(f);
 }
 
-static json_object *parse(const char *p, size_t n)
+TC_UNUSED static json_object *parse(const char *p, size_t n)
 {
     json_tokener *tok = json_tokener_new_ex(128);
     json_object *o = json_tokener_parse_ex(tok, p, (int)n);
@@ -57,8 +72,26 @@ static json_object *parse(const char *p, size_t n)
     return o;
 }
 
+/* A NUL-terminated JSON text parsed (the test fails when it is not JSON). */
+TC_UNUSED static json_object *parse_str(const char *s)
+{
+    return parse(s, strlen(s));
+}
+
+/* Two JSON texts are equal values, whatever the key order or spacing. */
+TC_UNUSED static void assert_json_eq(const char *what, const char *got, const char *want)
+{
+    json_object *g = parse_str(got), *w = parse_str(want);
+    if (!json_object_equal(g, w))
+        fail_msg("%s differs\n got: %s\nwant: %s", what,
+                 json_object_to_json_string_ext(g, JSON_C_TO_STRING_PLAIN),
+                 json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN));
+    json_object_put(g);
+    json_object_put(w);
+}
+
 /* Compare a JSON value with a golden file (canonically); consumes actual. */
-static void assert_json_golden(json_object *actual, const char *golden)
+TC_UNUSED static void assert_json_golden(json_object *actual, const char *golden)
 {
     if (updating()) {
         const char *s = json_object_to_json_string_ext(actual, JSON_C_TO_STRING_PRETTY |
@@ -85,19 +118,19 @@ static void assert_json_golden(json_object *actual, const char *golden)
     json_object_put(actual);
 }
 
-static void add(json_object *o, const char *k, json_object *v)
+TC_UNUSED static void add(json_object *o, const char *k, json_object *v)
 {
     json_object_object_add(o, k, v);
 }
 
-static json_object *jstr(const struct bb_ir_str *s)
+TC_UNUSED static json_object *jstr(const struct bb_ir_str *s)
 {
     return json_object_new_string_len(s->p, (int)s->len);
 }
 
 /* 0.99 rendered "0.99" in goldens, not 0.98999999999999999; 1 as "1.0" so that it parses
  * back as a double */
-static json_object *jdouble(double d)
+TC_UNUSED static json_object *jdouble(double d)
 {
     char b[40];
     snprintf(b, sizeof b, "%.15g", d);
@@ -106,14 +139,14 @@ static json_object *jdouble(double d)
     return json_object_new_double_s(d, b);
 }
 
-static json_object *get(json_object *o, const char *k)
+TC_UNUSED static json_object *get(json_object *o, const char *k)
 {
     json_object *v = NULL;
     json_object_object_get_ex(o, k, &v);
     return v;
 }
 
-static struct bb_ir_str dupj(struct bb_arena *a, json_object *v)
+TC_UNUSED static struct bb_ir_str dupj(struct bb_arena *a, json_object *v)
 {
     if (!v)
         return (struct bb_ir_str){NULL, 0};
@@ -138,7 +171,7 @@ static const char *const effort_names[] = {"unset", "minimal", "low", "medium", 
 static const char *const format_names[] = {"unset", "text", "json_object", "json_schema"};
 static const char *const choice_names[] = {"unset", "auto", "none", "any", "tool"};
 
-static int name_index(const char *const *names, size_t n, const char *s)
+TC_UNUSED static int name_index(const char *const *names, size_t n, const char *s)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(names[i], s) == 0)
@@ -148,7 +181,7 @@ static int name_index(const char *const *names, size_t n, const char *s)
 }
 #define NAME_INDEX(names, s) name_index(names, sizeof names / sizeof names[0], s)
 
-static enum bb_ir_stop stop_index(const char *s)
+TC_UNUSED static enum bb_ir_stop stop_index(const char *s)
 {
     for (int i = 0; i <= BB_IR_STOP_ERROR; i++)
         if (strcmp(bb_ir_stop_name((enum bb_ir_stop)i), s) == 0)
@@ -158,7 +191,8 @@ static enum bb_ir_stop stop_index(const char *s)
 }
 
 /* A raw-JSON field rendered as its parsed value, or as text when it does not parse. */
-static void add_raw(json_object *o, const char *k, const char *k_text, const struct bb_ir_str *s)
+TC_UNUSED static void add_raw(json_object *o, const char *k, const char *k_text,
+                              const struct bb_ir_str *s)
 {
     if (!s->p)
         return;
@@ -172,7 +206,7 @@ static void add_raw(json_object *o, const char *k, const char *k_text, const str
         add(o, k_text, jstr(s));
 }
 
-static json_object *dump_usage(const struct bb_ir_usage *u)
+TC_UNUSED static json_object *dump_usage(const struct bb_ir_usage *u)
 {
     if (!u->set)
         return NULL;
@@ -185,9 +219,9 @@ static json_object *dump_usage(const struct bb_ir_usage *u)
     return o;
 }
 
-static json_object *dump_blocks(const struct bb_ir_block *v, size_t n);
+TC_UNUSED static json_object *dump_blocks(const struct bb_ir_block *v, size_t n);
 
-static json_object *dump_block(const struct bb_ir_block *b)
+TC_UNUSED static json_object *dump_block(const struct bb_ir_block *b)
 {
     json_object *o = json_object_new_object();
     add(o, "type", json_object_new_string(block_names[b->type]));
@@ -216,7 +250,7 @@ static json_object *dump_block(const struct bb_ir_block *b)
     return o;
 }
 
-static json_object *dump_blocks(const struct bb_ir_block *v, size_t n)
+TC_UNUSED static json_object *dump_blocks(const struct bb_ir_block *v, size_t n)
 {
     json_object *a = json_object_new_array();
     for (size_t i = 0; i < n; i++)
@@ -224,7 +258,7 @@ static json_object *dump_blocks(const struct bb_ir_block *v, size_t n)
     return a;
 }
 
-static json_object *dump_request(const struct bb_ir_request *r)
+TC_UNUSED static json_object *dump_request(const struct bb_ir_request *r)
 {
     json_object *o = json_object_new_object();
     if (r->model.p)
@@ -302,7 +336,7 @@ static json_object *dump_request(const struct bb_ir_request *r)
     return o;
 }
 
-static json_object *dump_response(const struct bb_ir_response *r)
+TC_UNUSED static json_object *dump_response(const struct bb_ir_response *r)
 {
     json_object *o = json_object_new_object();
     if (r->id.p)
@@ -319,8 +353,7 @@ static json_object *dump_response(const struct bb_ir_response *r)
     return o;
 }
 
-
-static json_object *dump_event(const struct bb_ir_event *ev)
+TC_UNUSED static json_object *dump_event(const struct bb_ir_event *ev)
 {
     json_object *o = json_object_new_object();
     add(o, "ev", json_object_new_string(event_names[ev->type]));
@@ -361,7 +394,7 @@ static json_object *dump_event(const struct bb_ir_event *ev)
     return o;
 }
 
-static void load_usage(json_object *o, struct bb_ir_usage *u)
+TC_UNUSED static void load_usage(json_object *o, struct bb_ir_usage *u)
 {
     if (!o)
         return;
@@ -373,9 +406,10 @@ static void load_usage(json_object *o, struct bb_ir_usage *u)
     u->reasoning = (uint64_t)json_object_get_int64(get(o, "reasoning"));
 }
 
-static void load_blocks(struct bb_arena *a, json_object *arr, struct bb_ir_block **v, size_t *n);
+TC_UNUSED static void load_blocks(struct bb_arena *a, json_object *arr, struct bb_ir_block **v,
+                                  size_t *n);
 
-static void load_block(struct bb_arena *a, json_object *o, struct bb_ir_block *b)
+TC_UNUSED static void load_block(struct bb_arena *a, json_object *o, struct bb_ir_block *b)
 {
     memset(b, 0, sizeof *b);
     b->type =
@@ -395,7 +429,8 @@ static void load_block(struct bb_arena *a, json_object *o, struct bb_ir_block *b
     b->cache_control = json_object_get_boolean(get(o, "cache_control"));
 }
 
-static void load_blocks(struct bb_arena *a, json_object *arr, struct bb_ir_block **v, size_t *n)
+TC_UNUSED static void load_blocks(struct bb_arena *a, json_object *arr, struct bb_ir_block **v,
+                                  size_t *n)
 {
     *n = arr ? json_object_array_length(arr) : 0;
     *v = bb_arena_calloc(a, (*n + 1) * sizeof **v);
@@ -404,7 +439,7 @@ static void load_blocks(struct bb_arena *a, json_object *arr, struct bb_ir_block
 }
 
 /* The inverse of dump_request, for egress fixtures written as IR. */
-static void load_request(struct bb_arena *a, json_object *o, struct bb_ir_request *r)
+TC_UNUSED static void load_request(struct bb_arena *a, json_object *o, struct bb_ir_request *r)
 {
     json_object *v;
     memset(r, 0, sizeof *r);
@@ -481,7 +516,7 @@ static void load_request(struct bb_arena *a, json_object *o, struct bb_ir_reques
     r->user = dupj(a, get(o, "user"));
 }
 
-static void load_response(struct bb_arena *a, json_object *o, struct bb_ir_response *r)
+TC_UNUSED static void load_response(struct bb_arena *a, json_object *o, struct bb_ir_response *r)
 {
     memset(r, 0, sizeof *r);
     r->id = dupj(a, get(o, "id"));
@@ -493,7 +528,7 @@ static void load_response(struct bb_arena *a, json_object *o, struct bb_ir_respo
     load_usage(get(o, "usage"), &r->usage);
 }
 
-static void load_event(struct bb_arena *a, json_object *o, struct bb_ir_event *ev)
+TC_UNUSED static void load_event(struct bb_arena *a, json_object *o, struct bb_ir_event *ev)
 {
     json_object *v;
     memset(ev, 0, sizeof *ev);
@@ -513,6 +548,223 @@ static void load_event(struct bb_arena *a, json_object *o, struct bb_ir_event *e
     ev->error_type = dupj(a, get(o, "error_type"));
     ev->error_status = (int)json_object_get_int64(get(o, "error_status"));
     load_usage(get(o, "usage"), &ev->usage);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* more goldens: exact text, JSON text, SSE transcripts                                     */
+/* ---------------------------------------------------------------------------------------- */
+
+/* data[0..n) into the file at path (any path). */
+TC_UNUSED static void write_file(const char *path, const char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+TC_UNUSED static void write_golden_n(const char *name, const char *data, size_t n)
+{
+    char path[512];
+    snprintf(path, sizeof path, FIX "%s", name);
+    write_file(path, data, n);
+}
+
+/* A malloc'd NUL-terminated copy of an evbuffer (length in *len when not NULL). */
+TC_UNUSED static char *buf_str(struct evbuffer *b, size_t *len)
+{
+    size_t n = evbuffer_get_length(b);
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    evbuffer_copyout(b, s, n);
+    s[n] = '\0';
+    if (len)
+        *len = n;
+    return s;
+}
+
+/* actual[0..n) byte for byte equal to the golden file. */
+TC_UNUSED static void assert_text_golden(const char *actual, size_t n, const char *golden)
+{
+    if (updating())
+        write_golden_n(golden, actual, n);
+    size_t gl;
+    char *g = slurp(golden, &gl);
+    if (gl != n || memcmp(g, actual, n) != 0)
+        fail_msg("golden %s differs:\nactual:\n%.*s\ngolden:\n%s", golden, (int)n, actual, g);
+    free(g);
+}
+
+/* A JSON text equal to the golden file's, compared as parsed values. */
+TC_UNUSED static void assert_json_text_golden(const char *actual, size_t n, const char *golden)
+{
+    assert_json_golden(parse(actual, n), golden);
+}
+
+#define TC_MAXFRAMES 512
+
+struct tc_frames {
+    bool strict; /* each frame exactly "[event: X\n]data: ...\n\n" (an encoder's output) */
+    int n;
+    char *data[TC_MAXFRAMES];
+    size_t len[TC_MAXFRAMES];
+    char event[TC_MAXFRAMES][64];
+};
+
+TC_UNUSED static int tc_collect_frame(void *arg, const struct bb_sse_event *ev)
+{
+    struct tc_frames *f = arg;
+    assert_true(f->n < TC_MAXFRAMES);
+    if (f->strict) {
+        char want[96];
+        int n = ev->event_len ? snprintf(want, sizeof want,
+                                         "event: %.*s\ndata: ", (int)ev->event_len, ev->event)
+                              : snprintf(want, sizeof want, "data: ");
+        assert_true(ev->raw_len > (size_t)n + 2);
+        assert_memory_equal(ev->raw, want, (size_t)n);
+        assert_memory_equal(ev->raw + ev->raw_len - 2, "\n\n", 2);
+    }
+    assert_true(ev->event_len < sizeof f->event[0]);
+    memcpy(f->event[f->n], ev->event, ev->event_len);
+    f->event[f->n][ev->event_len] = '\0';
+    f->data[f->n] = malloc(ev->data_len + 1);
+    memcpy(f->data[f->n], ev->data, ev->data_len);
+    f->data[f->n][ev->data_len] = '\0';
+    f->len[f->n++] = ev->data_len;
+    return 0;
+}
+
+/* Split an SSE transcript into its frames (the whole text must be complete frames; strict:
+ * each in the exact shape an encoder writes). */
+TC_UNUSED static void frames_parse_ex(struct tc_frames *f, const char *s, size_t n, bool strict)
+{
+    struct bb_sse sse;
+    memset(f, 0, sizeof *f);
+    f->strict = strict;
+    bb_sse_init(&sse, 64u << 20);
+    assert_int_equal(bb_sse_feed(&sse, s, n, tc_collect_frame, f), 0);
+    assert_int_equal(bb_sse_pending(&sse), 0);
+    bb_sse_free(&sse);
+}
+
+TC_UNUSED static void frames_parse(struct tc_frames *f, const char *s, size_t n)
+{
+    frames_parse_ex(f, s, n, false);
+}
+
+TC_UNUSED static void frames_free(struct tc_frames *f)
+{
+    for (int i = 0; i < f->n; i++)
+        free(f->data[i]);
+}
+
+/* Two SSE transcripts carry the same frames: the same event names, equal JSON data (non-JSON
+ * data such as "[DONE]" byte for byte). */
+TC_UNUSED static void assert_sse_golden(const char *actual, size_t n, const char *golden)
+{
+    if (updating())
+        write_golden_n(golden, actual, n);
+    size_t gl;
+    char *g = slurp(golden, &gl);
+    struct tc_frames a, b;
+    frames_parse_ex(&a, actual, n, true);
+    frames_parse(&b, g, gl);
+    if (a.n != b.n)
+        fail_msg("%s: %d frames, golden has %d:\n%.*s", golden, a.n, b.n, (int)n, actual);
+    for (int i = 0; i < a.n; i++) {
+        assert_string_equal(a.event[i], b.event[i]);
+        json_object *probe = json_tokener_parse(b.data[i]);
+        if (!probe) { /* not JSON ("[DONE]"): byte for byte */
+            assert_string_equal(a.data[i], b.data[i]);
+            continue;
+        }
+        json_object_put(probe);
+        json_object *x = parse(a.data[i], a.len[i]), *y = parse(b.data[i], b.len[i]);
+        json_object *type = NULL; /* typed SSE: the data's own type is the event's name */
+        if (a.event[i][0] && json_object_object_get_ex(x, "type", &type) &&
+            json_object_is_type(type, json_type_string))
+            assert_string_equal(json_object_get_string(type), a.event[i]);
+        if (!json_object_equal(x, y))
+            fail_msg("%s frame %d:\nactual: %s\ngolden: %s", golden, i, a.data[i], b.data[i]);
+        json_object_put(x);
+        json_object_put(y);
+    }
+    frames_free(&a);
+    frames_free(&b);
+    free(g);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* IR assertions                                                                            */
+/* ---------------------------------------------------------------------------------------- */
+
+TC_UNUSED static struct bb_ir_str S(const char *s) {
+    return (struct bb_ir_str){(char *)s, s ? strlen(s) : 0};
+}
+
+TC_UNUSED static bool
+str_is(const struct bb_ir_str *s, const char *want)
+{
+    if (!want)
+        return !s->p;
+    return s->p && s->len == strlen(want) && memcmp(s->p, want, s->len) == 0;
+}
+
+#define assert_str(s, want)                                                                        \
+    do {                                                                                           \
+        if (!str_is((s), (want)))                                                                  \
+            fail_msg("%s is \"%.*s\", want \"%s\"", #s, (s)->p ? (int)(s)->len : 6,                \
+                     (s)->p ? (s)->p : "(null)", (want) ? (want) : "(null)");                      \
+    } while (0)
+
+TC_UNUSED static bool has_unsupported(const struct bb_ir_request *r, const char *f)
+{
+    for (size_t i = 0; i < r->n_unsupported; i++)
+        if (strcmp(r->unsupported[i], f) == 0)
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the dropped-field list of the egress context (.dropped = &test_drops)                    */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Its array is the test's own (capacity enough for any writer), so the list outlives the
+ * arena a test frees right after write_request. */
+static const char *test_drop_names[256];
+static struct bb_dropped test_drops = {test_drop_names, 0, 256};
+
+TC_UNUSED static void drops_reset(void)
+{
+    test_drops.n = 0;
+}
+
+/* The list comma-separated, NULL when nothing was dropped. */
+TC_UNUSED static const char *drops_text(void)
+{
+    static char text[2048];
+    return bb_proto_dropped_text(&test_drops, text, sizeof text) ? text : NULL;
+}
+
+TC_UNUSED static bool dropped_has(const char *f)
+{
+    for (size_t i = 0; i < test_drops.n; i++)
+        if (strcmp(test_drops.names[i], f) == 0)
+            return true;
+    return false;
+}
+
+/* The dropped list holds exactly the names in want, in any order (the order of drops is not
+ * part of the contract). */
+TC_UNUSED static void assert_dropped(const char *const *want, size_t n)
+{
+    bool same = test_drops.n == n;
+    for (size_t i = 0; same && i < n; i++)
+        same = dropped_has(want[i]);
+    if (!same) {
+        const char *d = drops_text();
+        fail_msg("dropped: got \"%s\"", d ? d : "");
+    }
 }
 
 #endif

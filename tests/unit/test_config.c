@@ -209,6 +209,23 @@ static void test_minimal(void **state)
     bb_conf_free(c);
 }
 
+/* A provider key with a control character is refused at load, located at its api_key_env. */
+static void test_key_hygiene(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"sk-ant-test\n", "sk-\rant", "sk\tant", "sk\x7f"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("ANTHROPIC_KEY", bad[i], 1);
+        expect_error(minimal, 1, 40, "the value of $ANTHROPIC_KEY contains a control character");
+    }
+    setenv("ANTHROPIC_KEY", "sk-ant-test with spaces", 1);
+    struct bb_conf_errors errs = {0};
+    struct bb_conf *c = load_text(minimal, &errs);
+    assert_non_null(c);
+    bb_conf_free(c);
+    unsetenv("ANTHROPIC_KEY");
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -1153,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_admin_api),
         cmocka_unit_test(test_cluster),
         cmocka_unit_test(test_collects_all),
+        cmocka_unit_test(test_key_hygiene),
         cmocka_unit_test(test_providers_precedence),
         cmocka_unit_test(test_paths),
     };

@@ -48,43 +48,6 @@ static struct bb_lane lane = {.name = "claude",
 static struct bb_ingress_ctx ictx = {
     .request_id = "req42", .model = "smart-pool", .created = 1750000000};
 
-static char *buf_str(struct evbuffer *b)
-{
-    size_t n = evbuffer_get_length(b);
-    char *s = malloc(n + 1);
-    evbuffer_copyout(b, s, n);
-    s[n] = '\0';
-    return s;
-}
-
-/* The dropped list as a sorted JSON array (the order of drops is not part of the contract). */
-static int cmp_str(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
-static void assert_dropped(const char *const *want, size_t n)
-{
-    const char *d = bb_proto_dropped();
-    char *copy = strdup(d ? d : "");
-    char *items[64];
-    size_t k = 0;
-    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t && k < 64;
-         t = strtok_r(NULL, ",", &save))
-        items[k++] = t;
-    qsort(items, k, sizeof items[0], cmp_str);
-    const char *sorted[64];
-    memcpy(sorted, want, n * sizeof *want);
-    qsort(sorted, n, sizeof sorted[0], cmp_str);
-    bool same = k == n;
-    for (size_t i = 0; same && i < n; i++)
-        same = strcmp(items[i], sorted[i]) == 0;
-    if (!same)
-        print_error("dropped: got \"%s\"\n", d ? d : "");
-    free(copy);
-    assert_true(same);
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* ingress: requests                                                                        */
 /* ---------------------------------------------------------------------------------------- */
@@ -224,12 +187,12 @@ static void test_read_request_errors(void **state)
         const char *body, *model, *err;
     } cases[] = {
         {"not json", NULL, "request body: invalid JSON"},
-        {"", NULL, "request body: invalid JSON (unexpected end of input)"},
+        {"", NULL, "request body: invalid JSON (unexpected end of input"},
         {"[]", NULL, "request body: expected a JSON object"},
         {"null", NULL, "request body: expected a JSON object, got null"},
         {"{\"model\":\"m\",\"messages\":[]} x", NULL, "request body: invalid JSON ("},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]", NULL,
-         "request body: invalid JSON (unexpected end of input)"},
+         "request body: invalid JSON (unexpected end of input"},
         {"{\"model\":\"m\",\"max_tokens\":10}", NULL, "messages: required"},
         {"{\"max_tokens\":10,\"messages\":[]}", NULL, "model: required"},
         {"{\"model\":5,\"messages\":[]}", "pool", "model: expected a string"},
@@ -319,14 +282,17 @@ struct egress_out {
 static int write_ir(struct bb_arena *a, const struct bb_ir_request *ir, const struct bb_lane *ln,
                     bool stream, struct egress_out *o, struct bb_err *err)
 {
-    struct bb_egress_ctx ctx = {
-        .provider = &provider, .lane = ln, .stream = stream, .now = 1750000000};
+    struct bb_egress_ctx ctx = {.provider = &provider,
+                                .lane = ln,
+                                .stream = stream,
+                                .now = 1750000000,
+                                .dropped = &test_drops};
     memset(o, 0, sizeof *o);
     o->req.headers = evbuffer_new();
     o->req.body = evbuffer_new();
-    bb_proto_dropped_reset();
+    drops_reset();
     int rc = P->write_request(a, ir, &ctx, &o->req, err);
-    o->headers = buf_str(o->req.headers);
+    o->headers = buf_str(o->req.headers, NULL);
     return rc;
 }
 
@@ -339,7 +305,7 @@ static void egress_free(struct egress_out *o)
 
 static json_object *body_json(struct egress_out *o)
 {
-    char *s = buf_str(o->req.body);
+    char *s = buf_str(o->req.body, NULL);
     json_object *j = parse(s, strlen(s));
     free(s);
     return j;
@@ -407,17 +373,17 @@ static void test_write_request_from_openai_shape(void **state)
     assert_true(json_object_get_boolean(get(b, "stream")));
     assert_string_equal(json_object_get_string(get(b, "model")), "claude-sonnet-4-5-20250929");
     assert_null(get(b, "thinking"));
-    assert_null(bb_proto_dropped());
+    assert_null(drops_text());
     json_object_put(b);
     egress_free(&o);
 
     /* no key configured: no x-api-key header */
     struct bb_provider keyless = provider;
     keyless.api_key = NULL;
-    struct bb_egress_ctx ctx = {.provider = &keyless, .lane = &lane};
+    struct bb_egress_ctx ctx = {.provider = &keyless, .lane = &lane, .dropped = &test_drops};
     struct bb_egress_req req = {.headers = evbuffer_new(), .body = evbuffer_new()};
     assert_int_equal(P->write_request(&a, &ir, &ctx, &req, &err), 0);
-    char *h = buf_str(req.headers);
+    char *h = buf_str(req.headers, NULL);
     assert_null(strstr(h, "x-api-key"));
     free(h);
     evbuffer_free(req.headers);
@@ -505,7 +471,7 @@ static void test_write_request_thinking_rules(void **state)
     /* with thinking, top_p >= 0.95 is kept and a lower one dropped */
     b = write_inline("{\"reasoning\":true,\"top_p\":0.95,\"messages\":[]}", &lane);
     assert_true(json_object_get_double(get(b, "top_p")) == 0.95);
-    assert_null(bb_proto_dropped());
+    assert_null(drops_text());
     json_object_put(b);
     b = write_inline("{\"reasoning\":true,\"top_p\":0.5,\"messages\":[]}", &lane);
     assert_null(get(b, "top_p"));
@@ -520,7 +486,7 @@ static void test_write_request_thinking_rules(void **state)
     assert_true(json_object_get_double(get(b, "temperature")) == 1.0);
     assert_int_equal(json_object_get_int(get(b, "top_k")), 5);
     assert_null(get(b, "tool_choice"));
-    assert_null(bb_proto_dropped());
+    assert_null(drops_text());
     json_object_put(b);
     b = write_inline("{\"parallel_tool_calls\":false,"
                      "\"tools\":[{\"name\":\"f\"}],\"messages\":[]}",
@@ -581,7 +547,7 @@ static void test_response_roundtrip(void **state)
 
     struct evbuffer *out = evbuffer_new();
     assert_int_equal(P->write_response(&a, &r, &ictx, out), 0);
-    char *s = buf_str(out);
+    char *s = buf_str(out, NULL);
     assert_json_golden(parse(s, strlen(s)), "resp_tools.out.json");
     free(s);
     evbuffer_free(out);
@@ -603,7 +569,7 @@ static void test_response_from_other(void **state)
     load_response(&a, j, &r);
     struct evbuffer *out = evbuffer_new();
     assert_int_equal(P->write_response(&a, &r, &ictx, out), 0);
-    char *s = buf_str(out);
+    char *s = buf_str(out, NULL);
     assert_json_golden(parse(s, strlen(s)), "resp_other.out.json");
     free(s);
     evbuffer_free(out);
@@ -686,52 +652,6 @@ static int on_frame(void *arg, const struct bb_sse_event *sev)
     return 0;
 }
 
-/* SSE text → (event, data) pairs as JSON [[event, data], ...]; also checks that every frame
- * is exactly "event: X\ndata: {...}\n\n". */
-static int collect_frame(void *arg, const struct bb_sse_event *sev)
-{
-    json_object *arr = arg;
-    char want[64];
-    int n = snprintf(want, sizeof want, "event: %.*s\ndata: ", (int)sev->event_len, sev->event);
-    assert_true(sev->raw_len > (size_t)n + 2);
-    assert_memory_equal(sev->raw, want, (size_t)n);
-    assert_memory_equal(sev->raw + sev->raw_len - 2, "\n\n", 2);
-    json_object *pair = json_object_new_array();
-    json_object_array_add(pair, json_object_new_string_len(sev->event, (int)sev->event_len));
-    json_object_array_add(pair, parse(sev->data, sev->data_len));
-    json_object_array_add(arr, pair);
-    return 0;
-}
-
-static json_object *sse_to_json(const char *text, size_t n)
-{
-    json_object *arr = json_object_new_array();
-    struct bb_sse s;
-    bb_sse_init(&s, 0);
-    assert_int_equal(bb_sse_feed(&s, text, n, collect_frame, arr), 0);
-    assert_int_equal(bb_sse_pending(&s), 0);
-    bb_sse_free(&s);
-    return arr;
-}
-
-/* Compare encoder output with a golden SSE transcript, frame by frame. */
-static void assert_sse_golden(const char *out, const char *golden)
-{
-    if (updating())
-        write_golden(golden, out);
-    size_t n;
-    char *g = slurp(golden, &n);
-    json_object *want = sse_to_json(g, n);
-    json_object *got = sse_to_json(out, strlen(out));
-    if (!json_object_equal(got, want)) {
-        print_error("golden %s differs; actual:\n%s\n", golden, out);
-        fail();
-    }
-    json_object_put(want);
-    json_object_put(got);
-    free(g);
-}
-
 /* transcript → SSE framer (one byte at a time) → decoder → IR → encoder. */
 static void stream_case(const char *name)
 {
@@ -758,8 +678,8 @@ static void stream_case(const char *name)
     if (P->enc_finish)
         P->enc_finish(p.enc, p.out);
     assert_json_golden(p.events, ir_golden);
-    char *out = buf_str(p.out);
-    assert_sse_golden(out, out_golden);
+    char *out = buf_str(p.out, NULL);
+    assert_sse_golden(out, strlen(out), out_golden);
     free(out);
     free(text);
     free(p.dec);
@@ -817,8 +737,8 @@ static void encode_case(const char *name)
         load_event(&a, json_object_array_get_idx(evs, i), &ev);
         assert_int_equal(P->enc_event(enc, &a, &ev, out), 0);
     }
-    char *s = buf_str(out);
-    assert_sse_golden(s, golden);
+    char *s = buf_str(out, NULL);
+    assert_sse_golden(s, strlen(s), golden);
     free(s);
     evbuffer_free(out);
     free(enc);

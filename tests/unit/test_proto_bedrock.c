@@ -27,85 +27,9 @@
 
 static const struct bb_proto_ops *P;
 
+#include "proto_test_common.h"
+
 /* ---------------------------------------------------------------- helpers */
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return b;
-}
-
-static bool updating(void)
-{
-    const char *u = getenv("BB_UPDATE_GOLDEN");
-    return u && *u && strcmp(u, "0") != 0;
-}
-
-static void write_file(const char *path, const char *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, n, f), n);
-    fclose(f);
-}
-
-/* Compare JSON text to a golden file after canonicalising both with json-c. */
-static void assert_json_golden(const char *got, size_t got_len, const char *golden)
-{
-    char path[256];
-    snprintf(path, sizeof path, FIX "%s", golden);
-    if (updating()) {
-        struct json_object *o = json_tokener_parse(got);
-        assert_non_null(o);
-        const char *pretty = json_object_to_json_string_ext(
-            o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
-        size_t pl = strlen(pretty);
-        char *withnl = malloc(pl + 2);
-        memcpy(withnl, pretty, pl);
-        withnl[pl] = '\n';
-        write_file(path, withnl, pl + 1);
-        free(withnl);
-        json_object_put(o);
-    }
-    char *want = slurp(path, NULL);
-    char *g = strndup(got, got_len);
-    struct json_object *a = json_tokener_parse(g), *b = json_tokener_parse(want);
-    assert_non_null(a);
-    assert_non_null(b);
-    if (!json_object_equal(a, b))
-        fail_msg("%s differs:\n got: %s\nwant: %s", golden,
-                 json_object_to_json_string_ext(a, JSON_C_TO_STRING_PLAIN),
-                 json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN));
-    json_object_put(a);
-    json_object_put(b);
-    free(g);
-    free(want);
-}
-
-static void assert_text_golden(const char *got, size_t n, const char *golden)
-{
-    char path[256];
-    snprintf(path, sizeof path, FIX "%s", golden);
-    if (updating())
-        write_file(path, got, n);
-    size_t wl;
-    char *want = slurp(path, &wl);
-    if (wl != n || memcmp(want, got, n) != 0)
-        fail_msg("%s differs:\n--- got\n%.*s--- want\n%s", golden, (int)n, got, want);
-    free(want);
-}
 
 static const char *evstr(struct evbuffer *b)
 {
@@ -114,31 +38,12 @@ static const char *evstr(struct evbuffer *b)
     return s;
 }
 
-static bool streq(const struct bb_ir_str *s, const char *want)
-{
-    return s->p && s->len == strlen(want) && memcmp(s->p, want, s->len) == 0;
-}
-
-#define assert_str(s, want)                                                                        \
-    do {                                                                                           \
-        if (!streq(&(s), want))                                                                    \
-            fail_msg("%s: got '%s', want '%s'", #s, (s).p ? (s).p : "(null)", want);               \
-    } while (0)
-
-static bool has_unsupported(const struct bb_ir_request *r, const char *f)
-{
-    for (size_t i = 0; i < r->n_unsupported; i++)
-        if (!strcmp(r->unsupported[i], f))
-            return true;
-    return false;
-}
-
 static int setup(void **state)
 {
     (void)state;
     P = bb_proto_get(BB_PROTO_BEDROCK);
     assert_non_null(P);
-    bb_proto_dropped_reset();
+    drops_reset();
     return 0;
 }
 
@@ -148,19 +53,19 @@ static void test_read_request_full(void **state)
 {
     (void)state;
     size_t n;
-    char *body = slurp(FIX "request_full.json", &n);
+    char *body = slurp("request_full.json", &n);
     struct bb_arena a;
     bb_arena_init(&a, 0);
     struct bb_ir_request r;
     struct bb_err err = {{0}};
     assert_int_equal(P->read_request(&a, body, n, "us.anthropic.claude-sonnet-4:0", &r, &err), 0);
-    assert_str(r.model, "us.anthropic.claude-sonnet-4:0");
+    assert_str(&r.model, "us.anthropic.claude-sonnet-4:0");
 
     /* system, with the cache point on the block before it */
     assert_int_equal(r.n_system, 2);
-    assert_str(r.system[0].text, "You are a terse assistant.");
+    assert_str(&r.system[0].text, "You are a terse assistant.");
     assert_true(r.system[0].cache_control);
-    assert_str(r.system[1].text, "Answer in English.");
+    assert_str(&r.system[1].text, "Answer in English.");
     assert_false(r.system[1].cache_control);
 
     assert_int_equal(r.n_messages, 3);
@@ -170,12 +75,12 @@ static void test_read_request_full(void **state)
     assert_int_equal(m->n_blocks, 3);
     assert_int_equal(m->blocks[0].type, BB_IR_TEXT);
     assert_int_equal(m->blocks[1].type, BB_IR_IMAGE);
-    assert_str(m->blocks[1].media_type, "image/png");
+    assert_str(&m->blocks[1].media_type, "image/png");
     assert_true(m->blocks[1].data.len > 20 && !memcmp(m->blocks[1].data.p, "iVBORw0KGgo", 11));
     assert_int_equal(m->blocks[2].type, BB_IR_DOCUMENT);
-    assert_str(m->blocks[2].media_type, "application/pdf");
-    assert_str(m->blocks[2].data, "JVBERi0xLjQK");
-    assert_str(m->blocks[2].name, "report");
+    assert_str(&m->blocks[2].media_type, "application/pdf");
+    assert_str(&m->blocks[2].data, "JVBERi0xLjQK");
+    assert_str(&m->blocks[2].name, "report");
     assert_true(has_unsupported(&r, "image.s3Location"));
 
     /* assistant: thinking + signature, redacted, text, two parallel tool calls */
@@ -183,31 +88,31 @@ static void test_read_request_full(void **state)
     assert_int_equal(m->role, BB_IR_ASSISTANT);
     assert_int_equal(m->n_blocks, 5);
     assert_int_equal(m->blocks[0].type, BB_IR_THINKING);
-    assert_str(m->blocks[0].text, "Two cities: call the tool twice.");
-    assert_str(m->blocks[0].signature, "sig-abc123");
+    assert_str(&m->blocks[0].text, "Two cities: call the tool twice.");
+    assert_str(&m->blocks[0].signature, "sig-abc123");
     assert_int_equal(m->blocks[1].type, BB_IR_REDACTED_THINKING);
-    assert_str(m->blocks[1].signature, "cmVkYWN0ZWQ=");
-    assert_str(m->blocks[2].text, "A red pixel. Checking the weather.");
+    assert_str(&m->blocks[1].signature, "cmVkYWN0ZWQ=");
+    assert_str(&m->blocks[2].text, "A red pixel. Checking the weather.");
     assert_int_equal(m->blocks[3].type, BB_IR_TOOL_USE);
-    assert_str(m->blocks[3].id, "tooluse_paris");
-    assert_str(m->blocks[3].name, "get_weather");
-    assert_str(m->blocks[3].input_json, "{\"city\":\"Paris\",\"unit\":\"c\"}");
-    assert_str(m->blocks[4].id, "tooluse_rome");
-    assert_str(m->blocks[4].input_json, "{\"city\":\"Rome\"}");
+    assert_str(&m->blocks[3].id, "tooluse_paris");
+    assert_str(&m->blocks[3].name, "get_weather");
+    assert_str(&m->blocks[3].input_json, "{\"city\":\"Paris\",\"unit\":\"c\"}");
+    assert_str(&m->blocks[4].id, "tooluse_rome");
+    assert_str(&m->blocks[4].input_json, "{\"city\":\"Rome\"}");
 
     /* user: tool results (json content → text, error status), text with a cache point */
     m = &r.messages[2];
     assert_int_equal(m->role, BB_IR_USER);
     assert_int_equal(m->n_blocks, 3);
     assert_int_equal(m->blocks[0].type, BB_IR_TOOL_RESULT);
-    assert_str(m->blocks[0].id, "tooluse_paris");
-    assert_str(m->blocks[0].text, "{\"temp\":21,\"sky\":\"clear\"}");
+    assert_str(&m->blocks[0].id, "tooluse_paris");
+    assert_str(&m->blocks[0].text, "{\"temp\":21,\"sky\":\"clear\"}");
     assert_false(m->blocks[0].is_error);
-    assert_str(m->blocks[1].id, "tooluse_rome");
-    assert_str(m->blocks[1].text, "service down");
+    assert_str(&m->blocks[1].id, "tooluse_rome");
+    assert_str(&m->blocks[1].text, "service down");
     assert_true(m->blocks[1].is_error);
     assert_true(m->blocks[1].cache_control);
-    assert_str(m->blocks[2].text, "Summarise.");
+    assert_str(&m->blocks[2].text, "Summarise.");
 
     /* sampling, stop, max tokens */
     assert_true(r.has_max_tokens);
@@ -219,23 +124,23 @@ static void test_read_request_full(void **state)
     assert_true(r.has_top_k);
     assert_int_equal(r.top_k, 40);
     assert_int_equal(r.n_stop, 2);
-    assert_str(r.stop[0], "END");
-    assert_str(r.stop[1], "STOP");
+    assert_str(&r.stop[0], "END");
+    assert_str(&r.stop[1], "STOP");
 
     /* tools and tool choice */
     assert_int_equal(r.n_tools, 1);
-    assert_str(r.tools[0].name, "get_weather");
-    assert_str(r.tools[0].description, "Current weather for a city");
+    assert_str(&r.tools[0].name, "get_weather");
+    assert_str(&r.tools[0].description, "Current weather for a city");
     assert_true(strstr(r.tools[0].parameters_json.p, "\"required\":[\"city\"]") != NULL);
     assert_int_equal(r.tool_choice, BB_IR_TC_TOOL);
-    assert_str(r.tool_choice_name, "get_weather");
+    assert_str(&r.tool_choice_name, "get_weather");
     assert_true(has_unsupported(&r, "toolConfig.cachePoint"));
 
     /* reasoning ask, structured output */
     assert_true(r.reasoning);
     assert_int_equal(r.reasoning_budget, 1600);
     assert_int_equal(r.format, BB_IR_FMT_JSON_SCHEMA);
-    assert_str(r.format_name, "summary");
+    assert_str(&r.format_name, "summary");
     assert_true(strstr(r.format_schema_json.p, "\"type\":\"object\"") != NULL);
 
     /* fields the IR cannot carry */
@@ -253,7 +158,7 @@ static void test_read_request_sdk(void **state)
 {
     (void)state;
     size_t n;
-    char *body = slurp(FIX "request_sdk.json", &n);
+    char *body = slurp("request_sdk.json", &n);
     struct bb_arena a;
     bb_arena_init(&a, 0);
     struct bb_ir_request r;
@@ -265,22 +170,22 @@ static void test_read_request_sdk(void **state)
     assert_int_equal(r.n_messages, 3);
     const struct bb_ir_block *b = r.messages[0].blocks;
     assert_int_equal(r.messages[0].n_blocks, 3);
-    assert_str(b[1].data, "iVBORw==");
-    assert_str(b[1].media_type, "image/png");
+    assert_str(&b[1].data, "iVBORw==");
+    assert_str(&b[1].media_type, "image/png");
     assert_int_equal(b[2].type, BB_IR_DOCUMENT);
-    assert_str(b[2].media_type, "text/plain");
-    assert_str(b[2].data, "aGVsbG8=");
+    assert_str(&b[2].media_type, "text/plain");
+    assert_str(&b[2].data, "aGVsbG8=");
     b = r.messages[1].blocks;
-    assert_str(b[0].signature, "sig");
+    assert_str(&b[0].signature, "sig");
     assert_int_equal(b[1].type, BB_IR_REDACTED_THINKING);
-    assert_str(b[1].signature, "c2VjcmV0");
-    assert_str(b[2].input_json, "{\"a\":[1,2.5,null,true]}");
+    assert_str(&b[1].signature, "c2VjcmV0");
+    assert_str(&b[2].input_json, "{\"a\":[1,2.5,null,true]}");
     b = r.messages[2].blocks;
     assert_int_equal(b[0].type, BB_IR_TOOL_RESULT);
-    assert_str(b[0].text, "{\"ok\":1}\nand text"); /* the joined flat form too */
+    assert_str(&b[0].text, "{\"ok\":1}\nand text"); /* the joined flat form too */
     assert_int_equal(b[0].n_content, 2);
-    assert_str(b[0].content[0].text, "{\"ok\":1}");
-    assert_str(b[0].content[1].text, "and text");
+    assert_str(&b[0].content[0].text, "{\"ok\":1}");
+    assert_str(&b[0].content[1].text, "and text");
     assert_int_equal(r.tool_choice, BB_IR_TC_ANY);
     assert_int_equal(r.top_k, 5);
     assert_true(r.top_p == 0.95);
@@ -296,8 +201,8 @@ static void test_read_request_errors(void **state)
         const char *body, *err;
     } cases[] = {
         {"[]", "request body: expected a JSON object"},
-        {"{\"messages\":[", "request body: invalid JSON (unexpected end)"},
-        {"{} x", "request body: trailing data after the JSON value"},
+        {"{\"messages\":[", "request body: invalid JSON (unexpected end of input at byte 13)"},
+        {"{} x", "request body: invalid JSON (trailing characters after the object at byte 3)"},
         {"{\"messages\":{}}", "messages: expected an array"},
         {"{\"messages\":[1]}", "messages[0]: expected an object"},
         {"{\"messages\":[{\"role\":\"system\",\"content\":[]}]}",
@@ -383,7 +288,7 @@ static void test_write_request_roundtrip_sigv4(void **state)
 {
     (void)state;
     size_t n;
-    char *body = slurp(FIX "request_full.json", &n);
+    char *body = slurp("request_full.json", &n);
     struct bb_arena a;
     bb_arena_init(&a, 0);
     struct bb_ir_request r;
@@ -402,20 +307,21 @@ static void test_write_request_roundtrip_sigv4(void **state)
                            .upstream_model = "us.anthropic.claude-sonnet-4-20250514-v1:0",
                            .default_max_tokens = 4096,
                            .reasoning = true};
-    struct bb_egress_ctx ctx = {.provider = &pv, .lane = &lane, .stream = false, .now = 1440938160};
+    struct bb_egress_ctx ctx = {
+        .provider = &pv, .lane = &lane, .stream = false, .now = 1440938160, .dropped = &test_drops};
     struct bb_egress_req out = {.headers = evbuffer_new(), .body = evbuffer_new()};
     /* With tool_choice auto, thinking is requested (the history's tool turn starts with signed
      * thinking, as Claude requires). */
     assert_int_equal(r.tool_choice, BB_IR_TC_TOOL);
     r.tool_choice = BB_IR_TC_AUTO;
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(P->write_request(&a, &r, &ctx, &out, &err), 0);
     assert_string_equal(out.path, "/model/us.anthropic.claude-sonnet-4-20250514-v1%3A0/converse");
     size_t bl = evbuffer_get_length(out.body);
-    assert_json_golden(evstr(out.body), bl, "egress_roundtrip.json");
+    assert_json_text_golden(evstr(out.body), bl, "egress_roundtrip.json");
     /* Claude thinking forbids a non-default temperature, top_p < 0.95 and top_k; Converse has
      * no structured output field busbar sends. */
-    assert_string_equal(bb_proto_dropped(), "temperature,top_p,top_k,response_format");
+    assert_string_equal(drops_text(), "temperature,top_p,top_k,response_format");
     /* The signature covers this exact body; verified once against @smithy/signature-v4. */
     const char *h = evstr(out.headers);
     assert_text_golden(h, strlen(h), "egress_roundtrip.headers");
@@ -428,7 +334,7 @@ static void test_write_request_roundtrip_sigv4(void **state)
         lane.reasoning = allowed;
         out.headers = evbuffer_new();
         out.body = evbuffer_new();
-        bb_proto_dropped_reset();
+        drops_reset();
         ctx.stream = true;
         pv.url.port = 8443;
         pv.url.path = prov_host("/proxy");
@@ -436,7 +342,7 @@ static void test_write_request_roundtrip_sigv4(void **state)
         assert_string_equal(out.path,
                             "/model/us.anthropic.claude-sonnet-4-20250514-v1%3A0/converse-stream");
         /* sampling kept, but not temperature and top_p together for current Claude models */
-        assert_string_equal(bb_proto_dropped(), "reasoning,top_p,response_format");
+        assert_string_equal(drops_text(), "reasoning,top_p,response_format");
         const char *b2 = evstr(out.body);
         assert_non_null(strstr(b2, "\"inferenceConfig\":{\"maxTokens\":2048,\"temperature\":0.7,"
                                    "\"stopSequences\""));
@@ -459,9 +365,9 @@ static void test_write_request_roundtrip_sigv4(void **state)
     asst->n_blocks -= 2;
     out.headers = evbuffer_new();
     out.body = evbuffer_new();
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(P->write_request(&a, &r, &ctx, &out, &err), 0);
-    assert_string_equal(bb_proto_dropped(), "reasoning,top_p,response_format");
+    assert_string_equal(drops_text(), "reasoning,top_p,response_format");
     assert_null(strstr(evstr(out.body), "thinking"));
     evbuffer_free(out.headers);
     evbuffer_free(out.body);
@@ -469,14 +375,8 @@ static void test_write_request_roundtrip_sigv4(void **state)
     free(body);
 }
 
-static struct bb_ir_str S(const char *s) {
-    struct bb_ir_str r = {(char *)s, strlen(s)};
-    return r;
-}
-
 /* An IR as an OpenAI chat client would produce it, sent to a non-Claude model. */
-static void
-test_write_request_openai_like(void **state)
+static void test_write_request_openai_like(void **state)
 {
     (void)state;
     struct bb_ir_block sys[] = {{.type = BB_IR_TEXT, .text = S("Be brief.")}};
@@ -552,20 +452,21 @@ test_write_request_openai_like(void **state)
                                      .path = prov_host("")},
                              .api_key = "ABSKQmVkcm9ja0FQSUtleQ=="};
     struct bb_lane lane = {.upstream_model = "meta.llama3-70b-instruct-v1:0", .reasoning = true};
-    struct bb_egress_ctx ctx = {.provider = &pv, .lane = &lane, .stream = true, .now = 0};
+    struct bb_egress_ctx ctx = {
+        .provider = &pv, .lane = &lane, .stream = true, .now = 0, .dropped = &test_drops};
     struct bb_egress_req out = {.headers = evbuffer_new(), .body = evbuffer_new()};
     struct bb_arena a;
     bb_arena_init(&a, 0);
     struct bb_err err = {{0}};
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(P->write_request(&a, &ir, &ctx, &out, &err), 0);
     assert_string_equal(out.path, "/model/meta.llama3-70b-instruct-v1%3A0/converse-stream");
     assert_string_equal(evstr(out.headers), "Content-Type: application/json\r\n"
                                             "Authorization: Bearer ABSKQmVkcm9ja0FQSUtleQ==\r\n");
     size_t bl = evbuffer_get_length(out.body);
-    assert_json_golden(evstr(out.body), bl, "egress_openai_like.json");
+    assert_json_text_golden(evstr(out.body), bl, "egress_openai_like.json");
     assert_string_equal(
-        bb_proto_dropped(),
+        drops_text(),
         "reasoning,images,thinking,tool_input,tool_result.is_error,strict,tool_choice,"
         "parallel_tool_calls,top_k,seed,presence_penalty,frequency_penalty,n,"
         "response_format,user");
@@ -583,7 +484,7 @@ test_write_request_openai_like(void **state)
     ctx.stream = false;
     out.headers = evbuffer_new();
     out.body = evbuffer_new();
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(P->write_request(&a, &ir2, &ctx, &out, &err), 0);
     const char *b = evstr(out.body);
     assert_non_null(strstr(b, "\"inferenceConfig\":{\"maxTokens\":10096}"));
@@ -638,7 +539,8 @@ static void test_write_request_region(void **state)
             .url = {.host = prov_host(cases[i].host), .port = 80, .path = prov_host("")},
             .api_key = "AKID:SECRET",
             .region = (char *)cases[i].region};
-        struct bb_egress_ctx ctx = {.provider = &pv, .lane = &lane, .now = 1700000000};
+        struct bb_egress_ctx ctx = {
+            .provider = &pv, .lane = &lane, .now = 1700000000, .dropped = &test_drops};
         struct bb_egress_req out = {.headers = evbuffer_new(), .body = evbuffer_new()};
         struct bb_arena a;
         bb_arena_init(&a, 0);
@@ -660,7 +562,7 @@ static void test_response_roundtrip(void **state)
 {
     (void)state;
     size_t n;
-    char *body = slurp(FIX "response.json", &n);
+    char *body = slurp("response.json", &n);
     struct bb_arena a;
     bb_arena_init(&a, 0);
     struct bb_ir_response r;
@@ -668,11 +570,11 @@ static void test_response_roundtrip(void **state)
     assert_int_equal(P->read_response(&a, body, n, &r, &err), 0);
     assert_int_equal(r.n_blocks, 4);
     assert_int_equal(r.blocks[0].type, BB_IR_THINKING);
-    assert_str(r.blocks[0].signature, "EqQBCkYIBxgCKkDsig");
-    assert_str(r.blocks[1].text, "Let me check both cities.");
+    assert_str(&r.blocks[0].signature, "EqQBCkYIBxgCKkDsig");
+    assert_str(&r.blocks[1].text, "Let me check both cities.");
     assert_int_equal(r.blocks[2].type, BB_IR_TOOL_USE);
-    assert_str(r.blocks[2].id, "tooluse_A1");
-    assert_str(r.blocks[3].input_json, "{\"city\":\"Rome\"}");
+    assert_str(&r.blocks[2].id, "tooluse_A1");
+    assert_str(&r.blocks[3].input_json, "{\"city\":\"Rome\"}");
     assert_int_equal(r.stop, BB_IR_STOP_TOOL_USE);
     assert_true(r.usage.set);
     assert_int_equal(r.usage.input, 120);
@@ -684,7 +586,7 @@ static void test_response_roundtrip(void **state)
     struct evbuffer *out = evbuffer_new();
     assert_int_equal(P->write_response(&a, &r, &ictx, out), 0);
     size_t ol = evbuffer_get_length(out);
-    assert_json_golden(evstr(out), ol, "response_out.json");
+    assert_json_text_golden(evstr(out), ol, "response_out.json");
     evbuffer_free(out);
 
     /* A tool call without an id (some dialects have none) gets one: toolUseId is required. */
@@ -703,7 +605,7 @@ static void test_response_roundtrip(void **state)
                      "\"totalTokens\":2}}";
     assert_int_equal(P->read_response(&a, ss, strlen(ss), &r, &err), 0);
     assert_int_equal(r.stop, BB_IR_STOP_STOP_SEQUENCE);
-    assert_str(r.stop_sequence, "END");
+    assert_str(&r.stop_sequence, "END");
     out = evbuffer_new();
     assert_int_equal(P->write_response(&a, &r, &ictx, out), 0);
     assert_non_null(strstr(evstr(out), "\"additionalModelResponseFields\":{\"stop_sequence\":"
@@ -783,7 +685,7 @@ static const char *const bt_names[] = {"TEXT",        "THINKING", "REDACTED_THIN
 static const char *const d_names[] = {"TEXT",       "THINKING", "SIGNATURE",
                                       "INPUT_JSON", "REDACTED", "CITATION"};
 
-static void dump_str(struct evbuffer *b, const struct bb_ir_str *s)
+static void ev_str(struct evbuffer *b, const struct bb_ir_str *s)
 {
     struct json_object *o = json_object_new_string_len(s->p ? s->p : "", (int)s->len);
     evbuffer_add_printf(
@@ -792,7 +694,7 @@ static void dump_str(struct evbuffer *b, const struct bb_ir_str *s)
     json_object_put(o);
 }
 
-static void dump_event(struct evbuffer *b, const struct bb_ir_event *ev)
+static void ev_line(struct evbuffer *b, const struct bb_ir_event *ev)
 {
     evbuffer_add_printf(b, "%s", ev_names[ev->type]);
     switch (ev->type) {
@@ -800,14 +702,14 @@ static void dump_event(struct evbuffer *b, const struct bb_ir_event *ev)
         evbuffer_add_printf(b, " %u %s", ev->index, bt_names[ev->block_type]);
         if (ev->block_type == BB_IR_TOOL_USE) {
             evbuffer_add_printf(b, " id=");
-            dump_str(b, &ev->id);
+            ev_str(b, &ev->id);
             evbuffer_add_printf(b, " name=");
-            dump_str(b, &ev->name);
+            ev_str(b, &ev->name);
         }
         break;
     case BB_IR_EV_BLOCK_DELTA:
         evbuffer_add_printf(b, " %u %s ", ev->index, d_names[ev->delta]);
-        dump_str(b, &ev->text);
+        ev_str(b, &ev->text);
         break;
     case BB_IR_EV_BLOCK_STOP:
         evbuffer_add_printf(b, " %u", ev->index);
@@ -816,7 +718,7 @@ static void dump_event(struct evbuffer *b, const struct bb_ir_event *ev)
         evbuffer_add_printf(b, " stop=%s", bb_ir_stop_name(ev->stop));
         if (ev->stop_sequence.p) {
             evbuffer_add_printf(b, " stop_sequence=");
-            dump_str(b, &ev->stop_sequence);
+            ev_str(b, &ev->stop_sequence);
         }
         if (ev->usage.set)
             evbuffer_add_printf(b, " usage=in:%llu,out:%llu,cache_read:%llu,cache_write:%llu",
@@ -827,9 +729,9 @@ static void dump_event(struct evbuffer *b, const struct bb_ir_event *ev)
         break;
     case BB_IR_EV_ERROR:
         evbuffer_add_printf(b, " type=");
-        dump_str(b, &ev->error_type);
+        ev_str(b, &ev->error_type);
         evbuffer_add_printf(b, " status=%d ", ev->error_status);
-        dump_str(b, &ev->text);
+        ev_str(b, &ev->text);
         break;
     default:
         break;
@@ -840,7 +742,7 @@ static void dump_event(struct evbuffer *b, const struct bb_ir_event *ev)
 static int on_ir(void *arg, const struct bb_ir_event *ev)
 {
     struct ir_rec *r = arg;
-    dump_event(r->dump, ev);
+    ev_line(r->dump, ev);
     assert_int_equal(P->enc_event(r->enc, r->scratch, ev, r->out), 0);
     return 0;
 }
@@ -858,7 +760,15 @@ static int on_msg(void *arg, const struct bb_eventstream_msg *m)
     struct bb_frame f;
     bb_eventstream_to_frame(m, &f);
     fc->frames++;
-    return P->dec_frame(fc->dec, fc->scratch, &f, on_ir, fc->rec);
+    /* a scratch arena per frame, as the relay has: nothing may outlive its frame */
+    struct bb_arena frame;
+    bb_arena_init(&frame, 0);
+    struct bb_arena *keep = fc->rec->scratch;
+    fc->rec->scratch = &frame;
+    int rc = P->dec_frame(fc->dec, &frame, &f, on_ir, fc->rec);
+    fc->rec->scratch = keep;
+    bb_arena_free(&frame);
+    return rc;
 }
 
 /* Native transcript text → event-stream bytes, with the module's own encoder primitives. */
@@ -906,7 +816,7 @@ static int to_text(void *arg, const struct bb_eventstream_msg *m)
 static void run_stream(const char *name, size_t chunk, struct evbuffer *dump, struct evbuffer *text)
 {
     char path[256];
-    snprintf(path, sizeof path, FIX "%s.es", name);
+    snprintf(path, sizeof path, "%s.es", name);
     char *native = slurp(path, NULL);
     struct evbuffer *bytes = transcript_bytes(native);
     size_t n = evbuffer_get_length(bytes);

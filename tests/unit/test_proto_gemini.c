@@ -30,145 +30,9 @@
 
 static const struct bb_proto_ops *G;
 
-/* ---- helpers ---- */
-
-static char *slurp(const char *name, size_t *len)
-{
-    char path[256];
-    snprintf(path, sizeof path, FIX "%s", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fail_msg("cannot open %s", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
-static bool updating(void)
-{
-    const char *u = getenv("BB_UPDATE_GOLDEN");
-    return u && *u == '1';
-}
-
-static void write_golden(const char *name, const char *data, size_t len)
-{
-    char path[256];
-    snprintf(path, sizeof path, FIX "%s", name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fwrite(data, 1, len, f);
-    fclose(f);
-}
-
-static char *buf_str(struct evbuffer *b, size_t *len)
-{
-    size_t n = evbuffer_get_length(b);
-    char *s = malloc(n + 1);
-    assert_non_null(s);
-    evbuffer_copyout(b, s, n);
-    s[n] = '\0';
-    if (len)
-        *len = n;
-    return s;
-}
-
-static json_object *parse(const char *s)
-{
-    json_object *o = json_tokener_parse(s);
-    if (!o)
-        fail_msg("not JSON: %s", s);
-    return o;
-}
-
-/* Canonical compare: equal JSON values, whatever the key order or spacing. */
-static void assert_json_eq(const char *what, const char *got, const char *want)
-{
-    json_object *g = parse(got), *w = parse(want);
-    if (!json_object_equal(g, w)) {
-        fprintf(stderr, "%s differs\n got: %s\nwant: %s\n", what,
-                json_object_to_json_string_ext(g, JSON_C_TO_STRING_PLAIN),
-                json_object_to_json_string_ext(w, JSON_C_TO_STRING_PLAIN));
-        fail_msg("%s: JSON differs from golden", what);
-    }
-    json_object_put(g);
-    json_object_put(w);
-}
-
-/* Compare JSON output with a golden file (or write it when updating). */
-static void golden_json(const char *name, const char *got, size_t len)
-{
-    if (updating()) {
-        json_object *o = parse(got);
-        const char *pretty = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
-        write_golden(name, pretty, strlen(pretty));
-        json_object_put(o);
-        (void)len;
-        return;
-    }
-    char *want = slurp(name, NULL);
-    assert_json_eq(name, got, want);
-    free(want);
-}
-
-static bool str_is(const struct bb_ir_str *s, const char *want)
-{
-    return s->p && strlen(want) == s->len && memcmp(s->p, want, s->len) == 0;
-}
-
-#define assert_str(s, want)                                                                        \
-    do {                                                                                           \
-        if (!str_is(&(s), (want)))                                                                 \
-            fail_msg("%s: got \"%s\", want \"%s\"", #s, (s).p ? (s).p : "(null)", (want));         \
-    } while (0)
-
-static bool has_unsupported(const struct bb_ir_request *r, const char *f)
-{
-    for (size_t i = 0; i < r->n_unsupported; i++)
-        if (strcmp(r->unsupported[i], f) == 0)
-            return true;
-    return false;
-}
-
-static bool dropped_has(const char *f)
-{
-    const char *d = bb_proto_dropped();
-    if (!d)
-        return false;
-    size_t n = strlen(f);
-    for (const char *p = d; (p = strstr(p, f)); p += n)
-        if ((p == d || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
-            return true;
-    return false;
-}
+#include "proto_test_common.h"
 
 /* ---- IR events as JSON lines (goldens and encoder inputs) ---- */
-
-static const char *const ev_names[] = {"message_start", "block_start",  "block_delta", "block_stop",
-                                       "message_delta", "message_stop", "error",       "ping"};
-static const char *const block_names[] = {
-    "text", "thinking", "redacted_thinking", "tool_use", "tool_result", "image", "document"};
-static const char *const delta_names[] = {"text",       "thinking", "signature",
-                                          "input_json", "redacted", "citation"};
-
-static int name_index(const char *const *names, size_t n, const char *s)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], s) == 0)
-            return (int)i;
-    fail_msg("unknown name %s", s);
-    return -1;
-}
 
 #define NAMES(a) a, sizeof a / sizeof a[0]
 
@@ -181,7 +45,7 @@ static void add_str(json_object *o, const char *k, const struct bb_ir_str *s)
 static json_object *ev_to_json(const struct bb_ir_event *ev)
 {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "type", json_object_new_string(ev_names[ev->type]));
+    json_object_object_add(o, "type", json_object_new_string(event_names[ev->type]));
     switch (ev->type) {
     case BB_IR_EV_BLOCK_START:
         json_object_object_add(o, "index", json_object_new_int((int)ev->index));
@@ -227,7 +91,7 @@ static json_object *ev_to_json(const struct bb_ir_event *ev)
     return o;
 }
 
-static struct bb_ir_str jstr(struct bb_arena *a, json_object *o, const char *k)
+static struct bb_ir_str jget_str(struct bb_arena *a, json_object *o, const char *k)
 {
     json_object *v;
     if (!json_object_object_get_ex(o, k, &v))
@@ -246,7 +110,7 @@ static struct bb_ir_event ev_from_json(struct bb_arena *a, json_object *o)
     struct bb_ir_event ev = {0};
     json_object *v;
     json_object_object_get_ex(o, "type", &v);
-    ev.type = (enum bb_ir_event_type)name_index(NAMES(ev_names), json_object_get_string(v));
+    ev.type = (enum bb_ir_event_type)name_index(NAMES(event_names), json_object_get_string(v));
     if (json_object_object_get_ex(o, "index", &v))
         ev.index = (uint32_t)json_object_get_int(v);
     if (json_object_object_get_ex(o, "block", &v))
@@ -261,11 +125,11 @@ static struct bb_ir_event ev_from_json(struct bb_arena *a, json_object *o)
     }
     if (json_object_object_get_ex(o, "error_status", &v))
         ev.error_status = json_object_get_int(v);
-    ev.text = jstr(a, o, "text");
-    ev.id = jstr(a, o, "id");
-    ev.name = jstr(a, o, "name");
-    ev.model = jstr(a, o, "model");
-    ev.error_type = jstr(a, o, "error_type");
+    ev.text = jget_str(a, o, "text");
+    ev.id = jget_str(a, o, "id");
+    ev.name = jget_str(a, o, "name");
+    ev.model = jget_str(a, o, "model");
+    ev.error_type = jget_str(a, o, "error_type");
     if (json_object_object_get_ex(o, "usage", &v)) {
         ev.usage.set = true;
         ev.usage.input = ju(v, "input");
@@ -311,7 +175,7 @@ static void assert_lines_eq(const char *what, const char *got, const char *want)
 static void golden_lines(const char *name, const char *got)
 {
     if (updating()) {
-        write_golden(name, got, strlen(got));
+        write_golden_n(name, got, strlen(got));
         return;
     }
     char *want = slurp(name, NULL);
@@ -364,19 +228,31 @@ static char *decode_sse(const char *sse, size_t len, size_t step, int *rc)
     return out;
 }
 
+/* The route flags of a client streaming with ?alt=sse, as the module's route gives them. */
+static unsigned sse_flags(void)
+{
+    static const char path[] = "/v1beta/models/m:streamGenerateContent";
+    struct bb_proto_route r = {0};
+    assert_int_equal(G->match_route(path, sizeof path - 1, "alt=sse", &r), 1);
+    assert_int_not_equal(r.flags, 0);
+    return r.flags;
+}
+
 /* Events (JSON lines) → encoder output, SSE or JSON array; finish = call enc_finish. */
 static char *encode_lines(const char *lines, bool sse, bool finish, size_t *len)
 {
     struct bb_arena a;
     bb_arena_init(&a, 0);
-    struct bb_ingress_ctx ctx = {
-        .request_id = "req-1", .model = "pool-gemini", .created = 1700000000, .gemini_sse = sse};
+    struct bb_ingress_ctx ctx = {.request_id = "req-1",
+                                 .model = "pool-gemini",
+                                 .created = 1700000000,
+                                 .route_flags = sse ? sse_flags() : 0};
     void *enc = calloc(1, G->enc_size);
     G->enc_init(enc, &ctx);
     struct evbuffer *out = evbuffer_new();
     char *copy = strdup(lines), *save = NULL;
     for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        json_object *o = parse(l);
+        json_object *o = parse_str(l);
         struct bb_ir_event ev = ev_from_json(&a, o);
         assert_int_equal(G->enc_event(enc, &a, &ev, out), 0);
         json_object_put(o);
@@ -429,7 +305,7 @@ static void golden_sse(const char *name, const char *got, size_t len)
         p = end + 4;
     }
     if (updating()) {
-        write_golden(name, got, len);
+        write_golden_n(name, got, len);
         return;
     }
     size_t wlen;
@@ -444,7 +320,7 @@ static void golden_sse(const char *name, const char *got, size_t len)
 /* The array form byte for byte: "[" el (",\r\n" el)* "]", each element compact JSON. */
 static void assert_array_framing(const char *out)
 {
-    json_object *arr = parse(out);
+    json_object *arr = parse_str(out);
     assert_true(json_object_is_type(arr, json_type_array));
     struct evbuffer *want = evbuffer_new();
     evbuffer_add(want, "[", 1);
@@ -464,7 +340,7 @@ static void assert_array_framing(const char *out)
 /* Decode a JSON array stream (one frame per element) → event lines. */
 static char *decode_array(const char *text)
 {
-    json_object *arr = parse(text);
+    json_object *arr = parse_str(text);
     assert_true(json_object_is_type(arr, json_type_array));
     struct bb_arena a;
     bb_arena_init(&a, 0);
@@ -499,11 +375,11 @@ static void test_read_request_full(void **state)
     struct bb_ir_request r;
     struct bb_err err = {{0}};
     assert_int_equal(G->read_request(&a, body, len, "gemini-2.5-flash", &r, &err), 0);
-    assert_str(r.model, "gemini-2.5-flash");
+    assert_str(&r.model, "gemini-2.5-flash");
 
     assert_int_equal(r.n_system, 2);
-    assert_str(r.system[0].text, "You are a terse weather assistant.");
-    assert_str(r.system[1].text, "Answer in metric units.");
+    assert_str(&r.system[0].text, "You are a terse weather assistant.");
+    assert_str(&r.system[1].text, "Answer in metric units.");
 
     /* 8 contents → 7 messages: the two trailing user contents merge. */
     assert_int_equal(r.n_messages, 7);
@@ -512,30 +388,30 @@ static void test_read_request_full(void **state)
     assert_int_equal(m->n_blocks, 4);
     assert_int_equal(m->blocks[0].type, BB_IR_TEXT);
     assert_int_equal(m->blocks[1].type, BB_IR_IMAGE);
-    assert_str(m->blocks[1].media_type, "image/png");
+    assert_str(&m->blocks[1].media_type, "image/png");
     assert_true(m->blocks[1].data.len > 20);
     assert_int_equal(m->blocks[2].type, BB_IR_IMAGE);
-    assert_str(m->blocks[2].url, "https://example.com/cat.jpg");
-    assert_str(m->blocks[2].media_type, "image/jpeg");
+    assert_str(&m->blocks[2].url, "https://example.com/cat.jpg");
+    assert_str(&m->blocks[2].media_type, "image/jpeg");
     assert_int_equal(m->blocks[3].type, BB_IR_DOCUMENT);
-    assert_str(m->blocks[3].url, "gs://bucket/report.pdf");
+    assert_str(&m->blocks[3].url, "gs://bucket/report.pdf");
 
     /* thought, signature-only thinking (it belongs to the call), two parallel calls */
     m = &r.messages[1];
     assert_int_equal(m->role, BB_IR_ASSISTANT);
     assert_int_equal(m->n_blocks, 4);
     assert_int_equal(m->blocks[0].type, BB_IR_THINKING);
-    assert_str(m->blocks[0].text, "The user wants two cities; call both tools.");
+    assert_str(&m->blocks[0].text, "The user wants two cities; call both tools.");
     assert_null(m->blocks[0].signature.p);
     assert_int_equal(m->blocks[1].type, BB_IR_THINKING);
-    assert_str(m->blocks[1].text, "");
-    assert_str(m->blocks[1].signature, "c2lnLWNhbGwtMQ==");
+    assert_str(&m->blocks[1].text, "");
+    assert_str(&m->blocks[1].signature, "c2lnLWNhbGwtMQ==");
     assert_int_equal(m->blocks[2].type, BB_IR_TOOL_USE);
-    assert_str(m->blocks[2].name, "get_weather");
-    assert_str(m->blocks[2].id, "call_1");
+    assert_str(&m->blocks[2].name, "get_weather");
+    assert_str(&m->blocks[2].id, "call_1");
     assert_json_eq("args", m->blocks[2].input_json.p, "{\"city\":\"Paris\",\"unit\":\"celsius\"}");
     assert_int_equal(m->blocks[3].type, BB_IR_TOOL_USE);
-    assert_str(m->blocks[3].id, "call_2");
+    assert_str(&m->blocks[3].id, "call_2");
     assert_json_eq("args", m->blocks[3].input_json.p, "{\"city\":\"Tokyo\"}");
 
     /* results without ids pair with the calls in order */
@@ -543,35 +419,35 @@ static void test_read_request_full(void **state)
     assert_int_equal(m->role, BB_IR_USER);
     assert_int_equal(m->n_blocks, 2);
     assert_int_equal(m->blocks[0].type, BB_IR_TOOL_RESULT);
-    assert_str(m->blocks[0].id, "call_1");
-    assert_str(m->blocks[0].name, "get_weather");
-    assert_str(m->blocks[0].text, "18C, cloudy");
+    assert_str(&m->blocks[0].id, "call_1");
+    assert_str(&m->blocks[0].name, "get_weather");
+    assert_str(&m->blocks[0].text, "18C, cloudy");
     assert_false(m->blocks[0].is_error);
-    assert_str(m->blocks[1].id, "call_2");
+    assert_str(&m->blocks[1].id, "call_2");
     assert_json_eq("result", m->blocks[1].text.p, "{\"temp\":24,\"sky\":\"clear\"}");
 
     /* a signature on a text part goes to the thinking block before it */
     m = &r.messages[3];
     assert_int_equal(m->n_blocks, 2);
     assert_int_equal(m->blocks[0].type, BB_IR_THINKING);
-    assert_str(m->blocks[0].text, "Comparing the two.");
-    assert_str(m->blocks[0].signature, "c2lnLXRleHQ=");
+    assert_str(&m->blocks[0].text, "Comparing the two.");
+    assert_str(&m->blocks[0].signature, "c2lnLXRleHQ=");
     assert_int_equal(m->blocks[1].type, BB_IR_TEXT);
-    assert_str(m->blocks[1].text, "Paris 18C cloudy; Tokyo 24C clear.");
+    assert_str(&m->blocks[1].text, "Paris 18C cloudy; Tokyo 24C clear.");
 
-    assert_str(r.messages[5].blocks[0].id, "fc_77");
+    assert_str(&r.messages[5].blocks[0].id, "fc_77");
     m = &r.messages[6];
     assert_int_equal(m->n_blocks, 2);
     assert_int_equal(m->blocks[0].type, BB_IR_TOOL_RESULT);
-    assert_str(m->blocks[0].id, "fc_77");
+    assert_str(&m->blocks[0].id, "fc_77");
     assert_true(m->blocks[0].is_error);
-    assert_str(m->blocks[0].text, "not found");
+    assert_str(&m->blocks[0].text, "not found");
     assert_int_equal(m->blocks[1].type, BB_IR_TEXT);
 
     /* tools: Gemini Schema → JSON Schema; parametersJsonSchema verbatim */
     assert_int_equal(r.n_tools, 2);
-    assert_str(r.tools[0].name, "get_weather");
-    assert_str(r.tools[0].description, "Current weather for a city");
+    assert_str(&r.tools[0].name, "get_weather");
+    assert_str(&r.tools[0].description, "Current weather for a city");
     assert_json_eq("tool0", r.tools[0].parameters_json.p,
                    "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\","
                    "\"description\":\"City name\"},\"unit\":{\"type\":[\"string\",\"null\"],"
@@ -580,7 +456,7 @@ static void test_read_request_full(void **state)
                    "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"}},"
                    "\"additionalProperties\":false}");
     assert_int_equal(r.tool_choice, BB_IR_TC_TOOL);
-    assert_str(r.tool_choice_name, "get_weather");
+    assert_str(&r.tool_choice_name, "get_weather");
 
     assert_true(r.has_max_tokens);
     assert_int_equal(r.max_tokens, 1024);
@@ -593,8 +469,8 @@ static void test_read_request_full(void **state)
     assert_true(r.has_seed);
     assert_int_equal(r.seed, 42);
     assert_int_equal(r.n_stop, 2);
-    assert_str(r.stop[0], "END");
-    assert_str(r.stop[1], "###");
+    assert_str(&r.stop[0], "END");
+    assert_str(&r.stop[1], "###");
     assert_true(r.has_presence_penalty);
     assert_float_equal(r.presence_penalty, 0.5, 1e-12);
     assert_true(r.has_frequency_penalty);
@@ -627,20 +503,20 @@ static void test_read_request_snake_case(void **state)
     struct bb_err err = {{0}};
     assert_int_equal(G->read_request(&a, body, len, "m", &r, &err), 0);
     assert_int_equal(r.n_system, 1);
-    assert_str(r.system[0].text, "Be brief.");
+    assert_str(&r.system[0].text, "Be brief.");
     assert_int_equal(r.n_messages, 3);
     assert_int_equal(r.messages[0].n_blocks, 3);
     assert_int_equal(r.messages[0].blocks[1].type, BB_IR_IMAGE);
-    assert_str(r.messages[0].blocks[1].media_type, "image/webp");
-    assert_str(r.messages[0].blocks[1].data, "UklGRg==");
+    assert_str(&r.messages[0].blocks[1].media_type, "image/webp");
+    assert_str(&r.messages[0].blocks[1].data, "UklGRg==");
     assert_int_equal(r.messages[0].blocks[2].type, BB_IR_DOCUMENT); /* .pdf, no mime */
-    assert_str(r.messages[0].blocks[2].url, "https://example.com/doc.pdf");
+    assert_str(&r.messages[0].blocks[2].url, "https://example.com/doc.pdf");
     assert_int_equal(r.messages[1].n_blocks, 2);
-    assert_str(r.messages[1].blocks[0].signature, "c2ln");
-    assert_str(r.messages[1].blocks[1].id, "call_1");
+    assert_str(&r.messages[1].blocks[0].signature, "c2ln");
+    assert_str(&r.messages[1].blocks[1].id, "call_1");
     assert_int_equal(r.messages[2].role, BB_IR_USER); /* role "function" */
-    assert_str(r.messages[2].blocks[0].id, "call_1");
-    assert_str(r.messages[2].blocks[0].text, "done");
+    assert_str(&r.messages[2].blocks[0].id, "call_1");
+    assert_str(&r.messages[2].blocks[0].text, "done");
     assert_int_equal(r.n_tools, 1);
     assert_json_eq("params", r.tools[0].parameters_json.p,
                    "{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}}}");
@@ -676,7 +552,7 @@ static void test_read_request_misc(void **state)
                     "\"generationConfig\":{\"responseMimeType\":\"application/json\","
                     "\"thinkingConfig\":{\"thinkingBudget\":0,\"includeThoughts\":true}}}";
     assert_int_equal(G->read_request(&a, b, strlen(b), NULL, &r, &err), 0);
-    assert_str(r.model, "gemini-x");
+    assert_str(&r.model, "gemini-x");
     assert_int_equal(r.messages[0].role, BB_IR_USER);
     assert_int_equal(r.format, BB_IR_FMT_JSON_OBJECT);
     assert_false(r.reasoning);
@@ -686,7 +562,7 @@ static void test_read_request_misc(void **state)
         "\"toolConfig\":{\"functionCallingConfig\":{\"mode\":\"ANY\",\"allowedFunctionNames\":"
         "[\"a\",\"b\"]}},\"generationConfig\":{\"thinkingConfig\":{\"thinkingBudget\":-1}}}";
     assert_int_equal(G->read_request(&a, b, strlen(b), "m", &r, &err), 0);
-    assert_str(r.system[0].text, "sys");
+    assert_str(&r.system[0].text, "sys");
     assert_int_equal(r.tool_choice, BB_IR_TC_ANY);
     assert_true(has_unsupported(&r, "toolConfig.functionCallingConfig.allowedFunctionNames"));
     assert_true(r.reasoning);
@@ -700,10 +576,10 @@ static void test_read_request_errors(void **state)
     static const struct {
         const char *body, *err;
     } cases[] = {
-        {"", "body: expected a JSON object"},
+        {"", "body: invalid JSON (unexpected end of input at byte 0)"},
         {"[1]", "body: expected a JSON object"},
-        {"{\"contents\":[", "body: expected a JSON object"},
-        {"{\"contents\":[}", "body: invalid JSON at byte 13: unexpected character"},
+        {"{\"contents\":[", "body: invalid JSON (unexpected end of input at byte 13)"},
+        {"{\"contents\":[}", "body: invalid JSON (unexpected character at byte 13)"},
         {"{}", "contents: required"},
         {"{\"contents\":{}}", "contents: expected an array"},
         {"{\"contents\":[]}", "contents: must not be empty"},
@@ -736,7 +612,7 @@ static void test_read_request_errors(void **state)
          "generationConfig.temperature: expected a number"},
         {"{\"contents\":[{\"parts\":[{\"text\":\"a\"}]}],\"generationConfig\":{\"maxOutputTokens\":"
          "-5}}",
-         "generationConfig.maxOutputTokens: expected a non-negative integer"},
+         "generationConfig.maxOutputTokens: out of range"},
         {"{\"contents\":[{\"parts\":[{\"text\":\"a\"}]}],\"generationConfig\":{\"stopSequences\":"
          "\"x\"}}",
          "generationConfig.stopSequences: expected an array"},
@@ -792,15 +668,18 @@ static void run_write_request(const struct bb_ir_request *ir, bool stream, bool 
                            .upstream_model = (char *)upstream_model,
                            .default_max_tokens = 4096,
                            .reasoning = reasoning};
-    struct bb_egress_ctx ctx = {
-        .provider = &prov, .lane = &lane, .stream = stream, .now = 1700000000};
+    struct bb_egress_ctx ctx = {.provider = &prov,
+                                .lane = &lane,
+                                .stream = stream,
+                                .now = 1700000000,
+                                .dropped = &test_drops};
     struct bb_arena a;
     bb_arena_init(&a, 0);
     struct bb_err err = {{0}};
     memset(out, 0, sizeof *out);
     out->headers = evbuffer_new();
     out->body = evbuffer_new();
-    bb_proto_dropped_reset();
+    drops_reset();
     int rc = G->write_request(&a, ir, &ctx, out, &err);
     if (rc != want_rc)
         fail_msg("write_request rc %d (%s)", rc, err.msg);
@@ -935,13 +814,13 @@ static void test_write_request_golden(void **state)
     char *hdr = buf_str(out.headers, NULL);
     assert_string_equal(hdr, "Content-Type: application/json\r\nx-goog-api-key: AIza-test-key\r\n");
     free(hdr);
-    golden_json("egress_full.json", body, strlen(body));
+    assert_json_text_golden(body, strlen(body), "egress_full.json");
     static const char *const want_drops[] = {"name",          "citations", "redacted_thinking",
                                              "cache_control", "strict",    "parallel_tool_calls",
                                              "user",          "stop",      "n"};
     for (size_t i = 0; i < sizeof want_drops / sizeof want_drops[0]; i++)
         if (!dropped_has(want_drops[i]))
-            fail_msg("dropped fields \"%s\" lack %s", bb_proto_dropped(), want_drops[i]);
+            fail_msg("dropped fields \"%s\" lack %s", drops_text(), want_drops[i]);
     assert_false(dropped_has("reasoning"));
     free_egress(&out, body);
 
@@ -979,8 +858,8 @@ static void test_write_request_roundtrip(void **state)
     struct bb_egress_req out;
     char *body;
     run_write_request(&r, false, true, "gemini-2.5-flash", &out, &body, 0);
-    golden_json("req_full.egress.json", body, strlen(body));
-    assert_null(bb_proto_dropped());
+    assert_json_text_golden(body, strlen(body), "req_full.egress.json");
+    assert_null(drops_text());
     free_egress(&out, body);
     bb_arena_free(&a);
     free(in);
@@ -1013,20 +892,20 @@ static void test_response_text(void **state)
     bb_arena_init(&a, 0);
     struct bb_ir_response r;
     char *out = roundtrip_response("resp_text.json", &a, &r);
-    assert_str(r.id, "mHxtaL6vB9CXz7IPtsLUmQ4");
-    assert_str(r.model, "gemini-2.5-flash");
+    assert_str(&r.id, "mHxtaL6vB9CXz7IPtsLUmQ4");
+    assert_str(&r.model, "gemini-2.5-flash");
     assert_int_equal(r.n_blocks, 2);
     assert_int_equal(r.blocks[0].type, BB_IR_THINKING);
-    assert_str(r.blocks[0].signature, "CiIBVKhc7oc2bXQtc2lnbmF0dXJl");
+    assert_str(&r.blocks[0].signature, "CiIBVKhc7oc2bXQtc2lnbmF0dXJl");
     assert_int_equal(r.blocks[1].type, BB_IR_TEXT);
-    assert_str(r.blocks[1].text, "Autumn moonlight—\na worm digs silently\ninto the chestnut.");
+    assert_str(&r.blocks[1].text, "Autumn moonlight—\na worm digs silently\ninto the chestnut.");
     assert_int_equal(r.stop, BB_IR_STOP_END_TURN);
     assert_true(r.usage.set);
     assert_int_equal(r.usage.input, 176);
     assert_int_equal(r.usage.cache_read, 1024);
     assert_int_equal(r.usage.output, 62);
     assert_int_equal(r.usage.reasoning, 45);
-    golden_json("resp_text.out.json", out, strlen(out));
+    assert_json_text_golden(out, strlen(out), "resp_text.out.json");
     free(out);
     bb_arena_free(&a);
 }
@@ -1040,16 +919,16 @@ static void test_response_tools(void **state)
     char *out = roundtrip_response("resp_tools.json", &a, &r);
     assert_int_equal(r.n_blocks, 3);
     assert_int_equal(r.blocks[0].type, BB_IR_THINKING);
-    assert_str(r.blocks[0].signature, "Q2lzQmM2bGx1");
+    assert_str(&r.blocks[0].signature, "Q2lzQmM2bGx1");
     assert_int_equal(r.blocks[1].type, BB_IR_TOOL_USE);
-    assert_str(r.blocks[1].id, "call_abc-123_XYZ_1");
-    assert_str(r.blocks[1].name, "get_weather");
+    assert_str(&r.blocks[1].id, "call_abc-123_XYZ_1");
+    assert_str(&r.blocks[1].name, "get_weather");
     assert_json_eq("args", r.blocks[1].input_json.p, "{\"city\":\"Paris\"}");
-    assert_str(r.blocks[2].id, "call_abc-123_XYZ_2");
+    assert_str(&r.blocks[2].id, "call_abc-123_XYZ_2");
     assert_int_equal(r.stop, BB_IR_STOP_TOOL_USE);
     assert_int_equal(r.usage.input, 80);
     assert_int_equal(r.usage.output, 20);
-    golden_json("resp_tools.out.json", out, strlen(out));
+    assert_json_text_golden(out, strlen(out), "resp_tools.out.json");
     free(out);
     bb_arena_free(&a);
 }
@@ -1063,7 +942,7 @@ static void test_response_blocked_and_misc(void **state)
     char *out = roundtrip_response("resp_blocked.json", &a, &r);
     assert_int_equal(r.n_blocks, 0);
     assert_int_equal(r.stop, BB_IR_STOP_CONTENT_FILTER);
-    golden_json("resp_blocked.out.json", out, strlen(out));
+    assert_json_text_golden(out, strlen(out), "resp_blocked.out.json");
     free(out);
 
     static const struct {
@@ -1104,7 +983,7 @@ static void test_response_blocked_and_misc(void **state)
     struct bb_err err = {{0}};
     const char *bad = "{\"candidates\":[{\"content\":{\"parts\":{}}}]}";
     assert_int_equal(G->read_response(&a, bad, strlen(bad), &r, &err), -1);
-    assert_string_equal(err.msg, "candidates[0].content.parts: expected an array");
+    assert_string_equal(err.msg, "gemini response: candidates[0].content.parts: expected an array");
     assert_int_equal(G->read_response(&a, "nope", 4, &r, &err), -1);
     bb_arena_free(&a);
 }
@@ -1146,7 +1025,7 @@ static void run_stream(const char *name, bool roundtrip)
     out = encode_lines(events, false, true, &olen);
     assert_array_framing(out);
     snprintf(gold, sizeof gold, "%s.out.json", name);
-    golden_json(gold, out, olen);
+    assert_json_text_golden(out, olen, gold);
     if (roundtrip) {
         char *again = decode_array(out);
         assert_lines_eq("array re-decode", again, events);
@@ -1190,7 +1069,7 @@ static void run_encoder(const char *name)
     out = encode_lines(events, false, true, &olen);
     assert_array_framing(out);
     snprintf(gold, sizeof gold, "%s.out.json", name);
-    golden_json(gold, out, olen);
+    assert_json_text_golden(out, olen, gold);
     free(out);
     free(events);
 }
@@ -1363,7 +1242,7 @@ static void test_ops_table(void **state)
     assert_ptr_equal(bb_proto_get(BB_PROTO_GEMINI), G);
     assert_int_equal(G->id, BB_PROTO_GEMINI);
     assert_int_equal(G->framing, BB_FRAMING_SSE);
-    struct bb_ingress_ctx sse = {.gemini_sse = true}, arr = {.gemini_sse = false};
+    struct bb_ingress_ctx sse = {.route_flags = sse_flags()}, arr = {.route_flags = 0};
     assert_string_equal(G->stream_content_type(&sse), "text/event-stream");
     assert_string_equal(G->stream_content_type(&arr), "application/json");
     assert_non_null(G->enc_finish);

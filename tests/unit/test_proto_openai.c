@@ -34,187 +34,7 @@ static const struct bb_proto_ops *ops(void)
     return bb_proto_get(BB_PROTO_OPENAI);
 }
 
-/* ---- files and golden comparison ---- */
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return s;
-}
-
-static bool updating(void)
-{
-    const char *u = getenv("BB_UPDATE_GOLDEN");
-    return u && *u == '1';
-}
-
-static void write_file(const char *path, const char *s, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(s, 1, n, f), n);
-    fclose(f);
-}
-
-static void write_file_append(const char *path, const char *s)
-{
-    FILE *f = fopen(path, "ab");
-    assert_non_null(f);
-    fputs(s, f);
-    fclose(f);
-}
-
-static json_object *parse(const char *s, size_t n)
-{
-    struct json_tokener *tok = json_tokener_new_ex(128);
-    json_object *o = json_tokener_parse_ex(tok, s, (int)n);
-    enum json_tokener_error je = json_tokener_get_error(tok);
-    json_tokener_free(tok);
-    if (je != json_tokener_success)
-        fail_msg("invalid JSON (%s): %.*s", json_tokener_error_desc(je), (int)n, s);
-    return o;
-}
-
-/* A JSON document equals the golden file's, compared as parsed values. */
-static void assert_golden_json(const char *actual, size_t n, const char *path)
-{
-    if (updating()) {
-        json_object *o = parse(actual, n);
-        const char *pretty = json_object_to_json_string_ext(
-            o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
-        write_file(path, pretty, strlen(pretty));
-        write_file_append(path, "\n");
-        json_object_put(o);
-    }
-    size_t gl;
-    char *g = slurp(path, &gl);
-    json_object *a = parse(actual, n), *b = parse(g, gl);
-    if (!json_object_equal(a, b))
-        fail_msg("%s differs:\nactual: %.*s\ngolden: %s", path, (int)n, actual,
-                 json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN));
-    json_object_put(a);
-    json_object_put(b);
-    free(g);
-}
-
-static void assert_golden_text(const char *actual, size_t n, const char *path)
-{
-    if (updating())
-        write_file(path, actual, n);
-    size_t gl;
-    char *g = slurp(path, &gl);
-    if (gl != n || memcmp(g, actual, n) != 0)
-        fail_msg("%s differs:\nactual:\n%.*s\ngolden:\n%s", path, (int)n, actual, g);
-    free(g);
-}
-
-/* ---- SSE transcripts ---- */
-
-#define MAXFRAMES 64
-
-struct frames {
-    int n;
-    char *data[MAXFRAMES];
-    size_t len[MAXFRAMES];
-    char event[MAXFRAMES][32];
-};
-
-static int collect_frame(void *arg, const struct bb_sse_event *ev)
-{
-    struct frames *f = arg;
-    assert_true(f->n < MAXFRAMES);
-    assert_true(ev->event_len < sizeof f->event[0]);
-    memcpy(f->event[f->n], ev->event, ev->event_len);
-    f->event[f->n][ev->event_len] = '\0';
-    f->data[f->n] = malloc(ev->data_len + 1);
-    memcpy(f->data[f->n], ev->data, ev->data_len);
-    f->data[f->n][ev->data_len] = '\0';
-    f->len[f->n++] = ev->data_len;
-    return 0;
-}
-
-static void frames_parse(struct frames *f, const char *s, size_t n)
-{
-    struct bb_sse sse;
-    memset(f, 0, sizeof *f);
-    bb_sse_init(&sse, 1u << 20);
-    assert_int_equal(bb_sse_feed(&sse, s, n, collect_frame, f), 0);
-    assert_int_equal(bb_sse_pending(&sse), 0);
-    bb_sse_free(&sse);
-}
-
-static void frames_free(struct frames *f)
-{
-    for (int i = 0; i < f->n; i++)
-        free(f->data[i]);
-}
-
-/* Two SSE transcripts carry the same frames: same event names, equal JSON data. */
-static void assert_golden_sse(const char *actual, size_t n, const char *path)
-{
-    if (updating())
-        write_file(path, actual, n);
-    size_t gl;
-    char *g = slurp(path, &gl);
-    struct frames a, b;
-    frames_parse(&a, actual, n);
-    frames_parse(&b, g, gl);
-    if (a.n != b.n)
-        fail_msg("%s: %d frames, golden has %d:\n%.*s", path, a.n, b.n, (int)n, actual);
-    for (int i = 0; i < a.n; i++) {
-        assert_string_equal(a.event[i], b.event[i]);
-        if (strcmp(b.data[i], "[DONE]") == 0) {
-            assert_string_equal(a.data[i], "[DONE]");
-            continue;
-        }
-        json_object *x = parse(a.data[i], a.len[i]), *y = parse(b.data[i], b.len[i]);
-        if (!json_object_equal(x, y))
-            fail_msg("%s frame %d:\nactual: %s\ngolden: %s", path, i, a.data[i], b.data[i]);
-        json_object_put(x);
-        json_object_put(y);
-    }
-    frames_free(&a);
-    frames_free(&b);
-    free(g);
-}
-
-/* ---- IR helpers ---- */
-
-static void assert_str(const struct bb_ir_str *s, const char *expect)
-{
-    if (!expect) {
-        assert_null(s->p);
-        return;
-    }
-    assert_non_null(s->p);
-    assert_int_equal(s->len, strlen(expect));
-    assert_string_equal(s->p, expect);
-}
-
-static struct bb_ir_str S(const char *s) {
-    return (struct bb_ir_str){(char *)s, s ? strlen(s) : 0};
-}
-
-static bool
-has_unsupported(const struct bb_ir_request *r, const char *f)
-{
-    for (size_t i = 0; i < r->n_unsupported; i++)
-        if (strcmp(r->unsupported[i], f) == 0)
-            return true;
-    return false;
-}
+#include "proto_test_common.h"
 
 static int read_fixture(struct bb_arena *a, const char *name, struct bb_ir_request *req,
                         struct bb_err *err)
@@ -235,7 +55,7 @@ static void test_read_request_full(void **state)
     struct bb_err err = {{0}};
     struct bb_ir_request r;
     bb_arena_init(&a, 0);
-    if (read_fixture(&a, FIX "request_full.json", &r, &err))
+    if (read_fixture(&a, "request_full.json", &r, &err))
         fail_msg("read_request: %s", err.msg);
 
     assert_str(&r.model, "gpt-4o");
@@ -366,7 +186,7 @@ static void test_read_request_legacy(void **state)
     struct bb_err err = {{0}};
     struct bb_ir_request r;
     bb_arena_init(&a, 0);
-    if (read_fixture(&a, FIX "request_legacy.json", &r, &err))
+    if (read_fixture(&a, "request_legacy.json", &r, &err))
         fail_msg("read_request: %s", err.msg);
     assert_int_equal(r.n_tools, 1);
     assert_str(&r.tools[0].name, "get_weather");
@@ -403,10 +223,9 @@ static void test_read_request_errors(void **state)
     static const struct {
         const char *body, *error;
     } cases[] = {
-        {"not json", "request body: invalid JSON at offset 1"},
-        {"{\"model\":\"m\",\"messages\":[]} x",
-         "request body: invalid JSON at offset 28: trailing"},
-        {"{\"model\":\"m\"", "request body: unexpected end of JSON"},
+        {"not json", "request body: invalid JSON ("},
+        {"{\"model\":\"m\",\"messages\":[]} x", "request body: invalid JSON (trailing characters"},
+        {"{\"model\":\"m\"", "request body: invalid JSON (unexpected end of input"},
         {"null\n", "request body: expected a JSON object, got null"},
         {"[]", "the request body must be a JSON object"},
         {"{\"model\":\"m\"}", "messages: expected an array"},
@@ -444,14 +263,14 @@ static void test_read_request_errors(void **state)
          "\"hot\"}",
          "temperature: expected a number"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":-1}",
-         "max_tokens: expected a non-negative integer"},
+         "max_tokens: out of range"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
          "\"max_completion_tokens\":1.5}",
-         "max_completion_tokens: expected a non-negative integer"},
+         "max_completion_tokens: expected an integer"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":[1]}",
          "stop[0]: expected a string"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":0}",
-         "n: expected a positive integer"},
+         "n: out of range"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"seed\":1.5}",
          "seed: expected an integer"},
         {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{"
@@ -518,7 +337,7 @@ static void test_read_request_errors(void **state)
     struct bb_ir_request r;
     bb_arena_init(&a, 0);
     assert_int_equal(ops()->read_request(&a, deep, n, NULL, &r, &err), -1);
-    assert_non_null(strstr(err.msg, "nesting too deep"));
+    assert_non_null(strstr(err.msg, "nesting deeper than 128"));
     bb_arena_free(&a);
     free(deep);
 
@@ -550,6 +369,7 @@ static void egress_init(struct egress *e, bool reasoning, const char *key)
     e->lane.reasoning = reasoning;
     e->ctx.provider = &e->provider;
     e->ctx.lane = &e->lane;
+    e->ctx.dropped = &test_drops;
     e->req.headers = evbuffer_new();
     e->req.body = evbuffer_new();
 }
@@ -560,20 +380,11 @@ static void egress_free(struct egress *e)
     evbuffer_free(e->req.body);
 }
 
-static char *buf_str(struct evbuffer *b, size_t *n)
-{
-    *n = evbuffer_get_length(b);
-    char *s = malloc(*n + 1);
-    evbuffer_copyout(b, s, *n);
-    s[*n] = '\0';
-    return s;
-}
-
 static void assert_body_golden(struct egress *e, const char *golden)
 {
     size_t n;
     char *body = buf_str(e->req.body, &n);
-    assert_golden_json(body, n, golden);
+    assert_json_text_golden(body, n, golden);
     free(body);
 }
 
@@ -688,14 +499,14 @@ static void test_write_request_ir(void **state)
     egress_init(&e, true, "sk-test");
     e.ctx.stream = true;
     bb_arena_init(&a, 0);
-    bb_proto_dropped_reset();
+    drops_reset();
     if (ops()->write_request(&a, &ir, &e.ctx, &e.req, &err))
         fail_msg("write_request: %s", err.msg);
     assert_string_equal(e.req.path, "/v1/chat/completions");
     assert_headers(&e, "Content-Type: application/json\r\nAuthorization: Bearer sk-test\r\n");
-    assert_body_golden(&e, FIX "egress_ir.json");
-    assert_non_null(bb_proto_dropped());
-    assert_string_equal(bb_proto_dropped(),
+    assert_body_golden(&e, "egress_ir.json");
+    assert_non_null(drops_text());
+    assert_string_equal(drops_text(),
                         "cache_control,documents,thinking,is_error,images,citations,top_k,stop");
     egress_free(&e);
     bb_arena_free(&a);
@@ -715,7 +526,7 @@ static void test_write_request_ir(void **state)
     };
     egress_init(&e, false, NULL);
     bb_arena_init(&a, 0);
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(ops()->write_request(&a, &small, &e.ctx, &e.req, &err), 0);
     assert_headers(&e, "Content-Type: application/json\r\n");
     size_t n;
@@ -724,17 +535,17 @@ static void test_write_request_ir(void **state)
                               "\"content\":\"Go on.\"}],\"response_format\":{\"type\":"
                               "\"json_object\"}}");
     free(body);
-    assert_string_equal(bb_proto_dropped(), "reasoning");
+    assert_string_equal(drops_text(), "reasoning");
     egress_free(&e);
     bb_arena_free(&a);
 
     egress_init(&e, true, "");
     bb_arena_init(&a, 0);
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(ops()->write_request(&a, &small, &e.ctx, &e.req, &err), 0);
     body = buf_str(e.req.body, &n);
     assert_non_null(strstr(body, "\"reasoning_effort\":\"minimal\""));
-    assert_null(bb_proto_dropped());
+    assert_null(drops_text());
     free(body);
     egress_free(&e);
     bb_arena_free(&a);
@@ -748,27 +559,27 @@ static void test_write_request_from_client(void **state)
     struct bb_ir_request r;
     struct egress e;
     bb_arena_init(&a, 0);
-    if (read_fixture(&a, FIX "request_full.json", &r, &err))
+    if (read_fixture(&a, "request_full.json", &r, &err))
         fail_msg("read_request: %s", err.msg);
     egress_init(&e, true, "sk-x");
     e.ctx.stream = r.stream;
-    bb_proto_dropped_reset();
+    drops_reset();
     if (ops()->write_request(&a, &r, &e.ctx, &e.req, &err))
         fail_msg("write_request: %s", err.msg);
-    assert_body_golden(&e, FIX "egress_from_client.json");
-    assert_string_equal(bb_proto_dropped(), "thinking");
+    assert_body_golden(&e, "egress_from_client.json");
+    assert_string_equal(drops_text(), "thinking");
     egress_free(&e);
 
     /* the legacy request: functions become tools, the function message a tool message */
     bb_arena_free(&a);
     bb_arena_init(&a, 0);
-    if (read_fixture(&a, FIX "request_legacy.json", &r, &err))
+    if (read_fixture(&a, "request_legacy.json", &r, &err))
         fail_msg("read_request: %s", err.msg);
     egress_init(&e, false, "sk-x");
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(ops()->write_request(&a, &r, &e.ctx, &e.req, &err), 0);
-    assert_body_golden(&e, FIX "egress_from_legacy.json");
-    assert_string_equal(bb_proto_dropped(), "top_k,reasoning");
+    assert_body_golden(&e, "egress_from_legacy.json");
+    assert_string_equal(drops_text(), "top_k,reasoning");
     egress_free(&e);
     bb_arena_free(&a);
 }
@@ -796,11 +607,6 @@ static void test_write_request_errors(void **state)
     egress_init(&e, false, "k");
     assert_int_equal(ops()->write_request(&a, &ir2, &e.ctx, &e.req, &err), -1);
     assert_string_equal(err.msg, "response_format.json_schema.schema: not a JSON object");
-    egress_free(&e);
-
-    egress_init(&e, false, "k\r\nX-Evil: 1");
-    assert_int_equal(ops()->write_request(&a, &ir2, &e.ctx, &e.req, &err), -1);
-    assert_string_equal(err.msg, "provider openai: api key contains a line break");
     egress_free(&e);
     bb_arena_free(&a);
 }
@@ -830,7 +636,7 @@ static void roundtrip_response(const char *in, const char *golden, struct bb_ir_
     struct bb_ingress_ctx c = ictx(false);
     assert_int_equal(ops()->write_response(a, r, &c, out), 0);
     char *s = buf_str(out, &n);
-    assert_golden_json(s, n, golden);
+    assert_json_text_golden(s, n, golden);
     free(s);
     evbuffer_free(out);
 }
@@ -842,7 +648,7 @@ static void test_responses(void **state)
     struct bb_ir_response r;
     bb_arena_init(&a, 0);
 
-    roundtrip_response(FIX "response_tools.json", FIX "response_tools.golden.json", &r, &a);
+    roundtrip_response("response_tools.json", "response_tools.golden.json", &r, &a);
     assert_str(&r.id, "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT");
     assert_str(&r.model, "gpt-4o-2024-08-06");
     assert_true(r.created == 1741569952);
@@ -858,7 +664,7 @@ static void test_responses(void **state)
     assert_int_equal(r.usage.cache_write, 0);
     assert_int_equal(r.usage.output, 40);
 
-    roundtrip_response(FIX "response_reasoning.json", FIX "response_reasoning.golden.json", &r, &a);
+    roundtrip_response("response_reasoning.json", "response_reasoning.golden.json", &r, &a);
     assert_int_equal(r.stop, BB_IR_STOP_MAX_TOKENS);
     assert_int_equal(r.n_blocks, 2);
     assert_int_equal(r.blocks[0].type, BB_IR_THINKING);
@@ -869,7 +675,7 @@ static void test_responses(void **state)
     assert_int_equal(r.usage.reasoning, 100);
     assert_int_equal(r.usage.input, 30);
 
-    roundtrip_response(FIX "response_refusal.json", FIX "response_refusal.golden.json", &r, &a);
+    roundtrip_response("response_refusal.json", "response_refusal.golden.json", &r, &a);
     assert_int_equal(r.stop, BB_IR_STOP_REFUSAL);
     assert_str(&r.blocks[0].text, "I can't help with that.");
 
@@ -897,11 +703,11 @@ static void test_responses(void **state)
     };
     struct evbuffer *out = evbuffer_new();
     struct bb_ingress_ctx c = ictx(false);
-    bb_proto_dropped_reset();
+    drops_reset();
     assert_int_equal(ops()->write_response(&a, &ir, &c, out), 0);
     size_t n;
     char *s = buf_str(out, &n);
-    assert_golden_json(s, n, FIX "response_from_ir.golden.json");
+    assert_json_text_golden(s, n, "response_from_ir.golden.json");
     free(s);
     evbuffer_free(out);
 
@@ -934,7 +740,7 @@ static void test_read_response_errors(void **state)
         {"{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}", "upstream error: boom"},
         {"{\"object\":\"chat.completion\"}", "upstream response: choices: expected an array"},
         {"[1]", "upstream response: expected a JSON object"},
-        {"<html>", "upstream response: invalid JSON at offset 0"},
+        {"<html>", "upstream response: invalid JSON (unexpected character at byte 0)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct bb_arena a;
@@ -965,7 +771,7 @@ struct run {
     uint32_t late;
 };
 
-static void dump_str(struct evbuffer *b, const char *label, const struct bb_ir_str *s)
+static void ev_str(struct evbuffer *b, const char *label, const struct bb_ir_str *s)
 {
     if (!s->p)
         return;
@@ -982,24 +788,24 @@ static const char *block_name(enum bb_ir_block_type t)
     return n[t];
 }
 
-static void dump_event(struct evbuffer *b, const struct bb_ir_event *ev)
+static void ev_line(struct evbuffer *b, const struct bb_ir_event *ev)
 {
     static const char *deltas[] = {"text",       "thinking", "signature",
                                    "input_json", "redacted", "citation"};
     switch (ev->type) {
     case BB_IR_EV_MESSAGE_START:
         evbuffer_add_printf(b, "message_start");
-        dump_str(b, "id", &ev->id);
-        dump_str(b, "model", &ev->model);
+        ev_str(b, "id", &ev->id);
+        ev_str(b, "model", &ev->model);
         break;
     case BB_IR_EV_BLOCK_START:
         evbuffer_add_printf(b, "block_start %u %s", ev->index, block_name(ev->block_type));
-        dump_str(b, "id", &ev->id);
-        dump_str(b, "name", &ev->name);
+        ev_str(b, "id", &ev->id);
+        ev_str(b, "name", &ev->name);
         break;
     case BB_IR_EV_BLOCK_DELTA:
         evbuffer_add_printf(b, "delta %u %s", ev->index, deltas[ev->delta]);
-        dump_str(b, "text", &ev->text);
+        ev_str(b, "text", &ev->text);
         break;
     case BB_IR_EV_BLOCK_STOP:
         evbuffer_add_printf(b, "block_stop %u", ev->index);
@@ -1018,8 +824,8 @@ static void dump_event(struct evbuffer *b, const struct bb_ir_event *ev)
         break;
     case BB_IR_EV_ERROR:
         evbuffer_add_printf(b, "error status=%d", ev->error_status);
-        dump_str(b, "type", &ev->error_type);
-        dump_str(b, "text", &ev->text);
+        ev_str(b, "type", &ev->error_type);
+        ev_str(b, "text", &ev->text);
         break;
     case BB_IR_EV_PING:
         evbuffer_add_printf(b, "ping");
@@ -1074,7 +880,7 @@ static void check_order(struct run *r, const struct bb_ir_event *ev)
 static int on_ir(void *arg, const struct bb_ir_event *ev)
 {
     struct run *r = arg;
-    dump_event(r->events, ev);
+    ev_line(r->events, ev);
     check_order(r, ev);
     return ops()->enc_event(r->enc, &r->scratch, ev, r->out);
 }
@@ -1133,9 +939,9 @@ static void run_feed(struct run *r, const char *s, size_t n, size_t step)
 static void stream_case(const char *name, bool include_usage, bool allow_late, uint32_t late)
 {
     char in[256], out_golden[256], ev_golden[256];
-    snprintf(in, sizeof in, FIX "%s.sse", name);
-    snprintf(out_golden, sizeof out_golden, FIX "%s.out.sse", name);
-    snprintf(ev_golden, sizeof ev_golden, FIX "%s.events", name);
+    snprintf(in, sizeof in, "%s.sse", name);
+    snprintf(out_golden, sizeof out_golden, "%s.out.sse", name);
+    snprintf(ev_golden, sizeof ev_golden, "%s.events", name);
     size_t n;
     char *s = slurp(in, &n);
     char *first_out = NULL, *first_ev = NULL;
@@ -1151,8 +957,8 @@ static void stream_case(const char *name, bool include_usage, bool allow_late, u
         size_t on, en;
         char *o = buf_str(r.out, &on), *e = buf_str(r.events, &en);
         if (k == 0) {
-            assert_golden_sse(o, on, out_golden);
-            assert_golden_text(e, en, ev_golden);
+            assert_sse_golden(o, on, out_golden);
+            assert_text_golden(e, en, ev_golden);
             first_out = o;
             first_out_n = on;
             first_ev = e;
@@ -1271,7 +1077,7 @@ static void test_encoder_from_ir(void **state)
         assert_int_equal(ops()->enc_event(r.enc, &r.scratch, &evs[i], r.out), 0);
     size_t n;
     char *s = buf_str(r.out, &n);
-    assert_golden_sse(s, n, FIX "enc_from_ir.out.sse");
+    assert_sse_golden(s, n, "enc_from_ir.out.sse");
     run_free(&r);
 
     /* decoding our own output gives the same blocks back (ids, signature, redacted data) */
@@ -1280,7 +1086,7 @@ static void test_encoder_from_ir(void **state)
     assert_int_equal(r.rc, 0);
     size_t en;
     char *e = buf_str(r.events, &en);
-    assert_golden_text(e, en, FIX "enc_from_ir.events");
+    assert_text_golden(e, en, "enc_from_ir.events");
     free(e);
     free(s);
     run_free(&r);
@@ -1304,7 +1110,7 @@ static void test_encoder_from_ir(void **state)
     for (size_t i = 0; i < sizeof evs2 / sizeof evs2[0]; i++)
         assert_int_equal(ops()->enc_event(r.enc, &r.scratch, &evs2[i], r.out), 0);
     s = buf_str(r.out, &n);
-    assert_golden_sse(s, n, FIX "enc_usage_only.out.sse");
+    assert_sse_golden(s, n, "enc_usage_only.out.sse");
     free(s);
     run_free(&r);
 
@@ -1320,7 +1126,7 @@ static void test_encoder_from_ir(void **state)
     for (size_t i = 0; i < sizeof evs3 / sizeof evs3[0]; i++)
         assert_int_equal(ops()->enc_event(r.enc, &r.scratch, &evs3[i], r.out), 0);
     s = buf_str(r.out, &n);
-    assert_golden_sse(s, n, FIX "enc_error.out.sse");
+    assert_sse_golden(s, n, "enc_error.out.sse");
     assert_null(strstr(s, "[DONE]"));
     free(s);
     run_free(&r);

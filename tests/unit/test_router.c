@@ -157,7 +157,7 @@ static void observe(struct fixture *f, int lane, const char *headers, uint64_t n
 
 static uint64_t cell(struct fixture *f, int lane)
 {
-    return atomic_load(&f->w.lane_cells[lane]->reserved[BB_CELL_RATELIMIT]);
+    return atomic_load(&f->w.lane_cells[lane]->ratelimit);
 }
 
 /* The packed word a reading of ppm, resetting reset_ms after now, is stored as. */

@@ -99,12 +99,12 @@ static struct bb_provider provider(enum bb_proto p)
     pv.name = "prov";
     pv.protocol = p;
     pv.url.tls = true;
-    pv.url.host = p == BB_PROTO_BEDROCK ? "bedrock-runtime.us-east-1.amazonaws.com"
-                                        : "api.example.com";
+    pv.url.host =
+        p == BB_PROTO_BEDROCK ? "bedrock-runtime.us-east-1.amazonaws.com" : "api.example.com";
     pv.url.port = 443;
     pv.url.path = "";
-    pv.api_key = p == BB_PROTO_BEDROCK ? "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-                                       : "sk-test";
+    pv.api_key =
+        p == BB_PROTO_BEDROCK ? "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" : "sk-test";
     pv.region = p == BB_PROTO_BEDROCK ? "us-east-1" : NULL;
     return pv;
 }
@@ -146,21 +146,22 @@ static void test_requests(void **state)
             const struct bb_proto_ops *xo = bb_proto_get(x), *yo = bb_proto_get(y);
             int rc = xo->read_request ? xo->read_request(&a, body, len, "p", &ir, &err) : -1;
             if (rc == 0) {
-                bb_ir_ids_unwrap(&ir, x);
+                bb_ir_ids_unwrap(&ir, xo->tool_id_prefix);
                 struct bb_provider pv = provider(y);
                 struct bb_lane l = lane();
-                struct bb_egress_ctx ctx = {&pv, &l, false, 1700000000};
+                struct bb_dropped dropped = {0};
+                struct bb_egress_ctx ctx = {&pv, &l, false, 1700000000, &dropped};
                 struct bb_egress_req er;
                 memset(&er, 0, sizeof er);
                 er.headers = evbuffer_new();
                 er.body = evbuffer_new();
-                bb_proto_dropped_reset();
                 rc = yo->write_request ? yo->write_request(&a, &ir, &ctx, &er, &err) : -1;
                 if (rc == 0) {
                     evbuffer_add_printf(out, "POST %s\n", er.path);
                     evbuffer_add_buffer(out, er.headers);
-                    const char *d = bb_proto_dropped();
-                    evbuffer_add_printf(out, "dropped: %s\nunsupported:", d ? d : "");
+                    char d[1024];
+                    bb_proto_dropped_text(&dropped, d, sizeof d);
+                    evbuffer_add_printf(out, "dropped: %s\nunsupported:", d);
                     for (size_t k = 0; k < ir.n_unsupported; k++)
                         evbuffer_add_printf(out, " %s", ir.unsupported[k]);
                     evbuffer_add(out, "\n\n", 2);
@@ -216,7 +217,7 @@ static void test_responses(void **state)
             int rc = yo->read_response ? yo->read_response(&a, body, len, &r, &err) : -1;
             if (rc == 0) {
                 if (x != y)
-                    bb_ir_response_wrap_ids(&a, &r, x);
+                    bb_ir_response_wrap_ids(&a, &r, bb_proto_get(x)->tool_id_prefix);
                 struct evbuffer *w = evbuffer_new();
                 rc = xo->write_response ? xo->write_response(&a, &r, &ictx, w) : -1;
                 size_t wl = evbuffer_get_length(w);
@@ -257,7 +258,7 @@ static int on_event(void *arg, const struct bb_ir_event *ev)
     struct pipe *p = arg;
     struct bb_ir_event copy = *ev;
     if (ev->type == BB_IR_EV_BLOCK_START && ev->block_type == BB_IR_TOOL_USE && p->x != p->y)
-        copy.id = bb_ir_id_wrap(p->scratch, p->x, ev->id);
+        copy.id = bb_ir_id_wrap(p->scratch, bb_proto_get(p->x)->tool_id_prefix, ev->id);
     return p->xo->enc_event(p->enc, p->scratch, &copy, p->out) < 0 ? -1 : 0;
 }
 
@@ -343,8 +344,7 @@ static void test_streams(void **state)
                 failures++;
             } else {
                 size_t ol = evbuffer_get_length(p.out);
-                failures +=
-                    golden(name, (const char *)evbuffer_pullup(p.out, (ev_ssize_t)ol), ol);
+                failures += golden(name, (const char *)evbuffer_pullup(p.out, (ev_ssize_t)ol), ol);
             }
             evbuffer_free(p.out);
             bb_arena_free(&a);
