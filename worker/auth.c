@@ -122,8 +122,7 @@ static const char *credential(struct bb_request *req, size_t *len, bool *sigv4)
 
 /* A SigV4-signed Bedrock request, on the head: a well-formed header naming a key's AWS access
  * key id. The signature covers the body's hash: bb_auth_check_body verifies it. */
-static int check_sigv4(struct bb_request *req, const char *value, size_t len,
-                       struct bb_auth *out)
+static int check_sigv4(struct bb_request *req, const char *value, size_t len, struct bb_auth *out)
 {
     struct bb_err err;
     const char *service = bb_proto_get(req->ingress)->client_sigv4_service;
@@ -166,9 +165,8 @@ int bb_auth_check_body(struct bb_request *req, struct bb_auth *out)
     struct bb_sigv4_req r = {
         "POST", NULL, req->path, req->query, hs, req->head.n_headers, req->body, req->body_len};
     const char *service = bb_proto_get(req->ingress)->client_sigv4_service;
-    if (bb_sigv4_verify(&r, sa, out->key.lim.aws_secret, service ? service : "bedrock",
-                        (int64_t)time(NULL),
-                        SIGV4_MAX_SKEW_SECS, &err) < 0) {
+    if (!service || bb_sigv4_verify(&r, sa, out->key.lim.aws_secret, service, (int64_t)time(NULL),
+                                    SIGV4_MAX_SKEW_SECS, &err) < 0) {
         bb_debug("request %s: auth: SigV4: %s", req->id, err.msg);
         return -1;
     }

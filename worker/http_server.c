@@ -191,7 +191,7 @@ static void conn_fail_raw(struct bb_conn *c, int status, const char *msg,
 {
     char body[1024], head[512], extra[128];
     enum bb_proto d =
-        h && h->target ? bb_request_dialect_of(h->target, h->target_len) : BB_PROTO_OPENAI;
+        h && h->target ? bb_request_dialect_of(h->target, h->target_len) : BB_PROTO_DEFAULT;
     enum bb_errkind k = bb_errkind_from_status(status);
     size_t blen = bb_errors_render(d, k, msg, body, sizeof body);
     bb_errors_headers(d, status, extra, sizeof extra);

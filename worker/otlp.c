@@ -4,6 +4,8 @@
  */
 #include "worker/otlp.h"
 
+#include "worker/proto.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,18 +73,8 @@ void bb_otlp_free(struct bb_otlp *t)
 /* gen_ai.provider.name (and the older gen_ai.system) of an egress protocol. */
 static const char *genai_provider(enum bb_proto p)
 {
-    switch (p) {
-    case BB_PROTO_ANTHROPIC:
-        return "anthropic";
-    case BB_PROTO_GEMINI:
-        return "gcp.gemini";
-    case BB_PROTO_BEDROCK:
-        return "aws.bedrock";
-    case BB_PROTO_COHERE:
-        return "cohere";
-    default:
-        return "openai";
-    }
+    const struct bb_proto_ops *o = bb_proto_get(p);
+    return o && o->genai_system ? o->genai_system : "unknown";
 }
 
 struct attrs {

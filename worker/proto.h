@@ -165,6 +165,7 @@ struct bb_proto_ratelimit {
 struct bb_proto_ops {
     enum bb_proto id;
     const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
+    const char *genai_system; /* OpenTelemetry gen_ai.provider.name of its providers */
     enum bb_framing framing; /* of this protocol's streams (as egress and ingress) */
 
     /* The scalar request parameters as data (worker/params.h): the reader, the writer, the

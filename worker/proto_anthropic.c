@@ -2186,6 +2186,7 @@ static const char *const affinity_members[] = {"system", "messages", NULL};
 const struct bb_proto_ops bb_proto_anthropic = {
     .id = BB_PROTO_ANTHROPIC,
     .name = "anthropic",
+    .genai_system = "anthropic",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,

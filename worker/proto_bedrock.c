@@ -2224,6 +2224,7 @@ static const char *const affinity_members[] = {"system", "messages", NULL};
 const struct bb_proto_ops bb_proto_bedrock = {
     .id = BB_PROTO_BEDROCK,
     .name = "bedrock",
+    .genai_system = "aws.bedrock",
     .framing = BB_FRAMING_EVENTSTREAM,
     .params = param_rows,
     .n_params = N_PARAMS,

@@ -2002,6 +2002,7 @@ static const char *const affinity_members[] = {"messages", NULL};
 const struct bb_proto_ops bb_proto_cohere = {
     .id = BB_PROTO_COHERE,
     .name = "cohere",
+    .genai_system = "cohere",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,

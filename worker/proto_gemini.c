@@ -2541,6 +2541,7 @@ static const char *const affinity_members[] = {"systemInstruction", "contents", 
 const struct bb_proto_ops bb_proto_gemini = {
     .id = BB_PROTO_GEMINI,
     .name = "gemini",
+    .genai_system = "gcp.gemini",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,

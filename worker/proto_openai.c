@@ -2228,6 +2228,7 @@ static const char *const affinity_members[] = {"messages", NULL};
 const struct bb_proto_ops bb_proto_openai = {
     .id = BB_PROTO_OPENAI,
     .name = "openai",
+    .genai_system = "openai",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,

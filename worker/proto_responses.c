@@ -2785,6 +2785,7 @@ static const char *const affinity_members[] = {"instructions", NULL};
 const struct bb_proto_ops bb_proto_responses = {
     .id = BB_PROTO_RESPONSES,
     .name = "responses",
+    .genai_system = "openai",
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,

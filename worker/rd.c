@@ -133,23 +133,12 @@ int bb_rd_oom(struct bb_rd *r)
     return bb_err_set(r->err, "%s%sout of memory", r->prefix, *r->prefix ? ": " : "");
 }
 
-/* A name a client chose that may be echoed in a header: printable ASCII without spaces or
- * commas (the list separator), at most 64 bytes. */
-static bool header_safe(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if ((unsigned char)s[n] < 0x21 || (unsigned char)s[n] > 0x7e || s[n] == ',')
-            return false;
-    return n > 0 && n <= 64;
-}
-
 int bb_rd_unsupported(struct bb_rd *r, const char *prefix, const char *name)
 {
     if (!r->req)
         return 0;
-    if (!header_safe(name)) /* names end up in x-busbar-dropped-fields */
-        name = "?";
+    /* names end up in x-busbar-dropped-fields: bb_ir_unsupported %XX-encodes what could
+     * break out of a header (bb_ir_field_name) */
     size_t pl = strlen(prefix), nl = strlen(name);
     char *s = bb_arena_alloc(r->a, pl + nl + 1);
     if (!s)

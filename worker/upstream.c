@@ -358,7 +358,7 @@ static int up_parse_head(struct bb_upconn *u)
         bb_http_scan_reset(&u->scan);
         if (head.status >= 100 && head.status < 200) { /* interim: skip, a few at most */
             if (++u->n_interim > UP_INTERIM_MAX) {
-                bb_warn("upstream %s: more than %d interim (1xx) responses", u->host->prov->name,
+                bb_warn("upstream %s: more than %d interim (1xx) answers", u->host->prov->name,
                         UP_INTERIM_MAX);
                 up_fail(u, BB_UPFAIL_PROTOCOL);
                 return -1;
