@@ -652,6 +652,7 @@ def test_tls_auth(ctx):
     certs = make_certs(ctx.path('certs'))
     redis = Redis(ctx, tls_certs=certs, user='busbar', password='s3cret-pw-for-test', aof=False)
     m, (a, b) = start_nodes(ctx, redis, names=('a', 'b'))
+    wait_minute_room(redis, 10)  # the RPM window must not turn over inside this test
     k = create_key(a, '--pools', 'p', '--rpm', '3', name='tls')
     wait_for(lambda: chat(b.port, k, max_tokens=1).status == 200, 1, 'the key on B over TLS')
     res = [chat(n.port, k, max_tokens=1).status for n in (a, b, a, b)]
