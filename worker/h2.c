@@ -109,7 +109,7 @@ struct bb_h2 {
     bool in_lib; /* inside nghttp2_session_mem_recv / _send */
     bool check_drained;
     bool read_paused;
-    bool draining, goaway_final;
+    bool draining, ack_seen, goaway_final;
     bool start_read;  /* the bytes read before the handover wait for the first flush */
     bool terminating; /* GOAWAY with an error queued: input is no longer read */
     bool closing;     /* the streams are gone; the next flush hands the connection back */
@@ -194,6 +194,10 @@ static struct bb_h2_stream *stream_new(struct bb_h2 *h, int32_t id)
     s->magic = BB_MAGIC_H2S;
     s->h = h;
     s->id = id;
+    if (h->timer_mode == T_IDLE) { /* not idle any more: the deadline restarts when it is */
+        evtimer_del(h->timer);
+        h->timer_mode = T_NONE;
+    }
     s->next = h->streams;
     if (h->streams)
         h->streams->prev = s;
@@ -589,8 +593,10 @@ static int on_frame_recv(nghttp2_session *ss, const nghttp2_frame *frame, void *
         break;
     case NGHTTP2_PING:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
+            /* the client has seen the notice: the final GOAWAY goes once the streams it
+             * had sent before it (the ACK may overtake their HEADERS) are done */
             if (h->draining)
-                h2_final_goaway(h);
+                h->ack_seen = true;
             break;
         }
         /* fall through */
@@ -857,6 +863,8 @@ static void h2_send(struct bb_h2 *h)
 {
     if (h->closing || h->in_lib)
         return;
+    if (h->ack_seen && !h->goaway_final && h->n_streams == 0)
+        h2_final_goaway(h);
     h->in_lib = true;
     int rv = nghttp2_session_send(h->ss);
     h->in_lib = false;
