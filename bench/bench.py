@@ -357,8 +357,8 @@ def h2load(port, model, stream, seconds, cpu, key=None):
         r['requests'] = int(m.group(2))
         r['errors'] = int(m.group(3)) + int(m.group(4))
     m = re.search(r'status codes: (\d+) 2xx', t)
-    if m and r['requests']:
-        r['errors'] += r['requests'] - int(m.group(1))
+    if m and r['requests']:  # answered, but not 2xx
+        r['errors'] += max(0, r['requests'] - int(m.group(1)))
     m = re.search(r'^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)', t, re.M)
     if m:  # h2load reports the mean, not percentiles: shown as p50
         r['p50'] = float(m.group(1)) * {'us': 1, 'ms': 1e3, 's': 1e6}[m.group(2)]

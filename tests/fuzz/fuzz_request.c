@@ -49,6 +49,7 @@
 #include "worker/auth.h"
 #include "worker/endpoints.h"
 #include "worker/http_server.h"
+#include "worker/obs.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
@@ -353,7 +354,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(w.base);
     w.max_active = 8;
     snprintf(w.id_prefix, sizeof w.id_prefix, "fuzz");
-    CHECK(bb_router_init(&w) == 0 && bb_endpoints_init(&w) == 0 && bb_auth_init(&w) == 0);
+    CHECK(bb_router_init(&w) == 0 && bb_endpoints_init(&w) == 0 && bb_auth_init(&w) == 0 &&
+          bb_obs_init(&w) == 0);
     return 0;
 }
 
