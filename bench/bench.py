@@ -21,7 +21,13 @@ Environment: BENCH_SECONDS (10) per measurement, BENCH_WARMUP (1), BENCH_WORKERS
 workers = nginx worker_processes, BENCH_PLACEMENTS ("A B"), BENCH_PIN (1; 0 = no taskset),
 BENCH_CLUSTER (1), BENCH_OBS (1), BENCH_BASELINE (a git revision, built separately by run.sh
 into $BENCH_BASELINE_BIN), BENCH_STREAM_WORDS (20), BENCH_STREAMS_HELD (1000),
-BENCH_KEEP (keep the temp dir).
+BENCH_KEEP (keep the temp dir), BENCH_H2_CONNS (4) x BENCH_H2_STREAMS (16): the h2load runs'
+connections and concurrent streams per connection.
+
+HTTP/2: the same run also drives nginx (a second server block, `listen ... http2`: h2c with
+prior knowledge) and busbar (its one plain listener, which takes h2c by the preface) with
+h2load (nghttp2-client), non-stream and stream, after the HTTP/1.1 figures (which these runs
+do not touch).
 """
 
 import asyncio
@@ -56,6 +62,8 @@ OBS = os.environ.get('BENCH_OBS', '1') == '1'
 BASELINE_BIN = os.environ.get('BENCH_BASELINE_BIN', '')
 STREAM_WORDS = int(os.environ.get('BENCH_STREAM_WORDS', '20'))
 HELD = int(os.environ.get('BENCH_STREAMS_HELD', '1000'))
+H2_CONNS = int(os.environ.get('BENCH_H2_CONNS', '4'))
+H2_STREAMS = int(os.environ.get('BENCH_H2_STREAMS', '16'))
 CLK = os.sysconf('SC_CLK_TCK')
 
 TMP = tempfile.mkdtemp(prefix='busbar-bench.')
@@ -183,7 +191,7 @@ def start_mock(cpu):
 
 
 def start_nginx(mock_port, cpu):
-    port = free_port()
+    port, h2port = free_port(), free_port()
     d = os.path.join(TMP, 'nginx')
     os.makedirs(d, exist_ok=True)
     user = 'user %s;' % os.environ.get('USER', 'root') if os.getuid() == 0 else ''
@@ -219,13 +227,25 @@ http {
             proxy_request_buffering off;
         }
     }
+    server {
+        listen 127.0.0.1:%d http2;
+        http2_max_concurrent_streams 128;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
 }
-''' % (user, WORKERS, d, d, d, d, d, d, d, mock_port, port))
+''' % (user, WORKERS, d, d, d, d, d, d, d, mock_port, port, h2port))
     p = spawn([NGINX, '-p', d, '-c', conf, '-e', os.path.join(d, 'error.log')], cpu,
               stderr=open(os.path.join(d, 'stderr'), 'w'))
     if not wait_http(port, '/_mock/health'):
         raise SystemExit('nginx did not start: %s' % open(os.path.join(d, 'stderr')).read())
-    return port, p
+    return port, p, h2port
 
 
 def busbar_yaml(name, port, mock_port, auth='none', gov=True, extra=''):
@@ -309,6 +329,53 @@ def wrk(port, model, stream, conns, seconds, cpu, key=None):
         m = re.search(rx, t)
         if m:
             r['errors'] += sum(int(x) for x in m.groups())
+    return r
+
+
+def h2load(port, model, stream, seconds, cpu, key=None):
+    """h2load (nghttp2-client): H2_CONNS connections x H2_STREAMS concurrent streams, h2c with
+    prior knowledge, for seconds; the same request body as wrk's."""
+    body = os.path.join(TMP, 'h2body-%s-%d.json' % (re.sub(r'\W', '_', model), stream))
+    with open(body, 'w') as f:
+        f.write(json.dumps({'model': model, 'stream': stream,
+                            'messages': [{'role': 'user', 'content': 'hello benchmark'}]},
+                           separators=(',', ':')))
+    argv = pin(cpu) + ['h2load', '-t1', '-c%d' % H2_CONNS, '-m%d' % H2_STREAMS,
+                       '-D%d' % seconds, '-d', body, '-H', 'content-type: application/json']
+    if key:
+        argv += ['-H', 'authorization: Bearer %s' % key]
+    p = subprocess.run(argv + ['http://127.0.0.1:%d/v1/chat/completions' % port],
+                       capture_output=True, text=True)
+    t = p.stdout
+    r = {'rps': None, 'p50': None, 'p99': None, 'errors': 0, 'requests': 0}
+    m = re.search(r'finished in [\d.]+\w+, ([\d.]+) req/s', t)
+    if m:
+        r['rps'] = float(m.group(1))
+    m = re.search(r'requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, '
+                  r'(\d+) errored', t)
+    if m:
+        r['requests'] = int(m.group(2))
+        r['errors'] = int(m.group(3)) + int(m.group(4))
+    m = re.search(r'status codes: (\d+) 2xx', t)
+    if m and r['requests']:  # answered, but not 2xx
+        r['errors'] += max(0, r['requests'] - int(m.group(1)))
+    m = re.search(r'^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)', t, re.M)
+    if m:  # h2load reports the mean, not percentiles: shown as p50
+        r['p50'] = float(m.group(1)) * {'us': 1, 'ms': 1e3, 's': 1e6}[m.group(2)]
+    if r['rps'] is None:
+        log('h2load failed: %s %s' % (t[-500:], p.stderr[-500:]))
+    return r
+
+
+def measure_h2(target, port, model, stream, cpu_wrk, proxy_pid, key=None):
+    h2load(port, model, stream, WARMUP, cpu_wrk, key)
+    c0 = cpu_seconds(proxy_pid)
+    r = h2load(port, model, stream, SECONDS, cpu_wrk, key)
+    c1 = cpu_seconds(proxy_pid)
+    r['cpu_us'] = (c1 - c0) * 1e6 / r['requests'] if r['requests'] else None
+    log('%-12s %-9s %dx%-3d %8s rps  mean %7s µs  cpu %s µs/req' % (
+        target, 'stream' if stream else 'nonstream', H2_CONNS, H2_STREAMS, fmt(r['rps']),
+        fmt(r['p50']), fmt(r['cpu_us'], 1)))
     return r
 
 
@@ -427,7 +494,7 @@ def run_placement(pl, out):
     log('placement %s: mock on CPU %d, proxy on CPU %d, wrk on CPU %d' % (pl, cpu_mock,
                                                                          cpu_proxy, cpu_wrk))
     mock_port, _ = start_mock(cpu_mock)
-    ngx_port, ngx = start_nginx(mock_port, cpu_proxy)
+    ngx_port, ngx, ngx_h2port = start_nginx(mock_port, cpu_proxy)
     bbs = {'busbar': Busbar('busbar', mock_port, cpu_proxy),
            'keys': Busbar('keys', mock_port, cpu_proxy, auth='keys'),
            'nogov': Busbar('nogov', mock_port, cpu_proxy, gov=False)}
@@ -474,6 +541,16 @@ def run_placement(pl, out):
         if label in ('direct', 'nginx', 'busbar', 'keys'):
             out['events'][(pl, label)] = events_per_stream(port, stream_model(model, True,
                                                                               label), key)
+    # HTTP/2 (h2load), after every HTTP/1.1 figure: nginx's http2 server block, busbar's one
+    # listener
+    for label, port, model, pid in (('nginx-h2', ngx_h2port, 'bench-model', ngx.pid),
+                                    ('busbar-h2', bbs['busbar'].port, 'bench',
+                                     bbs['busbar'].proc.pid)):
+        for stream in (False, True):
+            r = measure_h2(label, port, stream_model(model, stream, label.split('-')[0]), stream,
+                           cpu_wrk, pid)
+            out['runs'][(pl, label, 'stream' if stream else 'nonstream',
+                         H2_CONNS * H2_STREAMS)] = r
     if pl == 'A':
         out['ttft'] = {'direct': ttft(mock_port, stream_model('bench-model', True, 'direct')),
                        'busbar': ttft(bbs['busbar'].port, stream_model('bench', True,
@@ -541,12 +618,14 @@ def report(out):
     L.append('|---|---|---|---|---|---|---|---|---|---|---|')
     for (pl, label, mode, conns), r in sorted(R.items(), key=lambda kv: (
             kv[0][0], kv[0][2], kv[0][3], ORDER.index(kv[0][1]) if kv[0][1] in ORDER else 99)):
-        n = R.get((pl, 'nginx', mode, conns), {})
+        h2 = label.endswith('-h2')
+        n = R.get((pl, 'nginx-h2' if h2 else 'nginx', mode, conns), {})
         ev = out['events'].get((pl, label)) or out['events'].get((pl, 'busbar'))
         per_ev = (r['cpu_us'] / ev) if mode == 'stream' and r.get('cpu_us') and ev else None
         L.append('| %s | %s | %s | %d | %s | %s | %s | %s | %d | %s | %s |' % (
             pl, label, mode, conns, fmt(r['rps']),
-            ratio(r['rps'], n.get('rps')) if label != 'nginx' else '', fmt(r['p50']),
+            ratio(r['rps'], n.get('rps')) if label not in ('nginx', 'nginx-h2') else '',
+            fmt(r['p50']),
             fmt(r['p99']), r['errors'], fmt(r.get('cpu_us'), 1), fmt(per_ev, 2)))
     L.append('')
     L.append('Targets (issue 12) at c=64:')
@@ -564,6 +643,10 @@ def report(out):
             ('stream, default (virtual key) / nginx', 'keys', 'nginx', 'stream', '≥ 0.80×'),
             ('non-stream translated / nginx', 'xlate', 'nginx', 'nonstream', '≥ 0.65×'),
             ('stream translated / nginx', 'xlate', 'nginx', 'stream', '≥ 0.65×'),
+            ('HTTP/2 non-stream (h2load), busbar / nginx', 'busbar-h2', 'nginx-h2', 'nonstream',
+             '≥ 0.80×'),
+            ('HTTP/2 stream (h2load), busbar / nginx', 'busbar-h2', 'nginx-h2', 'stream',
+             '≥ 0.80×'),
             ('non-stream governance on / off', 'busbar', 'nogov', 'nonstream', '≥ 0.90×'),
             ('stream governance on / off', 'busbar', 'nogov', 'stream', '≥ 0.90×'),
             ('non-stream cluster / keys', 'cluster', 'keys', 'nonstream', '(report)'),
@@ -614,7 +697,7 @@ def report(out):
 
 
 ORDER = ['direct', 'nginx', 'busbar', 'keys', 'nogov', 'xlate', 'cluster', 'obs-off', 'obs-on',
-         'baseline']
+         'baseline', 'nginx-h2', 'busbar-h2']
 
 
 def main():

@@ -170,6 +170,7 @@ static const struct limdef limit_defs[] = {
     LIM(upstream_request_timeout_secs, false, 1, UINT32_MAX),
     LIM(drain_timeout_secs, false, 1, UINT32_MAX),
     LIM(pool_max_idle_per_host, false, 0, UINT32_MAX), /* 0 = no idle upstream connections */
+    LIM(h2_max_streams, false, 1, 1u << 20),
 };
 
 static const char *const route_names[] = {"weighted", "cheapest", "fastest", "least_busy",
@@ -1857,6 +1858,7 @@ static void set_defaults(struct bb_conf *c)
         .upstream_request_timeout_secs = 300,
         .drain_timeout_secs = 30,
         .pool_max_idle_per_host = 64,
+        .h2_max_streams = 128,
     };
 }
 

@@ -181,6 +181,7 @@ struct bb_limits {
     uint32_t upstream_request_timeout_secs; /* 300 */
     uint32_t drain_timeout_secs;            /* 30 */
     uint32_t pool_max_idle_per_host;        /* 64 */
+    uint32_t h2_max_streams;                /* 128: concurrent streams per HTTP/2 connection */
 };
 
 struct bb_listen {

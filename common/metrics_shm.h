@@ -121,7 +121,13 @@ struct bb_mx_key {
       "spans dropped (queue full, collector down or refusing)")                                    \
     X(AUDIT_SENT, "busbar_audit_records_sent_total", "request records the audit webhook took")     \
     X(AUDIT_DROPPED, "busbar_audit_records_dropped_total",                                         \
-      "request records dropped (queue full, webhook down or refusing)")
+      "request records dropped (queue full, webhook down or refusing)")                            \
+    X(H2_RAPID_RESET, "busbar_http2_rapid_reset_total",                                            \
+      "HTTP/2 connections closed for cancelling streams too fast (CVE-2023-44487)")                \
+    X(H2_CONTINUATION_FLOOD, "busbar_http2_continuation_flood_total",                              \
+      "HTTP/2 connections closed for a CONTINUATION flood")                                        \
+    X(H2_CONTROL_FLOOD, "busbar_http2_control_flood_total",                                        \
+      "HTTP/2 connections closed for a SETTINGS/PING/PRIORITY flood")
 
 enum bb_mx_global {
 #define X(id, name, help) BB_MX_G_##id,

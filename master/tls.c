@@ -29,25 +29,34 @@ static int key_mismatch(void)
     return ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH;
 }
 
-/* ALPN: select "http/1.1" when the client offers it; otherwise carry on without ALPN (a
- * client that only offers h2 then fails in its own way rather than at the handshake). */
+/* The protocol name p (length n) when the client's ALPN list in[0..inlen) offers it. */
+static const unsigned char *alpn_find(const unsigned char *in, unsigned int inlen, const char *p,
+                                      unsigned int n)
+{
+    for (unsigned int i = 0; i < inlen; i += 1 + in[i])
+        if (i + 1 + in[i] <= inlen && in[i] == n && memcmp(in + i + 1, p, n) == 0)
+            return in + i + 1;
+    return NULL;
+}
+
+/* ALPN: "h2" when the client offers it (the worker then speaks HTTP/2, worker/h2.c), else
+ * "http/1.1"; otherwise carry on without ALPN (HTTP/1.1), so a client that offers neither
+ * fails in its own way rather than at the handshake. */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char h11[] = "http/1.1";
-    unsigned int i = 0;
-    while (i < inlen) {
-        unsigned int n = in[i];
-        if (i + 1 + n > inlen)
-            break;
-        if (n == sizeof h11 - 1 && memcmp(in + i + 1, h11, n) == 0) {
-            *out = in + i + 1;
-            *outlen = (unsigned char)n;
-            return SSL_TLSEXT_ERR_OK;
-        }
-        i += 1 + n;
+    (void)ssl;
+    (void)arg;
+    const unsigned char *p = alpn_find(in, inlen, "h2", 2);
+    *outlen = 2;
+    if (!p) {
+        p = alpn_find(in, inlen, "http/1.1", 8);
+        *outlen = 8;
     }
-    return SSL_TLSEXT_ERR_NOACK;
+    if (!p)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = p;
+    return SSL_TLSEXT_ERR_OK;
 }
 
 SSL_CTX *bb_tls_server_ctx(const struct bb_conf *conf, struct bb_err *err)

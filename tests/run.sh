@@ -23,7 +23,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 DEB_PACKAGES=(meson ninja-build pkg-config gcc clang libevent-dev libssl-dev libyaml-dev
   libjson-c-dev libhiredis-dev libcmocka-dev libsqlite3-dev liblua5.4-dev python3 nodejs npm
   openssl curl wrk nginx-light redis-server haproxy libclang-rt-14-dev prometheus chromium
-  systemd clang-format)
+  systemd clang-format libnghttp2-dev nghttp2-client)
 
 # A package counts as present when dpkg knows it, or (for tools that may come from elsewhere,
 # such as NodeSource's nodejs which bundles npm) when its command is on PATH.

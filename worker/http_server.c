@@ -24,6 +24,7 @@
 
 #include "common/log.h"
 #include "worker/errors_http.h"
+#include "worker/h2.h"
 #include "worker/worker.h"
 
 enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER };
@@ -42,6 +43,8 @@ struct bb_conn {
     struct event *timer;
     enum conn_state state;
     bool tls;
+    bool fresh;             /* no request yet: HTTP/2 (ALPN h2 or the preface) still possible */
+    struct bb_h2 *h2;       /* an HTTP/2 connection: its callbacks own the bufferevent */
     bool got_bytes;         /* some bytes of the current request head arrived */
     bool read_paused;       /* between requests: not reading while the output is backlogged */
     struct bb_http_scan scan; /* where the search for the end of the current head stands */
@@ -99,6 +102,8 @@ static void conn_free(struct bb_conn *c)
         c->next->prev = c->prev;
     w->n_conns--;
     atomic_store_explicit(&w->self->connections, w->n_conns, memory_order_relaxed);
+    if (c->h2)
+        bb_h2_free(c->h2);
     event_free(c->timer);
     if (c->body_buf)
         evbuffer_free(c->body_buf);
@@ -168,6 +173,7 @@ void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockad
     bufferevent_set_timeouts(c->bev, NULL, &send_tv);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CONN_HEAD;
+    c->fresh = true;
     /* The whole first head must arrive within header_timeout (slow-loris, TLS included). */
     timer_ms(c, w->conf->limits.header_timeout_ms);
     c->got_bytes = true;
@@ -227,14 +233,11 @@ static void conn_dispatch(struct bb_conn *c)
     bb_request_dispatch(req);
 }
 
-static void conn_body_done(struct bb_conn *c, struct evbuffer *src, size_t len)
+int bb_http_request_body(struct bb_request *req, struct evbuffer *src, size_t len)
 {
-    struct bb_request *req = c->req;
     req->body = bb_arena_alloc(&req->arena, len + 1);
-    if (!req->body) {
-        bb_request_fail(req, BB_ERR_TOO_LARGE, "request body too large");
-        return;
-    }
+    if (!req->body)
+        return -1;
     evbuffer_remove(src, req->body, len);
     req->body[len] = '\0';
     req->body_len = len;
@@ -242,6 +245,15 @@ static void conn_body_done(struct bb_conn *c, struct evbuffer *src, size_t len)
      * strings decoded into the arena) and each attempt's writer scratch, on top of the body
      * itself. The cap stays a bound on the request's memory, in proportion to its body. */
     req->arena.cap = req->arena.used + BODY_ARENA_FACTOR * len + (1u << 20);
+    return 0;
+}
+
+static void conn_body_done(struct bb_conn *c, struct evbuffer *src, size_t len)
+{
+    if (bb_http_request_body(c->req, src, len) < 0) {
+        bb_request_fail(c->req, BB_ERR_TOO_LARGE, "request body too large");
+        return;
+    }
     conn_dispatch(c);
 }
 
@@ -319,6 +331,35 @@ size_t bb_http_scan_input(struct bb_http_scan *sc, struct evbuffer *in, size_t l
     return 0;
 }
 
+/* The first bytes of a connection: HTTP/2 when TLS negotiated "h2" or a plain connection
+ * starts with the connection preface; the connection is then handed to worker/h2.c. true =
+ * handed over (or waiting for the rest of a preface). */
+static bool conn_try_h2(struct bb_conn *c)
+{
+    if (c->tls) {
+        const unsigned char *p = NULL;
+        unsigned int n = 0;
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl)
+            SSL_get0_alpn_selected(ssl, &p, &n);
+        c->fresh = false;
+        if (!(n == 2 && memcmp(p, "h2", 2) == 0))
+            return false;
+    } else {
+        int r = bb_h2_preface(bufferevent_get_input(c->bev));
+        if (r == 0)
+            return true;
+        c->fresh = false;
+        if (r < 0)
+            return false;
+    }
+    evtimer_del(c->timer);
+    c->h2 = bb_h2_start(c->w, c, c->bev);
+    if (!c->h2)
+        conn_free(c);
+    return true;
+}
+
 static void conn_read_head(struct bb_conn *c)
 {
     struct bb_worker *w = c->w;
@@ -326,6 +367,8 @@ static void conn_read_head(struct bb_conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t avail = evbuffer_get_length(in);
     if (avail == 0)
+        return;
+    if (c->fresh && conn_try_h2(c))
         return;
     if (!c->got_bytes) { /* first byte of a new request on a kept-alive connection */
         c->got_bytes = true;
@@ -584,11 +627,9 @@ static bool reserved_name(const char *s, size_t n)
            bb_http_ieq(s, n, "x-request-id");
 }
 
-/* Append the well-formed "name: value\r\n" lines of h[0..n) to out. A line that is not one
- * (CR, LF, NUL or another CTL in the value, a name that is not a token, no CRLF) or that
- * names a framing header is dropped and logged: this is the one place where response heads
- * are written, so no byte from a client or a provider reaches a head without this check. */
-static void add_header_lines(struct evbuffer *out, const char *h, size_t n, const char *id)
+void bb_http_header_lines(const char *h, size_t n, const char *id,
+                          void (*fn)(void *arg, const struct bb_http_header *f, size_t line_len),
+                          void *arg)
 {
     for (const char *line = h, *end_all = h + n; line && line < end_all;) {
         size_t left = (size_t)(end_all - line);
@@ -597,14 +638,17 @@ static void add_header_lines(struct evbuffer *out, const char *h, size_t n, cons
         const char *colon = memchr(line, ':', ll);
         bool ok = crlf && colon && bb_http_token_ok(line, (size_t)(colon - line)) &&
                   !reserved_name(line, (size_t)(colon - line));
+        struct bb_http_header f = {line, colon ? (size_t)(colon - line) : 0, NULL, 0};
         if (ok) {
             const char *v = colon + 1, *end = line + ll;
             while (v < end && (*v == ' ' || *v == '\t'))
                 v++;
-            ok = bb_http_field_value_ok(v, (size_t)(end - v));
+            f.value = v;
+            f.value_len = (size_t)(end - v);
+            ok = bb_http_field_value_ok(v, f.value_len);
         }
         if (ok)
-            evbuffer_add(out, line, ll + 2);
+            fn(arg, &f, ll + 2);
         else
             bb_warn("request %s: a malformed or reserved response header line (%zu bytes) was "
                     "dropped",
@@ -613,11 +657,19 @@ static void add_header_lines(struct evbuffer *out, const char *h, size_t n, cons
     }
 }
 
+static void add_line(void *out, const struct bb_http_header *f, size_t line_len)
+{
+    evbuffer_add(out, f->name, line_len);
+}
+
 int bb_http_respond_head(struct bb_request *req, int status, const char *content_type,
                          const char *extra_headers, size_t extra_len, enum bb_body_mode mode,
                          int64_t content_length)
 {
     struct bb_conn *c = req->conn;
+    if (req->h2)
+        return bb_h2_respond_head(req, status, content_type, extra_headers, extra_len, mode,
+                                  content_length);
     req->responded = true;
     req->status = status;
     if (!c)
@@ -649,7 +701,7 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add(out, buf, (size_t)n);
     if (extra_headers && extra_len)
-        add_header_lines(out, extra_headers, extra_len, req->id);
+        bb_http_header_lines(extra_headers, extra_len, req->id, add_line, out);
     evbuffer_add(out, "\r\n", 2);
     return 0;
 }
@@ -657,6 +709,8 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
 int bb_http_respond_body(struct bb_request *req, const void *data, size_t len)
 {
     struct bb_conn *c = req->conn;
+    if (req->h2)
+        return bb_h2_respond_body(req, data, len);
     if (!c)
         return -1;
     if (len == 0 || req->head_only)
@@ -677,6 +731,8 @@ int bb_http_respond_body(struct bb_request *req, const void *data, size_t len)
 int bb_http_respond_buffer(struct bb_request *req, struct evbuffer *buf)
 {
     struct bb_conn *c = req->conn;
+    if (req->h2)
+        return bb_h2_respond_buffer(req, buf);
     size_t len = evbuffer_get_length(buf);
     if (!c)
         return -1;
@@ -702,6 +758,10 @@ void bb_http_respond_end(struct bb_request *req)
     struct bb_conn *c = req->conn;
     if (req->response_done)
         return;
+    if (req->h2) {
+        bb_h2_respond_end(req);
+        return;
+    }
     req->response_done = true;
     if (c && req->out_mode == BB_BODY_CHUNKED && !req->head_only)
         bufferevent_write(c->bev, "0\r\n\r\n", 5);
@@ -718,12 +778,18 @@ void bb_http_respond_full(struct bb_request *req, int status, const char *conten
 
 size_t bb_http_output_pending(const struct bb_request *req)
 {
+    if (req->h2)
+        return bb_h2_output_pending(req);
     return req->conn ? evbuffer_get_length(bufferevent_get_output(req->conn->bev)) : 0;
 }
 
 void bb_http_on_drained(struct bb_request *req, void (*cb)(struct bb_request *))
 {
     struct bb_conn *c = req->conn;
+    if (req->h2) {
+        bb_h2_on_drained(req, cb);
+        return;
+    }
     if (!c)
         return;
     c->drained_cb = cb;
@@ -733,6 +799,10 @@ void bb_http_on_drained(struct bb_request *req, void (*cb)(struct bb_request *))
 void bb_http_conn_request_done(struct bb_conn *c, struct bb_request *req)
 {
     struct bb_worker *w = c->w;
+    if (req->h2) {
+        bb_h2_request_done(req);
+        return;
+    }
     c->req = NULL;
     c->drained_cb = NULL;
     if (c->state == CONN_BUSY || c->state == CONN_BODY) {
@@ -755,11 +825,28 @@ void bb_http_conn_request_done(struct bb_conn *c, struct bb_request *req)
 void bb_http_drain(struct bb_worker *w)
 {
     /* Idle connections get a short grace instead of an immediate close, so a request already
-     * on the wire is answered (with Connection: close) rather than reset. */
+     * on the wire is answered (with Connection: close) rather than reset. HTTP/2 connections
+     * get GOAWAY: their open streams finish. */
     for (struct bb_conn *c = w->conns; c; c = c->next)
-        if (c->state == CONN_HEAD && !c->req &&
-            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+        if (c->h2)
+            bb_h2_drain(c->h2);
+        else if (c->state == CONN_HEAD && !c->req &&
+                 evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
             timer_ms(c, 500);
+}
+
+void bb_http_conn_close(struct bb_conn *c)
+{
+    conn_free(conn_check(c));
+}
+
+void bb_http_conn_linger(struct bb_conn *c)
+{
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_enable(c->bev, EV_WRITE);
+    evtimer_del(c->timer);
+    conn_linger(c);
 }
 
 void bb_http_close_all(struct bb_worker *w)

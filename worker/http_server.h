@@ -67,6 +67,25 @@ size_t bb_http_output_pending(const struct bb_request *req);
 /* Ask to be called back (once) when the client's output drains below the low mark. */
 void bb_http_on_drained(struct bb_request *req, void (*cb)(struct bb_request *));
 
+/* Move len bytes of src into req's body (NUL-terminated, in its arena) and size the arena
+ * for what the request builds from it. -1 on OOM. */
+int bb_http_request_body(struct bb_request *req, struct evbuffer *src, size_t len);
+
+/* Call fn for each well-formed "name: value\r\n" line of h[0..n) (f: the name and the value
+ * without its leading blanks; line_len counts the CRLF) whose name is not one the response
+ * head writes itself (framing, Content-Type, x-request-id). A line that is not one (CR, LF,
+ * NUL or another CTL in the value, a name that is not a token, no CRLF) or that names a
+ * reserved header is dropped and logged: every response head, HTTP/1.1 or HTTP/2, is written
+ * through here, so no byte from a client or a provider reaches a head without this check. */
+void bb_http_header_lines(const char *h, size_t n, const char *id,
+                          void (*fn)(void *arg, const struct bb_http_header *f, size_t line_len),
+                          void *arg);
+
+/* For worker/h2.c: free the connection now (its requests end as client disconnects), or
+ * take the bufferevent back, write what is queued and close (lingering on plain sockets). */
+void bb_http_conn_close(struct bb_conn *c);
+void bb_http_conn_linger(struct bb_conn *c);
+
 /* Called by bb_request_finish: the connection goes back to reading or closes. */
 void bb_http_conn_request_done(struct bb_conn *conn, struct bb_request *req);
 

@@ -23,6 +23,7 @@ struct bb_upconn;
 struct bb_attempt;
 struct bb_route_state;
 struct bb_creq;
+struct bb_h2_stream;
 
 enum bb_body_mode { BB_BODY_NONE, BB_BODY_LENGTH, BB_BODY_CHUNKED, BB_BODY_CLOSE };
 
@@ -31,6 +32,7 @@ struct bb_request {
     struct bb_arena arena;
     struct bb_worker *w;
     struct bb_conn *conn; /* NULL once the client went away */
+    struct bb_h2_stream *h2; /* the HTTP/2 stream it came on (worker/h2.h), or NULL */
     char id[40];          /* x-request-id; unique across workers and restarts */
 
     /* the client's request */

@@ -634,7 +634,7 @@ int bb_sigv4_parse_auth(const char *value, size_t len, struct bb_sigv4_auth *out
             if (have_h || !copy_field(out->signed_headers, sizeof out->signed_headers, v, vl))
                 return bb_err_set(err, "authorization: malformed SignedHeaders");
             for (size_t j = 0; j < vl; j++)
-                if (!valid_token(v + j, 1) && v[j] != ';')
+                if (!valid_token(v + j, 1) && v[j] != ';' && v[j] != ':') /* :authority */
                     return bb_err_set(err, "authorization: malformed SignedHeaders");
             have_h = true;
         } else if (kl == 9 && memcmp(k, "Signature", 9) == 0) {
@@ -740,7 +740,9 @@ int bb_sigv4_verify(const struct bb_sigv4_req *r, const struct bb_sigv4_auth *au
                 bb_err_set(err, "sigv4: SignedHeaders must be lower-case");
                 goto out;
             }
-        have_host |= nl == 4 && memcmp(sl, "host", 4) == 0;
+        /* over HTTP/2 the authority is signed as the :authority pseudo-header */
+        have_host |= (nl == 4 && memcmp(sl, "host", 4) == 0) ||
+                     (nl == 10 && memcmp(sl, ":authority", 10) == 0);
         have_date |= nl == 10 && memcmp(sl, "x-amz-date", 10) == 0;
         sb_add(&ch, sl, nl);
         sb_addc(&ch, ':');

@@ -17,9 +17,15 @@
  * valid non-stream answer in the lane's protocol, chosen by the request's bytes, so both the
  * failover path and the success path (answer translation, response head) run.
  *
+ * HTTP/2: an input that starts with the connection preface is h2c with prior knowledge, so
+ * the same stream goes through worker/h2.c (frames, HPACK, CONTINUATION, flow control, resets,
+ * the flood bounds) into the same request path. Oracle for it: the server's bytes are a
+ * well-formed sequence of frames whose header blocks decode (HPACK, with nghttp2's own
+ * inflater) to lower-case names busbar writes and valid values.
+ *
  * Seeds: tests/fuzz/corpus/request, recorded from the integration suite by
  * tests/fuzz/record_seeds.sh (every connection a test opens to busbar, keys rewritten to the
- * ones configured below).
+ * ones configured below), and the HTTP/2 seeds (h2-*) written by tests/fuzz/h2_seeds.py.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +37,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <nghttp2/nghttp2.h>
 
 #include "common/config.h"
 #include "common/http_parse.h"
@@ -370,6 +377,82 @@ static void reset_shared_state(void)
 
 /* ---- the oracle on what the client gets ---- */
 
+/* The names a response head may carry (busbar's own and the relayed ones). */
+static const char *const names[] = {"x-request-id",
+                                    "content-type",
+                                    "content-length",
+                                    "transfer-encoding",
+                                    "connection",
+                                    "retry-after",
+                                    "allow",
+                                    "x-amzn-errortype",
+                                    "x-busbar-lane",
+                                    "x-busbar-attempts",
+                                    "x-busbar-dropped-fields",
+                                    "x-busbar-overhead-us"};
+
+static bool known_name(const char *n, size_t len)
+{
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (bb_http_ieq(n, len, names[k]))
+            return true;
+    return false;
+}
+
+/* HTTP/2: well-formed frames; every header block decodes; names lower case and known. */
+static void check_h2_response(const uint8_t *out, size_t n)
+{
+    nghttp2_hd_inflater *inf;
+    CHECK(nghttp2_hd_inflate_new(&inf) == 0);
+    size_t off = 0;
+    while (n - off >= 9) {
+        size_t len = (size_t)out[off] << 16 | (size_t)out[off + 1] << 8 | out[off + 2];
+        uint8_t type = out[off + 3], flags = out[off + 4];
+        if (n - off - 9 < len)
+            break; /* cut short by the end of the capture */
+        CHECK(len <= 16384);
+        const uint8_t *p = out + off + 9;
+        size_t pl = len;
+        if (type == NGHTTP2_HEADERS || type == NGHTTP2_CONTINUATION) {
+            if (type == NGHTTP2_HEADERS && (flags & NGHTTP2_FLAG_PADDED)) {
+                CHECK(pl >= 1 && p[0] < pl);
+                pl -= 1u + p[0];
+                p++;
+            }
+            if (type == NGHTTP2_HEADERS && (flags & NGHTTP2_FLAG_PRIORITY)) {
+                CHECK(pl >= 5);
+                p += 5;
+                pl -= 5;
+            }
+            for (;;) {
+                nghttp2_nv nv;
+                int fl = 0;
+                bool final = flags & NGHTTP2_FLAG_END_HEADERS;
+                ssize_t r = nghttp2_hd_inflate_hd2(inf, &nv, &fl, p, pl, final);
+                CHECK(r >= 0);
+                p += r;
+                pl -= (size_t)r;
+                if (fl & NGHTTP2_HD_INFLATE_EMIT) {
+                    const char *nm = (const char *)nv.name;
+                    for (size_t i = 0; i < nv.namelen; i++)
+                        CHECK(!(nm[i] >= 'A' && nm[i] <= 'Z'));
+                    CHECK((nv.namelen == 7 && memcmp(nm, ":status", 7) == 0) ||
+                          known_name(nm, nv.namelen));
+                    CHECK(bb_http_field_value_ok((const char *)nv.value, nv.valuelen));
+                }
+                if (fl & NGHTTP2_HD_INFLATE_FINAL) {
+                    nghttp2_hd_inflate_end_headers(inf);
+                    break;
+                }
+                if (pl == 0 && !(fl & NGHTTP2_HD_INFLATE_EMIT))
+                    break;
+            }
+        }
+        off += 9 + len;
+    }
+    nghttp2_hd_inflate_del(inf);
+}
+
 static void check_response(const char *out, size_t n)
 {
     if (n == 0)
@@ -384,24 +467,9 @@ static void check_response(const char *out, size_t n)
           h.status == 505 || h.status == 501 || h.status == 500);
     /* the names busbar writes: a client or provider byte that started a line of its own
      * (response splitting) shows up as any other name */
-    static const char *const names[] = {"x-request-id",
-                                        "content-type",
-                                        "content-length",
-                                        "transfer-encoding",
-                                        "connection",
-                                        "retry-after",
-                                        "allow",
-                                        "x-amzn-errortype",
-                                        "x-busbar-lane",
-                                        "x-busbar-attempts",
-                                        "x-busbar-dropped-fields",
-                                        "x-busbar-overhead-us"};
     for (size_t i = 0; i < h.n_headers; i++) {
         CHECK(bb_http_field_value_ok(h.headers[i].value, h.headers[i].value_len));
-        bool known = false;
-        for (size_t k = 0; k < sizeof names / sizeof names[0] && !known; k++)
-            known = bb_http_ieq(h.headers[i].name, h.headers[i].name_len, names[k]);
-        CHECK(known);
+        CHECK(known_name(h.headers[i].name, h.headers[i].name_len));
     }
     CHECK(!(h.chunked && h.content_length >= 0));
 }
@@ -443,7 +511,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_request: %u upstream request(s), %zu bytes answered:\n%.*s\n",
                 upstream_requests, got, (int)(got < 2000 ? got : 2000), out);
     upstream_requests = 0;
-    check_response(out, got);
+    static const char preface[] = NGHTTP2_CLIENT_MAGIC;
+    if (size >= sizeof preface - 1 && memcmp(data, preface, sizeof preface - 1) == 0)
+        check_h2_response((const uint8_t *)out, got); /* the server's frames (after no preface) */
+    else
+        check_response(out, got);
     bb_http_close_all(&w); /* a connection still waiting (a timer) ends here */
     close(sv[1]);
     /* drain the events the closed connections left (their timers were freed with them) */

@@ -1,15 +1,14 @@
 // client_bedrock.mjs: @aws-sdk/client-bedrock-runtime (ConverseCommand / ConverseStreamCommand)
 // against busbar's POST /model/{id}/converse and /converse-stream. One module of the SDK matrix
 // (matrix.mjs, README.md). The SDK signs with SigV4; busbar's auth mode none ignores it.
-// busbar speaks HTTP/1.1: this client's default request handler is NodeHttp2Handler (for the
-// bidirectional-stream operations), which on an http:// endpoint speaks h2c with prior
-// knowledge, so the HTTP/1.1 handler is passed explicitly, as AWS documents for HTTP/1.1.
+// The client runs with its DEFAULT request handler, NodeHttp2Handler: on an http:// endpoint
+// that is HTTP/2 cleartext with prior knowledge (h2c), which busbar speaks (worker/h2.c); the
+// handler keeps one HTTP/2 session per endpoint and multiplexes the calls on it.
 import {
   BedrockRuntimeClient,
   ConverseCommand,
   ConverseStreamCommand,
 } from '@aws-sdk/client-bedrock-runtime';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { PROMPT, TOOL, TOOL_PROMPT, TOOL_RESULT, TIMEOUT_MS } from './common.mjs';
 
 export const sdk = '@aws-sdk/client-bedrock-runtime';
@@ -24,7 +23,6 @@ function client(base) {
       secretAccessKey: process.env.BB_SDK_AWS_SECRET || 'y',
     },
     maxAttempts: 1,
-    requestHandler: new NodeHttpHandler({ connectionTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS }),
   });
 }
 const send = (c, cmd) => c.send(cmd, { abortSignal: AbortSignal.timeout(TIMEOUT_MS) });

@@ -8,10 +8,9 @@
 //   {"ok": true, "text", "stop", "usage", "requestId"}            (the x-request-id busbar sent)
 //   {"ok": false, "status", "name", "message"}                    (the SDK's exception)
 // No retries (maxAttempts 1): a refusal must show, not be retried away.
-// busbar speaks HTTP/1.1: NodeHttpHandler is passed explicitly (the client's default handler
-// speaks h2c on http:// endpoints; see client_bedrock.mjs).
+// The client's default request handler (NodeHttp2Handler: h2c on an http:// endpoint), so the
+// signature busbar checks came over HTTP/2 (host from :authority).
 import { BedrockRuntimeClient, ConverseCommand } from '@aws-sdk/client-bedrock-runtime';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 const TIMEOUT_MS = Number(process.env.SDK_TIMEOUT_MS || 8000);
 const calls = JSON.parse(process.env.BB_CALLS || '[]');
@@ -24,7 +23,6 @@ for (const cred of calls) {
     region: 'us-east-1',
     credentials: { accessKeyId: cred.id, secretAccessKey: cred.secret },
     maxAttempts: 1,
-    requestHandler: new NodeHttpHandler({ connectionTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS }),
   });
   // busbar's request id is a response header; the SDK keeps only AWS's own ones
   client.middlewareStack.add(
