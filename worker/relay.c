@@ -701,6 +701,7 @@ static void up_error(void *arg, enum bb_upfail why, bool bytes_seen)
                    why == BB_UPFAIL_IDLE_TIMEOUT;
     enum bb_fclass fc = timeout                     ? BB_FC_TIMEOUT
                         : why == BB_UPFAIL_PROTOCOL ? BB_FC_SERVER
+                        : why == BB_UPFAIL_DENIED   ? BB_FC_FATAL /* SSRF: no failover */
                                                     : BB_FC_NETWORK;
     stream_failed(a, bb_upfail_name(why), fc);
 }
