@@ -38,7 +38,6 @@ struct bb_sandbox {
     uint32_t timeout_ms;
     bool armed;     /* inside a budgeted call */
     enum bust bust; /* why this call was cut off */
-    size_t refused; /* size of the last allocation refused at the cap, 0 = none */
 };
 
 static struct bb_sandbox *sb_of(lua_State *L)
@@ -59,14 +58,12 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > old) {
         if (s->mem - old + nsize > BB_SANDBOX_MEM_MAX) {
-            s->refused = nsize; /* Lua collects garbage and asks once more */
+            /* Lua collects garbage and asks once more, but a call that reached the cap is
+             * over either way: the cut-off must not depend on what a collection finds */
             if (s->armed && s->bust == BUST_NONE)
                 s->bust = BUST_MEM;
             return NULL;
         }
-        if (s->refused == nsize && s->bust == BUST_MEM)
-            s->bust = BUST_NONE; /* the retry after the emergency collection fits */
-        s->refused = 0;
         if (s->armed) {
             s->left -= (int64_t)((nsize - old) / ALLOC_BYTES_PER_UNIT);
             if (s->left < 0) {
@@ -316,9 +313,10 @@ static int run(struct bb_sandbox *s, int nargs, uint32_t timeout_ms, char *err, 
         return 0;
     why(s, rc, err, cap);
     lua_settop(L, 0);
-    if (s->bust != BUST_NONE)
+    enum bust b = s->bust;
+    if (b != BUST_NONE)
         lua_gc(L, LUA_GCCOLLECT); /* what the cut-off call left behind */
-    return -1;
+    return b == BUST_TIME ? -2 : -1;
 }
 
 int bb_sandbox_pcall(struct bb_sandbox *s, int (*fn)(lua_State *L), void *ud, uint32_t timeout_ms,
@@ -375,7 +373,7 @@ struct bb_sandbox *bb_sandbox_new(const char *name, const char *src, size_t len,
         bb_sandbox_free(s);
         return NULL;
     }
-    if (run(s, 0, BB_SANDBOX_LOAD_MS, err, cap) < 0) {
+    if (run(s, 0, BB_SANDBOX_LOAD_MS, err, cap) != 0) {
         if (s->bust != BUST_NONE) { /* name the file, as a compile error does */
             char tmp[256];
             snprintf(tmp, sizeof tmp, "%s", err);

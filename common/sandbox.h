@@ -33,7 +33,8 @@ void bb_sandbox_free(struct bb_sandbox *s);
 
 /* Run fn(L) protected, with ud as its one light-userdata argument, under the per-call budget
  * (BB_SANDBOX_INSTR_MAX instructions, timeout_ms wall clock, the memory cap). fn may raise
- * Lua errors. 0 = done; -1 = error, busted budget or memory cap, with the reason in err. */
+ * Lua errors. 0 = done; -2 = the wall-clock budget ran out; -1 = an error, the instruction
+ * budget or the memory cap; the reason in err. */
 int bb_sandbox_pcall(struct bb_sandbox *s, int (*fn)(struct lua_State *L), void *ud,
                      uint32_t timeout_ms, char *err, size_t cap);
 

@@ -22,8 +22,9 @@
 #include "common/ring.h"
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
-#define BB_SHM_VERSION 4u /* 2: key table and usage ring appended; 3: journals, store flag;
-                             4: continuations per cell, cluster state, metrics */
+#define BB_SHM_VERSION 5u /* 2: key table and usage ring appended; 3: journals, store flag;
+                             4: continuations per cell, cluster state, metrics;
+                             5: key names, route-policy counters per pool */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128

@@ -9,7 +9,8 @@
  *   [10]    probe holder: 0 = none, else monotonic ms when the probe was granted
  *   [11]    latency EWMA in µs (the router's, route: fastest)
  *   [12]    trips: times the breaker opened (metrics)
- *   [13]    lane cells: opened by a health probe (health.c); [14] next probe due
+ *   [13]    lane cells: opened by a health probe (health.c); [14] next probe due;
+ *           member cells: stream time-to-first-token EWMA in µs (router.h, routing policies)
  *   [15]    lane cells: provider rate-limit headroom (the router's, route: usage)
  * Races between workers updating a bucket at a bucket boundary can lose a count; the breaker
  * only needs the ratio to be right, not every increment.
