@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 
-from harness import (BB_MOCK_BIN, SOURCE_ROOT, TEST_KEY_ENV, check, eq, free_port, lane, pool,
-                     provider, request, run, scaled, validate, wait_for)
+from harness import (SOURCE_ROOT, TEST_KEY_ENV, check, eq, free_port, lane, pool, provider, run,
+                     scaled, spawn, validate, wait_for)
 
 POLICIES = os.path.join(SOURCE_ROOT, 'etc', 'policies')
 
@@ -380,6 +380,43 @@ def test_socket_orders_and_survives_close_mid_answer(ctx):
 
 
 # --------------------------------------------------------------------------------------------
+# the shipped example webhook (etc/policies/webhook.py), over HTTP and over a Unix socket
+
+def start_example(ctx, *args):
+    out = ctx.path('example-%d.out' % len(args))
+    p = spawn([sys.executable, os.path.join(POLICIES, 'webhook.py')] + list(args),
+              stdout=open(out, 'w'), stderr=subprocess.STDOUT)
+    ctx.on_close(p.kill)
+    wait_for(lambda: 'ready ' in open(out).read(), 10, 'the example policy to start')
+    return open(out).read().split('ready ', 1)[1].split()[0]
+
+
+def test_shipped_example_webhook(ctx):
+    m = ctx.mock()
+    url = start_example(ctx, '--listen', '127.0.0.1:%d' % free_port(), '--block-region', 'xx')
+    sock = ctx.path('example.sock')
+    start_example(ctx, '--socket', sock)
+    models = {'slow': lane('mock', 'slow;slowfirst=60'), 'fast': lane('mock', 'fast')}
+    bb = ctx.busbar({
+        'providers': {'mock': provider(m)},
+        'models': models,
+        'pools': {'h': pool(('slow', 1), ('fast', 1), route='webhook',
+                            policy={'url': url + 'route', 'timeout_ms': 2000}),
+                  's': pool(('slow', 1), ('fast', 1), route='webhook',
+                            policy={'socket': sock, 'timeout_ms': 2000})},
+    })
+    for p in ('h', 's'):
+        r = bb.chat(p)
+        eq(r.headers.get('x-busbar-route-policy'), 'native', '%s: no latency yet: abstain' % p)
+        served(bb.chat(p))  # both lanes have a latency reading after two weighted picks
+        lanes = [served(bb.chat(p)) for _ in range(3)]
+        eq(lanes, ['fast'] * 3, '%s: the fastest lane first' % p)
+    r = bb.chat('h', headers={'x-busbar-region': 'xx'})
+    eq(r.status, 451, 'the example rejects a blocked region')
+    check('region xx' in r.json()['error']['message'], 'its message: %s' % r.text)
+
+
+# --------------------------------------------------------------------------------------------
 # Lua scripts
 
 def script(ctx, name, text):
@@ -679,7 +716,8 @@ if __name__ == '__main__':
          test_webhook_rejects_451, test_webhook_hangs_then_circuit_breaks,
          test_webhook_garbage_falls_back_first, test_webhook_unknown_members,
          test_webhook_down_on_error_reject, test_webhook_include_messages,
-         test_socket_orders_and_survives_close_mid_answer, test_script_routes_by_price,
+         test_socket_orders_and_survives_close_mid_answer, test_shipped_example_webhook,
+         test_script_routes_by_price,
          test_script_infinite_loop_is_cut_off, test_script_unbounded_allocation_is_cut_off,
          test_script_sandbox, test_reload_to_broken_script, test_validate_policy_errors,
          test_ssrf_name_resolving_to_metadata_refused])
