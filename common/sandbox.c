@@ -27,6 +27,12 @@
 #define HOOK_EVERY 100          /* instructions between two budget checks */
 #define ALLOC_BYTES_PER_UNIT 64 /* allocated bytes one budget unit pays for */
 #define SCAN_BYTES_PER_UNIT 64  /* bytes a C scan reads per budget unit */
+/* Small blocks (a call's tables, strings, closures) come from per-size free lists: each call
+ * allocates and frees dozens of them, which cost more through malloc than the script itself. */
+#define SMALL_MAX 256
+#define SMALL_STEP 16
+#define N_CLASSES (SMALL_MAX / SMALL_STEP)
+#define CACHE_MAX (1u << 20) /* bytes kept on the free lists at most */
 
 enum bust { BUST_NONE, BUST_INSTR, BUST_TIME, BUST_MEM };
 
@@ -36,8 +42,10 @@ struct bb_sandbox {
     int64_t left;         /* budget units left in this call */
     uint64_t deadline_us; /* this call's wall-clock limit */
     uint32_t timeout_ms;
-    bool armed;     /* inside a budgeted call */
-    enum bust bust; /* why this call was cut off */
+    bool armed;                    /* inside a budgeted call */
+    enum bust bust;                /* why this call was cut off */
+    void *freelist[N_CLASSES + 1]; /* [class]: free blocks of class * SMALL_STEP bytes */
+    size_t cached;                 /* bytes on the free lists */
 };
 
 static struct bb_sandbox *sb_of(lua_State *L)
@@ -47,12 +55,63 @@ static struct bb_sandbox *sb_of(lua_State *L)
     return ud;
 }
 
+static size_t class_of(size_t n)
+{
+    return (n + SMALL_STEP - 1) / SMALL_STEP;
+}
+
+static void *blk_new(struct bb_sandbox *s, size_t n)
+{
+    if (n > SMALL_MAX)
+        return malloc(n);
+    size_t c = class_of(n);
+    void *p = s->freelist[c];
+    if (!p)
+        return malloc(c * SMALL_STEP);
+    s->freelist[c] = *(void **)p;
+    s->cached -= c * SMALL_STEP;
+    return p;
+}
+
+/* p was handed out for n bytes (a small block is at least its class's size). */
+static void blk_free(struct bb_sandbox *s, void *p, size_t n)
+{
+    size_t c = class_of(n);
+    if (n > SMALL_MAX || s->cached + c * SMALL_STEP > CACHE_MAX) {
+        free(p);
+        return;
+    }
+    *(void **)p = s->freelist[c];
+    s->freelist[c] = p;
+    s->cached += c * SMALL_STEP;
+}
+
+/* realloc over the free lists; a shrink never fails (Lua relies on that). */
+static void *blk_realloc(struct bb_sandbox *s, void *ptr, size_t old, size_t nsize)
+{
+    if (!ptr)
+        return blk_new(s, nsize);
+    if (old <= SMALL_MAX && nsize <= SMALL_MAX && class_of(old) == class_of(nsize))
+        return ptr;
+    if (old > SMALL_MAX && nsize > SMALL_MAX) {
+        void *p = realloc(ptr, nsize);
+        return p ? p : nsize <= old ? ptr : NULL;
+    }
+    void *p = blk_new(s, nsize);
+    if (!p)
+        return nsize <= old ? ptr : NULL; /* the old block is big enough for the new size */
+    memcpy(p, ptr, old < nsize ? old : nsize);
+    blk_free(s, ptr, old);
+    return p;
+}
+
 static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct bb_sandbox *s = ud;
     size_t old = ptr ? osize : 0; /* without ptr, osize is the object's type */
     if (nsize == 0) {
-        free(ptr);
+        if (ptr)
+            blk_free(s, ptr, old);
         s->mem -= old;
         return NULL;
     }
@@ -73,7 +132,7 @@ static void *sb_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             }
         }
     }
-    void *p = realloc(ptr, nsize); /* shrinking (nsize <= old) must not fail: it does not */
+    void *p = blk_realloc(s, ptr, old, nsize);
     if (!p)
         return NULL;
     s->mem = s->mem - old + nsize;
@@ -340,6 +399,12 @@ void bb_sandbox_free(struct bb_sandbox *s)
         return;
     if (s->L)
         lua_close(s->L);
+    for (size_t c = 0; c <= N_CLASSES; c++)
+        while (s->freelist[c]) {
+            void *p = s->freelist[c];
+            s->freelist[c] = *(void **)p;
+            free(p);
+        }
     free(s);
 }
 
@@ -389,5 +454,7 @@ struct bb_sandbox *bb_sandbox_new(const char *name, const char *src, size_t len,
     }
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT);
+    /* generational: a call's tables die young, and most of what the state holds never changes */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     return s;
 }

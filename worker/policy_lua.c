@@ -20,32 +20,122 @@
 
 #define BODY_DEPTH_MAX 64 /* deeper parts of an included body arrive as nil */
 
+/* The field names, interned once per state in a registry array: a field set is then an
+ * array read and a raw set, instead of hashing a C string each time. */
+#define KEY_LIST(X)                                                                                \
+    X(ID, "id")                                                                                    \
+    X(PROTOCOL, "protocol")                                                                        \
+    X(POOL, "pool")                                                                                \
+    X(MODEL, "model")                                                                              \
+    X(STREAM, "stream")                                                                            \
+    X(INPUT_TOKENS, "input_tokens")                                                                \
+    X(MAX_OUTPUT_TOKENS, "max_output_tokens")                                                      \
+    X(KEY, "key")                                                                                  \
+    X(NAME, "name")                                                                                \
+    X(HEADERS, "headers")                                                                          \
+    X(BODY, "body")                                                                                \
+    X(LANE, "lane")                                                                                \
+    X(PROVIDER, "provider")                                                                        \
+    X(WEIGHT, "weight")                                                                            \
+    X(PRICE, "price")                                                                              \
+    X(INPUT, "input")                                                                              \
+    X(OUTPUT, "output")                                                                            \
+    X(LATENCY_MS, "latency_ms")                                                                    \
+    X(TTFT_MS, "ttft_ms")                                                                          \
+    X(INFLIGHT, "inflight")                                                                        \
+    X(FREE_SLOTS, "free_slots")                                                                    \
+    X(BREAKER, "breaker")                                                                          \
+    X(CONTEXT_MAX, "context_max")                                                                  \
+    X(HEADROOM, "headroom")                                                                        \
+    X(TIME, "time")                                                                                \
+    X(BUDGET, "budget_remaining_usd")                                                              \
+    X(RPM, "rpm_remaining")                                                                        \
+    X(TPM, "tpm_remaining")                                                                        \
+    X(ORDER, "order")                                                                              \
+    X(ABSTAIN, "abstain")                                                                          \
+    X(REJECT, "reject")                                                                            \
+    X(STATUS, "status")                                                                            \
+    X(MESSAGE, "message")
+
+enum key {
+    K__NONE,
+#define X(id, name) K_##id,
+    KEY_LIST(X)
+#undef X
+        K__COUNT
+};
+
+static const char keys_tag = 0; /* its address keys the array in the registry */
+
 struct lua_call {
     struct bb_request *req;
     const struct bb_policy_input *in;
     struct bb_policy_answer *ans;
     json_object *body; /* include_messages: the parsed client body */
     bool *seen;
+    int keys; /* stack index of the field-name array */
 };
 
-static void set_str(lua_State *L, const char *k, const char *v)
+/* Push the field-name array (made on the state's first call). */
+static void push_keys(lua_State *L)
 {
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &keys_tag) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    static const char *const names[] = {
+#define X(id, name) name,
+        KEY_LIST(X)
+#undef X
+    };
+    lua_createtable(L, K__COUNT, 0);
+    for (int i = 1; i < K__COUNT; i++) {
+        lua_pushstring(L, names[i - 1]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &keys_tag);
 }
 
-static void set_int(lua_State *L, const char *k, int64_t v)
+/* t[k] = the value at the top (popped); t below it. */
+static void kset(lua_State *L, int keys, enum key k)
+{
+    lua_rawgeti(L, keys, k);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+}
+
+/* Push key k: then its value, then lua_rawset(L, -3). */
+#define KEY(L, keys, k) lua_rawgeti((L), (keys), (k))
+
+static void set_str(lua_State *L, int keys, enum key k, const char *v)
+{
+    KEY(L, keys, k);
+    lua_pushstring(L, v);
+    lua_rawset(L, -3);
+}
+
+static void set_int(lua_State *L, int keys, enum key k, int64_t v)
 {
     if (v < 0)
         return; /* unknown: nil */
+    KEY(L, keys, k);
     lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, k);
+    lua_rawset(L, -3);
 }
 
-static void set_num(lua_State *L, const char *k, double v)
+static void set_num(lua_State *L, int keys, enum key k, double v)
 {
+    KEY(L, keys, k);
     lua_pushnumber(L, v);
-    lua_setfield(L, -2, k);
+    lua_rawset(L, -3);
+}
+
+/* t[k] onto the stack (raw: an answer's metatable is not consulted); its type. */
+static int kget(lua_State *L, int t, int keys, enum key k)
+{
+    t = lua_absindex(L, t);
+    lua_rawgeti(L, keys, k);
+    return lua_rawget(L, t);
 }
 
 static void push_json(lua_State *L, json_object *o, int depth)
@@ -95,20 +185,21 @@ static void push_request(lua_State *L, const struct lua_call *x)
 {
     const struct bb_policy_input *in = x->in;
     const struct bb_http_head *h = &x->req->head;
+    int K = x->keys;
     lua_createtable(L, 0, 12);
-    set_str(L, "id", in->id);
-    set_str(L, "protocol", in->protocol);
-    set_str(L, "pool", in->pool);
-    set_str(L, "model", in->model);
+    set_str(L, K, K_ID, in->id);
+    set_str(L, K, K_PROTOCOL, in->protocol);
+    set_str(L, K, K_POOL, in->pool);
+    set_str(L, K, K_MODEL, in->model);
     lua_pushboolean(L, in->stream);
-    lua_setfield(L, -2, "stream");
-    set_int(L, "input_tokens", (int64_t)in->input_tokens);
-    set_int(L, "max_output_tokens", in->max_output_tokens ? (int64_t)in->max_output_tokens : -1);
+    kset(L, K, K_STREAM);
+    set_int(L, K, K_INPUT_TOKENS, (int64_t)in->input_tokens);
+    set_int(L, K, K_MAX_OUTPUT_TOKENS, in->max_output_tokens ? (int64_t)in->max_output_tokens : -1);
     if (in->key_id) {
         lua_createtable(L, 0, 2);
-        set_str(L, "id", in->key_id);
-        set_str(L, "name", in->key_name);
-        lua_setfield(L, -2, "key");
+        set_str(L, K, K_ID, in->key_id);
+        set_str(L, K, K_NAME, in->key_name);
+        kset(L, K, K_KEY);
     }
     lua_newtable(L);
     for (size_t i = 0; i < h->n_headers; i++) {
@@ -122,52 +213,52 @@ static void push_request(lua_State *L, const struct lua_call *x)
         lua_pushlstring(L, e->value, e->value_len);
         lua_rawset(L, -3);
     }
-    lua_setfield(L, -2, "headers");
+    kset(L, K, K_HEADERS);
     if (x->body) {
         push_json(L, x->body, 0);
-        lua_setfield(L, -2, "body");
+        kset(L, K, K_BODY);
     }
 }
 
-static void push_candidates(lua_State *L, const struct bb_policy_input *in)
+static void push_candidates(lua_State *L, int K, const struct bb_policy_input *in)
 {
     lua_createtable(L, (int)in->n_cand, 0);
     for (size_t m = 0; m < in->n_cand; m++) {
         const struct bb_policy_cand *c = &in->cand[m];
-        lua_createtable(L, 0, 14);
-        set_str(L, "name", c->name);
-        set_str(L, "lane", c->name);
-        set_str(L, "model", c->model);
-        set_str(L, "provider", c->provider);
-        set_str(L, "protocol", c->protocol);
-        set_int(L, "weight", c->weight);
+        lua_createtable(L, 0, 16);
+        set_str(L, K, K_NAME, c->name);
+        set_str(L, K, K_LANE, c->name);
+        set_str(L, K, K_MODEL, c->model);
+        set_str(L, K, K_PROVIDER, c->provider);
+        set_str(L, K, K_PROTOCOL, c->protocol);
+        set_int(L, K, K_WEIGHT, c->weight);
         if (c->priced) {
             lua_createtable(L, 0, 2);
-            set_num(L, "input", c->price_in);
-            set_num(L, "output", c->price_out);
-            lua_setfield(L, -2, "price");
+            set_num(L, K, K_INPUT, c->price_in);
+            set_num(L, K, K_OUTPUT, c->price_out);
+            kset(L, K, K_PRICE);
         }
         if (c->latency_us >= 0)
-            set_num(L, "latency_ms", (double)c->latency_us / 1000.0);
+            set_num(L, K, K_LATENCY_MS, (double)c->latency_us / 1000.0);
         if (c->ttft_us >= 0)
-            set_num(L, "ttft_ms", (double)c->ttft_us / 1000.0);
-        set_int(L, "inflight", c->inflight > 0 ? c->inflight : 0);
-        set_int(L, "free_slots", c->free_slots);
-        set_str(L, "breaker", c->breaker);
-        set_int(L, "context_max", c->context_max);
-        set_num(L, "headroom", c->headroom);
+            set_num(L, K, K_TTFT_MS, (double)c->ttft_us / 1000.0);
+        set_int(L, K, K_INFLIGHT, c->inflight > 0 ? c->inflight : 0);
+        set_int(L, K, K_FREE_SLOTS, c->free_slots);
+        set_str(L, K, K_BREAKER, c->breaker);
+        set_int(L, K, K_CONTEXT_MAX, c->context_max);
+        set_num(L, K, K_HEADROOM, c->headroom);
         lua_rawseti(L, -2, (lua_Integer)m + 1);
     }
 }
 
-static void push_context(lua_State *L, const struct bb_policy_input *in)
+static void push_context(lua_State *L, int K, const struct bb_policy_input *in)
 {
     lua_createtable(L, 0, 4);
-    set_num(L, "time", in->now);
+    set_num(L, K, K_TIME, in->now);
     if (in->has_budget)
-        set_num(L, "budget_remaining_usd", in->budget_remaining_usd);
-    set_int(L, "rpm_remaining", in->rpm_remaining);
-    set_int(L, "tpm_remaining", in->tpm_remaining);
+        set_num(L, K, K_BUDGET, in->budget_remaining_usd);
+    set_int(L, K, K_RPM, in->rpm_remaining);
+    set_int(L, K, K_TPM, in->tpm_remaining);
 }
 
 static void invalid(struct bb_policy_answer *ans, const char *why)
@@ -180,11 +271,12 @@ static void invalid(struct bb_policy_answer *ans, const char *why)
 static void read_answer(lua_State *L, struct lua_call *x)
 {
     struct bb_policy_answer *ans = x->ans;
+    int K = x->keys;
     if (!lua_istable(L, -1)) {
         invalid(ans, "route() did not return a table");
         return;
     }
-    if (lua_getfield(L, -1, "order") != LUA_TNIL) {
+    if (kget(L, -1, K, K_ORDER) != LUA_TNIL) {
         if (!lua_istable(L, -1)) {
             invalid(ans, "order is not a list of member names");
             return;
@@ -209,7 +301,7 @@ static void read_answer(lua_State *L, struct lua_call *x)
         return;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, -1, "abstain") != LUA_TNIL) {
+    if (kget(L, -1, K, K_ABSTAIN) != LUA_TNIL) {
         if (lua_isboolean(L, -1) && lua_toboolean(L, -1))
             ans->outcome = BB_MX_POL_ABSTAIN;
         else
@@ -217,11 +309,11 @@ static void read_answer(lua_State *L, struct lua_call *x)
         return;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, -1, "reject") != LUA_TNIL) {
+    if (kget(L, -1, K, K_REJECT) != LUA_TNIL) {
         int isnum = 0;
         lua_Integer st = 0;
         if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "status");
+            kget(L, -1, K, K_STATUS);
             st = lua_tointegerx(L, -1, &isnum);
             lua_pop(L, 1);
         }
@@ -231,7 +323,7 @@ static void read_answer(lua_State *L, struct lua_call *x)
         }
         ans->outcome = BB_MX_POL_REJECT;
         ans->status = (int)st;
-        if (lua_getfield(L, -1, "message") == LUA_TSTRING)
+        if (kget(L, -1, K, K_MESSAGE) == LUA_TSTRING)
             snprintf(ans->message, sizeof ans->message, "%s", lua_tostring(L, -1));
         return;
     }
@@ -241,11 +333,13 @@ static void read_answer(lua_State *L, struct lua_call *x)
 static int route_fn(lua_State *L)
 {
     struct lua_call *x = lua_touserdata(L, 1);
+    push_keys(L);
+    x->keys = lua_gettop(L);
     if (lua_getglobal(L, "route") != LUA_TFUNCTION)
         return luaL_error(L, "the global route is not a function any more");
     push_request(L, x);
-    push_candidates(L, x->in);
-    push_context(L, x->in);
+    push_candidates(L, x->keys, x->in);
+    push_context(L, x->keys, x->in);
     lua_call(L, 3, 1);
     read_answer(L, x);
     return 0;
@@ -255,7 +349,7 @@ void bb_policy_lua_run(struct bb_request *req, const struct bb_policy_input *in,
                        struct bb_policy_answer *ans)
 {
     const struct bb_pool *pl = &req->w->conf->pools[req->pool];
-    struct lua_call x = {req, in, ans, NULL, NULL};
+    struct lua_call x = {req, in, ans, NULL, NULL, 0};
     x.seen = bb_arena_calloc(&req->arena, pl->n_members + 1);
     ans->order = bb_arena_calloc(&req->arena, (pl->n_members + 1) * sizeof *ans->order);
     if (!x.seen || !ans->order) {
