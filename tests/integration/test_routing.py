@@ -709,6 +709,20 @@ def test_ssrf_name_resolving_to_metadata_refused(ctx):
     eq(outcomes(bb)['error'], 1, 'the refused webhook is a policy error')
     models = [a['model'] for a in m.attempts()]
     eq(sorted(models), ['g', 'm'], 'no request reached a refused address: %r' % models)
+    # at connect time too, an allowed name goes where a denied range would stop another name
+    bb2 = ctx.busbar({
+        'providers': {'good': provider('http://llm.internal:%d' % m.port),
+                      'meta': provider('http://metadata:%d' % m.port)},
+        'models': {'good': lane('good', 'g2'), 'meta': lane('meta', 'm2')},
+        'pools': {},
+        'security': {'blocked_metadata_hosts': ['127.0.0.1/32'],
+                     'allow_metadata_hosts': ['metadata']},
+    }, env={'BUSBAR_RESOLV_CONF': dns.conf}, name='busbar2',
+        providers_text='unused: { protocol: openai, base_url: "http://10.1.1.1" }\n')
+    bb2.allow_log(r'refused to connect')
+    eq(bb2.chat('meta').status, 200, 'the allowed name connects to 127.0.0.1')
+    eq(bb2.chat('good').status, 502, 'another name resolving to the denied 127.0.0.1 does not')
+    bb2.wait_log(r'llm.internal resolved to 127.0.0.1, in a range denied', 5)
 
 
 if __name__ == '__main__':
