@@ -318,29 +318,28 @@ int bb_router_pick_least_bad(struct bb_worker *w, int pool_idx, const bool *trie
     return best;
 }
 
-void bb_router_observe_latency(struct bb_worker *w, int pool_idx, int member, uint64_t us)
+/* Feed us into the EWMA in reserved[slot] of a member's cell. */
+static void observe(struct bb_worker *w, int pool_idx, int member, int slot, uint64_t us)
 {
     if (pool_idx < 0 || member < 0)
         return;
     struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[member];
     if (!mc)
         return;
-    uint64_t old = atomic_load_explicit(&mc->reserved[BB_CELL_EWMA_US], memory_order_relaxed);
+    uint64_t old = atomic_load_explicit(&mc->reserved[slot], memory_order_relaxed);
     /* EWMA with alpha 0.2 (SPEC §5.5); a lost race between workers only drops one sample */
     uint64_t v = old ? (old * 4 + us) / 5 : us;
-    atomic_store_explicit(&mc->reserved[BB_CELL_EWMA_US], v ? v : 1, memory_order_relaxed);
+    atomic_store_explicit(&mc->reserved[slot], v ? v : 1, memory_order_relaxed);
+}
+
+void bb_router_observe_latency(struct bb_worker *w, int pool_idx, int member, uint64_t us)
+{
+    observe(w, pool_idx, member, BB_CELL_EWMA_US, us);
 }
 
 void bb_router_observe_ttft(struct bb_worker *w, int pool_idx, int member, uint64_t us)
 {
-    if (pool_idx < 0 || member < 0)
-        return;
-    struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[member];
-    if (!mc)
-        return;
-    uint64_t old = atomic_load_explicit(&mc->reserved[BB_CELL_TTFT_US], memory_order_relaxed);
-    uint64_t v = old ? (old * 4 + us) / 5 : us;
-    atomic_store_explicit(&mc->reserved[BB_CELL_TTFT_US], v ? v : 1, memory_order_relaxed);
+    observe(w, pool_idx, member, BB_CELL_TTFT_US, us);
 }
 
 uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)

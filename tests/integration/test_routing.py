@@ -426,6 +426,18 @@ def script(ctx, name, text):
     return path
 
 
+def script_busbar(ctx, m, path, timeout_ms):
+    """busbar with pool p of a, b, c routed by the script at path, on_error: first."""
+    bb = ctx.busbar({
+        'providers': {'mock': provider(m)},
+        'models': three_lanes(m),
+        'pools': {'p': policy_pool('script', {'script_file': path, 'timeout_ms': timeout_ms,
+                                              'on_error': 'first'})},
+    })
+    bb.allow_log(r'routing policy failed')
+    return bb
+
+
 def test_script_routes_by_price(ctx):
     m = ctx.mock()
     bb = ctx.busbar({
@@ -459,13 +471,7 @@ function route(request, candidates, context)
   return { order = { "b" } }
 end
 ''')
-    bb = ctx.busbar({
-        'providers': {'mock': provider(m)},
-        'models': three_lanes(m),
-        'pools': {'p': policy_pool('script', {'script_file': path, 'timeout_ms': 50,
-                                              'on_error': 'first'})},
-    })
-    bb.allow_log(r'routing policy failed')
+    bb = script_busbar(ctx, m, path, 50)
     eq(served(bb.chat('p')), 'b', 'the first call routes')
     for i in range(3):
         t0 = time.monotonic()
@@ -490,13 +496,7 @@ function route(request, candidates, context)
   for i = 1, 1e9 do t[i] = s .. i end
 end
 ''')
-    bb = ctx.busbar({
-        'providers': {'mock': provider(m)},
-        'models': three_lanes(m),
-        'pools': {'p': policy_pool('script', {'script_file': path, 'timeout_ms': 1000,
-                                              'on_error': 'first'})},
-    })
-    bb.allow_log(r'routing policy failed')
+    bb = script_busbar(ctx, m, path, 1000)
     for i in range(2):
         t0 = time.monotonic()
         r = bb.chat('p')
@@ -531,13 +531,7 @@ function route(request, candidates, context)
   return { order = { "b" } }
 end
 ''')
-    bb = ctx.busbar({
-        'providers': {'mock': provider(m)},
-        'models': three_lanes(m),
-        'pools': {'p': policy_pool('script', {'script_file': path, 'timeout_ms': 1000,
-                                              'on_error': 'first'})},
-    })
-    bb.allow_log(r'routing policy failed')
+    bb = script_busbar(ctx, m, path, 1000)
     got = [served(bb.chat('p')) for _ in range(10)]
     # each probe fails inside the script (b); table.move's range busts the budget (a)
     eq(got, ['b'] * 9 + ['a'], 'sandbox probes')
