@@ -277,7 +277,11 @@ static char *encode(struct bb_request *req, const struct bb_policy_input *in, si
     size_t hbytes = 0;
     for (size_t i = 0; i < req->head.n_headers; i++)
         hbytes += req->head.headers[i].name_len + req->head.headers[i].value_len;
-    size_t cap = 2048 + in->n_cand * 768 + hbytes * 6 + (in->body ? in->body_len + 16 : 0);
+    size_t cap = 2048 + hbytes * 6 + (in->body ? in->body_len + 16 : 0);
+    for (size_t m = 0; m < in->n_cand; m++) /* names are escaped: 6 bytes per byte at worst */
+        cap += 512 + 6 * (2 * strlen(in->cand[m].name) + strlen(in->cand[m].model) +
+                          strlen(in->cand[m].provider));
+    cap += 6 * (strlen(in->model) + (in->key_name ? strlen(in->key_name) : 0));
     char *buf = bb_arena_alloc(&req->arena, cap);
     if (!buf)
         return NULL;
