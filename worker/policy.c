@@ -85,13 +85,15 @@ void bb_policy_free(struct bb_worker *w)
 
 /* ---- circuit breaker (per worker and pool) --------------------------------------------------- */
 
-static bool circuit_admit(struct pol_pool *pp, uint64_t now)
+/* May the policy be called now? *probe: this call is the one probe after a cooldown. */
+static bool circuit_admit(struct pol_pool *pp, uint64_t now, bool *probe)
 {
+    *probe = false;
     if (!pp->open_until_ms)
         return true;
     if (now < pp->open_until_ms || pp->probing)
         return false;
-    pp->probing = true; /* the cooldown is over: one call probes */
+    pp->probing = *probe = true; /* the cooldown is over: one call probes */
     return true;
 }
 
@@ -637,6 +639,8 @@ void bb_policy_release(struct bb_request *req)
     c->up = NULL;
     if (c->node)
         bb_policy_unix_forget(c);
+    if (c->probe) /* the probe went away without an outcome: the next call probes */
+        c->pp->probing = false;
     call_end(c);
 }
 
@@ -654,7 +658,8 @@ void bb_policy_route(struct bb_request *req)
     enum bb_route_by by = by_of(pl->policy.kind);
     struct bb_policy_answer a;
     memset(&a, 0, sizeof a);
-    if (!circuit_admit(pp, bb_now_ms())) {
+    bool probe;
+    if (!circuit_admit(pp, bb_now_ms(), &probe)) {
         a.outcome = BB_MX_POL_SKIPPED;
         snprintf(a.why, sizeof a.why, "the policy is circuit-broken after repeated failures");
         decide(req, pp, by, &a);
@@ -680,6 +685,7 @@ void bb_policy_route(struct bb_request *req)
     c->req = req;
     c->pp = pp;
     c->by = by;
+    c->probe = probe;
     evtimer_assign(&c->timer, w->base, timeout_cb, c);
     struct timeval tv = {pl->policy.timeout_ms / 1000, (pl->policy.timeout_ms % 1000) * 1000};
     evtimer_add(&c->timer, &tv);

@@ -97,6 +97,7 @@ struct bb_policy_call {
     struct evbuffer *body; /* webhook answer */
     int status;            /* webhook answer status */
     bool too_big;
+    bool probe;             /* the circuit's one call after a cooldown */
     struct pol_qnode *node; /* socket queue entry */
 };
 
