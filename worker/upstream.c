@@ -76,11 +76,8 @@ struct bb_upconn {
     void *arg;
 };
 
-static const char *const upfail_names[] = {"connect error",
-                                           "connect timeout",
-                                           "connection reset",
-                                           "response header timeout",
-                                           "stream idle timeout",
+static const char *const upfail_names[] = {"connect error", "connect timeout", "connection reset",
+                                           "response header timeout", "stream idle timeout",
                                            "malformed response",
                                            "address denied by the SSRF guard"};
 
