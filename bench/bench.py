@@ -691,7 +691,9 @@ def main():
     print(text)
     d = os.path.join(ROOT, 'bench', 'results')
     os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, '%s.md' % out['date'].split()[0])
+    # a partial run (BENCH_ONLY) does not replace the day's full table
+    path = os.path.join(d, '%s%s.md' % (out['date'].split()[0],
+                                        '-' + '-'.join(sorted(ONLY)) if ONLY else ''))
     open(path, 'w').write(text)
     log('written to %s' % os.path.relpath(path, ROOT))
     micro = os.path.join(REL, 'bench', 'bb-micro')
