@@ -23,7 +23,6 @@
 #include <lua.h>
 #include <lualib.h>
 
-
 #define HOOK_EVERY 100          /* instructions between two budget checks */
 #define ALLOC_BYTES_PER_UNIT 64 /* allocated bytes one budget unit pays for */
 #define SCAN_BYTES_PER_UNIT 64  /* bytes a C scan reads per budget unit */
