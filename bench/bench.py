@@ -4,7 +4,9 @@
 One run measures, against one bb-mock, side by side: direct (wrk → mock), nginx (proxy_pass
 with upstream keepalive) and busbar in its default configuration (governance on) with
 auth.mode none and with a virtual key (auth.mode keys), busbar without governance, a
-translated pool (OpenAI in → Anthropic lane), and optionally cluster mode (Redis), the
+translated pool (OpenAI in → Anthropic lane), routing policies (a pool routed by the Lua
+script etc/policies/cheapest.lua and one by a loopback Unix-socket policy, beside the same
+pool routed natively; docs/routing.md), and optionally cluster mode (Redis), the
 observability cost (all on vs all off) and a baseline revision — in two placements:
 
   A  server side (mock + proxy + its master) on CPU 0, wrk on CPU 1
@@ -19,10 +21,11 @@ bench/results/<date>.md.
 
 Environment: BENCH_SECONDS (10) per measurement, BENCH_WARMUP (1), BENCH_WORKERS (1) busbar
 workers = nginx worker_processes, BENCH_PLACEMENTS ("A B"), BENCH_PIN (1; 0 = no taskset),
-BENCH_CLUSTER (1), BENCH_OBS (1), BENCH_BASELINE (a git revision, built separately by run.sh
-into $BENCH_BASELINE_BIN), BENCH_STREAM_WORDS (20), BENCH_STREAMS_HELD (1000),
-BENCH_KEEP (keep the temp dir), BENCH_H2_CONNS (4) x BENCH_H2_STREAMS (16): the h2load runs'
-connections and concurrent streams per connection.
+BENCH_CLUSTER (1), BENCH_OBS (1), BENCH_POLICY (1), BENCH_ONLY (comma-separated target labels,
+e.g. "native2,lua,socket": measure only those), BENCH_BASELINE (a git revision, built
+separately by run.sh into $BENCH_BASELINE_BIN), BENCH_STREAM_WORDS (20), BENCH_STREAMS_HELD
+(1000), BENCH_KEEP (keep the temp dir), BENCH_H2_CONNS (4) x BENCH_H2_STREAMS (16): the h2load
+runs' connections and concurrent streams per connection.
 
 HTTP/2: the same run also drives nginx (a second server block, `listen ... http2`: h2c with
 prior knowledge) and busbar (its one plain listener, which takes h2c by the preface) with
@@ -50,6 +53,7 @@ REL = os.path.join(ROOT, 'build-release')
 BUSBAR = os.path.join(REL, 'master', 'busbar')
 BUSBARCTL = os.path.join(REL, 'ctl', 'busbarctl')
 MOCK = os.path.join(REL, 'tests', 'mock', 'bb-mock')
+POLICY_SERVER = os.path.join(REL, 'bench', 'bb-policy-server')
 NGINX = shutil.which('nginx') or '/usr/sbin/nginx'
 
 SECONDS = int(os.environ.get('BENCH_SECONDS', '10'))
@@ -59,6 +63,8 @@ PLACEMENTS = os.environ.get('BENCH_PLACEMENTS', 'A B').split()
 PIN = os.environ.get('BENCH_PIN', '1') == '1' and (os.cpu_count() or 1) >= 2
 CLUSTER = os.environ.get('BENCH_CLUSTER', '1') == '1' and shutil.which('redis-server')
 OBS = os.environ.get('BENCH_OBS', '1') == '1'
+POLICY = os.environ.get('BENCH_POLICY', '1') == '1'
+ONLY = set(filter(None, os.environ.get('BENCH_ONLY', '').split(',')))  # these targets only
 BASELINE_BIN = os.environ.get('BENCH_BASELINE_BIN', '')
 STREAM_WORDS = int(os.environ.get('BENCH_STREAM_WORDS', '20'))
 HELD = int(os.environ.get('BENCH_STREAMS_HELD', '1000'))
@@ -248,7 +254,22 @@ http {
     return port, p, h2port
 
 
-def busbar_yaml(name, port, mock_port, auth='none', gov=True, extra=''):
+# Routing policies (BENCH_POLICY): two priced lanes on the same mock, routed natively, by the
+# shipped Lua script and by a Unix-socket policy that answers at once (bench/policy_server.c:
+# the figure is busbar's cost plus one loopback round trip, not a policy's own thinking).
+POLICY_LANES = '''
+  pol-a: { provider: mock, upstream_model: bench-model, price: { input: 3, output: 15 } }
+  pol-b: { provider: mock, upstream_model: bench-model, price: { input: 1, output: 2 } }'''
+POLICY_POOLS = '''
+  native2: { members: [ { target: pol-a }, { target: pol-b } ] }
+  lua: { members: [ { target: pol-a }, { target: pol-b } ], route: script,
+         policy: { script_file: "%s/etc/policies/cheapest.lua", timeout_ms: 50 } }
+  sock: { members: [ { target: pol-a }, { target: pol-b } ], route: webhook,
+          policy: { socket: "%s", timeout_ms: 50 } }'''
+POLICY_SOCKET = os.path.join(TMP, 'policy.sock')
+
+
+def busbar_yaml(name, port, mock_port, auth='none', gov=True, extra='', policies=False):
     state = os.path.join(TMP, name + '-state')
     os.makedirs(state, exist_ok=True)
     return '''listen: "127.0.0.1:%d"
@@ -267,23 +288,26 @@ models:
   xlate-lane: { provider: mock-anthropic, upstream_model: bench-model }
   sbench-lane: { provider: mock, upstream_model: "bench-model;words=%d" }
   sxlate-lane: { provider: mock-anthropic, upstream_model: "bench-model;words=%d" }
-  slow-lane: { provider: mock, upstream_model: "bench-model;words=100;delay=60" }
+  slow-lane: { provider: mock, upstream_model: "bench-model;words=100;delay=60" }%s
 pools:
   bench: { members: [ { target: bench-lane, weight: 1 } ] }
   xlate: { members: [ { target: xlate-lane, weight: 1 } ] }
   stream-bench: { members: [ { target: sbench-lane, weight: 1 } ] }
   stream-xlate: { members: [ { target: sxlate-lane, weight: 1 } ] }
-  slow: { members: [ { target: slow-lane, weight: 1 } ] }
+  slow: { members: [ { target: slow-lane, weight: 1 } ] }%s
 %s
 ''' % (port, WORKERS, state, state, auth, 'true' if gov else 'false', mock_port, mock_port,
-       STREAM_WORDS, STREAM_WORDS, extra)
+       STREAM_WORDS, STREAM_WORDS, POLICY_LANES if policies else '',
+       POLICY_POOLS % (ROOT, POLICY_SOCKET) if policies else '', extra)
 
 
 class Busbar:
-    def __init__(self, name, mock_port, cpu, binary=BUSBAR, auth='none', gov=True, extra=''):
+    def __init__(self, name, mock_port, cpu, binary=BUSBAR, auth='none', gov=True, extra='',
+                 policies=False):
         self.name, self.port = name, free_port()
         conf = os.path.join(TMP, name + '.yaml')
-        open(conf, 'w').write(busbar_yaml(name, self.port, mock_port, auth, gov, extra))
+        open(conf, 'w').write(busbar_yaml(name, self.port, mock_port, auth, gov, extra,
+                                          policies))
         self.admin = os.path.join(TMP, name + '-state', 'admin.sock')
         self.proc = spawn([binary, '-c', conf, '-p', os.path.join(ROOT, 'etc/providers.yaml')],
                           cpu, env={'BENCH_UPSTREAM_KEY': 'sk-bench'},
@@ -495,7 +519,16 @@ def run_placement(pl, out):
                                                                          cpu_proxy, cpu_wrk))
     mock_port, _ = start_mock(cpu_mock)
     ngx_port, ngx, ngx_h2port = start_nginx(mock_port, cpu_proxy)
-    bbs = {'busbar': Busbar('busbar', mock_port, cpu_proxy),
+    if POLICY:
+        if os.path.exists(POLICY_SOCKET):
+            os.unlink(POLICY_SOCKET)
+        spawn([POLICY_SERVER, POLICY_SOCKET, '{"order":["pol-b","pol-a"]}'], cpu_mock,
+              stdout=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(POLICY_SOCKET):
+                break
+            time.sleep(0.025)
+    bbs = {'busbar': Busbar('busbar', mock_port, cpu_proxy, policies=POLICY),
            'keys': Busbar('keys', mock_port, cpu_proxy, auth='keys'),
            'nogov': Busbar('nogov', mock_port, cpu_proxy, gov=False)}
     if pl == 'A':
@@ -532,13 +565,19 @@ def run_placement(pl, out):
         if name in bbs:
             b = bbs[name]
             targets.append((name, b.port, 'bench', b.key, b.proc.pid, (64,)))
+    if POLICY:
+        b = bbs['busbar']
+        for label, pool in (('native2', 'native2'), ('lua', 'lua'), ('socket', 'sock')):
+            targets.append((label, b.port, pool, None, b.proc.pid, (1, 64)))
+    if ONLY:
+        targets = [t for t in targets if t[0] in ONLY]
     for label, port, model, key, pid, conns_list in targets:
-        for stream in (False, True):
+        for stream in (False,) if label in POLICY_TARGETS else (False, True):
             for conns in conns_list:
                 r = measure(label, port, stream_model(model, stream, label), stream, conns,
                             cpu_wrk, pid, key)
                 out['runs'][(pl, label, 'stream' if stream else 'nonstream', conns)] = r
-        if label in ('direct', 'nginx', 'busbar', 'keys'):
+        if label in ('direct', 'nginx', 'busbar', 'keys') and not ONLY:
             out['events'][(pl, label)] = events_per_stream(port, stream_model(model, True,
                                                                               label), key)
     # HTTP/2 (h2load), after every HTTP/1.1 figure: nginx's http2 server block, busbar's one
@@ -546,12 +585,14 @@ def run_placement(pl, out):
     for label, port, model, pid in (('nginx-h2', ngx_h2port, 'bench-model', ngx.pid),
                                     ('busbar-h2', bbs['busbar'].port, 'bench',
                                      bbs['busbar'].proc.pid)):
+        if ONLY and label not in ONLY:
+            continue
         for stream in (False, True):
             r = measure_h2(label, port, stream_model(model, stream, label.split('-')[0]), stream,
                            cpu_wrk, pid)
             out['runs'][(pl, label, 'stream' if stream else 'nonstream',
                          H2_CONNS * H2_STREAMS)] = r
-    if pl == 'A':
+    if pl == 'A' and not ONLY:
         out['ttft'] = {'direct': ttft(mock_port, stream_model('bench-model', True, 'direct')),
                        'busbar': ttft(bbs['busbar'].port, stream_model('bench', True,
                                                                        'busbar'))}
@@ -572,6 +613,8 @@ def stream_model(model, stream, label):
         return 'bench-model;words=%d' % STREAM_WORDS
     return 'stream-' + model
 
+
+POLICY_TARGETS = ('native2', 'lua', 'socket')
 
 COLLECTOR = '''
 import sys
@@ -673,6 +716,22 @@ def report(out):
                      b1['requests'], b1['p50'] - d1['p50'], b1['p99'] - d1['p99'],
                      R[('A', 'nginx', 'nonstream', 1)]['p50'] - d1['p50'],
                      R[('A', 'nginx', 'nonstream', 1)]['p99'] - d1['p99']))
+    for pl in PLACEMENTS:
+        n1, n64 = R.get((pl, 'native2', 'nonstream', 1), {}), R.get((pl, 'native2', 'nonstream',
+                                                                         64), {})
+        for label, what, tgt in (('lua', 'Lua script', '≤ 5 µs per request'),
+                                 ('socket', 'Unix-socket policy', '≤ 50 µs at p50')):
+            r1, r64 = R.get((pl, label, 'nonstream', 1), {}), R.get((pl, label, 'nonstream', 64),
+                                                                    {})
+            if r1.get('p50') is None or n1.get('p50') is None:
+                continue
+            cpu = (r64['cpu_us'] - n64['cpu_us']) if r64.get('cpu_us') and n64.get('cpu_us') \
+                else None
+            L.append('Routing policy, %s (placement %s, against the same pool routed natively): '
+                     '+%.0f µs p50 and +%.0f µs p99 at c=1, +%s µs CPU per request at c=64, '
+                     '%s RPS at c=64 (target %s).' % (
+                         what, pl, r1['p50'] - n1['p50'], r1['p99'] - n1['p99'], fmt(cpu, 1),
+                         ratio(r64.get('rps'), n64.get('rps')), tgt))
     if 'ttft' in out:
         L.append('Time to first token (median of 2,000 sequential streams): direct %.0f µs, '
                  'busbar %.0f µs: +%.0f µs (target ≤ 100).' % (
@@ -697,7 +756,7 @@ def report(out):
 
 
 ORDER = ['direct', 'nginx', 'busbar', 'keys', 'nogov', 'xlate', 'cluster', 'obs-off', 'obs-on',
-         'baseline', 'nginx-h2', 'busbar-h2']
+         'baseline', 'nginx-h2', 'busbar-h2', 'native2', 'lua', 'socket']
 
 
 def main():
@@ -717,7 +776,9 @@ def main():
     print(text)
     d = os.path.join(ROOT, 'bench', 'results')
     os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, '%s.md' % out['date'].split()[0])
+    # a partial run (BENCH_ONLY) does not replace the day's full table
+    path = os.path.join(d, '%s%s.md' % (out['date'].split()[0],
+                                        '-' + '-'.join(sorted(ONLY)) if ONLY else ''))
     open(path, 'w').write(text)
     log('written to %s' % os.path.relpath(path, ROOT))
     micro = os.path.join(REL, 'bench', 'bb-micro')

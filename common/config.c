@@ -31,7 +31,9 @@
 
 #include "common/config_doc.h"
 #include "common/err.h"
+#include "common/sandbox.h"
 #include "common/shm.h"
+#include "common/ssrf.h"
 #include "common/url.h"
 
 /* ---- protocol names ---------------------------------------------------------------------- */
@@ -93,7 +95,7 @@ static const struct keydef top_keys[] = {
     {"admin", 0},         {"state_dir", 0},       {"auth", 0},
     {"providers", 0},     {"providers_file", 0},  {"models", 0},
     {"pools", 0},         {"governance", 0},      {"cluster", 0},
-    {"observability", 0}, {"security", KF_NYI},   {"limits", 0},
+    {"observability", 0}, {"security", 0},        {"limits", 0},
     {"log_file", 0},      {"log_level", 0},
 };
 static const struct keydef tls_keys[] = {{"cert_file", 0}, {"key_file", 0}, {"client_ca_file", 0}};
@@ -109,16 +111,16 @@ static const struct keydef lane_keys[] = {
     {"attempt_timeout_ms", 0}, {"default_max_tokens", 0}, {"reasoning", 0},      {"price", 0}};
 static const struct keydef price_keys[] = {
     {"input", 0}, {"output", 0}, {"cache_read", 0}, {"cache_write", 0}};
-static const struct keydef pool_keys[] = {{"members", 0},      {"route", 0},    {"policy", KF_NYI},
-                                          {"breaker", 0},      {"failover", 0}, {"stream", 0},
-                                          {"on_exhausted", 0}, {"affinity", 0}};
+static const struct keydef pool_keys[] = {
+    {"members", 0},  {"route", 0},       {"policy", 0},       {"breaker", 0},
+    {"failover", 0}, {"stream", 0},      {"on_exhausted", 0}, {"affinity", 0}};
 static const struct keydef member_keys[] = {{"target", 0}, {"model", 0}, {"weight", 0}};
-static const struct keydef policy_keys[] = {
-    {"url", 0}, {"socket", 0}, {"script_file", 0}, {"timeout_ms", 0}, {"on_error", 0}};
-static const struct keydef breaker_keys[] = {{"trip", 0},
-                                             {"base_cooldown_secs", 0},
-                                             {"max_cooldown_secs", 0},
-                                             {"hard_down_cooldown_secs", 0}};
+static const struct keydef policy_keys[] = {{"url", 0},         {"socket", 0},
+                                            {"script_file", 0}, {"timeout_ms", 0},
+                                            {"on_error", 0},    {"include_messages", 0}};
+static const struct keydef breaker_keys[] = {
+    {"trip", 0}, {"base_cooldown_secs", 0}, {"max_cooldown_secs", 0},
+    {"hard_down_cooldown_secs", 0}};
 static const struct keydef trip_keys[] = {
     {"mode", 0}, {"window_secs", 0}, {"threshold", 0}, {"min_requests", 0}, {"consecutive_n", 0}};
 static const struct keydef failover_keys[] = {
@@ -572,15 +574,6 @@ static void check_str_list(struct ld *l, struct bb_cdoc *d, yaml_node_t *v, cons
         snprintf(ip, sizeof ip, "%s[%d]", path, (int)(it - v->data.sequence.items.start));
         get_str(l, d, bb_cdoc_node(d, *it), ip);
     }
-}
-
-static void opt_str(struct ld *l, struct bb_cdoc *d, yaml_node_t *m, const char *base,
-                    const char *key)
-{
-    char p[512];
-    yaml_node_t *v = map_get(d, m, key, NULL);
-    if (v)
-        get_str(l, d, v, pj(p, sizeof p, base, key));
 }
 
 static void opt_bool(struct ld *l, struct bb_cdoc *d, yaml_node_t *m, const char *base,
@@ -1067,9 +1060,8 @@ static void parse_cluster(struct ld *l, yaml_node_t *v)
     }
 }
 
-/* governance; security: rejected as a whole, but their keys and values are still
- * checked so an operator fixing the config sees everything at once. */
-static void parse_unsupported_sections(struct ld *l, yaml_node_t *root)
+/* governance: (SPEC §6). */
+static void parse_governance(struct ld *l, yaml_node_t *root)
 {
     static const char *const allow_deny[] = {"allow", "deny"};
     struct bb_cdoc *d = &l->cfg;
@@ -1090,13 +1082,66 @@ static void parse_unsupported_sections(struct ld *l, yaml_node_t *root)
     }
     if (!c->gov_db_path)
         c->gov_db_path = path_join(c->state_dir, "busbar.db");
-    v = map_get(d, root, "security", NULL);
-    if (check_map(l, d, v, "security", KEYSET(security_keys))) {
-        check_str_list(l, d, map_get(d, v, "blocked_metadata_hosts", NULL),
-                       "security.blocked_metadata_hosts", true);
-        check_str_list(l, d, map_get(d, v, "allow_metadata_hosts", NULL),
-                       "security.allow_metadata_hosts", true);
+}
+
+/* ---- security (SPEC §9) ---------------------------------------------------------------------- */
+
+/* One list of security: into names (lowercase, no trailing dot) and, when nets is set,
+ * address ranges. */
+static void security_list(struct ld *l, yaml_node_t *v, const char *path, char ***names,
+                          size_t *n_names, struct bb_net **nets, size_t *n_nets)
+{
+    struct bb_cdoc *d = &l->cfg;
+    check_str_list(l, d, v, path, true);
+    if (!v || v->type != YAML_SEQUENCE_NODE)
+        return;
+    size_t cnt = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+    *names = bb_xcalloc(cnt ? cnt : 1, sizeof **names);
+    if (nets)
+        *nets = bb_xcalloc(cnt ? cnt : 1, sizeof **nets);
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *e = bb_cdoc_node(d, v->data.sequence.items.start[i]);
+        const char *s = scalar(e);
+        if (!s || !*s)
+            continue; /* reported by check_str_list */
+        struct bb_net net;
+        int r = bb_ssrf_parse_net(s, &net);
+        if (r < 0 || (r > 0 && !nets)) {
+            err_at(l, d, e,
+                   r < 0 ? "%s[%zu]: '%s' is not a valid address or CIDR range"
+                         : "%s[%zu]: '%s' is an address: list host names here",
+                   path, i, s);
+        } else if (r > 0) {
+            (*nets)[(*n_nets)++] = net;
+        } else {
+            struct bb_url u;
+            struct bb_err ue = {{0}};
+            char url[300];
+            snprintf(url, sizeof url, "http://%.256s/", s);
+            if (bb_url_parse(url, &u, &ue) < 0) {
+                err_at(l, d, e, "%s[%zu]: '%s' is not a valid host name", path, i, s);
+                continue;
+            }
+            (*names)[(*n_names)++] = u.host; /* lowercased by the parser */
+            char *dot = u.host + strlen(u.host);
+            while (dot > u.host && dot[-1] == '.')
+                *--dot = '\0';
+            free(u.path);
+        }
     }
+}
+
+static void parse_security(struct ld *l, yaml_node_t *v)
+{
+    struct bb_cdoc *d = &l->cfg;
+    struct bb_security_conf *sec = &l->c->security;
+    if (!check_map(l, d, v, "security", KEYSET(security_keys)))
+        return;
+    security_list(l, map_get(d, v, "blocked_metadata_hosts", NULL),
+                  "security.blocked_metadata_hosts", &sec->deny_hosts, &sec->n_deny_hosts,
+                  &sec->deny_nets, &sec->n_deny_nets);
+    security_list(l, map_get(d, v, "allow_metadata_hosts", NULL), "security.allow_metadata_hosts",
+                  &sec->allow_hosts, &sec->n_allow_hosts, NULL, NULL);
 }
 
 /* ---- providers ---------------------------------------------------------------------------- */
@@ -1110,24 +1155,10 @@ static bool check_url(struct ld *l, struct bb_cdoc *d, yaml_node_t *v, const cha
         err_at(l, d, v, "%s: %s", path, e.msg[0] ? e.msg : "malformed URL");
         return false;
     }
-    switch (bb_host_classify(url->host)) {
-    case BB_HOST_METADATA:
-        err_at(l, d, v, "%s: host '%s' is a cloud metadata endpoint and is denied", path,
-               url->host);
-        break;
-    case BB_HOST_PUBLIC:
-        if (!url->tls) {
-            err_at(l, d, v,
-                   "%s: host '%s' is public and needs https:// (http:// is allowed only for "
-                   "loopback and private addresses)",
-                   path, url->host);
-            break;
-        }
+    char why[200];
+    if (bb_ssrf_check_host(&l->c->security, url->host, url->tls, why, sizeof why))
         return true;
-    case BB_HOST_LOOPBACK:
-    case BB_HOST_PRIVATE:
-        return true;
-    }
+    err_at(l, d, v, "%s: host '%s' %s", path, url->host, why);
     bb_url_free(url);
     memset(url, 0, sizeof *url);
     return false;
@@ -1646,10 +1677,105 @@ static void parse_on_exhausted(struct ld *l, size_t pi, yaml_node_t *v, const ch
     }
 }
 
+/* ---- routing policies (SPEC §5.5) ----------------------------------------------------------- */
+
+#define SCRIPT_MAX_BYTES (1u << 20)
+#define POLICY_TIMEOUT_MAX_MS 60000u
+
+/* The whole text of a script file; NULL with a located error. */
+static char *read_script(struct ld *l, yaml_node_t *v, const char *path, const char *file,
+                         size_t *len)
+{
+    FILE *f = fopen(file, "rb");
+    char *buf = f ? bb_xmalloc(SCRIPT_MAX_BYTES + 1) : NULL;
+    size_t n = buf ? fread(buf, 1, SCRIPT_MAX_BYTES + 1, f) : 0;
+    if (!f || ferror(f) || n > SCRIPT_MAX_BYTES) {
+        err_at(l, &l->cfg, v,
+               !f || ferror(f) ? "%s: cannot read '%s'" : "%s: '%s' is larger than 1 MiB", path,
+               file);
+        free(buf);
+        buf = NULL;
+    }
+    if (f)
+        fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* pools.NAME.policy with the pool's route: webhook needs url or socket, script needs
+ * script_file, and a policy goes with no other route. The script is compiled and its top
+ * level run here (common/sandbox.h): a script that does not load is a located error. */
+static void parse_policy(struct ld *l, struct bb_pool *pl, yaml_node_t *route, yaml_node_t *v,
+                         const char *path)
+{
+    static const char *const on_error[] = {"weighted", "first", "reject"};
+    struct bb_cdoc *d = &l->cfg;
+    struct bb_policy_conf *pc = &pl->policy;
+    char kp[512];
+    bool webhook = pl->route == BB_ROUTE_WEBHOOK, script = pl->route == BB_ROUTE_SCRIPT;
+    pj(kp, sizeof kp, path, "policy");
+    if (!v || bb_cdoc_is_null(v)) {
+        if (webhook)
+            err_at(l, d, route, "%s.route: webhook needs policy.url or policy.socket", path);
+        if (script)
+            err_at(l, d, route, "%s.route: script needs policy.script_file", path);
+        return;
+    }
+    if (!check_map(l, d, v, kp, KEYSET(policy_keys)))
+        return;
+    if (!webhook && !script) {
+        err_at(l, d, v, "%s: a policy needs route: webhook or route: script", kp);
+        return;
+    }
+    yaml_node_t *url = map_get(d, v, "url", NULL), *sock = map_get(d, v, "socket", NULL),
+                *sf = map_get(d, v, "script_file", NULL), *n;
+    char p[560];
+    const char *s;
+    if (webhook && !url == !sock)
+        err_at(l, d, url && sock ? sock : v, "%s: route: webhook needs one of url and socket", kp);
+    if (script && !sf)
+        err_at(l, d, v, "%s: route: script needs script_file", kp);
+    if (script && (url || sock))
+        err_at(l, d, url ? url : sock, "%s: %s is for route: webhook", kp, url ? "url" : "socket");
+    if (webhook && sf)
+        err_at(l, d, sf, "%s: script_file is for route: script", kp);
+    if (webhook && url && !sock && (s = get_str(l, d, url, pj(p, sizeof p, kp, "url"))) &&
+        check_url(l, d, url, p, s, &pc->url_parsed)) {
+        pc->url = bb_xstrdup(s);
+        pc->kind = BB_POLICY_WEBHOOK;
+    }
+    if (webhook && sock && !url && (s = get_str(l, d, sock, pj(p, sizeof p, kp, "socket")))) {
+        char *abs = abs_path(l->c->config_dir, s);
+        if (strlen(abs) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+            err_at(l, d, sock, "%s: '%s' is too long for a Unix socket path", p, abs);
+            free(abs);
+        } else {
+            pc->socket = abs;
+            pc->kind = BB_POLICY_SOCKET;
+        }
+    }
+    if (script && sf && !url && !sock &&
+        (pc->script_file = get_file(l, d, sf, pj(p, sizeof p, kp, "script_file")))) {
+        size_t len;
+        char *src = read_script(l, sf, p, pc->script_file, &len);
+        char why[512];
+        if (src && !(pc->script = bb_sandbox_new(pc->script_file, src, len, why, sizeof why)))
+            err_at(l, d, sf, "%s: %s", p, why);
+        free(src);
+        if (pc->script)
+            pc->kind = BB_POLICY_SCRIPT;
+    }
+    opt_u32(l, d, v, kp, "timeout_ms", 1, POLICY_TIMEOUT_MAX_MS, &pc->timeout_ms);
+    int oe = opt_enum(l, d, v, kp, "on_error", "on_error", on_error, 3);
+    if (oe >= 0)
+        pc->on_error = (enum bb_policy_on_error)oe;
+    if ((n = map_get(d, v, "include_messages", NULL)))
+        get_bool(l, d, n, pj(p, sizeof p, kp, "include_messages"), &pc->include_messages);
+}
+
 static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v)
 {
     static const char *const on_cut[] = {"error", "continue"};
-    static const char *const on_error[] = {"weighted"};
     struct bb_cdoc *d = &l->cfg;
     struct bb_conf *c = l->c;
     struct bb_pool *pl = &c->pools[pi];
@@ -1665,17 +1791,12 @@ static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v
     if (!check_map(l, d, v, path, KEYSET(pool_keys)) && v && !bb_cdoc_is_null(v))
         return; /* not a mapping: reported */
 
-    yaml_node_t *n = map_get(d, v, "route", NULL);
-    if (n) {
-        int r = get_enum(l, d, n, pj(kp, sizeof kp, path, "route"), "route", route_names,
+    yaml_node_t *route = map_get(d, v, "route", NULL), *n;
+    if (route) {
+        int r = get_enum(l, d, route, pj(kp, sizeof kp, path, "route"), "route", route_names,
                          sizeof route_names / sizeof route_names[0]);
         if (r >= 0)
             pl->route = (enum bb_route)r;
-        if (r > BB_ROUTE_USAGE)
-            err_at(l, d, n,
-                   "%s: '%s' is not supported yet (weighted, cheapest, fastest, least_busy and "
-                   "usage are)",
-                   kp, route_names[r]);
     }
 
     n = map_get(d, v, "members", NULL);
@@ -1710,14 +1831,7 @@ static void parse_pool(struct ld *l, size_t pi, yaml_node_t *key, yaml_node_t *v
         }
     }
 
-    if ((n = map_get(d, v, "policy", NULL)) &&
-        check_map(l, d, n, pj(kp, sizeof kp, path, "policy"), KEYSET(policy_keys))) {
-        opt_str(l, d, n, kp, "url");
-        opt_str(l, d, n, kp, "socket");
-        opt_str(l, d, n, kp, "script_file");
-        opt_u32(l, d, n, kp, "timeout_ms", 1, UINT32_MAX, NULL);
-        opt_enum(l, d, n, kp, "on_error", "on_error", on_error, 1);
-    }
+    parse_policy(l, pl, route, map_get(d, v, "policy", NULL), path);
     if ((n = map_get(d, v, "breaker", NULL)))
         parse_breaker(l, pl, n, pj(kp, sizeof kp, path, "breaker"));
     if ((n = map_get(d, v, "failover", NULL)) &&
@@ -1820,6 +1934,7 @@ static void parse_pools(struct ld *l, yaml_node_t *v)
         pl->hold_first_event = true;
         pl->on_exhausted = BB_EXHAUSTED_REJECT;
         pl->fallback_pool = -1;
+        pl->policy.timeout_ms = 5;
         keys[c->n_pools] = k;
         vals[c->n_pools] = bb_cdoc_node(d, p->value);
         c->n_pools++;
@@ -1961,9 +2076,10 @@ struct bb_conf *bb_conf_load(const char *config_path, const char *providers_path
                   ? get_enum(l, d, n, "log_level", "log level", log_levels, 5)
                   : 1;
     c->log_level = bb_xstrdup(log_levels[lvl < 0 ? 1 : lvl]);
+    parse_security(l, map_get(d, root, "security", NULL)); /* before any URL is checked */
     parse_observability(l, map_get(d, root, "observability", NULL));
     parse_limits(l, map_get(d, root, "limits", NULL));
-    parse_unsupported_sections(l, root);
+    parse_governance(l, root);
     parse_cluster(l, map_get(d, root, "cluster", NULL));
     if (c->auth_mode == BB_AUTH_KEYS && !c->gov_enabled)
         err_at(l, d, map_get(d, root, "auth", NULL),
@@ -2077,10 +2193,23 @@ void bb_conf_free(struct bb_conf *c)
     }
     free(c->lanes);
     for (size_t i = 0; i < c->n_pools; i++) {
+        struct bb_policy_conf *pc = &c->pools[i].policy;
         free(c->pools[i].name);
         free(c->pools[i].members);
         free(c->pools[i].affinity_header);
+        free(pc->url);
+        bb_url_free(&pc->url_parsed);
+        free(pc->socket);
+        free(pc->script_file);
+        bb_sandbox_free(pc->script);
     }
+    for (size_t i = 0; i < c->security.n_deny_hosts; i++)
+        free(c->security.deny_hosts[i]);
+    free(c->security.deny_hosts);
+    free(c->security.deny_nets);
+    for (size_t i = 0; i < c->security.n_allow_hosts; i++)
+        free(c->security.allow_hosts[i]);
+    free(c->security.allow_hosts);
     free(c->pools);
     free(c);
 }

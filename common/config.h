@@ -147,6 +147,28 @@ struct bb_breaker_conf {
     uint32_t hard_down_cooldown_secs; /* 1800: auth and billing failures */
 };
 
+/* pools.*.policy (SPEC §5.5, docs/routing.md): a programmable route. */
+enum bb_policy_kind { BB_POLICY_NONE, BB_POLICY_WEBHOOK, BB_POLICY_SOCKET, BB_POLICY_SCRIPT };
+enum bb_policy_on_error {
+    BB_POLICY_ON_ERROR_WEIGHTED,
+    BB_POLICY_ON_ERROR_FIRST,
+    BB_POLICY_ON_ERROR_REJECT
+};
+
+struct bb_sandbox;
+
+struct bb_policy_conf {
+    enum bb_policy_kind kind; /* from route: webhook (url or socket) / script */
+    char *url;                /* policy.url (webhook over HTTP) */
+    struct bb_url url_parsed;
+    char *socket;              /* policy.socket: absolute path (webhook over a Unix socket) */
+    char *script_file;         /* policy.script_file: absolute path */
+    struct bb_sandbox *script; /* compiled and run once at load (common/sandbox.h) */
+    uint32_t timeout_ms;       /* [5] per policy call */
+    enum bb_policy_on_error on_error; /* [weighted] */
+    bool include_messages;            /* [false] the request's messages go to the policy */
+};
+
 struct bb_pool {
     char *name;
     struct bb_member *members;
@@ -161,9 +183,24 @@ struct bb_pool {
     enum bb_exhausted on_exhausted; /* reject */
     int fallback_pool;              /* index, -1 = none */
     uint32_t queue_max_ms;
-    bool affinity;         /* affinity.mode: session */
-    char *affinity_header; /* affinity.header_name, default x-session-id */
+    bool affinity;                  /* affinity.mode: session */
+    char *affinity_header;          /* affinity.header_name, default x-session-id */
+    struct bb_policy_conf policy;   /* route: webhook | script */
     struct bb_conf_pos pos;
+};
+
+/* security: (SPEC §9). An address range: IPv4 is kept IPv4-mapped (::ffff:a.b.c.d, bits + 96). */
+struct bb_net {
+    uint8_t addr[16];
+    uint8_t bits;
+};
+struct bb_security_conf {
+    char **deny_hosts; /* blocked_metadata_hosts names (lowercase, no trailing dot) */
+    size_t n_deny_hosts;
+    struct bb_net *deny_nets; /* blocked_metadata_hosts addresses and CIDR ranges */
+    size_t n_deny_nets;
+    char **allow_hosts; /* allow_metadata_hosts: names exempt from the deny rules */
+    size_t n_allow_hosts;
 };
 
 struct bb_limits {
@@ -269,6 +306,8 @@ struct bb_conf {
     uint32_t gov_ledger_retention_days;          /* [90]; 0 = keep every ledger row */
 
     struct bb_cluster_conf cluster;
+
+    struct bb_security_conf security;
 };
 
 /* One located error. */

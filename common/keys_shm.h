@@ -39,6 +39,7 @@
 #define BB_KEYS_CAP 65536u
 #define BB_KEYS_INDEX_CAP (2u * BB_KEYS_CAP)
 #define BB_KEYS_ID_SIZE 24                          /* "vk_" + 16 hex + NUL, padded */
+#define BB_KEYS_NAME_SIZE 132                       /* name (<= 128 bytes) + NUL, padded */
 #define BB_KEYS_MAX_POOLS 16                        /* allowed pools per key */
 #define BB_KEYS_AWS_ID_SIZE 32                      /* "AKIA" + 16 chars + NUL, padded */
 #define BB_KEYS_AWS_SECRET_SIZE 48                  /* 40 chars + NUL, padded */
@@ -63,6 +64,7 @@ enum bb_keys_verdict {
 struct bb_keys_limits {
     uint8_t secret_sha256[32];
     char id[BB_KEYS_ID_SIZE];
+    char name[BB_KEYS_NAME_SIZE];                /* for routing policies (SPEC §5.5) */
     char aws_access_key_id[BB_KEYS_AWS_ID_SIZE]; /* "" = no AWS credential */
     char aws_secret[BB_KEYS_AWS_SECRET_SIZE];    /* SigV4 needs the secret itself */
     uint64_t budget_micros;                      /* meaningful when has_budget */

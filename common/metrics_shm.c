@@ -41,6 +41,16 @@ const char *bb_mx_tier_name(enum bb_mx_tier t)
     return (unsigned)t < BB_MX_TIER__COUNT ? names[t] : "input";
 }
 
+const char *bb_mx_policy_name(enum bb_mx_policy p)
+{
+    static const char *const names[] = {
+#define X(id, name) name,
+        BB_MX_POLICY_LIST(X)
+#undef X
+    };
+    return (unsigned)p < BB_MX_POL__COUNT ? names[p] : "error";
+}
+
 void bb_mx_observe(struct bb_mx_hist *h, enum bb_mx_buckets set, uint64_t us)
 {
     const uint64_t *b = bb_mx_bounds(set);

@@ -53,6 +53,23 @@ enum bb_mx_outcome {
         BB_MX_OUT__COUNT
 };
 
+/* Routing-policy outcomes per call (label outcome= of busbar_route_policy_total; /stats). */
+#define BB_MX_POLICY_LIST(X)                                                                       \
+    X(ORDER, "order")     /* answered an order */                                                  \
+    X(ABSTAIN, "abstain") /* left it to the native route */                                        \
+    X(REJECT, "reject")   /* refused the request (4xx to the client) */                            \
+    X(TIMEOUT, "timeout") /* no answer within timeout_ms: on_error */                              \
+    X(ERROR, "error")     /* transport or script error, connection closed: on_error */             \
+    X(INVALID, "invalid") /* garbage, unknown members, a bad reject status: on_error */            \
+    X(SKIPPED, "skipped") /* not called: the policy is circuit-broken (on_error) */
+
+enum bb_mx_policy {
+#define X(id, name) BB_MX_POL_##id,
+    BB_MX_POLICY_LIST(X)
+#undef X
+        BB_MX_POL__COUNT
+};
+
 /* Token tiers (label tier=). */
 #define BB_MX_TIER_LIST(X)                                                                         \
     X(INPUT, "input")                                                                              \
@@ -79,6 +96,7 @@ struct bb_mx_hist {
 struct bb_mx_pool {
     _Atomic uint64_t requests[BB_PROTO__COUNT][BB_MX_OUT__COUNT];
     _Atomic uint64_t failovers[BB_FC__COUNT]; /* by the failure class that caused them */
+    _Atomic uint64_t policy[BB_MX_POL__COUNT]; /* routing-policy calls by outcome */
     struct bb_mx_hist duration;               /* whole request, seconds buckets */
     struct bb_mx_hist overhead;               /* busbar's own time, overhead buckets */
 };
@@ -152,6 +170,7 @@ const uint64_t *bb_mx_bounds(enum bb_mx_buckets set);
 /* Label values. */
 const char *bb_mx_outcome_name(enum bb_mx_outcome o);
 const char *bb_mx_tier_name(enum bb_mx_tier t);
+const char *bb_mx_policy_name(enum bb_mx_policy p);
 
 /* Master: intern every cell conf needs. -1 with err when the table is full. */
 int bb_mx_intern_conf(struct bb_mx_region *r, const struct bb_conf *conf, struct bb_err *err);

@@ -212,6 +212,16 @@ static void requests(struct out *o)
         if (p && shown(o, i))
             hist(o, "busbar_overhead_seconds", l, &p->overhead, BB_MX_B_OVERHEAD);
     }
+    family(o, "busbar_route_policy_total", "counter",
+           "Routing-policy calls (pools with route: webhook or script) by pool and outcome.");
+    for (size_t i = 0; i < o->conf->n_pools; i++) {
+        struct bb_mx_pool *p = pool_cell(o, i);
+        for (int k = 0; p && o->conf->pools[i].policy.kind && k < BB_MX_POL__COUNT; k++) {
+            const char *l[] = {"pool", target_name(o->conf, i), "outcome",
+                               bb_mx_policy_name((enum bb_mx_policy)k), NULL};
+            sample(o, "busbar_route_policy_total", l, NULL, (double)ld(&p->policy[k]));
+        }
+    }
     family(o, "busbar_failovers_total", "counter",
            "Attempts that failed and moved the request on, by pool and the failure's class.");
     for (size_t i = 0; i < n_targets(o->conf); i++) {

@@ -23,9 +23,9 @@
 
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
 #define BB_SHM_VERSION                                                                             \
-    5u /* 2: key table and usage ring appended; 3: journals, store flag;                           \
+    6u /* 2: key table and usage ring appended; 3: journals, store flag;                           \
           4: continuations per cell, cluster state, metrics; 5: named breaker/router/health     \
-          fields in place of reserved[16] */
+          fields in place of reserved[16]; 6: key names, route-policy counters per pool */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096
 #define BB_SHM_NAME_MAX 128
@@ -69,6 +69,8 @@ struct bb_shm_cell {
     _Atomic uint64_t trips;        /* times the breaker opened (metrics) */
     /* router (worker/router.c) */
     _Atomic uint64_t ewma_us;   /* pool-member cells: latency EWMA, µs (route: fastest) */
+    _Atomic uint64_t ttft_us;   /* pool-member cells: stream time-to-first-token EWMA, µs
+                                   (routing policies' ttft_ms) */
     _Atomic uint64_t ratelimit; /* lane cells: provider headroom (route: usage):
                                    (parts per million << 32) | valid-until (monotonic s);
                                    0 = unknown */

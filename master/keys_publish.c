@@ -16,6 +16,7 @@ void bb_keys_publish_limits(const struct bb_keys_db_key *k, struct bb_keys_limit
     memset(out, 0, sizeof *out); /* bb_keys_put compares whole structs */
     memcpy(out->secret_sha256, k->secret_sha256, sizeof out->secret_sha256);
     snprintf(out->id, sizeof out->id, "%s", k->id);
+    snprintf(out->name, sizeof out->name, "%s", k->name ? k->name : "");
     snprintf(out->aws_access_key_id, sizeof out->aws_access_key_id, "%s", k->aws_access_key_id);
     snprintf(out->aws_secret, sizeof out->aws_secret, "%s", k->aws_secret);
     out->has_budget = k->has_budget;

@@ -18,15 +18,17 @@
 #include "worker/meter.h"
 #include "worker/params.h"
 #include "worker/proto.h"
+#include "worker/policy.h"
 #include "worker/worker.h"
 
 #define JSON_DEPTH_MAX 128
 
-/* bb_meter_admit_async's answer: -1 = refused, answered and finished already. */
+/* bb_meter_admit_async's answer: -1 = refused, answered and finished already. Then the
+ * pool's routing policy, once, which starts the attempt loop (worker/policy.h). */
 static void admitted(struct bb_request *req, int rc)
 {
     if (rc == 0)
-        bb_attempt_next(req);
+        bb_policy_route(req);
 }
 
 /* The body members admission reads with one scan, as the ingress protocol names them (its
@@ -301,6 +303,7 @@ void bb_proxy_handle(struct bb_request *req)
         return;
     }
     rs->cont.enabled = req->stream && req->pool >= 0 && conf->pools[req->pool].on_cut_continue;
+    rs->max_out = max_output(req->body ? req->body : "", &scan);
     /* in cluster mode Redis decides: admitted() may run later (worker/cluster.c) */
-    bb_meter_admit_async(req, max_output(req->body ? req->body : "", &scan), admitted);
+    bb_meter_admit_async(req, rs->max_out, admitted);
 }

@@ -22,6 +22,7 @@
 #include "worker/http_server.h"
 #include "worker/meter.h"
 #include "worker/obs.h"
+#include "worker/policy.h"
 #include "worker/proxy.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
@@ -198,6 +199,7 @@ void bb_proxy_release(struct bb_request *req)
         bb_attempt_release(req->attempt);
     if (!rs)
         return;
+    bb_policy_release(req);
     if (rs->cont.enc) {
         const struct bb_proto_ops *iops = bb_proto_get(req->ingress);
         struct evbuffer *sink = iops->enc_finish ? evbuffer_new() : NULL;
@@ -243,6 +245,12 @@ size_t bb_attempt_headers(struct bb_request *req, struct bb_attempt *a, char *bu
         bb_http_header_add(buf, cap, &n, "Retry-After", a->retry_after);
     if (rs->dropped[0])
         bb_http_header_add(buf, cap, &n, "x-busbar-dropped-fields", rs->dropped);
+    if (req->pool >= 0 && rs->route_target > 0) { /* config names only */
+        bb_http_header_add(buf, cap, &n, "x-busbar-route-policy", bb_route_by_name(req->obs.route_by));
+        bb_http_header_add(
+            buf, cap, &n, "x-busbar-route-target",
+            conf->lanes[conf->pools[req->pool].members[rs->route_target - 1].lane].name);
+    }
     if (conf->overhead_header) {
         uint64_t total = bb_now_us() - req->t_start_us;
         uint64_t up = req->t_upstream_us + (bb_now_us() - a->t_sent_us);
@@ -866,7 +874,11 @@ static int pick_member(struct bb_request *req, int *lane_out)
         for (size_t m = 0; m < conf->pools[req->pool].n_members; m++)
             if (conf->pools[req->pool].members[m].no_failover)
                 rs->tried[m] = true;
-    int member = bb_router_pick(w, req->pool, rs->tried, &probe, rs->affinity);
+    int member = rs->n_order
+                     ? bb_router_pick_order(w, req->pool, rs->tried, &probe, rs->order, rs->n_order)
+                     : -1;
+    if (member < 0)
+        member = bb_router_pick(w, req->pool, rs->tried, &probe, rs->affinity);
     if (member < 0) {
         const struct bb_pool *pl = &conf->pools[req->pool];
         switch (pl->on_exhausted) {
@@ -876,6 +888,8 @@ static int pick_member(struct bb_request *req, int *lane_out)
                 req->pool = pl->fallback_pool;
                 rs->tried =
                     bb_arena_calloc(&req->arena, conf->pools[req->pool].n_members * sizeof(bool));
+                rs->n_order = 0; /* a policy's order names the first pool's members */
+                rs->route_target = 0;
                 if (!rs->tried) {
                     bb_request_fail(req, BB_ERR_INTERNAL, "out of memory");
                     return -1;
@@ -923,6 +937,8 @@ static int pick_member(struct bb_request *req, int *lane_out)
     }
     rs->probe_pending = probe;
     rs->tried[member] = true;
+    if (!rs->route_target) /* x-busbar-route-target: the native route's first choice */
+        rs->route_target = member + 1;
     *lane_out = conf->pools[req->pool].members[member].lane;
     return member;
 }

@@ -41,6 +41,7 @@
 struct event;
 struct evbuffer;
 struct bb_upconn;
+struct bb_policy_call;
 
 #define BB_ATT_STATE_LIST(X)                                                                       \
     X(SENT, "sent")                                                                                \
@@ -149,6 +150,12 @@ struct bb_route_state {
     bool last_timeout;
     bool last_fatal; /* the last failure ends the request (no failover) */
     char why[512];   /* "lane a: reset; lane b: HTTP 503" */
+    /* routing policy (worker/policy.h) */
+    uint64_t max_out; /* the client's output cap, 0 = not set */
+    int *order;       /* members to try first, in order (then the native route) */
+    size_t n_order;
+    int route_target;              /* member + 1 the route put first, 0 = not yet known */
+    struct bb_policy_call *policy; /* the call in flight */
 };
 
 /* ---- attempt.c ---- */

@@ -14,6 +14,7 @@
 #include "worker/breaker.h"
 #include "worker/http_server.h"
 #include "worker/proto.h"
+#include "worker/policy.h"
 #include "worker/request.h"
 #include "worker/worker.h"
 
@@ -220,6 +221,7 @@ void bb_endpoint_stats(struct bb_request *req)
             json_object_array_add(members, mo);
         }
         json_object_object_add(po, "members", members);
+        bb_policy_stats(w, (int)p, po);
         json_object_object_add(pools, pool->name, po);
     }
     json_object_object_add(root, "pools", pools);

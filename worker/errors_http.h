@@ -32,6 +32,7 @@
     X(NO_CAPACITY, 503, "server_error", "no_capacity")                                             \
     X(STORE_UNAVAILABLE, 503, "server_error", "spend_store_unavailable")                           \
     X(CLUSTER_UNAVAILABLE, 503, "server_error", "cluster_store_unavailable")                       \
+    X(POLICY_FAILED, 503, "server_error", "routing_policy_failed")                                 \
     X(UPSTREAM_TIMEOUT, 504, "server_error", "upstream_timeout")
 
 enum bb_errkind {

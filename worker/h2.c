@@ -398,6 +398,8 @@ static void stream_timer_cb(evutil_socket_t fd, short what, void *arg)
     s->timer_on = false;
     if (s->st == S_BODY && s->req) {
         bb_request_fail(s->req, BB_ERR_REQUEST_TIMEOUT, "request body not received in time");
+    } else if (s->st == S_BODY && !s->req && !s->closed) { /* answered; the rest never came */
+        nghttp2_submit_rst_stream(h->ss, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
     } else if (s->drained_cb && !s->closed) {
         bb_info("h2: stream %d: the client read none of its response for "
                 "limits.send_timeout_ms: reset",
@@ -734,8 +736,13 @@ int bb_h2_respond_head(struct bb_request *req, int status, const char *content_t
     nghttp2_data_provider prd = {.source.ptr = s, .read_callback = data_read_cb};
     if (!body)
         s->eof = true;
-    if (s->st == S_BODY)
-        s->rst_no_error = true; /* answered before the body was read */
+    /* Answered before the body was read: a body the stream window already lets the client send
+     * (announced by content-length) is read and dropped; a larger or open-ended one is stopped
+     * with RST_STREAM NO_ERROR after the answer. (curl 7.88 and other clients report a reset
+     * that arrives while they still upload as an error, though the answer was complete.) */
+    if (s->st == S_BODY &&
+        !(req->head.content_length >= 0 && (uint64_t)req->head.content_length <= STREAM_WINDOW))
+        s->rst_no_error = true;
     if (nghttp2_submit_response(h->ss, s->id, nv, b.n, body ? &prd : NULL) != 0)
         return -1;
     h2_schedule(h);
@@ -814,6 +821,8 @@ void bb_h2_request_done(struct bb_request *req)
         return;
     }
     stream_timer_stop(s);
+    if (s->st == S_BODY && req->response_done && !s->rst_no_error) /* the rest is being dropped */
+        stream_timer(s, h->w->conf->limits.body_timeout_ms);
     if (!req->responded) {
         nghttp2_submit_rst_stream(h->ss, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
     } else if (!req->response_done) {

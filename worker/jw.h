@@ -37,13 +37,13 @@ static inline void jw_raw(struct jw *w, const char *s)
     jw_mem(w, s, strlen(s));
 }
 
-/* s as a JSON string, quoted and escaped. */
-static inline void jw_str(struct jw *w, const char *s)
+/* s[0..n) as a JSON string, quoted and escaped. */
+static inline void jw_strn(struct jw *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     jw_lit(w, "\"");
-    const char *run = s;
-    for (; *s; s++) {
+    const char *run = s, *end = s + n;
+    for (; s < end; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch >= 0x20 && ch != '"' && ch != '\\')
             continue;
@@ -59,6 +59,12 @@ static inline void jw_str(struct jw *w, const char *s)
     }
     jw_mem(w, run, (size_t)(s - run));
     jw_lit(w, "\"");
+}
+
+/* s as a JSON string, quoted and escaped. */
+static inline void jw_str(struct jw *w, const char *s)
+{
+    jw_strn(w, s, strlen(s));
 }
 
 static inline void jw_u64(struct jw *w, uint64_t v)

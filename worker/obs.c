@@ -27,6 +27,7 @@
 #include "worker/jw.h"
 #include "worker/obs_post.h"
 #include "worker/otlp.h"
+#include "worker/policy.h"
 #include "worker/request.h"
 #include "worker/worker.h"
 
@@ -428,6 +429,16 @@ static size_t record(struct bb_request *req, enum bb_mx_outcome oc, uint64_t tot
     jw_str(&w, tg < 0                 ? "_none"
                : tg < (int)c->n_pools ? c->pools[tg].name
                                       : c->lanes[tg - (int)c->n_pools].name);
+    if (req->pool >= 0) { /* what ordered the members (worker/policy.h) */
+        jw_lit(&w, ",\"route_policy\":\"");
+        jw_raw(&w, bb_route_by_name((enum bb_route_by)t->route_by));
+        jw_lit(&w, "\"");
+        if (t->policy_outcome) {
+            jw_lit(&w, ",\"policy_outcome\":\"");
+            jw_raw(&w, bb_mx_policy_name((enum bb_mx_policy)(t->policy_outcome - 1)));
+            jw_lit(&w, "\"");
+        }
+    }
     jw_raw(&w, req->stream ? ",\"stream\":true,\"status\":" : ",\"stream\":false,\"status\":");
     jw_u64(&w, (uint64_t)(req->responded ? req->status : 499));
     jw_lit(&w, ",\"outcome\":\"");
@@ -523,6 +534,15 @@ static void count_request(struct bb_request *req, enum bb_mx_outcome oc, uint64_
             if (v[i])
                 bb_mx_add(&l->tokens[i], v[i]);
     }
+}
+
+void bb_obs_policy(struct bb_request *req, int outcome)
+{
+    struct bb_obs *o = req->w->obs;
+    req->obs.policy_outcome = (uint8_t)(outcome + 1);
+    struct bb_mx_pool *p = o && req->pool >= 0 ? o->target[req->pool] : NULL;
+    if (p && outcome >= 0 && outcome < BB_MX_POL__COUNT)
+        bb_mx_add(&p->policy[outcome], 1);
 }
 
 void bb_obs_request_end(struct bb_request *req)

@@ -48,6 +48,8 @@ struct bb_obs_req {
     uint8_t trace_id[16], span_id[8], parent_span_id[8];
     uint8_t next_span_id[8]; /* the next attempt's span, already sent in its traceparent */
     bool next_span_set;
+    uint8_t route_by;          /* enum bb_route_by (worker/policy.h): what ordered the members */
+    uint8_t policy_outcome;    /* enum bb_mx_policy + 1 of the routing-policy call, 0 = none */
     struct bb_obs_attempt cur; /* the attempt in progress (or the last one) */
     struct bb_obs_attempt a[BB_OBS_MAX_ATTEMPTS];
 };
@@ -71,6 +73,9 @@ void bb_obs_attempt_commit(struct bb_request *req);
 void bb_obs_attempt_class(struct bb_request *req, enum bb_fclass fc);
 /* The attempt is over: ok, and its upstream HTTP status (0 = none). */
 void bb_obs_attempt_end(struct bb_request *req, bool ok, int status);
+/* The pool's routing policy was called (or skipped): outcome is an enum bb_mx_policy. Counted
+ * per pool in shared memory whether or not metrics are on (/stats shows them). */
+void bb_obs_policy(struct bb_request *req, int outcome);
 /* A cut stream goes on on another lane (stream.on_cut: continue). */
 void bb_obs_continued(struct bb_request *req);
 /* Add the traceparent line of the attempt in progress to an upstream request head. */

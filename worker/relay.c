@@ -70,6 +70,8 @@ static int send_head(struct bb_attempt *a, const char *ctype, enum bb_body_mode 
     req->bill_lane = a->lane; /* this answer reaches the client: it is billed */
     bb_obs_attempt_commit(req);
     bb_router_observe_latency(req->w, req->pool, a->member, bb_now_us() - a->t_sent_us);
+    if (req->stream)
+        bb_router_observe_ttft(req->w, req->pool, a->member, bb_now_us() - a->t_sent_us);
     req->t_upstream_us += bb_now_us() - a->t_sent_us;
     a->t_sent_us = bb_now_us();
     return bb_http_respond_head(req, a->status, ctype, hdrs, hl, mode, len);
@@ -699,6 +701,7 @@ static void up_error(void *arg, enum bb_upfail why, bool bytes_seen)
                    why == BB_UPFAIL_IDLE_TIMEOUT;
     enum bb_fclass fc = timeout                     ? BB_FC_TIMEOUT
                         : why == BB_UPFAIL_PROTOCOL ? BB_FC_SERVER
+                        : why == BB_UPFAIL_DENIED   ? BB_FC_FATAL /* SSRF: no failover */
                                                     : BB_FC_NETWORK;
     stream_failed(a, bb_upfail_name(why), fc);
 }

@@ -226,7 +226,9 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *p
     }
     if (pool->route == BB_ROUTE_USAGE)
         return pick_usage(w, pool_idx, tried, probe, now, skip);
-    if (pool->route != BB_ROUTE_WEIGHTED) {
+    /* webhook and script pools route natively by weight (abstain, on_error: weighted) */
+    if (pool->route == BB_ROUTE_CHEAPEST || pool->route == BB_ROUTE_FASTEST ||
+        pool->route == BB_ROUTE_LEAST_BUSY) {
         /* best score first; members the policy cannot rank still follow (demoted, not
          * dropped); ties keep the configured order */
         for (int round = 0; round < 64; round++) {
@@ -281,6 +283,19 @@ int bb_router_pick(struct bb_worker *w, int pool_idx, const bool *tried, bool *p
     return -1;
 }
 
+int bb_router_pick_order(struct bb_worker *w, int pool_idx, const bool *tried, bool *probe,
+                         const int *order, size_t n)
+{
+    uint64_t now = bb_now_ms();
+    *probe = false;
+    for (size_t i = 0; i < n; i++) {
+        size_t m = (size_t)order[i];
+        if (candidate(w, pool_idx, m, tried, now) && claim(w, pool_idx, m, now, probe))
+            return (int)m;
+    }
+    return -1;
+}
+
 int bb_router_pick_least_bad(struct bb_worker *w, int pool_idx, const bool *tried)
 {
     const struct bb_pool *pool = &w->conf->pools[pool_idx];
@@ -302,17 +317,29 @@ int bb_router_pick_least_bad(struct bb_worker *w, int pool_idx, const bool *trie
     return best;
 }
 
-void bb_router_observe_latency(struct bb_worker *w, int pool_idx, int member, uint64_t us)
+/* Feed us into the EWMA at offset `at` (ewma_us or ttft_us) of a member's cell. */
+static void observe(struct bb_worker *w, int pool_idx, int member, size_t at, uint64_t us)
 {
     if (pool_idx < 0 || member < 0)
         return;
     struct bb_shm_cell *mc = w->pools[pool_idx].member_cells[member];
     if (!mc)
         return;
-    uint64_t old = atomic_load_explicit(&mc->ewma_us, memory_order_relaxed);
+    _Atomic uint64_t *field = (_Atomic uint64_t *)((char *)mc + at);
+    uint64_t old = atomic_load_explicit(field, memory_order_relaxed);
     /* EWMA with alpha 0.2 (SPEC §5.5); a lost race between workers only drops one sample */
     uint64_t v = old ? (old * 4 + us) / 5 : us;
-    atomic_store_explicit(&mc->ewma_us, v ? v : 1, memory_order_relaxed);
+    atomic_store_explicit(field, v ? v : 1, memory_order_relaxed);
+}
+
+void bb_router_observe_latency(struct bb_worker *w, int pool_idx, int member, uint64_t us)
+{
+    observe(w, pool_idx, member, offsetof(struct bb_shm_cell, ewma_us), us);
+}
+
+void bb_router_observe_ttft(struct bb_worker *w, int pool_idx, int member, uint64_t us)
+{
+    observe(w, pool_idx, member, offsetof(struct bb_shm_cell, ttft_us), us);
 }
 
 uint64_t bb_router_soonest_ms(struct bb_worker *w, int pool_idx)

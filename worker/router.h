@@ -8,6 +8,7 @@
 #define BB_ROUTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Shared state: a pool-member cell's ewma_us and a lane cell's ratelimit (common/shm.h). */
@@ -29,12 +30,20 @@ void bb_router_free(struct bb_worker *w);
 int bb_router_pick(struct bb_worker *w, int pool, const bool *tried, bool *probe,
                    uint64_t affinity);
 
+/* A routing policy's order (worker/policy.c): the first of order[0..n) (member indices) that
+ * is usable and not tried, its slot taken as bb_router_pick does. -1 when none is: the
+ * members it left out (demoted) and the rest then come from bb_router_pick. */
+int bb_router_pick_order(struct bb_worker *w, int pool, const bool *tried, bool *probe,
+                         const int *order, size_t n);
+
 /* on_exhausted least_bad: the untried member whose breaker reopens soonest, breakers
  * ignored (a slot is taken). -1 when none has room. */
 int bb_router_pick_least_bad(struct bb_worker *w, int pool, const bool *tried);
 
 /* Feed a member's time to first byte (µs) into its latency EWMA (route: fastest). */
 void bb_router_observe_latency(struct bb_worker *w, int pool, int member, uint64_t us);
+/* The same for a stream's time to its first meaningful event (the policies' ttft_ms). */
+void bb_router_observe_ttft(struct bb_worker *w, int pool, int member, uint64_t us);
 
 /* Learn lane's provider rate-limit headroom from an upstream response head h (any status),
  * through the header conventions the protocol modules declare (ops->ratelimit: OpenAI's

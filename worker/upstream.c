@@ -1,7 +1,12 @@
 /*
- * upstream: connections from a worker to providers. Worker process, single-threaded.
+ * upstream: connections from a worker to providers (and to routing-policy webhooks, which
+ * use the same client). Worker process, single-threaded.
  *
- * Each provider gets a keep-alive pool (bb_uphost). A connection is in exactly one state:
+ * Each provider (and each pool's policy webhook) gets a keep-alive pool (bb_uphost). A new
+ * connection first resolves its host (evdns, asynchronous) and checks every address against
+ * the SSRF guard (common/ssrf.h) before it connects to the checked address, so a name that
+ * resolves to a metadata address is refused (BB_UPFAIL_DENIED) instead of reached; IP literals
+ * are checked the same way. A connection is in exactly one state:
  * CONNECTING (request already queued in the output buffer), HEAD (waiting for the response
  * head), BODY (decoding the body and handing it to the caller), IDLE (parked in its host's
  * pool, watched for the server closing it). One event timer per connection carries whichever
@@ -28,6 +33,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/log.h"
+#include "common/ssrf.h"
 #include "worker/http_server.h"
 #include "worker/worker.h"
 
@@ -39,9 +45,16 @@ enum up_state { UP_CONNECTING, UP_HEAD, UP_BODY, UP_IDLE };
 enum up_body { UPB_NONE, UPB_LENGTH, UPB_CHUNKED, UPB_CLOSE };
 
 struct bb_uphost {
-    const struct bb_provider *prov;
+    const char *name; /* provider, or pool of a policy webhook (for log lines) */
+    const struct bb_url *url;
     struct bb_upconn *idle;
     uint32_t n_idle;
+};
+
+/* A name being resolved for a connection. Outlives it: evdns calls back even after a cancel. */
+struct up_resolve {
+    struct bb_upconn *u; /* NULL once the connection is gone */
+    struct evdns_getaddrinfo_request *q;
 };
 
 struct bb_upconn {
@@ -59,6 +72,9 @@ struct bb_upconn {
     struct bb_http_scan scan; /* the end of the response head being looked for */
     uint32_t n_interim;       /* 1xx answers skipped for this request */
     bool in_cb, cancelled; /* a cancel inside on_head/on_body is carried out on return */
+    struct up_resolve *resolve; /* the name lookup in flight, NULL when none */
+    bool dialing;               /* inside up_dial: failures are reported from the timer */
+    int dial_fail;              /* such a failure (enum bb_upfail), -1 none */
     struct bb_upstream_deadlines dl;
     const struct bb_upstream_cbs *cbs;
     void *arg;
@@ -66,7 +82,8 @@ struct bb_upconn {
 
 static const char *const upfail_names[] = {"connect error", "connect timeout", "connection reset",
                                            "response header timeout", "stream idle timeout",
-                                           "malformed response"};
+                                           "malformed response",
+                                           "address denied by the SSRF guard"};
 
 const char *bb_upfail_name(enum bb_upfail why)
 {
@@ -108,6 +125,11 @@ static void up_free(struct bb_upconn *u)
             u->host->n_idle--;
         }
     }
+    if (u->resolve) {
+        u->resolve->u = NULL;
+        evdns_getaddrinfo_cancel(u->resolve->q); /* its callback frees it */
+        u->resolve = NULL;
+    }
     event_free(u->timer);
     bufferevent_free(u->bev);
     u->magic = 0;
@@ -117,11 +139,27 @@ static void up_free(struct bb_upconn *u)
 int bb_upstream_init(struct bb_worker *w)
 {
     const struct bb_conf *conf = w->conf;
-    w->uphosts = calloc(conf->n_providers ? conf->n_providers : 1, sizeof *w->uphosts);
+    size_t n = conf->n_providers + conf->n_pools;
+    w->uphosts = calloc(n ? n : 1, sizeof *w->uphosts);
     if (!w->uphosts)
         return -1;
-    for (size_t i = 0; i < conf->n_providers; i++)
-        w->uphosts[i].prov = &conf->providers[i];
+    for (size_t i = 0; i < conf->n_providers; i++) {
+        w->uphosts[i].name = conf->providers[i].name;
+        w->uphosts[i].url = &conf->providers[i].url;
+    }
+    for (size_t i = 0; i < conf->n_pools; i++) {
+        w->uphosts[conf->n_providers + i].name = conf->pools[i].name;
+        w->uphosts[conf->n_providers + i].url = &conf->pools[i].policy.url_parsed;
+    }
+    /* BUSBAR_RESOLV_CONF: a resolv.conf of one's own ("nameserver 127.0.0.1:5353" may carry a
+     * port): tests point it at a DNS stub they control; see docs/routing.md */
+    const char *rc = getenv("BUSBAR_RESOLV_CONF");
+    if (rc && *rc) {
+        w->dns = evdns_base_new(w->base, 0);
+        if (w->dns && evdns_base_resolv_conf_parse(w->dns, DNS_OPTIONS_ALL, rc) != 0)
+            bb_warn("upstream: BUSBAR_RESOLV_CONF %s: cannot be used", rc);
+        return w->dns ? 0 : -1;
+    }
     w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (!w->dns) {
         /* No resolv.conf: IP-literal and /etc/hosts upstreams still work. */
@@ -135,7 +173,7 @@ int bb_upstream_init(struct bb_worker *w)
 void bb_upstream_shutdown(struct bb_worker *w)
 {
     if (w->uphosts) {
-        for (size_t i = 0; i < w->conf->n_providers; i++)
+        for (size_t i = 0; i < w->conf->n_providers + w->conf->n_pools; i++)
             while (w->uphosts[i].idle)
                 up_free(w->uphosts[i].idle);
         free(w->uphosts);
@@ -170,22 +208,22 @@ static void up_end(struct bb_upconn *u)
     cbs->on_end(arg);
 }
 
-static struct bufferevent *up_connect(struct bb_worker *w, const struct bb_provider *p)
+static struct bufferevent *up_bev(struct bb_worker *w, const struct bb_url *url)
 {
     struct bufferevent *bev;
-    if (p->url.tls) {
+    if (url->tls) {
         SSL *ssl = SSL_new(w->rt->client_ctx);
         if (!ssl)
             return NULL;
         struct in6_addr a6;
         struct in_addr a4;
-        bool is_ip = inet_pton(AF_INET, p->url.host, &a4) == 1 ||
-                     inet_pton(AF_INET6, p->url.host, &a6) == 1;
+        bool is_ip =
+            inet_pton(AF_INET, url->host, &a4) == 1 || inet_pton(AF_INET6, url->host, &a6) == 1;
         if (is_ip) {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), p->url.host);
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), url->host);
         } else {
-            SSL_set_tlsext_host_name(ssl, p->url.host);
-            SSL_set1_host(ssl, p->url.host);
+            SSL_set_tlsext_host_name(ssl, url->host);
+            SSL_set1_host(ssl, url->host);
         }
         SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
         bev = bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
@@ -197,24 +235,106 @@ static struct bufferevent *up_connect(struct bb_worker *w, const struct bb_provi
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     } else {
         bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
-        if (!bev)
-            return NULL;
-    }
-    /* IPv4 for DNS names: a host without IPv6 routes would otherwise fail on an AAAA answer
-     * (libevent tries only the first address). IPv6 literals connect over IPv6. */
-    int family = strchr(p->url.host, ':') ? AF_INET6 : AF_INET;
-    if (bufferevent_socket_connect_hostname(bev, w->dns, family, p->url.host, p->url.port) < 0) {
-        bufferevent_free(bev);
-        return NULL;
     }
     return bev;
 }
 
-struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct evbuffer *request,
+/* A failure while dialing: inside up_dial (the caller has not got the connection yet) it is
+ * reported from the connection's timer on the next loop turn, else at once. */
+static void dial_failed(struct bb_upconn *u, enum bb_upfail why)
+{
+    if (!u->dialing) {
+        up_fail(u, why);
+        return;
+    }
+    u->dial_fail = (int)why;
+    event_active(u->timer, EV_TIMEOUT, 0);
+}
+
+/* Connect to the first of the addresses host resolved to, once every one of them passed the
+ * SSRF guard (a name that also resolves to a denied address is refused as a whole). */
+static void dial_checked(struct bb_upconn *u, const struct evutil_addrinfo *ai)
+{
+    const struct bb_url *url = u->host->url;
+    char why[300];
+    for (const struct evutil_addrinfo *a = ai; a; a = a->ai_next)
+        if (!bb_ssrf_check_addr(&u->w->conf->security, url->host, a->ai_addr, url->tls, why,
+                                sizeof why)) {
+            bb_warn("upstream %s: refused to connect: %s", u->host->name, why);
+            dial_failed(u, BB_UPFAIL_DENIED);
+            return;
+        }
+    if (!ai || bufferevent_socket_connect(u->bev, ai->ai_addr, (int)ai->ai_addrlen) < 0)
+        dial_failed(u, BB_UPFAIL_CONNECT);
+}
+
+static void resolved_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+    struct up_resolve *r = arg;
+    struct bb_upconn *u = r->u;
+    free(r);
+    if (!u) { /* the connection went away first (cancelled) */
+        if (ai)
+            evutil_freeaddrinfo(ai);
+        return;
+    }
+    u->resolve = NULL;
+    if (err) {
+        bb_warn("upstream %s: DNS lookup of %s failed: %s", u->host->name, u->host->url->host,
+                evutil_gai_strerror(err));
+        dial_failed(u, BB_UPFAIL_CONNECT);
+    } else {
+        dial_checked(u, ai);
+    }
+    if (ai)
+        evutil_freeaddrinfo(ai);
+}
+
+/* Resolve (IP literals directly), check, connect. */
+static void up_dial(struct bb_upconn *u)
+{
+    const struct bb_url *url = u->host->url;
+    char port[8];
+    snprintf(port, sizeof port, "%u", url->port);
+    /* IPv4 for DNS names: a host without IPv6 routes would otherwise fail on an AAAA answer.
+     * IPv6 literals connect over IPv6. */
+    struct evutil_addrinfo hints = {.ai_family = strchr(url->host, ':') ? AF_INET6 : AF_INET,
+                                    .ai_socktype = SOCK_STREAM,
+                                    .ai_protocol = IPPROTO_TCP};
+    u->dialing = true;
+    struct evutil_addrinfo *ai = NULL;
+    hints.ai_flags = EVUTIL_AI_NUMERICHOST;
+    if (evutil_getaddrinfo(url->host, port, &hints, &ai) == 0) {
+        dial_checked(u, ai);
+        evutil_freeaddrinfo(ai);
+    } else {
+        hints.ai_flags = 0;
+        struct up_resolve *r = calloc(1, sizeof *r);
+        if (!r) {
+            dial_failed(u, BB_UPFAIL_CONNECT);
+        } else {
+            r->u = u;
+            u->resolve = r;
+            /* may call back at once (hosts file): then r is gone and u->resolve cleared */
+            struct evdns_getaddrinfo_request *q =
+                evdns_getaddrinfo(u->w->dns, url->host, port, &hints, resolved_cb, r);
+            if (u->resolve)
+                u->resolve->q = q;
+        }
+    }
+    u->dialing = false;
+}
+
+int bb_upstream_policy_host(const struct bb_worker *w, int pool)
+{
+    return (int)w->conf->n_providers + pool;
+}
+
+struct bb_upconn *bb_upstream_start(struct bb_worker *w, int host, struct evbuffer *request,
                                     const struct bb_upstream_deadlines *dl,
                                     const struct bb_upstream_cbs *cbs, void *arg)
 {
-    struct bb_uphost *h = &w->uphosts[provider];
+    struct bb_uphost *h = &w->uphosts[host];
     struct bb_upconn *u = h->idle;
     if (u) {
         h->idle = u->next_idle;
@@ -233,7 +353,8 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct ev
         u->w = w;
         u->host = h;
         u->timer = evtimer_new(w->base, up_timer_cb, u);
-        u->bev = up_connect(w, h->prov);
+        u->bev = up_bev(w, h->url);
+        u->dial_fail = -1;
         if (!u->timer || !u->bev) {
             if (u->timer)
                 event_free(u->timer);
@@ -245,6 +366,7 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct ev
         u->state = UP_CONNECTING;
         bufferevent_setcb(u->bev, up_read_cb, NULL, up_event_cb, u);
         bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        up_dial(u);
     }
     u->cbs = cbs;
     u->arg = arg;
@@ -258,7 +380,7 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct ev
     /* A pooled plain connection takes the request at once: written here, the bufferevent never
      * has to arm (and then disarm) its write event for it. Whatever the socket does not take
      * goes through the bufferevent as usual. */
-    if (u->state == UP_HEAD && !u->host->prov->url.tls)
+    if (u->state == UP_HEAD && !u->host->url->tls)
         evbuffer_write(request, bufferevent_getfd(u->bev));
     if (evbuffer_get_length(request))
         bufferevent_write_buffer(u->bev, request);
@@ -358,7 +480,7 @@ static int up_parse_head(struct bb_upconn *u)
         bb_http_scan_reset(&u->scan);
         if (head.status >= 100 && head.status < 200) { /* interim: skip, a few at most */
             if (++u->n_interim > UP_INTERIM_MAX) {
-                bb_warn("upstream %s: more than %d interim (1xx) answers", u->host->prov->name,
+                bb_warn("upstream %s: more than %d interim (1xx) answers", u->host->name,
                         UP_INTERIM_MAX);
                 up_fail(u, BB_UPFAIL_PROTOCOL);
                 return -1;
@@ -470,14 +592,14 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
         unsigned long e;
         int dns_err = bufferevent_socket_get_dns_error(bev);
         if (dns_err)
-            bb_warn("upstream %s: DNS lookup of %s failed: %s", u->host->prov->name,
-                    u->host->prov->url.host, evutil_gai_strerror(dns_err));
+            bb_warn("upstream %s: DNS lookup of %s failed: %s", u->host->name, u->host->url->host,
+                    evutil_gai_strerror(dns_err));
         while ((e = bufferevent_get_openssl_error(bev)) != 0) {
             char buf[256];
             if (ERR_GET_LIB(e) == 0)
                 continue; /* libevent's errno placeholder, not an OpenSSL error */
             ERR_error_string_n(e, buf, sizeof buf);
-            bb_warn("upstream %s: TLS error: %s", u->host->prov->name, buf);
+            bb_warn("upstream %s: TLS error: %s", u->host->name, buf);
         }
     }
     if (u->state == UP_CONNECTING) {
@@ -502,6 +624,10 @@ static void up_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct bb_upconn *u = up_check(arg);
+    if (u->dial_fail >= 0) { /* found while dialing (see dial_failed) */
+        up_fail(u, (enum bb_upfail)u->dial_fail);
+        return;
+    }
     switch (u->state) {
     case UP_CONNECTING:
         up_fail(u, BB_UPFAIL_CONNECT_TIMEOUT);

@@ -1,8 +1,9 @@
 /*
- * upstream: the client side toward providers. Per-worker keep-alive connection pools (one per
- * provider), plain or TLS (SNI + certificate verification), TCP_NODELAY, connect / response-head
- * / idle deadlines, response head parsing and body decoding (Content-Length, chunked, or until
- * close). Worker process, single-threaded.
+ * upstream: the client side toward providers (and policy webhooks). Per-worker keep-alive
+ * connection pools (one per provider), the SSRF guard on every address connected to, plain or TLS
+ * (SNI + certificate verification), TCP_NODELAY, connect / response-head / idle deadlines, response
+ * head parsing and body decoding (Content-Length, chunked, or until close). Worker process,
+ * single-threaded.
  *
  * One exchange = one request written, one response read. The caller gets callbacks; once
  * on_end or on_error runs the exchange is gone (the connection was pooled or closed), and the
@@ -29,6 +30,7 @@ enum bb_upfail {
     BB_UPFAIL_HEAD_TIMEOUT, /* no response head in time */
     BB_UPFAIL_IDLE_TIMEOUT, /* body stalled */
     BB_UPFAIL_PROTOCOL,     /* malformed response */
+    BB_UPFAIL_DENIED,       /* the host resolved to an address the SSRF guard refuses */
 };
 
 struct bb_upstream_cbs {
@@ -52,11 +54,15 @@ struct bb_upstream_deadlines {
 int bb_upstream_init(struct bb_worker *w);
 void bb_upstream_shutdown(struct bb_worker *w);
 
-/* Start an exchange with provider: reuse an idle connection or connect. request holds the
- * complete HTTP request bytes (moved out of it). NULL on immediate failure. */
-struct bb_upconn *bb_upstream_start(struct bb_worker *w, int provider, struct evbuffer *request,
+/* Start an exchange with host (a provider index, or bb_upstream_policy_host): reuse an idle
+ * connection or resolve, check (SSRF guard) and connect. request holds the complete HTTP
+ * request bytes (moved out of it). NULL on immediate failure. */
+struct bb_upconn *bb_upstream_start(struct bb_worker *w, int host, struct evbuffer *request,
                                     const struct bb_upstream_deadlines *dl,
                                     const struct bb_upstream_cbs *cbs, void *arg);
+
+/* The host of pool's policy webhook (pools.*.policy.url) for bb_upstream_start. */
+int bb_upstream_policy_host(const struct bb_worker *w, int pool);
 
 /* Abort the exchange: the connection is closed (never reused); no more callbacks. */
 void bb_upstream_cancel(struct bb_upconn *u);

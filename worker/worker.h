@@ -25,6 +25,7 @@ struct bb_uphost;
 struct evdns_base;
 struct evconnlistener;
 struct bb_wcluster;
+struct bb_policy_rt;
 
 /* Per-worker smooth weighted round-robin state of one pool (nginx's algorithm). */
 struct bb_pool_rt {
@@ -62,6 +63,7 @@ struct bb_worker {
     size_t models_json_len[BB_PROTO__COUNT];
     struct bb_wcluster *cluster;        /* cluster mode (worker/cluster.c); NULL without it */
     struct bb_obs *obs;                 /* metrics cells, access log, exporters (worker/obs.h) */
+    struct bb_policy_rt *policy;        /* routing policies' circuits and sockets (worker/policy.h) */
 };
 
 /* Called by http_server when a connection closes: drain bookkeeping (exit when empty). */

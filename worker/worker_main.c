@@ -22,6 +22,7 @@
 #include "worker/health.h"
 #include "worker/http_server.h"
 #include "worker/obs.h"
+#include "worker/policy.h"
 #include "worker/router.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
@@ -150,7 +151,8 @@ static int worker_setup(struct bb_worker *w)
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(w->id_prefix + 2 * i, 3, "%02x", rnd[i]);
     if (bb_router_init(w) < 0 || bb_upstream_init(w) < 0 || bb_endpoints_init(w) < 0 ||
-        bb_auth_init(w) < 0 || bb_wcluster_init(w) < 0 || bb_obs_init(w) < 0)
+        bb_auth_init(w) < 0 || bb_wcluster_init(w) < 0 || bb_obs_init(w) < 0 ||
+        bb_policy_init(w) < 0)
         return -1;
     w->listeners = calloc(w->rt->n_listen ? w->rt->n_listen : 1, sizeof *w->listeners);
     if (!w->listeners)
@@ -186,6 +188,7 @@ static void worker_teardown(struct bb_worker *w)
     bb_wcluster_free(w); /* after the requests: their settlements go out first */
     free(w->listeners);
     bb_obs_free(w); /* after the last request finished, before DNS goes */
+    bb_policy_free(w);
     bb_upstream_shutdown(w);
     bb_router_free(w);
     bb_endpoints_free(w);

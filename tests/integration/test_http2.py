@@ -441,6 +441,31 @@ def test_header_and_body_limits(ctx):
                           body=body)
     eq((ver, code), ('2', 413), 'body over the limit')
     eq(json.loads(out)['error']['code'], 'request_too_large', '413 body')
+    # answered before the body came: a rest the stream window (1 MiB) lets the client send is
+    # read and dropped, without a reset (curl 7.88 reports a reset that arrives while it still
+    # uploads as an error: exit 92, though the 413 was complete); a larger rest is reset
+    # NO_ERROR after the answer
+    for _ in range(10):
+        ver, code, out = curl('http://127.0.0.1:%d%s' % (bb.port, path),
+                              '--http2-prior-knowledge', body=body)
+        eq((ver, code), ('2', 413), 'curl gets the whole 413 every time')
+    raw = Raw(bb)
+    cl = lambda n: req_headers(extra=[('content-type', 'application/json'),
+                                      ('content-length', str(n))])
+    raw.send(frame(HEADERS, END_HEADERS, 1, hpack(cl(3000))))
+    fr = [f for f in raw.frames(0.5) if f[0] in (HEADERS, DATA, RST) and f[2] == 1]
+    check(fr and fr[0][0] == HEADERS and any(f[0] == DATA and f[1] & END_STREAM for f in fr),
+          'a complete answer on stream 1: %r' % fr)
+    check(all(f[0] != RST for f in fr), 'no reset while the rest fits the window: %r' % fr)
+    raw.send(frame(DATA, END_STREAM, 1, b'x' * 3000) +
+             frame(HEADERS, END_HEADERS | END_STREAM, 3, hpack(req_headers('/healthz', 'GET'))))
+    fr = raw.frames(0.3)  # (under keepalive_timeout_ms: an idle connection is closed then)
+    check(any(f[0] == HEADERS and f[2] == 3 for f in fr), 'the connection serves on: %r' % fr)
+    raw.send(frame(HEADERS, END_HEADERS, 5, hpack(cl(2 << 20))))
+    fr = [f for f in raw.frames(0.5) if f[0] in (HEADERS, DATA, RST) and f[2] == 5]
+    check(fr and fr[0][0] == HEADERS and fr[-1][0] == RST and fr[-1][3] == bytes(4),
+          'a rest over the window: the answer, then RST_STREAM NO_ERROR: %r' % fr)
+    raw.close()
     # an incomplete header block: GOAWAY, then the close
     raw = Raw(bb)
     raw.send(frame(HEADERS, 0, 1, hpack(req_headers())))

@@ -141,14 +141,26 @@ def test_unknown_key_did_you_mean(ctx):
           'no "did you mean log_level" hint in %r' % errs)
 
 
-def test_unsupported_feature(ctx):
-    """Planned features are refused by name, located, with 'not supported yet'."""
-    bad = GOOD + 'security:\n  blocked_metadata_hosts: ["x"]\n'
+def test_security_section(ctx):
+    """security: (SPEC §9) deny ranges and names, explicitly allowed names; every error
+    located."""
+    good = GOOD + 'security:\n  blocked_metadata_hosts: ["10.0.0.0/8", evil.example]\n' \
+        '  allow_metadata_hosts: [metadata]\n'
+    cfg, prov, text = setup(ctx, good)
+    p = validate(cfg, prov)
+    eq(p.returncode, 0, 'busbar -t with a good security section (output %r)' % p.out[-800:])
+    bad = GOOD + 'security:\n  blocked_metadata_hosts: ["10.0.0.0/40"]\n' \
+        '  allow_metadata_hosts: ["192.168.0.1"]\n  blocked_hosts: []\n'
     cfg, prov, text = setup(ctx, bad)
     p = validate(cfg, prov)
-    eq(p.returncode, 1, 'exit code with an unsupported section')
+    eq(p.returncode, 1, 'exit code with a bad security section')
     errs = error_lines(p.out, cfg)
-    expect_error_at(errs, text, 'security', r'not supported yet', 'security section')
+    expect_error_at(errs, text, '"10.0.0.0/40"', r'not a valid address or CIDR range',
+                    'bad range')
+    expect_error_at(errs, text, '"192.168.0.1"', r'is an address: list host names here',
+                    'address in the allow list')
+    expect_error_at(errs, text, 'blocked_hosts', r"unknown key 'blocked_hosts' in security",
+                    'unknown key')
 
 
 def test_cluster_section(ctx):
@@ -219,5 +231,5 @@ def test_missing_file(ctx):
 
 if __name__ == '__main__':
     run([test_good_config_ok, test_validate_does_not_bind, test_bad_references_all_reported,
-         test_unknown_key_did_you_mean, test_unsupported_feature, test_cluster_section,
+         test_unknown_key_did_you_mean, test_security_section, test_cluster_section,
          test_yaml_syntax_error_located, test_missing_file])

@@ -884,24 +884,105 @@ static void test_unknown_keys(void **state)
                  "unknown key 'enabeld' in governance; did you mean 'enabled'?");
 }
 
-static void test_not_supported_yet(void **state)
+/* Routing policies (pools.*.policy) and security: (SPEC §5.5, §9). */
+static void test_policies_and_security(void **state)
 {
     (void)state;
+    setenv("ANTHROPIC_KEY", "sk-ant-test", 1);
+    const char *ok = tmp_file("ok.lua", "function route(r, c, x) return { abstain = true } end\n");
+    char text[2048];
+    snprintf(
+        text, sizeof text,
+        "providers: { anthropic: { api_key_env: ANTHROPIC_KEY },\n"
+        "             local: { protocol: openai, base_url: \"http://Metadata:8080\" } }\n"
+        "models: { claude: { provider: anthropic }, l: { provider: local } }\n"
+        "pools:\n"
+        "  w: { members: [ { target: claude } ], route: webhook,\n"
+        "       policy: { url: \"http://hooks.internal:9000/route\", timeout_ms: 20,\n"
+        "                 on_error: reject, include_messages: true } }\n"
+        "  s: { members: [ { target: claude } ], route: webhook,\n"
+        "       policy: { socket: rel.sock, on_error: first } }\n"
+        "  x: { members: [ { target: claude } ], route: script, policy: { script_file: %s } }\n"
+        "  n: { members: [ { target: claude } ] }\n"
+        "security: { blocked_metadata_hosts: [ \"10.9.0.0/16\", \"Evil.Example.\", "
+        "\"::ffff:1.2.3.4\" ],\n"
+        "            allow_metadata_hosts: [ metadata ] }\n",
+        ok);
+    struct bb_conf_errors errs = {0};
+    struct bb_conf *c = load_text(text, &errs);
+    if (!c)
+        bb_conf_errors_print(&errs, stderr);
+    assert_non_null(c);
+    const struct bb_policy_conf *w = &c->pools[0].policy, *s = &c->pools[1].policy,
+                                *x = &c->pools[2].policy, *n = &c->pools[3].policy;
+    assert_int_equal(w->kind, BB_POLICY_WEBHOOK);
+    assert_string_equal(w->url_parsed.host, "hooks.internal");
+    assert_int_equal(w->url_parsed.port, 9000);
+    assert_int_equal(w->timeout_ms, 20);
+    assert_int_equal(w->on_error, BB_POLICY_ON_ERROR_REJECT);
+    assert_true(w->include_messages);
+    assert_int_equal(s->kind, BB_POLICY_SOCKET);
+    char want[PATH_MAX + 16];
+    snprintf(want, sizeof want, "%s/rel.sock", tmpdir);
+    assert_string_equal(s->socket, want); /* relative to the config's directory */
+    assert_int_equal(s->timeout_ms, 5);   /* the default */
+    assert_int_equal(s->on_error, BB_POLICY_ON_ERROR_FIRST);
+    assert_int_equal(x->kind, BB_POLICY_SCRIPT);
+    assert_non_null(x->script);
+    assert_int_equal(x->on_error, BB_POLICY_ON_ERROR_WEIGHTED);
+    assert_false(x->include_messages);
+    assert_int_equal(n->kind, BB_POLICY_NONE);
+    assert_int_equal(c->security.n_deny_nets, 2);
+    assert_int_equal(c->security.n_deny_hosts, 1);
+    assert_string_equal(c->security.deny_hosts[0], "evil.example");
+    assert_int_equal(c->security.n_allow_hosts, 1);
+    bb_conf_free(c);
+    bb_conf_errors_free(&errs);
+
+    /* the deny list applies at load, the allow list exempts a name */
+    expect_error("security: { blocked_metadata_hosts: [ 10.9.0.0/16, evil.example ] }\n"
+                 "providers: { x: { protocol: openai, base_url: \"http://10.9.3.4\" } }\n",
+                 2, 47, "host '10.9.3.4' is in a range denied by security.blocked_metadata_hosts");
+    expect_error("security: { blocked_metadata_hosts: [ 10.9.0.0/16, evil.example ] }\n"
+                 "providers: { x: { protocol: openai, base_url: \"https://EVIL.example\" } }\n",
+                 2, 47, "host 'evil.example' is denied by security.blocked_metadata_hosts");
+    expect_error("providers: { x: { protocol: openai, base_url: \"http://metadata\" } }\n", 1, 47,
+                 "cloud metadata endpoint");
+    expect_error("security: { allow_metadata_hosts: [ 10.0.0.1 ] }\n", 1, 37,
+                 "security.allow_metadata_hosts[0]: '10.0.0.1' is an address: list host names");
+    expect_error("security: { blocked_metadata_hosts: [ 1.2.3.4.5 ] }\n", 1, 39,
+                 "'1.2.3.4.5' is not a valid host name");
+    expect_error("security: { blocked: [] }\n", 1, 13, "unknown key 'blocked' in security");
+    /* a script that does not compile, or fails at its top level */
+    const char *bad = tmp_file("bad.lua", "function route(\n");
+    snprintf(text, sizeof text,
+             "providers: { anthropic: { api_key_env: ANTHROPIC_KEY } }\n"
+             "models: { claude: { provider: anthropic } }\n"
+             "pools: { p: { members: [ { target: claude } ], route: script,\n"
+             "              policy: { script_file: %s } } }\n",
+             bad);
+    expect_error(text, 4, 38, "pools.p.policy.script_file: ");
+    expect_error(text, 4, 38, "bad.lua:2: ");
+    tmp_file("bad.lua", "local t = {} while true do t[#t + 1] = {} end\n");
+    expect_error(text, 4, 38, "bad.lua: memory limit reached");
+    tmp_file("bad.lua", "while true do end\n");
+    expect_error(text, 4, 38, "bad.lua: instruction budget exhausted");
+    tmp_file("bad.lua", "io.write(1)\n");
+    expect_error(text, 4, 38, "attempt to index a nil value (global 'io')");
+    /* the file fixture: every section, one error left (a webhook without url or socket) */
     static const struct {
         int line, col;
         const char *msg;
-    } want[] = {
-        {10, 12, "pools.fast.route: 'webhook' is not supported yet"},
-        {11, 5, "pools.fast.policy: not supported yet"},
-        {20, 1, "security: not supported yet"},
+    } fix[] = {
+        {11, 13, "pools.fast.policy: route: webhook needs one of url and socket"},
     };
     const char *f = FIX "nyi.yaml";
-    struct bb_conf_errors errs = {0};
+    errs = (struct bb_conf_errors){0};
     unsetenv("BUSBAR_ADMIN_TOKEN");
     assert_null(bb_conf_load(f, FIX "providers.yaml", &errs));
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        expect_error_in(&errs, f, want[i].line, want[i].col, want[i].msg);
-    assert_int_equal(errs.n, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof fix / sizeof fix[0]; i++)
+        expect_error_in(&errs, f, fix[i].line, fix[i].col, fix[i].msg);
+    assert_int_equal(errs.n, sizeof fix / sizeof fix[0]);
     bb_conf_errors_free(&errs);
 
     expect_error("auth: { mode: keys }\ngovernance: { enabled: false }\n", 1, 7,
@@ -1166,7 +1247,7 @@ int main(void)
         cmocka_unit_test(test_base_urls),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_unknown_keys),
-        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_policies_and_security),
         cmocka_unit_test(test_admin_api),
         cmocka_unit_test(test_cluster),
         cmocka_unit_test(test_collects_all),
