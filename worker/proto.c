@@ -149,6 +149,30 @@ bool bb_proto_nonempty_str(const struct bb_jscan_field *f)
     return f->type == BB_JSTRING && f->len > 2;
 }
 
+void bb_proto_usage_scan_oai(const char *u, size_t n, const char *const keys[4],
+                             struct bb_ir_usage *out)
+{
+    struct bb_jscan_field f[4] = {
+        {.key = keys[0]}, {.key = keys[1]}, {.key = keys[2]}, {.key = keys[3]}};
+    struct bb_err err;
+    uint64_t in;
+    memset(out, 0, sizeof *out);
+    bb_jscan_object(u, n, f, 4, 64, &err);
+    bb_jscan_field_u64(u, &f[0], &in);
+    bb_jscan_field_u64(u, &f[1], &out->output);
+    if (f[2].type == BB_JOBJECT) {
+        struct bb_jscan_field d[2] = {{.key = "cached_tokens"}, {.key = "cache_write_tokens"}};
+        bb_jscan_object(u + f[2].off, f[2].len, d, 2, 64, &err);
+        bb_jscan_field_u64(u + f[2].off, &d[0], &out->cache_read);
+        bb_jscan_field_u64(u + f[2].off, &d[1], &out->cache_write);
+    }
+    if (f[3].type == BB_JOBJECT)
+        bb_jscan_member_u64(u + f[3].off, f[3].len, "reasoning_tokens", &out->reasoning);
+    uint64_t cached = out->cache_read + out->cache_write;
+    out->input = in > cached ? in - cached : 0;
+    out->set = true;
+}
+
 int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len,
                     struct bb_proto_error *out)
 {

@@ -340,6 +340,14 @@ int bb_proto_frame_error(const struct bb_proto_ops *ops, const char *data, size_
 /* A JSON string member (located by a scan) that is not "". */
 bool bb_proto_nonempty_str(const struct bb_jscan_field *f);
 
+/* usage_read over the bytes of an OpenAI-family usage object (no DOM): keys names its input
+ * and output counts and their detail objects ({"prompt_tokens", "completion_tokens",
+ * "prompt_tokens_details", "completion_tokens_details"} for Chat Completions, input_/output_
+ * for Responses); cached_tokens and cache_write_tokens are taken out of the input count,
+ * reasoning_tokens is read from the output details. */
+void bb_proto_usage_scan_oai(const char *u, size_t n, const char *const keys[4],
+                             struct bb_ir_usage *out);
+
 /* answer_check's verdict for an in-band error: out filled by ops->read_error, returns 1. */
 int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len,
                     struct bb_proto_error *out);

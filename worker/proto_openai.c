@@ -2059,34 +2059,16 @@ static int openai_read_error(const char *body, size_t len, struct bb_proto_error
     return out->message[0] || out->type[0] || out->code[0] ? 0 : -1;
 }
 
-/* A chat completion has `choices`; OpenAI and compatible servers may answer 200 with an
- * `error` object instead. */
 /* usage_read over the bytes of a usage object (no DOM). */
 static void openai_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
-    struct bb_jscan_field f[4] = {{.key = "prompt_tokens"},
-                                  {.key = "completion_tokens"},
-                                  {.key = "prompt_tokens_details"},
-                                  {.key = "completion_tokens_details"}};
-    struct bb_err err;
-    uint64_t prompt;
-    bb_jscan_object(u, n, f, 4, 64, &err);
-    bb_jscan_field_u64(u, &f[0], &prompt);
-    bb_jscan_field_u64(u, &f[1], &out->output);
-    out->set = true;
-    out->cache_read = out->cache_write = out->reasoning = 0;
-    if (f[2].type == BB_JOBJECT) {
-        struct bb_jscan_field d[2] = {{.key = "cached_tokens"}, {.key = "cache_write_tokens"}};
-        bb_jscan_object(u + f[2].off, f[2].len, d, 2, 64, &err);
-        bb_jscan_field_u64(u + f[2].off, &d[0], &out->cache_read);
-        bb_jscan_field_u64(u + f[2].off, &d[1], &out->cache_write);
-    }
-    if (f[3].type == BB_JOBJECT)
-        bb_jscan_member_u64(u + f[3].off, f[3].len, "reasoning_tokens", &out->reasoning);
-    uint64_t cached = out->cache_read + out->cache_write;
-    out->input = prompt > cached ? prompt - cached : 0;
+    static const char *const keys[4] = {"prompt_tokens", "completion_tokens", "prompt_tokens_details",
+                                         "completion_tokens_details"};
+    bb_proto_usage_scan_oai(u, n, keys, out);
 }
 
+/* A chat completion has `choices`; OpenAI and compatible servers may answer 200 with an
+ * `error` object instead. */
 static int openai_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
                                struct bb_proto_error *out)
 {

@@ -2655,33 +2655,15 @@ static int read_error(const char *body, size_t len, struct bb_proto_error *out)
     return out->code[0] || out->type[0] || out->message[0] ? 0 : -1;
 }
 
-/* A response object has `output`; a failed one has status "failed" and its `error`. */
 /* usage_read over the bytes of a usage object (no DOM). */
 static void responses_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
-    struct bb_jscan_field f[4] = {{.key = "input_tokens"},
-                                  {.key = "output_tokens"},
-                                  {.key = "input_tokens_details"},
-                                  {.key = "output_tokens_details"}};
-    struct bb_err err;
-    uint64_t in;
-    memset(out, 0, sizeof *out);
-    bb_jscan_object(u, n, f, 4, 64, &err);
-    bb_jscan_field_u64(u, &f[0], &in);
-    bb_jscan_field_u64(u, &f[1], &out->output);
-    if (f[2].type == BB_JOBJECT) {
-        struct bb_jscan_field d[2] = {{.key = "cached_tokens"}, {.key = "cache_write_tokens"}};
-        bb_jscan_object(u + f[2].off, f[2].len, d, 2, 64, &err);
-        bb_jscan_field_u64(u + f[2].off, &d[0], &out->cache_read);
-        bb_jscan_field_u64(u + f[2].off, &d[1], &out->cache_write);
-    }
-    if (f[3].type == BB_JOBJECT)
-        bb_jscan_member_u64(u + f[3].off, f[3].len, "reasoning_tokens", &out->reasoning);
-    uint64_t cached = out->cache_read + out->cache_write;
-    out->input = in > cached ? in - cached : 0;
-    out->set = true;
+    static const char *const keys[4] = {"input_tokens", "output_tokens", "input_tokens_details",
+                                         "output_tokens_details"};
+    bb_proto_usage_scan_oai(u, n, keys, out);
 }
 
+/* A response object has `output`; a failed one has status "failed" and its `error`. */
 static int responses_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
                                   struct bb_proto_error *out)
 {
