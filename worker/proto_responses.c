@@ -2588,19 +2588,28 @@ static void dec_init(void *dec)
     d->item_oi = -1;
 }
 
+/* A frame's data without leading white space, false when there is none to read: empty, or a
+ * "[DONE]" some servers add after response.completed. */
+static bool frame_json(const struct bb_frame *f, const char **s, size_t *n)
+{
+    *s = f->data ? f->data : "";
+    *n = f->data ? f->data_len : 0;
+    while (*n && isspace((unsigned char)**s)) {
+        (*s)++;
+        (*n)--;
+    }
+    return *n && !(*n >= 6 && strncmp(*s, "[DONE]", 6) == 0);
+}
+
 static int dec_frame(void *dec, struct bb_arena *scratch, const struct bb_frame *f,
                      bb_ir_event_cb cb, void *arg)
 {
     struct rdec *d = dec;
     if (d->ended)
         return 0;
-    const char *s = f->data ? f->data : "";
-    size_t n = f->data ? f->data_len : 0;
-    while (n && isspace((unsigned char)*s)) {
-        s++;
-        n--;
-    }
-    if (!n || (n >= 6 && strncmp(s, "[DONE]", 6) == 0))
+    const char *s;
+    size_t n;
+    if (!frame_json(f, &s, &n))
         return 0;
     json_object *data = bb_json_parse(s, n, "event", NULL);
     if (!bb_json_is(data, json_type_object)) {
@@ -2692,13 +2701,9 @@ static int responses_frame_scan_1(const struct bb_frame *f, struct bb_frame_stat
     (void)stopped;
     (void)st;
     memset(out, 0, sizeof *out);
-    const char *s = f->data ? f->data : "";
-    size_t n = f->data ? f->data_len : 0;
-    while (n && isspace((unsigned char)*s)) {
-        s++;
-        n--;
-    }
-    if (!n || (n >= 6 && strncmp(s, "[DONE]", 6) == 0))
+    const char *s;
+    size_t n;
+    if (!frame_json(f, &s, &n))
         return 0;
     struct bb_jscan_field t[4] = {
         {.key = "type"}, {.key = "response"}, {.key = "item"}, {.key = "part"}};
