@@ -1971,7 +1971,6 @@ static int bedrock_frame_scan(const struct bb_frame *f, struct bb_frame_state *s
     return rc;
 }
 
-
 /* ---- the ingress envelope ---- */
 
 /* /model/{id}/converse and /model/{id}/converse-stream. */
