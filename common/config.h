@@ -21,7 +21,8 @@
     X(ANTHROPIC, "anthropic", anthropic)                                                           \
     X(GEMINI, "gemini", gemini)                                                                    \
     X(BEDROCK, "bedrock", bedrock)                                                                 \
-    X(COHERE, "cohere", cohere)
+    X(COHERE, "cohere", cohere)                                                                    \
+    X(BEDROCK_INVOKE, "bedrock-invoke", bedrock_invoke)
 
 enum bb_proto {
 #define X(id, name, module) BB_PROTO_##id,

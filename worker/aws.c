@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -290,4 +291,74 @@ int bb_aws_write_exception(struct evbuffer *out, const struct bb_ir_event *ev)
     int rc = bb_eventstream_write_exception(out, bb_aws_exception_for(ev), s, n);
     json_object_put(o);
     return rc;
+}
+
+/* ---------------------------------------------------------------- model lists */
+
+/* The region and account of the ARNs busbar lists: none of AWS's. */
+#define LIST_ARN "arn:aws:bedrock:us-east-1:000000000000:"
+#define LIST_MODEL_ARN "arn:aws:bedrock:us-east-1::foundation-model/"
+#define LIST_TIME "1970-01-01T00:00:00Z"
+
+static json_object *arn(const char *prefix, const char *name)
+{
+    size_t pl = strlen(prefix), nl = strlen(name);
+    char *buf = malloc(pl + nl + 1);
+    if (!buf)
+        return NULL;
+    memcpy(buf, prefix, pl);
+    memcpy(buf + pl, name, nl + 1);
+    json_object *o = json_object_new_string(buf);
+    free(buf);
+    return o;
+}
+
+json_object *bb_aws_inference_profiles(const char *const *names, size_t n)
+{
+    json_object *root = json_object_new_object(), *list = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *p = json_object_new_object(), *models = json_object_new_array();
+        json_object *m = json_object_new_object();
+        bb_json_add(m, "modelArn", arn(LIST_MODEL_ARN, names[i]));
+        json_object_array_add(models, m);
+        bb_json_add(p, "inferenceProfileName", json_object_new_string(names[i]));
+        bb_json_add(p, "description", json_object_new_string("busbar"));
+        bb_json_add(p, "createdAt", json_object_new_string(LIST_TIME));
+        bb_json_add(p, "updatedAt", json_object_new_string(LIST_TIME));
+        bb_json_add(p, "inferenceProfileArn", arn(LIST_ARN "inference-profile/", names[i]));
+        bb_json_add(p, "models", models);
+        bb_json_add(p, "inferenceProfileId", json_object_new_string(names[i]));
+        bb_json_add(p, "status", json_object_new_string("ACTIVE"));
+        bb_json_add(p, "type", json_object_new_string("SYSTEM_DEFINED"));
+        json_object_array_add(list, p);
+    }
+    bb_json_add(root, "inferenceProfileSummaries", list);
+    return root;
+}
+
+json_object *bb_aws_foundation_models(const char *const *names, size_t n)
+{
+    json_object *root = json_object_new_object(), *list = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        json_object *m = json_object_new_object(), *in = json_object_new_array();
+        json_object *out = json_object_new_array(), *kinds = json_object_new_array();
+        json_object *life = json_object_new_object();
+        json_object_array_add(in, json_object_new_string("TEXT"));
+        json_object_array_add(out, json_object_new_string("TEXT"));
+        json_object_array_add(kinds, json_object_new_string("ON_DEMAND"));
+        bb_json_add(life, "status", json_object_new_string("ACTIVE"));
+        bb_json_add(m, "modelArn", arn(LIST_MODEL_ARN, names[i]));
+        bb_json_add(m, "modelId", json_object_new_string(names[i]));
+        bb_json_add(m, "modelName", json_object_new_string(names[i]));
+        bb_json_add(m, "providerName", json_object_new_string("busbar"));
+        bb_json_add(m, "inputModalities", in);
+        bb_json_add(m, "outputModalities", out);
+        bb_json_add(m, "responseStreamingSupported", json_object_new_boolean(1));
+        bb_json_add(m, "customizationsSupported", json_object_new_array());
+        bb_json_add(m, "inferenceTypesSupported", kinds);
+        bb_json_add(m, "modelLifecycle", life);
+        json_object_array_add(list, m);
+    }
+    bb_json_add(root, "modelSummaries", list);
+    return root;
 }

@@ -67,6 +67,12 @@ int bb_aws_exception_event(struct bb_arena *scratch, const struct bb_frame *f,
 /* An IR error event as an exception message ({"message"}) appended to out. -1 on OOM. */
 int bb_aws_write_exception(struct evbuffer *out, const struct bb_ir_event *ev);
 
+/* The model lists of Bedrock's control plane, names[0..n) (busbar's pools, then lanes) as the
+ * entries: ListInferenceProfiles ({"inferenceProfileSummaries":[…]}, each a SYSTEM_DEFINED,
+ * ACTIVE profile whose id is the name) and ListFoundationModels ({"modelSummaries":[…]}). */
+struct json_object *bb_aws_inference_profiles(const char *const *names, size_t n);
+struct json_object *bb_aws_foundation_models(const char *const *names, size_t n);
+
 #define BB_AWS_STREAM_TYPE "application/vnd.amazon.eventstream"
 
 #endif

@@ -298,8 +298,10 @@ struct bb_proto_ops {
 
     /* The bytes that end a complete stream of this protocol, written after a same-protocol
      * stream whose provider left them out (OpenAI's "data: [DONE]"); NULL when the stop
-     * event is itself the end. */
+     * event is itself the end. terminator_len: their length when they hold NULs (a binary
+     * framing), 0 for a C string. */
     const char *terminator;
+    size_t terminator_len;
 
     /* Same-protocol stream relay: what frame f means, as the decoder would see it (the same
      * commit point, stop, end, error and usage), from a scan of its bytes; st carries what
