@@ -20,10 +20,11 @@
 
 /* ---------------------------------------------------------------- routes and paths */
 
-/* The resource id of an ARN's last path segment ('/' raw or %2F), else s itself. */
+/* The resource id of an ARN's last path segment (':' and '/' raw or %XX-encoded), else s
+ * itself. */
 static void arn_resource(const char **s, size_t *n)
 {
-    if (*n < 4 || strncmp(*s, "arn:", 4) != 0)
+    if (!(*n > 4 && strncmp(*s, "arn:", 4) == 0) && !(*n > 6 && strncasecmp(*s, "arn%3A", 6) == 0))
         return;
     size_t cut = 0;
     for (size_t i = 0; i < *n; i++) {
