@@ -1559,6 +1559,8 @@ static const struct route {
     {"/v1/models/", ":streamGenerateContent", &bb_mock_proto_gemini, true},
     {"/model/", "/converse", &bb_mock_proto_bedrock, false},
     {"/model/", "/converse-stream", &bb_mock_proto_bedrock, true},
+    {"/model/", "/invoke", &bb_mock_proto_bedrock_invoke, false},
+    {"/model/", "/invoke-with-response-stream", &bb_mock_proto_bedrock_invoke, true},
 };
 
 /* Prefill continuation: when the request's trailing assistant text (trailing whitespace

@@ -1,7 +1,7 @@
 /*
  * bb-mock: the interface between the mock's engine (mock.c: HTTP/1.1 server, directives,
  * faults, timing, attempt log) and its protocol modules (openai.c, responses.c, anthropic.c,
- * gemini.c, bedrock.c, cohere.c). A protocol module only renders bytes: it reads a parsed
+ * gemini.c, bedrock.c, cohere.c, bedrock_invoke.c). A protocol module only renders bytes: it reads a parsed
  * body, and writes a whole response, an error body, or one stream frame at a time. The engine
  * decides what the answer is (text, tool calls, thinking, usage) and when and whether each
  * frame is sent, so every fault works the same way for every protocol. Single-threaded.
@@ -121,12 +121,19 @@ extern const struct bb_mock_proto bb_mock_proto_anthropic;
 extern const struct bb_mock_proto bb_mock_proto_gemini;
 extern const struct bb_mock_proto bb_mock_proto_bedrock;
 extern const struct bb_mock_proto bb_mock_proto_cohere;
+extern const struct bb_mock_proto bb_mock_proto_bedrock_invoke;
 
 /* The OpenAI error body (openai.c; the Responses API answers errors the same way). */
 void bb_mock_openai_error(const struct bb_mock_req *r, int status, const char *code,
                           const char *message, struct evbuffer *body, struct evbuffer *hdrs);
 /* The OpenAI in-band error object {"error":{...,"type":"server_error",...}} (both APIs). */
 void bb_mock_openai_inband(const struct bb_mock_req *r, struct evbuffer *b);
+
+/* One AWS event-stream message into b (bedrock.c): `kind` is the :message-type (event or
+ * exception), `type` the :event-type or :exception-type; the payload is drained. bad_crc:
+ * corrupt the message CRC (the `malformed` fault). */
+void bb_mock_es_message(struct evbuffer *b, const char *kind, const char *type,
+                        struct evbuffer *payload, bool bad_crc);
 
 /* ---- helpers shared by the modules (mock.c) */
 
