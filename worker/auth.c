@@ -162,8 +162,13 @@ int bb_auth_check_body(struct bb_request *req, struct bb_auth *out)
         const struct bb_http_header *h = &req->head.headers[i];
         hs[i] = (struct bb_sigv4_header){h->name, h->name_len, h->value, h->value_len};
     }
+    /* the request's own method: Bedrock's model lists are signed GETs */
+    char method[16];
+    size_t ml = req->head.method_len < sizeof method - 1 ? req->head.method_len : sizeof method - 1;
+    memcpy(method, req->head.method, ml);
+    method[ml] = '\0';
     struct bb_sigv4_req r = {
-        "POST", NULL, req->path, req->query, hs, req->head.n_headers, req->body, req->body_len};
+        method, NULL, req->path, req->query, hs, req->head.n_headers, req->body, req->body_len};
     const char *service = bb_proto_get(req->ingress)->client_sigv4_service;
     if (!service || bb_sigv4_verify(&r, sa, out->key.lim.aws_secret, service, (int64_t)time(NULL),
                                     SIGV4_MAX_SKEW_SECS, &err) < 0) {
