@@ -179,7 +179,7 @@ static void br_response(struct bb_mock_req *r, struct evbuffer *b)
         BB_MOCK_ADD(b, "{\"toolUse\":{");
         tool_use_id(r, i, b);
         BB_MOCK_ADD(b, ",\"input\":");
-        bb_mock_args_raw(b, i, 0);
+        bb_mock_args_raw(r, b, i, 0);
         BB_MOCK_ADD(b, "}}");
         any = true;
     }
@@ -297,7 +297,7 @@ static void br_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
             tool_use_id(r, u->i, t);
         } else {
             BB_MOCK_ADD(t, "\"input\":");
-            bb_mock_args_str(t, u->i, u->part);
+            bb_mock_args_str(r, t, u->i, u->part);
         }
         evbuffer_add(t, "", 1);
         if (u->part == 0)

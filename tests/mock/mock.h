@@ -68,6 +68,8 @@ struct bb_mock_req {
     unsigned long cached, cache_write; /* cache-read / cache-write input tokens */
     const char *errcode;         /* errcode= directive, NULL if none */
     const char *errmsg;          /* errmsg= directive (spaces restored), NULL if none */
+    const char *call_name;       /* call= directive: the declared tool the calls go to */
+    const char *call_args;       /* args= directive: the calls' arguments (JSON text) */
     /* stream state, owned by the module (zero at the start) */
     unsigned long evseq;
 };
@@ -169,12 +171,16 @@ const char *bb_mock_get_str(struct json_object *o, const char *key, size_t *len)
 /* Record a declared tool name / a tool result found in the request (copies). */
 void bb_mock_add_tool(struct bb_mock_req *r, const char *name, size_t n);
 void bb_mock_add_result(struct bb_mock_req *r, const char *id, bool by_name, char *content);
-/* Tool name of call i (1-based): tool i when ntools >= ncalls, else the first tool. */
+/* Tool name of call i (1-based): the call= tool when it is declared; else tool i when
+ * ntools >= ncalls, else the first tool. */
 const char *bb_mock_call_name(const struct bb_mock_req *r, unsigned i);
-/* Arguments of call i: piece 0 = the whole `{"q":"w<i>"}`, 1 = `{"q":`, 2 = `"w<i>"}`.
- * _raw appends the JSON itself, _str appends it as a quoted JSON string. */
-void bb_mock_args_raw(struct evbuffer *b, unsigned i, unsigned piece);
-void bb_mock_args_str(struct evbuffer *b, unsigned i, unsigned piece);
+/* Arguments of call i: piece 0 = the whole `{"q":"w<i>"}`, 1 = `{"q":`, 2 = `"w<i>"}`; with
+ * args=, that text (piece 1 its first half, 2 the rest). _raw appends the JSON itself, _str
+ * appends it as a quoted JSON string. */
+void bb_mock_args_raw(const struct bb_mock_req *r, struct evbuffer *b, unsigned i,
+                      unsigned piece);
+void bb_mock_args_str(const struct bb_mock_req *r, struct evbuffer *b, unsigned i,
+                      unsigned piece);
 /* Output tokens of the answer itself (words, or calls x 3) and of the thinking block. */
 unsigned long bb_mock_answer_tokens(const struct bb_mock_req *r);
 unsigned long bb_mock_think_tokens(const struct bb_mock_req *r);

@@ -113,7 +113,7 @@ static void call_item(const struct bb_mock_req *r, unsigned i, struct evbuffer *
                            "\"status\":\"%s\",\"arguments\":", (unsigned long long)r->seq, i,
                         done ? "completed" : "in_progress");
     if (done)
-        bb_mock_args_str(b, i, 0);
+        bb_mock_args_str(r, b, i, 0);
     else
         BB_MOCK_ADD(b, "\"\"");
     evbuffer_add_printf(b, ",\"call_id\":\"call_mock%llu_%u\",\"name\":",
@@ -304,7 +304,7 @@ static void rs_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         ev(b, "response.function_call_arguments.delta");
         item_ref(r, u, b);
         BB_MOCK_ADD(b, "\"delta\":");
-        bb_mock_args_str(b, u->i, u->part);
+        bb_mock_args_str(r, b, u->i, u->part);
         BB_MOCK_ADD(b, ",");
         ev_end(r, b);
         if (u->last) {
@@ -314,7 +314,7 @@ static void rs_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
             BB_MOCK_ADD(b, "\"name\":");
             bb_mock_json_str(b, name, strlen(name));
             BB_MOCK_ADD(b, ",\"arguments\":");
-            bb_mock_args_str(b, u->i, 0);
+            bb_mock_args_str(r, b, u->i, 0);
             BB_MOCK_ADD(b, ",");
             ev_end(r, b);
             item_event(r, u, b, true);

@@ -709,6 +709,18 @@ attempt
 check "gemini: URL-decoded model" has "$TMP/att" '"model":"gem;words=2;tools=3"'
 check "tools=3 with 2 tools: the first tool 3 times" \
     [ "$(grep -o '"name":"get_weather","args"' "$TMP/genc.out" | wc -l)" = 3 ]
+# call=NAME;args=JSON: the call goes to that declared tool with those arguments ('_' = space),
+# whole (openai) and in two streamed pieces (anthropic); an undeclared call= name: the first
+SEQ=$((SEQ + 1))
+curl -sS "$BASE/v1/chat/completions" -o "$TMP/ca.out" \
+    -d "$(body_openai 'm;call=get_time;args={\"city\":\"Paris_France\"}' false tools)"
+check "call=/args=: the named tool" has "$TMP/ca.out" '"function":{"name":"get_time","arguments":"{\"city\":\"Paris France\"}"}'
+SEQ=$((SEQ + 1))
+curl -sS -N "$BASE/v1/messages" -o "$TMP/cs.out" \
+    -d "$(body_anthropic 'm;call=nope;args={\"x\":1}' true tools)"
+check "call=/args= streamed: first piece" has "$TMP/cs.out" '"partial_json":"{\"x"}'
+check "call=/args= streamed: second piece" has "$TMP/cs.out" '"partial_json":"\":1}"}'
+check "call= undeclared: the first tool" has "$TMP/cs.out" '"name":"get_weather"'
 SEQ=$((SEQ + 1))
 curl -sS -i "$BASE/model/anthropic.claude-v2%3A1;tools=0;words=2/converse" -o "$TMP/bt0.out" \
     -d "$(body_bedrock x false tools)"
