@@ -143,3 +143,12 @@ void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, const
         if (r->blocks[b].type == BB_IR_TOOL_USE)
             r->blocks[b].id = bb_ir_id_wrap(a, prefix, r->blocks[b].id);
 }
+
+const struct bb_ir_tool *bb_ir_tool_find(const struct bb_ir_tool *tools, size_t n,
+                                         const char *name, size_t len)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (tools[i].name.p && tools[i].name.len == len && memcmp(tools[i].name.p, name, len) == 0)
+            return &tools[i];
+    return NULL;
+}

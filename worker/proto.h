@@ -76,6 +76,10 @@ struct bb_ingress_ctx {
     int64_t created;        /* unix seconds at request start */
     bool include_usage;     /* OpenAI stream_options.include_usage */
     unsigned route_flags;   /* what the module's match_route said (Gemini: ?alt=sse) */
+    /* The tools the client declared, when its request was read into IR (a translated hop):
+     * calls are rendered back in the client's shape (Responses namespaces, freeform tools). */
+    const struct bb_ir_tool *tools;
+    size_t n_tools;
 };
 
 /* What a route that names the model in its path gives (ops->match_route). */

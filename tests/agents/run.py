@@ -118,7 +118,12 @@ def agent_argv(agent, kind, base, home, key):
         argv = [os.path.join(BIN, 'codex'), 'exec', '--skip-git-repo-check',
                 '--dangerously-bypass-approvals-and-sandbox', prompt]
     else:
-        env.update(GEMINI_API_KEY=key['KEY'], GOOGLE_GEMINI_BASE_URL=base)
+        os.makedirs(os.path.join(home, '.gemini'), exist_ok=True)
+        with open(os.path.join(home, '.gemini', 'settings.json'), 'w') as f:
+            json.dump({'security': {'auth': {'selectedType': 'gemini-api-key'}},
+                       'privacy': {'usageStatisticsEnabled': False}}, f)
+        env.update(GEMINI_API_KEY=key['KEY'], GOOGLE_GEMINI_BASE_URL=base,
+                   GEMINI_DEFAULT_AUTH_TYPE='gemini-api-key', GEMINI_CLI_TRUST_WORKSPACE='true')
         argv = [os.path.join(BIN, 'gemini'), '-m', model, '-p', prompt, '--yolo']
     return argv, env
 

@@ -19,7 +19,7 @@
 #include "worker/media.h"
 
 static const struct bb_proto_ops *P = &bb_proto_bedrock_invoke;
-static const struct bb_ingress_ctx ictx = {"bb-t-1", "pool", 1700000000, false, 0};
+static const struct bb_ingress_ctx ictx = {.request_id = "bb-t-1", .model = "pool", .created = 1700000000};
 
 static struct bb_provider prov(const char *key)
 {

@@ -25,9 +25,9 @@
 #define IN "../fixtures/pairs/in/"
 #define OUT "../fixtures/pairs/out/"
 
-static const enum bb_proto protos[] = {BB_PROTO_OPENAI,  BB_PROTO_RESPONSES, BB_PROTO_ANTHROPIC,
-                                       BB_PROTO_GEMINI,  BB_PROTO_BEDROCK,   BB_PROTO_COHERE,
-                                       BB_PROTO_BEDROCK_INVOKE};
+static const enum bb_proto protos[] = {
+    BB_PROTO_OPENAI,  BB_PROTO_RESPONSES, BB_PROTO_ANTHROPIC,     BB_PROTO_GEMINI,
+    BB_PROTO_BEDROCK, BB_PROTO_COHERE,    BB_PROTO_BEDROCK_INVOKE};
 #define NPROTO (sizeof protos / sizeof protos[0])
 
 /* The module name: fixture files are named by it. */
@@ -126,7 +126,11 @@ static struct bb_lane lane(void)
     return l;
 }
 
-static const struct bb_ingress_ctx ictx = {"bb-test-1", "p", 1700000000, true, true};
+static const struct bb_ingress_ctx ictx = {.request_id = "bb-test-1",
+                                           .model = "p",
+                                           .created = 1700000000,
+                                           .include_usage = true,
+                                           .route_flags = 1};
 
 /* ---- requests: X in → Y out ---- */
 
@@ -275,8 +279,8 @@ static int es_line(void *arg, const struct bb_eventstream_msg *m)
             json_object_object_add(met, "firstByteLatency", json_object_new_int(0));
         }
         evbuffer_add_printf(out, "%s\n",
-                            e ? json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN |
-                                                                      JSON_C_TO_STRING_NOSLASHESCAPE)
+                            e ? json_object_to_json_string_ext(
+                                    e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
                               : "(bad bytes)");
         json_object_put(e);
         bb_arena_free(&a);
@@ -398,7 +402,9 @@ static void test_streams(void **state)
             if (text)
                 es_text(p.out);
             snprintf(name, sizeof name, "stream.%s-%s.%s", short_name(y), short_name(x),
-                     text ? "txt" : p.xo->framing == BB_FRAMING_EVENTSTREAM ? "es" : "sse");
+                     text                                      ? "txt"
+                     : p.xo->framing == BB_FRAMING_EVENTSTREAM ? "es"
+                                                               : "sse");
             if (p.rc != 0) {
                 print_message("# %s: decode/encode failed\n", name);
                 failures++;
