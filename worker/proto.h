@@ -375,6 +375,11 @@ int bb_proto_bearer(struct evbuffer *out, const char *key);
  * in the SOURCE request's terms when known, e.g. "top_k", "seed". */
 void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field);
 
+/* The provider-run tools of ir (ir->hosted) this writer cannot carry, reported dropped as
+ * tools.<kind>: all of them, or all but those of kind `carries` (the writer writes those). */
+void bb_proto_drop_hosted(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                          const struct bb_ir_request *ir, const char *carries);
+
 /* The dropped fields, comma-separated, into buf (truncated at a name boundary); 0 = none. */
 size_t bb_proto_dropped_text(const struct bb_dropped *d, char *buf, size_t cap);
 

@@ -432,9 +432,13 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
     if (bb_rd_type(r, t, NULL, json_type_object) < 0 ||
         bb_rd_want(r, t, "type", json_type_string, false, &type) < 0)
         return -1;
+    if (type && strncmp(json_object_get_string(type), "web_search_", 11) == 0) {
+        /* the server-run web search: other providers' own where they have one */
+        return bb_rd_hosted(r, "web_search", t);
+    }
     if (type && !bb_json_str_eq(type, "custom")) {
-        /* Anthropic-defined tools (bash_20250124, web_search_20250305, ...): the provider
-         * runs or defines them; another provider has no equivalent. */
+        /* Anthropic-defined tools (bash_20250124, text_editor_…, ...): the provider defines
+         * them; another provider has no equivalent. */
         return bb_rd_unsupported(r, "tools.", json_object_get_string(type));
     }
     struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, tools, struct bb_ir_tool);
@@ -447,10 +451,11 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
         return -1;
     if (!schema)
         return bb_rd_expect(r, "input_schema", "an object");
-    if (bb_rd_text(r, schema, &tool->parameters_json) < 0)
+    if (bb_rd_text(r, schema, &tool->parameters_json) < 0 ||
+        rd_cache(r, t, &tool->cache_control) < 0)
         return -1;
-    static const char *const extra[] = {"cache_control", "defer_loading", "input_examples",
-                                        "allowed_callers", "eager_input_streaming"};
+    static const char *const extra[] = {"defer_loading", "input_examples", "allowed_callers",
+                                        "eager_input_streaming"};
     for (size_t j = 0; j < sizeof extra / sizeof extra[0]; j++)
         if (bb_json_get(t, extra[j]) && bb_rd_unsupported(r, "tools.", extra[j]) < 0)
             return -1;
@@ -1131,8 +1136,25 @@ static int wr_tools(struct wr *w, const struct bb_ir_request *ir, json_object *b
         bb_json_add(o, "input_schema", schema);
         if (t->strict) /* strict tool use is not accepted by every Claude model */
             bb_proto_drop(w->a, w->ctx, "strict");
+        add_cache(o, t->cache_control);
         json_object_array_add(arr, o);
     }
+    for (size_t i = 0; i < ir->n_hosted; i++) { /* the server-run web search */
+        const struct bb_ir_hosted *h = &ir->hosted[i];
+        if (!h->kind.p || strcmp(h->kind.p, "web_search") != 0)
+            continue;
+        json_object *o = bb_json_raw_as(&h->raw_json, json_type_object);
+        const char *ty = bb_json_get_str(o, "type");
+        if (!ty || strncmp(ty, "web_search_", 11) != 0) { /* another protocol's definition */
+            json_object_put(o);
+            o = json_object_new_object();
+            bb_json_add(o, "type", json_object_new_string("web_search_20250305"));
+            bb_json_add(o, "name", json_object_new_string("web_search"));
+        }
+        json_object_array_add(arr, o);
+        break;
+    }
+    bb_proto_drop_hosted(w->a, w->ctx, ir, "web_search");
     return 0;
 }
 
@@ -1297,7 +1319,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     bb_json_add(body, "messages", msgs);
 
     bool forced = false;
-    if (ir->n_tools) {
+    if (ir->n_tools || ir->n_hosted) {
         if (wr_tools(w, ir, body) < 0)
             return -1;
     }

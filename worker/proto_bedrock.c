@@ -491,6 +491,11 @@ static int read_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
     if (bb_rd_type(r, t, NULL, json_type_object) < 0)
         return -1;
     json_object *spec = bb_json_get(t, "toolSpec");
+    if (!spec && bb_json_get(t, "cachePoint") && tools->n) {
+        /* the tools before it are cached: a mark on the last of them */
+        ((struct bb_ir_tool *)tools->v)[tools->n - 1].cache_control = true;
+        return 0;
+    }
     if (!spec)
         return unsup(r, "toolConfig",
                      bb_json_get(t, "cachePoint")   ? "cachePoint"
@@ -1250,6 +1255,7 @@ static struct json_object *write_tools(struct wr *w)
             bb_proto_drop(w->a, w->ctx, "strict");
         bb_json_add(o, "toolSpec", spec);
         json_object_array_add(tools, o);
+        push_cache_point(w, tools, t->cache_control); /* the tools up to here are cached */
     }
     struct json_object *tc = json_object_new_object();
     bb_json_add(tc, "tools", tools);
@@ -1364,6 +1370,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         thinking_fits_history(ir);
     if (ask && !thinking)
         bb_proto_drop(a, ctx, "reasoning");
+    bb_proto_drop_hosted(a, ctx, ir, NULL); /* Converse has no provider-run tools */
 
     struct json_object *root = json_object_new_object();
     bb_json_add(root, "messages", write_messages(&w));

@@ -1211,6 +1211,7 @@ static int cohere_write_request(struct bb_arena *a, const struct bb_ir_request *
                                 struct bb_err *err)
 {
     struct wr w = {a, ir, ctx};
+    bb_proto_drop_hosted(a, ctx, ir, NULL); /* Cohere has no provider-run tools */
     const char *model = ctx->lane && ctx->lane->upstream_model ? ctx->lane->upstream_model
                         : ir->model.p                          ? ir->model.p
                                                                : "";

@@ -1197,6 +1197,7 @@ static int openai_write_request(struct bb_arena *a, const struct bb_ir_request *
     json_object *root = json_object_new_object();
     if (!root)
         return bb_err_set(err, "out of memory writing the upstream body");
+    bb_proto_drop_hosted(a, ctx, ir, NULL); /* chat completions has no provider-run tools */
     int rc = wr_body(&w, root, ir, ctx);
     if (rc == 0 && bb_json_append(out->body, root))
         rc = bb_err_set(err, "out of memory writing the upstream body");

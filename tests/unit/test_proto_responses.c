@@ -723,7 +723,6 @@ static void test_read_request_full(void **state)
 
     const char *unsup[] = {"input_image.detail",
                            "input_file.filename",
-                           "tools.web_search_preview",
                            "store",
                            "previous_response_id",
                            "include",
@@ -734,6 +733,9 @@ static void test_read_request_full(void **state)
         if (!has_unsupported(&r, unsup[i]))
             fail_msg("unsupported field %s not recorded", unsup[i]);
     assert_int_equal(r.n_unsupported, sizeof unsup / sizeof unsup[0]);
+    /* web_search(_preview) is a provider-run tool: carried to targets with an equivalent */
+    assert_int_equal(r.n_hosted, 1);
+    assert_str(&r.hosted[0].kind, "web_search");
     bb_arena_free(&a);
     free(body);
 }
