@@ -45,8 +45,8 @@ AGENTS = {
     'claude-bedrock': {'model': 'claude-agent', 'call': 'Bash',
                        'args': '{"command":"echo_%s","description":"print_a_word"}' % TOOL_MARK},
     'codex-default': {'model': None, 'call': 'exec', 'args': '{"input":"text(\'%s\')"}' % TOOL_MARK},
-    'codex-gpt-5.5': {'model': 'gpt-5.5', 'call': 'shell',
-                      'args': '{"command":["echo","%s"]}' % TOOL_MARK},
+    'codex-gpt-5.5': {'model': 'gpt-5.5', 'call': 'exec_command',
+                      'args': '{"cmd":"echo_%s"}' % TOOL_MARK},
     'gemini': {'model': 'gemini-agent', 'call': 'run_shell_command',
                'args': '{"command":"echo_%s"}' % TOOL_MARK},
 }
@@ -172,8 +172,9 @@ def run_cell(ctx, m, bb, key, agent, proto, kind, record):
             problems.append('no request declared tools')
         if not results:
             problems.append('no tool result came back')
-        elif not any(TOOL_MARK in (r.get('content') or '') or r.get('content') for r in results):
-            problems.append('the tool result is empty')
+        elif not any(TOOL_MARK in (r.get('content') or '') for r in results):
+            problems.append('no tool result carries what the tool printed (%s): %s'
+                            % (TOOL_MARK, json.dumps(results)[:300]))
         if ANSWER not in out:
             problems.append('the final answer is not in its output')
     return problems, secs, out, mine

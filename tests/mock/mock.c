@@ -419,6 +419,39 @@ void bb_mock_add_tool(struct bb_mock_req *r, const char *name, size_t n)
     r->tools[r->ntools++] = xstrndup(name, n);
 }
 
+void bb_mock_add_tool_ns(struct bb_mock_req *r, const char *name, size_t n, const char *ns,
+                         bool custom)
+{
+    bool flat = ns && strcmp(ns, "functions") != 0;
+    char *full = xmalloc((flat ? strlen(ns) + 2 : 0) + n + 1);
+    size_t k = 0;
+    if (flat) {
+        memcpy(full, ns, strlen(ns));
+        k = strlen(ns);
+        memcpy(full + k, "__", 2);
+        k += 2;
+    }
+    memcpy(full + k, name, n);
+    full[k + n] = 0;
+    size_t i = r->ntools;
+    bb_mock_add_tool(r, full, k + n);
+    free(full);
+    r->tool_ns = realloc(r->tool_ns, (i + 1) * sizeof *r->tool_ns);
+    r->tool_custom = realloc(r->tool_custom, i + 1);
+    if (!r->tool_ns || !r->tool_custom)
+        abort();
+    r->tool_ns[i] = ns ? xstrndup(ns, strlen(ns)) : NULL;
+    r->tool_custom[i] = custom;
+}
+
+int bb_mock_tool_index(const struct bb_mock_req *r, const char *name)
+{
+    for (size_t i = 0; i < r->ntools; i++)
+        if (strcmp(r->tools[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
 void bb_mock_add_result(struct bb_mock_req *r, const char *id, bool by_name, char *content)
 {
     if (!(r->nresults & (r->nresults + 1)) || !r->results)
@@ -789,9 +822,14 @@ static void req_clear(struct conn *c)
         free(r->hdr[i]);
     free((char *)r->pub.model);
     free((char *)r->pub.path_model);
-    for (size_t i = 0; i < r->pub.ntools; i++)
+    for (size_t i = 0; i < r->pub.ntools; i++) {
         free(r->pub.tools[i]);
+        if (r->pub.tool_ns)
+            free(r->pub.tool_ns[i]);
+    }
     free(r->pub.tools);
+    free(r->pub.tool_ns);
+    free(r->pub.tool_custom);
     for (size_t i = 0; i < r->pub.nresults; i++) {
         free(r->pub.results[i].id);
         free(r->pub.results[i].content);

@@ -50,6 +50,9 @@ struct bb_mock_req {
     unsigned long prompt_tokens; /* uncached input: words of the prompt's text */
     char **tools;                /* declared tool names (bb_mock_add_tool) */
     size_t ntools;
+    char **tool_ns;              /* Responses (every tool added with bb_mock_add_tool_ns):
+                                    each tool's namespace, or NULL */
+    unsigned char *tool_custom;  /* ... and 1 for a freeform (custom) tool */
     struct bb_mock_result *results; /* tool results found (bb_mock_add_result) */
     size_t nresults;
     char *prefill;               /* the conversation ends with an assistant turn: its text
@@ -170,6 +173,13 @@ struct json_object *bb_mock_get(struct json_object *o, const char *key, int type
 const char *bb_mock_get_str(struct json_object *o, const char *key, size_t *len);
 /* Record a declared tool name / a tool result found in the request (copies). */
 void bb_mock_add_tool(struct bb_mock_req *r, const char *name, size_t n);
+/* The same for a Responses tool declared in namespace ns (NULL: none) and/or freeform: it is
+ * named as busbar names it for other providers ("<ns>__<name>"; the default namespace
+ * "functions" adds nothing), so the attempt log reads alike on every route. */
+void bb_mock_add_tool_ns(struct bb_mock_req *r, const char *name, size_t n, const char *ns,
+                         bool custom);
+/* Index of the declared tool named name, -1 when none. */
+int bb_mock_tool_index(const struct bb_mock_req *r, const char *name);
 void bb_mock_add_result(struct bb_mock_req *r, const char *id, bool by_name, char *content);
 /* Tool name of call i (1-based): the call= tool when it is declared; else tool i when
  * ntools >= ncalls, else the first tool. */
