@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 struct bb_ir_str bb_ir_strdup(struct bb_arena *a, const char *s, size_t n)
 {
@@ -144,11 +145,30 @@ void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, const
             r->blocks[b].id = bb_ir_id_wrap(a, prefix, r->blocks[b].id);
 }
 
-const struct bb_ir_tool *bb_ir_tool_find(const struct bb_ir_tool *tools, size_t n,
-                                         const char *name, size_t len)
+const struct bb_ir_tool *bb_ir_tool_find(const struct bb_ir_tool *tools, size_t n, const char *name,
+                                         size_t len)
 {
     for (size_t i = 0; name && i < n; i++)
         if (tools[i].name.p && tools[i].name.len == len && memcmp(tools[i].name.p, name, len) == 0)
             return &tools[i];
     return NULL;
+}
+
+const struct bb_ir_block *bb_ir_error_result(struct bb_arena *a, const struct bb_ir_block *b,
+                                             struct bb_ir_block *tmp)
+{
+    if (!b->is_error || !b->text.p)
+        return b;
+    *tmp = *b;
+    tmp->is_error = false; /* carried in the text */
+    if (b->text.len >= 5 && strncasecmp(b->text.p, "error", 5) == 0)
+        return tmp;
+    char *s = bb_arena_alloc(a, b->text.len + 8);
+    if (!s)
+        return b;
+    memcpy(s, "Error: ", 7);
+    memcpy(s + 7, b->text.p, b->text.len);
+    s[b->text.len + 7] = '\0';
+    tmp->text = (struct bb_ir_str){s, b->text.len + 7};
+    return tmp;
 }

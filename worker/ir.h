@@ -245,6 +245,13 @@ const char *bb_ir_stop_name(enum bb_ir_stop s);
  * running totals, some in several events). A report that is not set changes nothing. */
 void bb_ir_usage_max(struct bb_ir_usage *u, const struct bb_ir_usage *v);
 
+/* A tool result for a target without an error flag (OpenAI, Responses, Cohere): when b is an
+ * error with flat text, *tmp = b with that text behind "Error: " (unless it already starts
+ * so) and tmp returned: the nearest form the model reads; else b (the caller reports the flag
+ * dropped when b->is_error). */
+const struct bb_ir_block *bb_ir_error_result(struct bb_arena *a, const struct bb_ir_block *b,
+                                             struct bb_ir_block *tmp);
+
 /* The declared tool named name[0..len), NULL when none (tools as the client declared them). */
 const struct bb_ir_tool *bb_ir_tool_find(const struct bb_ir_tool *tools, size_t n, const char *name,
                                          size_t len);

@@ -966,6 +966,8 @@ static json_object *w_tool_message(struct wr *w, const struct bb_ir_block *b)
     json_object *m = json_object_new_object();
     bb_json_add(m, "role", json_object_new_string("tool"));
     bb_json_add(m, "tool_call_id", bb_json_new_str(&b->id));
+    struct bb_ir_block tmp;
+    b = bb_ir_error_result(w->a, b, &tmp); /* the error flag in the text */
     if (b->is_error)
         bb_proto_drop(w->a, w->ctx, "is_error");
     if (b->text.p || !b->n_content) {

@@ -921,6 +921,8 @@ static json_object *wr_content(struct wr *w, const struct bb_ir_block *b, size_t
 /* A tool result's text: its flat text, else its nested text blocks joined by newlines. */
 static json_object *wr_tool_text(struct wr *w, const struct bb_ir_block *b)
 {
+    struct bb_ir_block tmp;
+    b = bb_ir_error_result(w->a, b, &tmp); /* the error flag in the text */
     if (b->is_error)
         bb_proto_drop(w->a, w->ctx, "is_error");
     if (has_text(&b->text) || !b->n_content)

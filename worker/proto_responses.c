@@ -2026,6 +2026,8 @@ static json_object *tool_output(struct bb_arena *a, const struct bb_egress_ctx *
     json_object *item = json_object_new_object();
     json_object_object_add(item, "type", json_object_new_string("function_call_output"));
     json_object_object_add(item, "call_id", bb_json_new_str(&b->id));
+    struct bb_ir_block tmp;
+    b = bb_ir_error_result(a, b, &tmp); /* the error flag in the text */
     if (b->is_error)
         bb_proto_drop(a, ctx, "is_error");
     if (b->n_content && !b->text.p) {
