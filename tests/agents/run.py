@@ -10,9 +10,12 @@ protocol (see README.md). Optional: not part of `bash tests/run.sh` (the CLIs ar
 One line per cell: agent, lane protocol, kind (hello: a text answer; tool: the agent runs one
 of its own tools and sends the result back), verdict, seconds. A cell passes when the CLI
 exits 0 and prints the mock's answer, and, for a tool cell, when the mock saw the tool result
-the agent sent back (its id and content) after the call it issued. --record DIR puts tap.py
-between the CLI and busbar and writes DIR/<agent>-<kind>.jsonl (the same-protocol lane's cell:
-what the CLI sends, what it gets back). Exit status 1 when a cell failed.
+the agent sent back (its id and content) after the call it issued; toolerr: the mock calls the
+tool with arguments it does not take, and the agent must send its error back (Claude Code as
+tool_result.is_error, Gemini CLI as a functionResponse error, Codex as the output text).
+--record DIR puts tap.py between the CLI and busbar on the same-protocol lane's cells and
+writes what the CLI sent and got, scrubbed by scrub.py, to DIR/<agent>-<kind>.json (the
+fixtures in tests/fixtures/agents/ are made so). Exit status 1 when a cell failed.
 """
 import argparse
 import json
@@ -53,7 +56,9 @@ AGENTS = {
 LANES = ['anthropic', 'bedrock_invoke', 'openai', 'responses', 'gemini', 'bedrock', 'cohere']
 SAME = {'claude-anthropic': 'anthropic', 'claude-bedrock': 'bedrock_invoke',
         'codex-default': 'responses', 'codex-gpt-5.5': 'responses', 'gemini': 'gemini'}
-PROMPT = {'hello': 'Say hello.', 'tool': 'Run the command that prints a word, then say done.'}
+PROMPT = {'hello': 'Say hello.', 'tool': 'Run the command that prints a word, then say done.',
+          'toolerr': 'Run the command that prints a word, then say done.'}
+KINDS = ('hello', 'tool', 'toolerr')
 TIMEOUT = 120
 
 
@@ -73,7 +78,9 @@ def start_busbar(ctx, m, proto, kind, key_env):
         name = model_of(agent)
         if name in pools:
             continue
-        direc = 'tools=0' if kind == 'hello' else 'call=%s;args=%s' % (a['call'], a['args'])
+        # toolerr: the call's arguments do not fit the tool: the agent answers with an error
+        args = a['args'] if kind == 'tool' else '{"q":"w1"}'
+        direc = 'tools=0' if kind == 'hello' else 'call=%s;args=%s' % (a['call'], args)
         up = '%s-%s;%s' % (name, kind, direc)
         models['l_' + name] = lane('p_' + proto, up)
         pools[name] = pool(('l_' + name, 1))
@@ -143,8 +150,10 @@ def run_cell(ctx, m, bb, key, agent, proto, kind, record):
     work = os.path.join(home, 'work')
     os.makedirs(work, exist_ok=True)
     base = 'http://127.0.0.1:%d' % bb.port
+    tap_out = None
     if record and SAME[agent] == proto:
-        base = start_tap(ctx, bb, os.path.join(record, '%s-%s.jsonl' % (agent, kind)))
+        tap_out = ctx.path('%s-%s.jsonl' % (agent, kind))
+        base = start_tap(ctx, bb, tap_out)
     argv, env = agent_argv(agent, kind, base, home, key)
     since = m.attempts()[-1]['seq'] if m.attempts() else 0
     t0 = time.monotonic()
@@ -172,11 +181,16 @@ def run_cell(ctx, m, bb, key, agent, proto, kind, record):
             problems.append('no request declared tools')
         if not results:
             problems.append('no tool result came back')
-        elif not any(TOOL_MARK in (r.get('content') or '') for r in results):
+        elif kind == 'toolerr' and not any(r.get('content') for r in results):
+            problems.append('the error result is empty')
+        elif kind == 'tool' and not any(TOOL_MARK in (r.get('content') or '') for r in results):
             problems.append('no tool result carries what the tool printed (%s): %s'
                             % (TOOL_MARK, json.dumps(results)[:300]))
         if ANSWER not in out:
             problems.append('the final answer is not in its output')
+    if tap_out and os.path.exists(tap_out):
+        subprocess.run([sys.executable, os.path.join(HERE, 'scrub.py'), tap_out,
+                        os.path.join(record, '%s-%s.json' % (agent, kind))], check=True)
     return problems, secs, out, mine
 
 
@@ -184,7 +198,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--agents', default=','.join(AGENTS))
     ap.add_argument('--lanes', default=','.join(LANES))
-    ap.add_argument('--kinds', default='hello,tool')
+    ap.add_argument('--kinds', default=','.join(KINDS))
     ap.add_argument('--record')
     ap.add_argument('--keep', action='store_true')
     ap.add_argument('--verbose', action='store_true')
@@ -196,7 +210,7 @@ def main():
     if a.record:
         os.makedirs(a.record, exist_ok=True)
         for f in os.listdir(a.record):
-            if f.endswith('.jsonl'):
+            if f.endswith('.json'):
                 os.unlink(os.path.join(a.record, f))
     ctx = Ctx('agents')
     failed = total = 0
