@@ -46,8 +46,8 @@
 /* The scalar parameters (worker/params.h; docs/protocols/anthropic.md "Parameters"). */
 const struct bb_param bb_amsg_params[BB_AMSG_N_PARAMS] = {
     {"max_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0,
-     "required by the API: the lane's `default_max_tokens` (else 4096) when the request has "
-     "none; raised above a thinking budget"},
+     "required by the API: the lane's `default_max_tokens`, else the model's `max_output` in "
+     "etc/prices.yaml, else 4096, when the request has none; raised above a thinking budget"},
     {"stop_sequences", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT, 0, 0,
      "empty and whitespace-only sequences are dropped (the API refuses them)"},
     {"temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,

@@ -44,8 +44,8 @@
 /* The scalar parameters (worker/params.h; docs/protocols/bedrock.md "Parameters"). */
 static const struct bb_param param_rows[] = {
     {"inferenceConfig.maxTokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0,
-     "raised above a Claude thinking budget (the lane's `default_max_tokens`, else 4096, when "
-     "the request has none)"},
+     "raised above a Claude thinking budget (the lane's `default_max_tokens`, else the "
+     "model's `max_output` in etc/prices.yaml, else 4096, when the request has none)"},
     {"inferenceConfig.temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
      "dropped with Claude thinking unless 1"},
     {"inferenceConfig.topP", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
