@@ -768,7 +768,7 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx,
     int rc = !er.headers || !er.body || !b ? -1
              : passthrough ? eops->write_passthrough(&req->arena, req->body ? req->body : "",
                                                      req->body_len, &ctx, &er, &err)
-                           : eops->write_request(&req->arena, ir, &ctx, &er, &err);
+                           : bb_proto_write_request(eops, &req->arena, ir, &ctx, &er, &err);
     if (rc < 0) {
         snprintf(why, why_cap, "cannot write the request for this lane: %s",
                  er.headers && er.body && b ? err.msg : "out of memory");

@@ -172,3 +172,38 @@ const struct bb_ir_block *bb_ir_error_result(struct bb_arena *a, const struct bb
     tmp->text = (struct bb_ir_str){s, b->text.len + 7};
     return tmp;
 }
+
+const struct bb_ir_request *bb_ir_fold_system(struct bb_arena *a, const struct bb_ir_request *ir)
+{
+    size_t extra = 0, n_sys_msgs = 0;
+    for (size_t i = 0; i < ir->n_messages; i++)
+        if (ir->messages[i].role == BB_IR_SYSTEM) {
+            extra += ir->messages[i].n_blocks;
+            n_sys_msgs++;
+        }
+    if (!n_sys_msgs)
+        return ir;
+    struct bb_ir_request *out = bb_arena_alloc(a, sizeof *out);
+    struct bb_ir_block *sys = bb_arena_alloc(a, (ir->n_system + extra + 1) * sizeof *sys);
+    struct bb_ir_message *msgs =
+        bb_arena_alloc(a, (ir->n_messages - n_sys_msgs + 1) * sizeof *msgs);
+    if (!out || !sys || !msgs)
+        return NULL;
+    *out = *ir;
+    memcpy(sys, ir->system, ir->n_system * sizeof *sys);
+    size_t ns = ir->n_system, nm = 0;
+    for (size_t i = 0; i < ir->n_messages; i++) {
+        const struct bb_ir_message *m = &ir->messages[i];
+        if (m->role != BB_IR_SYSTEM) {
+            msgs[nm++] = *m;
+            continue;
+        }
+        memcpy(sys + ns, m->blocks, m->n_blocks * sizeof *sys);
+        ns += m->n_blocks;
+    }
+    out->system = sys;
+    out->n_system = ns;
+    out->messages = msgs;
+    out->n_messages = nm;
+    return out;
+}

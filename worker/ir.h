@@ -52,7 +52,11 @@ struct bb_ir_block {
     bool cache_control;              /* Anthropic cache_control: ephemeral on this block */
 };
 
-enum bb_ir_role { BB_IR_USER, BB_IR_ASSISTANT };
+/* BB_IR_SYSTEM: a system message in its place among the turns (TEXT blocks; the leading
+ * instructions are request.system). A writer sees it only when its module keeps system
+ * messages in place (ops->system_in_place); bb_proto_write_request folds it into system for
+ * the others. */
+enum bb_ir_role { BB_IR_USER, BB_IR_ASSISTANT, BB_IR_SYSTEM };
 
 struct bb_ir_message {
     enum bb_ir_role role; /* tool results travel as user-role TOOL_RESULT blocks */
@@ -251,6 +255,10 @@ void bb_ir_usage_max(struct bb_ir_usage *u, const struct bb_ir_usage *v);
  * dropped when b->is_error). */
 const struct bb_ir_block *bb_ir_error_result(struct bb_arena *a, const struct bb_ir_block *b,
                                              struct bb_ir_block *tmp);
+
+/* ir with its in-place system messages (BB_IR_SYSTEM) appended to system, in order: ir itself
+ * when it has none; NULL on OOM. */
+const struct bb_ir_request *bb_ir_fold_system(struct bb_arena *a, const struct bb_ir_request *ir);
 
 /* The declared tool named name[0..len), NULL when none (tools as the client declared them). */
 const struct bb_ir_tool *bb_ir_tool_find(const struct bb_ir_tool *tools, size_t n, const char *name,

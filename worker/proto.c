@@ -172,3 +172,12 @@ void bb_proto_drop_hosted(struct bb_arena *a, const struct bb_egress_ctx *ctx,
         bb_proto_drop(a, ctx, bb_ir_field_name(a, name));
     }
 }
+
+int bb_proto_write_request(const struct bb_proto_ops *ops, struct bb_arena *a,
+                           const struct bb_ir_request *ir, const struct bb_egress_ctx *ctx,
+                           struct bb_egress_req *out, struct bb_err *err)
+{
+    if (!ops->system_in_place && !(ir = bb_ir_fold_system(a, ir)))
+        return bb_err_set(err, "out of memory");
+    return ops->write_request(a, ir, ctx, out, err);
+}

@@ -168,9 +168,9 @@ struct bb_proto_ratelimit {
 
 struct bb_proto_ops {
     enum bb_proto id;
-    const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
+    const char *name;         /* short name: docs/protocols/<name>.md, fixtures directory */
     const char *genai_system; /* OpenTelemetry gen_ai.provider.name of its providers */
-    enum bb_framing framing; /* of this protocol's streams (as egress and ingress) */
+    enum bb_framing framing;  /* of this protocol's streams (as egress and ingress) */
 
     /* The scalar request parameters as data (worker/params.h): the reader, the writer, the
      * known-field list and the docs table all come from it; admission finds the output cap
@@ -266,6 +266,10 @@ struct bb_proto_ops {
     void (*enc_finish)(void *enc, struct evbuffer *out);
 
     /* ---- egress: the provider speaks this protocol ---- */
+
+    /* write_request takes system messages in their place among the turns (BB_IR_SYSTEM);
+     * false: bb_proto_write_request folds them into the system prompt first. */
+    bool system_in_place;
 
     /* Write the upstream request for ir (model = ctx->lane->upstream_model, stream =
      * ctx->stream), including auth headers from ctx->provider->api_key. Fields the target
@@ -369,6 +373,12 @@ enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
 /* "Authorization: Bearer <key>" (nothing without a key): the auth_headers of the protocols
  * that authenticate that way. */
 int bb_proto_bearer(struct evbuffer *out, const char *key);
+
+/* ops->write_request, with in-place system messages folded into the system prompt for the
+ * modules that cannot keep them in place (ops->system_in_place). */
+int bb_proto_write_request(const struct bb_proto_ops *ops, struct bb_arena *a,
+                           const struct bb_ir_request *ir, const struct bb_egress_ctx *ctx,
+                           struct bb_egress_req *out, struct bb_err *err);
 
 /* Record that a field was dropped on this hop, in ctx->dropped (nothing when ctx or its list
  * is NULL, e.g. while writing an answer); the list grows in arena a. Writers name the field

@@ -389,10 +389,19 @@ static int rd_message(struct bb_rd *r, json_object *m, struct bb_vec *msgs, stru
     const char *rs = json_object_get_string(role);
     size_t mark = bb_rd_in(r, "content");
     int rc;
-    if (strcmp(rs, "system") == 0) {
-        /* A system turn inside messages: the IR has one system prompt, so it is appended
-         * there (its position among the turns is not kept). */
+    if (strcmp(rs, "system") == 0 && !msgs->n) {
+        /* before any turn: part of the system prompt */
         rc = rd_content(r, content, IN_SYSTEM, sys);
+    } else if (strcmp(rs, "system") == 0) {
+        /* a system turn among the turns stays there (writers that cannot fold it) */
+        struct bb_vec bv = {0};
+        struct bb_ir_message *v = BB_VEC_PUSH(r->a, msgs, struct bb_ir_message);
+        rc = v ? rd_content(r, content, IN_SYSTEM, &bv) : bb_rd_oom(r);
+        if (v) {
+            v->role = BB_IR_SYSTEM;
+            v->blocks = bv.v;
+            v->n_blocks = bv.n;
+        }
     } else if (strcmp(rs, "user") != 0 && strcmp(rs, "assistant") != 0) {
         bb_rd_out(r, mark);
         return bb_rd_expect(r, "role", "\"user\", \"assistant\" or \"system\"");

@@ -963,8 +963,17 @@ static json_object *wr_tool_call(const struct bb_ir_block *b)
     return tc;
 }
 
+static json_object *wr_system(struct wr *w, const struct bb_ir_request *ir);
+
 static void wr_message(struct wr *w, json_object *msgs, const struct bb_ir_message *m)
 {
+    if (m->role == BB_IR_SYSTEM) { /* in its place */
+        struct bb_ir_request one = {.system = m->blocks, .n_system = m->n_blocks};
+        json_object *sys = wr_system(w, &one);
+        if (sys)
+            json_object_array_add(msgs, sys);
+        return;
+    }
     if (m->role == BB_IR_USER) {
         /* tool results first: OpenAI wants them right after the assistant's tool_calls */
         for (size_t i = 0; i < m->n_blocks; i++) {
@@ -2185,7 +2194,6 @@ static int openai_frame_scan(const struct bb_frame *f, struct bb_frame_state *st
     return rc;
 }
 
-
 /* OpenAI's final usage chunk ({"choices":[], "usage":{…}}): what busbar asked for itself. */
 static bool openai_usage_only(const struct bb_frame *f)
 {
@@ -2256,6 +2264,7 @@ const struct bb_proto_ops bb_proto_openai = {
     .enc_event = openai_enc_event,
     .enc_finish = NULL,
     .write_request = openai_write_request,
+    .system_in_place = true,
     .read_response = openai_read_response,
     .dec_size = sizeof(struct dec),
     .dec_init = openai_dec_init,

@@ -2257,7 +2257,17 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
     json_object_object_add(body, "input", w.input);
     bb_proto_drop_hosted(a, ctx, ir, "web_search");
     for (size_t i = 0; i < ir->n_messages; i++)
-        write_message(&w, &ir->messages[i], i);
+        if (ir->messages[i].role == BB_IR_SYSTEM) { /* in its place, as a developer message */
+            const struct bb_ir_message *m = &ir->messages[i];
+            struct bb_ir_request one = {.system = m->blocks, .n_system = m->n_blocks};
+            json_object *it = json_object_new_object();
+            json_object_object_add(it, "type", json_object_new_string("message"));
+            json_object_object_add(it, "role", json_object_new_string("developer"));
+            json_object_object_add(it, "content", system_text(a, ctx, &one));
+            json_object_array_add(w.input, it);
+        } else {
+            write_message(&w, &ir->messages[i], i);
+        }
 
     if ((ir->n_tools || ir->n_hosted) && write_tools(ir, body, err))
         return -1;
@@ -3074,6 +3084,7 @@ const struct bb_proto_ops bb_proto_responses = {
     .enc_event = enc_event,
     .enc_finish = enc_finish,
     .write_request = write_request,
+    .system_in_place = true,
     .read_response = read_response,
     .dec_size = sizeof(struct rdec),
     .dec_init = dec_init,

@@ -151,7 +151,7 @@ static void one_hop(const char *name, size_t ex, const struct bb_proto_ops *in,
     struct bb_egress_ctx ctx = {&pv, &l, ir->stream, 1700000000, &d};
     struct bb_egress_req er = {.headers = evbuffer_new(), .body = evbuffer_new()};
     struct bb_err err = {""};
-    if (yo->write_request(&a, ir, &ctx, &er, &err) < 0)
+    if (bb_proto_write_request(yo, &a, ir, &ctx, &er, &err) < 0)
         fail_msg("%s #%zu → %s: %s", name, ex, yo->name, err.msg);
     evbuffer_add(er.body, "", 1);
     const char *body = (const char *)evbuffer_pullup(er.body, -1);
@@ -196,17 +196,29 @@ static void one_hop(const char *name, size_t ex, const struct bb_proto_ops *in,
     if (w.cache && !cache_target && !strstr(dropped, "cache_control"))
         fail_msg("%s #%zu → %s: cache markers neither carried nor named", name, ex, yo->name);
 
+    /* a system message among the turns stays there where the target allows it */
+    size_t in_place = 0;
+    for (size_t m = 0; m < ir->n_messages; m++)
+        in_place += ir->messages[m].role == BB_IR_SYSTEM;
+    int sys_msgs = y == BB_PROTO_OPENAI      ? count(body, "\"role\":\"system\"")
+                   : y == BB_PROTO_RESPONSES ? count(body, "\"role\":\"developer\"")
+                                             : -1;
+    size_t need = in_place + (y == BB_PROTO_OPENAI && ir->n_system ? 1 : 0);
+    if (in_place && sys_msgs >= 0 && (size_t)sys_msgs < need)
+        fail_msg("%s #%zu → %s: %zu system messages not kept in place", name, ex, yo->name,
+                 in_place);
+
     /* a failed tool result keeps saying so */
     const char *form = w.error_result ? error_form(y, body) : "-";
     if (!form)
         fail_msg("%s #%zu → %s: the tool result's error is lost", name, ex, yo->name);
 
     evbuffer_add_printf(summary,
-                        "%s #%zu %s→%s: tools %zu/%zu%s, cache %zu→%d, error %s, "
-                        "dropped [%s]\n",
+                        "%s #%zu %s→%s: tools %zu/%zu%s, cache %zu→%d, error %s, system in "
+                        "place %zu%s, dropped [%s]\n",
                         name, ex, in->name, yo->name, n_names, ir->n_tools,
                         ir->n_hosted ? (web ? " +web_search" : " -web_search") : "", w.cache, cw,
-                        form, dropped);
+                        form, in_place, in_place && sys_msgs < 0 ? " (folded)" : "", dropped);
     json_object_put(names);
     json_object_put(b);
     evbuffer_free(er.headers);

@@ -165,7 +165,7 @@ static void test_requests(void **state)
                 memset(&er, 0, sizeof er);
                 er.headers = evbuffer_new();
                 er.body = evbuffer_new();
-                rc = yo->write_request ? yo->write_request(&a, &ir, &ctx, &er, &err) : -1;
+                rc = yo->write_request ? bb_proto_write_request(yo, &a, &ir, &ctx, &er, &err) : -1;
                 if (rc == 0) {
                     evbuffer_add_printf(out, "POST %s\n", er.path);
                     evbuffer_add_buffer(out, er.headers);
