@@ -260,6 +260,15 @@ const char *bb_aws_exception_for(const struct bb_ir_event *ev)
     return "internalServerException";
 }
 
+int bb_aws_exception_scan(const struct bb_proto_ops *ops, const struct bb_frame *f,
+                          struct bb_frame_info *out)
+{
+    char fb[96];
+    snprintf(fb, sizeof fb, "%.*s", (int)(f->event_len < 80 ? f->event_len : 80),
+             f->event ? f->event : "exception");
+    return bb_proto_frame_error(ops, f->data, f->data_len, fb, out);
+}
+
 int bb_aws_exception_event(struct bb_arena *scratch, const struct bb_frame *f,
                            struct bb_ir_event *ev)
 {

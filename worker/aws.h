@@ -60,6 +60,11 @@ extern const struct bb_proto_errtype bb_aws_error_types[];
 int bb_aws_exception_status(const char *name, size_t n);
 const char *bb_aws_exception_for(const struct bb_ir_event *ev);
 
+/* frame_scan's verdict for an exception frame: an in-band error named by its exception type
+ * (ops->read_error reads the message). Returns 0. */
+int bb_aws_exception_scan(const struct bb_proto_ops *ops, const struct bb_frame *f,
+                          struct bb_frame_info *out);
+
 /* An exception frame as an IR error event in scratch (type, status, message). -1 on OOM. */
 int bb_aws_exception_event(struct bb_arena *scratch, const struct bb_frame *f,
                            struct bb_ir_event *ev);

@@ -1947,12 +1947,8 @@ static int bedrock_frame_scan_1(const struct bb_frame *f, struct bb_frame_state 
     (void)stopped;
     (void)st;
     memset(out, 0, sizeof *out);
-    if (f->exception) {
-        char fb[96];
-        snprintf(fb, sizeof fb, "%.*s", (int)(f->event_len < 80 ? f->event_len : 80),
-                 f->event ? f->event : "exception");
-        return bb_proto_frame_error(&bb_proto_bedrock, f->data, f->data_len, fb, out);
-    }
+    if (f->exception)
+        return bb_aws_exception_scan(&bb_proto_bedrock, f, out);
     struct bb_jscan_field t[1] = {{.key = "usage"}};
     struct bb_err err;
     if (bb_jscan_object(f->data, f->data_len, t, 1, 128, &err) < 0)

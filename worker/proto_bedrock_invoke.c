@@ -154,8 +154,7 @@ static void add_metrics(struct ienc *e, json_object *o)
     if (u->cache_read)
         bb_json_add(m, "cacheReadInputTokenCount", json_object_new_int64((int64_t)u->cache_read));
     if (u->cache_write)
-        bb_json_add(m, "cacheWriteInputTokenCount",
-                    json_object_new_int64((int64_t)u->cache_write));
+        bb_json_add(m, "cacheWriteInputTokenCount", json_object_new_int64((int64_t)u->cache_write));
     bb_json_add(o, "amazon-bedrock-invocationMetrics", m);
 }
 
@@ -259,12 +258,8 @@ static int invoke_frame_scan(const struct bb_frame *f, struct bb_frame_state *st
                              struct bb_frame_info *out)
 {
     memset(out, 0, sizeof *out);
-    if (f->exception) {
-        char fb[96];
-        snprintf(fb, sizeof fb, "%.*s", (int)(f->event_len < 80 ? f->event_len : 80),
-                 f->event ? f->event : "exception");
-        return bb_proto_frame_error(&bb_proto_bedrock_invoke, f->data, f->data_len, fb, out);
-    }
+    if (f->exception)
+        return bb_aws_exception_scan(&bb_proto_bedrock_invoke, f, out);
     if (!is_chunk(f))
         return 0;
     struct bb_arena a;

@@ -676,6 +676,22 @@ static int read_function_call(struct rd *x, json_object *it, const char *type)
     return b->name.p && b->input_json.p ? 0 : bb_rd_oom(r);
 }
 
+/* A TOOL_RESULT block answering call_id; consecutive outputs answer one assistant turn: they
+ * share one user message. NULL on error (reported). */
+static struct bb_ir_block *result_block(struct rd *x, json_object *call_id)
+{
+    struct bb_rd *r = &x->r;
+    if (x->last != LAST_TOOL_RESULTS && new_message(x, BB_IR_USER, LAST_TOOL_RESULTS) < 0)
+        return NULL;
+    struct bb_ir_block *b = new_block(x);
+    if (!b) {
+        bb_rd_oom(r);
+        return NULL;
+    }
+    b->type = BB_IR_TOOL_RESULT;
+    return bb_rd_dup(r, call_id, &b->id) < 0 ? NULL : b;
+}
+
 /* tool_search_output {call_id, tools: [...]}: the tools it found are offered from now on (the
  * next model call has them), and the result is their list. */
 static int read_search_output(struct rd *x, json_object *it)
@@ -688,13 +704,8 @@ static int read_search_output(struct rd *x, json_object *it)
         return -1;
     if (tools && read_tools(x, tools, "tools") < 0)
         return -1;
-    if (x->last != LAST_TOOL_RESULTS && new_message(x, BB_IR_USER, LAST_TOOL_RESULTS) < 0)
-        return -1;
-    struct bb_ir_block *b = new_block(x);
+    struct bb_ir_block *b = result_block(x, call_id);
     if (!b)
-        return bb_rd_oom(r);
-    b->type = BB_IR_TOOL_RESULT;
-    if (bb_rd_dup(r, call_id, &b->id) < 0)
         return -1;
     b->text = tools ? bb_json_text(r->a, tools) : bb_ir_strdup(r->a, "[]", 2);
     return b->text.p ? 0 : bb_rd_oom(r);
@@ -742,14 +753,8 @@ static int read_function_output(struct rd *x, json_object *it)
         return call_id ? -1 : bb_rd_expect(r, "call_id", "a string");
     if (!bb_json_is(output, json_type_string) && !bb_json_is(output, json_type_array))
         return bb_rd_expect(r, "output", "a string or an array");
-    /* Consecutive outputs answer one assistant turn: they share one user message. */
-    if (x->last != LAST_TOOL_RESULTS && new_message(x, BB_IR_USER, LAST_TOOL_RESULTS) < 0)
-        return -1;
-    struct bb_ir_block *b = new_block(x);
+    struct bb_ir_block *b = result_block(x, call_id);
     if (!b)
-        return bb_rd_oom(r);
-    b->type = BB_IR_TOOL_RESULT;
-    if (bb_rd_dup(r, call_id, &b->id) < 0)
         return -1;
     if (bb_json_is(output, json_type_string))
         return bb_rd_dup(r, output, &b->text);

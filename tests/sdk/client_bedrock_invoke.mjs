@@ -5,11 +5,10 @@
 // signs with SigV4 (the virtual key's AWS pair); it is given the HTTP/1.1 handler, as
 // client_bedrock.mjs explains.
 import {
-  BedrockRuntimeClient,
   InvokeModelCommand,
   InvokeModelWithResponseStreamCommand,
 } from '@aws-sdk/client-bedrock-runtime';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { client } from './client_bedrock.mjs'; // the same signed HTTP/1.1 client
 import { PROMPT, TOOL, TOOL_PROMPT, TOOL_RESULT, TIMEOUT_MS } from './common.mjs';
 
 export const sdk = '@aws-sdk/client-bedrock-runtime';
@@ -17,18 +16,6 @@ export const STOP = { text: 'end_turn', tool: 'tool_use' };
 const VERSION = 'bedrock-2023-05-31';
 const MAX_TOKENS = 256;
 
-function client(base) {
-  return new BedrockRuntimeClient({
-    endpoint: base,
-    region: 'us-east-1',
-    credentials: {
-      accessKeyId: process.env.BB_SDK_AWS_ID || 'x',
-      secretAccessKey: process.env.BB_SDK_AWS_SECRET || 'y',
-    },
-    maxAttempts: 1,
-    requestHandler: new NodeHttpHandler({ connectionTimeout: TIMEOUT_MS, requestTimeout: TIMEOUT_MS }),
-  });
-}
 const send = (c, cmd) => c.send(cmd, { abortSignal: AbortSignal.timeout(TIMEOUT_MS) });
 const usageOf = (u) => (u ? { input: u.input_tokens, output: u.output_tokens } : null);
 const textOf = (content) =>
