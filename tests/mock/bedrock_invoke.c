@@ -33,7 +33,8 @@ static int bi_parse(struct bb_mock_req *r, struct json_object *body, const char 
                "reformat your input and try again.";
         return -1;
     }
-    json_object_object_add(body, "model", json_object_new_string(r->path_model ? r->path_model : ""));
+    json_object_object_add(body, "model",
+                           json_object_new_string(r->path_model ? r->path_model : ""));
     int rc = A->parse(r, body, msg);
     r->stream = r->path_stream;
     return rc;
@@ -125,8 +126,7 @@ static void bi_stream_done(struct bb_mock_req *r, unsigned k, struct evbuffer *b
                         "{\"type\":\"message_stop\",\"amazon-bedrock-invocationMetrics\":{"
                         "\"inputTokenCount\":%lu,\"outputTokenCount\":%lu,"
                         "\"invocationLatency\":42,\"firstByteLatency\":7",
-                        r->prompt_tokens,
-                        bb_mock_answer_tokens(r) + bb_mock_think_tokens(r));
+                        r->prompt_tokens, bb_mock_answer_tokens(r) + bb_mock_think_tokens(r));
     if (r->cached)
         evbuffer_add_printf(j, ",\"cacheReadInputTokenCount\":%lu", r->cached);
     if (r->cache_write)
@@ -137,8 +137,8 @@ static void bi_stream_done(struct bb_mock_req *r, unsigned k, struct evbuffer *b
 }
 
 /* The rest is anthropic.c's (the body, the answer) and bedrock.c's (the errors). */
-static void bi_error(const struct bb_mock_req *r, int status, const char *code,
-                     const char *message, struct evbuffer *body, struct evbuffer *hdrs)
+static void bi_error(const struct bb_mock_req *r, int status, const char *code, const char *message,
+                     struct evbuffer *body, struct evbuffer *hdrs)
 {
     B->error(r, status, code, message, body, hdrs);
 }

@@ -19,7 +19,8 @@
 #include "worker/media.h"
 
 static const struct bb_proto_ops *P = &bb_proto_bedrock_invoke;
-static const struct bb_ingress_ctx ictx = {.request_id = "bb-t-1", .model = "pool", .created = 1700000000};
+static const struct bb_ingress_ctx ictx = {
+    .request_id = "bb-t-1", .model = "pool", .created = 1700000000};
 
 static struct bb_provider prov(const char *key)
 {
