@@ -1330,8 +1330,10 @@ def sigv4_headers(akid, secret, host, path, body, when=None, region='us-east-1',
 
 
 def test_sigv4(ctx):
-    m, bb = start(ctx)
-    k = create_key(bb, '--pools', 'p', '--aws')
+    prof = 'us.anthropic.claude-x-v1:0'   # a profile-like pool name, ':' and all
+    m, bb = start(ctx, pools={'p': pool(('alpha', 1)), 'q': pool(('beta', 1)),
+                              prof: pool(('alpha', 1))})
+    k = create_key(bb, '--pools', 'p,' + prof, '--aws')
     akid, secret = k['aws_access_key_id'], k['aws_secret_access_key']
     host = '127.0.0.1:%d' % bb.port
     oks = []
@@ -1380,12 +1382,19 @@ def test_sigv4(ctx):
         eq(r.status, 200, 'SigV4-signed InvokeModel%s (body %r)' % (' stream' if stream else '',
                                                                     r.body[:300]))
         oks.append(r.headers['x-request-id'])
+    # a model id with ':' as the AWS SDKs send it (encoded, and signed over the encoded form)
+    # and raw, as Claude Code sends it
+    for mid in (urllib.parse.quote(prof, safe=''), prof):
+        ipath, ib = build('bedrock_invoke', mid)
+        r = signed(ipath, ib)
+        eq(r.status, 200, 'SigV4-signed InvokeModel on %s (body %r)' % (ipath, r.body[:300]))
+        oks.append(r.headers['x-request-id'])
     lpath = '/inference-profiles'
     r = bb.request('GET', lpath + '?type=SYSTEM_DEFINED', headers=sigv4_headers(
         akid, secret, host, lpath, b'', method='GET', query='type=SYSTEM_DEFINED'))
     eq(r.status, 200, 'SigV4-signed GET /inference-profiles (body %r)' % r.body[:300])
-    eq([x['inferenceProfileId'] for x in r.json()['inferenceProfileSummaries']], ['p'],
-       'the profiles of a key limited to p')
+    eq([x['inferenceProfileId'] for x in r.json()['inferenceProfileSummaries']], ['p', prof],
+       'the profiles of a key limited to p and the profile')
     r = bb.request('GET', lpath, headers=sigv4_headers(
         akid, secret, host, lpath, b'', method='POST'))
     check_401(r, 'bedrock_invoke', 'SigV4 signed for another method')
