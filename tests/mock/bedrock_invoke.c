@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -76,18 +77,25 @@ static void chunk(struct evbuffer *b, const char *json, size_t n)
 static void rewrap(struct evbuffer *sse, struct evbuffer *b)
 {
     size_t n = evbuffer_get_length(sse);
-    const char *s = (const char *)evbuffer_pullup(sse, -1);
-    for (size_t i = 0; i < n;) {
-        const char *end = memmem(s + i, n - i, "\n\n", 2);
-        size_t ev = end ? (size_t)(end - (s + i)) : n - i;
-        const char *data = memmem(s + i, ev, "data: ", 6);
+    char *s = malloc(n + 1);
+    if (!s)
+        abort();
+    evbuffer_copyout(sse, s, n);
+    s[n] = 0; /* SSE text: no NUL inside */
+    for (char *ev = s; *ev;) {
+        char *end = strstr(ev, "\n\n");
+        if (end)
+            *end = 0;
+        char *data = strstr(ev, "data: ");
         if (data) {
-            const char *d = data + 6;
-            const char *nl = memchr(d, '\n', (size_t)(s + i + ev - d));
-            chunk(b, d, nl ? (size_t)(nl - d) : (size_t)(s + i + ev - d));
+            char *nl = strchr(data + 6, '\n');
+            chunk(b, data + 6, nl ? (size_t)(nl - data - 6) : strlen(data + 6));
         }
-        i += ev + 2;
+        if (!end)
+            break;
+        ev = end + 2;
     }
+    free(s);
     evbuffer_free(sse);
 }
 
