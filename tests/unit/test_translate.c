@@ -264,7 +264,9 @@ static int es_line(void *arg, const struct bb_eventstream_msg *m)
     bb_eventstream_to_frame(m, &f);
     evbuffer_add_printf(out, "%s %.*s ", f.exception ? "exception" : "event", (int)f.event_len,
                         f.event);
-    json_object *o = json_tokener_parse(f.data ? f.data : "");
+    char *text = strndup(f.data ? f.data : "", f.data_len); /* the payload is not a C string */
+    json_object *o = text ? json_tokener_parse(text) : NULL;
+    free(text);
     json_object *b = o ? json_object_object_get(o, "bytes") : NULL;
     if (b) {
         struct bb_arena a;
