@@ -1482,7 +1482,7 @@ static void parse_lane(struct ld *l, yaml_node_t *key, yaml_node_t *v)
     ln->name = bb_xstrdup(name);
     ln->pos = bb_cdoc_pos(d, key);
     ln->provider = -1;
-    ln->default_max_tokens = 4096;
+    ln->default_max_tokens = 0; /* the catalogue's max_output, else 4096 (master/reload.c) */
     char path[512], kp[512];
     pj(path, sizeof path, "models", name);
     if (!name_ok(name))

@@ -21,7 +21,8 @@
     X(ANTHROPIC, "anthropic", anthropic)                                                           \
     X(GEMINI, "gemini", gemini)                                                                    \
     X(BEDROCK, "bedrock", bedrock)                                                                 \
-    X(COHERE, "cohere", cohere)
+    X(COHERE, "cohere", cohere)                                                                    \
+    X(BEDROCK_INVOKE, "bedrock-invoke", bedrock_invoke)
 
 enum bb_proto {
 #define X(id, name, module) BB_PROTO_##id,
@@ -124,7 +125,7 @@ struct bb_lane {
     uint32_t max_concurrent;     /* 0 = unbounded */
     uint64_t context_max;        /* 0 = unknown */
     uint32_t attempt_timeout_ms; /* connect + response headers; 0 = limits defaults */
-    uint32_t default_max_tokens; /* default 4096 */
+    uint32_t default_max_tokens; /* 0 = unset: the catalogue's max_output (reload.c), else 4096 */
     bool reasoning;
     struct bb_price price;
     struct bb_conf_pos pos;

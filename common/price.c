@@ -6,6 +6,7 @@
 #include "common/price.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,8 +108,9 @@ static const char *scalar(yaml_node_t *n)
 }
 
 static int parse_model(yaml_document_t *doc, yaml_node_t *v, const char *what, const char *name,
-                       struct bb_price_micros *out, struct bb_err *err)
+                       struct bb_price_entry *e, struct bb_err *err)
 {
+    struct bb_price_micros *out = &e->p;
     static const char *const tiers[] = {"input", "output", "cache_read", "cache_write"};
     uint64_t *dst[] = {&out->input, &out->output, &out->cache_read, &out->cache_write};
     bool given[4] = {false};
@@ -123,6 +125,16 @@ static int parse_model(yaml_document_t *doc, yaml_node_t *v, const char *what, c
         while (i < 4 && (!ks || strcmp(ks, tiers[i])))
             i++;
         unsigned long line = (unsigned long)k->start_mark.line + 1;
+        if (i == 4 && ks && !strcmp(ks, "max_output")) {
+            char *end = NULL;
+            unsigned long long mo = xs ? strtoull(xs, &end, 10) : 0;
+            if (!xs || !*xs || *end || !mo || mo > UINT32_MAX)
+                return bb_err_set(err,
+                                  "%s:%lu: %s.max_output: expected a positive integer (tokens)",
+                                  what, line, name);
+            e->max_output = (uint32_t)mo;
+            continue;
+        }
         if (i == 4)
             return bb_err_set(err, "%s:%lu: %s: unknown key '%s'", what, line, name, ks ? ks : "?");
         if (!xs || bb_price_usd_parse(xs, dst[i]) < 0)
@@ -184,7 +196,7 @@ int bb_price_table_parse(struct bb_price_table *t, const char *text, size_t len,
             goto out;
         }
         struct bb_price_entry *e = &t->v[t->n];
-        if (parse_model(&doc, yaml_document_get_node(&doc, p->value), what, name, &e->p, err) < 0)
+        if (parse_model(&doc, yaml_document_get_node(&doc, p->value), what, name, e, err) < 0)
             goto out;
         e->name = bb_xstrdup(name);
         t->n++;
@@ -314,4 +326,13 @@ void bb_price_for_lane(const struct bb_price_table *t, const struct bb_lane *lan
         out->from_catalogue = true;
         out->p = *p;
     }
+}
+
+uint32_t bb_price_max_output(const struct bb_price_table *t, const char *model)
+{
+    const struct bb_price_micros *p = bb_price_lookup(t, model);
+    return p ? ((const struct bb_price_entry *)((const char *)p -
+                                                offsetof(struct bb_price_entry, p)))
+                   ->max_output
+             : 0;
 }

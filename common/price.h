@@ -30,6 +30,7 @@ struct bb_usage_tokens {
 struct bb_price_entry {
     char *name;
     struct bb_price_micros p;
+    uint32_t max_output; /* the model's largest output, tokens (max_output:); 0 = unknown */
 };
 
 /* A catalogue: entries sorted by name. */
@@ -65,6 +66,8 @@ void bb_price_table_free(struct bb_price_table *t);
  * ("anthropic.", …) and path ("models/", "openai/") prefixes are tried stripped too.
  * NULL when unknown. */
 const struct bb_price_micros *bb_price_lookup(const struct bb_price_table *t, const char *model);
+/* The largest output of model (looked up as bb_price_lookup does); 0 when unknown. */
+uint32_t bb_price_max_output(const struct bb_price_table *t, const char *model);
 /* A lane's price: its own `price:` when set, else the catalogue's for its upstream model. */
 void bb_price_for_lane(const struct bb_price_table *t, const struct bb_lane *lane,
                        struct bb_lane_price *out);

@@ -163,6 +163,9 @@ struct bb_gen *bb_gen_build(struct bb_master *m, struct bb_conf *conf, uint32_t 
     g->rt.lane_prices = bb_xcalloc(conf->n_lanes ? conf->n_lanes : 1, sizeof *g->rt.lane_prices);
     for (size_t i = 0; i < conf->n_lanes; i++) {
         bb_price_for_lane(&prices, &conf->lanes[i], &g->rt.lane_prices[i]);
+        if (!conf->lanes[i].default_max_tokens) /* the model's own maximum output, when known */
+            conf->lanes[i].default_max_tokens =
+                bb_price_max_output(&prices, conf->lanes[i].upstream_model);
         if (!g->rt.lane_prices[i].known)
             bb_log(conf->auth_mode == BB_AUTH_KEYS ? BB_LOG_WARN : BB_LOG_INFO,
                    "model %s (%s): no price and not in the price catalogue; its spend counts "

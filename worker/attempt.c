@@ -25,6 +25,7 @@
 #include "worker/policy.h"
 #include "worker/proxy.h"
 #include "worker/router.h"
+#include "worker/strict.h"
 #include "worker/upstream.h"
 #include "worker/worker.h"
 
@@ -686,6 +687,8 @@ static int ensure_ir(struct bb_request *req)
     bb_ir_ids_unwrap(ir, iops->tool_id_prefix);
     rs->ir = ir;
     rs->ictx.include_usage = ir->include_usage;
+    rs->ictx.tools = ir->tools; /* calls are rendered back in the client's tool shapes */
+    rs->ictx.n_tools = ir->n_tools;
     return 0;
 }
 
@@ -773,7 +776,7 @@ static struct evbuffer *build_translated(struct bb_request *req, int lane_idx,
     int rc = !er.headers || !er.body || !b ? -1
              : passthrough ? eops->write_passthrough(&req->arena, req->body ? req->body : "",
                                                      req->body_len, &ctx, &er, &err)
-                           : eops->write_request(&req->arena, ir, &ctx, &er, &err);
+                           : bb_proto_write_request(eops, &req->arena, ir, &ctx, &er, &err);
     if (rc < 0) {
         snprintf(why, why_cap, "cannot write the request for this lane: %s",
                  er.headers && er.body && b ? err.msg : "out of memory");
@@ -993,7 +996,13 @@ static struct evbuffer *build(struct bb_attempt *a, char *why, size_t why_cap, b
         snprintf(why, why_cap, "out of memory");
         return NULL;
     }
-    return build_translated(req, a->lane, ir, why, why_cap, false);
+    struct evbuffer *out = build_translated(req, a->lane, ir, why, why_cap, false);
+    if (out && rs->dropped[0] && bb_proto_strict(req, a->eops, rs->dropped)) {
+        evbuffer_free(out); /* x-busbar-strict: nothing may be dropped (answered) */
+        *answered = true;
+        return NULL;
+    }
+    return out;
 }
 
 void bb_attempt_next(struct bb_request *req)

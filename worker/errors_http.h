@@ -14,6 +14,7 @@
     X(BAD_REQUEST, 400, "invalid_request_error", "bad_request")                                    \
     X(INVALID_JSON, 400, "invalid_request_error", "invalid_json")                                  \
     X(MISSING_MODEL, 400, "invalid_request_error", "missing_model")                                \
+    X(UNTRANSLATABLE, 400, "invalid_request_error", "untranslatable_fields")                       \
     X(UNAUTHORIZED, 401, "authentication_error", "invalid_api_key")                                \
     X(FORBIDDEN, 403, "permission_error", "permission_denied")                                     \
     X(NOT_FOUND, 404, "invalid_request_error", "not_found")                                        \

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 struct bb_ir_str bb_ir_strdup(struct bb_arena *a, const char *s, size_t n)
 {
@@ -142,4 +143,67 @@ void bb_ir_response_wrap_ids(struct bb_arena *a, struct bb_ir_response *r, const
     for (size_t b = 0; b < r->n_blocks; b++)
         if (r->blocks[b].type == BB_IR_TOOL_USE)
             r->blocks[b].id = bb_ir_id_wrap(a, prefix, r->blocks[b].id);
+}
+
+const struct bb_ir_tool *bb_ir_tool_find(const struct bb_ir_tool *tools, size_t n, const char *name,
+                                         size_t len)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (tools[i].name.p && tools[i].name.len == len && memcmp(tools[i].name.p, name, len) == 0)
+            return &tools[i];
+    return NULL;
+}
+
+const struct bb_ir_block *bb_ir_error_result(struct bb_arena *a, const struct bb_ir_block *b,
+                                             struct bb_ir_block *tmp)
+{
+    if (!b->is_error || !b->text.p)
+        return b;
+    *tmp = *b;
+    tmp->is_error = false; /* carried in the text */
+    if (b->text.len >= 5 && strncasecmp(b->text.p, "error", 5) == 0)
+        return tmp;
+    char *s = bb_arena_alloc(a, b->text.len + 8);
+    if (!s)
+        return b;
+    memcpy(s, "Error: ", 7);
+    memcpy(s + 7, b->text.p, b->text.len);
+    s[b->text.len + 7] = '\0';
+    tmp->text = (struct bb_ir_str){s, b->text.len + 7};
+    return tmp;
+}
+
+const struct bb_ir_request *bb_ir_fold_system(struct bb_arena *a, const struct bb_ir_request *ir)
+{
+    size_t extra = 0, n_sys_msgs = 0;
+    for (size_t i = 0; i < ir->n_messages; i++)
+        if (ir->messages[i].role == BB_IR_SYSTEM) {
+            extra += ir->messages[i].n_blocks;
+            n_sys_msgs++;
+        }
+    if (!n_sys_msgs)
+        return ir;
+    struct bb_ir_request *out = bb_arena_alloc(a, sizeof *out);
+    struct bb_ir_block *sys = bb_arena_alloc(a, (ir->n_system + extra + 1) * sizeof *sys);
+    struct bb_ir_message *msgs =
+        bb_arena_alloc(a, (ir->n_messages - n_sys_msgs + 1) * sizeof *msgs);
+    if (!out || !sys || !msgs)
+        return NULL;
+    *out = *ir;
+    memcpy(sys, ir->system, ir->n_system * sizeof *sys);
+    size_t ns = ir->n_system, nm = 0;
+    for (size_t i = 0; i < ir->n_messages; i++) {
+        const struct bb_ir_message *m = &ir->messages[i];
+        if (m->role != BB_IR_SYSTEM) {
+            msgs[nm++] = *m;
+            continue;
+        }
+        memcpy(sys + ns, m->blocks, m->n_blocks * sizeof *sys);
+        ns += m->n_blocks;
+    }
+    out->system = sys;
+    out->n_system = ns;
+    out->messages = msgs;
+    out->n_messages = nm;
+    return out;
 }

@@ -52,7 +52,11 @@ struct bb_ir_block {
     bool cache_control;              /* Anthropic cache_control: ephemeral on this block */
 };
 
-enum bb_ir_role { BB_IR_USER, BB_IR_ASSISTANT };
+/* BB_IR_SYSTEM: a system message in its place among the turns (TEXT blocks; the leading
+ * instructions are request.system). A writer sees it only when its module keeps system
+ * messages in place (ops->system_in_place); bb_proto_write_request folds it into system for
+ * the others. */
+enum bb_ir_role { BB_IR_USER, BB_IR_ASSISTANT, BB_IR_SYSTEM };
 
 struct bb_ir_message {
     enum bb_ir_role role; /* tool results travel as user-role TOOL_RESULT blocks */
@@ -62,11 +66,33 @@ struct bb_ir_message {
 };
 
 struct bb_ir_tool {
-    struct bb_ir_str name;
+    struct bb_ir_str name; /* as every provider sees it: "<ns>__<local>" in a namespace */
     struct bb_ir_str description;
     struct bb_ir_str parameters_json; /* JSON Schema object text; NULL = {"type":"object"} */
     bool strict;
+    /* The Responses client's own shape of the tool, to render its calls back (Responses
+     * namespaces, freeform and client-run tools; docs/protocols/responses.md "Tools"): */
+    struct bb_ir_str ns;        /* the namespace it was declared in; NULL: none */
+    struct bb_ir_str local;     /* its name in ns */
+    struct bb_ir_str wire_type; /* "custom": a freeform input, carried as the one string member
+                                   `input` (BB_IR_CUSTOM_INPUT); "tool_search": a client-run
+                                   tool search; NULL: a function */
+    bool cache_control;         /* Anthropic cache_control on the definition (a cache point) */
 };
+
+/* A tool the provider runs itself (web search, ...), by its kind: writers whose target has an
+ * equivalent write it, the others drop it (named tools.<kind>). */
+struct bb_ir_hosted {
+    struct bb_ir_str kind;     /* "web_search" */
+    struct bb_ir_str raw_json; /* the client's definition, for its own protocol */
+};
+
+/* The JSON Schema a freeform (custom) tool's input is carried in, and its member. */
+#define BB_IR_CUSTOM_INPUT "input"
+#define BB_IR_CUSTOM_SCHEMA                                                                        \
+    "{\"type\":\"object\",\"properties\":{\"input\":{\"type\":\"string\",\"description\":"         \
+    "\"the tool's whole input, as free text in the format the tool's description gives\"}},"       \
+    "\"required\":[\"input\"],\"additionalProperties\":false}"
 
 enum bb_ir_tool_choice {
     BB_IR_TC_UNSET,
@@ -95,6 +121,8 @@ struct bb_ir_request {
     size_t n_messages;
     struct bb_ir_tool *tools;
     size_t n_tools;
+    struct bb_ir_hosted *hosted; /* provider-run tools */
+    size_t n_hosted;
     enum bb_ir_tool_choice tool_choice;
     struct bb_ir_str tool_choice_name; /* BB_IR_TC_TOOL */
     bool has_parallel_tool_calls, parallel_tool_calls;
@@ -220,6 +248,21 @@ const char *bb_ir_stop_name(enum bb_ir_stop s);
 /* Fold a cumulative usage report into u: each count keeps its largest value (streams report
  * running totals, some in several events). A report that is not set changes nothing. */
 void bb_ir_usage_max(struct bb_ir_usage *u, const struct bb_ir_usage *v);
+
+/* A tool result for a target without an error flag (OpenAI, Responses, Cohere): when b is an
+ * error with flat text, *tmp = b with that text behind "Error: " (unless it already starts
+ * so) and tmp returned: the nearest form the model reads; else b (the caller reports the flag
+ * dropped when b->is_error). */
+const struct bb_ir_block *bb_ir_error_result(struct bb_arena *a, const struct bb_ir_block *b,
+                                             struct bb_ir_block *tmp);
+
+/* ir with its in-place system messages (BB_IR_SYSTEM) appended to system, in order: ir itself
+ * when it has none; NULL on OOM. */
+const struct bb_ir_request *bb_ir_fold_system(struct bb_arena *a, const struct bb_ir_request *ir);
+
+/* The declared tool named name[0..len), NULL when none (tools as the client declared them). */
+const struct bb_ir_tool *bb_ir_tool_find(const struct bb_ir_tool *tools, size_t n, const char *name,
+                                         size_t len);
 
 /* Tool-call ids between protocols' id shapes (see ir.c): prefix is the client protocol's
  * tool_id_prefix. */

@@ -180,3 +180,28 @@ int bb_proto_inband(const struct bb_proto_ops *ops, const char *body, size_t len
         snprintf(out->message, sizeof out->message, "an error object without a message");
     return 1;
 }
+
+void bb_proto_drop_hosted(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                          const struct bb_ir_request *ir, const char *carries)
+{
+    for (size_t i = 0; i < ir->n_hosted; i++) {
+        const struct bb_ir_str *k = &ir->hosted[i].kind;
+        if (!k->p || (carries && strcmp(k->p, carries) == 0))
+            continue;
+        char *name = bb_arena_alloc(a, k->len + 7);
+        if (!name)
+            continue;
+        memcpy(name, "tools.", 6);
+        memcpy(name + 6, k->p, k->len + 1);
+        bb_proto_drop(a, ctx, bb_ir_field_name(a, name));
+    }
+}
+
+int bb_proto_write_request(const struct bb_proto_ops *ops, struct bb_arena *a,
+                           const struct bb_ir_request *ir, const struct bb_egress_ctx *ctx,
+                           struct bb_egress_req *out, struct bb_err *err)
+{
+    if (!ops->system_in_place && !(ir = bb_ir_fold_system(a, ir)))
+        return bb_err_set(err, "out of memory");
+    return ops->write_request(a, ir, ctx, out, err);
+}

@@ -76,6 +76,10 @@ struct bb_ingress_ctx {
     int64_t created;        /* unix seconds at request start */
     bool include_usage;     /* OpenAI stream_options.include_usage */
     unsigned route_flags;   /* what the module's match_route said (Gemini: ?alt=sse) */
+    /* The tools the client declared, when its request was read into IR (a translated hop):
+     * calls are rendered back in the client's shape (Responses namespaces, freeform tools). */
+    const struct bb_ir_tool *tools;
+    size_t n_tools;
 };
 
 /* What a route that names the model in its path gives (ops->match_route). */
@@ -164,9 +168,9 @@ struct bb_proto_ratelimit {
 
 struct bb_proto_ops {
     enum bb_proto id;
-    const char *name;        /* short name: docs/protocols/<name>.md, fixtures directory */
+    const char *name;         /* short name: docs/protocols/<name>.md, fixtures directory */
     const char *genai_system; /* OpenTelemetry gen_ai.provider.name of its providers */
-    enum bb_framing framing; /* of this protocol's streams (as egress and ingress) */
+    enum bb_framing framing;  /* of this protocol's streams (as egress and ingress) */
 
     /* The scalar request parameters as data (worker/params.h): the reader, the writer, the
      * known-field list and the docs table all come from it; admission finds the output cap
@@ -263,6 +267,10 @@ struct bb_proto_ops {
 
     /* ---- egress: the provider speaks this protocol ---- */
 
+    /* write_request takes system messages in their place among the turns (BB_IR_SYSTEM);
+     * false: bb_proto_write_request folds them into the system prompt first. */
+    bool system_in_place;
+
     /* Write the upstream request for ir (model = ctx->lane->upstream_model, stream =
      * ctx->stream), including auth headers from ctx->provider->api_key. Fields the target
      * cannot take are reported with bb_proto_drop(). -1 with err when impossible. */
@@ -298,8 +306,10 @@ struct bb_proto_ops {
 
     /* The bytes that end a complete stream of this protocol, written after a same-protocol
      * stream whose provider left them out (OpenAI's "data: [DONE]"); NULL when the stop
-     * event is itself the end. */
+     * event is itself the end. terminator_len: their length when they hold NULs (a binary
+     * framing), 0 for a C string. */
     const char *terminator;
+    size_t terminator_len;
 
     /* Same-protocol stream relay: what frame f means, as the decoder would see it (the same
      * commit point, stop, end, error and usage), from a scan of its bytes; st carries what
@@ -372,10 +382,21 @@ enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
  * that authenticate that way. */
 int bb_proto_bearer(struct evbuffer *out, const char *key);
 
+/* ops->write_request, with in-place system messages folded into the system prompt for the
+ * modules that cannot keep them in place (ops->system_in_place). */
+int bb_proto_write_request(const struct bb_proto_ops *ops, struct bb_arena *a,
+                           const struct bb_ir_request *ir, const struct bb_egress_ctx *ctx,
+                           struct bb_egress_req *out, struct bb_err *err);
+
 /* Record that a field was dropped on this hop, in ctx->dropped (nothing when ctx or its list
  * is NULL, e.g. while writing an answer); the list grows in arena a. Writers name the field
  * in the SOURCE request's terms when known, e.g. "top_k", "seed". */
 void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field);
+
+/* The provider-run tools of ir (ir->hosted) this writer cannot carry, reported dropped as
+ * tools.<kind>: all of them, or all but those of kind `carries` (the writer writes those). */
+void bb_proto_drop_hosted(struct bb_arena *a, const struct bb_egress_ctx *ctx,
+                          const struct bb_ir_request *ir, const char *carries);
 
 /* The dropped fields, comma-separated, into buf (truncated at a name boundary); 0 = none. */
 size_t bb_proto_dropped_text(const struct bb_dropped *d, char *buf, size_t cap);

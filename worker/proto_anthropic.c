@@ -20,6 +20,7 @@
  * the caller allocates. json-c objects never outlive a call; every string handed out lives in
  * the arena given.
  */
+#include "worker/amsg.h"
 #include "worker/media.h"
 #include "worker/params.h"
 #include "worker/proto.h"
@@ -43,10 +44,10 @@
 #define FALLBACK_MAX_TOKENS 4096u /* when a lane has no default_max_tokens */
 
 /* The scalar parameters (worker/params.h; docs/protocols/anthropic.md "Parameters"). */
-static const struct bb_param param_rows[] = {
+const struct bb_param bb_amsg_params[BB_AMSG_N_PARAMS] = {
     {"max_tokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0,
-     "required by the API: the lane's `default_max_tokens` (else 4096) when the request has "
-     "none; raised above a thinking budget"},
+     "required by the API: the lane's `default_max_tokens`, else the model's `max_output` in "
+     "etc/prices.yaml, else 4096, when the request has none; raised above a thinking budget"},
     {"stop_sequences", BB_IRP_STOP, BB_PF_IN | BB_PF_OUT, 0, 0,
      "empty and whitespace-only sequences are dropped (the API refuses them)"},
     {"temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
@@ -59,7 +60,8 @@ static const struct bb_param param_rows[] = {
     {NULL, BB_IRP_PRESENCE_PENALTY, 0, 0, 0, ""},
     {NULL, BB_IRP_FREQUENCY_PENALTY, 0, 0, 0, ""},
 };
-#define N_PARAMS (sizeof param_rows / sizeof param_rows[0])
+#define param_rows bb_amsg_params
+#define N_PARAMS ((size_t)BB_AMSG_N_PARAMS)
 
 /* ======================================================================================== */
 /* shared mappings: stop reasons, usage, errors                                             */
@@ -387,10 +389,19 @@ static int rd_message(struct bb_rd *r, json_object *m, struct bb_vec *msgs, stru
     const char *rs = json_object_get_string(role);
     size_t mark = bb_rd_in(r, "content");
     int rc;
-    if (strcmp(rs, "system") == 0) {
-        /* A system turn inside messages: the IR has one system prompt, so it is appended
-         * there (its position among the turns is not kept). */
+    if (strcmp(rs, "system") == 0 && !msgs->n) {
+        /* before any turn: part of the system prompt */
         rc = rd_content(r, content, IN_SYSTEM, sys);
+    } else if (strcmp(rs, "system") == 0) {
+        /* a system turn among the turns stays there (writers that cannot fold it) */
+        struct bb_vec bv = {0};
+        struct bb_ir_message *v = BB_VEC_PUSH(r->a, msgs, struct bb_ir_message);
+        rc = v ? rd_content(r, content, IN_SYSTEM, &bv) : bb_rd_oom(r);
+        if (v) {
+            v->role = BB_IR_SYSTEM;
+            v->blocks = bv.v;
+            v->n_blocks = bv.n;
+        }
     } else if (strcmp(rs, "user") != 0 && strcmp(rs, "assistant") != 0) {
         bb_rd_out(r, mark);
         return bb_rd_expect(r, "role", "\"user\", \"assistant\" or \"system\"");
@@ -430,9 +441,13 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
     if (bb_rd_type(r, t, NULL, json_type_object) < 0 ||
         bb_rd_want(r, t, "type", json_type_string, false, &type) < 0)
         return -1;
+    if (type && strncmp(json_object_get_string(type), "web_search_", 11) == 0) {
+        /* the server-run web search: other providers' own where they have one */
+        return bb_rd_hosted(r, "web_search", t);
+    }
     if (type && !bb_json_str_eq(type, "custom")) {
-        /* Anthropic-defined tools (bash_20250124, web_search_20250305, ...): the provider
-         * runs or defines them; another provider has no equivalent. */
+        /* Anthropic-defined tools (bash_20250124, text_editor_…, ...): the provider defines
+         * them; another provider has no equivalent. */
         return bb_rd_unsupported(r, "tools.", json_object_get_string(type));
     }
     struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, tools, struct bb_ir_tool);
@@ -445,10 +460,11 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
         return -1;
     if (!schema)
         return bb_rd_expect(r, "input_schema", "an object");
-    if (bb_rd_text(r, schema, &tool->parameters_json) < 0)
+    if (bb_rd_text(r, schema, &tool->parameters_json) < 0 ||
+        rd_cache(r, t, &tool->cache_control) < 0)
         return -1;
-    static const char *const extra[] = {"cache_control", "defer_loading", "input_examples",
-                                        "allowed_callers", "eager_input_streaming"};
+    static const char *const extra[] = {"defer_loading", "input_examples", "allowed_callers",
+                                        "eager_input_streaming"};
     for (size_t j = 0; j < sizeof extra / sizeof extra[0]; j++)
         if (bb_json_get(t, extra[j]) && bb_rd_unsupported(r, "tools.", extra[j]) < 0)
             return -1;
@@ -607,7 +623,8 @@ static int rd_system(struct bb_rd *r, json_object *s, struct bb_vec *sys)
     return rc;
 }
 
-static int rd_request(struct bb_rd *r, json_object *root, const char *model_from_path)
+static int rd_request(struct bb_rd *r, json_object *root, const char *model_from_path,
+                      const struct bb_amsg_carrier *c)
 {
     struct bb_ir_request *q = r->req;
     struct bb_vec sys = {0};
@@ -619,7 +636,11 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
     {
         bool is_known = bb_params_known(param_rows, N_PARAMS, k);
         for (size_t i = 0; i < sizeof known / sizeof known[0] && !is_known; i++)
-            is_known = strcmp(known[i], k) == 0;
+            is_known = strcmp(known[i], k) == 0 &&
+                       !(c->model_in_path && (strcmp(k, "model") == 0 || strcmp(k, "stream") == 0));
+        /* the carrier's version and beta flags describe the body itself: nothing to carry */
+        if (c->version && (strcmp(k, "anthropic_version") == 0 || strcmp(k, "anthropic_beta") == 0))
+            is_known = true;
         /* cache_control (automatic caching), container, service_tier, speed, ...: recorded,
          * never fatal. */
         if (!is_known && val && bb_rd_unsupported(r, "", k) < 0)
@@ -644,7 +665,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
     q->n_system = sys.n;
     if ((v = bb_json_get(root, "metadata")) && rd_metadata(r, v) < 0)
         return -1;
-    if (bb_rd_bool(r, root, "stream", NULL, &q->stream) < 0)
+    if (!c->model_in_path && bb_rd_bool(r, root, "stream", NULL, &q->stream) < 0)
         return -1;
     if ((v = bb_json_get(root, "thinking")) && rd_thinking(r, v) < 0)
         return -1;
@@ -657,9 +678,9 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
     return 0;
 }
 
-static int anthropic_read_request(struct bb_arena *a, const char *body, size_t len,
-                                  const char *model_from_path, struct bb_ir_request *out,
-                                  struct bb_err *err)
+int bb_amsg_read_request(struct bb_arena *a, const char *body, size_t len,
+                         const char *model_from_path, const struct bb_amsg_carrier *c,
+                         struct bb_ir_request *out, struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
     json_object *root = bb_json_parse(body, len, "request body", err);
@@ -671,10 +692,19 @@ static int anthropic_read_request(struct bb_arena *a, const char *body, size_t l
     } else {
         struct bb_rd r;
         bb_rd_init(&r, a, out, err);
-        rc = rd_request(&r, root, model_from_path);
+        rc = rd_request(&r, root, model_from_path, c);
     }
     json_object_put(root);
     return rc;
+}
+
+static const struct bb_amsg_carrier own = {false, NULL};
+
+static int anthropic_read_request(struct bb_arena *a, const char *body, size_t len,
+                                  const char *model_from_path, struct bb_ir_request *out,
+                                  struct bb_err *err)
+{
+    return bb_amsg_read_request(a, body, len, model_from_path, &own, out, err);
 }
 
 /* ======================================================================================== */
@@ -1115,8 +1145,25 @@ static int wr_tools(struct wr *w, const struct bb_ir_request *ir, json_object *b
         bb_json_add(o, "input_schema", schema);
         if (t->strict) /* strict tool use is not accepted by every Claude model */
             bb_proto_drop(w->a, w->ctx, "strict");
+        add_cache(o, t->cache_control);
         json_object_array_add(arr, o);
     }
+    for (size_t i = 0; i < ir->n_hosted; i++) { /* the server-run web search */
+        const struct bb_ir_hosted *h = &ir->hosted[i];
+        if (!h->kind.p || strcmp(h->kind.p, "web_search") != 0)
+            continue;
+        json_object *o = bb_json_raw_as(&h->raw_json, json_type_object);
+        const char *ty = bb_json_get_str(o, "type");
+        if (!ty || strncmp(ty, "web_search_", 11) != 0) { /* another protocol's definition */
+            json_object_put(o);
+            o = json_object_new_object();
+            bb_json_add(o, "type", json_object_new_string("web_search_20250305"));
+            bb_json_add(o, "name", json_object_new_string("web_search"));
+        }
+        json_object_array_add(arr, o);
+        break;
+    }
+    bb_proto_drop_hosted(w->a, w->ctx, ir, "web_search");
     return 0;
 }
 
@@ -1262,14 +1309,17 @@ static bool sampling_hook(void *arg, const struct bb_param *p, struct bb_param_v
 }
 
 static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb_egress_ctx *ctx,
-                   json_object *body)
+                   const struct bb_amsg_carrier *c, json_object *body)
 {
     const struct bb_lane *lane = ctx->lane;
     const char *model = lane && lane->upstream_model ? lane->upstream_model : ir->model.p;
     uint32_t max_tokens = ir->has_max_tokens                 ? ir->max_tokens
                           : lane && lane->default_max_tokens ? lane->default_max_tokens
                                                              : FALLBACK_MAX_TOKENS;
-    bb_json_add(body, "model", bb_json_new_cstr(model));
+    if (!c->model_in_path)
+        bb_json_add(body, "model", bb_json_new_cstr(model));
+    if (c->version)
+        bb_json_add(body, "anthropic_version", json_object_new_string(c->version));
 
     json_object *sys = wr_system(w, ir);
     if (sys)
@@ -1278,7 +1328,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     bb_json_add(body, "messages", msgs);
 
     bool forced = false;
-    if (ir->n_tools) {
+    if (ir->n_tools || ir->n_hosted) {
         if (wr_tools(w, ir, body) < 0)
             return -1;
     }
@@ -1317,7 +1367,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
         bb_json_add(md, "user_id", bb_json_new_str(&ir->user));
         bb_json_add(body, "metadata", md);
     }
-    if (ctx->stream)
+    if (ctx->stream && !c->model_in_path)
         bb_json_add(body, "stream", json_object_new_boolean(1));
 
     /* No Messages equivalent (a json_schema could be forced through a tool, but that changes
@@ -1325,6 +1375,14 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
     if (ir->format == BB_IR_FMT_JSON_OBJECT || ir->format == BB_IR_FMT_JSON_SCHEMA)
         bb_proto_drop(w->a, w->ctx, "response_format");
     return 0;
+}
+
+int bb_amsg_write_body(struct bb_arena *a, const struct bb_ir_request *ir,
+                       const struct bb_egress_ctx *ctx, const struct bb_amsg_carrier *c,
+                       json_object *body, struct bb_err *err)
+{
+    struct wr w = {a, err, ctx};
+    return wr_body(&w, ir, ctx, c, body);
 }
 
 /* x-api-key (with a key) and anthropic-version (always). */
@@ -1340,10 +1398,9 @@ static int anthropic_write_request(struct bb_arena *a, const struct bb_ir_reques
                                    const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                    struct bb_err *err)
 {
-    struct wr w = {a, err, ctx};
     snprintf(out->path, sizeof out->path, "/v1/messages");
     json_object *body = json_object_new_object();
-    int rc = wr_body(&w, ir, ctx, body);
+    int rc = bb_amsg_write_body(a, ir, ctx, &own, body, err);
     if (rc == 0 && bb_json_append(out->body, body) < 0)
         rc = bb_err_set(err, "anthropic request: out of memory");
     json_object_put(body);
@@ -1360,8 +1417,8 @@ static int anthropic_write_request(struct bb_arena *a, const struct bb_ir_reques
 /* egress: read a Message                                                                   */
 /* ======================================================================================== */
 
-static int anthropic_read_response(struct bb_arena *a, const char *body, size_t len,
-                                   struct bb_ir_response *out, struct bb_err *err)
+int bb_amsg_read_response(struct bb_arena *a, const char *body, size_t len,
+                          struct bb_ir_response *out, struct bb_err *err)
 {
     memset(out, 0, sizeof *out);
     json_object *root = bb_json_parse(body, len, "anthropic response", err);
@@ -1420,8 +1477,8 @@ static void message_id(char *buf, size_t cap, const struct bb_ir_str *id, const 
         snprintf(buf, cap, "msg_%s", seed && *seed ? seed : "busbar");
 }
 
-static int anthropic_write_response(struct bb_arena *a, const struct bb_ir_response *r,
-                                    const struct bb_ingress_ctx *ctx, struct evbuffer *out)
+int bb_amsg_write_response(struct bb_arena *a, const struct bb_ir_response *r,
+                           const struct bb_ingress_ctx *ctx, struct evbuffer *out)
 {
     char id[256];
     const char *seed = ctx ? ctx->request_id : NULL;
@@ -1462,25 +1519,30 @@ static const char *anthropic_stream_content_type(const struct bb_ingress_ctx *ct
 /* ingress: stream encoder (IR events → Anthropic SSE)                                      */
 /* ======================================================================================== */
 
-#define ENC_PENDING 1u /* redacted_thinking: its start is written at its data delta */
+#define ENC_PENDING BB_AMSG_ENC_PENDING
+#define anth_enc bb_amsg_enc
 
-struct anth_enc {
-    char request_id[128];
-    char model[256];
-    bool started, delta_sent, done, saw_tool;
-    struct bb_eseq seq; /* open IR blocks and their wire indexes */
-    struct bb_ir_usage usage;
-    enum bb_ir_stop stop;
-};
-
-static void anthropic_enc_init(void *enc, const struct bb_ingress_ctx *ctx)
+/* One stream event to the carrier (the Messages API's own: SSE). */
+static int enc_send(struct anth_enc *e, struct evbuffer *out, const char *event, json_object *o)
 {
-    struct anth_enc *e = enc;
+    return e->send ? e->send(e->carrier_enc, out, event, o) : bb_json_sse_send(out, event, o);
+}
+
+void bb_amsg_enc_init(struct bb_amsg_enc *e, const struct bb_ingress_ctx *ctx, bb_amsg_send send,
+                      void *carrier_enc)
+{
     memset(e, 0, sizeof *e);
     if (ctx && ctx->request_id)
         snprintf(e->request_id, sizeof e->request_id, "%s", ctx->request_id);
     if (ctx && ctx->model)
         snprintf(e->model, sizeof e->model, "%s", ctx->model);
+    e->send = send;
+    e->carrier_enc = carrier_enc;
+}
+
+static void anthropic_enc_init(void *enc, const struct bb_ingress_ctx *ctx)
+{
+    bb_amsg_enc_init(enc, ctx, NULL, NULL);
 }
 
 static int enc_message_start(struct anth_enc *e, const struct bb_ir_event *ev, struct evbuffer *out)
@@ -1503,7 +1565,7 @@ static int enc_message_start(struct anth_enc *e, const struct bb_ir_event *ev, s
     json_object *o = bb_json_typed("message_start");
     bb_json_add(o, "message", m);
     e->started = true;
-    return bb_json_sse_send(out, "message_start", o);
+    return enc_send(e, out, "message_start", o);
 }
 
 static int enc_block_start_frame(struct anth_enc *e, struct bb_eseq_block *b,
@@ -1540,7 +1602,7 @@ static int enc_block_start_frame(struct anth_enc *e, struct bb_eseq_block *b,
     json_object *o = bb_json_typed("content_block_start");
     bb_json_add(o, "index", json_object_new_int64(b->wire));
     bb_json_add(o, "content_block", cb);
-    return bb_json_sse_send(out, "content_block_start", o);
+    return enc_send(e, out, "content_block_start", o);
 }
 
 /* Open IR block ev->index of type t (ev may be a delta when no BLOCK_START came). */
@@ -1573,7 +1635,7 @@ static int enc_close(struct anth_enc *e, struct bb_eseq_block *b, struct evbuffe
         json_object *o = bb_json_typed("content_block_stop");
         bb_json_add(o, "index", json_object_new_int64(b->wire));
         if (rc == 0)
-            rc = bb_json_sse_send(out, "content_block_stop", o);
+            rc = enc_send(e, out, "content_block_stop", o);
         else
             json_object_put(o);
     }
@@ -1638,7 +1700,7 @@ static int enc_delta(struct anth_enc *e, const struct bb_ir_event *ev, struct ev
     json_object *o = bb_json_typed("content_block_delta");
     bb_json_add(o, "index", json_object_new_int64(b->wire));
     bb_json_add(o, "delta", d);
-    return bb_json_sse_send(out, "content_block_delta", o);
+    return enc_send(e, out, "content_block_delta", o);
 }
 
 static int enc_message_delta(struct anth_enc *e, const struct bb_ir_event *ev, struct evbuffer *out)
@@ -1658,13 +1720,12 @@ static int enc_message_delta(struct anth_enc *e, const struct bb_ir_event *ev, s
     bb_json_add(o, "delta", d);
     bb_json_add(o, "usage", usage_to_wire(&e->usage));
     e->delta_sent = true;
-    return bb_json_sse_send(out, "message_delta", o);
+    return enc_send(e, out, "message_delta", o);
 }
 
-static int anthropic_enc_event(void *enc, struct bb_arena *scratch, const struct bb_ir_event *ev,
-                               struct evbuffer *out)
+int bb_amsg_enc_event(struct bb_amsg_enc *e, struct bb_arena *scratch, const struct bb_ir_event *ev,
+                      struct evbuffer *out)
 {
-    struct anth_enc *e = enc;
     if (e->done)
         return 0; /* nothing follows message_stop or an error event */
     if (ev->type == BB_IR_EV_ERROR) {
@@ -1677,10 +1738,10 @@ static int anthropic_enc_event(void *enc, struct bb_arena *scratch, const struct
         json_object *o = bb_json_typed("error");
         bb_json_add(o, "error", err);
         e->done = true;
-        return bb_json_sse_send(out, "error", o);
+        return enc_send(e, out, "error", o);
     }
     if (ev->type == BB_IR_EV_PING)
-        return bb_json_sse_send(out, "ping", bb_json_typed("ping"));
+        return enc_send(e, out, "ping", bb_json_typed("ping"));
     if (!e->started &&
         enc_message_start(e, ev->type == BB_IR_EV_MESSAGE_START ? ev : NULL, out) < 0)
         return -1;
@@ -1709,10 +1770,16 @@ static int anthropic_enc_event(void *enc, struct bb_arena *scratch, const struct
         if (!e->delta_sent && enc_message_delta(e, NULL, out) < 0)
             return -1;
         e->done = true;
-        return bb_json_sse_send(out, "message_stop", bb_json_typed("message_stop"));
+        return enc_send(e, out, "message_stop", bb_json_typed("message_stop"));
     default:
         return 0;
     }
+}
+
+static int anthropic_enc_event(void *enc, struct bb_arena *scratch, const struct bb_ir_event *ev,
+                               struct evbuffer *out)
+{
+    return bb_amsg_enc_event(enc, scratch, ev, out);
 }
 
 /* ======================================================================================== */
@@ -1722,19 +1789,16 @@ static int anthropic_enc_event(void *enc, struct bb_arena *scratch, const struct
 /* Anthropic streams blocks one after another (start, deltas, stop), so one open block is
  * tracked. Wire indexes of blocks with no IR form (server tool blocks) are skipped and the
  * rest renumbered 0, 1, 2, ... */
-struct anth_dec {
-    bool started, done;
-    bool stopped;      /* message_delta (the stop reason) arrived */
-    bool in_block;     /* a wire block is open (carried or skipped) */
-    bool skip;         /* the open wire block has no IR form */
-    uint32_t up_index; /* wire index of the open block */
-    struct bb_dseq seq;
-    struct bb_ir_usage usage;
-};
+#define anth_dec bb_amsg_dec
+
+void bb_amsg_dec_init(struct bb_amsg_dec *d)
+{
+    memset(d, 0, sizeof *d);
+}
 
 static void anthropic_dec_init(void *dec)
 {
-    memset(dec, 0, sizeof(struct anth_dec));
+    bb_amsg_dec_init(dec);
 }
 
 static int dec_stop_block(struct anth_dec *d, const struct bb_dout *o)
@@ -1911,10 +1975,9 @@ static int dec_message_stop(struct anth_dec *d, const struct bb_dout *o)
     return rc ? rc : bb_dout_emit(o, &ev);
 }
 
-static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct bb_frame *f,
-                               bb_ir_event_cb cb, void *arg)
+int bb_amsg_dec_frame(struct bb_amsg_dec *d, struct bb_arena *scratch, const struct bb_frame *f,
+                      bb_ir_event_cb cb, void *arg)
 {
-    struct anth_dec *d = dec;
     struct bb_dout o = {cb, arg, scratch};
     if (!f->data_len)
         return 0; /* keep-alive comments / empty frames */
@@ -1958,13 +2021,19 @@ static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct
     return rc;
 }
 
+static int anthropic_dec_frame(void *dec, struct bb_arena *scratch, const struct bb_frame *f,
+                               bb_ir_event_cb cb, void *arg)
+{
+    return bb_amsg_dec_frame(dec, scratch, f, cb, arg);
+}
+
 /* ======================================================================================== */
 /* errors                                                                                   */
 /* ======================================================================================== */
 
 /* {"type":"error","error":{"type":"overloaded_error","message":"..."},"request_id":...};
  * Anthropic has no separate error code. */
-static int anthropic_read_error(const char *body, size_t len, struct bb_proto_error *out)
+int bb_amsg_read_error(const char *body, size_t len, struct bb_proto_error *out)
 {
     memset(out, 0, sizeof *out);
     json_object *root = bb_json_parse(body, len, "error", NULL);
@@ -2007,8 +2076,8 @@ static void anthropic_usage_scan(const char *o, size_t n, struct bb_ir_usage *u)
         u->reasoning = v;
 }
 
-static int anthropic_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
-                                  struct bb_proto_error *out)
+int bb_amsg_answer_check(const char *body, size_t len, struct bb_ir_usage *usage,
+                         struct bb_proto_error *out)
 {
     struct bb_jscan_field f[4] = {
         {.key = "type"}, {.key = "error"}, {.key = "content"}, {.key = "usage"}};
@@ -2027,13 +2096,18 @@ static int anthropic_answer_check(const char *body, size_t len, struct bb_ir_usa
 
 /* The stream ended without message_stop: finished when message_delta brought the stop
  * reason. */
-static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event_cb cb, void *arg)
+int bb_amsg_dec_finish(struct bb_amsg_dec *d, struct bb_arena *scratch, bb_ir_event_cb cb,
+                       void *arg)
 {
-    struct anth_dec *d = dec;
     struct bb_dout o = {cb, arg, scratch};
     if (d->done || !d->stopped)
         return 0;
     return dec_message_stop(d, &o);
+}
+
+static int anthropic_dec_finish(void *dec, struct bb_arena *scratch, bb_ir_event_cb cb, void *arg)
+{
+    return bb_amsg_dec_finish(dec, scratch, cb, arg);
 }
 
 /* frame_scan: blocks and the message delta are meaningful, message_delta's stop_reason is the
@@ -2091,15 +2165,14 @@ static int anthropic_frame_scan_1(const struct bb_frame *f, struct bb_frame_stat
     return 0;
 }
 
-static int anthropic_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
-                                struct bb_frame_info *out)
+int bb_amsg_frame_scan(const struct bb_frame *f, struct bb_frame_state *st,
+                       struct bb_frame_info *out)
 {
     bool stopped = st->stopped;
     int rc = anthropic_frame_scan_1(f, st, stopped, out);
     st->stopped = st->stopped || out->stop;
     return rc;
 }
-
 
 static const char *const forward_headers[] = {"anthropic-beta", NULL};
 /* ---- the ingress envelope ---- */
@@ -2211,20 +2284,20 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .stream_member = "stream",
     .affinity_members = affinity_members,
     .read_request = anthropic_read_request,
-    .write_response = anthropic_write_response,
+    .write_response = bb_amsg_write_response,
     .stream_content_type = anthropic_stream_content_type,
-    .enc_size = sizeof(struct anth_enc),
+    .enc_size = sizeof(struct bb_amsg_enc),
     .enc_init = anthropic_enc_init,
     .enc_event = anthropic_enc_event,
     .enc_finish = NULL,
     .write_request = anthropic_write_request,
-    .read_response = anthropic_read_response,
-    .dec_size = sizeof(struct anth_dec),
+    .read_response = bb_amsg_read_response,
+    .dec_size = sizeof(struct bb_amsg_dec),
     .dec_init = anthropic_dec_init,
     .dec_frame = anthropic_dec_frame,
-    .read_error = anthropic_read_error,
+    .read_error = bb_amsg_read_error,
     .dec_finish = anthropic_dec_finish,
     .terminator = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-    .answer_check = anthropic_answer_check,
-    .frame_scan = anthropic_frame_scan,
+    .answer_check = bb_amsg_answer_check,
+    .frame_scan = bb_amsg_frame_scan,
 };

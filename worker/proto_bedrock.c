@@ -35,8 +35,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "worker/aws.h"
 #include "worker/eventstream.h"
-#include "worker/sigv4.h"
 #include "common/jscan.h"
 
 #define CLAUDE_MIN_BUDGET 1024u
@@ -44,8 +44,8 @@
 /* The scalar parameters (worker/params.h; docs/protocols/bedrock.md "Parameters"). */
 static const struct bb_param param_rows[] = {
     {"inferenceConfig.maxTokens", BB_IRP_MAX_TOKENS, BB_PF_IN | BB_PF_OUT, 0, 0,
-     "raised above a Claude thinking budget (the lane's `default_max_tokens`, else 4096, when "
-     "the request has none)"},
+     "raised above a Claude thinking budget (the lane's `default_max_tokens`, else the "
+     "model's `max_output` in etc/prices.yaml, else 4096, when the request has none)"},
     {"inferenceConfig.temperature", BB_IRP_TEMPERATURE, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
      "dropped with Claude thinking unless 1"},
     {"inferenceConfig.topP", BB_IRP_TOP_P, BB_PF_IN | BB_PF_OUT | BB_PF_CLAMP, 0, 1,
@@ -491,6 +491,11 @@ static int read_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
     if (bb_rd_type(r, t, NULL, json_type_object) < 0)
         return -1;
     json_object *spec = bb_json_get(t, "toolSpec");
+    if (!spec && bb_json_get(t, "cachePoint") && tools->n) {
+        /* the tools before it are cached: a mark on the last of them */
+        ((struct bb_ir_tool *)tools->v)[tools->n - 1].cache_control = true;
+        return 0;
+    }
     if (!spec)
         return unsup(r, "toolConfig",
                      bb_json_get(t, "cachePoint")   ? "cachePoint"
@@ -1250,6 +1255,7 @@ static struct json_object *write_tools(struct wr *w)
             bb_proto_drop(w->a, w->ctx, "strict");
         bb_json_add(o, "toolSpec", spec);
         json_object_array_add(tools, o);
+        push_cache_point(w, tools, t->cache_control); /* the tools up to here are cached */
     }
     struct json_object *tc = json_object_new_object();
     bb_json_add(tc, "tools", tools);
@@ -1283,94 +1289,6 @@ static struct json_object *write_tools(struct wr *w)
     if (ir->has_parallel_tool_calls && !ir->parallel_tool_calls)
         bb_proto_drop(w->a, w->ctx, "parallel_tool_calls");
     return tc;
-}
-
-/* bedrock-runtime[-fips].<region>.amazonaws.com[.cn] → region. */
-static bool region_from_host(const char *host, char *out, size_t cap)
-{
-    const char *p = host;
-    if (strncmp(p, "bedrock-runtime", 15) != 0)
-        return false;
-    p += 15;
-    if (!strncmp(p, "-fips", 5))
-        p += 5;
-    if (*p != '.')
-        return false;
-    p++;
-    const char *e = strchr(p, '.');
-    if (!e || e == p || (size_t)(e - p) >= cap || strncmp(e, ".amazonaws.com", 14) != 0)
-        return false;
-    for (const char *c = p; c < e; c++)
-        if (!islower((unsigned char)*c) && !isdigit((unsigned char)*c) && *c != '-')
-            return false;
-    memcpy(out, p, (size_t)(e - p));
-    out[e - p] = '\0';
-    return true;
-}
-
-/* A Bedrock API key as a bearer token; an AWS key pair (ID:SECRET[:TOKEN]) signs the
- * request instead (auth_headers below), so there is nothing to send without the body. */
-static int bedrock_auth_headers(struct evbuffer *out, const char *key)
-{
-    return key && !strchr(key, ':') ? bb_proto_bearer(out, key) : 0;
-}
-
-static int auth_headers(struct bb_arena *a, const struct bb_egress_ctx *ctx,
-                        struct bb_egress_req *out, const char *body, size_t body_len,
-                        struct bb_err *err)
-{
-    const struct bb_provider *pv = ctx->provider;
-    const char *key = pv ? pv->api_key : NULL;
-    if (!key || !*key)
-        return 0;          /* e.g. a local mock without credentials */
-    if (!strchr(key, ':')) /* a Bedrock API key */
-        return bedrock_auth_headers(out->headers, key) < 0 ? bb_err_set(err, "out of memory") : 0;
-    /* ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN] */
-    char *cred = bb_arena_strndup(a, key, strlen(key));
-    if (!cred)
-        return bb_err_set(err, "out of memory");
-    char *secret = strchr(cred, ':');
-    *secret++ = '\0';
-    char *token = strchr(secret, ':');
-    if (token)
-        *token++ = '\0';
-    if (!*cred || !*secret)
-        return bb_err_set(err,
-                          "bedrock: provider '%s': credential must be "
-                          "ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN]",
-                          pv->name ? pv->name : "?");
-    char region[64];
-    const char *host = pv->url.host ? pv->url.host : "";
-    if (pv->region && *pv->region)
-        snprintf(region, sizeof region, "%s", pv->region);
-    else if (!region_from_host(host, region, sizeof region))
-        snprintf(region, sizeof region, "us-east-1");
-
-    /* The Host value the proxy sends: port only when not the scheme's default. */
-    char hostbuf[300];
-    bool v6 = strchr(host, ':') != NULL;
-    uint16_t def = pv->url.tls ? 443 : 80;
-    if (pv->url.port && pv->url.port != def)
-        snprintf(hostbuf, sizeof hostbuf, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
-                 (unsigned)pv->url.port);
-    else
-        snprintf(hostbuf, sizeof hostbuf, "%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "");
-    char path[1400];
-    snprintf(path, sizeof path, "%s%s", pv->url.path ? pv->url.path : "", out->path);
-
-    struct bb_sigv4_header ct = {"content-type", 12, "application/json", 16};
-    struct bb_sigv4_req req = {.method = "POST",
-                               .host = hostbuf,
-                               .path = path,
-                               .headers = &ct,
-                               .n_headers = 1,
-                               .payload = body,
-                               .payload_len = body_len};
-    struct bb_sigv4_cred c = {cred, secret, token && *token ? token : NULL};
-    int rc = bb_sigv4_sign(&req, region, "bedrock", &c, ctx->now, BB_SIGV4_CONTENT_SHA256,
-                           out->headers, NULL, err);
-    OPENSSL_cleanse(cred, strlen(key));
-    return rc;
 }
 
 struct sampling {
@@ -1435,11 +1353,9 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
                                                                : "";
     if (!*model)
         return bb_err_set(err, "bedrock: no upstream model");
-    char enc[900];
-    if (bb_sigv4_uri_encode(model, strlen(model), false, enc, sizeof enc) < 0)
+    if (bb_aws_model_path(out->path, sizeof out->path, model,
+                          ctx->stream ? "converse-stream" : "converse") < 0)
         return bb_err_set(err, "bedrock: model id too long");
-    snprintf(out->path, sizeof out->path, "/model/%s/%s", enc,
-             ctx->stream ? "converse-stream" : "converse");
 
     struct wr w = {.a = a, .ir = ir, .ctx = ctx};
     w.anthropic = strstr(model, "anthropic.") != NULL;
@@ -1454,6 +1370,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         thinking_fits_history(ir);
     if (ask && !thinking)
         bb_proto_drop(a, ctx, "reasoning");
+    bb_proto_drop_hosted(a, ctx, ir, NULL); /* Converse has no provider-run tools */
 
     struct json_object *root = json_object_new_object();
     bb_json_add(root, "messages", write_messages(&w));
@@ -1510,7 +1427,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
         bb_err_set(err, "out of memory");
         goto out;
     }
-    if (auth_headers(a, ctx, out, body, blen, err) < 0)
+    if (bb_aws_sign(a, ctx, out, body, blen, "bedrock", err) < 0)
         goto out;
     rc = 0;
 out:
@@ -1573,64 +1490,10 @@ static int bedrock_write_response(struct bb_arena *a, const struct bb_ir_respons
 static const char *bedrock_stream_content_type(const struct bb_ingress_ctx *ctx)
 {
     (void)ctx;
-    return "application/vnd.amazon.eventstream";
+    return BB_AWS_STREAM_TYPE;
 }
 
 /* ---------------------------------------------------------------- stream exceptions */
-
-/* The five exceptions ConverseStreamOutput models, with their HTTP statuses. */
-static const struct {
-    const char *name;
-    int status;
-} stream_exceptions[] = {
-    {"internalServerException", 500},     {"modelStreamErrorException", 424},
-    {"validationException", 400},         {"throttlingException", 429},
-    {"serviceUnavailableException", 503},
-};
-
-static int exception_status(const char *name, size_t n)
-{
-    for (size_t i = 0; i < sizeof stream_exceptions / sizeof stream_exceptions[0]; i++)
-        if (strlen(stream_exceptions[i].name) == n &&
-            !strncasecmp(name, stream_exceptions[i].name, n))
-            return stream_exceptions[i].status;
-    if (n >= 21 && !strncasecmp(name, "modelTimeoutException", 21))
-        return 408;
-    return 0;
-}
-
-static bool contains_ci(const char *h, size_t hl, const char *needle)
-{
-    size_t nl = strlen(needle);
-    for (size_t i = 0; i + nl <= hl; i++)
-        if (!strncasecmp(h + i, needle, nl))
-            return true;
-    return false;
-}
-
-/* An IR error (any provider's type, plus status) → one of the five stream exceptions. */
-static const char *exception_for(const struct bb_ir_event *ev)
-{
-    const char *t = ev->error_type.p ? ev->error_type.p : "";
-    size_t tl = ev->error_type.p ? ev->error_type.len : 0;
-    for (size_t i = 0; i < sizeof stream_exceptions / sizeof stream_exceptions[0]; i++)
-        if (strlen(stream_exceptions[i].name) == tl &&
-            !strncasecmp(t, stream_exceptions[i].name, tl))
-            return stream_exceptions[i].name;
-    int st = ev->error_status;
-    if (st == 429 || contains_ci(t, tl, "rate_limit") || contains_ci(t, tl, "throttl") ||
-        contains_ci(t, tl, "resource_exhausted") || contains_ci(t, tl, "quota"))
-        return "throttlingException";
-    if (st == 503 || st == 529 || contains_ci(t, tl, "overloaded") ||
-        contains_ci(t, tl, "unavailable"))
-        return "serviceUnavailableException";
-    if (st == 400 || st == 404 || st == 413 || st == 422 || contains_ci(t, tl, "invalid") ||
-        contains_ci(t, tl, "validation"))
-        return "validationException";
-    if (st == 424 || contains_ci(t, tl, "modelstreamerror"))
-        return "modelStreamErrorException";
-    return "internalServerException";
-}
 
 /* ---------------------------------------------------------------- stream decoder (egress) */
 
@@ -1734,23 +1597,8 @@ static int dec_delta(struct dec *d, const struct bb_dout *o, struct json_object 
 
 static int dec_exception(struct dec *d, const struct bb_dout *o, const struct bb_frame *f)
 {
-    struct bb_arena *scratch = o->scratch;
-    struct bb_ir_event ev = {.type = BB_IR_EV_ERROR};
-    ev.error_type = bb_ir_strdup(scratch, f->event, f->event_len);
-    ev.error_status = exception_status(f->event, f->event_len);
-    struct bb_err e;
-    struct json_object *p =
-        f->data_len ? bb_json_parse(f->data, f->data_len, "exception", &e) : NULL;
-    struct json_object *m = bb_json_get(p, "message");
-    if (!m)
-        m = bb_json_get(p, "Message");
-    if (bb_json_is(m, json_type_string))
-        ev.text =
-            bb_ir_strdup(scratch, json_object_get_string(m), (size_t)json_object_get_string_len(m));
-    else
-        ev.text = bb_ir_strdup(scratch, f->data, p ? 0 : f->data_len);
-    json_object_put(p);
-    if (!ev.error_type.p || !ev.text.p)
+    struct bb_ir_event ev;
+    if (bb_aws_exception_event(o->scratch, f, &ev) < 0)
         return -1;
     d->done = true;
     return bb_dout_emit(o, &ev);
@@ -1955,15 +1803,8 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
     if (ev->type == BB_IR_EV_PING)
         return 0;
     if (ev->type == BB_IR_EV_ERROR) {
-        struct json_object *o = json_object_new_object();
-        bb_json_add(o, "message",
-                    ev->text.p ? bb_json_new_str(&ev->text) : json_object_new_string("error"));
-        size_t n = 0;
-        const char *s = bb_json_out(o, &n);
-        int rc = bb_eventstream_write_exception(out, exception_for(ev), s, n);
-        json_object_put(o);
         e->stopped = true;
-        return rc;
+        return bb_aws_write_exception(out, ev);
     }
     if (enc_start(e, out) < 0)
         return -1;
@@ -2033,58 +1874,19 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
 
 /* ---------------------------------------------------------------- errors */
 
-static void copy_out(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
-/* {"message": "..."} (or "Message"), with the type in "__type" when the body carries it, as
- * "com.amazon.coral.service#ValidationException" or "ValidationException:http://…". */
-static int bedrock_read_error(const char *body, size_t len, struct bb_proto_error *out)
-{
-    memset(out, 0, sizeof *out);
-    struct bb_err e;
-    struct json_object *root = bb_json_parse(body, len, "error", &e);
-    if (!bb_json_is(root, json_type_object)) {
-        json_object_put(root);
-        return -1;
-    }
-    struct json_object *m = bb_json_get(root, "message");
-    if (!m)
-        m = bb_json_get(root, "Message");
-    if (bb_json_is(m, json_type_string))
-        copy_out(out->message, sizeof out->message, json_object_get_string(m),
-                 (size_t)json_object_get_string_len(m));
-    struct json_object *t = bb_json_get(root, "__type");
-    if (bb_json_is(t, json_type_string)) {
-        const char *s = json_object_get_string(t), *h = strrchr(s, '#');
-        if (h)
-            s = h + 1;
-        size_t n = strcspn(s, ":");
-        copy_out(out->type, sizeof out->type, s, n);
-    }
-    json_object_put(root);
-    return out->message[0] || out->type[0] ? 0 : -1;
-}
-
 /* Same-protocol hop: the client's Converse body as is, signed for this lane. */
 static int bedrock_write_passthrough(struct bb_arena *a, const char *body, size_t len,
                                      const struct bb_egress_ctx *ctx, struct bb_egress_req *out,
                                      struct bb_err *err)
 {
     const char *model = ctx->lane && ctx->lane->upstream_model ? ctx->lane->upstream_model : "";
-    char enc[900];
-    if (!*model || bb_sigv4_uri_encode(model, strlen(model), false, enc, sizeof enc) < 0)
+    if (bb_aws_model_path(out->path, sizeof out->path, model,
+                          ctx->stream ? "converse-stream" : "converse") < 0)
         return bb_err_set(err, "bedrock: no or too long upstream model");
-    snprintf(out->path, sizeof out->path, "/model/%s/%s", enc,
-             ctx->stream ? "converse-stream" : "converse");
     if (evbuffer_add(out->headers, "Content-Type: application/json\r\n", 32) < 0 ||
         evbuffer_add(out->body, body, len) < 0)
         return bb_err_set(err, "out of memory");
-    return auth_headers(a, ctx, out, body, len, err);
+    return bb_aws_sign(a, ctx, out, body, len, "bedrock", err);
 }
 
 /* A Converse answer has `output`; an error is {"message"} (or "Message", "__type") without
@@ -2145,12 +1947,8 @@ static int bedrock_frame_scan_1(const struct bb_frame *f, struct bb_frame_state 
     (void)stopped;
     (void)st;
     memset(out, 0, sizeof *out);
-    if (f->exception) {
-        char fb[96];
-        snprintf(fb, sizeof fb, "%.*s", (int)(f->event_len < 80 ? f->event_len : 80),
-                 f->event ? f->event : "exception");
-        return bb_proto_frame_error(&bb_proto_bedrock, f->data, f->data_len, fb, out);
-    }
+    if (f->exception)
+        return bb_aws_exception_scan(&bb_proto_bedrock, f, out);
     struct bb_jscan_field t[1] = {{.key = "usage"}};
     struct bb_err err;
     if (bb_jscan_object(f->data, f->data_len, t, 1, 128, &err) < 0)
@@ -2176,7 +1974,6 @@ static int bedrock_frame_scan(const struct bb_frame *f, struct bb_frame_state *s
     return rc;
 }
 
-
 /* ---- the ingress envelope ---- */
 
 /* /model/{id}/converse and /model/{id}/converse-stream. */
@@ -2184,21 +1981,11 @@ static int bedrock_match_route(const char *p, size_t n, const char *query,
                                struct bb_proto_route *out)
 {
     (void)query;
-    if (!bb_path_starts(p, "/model/"))
+    static const char *const actions[] = {"converse", "converse-stream", NULL};
+    int action;
+    if (!bb_aws_match_model_route(p, n, actions, &action, out))
         return 0;
-    if (bb_path_ends(p, n, "/converse-stream"))
-        out->stream = 1;
-    else if (bb_path_ends(p, n, "/converse"))
-        out->stream = 0;
-    else
-        return 0;
-    /* the model sits between the prefix and the suffix; both must fit side by side
-     * ("/model/converse" is the suffix sharing the prefix's slash, not an empty model) */
-    size_t sfx = out->stream ? 16 : 9;
-    if (n <= 7 + sfx)
-        return 0;
-    out->model = p + 7;
-    out->model_len = n - 7 - sfx;
+    out->stream = action;
     return 1;
 }
 
@@ -2206,18 +1993,6 @@ static bool bedrock_claims_path(const char *path)
 {
     return bb_path_starts(path, "/model/");
 }
-
-/* busbar's own errors as Bedrock's: the exception name in x-amzn-ErrorType, {"message"}. A
- * budget refusal is a 400 ServiceQuotaExceededException, as AWS reports quotas. */
-static const struct bb_proto_errtype error_types[] = {
-    {400, "ValidationException"},           {401, "UnrecognizedClientException"},
-    {402, "ServiceQuotaExceededException"}, {403, "AccessDeniedException"},
-    {404, "ResourceNotFoundException"},     {405, "ValidationException"},
-    {408, "ModelTimeoutException"},         {413, "ValidationException"},
-    {429, "ThrottlingException"},           {500, "InternalServerException"},
-    {502, "InternalServerException"},       {503, "ServiceUnavailableException"},
-    {504, "ModelTimeoutException"},         {529, "ServiceUnavailableException"},
-};
 
 static const char *const affinity_members[] = {"system", "messages", NULL};
 
@@ -2229,15 +2004,12 @@ const struct bb_proto_ops bb_proto_bedrock = {
     .params = param_rows,
     .n_params = N_PARAMS,
     .client_sigv4_service = "bedrock",
-    .errors = {.types = error_types,
-               .n_types = sizeof error_types / sizeof error_types[0],
-               .quota_type = "ServiceQuotaExceededException",
-               .quota_status = 400,
-               .type_header = "x-amzn-ErrorType",
-               .body = bb_proto_error_message_body},
+    .errors = BB_AWS_ERRORS,
     .match_route = bedrock_match_route,
     .claims_path = bedrock_claims_path,
-    .auth_headers = bedrock_auth_headers,
+    .models_path = "/foundation-models",
+    .models_list = bb_aws_foundation_models,
+    .auth_headers = bb_aws_auth_headers,
     .probe_path = "/",
     .probe_any_status = true, /* the runtime host lists nothing: any answer is reachable */
     .tool_id_prefix = "tooluse_",
@@ -2255,7 +2027,7 @@ const struct bb_proto_ops bb_proto_bedrock = {
     .dec_size = sizeof(struct dec),
     .dec_init = bedrock_dec_init,
     .dec_frame = bedrock_dec_frame,
-    .read_error = bedrock_read_error,
+    .read_error = bb_aws_read_error,
     .dec_finish = bedrock_dec_finish,
     .answer_check = bedrock_answer_check,
     .frame_scan = bedrock_frame_scan,

@@ -966,6 +966,8 @@ static json_object *w_tool_message(struct wr *w, const struct bb_ir_block *b)
     json_object *m = json_object_new_object();
     bb_json_add(m, "role", json_object_new_string("tool"));
     bb_json_add(m, "tool_call_id", bb_json_new_str(&b->id));
+    struct bb_ir_block tmp;
+    b = bb_ir_error_result(w->a, b, &tmp); /* the error flag in the text */
     if (b->is_error)
         bb_proto_drop(w->a, w->ctx, "is_error");
     if (b->text.p || !b->n_content) {
@@ -1211,6 +1213,7 @@ static int cohere_write_request(struct bb_arena *a, const struct bb_ir_request *
                                 struct bb_err *err)
 {
     struct wr w = {a, ir, ctx};
+    bb_proto_drop_hosted(a, ctx, ir, NULL); /* Cohere has no provider-run tools */
     const char *model = ctx->lane && ctx->lane->upstream_model ? ctx->lane->upstream_model
                         : ir->model.p                          ? ir->model.p
                                                                : "";

@@ -1448,10 +1448,24 @@ static json_object *build_tools(struct wr *w, const struct bb_ir_request *ir)
             wr_drop(w, "strict");
         json_object_array_add(decls, d);
     }
-    json_object *tool = json_object_new_object();
-    bb_json_add(tool, "functionDeclarations", decls);
     json_object *tools = json_object_new_array();
-    json_object_array_add(tools, tool);
+    if (json_object_array_length(decls)) {
+        json_object *tool = json_object_new_object();
+        bb_json_add(tool, "functionDeclarations", decls);
+        json_object_array_add(tools, tool);
+    } else {
+        json_object_put(decls);
+    }
+    /* a web search: Gemini's Google Search grounding */
+    for (size_t i = 0; i < ir->n_hosted; i++) {
+        if (!ir->hosted[i].kind.p || strcmp(ir->hosted[i].kind.p, "web_search") != 0)
+            continue;
+        json_object *g = json_object_new_object();
+        bb_json_add(g, "googleSearch", json_object_new_object());
+        json_object_array_add(tools, g);
+        break;
+    }
+    bb_proto_drop_hosted(w->a, w->ctx, ir, "web_search");
     return tools;
 }
 
@@ -1577,7 +1591,7 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
         bb_json_add(si, "parts", parts);
         bb_json_add(root, "systemInstruction", si);
     }
-    if (ir->n_tools)
+    if (ir->n_tools || ir->n_hosted)
         bb_json_add(root, "tools", build_tools(&w, ir));
     if (ir->tool_choice != BB_IR_TC_UNSET) {
         json_object *fcc = json_object_new_object();

@@ -921,6 +921,8 @@ static json_object *wr_content(struct wr *w, const struct bb_ir_block *b, size_t
 /* A tool result's text: its flat text, else its nested text blocks joined by newlines. */
 static json_object *wr_tool_text(struct wr *w, const struct bb_ir_block *b)
 {
+    struct bb_ir_block tmp;
+    b = bb_ir_error_result(w->a, b, &tmp); /* the error flag in the text */
     if (b->is_error)
         bb_proto_drop(w->a, w->ctx, "is_error");
     if (has_text(&b->text) || !b->n_content)
@@ -961,8 +963,17 @@ static json_object *wr_tool_call(const struct bb_ir_block *b)
     return tc;
 }
 
+static json_object *wr_system(struct wr *w, const struct bb_ir_request *ir);
+
 static void wr_message(struct wr *w, json_object *msgs, const struct bb_ir_message *m)
 {
+    if (m->role == BB_IR_SYSTEM) { /* in its place */
+        struct bb_ir_request one = {.system = m->blocks, .n_system = m->n_blocks};
+        json_object *sys = wr_system(w, &one);
+        if (sys)
+            json_object_array_add(msgs, sys);
+        return;
+    }
     if (m->role == BB_IR_USER) {
         /* tool results first: OpenAI wants them right after the assistant's tool_calls */
         for (size_t i = 0; i < m->n_blocks; i++) {
@@ -1197,6 +1208,7 @@ static int openai_write_request(struct bb_arena *a, const struct bb_ir_request *
     json_object *root = json_object_new_object();
     if (!root)
         return bb_err_set(err, "out of memory writing the upstream body");
+    bb_proto_drop_hosted(a, ctx, ir, NULL); /* chat completions has no provider-run tools */
     int rc = wr_body(&w, root, ir, ctx);
     if (rc == 0 && bb_json_append(out->body, root))
         rc = bb_err_set(err, "out of memory writing the upstream body");
@@ -2164,7 +2176,6 @@ static int openai_frame_scan(const struct bb_frame *f, struct bb_frame_state *st
     return rc;
 }
 
-
 /* OpenAI's final usage chunk ({"choices":[], "usage":{…}}): what busbar asked for itself. */
 static bool openai_usage_only(const struct bb_frame *f)
 {
@@ -2235,6 +2246,7 @@ const struct bb_proto_ops bb_proto_openai = {
     .enc_event = openai_enc_event,
     .enc_finish = NULL,
     .write_request = openai_write_request,
+    .system_in_place = true,
     .read_response = openai_read_response,
     .dec_size = sizeof(struct dec),
     .dec_init = openai_dec_init,

@@ -281,6 +281,56 @@ static json_object *function_item(const char *id, const char *status, const char
     return f;
 }
 
+/* The tool a call to name[0..len) is to, as this client declared it; NULL: a plain function. */
+static const struct bb_ir_tool *declared(const struct bb_ir_tool *tools, size_t n, const char *name,
+                                         size_t len)
+{
+    const struct bb_ir_tool *t = bb_ir_tool_find(tools, n, name, len);
+    return t && (t->ns.p || t->wire_type.p) ? t : NULL;
+}
+
+static bool wire_is(const struct bb_ir_tool *t, const char *type)
+{
+    return t && t->wire_type.p && strcmp(t->wire_type.p, type) == 0;
+}
+
+/* A call in the shape of the client's tool t (see declared): function_call with the tool's
+ * namespace, custom_tool_call with the freeform input (the IR carries it as the member
+ * `input`), tool_search_call with the arguments object. */
+static json_object *call_item(const char *id, const char *status, const char *call_id,
+                              size_t call_id_len, const struct bb_ir_tool *t, const char *args,
+                              size_t args_len)
+{
+    json_object *f = json_object_new_object();
+    const char *type = wire_is(t, "custom")        ? "custom_tool_call"
+                       : wire_is(t, "tool_search") ? "tool_search_call"
+                                                   : "function_call";
+    json_object_object_add(f, "id", json_object_new_string(id));
+    json_object_object_add(f, "type", json_object_new_string(type));
+    json_object_object_add(f, "status", json_object_new_string(status));
+    json_object_object_add(f, "call_id", bb_json_new_strn(call_id, call_id_len));
+    json_object *a = bb_json_parse(args, args_len, "arguments", NULL);
+    if (wire_is(t, "tool_search")) {
+        json_object_object_add(f, "execution", json_object_new_string("client"));
+        json_object_object_add(f, "arguments",
+                               bb_json_is(a, json_type_object) ? a : json_object_new_object());
+        return f;
+    }
+    json_object_object_add(f, "name", bb_json_new_str(&t->local));
+    if (t->ns.p)
+        json_object_object_add(f, "namespace", bb_json_new_str(&t->ns));
+    if (wire_is(t, "custom")) {
+        json_object *in = bb_json_get(a, BB_IR_CUSTOM_INPUT);
+        json_object_object_add(f, "input",
+                               bb_json_is(in, json_type_string) ? json_object_get(in)
+                                                                : json_object_new_string(""));
+    } else {
+        json_object_object_add(f, "arguments", bb_json_new_strn(args, args_len));
+    }
+    json_object_put(a);
+    return f;
+}
+
 static bool is_rs_id(const struct bb_ir_str *id)
 {
     return id->p && id->len > 3 && id->len < ID_MAX - 1 && strncmp(id->p, "rs_", 3) == 0;
@@ -368,8 +418,13 @@ enum last_kind { LAST_NONE, LAST_USER, LAST_TOOL_RESULTS, LAST_ASSISTANT };
 struct rd {
     struct bb_rd r;
     struct bb_vec msgs, blocks, sys;
+    struct bb_vec tools; /* top-level tools, additional_tools items, searched tools */
     enum last_kind last;
 };
+
+static struct bb_ir_str flat_name(struct bb_arena *a, const struct bb_ir_str *ns,
+                                  const struct bb_ir_str *local);
+static int read_tools(struct rd *x, json_object *v, const char *key);
 
 static struct bb_ir_block *new_block(struct rd *x)
 {
@@ -573,28 +628,87 @@ static int read_message_item(struct rd *x, json_object *it)
     return rc;
 }
 
-static int read_function_call(struct rd *x, json_object *it)
+/* A call item: function_call {call_id, name, namespace?, arguments (JSON text)},
+ * custom_tool_call {call_id, name, namespace?, input (free text)} or tool_search_call
+ * {call_id, arguments (an object)}, as the TOOL_USE of the tool every provider sees. */
+static int read_function_call(struct rd *x, json_object *it, const char *type)
 {
     struct bb_rd *r = &x->r;
-    json_object *call_id, *name, *args;
+    bool custom = strcmp(type, "custom_tool_call") == 0;
+    bool search = strcmp(type, "tool_search_call") == 0;
+    json_object *call_id, *name = NULL, *args;
+    struct bb_ir_str ns = {NULL, 0}, local = {NULL, 0};
     if (bb_rd_want(r, it, "call_id", json_type_string, false, &call_id) < 0 || !call_id)
         return call_id ? -1 : bb_rd_expect(r, "call_id", "a string");
-    if (bb_rd_want(r, it, "name", json_type_string, false, &name) < 0 || !name)
+    if (!search && (bb_rd_want(r, it, "name", json_type_string, false, &name) < 0 || !name))
         return name ? -1 : bb_rd_expect(r, "name", "a string");
-    if (bb_rd_want(r, it, "arguments", json_type_string, false, &args) < 0 || !args)
-        return args ? -1 : bb_rd_expect(r, "arguments", "a string");
+    const char *akey = custom ? "input" : "arguments";
+    if (bb_rd_want(r, it, akey, search ? json_type_object : json_type_string, false, &args) < 0 ||
+        !args)
+        return args ? -1 : bb_rd_expect(r, akey, search ? "an object" : "a string");
+    if (bb_rd_str(r, it, "namespace", false, &ns) < 0)
+        return -1;
     if (assistant_message(x) < 0)
         return -1;
     struct bb_ir_block *b = new_block(x);
     if (!b)
         return bb_rd_oom(r);
     b->type = BB_IR_TOOL_USE;
-    if (bb_rd_dup(r, call_id, &b->id) < 0 || bb_rd_dup(r, name, &b->name) < 0)
+    if (bb_rd_dup(r, call_id, &b->id) < 0)
         return -1;
-    /* OpenAI sends the arguments as a JSON text: it travels as is ("" means no arguments). */
-    b->input_json =
-        json_object_get_string_len(args) ? bb_json_dup(r->a, args) : bb_ir_strdup(r->a, "{}", 2);
-    return b->input_json.p ? 0 : bb_rd_oom(r);
+    if (search)
+        local = bb_ir_strdup(r->a, "tool_search", 11);
+    else if (bb_rd_dup(r, name, &local) < 0)
+        return -1;
+    b->name = flat_name(r->a, &ns, &local);
+    if (custom) { /* the freeform input as the function's one member */
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, BB_IR_CUSTOM_INPUT, json_object_get(args));
+        b->input_json = bb_json_text(r->a, o);
+        json_object_put(o);
+    } else if (search) {
+        b->input_json = bb_json_text(r->a, args);
+    } else {
+        /* OpenAI sends the arguments as a JSON text: it travels as is ("" = no arguments). */
+        b->input_json = json_object_get_string_len(args) ? bb_json_dup(r->a, args)
+                                                         : bb_ir_strdup(r->a, "{}", 2);
+    }
+    return b->name.p && b->input_json.p ? 0 : bb_rd_oom(r);
+}
+
+/* A TOOL_RESULT block answering call_id; consecutive outputs answer one assistant turn: they
+ * share one user message. NULL on error (reported). */
+static struct bb_ir_block *result_block(struct rd *x, json_object *call_id)
+{
+    struct bb_rd *r = &x->r;
+    if (x->last != LAST_TOOL_RESULTS && new_message(x, BB_IR_USER, LAST_TOOL_RESULTS) < 0)
+        return NULL;
+    struct bb_ir_block *b = new_block(x);
+    if (!b) {
+        bb_rd_oom(r);
+        return NULL;
+    }
+    b->type = BB_IR_TOOL_RESULT;
+    return bb_rd_dup(r, call_id, &b->id) < 0 ? NULL : b;
+}
+
+/* tool_search_output {call_id, tools: [...]}: the tools it found are offered from now on (the
+ * next model call has them), and the result is their list. */
+static int read_search_output(struct rd *x, json_object *it)
+{
+    struct bb_rd *r = &x->r;
+    json_object *call_id, *tools;
+    if (bb_rd_want(r, it, "call_id", json_type_string, false, &call_id) < 0 || !call_id)
+        return call_id ? -1 : bb_rd_expect(r, "call_id", "a string");
+    if (bb_rd_want(r, it, "tools", json_type_array, false, &tools) < 0)
+        return -1;
+    if (tools && read_tools(x, tools, "tools") < 0)
+        return -1;
+    struct bb_ir_block *b = result_block(x, call_id);
+    if (!b)
+        return -1;
+    b->text = tools ? bb_json_text(r->a, tools) : bb_ir_strdup(r->a, "[]", 2);
+    return b->text.p ? 0 : bb_rd_oom(r);
 }
 
 /* One part of a function_call_output list (the path at it) into the result's content. */
@@ -639,14 +753,8 @@ static int read_function_output(struct rd *x, json_object *it)
         return call_id ? -1 : bb_rd_expect(r, "call_id", "a string");
     if (!bb_json_is(output, json_type_string) && !bb_json_is(output, json_type_array))
         return bb_rd_expect(r, "output", "a string or an array");
-    /* Consecutive outputs answer one assistant turn: they share one user message. */
-    if (x->last != LAST_TOOL_RESULTS && new_message(x, BB_IR_USER, LAST_TOOL_RESULTS) < 0)
-        return -1;
-    struct bb_ir_block *b = new_block(x);
+    struct bb_ir_block *b = result_block(x, call_id);
     if (!b)
-        return bb_rd_oom(r);
-    b->type = BB_IR_TOOL_RESULT;
-    if (bb_rd_dup(r, call_id, &b->id) < 0)
         return -1;
     if (bb_json_is(output, json_type_string))
         return bb_rd_dup(r, output, &b->text);
@@ -754,10 +862,20 @@ static int read_item(struct rd *x, json_object *it)
     const char *type = tv ? json_object_get_string(tv) : "message";
     if (strcmp(type, "message") == 0)
         return read_message_item(x, it);
-    if (strcmp(type, "function_call") == 0)
-        return read_function_call(x, it);
-    if (strcmp(type, "function_call_output") == 0)
+    if (strcmp(type, "function_call") == 0 || strcmp(type, "custom_tool_call") == 0 ||
+        strcmp(type, "tool_search_call") == 0)
+        return read_function_call(x, it, type);
+    if (strcmp(type, "function_call_output") == 0 || strcmp(type, "custom_tool_call_output") == 0)
         return read_function_output(x, it);
+    if (strcmp(type, "tool_search_output") == 0)
+        return read_search_output(x, it);
+    if (strcmp(type, "additional_tools") == 0) {
+        /* tools offered from this point of the conversation on: the IR has one tool list */
+        json_object *tools;
+        if (bb_rd_want(r, it, "tools", json_type_array, true, &tools) < 0)
+            return -1;
+        return read_tools(x, tools, "tools");
+    }
     if (strcmp(type, "reasoning") == 0)
         return read_reasoning_item(x, it);
     /* Hosted-tool calls, item references (need server-side storage), MCP, ... */
@@ -784,31 +902,136 @@ static int read_input(struct rd *x, json_object *input)
     return 0;
 }
 
-/* One function tool (the path at it); other tool types are recorded as unsupported. */
-static int read_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
+/* The name every other provider sees for tool `local` of namespace ns: "<ns>__<local>"; the
+ * default namespace "functions" adds nothing. */
+static struct bb_ir_str flat_name(struct bb_arena *a, const struct bb_ir_str *ns,
+                                  const struct bb_ir_str *local)
 {
+    if (!bb_ir_has(ns) || (ns->len == 9 && memcmp(ns->p, "functions", 9) == 0))
+        return *local;
+    char *s = bb_arena_alloc(a, ns->len + 2 + local->len + 1);
+    if (!s)
+        return (struct bb_ir_str){NULL, 0};
+    memcpy(s, ns->p, ns->len);
+    memcpy(s + ns->len, "__", 2);
+    memcpy(s + ns->len + 2, local->p, local->len);
+    s[ns->len + 2 + local->len] = '\0';
+    return (struct bb_ir_str){s, ns->len + 2 + local->len};
+}
+
+/* A freeform tool's description with its format, which the function it becomes cannot
+ * enforce: the model reads it. */
+static int custom_description(struct bb_rd *r, json_object *t, struct bb_ir_tool *tool)
+{
+    json_object *fmt = bb_json_get(t, "format");
+    const char *syntax = bb_json_get_str(fmt, "syntax");
+    const char *def = bb_json_get_str(fmt, "definition");
+    if (!bb_json_str_eq(bb_json_get(fmt, "type"), "grammar") || !def)
+        return 0; /* "text" or none: any text */
+    size_t n = tool->description.len + strlen(def) + 128;
+    char *s = bb_arena_alloc(r->a, n);
+    if (!s)
+        return bb_rd_oom(r);
+    int k = snprintf(s, n, "%s%sThe input must match this %s grammar:\n%s",
+                     tool->description.p ? tool->description.p : "",
+                     tool->description.len ? "\n\n" : "", syntax ? syntax : "", def);
+    tool->description = (struct bb_ir_str){s, (size_t)k < n ? (size_t)k : n - 1};
+    return 0;
+}
+
+static int read_tool_in(struct rd *x, json_object *t, const struct bb_ir_str *ns);
+
+/* A namespace's tools (the path at the namespace). */
+static int read_namespace(struct rd *x, json_object *t)
+{
+    struct bb_rd *r = &x->r;
+    struct bb_ir_str ns = {NULL, 0};
+    json_object *tools;
+    if (bb_rd_str(r, t, "name", true, &ns) < 0 ||
+        bb_rd_want(r, t, "tools", json_type_array, true, &tools) < 0)
+        return -1;
+    struct bb_rd_iter it = bb_rd_iter(r, tools, "tools");
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_tool_in(x, el, &ns) < 0)
+            return -1;
+    return 0;
+}
+
+/* One tool (the path at it): a function, a freeform (custom) tool, a client-run tool search,
+ * a namespace of them, or a provider-run tool; others are recorded as unsupported. */
+static int read_tool_in(struct rd *x, json_object *t, const struct bb_ir_str *ns)
+{
+    struct bb_rd *r = &x->r;
     json_object *tv, *params, *strict;
     if (bb_rd_type(r, t, NULL, json_type_object) < 0 ||
         bb_rd_want(r, t, "type", json_type_string, false, &tv) < 0)
         return -1;
     if (!tv)
         return bb_rd_expect(r, "type", "a string");
-    if (!bb_json_str_eq(tv, "function"))
-        return bb_rd_unsupported(r, "tools.", json_object_get_string(tv));
-    struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, tools, struct bb_ir_tool);
+    const char *type = json_object_get_string(tv);
+    if (strcmp(type, "namespace") == 0 && !ns)
+        return read_namespace(x, t);
+    if ((strcmp(type, "web_search") == 0 || strcmp(type, "web_search_preview") == 0) && !ns) {
+        return bb_rd_hosted(r, "web_search", t);
+    }
+    bool custom = strcmp(type, "custom") == 0;
+    bool search = strcmp(type, "tool_search") == 0 && !ns;
+    if (search && !bb_json_str_eq(bb_json_get(t, "execution"), "client"))
+        return bb_rd_unsupported(r, "tools.", "tool_search"); /* the provider's own search */
+    if (!custom && !search && strcmp(type, "function") != 0)
+        return bb_rd_unsupported(r, "tools.", type);
+    struct bb_ir_tool *tool = BB_VEC_PUSH(r->a, &x->tools, struct bb_ir_tool);
     if (!tool)
         return bb_rd_oom(r);
-    if (bb_rd_str(r, t, "name", false, &tool->name) < 0 ||
+    if ((!search && bb_rd_str(r, t, "name", false, &tool->local) < 0) ||
         bb_rd_str(r, t, "description", false, &tool->description) < 0 ||
         bb_rd_want(r, t, "parameters", json_type_object, false, &params) < 0 ||
         bb_rd_want(r, t, "strict", json_type_boolean, false, &strict) < 0)
         return -1;
-    if (!tool->name.p)
+    if (search)
+        tool->local = bb_ir_strdup(r->a, "tool_search", 11);
+    if (!tool->local.p)
         return bb_rd_expect(r, "name", "a string");
+    if (ns) {
+        tool->ns = *ns;
+        tool->name = flat_name(r->a, ns, &tool->local);
+    } else {
+        tool->name = tool->local;
+    }
+    if (custom || search)
+        tool->wire_type = bb_ir_strdup(r->a, type, strlen(type));
+    if (!tool->name.p || ((custom || search) && !tool->wire_type.p))
+        return bb_rd_oom(r);
+    if (custom) {
+        /* a freeform input: a function of one string (BB_IR_CUSTOM_SCHEMA) */
+        tool->parameters_json =
+            bb_ir_strdup(r->a, BB_IR_CUSTOM_SCHEMA, sizeof BB_IR_CUSTOM_SCHEMA - 1);
+        if (!tool->parameters_json.p || custom_description(r, t, tool) < 0)
+            return bb_rd_oom(r);
+        return 0;
+    }
     if (params && bb_rd_text(r, params, &tool->parameters_json) < 0)
         return -1;
     /* The Responses API makes function tools strict unless told otherwise. */
-    tool->strict = strict ? json_object_get_boolean(strict) : true;
+    tool->strict = !search && (strict ? json_object_get_boolean(strict) : true);
+    if (bb_json_is(bb_json_get(t, "defer_loading"), json_type_boolean) &&
+        json_object_get_boolean(bb_json_get(t, "defer_loading")))
+        return bb_rd_unsupported(r, "tools.", "defer_loading"); /* offered from the start */
+    return 0;
+}
+
+/* A list of tools (the path at it): top-level `tools`, an additional_tools item's `tools`. */
+static int read_tools(struct rd *x, json_object *v, const char *key)
+{
+    struct bb_rd *r = &x->r;
+    if (bb_rd_type(r, v, key, json_type_array) < 0)
+        return -1;
+    struct bb_rd_iter it = bb_rd_iter(r, v, key);
+    json_object *el;
+    while (bb_rd_next(&it, &el))
+        if (read_tool_in(x, el, NULL) < 0)
+            return -1;
     return 0;
 }
 
@@ -970,7 +1193,7 @@ static int read_body(struct rd *x, json_object *root, const char *model_from_pat
             rc = bb_rd_type(r, v, "instructions", json_type_string);
             ins = v;
         } else if (strcmp(key, "tools") == 0) {
-            rc = bb_rd_tools(r, v, read_tool);
+            rc = read_tools(x, v, "tools");
         } else if (strcmp(key, "tool_choice") == 0) {
             rc = read_tool_choice(r, v);
         } else if (strcmp(key, "parallel_tool_calls") == 0) {
@@ -1009,6 +1232,8 @@ static int read_body(struct rd *x, json_object *root, const char *model_from_pat
         return -1;
     if (read_input(x, input) < 0)
         return -1;
+    req->tools = x->tools.v;
+    req->n_tools = x->tools.n;
     req->messages = x->msgs.v;
     req->n_messages = x->msgs.n;
     req->system = x->sys.v;
@@ -1052,7 +1277,7 @@ static void make_id(char *buf, const char *prefix, const char *rid, unsigned idx
 
 /* IR blocks → output items; consecutive TEXT blocks share one message item. */
 static json_object *output_json(struct bb_arena *a, const struct bb_ir_block *blocks, size_t n,
-                                const char *rid, bool incomplete)
+                                const char *rid, bool incomplete, const struct bb_ingress_ctx *ctx)
 {
     json_object *out = json_object_new_array();
     char id[ID_MAX];
@@ -1083,9 +1308,14 @@ static json_object *output_json(struct bb_arena *a, const struct bb_ir_block *bl
         } else if (b->type == BB_IR_TOOL_USE) {
             make_id(id, "fc", rid, oi++);
             bool empty = !b->input_json.p || !b->input_json.len;
-            json_object_array_add(out, function_item(id, "completed", b->id.p, b->id.len, b->name.p,
-                                                     b->name.len, empty ? "{}" : b->input_json.p,
-                                                     empty ? 2 : b->input_json.len));
+            const char *args = empty ? "{}" : b->input_json.p;
+            size_t args_len = empty ? 2 : b->input_json.len;
+            const struct bb_ir_tool *t =
+                ctx ? declared(ctx->tools, ctx->n_tools, b->name.p, b->name.len) : NULL;
+            json_object_array_add(
+                out, t ? call_item(id, "completed", b->id.p, b->id.len, t, args, args_len)
+                       : function_item(id, "completed", b->id.p, b->id.len, b->name.p, b->name.len,
+                                       args, args_len));
         } else {
             bb_proto_drop(a, NULL, b->type == BB_IR_IMAGE ? "images" : "documents");
         }
@@ -1119,8 +1349,8 @@ static int write_response(struct bb_arena *a, const struct bb_ir_response *r,
         h.error_message = "the provider ended the response with an error";
     }
     h.usage = &r->usage;
-    json_object *o =
-        response_json(&h, output_json(a, r->blocks, r->n_blocks, rid, h.incomplete_reason != NULL));
+    json_object *o = response_json(
+        &h, output_json(a, r->blocks, r->n_blocks, rid, h.incomplete_reason != NULL, ctx));
     int rc = o ? bb_json_append(out, o) : -1;
     json_object_put(o);
     return rc;
@@ -1223,6 +1453,9 @@ struct renc {
     struct sbuf sig;  /* current block: signature or redacted data */
     bool sig_dropped;
     struct sbuf call_id, name;
+    const struct bb_ir_tool *blk_tool; /* the client's tool of the open call (declared) */
+    const struct bb_ir_tool *tools;    /* the client's tools (struct bb_ingress_ctx) */
+    size_t n_tools;
     struct sbuf annotations; /* current TEXT block: OpenAI annotations, JSON list */
     struct sbuf parts;       /* finished output_text parts of the open message item */
     struct sbuf items;       /* finished output items */
@@ -1330,6 +1563,8 @@ static void enc_init(void *enc, const struct bb_ingress_ctx *ctx)
     snprintf(e->rid, sizeof e->rid, "%s", rid_of(ctx ? ctx->request_id : NULL));
     snprintf(e->model, sizeof e->model, "%s", ctx && ctx->model ? ctx->model : "");
     e->created = ctx ? ctx->created : 0;
+    e->tools = ctx ? ctx->tools : NULL;
+    e->n_tools = ctx ? ctx->n_tools : 0;
 }
 
 static int enc_start(struct renc *e, const struct bb_ir_event *ev, struct evbuffer *out)
@@ -1391,6 +1626,7 @@ static int enc_open_block(struct renc *e, uint32_t index, enum bb_ir_block_type 
     e->sig.len = 0;
     e->call_id.len = 0;
     e->name.len = 0;
+    e->blk_tool = NULL;
     e->annotations.len = 0;
     if (type == BB_IR_TEXT) {
         if (!e->msg_open) {
@@ -1429,8 +1665,11 @@ static int enc_open_block(struct renc *e, uint32_t index, enum bb_ir_block_type 
         if ((id && id->p && sbuf_add(&e->call_id, id->p, id->len)) ||
             (name && name->p && sbuf_add(&e->name, name->p, name->len)))
             return -1;
-        item = function_item(e->blk_id, "in_progress", e->call_id.p, e->call_id.len, e->name.p,
-                             e->name.len, "", 0);
+        e->blk_tool = declared(e->tools, e->n_tools, e->name.p, e->name.len);
+        item = e->blk_tool ? call_item(e->blk_id, "in_progress", e->call_id.p, e->call_id.len,
+                                       e->blk_tool, "{}", 2)
+                           : function_item(e->blk_id, "in_progress", e->call_id.p, e->call_id.len,
+                                           e->name.p, e->name.len, "", 0);
     }
     json_object *o = ev_new(e, "response.output_item.added");
     json_object_object_add(o, "output_index", json_object_new_int64(e->blk_oi));
@@ -1499,6 +1738,29 @@ static int enc_close_block(struct renc *e, struct evbuffer *out)
     case BB_IR_TOOL_USE: {
         const char *args = e->text.len ? e->text.p : "{}";
         size_t args_len = e->text.len ? e->text.len : 2;
+        if (e->blk_tool) {
+            json_object *item = call_item(e->blk_id, "completed", e->call_id.p, e->call_id.len,
+                                          e->blk_tool, args, args_len);
+            if (wire_is(e->blk_tool, "custom")) { /* the input, whole */
+                o = ev_new(e, "response.custom_tool_call_input.done");
+                ev_item_ref(o, e->blk_id, e->blk_oi);
+                json_object_object_add(o, "input", json_object_get(bb_json_get(item, "input")));
+                if (ev_send(out, o)) {
+                    json_object_put(item);
+                    return -1;
+                }
+            } else if (!wire_is(e->blk_tool, "tool_search")) {
+                o = ev_new(e, "response.function_call_arguments.done");
+                ev_item_ref(o, e->blk_id, e->blk_oi);
+                json_object_object_add(o, "name", bb_json_new_str(&e->blk_tool->local));
+                json_object_object_add(o, "arguments", bb_json_new_strn(args, args_len));
+                if (ev_send(out, o)) {
+                    json_object_put(item);
+                    return -1;
+                }
+            }
+            return enc_item_done(e, out, item);
+        }
         o = ev_new(e, "response.function_call_arguments.done");
         ev_item_ref(o, e->blk_id, e->blk_oi);
         json_object_object_add(o, "name", bb_json_new_strn(e->name.p, e->name.len));
@@ -1560,6 +1822,8 @@ static int enc_delta(struct renc *e, const struct bb_ir_event *ev, struct evbuff
             return 0;
         if (acc_text(e, s, n))
             return -1;
+        if (e->blk_tool && e->blk_tool->wire_type.p)
+            return 0; /* a freeform input or a search: written whole when the call ends */
         o = ev_new(e, "response.function_call_arguments.delta");
         ev_item_ref(o, e->blk_id, e->blk_oi);
         json_object_object_add(o, "delta", bb_json_new_strn(s, n));
@@ -1767,6 +2031,8 @@ static json_object *tool_output(struct bb_arena *a, const struct bb_egress_ctx *
     json_object *item = json_object_new_object();
     json_object_object_add(item, "type", json_object_new_string("function_call_output"));
     json_object_object_add(item, "call_id", bb_json_new_str(&b->id));
+    struct bb_ir_block tmp;
+    b = bb_ir_error_result(a, b, &tmp); /* the error flag in the text */
     if (b->is_error)
         bb_proto_drop(a, ctx, "is_error");
     if (b->n_content && !b->text.p) {
@@ -1962,6 +2228,13 @@ static int write_tools(const struct bb_ir_request *ir, json_object *body, struct
         /* Explicit, because the Responses API defaults function tools to strict. */
         json_object_object_add(o, "strict", json_object_new_boolean(t->strict));
     }
+    for (size_t i = 0; i < ir->n_hosted; i++) /* the hosted web search */
+        if (ir->hosted[i].kind.p && strcmp(ir->hosted[i].kind.p, "web_search") == 0) {
+            json_object *o = json_object_new_object();
+            json_object_object_add(o, "type", json_object_new_string("web_search"));
+            json_object_array_add(tools, o);
+            break;
+        }
     return 0;
 }
 
@@ -1987,10 +2260,21 @@ static int write_body(struct bb_arena *a, const struct bb_ir_request *ir,
         json_object_object_add(body, "instructions", system_text(a, ctx, ir));
     struct wr w = {.a = a, .ctx = ctx, .input = json_object_new_array()};
     json_object_object_add(body, "input", w.input);
+    bb_proto_drop_hosted(a, ctx, ir, "web_search");
     for (size_t i = 0; i < ir->n_messages; i++)
-        write_message(&w, &ir->messages[i], i);
+        if (ir->messages[i].role == BB_IR_SYSTEM) { /* in its place, as a developer message */
+            const struct bb_ir_message *m = &ir->messages[i];
+            struct bb_ir_request one = {.system = m->blocks, .n_system = m->n_blocks};
+            json_object *it = json_object_new_object();
+            json_object_object_add(it, "type", json_object_new_string("message"));
+            json_object_object_add(it, "role", json_object_new_string("developer"));
+            json_object_object_add(it, "content", system_text(a, ctx, &one));
+            json_object_array_add(w.input, it);
+        } else {
+            write_message(&w, &ir->messages[i], i);
+        }
 
-    if (ir->n_tools && write_tools(ir, body, err))
+    if ((ir->n_tools || ir->n_hosted) && write_tools(ir, body, err))
         return -1;
     switch (ir->tool_choice) {
     case BB_IR_TC_AUTO:
@@ -2792,6 +3076,7 @@ const struct bb_proto_ops bb_proto_responses = {
     .enc_event = enc_event,
     .enc_finish = enc_finish,
     .write_request = write_request,
+    .system_in_place = true,
     .read_response = read_response,
     .dec_size = sizeof(struct rdec),
     .dec_init = dec_init,

@@ -274,3 +274,20 @@ int bb_rd_take(struct bb_rd *r, json_object *o, const char *key, struct bb_ir_st
     json_object *v = bb_json_get(o, key);
     return bb_json_is(v, json_type_string) ? bb_rd_dup(r, v, out) : 0;
 }
+
+int bb_rd_hosted(struct bb_rd *r, const char *kind, json_object *def)
+{
+    struct bb_ir_request *q = r->req;
+    struct bb_ir_hosted *v = bb_arena_alloc(r->a, (q->n_hosted + 1) * sizeof *v);
+    if (!v)
+        return bb_rd_oom(r);
+    if (q->n_hosted)
+        memcpy(v, q->hosted, q->n_hosted * sizeof *v);
+    v[q->n_hosted].kind = (struct bb_ir_str){(char *)kind, strlen(kind)};
+    v[q->n_hosted].raw_json = bb_json_text(r->a, def);
+    if (!v[q->n_hosted].raw_json.p)
+        return bb_rd_oom(r);
+    q->hosted = v;
+    q->n_hosted++;
+    return 0;
+}

@@ -105,4 +105,8 @@ int bb_rd_take(struct bb_rd *r, json_object *o, const char *key, struct bb_ir_st
 int bb_rd_dup(struct bb_rd *r, json_object *s, struct bb_ir_str *out);
 int bb_rd_text(struct bb_rd *r, json_object *v, struct bb_ir_str *out);
 
+/* A provider-run tool of kind `kind` (a static string) whose definition is def: appended to
+ * r->req->hosted. -1 on OOM. */
+int bb_rd_hosted(struct bb_rd *r, const char *kind, json_object *def);
+
 #endif

@@ -446,7 +446,9 @@ static void stream_end(struct bb_attempt *a)
      * lists the rule per protocol); otherwise it is a cut. */
     if (a->seen < BB_SEEN_END && a->verbatim && a->seen == BB_SEEN_STOP) {
         if (a->eops->terminator)
-            evbuffer_add(a->pending, a->eops->terminator, strlen(a->eops->terminator));
+            evbuffer_add(a->pending, a->eops->terminator,
+                         a->eops->terminator_len ? a->eops->terminator_len
+                                                 : strlen(a->eops->terminator));
         a->seen = BB_SEEN_END;
     } else if (a->seen < BB_SEEN_END && a->dec && a->eops->dec_finish) {
         if (decode(a, NULL) < 0) {

@@ -63,15 +63,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     const struct bb_proto_ops *o = bb_proto_get(FUZZ_PROTO);
-    if (!o->read_request || !o->read_response || !o->read_error || !o->dec_frame ||
-        !o->enc_event)
+    if (!o->read_request || !o->read_response || !o->read_error || !o->dec_frame || !o->enc_event)
         return 0; /* module not built */
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
     struct bb_arena a;
     bb_arena_init(&a, 1u << 26);
     struct bb_err err;
-    static const struct bb_ingress_ctx ictx = {"bb-fuzz", "m", 1700000000, true, true};
+    static const struct bb_ingress_ctx ictx = {.request_id = "bb-fuzz",
+                                               .model = "m",
+                                               .created = 1700000000,
+                                               .include_usage = true,
+                                               .route_flags = 1};
     switch (data[0] % 4) {
     case 0: {
         struct bb_ir_request ir;
@@ -98,8 +101,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     default: {
-        struct pipe p = {o, calloc(1, o->dec_size + 1), calloc(1, o->enc_size + 1),
-                         evbuffer_new(), {0}};
+        struct pipe p = {
+            o, calloc(1, o->dec_size + 1), calloc(1, o->enc_size + 1), evbuffer_new(), {0}};
         o->dec_init(p.dec);
         o->enc_init(p.enc, &ictx);
         if (o->framing == BB_FRAMING_EVENTSTREAM) {

@@ -22,6 +22,7 @@ dirs), BB_TIME_SCALE=N (multiply timing slack, e.g. for slow sanitizer builds).
 """
 
 import atexit
+import base64
 import http.client
 import json
 import os
@@ -736,13 +737,13 @@ def is_content_event(e):
 
 
 # --------------------------------------------------------------------------------------------
-# The six client dialects over raw HTTP: build a request, decode an answer (no SDK involved).
+# The seven client dialects over raw HTTP: build a request, decode an answer (no SDK involved).
 
-DIALECTS = ('openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere')
+DIALECTS = ('openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere', 'bedrock_invoke')
 # busbar's provider protocol for each dialect
 PROVIDER_PROTOCOL = {'openai': 'openai', 'responses': 'openai-responses',
                      'anthropic': 'anthropic', 'gemini': 'gemini', 'bedrock': 'bedrock',
-                     'cohere': 'cohere'}
+                     'cohere': 'cohere', 'bedrock_invoke': 'bedrock-invoke'}
 AWS_KEY_ENV = 'BB_TEST_AWS_KEY'
 AWS_KEY = 'AKIDTEST:SECRETTEST'   # busbar's own Bedrock credential (it signs upstream)
 
@@ -788,6 +789,10 @@ def dialect_request(ingress, model, stream=False, max_out=None,
         if max_out:
             b['max_tokens'] = max_out
         path = '/v2/chat'
+    elif ingress == 'bedrock_invoke':
+        b = {'anthropic_version': 'bedrock-2023-05-31', 'max_tokens': max_out or 256,
+             'messages': [{'role': 'user', 'content': prompt}]}
+        path = '/model/%s/%s' % (model, 'invoke-with-response-stream' if stream else 'invoke')
     else:
         fail('unknown ingress %r' % ingress)
     b.update(extra)
@@ -833,6 +838,18 @@ def eventstream_messages(body):
     return out
 
 
+def invoke_chunks(body):
+    """[(event name, Messages event JSON)] of an InvokeModel stream body: each chunk's base64
+    bytes decoded ('chunk'), exceptions as (':exception-type', payload JSON)."""
+    out = []
+    for h, p in eventstream_messages(body):
+        if h.get(':message-type') == 'exception':
+            out.append((h.get(':exception-type'), json.loads(p) if p else {}))
+        else:
+            out.append(('chunk', json.loads(base64.b64decode(json.loads(p)['bytes']))))
+    return out
+
+
 def eventstream(body):
     """[(':event-type', payload JSON)] of an AWS event-stream body."""
     return [(h.get(':event-type'), json.loads(p) if p else {})
@@ -874,7 +891,7 @@ def dialect_answer(ingress, stream, body):
                 a.text = ''.join(c.get('text', '') for o in j['output'] if o['type'] == 'message'
                                  for c in o['content'])
                 a.clean = j.get('status') == 'completed'
-            elif ingress == 'anthropic':
+            elif ingress in ('anthropic', 'bedrock_invoke'):
                 a.text = ''.join(c['text'] for c in j['content'] if c['type'] == 'text')
                 a.clean = j.get('stop_reason') is not None
             elif ingress == 'gemini':
@@ -897,6 +914,15 @@ def dialect_answer(ingress, stream, body):
                 if et == 'contentBlockDelta':
                     a.text += (j.get('delta') or {}).get('text', '')
                 elif et == 'messageStop':
+                    a.clean = True
+            return a
+        if ingress == 'bedrock_invoke':
+            for ev, j in invoke_chunks(body):
+                if ev != 'chunk':
+                    a.error = True
+                elif j.get('type') == 'content_block_delta' and j['delta'].get('type') == 'text_delta':
+                    a.text += j['delta']['text']
+                elif j.get('type') == 'message_stop':
                     a.clean = True
             return a
         for ev, data in sse_events(body):
@@ -1051,7 +1077,8 @@ def provider(mock_or_url, key_env=TEST_KEY_ENV):
 
 # busbar protocol name of each egress, by the short name tests use
 PROTOCOLS = {'openai': 'openai', 'responses': 'openai-responses', 'anthropic': 'anthropic',
-             'gemini': 'gemini', 'bedrock': 'bedrock', 'cohere': 'cohere'}
+             'gemini': 'gemini', 'bedrock': 'bedrock', 'cohere': 'cohere',
+             'bedrock_invoke': 'bedrock-invoke'}
 
 
 def providers_all(mock, aws_key_env):
@@ -1059,7 +1086,7 @@ def providers_all(mock, aws_key_env):
     out = {}
     for short, proto in PROTOCOLS.items():
         p = dict(provider(mock), protocol=proto)
-        if proto == 'bedrock':
+        if proto.startswith('bedrock'):
             p['api_key_env'] = aws_key_env
         out['p_' + short] = p
     return out

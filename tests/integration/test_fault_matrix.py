@@ -64,12 +64,12 @@ FAULTS = [
     ('rawstatus=600',            'failover',  'failover'),
 ]
 CONTINUE_FAULTS = ['cut=3', 'stall=3', 'malformed=3']
-# `nodone` leaves out the stream's terminator. OpenAI's finish chunk and Anthropic's
-# message_delta (the stop reason) come before it, so the final state is known and busbar must
+# `nodone` leaves out the stream's terminator. OpenAI's finish chunk and Anthropic's (and
+# InvokeModel's) message_delta (the stop reason) come before it, so the final state is known and busbar must
 # end the stream cleanly; Gemini's finishReason chunk, Bedrock's messageStop, Cohere's
 # message-end and Responses' response.completed ARE the terminator, so without it the answer's
 # final state is unknown: a cut (docs/reliability.md).
-NODONE_KNOWN = ('openai', 'anthropic')
+NODONE_KNOWN = ('openai', 'anthropic', 'bedrock_invoke')
 KINDS = ('same', 'cross')
 MODES = (('n', 'non-stream'), ('s', 'stream'), ('c', 'stream on_cut=continue'))
 CLIENT_TIMEOUT = 8      # seconds per case (scaled); every expected outcome comes much sooner

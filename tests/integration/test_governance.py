@@ -31,7 +31,7 @@ import urllib.parse
 
 from harness import (AWS_KEY, AWS_KEY_ENV, PROVIDER_PROTOCOL, SOURCE_ROOT, TEST_KEY, RawConn,
                      chat_body, check, check_error_shape, dialect_answer, dialect_request, eq,
-                     eventstream, fail, is_content_event, lane, mock_answer, pool, provider,
+                     eventstream, fail, invoke_chunks, is_content_event, lane, mock_answer, pool, provider,
                      providers_all, request, run, scaled, skip, sse_events, wait_for)
 
 DENIED = 'invalid or missing API key'
@@ -204,7 +204,7 @@ def norm_usage(ingress, u):
     if ingress == 'responses':
         return (u['input_tokens'], g(u.get('input_tokens_details'), 'cached_tokens'),
                 u['output_tokens'])
-    if ingress == 'anthropic':
+    if ingress in ('anthropic', 'bedrock_invoke'):
         return (g(u, 'input_tokens') + g(u, 'cache_read_input_tokens') +
                 g(u, 'cache_creation_input_tokens'), g(u, 'cache_read_input_tokens'),
                 g(u, 'output_tokens'))
@@ -229,6 +229,15 @@ def client_usage(ingress, stream, r):
     if ingress == 'bedrock':
         us = [p['usage'] for ev, p in eventstream(r.body) if ev == 'metadata' and 'usage' in p]
         return norm_usage(ingress, us[-1]) if us else None
+    if ingress == 'bedrock_invoke':
+        merged = {}
+        for ev, j in invoke_chunks(r.body):
+            u = (j.get('message') or {}).get('usage') if j.get('type') == 'message_start' else \
+                j.get('usage') if j.get('type') == 'message_delta' else None
+            for k, v in (u or {}).items():
+                if isinstance(v, int):
+                    merged[k] = max(merged.get(k, 0), v)
+        return norm_usage(ingress, merged) if merged else None
     if ingress == 'gemini' and r.body.lstrip().startswith(b'['):   # array mode
         us = [j['usageMetadata'] for j in json.loads(r.body) if j.get('usageMetadata')]
         return norm_usage(ingress, us[-1]) if us else None
@@ -284,10 +293,10 @@ def check_dialect_error(r, ingress, status, what, openai_type=None, openai_code=
         eq(j['error'].get('code'), status, '%s: Gemini error.code' % what)
         eq(j['error'].get('status'), gemini_status, '%s: Gemini error.status' % what)
         msg = j['error']['message']
-    elif ingress in ('bedrock', 'cohere'):
+    elif ingress in ('bedrock', 'cohere', 'bedrock_invoke'):
         eq(sorted(j), ['message'], '%s: %s body members' % (what, ingress))
         msg = j['message']
-        if ingress == 'bedrock':
+        if ingress.startswith('bedrock'):
             eq(r.headers.get('x-amzn-errortype', '').split(':')[0], bedrock_type,
                '%s: x-amzn-ErrorType' % what)
     check(isinstance(msg, str) and msg, '%s: empty message' % what)
@@ -304,7 +313,7 @@ def check_401(r, ingress, what):
 
 
 def check_quota(r, ingress, what):
-    check_dialect_error(r, ingress, 400 if ingress == 'bedrock' else 429, what,
+    check_dialect_error(r, ingress, 400 if ingress.startswith('bedrock') else 429, what,
                         openai_type='insufficient_quota', openai_code='insufficient_quota',
                         anthropic_type='billing_error', gemini_status='RESOURCE_EXHAUSTED',
                         bedrock_type='ServiceQuotaExceededException')
@@ -332,6 +341,7 @@ def test_carriers(ctx):
         ('gemini', {}, 'key=' + urllib.parse.quote(s)),
         ('cohere', {'Authorization': 'Bearer ' + s}, ''),
         ('bedrock', {'Authorization': 'Bearer ' + s}, ''),   # a Bedrock API key
+        ('bedrock_invoke', {'Authorization': 'Bearer ' + s}, ''),
     ]
     ok_cases += [
         # the first carrier wins: a right Bearer beats a wrong x-api-key; an Authorization
@@ -410,6 +420,14 @@ def test_carriers(ctx):
     eq([x['id'] for x in r.json()['data']], mine, '/v1/models (Anthropic shape)')
     r = bb.request('GET', '/v1beta/models', headers={'x-goog-api-key': s})
     eq([x['name'] for x in r.json()['models']], ['models/' + x for x in mine], '/v1beta/models')
+    # Bedrock's control-plane lists (what Claude Code asks for in Bedrock mode)
+    r = bb.request('GET', '/inference-profiles?type=SYSTEM_DEFINED', headers=bearer(k))
+    eq([x['inferenceProfileId'] for x in r.json()['inferenceProfileSummaries']], mine,
+       '/inference-profiles for a key limited to p,pg,pa')
+    r = bb.request('GET', '/foundation-models', headers=bearer(k))
+    eq([x['modelId'] for x in r.json()['modelSummaries']], mine, '/foundation-models')
+    check_401(bb.request('GET', '/inference-profiles'), 'bedrock_invoke',
+              '/inference-profiles without a key')
     r = bb.request('GET', '/v1/models', headers=bearer(everything))
     eq([x['id'] for x in r.json()['data']], ['p', 'pa', 'pg', 'q', 'alpha', 'anth', 'beta', 'gem'],
        '/v1/models for a key without a pool list (pools, then lanes)')
@@ -727,6 +745,7 @@ LEDGER_PRICES = {
     'gemini': {'input': 1.25, 'output': 10, 'cache_read': 0.31, 'cache_write': 4.5},
     'bedrock': {'input': 0.8, 'output': 4, 'cache_read': 0.08, 'cache_write': 1},
     'cohere': {'input': 2.5, 'output': 10, 'cache_read': 0.625, 'cache_write': 2.5},
+    'bedrock_invoke': {'input': 3.3, 'output': 16.5, 'cache_read': 0.33, 'cache_write': 4.125},
 }
 
 
@@ -757,6 +776,9 @@ def test_ledger_prices(ctx):
         ('gemini', 'g_gemini', True, {'gemini_array': True}),
         ('bedrock', 'g_bedrock', False, {}), ('bedrock', 'g_bedrock', True, {}),
         ('cohere', 'g_cohere', False, {}), ('cohere', 'g_cohere', True, {}),
+        ('bedrock_invoke', 'g_bedrock_invoke', False, {}),
+        ('bedrock_invoke', 'g_bedrock_invoke', True, {}),
+        ('bedrock_invoke', 'g_gemini', True, {}), ('openai', 'g_bedrock_invoke', True, {}),
         # across protocols (pools, and lanes named directly: pool "")
         ('openai', 'g_anthropic', True, {}), ('anthropic', 'g_openai', False, {}),
         ('gemini', 'l_bedrock', True, {}), ('cohere', 'l_responses', False, {}),
@@ -1279,7 +1301,7 @@ def test_store_locked_allow(ctx):
 # 10. SigV4 with a key's AWS pair
 
 def sigv4_headers(akid, secret, host, path, body, when=None, region='us-east-1',
-                  service='bedrock', content_sha=True):
+                  service='bedrock', content_sha=True, method='POST', query=''):
     """AWS SigV4 header signing (stdlib), as the AWS SDKs sign a Bedrock runtime request.
     content_sha: also send (and sign) x-amz-content-sha256."""
     amz_date = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(when if when is not None
@@ -1291,7 +1313,7 @@ def sigv4_headers(akid, secret, host, path, body, when=None, region='us-east-1',
         hdrs['x-amz-content-sha256'] = payload
     signed = ';'.join(sorted(hdrs))
     canon_path = '/'.join(urllib.parse.quote(seg, safe='-_.~') for seg in path.split('/'))
-    canon = '\n'.join(['POST', canon_path, '', ''.join('%s:%s\n' % (h, hdrs[h])
+    canon = '\n'.join([method, canon_path, query, ''.join('%s:%s\n' % (h, hdrs[h])
                                                        for h in sorted(hdrs)),
                        signed, payload])
     scope = '%s/%s/%s/aws4_request' % (day, region, service)
@@ -1308,8 +1330,10 @@ def sigv4_headers(akid, secret, host, path, body, when=None, region='us-east-1',
 
 
 def test_sigv4(ctx):
-    m, bb = start(ctx)
-    k = create_key(bb, '--pools', 'p', '--aws')
+    prof = 'us.anthropic.claude-x-v1:0'   # a profile-like pool name, ':' and all
+    m, bb = start(ctx, pools={'p': pool(('alpha', 1)), 'q': pool(('beta', 1)),
+                              prof: pool(('alpha', 1))})
+    k = create_key(bb, '--pools', 'p,' + prof, '--aws')
     akid, secret = k['aws_access_key_id'], k['aws_secret_access_key']
     host = '127.0.0.1:%d' % bb.port
     oks = []
@@ -1350,6 +1374,30 @@ def test_sigv4(ctx):
     # the signature covers the path: replayed on another model's route it fails
     check_401(bb.request('POST', path.replace('/p/', '/q/'), raw, headers=sigv4_headers(
         akid, secret, host, path, raw)), 'bedrock', 'SigV4 replayed on another path')
+    # InvokeModel (the model id with ':' URL-encoded, as the AWS SDKs send it, and so signed
+    # over its encoded form) and the inference-profile list Claude Code signs as a GET
+    for stream in (False, True):
+        ipath, ib = build('bedrock_invoke', 'p', stream=stream)
+        r = signed(ipath, ib)
+        eq(r.status, 200, 'SigV4-signed InvokeModel%s (body %r)' % (' stream' if stream else '',
+                                                                    r.body[:300]))
+        oks.append(r.headers['x-request-id'])
+    # a model id with ':' as the AWS SDKs send it (encoded, and signed over the encoded form)
+    # and raw, as Claude Code sends it
+    for mid in (urllib.parse.quote(prof, safe=''), prof):
+        ipath, ib = build('bedrock_invoke', mid)
+        r = signed(ipath, ib)
+        eq(r.status, 200, 'SigV4-signed InvokeModel on %s (body %r)' % (ipath, r.body[:300]))
+        oks.append(r.headers['x-request-id'])
+    lpath = '/inference-profiles'
+    r = bb.request('GET', lpath + '?type=SYSTEM_DEFINED', headers=sigv4_headers(
+        akid, secret, host, lpath, b'', method='GET', query='type=SYSTEM_DEFINED'))
+    eq(r.status, 200, 'SigV4-signed GET /inference-profiles (body %r)' % r.body[:300])
+    eq([x['inferenceProfileId'] for x in r.json()['inferenceProfileSummaries']], ['p', prof],
+       'the profiles of a key limited to p and the profile')
+    r = bb.request('GET', lpath, headers=sigv4_headers(
+        akid, secret, host, lpath, b'', method='POST'))
+    check_401(r, 'bedrock_invoke', 'SigV4 signed for another method')
     # SigV4 is a Bedrock-route credential only
     opath, ob = build('openai', 'p')
     oraw = json.dumps(ob).encode()
@@ -1358,7 +1406,7 @@ def test_sigv4(ctx):
               'openai', 'SigV4 on an OpenAI route')
     rows = [r for r in ledger(bb) if r['key_id'] == k['id']]
     eq(sorted(r['request_id'] for r in rows), sorted(oks), 'ledger rows of the SigV4 key')
-    check(all(r['ingress'] == 'bedrock' and r['cost_micros'] > 0 for r in rows),
+    check(all(r['ingress'].startswith('bedrock') and r['cost_micros'] > 0 for r in rows),
           'rows: %r' % rows)
     # revoked: the AWS pair stops working too
     ctl_json(bb, 'keys', 'revoke', k['id'])

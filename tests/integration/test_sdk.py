@@ -2,16 +2,17 @@
 """The SDK matrix: the official npm SDKs as real clients of busbar. If the SDK parses it, the
 wire format is right.
 
-ONE bb-mock (speaking all six provider protocols) and ONE busbar with six lanes, one per egress
-protocol, all on the mock: e_openai, e_responses, e_anthropic, e_gemini, e_bedrock, e_cohere.
-tests/sdk/matrix.mjs then drives every client SDK (openai chat, openai responses, anthropic,
-genai, bedrock-runtime, cohere v2) against every lane, three modes per cell (non-stream,
+ONE bb-mock (speaking all seven provider protocols) and ONE busbar with seven lanes, one per
+egress protocol, all on the mock: e_openai, e_responses, e_anthropic, e_gemini, e_bedrock,
+e_cohere, e_bedrock_invoke. tests/sdk/matrix.mjs then drives every client SDK (openai chat,
+openai responses, anthropic, genai, bedrock-runtime Converse, cohere v2, bedrock-runtime
+InvokeModel) against every lane, three modes per cell (non-stream,
 stream, tool-call round trip), asserting the mock's deterministic answer and its attempt log.
 
-TAP: one test per client SDK (its six cells x three modes), then openai_chat.mjs (models list,
+TAP: one test per client SDK (its seven cells x three modes), then openai_chat.mjs (models list,
 errors, stream helper through the openai SDK), then continuation.mjs (each SDK streams from a
 pool with `stream.on_cut: continue` whose first lane cuts the stream after 3 words: one whole
-answer, a normal end; on a busbar of its own), then the clean shutdown of both busbars. The 6x6 table goes
+answer, a normal end; on a busbar of its own), then the clean shutdown of both busbars. The 7x7 table goes
 to the TAP diagnostics. A failing cell fails its row with the SDK's error, what the mock saw
 and busbar's log lines; no cell is ever skipped.
 
@@ -39,10 +40,12 @@ ROWS = [
     ('gemini', '@google/genai'),
     ('bedrock', '@aws-sdk/client-bedrock-runtime'),
     ('cohere', 'cohere-ai'),
+    ('bedrock_invoke', '@aws-sdk/client-bedrock-runtime'),
 ]
 # matrix columns: busbar provider protocol of each lane
 EGRESS = [('openai', 'openai'), ('responses', 'openai-responses'), ('anthropic', 'anthropic'),
-          ('gemini', 'gemini'), ('bedrock', 'bedrock'), ('cohere', 'cohere')]
+          ('gemini', 'gemini'), ('bedrock', 'bedrock'), ('cohere', 'cohere'),
+          ('bedrock_invoke', 'bedrock-invoke')]
 MODE_NAMES = {'n': 'non-stream', 's': 'stream', 't': 'tool round trip'}
 
 
@@ -66,7 +69,7 @@ def providers_of(m):
     providers = {}
     for col, proto in EGRESS:
         p = dict(provider(m), protocol=proto)
-        if proto == 'bedrock':
+        if proto.startswith('bedrock'):
             p['api_key_env'] = AWS_KEY_ENV   # busbar signs with SigV4
         providers['p_' + col] = p
     return providers
@@ -147,9 +150,9 @@ def row_report(res, row):
                 lines.append('  mock attempts: %s' % json.dumps(md['attempts'])[:800])
             for ln in md.get('log') or []:
                 lines.append('  busbar| ' + ln)
-    ok = 18 - bad
-    lines.insert(0, '%s: %d/18 modes passed (%s)' % (
-        row, ok, ' '.join('%s:%s' % (c['col'], ''.join('✓' if c['modes'][x]['ok'] else x
+    ok = 3 * len(EGRESS) - bad
+    lines.insert(0, '%s: %d/%d modes passed (%s)' % (
+        row, ok, 3 * len(EGRESS), ' '.join('%s:%s' % (c['col'], ''.join('✓' if c['modes'][x]['ok'] else x
                                                          for x in 'nst')) for c in cells)))
     return bad > 0, lines
 
@@ -240,9 +243,9 @@ def main():
         setup_err = 'setup crashed:\n' + traceback.format_exc()
 
     if res:
-        _diag('\n'.join(res['table']))  # the 6x6 table, once, as TAP diagnostics on stdout
+        _diag('\n'.join(res['table']))  # the 7x7 table, once, as TAP diagnostics on stdout
     for i, row in enumerate(rows):
-        name = 'sdk_%s (%s x 6 egress x 3 modes)' % (row, dict(ROWS)[row])
+        name = 'sdk_%s (%s x %d egress x 3 modes)' % (row, dict(ROWS)[row], len(EGRESS))
         if setup_err:
             emit(name, setup_err, [ctx.diagnostics()] if i == 0 else [])
             continue

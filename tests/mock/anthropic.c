@@ -154,7 +154,7 @@ static void an_response(struct bb_mock_req *r, struct evbuffer *b)
         if (any)
             BB_MOCK_ADD(b, ",");
         tool_use_head(r, i, b);
-        bb_mock_args_raw(b, i, 0);
+        bb_mock_args_raw(r, b, i, 0);
         BB_MOCK_ADD(b, "}");
         any = true;
     }
@@ -263,7 +263,7 @@ static void an_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         } else {
             delta(b, u->block, "input_json_delta");
             evbuffer_add_printf(b, "\"partial_json\":");
-            bb_mock_args_str(b, u->i, u->part);
+            bb_mock_args_str(r, b, u->i, u->part);
             BB_MOCK_ADD(b, "}}");
         }
         ev_end(b);

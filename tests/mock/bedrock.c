@@ -179,7 +179,7 @@ static void br_response(struct bb_mock_req *r, struct evbuffer *b)
         BB_MOCK_ADD(b, "{\"toolUse\":{");
         tool_use_id(r, i, b);
         BB_MOCK_ADD(b, ",\"input\":");
-        bb_mock_args_raw(b, i, 0);
+        bb_mock_args_raw(r, b, i, 0);
         BB_MOCK_ADD(b, "}}");
         any = true;
     }
@@ -223,8 +223,8 @@ static void header(struct evbuffer *h, const char *name, const char *value)
 /* One event-stream message into b: `kind` is the :message-type (event or exception), `type`
  * the :event-type or :exception-type; the payload is drained. bad_crc: corrupt the message
  * CRC (the `malformed` fault). */
-static void message(struct evbuffer *b, const char *kind, const char *type,
-                    struct evbuffer *payload, bool bad_crc)
+void bb_mock_es_message(struct evbuffer *b, const char *kind, const char *type,
+                        struct evbuffer *payload, bool bad_crc)
 {
     struct evbuffer *m = evbuffer_new(), *h = evbuffer_new();
     bool exc = !strcmp(kind, "exception");
@@ -261,7 +261,7 @@ static void event(struct evbuffer *b, const char *type, const char *fmt, ...)
     evbuffer_add_vprintf(p, fmt, ap);
     BB_MOCK_ADD(p, "," PAD "}");
     va_end(ap);
-    message(b, "event", type, p, false);
+    bb_mock_es_message(b, "event", type, p, false);
     evbuffer_free(p);
 }
 
@@ -297,7 +297,7 @@ static void br_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
             tool_use_id(r, u->i, t);
         } else {
             BB_MOCK_ADD(t, "\"input\":");
-            bb_mock_args_str(t, u->i, u->part);
+            bb_mock_args_str(r, t, u->i, u->part);
         }
         evbuffer_add(t, "", 1);
         if (u->part == 0)
@@ -345,7 +345,7 @@ static void br_stream_malformed(struct bb_mock_req *r, struct evbuffer *b)
 {
     struct evbuffer *p = evbuffer_new();
     BB_MOCK_ADD(p, "{not json");
-    message(b, "event", "contentBlockDelta", p, true);
+    bb_mock_es_message(b, "event", "contentBlockDelta", p, true);
     evbuffer_free(p);
 }
 
@@ -370,7 +370,7 @@ static void br_stream_error(struct bb_mock_req *r, struct evbuffer *b)
     BB_MOCK_ADD(p, "{\"message\":");
     bb_mock_json_str(p, msg, strlen(msg));
     BB_MOCK_ADD(p, "}");
-    message(b, "exception", r->errcode ? r->errcode : "throttlingException", p, false);
+    bb_mock_es_message(b, "exception", r->errcode ? r->errcode : "throttlingException", p, false);
     evbuffer_free(p);
 }
 

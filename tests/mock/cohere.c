@@ -132,7 +132,7 @@ static void co_response(struct bb_mock_req *r, struct evbuffer *b)
             if (i > 1)
                 BB_MOCK_ADD(b, ",");
             call_head(r, i, b);
-            bb_mock_args_str(b, i, 0);
+            bb_mock_args_str(r, b, i, 0);
             BB_MOCK_ADD(b, "}}");
         }
         BB_MOCK_ADD(b, "]");
@@ -243,7 +243,7 @@ static void co_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         ev(b, "tool-call-delta");
         evbuffer_add_printf(b, ",\"index\":%u,\"delta\":{\"message\":{\"tool_calls\":"
                                "{\"function\":{\"arguments\":", u->i - 1);
-        bb_mock_args_str(b, u->i, u->part);
+        bb_mock_args_str(r, b, u->i, u->part);
         BB_MOCK_ADD(b, "}}}}");
         ev_end(b);
         if (u->last) {

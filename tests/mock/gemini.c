@@ -212,7 +212,7 @@ static void call_part(const struct bb_mock_req *r, unsigned i, struct evbuffer *
                         (unsigned long long)r->seq, i);
     bb_mock_json_str(b, name, strlen(name));
     BB_MOCK_ADD(b, ",\"args\":");
-    bb_mock_args_raw(b, i, 0);
+    bb_mock_args_raw(r, b, i, 0);
     BB_MOCK_ADD(b, "}}");
 }
 

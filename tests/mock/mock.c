@@ -138,6 +138,7 @@ struct directives {
     long tools, cached, cache_write;            /* -1 = none */
     long rl_remaining, rl_limit, rl_reset;      /* ratelimit=R/L[/S]; rl_limit 0 = none */
     char errcode[64], errmsg[256];              /* "" = none */
+    char call[128], args[2048];                 /* call=NAME, args=JSON; "" = none */
 };
 
 struct req {
@@ -418,6 +419,39 @@ void bb_mock_add_tool(struct bb_mock_req *r, const char *name, size_t n)
     r->tools[r->ntools++] = xstrndup(name, n);
 }
 
+void bb_mock_add_tool_ns(struct bb_mock_req *r, const char *name, size_t n, const char *ns,
+                         bool custom)
+{
+    bool flat = ns && strcmp(ns, "functions") != 0;
+    char *full = xmalloc((flat ? strlen(ns) + 2 : 0) + n + 1);
+    size_t k = 0;
+    if (flat) {
+        memcpy(full, ns, strlen(ns));
+        k = strlen(ns);
+        memcpy(full + k, "__", 2);
+        k += 2;
+    }
+    memcpy(full + k, name, n);
+    full[k + n] = 0;
+    size_t i = r->ntools;
+    bb_mock_add_tool(r, full, k + n);
+    free(full);
+    r->tool_ns = realloc(r->tool_ns, (i + 1) * sizeof *r->tool_ns);
+    r->tool_custom = realloc(r->tool_custom, i + 1);
+    if (!r->tool_ns || !r->tool_custom)
+        abort();
+    r->tool_ns[i] = ns ? xstrndup(ns, strlen(ns)) : NULL;
+    r->tool_custom[i] = custom;
+}
+
+int bb_mock_tool_index(const struct bb_mock_req *r, const char *name)
+{
+    for (size_t i = 0; i < r->ntools; i++)
+        if (strcmp(r->tools[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
 void bb_mock_add_result(struct bb_mock_req *r, const char *id, bool by_name, char *content)
 {
     if (!(r->nresults & (r->nresults + 1)) || !r->results)
@@ -434,19 +468,46 @@ const char *bb_mock_call_name(const struct bb_mock_req *r, unsigned i)
 {
     if (!r->ntools)
         return "";
+    for (size_t k = 0; r->call_name && k < r->ntools; k++)
+        if (strcmp(r->tools[k], r->call_name) == 0)
+            return r->tools[k];
     return r->ntools >= r->ncalls ? r->tools[i - 1] : r->tools[0];
 }
 
-void bb_mock_args_raw(struct evbuffer *b, unsigned i, unsigned piece)
+/* args=: piece 1 is the first half of the text, piece 2 the rest. */
+static size_t args_split(const char *a)
 {
+    return strlen(a) / 2;
+}
+
+void bb_mock_args_raw(const struct bb_mock_req *r, struct evbuffer *b, unsigned i, unsigned piece)
+{
+    if (r->call_args) {
+        size_t n = strlen(r->call_args), h = args_split(r->call_args);
+        if (piece != 2)
+            evbuffer_add(b, r->call_args, piece == 1 ? h : n);
+        else
+            evbuffer_add(b, r->call_args + h, n - h);
+        return;
+    }
     if (piece != 2)
         BB_MOCK_ADD(b, "{\"q\":");
     if (piece != 1)
         evbuffer_add_printf(b, "\"w%u\"}", i);
 }
 
-void bb_mock_args_str(struct evbuffer *b, unsigned i, unsigned piece)
+void bb_mock_args_str(const struct bb_mock_req *r, struct evbuffer *b, unsigned i, unsigned piece)
 {
+    if (r->call_args) {
+        size_t n = strlen(r->call_args), h = args_split(r->call_args);
+        if (piece == 0)
+            bb_mock_json_str(b, r->call_args, n);
+        else if (piece == 1)
+            bb_mock_json_str(b, r->call_args, h);
+        else
+            bb_mock_json_str(b, r->call_args + h, n - h);
+        return;
+    }
     if (piece == 0)
         evbuffer_add_printf(b, "\"{\\\"q\\\":\\\"w%u\\\"}\"", i);
     else if (piece == 1)
@@ -761,9 +822,14 @@ static void req_clear(struct conn *c)
         free(r->hdr[i]);
     free((char *)r->pub.model);
     free((char *)r->pub.path_model);
-    for (size_t i = 0; i < r->pub.ntools; i++)
+    for (size_t i = 0; i < r->pub.ntools; i++) {
         free(r->pub.tools[i]);
+        if (r->pub.tool_ns)
+            free(r->pub.tool_ns[i]);
+    }
     free(r->pub.tools);
+    free(r->pub.tool_ns);
+    free(r->pub.tool_custom);
     for (size_t i = 0; i < r->pub.nresults; i++) {
         free(r->pub.results[i].id);
         free(r->pub.results[i].content);
@@ -1077,6 +1143,10 @@ static void parse_directives(const char *m, size_t n, struct directives *d)
             dnum(v, vl, 1000000000, &d->cache_write);
         else if (KEY("ratelimit"))
             dratelimit(v, vl, d);
+        else if (KEY("call"))
+            dstr(v, vl, d->call, sizeof d->call, false);
+        else if (KEY("args"))
+            dstr(v, vl, d->args, sizeof d->args, true);
 #undef KEY
         p = e + 1;
     }
@@ -1095,6 +1165,8 @@ static void clear_faults(struct directives *d)
     d->cached = keep.cached;
     d->cache_write = keep.cache_write;
     d->bigbody = keep.bigbody;
+    memcpy(d->call, keep.call, sizeof d->call);
+    memcpy(d->args, keep.args, sizeof d->args);
     d->rl_remaining = keep.rl_remaining; /* the provider's counters are not a fault */
     d->rl_limit = keep.rl_limit;
     d->rl_reset = keep.rl_reset;
@@ -1559,6 +1631,8 @@ static const struct route {
     {"/v1/models/", ":streamGenerateContent", &bb_mock_proto_gemini, true},
     {"/model/", "/converse", &bb_mock_proto_bedrock, false},
     {"/model/", "/converse-stream", &bb_mock_proto_bedrock, true},
+    {"/model/", "/invoke", &bb_mock_proto_bedrock_invoke, false},
+    {"/model/", "/invoke-with-response-stream", &bb_mock_proto_bedrock_invoke, true},
 };
 
 /* Prefill continuation: when the request's trailing assistant text (trailing whitespace
@@ -1653,6 +1727,8 @@ static void provider(struct conn *c, const struct route *rt, const char *body, s
     pub->cache_write = r->d.cache_write > 0 ? (unsigned long)r->d.cache_write : 0;
     pub->errcode = r->d.errcode[0] ? r->d.errcode : NULL;
     pub->errmsg = r->d.errmsg[0] ? r->d.errmsg : NULL;
+    pub->call_name = r->d.call[0] ? r->d.call : NULL;
+    pub->call_args = r->d.args[0] ? r->d.args : NULL;
     r->nunits = (pub->think ? 1 : 0) +
                 (pub->ncalls ? (unsigned long)pub->ncalls * p->call_parts : pub->words);
     r->cut_at = fault_at(r->d.cut, r->nunits);

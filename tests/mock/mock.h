@@ -1,7 +1,7 @@
 /*
  * bb-mock: the interface between the mock's engine (mock.c: HTTP/1.1 server, directives,
  * faults, timing, attempt log) and its protocol modules (openai.c, responses.c, anthropic.c,
- * gemini.c, bedrock.c, cohere.c). A protocol module only renders bytes: it reads a parsed
+ * gemini.c, bedrock.c, cohere.c, bedrock_invoke.c). A protocol module only renders bytes: it reads a parsed
  * body, and writes a whole response, an error body, or one stream frame at a time. The engine
  * decides what the answer is (text, tool calls, thinking, usage) and when and whether each
  * frame is sent, so every fault works the same way for every protocol. Single-threaded.
@@ -50,6 +50,9 @@ struct bb_mock_req {
     unsigned long prompt_tokens; /* uncached input: words of the prompt's text */
     char **tools;                /* declared tool names (bb_mock_add_tool) */
     size_t ntools;
+    char **tool_ns;              /* Responses (every tool added with bb_mock_add_tool_ns):
+                                    each tool's namespace, or NULL */
+    unsigned char *tool_custom;  /* ... and 1 for a freeform (custom) tool */
     struct bb_mock_result *results; /* tool results found (bb_mock_add_result) */
     size_t nresults;
     char *prefill;               /* the conversation ends with an assistant turn: its text
@@ -68,6 +71,8 @@ struct bb_mock_req {
     unsigned long cached, cache_write; /* cache-read / cache-write input tokens */
     const char *errcode;         /* errcode= directive, NULL if none */
     const char *errmsg;          /* errmsg= directive (spaces restored), NULL if none */
+    const char *call_name;       /* call= directive: the declared tool the calls go to */
+    const char *call_args;       /* args= directive: the calls' arguments (JSON text) */
     /* stream state, owned by the module (zero at the start) */
     unsigned long evseq;
 };
@@ -121,12 +126,19 @@ extern const struct bb_mock_proto bb_mock_proto_anthropic;
 extern const struct bb_mock_proto bb_mock_proto_gemini;
 extern const struct bb_mock_proto bb_mock_proto_bedrock;
 extern const struct bb_mock_proto bb_mock_proto_cohere;
+extern const struct bb_mock_proto bb_mock_proto_bedrock_invoke;
 
 /* The OpenAI error body (openai.c; the Responses API answers errors the same way). */
 void bb_mock_openai_error(const struct bb_mock_req *r, int status, const char *code,
                           const char *message, struct evbuffer *body, struct evbuffer *hdrs);
 /* The OpenAI in-band error object {"error":{...,"type":"server_error",...}} (both APIs). */
 void bb_mock_openai_inband(const struct bb_mock_req *r, struct evbuffer *b);
+
+/* One AWS event-stream message into b (bedrock.c): `kind` is the :message-type (event or
+ * exception), `type` the :event-type or :exception-type; the payload is drained. bad_crc:
+ * corrupt the message CRC (the `malformed` fault). */
+void bb_mock_es_message(struct evbuffer *b, const char *kind, const char *type,
+                        struct evbuffer *payload, bool bad_crc);
 
 /* ---- helpers shared by the modules (mock.c) */
 
@@ -161,13 +173,24 @@ struct json_object *bb_mock_get(struct json_object *o, const char *key, int type
 const char *bb_mock_get_str(struct json_object *o, const char *key, size_t *len);
 /* Record a declared tool name / a tool result found in the request (copies). */
 void bb_mock_add_tool(struct bb_mock_req *r, const char *name, size_t n);
+/* The same for a Responses tool declared in namespace ns (NULL: none) and/or freeform: it is
+ * named as busbar names it for other providers ("<ns>__<name>"; the default namespace
+ * "functions" adds nothing), so the attempt log reads alike on every route. */
+void bb_mock_add_tool_ns(struct bb_mock_req *r, const char *name, size_t n, const char *ns,
+                         bool custom);
+/* Index of the declared tool named name, -1 when none. */
+int bb_mock_tool_index(const struct bb_mock_req *r, const char *name);
 void bb_mock_add_result(struct bb_mock_req *r, const char *id, bool by_name, char *content);
-/* Tool name of call i (1-based): tool i when ntools >= ncalls, else the first tool. */
+/* Tool name of call i (1-based): the call= tool when it is declared; else tool i when
+ * ntools >= ncalls, else the first tool. */
 const char *bb_mock_call_name(const struct bb_mock_req *r, unsigned i);
-/* Arguments of call i: piece 0 = the whole `{"q":"w<i>"}`, 1 = `{"q":`, 2 = `"w<i>"}`.
- * _raw appends the JSON itself, _str appends it as a quoted JSON string. */
-void bb_mock_args_raw(struct evbuffer *b, unsigned i, unsigned piece);
-void bb_mock_args_str(struct evbuffer *b, unsigned i, unsigned piece);
+/* Arguments of call i: piece 0 = the whole `{"q":"w<i>"}`, 1 = `{"q":`, 2 = `"w<i>"}`; with
+ * args=, that text (piece 1 its first half, 2 the rest). _raw appends the JSON itself, _str
+ * appends it as a quoted JSON string. */
+void bb_mock_args_raw(const struct bb_mock_req *r, struct evbuffer *b, unsigned i,
+                      unsigned piece);
+void bb_mock_args_str(const struct bb_mock_req *r, struct evbuffer *b, unsigned i,
+                      unsigned piece);
 /* Output tokens of the answer itself (words, or calls x 3) and of the thinking block. */
 unsigned long bb_mock_answer_tokens(const struct bb_mock_req *r);
 unsigned long bb_mock_think_tokens(const struct bb_mock_req *r);

@@ -170,7 +170,7 @@ static void oa_response(struct bb_mock_req *r, struct evbuffer *b)
             BB_MOCK_ADD(b, "{");
             call_id(r, i, b);
             BB_MOCK_ADD(b, ",\"arguments\":");
-            bb_mock_args_str(b, i, 0);
+            bb_mock_args_str(r, b, i, 0);
             BB_MOCK_ADD(b, "}}");
         }
         BB_MOCK_ADD(b, "]");
@@ -246,7 +246,7 @@ static void oa_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
             BB_MOCK_ADD(b, ",\"arguments\":\"\"}}]");
         } else {
             BB_MOCK_ADD(b, "\"function\":{\"arguments\":");
-            bb_mock_args_str(b, u->i, u->part);
+            bb_mock_args_str(r, b, u->i, u->part);
             BB_MOCK_ADD(b, "}}]");
         }
         break;

@@ -8,12 +8,30 @@
  */
 #include "mock.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
 #define CREATED "1700000000"
+
+/* Function and freeform (custom) tools, also inside namespaces. */
+static void add_tools(struct bb_mock_req *r, struct json_object *tools, const char *ns)
+{
+    for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
+        struct json_object *t = json_object_array_get_idx(tools, i);
+        const char *type = bb_mock_get_str(t, "type", NULL);
+        size_t n;
+        const char *name = bb_mock_get_str(t, "name", &n);
+        if (!type || !name)
+            continue;
+        if (!strcmp(type, "namespace") && !ns)
+            add_tools(r, bb_mock_get(t, "tools", json_type_array), name);
+        else if (!strcmp(type, "function") || !strcmp(type, "custom"))
+            bb_mock_add_tool_ns(r, name, n, ns, !strcmp(type, "custom"));
+    }
+}
 
 static int rs_parse(struct bb_mock_req *r, struct json_object *body, const char **msg)
 {
@@ -33,7 +51,8 @@ static int rs_parse(struct bb_mock_req *r, struct json_object *body, const char 
         for (size_t i = 0; i < len; i++) {
             struct json_object *it = json_object_array_get_idx(v, i), *c = NULL;
             const char *type = bb_mock_get_str(it, "type", NULL);
-            bool result = type && !strcmp(type, "function_call_output");
+            bool result = type && (!strcmp(type, "function_call_output") ||
+                                   !strcmp(type, "custom_tool_call_output"));
             if (result) {
                 json_object_object_get_ex(it, "output", &c);
                 bb_mock_add_result(r, bb_mock_get_str(it, "call_id", NULL), false,
@@ -50,14 +69,14 @@ static int rs_parse(struct bb_mock_req *r, struct json_object *body, const char 
             }
         }
     }
-    struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
-    for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
-        struct json_object *t = json_object_array_get_idx(tools, i);
-        const char *type = bb_mock_get_str(t, "type", NULL);
-        size_t n;
-        const char *name = bb_mock_get_str(t, "name", &n);
-        if (type && !strcmp(type, "function") && name)
-            bb_mock_add_tool(r, name, n);
+    add_tools(r, bb_mock_get(body, "tools", json_type_array), NULL);
+    /* tools offered in the input (additional_tools items), as Codex sends them */
+    struct json_object *in = bb_mock_get(body, "input", json_type_array);
+    for (size_t i = 0; in && i < json_object_array_length(in); i++) {
+        struct json_object *it = json_object_array_get_idx(in, i);
+        const char *type = bb_mock_get_str(it, "type", NULL);
+        if (type && !strcmp(type, "additional_tools"))
+            add_tools(r, bb_mock_get(it, "tools", json_type_array), NULL);
     }
     r->want_think = bb_mock_get(body, "reasoning", json_type_object) != NULL;
     if ((v = bb_mock_get(body, "stream", json_type_boolean)))
@@ -106,19 +125,76 @@ static void message_item(const struct bb_mock_req *r, struct evbuffer *b, bool d
     BB_MOCK_ADD(b, "],\"role\":\"assistant\"}");
 }
 
-static void call_item(const struct bb_mock_req *r, unsigned i, struct evbuffer *b, bool done)
+/* Call i's tool: its namespace (NULL: none) and name within it, freeform or not. */
+static const char *call_tool(const struct bb_mock_req *r, unsigned i, const char **ns, bool *custom)
 {
     const char *name = bb_mock_call_name(r, i);
+    int k = bb_mock_tool_index(r, name);
+    *ns = k >= 0 && r->tool_ns ? r->tool_ns[k] : NULL;
+    *custom = k >= 0 && r->tool_custom && r->tool_custom[k];
+    if (*ns && strcmp(*ns, "functions") != 0)
+        name += strlen(*ns) + 2;
+    return name;
+}
+
+/* A freeform call's input: the args= text's "input" string (else the text itself). */
+static char *custom_input(const struct bb_mock_req *r, unsigned i)
+{
+    struct evbuffer *a = evbuffer_new();
+    bb_mock_args_raw(r, a, i, 0);
+    evbuffer_add(a, "", 1);
+    struct json_object *o = json_tokener_parse((const char *)evbuffer_pullup(a, -1));
+    const char *s = bb_mock_get_str(o, "input", NULL);
+    char *out = strdup(s ? s : (const char *)evbuffer_pullup(a, -1));
+    json_object_put(o);
+    evbuffer_free(a);
+    return out;
+}
+
+static void custom_item(const struct bb_mock_req *r, unsigned i, struct evbuffer *b, bool done)
+{
+    const char *ns;
+    bool custom;
+    const char *name = call_tool(r, i, &ns, &custom);
+    evbuffer_add_printf(b, "{\"id\":\"ctc_mock%llu_%u\",\"type\":\"custom_tool_call\","
+                           "\"status\":\"%s\",\"call_id\":\"call_mock%llu_%u\",\"name\":",
+                        (unsigned long long)r->seq, i, done ? "completed" : "in_progress",
+                        (unsigned long long)r->seq, i);
+    bb_mock_json_str(b, name, strlen(name));
+    if (ns) {
+        BB_MOCK_ADD(b, ",\"namespace\":");
+        bb_mock_json_str(b, ns, strlen(ns));
+    }
+    BB_MOCK_ADD(b, ",\"input\":");
+    char *in = done ? custom_input(r, i) : strdup("");
+    bb_mock_json_str(b, in, strlen(in));
+    free(in);
+    BB_MOCK_ADD(b, "}");
+}
+
+static void call_item(const struct bb_mock_req *r, unsigned i, struct evbuffer *b, bool done)
+{
+    const char *ns;
+    bool custom;
+    const char *name = call_tool(r, i, &ns, &custom);
+    if (custom) {
+        custom_item(r, i, b, done);
+        return;
+    }
     evbuffer_add_printf(b, "{\"id\":\"fc_mock%llu_%u\",\"type\":\"function_call\","
                            "\"status\":\"%s\",\"arguments\":", (unsigned long long)r->seq, i,
                         done ? "completed" : "in_progress");
     if (done)
-        bb_mock_args_str(b, i, 0);
+        bb_mock_args_str(r, b, i, 0);
     else
         BB_MOCK_ADD(b, "\"\"");
     evbuffer_add_printf(b, ",\"call_id\":\"call_mock%llu_%u\",\"name\":",
                         (unsigned long long)r->seq, i);
     bb_mock_json_str(b, name, strlen(name));
+    if (ns) {
+        BB_MOCK_ADD(b, ",\"namespace\":");
+        bb_mock_json_str(b, ns, strlen(ns));
+    }
     BB_MOCK_ADD(b, "}");
 }
 
@@ -296,15 +372,39 @@ static void rs_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
             item_event(r, u, b, true);
         }
         break;
-    case BB_MOCK_CALL:
+    case BB_MOCK_CALL: {
+        const char *ns;
+        bool custom;
+        call_tool(r, u->i, &ns, &custom);
         if (u->part == 0) {
             item_event(r, u, b, false);
+            break;
+        }
+        if (custom) { /* the freeform input in two pieces */
+            char *in = custom_input(r, u->i);
+            size_t h = strlen(in) / 2;
+            ev(b, "response.custom_tool_call_input.delta");
+            item_ref(r, u, b);
+            BB_MOCK_ADD(b, "\"delta\":");
+            bb_mock_json_str(b, u->part == 1 ? in : in + h, u->part == 1 ? h : strlen(in) - h);
+            BB_MOCK_ADD(b, ",");
+            ev_end(r, b);
+            if (u->last) {
+                ev(b, "response.custom_tool_call_input.done");
+                item_ref(r, u, b);
+                BB_MOCK_ADD(b, "\"input\":");
+                bb_mock_json_str(b, in, strlen(in));
+                BB_MOCK_ADD(b, ",");
+                ev_end(r, b);
+                item_event(r, u, b, true);
+            }
+            free(in);
             break;
         }
         ev(b, "response.function_call_arguments.delta");
         item_ref(r, u, b);
         BB_MOCK_ADD(b, "\"delta\":");
-        bb_mock_args_str(b, u->i, u->part);
+        bb_mock_args_str(r, b, u->i, u->part);
         BB_MOCK_ADD(b, ",");
         ev_end(r, b);
         if (u->last) {
@@ -314,12 +414,13 @@ static void rs_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
             BB_MOCK_ADD(b, "\"name\":");
             bb_mock_json_str(b, name, strlen(name));
             BB_MOCK_ADD(b, ",\"arguments\":");
-            bb_mock_args_str(b, u->i, 0);
+            bb_mock_args_str(r, b, u->i, 0);
             BB_MOCK_ADD(b, ",");
             ev_end(r, b);
             item_event(r, u, b, true);
         }
         break;
+    }
     }
 }
 

@@ -296,6 +296,9 @@ body_bedrock() {
     esac
     printf '{"messages":%s%s}' "$m" "$x"
 }
+body_bedrock_invoke() { # the Messages body without model and stream (the path says)
+    body_anthropic "$1" "$2" "$3" | python3 -c 'import json,sys; b=json.load(sys.stdin); b.pop("model"); b.pop("stream"); b["anthropic_version"]="bedrock-2023-05-31"; print(json.dumps(b,separators=(",",":")))'
+}
 body_cohere() {
     local x='' m="[$U]" t='[{"type":"function","function":{"name":"get_weather"}},{"type":"function","function":{"name":"get_time"}}]'
     case $3 in
@@ -318,6 +321,7 @@ url_of() { # PROTO MODEL MODE
         array) echo "$BASE/v1/models/$2:streamGenerateContent" ;;
         esac ;;
     bedrock) if [ "$3" = json ]; then echo "$BASE/model/$2/converse"; else echo "$BASE/model/$2/converse-stream"; fi ;;
+    bedrock_invoke) if [ "$3" = json ]; then echo "$BASE/model/$2/invoke"; else echo "$BASE/model/$2/invoke-with-response-stream"; fi ;;
     esac
 }
 directive_of() {
@@ -331,7 +335,7 @@ directive_of() {
 inband_body() { # PROTO: the non-stream in-band error body (the attempt's seq is $SEQ)
     case $1 in
     openai|responses) echo '{"error":{"message":"bb-mock: scripted in-band error","type":"server_error","param":null,"code":null}}' ;;
-    anthropic) echo "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"},\"request_id\":\"req_mock$SEQ\"}" ;;
+    anthropic|bedrock_invoke) echo "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"},\"request_id\":\"req_mock$SEQ\"}" ;;
     gemini) echo '{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}' ;;
     bedrock) echo '{"message":"Too many tokens, please wait before trying again.","__type":"ThrottlingException"}' ;;
     cohere) echo '{"message":"bb-mock: scripted in-band error"}' ;;
@@ -346,7 +350,7 @@ wantnot() { check "$CTX: $1" hasnt "$D" "$2"; }
 # crc-ok / CRC-BAD (prelude and message CRC32 both checked), the payload.
 decode_es() {
     python3 - "$1" <<'PY'
-import struct, sys, zlib
+import base64, json, struct, sys, zlib
 data = open(sys.argv[1], 'rb').read()
 i = data.find(b'\r\n\r\n')
 body = data[i + 4:]
@@ -365,8 +369,14 @@ while p < len(body):
         vl = struct.unpack('>H', msg[q + 2 + nl:q + 4 + nl])[0]
         h[name] = msg[q + 4 + nl:q + 4 + nl + vl].decode(); q += 4 + nl + vl
     kind = h.get(':event-type') or h.get(':exception-type')
+    payload = msg[12 + hl:-4].decode(errors='replace')
+    if kind == 'chunk' and ok:  # InvokeModel: the Messages event in base64
+        try:
+            payload = base64.b64decode(json.loads(payload)['bytes']).decode()
+        except (ValueError, KeyError):
+            payload = 'BAD-CHUNK ' + payload
     print(h.get(':message-type'), kind, h.get(':content-type'), 'crc-ok' if ok else 'CRC-BAD',
-          msg[12 + hl:-4].decode(errors='replace'))
+          payload)
     p += total
 PY
 }
@@ -555,6 +565,35 @@ expect_bedrock() {
     stream:*) check "$CTX: every CRC good" hasnt "$D" 'CRC-BAD'; check "$CTX: no truncation" hasnt "$D" 'TRUNCATED' ;;
     esac
 }
+expect_bedrock_invoke() {
+    local N=$SEQ
+    case $1:$2 in
+    *:s429) expect_bedrock "$1" "$2" ;;
+    json:*) expect_anthropic "$1" "$2" ;;
+    stream:plain|stream:result)
+        want "message_start" 'event chunk application/json crc-ok {"type":"message_start","message":{"id":"msg_mock'
+        want "delta" 'event chunk application/json crc-ok {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" w3"}}'
+        want "message_delta" '{"type":"message_delta","delta":{"stop_reason":"end_turn"'
+        want "metrics" 'event chunk application/json crc-ok {"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":3,"outputTokenCount":3,"invocationLatency":42,"firstByteLatency":7}}'
+        wantnot "no ping" 'ping' ;;
+    stream:tools)
+        want "call 2 start" "{\"type\":\"tool_use\",\"id\":\"toolu_mock${N}_2\",\"name\":\"get_time\",\"input\":{}}"
+        want "args piece" '"delta":{"type":"input_json_delta","partial_json":"\"w2\"}"}'
+        want "stop" '"stop_reason":"tool_use"' ;;
+    stream:think) want "signature" "\"delta\":{\"type\":\"signature_delta\",\"signature\":\"mocksig${N}\"}" ;;
+    stream:cached) want "metrics" '"cacheReadInputTokenCount":5,"cacheWriteInputTokenCount":2}}' ;;
+    stream:inband)
+        want "exception" 'exception throttlingException application/json crc-ok {"message":"Too many tokens, please wait before trying again."}'
+        wantnot "no content" 'content_block' ;;
+    stream:nodone) want "message_delta" 'message_delta'; wantnot "no message_stop" 'message_stop' ;;
+    stream:malformed) want "bad CRC frame" 'event contentBlockDelta application/json CRC-BAD {not json'; wantnot "no message_stop" 'message_stop' ;;
+    esac
+    case $1:$2 in
+    stream:malformed|*:s429|json:*) ;;
+    stream:*) check "$CTX: every CRC good" hasnt "$D" 'CRC-BAD'; check "$CTX: every chunk base64 JSON" hasnt "$D" 'BAD-CHUNK'
+        check "$CTX: no truncation" hasnt "$D" 'TRUNCATED' ;;
+    esac
+}
 expect_cohere() {
     local N=$SEQ
     case $1:$2 in
@@ -587,7 +626,7 @@ expect_cohere() {
     esac
 }
 
-for P in openai responses anthropic gemini bedrock cohere; do
+for P in openai responses anthropic gemini bedrock bedrock_invoke cohere; do
     MODES="json stream"
     [ $P = gemini ] && MODES="json stream array"
     for MODE in $MODES; do
@@ -611,7 +650,7 @@ for P in openai responses anthropic gemini bedrock cohere; do
             else
                 check "$CTX: 200" grep -q $'^HTTP/1.1 200 OK\r$' "$O"
             fi
-            if [ $P = bedrock ] && [ $MODE = stream ] && [ $CASE != s429 ]; then
+            if [ ${P%_invoke} = bedrock ] && [ $MODE = stream ] && [ $CASE != s429 ]; then
                 check "$CTX: eventstream type" has "$O" 'Content-Type: application/vnd.amazon.eventstream'
                 D="$TMP/$name.dec"
                 decode_es "$O" >"$D"
@@ -648,6 +687,7 @@ for P in openai responses anthropic gemini bedrock cohere; do
                 openai|cohere|responses) rid='"id":"call_x1"' ;;
                 anthropic) rid='"id":"toolu_x1"' ;;
                 bedrock) rid='"id":"tooluse_x1"' ;;
+                bedrock_invoke) rid='"id":"toolu_x1"' ;;
                 gemini) rid='"name":"get_weather"' ;;
                 esac
                 check "$CTX: attempt tool_results" has "$TMP/att" "\"tool_results\":[{$rid,\"content\":\"sunny\"}]"
@@ -669,6 +709,18 @@ attempt
 check "gemini: URL-decoded model" has "$TMP/att" '"model":"gem;words=2;tools=3"'
 check "tools=3 with 2 tools: the first tool 3 times" \
     [ "$(grep -o '"name":"get_weather","args"' "$TMP/genc.out" | wc -l)" = 3 ]
+# call=NAME;args=JSON: the call goes to that declared tool with those arguments ('_' = space),
+# whole (openai) and in two streamed pieces (anthropic); an undeclared call= name: the first
+SEQ=$((SEQ + 1))
+curl -sS "$BASE/v1/chat/completions" -o "$TMP/ca.out" \
+    -d "$(body_openai 'm;call=get_time;args={\"city\":\"Paris_France\"}' false tools)"
+check "call=/args=: the named tool" has "$TMP/ca.out" '"function":{"name":"get_time","arguments":"{\"city\":\"Paris France\"}"}'
+SEQ=$((SEQ + 1))
+curl -sS -N "$BASE/v1/messages" -o "$TMP/cs.out" \
+    -d "$(body_anthropic 'm;call=nope;args={\"x\":1}' true tools)"
+check "call=/args= streamed: first piece" has "$TMP/cs.out" '"partial_json":"{\"x"}'
+check "call=/args= streamed: second piece" has "$TMP/cs.out" '"partial_json":"\":1}"}'
+check "call= undeclared: the first tool" has "$TMP/cs.out" '"name":"get_weather"'
 SEQ=$((SEQ + 1))
 curl -sS -i "$BASE/model/anthropic.claude-v2%3A1;tools=0;words=2/converse" -o "$TMP/bt0.out" \
     -d "$(body_bedrock x false tools)"

@@ -14,7 +14,7 @@ import { PROMPT, TOOL, TOOL_PROMPT, TOOL_RESULT, TIMEOUT_MS } from './common.mjs
 export const sdk = '@aws-sdk/client-bedrock-runtime';
 export const STOP = { text: 'end_turn', tool: 'tool_use' };
 
-function client(base) {
+export function client(base) {
   return new BedrockRuntimeClient({
     endpoint: base,
     region: 'us-east-1',

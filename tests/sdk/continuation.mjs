@@ -22,7 +22,7 @@ if (!env.BB_URL || !env.MOCK_URL || !env.POOLS) {
 }
 const EXPECT_TEXT = env.EXPECT_TEXT || 'Hello w2 w3 w4 w5 w6 w7 w8';
 const POOLS = JSON.parse(env.POOLS);
-const ROWS = ['openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere'].filter(
+const ROWS = ['openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere', 'bedrock_invoke'].filter(
   (r) => !env.SDK_ROWS || env.SDK_ROWS.split(',').includes(r),
 );
 

@@ -1,4 +1,4 @@
-// matrix.mjs: the SDK matrix. Six official npm SDKs (rows, each speaking its own ingress
+// matrix.mjs: the SDK matrix. Seven official npm SDK clients (rows, each speaking its own ingress
 // protocol to busbar) × six egress protocols (columns: busbar lanes backed by bb-mock speaking
 // that protocol), three modes per cell: n = non-streaming, s = streaming, t = tool-call round
 // trip. Every cell is asserted against bb-mock's deterministic contract (tests/mock/README.md)
@@ -19,8 +19,8 @@ import fs from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { PROMPT, TOOL, TOOL_RESULT } from './common.mjs';
 
-export const ROWS = ['openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere'];
-export const COLS = ['openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere'];
+export const ROWS = ['openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere', 'bedrock_invoke'];
+export const COLS = ['openai', 'responses', 'anthropic', 'gemini', 'bedrock', 'cohere', 'bedrock_invoke'];
 const MODES = [
   ['n', 'nonStream'],
   ['s', 'stream'],
@@ -69,7 +69,10 @@ async function mockSeq() {
 // tooluse_mock<seq>_<i>). Gemini matches by name, but the mock's functionCall carries an id, so
 // busbar must echo that id in the functionResponse.
 function issuedId(col, seq) {
-  return { anthropic: `toolu_mock${seq}_1`, bedrock: `tooluse_mock${seq}_1` }[col] || `call_mock${seq}_1`;
+  return (
+    { anthropic: `toolu_mock${seq}_1`, bedrock: `tooluse_mock${seq}_1`, bedrock_invoke: `toolu_mock${seq}_1` }[col] ||
+    `call_mock${seq}_1`
+  );
 }
 
 const short = (a) =>
@@ -224,7 +227,7 @@ async function runCell(row, col) {
   return cell;
 }
 
-// Rounds of a Latin square: in round k, row i runs against column (i + k) mod 6, so the six
+// Rounds of a Latin square: in round k, row i runs against column (i + k) mod 7, so the seven
 // cells of a round run concurrently, each on its own lane (its own upstream model in the
 // mock's attempt log), and every client SDK and every lane is used once per round.
 const t0 = Date.now();
@@ -242,7 +245,7 @@ for (let k = 0; k < COLS.length; k++) {
 
 const get = (row, col) => cells.find((c) => c.row === row && c.col === col);
 const mark = (c) => (c ? MODES.map(([l]) => (c.modes[l].ok ? '✓' : l)).join('') : '···');
-const W = 11;
+const W = 15;
 const table = [
   'SDK matrix: rows = client SDK (its ingress at busbar), columns = egress protocol (bb-mock)',
   'cell = non-stream, stream, tool round trip: ✓ passed, n/s/t failed, · not run',

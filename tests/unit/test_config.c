@@ -271,7 +271,7 @@ static void test_defaults(void **state)
     const struct bb_lane *ln = &c->lanes[0];
     assert_int_equal(ln->context_max, 0);
     assert_int_equal(ln->attempt_timeout_ms, 0);
-    assert_int_equal(ln->default_max_tokens, 4096);
+    assert_int_equal(ln->default_max_tokens, 0); /* unset: the catalogue's max_output */
     assert_false(ln->reasoning);
     assert_false(ln->price.set);
 

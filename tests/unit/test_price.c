@@ -154,6 +154,32 @@ static void expect_parse_error(const char *text, const char *frag)
     assert_null(t.v);
 }
 
+/* max_output: the model's largest output, found as prices are (prefixes, version suffixes) */
+static void test_max_output(void **state)
+{
+    (void)state;
+    struct bb_price_table t;
+    struct bb_err err = {""};
+    const char *y = "models:\n  m-big: { input: 1, output: 2, max_output: 64000 }\n"
+                    "  m-small: { input: 1, output: 2 }\n";
+    assert_int_equal(bb_price_table_parse(&t, y, strlen(y), "t.yaml", &err), 0);
+    assert_int_equal(bb_price_max_output(&t, "m-big"), 64000);
+    assert_int_equal(bb_price_max_output(&t, "m-big-20250101"), 64000);
+    assert_int_equal(bb_price_max_output(&t, "m-small"), 0);
+    assert_int_equal(bb_price_max_output(&t, "nope"), 0);
+    bb_price_table_free(&t);
+    const char *bad = "models:\n  m: { input: 1, output: 2, max_output: -5 }\n";
+    assert_int_equal(bb_price_table_parse(&t, bad, strlen(bad), "t.yaml", &err), -1);
+    assert_non_null(strstr(err.msg, "t.yaml:2: m.max_output: expected a positive integer"));
+    /* the built-in catalogue: Claude models on Anthropic and Bedrock */
+    assert_int_equal(bb_price_table_builtin(&t, &err), 0);
+    assert_int_equal(bb_price_max_output(&t, "claude-sonnet-4-5-20250929"), 64000);
+    assert_int_equal(bb_price_max_output(&t, "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+                     64000);
+    assert_int_equal(bb_price_max_output(&t, "claude-3-haiku-20240307"), 4096);
+    bb_price_table_free(&t);
+}
+
 static void test_catalogue_errors(void **state)
 {
     (void)state;
@@ -169,10 +195,9 @@ static void test_catalogue_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cost),
-        cmocka_unit_test(test_usd),
-        cmocka_unit_test(test_catalogue),
-        cmocka_unit_test(test_catalogue_errors),
+        cmocka_unit_test(test_cost),       cmocka_unit_test(test_usd),
+        cmocka_unit_test(test_catalogue),  cmocka_unit_test(test_catalogue_errors),
+        cmocka_unit_test(test_max_output),
     };
     return cmocka_run_group_tests_name("price", tests, NULL, NULL);
 }

@@ -134,7 +134,9 @@ static void test_read_request_full(void **state)
     assert_true(strstr(r.tools[0].parameters_json.p, "\"required\":[\"city\"]") != NULL);
     assert_int_equal(r.tool_choice, BB_IR_TC_TOOL);
     assert_str(&r.tool_choice_name, "get_weather");
-    assert_true(has_unsupported(&r, "toolConfig.cachePoint"));
+    /* a cachePoint after a tool marks it (the tools up to there are cached) */
+    assert_true(r.tools[0].cache_control);
+    assert_false(has_unsupported(&r, "toolConfig.cachePoint"));
 
     /* reasoning ask, structured output */
     assert_true(r.reasoning);

@@ -723,7 +723,6 @@ static void test_read_request_full(void **state)
 
     const char *unsup[] = {"input_image.detail",
                            "input_file.filename",
-                           "tools.web_search_preview",
                            "store",
                            "previous_response_id",
                            "include",
@@ -734,6 +733,9 @@ static void test_read_request_full(void **state)
         if (!has_unsupported(&r, unsup[i]))
             fail_msg("unsupported field %s not recorded", unsup[i]);
     assert_int_equal(r.n_unsupported, sizeof unsup / sizeof unsup[0]);
+    /* web_search(_preview) is a provider-run tool: carried to targets with an equivalent */
+    assert_int_equal(r.n_hosted, 1);
+    assert_str(&r.hosted[0].kind, "web_search");
     bb_arena_free(&a);
     free(body);
 }
@@ -976,12 +978,13 @@ static void test_write_request(void **state)
     assert_json_text_golden(body, strlen(body), "egress_request.json");
     const char *drops[] = {
         "stop", "top_k", "seed",          "presence_penalty", "frequency_penalty",
-        "n",    "name",  "cache_control", "citations",        "is_error"};
+        "n",    "name",  "cache_control", "citations"};
     for (size_t i = 0; i < sizeof drops / sizeof drops[0]; i++)
         if (!dropped_has(drops[i]))
             fail_msg("%s not reported as dropped (got %s)", drops[i], drops_text());
     assert_false(dropped_has("reasoning"));
     assert_false(dropped_has("thinking"));
+    assert_false(dropped_has("is_error")); /* carried in the output: "Error: 18C" */
     free(body);
     free(headers);
 
@@ -1164,6 +1167,83 @@ static void test_ops(void **state)
     assert_true(P->dec_size < 256);
 }
 
+/* Codex's tools (an additional_tools item: namespaces, a freeform tool, a client-run tool
+ * search) read, and calls to them written back in the client's shapes. */
+static void test_agent_tools(void **state)
+{
+    (void)state;
+    struct bb_arena a;
+    bb_arena_init(&a, 0);
+    const char *body =
+        "{\"model\":\"m\",\"input\":[{\"type\":\"additional_tools\",\"role\":\"developer\","
+        "\"tools\":[{\"type\":\"namespace\",\"name\":\"functions\",\"tools\":[{\"type\":"
+        "\"custom\",\"name\":\"exec\",\"description\":\"Run JS\",\"format\":{\"type\":"
+        "\"grammar\",\"syntax\":\"lark\",\"definition\":\"start: /.+/\"}}]},{\"type\":"
+        "\"namespace\",\"name\":\"clock\",\"tools\":[{\"type\":\"function\",\"name\":"
+        "\"sleep\",\"parameters\":{\"type\":\"object\"}}]}]},{\"role\":\"user\",\"content\":"
+        "\"hi\"},{\"type\":\"custom_tool_call\",\"call_id\":\"c1\",\"name\":\"exec\","
+        "\"namespace\":\"functions\",\"input\":\"1+1\"},{\"type\":\"custom_tool_call_output\","
+        "\"call_id\":\"c1\",\"output\":\"2\"}],\"tools\":[{\"type\":\"tool_search\","
+        "\"execution\":\"client\",\"parameters\":{\"type\":\"object\"}},{\"type\":"
+        "\"web_search\"}]}";
+    struct bb_ir_request ir;
+    struct bb_err err = {""};
+    assert_int_equal(P->read_request(&a, body, strlen(body), NULL, &ir, &err), 0);
+    assert_int_equal(ir.n_tools, 3);
+    assert_str(&ir.tools[0].name, "tool_search");
+    assert_str(&ir.tools[1].name, "exec");
+    assert_str(&ir.tools[1].wire_type, "custom");
+    assert_non_null(strstr(ir.tools[1].parameters_json.p, "\"input\""));
+    assert_non_null(strstr(ir.tools[1].description.p, "lark grammar:\nstart: /.+/"));
+    assert_str(&ir.tools[2].name, "clock__sleep");
+    assert_str(&ir.tools[2].ns, "clock");
+    assert_int_equal(ir.n_hosted, 1);
+    assert_int_equal(ir.n_unsupported, 0);
+    /* the history's freeform call is the function's call, its output the result */
+    const struct bb_ir_block *call = &ir.messages[1].blocks[0];
+    assert_int_equal(call->type, BB_IR_TOOL_USE);
+    assert_str(&call->name, "exec");
+    assert_str(&call->input_json, "{\"input\":\"1+1\"}");
+    assert_str(&ir.messages[2].blocks[0].text, "2");
+
+    /* calls written back in the client's shapes */
+    struct bb_ir_block blocks[3] = {{.type = BB_IR_TOOL_USE,
+                                     .id = S("k1"),
+                                     .name = S("exec"),
+                                     .input_json = S("{\"input\":\"print(2)\"}")},
+                                    {.type = BB_IR_TOOL_USE,
+                                     .id = S("k2"),
+                                     .name = S("clock__sleep"),
+                                     .input_json = S("{\"duration_ms\":5}")},
+                                    {.type = BB_IR_TOOL_USE,
+                                     .id = S("k3"),
+                                     .name = S("tool_search"),
+                                     .input_json = S("{\"query\":\"git\"}")}};
+    struct bb_ir_response r = {.blocks = blocks, .n_blocks = 3, .stop = BB_IR_STOP_TOOL_USE};
+    struct bb_ingress_ctx ctx = {
+        .request_id = "bb-1", .model = "m", .tools = ir.tools, .n_tools = ir.n_tools};
+    struct evbuffer *out = evbuffer_new();
+    assert_int_equal(P->write_response(&a, &r, &ctx, out), 0);
+    evbuffer_add(out, "", 1);
+    json_object *o = parse_str((const char *)evbuffer_pullup(out, -1));
+    json_object *items = get(o, "output");
+    json_object *c0 = json_object_array_get_idx(items, 0),
+                *c1 = json_object_array_get_idx(items, 1),
+                *c2 = json_object_array_get_idx(items, 2);
+    assert_string_equal(json_object_get_string(get(c0, "type")), "custom_tool_call");
+    assert_string_equal(json_object_get_string(get(c0, "input")), "print(2)");
+    assert_string_equal(json_object_get_string(get(c0, "namespace")), "functions");
+    assert_string_equal(json_object_get_string(get(c1, "type")), "function_call");
+    assert_string_equal(json_object_get_string(get(c1, "name")), "sleep");
+    assert_string_equal(json_object_get_string(get(c1, "namespace")), "clock");
+    assert_string_equal(json_object_get_string(get(c2, "type")), "tool_search_call");
+    assert_string_equal(json_object_get_string(get(get(c2, "arguments"), "query")), "git");
+    assert_string_equal(json_object_get_string(get(c2, "execution")), "client");
+    json_object_put(o);
+    evbuffer_free(out);
+    bb_arena_free(&a);
+}
+
 int main(void)
 {
     P = &bb_proto_responses;
@@ -1187,6 +1267,7 @@ int main(void)
         cmocka_unit_test(test_encode_error),
         cmocka_unit_test(test_encode_cut),
         cmocka_unit_test(test_encode_implicit_and_large),
+        cmocka_unit_test(test_agent_tools),
     };
     return cmocka_run_group_tests_name("proto_responses", tests, NULL, NULL);
 }

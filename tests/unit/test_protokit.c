@@ -420,8 +420,21 @@ static void test_routes(void **state)
         {"/v1/models/g%2Fy:streamGenerateContent", "alt=sse", BB_PROTO_GEMINI, "g%2Fy", 1},
         {"/model/us.anthropic.claude/converse", NULL, BB_PROTO_BEDROCK, "us.anthropic.claude", 0},
         {"/model/m/converse-stream", NULL, BB_PROTO_BEDROCK, "m", 1},
+        {"/model/m/invoke", NULL, BB_PROTO_BEDROCK_INVOKE, "m", 0},
+        {"/model/us.anthropic.claude-x-v1:0/invoke-with-response-stream", NULL,
+         BB_PROTO_BEDROCK_INVOKE, "us.anthropic.claude-x-v1:0", 1},
+        {"/model/us.anthropic.claude-x-v1%3A0/invoke", NULL, BB_PROTO_BEDROCK_INVOKE,
+         "us.anthropic.claude-x-v1%3A0", 0},
+        /* an ARN names its resource id, its '/' raw or encoded */
+        {"/model/arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.c/invoke",
+         NULL, BB_PROTO_BEDROCK_INVOKE, "us.anthropic.c", 0},
+        {"/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aapplication-inference-profile%2Fabc/"
+         "converse",
+         NULL, BB_PROTO_BEDROCK, "abc", 0},
+        {"/model/invoke", NULL, -1, NULL, -1},
+        {"/model//invoke", NULL, -1, NULL, -1},
         {"/v1beta/models/x:countTokens", NULL, -1, NULL, -1},
-        {"/model/m/invoke", NULL, -1, NULL, -1},
+        {"/model/m/count-tokens", NULL, -1, NULL, -1},
         {"/v1/embeddings", NULL, -1, NULL, -1},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -451,7 +464,8 @@ static void test_routes(void **state)
         int proto;
     } claims[] = {
         {"/v1beta/cachedContents", BB_PROTO_GEMINI},
-        {"/model/x/invoke", BB_PROTO_BEDROCK},
+        {"/model/x/count-tokens", BB_PROTO_BEDROCK},
+        {"/inference-profiles/p1", -1},
         {"/v2/embed", BB_PROTO_COHERE},
         {"/v1/responses/r1", BB_PROTO_RESPONSES},
         {"/x/v1/messages", BB_PROTO_ANTHROPIC},
@@ -487,6 +501,28 @@ static void test_routes(void **state)
          "{\"models\":[{\"name\":\"models/a\",\"displayName\":\"a\",\"supportedGenerationMethods\":"
          "[\"generateContent\",\"streamGenerateContent\"]},{\"name\":\"models/b\",\"displayName\":"
          "\"b\",\"supportedGenerationMethods\":[\"generateContent\",\"streamGenerateContent\"]}]}"},
+        /* Bedrock's control plane: ListInferenceProfiles, ListFoundationModels */
+        {BB_PROTO_BEDROCK_INVOKE, "/inference-profiles", NULL,
+         "{\"inferenceProfileSummaries\":[{\"inferenceProfileName\":\"a\",\"description\":"
+         "\"busbar\",\"createdAt\":\"1970-01-01T00:00:00Z\",\"updatedAt\":\"1970-01-01T00:00:00Z\","
+         "\"inferenceProfileArn\":\"arn:aws:bedrock:us-east-1:000000000000:inference-profile/a\","
+         "\"models\":[{\"modelArn\":\"arn:aws:bedrock:us-east-1::foundation-model/a\"}],"
+         "\"inferenceProfileId\":\"a\",\"status\":\"ACTIVE\",\"type\":\"SYSTEM_DEFINED\"},"
+         "{\"inferenceProfileName\":\"b\",\"description\":\"busbar\",\"createdAt\":"
+         "\"1970-01-01T00:00:00Z\",\"updatedAt\":\"1970-01-01T00:00:00Z\",\"inferenceProfileArn\":"
+         "\"arn:aws:bedrock:us-east-1:000000000000:inference-profile/b\",\"models\":[{\"modelArn\":"
+         "\"arn:aws:bedrock:us-east-1::foundation-model/b\"}],\"inferenceProfileId\":\"b\","
+         "\"status\":\"ACTIVE\",\"type\":\"SYSTEM_DEFINED\"}]}"},
+        {BB_PROTO_BEDROCK, "/foundation-models", NULL,
+         "{\"modelSummaries\":[{\"modelArn\":\"arn:aws:bedrock:us-east-1::foundation-model/a\","
+         "\"modelId\":\"a\",\"modelName\":\"a\",\"providerName\":\"busbar\",\"inputModalities\":"
+         "[\"TEXT\"],\"outputModalities\":[\"TEXT\"],\"responseStreamingSupported\":true,"
+         "\"customizationsSupported\":[],\"inferenceTypesSupported\":[\"ON_DEMAND\"],"
+         "\"modelLifecycle\":{\"status\":\"ACTIVE\"}},{\"modelArn\":"
+         "\"arn:aws:bedrock:us-east-1::foundation-model/b\",\"modelId\":\"b\",\"modelName\":\"b\","
+         "\"providerName\":\"busbar\",\"inputModalities\":[\"TEXT\"],\"outputModalities\":"
+         "[\"TEXT\"],\"responseStreamingSupported\":true,\"customizationsSupported\":[],"
+         "\"inferenceTypesSupported\":[\"ON_DEMAND\"],\"modelLifecycle\":{\"status\":\"ACTIVE\"}}]}"},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)lists[i].proto);
