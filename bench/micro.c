@@ -128,10 +128,16 @@ int main(void)
         bb_shm_cell_intern(shm, cell);
     }
     struct bb_provider prov = {.name = "p", .protocol = BB_PROTO_OPENAI};
-    struct bb_pool pool = {.name = "p", .members = members, .n_members = 3,
+    struct bb_pool pool = {.name = "p",
+                           .members = members,
+                           .n_members = 3,
                            .breaker = {false, 30, 0.5, 1000000, 3, 15, 120, 1800}};
-    struct bb_conf conf = {.lanes = lanes, .n_lanes = 3, .pools = &pool, .n_pools = 1,
-                           .providers = &prov, .n_providers = 1};
+    struct bb_conf conf = {.lanes = lanes,
+                           .n_lanes = 3,
+                           .pools = &pool,
+                           .n_pools = 1,
+                           .providers = &prov,
+                           .n_providers = 1};
     struct bb_runtime rt = {.conf = &conf, .shm = shm};
     struct bb_worker w = {.magic = BB_MAGIC_WORKER, .rt = &rt, .conf = &conf};
     if (bb_router_init(&w) < 0)

@@ -13,8 +13,8 @@ struct bb_arena_cleanup;
 struct bb_arena {
     struct bb_arena_chunk *head;
     struct bb_arena_cleanup *cleanups;
-    size_t used;  /* bytes handed out, for the cap */
-    size_t cap;   /* 0 = unbounded */
+    size_t used; /* bytes handed out, for the cap */
+    size_t cap;  /* 0 = unbounded */
 };
 
 /* Initialise an empty arena with a cap in bytes (0 = none). */

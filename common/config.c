@@ -91,12 +91,11 @@ static const struct keydef *ks_at(struct keyset ks, size_t i)
 }
 
 static const struct keydef top_keys[] = {
-    {"listen", 0},        {"workers", 0},         {"tls", 0},
-    {"admin", 0},         {"state_dir", 0},       {"auth", 0},
-    {"providers", 0},     {"providers_file", 0},  {"models", 0},
-    {"pools", 0},         {"governance", 0},      {"cluster", 0},
-    {"observability", 0}, {"security", 0},        {"limits", 0},
-    {"log_file", 0},      {"log_level", 0},
+    {"listen", 0},        {"workers", 0},  {"tls", 0},        {"admin", 0},
+    {"state_dir", 0},     {"auth", 0},     {"providers", 0},  {"providers_file", 0},
+    {"models", 0},        {"pools", 0},    {"governance", 0}, {"cluster", 0},
+    {"observability", 0}, {"security", 0}, {"limits", 0},     {"log_file", 0},
+    {"log_level", 0},
 };
 static const struct keydef tls_keys[] = {{"cert_file", 0}, {"key_file", 0}, {"client_ca_file", 0}};
 static const struct keydef admin_keys[] = {{"socket", 0}, {"listen", 0}, {"token_env", 0}};
@@ -111,16 +110,17 @@ static const struct keydef lane_keys[] = {
     {"attempt_timeout_ms", 0}, {"default_max_tokens", 0}, {"reasoning", 0},      {"price", 0}};
 static const struct keydef price_keys[] = {
     {"input", 0}, {"output", 0}, {"cache_read", 0}, {"cache_write", 0}};
-static const struct keydef pool_keys[] = {
-    {"members", 0},  {"route", 0},       {"policy", 0},       {"breaker", 0},
-    {"failover", 0}, {"stream", 0},      {"on_exhausted", 0}, {"affinity", 0}};
+static const struct keydef pool_keys[] = {{"members", 0},      {"route", 0},    {"policy", 0},
+                                          {"breaker", 0},      {"failover", 0}, {"stream", 0},
+                                          {"on_exhausted", 0}, {"affinity", 0}};
 static const struct keydef member_keys[] = {{"target", 0}, {"model", 0}, {"weight", 0}};
 static const struct keydef policy_keys[] = {{"url", 0},         {"socket", 0},
                                             {"script_file", 0}, {"timeout_ms", 0},
                                             {"on_error", 0},    {"include_messages", 0}};
-static const struct keydef breaker_keys[] = {
-    {"trip", 0}, {"base_cooldown_secs", 0}, {"max_cooldown_secs", 0},
-    {"hard_down_cooldown_secs", 0}};
+static const struct keydef breaker_keys[] = {{"trip", 0},
+                                             {"base_cooldown_secs", 0},
+                                             {"max_cooldown_secs", 0},
+                                             {"hard_down_cooldown_secs", 0}};
 static const struct keydef trip_keys[] = {
     {"mode", 0}, {"window_secs", 0}, {"threshold", 0}, {"min_requests", 0}, {"consecutive_n", 0}};
 static const struct keydef failover_keys[] = {
@@ -129,12 +129,11 @@ static const struct keydef stream_keys[] = {
     {"hold_first_event", 0}, {"prerelease_ms", 0}, {"on_cut", 0}};
 static const struct keydef exhausted_keys[] = {{"action", 0}};
 static const struct keydef affinity_keys[] = {{"mode", 0}, {"header_name", 0}};
-static const struct keydef governance_keys[] = {
-    {"enabled", 0},
-    {"db_path", 0},
-    {"on_store_error", 0},
-    {"default_estimate_output_tokens", 0},
-    {"ledger_retention_days", 0}};
+static const struct keydef governance_keys[] = {{"enabled", 0},
+                                                {"db_path", 0},
+                                                {"on_store_error", 0},
+                                                {"default_estimate_output_tokens", 0},
+                                                {"ledger_retention_days", 0}};
 static const struct keydef cluster_keys[] = {
     {"redis_url", 0},  {"key_prefix", 0},   {"on_redis_error", 0}, {"node_id", 0},
     {"timeout_ms", 0}, {"password_env", 0}, {"lease_secs", 0},     {"tls", 0}};
@@ -1056,7 +1055,8 @@ static void parse_cluster(struct ld *l, yaml_node_t *v)
         if ((n = map_get(d, t, "key_file", NULL)))
             c->tls_key_file = get_file(l, d, n, "cluster.tls.key_file");
         if (!map_get(d, t, "cert_file", NULL) != !map_get(d, t, "key_file", NULL))
-            err_at(l, d, tk, "cluster.tls: cert_file and key_file go together (client certificate)");
+            err_at(l, d, tk,
+                   "cluster.tls: cert_file and key_file go together (client certificate)");
     }
 }
 

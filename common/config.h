@@ -184,9 +184,9 @@ struct bb_pool {
     enum bb_exhausted on_exhausted; /* reject */
     int fallback_pool;              /* index, -1 = none */
     uint32_t queue_max_ms;
-    bool affinity;                  /* affinity.mode: session */
-    char *affinity_header;          /* affinity.header_name, default x-session-id */
-    struct bb_policy_conf policy;   /* route: webhook | script */
+    bool affinity;                /* affinity.mode: session */
+    char *affinity_header;        /* affinity.header_name, default x-session-id */
+    struct bb_policy_conf policy; /* route: webhook | script */
     struct bb_conf_pos pos;
 };
 
@@ -205,17 +205,17 @@ struct bb_security_conf {
 };
 
 struct bb_limits {
-    uint64_t request_body_max_bytes;      /* 33554432 */
-    uint64_t response_body_max_bytes;     /* 67108864: a non-stream answer held for checking */
-    uint32_t header_max_bytes;            /* 65536 */
-    uint32_t header_timeout_ms;           /* 10000: whole request head must arrive in this */
-    uint32_t body_timeout_ms;             /* 30000: the whole body must arrive in this */
-    uint32_t keepalive_timeout_ms;        /* 75000: idle keep-alive connection */
-    uint32_t send_timeout_ms;             /* 60000: client reads none of its pending output */
-    uint32_t max_inbound_concurrent;      /* 8192 */
-    uint32_t upstream_connect_timeout_ms; /* 10000 */
-    uint32_t upstream_header_timeout_ms;  /* 60000: response headers after request sent */
-    uint32_t stream_idle_timeout_ms;      /* 60000 */
+    uint64_t request_body_max_bytes;        /* 33554432 */
+    uint64_t response_body_max_bytes;       /* 67108864: a non-stream answer held for checking */
+    uint32_t header_max_bytes;              /* 65536 */
+    uint32_t header_timeout_ms;             /* 10000: whole request head must arrive in this */
+    uint32_t body_timeout_ms;               /* 30000: the whole body must arrive in this */
+    uint32_t keepalive_timeout_ms;          /* 75000: idle keep-alive connection */
+    uint32_t send_timeout_ms;               /* 60000: client reads none of its pending output */
+    uint32_t max_inbound_concurrent;        /* 8192 */
+    uint32_t upstream_connect_timeout_ms;   /* 10000 */
+    uint32_t upstream_header_timeout_ms;    /* 60000: response headers after request sent */
+    uint32_t stream_idle_timeout_ms;        /* 60000 */
     uint32_t upstream_request_timeout_secs; /* 300 */
     uint32_t drain_timeout_secs;            /* 30 */
     uint32_t pool_max_idle_per_host;        /* 64 */
@@ -231,20 +231,20 @@ struct bb_listen {
 /* cluster: (SPEC §7; docs/cluster.md). Present = enabled; absent = nothing connects. */
 struct bb_cluster_conf {
     bool enabled;
-    char *redis_url;            /* as written */
-    char *host;                 /* from the URL */
-    uint16_t port;              /* [6379] */
-    unsigned db;                /* [0] */
-    bool tls;                   /* rediss:// */
-    char *user;                 /* redis://user@host: AUTH user password; NULL = AUTH password */
-    char *key_prefix;           /* ["busbar:"] */
-    bool deny_on_error;         /* on_redis_error: deny [local] */
-    char *node_id;              /* [hostname] */
-    uint32_t timeout_ms;        /* [50] longest a request waits on Redis */
-    uint32_t lease_secs;        /* [10] a dead node's reservations are released after this */
-    char *password_env;         /* AUTH password: read from this variable at load */
-    char *password;             /* (never logged) */
-    char *tls_ca_file;          /* cluster.tls.ca_file: verify the server (else system store) */
+    char *redis_url;     /* as written */
+    char *host;          /* from the URL */
+    uint16_t port;       /* [6379] */
+    unsigned db;         /* [0] */
+    bool tls;            /* rediss:// */
+    char *user;          /* redis://user@host: AUTH user password; NULL = AUTH password */
+    char *key_prefix;    /* ["busbar:"] */
+    bool deny_on_error;  /* on_redis_error: deny [local] */
+    char *node_id;       /* [hostname] */
+    uint32_t timeout_ms; /* [50] longest a request waits on Redis */
+    uint32_t lease_secs; /* [10] a dead node's reservations are released after this */
+    char *password_env;  /* AUTH password: read from this variable at load */
+    char *password;      /* (never logged) */
+    char *tls_ca_file;   /* cluster.tls.ca_file: verify the server (else system store) */
     char *tls_cert_file, *tls_key_file; /* cluster.tls: client certificate */
 };
 
@@ -272,16 +272,16 @@ struct bb_conf {
     char *log_level; /* debug|info|notice|warn|error, default info */
 
     /* observability (SPEC §8; docs/observability.md) */
-    bool overhead_header;    /* observability.overhead_header [false] */
-    bool metrics;            /* observability.metrics [true]: GET /metrics */
-    char *metrics_listen;    /* observability.metrics_listen: NULL = on the data-plane listener */
+    bool overhead_header; /* observability.overhead_header [false] */
+    bool metrics;         /* observability.metrics [true]: GET /metrics */
+    char *metrics_listen; /* observability.metrics_listen: NULL = on the data-plane listener */
     char *metrics_listen_host;
     uint16_t metrics_listen_port;
     uint32_t key_series_max; /* observability.key_series_max [1000]: per-key series, then _other */
     char *access_log;        /* observability.access_log: absolute path; NULL = off */
     char *otlp_endpoint;     /* observability.otlp_endpoint (OTLP/HTTP JSON traces); NULL = off */
     struct bb_url otlp_url;
-    char *audit_url;         /* observability.request_log_webhook_url; NULL = off */
+    char *audit_url; /* observability.request_log_webhook_url; NULL = off */
     struct bb_url audit_url_parsed;
 
     struct bb_provider *providers;

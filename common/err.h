@@ -12,7 +12,8 @@ struct bb_err {
     char msg[512];
 };
 
-/* Format msg into err (err may be NULL); always returns -1 so callers can `return bb_err_set(...)`. */
+/* Format msg into err (err may be NULL); always returns -1 so callers can `return bb_err_set(...)`.
+ */
 int bb_err_set(struct bb_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Allocation helpers for code outside a request: abort on failure (house style rule 6). */

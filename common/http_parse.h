@@ -85,7 +85,7 @@ bool bb_http_ieq(const char *s, size_t n, const char *lit);
 /* Incremental chunked transfer-coding decoder. */
 struct bb_chunked {
     int state;
-    uint64_t remaining; /* bytes left in the current chunk */
+    uint64_t remaining;   /* bytes left in the current chunk */
     uint32_t line_len;    /* bytes of the current size/trailer line, bounded */
     uint32_t trailer_len; /* bytes of all trailer lines, bounded */
     bool done;            /* last chunk and trailers consumed */

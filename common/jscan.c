@@ -295,8 +295,7 @@ static int note_name(struct scan *sc, struct names *nm, size_t b, size_t e, bool
 }
 
 static int scan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
-                       int max_depth, struct names *names, struct bb_err *err,
-                       bool object_only);
+                       int max_depth, struct names *names, struct bb_err *err, bool object_only);
 
 int bb_jscan_object(const char *buf, size_t len, struct bb_jscan_field *fields, size_t n,
                     int max_depth, struct bb_err *err)

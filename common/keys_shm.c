@@ -507,8 +507,7 @@ void bb_keys_journal_clear(struct bb_keys_journal *j, int entry)
         atomic_store_explicit(&j->e[entry].used, 0, memory_order_release);
 }
 
-size_t bb_keys_journal_reclaim(struct bb_keys_table *t, struct bb_keys_journal *j,
-                               uint64_t now_ms)
+size_t bb_keys_journal_reclaim(struct bb_keys_table *t, struct bb_keys_journal *j, uint64_t now_ms)
 {
     size_t n = 0;
     for (uint32_t k = 0; k < BB_KEYS_JOURNAL_CAP; k++) {

@@ -196,8 +196,7 @@ void bb_keys_journal_clear(struct bb_keys_journal *j, int entry);
 /* ---- master side (single writer) ---- */
 
 /* A dead worker's journal: release every reservation still noted in it. Returns how many. */
-size_t bb_keys_journal_reclaim(struct bb_keys_table *t, struct bb_keys_journal *j,
-                               uint64_t now_ms);
+size_t bb_keys_journal_reclaim(struct bb_keys_table *t, struct bb_keys_journal *j, uint64_t now_ms);
 
 /* Slot index of the live key with this secret digest, -1 when not published. */
 int bb_keys_find(struct bb_keys_table *t, const uint8_t sha[32]);

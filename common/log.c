@@ -18,8 +18,8 @@ static char log_path[1024];
 static char log_role[32] = "busbar";
 static enum bb_log_level log_min = BB_LOG_INFO;
 
-static const char *const level_names[] = {"debug", "info", "notice", "warn", "error", "crit",
-                                          "alert"};
+static const char *const level_names[] = {"debug", "info", "notice", "warn",
+                                          "error", "crit", "alert"};
 
 int bb_log_open(const char *path)
 {
@@ -67,9 +67,8 @@ void bb_log(enum bb_log_level lvl, const char *fmt, ...)
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s[%d] [%s] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), log_role, (int)getpid(),
-                     level_names[lvl]);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(tv.tv_usec / 1000), log_role, (int)getpid(), level_names[lvl]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

@@ -8,8 +8,15 @@
 #ifndef BB_LOG_H
 #define BB_LOG_H
 
-enum bb_log_level { BB_LOG_DEBUG, BB_LOG_INFO, BB_LOG_NOTICE, BB_LOG_WARN, BB_LOG_ERROR,
-                    BB_LOG_CRIT, BB_LOG_ALERT };
+enum bb_log_level {
+    BB_LOG_DEBUG,
+    BB_LOG_INFO,
+    BB_LOG_NOTICE,
+    BB_LOG_WARN,
+    BB_LOG_ERROR,
+    BB_LOG_CRIT,
+    BB_LOG_ALERT
+};
 
 /* Open path for append (NULL = stderr); -1 with errno on failure, stderr stays in use. */
 int bb_log_open(const char *path);

@@ -28,10 +28,10 @@
 #include "common/err.h"
 
 #define BB_MX_MAX_CELLS 4096
-#define BB_MX_NAME_MAX 136     /* "m:" + pool + "/" + lane + NUL (names are <= 63) */
-#define BB_MX_MAX_KEYS 10000   /* observability.key_series_max ceiling */
-#define BB_MX_KEY_ID_MAX 24    /* "vk_" + 16 hex + NUL, padded */
-#define BB_MX_BUCKETS 14       /* finite buckets per histogram; slot 14 is +Inf */
+#define BB_MX_NAME_MAX 136   /* "m:" + pool + "/" + lane + NUL (names are <= 63) */
+#define BB_MX_MAX_KEYS 10000 /* observability.key_series_max ceiling */
+#define BB_MX_KEY_ID_MAX 24  /* "vk_" + 16 hex + NUL, padded */
+#define BB_MX_BUCKETS 14     /* finite buckets per histogram; slot 14 is +Inf */
 
 /* Request outcomes (label outcome=): id, label. */
 #define BB_MX_OUTCOME_LIST(X)                                                                      \
@@ -95,10 +95,10 @@ struct bb_mx_hist {
 
 struct bb_mx_pool {
     _Atomic uint64_t requests[BB_PROTO__COUNT][BB_MX_OUT__COUNT];
-    _Atomic uint64_t failovers[BB_FC__COUNT]; /* by the failure class that caused them */
+    _Atomic uint64_t failovers[BB_FC__COUNT];  /* by the failure class that caused them */
     _Atomic uint64_t policy[BB_MX_POL__COUNT]; /* routing-policy calls by outcome */
-    struct bb_mx_hist duration;               /* whole request, seconds buckets */
-    struct bb_mx_hist overhead;               /* busbar's own time, overhead buckets */
+    struct bb_mx_hist duration;                /* whole request, seconds buckets */
+    struct bb_mx_hist overhead;                /* busbar's own time, overhead buckets */
 };
 
 struct bb_mx_member {

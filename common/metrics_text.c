@@ -273,8 +273,7 @@ static void members(struct out *o)
                     }
                     break;
                 case 2:
-                    sample(o, fam[f].name, l, NULL,
-                           bc ? (double)atomic_load(&bc->trips) : 0);
+                    sample(o, fam[f].name, l, NULL, bc ? (double)atomic_load(&bc->trips) : 0);
                     break;
                 case 3:
                     sample(o, fam[f].name, l, NULL, bb_mx_breaker_state(bc, o->now_ms));

@@ -15,13 +15,13 @@
 
 struct bb_runtime {
     struct bb_conf *conf;
-    int *listen_fds;          /* bound, listening, non-blocking; one per conf->listen[] */
+    int *listen_fds; /* bound, listening, non-blocking; one per conf->listen[] */
     size_t n_listen;
-    SSL_CTX *server_ctx;      /* NULL without tls; mTLS configured when client_ca_file set */
-    SSL_CTX *client_ctx;      /* upstream TLS: system trust store, verify peer */
-    SSL_CTX *redis_ctx;       /* cluster mode over rediss:// (common/redis.h); else NULL */
+    SSL_CTX *server_ctx; /* NULL without tls; mTLS configured when client_ca_file set */
+    SSL_CTX *client_ctx; /* upstream TLS: system trust store, verify peer */
+    SSL_CTX *redis_ctx;  /* cluster mode over rediss:// (common/redis.h); else NULL */
     struct bb_shm *shm;
-    uint32_t generation;      /* 1, 2, ... one per successful (re)load */
+    uint32_t generation; /* 1, 2, ... one per successful (re)load */
     /* Price each lane bills at (conf->lanes[i]): its `price:`, else the built-in catalogue's
      * entry for its upstream model (common/price.h). n_lanes entries. */
     struct bb_lane_price *lane_prices;

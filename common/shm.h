@@ -24,7 +24,7 @@
 #define BB_SHM_MAGIC 0x42425553u /* "BBUS" */
 #define BB_SHM_VERSION                                                                             \
     6u /* 2: key table and usage ring appended; 3: journals, store flag;                           \
-          4: continuations per cell, cluster state, metrics; 5: named breaker/router/health     \
+          4: continuations per cell, cluster state, metrics; 5: named breaker/router/health        \
           fields in place of reserved[16]; 6: key names, route-policy counters per pool */
 #define BB_SHM_MAX_WORKERS 256
 #define BB_SHM_MAX_CELLS 4096

@@ -10,13 +10,13 @@
 struct bb_sse_event {
     const char *event; /* "" when no event: field */
     size_t event_len;
-    const char *data;  /* data: lines joined with '\n' */
+    const char *data; /* data: lines joined with '\n' */
     size_t data_len;
-    const char *id;    /* this frame's id: field, "" when none (not the sticky last-event-ID) */
+    const char *id; /* this frame's id: field, "" when none (not the sticky last-event-ID) */
     size_t id_len;
-    const char *raw;   /* the frame's bytes exactly as received, through its blank line; also
-                          any preceding blocks that dispatched nothing (comments), so that
-                          relaying every raw reproduces the stream byte for byte */
+    const char *raw; /* the frame's bytes exactly as received, through its blank line; also
+                        any preceding blocks that dispatched nothing (comments), so that
+                        relaying every raw reproduces the stream byte for byte */
     size_t raw_len;
 };
 
@@ -24,14 +24,14 @@ struct bb_sse_event {
 typedef int (*bb_sse_cb)(void *arg, const struct bb_sse_event *ev);
 
 struct bb_sse {
-    char *raw;          /* bytes of the frame in progress */
+    char *raw; /* bytes of the frame in progress */
     size_t raw_len, raw_cap;
-    char *fields;       /* decoded event/data/id storage */
+    char *fields; /* decoded event/data/id storage */
     size_t fields_len, fields_cap;
-    size_t max_frame;   /* a frame larger than this is an error */
+    size_t max_frame; /* a frame larger than this is an error */
     size_t ev_off, ev_len, data_off, data_len, id_off, id_len;
     int has_data, has_event;
-    int state;          /* line scanning state (pending CR etc.) */
+    int state; /* line scanning state (pending CR etc.) */
     size_t line_start;
     size_t block_start; /* raw offset after the last blank line */
     int bom_checked;    /* BOM bytes matched so far; 3 once settled */

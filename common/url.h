@@ -11,12 +11,12 @@
 #include "common/err.h"
 
 enum bb_host_class {
-    BB_HOST_LOOPBACK,  /* 127.0.0.0/8, ::1, localhost */
-    BB_HOST_PRIVATE,   /* 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, fe80::/10, single-label
-                          names and *.local / *.internal / *.lan names (not metadata ones) */
-    BB_HOST_METADATA,  /* cloud metadata: 169.254.0.0/16, 100.100.100.200, 168.63.129.16,
-                          192.0.0.192, fd00:ec2::254, metadata.google.internal, metadata, ... */
-    BB_HOST_PUBLIC,    /* anything else */
+    BB_HOST_LOOPBACK, /* 127.0.0.0/8, ::1, localhost */
+    BB_HOST_PRIVATE,  /* 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7, fe80::/10, single-label
+                         names and *.local / *.internal / *.lan names (not metadata ones) */
+    BB_HOST_METADATA, /* cloud metadata: 169.254.0.0/16, 100.100.100.200, 168.63.129.16,
+                         192.0.0.192, fd00:ec2::254, metadata.google.internal, metadata, ... */
+    BB_HOST_PUBLIC,   /* anything else */
 };
 
 /* Parse "http[s]://host[:port][/path]" (no userinfo, query or fragment). host and path are

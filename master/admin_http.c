@@ -44,7 +44,7 @@ struct client {
 };
 
 struct bb_admin_http {
-    int fd;     /* admin.listen, -1 when unset */
+    int fd; /* admin.listen, -1 when unset */
     int pidx;
     char *addr; /* as configured, for logs and to detect a change on reload */
     int mfd;    /* observability.metrics_listen, -1 when unset */

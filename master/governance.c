@@ -186,7 +186,7 @@ void bb_gov_tick(struct bb_gov *g, uint64_t now)
         size_t chunk = waiting >= 4096 ? 512 : waiting >= 512 ? 128 : 32;
         long n = drain(g, chunk, now);
         bool behind = n >= 0 && (g->sink.n || bb_ring_pending(&g->shm->ring));
-        g->next_drain_ms = now + (behind ? BB_GOV_CHUNK_GAP_MS
+        g->next_drain_ms = now + (behind  ? BB_GOV_CHUNK_GAP_MS
                                   : n > 0 ? BB_GOV_BUSY_MS
                                           : BB_GOV_DRAIN_MS);
     }

@@ -17,15 +17,15 @@
 #include "common/err.h"
 #include "common/shm.h"
 
-#define BB_GOV_DRAIN_MS 150  /* usage ring → ledger, while no traffic comes */
-#define BB_GOV_BUSY_MS 20    /* ... while it does */
+#define BB_GOV_DRAIN_MS 150 /* usage ring → ledger, while no traffic comes */
+#define BB_GOV_BUSY_MS 20   /* ... while it does */
 /* The master writes the ledger in short transactions with BB_GOV_CHUNK_GAP_MS between them,
  * so a worker sharing its CPU never waits behind a long one: 32 records (~0.15 ms) while
  * it keeps up, 128 when 512 are waiting, 512 when 4096 are (the ring holds 8192): ~80k rows/s
  * sustained at the middle step, ~150k at the largest (~4.7 µs a row). */
 #define BB_GOV_CHUNK_GAP_MS 1
-#define BB_GOV_CHECK_MS 1000 /* external database edits → key table */
-#define BB_GOV_PRUNE_MS 60000 /* ledger retention: one bounded pass a minute */
+#define BB_GOV_CHECK_MS 1000   /* external database edits → key table */
+#define BB_GOV_PRUNE_MS 60000  /* ledger retention: one bounded pass a minute */
 #define BB_GOV_PRUNE_ROWS 5000 /* rows deleted per pass (a pass that hits it repeats in 1 s) */
 
 /* Admin operations: id, admin-socket command name (common/ctl_proto.h uses the same names). */

@@ -1002,8 +1002,8 @@ int bb_keys_db_ledger_prune(struct bb_keys_db *db, uint64_t before_ms, size_t ma
     while (lo < hi) { /* first id whose ts >= before_ms */
         int64_t mid = lo + (hi - lo) / 2;
         sqlite3_bind_int64(st, 1, mid);
-        bool old = sqlite3_step(st) == SQLITE_ROW &&
-                   (uint64_t)sqlite3_column_int64(st, 0) < before_ms;
+        bool old =
+            sqlite3_step(st) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(st, 0) < before_ms;
         sqlite3_reset(st);
         if (old)
             lo = mid + 1;

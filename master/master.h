@@ -71,8 +71,8 @@ struct bb_master {
     struct bb_gov *gov;               /* key store, key table, usage sink (governance.h) */
     struct bb_admin_http *admin_http; /* HTTP admin API; NULL when admin.listen is unset */
     struct bb_mcluster *cluster;      /* cluster mode (cluster.h); NULL without it */
-    char *admin_path; /* socket path currently bound (owned) */
-    char *log_file;   /* log path in use, NULL = stderr (owned) */
+    char *admin_path;                 /* socket path currently bound (owned) */
+    char *log_file;                   /* log path in use, NULL = stderr (owned) */
     uint64_t heartbeat_timeout_ms;
     bool stopping;
     uint64_t stop_deadline_ms;

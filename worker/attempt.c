@@ -247,7 +247,8 @@ size_t bb_attempt_headers(struct bb_request *req, struct bb_attempt *a, char *bu
     if (rs->dropped[0])
         bb_http_header_add(buf, cap, &n, "x-busbar-dropped-fields", rs->dropped);
     if (req->pool >= 0 && rs->route_target > 0) { /* config names only */
-        bb_http_header_add(buf, cap, &n, "x-busbar-route-policy", bb_route_by_name(req->obs.route_by));
+        bb_http_header_add(buf, cap, &n, "x-busbar-route-policy",
+                           bb_route_by_name(req->obs.route_by));
         bb_http_header_add(
             buf, cap, &n, "x-busbar-route-target",
             conf->lanes[conf->pools[req->pool].members[rs->route_target - 1].lane].name);

@@ -91,7 +91,7 @@ struct bb_attempt {
     bool verbatim;          /* answers relayed as they are (same protocol) */
     bool strip_usage_chunk; /* busbar asked the stream for usage the client did not */
     bool continuation;      /* continues a client stream another attempt started */
-    bool error_sent;   /* the client has the in-band error event that ends it */
+    bool error_sent;        /* the client has the in-band error event that ends it */
     const char *frame_fail; /* set inside the framer's callback, acted on once it returns */
     char fail_msg[256];
     enum bb_framer framer;

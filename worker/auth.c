@@ -171,8 +171,7 @@ int bb_auth_check_body(struct bb_request *req, struct bb_auth *out)
     const struct bb_http_header *host = req->h2 ? bb_http_find(&req->head, "host") : NULL;
     if (host) /* HTTP/2 clients sign the :authority pseudo-header (busbar's host line) */
         hs[nh++] = (struct bb_sigv4_header){":authority", 10, host->value, host->value_len};
-    struct bb_sigv4_req r = {method, NULL, req->path, req->query, hs, nh, req->body,
-                             req->body_len};
+    struct bb_sigv4_req r = {method, NULL, req->path, req->query, hs, nh, req->body, req->body_len};
     const char *service = bb_proto_get(req->ingress)->client_sigv4_service;
     if (!service || bb_sigv4_verify(&r, sa, out->key.lim.aws_secret, service, (int64_t)time(NULL),
                                     SIGV4_MAX_SKEW_SECS, &err) < 0) {

@@ -27,8 +27,8 @@ struct bb_worker;
 struct bb_auth {
     bool has_key; /* auth.mode keys: the caller's virtual key */
     struct bb_keys_ref key;
-    const char *passthrough; /* auth.mode passthrough: the caller's credential (arena), the
-                                provider key of every upstream attempt */
+    const char *passthrough;     /* auth.mode passthrough: the caller's credential (arena), the
+                                    provider key of every upstream attempt */
     struct bb_sigv4_auth *sigv4; /* a SigV4 credential whose key was found on the head; the
                                     signature (it covers the body) is still to be checked */
 };

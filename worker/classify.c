@@ -33,10 +33,10 @@ static bool has(const char *hay, const char *needle)
 /* How providers say "the prompt is too long" (OpenAI, Anthropic, Gemini, Bedrock, Cohere,
  * and OpenAI-compatible servers). */
 static const char *const context_phrases[] = {
-    "context_length_exceeded", "maximum context length", "context length",
-    "prompt is too long", "too many tokens", "input is too long", "exceeds the context window",
-    "context window", "input token count", "maximum number of tokens", "reduce the length",
-    "too large for model",
+    "context_length_exceeded",    "maximum context length", "context length",
+    "prompt is too long",         "too many tokens",        "input is too long",
+    "exceeds the context window", "context window",         "input token count",
+    "maximum number of tokens",   "reduce the length",      "too large for model",
 };
 
 /* How providers say "no more money or quota on this account" (a billing failure takes the lane
@@ -45,17 +45,26 @@ static const char *const context_phrases[] = {
  * and billing details" and per-day quotas, Bedrock ServiceQuotaExceededException, Cohere's
  * monthly trial-key limit. */
 static const char *const billing_phrases[] = {
-    "insufficient_quota", "billing", "credit balance", "exceeded your current quota",
-    "payment required", "servicequotaexceeded", "service quota", "per day", "perday",
-    "calls / month", "per month", "out of credits",
+    "insufficient_quota",
+    "billing",
+    "credit balance",
+    "exceeded your current quota",
+    "payment required",
+    "servicequotaexceeded",
+    "service quota",
+    "per day",
+    "perday",
+    "calls / month",
+    "per month",
+    "out of credits",
 };
 
 /* A quota that refills soon is a rate limit, whatever else the message says (Gemini's
  * free-tier "… exceeded your current quota … Please retry in 36s", Cohere's trial-key "limited
  * to 10 API calls / minute", Bedrock's ThrottlingException, OpenAI's "try again in 2s"). */
 static const char *const rate_phrases[] = {
-    "per minute", "perminute", "per_minute", "calls / minute", "throttlingexception",
-    "too many requests", "rate limit", "rate_limit", "retry in", "try again in",
+    "per minute",        "perminute",  "per_minute", "calls / minute", "throttlingexception",
+    "too many requests", "rate limit", "rate_limit", "retry in",       "try again in",
 };
 
 static int map_lookup(const struct bb_provider *prov, const char *key)
@@ -71,8 +80,7 @@ static int map_lookup(const struct bb_provider *prov, const char *key)
 static bool any(const struct bb_proto_error *pe, const char *const *phrases, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (has(pe->code, phrases[i]) || has(pe->type, phrases[i]) ||
-            has(pe->message, phrases[i]))
+        if (has(pe->code, phrases[i]) || has(pe->type, phrases[i]) || has(pe->message, phrases[i]))
             return true;
     return false;
 }

@@ -43,10 +43,10 @@ struct bb_conn {
     struct event *timer;
     enum conn_state state;
     bool tls;
-    bool fresh;             /* no request yet: HTTP/2 (ALPN h2 or the preface) still possible */
-    struct bb_h2 *h2;       /* an HTTP/2 connection: its callbacks own the bufferevent */
-    bool got_bytes;         /* some bytes of the current request head arrived */
-    bool read_paused;       /* between requests: not reading while the output is backlogged */
+    bool fresh;               /* no request yet: HTTP/2 (ALPN h2 or the preface) still possible */
+    struct bb_h2 *h2;         /* an HTTP/2 connection: its callbacks own the bufferevent */
+    bool got_bytes;           /* some bytes of the current request head arrived */
+    bool read_paused;         /* between requests: not reading while the output is backlogged */
     struct bb_http_scan scan; /* where the search for the end of the current head stands */
     size_t parsed_at;         /* input length at the last early parse of an incomplete head */
     struct bb_request *req;

@@ -29,8 +29,7 @@ struct bb_conn;
 size_t bb_http_scan_input(struct bb_http_scan *sc, struct evbuffer *in, size_t limit);
 
 /* Take ownership of an accepted socket. */
-void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
-                    int salen);
+void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 
 /* Send the response head. mode BB_BODY_LENGTH needs content_length; BB_BODY_CHUNKED is
  * downgraded to BB_BODY_CLOSE for HTTP/1.0 clients. extra_headers are complete

@@ -198,9 +198,8 @@ static uint64_t clamp_to_reservation(const struct bb_request *req, uint64_t cost
 {
     if (!req->resv.slot)
         return cost;
-    uint64_t left = req->resv.cost_micros > req->banked_cost
-                        ? req->resv.cost_micros - req->banked_cost
-                        : 0;
+    uint64_t left =
+        req->resv.cost_micros > req->banked_cost ? req->resv.cost_micros - req->banked_cost : 0;
     if (cost > left && req->parts) {
         bb_info("request %s: the continued answer cost more than its reservation; charged %llu "
                 "of %llu micro-dollars",

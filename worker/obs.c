@@ -31,7 +31,6 @@
 #include "worker/request.h"
 #include "worker/worker.h"
 
-
 #define AUDIT_MAX_ITEMS 1024 /* records queued per worker */
 #define AUDIT_BATCH 64
 #define AUDIT_INTERVAL_MS 1000

@@ -144,8 +144,8 @@ static const char *breaker_name(const struct bb_shm_cell *mc, const struct bb_sh
 /* An EWMA field of a member cell (ewma_us or ttft_us): -1 while it has no sample. */
 static int64_t ewma(const struct bb_shm_cell *c, size_t at)
 {
-    uint64_t v = c ? atomic_load_explicit((_Atomic uint64_t *)((char *)c + at), memory_order_relaxed)
-                   : 0;
+    uint64_t v =
+        c ? atomic_load_explicit((_Atomic uint64_t *)((char *)c + at), memory_order_relaxed) : 0;
     return v ? (int64_t)v : -1;
 }
 

@@ -2474,7 +2474,6 @@ static int gemini_frame_scan(const struct bb_frame *f, struct bb_frame_state *st
     return rc;
 }
 
-
 /* ---- the ingress envelope ---- */
 
 /* /v1beta/models/{m}:generateContent | :streamGenerateContent (also /v1/models/...); the

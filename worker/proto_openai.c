@@ -2074,8 +2074,8 @@ static int openai_read_error(const char *body, size_t len, struct bb_proto_error
 /* usage_read over the bytes of a usage object (no DOM). */
 static void openai_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
-    static const char *const keys[4] = {"prompt_tokens", "completion_tokens", "prompt_tokens_details",
-                                         "completion_tokens_details"};
+    static const char *const keys[4] = {"prompt_tokens", "completion_tokens",
+                                        "prompt_tokens_details", "completion_tokens_details"};
     bb_proto_usage_scan_oai(u, n, keys, out);
 }
 

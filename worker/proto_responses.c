@@ -2952,7 +2952,7 @@ static int read_error(const char *body, size_t len, struct bb_proto_error *out)
 static void responses_usage_scan(const char *u, size_t n, struct bb_ir_usage *out)
 {
     static const char *const keys[4] = {"input_tokens", "output_tokens", "input_tokens_details",
-                                         "output_tokens_details"};
+                                        "output_tokens_details"};
     bb_proto_usage_scan_oai(u, n, keys, out);
 }
 

@@ -31,9 +31,9 @@ struct bb_request {
     uint32_t magic;
     struct bb_arena arena;
     struct bb_worker *w;
-    struct bb_conn *conn; /* NULL once the client went away */
+    struct bb_conn *conn;    /* NULL once the client went away */
     struct bb_h2_stream *h2; /* the HTTP/2 stream it came on (worker/h2.h), or NULL */
-    char id[40];          /* x-request-id; unique across workers and restarts */
+    char id[40];             /* x-request-id; unique across workers and restarts */
 
     /* the client's request */
     struct bb_http_head head; /* points into head_buf */
@@ -77,13 +77,13 @@ struct bb_request {
     bool metered;             /* a usage record is written when the request ends */
     bool usage_seen;          /* the answering attempt reported usage */
     struct bb_usage_tokens usage;
-    uint64_t est_in, est_out;        /* admission's token bounds (billed when no usage came) */
-    int bill_lane;                   /* lane whose answer reached the client, -1 none */
-    uint32_t parts;                  /* parts billed before a continuation took over */
-    uint64_t banked_cost;            /* their cost (micro-dollars) */
-    bool bill_ok;                    /* that answer completed */
-    struct bb_creq *cluster;         /* cluster mode admission/reservation (worker/cluster.c) */
-    uint64_t cost_micros;            /* what it was billed (set by bb_meter_finish) */
+    uint64_t est_in, est_out; /* admission's token bounds (billed when no usage came) */
+    int bill_lane;            /* lane whose answer reached the client, -1 none */
+    uint32_t parts;           /* parts billed before a continuation took over */
+    uint64_t banked_cost;     /* their cost (micro-dollars) */
+    bool bill_ok;             /* that answer completed */
+    struct bb_creq *cluster;  /* cluster mode admission/reservation (worker/cluster.c) */
+    uint64_t cost_micros;     /* what it was billed (set by bb_meter_finish) */
 
     /* observability (worker/obs.h): recorded by the obs hooks */
     struct bb_obs_req obs;

@@ -69,9 +69,9 @@ struct bb_upconn {
     uint64_t remaining;
     struct bb_chunked chunked;
     bool keep_alive, bytes_seen, paused;
-    struct bb_http_scan scan; /* the end of the response head being looked for */
-    uint32_t n_interim;       /* 1xx answers skipped for this request */
-    bool in_cb, cancelled; /* a cancel inside on_head/on_body is carried out on return */
+    struct bb_http_scan scan;   /* the end of the response head being looked for */
+    uint32_t n_interim;         /* 1xx answers skipped for this request */
+    bool in_cb, cancelled;      /* a cancel inside on_head/on_body is carried out on return */
     struct up_resolve *resolve; /* the name lookup in flight, NULL when none */
     bool dialing;               /* inside up_dial: failures are reported from the timer */
     int dial_fail;              /* such a failure (enum bb_upfail), -1 none */
@@ -80,8 +80,11 @@ struct bb_upconn {
     void *arg;
 };
 
-static const char *const upfail_names[] = {"connect error", "connect timeout", "connection reset",
-                                           "response header timeout", "stream idle timeout",
+static const char *const upfail_names[] = {"connect error",
+                                           "connect timeout",
+                                           "connection reset",
+                                           "response header timeout",
+                                           "stream idle timeout",
                                            "malformed response",
                                            "address denied by the SSRF guard"};
 

@@ -24,7 +24,7 @@ struct evbuffer;
 
 /* Failure classes of the network layer (SPEC §5.1 "network" / "timeout"). */
 enum bb_upfail {
-    BB_UPFAIL_CONNECT,      /* DNS, refused, unreachable, TLS handshake */
+    BB_UPFAIL_CONNECT, /* DNS, refused, unreachable, TLS handshake */
     BB_UPFAIL_CONNECT_TIMEOUT,
     BB_UPFAIL_RESET,        /* reset or EOF before a complete response */
     BB_UPFAIL_HEAD_TIMEOUT, /* no response head in time */
@@ -46,8 +46,8 @@ struct bb_upstream_cbs {
 
 struct bb_upstream_deadlines {
     uint32_t connect_ms;
-    uint32_t head_ms;   /* from request written to response head */
-    uint32_t idle_ms;   /* max gap between body reads */
+    uint32_t head_ms; /* from request written to response head */
+    uint32_t idle_ms; /* max gap between body reads */
 };
 
 /* Initialise the per-provider pools of a worker (after fork). */

@@ -61,9 +61,9 @@ struct bb_worker {
     size_t n_token_sha;
     char *models_json[BB_PROTO__COUNT]; /* cached model lists, by protocol (NULL: none) */
     size_t models_json_len[BB_PROTO__COUNT];
-    struct bb_wcluster *cluster;        /* cluster mode (worker/cluster.c); NULL without it */
-    struct bb_obs *obs;                 /* metrics cells, access log, exporters (worker/obs.h) */
-    struct bb_policy_rt *policy;        /* routing policies' circuits and sockets (worker/policy.h) */
+    struct bb_wcluster *cluster; /* cluster mode (worker/cluster.c); NULL without it */
+    struct bb_obs *obs;          /* metrics cells, access log, exporters (worker/obs.h) */
+    struct bb_policy_rt *policy; /* routing policies' circuits and sockets (worker/policy.h) */
 };
 
 /* Called by http_server when a connection closes: drain bookkeeping (exit when empty). */

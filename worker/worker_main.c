@@ -46,8 +46,8 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     bb_health_tick(w);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     (void)l;
     bb_http_accept(worker_check(arg), fd, sa, salen);
@@ -86,8 +86,7 @@ static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct bb_worker *w = worker_check(arg);
-    bb_warn("worker: drain timeout reached with %u connection(s) open; closing them",
-            w->n_conns);
+    bb_warn("worker: drain timeout reached with %u connection(s) open; closing them", w->n_conns);
     event_base_loopexit(w->base, NULL);
 }
 
@@ -100,8 +99,7 @@ static void term_cb(evutil_socket_t fd, short what, void *arg)
         return;
     w->draining = true;
     atomic_store(&w->self->state, BB_WORKER_DRAINING);
-    bb_info("worker: draining %u connection(s), %u request(s) in flight", w->n_conns,
-            w->n_active);
+    bb_info("worker: draining %u connection(s), %u request(s) in flight", w->n_conns, w->n_active);
     stop_listening(w);
     bb_http_drain(w);
     struct timeval tv = {w->conf->limits.drain_timeout_secs, 0};
@@ -158,9 +156,9 @@ static int worker_setup(struct bb_worker *w)
     if (!w->listeners)
         return -1;
     for (size_t i = 0; i < w->rt->n_listen; i++) {
-        w->listeners[i] = evconnlistener_new(w->base, accept_cb, w,
-                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
-                                             w->rt->listen_fds[i]);
+        w->listeners[i] =
+            evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                               -1, w->rt->listen_fds[i]);
         if (!w->listeners[i])
             return -1;
         evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);

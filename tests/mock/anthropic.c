@@ -69,28 +69,44 @@ static int an_parse(struct bb_mock_req *r, struct json_object *body, const char 
         if (name)
             bb_mock_add_tool(r, name, n);
     }
-    const char *tt = bb_mock_get_str(bb_mock_get(body, "thinking", json_type_object), "type",
-                                     NULL);
+    const char *tt = bb_mock_get_str(bb_mock_get(body, "thinking", json_type_object), "type", NULL);
     r->want_think = tt && (!strcmp(tt, "enabled") || !strcmp(tt, "adaptive"));
     if ((v = bb_mock_get(body, "stream", json_type_boolean)))
         r->stream = json_object_get_boolean(v);
     return 0;
 }
 
-static void an_error(const struct bb_mock_req *r, int status, const char *code,
-                     const char *message, struct evbuffer *b, struct evbuffer *hdrs)
+static void an_error(const struct bb_mock_req *r, int status, const char *code, const char *message,
+                     struct evbuffer *b, struct evbuffer *hdrs)
 {
     const char *type;
     switch (status) {
-    case 401: type = "authentication_error"; break;
-    case 402: type = "billing_error"; break;
-    case 403: type = "permission_error"; break;
-    case 404: type = "not_found_error"; break;
-    case 413: type = "request_too_large"; break;
-    case 429: type = "rate_limit_error"; break;
-    case 504: type = "timeout_error"; break;
-    case 529: type = "overloaded_error"; break;
-    default: type = status >= 500 ? "api_error" : "invalid_request_error";
+    case 401:
+        type = "authentication_error";
+        break;
+    case 402:
+        type = "billing_error";
+        break;
+    case 403:
+        type = "permission_error";
+        break;
+    case 404:
+        type = "not_found_error";
+        break;
+    case 413:
+        type = "request_too_large";
+        break;
+    case 429:
+        type = "rate_limit_error";
+        break;
+    case 504:
+        type = "timeout_error";
+        break;
+    case 529:
+        type = "overloaded_error";
+        break;
+    default:
+        type = status >= 500 ? "api_error" : "invalid_request_error";
     }
     BB_MOCK_ADD(b, "{\"type\":\"error\",\"error\":{\"type\":");
     bb_mock_json_str(b, code ? code : type, strlen(code ? code : type));
@@ -105,13 +121,14 @@ static void an_error(const struct bb_mock_req *r, int status, const char *code,
 /* The usage object; out < 0: the final output count. */
 static void usage(const struct bb_mock_req *r, struct evbuffer *b, long out)
 {
-    unsigned long o = out < 0 ? bb_mock_answer_tokens(r) + bb_mock_think_tokens(r)
-                              : (unsigned long)out;
-    evbuffer_add_printf(b, "{\"input_tokens\":%lu,\"cache_creation_input_tokens\":%lu,"
-                           "\"cache_read_input_tokens\":%lu,\"cache_creation\":"
-                           "{\"ephemeral_5m_input_tokens\":%lu,\"ephemeral_1h_input_tokens\":0},"
-                           "\"output_tokens\":%lu,", r->prompt_tokens, r->cache_write,
-                        r->cached, r->cache_write, o);
+    unsigned long o =
+        out < 0 ? bb_mock_answer_tokens(r) + bb_mock_think_tokens(r) : (unsigned long)out;
+    evbuffer_add_printf(b,
+                        "{\"input_tokens\":%lu,\"cache_creation_input_tokens\":%lu,"
+                        "\"cache_read_input_tokens\":%lu,\"cache_creation\":"
+                        "{\"ephemeral_5m_input_tokens\":%lu,\"ephemeral_1h_input_tokens\":0},"
+                        "\"output_tokens\":%lu,",
+                        r->prompt_tokens, r->cache_write, r->cached, r->cache_write, o);
     if (r->think && out < 0)
         evbuffer_add_printf(b, "\"output_tokens_details\":{\"thinking_tokens\":%lu},",
                             bb_mock_think_tokens(r));
@@ -135,8 +152,10 @@ static void tool_use_head(const struct bb_mock_req *r, unsigned i, struct evbuff
 /* The message object up to and including `"content":[` */
 static void message_head(const struct bb_mock_req *r, struct evbuffer *b)
 {
-    evbuffer_add_printf(b, "{\"id\":\"msg_mock%llu\",\"type\":\"message\",\"role\":\"assistant\","
-                           "\"model\":", (unsigned long long)r->seq);
+    evbuffer_add_printf(b,
+                        "{\"id\":\"msg_mock%llu\",\"type\":\"message\",\"role\":\"assistant\","
+                        "\"model\":",
+                        (unsigned long long)r->seq);
     bb_mock_json_str(b, r->model, r->model_len);
     BB_MOCK_ADD(b, ",\"content\":[");
 }
@@ -146,8 +165,10 @@ static void an_response(struct bb_mock_req *r, struct evbuffer *b)
     message_head(r, b);
     bool any = false;
     if (r->think) {
-        evbuffer_add_printf(b, "{\"type\":\"thinking\",\"thinking\":\"" BB_MOCK_THINK_TEXT
-                               "\",\"signature\":\"mocksig%llu\"}", (unsigned long long)r->seq);
+        evbuffer_add_printf(b,
+                            "{\"type\":\"thinking\",\"thinking\":\"" BB_MOCK_THINK_TEXT
+                            "\",\"signature\":\"mocksig%llu\"}",
+                            (unsigned long long)r->seq);
         any = true;
     }
     for (unsigned i = 1; i <= r->ncalls; i++) {
@@ -163,8 +184,8 @@ static void an_response(struct bb_mock_req *r, struct evbuffer *b)
         bb_mock_text(r, b);
         BB_MOCK_ADD(b, "\"}");
     }
-    evbuffer_add_printf(b, "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":",
-                        stop_reason(r));
+    evbuffer_add_printf(
+        b, "],\"stop_reason\":\"%s\",\"stop_sequence\":null,\"usage\":", stop_reason(r));
     usage(r, b, -1);
     BB_MOCK_ADD(b, "}");
 }
@@ -207,15 +228,17 @@ static void an_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b
 static void block_start(struct evbuffer *b, unsigned index)
 {
     ev(b, "content_block_start");
-    evbuffer_add_printf(b, "{\"type\":\"content_block_start\",\"index\":%u,\"content_block\":",
-                        index);
+    evbuffer_add_printf(b,
+                        "{\"type\":\"content_block_start\",\"index\":%u,\"content_block\":", index);
 }
 
 static void delta(struct evbuffer *b, unsigned index, const char *type)
 {
     ev(b, "content_block_delta");
-    evbuffer_add_printf(b, "{\"type\":\"content_block_delta\",\"index\":%u,\"delta\":"
-                           "{\"type\":\"%s\",", index, type);
+    evbuffer_add_printf(b,
+                        "{\"type\":\"content_block_delta\",\"index\":%u,\"delta\":"
+                        "{\"type\":\"%s\",",
+                        index, type);
 }
 
 static void block_stop(struct evbuffer *b, unsigned index)
@@ -225,8 +248,7 @@ static void block_stop(struct evbuffer *b, unsigned index)
     ev_end(b);
 }
 
-static void an_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
-                           struct evbuffer *b)
+static void an_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u, struct evbuffer *b)
 {
     switch (u->kind) {
     case BB_MOCK_THINK:
@@ -282,11 +304,12 @@ static void an_stream_close(struct bb_mock_req *r, unsigned k, struct evbuffer *
 {
     unsigned long out = bb_mock_answer_tokens(r) + bb_mock_think_tokens(r);
     ev(b, "message_delta");
-    evbuffer_add_printf(b, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\","
-                           "\"stop_sequence\":null},\"usage\":{\"input_tokens\":%lu,"
-                           "\"cache_creation_input_tokens\":%lu,\"cache_read_input_tokens\":%lu,"
-                           "\"output_tokens\":%lu", stop_reason(r), r->prompt_tokens,
-                        r->cache_write, r->cached, out);
+    evbuffer_add_printf(b,
+                        "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\","
+                        "\"stop_sequence\":null},\"usage\":{\"input_tokens\":%lu,"
+                        "\"cache_creation_input_tokens\":%lu,\"cache_read_input_tokens\":%lu,"
+                        "\"output_tokens\":%lu",
+                        stop_reason(r), r->prompt_tokens, r->cache_write, r->cached, out);
     if (r->think)
         evbuffer_add_printf(b, ",\"output_tokens_details\":{\"thinking_tokens\":%lu}",
                             bb_mock_think_tokens(r));

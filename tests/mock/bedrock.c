@@ -82,7 +82,8 @@ static int br_parse(struct bb_mock_req *r, struct json_object *body, const char 
         bool result = false;
         for (size_t k = 0; content && k < json_object_array_length(content); k++) {
             struct json_object *tr = bb_mock_get(json_object_array_get_idx(content, k),
-                                                 "toolResult", json_type_object), *c = NULL;
+                                                 "toolResult", json_type_object),
+                               *c = NULL;
             if (!tr)
                 continue;
             result = true;
@@ -97,42 +98,63 @@ static int br_parse(struct bb_mock_req *r, struct json_object *body, const char 
                 r->prefill = bb_mock_text_only(content);
         }
     }
-    struct json_object *tools = bb_mock_get(bb_mock_get(body, "toolConfig", json_type_object),
-                                            "tools", json_type_array);
+    struct json_object *tools =
+        bb_mock_get(bb_mock_get(body, "toolConfig", json_type_object), "tools", json_type_array);
     for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
         size_t n;
         const char *name = bb_mock_get_str(
-            bb_mock_get(json_object_array_get_idx(tools, i), "toolSpec", json_type_object),
-            "name", &n);
+            bb_mock_get(json_object_array_get_idx(tools, i), "toolSpec", json_type_object), "name",
+            &n);
         if (name)
             bb_mock_add_tool(r, name, n);
     }
-    struct json_object *th = bb_mock_get(
-        bb_mock_get(body, "additionalModelRequestFields", json_type_object), "thinking",
-        json_type_object);
+    struct json_object *th =
+        bb_mock_get(bb_mock_get(body, "additionalModelRequestFields", json_type_object), "thinking",
+                    json_type_object);
     const char *tt = bb_mock_get_str(th, "type", NULL);
     r->want_think = th && !(tt && !strcmp(tt, "disabled"));
     return 0;
 }
 
-static void br_error(const struct bb_mock_req *r, int status, const char *code,
-                     const char *message, struct evbuffer *b, struct evbuffer *hdrs)
+static void br_error(const struct bb_mock_req *r, int status, const char *code, const char *message,
+                     struct evbuffer *b, struct evbuffer *hdrs)
 {
     const char *type;
     switch (status) {
-    case 400: type = "ValidationException"; break;
-    case 401: type = "UnrecognizedClientException"; break;
-    case 403: type = "AccessDeniedException"; break;
-    case 404: type = "ResourceNotFoundException"; break;
-    case 408: type = "ModelTimeoutException"; break;
-    case 409: type = "ConflictException"; break;
-    case 424: type = "ModelErrorException"; break;
-    case 429: type = "ThrottlingException"; break;
-    case 503: type = "ServiceUnavailableException"; break;
-    default: type = status >= 500 ? "InternalServerException" : "ValidationException";
+    case 400:
+        type = "ValidationException";
+        break;
+    case 401:
+        type = "UnrecognizedClientException";
+        break;
+    case 403:
+        type = "AccessDeniedException";
+        break;
+    case 404:
+        type = "ResourceNotFoundException";
+        break;
+    case 408:
+        type = "ModelTimeoutException";
+        break;
+    case 409:
+        type = "ConflictException";
+        break;
+    case 424:
+        type = "ModelErrorException";
+        break;
+    case 429:
+        type = "ThrottlingException";
+        break;
+    case 503:
+        type = "ServiceUnavailableException";
+        break;
+    default:
+        type = status >= 500 ? "InternalServerException" : "ValidationException";
     }
-    evbuffer_add_printf(hdrs, "x-amzn-ErrorType: %s:http://internal.amazon.com/coral/"
-                              "com.amazon.bedrock/\r\n", code ? code : type);
+    evbuffer_add_printf(hdrs,
+                        "x-amzn-ErrorType: %s:http://internal.amazon.com/coral/"
+                        "com.amazon.bedrock/\r\n",
+                        code ? code : type);
     BB_MOCK_ADD(b, "{\"message\":");
     bb_mock_json_str(b, message, strlen(message));
     BB_MOCK_ADD(b, "}");
@@ -142,8 +164,7 @@ static void usage(const struct bb_mock_req *r, struct evbuffer *b)
 {
     unsigned long out = bb_mock_answer_tokens(r) + bb_mock_think_tokens(r);
     evbuffer_add_printf(b, "{\"inputTokens\":%lu,\"outputTokens\":%lu,\"totalTokens\":%lu",
-                        r->prompt_tokens, out,
-                        r->prompt_tokens + out + r->cached + r->cache_write);
+                        r->prompt_tokens, out, r->prompt_tokens + out + r->cached + r->cache_write);
     if (r->cached || r->cache_write)
         evbuffer_add_printf(b, ",\"cacheReadInputTokens\":%lu,\"cacheWriteInputTokens\":%lu",
                             r->cached, r->cache_write);
@@ -158,8 +179,8 @@ static const char *stop_reason(const struct bb_mock_req *r)
 static void tool_use_id(const struct bb_mock_req *r, unsigned i, struct evbuffer *b)
 {
     const char *name = bb_mock_call_name(r, i);
-    evbuffer_add_printf(b, "\"toolUseId\":\"tooluse_mock%llu_%u\",\"name\":",
-                        (unsigned long long)r->seq, i);
+    evbuffer_add_printf(
+        b, "\"toolUseId\":\"tooluse_mock%llu_%u\",\"name\":", (unsigned long long)r->seq, i);
     bb_mock_json_str(b, name, strlen(name));
 }
 
@@ -168,9 +189,11 @@ static void br_response(struct bb_mock_req *r, struct evbuffer *b)
     BB_MOCK_ADD(b, "{\"metrics\":{\"latencyMs\":42},\"output\":{\"message\":{\"content\":[");
     bool any = false;
     if (r->think) {
-        evbuffer_add_printf(b, "{\"reasoningContent\":{\"reasoningText\":{\"text\":\""
-                               BB_MOCK_THINK_TEXT "\",\"signature\":\"mocksig%llu\"}}}",
-                            (unsigned long long)r->seq);
+        evbuffer_add_printf(
+            b,
+            "{\"reasoningContent\":{\"reasoningText\":{\"text\":\"" BB_MOCK_THINK_TEXT
+            "\",\"signature\":\"mocksig%llu\"}}}",
+            (unsigned long long)r->seq);
         any = true;
     }
     for (unsigned i = 1; i <= r->ncalls; i++) {
@@ -190,8 +213,8 @@ static void br_response(struct bb_mock_req *r, struct evbuffer *b)
         bb_mock_text(r, b);
         BB_MOCK_ADD(b, "\"}");
     }
-    evbuffer_add_printf(b, "],\"role\":\"assistant\"}},\"stopReason\":\"%s\",\"usage\":",
-                        stop_reason(r));
+    evbuffer_add_printf(
+        b, "],\"role\":\"assistant\"}},\"stopReason\":\"%s\",\"usage\":", stop_reason(r));
     usage(r, b);
     BB_MOCK_ADD(b, "}");
 }
@@ -212,8 +235,8 @@ static void put_u32(unsigned char *p, uint32_t v)
 static void header(struct evbuffer *h, const char *name, const char *value)
 {
     size_t nl = strlen(name), vl = strlen(value);
-    unsigned char pre[1] = {(unsigned char)nl}, mid[3] = {7, (unsigned char)(vl >> 8),
-                                                          (unsigned char)vl};
+    unsigned char pre[1] = {(unsigned char)nl},
+                  mid[3] = {7, (unsigned char)(vl >> 8), (unsigned char)vl};
     evbuffer_add(h, pre, 1);
     evbuffer_add(h, name, nl);
     evbuffer_add(h, mid, 3);
@@ -275,16 +298,19 @@ static void br_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b
     event(b, "messageStart", "\"role\":\"assistant\"");
 }
 
-static void br_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
-                           struct evbuffer *b)
+static void br_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u, struct evbuffer *b)
 {
     struct evbuffer *t = evbuffer_new();
     switch (u->kind) {
     case BB_MOCK_THINK:
-        event(b, "contentBlockDelta", "\"contentBlockIndex\":%u,\"delta\":{\"reasoningContent\":"
-              "{\"text\":\"" BB_MOCK_THINK_TEXT "\"}}", u->block);
-        event(b, "contentBlockDelta", "\"contentBlockIndex\":%u,\"delta\":{\"reasoningContent\":"
-              "{\"signature\":\"mocksig%llu\"}}", u->block, (unsigned long long)r->seq);
+        event(b, "contentBlockDelta",
+              "\"contentBlockIndex\":%u,\"delta\":{\"reasoningContent\":"
+              "{\"text\":\"" BB_MOCK_THINK_TEXT "\"}}",
+              u->block);
+        event(b, "contentBlockDelta",
+              "\"contentBlockIndex\":%u,\"delta\":{\"reasoningContent\":"
+              "{\"signature\":\"mocksig%llu\"}}",
+              u->block, (unsigned long long)r->seq);
         break;
     case BB_MOCK_TEXT:
         bb_mock_unit_text(r, u->i, t);

@@ -75,8 +75,8 @@ static int co_parse(struct bb_mock_req *r, struct json_object *body, const char 
     }
     struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
     for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
-        struct json_object *fn = bb_mock_get(json_object_array_get_idx(tools, i), "function",
-                                             json_type_object);
+        struct json_object *fn =
+            bb_mock_get(json_object_array_get_idx(tools, i), "function", json_type_object);
         size_t n;
         const char *name = bb_mock_get_str(fn, "name", &n);
         if (name)
@@ -90,8 +90,8 @@ static int co_parse(struct bb_mock_req *r, struct json_object *body, const char 
     return 0;
 }
 
-static void co_error(const struct bb_mock_req *r, int status, const char *code,
-                     const char *message, struct evbuffer *b, struct evbuffer *hdrs)
+static void co_error(const struct bb_mock_req *r, int status, const char *code, const char *message,
+                     struct evbuffer *b, struct evbuffer *hdrs)
 {
     BB_MOCK_ADD(b, "{\"message\":");
     bb_mock_json_str(b, message, strlen(message));
@@ -101,10 +101,12 @@ static void co_error(const struct bb_mock_req *r, int status, const char *code,
 static void usage(const struct bb_mock_req *r, struct evbuffer *b)
 {
     unsigned long out = bb_mock_answer_tokens(r) + bb_mock_think_tokens(r);
-    evbuffer_add_printf(b, "{\"billed_units\":{\"input_tokens\":%lu,\"output_tokens\":%lu},"
-                           "\"tokens\":{\"input_tokens\":%lu,\"output_tokens\":%lu},"
-                           "\"cached_tokens\":%lu}", r->prompt_tokens, out,
-                        r->prompt_tokens + r->cached + r->cache_write, out, r->cached);
+    evbuffer_add_printf(b,
+                        "{\"billed_units\":{\"input_tokens\":%lu,\"output_tokens\":%lu},"
+                        "\"tokens\":{\"input_tokens\":%lu,\"output_tokens\":%lu},"
+                        "\"cached_tokens\":%lu}",
+                        r->prompt_tokens, out, r->prompt_tokens + r->cached + r->cache_write, out,
+                        r->cached);
 }
 
 static const char *finish(const struct bb_mock_req *r)
@@ -116,8 +118,10 @@ static const char *finish(const struct bb_mock_req *r)
 static void call_head(const struct bb_mock_req *r, unsigned i, struct evbuffer *b)
 {
     const char *name = bb_mock_call_name(r, i);
-    evbuffer_add_printf(b, "{\"id\":\"call_mock%llu_%u\",\"type\":\"function\",\"function\":"
-                           "{\"name\":", (unsigned long long)r->seq, i);
+    evbuffer_add_printf(b,
+                        "{\"id\":\"call_mock%llu_%u\",\"type\":\"function\",\"function\":"
+                        "{\"name\":",
+                        (unsigned long long)r->seq, i);
     bb_mock_json_str(b, name, strlen(name));
     BB_MOCK_ADD(b, ",\"arguments\":");
 }
@@ -179,17 +183,21 @@ static unsigned co_stream_nopen(const struct bb_mock_req *r)
 static void co_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b)
 {
     ev(b, "message-start");
-    evbuffer_add_printf(b, ",\"id\":" UUID_FMT ",\"delta\":{\"message\":{\"role\":\"assistant\","
-                           "\"content\":[],\"tool_plan\":\"\",\"tool_calls\":[],"
-                           "\"citations\":[]}}", (unsigned long long)r->seq);
+    evbuffer_add_printf(b,
+                        ",\"id\":" UUID_FMT ",\"delta\":{\"message\":{\"role\":\"assistant\","
+                        "\"content\":[],\"tool_plan\":\"\",\"tool_calls\":[],"
+                        "\"citations\":[]}}",
+                        (unsigned long long)r->seq);
     ev_end(b);
 }
 
 static void content_start(struct evbuffer *b, unsigned index, const char *type)
 {
     ev(b, "content-start");
-    evbuffer_add_printf(b, ",\"index\":%u,\"delta\":{\"message\":{\"content\":{\"type\":\"%s\","
-                           "\"%s\":\"\"}}}", index, type, type);
+    evbuffer_add_printf(b,
+                        ",\"index\":%u,\"delta\":{\"message\":{\"content\":{\"type\":\"%s\","
+                        "\"%s\":\"\"}}}",
+                        index, type, type);
     ev_end(b);
 }
 
@@ -200,15 +208,17 @@ static void content_end(struct evbuffer *b, unsigned index)
     ev_end(b);
 }
 
-static void co_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
-                           struct evbuffer *b)
+static void co_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u, struct evbuffer *b)
 {
     switch (u->kind) {
     case BB_MOCK_THINK:
         content_start(b, u->block, "thinking");
         ev(b, "content-delta");
-        evbuffer_add_printf(b, ",\"index\":%u,\"delta\":{\"message\":{\"content\":{\"thinking\":\""
-                               BB_MOCK_THINK_TEXT "\"}}}", u->block);
+        evbuffer_add_printf(
+            b,
+            ",\"index\":%u,\"delta\":{\"message\":{\"content\":{\"thinking\":\"" BB_MOCK_THINK_TEXT
+            "\"}}}",
+            u->block);
         ev_end(b);
         content_end(b, u->block);
         break;
@@ -228,21 +238,23 @@ static void co_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
         if (u->part == 0) {
             if (u->i == 1) {
                 ev(b, "tool-plan-delta");
-                BB_MOCK_ADD(b, ",\"delta\":{\"message\":{\"tool_plan\":\"" BB_MOCK_TOOL_PLAN
-                               "\"}}");
+                BB_MOCK_ADD(b,
+                            ",\"delta\":{\"message\":{\"tool_plan\":\"" BB_MOCK_TOOL_PLAN "\"}}");
                 ev_end(b);
             }
             ev(b, "tool-call-start");
-            evbuffer_add_printf(b, ",\"index\":%u,\"delta\":{\"message\":{\"tool_calls\":",
-                                u->i - 1);
+            evbuffer_add_printf(b,
+                                ",\"index\":%u,\"delta\":{\"message\":{\"tool_calls\":", u->i - 1);
             call_head(r, u->i, b);
             BB_MOCK_ADD(b, "\"\"}}}}");
             ev_end(b);
             break;
         }
         ev(b, "tool-call-delta");
-        evbuffer_add_printf(b, ",\"index\":%u,\"delta\":{\"message\":{\"tool_calls\":"
-                               "{\"function\":{\"arguments\":", u->i - 1);
+        evbuffer_add_printf(b,
+                            ",\"index\":%u,\"delta\":{\"message\":{\"tool_calls\":"
+                            "{\"function\":{\"arguments\":",
+                            u->i - 1);
         bb_mock_args_str(r, b, u->i, u->part);
         BB_MOCK_ADD(b, "}}}}");
         ev_end(b);

@@ -28,8 +28,8 @@ static unsigned long parts_words(struct json_object *content)
         struct json_object *p = json_object_array_get_idx(parts, i), *th;
         size_t tl;
         const char *t = bb_mock_get_str(p, "text", &tl);
-        if (t && !((th = bb_mock_get(p, "thought", json_type_boolean)) &&
-                   json_object_get_boolean(th)))
+        if (t &&
+            !((th = bb_mock_get(p, "thought", json_type_boolean)) && json_object_get_boolean(th)))
             n += bb_mock_count_words(t, tl);
     }
     return n;
@@ -56,7 +56,8 @@ static char *parts_text(struct json_object *content)
 static char *response_text(struct json_object *resp)
 {
     if (json_object_is_type(resp, json_type_object) && json_object_object_length(resp) == 1) {
-        json_object_object_foreach(resp, k, v) {
+        json_object_object_foreach(resp, k, v)
+        {
             (void)k;
             if (json_object_is_type(v, json_type_string))
                 return bb_mock_content_text(v);
@@ -81,8 +82,8 @@ static int gm_parse(struct bb_mock_req *r, struct json_object *body, const char 
         *msg = "* GenerateContentRequest.contents: contents is not specified\n";
         return -1;
     }
-    r->prompt_tokens += parts_words(get2(body, "systemInstruction", "system_instruction",
-                                         json_type_object));
+    r->prompt_tokens +=
+        parts_words(get2(body, "systemInstruction", "system_instruction", json_type_object));
     size_t len = json_object_array_length(contents);
     for (size_t i = 0; i < len; i++) {
         struct json_object *c = json_object_array_get_idx(contents, i);
@@ -90,9 +91,9 @@ static int gm_parse(struct bb_mock_req *r, struct json_object *body, const char 
         struct json_object *parts = bb_mock_get(c, "parts", json_type_array);
         bool result = false;
         for (size_t k = 0; parts && k < json_object_array_length(parts); k++) {
-            struct json_object *fr = get2(json_object_array_get_idx(parts, k),
-                                          "functionResponse", "function_response",
-                                          json_type_object), *resp = NULL;
+            struct json_object *fr = get2(json_object_array_get_idx(parts, k), "functionResponse",
+                                          "function_response", json_type_object),
+                               *resp = NULL;
             if (!fr)
                 continue;
             result = true;
@@ -110,9 +111,9 @@ static int gm_parse(struct bb_mock_req *r, struct json_object *body, const char 
     }
     struct json_object *tools = bb_mock_get(body, "tools", json_type_array);
     for (size_t i = 0; tools && i < json_object_array_length(tools); i++) {
-        struct json_object *decls = get2(json_object_array_get_idx(tools, i),
-                                         "functionDeclarations", "function_declarations",
-                                         json_type_array);
+        struct json_object *decls =
+            get2(json_object_array_get_idx(tools, i), "functionDeclarations",
+                 "function_declarations", json_type_array);
         for (size_t k = 0; decls && k < json_object_array_length(decls); k++) {
             size_t n;
             const char *name = bb_mock_get_str(json_object_array_get_idx(decls, k), "name", &n);
@@ -120,9 +121,9 @@ static int gm_parse(struct bb_mock_req *r, struct json_object *body, const char 
                 bb_mock_add_tool(r, name, n);
         }
     }
-    struct json_object *tc = get2(get2(body, "generationConfig", "generation_config",
-                                       json_type_object),
-                                  "thinkingConfig", "thinking_config", json_type_object);
+    struct json_object *tc =
+        get2(get2(body, "generationConfig", "generation_config", json_type_object),
+             "thinkingConfig", "thinking_config", json_type_object);
     struct json_object *budget = get2(tc, "thinkingBudget", "thinking_budget", json_type_int);
     r->want_think = tc && !(budget && json_object_get_int64(budget) == 0);
     return 0;
@@ -131,18 +132,30 @@ static int gm_parse(struct bb_mock_req *r, struct json_object *body, const char 
 static const char *rpc_status(int status)
 {
     switch (status) {
-    case 400: return "INVALID_ARGUMENT";
-    case 401: return "UNAUTHENTICATED";
-    case 403: return "PERMISSION_DENIED";
-    case 404: return "NOT_FOUND";
-    case 409: return "ABORTED";
-    case 429: return "RESOURCE_EXHAUSTED";
-    case 499: return "CANCELLED";
-    case 500: return "INTERNAL";
-    case 501: return "UNIMPLEMENTED";
-    case 503: return "UNAVAILABLE";
-    case 504: return "DEADLINE_EXCEEDED";
-    default: return status >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
+    case 400:
+        return "INVALID_ARGUMENT";
+    case 401:
+        return "UNAUTHENTICATED";
+    case 403:
+        return "PERMISSION_DENIED";
+    case 404:
+        return "NOT_FOUND";
+    case 409:
+        return "ABORTED";
+    case 429:
+        return "RESOURCE_EXHAUSTED";
+    case 499:
+        return "CANCELLED";
+    case 500:
+        return "INTERNAL";
+    case 501:
+        return "UNIMPLEMENTED";
+    case 503:
+        return "UNAVAILABLE";
+    case 504:
+        return "DEADLINE_EXCEEDED";
+    default:
+        return status >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
     }
 }
 
@@ -160,8 +173,8 @@ static void error_obj(struct evbuffer *b, int status, const char *code, const ch
     BB_MOCK_ADD(b, "}}");
 }
 
-static void gm_error(const struct bb_mock_req *r, int status, const char *code,
-                     const char *message, struct evbuffer *b, struct evbuffer *hdrs)
+static void gm_error(const struct bb_mock_req *r, int status, const char *code, const char *message,
+                     struct evbuffer *b, struct evbuffer *hdrs)
 {
     error_obj(b, status, code, message);
 }
@@ -185,8 +198,10 @@ static void usage(const struct bb_mock_req *r, struct evbuffer *b, unsigned long
     evbuffer_add_printf(b, "\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":%lu}]",
                         p);
     if (r->cached)
-        evbuffer_add_printf(b, ",\"cacheTokensDetails\":[{\"modality\":\"TEXT\","
-                               "\"tokenCount\":%lu}]", r->cached);
+        evbuffer_add_printf(b,
+                            ",\"cacheTokensDetails\":[{\"modality\":\"TEXT\","
+                            "\"tokenCount\":%lu}]",
+                            r->cached);
     if (thoughts)
         evbuffer_add_printf(b, ",\"thoughtsTokenCount\":%lu", thoughts);
     BB_MOCK_ADD(b, "}");
@@ -201,8 +216,10 @@ static void tail(const struct bb_mock_req *r, struct evbuffer *b)
 
 static void thought_part(const struct bb_mock_req *r, struct evbuffer *b)
 {
-    evbuffer_add_printf(b, "{\"text\":\"" BB_MOCK_THINK_TEXT "\",\"thought\":true,"
-                           "\"thoughtSignature\":\"mocksig%llu\"}", (unsigned long long)r->seq);
+    evbuffer_add_printf(b,
+                        "{\"text\":\"" BB_MOCK_THINK_TEXT "\",\"thought\":true,"
+                        "\"thoughtSignature\":\"mocksig%llu\"}",
+                        (unsigned long long)r->seq);
 }
 
 static void call_part(const struct bb_mock_req *r, unsigned i, struct evbuffer *b)
@@ -272,8 +289,7 @@ static void gm_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b
 {
 }
 
-static void gm_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
-                           struct evbuffer *b)
+static void gm_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u, struct evbuffer *b)
 {
     el_open(r, b);
     BB_MOCK_ADD(b, "{\"candidates\":[{\"content\":{\"parts\":[");

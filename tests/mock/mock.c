@@ -53,15 +53,15 @@
 #define MAX_BODY (64u * 1024 * 1024)
 #define MAX_INPUT (MAX_BODY + 2u * MAX_HEAD)
 #define READ_CHUNK 65536
-#define FRAMES_PER_TURN 64   /* stream frames written before yielding to other connections */
-#define LINGER_MS 2000       /* how long a closing connection waits for the client's FIN */
+#define FRAMES_PER_TURN 64 /* stream frames written before yielding to other connections */
+#define LINGER_MS 2000     /* how long a closing connection waits for the client's FIN */
 #define DEFAULT_WORDS 8
 #define MAX_WORDS 1000000
-#define DEFAULT_CAP 100000   /* attempts kept in memory */
-#define NBUCKETS 1024        /* fail_first / ratelimit counters */
-#define BODY_KEEP 16384      /* request body bytes kept in the attempt log */
-#define MAX_CALLS 128        /* tools=N cap */
-#define PAD_UNIT 65536       /* bigbody: bytes per padding unit, its leading space included */
+#define DEFAULT_CAP 100000 /* attempts kept in memory */
+#define NBUCKETS 1024      /* fail_first / ratelimit counters */
+#define BODY_KEEP 16384    /* request body bytes kept in the attempt log */
+#define MAX_CALLS 128      /* tools=N cap */
+#define PAD_UNIT 65536     /* bigbody: bytes per padding unit, its leading space included */
 #define MAX_BIGBODY (1L << 30)
 
 enum outcome { OUT_PENDING, OUT_OK, OUT_FAULT, OUT_ABORTED };
@@ -70,8 +70,8 @@ static const char *const outcome_name[] = {"pending", "ok", "fault", "aborted"};
 /* Request headers recorded in the attempt log (`headers`), in this order; [0] is also
  * reported as `authorization`. */
 static const char *const hdr_names[] = {
-    "authorization", "x-api-key", "x-goog-api-key", "anthropic-version", "anthropic-beta",
-    "content-type", "x-amz-date", "x-amz-content-sha256", "traceparent",
+    "authorization", "x-api-key",  "x-goog-api-key",       "anthropic-version", "anthropic-beta",
+    "content-type",  "x-amz-date", "x-amz-content-sha256", "traceparent",
 };
 #define NHDR (sizeof hdr_names / sizeof hdr_names[0])
 
@@ -84,14 +84,13 @@ struct attempt {
     size_t body_bytes;
     double t_ms, end_ms; /* end_ms < 0: null */
     const char *protocol;
-    char *hdr[NHDR];     /* request header values (hdr_names), NULL if absent */
-    char *tools;         /* rendered JSON array, NULL: [] */
-    char *results;       /* rendered JSON array, NULL: [] */
-    char *body;          /* the first BODY_KEEP bytes of the body (NUL-terminated) */
+    char *hdr[NHDR]; /* request header values (hdr_names), NULL if absent */
+    char *tools;     /* rendered JSON array, NULL: [] */
+    char *results;   /* rendered JSON array, NULL: [] */
+    char *body;      /* the first BODY_KEEP bytes of the body (NUL-terminated) */
     size_t body_len;
-    char *prefill;       /* the trailing assistant turn's text, NULL: null */
+    char *prefill; /* the trailing assistant turn's text, NULL: null */
 };
-
 
 struct counter {
     struct counter *next;
@@ -109,14 +108,14 @@ struct server {
     struct event *sigterm, *sigint;
     struct conn *conns;
     const char *name;
-    int logfd;                 /* -1: no --log */
-    struct attempt *att;       /* ring of cap slots, seq s lives in slot (s-1) % cap */
+    int logfd;           /* -1: no --log */
+    struct attempt *att; /* ring of cap slots, seq s lives in slot (s-1) % cap */
     size_t cap;
-    uint64_t nseq;             /* last seq handed out since the last reset */
-    uint64_t gen;              /* bumped by reset, so stale requests cannot touch new slots */
+    uint64_t nseq; /* last seq handed out since the last reset */
+    uint64_t gen;  /* bumped by reset, so stale requests cannot touch new slots */
     struct counter *buckets[NBUCKETS];
     struct json_tokener *tok;
-    struct evbuffer *frame;    /* one stream frame being built; always empty between calls */
+    struct evbuffer *frame; /* one stream frame being built; always empty between calls */
     struct timespec t0;
 };
 
@@ -127,18 +126,18 @@ enum stage { ST_OPEN, ST_UNITS, ST_CLOSE, ST_DONE };
 
 struct directives {
     int status;
-    int rawstatus, redirect;                    /* hostile answers, 0 = none */
+    int rawstatus, redirect; /* hostile answers, 0 = none */
     char retry_after[32];
     bool reset, noresponse, nodone, think, chunkcut, html;
-    long slowfirst, delay, slowbody;            /* ms, 0 = none */
-    long bigbody;                               /* bytes, 0 = none */
-    char ctype[128];                            /* Content-Type override, "" = none */
-    long words, cut, stall, malformed, inband;  /* -1 = none */
-    long fail_first;                            /* -1 = none */
-    long tools, cached, cache_write;            /* -1 = none */
-    long rl_remaining, rl_limit, rl_reset;      /* ratelimit=R/L[/S]; rl_limit 0 = none */
-    char errcode[64], errmsg[256];              /* "" = none */
-    char call[128], args[2048];                 /* call=NAME, args=JSON; "" = none */
+    long slowfirst, delay, slowbody;           /* ms, 0 = none */
+    long bigbody;                              /* bytes, 0 = none */
+    char ctype[128];                           /* Content-Type override, "" = none */
+    long words, cut, stall, malformed, inband; /* -1 = none */
+    long fail_first;                           /* -1 = none */
+    long tools, cached, cache_write;           /* -1 = none */
+    long rl_remaining, rl_limit, rl_reset;     /* ratelimit=R/L[/S]; rl_limit 0 = none */
+    char errcode[64], errmsg[256];             /* "" = none */
+    char call[128], args[2048];                /* call=NAME, args=JSON; "" = none */
 };
 
 struct req {
@@ -159,7 +158,7 @@ struct req {
     bool chunked;
     enum stage stage;
     unsigned nopened, nclosed, ndone;
-    unsigned long sent, nunits;           /* content units sent / in the answer */
+    unsigned long sent, nunits;                     /* content units sent / in the answer */
     long cut_at, stall_at, malformed_at, inband_at; /* in content units, -1 none */
     struct evbuffer *held; /* slowbody: the body, sent when the timer fires, then held_after */
     enum after held_after;
@@ -219,11 +218,21 @@ void bb_mock_json_str(struct evbuffer *b, const char *s, size_t n)
         char esc[6] = {'\\', 0};
         size_t elen = 2;
         switch (ch) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default:
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[ch >> 4];
@@ -235,7 +244,6 @@ void bb_mock_json_str(struct evbuffer *b, const char *s, size_t n)
     evbuffer_add(b, s + run, n - run);
     BB_MOCK_ADD(b, "\"");
 }
-
 
 void bb_mock_num(struct evbuffer *b, unsigned long long v)
 {
@@ -539,8 +547,11 @@ static void json_str_utf8(struct evbuffer *b, const char *s, size_t n)
     struct evbuffer *t = evbuffer_new();
     while (i < n) {
         unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                   : (c & 0xf8) == 0xf0 ? 4 : 0;
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xe0) == 0xc0 ? 2
+                     : (c & 0xf0) == 0xe0 ? 3
+                     : (c & 0xf8) == 0xf0 ? 4
+                                          : 0;
         bool ok = len && i + len <= n && !(len == 2 && c < 0xc2) && !(len == 4 && c > 0xf4);
         for (size_t k = 1; ok && k < len; k++)
             ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
@@ -579,35 +590,64 @@ static void json_str0(struct evbuffer *b, const char *s)
 static const char *reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 529: return "Overloaded";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 529:
+        return "Overloaded";
+    default:
+        return "Status";
     }
 }
 
@@ -623,9 +663,10 @@ static void att_json(const struct server *s, const struct attempt *a, struct evb
     json_str0(b, a->model);
     evbuffer_add_printf(b, ",\"stream\":%s,\"authorization\":", a->stream ? "true" : "false");
     json_str0(b, a->hdr[0]);
-    evbuffer_add_printf(b, ",\"status\":%d,\"outcome\":\"%s\",\"body_bytes\":%zu,\"t_ms\":%.3f,"
-                           "\"end_ms\":", a->status, outcome_name[a->outcome], a->body_bytes,
-                        a->t_ms);
+    evbuffer_add_printf(b,
+                        ",\"status\":%d,\"outcome\":\"%s\",\"body_bytes\":%zu,\"t_ms\":%.3f,"
+                        "\"end_ms\":",
+                        a->status, outcome_name[a->outcome], a->body_bytes, a->t_ms);
     if (a->end_ms < 0)
         BB_MOCK_ADD(b, "null");
     else
@@ -639,8 +680,9 @@ static void att_json(const struct server *s, const struct attempt *a, struct evb
         evbuffer_add_printf(b, "%s\"%s\":", n++ ? "," : "", hdr_names[i]);
         json_str0(b, a->hdr[i]);
     }
-    evbuffer_add_printf(b, "},\"tools\":%s,\"tool_results\":%s,\"body\":",
-                        a->tools ? a->tools : "[]", a->results ? a->results : "[]");
+    evbuffer_add_printf(b,
+                        "},\"tools\":%s,\"tool_results\":%s,\"body\":", a->tools ? a->tools : "[]",
+                        a->results ? a->results : "[]");
     json_str_utf8(b, a->body ? a->body : "", a->body_len);
     BB_MOCK_ADD(b, ",\"prefill\":");
     json_str0(b, a->prefill);
@@ -988,9 +1030,11 @@ static const char *conn_header(const struct conn *c)
 static void reply(struct conn *c, int status, const char *ctype, struct evbuffer *body,
                   const char *extra)
 {
-    evbuffer_add_printf(c->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                                "%s%s\r\n", status, reason(status), ctype,
-                        evbuffer_get_length(body), extra ? extra : "", conn_header(c));
+    evbuffer_add_printf(c->out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "%s%s\r\n",
+                        status, reason(status), ctype, evbuffer_get_length(body),
+                        extra ? extra : "", conn_header(c));
     evbuffer_add_buffer(c->out, body);
     set_status(c, status);
     c->after = AFTER_FINISH;
@@ -1007,8 +1051,8 @@ static void reply_json(struct conn *c, int status, const char *json)
 
 /* An error answer in protocol p's dialect (OpenAI when the request reached no provider route).
  * extra: more header lines, or NULL. */
-static void reply_error(struct conn *c, const struct bb_mock_proto *p, int status,
-                        const char *code, const char *message, const char *extra)
+static void reply_error(struct conn *c, const struct bb_mock_proto *p, int status, const char *code,
+                        const char *message, const char *extra)
 {
     struct evbuffer *b = evbuffer_new(), *h = evbuffer_new();
     const struct bb_mock_req *pr = c->r.seq ? &c->r.pub : NULL;
@@ -1551,8 +1595,7 @@ static void respond(struct conn *c)
                  r->d.retry_after[0] ? "Retry-After: " : "", r->d.retry_after,
                  r->d.retry_after[0] ? "\r\n" : "");
         snprintf(msg, sizeof msg, "bb-mock: scripted status %d", r->d.status);
-        reply_error(c, r->proto, r->d.status, r->pub.errcode, bb_mock_errmsg(&r->pub, msg),
-                    extra);
+        reply_error(c, r->proto, r->d.status, r->pub.errcode, bb_mock_errmsg(&r->pub, msg), extra);
         return;
     }
     if (r->d.rawstatus) {
@@ -1619,7 +1662,7 @@ static char *url_decode(const char *s, size_t n)
 static const struct route {
     const char *prefix, *suffix; /* suffix NULL: the path is exactly prefix; else prefix X suffix */
     const struct bb_mock_proto *proto;
-    bool stream;                 /* the route asks for a stream (Gemini, Bedrock) */
+    bool stream; /* the route asks for a stream (Gemini, Bedrock) */
 } routes[] = {
     {"/v1/chat/completions", NULL, &bb_mock_proto_openai, false},
     {"/v1/responses", NULL, &bb_mock_proto_responses, false},
@@ -1799,8 +1842,7 @@ static void dispatch(struct conn *c, const char *body, size_t len)
             if (post)
                 provider(c, &routes[i], body, len);
             else
-                reply_error(c, routes[i].proto, 405, NULL, "method not allowed",
-                            "Allow: POST\r\n");
+                reply_error(c, routes[i].proto, 405, NULL, "method not allowed", "Allow: POST\r\n");
             return;
         }
     }
@@ -1925,8 +1967,7 @@ static void conn_process(struct conn *c)
             if (!len)
                 return;
             struct evbuffer_ptr start;
-            evbuffer_ptr_set(c->in, &start, c->scanned > 3 ? c->scanned - 3 : 0,
-                             EVBUFFER_PTR_SET);
+            evbuffer_ptr_set(c->in, &start, c->scanned > 3 ? c->scanned - 3 : 0, EVBUFFER_PTR_SET);
             struct evbuffer_ptr e = evbuffer_search(c->in, "\r\n\r\n", 4, &start);
             if (e.pos < 0) {
                 c->scanned = len;
@@ -2134,12 +2175,24 @@ int main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "l:o:n:k:h", opts, NULL)) != -1) {
         switch (ch) {
-        case 'l': listen_at = optarg; break;
-        case 'o': logpath = optarg; break;
-        case 'n': srv.name = optarg; break;
-        case 'k': srv.cap = strtoul(optarg, NULL, 10); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'l':
+            listen_at = optarg;
+            break;
+        case 'o':
+            logpath = optarg;
+            break;
+        case 'n':
+            srv.name = optarg;
+            break;
+        case 'k':
+            srv.cap = strtoul(optarg, NULL, 10);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc || srv.cap == 0) {
@@ -2172,10 +2225,10 @@ int main(int argc, char **argv)
         abort();
     json_tokener_set_flags(srv.tok, JSON_TOKENER_STRICT);
 
-    srv.lis = evconnlistener_new_bind(srv.base, on_accept, &srv,
-                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                          LEV_OPT_CLOSE_ON_EXEC,
-                                      1024, (struct sockaddr *)&ss, sslen);
+    srv.lis =
+        evconnlistener_new_bind(srv.base, on_accept, &srv,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                                1024, (struct sockaddr *)&ss, sslen);
     if (!srv.lis) {
         fprintf(stderr, "bb-mock: cannot listen on %s: %s\n", listen_at, strerror(errno));
         return 1;

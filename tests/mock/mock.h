@@ -1,9 +1,9 @@
 /*
  * bb-mock: the interface between the mock's engine (mock.c: HTTP/1.1 server, directives,
  * faults, timing, attempt log) and its protocol modules (openai.c, responses.c, anthropic.c,
- * gemini.c, bedrock.c, cohere.c, bedrock_invoke.c). A protocol module only renders bytes: it reads a parsed
- * body, and writes a whole response, an error body, or one stream frame at a time. The engine
- * decides what the answer is (text, tool calls, thinking, usage) and when and whether each
+ * gemini.c, bedrock.c, cohere.c, bedrock_invoke.c). A protocol module only renders bytes: it reads
+ * a parsed body, and writes a whole response, an error body, or one stream frame at a time. The
+ * engine decides what the answer is (text, tool calls, thinking, usage) and when and whether each
  * frame is sent, so every fault works the same way for every protocol. Single-threaded.
  *
  * A stream is: nopen opening frames, then one frame per content unit (the units that faults
@@ -22,8 +22,8 @@ struct evbuffer;
 struct json_object;
 
 #define BB_MOCK_THINK_TEXT "Let me think."
-#define BB_MOCK_THINK_TOKENS 3 /* words of BB_MOCK_THINK_TEXT */
-#define BB_MOCK_CALL_TOKENS 3  /* output tokens per tool call */
+#define BB_MOCK_THINK_TOKENS 3                     /* words of BB_MOCK_THINK_TEXT */
+#define BB_MOCK_CALL_TOKENS 3                      /* output tokens per tool call */
 #define BB_MOCK_TOOL_PLAN "I will call the tools." /* Cohere tool_plan */
 
 struct bb_mock_result {
@@ -34,13 +34,13 @@ struct bb_mock_result {
 
 /* What a protocol module sees of one request. */
 struct bb_mock_req {
-    uint64_t seq;                /* attempt number, used in response ids */
+    uint64_t seq; /* attempt number, used in response ids */
     /* set by the engine before parse */
-    const char *query;           /* query string after '?', or "" */
-    const char *path_model;      /* model from the path (URL-decoded), NULL if not in the path */
-    bool path_stream;            /* the route itself asks for a stream */
+    const char *query;      /* query string after '?', or "" */
+    const char *path_model; /* model from the path (URL-decoded), NULL if not in the path */
+    bool path_stream;       /* the route itself asks for a stream */
     /* filled by parse */
-    const char *model;           /* as received, directives included; malloc'd, engine frees */
+    const char *model; /* as received, directives included; malloc'd, engine frees */
     size_t model_len;
     bool stream;
     bool include_usage;          /* OpenAI stream_options.include_usage */
@@ -50,29 +50,29 @@ struct bb_mock_req {
     unsigned long prompt_tokens; /* uncached input: words of the prompt's text */
     char **tools;                /* declared tool names (bb_mock_add_tool) */
     size_t ntools;
-    char **tool_ns;              /* Responses (every tool added with bb_mock_add_tool_ns):
-                                    each tool's namespace, or NULL */
-    unsigned char *tool_custom;  /* ... and 1 for a freeform (custom) tool */
+    char **tool_ns;                 /* Responses (every tool added with bb_mock_add_tool_ns):
+                                       each tool's namespace, or NULL */
+    unsigned char *tool_custom;     /* ... and 1 for a freeform (custom) tool */
     struct bb_mock_result *results; /* tool results found (bb_mock_add_result) */
     size_t nresults;
-    char *prefill;               /* the conversation ends with an assistant turn: its text
-                                    (text parts joined; malloc'd, engine frees), else NULL */
+    char *prefill; /* the conversation ends with an assistant turn: its text
+                      (text parts joined; malloc'd, engine frees), else NULL */
     /* decided by the engine after parse */
-    unsigned words;              /* text units of the answer (0 for a tool-call answer): the
-                                    words still to send, then npad bigbody padding units */
-    unsigned npad;               /* bigbody: padding units at the end of the text */
-    unsigned long pad;           /* bigbody: padding bytes in total */
-    unsigned base;               /* prefill continuation: words of the canned text already
-                                    given; text unit i is word base+i */
-    unsigned trim;               /* bytes of text unit 1 already given (a prefill ending
-                                    inside a word) */
-    unsigned ncalls;             /* tool calls in the answer (0 for a text answer) */
-    bool think;                  /* a thinking block comes first */
+    unsigned words;                    /* text units of the answer (0 for a tool-call answer): the
+                                          words still to send, then npad bigbody padding units */
+    unsigned npad;                     /* bigbody: padding units at the end of the text */
+    unsigned long pad;                 /* bigbody: padding bytes in total */
+    unsigned base;                     /* prefill continuation: words of the canned text already
+                                          given; text unit i is word base+i */
+    unsigned trim;                     /* bytes of text unit 1 already given (a prefill ending
+                                          inside a word) */
+    unsigned ncalls;                   /* tool calls in the answer (0 for a text answer) */
+    bool think;                        /* a thinking block comes first */
     unsigned long cached, cache_write; /* cache-read / cache-write input tokens */
-    const char *errcode;         /* errcode= directive, NULL if none */
-    const char *errmsg;          /* errmsg= directive (spaces restored), NULL if none */
-    const char *call_name;       /* call= directive: the declared tool the calls go to */
-    const char *call_args;       /* args= directive: the calls' arguments (JSON text) */
+    const char *errcode;               /* errcode= directive, NULL if none */
+    const char *errmsg;                /* errmsg= directive (spaces restored), NULL if none */
+    const char *call_name;             /* call= directive: the declared tool the calls go to */
+    const char *call_args;             /* args= directive: the calls' arguments (JSON text) */
     /* stream state, owned by the module (zero at the start) */
     unsigned long evseq;
 };
@@ -89,8 +89,8 @@ struct bb_mock_unit {
 };
 
 struct bb_mock_proto {
-    const char *name;        /* as in the attempt log's `protocol` */
-    const char *bad_json;    /* 400 message for a body that is not a JSON object */
+    const char *name;     /* as in the attempt log's `protocol` */
+    const char *bad_json; /* 400 message for a body that is not a JSON object */
     /* Fill model, stream, and the rest of the "filled by parse" fields from the body.
      * 0, or -1 with *msg set to a static error message (answered as 400). */
     int (*parse)(struct bb_mock_req *r, struct json_object *body, const char **msg);
@@ -187,10 +187,8 @@ const char *bb_mock_call_name(const struct bb_mock_req *r, unsigned i);
 /* Arguments of call i: piece 0 = the whole `{"q":"w<i>"}`, 1 = `{"q":`, 2 = `"w<i>"}`; with
  * args=, that text (piece 1 its first half, 2 the rest). _raw appends the JSON itself, _str
  * appends it as a quoted JSON string. */
-void bb_mock_args_raw(const struct bb_mock_req *r, struct evbuffer *b, unsigned i,
-                      unsigned piece);
-void bb_mock_args_str(const struct bb_mock_req *r, struct evbuffer *b, unsigned i,
-                      unsigned piece);
+void bb_mock_args_raw(const struct bb_mock_req *r, struct evbuffer *b, unsigned i, unsigned piece);
+void bb_mock_args_str(const struct bb_mock_req *r, struct evbuffer *b, unsigned i, unsigned piece);
 /* Output tokens of the answer itself (words, or calls x 3) and of the thinking block. */
 unsigned long bb_mock_answer_tokens(const struct bb_mock_req *r);
 unsigned long bb_mock_think_tokens(const struct bb_mock_req *r);

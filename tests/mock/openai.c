@@ -21,9 +21,8 @@ static void add_tools(struct bb_mock_req *r, struct json_object *arr, bool neste
     for (size_t i = 0; i < n; i++) {
         struct json_object *t = json_object_array_get_idx(arr, i);
         size_t len;
-        const char *name =
-            bb_mock_get_str(nested ? bb_mock_get(t, "function", json_type_object) : t, "name",
-                            &len);
+        const char *name = bb_mock_get_str(
+            nested ? bb_mock_get(t, "function", json_type_object) : t, "name", &len);
         if (name)
             bb_mock_add_tool(r, name, len);
     }
@@ -33,7 +32,8 @@ static void add_tools(struct bb_mock_req *r, struct json_object *arr, bool neste
 static int oa_parse(struct bb_mock_req *r, struct json_object *body, const char **msg)
 {
     struct json_object *msgs = NULL, *model = NULL;
-    json_object_object_foreach(body, key, v) {
+    json_object_object_foreach(body, key, v)
+    {
         enum json_type t = json_object_get_type(v);
         if (!strcmp(key, "model") && t == json_type_string) {
             model = v;
@@ -92,10 +92,21 @@ void bb_mock_openai_error(const struct bb_mock_req *r, int status, const char *c
 {
     const char *type = "invalid_request_error", *dcode = NULL;
     switch (status) {
-    case 401: type = "authentication_error"; dcode = "invalid_api_key"; break;
-    case 403: type = "permission_error"; break;
-    case 404: type = "not_found_error"; dcode = "model_not_found"; break;
-    case 429: type = "rate_limit_exceeded"; dcode = "rate_limit_exceeded"; break;
+    case 401:
+        type = "authentication_error";
+        dcode = "invalid_api_key";
+        break;
+    case 403:
+        type = "permission_error";
+        break;
+    case 404:
+        type = "not_found_error";
+        dcode = "model_not_found";
+        break;
+    case 429:
+        type = "rate_limit_exceeded";
+        dcode = "rate_limit_exceeded";
+        break;
     default:
         if (status >= 500)
             type = "server_error";
@@ -126,12 +137,16 @@ static void usage(const struct bb_mock_req *r, struct evbuffer *b)
     BB_MOCK_ADD(b, ",\"total_tokens\":");
     bb_mock_num(b, in + out);
     if (r->cached || r->cache_write)
-        evbuffer_add_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%lu,"
-                               "\"audio_tokens\":0}", r->cached);
+        evbuffer_add_printf(b,
+                            ",\"prompt_tokens_details\":{\"cached_tokens\":%lu,"
+                            "\"audio_tokens\":0}",
+                            r->cached);
     if (r->think)
-        evbuffer_add_printf(b, ",\"completion_tokens_details\":{\"reasoning_tokens\":%lu,"
-                               "\"audio_tokens\":0,\"accepted_prediction_tokens\":0,"
-                               "\"rejected_prediction_tokens\":0}", bb_mock_think_tokens(r));
+        evbuffer_add_printf(b,
+                            ",\"completion_tokens_details\":{\"reasoning_tokens\":%lu,"
+                            "\"audio_tokens\":0,\"accepted_prediction_tokens\":0,"
+                            "\"rejected_prediction_tokens\":0}",
+                            bb_mock_think_tokens(r));
     BB_MOCK_ADD(b, "}");
 }
 
@@ -223,8 +238,7 @@ static void oa_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b
     chunk_tail(r, b);
 }
 
-static void oa_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
-                           struct evbuffer *b)
+static void oa_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u, struct evbuffer *b)
 {
     chunk_head(r, b);
     BB_MOCK_ADD(b, "[{\"index\":0,\"delta\":{");

@@ -88,11 +88,12 @@ static void usage(const struct bb_mock_req *r, struct evbuffer *b)
 {
     unsigned long in = r->prompt_tokens + r->cached + r->cache_write;
     unsigned long out = bb_mock_answer_tokens(r) + bb_mock_think_tokens(r);
-    evbuffer_add_printf(b, "{\"input_tokens\":%lu,\"input_tokens_details\":{\"cached_tokens\":%lu,"
-                           "\"cache_write_tokens\":%lu},\"output_tokens\":%lu,"
-                           "\"output_tokens_details\":{\"reasoning_tokens\":%lu},"
-                           "\"total_tokens\":%lu}", in, r->cached, r->cache_write, out,
-                        bb_mock_think_tokens(r), in + out);
+    evbuffer_add_printf(b,
+                        "{\"input_tokens\":%lu,\"input_tokens_details\":{\"cached_tokens\":%lu,"
+                        "\"cache_write_tokens\":%lu},\"output_tokens\":%lu,"
+                        "\"output_tokens_details\":{\"reasoning_tokens\":%lu},"
+                        "\"total_tokens\":%lu}",
+                        in, r->cached, r->cache_write, out, bb_mock_think_tokens(r), in + out);
 }
 
 static void reasoning_item(const struct bb_mock_req *r, struct evbuffer *b, bool done)
@@ -100,8 +101,9 @@ static void reasoning_item(const struct bb_mock_req *r, struct evbuffer *b, bool
     evbuffer_add_printf(b, "{\"id\":\"rs_mock%llu\",\"type\":\"reasoning\",\"summary\":",
                         (unsigned long long)r->seq);
     if (done)
-        evbuffer_add_printf(b, "[{\"type\":\"summary_text\",\"text\":\"" BB_MOCK_THINK_TEXT
-                               "\"}],\"encrypted_content\":\"mocksig%llu\"}",
+        evbuffer_add_printf(b,
+                            "[{\"type\":\"summary_text\",\"text\":\"" BB_MOCK_THINK_TEXT
+                            "\"}],\"encrypted_content\":\"mocksig%llu\"}",
                             (unsigned long long)r->seq);
     else
         BB_MOCK_ADD(b, "[]}");
@@ -117,9 +119,10 @@ static void text_part(const struct bb_mock_req *r, struct evbuffer *b, bool done
 
 static void message_item(const struct bb_mock_req *r, struct evbuffer *b, bool done)
 {
-    evbuffer_add_printf(b, "{\"id\":\"msg_mock%llu\",\"type\":\"message\",\"status\":\"%s\","
-                           "\"content\":[", (unsigned long long)r->seq,
-                        done ? "completed" : "in_progress");
+    evbuffer_add_printf(b,
+                        "{\"id\":\"msg_mock%llu\",\"type\":\"message\",\"status\":\"%s\","
+                        "\"content\":[",
+                        (unsigned long long)r->seq, done ? "completed" : "in_progress");
     if (done)
         text_part(r, b, true);
     BB_MOCK_ADD(b, "],\"role\":\"assistant\"}");
@@ -156,8 +159,9 @@ static void custom_item(const struct bb_mock_req *r, unsigned i, struct evbuffer
     const char *ns;
     bool custom;
     const char *name = call_tool(r, i, &ns, &custom);
-    evbuffer_add_printf(b, "{\"id\":\"ctc_mock%llu_%u\",\"type\":\"custom_tool_call\","
-                           "\"status\":\"%s\",\"call_id\":\"call_mock%llu_%u\",\"name\":",
+    evbuffer_add_printf(b,
+                        "{\"id\":\"ctc_mock%llu_%u\",\"type\":\"custom_tool_call\","
+                        "\"status\":\"%s\",\"call_id\":\"call_mock%llu_%u\",\"name\":",
                         (unsigned long long)r->seq, i, done ? "completed" : "in_progress",
                         (unsigned long long)r->seq, i);
     bb_mock_json_str(b, name, strlen(name));
@@ -181,15 +185,16 @@ static void call_item(const struct bb_mock_req *r, unsigned i, struct evbuffer *
         custom_item(r, i, b, done);
         return;
     }
-    evbuffer_add_printf(b, "{\"id\":\"fc_mock%llu_%u\",\"type\":\"function_call\","
-                           "\"status\":\"%s\",\"arguments\":", (unsigned long long)r->seq, i,
-                        done ? "completed" : "in_progress");
+    evbuffer_add_printf(b,
+                        "{\"id\":\"fc_mock%llu_%u\",\"type\":\"function_call\","
+                        "\"status\":\"%s\",\"arguments\":",
+                        (unsigned long long)r->seq, i, done ? "completed" : "in_progress");
     if (done)
         bb_mock_args_str(r, b, i, 0);
     else
         BB_MOCK_ADD(b, "\"\"");
-    evbuffer_add_printf(b, ",\"call_id\":\"call_mock%llu_%u\",\"name\":",
-                        (unsigned long long)r->seq, i);
+    evbuffer_add_printf(
+        b, ",\"call_id\":\"call_mock%llu_%u\",\"name\":", (unsigned long long)r->seq, i);
     bb_mock_json_str(b, name, strlen(name));
     if (ns) {
         BB_MOCK_ADD(b, ",\"namespace\":");
@@ -202,8 +207,9 @@ static void call_item(const struct bb_mock_req *r, unsigned i, struct evbuffer *
 static void resp_obj(const struct bb_mock_req *r, struct evbuffer *b, const char *status)
 {
     bool completed = !strcmp(status, "completed"), failed = !strcmp(status, "failed");
-    evbuffer_add_printf(b, "{\"id\":\"resp_mock%llu\",\"object\":\"response\",\"created_at\":"
-                           CREATED ",\"status\":\"%s\",\"background\":false,\"error\":",
+    evbuffer_add_printf(b,
+                        "{\"id\":\"resp_mock%llu\",\"object\":\"response\",\"created_at\":" CREATED
+                        ",\"status\":\"%s\",\"background\":false,\"error\":",
                         (unsigned long long)r->seq, status);
     if (failed) {
         const char *code = r->errcode ? r->errcode : "server_error";
@@ -287,8 +293,7 @@ static void rs_stream_open(struct bb_mock_req *r, unsigned k, struct evbuffer *b
 }
 
 /* `"item_id":"ID","output_index":N,` for the item of unit u */
-static void item_ref(const struct bb_mock_req *r, const struct bb_mock_unit *u,
-                     struct evbuffer *b)
+static void item_ref(const struct bb_mock_req *r, const struct bb_mock_unit *u, struct evbuffer *b)
 {
     unsigned long long seq = (unsigned long long)r->seq;
     if (u->kind == BB_MOCK_THINK)
@@ -324,8 +329,7 @@ static void summary_event(struct bb_mock_req *r, const struct bb_mock_unit *u, s
     ev_end(r, b);
 }
 
-static void rs_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u,
-                           struct evbuffer *b)
+static void rs_stream_unit(struct bb_mock_req *r, const struct bb_mock_unit *u, struct evbuffer *b)
 {
     switch (u->kind) {
     case BB_MOCK_THINK:

@@ -174,8 +174,7 @@ static void test_classify(void **state)
     struct bb_provider openai_p = {.protocol = BB_PROTO_OPENAI};
     struct bb_provider anthropic_p = {.protocol = BB_PROTO_ANTHROPIC};
     struct bb_error_map em[] = {{"my_quota_code", BB_FC_BILLING}, {"api_error", BB_FC_OVERLOADED}};
-    struct bb_provider mapped = {.protocol = BB_PROTO_ANTHROPIC, .error_map = em,
-                                 .n_error_map = 2};
+    struct bb_provider mapped = {.protocol = BB_PROTO_ANTHROPIC, .error_map = em, .n_error_map = 2};
     const char *custom = "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
                          "\"message\":\"x\"}}";
     /* error_map: the provider's type wins over the status fallback (500 → server_error) */
@@ -191,11 +190,9 @@ static void test_classify(void **state)
                      BB_FC_CONTEXT);
     const char *quota = "{\"error\":{\"message\":\"You exceeded your current quota\",\"type\":"
                         "\"insufficient_quota\",\"code\":\"insufficient_quota\"}}";
-    assert_int_equal(bb_classify_http(&openai_p, 429, quota, strlen(quota)),
-                     BB_FC_BILLING);
+    assert_int_equal(bb_classify_http(&openai_p, 429, quota, strlen(quota)), BB_FC_BILLING);
     const char *plain = "{\"error\":{\"message\":\"bad\",\"type\":\"invalid_request_error\"}}";
-    assert_int_equal(bb_classify_http(&openai_p, 400, plain, strlen(plain)),
-                     BB_FC_CLIENT);
+    assert_int_equal(bb_classify_http(&openai_p, 400, plain, strlen(plain)), BB_FC_CLIENT);
     assert_int_equal(bb_classify_http(&openai_p, 401, "", 0), BB_FC_AUTH);
     assert_int_equal(bb_classify_http(&openai_p, 403, "", 0), BB_FC_AUTH);
     assert_int_equal(bb_classify_http(&openai_p, 429, "", 0), BB_FC_RATE_LIMIT);
@@ -204,8 +201,7 @@ static void test_classify(void **state)
     assert_int_equal(bb_classify_http(&openai_p, 502, "", 0), BB_FC_SERVER);
     const char *ovl = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
                       "\"message\":\"Overloaded\"}}";
-    assert_int_equal(bb_classify_http(&anthropic_p, 500, ovl, strlen(ovl)),
-                     BB_FC_OVERLOADED);
+    assert_int_equal(bb_classify_http(&anthropic_p, 500, ovl, strlen(ovl)), BB_FC_OVERLOADED);
 }
 
 static void test_retry_after(void **state)
@@ -228,8 +224,7 @@ static void test_retry_after(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_error_rate_trips_after_min_requests, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_error_rate_trips_after_min_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_rate_below_threshold_stays_closed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_window_forgets_old_failures, setup, teardown),

@@ -401,9 +401,9 @@ static void test_usage_scan_matches_reader(void **state)
 /* ---- frame_scan (same-protocol relay) agrees with the decoder on every stream fixture ---- */
 
 struct side {
-    int first_content;     /* frame index of the first meaningful event, -1 none */
-    int first_error;       /* frame index of the first in-band error, -1 none */
-    int end;               /* frame index of the terminator, -1 none */
+    int first_content;        /* frame index of the first meaningful event, -1 none */
+    int first_error;          /* frame index of the first in-band error, -1 none */
+    int end;                  /* frame index of the terminator, -1 none */
     struct bb_ir_usage usage; /* largest of each count */
     struct bb_frame_state st;
 };
@@ -412,7 +412,7 @@ struct pair {
     const struct bb_proto_ops *ops;
     void *dec;
     int frame;
-    bool done;             /* the decoder ended (error or terminator) */
+    bool done; /* the decoder ended (error or terminator) */
     struct side d, s;
     const char *file;
 };
@@ -513,9 +513,8 @@ static void test_frame_scan_matches_decoder(void **state)
     (void)state;
     static const char *const dirs[] = {"openai", "responses", "anthropic",
                                        "gemini", "bedrock",   "cohere"};
-    static const enum bb_proto protos[] = {BB_PROTO_OPENAI, BB_PROTO_RESPONSES,
-                                           BB_PROTO_ANTHROPIC, BB_PROTO_GEMINI,
-                                           BB_PROTO_BEDROCK, BB_PROTO_COHERE};
+    static const enum bb_proto protos[] = {BB_PROTO_OPENAI, BB_PROTO_RESPONSES, BB_PROTO_ANTHROPIC,
+                                           BB_PROTO_GEMINI, BB_PROTO_BEDROCK,   BB_PROTO_COHERE};
     size_t streams = 0;
     for (size_t p = 0; p < 6; p++) {
         const struct bb_proto_ops *ops = bb_proto_get(protos[p]);
@@ -579,10 +578,14 @@ static void test_frame_scan_matches_decoder(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_openai),         cmocka_unit_test(test_anthropic),
-        cmocka_unit_test(test_gemini),         cmocka_unit_test(test_bedrock),
-        cmocka_unit_test(test_cohere),         cmocka_unit_test(test_answer_check),
-        cmocka_unit_test(test_inband_classes), cmocka_unit_test(test_usage_scan_matches_reader),
+        cmocka_unit_test(test_openai),
+        cmocka_unit_test(test_anthropic),
+        cmocka_unit_test(test_gemini),
+        cmocka_unit_test(test_bedrock),
+        cmocka_unit_test(test_cohere),
+        cmocka_unit_test(test_answer_check),
+        cmocka_unit_test(test_inband_classes),
+        cmocka_unit_test(test_usage_scan_matches_reader),
         cmocka_unit_test(test_frame_scan_matches_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

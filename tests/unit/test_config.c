@@ -1058,8 +1058,8 @@ static void test_cluster(void **state)
     expect_error("cluster: { redis_url: \"redis://busbar@h\" }\n", 1, 23,
                  "cluster.redis_url: a user name needs cluster.password_env");
     expect_error("cluster: { redis_url: \"redis://h:0\" }\n", 1, 23, "port must be a number");
-    expect_error("cluster: { redis_url: \"rediss://h\", tls: { cert_file: /etc/hostname } }\n",
-                 1, 37, "cluster.tls: cert_file and key_file go together");
+    expect_error("cluster: { redis_url: \"rediss://h\", tls: { cert_file: /etc/hostname } }\n", 1,
+                 37, "cluster.tls: cert_file and key_file go together");
 }
 
 /* admin.listen + admin.token_env: the HTTP admin API (token read from the environment). */

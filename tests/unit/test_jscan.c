@@ -258,9 +258,10 @@ static void test_long_strings(void **state)
 static void test_nested_helpers(void **state)
 {
     (void)state;
-    const char *o = "{\"choices\": [ {\"delta\":{\"content\":\"a]}\\\"\"}} , 7, \"x,y\", [1,[2]] ,null],"
-                    "\"usage\":{\"prompt_tokens\":12,\"d\":{\"c\":3.0},\"big\":99999999999999999999999,"
-                    "\"neg\":-1,\"e\":2e3}}";
+    const char *o =
+        "{\"choices\": [ {\"delta\":{\"content\":\"a]}\\\"\"}} , 7, \"x,y\", [1,[2]] ,null],"
+        "\"usage\":{\"prompt_tokens\":12,\"d\":{\"c\":3.0},\"big\":99999999999999999999999,"
+        "\"neg\":-1,\"e\":2e3}}";
     struct bb_jscan_field f[2] = {{.key = "choices"}, {.key = "usage"}};
     assert_int_equal(scan(o, strlen(o), f, 2, 16, NULL), 0);
     const char *arr = o + f[0].off;
@@ -342,10 +343,14 @@ static void test_request_duplicates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_find_members),    cmocka_unit_test(test_duplicate_keeps_last),
-        cmocka_unit_test(test_valid_documents), cmocka_unit_test(test_invalid_documents),
-        cmocka_unit_test(test_depth),           cmocka_unit_test(test_unquote),
-        cmocka_unit_test(test_long_strings),    cmocka_unit_test(test_nested_helpers),
+        cmocka_unit_test(test_find_members),
+        cmocka_unit_test(test_duplicate_keeps_last),
+        cmocka_unit_test(test_valid_documents),
+        cmocka_unit_test(test_invalid_documents),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_unquote),
+        cmocka_unit_test(test_long_strings),
+        cmocka_unit_test(test_nested_helpers),
         cmocka_unit_test(test_request_duplicates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -522,7 +522,8 @@ static void test_routes(void **state)
          "\"arn:aws:bedrock:us-east-1::foundation-model/b\",\"modelId\":\"b\",\"modelName\":\"b\","
          "\"providerName\":\"busbar\",\"inputModalities\":[\"TEXT\"],\"outputModalities\":"
          "[\"TEXT\"],\"responseStreamingSupported\":true,\"customizationsSupported\":[],"
-         "\"inferenceTypesSupported\":[\"ON_DEMAND\"],\"modelLifecycle\":{\"status\":\"ACTIVE\"}}]}"},
+         "\"inferenceTypesSupported\":[\"ON_DEMAND\"],\"modelLifecycle\":{\"status\":\"ACTIVE\"}}]"
+         "}"},
     };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         const struct bb_proto_ops *o = bb_proto_get((enum bb_proto)lists[i].proto);
