@@ -461,6 +461,22 @@ static int rd_message(struct rd *x, json_object *m)
     if (bb_rd_want(r, m, "name", json_type_string, false, &name) < 0)
         return -1;
 
+    if ((strcmp(ro, "system") == 0 || strcmp(ro, "developer") == 0) && x->msgs.n) {
+        /* among the turns: kept in its place (writers that cannot hold it fold it into the
+         * system prompt, bb_proto_write_request) */
+        struct bb_vec bv = {0};
+        if (rd_content(r, &bv, content, PARTS_TEXT))
+            return -1;
+        struct bb_ir_message *im = bv.n ? rd_new_message(x, BB_IR_SYSTEM) : NULL;
+        if (bv.n && !im)
+            return bb_rd_oom(r);
+        if (im) {
+            im->blocks = bv.v;
+            im->n_blocks = bv.n;
+            x->last_is_tool = false;
+        }
+        return name ? bb_rd_unsupported(r, "", "system.name") : 0;
+    }
     if (strcmp(ro, "system") == 0 || strcmp(ro, "developer") == 0) {
         struct bb_vec bv = {q->system, q->n_system, q->n_system};
         if (rd_content(r, &bv, content, PARTS_TEXT))

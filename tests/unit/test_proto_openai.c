@@ -349,6 +349,40 @@ static void test_read_request_errors(void **state)
     bb_arena_free(&a);
 }
 
+/* A system (or developer) message among the turns stays there as a BB_IR_SYSTEM message;
+ * the ones before the first turn are the system prompt. */
+static void test_read_request_system_in_place(void **state)
+{
+    (void)state;
+    const char *body =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"first\"},"
+        "{\"role\":\"user\",\"content\":\"hi\"},"
+        "{\"role\":\"developer\",\"content\":[{\"type\":\"text\",\"text\":\"mid\"}]},"
+        "{\"role\":\"assistant\",\"content\":\"ok\"},"
+        "{\"role\":\"user\",\"content\":\"go\"}]}";
+    struct bb_arena a;
+    struct bb_err err = {{0}};
+    struct bb_ir_request r;
+    bb_arena_init(&a, 0);
+    if (ops()->read_request(&a, body, strlen(body), NULL, &r, &err))
+        fail_msg("read_request: %s", err.msg);
+    assert_int_equal(r.n_system, 1);
+    assert_str(&r.system[0].text, "first");
+    assert_int_equal(r.n_messages, 4);
+    assert_int_equal(r.messages[0].role, BB_IR_USER);
+    assert_int_equal(r.messages[1].role, BB_IR_SYSTEM);
+    assert_int_equal(r.messages[1].n_blocks, 1);
+    assert_str(&r.messages[1].blocks[0].text, "mid");
+    assert_int_equal(r.messages[2].role, BB_IR_ASSISTANT);
+    assert_int_equal(r.messages[3].role, BB_IR_USER);
+    /* folded for a writer that cannot keep it in place: after the system prompt, in order */
+    const struct bb_ir_request *f = bb_ir_fold_system(&a, &r);
+    assert_int_equal(f->n_system, 2);
+    assert_str(&f->system[1].text, "mid");
+    assert_int_equal(f->n_messages, 3);
+    bb_arena_free(&a);
+}
+
 /* ---- (2) egress: write_request ---- */
 
 struct egress {
@@ -1238,6 +1272,7 @@ int main(void)
         cmocka_unit_test(test_ops_table),
         cmocka_unit_test(test_read_request_full),
         cmocka_unit_test(test_read_request_legacy),
+        cmocka_unit_test(test_read_request_system_in_place),
         cmocka_unit_test(test_read_request_errors),
         cmocka_unit_test(test_write_request_ir),
         cmocka_unit_test(test_write_request_from_client),
