@@ -512,11 +512,28 @@ static int rd_message(struct bb_rd *r, json_object *m, struct bb_vec *msgs, stru
         return bb_rd_expect(r, "role", "a string");
     json_object *c = bb_json_get(m, "content");
     int rc;
-    if (strcmp(role, "system") == 0) { /* appended to the one system prompt; a tool run goes on */
+    if (strcmp(role, "system") == 0) {
+        /* before the first turn: the system prompt; among the turns: a SYSTEM message in its
+         * place (kept by OpenAI chat and Responses lanes, folded elsewhere). A tool run goes
+         * on across it. */
         if (!c)
             return bb_rd_required(r, "content");
         size_t mark = bb_rd_in(r, "content");
-        rc = rd_parts(r, c, sys, rd_system_part);
+        if (!msgs->n) {
+            rc = rd_parts(r, c, sys, rd_system_part);
+        } else {
+            struct bb_vec bv = {0};
+            rc = rd_parts(r, c, &bv, rd_system_part);
+            struct bb_ir_message *v =
+                rc == 0 && bv.n ? BB_VEC_PUSH(r->a, msgs, struct bb_ir_message) : NULL;
+            if (rc == 0 && bv.n && !v)
+                rc = bb_rd_oom(r);
+            if (v) {
+                v->role = BB_IR_SYSTEM;
+                v->blocks = bv.v;
+                v->n_blocks = bv.n;
+            }
+        }
         bb_rd_out(r, mark);
         return rc;
     }

@@ -420,6 +420,7 @@ struct rd {
     struct bb_vec msgs, blocks, sys;
     struct bb_vec tools; /* top-level tools, additional_tools items, searched tools */
     enum last_kind last;
+    bool sys_here; /* system text goes to the last message (a system message among turns) */
 };
 
 static struct bb_ir_str flat_name(struct bb_arena *a, const struct bb_ir_str *ns,
@@ -457,7 +458,8 @@ static int assistant_message(struct rd *x)
 
 static int add_system_text(struct rd *x, json_object *s)
 {
-    struct bb_ir_block *b = BB_VEC_PUSH(x->r.a, &x->sys, struct bb_ir_block);
+    struct bb_ir_block *b =
+        x->sys_here ? new_block(x) : BB_VEC_PUSH(x->r.a, &x->sys, struct bb_ir_block);
     if (!b)
         return bb_rd_oom(&x->r);
     b->type = BB_IR_TEXT;
@@ -588,6 +590,11 @@ static int read_system_parts(struct rd *x, json_object *c)
     return 0;
 }
 
+static int read_message_content(struct rd *x, json_object *it, bool system, bool assistant);
+
+/* A message item. A system or developer message among the turns stays in its place (a
+ * BB_IR_SYSTEM message: kept by OpenAI chat and Responses lanes, folded elsewhere); the ones
+ * before the first turn are the system prompt. */
 static int read_message_item(struct rd *x, json_object *it)
 {
     struct bb_rd *r = &x->r;
@@ -596,6 +603,26 @@ static int read_message_item(struct rd *x, json_object *it)
     bool assistant = role && !strcmp(role, "assistant");
     if (!system && !assistant && !(role && !strcmp(role, "user")))
         return bb_rd_expect(r, "role", "one of user, assistant, system, developer");
+    if (!system || !x->msgs.n)
+        return read_message_content(x, it, system, assistant);
+    enum last_kind last = x->last;
+    struct bb_vec blocks = x->blocks; /* the previous message's, restored if this one is empty */
+    if (new_message(x, BB_IR_SYSTEM, LAST_NONE) < 0)
+        return -1;
+    x->sys_here = true;
+    int rc = read_message_content(x, it, true, false);
+    x->sys_here = false;
+    if (rc == 0 && !x->blocks.n) { /* said nothing: carries nothing */
+        x->msgs.n--;
+        x->last = last;
+        x->blocks = blocks;
+    }
+    return rc;
+}
+
+static int read_message_content(struct rd *x, json_object *it, bool system, bool assistant)
+{
+    struct bb_rd *r = &x->r;
     json_object *c = bb_json_get(it, "content");
     if (!bb_json_is(c, json_type_string) && !bb_json_is(c, json_type_array))
         return bb_rd_expect(r, "content", "a string or an array");

@@ -145,6 +145,31 @@ static int read_str(struct bb_arena *a, const char *body, const char *model,
     return P->read_request(a, body, strlen(body), model, r, err);
 }
 
+/* A system message among the turns stays in its place; before the first turn it is the
+ * system prompt. */
+static void test_read_request_system_in_place(void **state)
+{
+    (void)state;
+    struct bb_arena a;
+    bb_arena_init(&a, 0);
+    struct bb_ir_request r;
+    struct bb_err err = {{0}};
+    assert_int_equal(read_str(&a,
+                              "{\"model\":\"c\",\"messages\":[{\"role\":\"system\",\"content\":"
+                              "\"first\"},{\"role\":\"user\",\"content\":\"hi\"},{\"role\":"
+                              "\"system\",\"content\":[{\"type\":\"text\",\"text\":\"mid\"}]},"
+                              "{\"role\":\"user\",\"content\":\"go\"}]}",
+                              NULL, &r, &err),
+                     0);
+    assert_int_equal(r.n_system, 1);
+    assert_string_equal(r.system[0].text.p, "first");
+    assert_int_equal(r.n_messages, 3);
+    assert_int_equal(r.messages[1].role, BB_IR_SYSTEM);
+    assert_string_equal(r.messages[1].blocks[0].text.p, "mid");
+    assert_int_equal(r.messages[2].role, BB_IR_USER);
+    bb_arena_free(&a);
+}
+
 static void test_read_request_variants(void **state)
 {
     (void)state;
@@ -966,6 +991,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_request_full),
         cmocka_unit_test(test_read_request_variants),
+        cmocka_unit_test(test_read_request_system_in_place),
         cmocka_unit_test(test_read_request_errors),
         cmocka_unit_test(test_write_request_full),
         cmocka_unit_test(test_write_request_roundtrip),

@@ -740,6 +740,43 @@ static void test_read_request_full(void **state)
     free(body);
 }
 
+/* A developer or system message among the turns stays in its place (an empty one carries
+ * nothing and leaves the assistant turn around it whole); before the first turn it is the
+ * system prompt. */
+static void test_read_request_system_in_place(void **state)
+{
+    (void)state;
+    const char *body =
+        "{\"model\":\"m\",\"input\":[{\"role\":\"developer\",\"content\":\"first\"},"
+        "{\"role\":\"user\",\"content\":\"hi\"},"
+        "{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":"
+        "\"output_text\",\"text\":\"a\"}]},"
+        "{\"role\":\"system\",\"content\":[]},"
+        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{}\"},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"r\"},"
+        "{\"role\":\"developer\",\"content\":[{\"type\":\"input_text\",\"text\":\"mid\"}]},"
+        "{\"role\":\"user\",\"content\":\"go\"}]}";
+    struct bb_arena a;
+    bb_arena_init(&a, 0);
+    struct bb_ir_request r;
+    struct bb_err err = {{0}};
+    if (P->read_request(&a, body, strlen(body), NULL, &r, &err))
+        fail_msg("read_request: %s", err.msg);
+    assert_int_equal(r.n_system, 1);
+    assert_string_equal(r.system[0].text.p, "first");
+    assert_int_equal(r.n_messages, 5);
+    assert_int_equal(r.messages[0].role, BB_IR_USER);
+    assert_int_equal(r.messages[1].role, BB_IR_ASSISTANT);
+    assert_int_equal(r.messages[1].n_blocks, 2); /* the text and the call: one turn */
+    assert_int_equal(r.messages[1].blocks[1].type, BB_IR_TOOL_USE);
+    assert_int_equal(r.messages[2].role, BB_IR_USER); /* the tool result */
+    assert_int_equal(r.messages[3].role, BB_IR_SYSTEM);
+    assert_int_equal(r.messages[3].n_blocks, 1);
+    assert_string_equal(r.messages[3].blocks[0].text.p, "mid");
+    assert_int_equal(r.messages[4].role, BB_IR_USER);
+    bb_arena_free(&a);
+}
+
 static void test_read_request_minimal(void **state)
 {
     (void)state;
@@ -1251,6 +1288,7 @@ int main(void)
         cmocka_unit_test(test_ops),
         cmocka_unit_test(test_read_request_full),
         cmocka_unit_test(test_read_request_minimal),
+        cmocka_unit_test(test_read_request_system_in_place),
         cmocka_unit_test(test_read_request_errors),
         cmocka_unit_test(test_write_request),
         cmocka_unit_test(test_roundtrip_request),
