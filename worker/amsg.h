@@ -23,6 +23,9 @@
 struct json_object;
 struct evbuffer;
 
+/* ops->body_family of every carrier: members the IR has no form for go along (ir->extras). */
+#define BB_AMSG_FAMILY "amsg" /* the Messages API body */
+
 /* How a carrier's body differs from the Messages API's own. */
 struct bb_amsg_carrier {
     /* The path names the model and the stream: no "model" or "stream" member is read or

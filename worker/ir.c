@@ -67,6 +67,32 @@ int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char 
     return 0;
 }
 
+int bb_ir_extra(struct bb_arena *a, struct bb_ir_request *req, const char *family,
+                const char *parent, const char *name, const char *json, size_t len)
+{
+    struct bb_ir_extra *v = bb_arena_alloc(a, (req->n_extras + 1) * sizeof *v);
+    const char *dotted = name;
+    if (parent) {
+        size_t pl = strlen(parent), nl = strlen(name);
+        char *d = bb_arena_alloc(a, pl + nl + 2);
+        if (d) {
+            memcpy(d, parent, pl);
+            d[pl] = '.';
+            memcpy(d + pl + 1, name, nl + 1);
+        }
+        dotted = d;
+    }
+    struct bb_ir_str j = bb_ir_strdup(a, json, len);
+    if (!v || !dotted || !j.p)
+        return -1;
+    if (req->n_extras)
+        memcpy(v, req->extras, req->n_extras * sizeof *v);
+    v[req->n_extras++] = (struct bb_ir_extra){parent, name, dotted, j};
+    req->extras = v;
+    req->extras_family = family;
+    return 0;
+}
+
 const char *bb_ir_stop_name(enum bb_ir_stop s)
 {
     static const char *const names[] = {"unset",         "end_turn", "max_tokens",

@@ -156,6 +156,21 @@ struct bb_ir_request {
      * x-busbar-dropped-fields). */
     const char **unsupported;
     size_t n_unsupported;
+
+    /* Members the IR has no form for, kept as JSON text for a writer of the same body format
+     * (ops->body_family equal to extras_family: the Messages API and InvokeModel carry one
+     * body): a top-level member, or one of a top-level object's (parent). bb_proto_write_request
+     * names them dropped on a lane of another family. */
+    const struct bb_ir_extra *extras;
+    size_t n_extras;
+    const char *extras_family;
+};
+
+struct bb_ir_extra {
+    const char *parent;    /* NULL: a top-level member; else the top-level object it sits in */
+    const char *name;      /* the member's own name */
+    const char *dotted;    /* "name" or "parent.name": for x-busbar-dropped-fields */
+    struct bb_ir_str json; /* the member's value as the client sent it (JSON text) */
 };
 
 /* ---- responses ---- */
@@ -244,6 +259,10 @@ const char *bb_ir_field_name(struct bb_arena *a, const char *raw);
 /* Record an unsupported field name (a static or arena string; passed through
  * bb_ir_field_name) on req. -1 on OOM. */
 int bb_ir_unsupported(struct bb_arena *a, struct bb_ir_request *req, const char *field);
+/* Keep member name of object parent (NULL: top level; both static strings or the caller's
+ * arena) with its value's JSON text (copied) for a writer of family. -1 on OOM. */
+int bb_ir_extra(struct bb_arena *a, struct bb_ir_request *req, const char *family,
+                const char *parent, const char *name, const char *json, size_t len);
 const char *bb_ir_stop_name(enum bb_ir_stop s);
 /* Fold a cumulative usage report into u: each count keeps its largest value (streams report
  * running totals, some in several events). A report that is not set changes nothing. */

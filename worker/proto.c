@@ -203,5 +203,10 @@ int bb_proto_write_request(const struct bb_proto_ops *ops, struct bb_arena *a,
 {
     if (!ops->system_in_place && !(ir = bb_ir_fold_system(a, ir)))
         return bb_err_set(err, "out of memory");
+    /* members only a writer of the reader's own body format can carry */
+    bool same =
+        ops->body_family && ir->extras_family && !strcmp(ops->body_family, ir->extras_family);
+    for (size_t i = 0; i < ir->n_extras && !same; i++)
+        bb_proto_drop(a, ctx, bb_ir_field_name(a, ir->extras[i].dotted));
     return ops->write_request(a, ir, ctx, out, err);
 }

@@ -270,6 +270,10 @@ struct bb_proto_ops {
     /* write_request takes system messages in their place among the turns (BB_IR_SYSTEM);
      * false: bb_proto_write_request folds them into the system prompt first. */
     bool system_in_place;
+    /* The body format this module shares with others (BB_AMSG_FAMILY: the Messages API and
+     * InvokeModel): its reader keeps the members the IR has no form for (ir->extras) and its
+     * writer writes them back for the same family. NULL: none. */
+    const char *body_family;
 
     /* Write the upstream request for ir (model = ctx->lane->upstream_model, stream =
      * ctx->stream), including auth headers from ctx->provider->api_key. Fields the target

@@ -26,6 +26,7 @@
 #include "worker/proto.h"
 #include "worker/rd.h"
 #include "worker/seq.h"
+#include "common/http_parse.h"
 #include "common/jscan.h"
 
 #include <ctype.h>
@@ -42,6 +43,7 @@
 #define ANTHROPIC_VERSION "2023-06-01"
 #define THINKING_MIN_BUDGET 1024u /* the API rejects a smaller budget_tokens */
 #define FALLBACK_MAX_TOKENS 4096u /* when a lane has no default_max_tokens */
+#define BODY_FAMILY BB_AMSG_FAMILY
 
 /* The scalar parameters (worker/params.h; docs/protocols/anthropic.md "Parameters"). */
 const struct bb_param bb_amsg_params[BB_AMSG_N_PARAMS] = {
@@ -505,6 +507,18 @@ static int rd_tool_choice(struct bb_rd *r, json_object *tc)
     return rc;
 }
 
+/* Keep member name (v) of the body, or of its object parent, for a lane of the same body
+ * format (ir->extras). name is copied: json-c owns the key. */
+static int rd_extra(struct bb_rd *r, const char *parent, const char *name, json_object *v)
+{
+    const char *j =
+        json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *n = bb_arena_strndup(r->a, name, strlen(name));
+    if (!n || bb_ir_extra(r->a, r->req, BODY_FAMILY, parent, n, j, strlen(j)) < 0)
+        return bb_rd_oom(r);
+    return 0;
+}
+
 static int rd_thinking(struct bb_rd *r, json_object *th)
 {
     struct bb_ir_request *q = r->req;
@@ -530,8 +544,9 @@ static int rd_thinking(struct bb_rd *r, json_object *th)
             bb_rd_expect(r, "type", "\"enabled\", \"disabled\", \"adaptive\" or \"between_tools\"");
     }
     bb_rd_out(r, mark);
-    if (rc == 0 && bb_json_get(th, "display"))
-        return bb_rd_unsupported(r, "", "thinking.display");
+    json_object *display = bb_json_get(th, "display");
+    if (rc == 0 && display)
+        return rd_extra(r, "thinking", "display", display);
     return rc;
 }
 
@@ -636,14 +651,20 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
     {
         bool is_known = bb_params_known(param_rows, N_PARAMS, k);
         for (size_t i = 0; i < sizeof known / sizeof known[0] && !is_known; i++)
-            is_known = strcmp(known[i], k) == 0 &&
-                       !(c->model_in_path && (strcmp(k, "model") == 0 || strcmp(k, "stream") == 0));
-        /* the carrier's version and beta flags describe the body itself: nothing to carry */
-        if (c->version && (strcmp(k, "anthropic_version") == 0 || strcmp(k, "anthropic_beta") == 0))
+            is_known = strcmp(known[i], k) == 0;
+        /* the carrier's version describes the body itself: nothing to carry */
+        if (c->version && strcmp(k, "anthropic_version") == 0)
             is_known = true;
-        /* cache_control (automatic caching), container, service_tier, speed, ...: recorded,
-         * never fatal. */
-        if (!is_known && val && bb_rd_unsupported(r, "", k) < 0)
+        /* model and stream in a body whose path names them: never valid there, dropped */
+        if (c->model_in_path && (strcmp(k, "model") == 0 || strcmp(k, "stream") == 0)) {
+            if (bb_rd_unsupported(r, "", k) < 0)
+                return -1;
+            continue;
+        }
+        /* context_management, cache_control (automatic caching), container, service_tier,
+         * anthropic_beta (InvokeModel), ...: kept for a lane of the same body format, named
+         * dropped on any other (bb_proto_write_request); never fatal */
+        if (!is_known && val && rd_extra(r, NULL, k, val) < 0)
             return -1;
     }
 
@@ -1308,6 +1329,61 @@ static bool sampling_hook(void *arg, const struct bb_param *p, struct bb_param_v
     }
 }
 
+/* The members an Anthropic-family reader kept (ir->extras), where the writer wrote none of its
+ * own: top-level, or into an object the writer wrote (thinking.display only when thinking
+ * went out; otherwise named dropped). The Messages API takes anthropic_beta as a header
+ * (anthropic_write_request). */
+static void wr_extras(struct wr *w, const struct bb_ir_request *ir, const struct bb_amsg_carrier *c,
+                      json_object *body)
+{
+    if (!ir->extras_family || strcmp(ir->extras_family, BODY_FAMILY) != 0)
+        return;
+    for (size_t i = 0; i < ir->n_extras; i++) {
+        const struct bb_ir_extra *e = &ir->extras[i];
+        if (!e->parent && !c->version && strcmp(e->name, "anthropic_beta") == 0)
+            continue;
+        json_object *parent = e->parent ? bb_json_get(body, e->parent) : body;
+        if (!bb_json_is(parent, json_type_object)) {
+            bb_proto_drop(w->a, w->ctx, bb_ir_field_name(w->a, e->dotted));
+            continue;
+        }
+        json_object *v = bb_json_get(parent, e->name) ? NULL : json_tokener_parse(e->json.p);
+        if (v)
+            json_object_object_add(parent, e->name, v);
+    }
+}
+
+/* anthropic-beta: the flags an InvokeModel body carried as anthropic_beta (an array of strings,
+ * or one string), for a Messages API lane. */
+static int wr_beta_header(const struct bb_ir_request *ir, struct evbuffer *out)
+{
+    if (!ir->extras_family || strcmp(ir->extras_family, BODY_FAMILY) != 0)
+        return 0;
+    for (size_t i = 0; i < ir->n_extras; i++) {
+        if (ir->extras[i].parent || strcmp(ir->extras[i].name, "anthropic_beta") != 0)
+            continue;
+        json_object *v = json_tokener_parse(ir->extras[i].json.p);
+        bool arr = bb_json_is(v, json_type_array);
+        size_t n = arr ? json_object_array_length(v) : 1;
+        int rc = 0, k = 0;
+        for (size_t j = 0; j < n && rc >= 0; j++) {
+            json_object *f = arr ? json_object_array_get_idx(v, j) : v;
+            const char *s = bb_json_is(f, json_type_string) ? json_object_get_string(f) : NULL;
+            /* a flag is a valid field value of its own: nothing that could end the header
+             * line or join two */
+            if (!s || !*s || strlen(s) > 128 || strchr(s, ',') ||
+                !bb_http_field_value_ok(s, strlen(s)))
+                continue;
+            rc = evbuffer_add_printf(out, "%s%s", k++ ? "," : "anthropic-beta: ", s);
+        }
+        if (k && rc >= 0)
+            rc = evbuffer_add(out, "\r\n", 2);
+        json_object_put(v);
+        return rc < 0 ? -1 : 0;
+    }
+    return 0;
+}
+
 static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb_egress_ctx *ctx,
                    const struct bb_amsg_carrier *c, json_object *body)
 {
@@ -1374,6 +1450,7 @@ static int wr_body(struct wr *w, const struct bb_ir_request *ir, const struct bb
      * the answer's shape: content would arrive as a tool_use block). */
     if (ir->format == BB_IR_FMT_JSON_OBJECT || ir->format == BB_IR_FMT_JSON_SCHEMA)
         bb_proto_drop(w->a, w->ctx, "response_format");
+    wr_extras(w, ir, c, body);
     return 0;
 }
 
@@ -1408,7 +1485,7 @@ static int anthropic_write_request(struct bb_arena *a, const struct bb_ir_reques
         return -1;
     const char *key = ctx->provider ? ctx->provider->api_key : NULL;
     if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
-        anthropic_auth_headers(out->headers, key) < 0)
+        anthropic_auth_headers(out->headers, key) < 0 || wr_beta_header(ir, out->headers) < 0)
         return bb_err_set(err, "anthropic request headers: out of memory");
     return 0;
 }
@@ -2260,6 +2337,7 @@ const struct bb_proto_ops bb_proto_anthropic = {
     .id = BB_PROTO_ANTHROPIC,
     .name = "anthropic",
     .genai_system = "anthropic",
+    .body_family = BODY_FAMILY,
     .framing = BB_FRAMING_SSE,
     .params = param_rows,
     .n_params = N_PARAMS,

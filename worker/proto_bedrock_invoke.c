@@ -306,6 +306,7 @@ const struct bb_proto_ops bb_proto_bedrock_invoke = {
     .id = BB_PROTO_BEDROCK_INVOKE,
     .name = "bedrock_invoke",
     .genai_system = "aws.bedrock",
+    .body_family = BB_AMSG_FAMILY, /* the Messages body (worker/amsg.h) */
     .framing = BB_FRAMING_EVENTSTREAM,
     .params = bb_amsg_params,
     .n_params = BB_AMSG_N_PARAMS,

@@ -269,6 +269,11 @@ void bb_upstream_pause(struct bb_upconn *u, bool paused)
     CHECK(!u || u->magic == FAKE_MAGIC);
 }
 
+int bb_upstream_policy_host(const struct bb_worker *wk, int pool)
+{
+    return (int)wk->conf->n_providers + pool;
+}
+
 const char *bb_upfail_name(enum bb_upfail why)
 {
     (void)why;

@@ -333,6 +333,12 @@ TC_UNUSED static json_object *dump_request(const struct bb_ir_request *r)
     for (size_t i = 0; i < r->n_unsupported; i++)
         json_object_array_add(u, json_object_new_string(r->unsupported[i]));
     add(o, "unsupported", u);
+    if (r->n_extras) {
+        json_object *x = json_object_new_object();
+        for (size_t i = 0; i < r->n_extras; i++)
+            add(x, r->extras[i].dotted, json_tokener_parse(r->extras[i].json.p));
+        add(o, "extras", x);
+    }
     return o;
 }
 
@@ -716,6 +722,14 @@ str_is(const struct bb_ir_str *s, const char *want)
             fail_msg("%s is \"%.*s\", want \"%s\"", #s, (s)->p ? (int)(s)->len : 6,                \
                      (s)->p ? (s)->p : "(null)", (want) ? (want) : "(null)");                      \
     } while (0)
+
+TC_UNUSED static bool has_extra(const struct bb_ir_request *r, const char *dotted)
+{
+    for (size_t i = 0; i < r->n_extras; i++)
+        if (strcmp(r->extras[i].dotted, dotted) == 0)
+            return true;
+    return false;
+}
 
 TC_UNUSED static bool has_unsupported(const struct bb_ir_request *r, const char *f)
 {

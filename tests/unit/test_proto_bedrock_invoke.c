@@ -149,6 +149,73 @@ static void test_write_request(void **state)
     bb_arena_free(&a);
 }
 
+/* Members the IR has no form for (context_management, anthropic_beta, thinking.display) go
+ * along to a lane of the same body (the Messages API: anthropic_beta as its header) and are
+ * named dropped on any other. */
+static void test_extras(void **state)
+{
+    (void)state;
+    struct bb_arena a;
+    bb_arena_init(&a, 0);
+    const char *body =
+        "{\"anthropic_version\":\"bedrock-2023-05-31\",\"max_tokens\":4096,"
+        "\"anthropic_beta\":[\"context-management-2025-06-27\",\"x\\r\\nEvil: 1\",\"b2\"],"
+        "\"context_management\":{\"edits\":[{\"type\":\"clear_tool_uses_20250919\"}]},"
+        "\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":2048,\"display\":\"omitted\"},"
+        "\"thinking.display\":7,"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    struct bb_ir_request ir;
+    struct bb_err err = {""};
+    assert_int_equal(P->read_request(&a, body, strlen(body), "m", &ir, &err), 0);
+    assert_int_equal(ir.n_unsupported, 0);
+    assert_true(has_extra(&ir, "anthropic_beta") && has_extra(&ir, "context_management") &&
+                has_extra(&ir, "thinking.display"));
+
+    struct bb_provider pv = prov("sk");
+    pv.protocol = BB_PROTO_ANTHROPIC;
+    struct bb_lane l = lane_of("claude");
+    l.reasoning = true;
+    const struct bb_proto_ops *to[] = {&bb_proto_anthropic, &bb_proto_bedrock_invoke,
+                                       &bb_proto_openai};
+    for (size_t t = 0; t < 3; t++) {
+        drops_reset();
+        struct bb_egress_ctx ctx = {&pv, &l, false, 1700000000, &test_drops};
+        struct bb_egress_req er;
+        memset(&er, 0, sizeof er);
+        er.headers = evbuffer_new();
+        er.body = evbuffer_new();
+        assert_int_equal(bb_proto_write_request(to[t], &a, &ir, &ctx, &er, &err), 0);
+        const char *h = evstr(er.headers);
+        json_object *b = parse_str(evstr(er.body));
+        json_object *th = get(b, "thinking");
+        if (t < 2) { /* the Messages body: carried */
+            assert_null(drops_text());
+            assert_non_null(get(b, "context_management"));
+            assert_string_equal(json_object_get_string(get(th, "display")), "omitted");
+            /* a member whose own name has a dot stays a top-level member */
+            assert_int_equal(json_object_get_int(get(b, "thinking.display")), 7);
+            if (t == 0) { /* the Messages API takes the flags as its header; a bad one is
+                           * left out */
+                assert_null(get(b, "anthropic_beta"));
+                assert_non_null(strstr(h, "anthropic-beta: context-management-2025-06-27,b2\r\n"));
+                assert_null(strstr(h, "Evil"));
+            } else {
+                assert_int_equal(json_object_array_length(get(b, "anthropic_beta")), 3);
+                assert_null(strstr(h, "anthropic-beta"));
+            }
+        } else { /* another body: named dropped, never sent */
+            assert_true(dropped_has("context_management") && dropped_has("anthropic_beta") &&
+                        dropped_has("thinking.display"));
+            assert_null(get(b, "context_management"));
+            assert_null(strstr(h, "anthropic-beta"));
+        }
+        json_object_put(b);
+        evbuffer_free(er.headers);
+        evbuffer_free(er.body);
+    }
+    bb_arena_free(&a);
+}
+
 static void test_passthrough(void **state)
 {
     (void)state;
@@ -452,10 +519,15 @@ static void test_ops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_request),     cmocka_unit_test(test_write_request),
-        cmocka_unit_test(test_passthrough),      cmocka_unit_test(test_answers),
-        cmocka_unit_test(test_stream_roundtrip), cmocka_unit_test(test_stream_exception),
-        cmocka_unit_test(test_terminator),       cmocka_unit_test(test_ops),
+        cmocka_unit_test(test_read_request),
+        cmocka_unit_test(test_write_request),
+        cmocka_unit_test(test_extras),
+        cmocka_unit_test(test_passthrough),
+        cmocka_unit_test(test_answers),
+        cmocka_unit_test(test_stream_roundtrip),
+        cmocka_unit_test(test_stream_exception),
+        cmocka_unit_test(test_terminator),
+        cmocka_unit_test(test_ops),
     };
     return cmocka_run_group_tests_name("proto_bedrock_invoke", tests, NULL, NULL);
 }
