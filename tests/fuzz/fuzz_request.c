@@ -394,7 +394,9 @@ static const char *const names[] = {"x-request-id",
                                     "x-busbar-lane",
                                     "x-busbar-attempts",
                                     "x-busbar-dropped-fields",
-                                    "x-busbar-overhead-us"};
+                                    "x-busbar-overhead-us",
+                                    "x-busbar-route-policy",
+                                    "x-busbar-route-target"};
 
 static bool known_name(const char *n, size_t len)
 {
