@@ -78,6 +78,8 @@ struct bb_ir_tool {
                                    `input` (BB_IR_CUSTOM_INPUT); "tool_search": a client-run
                                    tool search; NULL: a function */
     bool cache_control;         /* Anthropic cache_control on the definition (a cache point) */
+    bool defer_loading; /* Anthropic: loaded on demand through a tool search (the Messages body
+                           only: bb_proto_write_request names it dropped elsewhere) */
 };
 
 /* A tool the provider runs itself (web search, ...), by its kind: writers whose target has an

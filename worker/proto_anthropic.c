@@ -465,7 +465,9 @@ static int rd_tool(struct bb_rd *r, json_object *t, struct bb_vec *tools)
     if (bb_rd_text(r, schema, &tool->parameters_json) < 0 ||
         rd_cache(r, t, &tool->cache_control) < 0)
         return -1;
-    static const char *const extra[] = {"defer_loading", "input_examples", "allowed_callers",
+    if (bb_rd_bool(r, t, "defer_loading", NULL, &tool->defer_loading) < 0)
+        return -1;
+    static const char *const extra[] = {"input_examples", "allowed_callers",
                                         "eager_input_streaming"};
     for (size_t j = 0; j < sizeof extra / sizeof extra[0]; j++)
         if (bb_json_get(t, extra[j]) && bb_rd_unsupported(r, "tools.", extra[j]) < 0)
@@ -647,6 +649,7 @@ static int rd_request(struct bb_rd *r, json_object *root, const char *model_from
         "model",    "messages",    "system", "metadata",      "stream",
         "thinking", "tool_choice", "tools",  "output_config",
     };
+    q->extras_family = BODY_FAMILY; /* what only a Messages body carries (bb_ir_extra) */
     json_object_object_foreach(root, k, val)
     {
         bool is_known = bb_params_known(param_rows, N_PARAMS, k);
@@ -1167,6 +1170,8 @@ static int wr_tools(struct wr *w, const struct bb_ir_request *ir, json_object *b
         if (t->strict) /* strict tool use is not accepted by every Claude model */
             bb_proto_drop(w->a, w->ctx, "strict");
         add_cache(o, t->cache_control);
+        if (t->defer_loading && ir->extras_family && !strcmp(ir->extras_family, BODY_FAMILY))
+            bb_json_add(o, "defer_loading", json_object_new_boolean(1));
         json_object_array_add(arr, o);
     }
     for (size_t i = 0; i < ir->n_hosted; i++) { /* the server-run web search */

@@ -149,9 +149,9 @@ static void test_write_request(void **state)
     bb_arena_free(&a);
 }
 
-/* Members the IR has no form for (context_management, anthropic_beta, thinking.display) go
- * along to a lane of the same body (the Messages API: anthropic_beta as its header) and are
- * named dropped on any other. */
+/* What only the Messages body carries (context_management, anthropic_beta, thinking.display,
+ * tools[].defer_loading) goes along to a lane of the same body (the Messages API takes
+ * anthropic_beta as its header) and is named dropped on any other. */
 static void test_extras(void **state)
 {
     (void)state;
@@ -163,6 +163,8 @@ static void test_extras(void **state)
         "\"context_management\":{\"edits\":[{\"type\":\"clear_tool_uses_20250919\"}]},"
         "\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":2048,\"display\":\"omitted\"},"
         "\"thinking.display\":7,"
+        "\"tools\":[{\"name\":\"Late\",\"input_schema\":{\"type\":\"object\"},"
+        "\"defer_loading\":true}],"
         "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
     struct bb_ir_request ir;
     struct bb_err err = {""};
@@ -194,6 +196,8 @@ static void test_extras(void **state)
             assert_string_equal(json_object_get_string(get(th, "display")), "omitted");
             /* a member whose own name has a dot stays a top-level member */
             assert_int_equal(json_object_get_int(get(b, "thinking.display")), 7);
+            json_object *tool = json_object_array_get_idx(get(b, "tools"), 0);
+            assert_true(json_object_get_boolean(get(tool, "defer_loading")));
             if (t == 0) { /* the Messages API takes the flags as its header; a bad one is
                            * left out */
                 assert_null(get(b, "anthropic_beta"));
@@ -205,7 +209,7 @@ static void test_extras(void **state)
             }
         } else { /* another body: named dropped, never sent */
             assert_true(dropped_has("context_management") && dropped_has("anthropic_beta") &&
-                        dropped_has("thinking.display"));
+                        dropped_has("thinking.display") && dropped_has("tools.defer_loading"));
             assert_null(get(b, "context_management"));
             assert_null(strstr(h, "anthropic-beta"));
         }
