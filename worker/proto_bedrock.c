@@ -1694,9 +1694,12 @@ static int bedrock_dec_frame(void *dp, struct bb_arena *scratch, const struct bb
 /* Open blocks are a set, not a single slot: IR from another dialect may interleave blocks, and
  * each keeps its own contentBlockIndex (clients accumulate by index). Indexes past 63 are not
  * tracked: their BLOCK_STOP is always written and MESSAGE_STOP cannot close them. */
+/* Open blocks (bb_eseq): Converse numbers the blocks it shows (text, reasoning, tool use)
+ * consecutively from 0; a text or reasoning block gets its index with its first delta (a
+ * tool use with its contentBlockStart), other kinds none (their events are skipped). */
 struct enc {
     bool started, stopped;
-    uint64_t open; /* bit i: block i has been written to and not stopped */
+    struct bb_eseq seq;
     enum bb_ir_stop stop;
     struct bb_ir_usage usage;
     char stop_seq[128];  /* copied: event strings do not outlive their event */
@@ -1730,30 +1733,28 @@ static int enc_start(struct enc *e, struct evbuffer *out)
     return put_event(out, "messageStart", o);
 }
 
-static bool enc_is_open(const struct enc *e, uint32_t i)
+static bool shown(enum bb_ir_block_type t)
 {
-    return i < 64 && (e->open >> i & 1);
+    return t == BB_IR_TEXT || t == BB_IR_THINKING || t == BB_IR_REDACTED_THINKING ||
+           t == BB_IR_TOOL_USE;
 }
 
-static void enc_mark(struct enc *e, uint32_t i)
+/* Forget b; contentBlockStop when the client saw it. */
+static int enc_stop_block(struct enc *e, struct bb_eseq_block *b, struct evbuffer *out)
 {
-    if (i < 64)
-        e->open |= (uint64_t)1 << i;
-}
-
-static int enc_stop_block(struct enc *e, uint32_t i, struct evbuffer *out)
-{
-    if (i < 64)
-        e->open &= ~((uint64_t)1 << i);
+    uint32_t wire = b->wire;
+    bb_eseq_remove(&e->seq, b);
+    if (wire == BB_ESEQ_NONE)
+        return 0;
     struct json_object *o = json_object_new_object();
-    bb_json_add(o, "contentBlockIndex", json_object_new_int64(i));
+    bb_json_add(o, "contentBlockIndex", json_object_new_int64(wire));
     return put_event(out, "contentBlockStop", o);
 }
 
 static int enc_close_all(struct enc *e, struct evbuffer *out)
 {
-    for (uint32_t i = 0; i < 64 && e->open; i++)
-        if (enc_is_open(e, i) && enc_stop_block(e, i, out) < 0)
+    while (e->seq.n_open)
+        if (enc_stop_block(e, &e->seq.open[0], out) < 0)
             return -1;
     return 0;
 }
@@ -1786,10 +1787,16 @@ static int enc_delta(struct enc *e, const struct bb_ir_event *ev, struct evbuffe
         return 0;
     }
     /* A delta may open its block (Bedrock opens text blocks that way anyway). */
-    enc_mark(e, ev->index);
+    struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
+    if (!b)
+        b = bb_eseq_open(&e->seq, ev->index, bb_ir_delta_block(ev->delta), false);
+    if (!b || !shown(b->type)) { /* more open at once than any dialect has, or not shown */
+        json_object_put(delta);
+        return 0;
+    }
     struct json_object *o = json_object_new_object();
     bb_json_add(o, "delta", delta);
-    bb_json_add(o, "contentBlockIndex", json_object_new_int64(ev->index));
+    bb_json_add(o, "contentBlockIndex", json_object_new_int64(bb_eseq_show(&e->seq, b)));
     return put_event(out, "contentBlockDelta", o);
 }
 
@@ -1813,8 +1820,11 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
         bb_ir_usage_max(&e->usage, &ev->usage);
         return 0;
     case BB_IR_EV_BLOCK_START: {
-        enc_mark(e, ev->index);
-        if (ev->block_type != BB_IR_TOOL_USE)
+        if (bb_eseq_find(&e->seq, ev->index))
+            return 0; /* started twice: the first one stands */
+        struct bb_eseq_block *b =
+            bb_eseq_open(&e->seq, ev->index, ev->block_type, ev->block_type == BB_IR_TOOL_USE);
+        if (!b || ev->block_type != BB_IR_TOOL_USE)
             return 0; /* text and reasoning blocks open with their first delta */
         struct json_object *tu = json_object_new_object(), *st = json_object_new_object(),
                            *o = json_object_new_object();
@@ -1828,15 +1838,15 @@ static int bedrock_enc_event(void *ep, struct bb_arena *scratch, const struct bb
         bb_json_add(tu, "name", bb_json_new_str(&ev->name));
         bb_json_add(st, "toolUse", tu);
         bb_json_add(o, "start", st);
-        bb_json_add(o, "contentBlockIndex", json_object_new_int64(ev->index));
+        bb_json_add(o, "contentBlockIndex", json_object_new_int64(b->wire));
         return put_event(out, "contentBlockStart", o);
     }
     case BB_IR_EV_BLOCK_DELTA:
         return enc_delta(e, ev, out);
-    case BB_IR_EV_BLOCK_STOP:
-        if (enc_is_open(e, ev->index) || ev->index >= 64)
-            return enc_stop_block(e, ev->index, out);
-        return 0;
+    case BB_IR_EV_BLOCK_STOP: {
+        struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
+        return b ? enc_stop_block(e, b, out) : 0;
+    }
     case BB_IR_EV_MESSAGE_DELTA:
         if (ev->stop != BB_IR_STOP_UNSET)
             e->stop = ev->stop;

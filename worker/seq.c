@@ -132,6 +132,13 @@ struct bb_eseq_block *bb_eseq_open(struct bb_eseq *s, uint32_t ir, enum bb_ir_bl
     return b;
 }
 
+uint32_t bb_eseq_show(struct bb_eseq *s, struct bb_eseq_block *b)
+{
+    if (b->wire == BB_ESEQ_NONE)
+        b->wire = s->next_wire++;
+    return b->wire;
+}
+
 void bb_eseq_remove(struct bb_eseq *s, struct bb_eseq_block *b)
 {
     size_t i = (size_t)(b - s->open);

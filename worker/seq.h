@@ -98,6 +98,9 @@ struct bb_eseq_block *bb_eseq_find(struct bb_eseq *s, uint32_t ir);
 /* Track IR block ir as open; shown blocks get the next wire index. NULL when full. */
 struct bb_eseq_block *bb_eseq_open(struct bb_eseq *s, uint32_t ir, enum bb_ir_block_type t,
                                    bool shown);
+/* Give b the next wire index if it has none (a wire that shows a block from its first
+ * delta); its wire index. */
+uint32_t bb_eseq_show(struct bb_eseq *s, struct bb_eseq_block *b);
 /* Forget b (after the encoder wrote its close). */
 void bb_eseq_remove(struct bb_eseq *s, struct bb_eseq_block *b);
 

@@ -925,6 +925,67 @@ static void test_stream_irregular(void **state)
     check_stream("stream_irregular");
 }
 
+/* Converse numbers only the blocks it shows, from 0 and in the order the client sees them: a
+ * block of another kind, an empty text block and IR indexes past 64 leave no gap and no
+ * stray contentBlockStop. */
+static void test_encoder_wire_indexes(void **state)
+{
+    (void)state;
+    struct bb_arena scratch;
+    bb_arena_init(&scratch, 0);
+    void *enc = calloc(1, P->enc_size);
+    struct bb_ingress_ctx ictx = {.request_id = "req-2"};
+    P->enc_init(enc, &ictx);
+    struct evbuffer *out = evbuffer_new();
+    struct bb_ir_event evs[] = {
+        {.type = BB_IR_EV_MESSAGE_START, .id = S("msg_2"), .model = S("m")},
+        {.type = BB_IR_EV_BLOCK_START, .index = 0, .block_type = BB_IR_DOCUMENT},
+        {.type = BB_IR_EV_BLOCK_DELTA, .index = 0, .delta = BB_IR_D_TEXT, .text = S("no")},
+        {.type = BB_IR_EV_BLOCK_STOP, .index = 0},
+        {.type = BB_IR_EV_BLOCK_START, .index = 1, .block_type = BB_IR_TEXT},
+        {.type = BB_IR_EV_BLOCK_STOP, .index = 1},
+        {.type = BB_IR_EV_BLOCK_START, .index = 2, .block_type = BB_IR_THINKING},
+        {.type = BB_IR_EV_BLOCK_DELTA, .index = 2, .delta = BB_IR_D_THINKING, .text = S("t")},
+        {.type = BB_IR_EV_BLOCK_STOP, .index = 2},
+        {.type = BB_IR_EV_BLOCK_DELTA, .index = 3, .delta = BB_IR_D_TEXT, .text = S("x")},
+        {.type = BB_IR_EV_BLOCK_STOP, .index = 3},
+        {.type = BB_IR_EV_BLOCK_START,
+         .index = 70,
+         .block_type = BB_IR_TOOL_USE,
+         .id = S("t1"),
+         .name = S("f")},
+        {.type = BB_IR_EV_BLOCK_STOP, .index = 70},
+        {.type = BB_IR_EV_MESSAGE_DELTA, .stop = BB_IR_STOP_TOOL_USE},
+        {.type = BB_IR_EV_MESSAGE_STOP},
+    };
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        assert_int_equal(P->enc_event(enc, &scratch, &evs[i], out), 0);
+    struct evbuffer *text = evbuffer_new();
+    struct bb_eventstream es;
+    bb_eventstream_init(&es, 0);
+    size_t on = evbuffer_get_length(out);
+    assert_int_equal(bb_eventstream_feed(&es, evbuffer_pullup(out, -1), on, to_text, text), 0);
+    bb_eventstream_free(&es);
+    const char *want =
+        "messageStart\t{\"role\":\"assistant\"}\n"
+        "contentBlockDelta\t{\"delta\":{\"reasoningContent\":{\"text\":\"t\"}},"
+        "\"contentBlockIndex\":0}\n"
+        "contentBlockStop\t{\"contentBlockIndex\":0}\n"
+        "contentBlockDelta\t{\"delta\":{\"text\":\"x\"},\"contentBlockIndex\":1}\n"
+        "contentBlockStop\t{\"contentBlockIndex\":1}\n"
+        "contentBlockStart\t{\"start\":{\"toolUse\":{\"toolUseId\":\"t1\",\"name\":\"f\"}},"
+        "\"contentBlockIndex\":2}\n"
+        "contentBlockStop\t{\"contentBlockIndex\":2}\n"
+        "messageStop\t{\"stopReason\":\"tool_use\"}\n";
+    const char *got = evstr(text);
+    if (strncmp(got, want, strlen(want)) != 0)
+        fail_msg("got:\n%s", got);
+    evbuffer_free(text);
+    evbuffer_free(out);
+    free(enc);
+    bb_arena_free(&scratch);
+}
+
 /* Encoder fed IR as another protocol's decoder produces it: usage split between MESSAGE_START
  * and MESSAGE_DELTA, a tool block with no BLOCK_STOP before MESSAGE_STOP, citations and pings
  * ignored; and errors of other dialects mapped onto the five stream exceptions. */
@@ -1129,6 +1190,7 @@ int main(void)
         cmocka_unit_test_setup(test_stream_error, setup),
         cmocka_unit_test_setup(test_stream_irregular, setup),
         cmocka_unit_test_setup(test_encoder_foreign_ir, setup),
+        cmocka_unit_test_setup(test_encoder_wire_indexes, setup),
         cmocka_unit_test_setup(test_decoder_malformed, setup),
     };
     return cmocka_run_group_tests_name("proto_bedrock", tests, NULL, NULL);
