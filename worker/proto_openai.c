@@ -32,7 +32,6 @@
 #include <event2/buffer.h>
 #include <json-c/json.h>
 
-#define ENC_TOOLS_MAX 64  /* tool calls per streamed message whose block index we remember */
 #define DEC_TOOLS_MAX 128 /* tool_calls[].index values per streamed message we map */
 
 /* The scalar parameters (worker/params.h; docs/protocols/openai.md "Parameters"). */
@@ -1498,12 +1497,25 @@ struct enc {
     bool include_usage;
     bool role_sent, finish_sent, done;
     enum bb_ir_stop stop;
-    uint32_t n_tools;                   /* tool calls started: the next call's index */
-    uint32_t tool_block[ENC_TOOLS_MAX]; /* IR block index of tool call k */
-    bool tool_open, tool_args;          /* the last tool block is open / has arguments */
-    uint32_t tool_index;                /* its IR block index */
-    struct bb_ir_usage usage;           /* the largest totals seen */
+    /* tool blocks (bb_eseq): the wire index is the tool call's index (seq.next_wire: calls
+     * started). A stopped block stays (CLOSED) until its slot is needed: a decoder of
+     * interleaved calls may send arguments to a block after its BLOCK_STOP. */
+    struct bb_eseq seq;
+    struct bb_ir_usage usage; /* the largest totals seen */
 };
+
+#define ARGS 1u   /* arguments were sent */
+#define CLOSED 2u /* BLOCK_STOP seen */
+
+/* Track tool block ir, making room by forgetting the oldest stopped one; NULL when every
+ * slot holds an open block. */
+static struct bb_eseq_block *enc_tool_open(struct enc *e, uint32_t ir)
+{
+    for (size_t i = 0; i < e->seq.n_open && e->seq.n_open == BB_ESEQ_MAX; i++)
+        if (e->seq.open[i].flags & CLOSED)
+            bb_eseq_remove(&e->seq, &e->seq.open[i]);
+    return bb_eseq_open(&e->seq, ir, BB_IR_TOOL_USE, true);
+}
 
 static void copy_cstr(char *dst, size_t cap, const char *s, size_t n)
 {
@@ -1580,19 +1592,19 @@ static int send_finish(struct enc *e, struct evbuffer *out)
     json_object *delta, *choice;
     json_object *c = chunk_new(e, &delta, &choice);
     json_object_object_add(choice, "finish_reason",
-                           json_object_new_string(finish_name(e->stop, e->n_tools > 0)));
+                           json_object_new_string(finish_name(e->stop, e->seq.next_wire > 0)));
     e->finish_sent = true;
     return chunk_send(c, out);
 }
 
-/* The tool call index k of the TOOL_USE block at IR index `index`. */
-static uint32_t enc_tool_k(const struct enc *e, uint32_t index)
+/* The tool call index of the TOOL_USE block at IR index `index` (one that was never started,
+ * or not tracked: the last call's). */
+static uint32_t enc_tool_k(struct enc *e, uint32_t index)
 {
-    uint32_t n = e->n_tools < ENC_TOOLS_MAX ? e->n_tools : ENC_TOOLS_MAX;
-    for (uint32_t k = 0; k < n; k++)
-        if (e->tool_block[k] == index)
-            return k;
-    return e->n_tools ? e->n_tools - 1 : 0;
+    struct bb_eseq_block *b = bb_eseq_find(&e->seq, index);
+    if (b)
+        return b->wire;
+    return e->seq.next_wire ? e->seq.next_wire - 1 : 0;
 }
 
 static json_object *tool_call_delta(uint32_t k)
@@ -1619,14 +1631,11 @@ static int enc_block_start(struct enc *e, const struct bb_ir_event *ev, struct e
 {
     if (ev->block_type == BB_IR_REDACTED_THINKING && ev->text.p && ev->text.len)
         return send_thinking_block(e, "redacted_thinking", "data", &ev->text, out);
-    if (ev->block_type != BB_IR_TOOL_USE)
-        return 0;
-    uint32_t k = e->n_tools++;
-    if (k < ENC_TOOLS_MAX)
-        e->tool_block[k] = ev->index;
-    e->tool_open = true;
-    e->tool_args = false;
-    e->tool_index = ev->index;
+    if (ev->block_type != BB_IR_TOOL_USE || bb_eseq_find(&e->seq, ev->index))
+        return 0; /* (a block started twice: the first one stands) */
+    struct bb_eseq_block *b = enc_tool_open(e, ev->index);
+    /* more open at once than any dialect has: the call still goes out, untracked */
+    uint32_t k = b ? b->wire : e->seq.next_wire++;
     json_object *fn = json_object_new_object();
     json_object_object_add(fn, "name", bb_json_new_str(&ev->name));
     json_object_object_add(fn, "arguments", json_object_new_string(""));
@@ -1653,8 +1662,9 @@ static int enc_block_delta(struct enc *e, const struct bb_ir_event *ev, struct e
     case BB_IR_D_REDACTED:
         return send_thinking_block(e, "redacted_thinking", "data", &ev->text, out);
     case BB_IR_D_INPUT_JSON: {
-        if (e->tool_open && ev->index == e->tool_index)
-            e->tool_args = true;
+        struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
+        if (b)
+            b->flags |= ARGS;
         json_object *fn = json_object_new_object();
         json_object_object_add(fn, "arguments", bb_json_new_str(&ev->text));
         json_object *tc = tool_call_delta(enc_tool_k(e, ev->index));
@@ -1672,14 +1682,16 @@ static int enc_block_delta(struct enc *e, const struct bb_ir_event *ev, struct e
 /* A call that streamed no arguments still gets "{}": clients JSON.parse the string. */
 static int enc_block_stop(struct enc *e, const struct bb_ir_event *ev, struct evbuffer *out)
 {
-    if (!e->tool_open || ev->index != e->tool_index)
+    struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
+    if (!b || (b->flags & CLOSED))
         return 0;
-    e->tool_open = false;
-    if (e->tool_args)
+    b->flags |= CLOSED;
+    uint32_t k = b->wire;
+    if (b->flags & ARGS)
         return 0;
     json_object *fn = json_object_new_object();
     json_object_object_add(fn, "arguments", json_object_new_string("{}"));
-    json_object *tc = tool_call_delta(e->n_tools - 1);
+    json_object *tc = tool_call_delta(k);
     json_object_object_add(tc, "function", fn);
     json_object *arr = json_object_new_array();
     json_object_array_add(arr, tc);

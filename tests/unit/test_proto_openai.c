@@ -1148,6 +1148,32 @@ static void test_encoder_from_ir(void **state)
     free(s);
     run_free(&r);
 
+    /* two calls open at once (IR from a dialect that interleaves them), neither with
+     * arguments: each gets its own "{}" under its own index */
+    run_init(&r, true);
+    const struct bb_ir_event evs4[] = {
+        {.type = BB_IR_EV_BLOCK_START,
+         .index = 0,
+         .block_type = BB_IR_TOOL_USE,
+         .id = S("call_1"),
+         .name = S("a")},
+        {.type = BB_IR_EV_BLOCK_START,
+         .index = 1,
+         .block_type = BB_IR_TOOL_USE,
+         .id = S("call_2"),
+         .name = S("b")},
+        {.type = BB_IR_EV_BLOCK_STOP, .index = 0},
+        {.type = BB_IR_EV_BLOCK_STOP, .index = 1},
+        {.type = BB_IR_EV_MESSAGE_STOP},
+    };
+    for (size_t i = 0; i < sizeof evs4 / sizeof evs4[0]; i++)
+        assert_int_equal(ops()->enc_event(r.enc, &r.scratch, &evs4[i], r.out), 0);
+    s = buf_str(r.out, &n);
+    assert_non_null(strstr(s, "{\"index\":0,\"function\":{\"arguments\":\"{}\"}}"));
+    assert_non_null(strstr(s, "{\"index\":1,\"function\":{\"arguments\":\"{}\"}}"));
+    free(s);
+    run_free(&r);
+
     run_init(&r, true);
     const struct bb_ir_event evs3[] = {
         {.type = BB_IR_EV_MESSAGE_START, .model = S("m")},
