@@ -20,6 +20,7 @@
 #include "worker/breaker.h"
 #include "worker/classify.h"
 #include "worker/http_server.h"
+#include "worker/jw.h"
 #include "worker/meter.h"
 #include "worker/obs.h"
 #include "worker/policy.h"
@@ -240,7 +241,9 @@ size_t bb_attempt_headers(struct bb_request *req, struct bb_attempt *a, char *bu
     /* values from the provider (Retry-After) and the client (dropped field names) enter the
      * head only through bb_http_header_add's check */
     bb_http_header_add(buf, cap, &n, "x-busbar-lane", conf->lanes[a->lane].name);
-    snprintf(num, sizeof num, "%u", req->attempts);
+    struct jw nw = {num, 0, sizeof num - 1, false};
+    jw_u64(&nw, req->attempts);
+    num[nw.n] = '\0';
     bb_http_header_add(buf, cap, &n, "x-busbar-attempts", num);
     if (a->retry_after[0])
         bb_http_header_add(buf, cap, &n, "Retry-After", a->retry_after);
@@ -547,27 +550,39 @@ void bb_attempt_http_error(struct bb_attempt *a)
 
 /* ---- request building ---- */
 
-static void host_header(const struct bb_provider *p, char *host, size_t cap)
-{
-    bool v6 = strchr(p->url.host, ':') != NULL;
-    int hn = snprintf(host, cap, v6 ? "[%s]" : "%s", p->url.host);
-    if (p->url.port != (p->url.tls ? 443 : 80))
-        snprintf(host + hn, cap - (size_t)hn, ":%u", p->url.port);
-}
-
+/* The request line and the head's fixed lines, written without printf (once per attempt)
+ * straight into b's free space. */
 static void request_line(struct bb_request *req, struct evbuffer *b, const struct bb_provider *p,
                          const char *path, size_t body_len)
 {
     const struct bb_proto_ops *ops = bb_proto_get(p->protocol);
-    char host[300];
-    host_header(p, host, sizeof host);
-    evbuffer_add_printf(b,
-                        "POST %s%s HTTP/1.1\r\n"
-                        "Host: %s\r\n"
-                        "Content-Length: %zu\r\n"
-                        "Accept: %s\r\n"
-                        "User-Agent: busbar/" BB_VERSION "\r\n",
-                        p->url.path, path, host, body_len, bb_proto_accept(ops, req->stream));
+    const char *accept = bb_proto_accept(ops, req->stream);
+    size_t need = strlen(p->url.path) + strlen(path) + strlen(p->url.host) + strlen(accept) + 160;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(b, (ev_ssize_t)need, &v, 1) < 1 || v.iov_len < need)
+        return; /* out of memory: the head goes out short and the provider refuses it */
+    struct jw w = {v.iov_base, 0, need, false};
+    bool v6 = strchr(p->url.host, ':') != NULL;
+    jw_lit(&w, "POST ");
+    jw_raw(&w, p->url.path);
+    jw_raw(&w, path);
+    jw_lit(&w, " HTTP/1.1\r\nHost: ");
+    if (v6)
+        jw_lit(&w, "[");
+    jw_raw(&w, p->url.host);
+    if (v6)
+        jw_lit(&w, "]");
+    if (p->url.port != (p->url.tls ? 443 : 80)) {
+        jw_lit(&w, ":");
+        jw_u64(&w, p->url.port);
+    }
+    jw_lit(&w, "\r\nContent-Length: ");
+    jw_u64(&w, body_len);
+    jw_lit(&w, "\r\nAccept: ");
+    jw_raw(&w, accept);
+    jw_lit(&w, "\r\nUser-Agent: busbar/" BB_VERSION "\r\n");
+    v.iov_len = w.n; /* (never full: need counts every part) */
+    evbuffer_commit_space(b, &v, 1);
     /* allow-listed client headers the provider's protocol takes (SPEC §3.3) */
     for (const char *const *fh = ops->forward_headers; fh && *fh; fh++) {
         const struct bb_http_header *h = bb_http_find(&req->head, *fh);

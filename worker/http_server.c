@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "worker/errors_http.h"
 #include "worker/h2.h"
+#include "worker/jw.h"
 #include "worker/worker.h"
 
 enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER };
@@ -680,30 +681,53 @@ int bb_http_respond_head(struct bb_request *req, int status, const char *content
     if (mode == BB_BODY_CLOSE || !req->head.keep_alive || c->w->draining || c->state == CONN_BODY)
         req->close_after = true;
     req->out_mode = mode;
+    /* written without printf (once per answer, on every path) */
     char buf[512];
-    int n = snprintf(buf, sizeof buf, "HTTP/1.1 %d %s\r\nx-request-id: %s\r\n", status,
-                     bb_http_reason(status), req->id);
-    if (content_type && !bb_http_field_value_ok(content_type, strlen(content_type))) {
+    struct jw w = {buf, 0, sizeof buf, false};
+    jw_lit(&w, "HTTP/1.1 ");
+    jw_u64(&w, status >= 100 && status <= 999 ? (uint64_t)status : 500u);
+    jw_lit(&w, " ");
+    jw_raw(&w, bb_http_reason(status));
+    jw_lit(&w, "\r\nx-request-id: ");
+    jw_raw(&w, req->id);
+    jw_lit(&w, "\r\n");
+    size_t ctl = content_type ? strlen(content_type) : 0;
+    if (content_type && (ctl > 200 || !bb_http_field_value_ok(content_type, ctl))) {
         bb_warn("request %s: a malformed response Content-Type was dropped", req->id);
         content_type = NULL;
     }
-    if (content_type)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Type: %.200s\r\n", content_type);
-    if (mode == BB_BODY_LENGTH || mode == BB_BODY_NONE)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "Content-Length: %lld\r\n",
-                      mode == BB_BODY_NONE ? 0LL : (long long)content_length);
-    else if (mode == BB_BODY_CHUNKED)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "Transfer-Encoding: chunked\r\n");
+    if (content_type) {
+        jw_lit(&w, "Content-Type: ");
+        jw_mem(&w, content_type, ctl);
+        jw_lit(&w, "\r\n");
+    }
+    if (mode == BB_BODY_LENGTH || mode == BB_BODY_NONE) {
+        jw_lit(&w, "Content-Length: ");
+        jw_u64(&w, mode == BB_BODY_NONE || content_length < 0 ? 0u : (uint64_t)content_length);
+        jw_lit(&w, "\r\n");
+    } else if (mode == BB_BODY_CHUNKED) {
+        jw_lit(&w, "Transfer-Encoding: chunked\r\n");
+    }
     if (req->close_after)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "Connection: close\r\n");
+        jw_lit(&w, "Connection: close\r\n");
     else if (req->head.minor_version == 0)
-        n += snprintf(buf + n, sizeof buf - (size_t)n, "Connection: keep-alive\r\n");
+        jw_lit(&w, "Connection: keep-alive\r\n");
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add(out, buf, (size_t)n);
+    evbuffer_add(out, buf, w.n); /* (never full: every part above is bounded) */
     if (extra_headers && extra_len)
         bb_http_header_lines(extra_headers, extra_len, req->id, add_line, out);
     evbuffer_add(out, "\r\n", 2);
     return 0;
+}
+
+/* "<len in hex>\r\n" into b (24 bytes): a chunk's size line, without printf (once per
+ * relayed stream frame). Its length. */
+static size_t chunk_size_line(char *b, size_t len)
+{
+    struct jw w = {b, 0, 24, false};
+    jw_x64(&w, len);
+    jw_lit(&w, "\r\n");
+    return w.n;
 }
 
 int bb_http_respond_body(struct bb_request *req, const void *data, size_t len)
@@ -718,8 +742,7 @@ int bb_http_respond_body(struct bb_request *req, const void *data, size_t len)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (req->out_mode == BB_BODY_CHUNKED) {
         char sz[24];
-        int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
-        evbuffer_add(out, sz, (size_t)n);
+        evbuffer_add(out, sz, chunk_size_line(sz, len));
         evbuffer_add(out, data, len);
         evbuffer_add(out, "\r\n", 2);
     } else {
@@ -743,8 +766,7 @@ int bb_http_respond_buffer(struct bb_request *req, struct evbuffer *buf)
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (req->out_mode == BB_BODY_CHUNKED) {
         char sz[24];
-        int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
-        evbuffer_add(out, sz, (size_t)n);
+        evbuffer_add(out, sz, chunk_size_line(sz, len));
         evbuffer_add_buffer(out, buf);
         evbuffer_add(out, "\r\n", 2);
     } else {

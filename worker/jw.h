@@ -1,9 +1,9 @@
 /*
  * jw: a small JSON text writer into a fixed buffer, for the records busbar writes once per
- * request (access log, audit, OTLP spans): literals are copied, strings escaped, numbers
- * converted without printf (which cost a tenth of a worker's CPU at full load when these
- * records were built with it). A record that does not fit is marked full and never written
- * past its buffer. Any worker module; header-only.
+ * request (access log, audit, OTLP spans; its byte and number appends also write the response
+ * head): literals are copied, strings escaped, numbers converted without printf (which cost a tenth
+ * of a worker's CPU at full load when these records were built with it). A record that does not fit
+ * is marked full and never written past its buffer. Any worker module; header-only.
  */
 #ifndef BB_JW_H
 #define BB_JW_H
@@ -93,6 +93,19 @@ static inline void jw_fixed(struct jw *w, uint64_t v, unsigned decimals)
     }
     jw_lit(w, ".");
     jw_mem(w, b, decimals);
+}
+
+/* v in lowercase hex, no leading zeros ("0" for 0). */
+static inline void jw_x64(struct jw *w, uint64_t v)
+{
+    static const char hex[] = "0123456789abcdef";
+    char b[16];
+    size_t i = sizeof b;
+    do {
+        b[--i] = hex[v & 15];
+        v >>= 4;
+    } while (v);
+    jw_mem(w, b + i, sizeof b - i);
 }
 
 /* n bytes as lowercase hex. */

@@ -59,8 +59,12 @@ enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
 
 int bb_proto_bearer(struct evbuffer *out, const char *key)
 {
-    return key && *key && evbuffer_add_printf(out, "Authorization: Bearer %s\r\n", key) < 0 ? -1
-                                                                                            : 0;
+    if (!key || !*key)
+        return 0;
+    return evbuffer_add(out, "Authorization: Bearer ", 22) < 0 ||
+                   evbuffer_add(out, key, strlen(key)) < 0 || evbuffer_add(out, "\r\n", 2) < 0
+               ? -1
+               : 0;
 }
 
 void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field)

@@ -13,6 +13,7 @@
 #include "common/shm.h"
 #include "worker/endpoints.h"
 #include "worker/http_server.h"
+#include "worker/jw.h"
 #include "worker/meter.h"
 #include "worker/proto.h"
 #include "worker/proxy.h"
@@ -207,8 +208,12 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     req->journal = -1;
     req->bill_lane = -1;
     req->t_start_us = bb_now_us();
-    snprintf(req->id, sizeof req->id, "bb-%s-%llx", w->id_prefix,
-             (unsigned long long)++w->next_request_id);
+    struct jw idw = {req->id, 0, sizeof req->id - 1, false}; /* "bb-<prefix>-<n in hex>" */
+    jw_lit(&idw, "bb-");
+    jw_raw(&idw, w->id_prefix);
+    jw_lit(&idw, "-");
+    jw_x64(&idw, ++w->next_request_id);
+    req->id[idw.n] = '\0';
     int st;
     /* Re-parse the private copy so the head's pointers outlive the connection buffer. */
     if (bb_http_parse_request(copy, len, &req->head, &st) <= 0) {
