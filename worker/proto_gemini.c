@@ -1779,12 +1779,14 @@ struct gem_enc {
     struct bb_ir_usage start_usage; /* from MESSAGE_START, completes MESSAGE_DELTA's */
     struct enc_tool *tools;         /* open tool-use blocks (malloc'd) */
     size_t n_tools, cap_tools;
-    bool think_open; /* the current THINKING block and whether it had text */
-    uint32_t think_index;
-    bool think_had_text;
+    /* open reasoning blocks (bb_eseq; Gemini numbers no parts: none is shown), flags
+     * THOUGHT_TEXT once one had text (its signature then gets a part of its own) */
+    struct bb_eseq seq;
     char *pending_sig; /* a text-less thinking block's signature (malloc'd) */
     size_t pending_len;
 };
+
+#define THOUGHT_TEXT 1u
 
 static void enc_tool_free(struct enc_tool *t)
 {
@@ -2011,11 +2013,9 @@ static int gemini_enc_event(void *enc, struct bb_arena *scratch, const struct bb
     case BB_IR_EV_BLOCK_START:
         if (ev->block_type == BB_IR_TOOL_USE)
             return enc_tool_start(e, ev);
-        if (ev->block_type == BB_IR_THINKING || ev->block_type == BB_IR_REDACTED_THINKING) {
-            e->think_open = true;
-            e->think_index = ev->index;
-            e->think_had_text = false;
-        }
+        if ((ev->block_type == BB_IR_THINKING || ev->block_type == BB_IR_REDACTED_THINKING) &&
+            !bb_eseq_find(&e->seq, ev->index))
+            bb_eseq_open(&e->seq, ev->index, ev->block_type, false); /* (full: untracked) */
         return 0;
     case BB_IR_EV_BLOCK_DELTA: {
         json_object *p;
@@ -2032,8 +2032,9 @@ static int gemini_enc_event(void *enc, struct bb_arena *scratch, const struct bb
                 return 0;
             if (enc_flush_sig(e, out) < 0)
                 return -1;
-            if (e->think_open && e->think_index == ev->index)
-                e->think_had_text = true;
+            struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
+            if (b)
+                b->flags |= THOUGHT_TEXT;
             p = json_object_new_object();
             bb_json_add(p, "text", bb_json_new_str(&ev->text));
             bb_json_add(p, "thought", json_object_new_boolean(1));
@@ -2041,7 +2042,8 @@ static int gemini_enc_event(void *enc, struct bb_arena *scratch, const struct bb
         case BB_IR_D_SIGNATURE:
             if (!ev->text.p)
                 return 0;
-            if (e->think_open && e->think_index == ev->index && e->think_had_text) {
+            const struct bb_eseq_block *tb = bb_eseq_find(&e->seq, ev->index);
+            if (tb && (tb->flags & THOUGHT_TEXT)) {
                 p = sig_part(ev->text.p, ev->text.len);
                 break;
             }
@@ -2065,8 +2067,9 @@ static int gemini_enc_event(void *enc, struct bb_arena *scratch, const struct bb
         struct enc_tool *t = enc_find_tool(e, ev->index);
         if (t)
             return enc_tool_stop(e, t, out);
-        if (e->think_open && e->think_index == ev->index)
-            e->think_open = false;
+        struct bb_eseq_block *b = bb_eseq_find(&e->seq, ev->index);
+        if (b)
+            bb_eseq_remove(&e->seq, b);
         return 0;
     }
     case BB_IR_EV_MESSAGE_DELTA: {

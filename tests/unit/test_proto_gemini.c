@@ -1091,6 +1091,24 @@ static void test_encoder_foreign(void **state)
     out = encode_lines("{\"type\":\"message_start\"}\n", true, true, &olen);
     assert_string_equal(out, "");
     free(out);
+    /* two reasoning blocks open at once (IR from a dialect that interleaves them): each
+     * signature follows its own block's text, in its own part, in order */
+    out = encode_lines(
+        "{\"type\":\"message_start\"}\n"
+        "{\"type\":\"block_start\",\"index\":0,\"block\":\"thinking\"}\n"
+        "{\"type\":\"block_start\",\"index\":1,\"block\":\"thinking\"}\n"
+        "{\"type\":\"block_delta\",\"index\":0,\"delta\":\"thinking\",\"text\":\"a\"}\n"
+        "{\"type\":\"block_delta\",\"index\":1,\"delta\":\"thinking\",\"text\":\"b\"}\n"
+        "{\"type\":\"block_delta\",\"index\":0,\"delta\":\"signature\",\"text\":\"S0\"}\n"
+        "{\"type\":\"block_delta\",\"index\":1,\"delta\":\"signature\",\"text\":\"S1\"}\n"
+        "{\"type\":\"block_stop\",\"index\":0}\n"
+        "{\"type\":\"block_stop\",\"index\":1}\n"
+        "{\"type\":\"message_stop\"}\n",
+        true, true, &olen);
+    const char *s0 = strstr(out, "{\"text\":\"\",\"thoughtSignature\":\"S0\"}");
+    const char *s1 = strstr(out, "{\"text\":\"\",\"thoughtSignature\":\"S1\"}");
+    assert_true(s0 && s1 && s0 < s1);
+    free(out);
     /* an error with a foreign type gets a Gemini status */
     out = encode_lines("{\"type\":\"error\",\"text\":\"busy\",\"error_type\":\"overloaded_error\","
                        "\"error_status\":0}\n",
