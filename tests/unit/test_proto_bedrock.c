@@ -925,19 +925,35 @@ static void test_stream_irregular(void **state)
     check_stream("stream_irregular");
 }
 
+/* evs through a fresh encoder (request id "req-1"): the event stream it wrote, as
+ * "type\tpayload" lines (to_text), appended to text. */
+static void encode_text(const struct bb_ir_event *evs, size_t n, struct evbuffer *text)
+{
+    struct bb_arena scratch;
+    bb_arena_init(&scratch, 0);
+    void *enc = calloc(1, P->enc_size);
+    struct bb_ingress_ctx ictx = {.request_id = "req-1"};
+    P->enc_init(enc, &ictx);
+    struct evbuffer *out = evbuffer_new();
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(P->enc_event(enc, &scratch, &evs[i], out), 0);
+    struct bb_eventstream es;
+    bb_eventstream_init(&es, 0);
+    size_t on = evbuffer_get_length(out);
+    assert_int_equal(bb_eventstream_feed(&es, evbuffer_pullup(out, -1), on, to_text, text), 0);
+    bb_eventstream_free(&es);
+    evbuffer_free(out);
+    free(enc);
+    bb_arena_free(&scratch);
+}
+
 /* Converse numbers only the blocks it shows, from 0 and in the order the client sees them: a
  * block of another kind, an empty text block and IR indexes past 64 leave no gap and no
  * stray contentBlockStop. */
 static void test_encoder_wire_indexes(void **state)
 {
     (void)state;
-    struct bb_arena scratch;
-    bb_arena_init(&scratch, 0);
-    void *enc = calloc(1, P->enc_size);
-    struct bb_ingress_ctx ictx = {.request_id = "req-2"};
-    P->enc_init(enc, &ictx);
-    struct evbuffer *out = evbuffer_new();
-    struct bb_ir_event evs[] = {
+    const struct bb_ir_event evs[] = {
         {.type = BB_IR_EV_MESSAGE_START, .id = S("msg_2"), .model = S("m")},
         {.type = BB_IR_EV_BLOCK_START, .index = 0, .block_type = BB_IR_DOCUMENT},
         {.type = BB_IR_EV_BLOCK_DELTA, .index = 0, .delta = BB_IR_D_TEXT, .text = S("no")},
@@ -958,14 +974,8 @@ static void test_encoder_wire_indexes(void **state)
         {.type = BB_IR_EV_MESSAGE_DELTA, .stop = BB_IR_STOP_TOOL_USE},
         {.type = BB_IR_EV_MESSAGE_STOP},
     };
-    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
-        assert_int_equal(P->enc_event(enc, &scratch, &evs[i], out), 0);
     struct evbuffer *text = evbuffer_new();
-    struct bb_eventstream es;
-    bb_eventstream_init(&es, 0);
-    size_t on = evbuffer_get_length(out);
-    assert_int_equal(bb_eventstream_feed(&es, evbuffer_pullup(out, -1), on, to_text, text), 0);
-    bb_eventstream_free(&es);
+    encode_text(evs, sizeof evs / sizeof evs[0], text);
     const char *want =
         "messageStart\t{\"role\":\"assistant\"}\n"
         "contentBlockDelta\t{\"delta\":{\"reasoningContent\":{\"text\":\"t\"}},"
@@ -981,9 +991,6 @@ static void test_encoder_wire_indexes(void **state)
     if (strncmp(got, want, strlen(want)) != 0)
         fail_msg("got:\n%s", got);
     evbuffer_free(text);
-    evbuffer_free(out);
-    free(enc);
-    bb_arena_free(&scratch);
 }
 
 /* Encoder fed IR as another protocol's decoder produces it: usage split between MESSAGE_START
@@ -992,13 +999,7 @@ static void test_encoder_wire_indexes(void **state)
 static void test_encoder_foreign_ir(void **state)
 {
     (void)state;
-    struct bb_arena scratch;
-    bb_arena_init(&scratch, 0);
-    void *enc = calloc(1, P->enc_size);
-    struct bb_ingress_ctx ictx = {.request_id = "req-1"};
-    P->enc_init(enc, &ictx);
-    struct evbuffer *out = evbuffer_new();
-    struct bb_ir_event evs[] = {
+    const struct bb_ir_event evs[] = {
         {.type = BB_IR_EV_MESSAGE_START,
          .id = S("msg_1"),
          .model = S("claude"),
@@ -1023,14 +1024,8 @@ static void test_encoder_foreign_ir(void **state)
         {.type = BB_IR_EV_MESSAGE_STOP},
         {.type = BB_IR_EV_BLOCK_DELTA, .index = 2, .delta = BB_IR_D_TEXT, .text = S("late")},
     };
-    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
-        assert_int_equal(P->enc_event(enc, &scratch, &evs[i], out), 0);
     struct evbuffer *text = evbuffer_new();
-    struct bb_eventstream es;
-    bb_eventstream_init(&es, 0);
-    size_t on = evbuffer_get_length(out);
-    assert_int_equal(bb_eventstream_feed(&es, evbuffer_pullup(out, -1), on, to_text, text), 0);
-    bb_eventstream_free(&es);
+    encode_text(evs, sizeof evs / sizeof evs[0], text);
     const char *want =
         "messageStart\t{\"role\":\"assistant\"}\n"
         "contentBlockDelta\t{\"delta\":{\"text\":\"Hi\"},\"contentBlockIndex\":0}\n"
@@ -1045,13 +1040,10 @@ static void test_encoder_foreign_ir(void **state)
         "\"cacheReadInputTokens\":10},\"metrics\":{\"latencyMs\":0}}\n";
     assert_string_equal(evstr(text), want);
     evbuffer_free(text);
-    evbuffer_free(out);
 
     /* Interleaved tool calls keep their own indexes; a call without an id gets one; a stream
      * with no MESSAGE_DELTA still ends with messageStop and metadata. */
-    P->enc_init(enc, &ictx);
-    out = evbuffer_new();
-    struct bb_ir_event inter[] = {
+    const struct bb_ir_event inter[] = {
         {.type = BB_IR_EV_BLOCK_START, .index = 0, .block_type = BB_IR_TOOL_USE, .name = S("f")},
         {.type = BB_IR_EV_BLOCK_START,
          .index = 1,
@@ -1064,13 +1056,8 @@ static void test_encoder_foreign_ir(void **state)
         {.type = BB_IR_EV_BLOCK_STOP, .index = 1},
         {.type = BB_IR_EV_MESSAGE_STOP},
     };
-    for (size_t i = 0; i < sizeof inter / sizeof inter[0]; i++)
-        assert_int_equal(P->enc_event(enc, &scratch, &inter[i], out), 0);
     text = evbuffer_new();
-    bb_eventstream_init(&es, 0);
-    on = evbuffer_get_length(out);
-    assert_int_equal(bb_eventstream_feed(&es, evbuffer_pullup(out, -1), on, to_text, text), 0);
-    bb_eventstream_free(&es);
+    encode_text(inter, sizeof inter / sizeof inter[0], text);
     assert_string_equal(
         evstr(text),
         "messageStart\t{\"role\":\"assistant\"}\n"
@@ -1087,7 +1074,12 @@ static void test_encoder_foreign_ir(void **state)
         "metadata\t{\"usage\":{\"inputTokens\":0,\"outputTokens\":0,\"totalTokens\":0},"
         "\"metrics\":{\"latencyMs\":0}}\n");
     evbuffer_free(text);
-    evbuffer_free(out);
+
+    struct bb_arena scratch;
+    bb_arena_init(&scratch, 0);
+    void *enc = calloc(1, P->enc_size);
+    struct bb_ingress_ctx ictx = {.request_id = "req-1"};
+    struct bb_eventstream es;
 
     static const struct {
         const char *type;
@@ -1104,7 +1096,7 @@ static void test_encoder_foreign_ir(void **state)
     };
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         P->enc_init(enc, &ictx);
-        out = evbuffer_new();
+        struct evbuffer *out = evbuffer_new();
         struct bb_ir_event ev = {.type = BB_IR_EV_ERROR,
                                  .error_type = S(errs[i].type),
                                  .error_status = errs[i].status,
@@ -1115,7 +1107,7 @@ static void test_encoder_foreign_ir(void **state)
         assert_int_equal(P->enc_event(enc, &scratch, &stop, out), 0);
         text = evbuffer_new();
         bb_eventstream_init(&es, 0);
-        on = evbuffer_get_length(out);
+        size_t on = evbuffer_get_length(out);
         assert_int_equal(bb_eventstream_feed(&es, evbuffer_pullup(out, -1), on, to_text, text), 0);
         bb_eventstream_free(&es);
         char w[160];
