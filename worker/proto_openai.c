@@ -1773,6 +1773,7 @@ struct dec {
     struct {
         int64_t oai;
         uint32_t ir;
+        bool open; /* its BLOCK_STOP is still to come (at the finish) */
     } tools[DEC_TOOLS_MAX];
     enum bb_ir_stop stop;
     struct bb_ir_usage usage;
@@ -1793,16 +1794,58 @@ static int d_emit(struct dctx *x, struct bb_ir_event *ev)
     return bb_dout_emit(&x->o, ev);
 }
 
+/* Close every tool call still open. */
+static int d_close_tools(struct dctx *x)
+{
+    struct dec *d = x->d;
+    int rc = 0;
+    uint32_t n = d->n_tools < DEC_TOOLS_MAX ? d->n_tools : DEC_TOOLS_MAX;
+    for (uint32_t k = 0; k < n && !rc; k++) {
+        if (!d->tools[k].open)
+            continue;
+        d->tools[k].open = false;
+        struct bb_ir_event ev = {
+            .type = BB_IR_EV_BLOCK_STOP, .index = d->tools[k].ir, .block_type = BB_IR_TOOL_USE};
+        rc = d_emit(x, &ev);
+    }
+    return rc;
+}
+
+/* Close the open text or reasoning block, and every tool call still open. */
 static int d_close(struct dctx *x)
 {
-    return bb_dseq_close(&x->d->seq, &x->o);
+    int rc = bb_dseq_close(&x->d->seq, &x->o);
+    return rc ? rc : d_close_tools(x);
+}
+
+/* A tool call's block: open until the finish, so arguments that providers interleave between
+ * parallel calls reach their call while it is open (IR blocks may interleave; bb_eseq). */
+static int d_open_tool(struct dctx *x, struct bb_ir_str id, struct bb_ir_str name, uint32_t *index)
+{
+    struct dec *d = x->d;
+    if (d->n_tools >= DEC_TOOLS_MAX) { /* untracked: one block at a time, as text */
+        int rc = bb_dseq_open(&d->seq, &x->o, -1, BB_IR_TOOL_USE, &id, &name);
+        *index = d->seq.index;
+        return rc;
+    }
+    int rc = bb_dseq_close(&d->seq, &x->o); /* the text or reasoning before it */
+    if (rc)
+        return rc;
+    *index = d->seq.next++;
+    struct bb_ir_event ev = {.type = BB_IR_EV_BLOCK_START,
+                             .index = *index,
+                             .block_type = BB_IR_TOOL_USE,
+                             .id = id,
+                             .name = name};
+    return d_emit(x, &ev);
 }
 
 /* Close the open block and start a new one of type t; its index is x->d->seq.index. */
 static int d_open(struct dctx *x, enum bb_ir_block_type t, struct bb_ir_str id,
                   struct bb_ir_str name)
 {
-    return bb_dseq_open(&x->d->seq, &x->o, -1, t, &id, &name);
+    int rc = d_close_tools(x); /* text or reasoning never beside an open call */
+    return rc ? rc : bb_dseq_open(&x->d->seq, &x->o, -1, t, &id, &name);
 }
 
 /* A text-like delta into a block of type t, opening one when another kind is open. */
@@ -1810,6 +1853,9 @@ static int d_text(struct dctx *x, enum bb_ir_block_type t, enum bb_ir_delta kind
 {
     if (!bb_json_has_text(s))
         return 0;
+    int rc = d_close_tools(x); /* text or reasoning never beside an open call */
+    if (rc)
+        return rc;
     return bb_dseq_text(&x->d->seq, &x->o, t, kind, json_object_get_string(s),
                         (size_t)json_object_get_string_len(s));
 }
@@ -1876,20 +1922,19 @@ static int d_tool_call(struct dctx *x, json_object *tc, int64_t oai_index)
                                                    : bb_ir_strdup(x->o.scratch, "", 0);
         if (!sid.p || !sname.p)
             return -1;
-        int rc = d_open(x, BB_IR_TOOL_USE, sid, sname);
+        int rc = d_open_tool(x, sid, sname, &block);
         if (rc)
             return rc;
         if (d->n_tools < DEC_TOOLS_MAX) {
             d->tools[d->n_tools].oai = idx;
-            d->tools[d->n_tools].ir = d->seq.index;
+            d->tools[d->n_tools].ir = block;
+            d->tools[d->n_tools].open = true;
         }
         d->n_tools++;
-        block = d->seq.index;
     }
     if (!bb_json_has_text(args))
         return 0;
-    /* A fragment for a call whose block was already closed (providers that interleave
-     * parallel calls) goes to that call's own index: the IR has one open block at a time. */
+    /* to the call's own block: providers interleave the fragments of parallel calls */
     return bb_dseq_delta_at(&x->o, block, BB_IR_TOOL_USE, BB_IR_D_INPUT_JSON,
                             json_object_get_string(args), (size_t)json_object_get_string_len(args));
 }

@@ -1450,6 +1450,23 @@ static json_object *sbuf_array(const struct sbuf *b)
     return arr;
 }
 
+/* A function call item still open while another block streams: parallel calls whose
+ * arguments interleave (the IR may keep several tool blocks open). */
+struct parked {
+    bool used;
+    uint32_t oi;                     /* its output_index (its item id follows from it) */
+    struct sbuf text, call_id, name; /* arguments so far, call id, name */
+    const struct bb_ir_tool *tool;
+};
+
+#define PARK_MAX 16 /* calls open at once besides the streaming one (more are finished early) */
+
+/* The calls set aside (heap, made on the first: most answers never park one). */
+struct parking {
+    struct bb_eseq seq; /* IR index -> flags = slot in park */
+    struct parked park[PARK_MAX];
+};
+
 struct renc {
     char rid[160];
     char id[ID_MAX];
@@ -1486,6 +1503,8 @@ struct renc {
     struct sbuf annotations; /* current TEXT block: OpenAI annotations, JSON list */
     struct sbuf parts;       /* finished output_text parts of the open message item */
     struct sbuf items;       /* finished output items */
+
+    struct parking *parking; /* open calls set aside (NULL: none yet) */
 };
 
 static void renc_free(struct renc *e)
@@ -1497,6 +1516,13 @@ static void renc_free(struct renc *e)
     sbuf_free(&e->annotations);
     sbuf_free(&e->parts);
     sbuf_free(&e->items);
+    for (size_t i = 0; e->parking && i < PARK_MAX; i++) {
+        sbuf_free(&e->parking->park[i].text);
+        sbuf_free(&e->parking->park[i].call_id);
+        sbuf_free(&e->parking->park[i].name);
+    }
+    free(e->parking);
+    e->parking = NULL;
 }
 
 /* Accumulate streamed text within the per-stream bound; past it, stop at a UTF-8 boundary. */
@@ -1803,6 +1829,100 @@ static int enc_close_block(struct renc *e, struct evbuffer *out)
     }
 }
 
+/* Set the streaming call aside, open (its item stays in progress); 1 when there was no room
+ * (the caller finishes it instead). */
+static int park_current(struct renc *e)
+{
+    if (!e->parking && !(e->parking = calloc(1, sizeof *e->parking)))
+        return 1;
+    struct parking *pk = e->parking;
+    size_t slot = 0;
+    while (slot < PARK_MAX && pk->park[slot].used)
+        slot++;
+    struct bb_eseq_block *b =
+        slot < PARK_MAX ? bb_eseq_open(&pk->seq, e->blk_index, BB_IR_TOOL_USE, false) : NULL;
+    if (!b)
+        return 1;
+    b->flags = (uint32_t)slot;
+    pk->park[slot] = (struct parked){true, e->blk_oi, e->text, e->call_id, e->name, e->blk_tool};
+    e->text = e->call_id = e->name = (struct sbuf){0}; /* moved */
+    e->blk_open = false;
+    return 0;
+}
+
+static struct bb_eseq_block *parked_find(struct renc *e, uint32_t index)
+{
+    return e->parking ? bb_eseq_find(&e->parking->seq, index) : NULL;
+}
+
+static size_t parked_count(const struct renc *e)
+{
+    return e->parking ? e->parking->seq.n_open : 0;
+}
+
+/* Make parked call b the streaming block again (nothing streams: the caller parked or closed
+ * the current one). */
+static void unpark(struct renc *e, struct bb_eseq_block *b)
+{
+    struct parked *k = &e->parking->park[b->flags];
+    sbuf_free(&e->text);
+    sbuf_free(&e->call_id);
+    sbuf_free(&e->name);
+    e->blk_open = true;
+    e->blk_index = b->ir;
+    e->blk_type = BB_IR_TOOL_USE;
+    e->blk_oi = k->oi;
+    e->blk_ci = 0;
+    e->n_annotations = 0;
+    e->summary_open = false;
+    e->sig_dropped = false;
+    e->sig.len = 0;
+    e->annotations.len = 0;
+    make_id(e->blk_id, "fc", e->rid, e->blk_oi); /* as enc_open_block named it */
+    e->text = k->text;
+    e->call_id = k->call_id;
+    e->name = k->name;
+    e->blk_tool = k->tool;
+    k->text = k->call_id = k->name = (struct sbuf){0};
+    k->used = false;
+    bb_eseq_remove(&e->parking->seq, b);
+}
+
+/* Make the call at IR index the streaming block (setting aside or finishing the current one);
+ * *found false when no parked call has that index. */
+static int switch_to(struct renc *e, uint32_t index, struct evbuffer *out, bool *found)
+{
+    *found = parked_find(e, index) != NULL;
+    if (!*found)
+        return 0;
+    bool streaming_call = e->blk_open && e->blk_type == BB_IR_TOOL_USE;
+    if (streaming_call ? park_current(e) && enc_close_block(e, out) : enc_close_block(e, out))
+        return -1;
+    unpark(e, parked_find(e, index)); /* (found again: parking may have moved it) */
+    return 0;
+}
+
+/* Finish the streaming block and every parked call, in output order. */
+static int enc_close_all(struct renc *e, struct evbuffer *out)
+{
+    bool streaming_call = e->blk_open && e->blk_type == BB_IR_TOOL_USE;
+    if (streaming_call && parked_count(e) && park_current(e) && enc_close_block(e, out))
+        return -1;
+    if (enc_close_block(e, out))
+        return -1;
+    while (parked_count(e)) {
+        struct parking *pk = e->parking;
+        struct bb_eseq_block *first = &pk->seq.open[0];
+        for (size_t i = 1; i < pk->seq.n_open; i++)
+            if (pk->park[pk->seq.open[i].flags].oi < pk->park[first->flags].oi)
+                first = &pk->seq.open[i];
+        unpark(e, first);
+        if (enc_close_block(e, out))
+            return -1;
+    }
+    return 0;
+}
+
 static int enc_delta(struct renc *e, const struct bb_ir_event *ev, struct evbuffer *out)
 {
     const char *s = ev->text.p ? ev->text.p : "";
@@ -1898,7 +2018,7 @@ static enum bb_ir_block_type block_for_delta(enum bb_ir_delta d)
 
 static int enc_end(struct renc *e, struct evbuffer *out)
 {
-    if (enc_close_block(e, out) || enc_close_message(e, out, final_message_status(e)))
+    if (enc_close_all(e, out) || enc_close_message(e, out, final_message_status(e)))
         return -1;
     const char *status = incomplete_reason(e->stop) ? "incomplete" : "completed";
     json_object *output = sbuf_array(&e->items);
@@ -1957,15 +2077,30 @@ static int enc_event(void *enc, struct bb_arena *scratch, const struct bb_ir_eve
     switch (ev->type) {
     case BB_IR_EV_MESSAGE_START:
         return 0;
-    case BB_IR_EV_BLOCK_START:
-        if (enc_close_block(e, out))
+    case BB_IR_EV_BLOCK_START: {
+        /* a call starting while another streams sets that one aside, open (calls parked
+         * earlier stay open too); any other block finishes everything open */
+        bool call = ev->block_type == BB_IR_TOOL_USE;
+        bool streaming_call = e->blk_open && e->blk_type == BB_IR_TOOL_USE;
+        if (call && streaming_call && e->blk_index == ev->index)
+            return 0; /* started twice: the first one stands */
+        int rc = !call            ? enc_close_all(e, out)
+                 : streaming_call ? (park_current(e) ? enc_close_block(e, out) : 0)
+                                  : enc_close_block(e, out);
+        if (rc)
             return -1;
         if (ev->block_type != BB_IR_TEXT && ev->block_type != BB_IR_THINKING &&
             ev->block_type != BB_IR_REDACTED_THINKING && ev->block_type != BB_IR_TOOL_USE)
             return 0; /* no output item for media in an answer */
         return enc_open_block(e, ev->index, ev->block_type, &ev->id, &ev->name, out);
+    }
     case BB_IR_EV_BLOCK_DELTA:
         if (!e->blk_open || e->blk_index != ev->index) {
+            bool found;
+            if (switch_to(e, ev->index, out, &found))
+                return -1;
+            if (found)
+                return enc_delta(e, ev, out);
             /* A delta without its BLOCK_START: open the block it implies. */
             if (ev->delta == BB_IR_D_CITATION)
                 return 0;
@@ -1975,14 +2110,19 @@ static int enc_event(void *enc, struct bb_arena *scratch, const struct bb_ir_eve
         }
         return enc_delta(e, ev, out);
     case BB_IR_EV_BLOCK_STOP:
-        if (!e->blk_open || e->blk_index != ev->index)
-            return 0;
+        if (!e->blk_open || e->blk_index != ev->index) {
+            bool found;
+            if (switch_to(e, ev->index, out, &found))
+                return -1;
+            if (!found)
+                return 0;
+        }
         return enc_close_block(e, out);
     case BB_IR_EV_MESSAGE_DELTA:
         if (ev->stop != BB_IR_STOP_UNSET)
             e->stop = ev->stop;
         bb_ir_usage_max(&e->usage, &ev->usage);
-        if (enc_close_block(e, out))
+        if (enc_close_all(e, out))
             return -1;
         return enc_close_message(e, out, final_message_status(e));
     case BB_IR_EV_MESSAGE_STOP:

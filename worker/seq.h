@@ -6,7 +6,8 @@
  *   content_block_start/stop, Bedrock contentBlockStart/Stop, Responses output items) or are
  *   flat (OpenAI and Cohere deltas, Gemini parts); the sequencer turns both into the IR's
  *   BLOCK_START / DELTA / STOP with consecutive indexes, one block open at a time, and
- *   remembers the wire's own key of the open block.
+ *   remembers the wire's own key of the open block. (A decoder may keep several tool calls
+ *   open beside it: OpenAI's, whose providers interleave parallel calls' arguments.)
  * - bb_eseq: an encoder's set of open IR blocks and the wire index each was given (IR from
  *   another dialect may interleave blocks; a wire may number only what it can show).
  *

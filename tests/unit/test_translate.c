@@ -350,75 +350,84 @@ static int on_es(void *arg, const struct bb_eventstream_msg *m)
     return feed_frame(arg, &f);
 }
 
+/* One stream input (IN "stream.<stem>.<ext>", in protocol y) through every encoder: goldens
+ * "stream.<stem>-<x>.<ext>". The number of failures. */
+static int stream_input(enum bb_proto y, const char *stem)
+{
+    int failures = 0;
+    const struct bb_proto_ops *yo = bb_proto_get(y);
+    char path[256];
+    snprintf(path, sizeof path, IN "stream.%s.%s", stem,
+             yo->framing == BB_FRAMING_EVENTSTREAM ? "es" : "sse");
+    size_t len;
+    char *raw = slurp(path, &len);
+    if (!raw || !yo->dec_frame) {
+        print_message("# stream input %s missing or no decoder\n", stem);
+        free(raw);
+        return 1;
+    }
+    for (size_t i = 0; i < NPROTO; i++) {
+        enum bb_proto x = protos[i];
+        struct bb_arena a;
+        bb_arena_init(&a, 0);
+        struct pipe p = {yo, bb_proto_get(x), NULL, NULL, x, y, evbuffer_new(), NULL, 0};
+        if (!p.xo->enc_event) {
+            print_message("# no encoder for %s\n", short_name(x));
+            failures++;
+            evbuffer_free(p.out);
+            bb_arena_free(&a);
+            continue;
+        }
+        p.dec = bb_arena_calloc(&a, yo->dec_size + 1);
+        p.enc = bb_arena_calloc(&a, p.xo->enc_size + 1);
+        yo->dec_init(p.dec);
+        p.xo->enc_init(p.enc, &ictx);
+        if (yo->framing == BB_FRAMING_EVENTSTREAM) {
+            struct bb_eventstream es;
+            bb_eventstream_init(&es, 0);
+            if (bb_eventstream_feed(&es, raw, len, on_es, &p) < 0)
+                p.rc = -1;
+            bb_eventstream_free(&es);
+        } else {
+            struct bb_sse s;
+            bb_sse_init(&s, 0);
+            if (bb_sse_feed(&s, raw, len, on_sse, &p) < 0)
+                p.rc = -1;
+            bb_sse_free(&s);
+        }
+        if (p.xo->enc_finish)
+            p.xo->enc_finish(p.enc, p.out);
+        char name[128];
+        bool text = x == BB_PROTO_BEDROCK_INVOKE;
+        if (text)
+            es_text(p.out);
+        snprintf(name, sizeof name, "stream.%s-%s.%s", stem, short_name(x),
+                 text                                      ? "txt"
+                 : p.xo->framing == BB_FRAMING_EVENTSTREAM ? "es"
+                                                           : "sse");
+        if (p.rc != 0) {
+            print_message("# %s: decode/encode failed\n", name);
+            failures++;
+        } else {
+            size_t ol = evbuffer_get_length(p.out);
+            failures += golden(name, (const char *)evbuffer_pullup(p.out, (ev_ssize_t)ol), ol);
+        }
+        evbuffer_free(p.out);
+        bb_arena_free(&a);
+    }
+    free(raw);
+    return failures;
+}
+
 static void test_streams(void **state)
 {
     (void)state;
     int failures = 0;
-    for (size_t j = 0; j < NPROTO; j++) {
-        enum bb_proto y = protos[j];
-        const struct bb_proto_ops *yo = bb_proto_get(y);
-        char path[256];
-        snprintf(path, sizeof path, IN "stream.%s.%s", short_name(y),
-                 yo->framing == BB_FRAMING_EVENTSTREAM ? "es" : "sse");
-        size_t len;
-        char *raw = slurp(path, &len);
-        if (!raw || !yo->dec_frame) {
-            print_message("# stream input for %s missing or no decoder\n", short_name(y));
-            failures++;
-            free(raw);
-            continue;
-        }
-        for (size_t i = 0; i < NPROTO; i++) {
-            enum bb_proto x = protos[i];
-            struct bb_arena a;
-            bb_arena_init(&a, 0);
-            struct pipe p = {yo, bb_proto_get(x), NULL, NULL, x, y, evbuffer_new(), NULL, 0};
-            if (!p.xo->enc_event) {
-                print_message("# no encoder for %s\n", short_name(x));
-                failures++;
-                evbuffer_free(p.out);
-                bb_arena_free(&a);
-                continue;
-            }
-            p.dec = bb_arena_calloc(&a, yo->dec_size + 1);
-            p.enc = bb_arena_calloc(&a, p.xo->enc_size + 1);
-            yo->dec_init(p.dec);
-            p.xo->enc_init(p.enc, &ictx);
-            if (yo->framing == BB_FRAMING_EVENTSTREAM) {
-                struct bb_eventstream es;
-                bb_eventstream_init(&es, 0);
-                if (bb_eventstream_feed(&es, raw, len, on_es, &p) < 0)
-                    p.rc = -1;
-                bb_eventstream_free(&es);
-            } else {
-                struct bb_sse s;
-                bb_sse_init(&s, 0);
-                if (bb_sse_feed(&s, raw, len, on_sse, &p) < 0)
-                    p.rc = -1;
-                bb_sse_free(&s);
-            }
-            if (p.xo->enc_finish)
-                p.xo->enc_finish(p.enc, p.out);
-            char name[128];
-            bool text = x == BB_PROTO_BEDROCK_INVOKE;
-            if (text)
-                es_text(p.out);
-            snprintf(name, sizeof name, "stream.%s-%s.%s", short_name(y), short_name(x),
-                     text                                      ? "txt"
-                     : p.xo->framing == BB_FRAMING_EVENTSTREAM ? "es"
-                                                               : "sse");
-            if (p.rc != 0) {
-                print_message("# %s: decode/encode failed\n", name);
-                failures++;
-            } else {
-                size_t ol = evbuffer_get_length(p.out);
-                failures += golden(name, (const char *)evbuffer_pullup(p.out, (ev_ssize_t)ol), ol);
-            }
-            evbuffer_free(p.out);
-            bb_arena_free(&a);
-        }
-        free(raw);
-    }
+    for (size_t j = 0; j < NPROTO; j++)
+        failures += stream_input(protos[j], short_name(protos[j]));
+    /* parallel tool calls whose arguments interleave (vLLM and other OpenAI-compatible
+     * servers): every client gets each call whole, under its own name */
+    failures += stream_input(BB_PROTO_OPENAI, "openai_interleaved");
     assert_int_equal(failures, 0);
 }
 
