@@ -159,9 +159,11 @@ static bool is_name(const char *s, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(s, lit, n) == 0;
 }
 
+static enum bb_host_class classify_lower(char *buf, size_t n);
+
 enum bb_host_class bb_host_classify(const char *host)
 {
-    char buf[256];
+    char stack[256];
     if (!host)
         return BB_HOST_PUBLIC;
     size_t n = strlen(host);
@@ -170,12 +172,23 @@ enum bb_host_class bb_host_classify(const char *host)
         host++;
         n -= 2;
     }
-    if (n >= sizeof buf)
-        return BB_HOST_PUBLIC; /* longer than any DNS name or literal: cannot resolve */
+    /* longer than any DNS name, but not than an address: inet_aton reads
+     * "10.0.0.000…0" with any number of zeros */
+    char *buf = n < sizeof stack ? stack : malloc(n + 1);
+    if (!buf)
+        return BB_HOST_PRIVATE; /* out of memory: not known to be public */
     for (size_t i = 0; i < n; i++)
         buf[i] = (char)((host[i] >= 'A' && host[i] <= 'Z') ? host[i] + 32 : host[i]);
     buf[n] = '\0';
+    enum bb_host_class c = classify_lower(buf, n);
+    if (buf != stack)
+        free(buf);
+    return c;
+}
 
+/* bb_host_classify of host buf[0..n), lower case, NUL-terminated (written to). */
+static enum bb_host_class classify_lower(char *buf, size_t n)
+{
     if (memchr(buf, ':', n)) {
         char *pct = strchr(buf, '%');
         if (pct)

@@ -158,6 +158,14 @@ static void test_classify_table(void **state)
         }
     }
     assert_int_equal(bad, 0);
+    /* longer than any DNS name, still an address (inet_aton reads any number of zeros): the
+     * address's class, not "public" (fuzz_url found it) */
+    char longip[400] = "169.254.169.";
+    memset(longip + strlen(longip), '0', 300);
+    longip[12 + 300] = '4';
+    longip[12 + 301] = '\0';
+    assert_int_equal(bb_host_classify(longip), bb_host_classify("169.254.169.4"));
+    assert_int_not_equal(bb_host_classify(longip), BB_HOST_PUBLIC);
 }
 
 static void test_ipv4_canon(void **state)
