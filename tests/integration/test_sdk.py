@@ -81,8 +81,10 @@ def start(ctx):
     providers, models = providers_of(m), {}
     for col, proto in EGRESS:
         models['e_' + col] = lane('p_' + col, 'up-' + col)
+    # par-pool: an OpenAI lane answering with two parallel tool calls (parallel_tools.mjs)
+    models['par_openai'] = lane('p_openai', 'up-openai;tools=2;interleave')
     conf = {'providers': providers, 'models': models,
-            'pools': {'sdk-pool': pool(('e_openai', 1))},
+            'pools': {'sdk-pool': pool(('e_openai', 1)), 'par-pool': pool(('par_openai', 1))},
             'auth': {'mode': 'keys'}}
     bb = ctx.busbar(conf, workers=1, env={AWS_KEY_ENV: AWS_KEY})
     # every SDK authenticates with one virtual key: its secret as the SDK's API key, and its
@@ -175,6 +177,16 @@ def openai_chat(ctx, node, bb):
     return lines
 
 
+def parallel_tools(ctx, node, bb):
+    env = dict(os.environ, BASE_URL='http://127.0.0.1:%d' % bb.port, MODEL='par-pool',
+               NODE_NO_WARNINGS='1', API_KEY=bb.sdk_env['BB_SDK_KEY'])
+    p = run_node(ctx, node, 'parallel_tools.mjs', env, 30)
+    lines = (p.stdout + p.stderr).splitlines()
+    if p.returncode != 0 or 'not ok' in p.stdout:
+        raise TestFailure('node parallel_tools.mjs exited %d:\n%s' % (p.returncode, '\n'.join(lines)))
+    return lines
+
+
 def continuation(ctx, node, m, rows):
     """continuation.mjs on a busbar of its own: for each client SDK a pool cont-<row> =
     [cut lane speaking the SDK's protocol (fail_first=1;cut=3, weight 10), healthy lane speaking
@@ -210,8 +222,10 @@ def main():
     flt = os.environ.get('BB_TEST_FILTER')
     rows = [r for r, _ in ROWS if not flt or flt in 'sdk_' + r]
     do_chat = not flt or flt in 'openai_chat'
+    do_par = not flt or flt in 'parallel_tools'
     cont_rows = [r for r, _ in ROWS if not flt or flt in 'continuation_' + r]
-    print('1..%d' % (len(rows) + (1 if do_chat else 0) + (1 if cont_rows else 0) + 1),
+    print('1..%d' % (len(rows) + (1 if do_chat else 0) + (1 if do_par else 0) +
+                     (1 if cont_rows else 0) + 1),
           flush=True)
     n = 0
     failed = 0
@@ -266,6 +280,16 @@ def main():
                 err = 'FAILED: %s' % e
                 notes = ['--- busbar log tail:\n' + tail(bb.stderr_path, 25)]
         emit('openai_chat.mjs (models list, errors, stream helper)', err, notes)
+
+    if do_par:
+        err, notes = setup_err, []
+        if not err:
+            try:
+                notes = parallel_tools(ctx, node, bb)
+            except TestFailure as e:
+                err = 'FAILED: %s' % e
+                notes = ['--- busbar log tail:\n' + tail(bb.stderr_path, 25)]
+        emit('parallel_tools.mjs (two streamed calls from an OpenAI lane, three SDKs)', err, notes)
 
     if cont_rows:
         err, notes = setup_err, []

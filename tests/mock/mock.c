@@ -128,7 +128,7 @@ struct directives {
     int status;
     int rawstatus, redirect; /* hostile answers, 0 = none */
     char retry_after[32];
-    bool reset, noresponse, nodone, think, chunkcut, html;
+    bool reset, noresponse, nodone, think, chunkcut, html, interleave;
     long slowfirst, delay, slowbody;           /* ms, 0 = none */
     long bigbody;                              /* bytes, 0 = none */
     char ctype[128];                           /* Content-Type override, "" = none */
@@ -1149,6 +1149,8 @@ static void parse_directives(const char *m, size_t n, struct directives *d)
             d->nodone = true;
         else if (KEY("think"))
             d->think = true;
+        else if (KEY("interleave"))
+            d->interleave = true;
         else if (KEY("rawstatus") && dnum(v, vl, 999, &x) && x >= 100)
             d->rawstatus = (int)x;
         else if (KEY("redirect") && dnum(v, vl, 399, &x) && x >= 300)
@@ -1302,8 +1304,13 @@ static void unit_at(const struct req *r, unsigned long k, struct bb_mock_unit *u
         u->first = u->last = true;
     } else if (q->ncalls) {
         u->kind = BB_MOCK_CALL;
-        u->i = (unsigned)((k - think) / parts) + 1;
-        u->part = (unsigned)((k - think) % parts);
+        if (r->d.interleave) { /* every call's start, then every call's first piece, ... */
+            u->i = (unsigned)((k - think) % q->ncalls) + 1;
+            u->part = (unsigned)((k - think) / q->ncalls);
+        } else {
+            u->i = (unsigned)((k - think) / parts) + 1;
+            u->part = (unsigned)((k - think) % parts);
+        }
         u->block = think + u->i - 1;
         u->first = u->part == 0;
         u->last = u->part == parts - 1;
