@@ -76,6 +76,10 @@ bool bb_http_token_ok(const char *s, size_t n);
  * LF, NUL or other CTL), without leading or trailing whitespace. */
 bool bb_http_field_value_ok(const char *v, size_t n);
 
+/* The reason phrase of a status code (one table for busbar and bb-mock); for a code it does
+ * not know, a generic one by class ("Client Error", "Server Error"). */
+const char *bb_http_reason(int status);
+
 /* Case-insensitive header lookup; NULL when absent. */
 const struct bb_http_header *bb_http_find(const struct bb_http_head *h, const char *name);
 

@@ -74,7 +74,4 @@ size_t bb_errors_headers(enum bb_proto dialect, int status, char *out, size_t ca
  * "UNAVAILABLE", Bedrock "ServiceUnavailableException", OpenAI "server_error", ... */
 const char *bb_errors_type(enum bb_proto dialect, int status);
 
-/* Reason phrase for a status ("OK", "Not Found", ...). */
-const char *bb_http_reason(int status);
-
 #endif

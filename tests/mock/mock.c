@@ -45,6 +45,8 @@
 #include <event2/util.h>
 #include <json-c/json.h>
 
+#include "common/http_parse.h"
+
 #define SERVER_MAGIC 0x6d6f6b53u
 #define CONN_MAGIC 0x6d6f6b43u
 
@@ -587,70 +589,6 @@ static void json_str0(struct evbuffer *b, const char *s)
         BB_MOCK_ADD(b, "null");
 }
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 402:
-        return "Payment Required";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Payload Too Large";
-    case 414:
-        return "URI Too Long";
-    case 422:
-        return "Unprocessable Entity";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    case 505:
-        return "HTTP Version Not Supported";
-    case 529:
-        return "Overloaded";
-    default:
-        return "Status";
-    }
-}
-
 /* ---------------------------------------------------------------- attempt log */
 
 static void att_json(const struct server *s, const struct attempt *a, struct evbuffer *b)
@@ -1033,7 +971,7 @@ static void reply(struct conn *c, int status, const char *ctype, struct evbuffer
     evbuffer_add_printf(c->out,
                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                         "%s%s\r\n",
-                        status, reason(status), ctype, evbuffer_get_length(body),
+                        status, bb_http_reason(status), ctype, evbuffer_get_length(body),
                         extra ? extra : "", conn_header(c));
     evbuffer_add_buffer(c->out, body);
     set_status(c, status);
