@@ -211,7 +211,7 @@ int bb_proto_write_request(const struct bb_proto_ops *ops, struct bb_arena *a,
     bool same =
         ops->body_family && ir->extras_family && !strcmp(ops->body_family, ir->extras_family);
     for (size_t i = 0; i < ir->n_extras && !same; i++)
-        bb_proto_drop(a, ctx, bb_ir_field_name(a, ir->extras[i].dotted));
+        bb_proto_drop(a, ctx, ir->extras[i].dotted); /* (bb_proto_drop sanitises the name) */
     for (size_t i = 0; i < ir->n_tools && !same; i++)
         if (ir->tools[i].defer_loading) /* offered from the start */
             bb_proto_drop(a, ctx, "tools.defer_loading");

@@ -1769,7 +1769,7 @@ static int openai_enc_event(void *encp, struct bb_arena *scratch, const struct b
 struct dec {
     bool started, done, delta_sent, finish_seen, refusal;
     struct bb_dseq seq;
-    uint32_t n_tools;
+    uint32_t n_tools, n_open_tools;
     struct {
         int64_t oai;
         uint32_t ir;
@@ -1800,10 +1800,11 @@ static int d_close_tools(struct dctx *x)
     struct dec *d = x->d;
     int rc = 0;
     uint32_t n = d->n_tools < DEC_TOOLS_MAX ? d->n_tools : DEC_TOOLS_MAX;
-    for (uint32_t k = 0; k < n && !rc; k++) {
+    for (uint32_t k = 0; k < n && d->n_open_tools && !rc; k++) { /* (none: every text delta) */
         if (!d->tools[k].open)
             continue;
         d->tools[k].open = false;
+        d->n_open_tools--;
         struct bb_ir_event ev = {
             .type = BB_IR_EV_BLOCK_STOP, .index = d->tools[k].ir, .block_type = BB_IR_TOOL_USE};
         rc = d_emit(x, &ev);
@@ -1929,6 +1930,7 @@ static int d_tool_call(struct dctx *x, json_object *tc, int64_t oai_index)
             d->tools[d->n_tools].oai = idx;
             d->tools[d->n_tools].ir = block;
             d->tools[d->n_tools].open = true;
+            d->n_open_tools++;
         }
         d->n_tools++;
     }
