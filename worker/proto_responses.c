@@ -1888,15 +1888,23 @@ static void unpark(struct renc *e, struct bb_eseq_block *b)
     bb_eseq_remove(&e->parking->seq, b);
 }
 
-/* Make the call at IR index the streaming block (setting aside or finishing the current one);
- * *found false when no parked call has that index. */
+/* The streaming block out of the way: a call is set aside, still open (finished when there is
+ * no room); any other block is finished. */
+static int enc_step_aside(struct renc *e, struct evbuffer *out)
+{
+    if (e->blk_open && e->blk_type == BB_IR_TOOL_USE && park_current(e) == 0)
+        return 0;
+    return enc_close_block(e, out);
+}
+
+/* Make the call at IR index the streaming block (the current one steps aside); *found false
+ * when no parked call has that index. */
 static int switch_to(struct renc *e, uint32_t index, struct evbuffer *out, bool *found)
 {
     *found = parked_find(e, index) != NULL;
     if (!*found)
         return 0;
-    bool streaming_call = e->blk_open && e->blk_type == BB_IR_TOOL_USE;
-    if (streaming_call ? park_current(e) && enc_close_block(e, out) : enc_close_block(e, out))
+    if (enc_step_aside(e, out))
         return -1;
     unpark(e, parked_find(e, index)); /* (found again: parking may have moved it) */
     return 0;
@@ -1905,10 +1913,8 @@ static int switch_to(struct renc *e, uint32_t index, struct evbuffer *out, bool 
 /* Finish the streaming block and every parked call, in output order. */
 static int enc_close_all(struct renc *e, struct evbuffer *out)
 {
-    bool streaming_call = e->blk_open && e->blk_type == BB_IR_TOOL_USE;
-    if (streaming_call && parked_count(e) && park_current(e) && enc_close_block(e, out))
-        return -1;
-    if (enc_close_block(e, out))
+    /* with calls parked, a streaming call joins them, so all finish in output order */
+    if (parked_count(e) ? enc_step_aside(e, out) : enc_close_block(e, out))
         return -1;
     while (parked_count(e)) {
         struct parking *pk = e->parking;
@@ -2081,13 +2087,9 @@ static int enc_event(void *enc, struct bb_arena *scratch, const struct bb_ir_eve
         /* a call starting while another streams sets that one aside, open (calls parked
          * earlier stay open too); any other block finishes everything open */
         bool call = ev->block_type == BB_IR_TOOL_USE;
-        bool streaming_call = e->blk_open && e->blk_type == BB_IR_TOOL_USE;
-        if (call && streaming_call && e->blk_index == ev->index)
+        if (call && e->blk_open && e->blk_type == BB_IR_TOOL_USE && e->blk_index == ev->index)
             return 0; /* started twice: the first one stands */
-        int rc = !call            ? enc_close_all(e, out)
-                 : streaming_call ? (park_current(e) ? enc_close_block(e, out) : 0)
-                                  : enc_close_block(e, out);
-        if (rc)
+        if (call ? enc_step_aside(e, out) : enc_close_all(e, out))
             return -1;
         if (ev->block_type != BB_IR_TEXT && ev->block_type != BB_IR_THINKING &&
             ev->block_type != BB_IR_REDACTED_THINKING && ev->block_type != BB_IR_TOOL_USE)
