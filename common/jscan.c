@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/swar.h"
+
 #define JSCAN_MAX_DEPTH 1024 /* hard cap on max_depth: the nesting stack lives on the C stack */
 
 struct scan {
@@ -36,16 +38,10 @@ static size_t skip_ws(const struct scan *sc, size_t i)
     return i;
 }
 
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-
-/* Non-zero when some byte of w is '"', '\\', < 0x20 or >= 0x80 (may also flag bytes after a
- * real hit, which only sends us to the exact byte loop a little early). */
+/* Flags the bytes of w that are '"', '\\', < 0x20 or >= 0x80 (common/swar.h). */
 static uint64_t special8(uint64_t w)
 {
-    uint64_t q = w ^ (ONES * '"');
-    uint64_t b = w ^ (ONES * '\\');
-    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | (w - ONES * 0x20) | w) & HIGHS;
+    return bb_swar_eq(w, '"') | bb_swar_eq(w, '\\') | bb_swar_lt(w, 0x20) | (w & BB_SWAR_HIGHS);
 }
 
 static int hex4(const char *p)
@@ -111,8 +107,11 @@ static int scan_string(struct scan *sc, size_t pos, size_t *end, bool *esc)
         while (len - i >= 8) {
             uint64_t w;
             memcpy(&w, b + i, 8);
-            if (special8(w))
+            uint64_t m = special8(w);
+            if (m) {
+                i += bb_swar_first(m); /* straight to the special byte */
                 break;
+            }
             i += 8;
         }
         if (i >= len)
@@ -222,7 +221,8 @@ static int match_key(const struct scan *sc, size_t b, size_t e, bool esc,
     }
     for (size_t f = 0; f < n; f++) {
         const char *want = fields[f].key;
-        if (want && strlen(want) == klen && memcmp(want, k, klen) == 0)
+        if (want && want[0] == (klen ? k[0] : '\0') && strlen(want) == klen &&
+            memcmp(want, k, klen) == 0)
             return (int)f;
     }
     return -1;

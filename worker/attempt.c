@@ -586,8 +586,11 @@ static void request_line(struct bb_request *req, struct evbuffer *b, const struc
     /* allow-listed client headers the provider's protocol takes (SPEC §3.3) */
     for (const char *const *fh = ops->forward_headers; fh && *fh; fh++) {
         const struct bb_http_header *h = bb_http_find(&req->head, *fh);
-        if (h)
-            evbuffer_add_printf(b, "%s: %.*s\r\n", *fh, (int)h->value_len, h->value);
+        if (h) {
+            bb_proto_put(b, *fh, ": ", NULL);
+            evbuffer_add(b, h->value, h->value_len);
+            evbuffer_add(b, "\r\n", 2);
+        }
     }
     bb_obs_traceparent(req, b);
 }

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/swar.h"
+
 struct jw {
     char *p;
     size_t n, cap;
@@ -37,16 +39,29 @@ static inline void jw_raw(struct jw *w, const char *s)
     jw_mem(w, s, strlen(s));
 }
 
-/* s[0..n) as a JSON string, quoted and escaped. */
+/* s[0..n) as a JSON string, quoted and escaped; runs of plain bytes are passed over eight at
+ * a time. */
 static inline void jw_strn(struct jw *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     jw_lit(w, "\"");
     const char *run = s, *end = s + n;
-    for (; s < end; s++) {
+    while (s < end) {
+        if (end - s >= 8) {
+            uint64_t x, m;
+            memcpy(&x, s, 8);
+            m = bb_swar_eq(x, '"') | bb_swar_eq(x, '\\') | bb_swar_lt(x, 0x20);
+            if (!m) {
+                s += 8;
+                continue;
+            }
+            s += bb_swar_first(m); /* the byte to escape */
+        }
         unsigned char ch = (unsigned char)*s;
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
+        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+            s++;
             continue;
+        }
         jw_mem(w, run, (size_t)(s - run));
         if (ch == '"' || ch == '\\') {
             char e[2] = {'\\', (char)ch};
@@ -55,7 +70,7 @@ static inline void jw_strn(struct jw *w, const char *s, size_t n)
             char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
             jw_mem(w, e, 6);
         }
-        run = s + 1;
+        run = ++s;
     }
     jw_mem(w, run, (size_t)(s - run));
     jw_lit(w, "\"");
@@ -69,12 +84,22 @@ static inline void jw_str(struct jw *w, const char *s)
 
 static inline void jw_u64(struct jw *w, uint64_t v)
 {
+    static const char d2[] = "000102030405060708091011121314151617181920212223242526272829303132333"
+                             "435363738394041424344454647484950515253545556575859606162636465666768"
+                             "69707172737475767778798081828384858687888990919293949596979899";
     char b[20];
     size_t i = sizeof b;
-    do {
-        b[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    for (; v >= 100; v /= 100) { /* two digits a division */
+        const char *d = d2 + 2 * (v % 100);
+        b[--i] = d[1];
+        b[--i] = d[0];
+    }
+    if (v >= 10) {
+        b[--i] = d2[2 * v + 1];
+        b[--i] = d2[2 * v];
+    } else {
+        b[--i] = (char)('0' + v);
+    }
     jw_mem(w, b + i, sizeof b - i);
 }
 
@@ -112,10 +137,16 @@ static inline void jw_x64(struct jw *w, uint64_t v)
 static inline void jw_hex(struct jw *w, const uint8_t *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        char e[2] = {hex[p[i] >> 4], hex[p[i] & 15]};
-        jw_mem(w, e, 2);
+    if (w->full || n > (w->cap - w->n) / 2) {
+        w->full = true;
+        return;
     }
+    char *o = w->p + w->n;
+    for (size_t i = 0; i < n; i++) {
+        o[2 * i] = hex[p[i] >> 4];
+        o[2 * i + 1] = hex[p[i] & 15];
+    }
+    w->n += 2 * n;
 }
 
 #endif

@@ -48,7 +48,10 @@ struct bb_obs {
     struct bb_post *audit;
     bool admin_token;
     uint8_t admin_sha[32];
-    bool metrics; /* observability.metrics: false leaves the shared counters alone */
+    bool metrics;  /* observability.metrics: false leaves the shared counters alone */
+    time_t ts_sec; /* the second ts (a record's "YYYY-MM-DDTHH:MM:SS.") was formatted for */
+    char ts[32];
+    size_t ts_len;
 };
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -402,20 +405,24 @@ static size_t record(struct bb_request *req, enum bb_mx_outcome oc, uint64_t tot
 {
     const struct bb_conf *c = req->w->conf;
     const struct bb_obs_req *t = &req->obs;
+    struct bb_obs *o = req->w->obs;
     struct jw w = {buf, 0, cap, false};
     uint64_t ms = bb_wall_ms();
     time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char ts[40];
-    size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S.", &tm);
-    ts[tl++] = (char)('0' + ms % 1000 / 100);
-    ts[tl++] = (char)('0' + ms % 100 / 10);
-    ts[tl++] = (char)('0' + ms % 10);
+    if (secs != o->ts_sec || !o->ts_len) { /* formatted once a second */
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        o->ts_len = strftime(o->ts, sizeof o->ts, "%Y-%m-%dT%H:%M:%S.", &tm);
+        o->ts_sec = secs;
+    }
+    char msd[3] = {(char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10),
+                   (char)('0' + ms % 10)};
     jw_lit(&w, "{\"ts\":\"");
-    jw_mem(&w, ts, tl);
-    jw_lit(&w, "Z\",\"request_id\":");
-    jw_str(&w, req->id);
+    jw_mem(&w, o->ts, o->ts_len);
+    jw_mem(&w, msd, sizeof msd);
+    jw_lit(&w, "Z\",\"request_id\":\"");
+    jw_raw(&w, req->id); /* "bb-" and hex: nothing to escape */
+    jw_lit(&w, "\"");
     jw_lit(&w, ",\"key_id\":");
     if (req->auth.has_key)
         jw_str(&w, req->auth.key.lim.id);

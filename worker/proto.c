@@ -57,14 +57,20 @@ enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
     return ops->client_framing ? ops->client_framing(ctx) : ops->framing;
 }
 
+int bb_proto_put(struct evbuffer *out, const char *a, const char *b, const char *c)
+{
+    const char *part[3] = {a, b, c};
+    for (size_t i = 0; i < 3; i++)
+        if (part[i] && evbuffer_add(out, part[i], strlen(part[i])) < 0)
+            return -1;
+    return 0;
+}
+
 int bb_proto_bearer(struct evbuffer *out, const char *key)
 {
     if (!key || !*key)
         return 0;
-    return evbuffer_add(out, "Authorization: Bearer ", 22) < 0 ||
-                   evbuffer_add(out, key, strlen(key)) < 0 || evbuffer_add(out, "\r\n", 2) < 0
-               ? -1
-               : 0;
+    return bb_proto_put(out, "Authorization: Bearer ", key, "\r\n");
 }
 
 void bb_proto_drop(struct bb_arena *a, const struct bb_egress_ctx *ctx, const char *field)

@@ -385,6 +385,9 @@ enum bb_framing bb_proto_client_framing(const struct bb_proto_ops *ops,
 /* "Authorization: Bearer <key>" (nothing without a key): the auth_headers of the protocols
  * that authenticate that way. */
 int bb_proto_bearer(struct evbuffer *out, const char *key);
+/* Append the NUL-terminated strings a, b and c (a NULL one is skipped) to out: 0, or -1 on
+ * OOM. How headers and SSE event lines are written without printf. */
+int bb_proto_put(struct evbuffer *out, const char *a, const char *b, const char *c);
 
 /* ops->write_request, with in-place system messages folded into the system prompt for the
  * modules that cannot keep them in place (ops->system_in_place). */

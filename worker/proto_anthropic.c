@@ -1379,7 +1379,7 @@ static int wr_beta_header(const struct bb_ir_request *ir, struct evbuffer *out)
             if (!s || !*s || strlen(s) > 128 || strchr(s, ',') ||
                 !bb_http_field_value_ok(s, strlen(s)))
                 continue;
-            rc = evbuffer_add_printf(out, "%s%s", k++ ? "," : "anthropic-beta: ", s);
+            rc = bb_proto_put(out, k++ ? "," : "anthropic-beta: ", s, NULL);
         }
         if (k && rc >= 0)
             rc = evbuffer_add(out, "\r\n", 2);
@@ -1470,8 +1470,8 @@ int bb_amsg_write_body(struct bb_arena *a, const struct bb_ir_request *ir,
 /* x-api-key (with a key) and anthropic-version (always). */
 static int anthropic_auth_headers(struct evbuffer *out, const char *key)
 {
-    return (key && *key && evbuffer_add_printf(out, "x-api-key: %s\r\n", key) < 0) ||
-                   evbuffer_add_printf(out, "anthropic-version: " ANTHROPIC_VERSION "\r\n") < 0
+    return (key && *key && bb_proto_put(out, "x-api-key: ", key, "\r\n") < 0) ||
+                   bb_proto_put(out, "anthropic-version: " ANTHROPIC_VERSION "\r\n", NULL, NULL) < 0
                ? -1
                : 0;
 }
@@ -1489,7 +1489,7 @@ static int anthropic_write_request(struct bb_arena *a, const struct bb_ir_reques
     if (rc < 0)
         return -1;
     const char *key = ctx->provider ? ctx->provider->api_key : NULL;
-    if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+    if (bb_proto_put(out->headers, "Content-Type: application/json\r\n", NULL, NULL) < 0 ||
         anthropic_auth_headers(out->headers, key) < 0 || wr_beta_header(ir, out->headers) < 0)
         return bb_err_set(err, "anthropic request headers: out of memory");
     return 0;

@@ -1423,7 +1423,7 @@ static int bedrock_write_request(struct bb_arena *a, const struct bb_ir_request 
     const char *body = bb_json_out(root, &blen);
     int rc = -1;
     if (evbuffer_add(out->body, body, blen) < 0 ||
-        evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0) {
+        bb_proto_put(out->headers, "Content-Type: application/json\r\n", NULL, NULL) < 0) {
         bb_err_set(err, "out of memory");
         goto out;
     }

@@ -62,9 +62,9 @@ static int envelope(struct bb_arena *a, const char *body, size_t len,
     const char *model = ctx->lane && ctx->lane->upstream_model ? ctx->lane->upstream_model : "";
     if (bb_aws_model_path(out->path, sizeof out->path, model, action(ctx->stream)) < 0)
         return bb_err_set(err, "bedrock invoke: no or too long upstream model");
-    if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
-        evbuffer_add_printf(out->headers, "Accept: %s\r\n",
-                            ctx->stream ? BB_AWS_STREAM_TYPE : "application/json") < 0 ||
+    if (bb_proto_put(out->headers, "Content-Type: application/json\r\n", NULL, NULL) < 0 ||
+        bb_proto_put(out->headers, "Accept: ",
+                     ctx->stream ? BB_AWS_STREAM_TYPE : "application/json", "\r\n") < 0 ||
         evbuffer_add(out->body, body, len) < 0)
         return bb_err_set(err, "out of memory");
     return bb_aws_sign(a, ctx, out, body, len, SERVICE, err);

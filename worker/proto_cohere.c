@@ -1268,7 +1268,7 @@ static int cohere_write_request(struct bb_arena *a, const struct bb_ir_request *
     if (rc < 0)
         return bb_err_set(err, "cohere request: out of memory");
     /* Accept is the proxy's: it knows whether it reads a stream. */
-    rc = evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+    rc = bb_proto_put(out->headers, "Content-Type: application/json\r\n", NULL, NULL) < 0 ||
          bb_proto_bearer(out->headers, ctx->provider ? ctx->provider->api_key : NULL) < 0;
     return rc ? bb_err_set(err, "cohere request headers: out of memory") : 0;
 }
@@ -1616,7 +1616,7 @@ static int enc_frame(struct evbuffer *out, const char *type, json_object *o)
 {
     size_t n = 0;
     const char *s = bb_json_out(o, &n);
-    int rc = s ? evbuffer_add_printf(out, "event: %s\ndata: ", type) < 0 : -1;
+    int rc = s ? bb_proto_put(out, "event: ", type, "\ndata: ") : -1;
     while (!rc) {
         const char *hit = memmem(s, n, "[DONE]", 6);
         size_t k = hit ? (size_t)(hit - s) : n;

@@ -1535,7 +1535,7 @@ static json_object *build_generation_config(struct wr *w, const struct bb_ir_req
 
 static int gemini_auth_headers(struct evbuffer *out, const char *key)
 {
-    return key && *key && evbuffer_add_printf(out, "x-goog-api-key: %s\r\n", key) < 0 ? -1 : 0;
+    return key && *key && bb_proto_put(out, "x-goog-api-key: ", key, "\r\n") < 0 ? -1 : 0;
 }
 
 static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *ir,
@@ -1621,7 +1621,7 @@ static int gemini_write_request(struct bb_arena *a, const struct bb_ir_request *
     if (rc < 0)
         return bb_err_set(err, "gemini egress: out of memory writing the body");
     rc =
-        evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+        bb_proto_put(out->headers, "Content-Type: application/json\r\n", NULL, NULL) < 0 ||
                 gemini_auth_headers(out->headers, ctx->provider ? ctx->provider->api_key : NULL) < 0
             ? -1
             : 0;
@@ -1826,7 +1826,7 @@ static int enc_write(struct gem_enc *e, json_object *o, struct evbuffer *out)
     if (!s)
         rc = -1;
     else if (e->sse)
-        rc = evbuffer_add_printf(out, "data: %s\r\n\r\n", s) < 0 ? -1 : 0;
+        rc = bb_proto_put(out, "data: ", s, "\r\n\r\n");
     else if (e->array_closed)
         rc = 0;
     else {

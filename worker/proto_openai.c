@@ -1216,7 +1216,7 @@ static int openai_write_request(struct bb_arena *a, const struct bb_ir_request *
 {
     snprintf(out->path, sizeof out->path, "%s", bb_proto_openai.path);
     const char *key = ctx->provider ? ctx->provider->api_key : NULL;
-    if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0 ||
+    if (bb_proto_put(out->headers, "Content-Type: application/json\r\n", NULL, NULL) < 0 ||
         bb_proto_bearer(out->headers, key) < 0)
         return bb_err_set(err, "out of memory writing the upstream headers");
     struct wr w = {.a = a, .err = err, .ctx = ctx};

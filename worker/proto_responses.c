@@ -1569,7 +1569,7 @@ static int ev_send(struct evbuffer *out, json_object *o)
     const char *type = bb_json_get_str(o, "type");
     const char *s = bb_json_out(o, &n);
     int rc = -1;
-    if (s && type && evbuffer_add_printf(out, "event: %s\ndata: ", type) > 0 &&
+    if (s && type && bb_proto_put(out, "event: ", type, "\ndata: ") == 0 &&
         evbuffer_add(out, s, n) == 0 && evbuffer_add(out, "\n\n", 2) == 0)
         rc = 0;
     json_object_put(o);
@@ -2524,9 +2524,9 @@ static int write_request(struct bb_arena *a, const struct bb_ir_request *ir,
     if (!ctx || !ctx->lane || !ctx->provider)
         return bb_err_set(err, "openai-responses egress: no lane or provider");
     snprintf(out->path, sizeof out->path, "%s", bb_proto_responses.path);
-    if (evbuffer_add_printf(out->headers, "Content-Type: application/json\r\n") < 0)
+    if (bb_proto_put(out->headers, "Content-Type: application/json\r\n", NULL, NULL) < 0)
         return bb_err_set(err, "out of memory");
-    if (ctx->stream && evbuffer_add_printf(out->headers, "Accept: text/event-stream\r\n") < 0)
+    if (ctx->stream && bb_proto_put(out->headers, "Accept: text/event-stream\r\n", NULL, NULL) < 0)
         return bb_err_set(err, "out of memory");
     if (bb_proto_bearer(out->headers, ctx->provider->api_key) < 0)
         return bb_err_set(err, "out of memory");

@@ -1,0 +1,37 @@
+/*
+ * swar: eight bytes at a time in a uint64_t (loaded with memcpy), for the JSON scanner and
+ * writer's runs of ordinary string bytes. Header-only; pure functions.
+ */
+#ifndef BB_SWAR_H
+#define BB_SWAR_H
+
+#include <stdint.h>
+
+#define BB_SWAR_ONES 0x0101010101010101ull
+#define BB_SWAR_HIGHS 0x8080808080808080ull
+
+/* High bit of each byte of w equal to c. A borrow can also flag bytes after a real hit, never
+ * before one: the first flagged byte is always a real one (true of the tests below too). */
+static inline uint64_t bb_swar_eq(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (BB_SWAR_ONES * c);
+    return (x - BB_SWAR_ONES) & ~x & BB_SWAR_HIGHS;
+}
+
+/* High bit of each byte of w below c (c <= 0x80). */
+static inline uint64_t bb_swar_lt(uint64_t w, unsigned char c)
+{
+    return (w - BB_SWAR_ONES * c) & ~w & BB_SWAR_HIGHS;
+}
+
+/* Index (0..7) in memory order of the first byte whose high bit m flags (m != 0). */
+static inline unsigned bb_swar_first(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (unsigned)__builtin_clzll(m) >> 3;
+#else
+    return (unsigned)__builtin_ctzll(m) >> 3;
+#endif
+}
+
+#endif
