@@ -25,7 +25,9 @@ BENCH_CLUSTER (1), BENCH_OBS (1), BENCH_POLICY (1), BENCH_ONLY (comma-separated 
 e.g. "native2,lua,socket": measure only those), BENCH_BASELINE (a git revision, built
 separately by run.sh into $BENCH_BASELINE_BIN), BENCH_STREAM_WORDS (20), BENCH_STREAMS_HELD
 (1000), BENCH_KEEP (keep the temp dir), BENCH_H2_CONNS (4) x BENCH_H2_STREAMS (16): the h2load
-runs' connections and concurrent streams per connection.
+runs' connections and concurrent streams per connection, BENCH_ROUNDS (3): alternating runs
+of each side of the paired ratios (busbar vs nginx, governance on vs off, observability on vs
+off), each side's median kept.
 
 HTTP/2: the same run also drives nginx (a second server block, `listen ... http2`: h2c with
 prior knowledge) and busbar (its one plain listener, which takes h2c by the preface) with
@@ -68,6 +70,11 @@ ONLY = set(filter(None, os.environ.get('BENCH_ONLY', '').split(',')))  # these t
 BASELINE_BIN = os.environ.get('BENCH_BASELINE_BIN', '')
 STREAM_WORDS = int(os.environ.get('BENCH_STREAM_WORDS', '20'))
 HELD = int(os.environ.get('BENCH_STREAMS_HELD', '1000'))
+ROUNDS = int(os.environ.get('BENCH_ROUNDS', '3'))
+# The ratios that compare two configurations on one 2-CPU box move by ±10 % between two runs of
+# the same binary: their two sides are measured ROUNDS times, alternating (A B, B A, A B), and
+# each side's median run (by RPS) is the figure; the rounds' RPS are printed beside it.
+PAIRS = (('busbar', 'nginx'), ('busbar', 'nogov'), ('obs-on', 'obs-off'))
 H2_CONNS = int(os.environ.get('BENCH_H2_CONNS', '4'))
 H2_STREAMS = int(os.environ.get('BENCH_H2_STREAMS', '16'))
 CLK = os.sysconf('SC_CLK_TCK')
@@ -522,7 +529,10 @@ def run_placement(pl, out):
     if POLICY:
         if os.path.exists(POLICY_SOCKET):
             os.unlink(POLICY_SOCKET)
-        spawn([POLICY_SERVER, POLICY_SOCKET, '{"order":["pol-b","pol-a"]}'], cpu_mock,
+        # the policy service is the proxy's loopback sidecar: on the proxy's CPU (in B the
+        # other CPU runs wrk and the mock, and a cross-CPU wake-up of an idle vCPU is tens of
+        # µs on this VM, which would be the hypervisor's figure, not the policy's)
+        spawn([POLICY_SERVER, POLICY_SOCKET, '{"order":["pol-b","pol-a"]}'], cpu_proxy,
               stdout=subprocess.DEVNULL)
         for _ in range(200):
             if os.path.exists(POLICY_SOCKET):
@@ -578,6 +588,7 @@ def run_placement(pl, out):
         if label in ('direct', 'nginx', 'busbar', 'keys') and not ONLY:
             out['events'][(pl, label)] = events_per_stream(port, stream_model(model, True,
                                                                               label), key)
+    paired_rounds(pl, out, {t[0]: t for t in targets}, cpu_wrk)
     # HTTP/2 (h2load), after every HTTP/1.1 figure: nginx's http2 server block, busbar's one
     # listener
     for label, port, model, pid in (('nginx-h2', ngx_h2port, 'bench-model', ngx.pid),
@@ -601,6 +612,33 @@ def run_placement(pl, out):
         out['after_load'] = {'busbar': (rss_kib(b.proc.pid), rss_kib(b.proc.pid, 'Pss:')),
                              'nginx': (rss_kib(ngx.pid), rss_kib(ngx.pid, 'Pss:'))}
     stop_all()
+
+
+def paired_rounds(pl, out, tmap, cpu_wrk):
+    """Measure each PAIRS side at c=64 ROUNDS times in all, alternating the order, and keep each
+    side's median run (its 'rounds' lists every run's RPS). The main loop's run is round one."""
+    rounds = {}
+    for a, b in PAIRS:
+        if a not in tmap or b not in tmap:
+            continue
+        for mode in ('nonstream', 'stream'):
+            ka, kb = (pl, a, mode, 64), (pl, b, mode, 64)
+            if ka not in out['runs'] or kb not in out['runs']:
+                continue
+            for k in (ka, kb):
+                rounds.setdefault(k, [out['runs'][k]])
+            for i in range(1, ROUNDS):
+                for k in ((kb, ka) if i % 2 else (ka, kb)):
+                    if len(rounds[k]) > i:  # measured already, as a side of another pair
+                        continue
+                    t = tmap[k[1]]
+                    stream = mode == 'stream'
+                    rounds[k].append(measure(k[1], t[1], stream_model(t[2], stream, k[1]),
+                                             stream, 64, cpu_wrk, t[4], t[3]))
+    for k, runs in rounds.items():
+        med = dict(sorted(runs, key=lambda r: r.get('rps') or 0)[len(runs) // 2])
+        med['rounds'] = [r.get('rps') for r in runs]
+        out['runs'][k] = med
 
 
 def stream_model(model, stream, label):
@@ -716,6 +754,14 @@ def report(out):
         a_, b_ = rr('A', a, b, mode), rr('B', a, b, mode)
         if a_ != '-' or b_ != '-':
             L.append('| %s | %s | %s | %s |' % (label, a_, b_, tgt))
+    paired = ['%s %s %s: %s' % (k[0], k[1], k[2], ' / '.join(fmt(x) for x in r['rounds']))
+              for k, r in sorted(R.items()) if r.get('rounds')]
+    if paired:
+        L.append('')
+        L.append('Paired figures (%s): each side is the median of %d runs, alternating with '
+                 'the other side; RPS of every run, c=64: %s.' % (
+                     ', '.join('%s vs %s' % p for p in PAIRS), ROUNDS, '; '.join(paired)))
+        L.append('')
     for pl in PLACEMENTS:
         bs, ns = R.get((pl, 'busbar', 'stream', 64), {}), R.get((pl, 'nginx', 'stream', 64), {})
         eb, en = out['events'].get((pl, 'busbar')), out['events'].get((pl, 'nginx'))

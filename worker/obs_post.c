@@ -1,10 +1,13 @@
 /*
  * obs_post: the batched POST queue (see obs_post.h). Items live in one evbuffer, joined by
- * ','; a POST takes the whole queue (up to max_items) in one body. Each POST opens its own
- * connection (at most one per second per queue and worker, so keep-alive would save little,
- * and a fresh connection never inherits a broken TLS session). A connection cannot be freed
- * inside its own request's callback: it is parked in `dead` and freed before the next POST
- * (which the callback schedules on the timer, never runs itself) or when the queue goes.
+ * ','; a POST takes the whole queue in one body, one POST in flight at a time.
+ * Under load a batch fills long before the interval, so batches are kept small (a body that
+ * streams half a megabyte through the worker's caches cost a tenth of its throughput) and the
+ * connection is kept alive between POSTs (evhttp reconnects when the receiver closed it while
+ * idle). A POST that fails drops its batch and its connection; the next POST opens a new one.
+ * A connection cannot be freed inside its own request's callback: it is parked in `dead` and
+ * freed before the next POST (which the callback schedules on the timer, never runs itself)
+ * or when the queue goes.
  */
 #include "worker/obs_post.h"
 
@@ -33,8 +36,8 @@ struct bb_post {
     char *path;
     struct evbuffer *q;             /* queued items, ',' between them */
     size_t n;                       /* items in q */
-    size_t n_flight;                /* items in the POST in flight */
-    struct evhttp_connection *conn; /* the POST in flight, NULL when none */
+    size_t n_flight;                /* items in the POST in flight (0: none) */
+    struct evhttp_connection *conn; /* kept alive between POSTs; NULL before the first */
     struct evhttp_connection *dead; /* a finished POST's connection, freed later */
     struct event *timer;
     uint64_t last_warn_ms;
@@ -74,10 +77,10 @@ static void done_cb(struct evhttp_request *req, void *arg)
         char detail[64];
         snprintf(detail, sizeof detail, code ? "HTTP %d" : "no answer (connection failed)", code);
         warn_once(p, "%s: a batch was dropped: %s", detail);
+        p->dead = p->conn; /* start over on a new connection */
+        p->conn = NULL;
     }
     p->n_flight = 0;
-    p->dead = p->conn;
-    p->conn = NULL;
     if (p->n >= p->c.batch_items) { /* the next batch is ready: send it from the loop */
         struct timeval now = {0, 0};
         evtimer_add(p->timer, &now);
@@ -101,57 +104,62 @@ static struct bufferevent *tls_bev(struct bb_post *p)
     return bev;
 }
 
+/* The connection POSTs go on: the live one, or a new one. NULL on failure (warned). */
+static struct evhttp_connection *connection(struct bb_post *p)
+{
+    if (p->conn)
+        return p->conn;
+    struct bufferevent *bev = NULL;
+    if (p->c.url->tls && !(bev = tls_bev(p))) {
+        warn_once(p, "%s: %s", "cannot set up TLS; batch dropped");
+        return NULL;
+    }
+    p->conn = evhttp_connection_base_bufferevent_new(p->w->base, p->w->dns, bev, p->c.url->host,
+                                                     p->c.url->port);
+    if (!p->conn) {
+        if (bev)
+            bufferevent_free(bev);
+        return NULL;
+    }
+    evhttp_connection_set_timeout(p->conn, (int)p->c.timeout_secs);
+    evhttp_connection_set_retries(p->conn, 0);
+    evhttp_connection_set_max_body_size(p->conn, BODY_ANSWER_MAX);
+    return p->conn;
+}
+
 static void send_batch(struct bb_post *p)
 {
-    if (p->conn || p->n == 0)
+    if (p->n_flight || p->n == 0)
         return;
     if (p->dead) {
         evhttp_connection_free(p->dead);
         p->dead = NULL;
     }
-    struct bufferevent *bev = NULL;
-    if (p->c.url->tls && !(bev = tls_bev(p))) {
-        warn_once(p, "%s: %s", "cannot set up TLS; batch dropped");
-        goto drop;
-    }
-    p->conn = evhttp_connection_base_bufferevent_new(p->w->base, p->w->dns, bev, p->c.url->host,
-                                                     p->c.url->port);
-    struct evhttp_request *req = p->conn ? evhttp_request_new(done_cb, p) : NULL;
+    struct evhttp_connection *conn = connection(p);
+    struct evhttp_request *req = conn ? evhttp_request_new(done_cb, p) : NULL;
     if (!req) {
-        if (p->conn)
-            evhttp_connection_free(p->conn);
-        else if (bev)
-            bufferevent_free(bev);
-        p->conn = NULL;
-        goto drop;
+        bb_mx_add(p->c.dropped, p->n);
+        evbuffer_drain(p->q, evbuffer_get_length(p->q));
+        p->n = 0;
+        return;
     }
-    evhttp_connection_set_timeout(p->conn, (int)p->c.timeout_secs);
-    evhttp_connection_set_retries(p->conn, 0);
-    evhttp_connection_set_max_body_size(p->conn, BODY_ANSWER_MAX);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Host", p->host_header);
     evhttp_add_header(h, "Content-Type", "application/json");
     evhttp_add_header(h, "User-Agent", "busbar/" BB_VERSION);
-    evhttp_add_header(h, "Connection", "close");
     struct evbuffer *body = evhttp_request_get_output_buffer(req);
     evbuffer_add(body, p->c.prefix, strlen(p->c.prefix));
-    evbuffer_add_buffer(body, p->q);
+    evbuffer_add_buffer(body, p->q); /* what came while the last POST was out: a batch or so */
     evbuffer_add(body, p->c.suffix, strlen(p->c.suffix));
     p->n_flight = p->n;
     p->n = 0;
-    if (evhttp_make_request(p->conn, req, EVHTTP_REQ_POST, p->path) < 0) {
+    if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, p->path) < 0) {
         /* the request was freed by evhttp_make_request */
         evhttp_connection_free(p->conn);
         p->conn = NULL;
         bb_mx_add(p->c.dropped, p->n_flight);
         p->n_flight = 0;
-        return;
     }
-    return;
-drop:
-    bb_mx_add(p->c.dropped, p->n);
-    evbuffer_drain(p->q, evbuffer_get_length(p->q));
-    p->n = 0;
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)

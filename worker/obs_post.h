@@ -5,6 +5,7 @@
  * POST is in flight per queue (per worker) at a time; while it is, new items queue, and items
  * that find the queue full are dropped and counted. A POST that fails (connect error, timeout,
  * non-2xx answer) drops its batch (counted); nothing is retried, nothing blocks a request.
+ * The connection is kept alive between POSTs and replaced after a failure.
  * Worker process, single-threaded (libevent's evhttp client).
  */
 #ifndef BB_OBS_POST_H

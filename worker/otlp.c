@@ -20,7 +20,7 @@
 #include "worker/worker.h"
 
 #define MAX_SPANS 4096 /* queued per worker */
-#define BATCH_SPANS 512
+#define BATCH_SPANS 64
 #define SPAN_MAX 8192 /* one span's JSON; a longer one (never with configured names) is dropped */
 #define INTERVAL_MS 1000
 

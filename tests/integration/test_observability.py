@@ -33,9 +33,9 @@ class Receiver:
     """A small HTTP receiver (OTLP collector or audit webhook): records JSON bodies of POSTs.
     mode: 'ok' (200), 'slow' (sleeps delay s, then 200), '500'."""
 
-    def __init__(self, ctx, mode='ok', delay=0.0):
+    def __init__(self, ctx, mode='ok', delay=0.0, keepalive=False):
         self.mode, self.delay = mode, delay
-        self.bodies, self.headers = [], []
+        self.bodies, self.headers, self.peers = [], [], []
         self.lock = threading.Lock()
         rec = self
 
@@ -46,6 +46,7 @@ class Receiver:
                 with rec.lock:
                     rec.bodies.append(data)
                     rec.headers.append(dict(self.headers))
+                    rec.peers.append(self.client_address)
                 if rec.mode == 'slow':
                     time.sleep(rec.delay)
                 code = 500 if rec.mode == '500' else 200
@@ -58,6 +59,8 @@ class Receiver:
             def log_message(self, *a):
                 pass
 
+        if keepalive:  # HTTP/1.1: the connection stays open between POSTs
+            H.protocol_version = 'HTTP/1.1'
         self.srv = ThreadingHTTPServer(('127.0.0.1', 0), H)
         self.srv.daemon_threads = True
         self.port = self.srv.server_address[1]
@@ -389,6 +392,25 @@ def test_otlp_spans(ctx):
              'dropped spans counted')
 
 
+def test_export_keepalive(ctx):
+    """Under load, batches of spans go out as they fill, one after another on one kept-alive
+    connection (a connection per POST would be a TLS handshake per batch)."""
+    m = ctx.mock()
+    col = Receiver(ctx, keepalive=True)
+    bb = ctx.busbar(failover_conf(m, otlp_endpoint='http://127.0.0.1:%d/v1/traces' % col.port))
+    import http.client
+    conn = http.client.HTTPConnection('127.0.0.1', bb.port, timeout=scaled(10))
+    for _ in range(150):  # two or three spans each (the bad lane's breaker opens): 300+
+        eq(bb.chat('p', conn=conn).status, 200, 'chat')
+    conn.close()
+    wait_for(lambda: (value(scrape(bb), 'busbar_trace_spans_exported_total') or 0) >= 300, 10,
+             'every span exported')
+    posts = len(col.bodies)
+    check(posts >= 3, 'spans went out in several batches as they filled: %d POSTs' % posts)
+    peers = set(col.peers)
+    check(len(peers) == 1, '%d POSTs came on %d connections (%r)' % (posts, len(peers), peers))
+
+
 def test_audit_webhook(ctx):
     """Records arrive batched; a slow receiver bounds what is in flight (the rest is dropped and
     counted, requests stay fast); a receiver that is down or answers 500 only costs drops."""
@@ -437,5 +459,5 @@ def test_audit_webhook(ctx):
 
 if __name__ == '__main__':
     run([test_metrics_summed_and_kept, test_metrics_token_and_listen, test_key_series_capped,
-         test_overhead_header, test_access_log_and_no_secrets, test_otlp_spans,
+         test_overhead_header, test_access_log_and_no_secrets, test_otlp_spans, test_export_keepalive,
          test_audit_webhook])
