@@ -138,9 +138,10 @@ static const struct keydef cluster_keys[] = {
     {"redis_url", 0},  {"key_prefix", 0},   {"on_redis_error", 0}, {"node_id", 0},
     {"timeout_ms", 0}, {"password_env", 0}, {"lease_secs", 0},     {"tls", 0}};
 static const struct keydef cluster_tls_keys[] = {{"ca_file", 0}, {"cert_file", 0}, {"key_file", 0}};
-static const struct keydef obs_keys[] = {
-    {"metrics", 0},       {"metrics_listen", 0},          {"key_series_max", 0}, {"access_log", 0},
-    {"otlp_endpoint", 0}, {"request_log_webhook_url", 0}, {"overhead_header", 0}};
+static const struct keydef obs_keys[] = {{"metrics", 0},         {"metrics_listen", 0},
+                                         {"key_series_max", 0},  {"access_log", 0},
+                                         {"otlp_endpoint", 0},   {"request_log_webhook_url", 0},
+                                         {"overhead_header", 0}, {"otlp_protocol", 0}};
 /* observability.key_series_max ceiling: the shared-memory key table (common/metrics_shm.h) */
 #define KEY_SERIES_CEILING 10000u
 static const struct keydef security_keys[] = {{"blocked_metadata_hosts", 0},
@@ -910,6 +911,9 @@ static void parse_observability(struct ld *l, yaml_node_t *v)
         free(dir);
     }
     c->otlp_endpoint = obs_url(l, v, "otlp_endpoint", &c->otlp_url);
+    static const char *const otlp_protocols[] = {"http/protobuf", "http/json"};
+    c->otlp_json = opt_enum(l, d, v, "observability", "otlp_protocol", "OTLP protocol",
+                            otlp_protocols, 2) == 1;
     c->audit_url = obs_url(l, v, "request_log_webhook_url", &c->audit_url_parsed);
 }
 

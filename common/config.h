@@ -279,8 +279,9 @@ struct bb_conf {
     uint16_t metrics_listen_port;
     uint32_t key_series_max; /* observability.key_series_max [1000]: per-key series, then _other */
     char *access_log;        /* observability.access_log: absolute path; NULL = off */
-    char *otlp_endpoint;     /* observability.otlp_endpoint (OTLP/HTTP JSON traces); NULL = off */
+    char *otlp_endpoint;     /* observability.otlp_endpoint (OTLP/HTTP traces); NULL = off */
     struct bb_url otlp_url;
+    bool otlp_json;  /* observability.otlp_protocol: http/json; default http/protobuf */
     char *audit_url; /* observability.request_log_webhook_url; NULL = off */
     struct bb_url audit_url_parsed;
 

@@ -41,6 +41,7 @@ struct bb_post {
     struct evhttp_connection *dead; /* a finished POST's connection, freed later */
     struct event *timer;
     uint64_t last_warn_ms;
+    size_t sep_len;
 };
 
 static void arm(struct bb_post *p)
@@ -145,12 +146,26 @@ static void send_batch(struct bb_post *p)
     }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Host", p->host_header);
-    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Content-Type",
+                      p->c.content_type ? p->c.content_type : "application/json");
     evhttp_add_header(h, "User-Agent", "busbar/" BB_VERSION);
     struct evbuffer *body = evhttp_request_get_output_buffer(req);
-    evbuffer_add(body, p->c.prefix, strlen(p->c.prefix));
+    char env[512];
+    size_t env_len = p->c.envelope ? p->c.envelope(env, sizeof env, evbuffer_get_length(p->q)) : 0;
+    if (p->c.envelope && !env_len) { /* cannot happen: the envelope is a few dozen bytes */
+        evhttp_request_free(req);
+        bb_mx_add(p->c.dropped, p->n);
+        evbuffer_drain(p->q, evbuffer_get_length(p->q));
+        p->n = 0;
+        return;
+    }
+    if (p->c.envelope)
+        evbuffer_add(body, env, env_len);
+    else if (p->c.prefix)
+        evbuffer_add(body, p->c.prefix, strlen(p->c.prefix));
     evbuffer_add_buffer(body, p->q); /* what came while the last POST was out: a batch or so */
-    evbuffer_add(body, p->c.suffix, strlen(p->c.suffix));
+    if (p->c.suffix)
+        evbuffer_add(body, p->c.suffix, strlen(p->c.suffix));
     p->n_flight = p->n;
     p->n = 0;
     if (evhttp_make_request(conn, req, EVHTTP_REQ_POST, p->path) < 0) {
@@ -177,6 +192,9 @@ struct bb_post *bb_post_new(struct bb_worker *w, const struct bb_post_conf *c)
     p->magic = MAGIC_POST;
     p->w = w;
     p->c = *c;
+    if (!p->c.sep)
+        p->c.sep = ",";
+    p->sep_len = strlen(p->c.sep);
     const struct bb_url *u = c->url;
     bool v6 = strchr(u->host, ':') != NULL;
     int n = snprintf(p->host_header, sizeof p->host_header, v6 ? "[%s]" : "%s", u->host);
@@ -198,8 +216,8 @@ bool bb_post_add(struct bb_post *p, const char *json, size_t len)
         bb_mx_add(p->c.dropped, 1);
         return false;
     }
-    if (p->n)
-        evbuffer_add(p->q, ",", 1);
+    if (p->n && p->sep_len)
+        evbuffer_add(p->q, p->c.sep, p->sep_len);
     evbuffer_add(p->q, json, len);
     p->n++;
     if (p->n >= p->c.batch_items)

@@ -1,7 +1,8 @@
 /*
  * obs_post: a bounded, batched JSON POST queue for exporters that leave the process (OTLP
  * traces, the audit webhook). Items are JSON values queued in memory (at most max_items); a
- * timer or a full batch sends them as one POST of prefix + items joined by ',' + suffix. One
+ * timer or a full batch sends them as one POST of prefix + items joined by sep + suffix (or of
+ * an envelope made for the items' length, for protobuf). One
  * POST is in flight per queue (per worker) at a time; while it is, new items queue, and items
  * that find the queue full are dropped and counted. A POST that fails (connect error, timeout,
  * non-2xx answer) drops its batch (counted); nothing is retried, nothing blocks a request.
@@ -22,9 +23,14 @@ struct bb_worker;
 struct bb_post;
 
 struct bb_post_conf {
-    const char *what;         /* for logs: "traces", "audit webhook" */
-    const struct bb_url *url; /* http:// or https:// (verified against the system store) */
-    const char *prefix, *suffix;
+    const char *what;            /* for logs: "traces", "audit webhook" */
+    const struct bb_url *url;    /* http:// or https:// (verified against the system store) */
+    const char *prefix, *suffix; /* around the items (NULL: nothing) */
+    const char *sep;             /* between items; NULL: "," */
+    const char *content_type;    /* NULL: application/json */
+    /* instead of prefix: write the bytes that go before items_len bytes of items into buf[0..cap),
+     * return their length (0: cannot) */
+    size_t (*envelope)(char *buf, size_t cap, size_t items_len);
     size_t max_items;                 /* queue bound */
     size_t batch_items;               /* send at once when this many are queued */
     uint32_t interval_ms;             /* send what is queued at least this often */

@@ -16,8 +16,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import (TEST_KEY, check, eq, fail, free_port, lane, pool, provider, request, run,
-                     scaled, wait_for)
+from harness import (SOURCE_ROOT, TEST_KEY, check, eq, fail, free_port, lane, pool, provider,
+                     request, run, scaled, wait_for)
 
 ADMIN_TOKEN = 'admin-token-0123456789abcdef'
 PROMPT = 'the secret prompt text ZEBRA-4471 never logged'
@@ -74,6 +74,33 @@ class Receiver:
     def json_bodies(self):
         with self.lock:
             return [json.loads(b) for b in self.bodies]
+
+    def otlp_bodies(self, ctx):
+        """The bodies as OTLP/JSON: protobuf ones decoded by the OpenTelemetry JS project's
+        generated OTLP types (tests/sdk/otlp_decode.mjs)."""
+        with self.lock:
+            bodies = list(self.bodies)
+            ctype = self.headers[0].get('Content-Type') if self.headers else None
+        if ctype == 'application/json':
+            return [json.loads(b) for b in bodies]
+        eq(ctype, 'application/x-protobuf', 'OTLP content type')
+        node = shutil.which('node')
+        check(node, 'node is not installed: run `bash tests/run.sh` (it installs nodejs)')
+        sdk = os.path.join(SOURCE_ROOT, 'tests', 'sdk')
+        check(os.path.isdir(os.path.join(sdk, 'node_modules', '@opentelemetry',
+                                         'otlp-transformer')),
+              'tests/sdk/node_modules lacks @opentelemetry/otlp-transformer: run '
+              '`npm ci --prefix tests/sdk`')
+        files = []
+        for i, b in enumerate(bodies):
+            f = os.path.join(ctx.tmp, 'otlp-%d.pb' % i)
+            with open(f, 'wb') as fh:
+                fh.write(b)
+            files.append(f)
+        r = subprocess.run([node, os.path.join(sdk, 'otlp_decode.mjs')] + files, cwd=sdk,
+                           capture_output=True, text=True, timeout=scaled(60))
+        check(r.returncode == 0, 'otlp_decode.mjs failed: %s' % r.stderr[-2000:])
+        return json.loads(r.stdout)
 
 
 def scrape(bb, path='/metrics', port=None, headers=None):
@@ -312,7 +339,7 @@ def test_access_log_and_no_secrets(ctx):
     scraped = scrape(bb)
     blobs = {'access log': open(logp + '.1').read() + open(logp).read(), 'busbar log': bb.log(),
              'metrics': scraped,
-             'otlp': b''.join(otlp.bodies).decode(), 'audit': b''.join(audit.bodies).decode()}
+             'otlp': b''.join(otlp.bodies).decode('latin-1'), 'audit': b''.join(audit.bodies).decode()}
     for what, text in blobs.items():
         for secret, name in ((TEST_KEY, 'provider key'), (key['secret'], 'client key'),
                              ('ZEBRA-4471', 'prompt text')):
@@ -320,19 +347,31 @@ def test_access_log_and_no_secrets(ctx):
 
 
 def test_otlp_spans(ctx):
-    """Spans per the OTLP JSON mapping with GenAI attributes; the client's traceparent is the
-    parent; the upstream gets a traceparent of the same trace naming the attempt's span."""
+    """Spans with GenAI attributes in both OTLP/HTTP encodings: JSON per the OTLP JSON mapping,
+    and protobuf (the default) decoded by the OpenTelemetry project's OTLP types; the
+    client's traceparent is the parent; the upstream gets a traceparent of the same trace
+    naming the attempt's span."""
+    for proto in ('http/json', None):
+        otlp_spans(ctx, proto)
+
+
+def otlp_spans(ctx, proto):
     m = ctx.mock()
     otlp = Receiver(ctx)
-    bb = ctx.busbar(failover_conf(m, otlp_endpoint='http://127.0.0.1:%d/v1/traces' % otlp.port))
+    obs = {'otlp_endpoint': 'http://127.0.0.1:%d/v1/traces' % otlp.port}
+    if proto:
+        obs['otlp_protocol'] = proto
+    bb = ctx.busbar(failover_conf(m, **obs), name='bb-%s' % (proto or 'default').replace('/', '-'))
     trace, parent = '4bf92f3577b34da6a3ce929d0e0e4736', '00f067aa0ba902b7'
     m.reset()
     r = bb.chat('p', headers={'traceparent': '00-%s-%s-01' % (trace, parent)})
     eq(r.status, 200, 'chat')
     wait_for(lambda: otlp.bodies, 5, 'an OTLP export')
     spans = []
-    for b in otlp.json_bodies():
-        eq(otlp.headers[0].get('Content-Type'), 'application/json', 'OTLP content type')
+    eq(otlp.headers[0].get('Content-Type'),
+       'application/json' if proto == 'http/json' else 'application/x-protobuf',
+       'OTLP content type (%s)' % (proto or 'default'))
+    for b in otlp.otlp_bodies(ctx):
         rs = b['resourceSpans']
         attrs = {a['key']: a['value'] for a in rs[0]['resource']['attributes']}
         eq(attrs['service.name'], {'stringValue': 'busbar'}, 'service.name')
@@ -353,8 +392,10 @@ def test_otlp_spans(ctx):
                 check(isinstance(vv, str) and vv.isdigit(), 'intValue as a decimal string')
     root = next(s for s in spans if s['kind'] == 2)
     eq(root['parentSpanId'], parent, 'request span parent = the client span')
+    eq(root['name'], 'chat p', 'request span name')
     kids = [s for s in spans if s['kind'] == 3]
     eq(len(kids), 2, 'client spans')
+    eq(sorted(k['name'] for k in kids), ['chat m', 'chat m;status=503'], 'attempt span names')
     a = {x['key']: list(x['value'].values())[0] for x in root['attributes']}
     eq(a['gen_ai.operation.name'], 'chat', 'gen_ai.operation.name')
     eq(a['gen_ai.request.model'], 'p', 'gen_ai.request.model')
@@ -370,8 +411,10 @@ def test_otlp_spans(ctx):
     eq(sorted(x['busbar.lane'] for x in ka), ['bad', 'good'], 'attempt lanes')
     bad = next(x for x in ka if x['busbar.lane'] == 'bad')
     eq(bad['error.type'], 'server_error', 'error.type of the failed attempt')
-    eq(next(k for k in kids if 'error.type' in
-            {x['key'] for x in k['attributes']})['status']['code'], 2, 'error status code')
+    failed = next(k for k in kids if 'error.type' in {x['key'] for x in k['attributes']})
+    eq(failed['status']['code'], 2, 'error status code')
+    eq(failed['status']['message'], 'server_error', 'error status message')
+    check('status' not in root, 'the request span succeeded: %r' % root.get('status'))
     att = m.attempts()
     eq(len(att), 2, 'upstream attempts')
     for up in att:
@@ -381,6 +424,8 @@ def test_otlp_spans(ctx):
         eq((tv, tt, tf), ('00', trace, '01'), 'upstream traceparent trace')
         check(ts in [k['spanId'] for k in kids], 'upstream parent id = the attempt span')
 
+    if proto:
+        return
     # an unreachable collector costs only a drop counter
     dead = free_port()
     bb2 = ctx.busbar(failover_conf(m, otlp_endpoint='http://127.0.0.1:%d/v1/traces' % dead),

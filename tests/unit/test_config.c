@@ -253,6 +253,7 @@ static void test_defaults(void **state)
     assert_null(c->log_file);
     assert_string_equal(c->log_level, "info");
     assert_false(c->overhead_header);
+    assert_false(c->otlp_json); /* OTLP/HTTP protobuf, as the OpenTelemetry SDKs default to */
 
     const struct bb_limits *l = &c->limits;
     assert_int_equal(l->request_body_max_bytes, 33554432);
@@ -318,6 +319,7 @@ static void test_full(void **state)
     assert_string_equal(c->log_file, want);
     assert_string_equal(c->log_level, "debug");
     assert_true(c->overhead_header);
+    assert_true(c->otlp_json);
 
     assert_int_equal(c->n_providers, 3); /* listed in config: openai, local, bedrock */
     assert_string_equal(c->providers[0].name, "openai");
@@ -578,6 +580,9 @@ static void test_types(void **state)
     expect_error("log_level: inf\n", 1, 12, "did you mean 'info'?");
     expect_error("observability: { overhead_header: 2 }\n", 1, 35,
                  "observability.overhead_header: expected true or false");
+    expect_error("observability: { otlp_protocol: grpc }\n", 1, 33,
+                 "observability.otlp_protocol: unknown OTLP protocol 'grpc' (expected "
+                 "http/protobuf or http/json)");
     expect_error("observability: { metrics: maybe }\n", 1, 27,
                  "observability.metrics: expected true or false");
     expect_error("observability: { key_series_max: 20000 }\n", 1, 34,
