@@ -42,6 +42,11 @@ struct bb_http_head {
     bool expect_continue;   /* Expect: 100-continue */
 };
 
+/* *dst = *src, whose pointers point into from[]: dst's point at the same offsets of to[] (a
+ * copy of from's bytes). Headers past src->n_headers are not copied. */
+void bb_http_head_rebase(struct bb_http_head *dst, const struct bb_http_head *src, const char *from,
+                         const char *to);
+
 /* Parse a request head in buf[0..len). Returns the head's length including the final CRLFCRLF
  * when complete, 0 when more bytes are needed, -1 when malformed, with *err_status set to the
  * HTTP status to answer: 400 bad syntax / conflicting Content-Length / CL+TE, 431 too many

@@ -285,7 +285,7 @@ static void stream_fail(struct bb_h2_stream *s, enum bb_errkind kind, const char
     int n = snprintf(line, sizeof line, "%s %s HTTP/1.1\r\n\r\n", s->method ? s->method : "GET",
                      s->path ? s->path : "/");
     struct bb_request *req = n > 0 && (size_t)n < sizeof line
-                                 ? bb_request_new(h->w, h->conn, line, (size_t)n, 1u << 20)
+                                 ? bb_request_new(h->w, h->conn, line, (size_t)n, NULL, 1u << 20)
                                  : NULL;
     if (!req) {
         nghttp2_submit_rst_stream(h->ss, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
@@ -351,7 +351,7 @@ static void stream_head_done(struct bb_h2_stream *s, bool end_stream)
     int r = p ? bb_http_parse_request(p, len, &parsed, &st) : -1;
     struct bb_request *req = NULL;
     if (r == (int)len)
-        req = bb_request_new(w, h->conn, p, len, lim->request_body_max_bytes + (1u << 20));
+        req = bb_request_new(w, h->conn, p, len, &parsed, lim->request_body_max_bytes + (1u << 20));
     evbuffer_free(head);
     if (r != (int)len) {
         stream_fail(s, bb_errkind_from_status(r == 0 ? 400 : st), "malformed HTTP request");

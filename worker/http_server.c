@@ -410,7 +410,7 @@ static void conn_read_head(struct bb_conn *c)
         return;
     }
     size_t cap = lim->request_body_max_bytes + (1u << 20);
-    struct bb_request *req = bb_request_new(w, c, p, (size_t)r, cap);
+    struct bb_request *req = bb_request_new(w, c, p, (size_t)r, &head, cap);
     if (!req) {
         conn_fail_raw(c, 500, "out of memory", &head);
         return;

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -185,11 +186,19 @@ static int match_llm_route(struct bb_request *req)
 }
 
 struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, const char *buf,
-                                  size_t len, size_t arena_cap)
+                                  size_t len, const struct bb_http_head *parsed, size_t arena_cap)
 {
     struct bb_arena arena;
     bb_arena_init(&arena, arena_cap);
-    struct bb_request *req = bb_arena_calloc(&arena, sizeof *req);
+    /* zeroed but for the head's header slots (3 KiB), which the copy or parse below fills up to
+     * n_headers: nothing reads past that */
+    struct bb_request *req = bb_arena_alloc(&arena, sizeof *req);
+    if (req) {
+        size_t from = offsetof(struct bb_request, head) + offsetof(struct bb_http_head, headers);
+        size_t to = offsetof(struct bb_request, head) + offsetof(struct bb_http_head, n_headers);
+        memset(req, 0, from);
+        memset((char *)req + to, 0, sizeof *req - to);
+    }
     char *copy = req ? bb_arena_strndup(&arena, buf, len) : NULL;
     if (!copy) {
         bb_arena_free(&arena);
@@ -215,8 +224,10 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     jw_x64(&idw, ++w->next_request_id);
     req->id[idw.n] = '\0';
     int st;
-    /* Re-parse the private copy so the head's pointers outlive the connection buffer. */
-    if (bb_http_parse_request(copy, len, &req->head, &st) <= 0) {
+    /* The head's pointers must outlive the connection buffer: into the private copy. */
+    if (parsed)
+        bb_http_head_rebase(&req->head, parsed, buf, copy);
+    else if (bb_http_parse_request(copy, len, &req->head, &st) <= 0) {
         arena = req->arena;
         bb_arena_free(&arena);
         return NULL;

@@ -94,9 +94,11 @@ struct bb_request {
  * parsed. */
 enum bb_proto bb_request_dialect_of(const char *target, size_t len);
 
-/* Create a request for conn with the parsed head copied from buf[0..len). NULL on OOM. */
+/* Create a request for conn with the head in buf[0..len) copied: `parsed` is that head as
+ * bb_http_parse_request left it (pointers into buf), or NULL to parse the copy. NULL on OOM or
+ * (parsed NULL) a head that does not parse. */
 struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, const char *buf,
-                                  size_t len, size_t arena_cap);
+                                  size_t len, const struct bb_http_head *parsed, size_t arena_cap);
 
 /* On the head, before any body byte is read or 100 Continue sent: find the handler by method
  * and path and authenticate the client (every credential carrier is in the head). false =

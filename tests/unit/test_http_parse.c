@@ -459,10 +459,42 @@ static void test_head_scan(void **state)
     assert_int_equal(bb_http_scan_feed(&sc, "\nrest", 5), 27);
 }
 
+/* A head parsed in one buffer, rebased onto a copy, is the head parsed from the copy. */
+static void test_head_rebase(void **state)
+{
+    (void)state;
+    static const char req[] = "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\n"
+                              "Content-Length: 12\r\nX-Empty:\r\nConnection: close\r\n\r\n";
+    char copy[sizeof req];
+    memcpy(copy, req, sizeof req);
+    struct bb_http_head a, b, c;
+    int st;
+    int n = bb_http_parse_request(req, sizeof req - 1, &a, &st);
+    assert_int_equal(n, (int)sizeof req - 1);
+    assert_int_equal(bb_http_parse_request(copy, sizeof req - 1, &b, &st), n);
+    memset(&c, 0x5a, sizeof c);
+    bb_http_head_rebase(&c, &a, req, copy);
+    assert_ptr_equal(c.method, b.method);
+    assert_ptr_equal(c.target, b.target);
+    assert_int_equal(c.target_len, b.target_len);
+    assert_int_equal(c.n_headers, b.n_headers);
+    for (size_t i = 0; i < b.n_headers; i++) {
+        assert_ptr_equal(c.headers[i].name, b.headers[i].name);
+        assert_int_equal(c.headers[i].name_len, b.headers[i].name_len);
+        assert_ptr_equal(c.headers[i].value, b.headers[i].value);
+        assert_int_equal(c.headers[i].value_len, b.headers[i].value_len);
+    }
+    assert_int_equal(c.content_length, 12);
+    assert_false(c.keep_alive);
+    assert_false(c.chunked);
+    assert_null(c.reason);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_basic),
+        cmocka_unit_test(test_head_rebase),
         cmocka_unit_test(test_request_bare_lf_and_leading_crlf),
         cmocka_unit_test(test_request_every_prefix_incomplete),
         cmocka_unit_test(test_keep_alive),
