@@ -27,7 +27,7 @@ separately by run.sh into $BENCH_BASELINE_BIN), BENCH_STREAM_WORDS (20), BENCH_S
 (1000), BENCH_KEEP (keep the temp dir), BENCH_H2_CONNS (4) x BENCH_H2_STREAMS (16): the h2load
 runs' connections and concurrent streams per connection, BENCH_ROUNDS (3): alternating runs
 of each side of the paired ratios (busbar vs nginx, governance on vs off, observability on vs
-off), each side's median kept.
+off, the Lua and socket policies vs the native route), each side's median kept.
 
 HTTP/2: the same run also drives nginx (a second server block, `listen ... http2`: h2c with
 prior knowledge) and busbar (its one plain listener, which takes h2c by the preface) with
@@ -74,7 +74,8 @@ ROUNDS = int(os.environ.get('BENCH_ROUNDS', '3'))
 # The ratios that compare two configurations on one 2-CPU box move by ±10 % between two runs of
 # the same binary: their two sides are measured ROUNDS times, alternating (A B, B A, A B), and
 # each side's median run (by RPS) is the figure; the rounds' RPS are printed beside it.
-PAIRS = (('busbar', 'nginx'), ('busbar', 'nogov'), ('obs-on', 'obs-off'))
+PAIRS = (('busbar', 'nginx'), ('busbar', 'nogov'), ('obs-on', 'obs-off'), ('lua', 'native2'),
+         ('socket', 'native2'))
 H2_CONNS = int(os.environ.get('BENCH_H2_CONNS', '4'))
 H2_STREAMS = int(os.environ.get('BENCH_H2_STREAMS', '16'))
 CLK = os.sysconf('SC_CLK_TCK')

@@ -1,7 +1,7 @@
 /*
  * policy_lua: the script transport of routing policies (pools.*.policy.script_file). The
  * pool's sandbox (common/sandbox.h, compiled at load, inherited through fork) runs
- * route(request, candidates, context) with the call's input as fresh tables; the answer is a
+ * route(request, candidates, context) with the call's input as tables; the answer is a
  * table of the webhook's shapes: {order = {names}}, {abstain = true} or
  * {reject = {status = 4xx, message = "..."}}. Everything that touches the Lua state runs
  * inside the sandbox's protected, budgeted call. Worker process, single-threaded.
@@ -65,7 +65,15 @@ enum key {
         K__COUNT
 };
 
-static const char keys_tag = 0; /* its address keys the array in the registry */
+static const char keys_tag = 0;  /* its address keys the array in the registry */
+static const char input_tag = 0; /* ... and the input tables kept between calls */
+
+/* The input tables are made on a state's first call and refilled on every call after it:
+ * making ten tables per call was half of what a call cost (allocation and the collector
+ * that follows it). Every field busbar sets is set on every call (nil when it has no value),
+ * so a script's own changes to them do not outlive the call; fields a script adds to them
+ * do (docs/routing.md: treat the arguments as read-only). */
+enum { IN_REQUEST = 1, IN_CANDIDATES, IN_CONTEXT, IN_KEY, IN_HEADERS, IN__COUNT };
 
 struct lua_call {
     struct bb_request *req;
@@ -114,13 +122,58 @@ static void set_str(lua_State *L, int keys, enum key k, const char *v)
     lua_rawset(L, -3);
 }
 
+static void set_nil(lua_State *L, int keys, enum key k)
+{
+    KEY(L, keys, k);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+}
+
 static void set_int(lua_State *L, int keys, enum key k, int64_t v)
 {
-    if (v < 0)
-        return; /* unknown: nil */
+    if (v < 0) { /* unknown: nil */
+        set_nil(L, keys, k);
+        return;
+    }
     KEY(L, keys, k);
     lua_pushinteger(L, (lua_Integer)v);
     lua_rawset(L, -3);
+}
+
+/* Push the kept table t[i] of the table at index t (an array), made with narr/nrec room
+ * when missing. */
+static void push_kept(lua_State *L, int t, lua_Integer i, int narr, int nrec)
+{
+    t = lua_absindex(L, t);
+    if (lua_rawgeti(L, t, i) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_createtable(L, narr, nrec);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, t, i);
+}
+
+/* Push the registry's array of kept input tables. */
+static void push_inputs(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &input_tag) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_createtable(L, IN__COUNT, 0);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &input_tag);
+}
+
+/* Empty the table at the top of the stack. */
+static void clear_table(lua_State *L)
+{
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);        /* the value */
+        lua_pushvalue(L, -1); /* the key, again */
+        lua_pushnil(L);
+        lua_rawset(L, -4); /* t[key] = nil: allowed while traversing */
+    }
 }
 
 static void set_num(lua_State *L, int keys, enum key k, double v)
@@ -181,12 +234,12 @@ static void push_json(lua_State *L, json_object *o, int depth)
     }
 }
 
-static void push_request(lua_State *L, const struct lua_call *x)
+static void push_request(lua_State *L, const struct lua_call *x, int inputs)
 {
     const struct bb_policy_input *in = x->in;
     const struct bb_http_head *h = &x->req->head;
     int K = x->keys;
-    lua_createtable(L, 0, 12);
+    push_kept(L, inputs, IN_REQUEST, 0, 12);
     set_str(L, K, K_ID, in->id);
     set_str(L, K, K_PROTOCOL, in->protocol);
     set_str(L, K, K_POOL, in->pool);
@@ -196,12 +249,15 @@ static void push_request(lua_State *L, const struct lua_call *x)
     set_int(L, K, K_INPUT_TOKENS, (int64_t)in->input_tokens);
     set_int(L, K, K_MAX_OUTPUT_TOKENS, in->max_output_tokens ? (int64_t)in->max_output_tokens : -1);
     if (in->key_id) {
-        lua_createtable(L, 0, 2);
+        push_kept(L, inputs, IN_KEY, 0, 2);
         set_str(L, K, K_ID, in->key_id);
         set_str(L, K, K_NAME, in->key_name);
         kset(L, K, K_KEY);
+    } else {
+        set_nil(L, K, K_KEY);
     }
-    lua_newtable(L);
+    push_kept(L, inputs, IN_HEADERS, 0, 0);
+    clear_table(L);
     for (size_t i = 0; i < h->n_headers; i++) {
         const struct bb_http_header *e = &h->headers[i];
         if (e->name_len <= 9 || e->name_len > 128 || !bb_http_ieq(e->name, 9, "x-busbar-"))
@@ -217,15 +273,21 @@ static void push_request(lua_State *L, const struct lua_call *x)
     if (x->body) {
         push_json(L, x->body, 0);
         kset(L, K, K_BODY);
+    } else {
+        set_nil(L, K, K_BODY);
     }
 }
 
-static void push_candidates(lua_State *L, int K, const struct bb_policy_input *in)
+static void push_candidates(lua_State *L, int K, const struct bb_policy_input *in, int inputs)
 {
-    lua_createtable(L, (int)in->n_cand, 0);
+    push_kept(L, inputs, IN_CANDIDATES, (int)in->n_cand, 0);
+    for (lua_Integer i = (lua_Integer)lua_rawlen(L, -1); i > (lua_Integer)in->n_cand; i--) {
+        lua_pushnil(L); /* a script that appended to the list */
+        lua_rawseti(L, -2, i);
+    }
     for (size_t m = 0; m < in->n_cand; m++) {
         const struct bb_policy_cand *c = &in->cand[m];
-        lua_createtable(L, 0, 16);
+        push_kept(L, -1, (lua_Integer)m + 1, 0, 16);
         set_str(L, K, K_NAME, c->name);
         set_str(L, K, K_LANE, c->name);
         set_str(L, K, K_MODEL, c->model);
@@ -233,30 +295,41 @@ static void push_candidates(lua_State *L, int K, const struct bb_policy_input *i
         set_str(L, K, K_PROTOCOL, c->protocol);
         set_int(L, K, K_WEIGHT, c->weight);
         if (c->priced) {
-            lua_createtable(L, 0, 2);
+            if (kget(L, -1, K, K_PRICE) != LUA_TTABLE) {
+                lua_pop(L, 1);
+                lua_createtable(L, 0, 2);
+            }
             set_num(L, K, K_INPUT, c->price_in);
             set_num(L, K, K_OUTPUT, c->price_out);
             kset(L, K, K_PRICE);
+        } else {
+            set_nil(L, K, K_PRICE);
         }
         if (c->latency_us >= 0)
             set_num(L, K, K_LATENCY_MS, (double)c->latency_us / 1000.0);
+        else
+            set_nil(L, K, K_LATENCY_MS);
         if (c->ttft_us >= 0)
             set_num(L, K, K_TTFT_MS, (double)c->ttft_us / 1000.0);
+        else
+            set_nil(L, K, K_TTFT_MS);
         set_int(L, K, K_INFLIGHT, c->inflight > 0 ? c->inflight : 0);
         set_int(L, K, K_FREE_SLOTS, c->free_slots);
         set_str(L, K, K_BREAKER, c->breaker);
         set_int(L, K, K_CONTEXT_MAX, c->context_max);
         set_num(L, K, K_HEADROOM, c->headroom);
-        lua_rawseti(L, -2, (lua_Integer)m + 1);
+        lua_pop(L, 1);
     }
 }
 
-static void push_context(lua_State *L, int K, const struct bb_policy_input *in)
+static void push_context(lua_State *L, int K, const struct bb_policy_input *in, int inputs)
 {
-    lua_createtable(L, 0, 4);
+    push_kept(L, inputs, IN_CONTEXT, 0, 4);
     set_num(L, K, K_TIME, in->now);
     if (in->has_budget)
         set_num(L, K, K_BUDGET, in->budget_remaining_usd);
+    else
+        set_nil(L, K, K_BUDGET);
     set_int(L, K, K_RPM, in->rpm_remaining);
     set_int(L, K, K_TPM, in->tpm_remaining);
 }
@@ -335,11 +408,13 @@ static int route_fn(lua_State *L)
     struct lua_call *x = lua_touserdata(L, 1);
     push_keys(L);
     x->keys = lua_gettop(L);
+    push_inputs(L);
+    int inputs = lua_gettop(L);
     if (lua_getglobal(L, "route") != LUA_TFUNCTION)
         return luaL_error(L, "the global route is not a function any more");
-    push_request(L, x);
-    push_candidates(L, x->keys, x->in);
-    push_context(L, x->keys, x->in);
+    push_request(L, x, inputs);
+    push_candidates(L, x->keys, x->in, inputs);
+    push_context(L, x->keys, x->in, inputs);
     lua_call(L, 3, 1);
     read_answer(L, x);
     return 0;

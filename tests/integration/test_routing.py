@@ -537,6 +537,39 @@ end
     eq(got, ['b'] * 9 + ['a'], 'sandbox probes')
 
 
+def test_script_inputs_are_busbars_each_call(ctx):
+    """The input tables are kept between calls (docs/routing.md), but what busbar puts in them
+    is set again on every call: a script that vandalizes them, or a header one request sent,
+    does not reach the next call."""
+    m = ctx.mock()
+    path = script(ctx, 'vandal.lua', '''
+calls = 0
+function route(request, candidates, context)
+  calls = calls + 1
+  local ok = #candidates == 3 and candidates[1].name == "a" and candidates[1].lane == "a"
+    and candidates[2].provider == "mock" and type(candidates[3].weight) == "number"
+    and request.model == "p" and request.pool == "p" and type(context.time) == "number"
+    and request.headers["x-vandal"] == nil and request.body == nil
+    and (calls == 1) == (request.headers["x-busbar-first"] == "yes")
+  candidates[1].name, candidates[1].lane, candidates[2].provider = "x", "x", "x"
+  candidates[3].weight, candidates[4] = "x", { name = "a" }
+  request.model, request.pool, context.time, request.body = "x", "x", "x", "x"
+  request.headers["x-vandal"] = "x"
+  if not ok then
+    return { reject = { status = 451, message = "call " .. calls .. " saw a previous call" } }
+  end
+  return { order = { "c" } }
+end
+''')
+    bb = script_busbar(ctx, m, path, 1000)
+    r = bb.chat('p', headers={'x-busbar-first': 'yes'})
+    eq((r.status, served(r)), (200, 'c'), 'first call')
+    for i in range(3):
+        r = bb.chat('p')
+        eq((r.status, served(r)), (200, 'c'), 'call %d sees busbar\'s values only: %s' % (
+            i + 2, r.body[:200]))
+
+
 def test_reload_to_broken_script(ctx):
     m = ctx.mock()
     path = script(ctx, 'route.lua', 'function route(r, c, x) return { order = { "c" } } end\n')
@@ -727,5 +760,6 @@ if __name__ == '__main__':
          test_socket_orders_and_survives_close_mid_answer, test_shipped_example_webhook,
          test_script_routes_by_price,
          test_script_infinite_loop_is_cut_off, test_script_unbounded_allocation_is_cut_off,
-         test_script_sandbox, test_reload_to_broken_script, test_validate_policy_errors,
+         test_script_sandbox, test_script_inputs_are_busbars_each_call,
+         test_reload_to_broken_script, test_validate_policy_errors,
          test_ssrf_name_resolving_to_metadata_refused])
