@@ -37,7 +37,7 @@ void *bb_arena_alloc(struct bb_arena *a, size_t n)
         return NULL;
     struct bb_arena_chunk *c = a->head;
     if (!c || c->size - c->off < n) {
-        size_t sz = c ? c->size * 2 : 4096;
+        size_t sz = c ? c->size * 2 : 8192;
         if (sz > 1u << 20)
             sz = 1u << 20;
         if (sz < n)

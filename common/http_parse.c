@@ -295,7 +295,7 @@ void bb_http_head_rebase(struct bb_http_head *dst, const struct bb_http_head *sr
     dst->reason_len = src->reason_len;
     dst->minor_version = src->minor_version;
     dst->n_headers = src->n_headers;
-    for (size_t i = 0; i < src->n_headers; i++) {
+    for (size_t i = 0; i < src->n_headers; i++) { /* into the slots dst came with */
         const struct bb_http_header *s = &src->headers[i];
         dst->headers[i] =
             (struct bb_http_header){REBASE(s->name), s->name_len, REBASE(s->value), s->value_len};

@@ -32,7 +32,7 @@ struct bb_http_head {
     size_t reason_len;
     int minor_version; /* HTTP/1.x */
 
-    struct bb_http_header headers[BB_HTTP_MAX_HEADERS];
+    struct bb_http_header *headers; /* the holder's slots: BB_HTTP_MAX_HEADERS for a parse */
     size_t n_headers;
 
     /* derived from the headers */
@@ -42,8 +42,14 @@ struct bb_http_head {
     bool expect_continue;   /* Expect: 100-continue */
 };
 
+/* Declare a head with room for a parse (BB_HTTP_MAX_HEADERS header slots beside it): a head
+ * that is kept (a request's) gets exactly the slots it uses instead (bb_http_head_rebase). */
+#define BB_HTTP_HEAD(name)                                                                         \
+    struct bb_http_header name##_slots[BB_HTTP_MAX_HEADERS];                                       \
+    struct bb_http_head name = {.headers = name##_slots}
+
 /* *dst = *src, whose pointers point into from[]: dst's point at the same offsets of to[] (a
- * copy of from's bytes). Headers past src->n_headers are not copied. */
+ * copy of from's bytes). dst->headers must have room for src->n_headers slots. */
 void bb_http_head_rebase(struct bb_http_head *dst, const struct bb_http_head *src, const char *from,
                          const char *to);
 

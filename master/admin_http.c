@@ -593,7 +593,7 @@ static void client_read(struct bb_admin_http *h, struct client *c, struct bb_gov
             c->deadline_ms = c->accepted_ms + BB_ADMIN_HTTP_TIMEOUT_MS;
         c->in_len += (size_t)r;
     }
-    struct bb_http_head head;
+    BB_HTTP_HEAD(head);
     int st = 400;
     int hl = bb_http_parse_request(c->in, c->in_len, &head, &st);
     if (hl == 0) {

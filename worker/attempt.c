@@ -480,7 +480,7 @@ void bb_attempt_broken(struct bb_attempt *a, const char *what, enum bb_fclass fc
     if (a->error_sent) {
         bb_http_respond_buffer(req, a->pending);
         bb_http_respond_end(req); /* the provider's error event is the end */
-    } else if (a->enc && a->pending) {
+    } else if (a->pending && bb_relay_encoder(a)) {
         char msg[300];
         if (rs->cont.orig_fail[0])
             snprintf(msg, sizeof msg, "%s", rs->cont.orig_fail);

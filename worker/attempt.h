@@ -196,6 +196,9 @@ extern const struct bb_upstream_cbs bb_relay_cbs;
 /* Continuation bookkeeping of one IR event the client is about to receive. */
 void bb_relay_cont_track(struct bb_cont *c, const struct bb_ir_event *ev);
 
+/* The client's encoder of a's stream, made (in the request's arena) when it has none: a
+ * verbatim stream relays bytes and needs one only to write an error of busbar's. NULL on OOM. */
+void *bb_relay_encoder(struct bb_attempt *a);
 /* The dialect's error event for what, written to the client; the response ends there. */
 void bb_relay_error_event(struct bb_request *req, void *enc, const struct bb_proto_ops *iops,
                           const char *what);

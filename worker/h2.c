@@ -346,7 +346,7 @@ static void stream_head_done(struct bb_h2_stream *s, bool end_stream)
     evbuffer_add(head, "\r\n", 2);
     size_t len = evbuffer_get_length(head);
     const char *p = (const char *)evbuffer_pullup(head, (ev_ssize_t)len);
-    struct bb_http_head parsed;
+    BB_HTTP_HEAD(parsed);
     int st = 400;
     int r = p ? bb_http_parse_request(p, len, &parsed, &st) : -1;
     struct bb_request *req = NULL;

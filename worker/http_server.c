@@ -378,7 +378,7 @@ static void conn_read_head(struct bb_conn *c)
     size_t limit = avail < lim->header_max_bytes ? avail : lim->header_max_bytes;
     size_t end = bb_http_scan_input(&c->scan, in, limit);
     const char *p;
-    struct bb_http_head head;
+    BB_HTTP_HEAD(head);
     int st = 400, r = 0;
     head.target = NULL;
     if (end) {
@@ -581,7 +581,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
             conn_free(c); /* idle keep-alive, or a connection that never sent a byte */
             return;
         }
-        struct bb_http_head h;
+        BB_HTTP_HEAD(h);
         conn_peek_head(c, &h);
         conn_fail_raw(c, 408, "request head not received in time", &h);
         return;

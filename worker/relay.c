@@ -137,6 +137,16 @@ static void hold_cb(evutil_socket_t fd, short what, void *arg)
         flush_pending(a);
 }
 
+void *bb_relay_encoder(struct bb_attempt *a)
+{
+    if (!a->enc) {
+        a->enc = bb_arena_calloc(&a->req->arena, a->iops->enc_size ? a->iops->enc_size : 1);
+        if (a->enc)
+            a->iops->enc_init(a->enc, &a->req->route->ictx);
+    }
+    return a->enc;
+}
+
 void bb_relay_error_event(struct bb_request *req, void *enc, const struct bb_proto_ops *iops,
                           const char *what)
 {
@@ -610,12 +620,10 @@ static int up_head(void *arg, const struct bb_http_head *h)
             return -1;
         a->eops->dec_init(a->dec);
     }
-    if (!a->enc) { /* a continuation keeps the client's; a relayed stream renders its errors */
-        a->enc = bb_arena_calloc(&req->arena, a->iops->enc_size ? a->iops->enc_size : 1);
-        if (!a->enc)
-            return -1;
-        a->iops->enc_init(a->enc, &req->route->ictx);
-    }
+    /* a continuation keeps the client's encoder; a verbatim stream makes one only to render an
+     * error of its own (bb_relay_encoder) */
+    if (!a->verbatim && !bb_relay_encoder(a))
+        return -1;
     if (req->pool >= 0 && !req->w->conf->pools[req->pool].hold_first_event && !a->continuation)
         return go_live(a); /* opted out of the commit-point hold */
     return 0;

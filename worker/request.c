@@ -6,7 +6,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -190,16 +189,12 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
 {
     struct bb_arena arena;
     bb_arena_init(&arena, arena_cap);
-    /* zeroed but for the head's header slots (3 KiB), which the copy or parse below fills up to
-     * n_headers: nothing reads past that */
-    struct bb_request *req = bb_arena_alloc(&arena, sizeof *req);
-    if (req) {
-        size_t from = offsetof(struct bb_request, head) + offsetof(struct bb_http_head, headers);
-        size_t to = offsetof(struct bb_request, head) + offsetof(struct bb_http_head, n_headers);
-        memset(req, 0, from);
-        memset((char *)req + to, 0, sizeof *req - to);
-    }
-    char *copy = req ? bb_arena_strndup(&arena, buf, len) : NULL;
+    struct bb_request *req = bb_arena_calloc(&arena, sizeof *req);
+    /* the head's header slots: as many as the parsed head has, or room for a parse */
+    size_t slots = parsed ? (parsed->n_headers ? parsed->n_headers : 1) : BB_HTTP_MAX_HEADERS;
+    struct bb_http_header *hs =
+        req ? bb_arena_alloc(&arena, slots * sizeof(struct bb_http_header)) : NULL;
+    char *copy = hs ? bb_arena_strndup(&arena, buf, len) : NULL;
     if (!copy) {
         bb_arena_free(&arena);
         return NULL;
@@ -210,6 +205,7 @@ struct bb_request *bb_request_new(struct bb_worker *w, struct bb_conn *conn, con
     req->conn = conn;
     req->head_buf = copy;
     req->head_len = len;
+    req->head.headers = hs;
     req->pool = -1;
     req->lane = -1;
     req->ingress = BB_PROTO_DEFAULT;

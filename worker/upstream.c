@@ -474,7 +474,7 @@ static int up_parse_head(struct bb_upconn *u)
             return 0;
         }
         const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)end);
-        struct bb_http_head head;
+        BB_HTTP_HEAD(head);
         int r = bb_http_parse_response(p, end, &head);
         if (r <= 0) {
             up_fail(u, BB_UPFAIL_PROTOCOL);

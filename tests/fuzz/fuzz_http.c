@@ -31,7 +31,8 @@ static void check_spans(const char *buf, size_t n, const struct bb_http_head *h)
 static void head(int (*parse)(const char *, size_t, struct bb_http_head *, int *), const char *buf,
                  size_t n)
 {
-    struct bb_http_head h, h2;
+    BB_HTTP_HEAD(h);
+    BB_HTTP_HEAD(h2);
     int st = 0;
     int r = parse(buf, n, &h, &st);
     CHECK(r >= -1 && r <= (int)n);

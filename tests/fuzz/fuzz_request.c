@@ -196,7 +196,7 @@ static void fake_answer(evutil_socket_t fd, short what, void *arg)
                       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\n\r\n",
                       strlen(body));
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     CHECK(bb_http_parse_response(head, (size_t)hl, &h) == hl);
     u->in_cb = true;
     int rc = u->cbs->on_head(u->arg, &h);
@@ -222,7 +222,7 @@ struct bb_upconn *bb_upstream_start(struct bb_worker *wk, int provider, struct e
     CHECK(provider >= 0 && (size_t)provider < rt.conf->n_providers);
     size_t n = evbuffer_get_length(request);
     const char *p = (const char *)evbuffer_pullup(request, (ev_ssize_t)n);
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int st;
     int r = bb_http_parse_request(p, n, &h, &st);
     CHECK(r > 0);
@@ -464,7 +464,7 @@ static void check_response(const char *out, size_t n)
 {
     if (n == 0)
         return;
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int r = bb_http_parse_response(out, n, &h);
     if (r == 0)
         return; /* cut short by the connection's end */

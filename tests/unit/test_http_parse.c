@@ -28,7 +28,7 @@ static void assert_span(const char *p, size_t n, const char *want)
 static void test_request_basic(void **state)
 {
     (void)state;
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int st;
     const char *s = "POST /v1/chat/completions?x=1 HTTP/1.1\r\n"
                     "Host: api.example\r\n"
@@ -59,7 +59,7 @@ static void test_request_basic(void **state)
 static void test_request_bare_lf_and_leading_crlf(void **state)
 {
     (void)state;
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int st;
     const char *s = "\r\n\nGET / HTTP/1.0\nHost: a\n\n";
     assert_int_equal(parse_req(s, &h, &st), (int)strlen(s));
@@ -75,7 +75,7 @@ static void test_request_every_prefix_incomplete(void **state)
     const char *s = "PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
                     "Expect: 100-continue\r\n\r\n";
     size_t n = strlen(s);
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     for (size_t k = 0; k < n; k++) {
         int st = 0;
         char *copy = malloc(k ? k : 1); /* exact-size copy so ASan sees any overread */
@@ -108,7 +108,7 @@ static void test_keep_alive(void **state)
         {"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", false},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        struct bb_http_head h;
+        BB_HTTP_HEAD(h);
         int st;
         assert_true(parse_req(t[i].req, &h, &st) > 0);
         if (h.keep_alive != t[i].keep)
@@ -119,7 +119,7 @@ static void test_keep_alive(void **state)
 static void test_expect(void **state)
 {
     (void)state;
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int st;
     assert_true(parse_req("POST / HTTP/1.1\r\nexpect: 100-CONTINUE\r\n\r\n", &h, &st) > 0);
     assert_true(h.expect_continue);
@@ -176,7 +176,7 @@ static void test_request_errors(void **state)
         {"\rGET / HTTP/1.1\r\n\r\n", 400},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        struct bb_http_head h;
+        BB_HTTP_HEAD(h);
         int st = 0;
         int r = parse_req(t[i].req, &h, &st);
         if (r != -1 || st != t[i].status)
@@ -187,7 +187,7 @@ static void test_request_errors(void **state)
 static void test_request_ok_edge(void **state)
 {
     (void)state;
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int st;
     /* identical duplicate Content-Length is one value; max int64 fits */
     assert_true(parse_req("POST / HTTP/1.1\r\nContent-Length: 7\r\ncontent-length: 7\r\n\r\n", &h,
@@ -210,7 +210,7 @@ static void test_too_many_headers(void **state)
     size_t n = (size_t)snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\n");
     for (int i = 0; i < BB_HTTP_MAX_HEADERS; i++)
         n += (size_t)snprintf(buf + n, sizeof buf - n, "X-%d: v\r\n", i);
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int st = 0;
     snprintf(buf + n, sizeof buf - n, "\r\n");
     assert_int_equal(bb_http_parse_request(buf, n + 2, &h, &st), (int)n + 2);
@@ -223,7 +223,7 @@ static void test_too_many_headers(void **state)
 static void test_early_reject(void **state)
 {
     (void)state;
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     int st = 0;
     /* garbage is refused before the head is complete */
     assert_int_equal(bb_http_parse_request("\x16\x03\x01", 3, &h, &st), -1);
@@ -235,7 +235,7 @@ static void test_early_reject(void **state)
 static void test_response(void **state)
 {
     (void)state;
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     const char *s = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                     "Transfer-Encoding: chunked\r\n\r\ndata";
     assert_int_equal(bb_http_parse_response(s, strlen(s), &h), (int)strlen(s) - 4);
@@ -441,7 +441,7 @@ static void test_head_scan(void **state)
     for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
         const char *h = heads[k];
         size_t n = strlen(h);
-        struct bb_http_head head;
+        BB_HTTP_HEAD(head);
         int want = bb_http_parse_request(h, n, &head, NULL);
         assert_true(want > 0);
         for (size_t step = 1; step <= n; step++) {
@@ -467,12 +467,16 @@ static void test_head_rebase(void **state)
                               "Content-Length: 12\r\nX-Empty:\r\nConnection: close\r\n\r\n";
     char copy[sizeof req];
     memcpy(copy, req, sizeof req);
-    struct bb_http_head a, b, c;
+    BB_HTTP_HEAD(a);
+    BB_HTTP_HEAD(b);
+    struct bb_http_header c_slots[8];
+    struct bb_http_head c;
     int st;
     int n = bb_http_parse_request(req, sizeof req - 1, &a, &st);
     assert_int_equal(n, (int)sizeof req - 1);
     assert_int_equal(bb_http_parse_request(copy, sizeof req - 1, &b, &st), n);
     memset(&c, 0x5a, sizeof c);
+    c.headers = c_slots; /* exactly what it needs would do; 8 is room */
     bb_http_head_rebase(&c, &a, req, copy);
     assert_ptr_equal(c.method, b.method);
     assert_ptr_equal(c.target, b.target);

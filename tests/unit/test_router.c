@@ -149,7 +149,7 @@ static void test_pool_member_counters(void **state)
 static void observe(struct fixture *f, int lane, const char *headers, uint64_t now)
 {
     char buf[4096];
-    struct bb_http_head h;
+    BB_HTTP_HEAD(h);
     snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n%s\r\n", headers);
     assert_true(bb_http_parse_response(buf, strlen(buf), &h) > 0);
     bb_router_observe_ratelimit(&f->w, lane, &h, now);
