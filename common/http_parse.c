@@ -384,18 +384,26 @@ size_t bb_http_scan_feed(struct bb_http_scan *s, const char *in, size_t n)
 {
     if (s->scanned == 0 && !s->content)
         s->line_start = true;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '\n') {
-            if (s->line_start && s->content) {
+    size_t i = 0;
+    while (i < n) {
+        if (s->line_start) { /* CRs, then LF: an empty line; anything else: a line's content */
+            char c = in[i];
+            if (c == '\n' && s->content) {
                 s->scanned += i + 1;
                 return s->scanned;
             }
-            s->line_start = true;
-        } else if (c != '\r') {
+            if (c == '\r' || c == '\n') {
+                i++;
+                continue;
+            }
             s->content = true;
             s->line_start = false;
         }
+        const char *nl = memchr(in + i, '\n', n - i); /* the rest of the line at once */
+        if (!nl)
+            break;
+        i = (size_t)(nl - in) + 1;
+        s->line_start = true;
     }
     s->scanned += n;
     return 0;

@@ -437,6 +437,8 @@ static void test_head_scan(void **state)
         "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
         "GET / HTTP/1.1\nHost: a\n\nX",
         "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: ab\r\nY: c\r\n\r\n",
+        "\n\r\nGET /x HTTP/1.1\r\nLong: 0123456789012345678901234567890123456789\n\n",
     };
     for (size_t k = 0; k < sizeof heads / sizeof heads[0]; k++) {
         const char *h = heads[k];
