@@ -306,11 +306,14 @@ int bb_json_sse_send(struct evbuffer *out, const char *event, json_object *o)
 {
     size_t n = 0;
     const char *s = o ? json_object_to_json_string_length(o, JSON_OUT, &n) : NULL;
-    int rc = !s ||
-                     (event &&
-                      (evbuffer_add(out, "event: ", 7) || evbuffer_add(out, event, strlen(event)) ||
-                       evbuffer_add(out, "\n", 1))) ||
-                     evbuffer_add(out, "data: ", 6) || evbuffer_add(out, s, n) ||
+    int rc = s ? 0 : -1;
+    if (!rc && event) /* "event: <name>\n", without printf */
+        rc = evbuffer_add(out, "event: ", 7) || evbuffer_add(out, event, strlen(event)) ||
+                     evbuffer_add(out, "\n", 1)
+                 ? -1
+                 : 0;
+    if (!rc)
+        rc = evbuffer_add(out, "data: ", 6) || evbuffer_add(out, s, n) ||
                      evbuffer_add(out, "\n\n", 2)
                  ? -1
                  : 0;

@@ -1,6 +1,6 @@
 /*
- * obs_post: the batched POST queue (see obs_post.h). Items live in one evbuffer, joined by
- * ','; a POST takes the whole queue in one body, one POST in flight at a time.
+ * obs_post: the batched POST queue (see obs_post.h). Items live in one evbuffer, joined by the
+ * separator; a POST takes the whole queue in one body, one POST in flight at a time.
  * Under load a batch fills long before the interval, so batches are kept small (a body that
  * streams half a megabyte through the worker's caches cost a tenth of its throughput) and the
  * connection is kept alive between POSTs (evhttp reconnects when the receiver closed it while
@@ -34,7 +34,7 @@ struct bb_post {
     struct bb_post_conf c;
     char host_header[300];
     char *path;
-    struct evbuffer *q;             /* queued items, ',' between them */
+    struct evbuffer *q;             /* queued items, the separator between them */
     size_t n;                       /* items in q */
     size_t n_flight;                /* items in the POST in flight (0: none) */
     struct evhttp_connection *conn; /* kept alive between POSTs; NULL before the first */
@@ -128,6 +128,14 @@ static struct evhttp_connection *connection(struct bb_post *p)
     return p->conn;
 }
 
+/* Drop (and count) everything queued. */
+static void drop_queue(struct bb_post *p)
+{
+    bb_mx_add(p->c.dropped, p->n);
+    evbuffer_drain(p->q, evbuffer_get_length(p->q));
+    p->n = 0;
+}
+
 static void send_batch(struct bb_post *p)
 {
     if (p->n_flight || p->n == 0)
@@ -139,9 +147,7 @@ static void send_batch(struct bb_post *p)
     struct evhttp_connection *conn = connection(p);
     struct evhttp_request *req = conn ? evhttp_request_new(done_cb, p) : NULL;
     if (!req) {
-        bb_mx_add(p->c.dropped, p->n);
-        evbuffer_drain(p->q, evbuffer_get_length(p->q));
-        p->n = 0;
+        drop_queue(p);
         return;
     }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -154,9 +160,7 @@ static void send_batch(struct bb_post *p)
     size_t env_len = p->c.envelope ? p->c.envelope(env, sizeof env, evbuffer_get_length(p->q)) : 0;
     if (p->c.envelope && !env_len) { /* cannot happen: the envelope is a few dozen bytes */
         evhttp_request_free(req);
-        bb_mx_add(p->c.dropped, p->n);
-        evbuffer_drain(p->q, evbuffer_get_length(p->q));
-        p->n = 0;
+        drop_queue(p);
         return;
     }
     if (p->c.envelope)
