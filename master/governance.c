@@ -183,7 +183,10 @@ void bb_gov_tick(struct bb_gov *g, uint64_t now)
         return;
     if (now >= g->next_drain_ms) {
         uint64_t waiting = bb_ring_pending(&g->shm->ring);
-        size_t chunk = waiting >= 4096 ? 512 : waiting >= 512 ? 128 : 32;
+        /* a transaction's commit costs about as much as a hundred rows: at 25k requests a
+         * second (500 waiting per busy tick) 512-row chunks halve the master's CPU per request
+         * against 128-row ones; 512 rows take about a millisecond of the master's loop */
+        size_t chunk = waiting >= 256 ? 512 : waiting >= 64 ? 128 : 32;
         long n = drain(g, chunk, now);
         bool behind = n >= 0 && (g->sink.n || bb_ring_pending(&g->shm->ring));
         g->next_drain_ms = now + (behind  ? BB_GOV_CHUNK_GAP_MS
