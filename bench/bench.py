@@ -27,7 +27,9 @@ separately by run.sh into $BENCH_BASELINE_BIN), BENCH_STREAM_WORDS (20), BENCH_S
 (1000), BENCH_KEEP (keep the temp dir), BENCH_H2_CONNS (4) x BENCH_H2_STREAMS (16): the h2load
 runs' connections and concurrent streams per connection, BENCH_ROUNDS (3): alternating runs
 of each side of the paired ratios (busbar vs nginx, governance on vs off, observability on vs
-off, the Lua and socket policies vs the native route), each side's median kept.
+off, the Lua and socket policies vs the native route), each side's median kept; also the
+number of alternating c=1 runs of direct, nginx and busbar behind the latency figure,
+BENCH_LATENCY_SECONDS (15) each.
 
 HTTP/2: the same run also drives nginx (a second server block, `listen ... http2`: h2c with
 prior knowledge) and busbar (its one plain listener, which takes h2c by the preface) with
@@ -76,6 +78,11 @@ ROUNDS = int(os.environ.get('BENCH_ROUNDS', '3'))
 # each side's median run (by RPS) is the figure; the rounds' RPS are printed beside it.
 PAIRS = (('busbar', 'nginx'), ('busbar', 'nogov'), ('obs-on', 'obs-off'), ('lua', 'native2'),
          ('socket', 'native2'))
+# The latency figure (added p50/p99 at c=1 over direct) wants >= 100k requests for a stable
+# p99: its c=1 runs last BENCH_LATENCY_SECONDS (15), and busbar, nginx and direct are run
+# ROUNDS times alternating like the pairs (the median by p99 is the figure, every run listed).
+LAT_SECONDS = int(os.environ.get('BENCH_LATENCY_SECONDS', '15'))
+LAT_TARGETS = ('direct', 'nginx', 'busbar')
 H2_CONNS = int(os.environ.get('BENCH_H2_CONNS', '4'))
 H2_STREAMS = int(os.environ.get('BENCH_H2_STREAMS', '16'))
 CLK = os.sysconf('SC_CLK_TCK')
@@ -432,8 +439,9 @@ def events_per_stream(port, model, key=None):
 def measure(target, port, model, stream, conns, cpu_wrk, proxy_pid, key=None):
     """One wrk run with the proxy's CPU time over it."""
     wrk(port, model, stream, 4, WARMUP, cpu_wrk, key)
+    secs = LAT_SECONDS if conns == 1 and not stream and target in LAT_TARGETS else SECONDS
     c0 = cpu_seconds(proxy_pid) if proxy_pid else 0
-    r = wrk(port, model, stream, conns, SECONDS, cpu_wrk, key)
+    r = wrk(port, model, stream, conns, secs, cpu_wrk, key)
     c1 = cpu_seconds(proxy_pid) if proxy_pid else 0
     r['cpu_us'] = (c1 - c0) * 1e6 / r['requests'] if proxy_pid and r['requests'] else None
     log('%-12s %-9s c=%-3d %8s rps  p50 %7s µs  p99 %7s µs  cpu %s µs/req' % (
@@ -640,6 +648,24 @@ def paired_rounds(pl, out, tmap, cpu_wrk):
         med = dict(sorted(runs, key=lambda r: r.get('rps') or 0)[len(runs) // 2])
         med['rounds'] = [r.get('rps') for r in runs]
         out['runs'][k] = med
+    if pl != 'A':
+        return
+    # the latency figure: c=1 non-stream, alternating, median by p99
+    lat = {}
+    for i in range(1, ROUNDS):
+        order = LAT_TARGETS if i % 2 == 0 else LAT_TARGETS[::-1]
+        for label in order:
+            k = (pl, label, 'nonstream', 1)
+            if label not in tmap or k not in out['runs']:
+                continue
+            t = tmap[label]
+            lat.setdefault(k, [out['runs'][k]]).append(
+                measure(label, t[1], stream_model(t[2], False, label), False, 1, cpu_wrk, t[4],
+                        t[3]))
+    for k, runs in lat.items():
+        med = dict(sorted(runs, key=lambda r: r.get('p99') or 0)[len(runs) // 2])
+        med['lat_rounds'] = [(r.get('p50'), r.get('p99'), r.get('requests')) for r in runs]
+        out['runs'][k] = med
 
 
 def stream_model(model, stream, label):
@@ -778,6 +804,12 @@ def report(out):
                      b1['requests'], b1['p50'] - d1['p50'], b1['p99'] - d1['p99'],
                      R[('A', 'nginx', 'nonstream', 1)]['p50'] - d1['p50'],
                      R[('A', 'nginx', 'nonstream', 1)]['p99'] - d1['p99']))
+        lr = ['%s %s' % (lbl, ', '.join('%s/%s µs (%s req)' % (fmt(a), fmt(b), c)
+                                         for a, b, c in R[('A', lbl, 'nonstream', 1)]['lat_rounds']))
+              for lbl in LAT_TARGETS if R.get(('A', lbl, 'nonstream', 1), {}).get('lat_rounds')]
+        if lr:
+            L.append('Each c=1 run, p50/p99 (the figure above takes each target\'s median run by '
+                     'p99): %s.' % '; '.join(lr))
     for pl in PLACEMENTS:
         n1, n64 = R.get((pl, 'native2', 'nonstream', 1), {}), R.get((pl, 'native2', 'nonstream',
                                                                          64), {})
