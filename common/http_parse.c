@@ -286,24 +286,17 @@ void bb_http_head_rebase(struct bb_http_head *dst, const struct bb_http_head *sr
                          const char *to)
 {
 #define REBASE(ptr) ((ptr) ? to + ((ptr)-from) : NULL)
+    struct bb_http_header *slots = dst->headers; /* the slots dst came with */
+    *dst = *src;
+    dst->headers = slots;
     dst->method = REBASE(src->method);
-    dst->method_len = src->method_len;
     dst->target = REBASE(src->target);
-    dst->target_len = src->target_len;
-    dst->status = src->status;
     dst->reason = REBASE(src->reason);
-    dst->reason_len = src->reason_len;
-    dst->minor_version = src->minor_version;
-    dst->n_headers = src->n_headers;
-    for (size_t i = 0; i < src->n_headers; i++) { /* into the slots dst came with */
+    for (size_t i = 0; i < src->n_headers; i++) {
         const struct bb_http_header *s = &src->headers[i];
-        dst->headers[i] =
+        slots[i] =
             (struct bb_http_header){REBASE(s->name), s->name_len, REBASE(s->value), s->value_len};
     }
-    dst->content_length = src->content_length;
-    dst->chunked = src->chunked;
-    dst->keep_alive = src->keep_alive;
-    dst->expect_continue = src->expect_continue;
 #undef REBASE
 }
 

@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 
 #include "common/jscan.h"
+#include "worker/proto.h"
 
 #define JSON_DEPTH 128
 #define JSON_OUT (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -306,17 +307,11 @@ int bb_json_sse_send(struct evbuffer *out, const char *event, json_object *o)
 {
     size_t n = 0;
     const char *s = o ? json_object_to_json_string_length(o, JSON_OUT, &n) : NULL;
-    int rc = s ? 0 : -1;
-    if (!rc && event) /* "event: <name>\n", without printf */
-        rc = evbuffer_add(out, "event: ", 7) || evbuffer_add(out, event, strlen(event)) ||
-                     evbuffer_add(out, "\n", 1)
-                 ? -1
-                 : 0;
-    if (!rc)
-        rc = evbuffer_add(out, "data: ", 6) || evbuffer_add(out, s, n) ||
-                     evbuffer_add(out, "\n\n", 2)
-                 ? -1
-                 : 0;
+    int rc = s && (!event || bb_proto_put(out, "event: ", event, "\n") == 0) &&
+                     evbuffer_add(out, "data: ", 6) == 0 && evbuffer_add(out, s, n) == 0 &&
+                     evbuffer_add(out, "\n\n", 2) == 0
+                 ? 0
+                 : -1;
     json_object_put(o);
     return rc;
 }
