@@ -195,22 +195,25 @@ static const struct enc json_enc = {j_name, j_str, j_word, j_num, j_usd, j_head,
 /* ---- protobuf -------------------------------------------------------------------------------- */
 
 /* A KeyValue as repeated field `field` whose AnyValue holds one scalar of `val` bytes (its tag
- * included): the two lengths are known before a byte is written, so nothing moves. */
-static void p_kv(struct jw *w, unsigned field, const char *k, size_t kl, size_t val)
+ * included): the two lengths are known before a byte is written, so nothing moves, and the
+ * whole attribute is bounds-checked once. Returns where the scalar goes (NULL: no room). */
+static uint8_t *p_kv(struct jw *w, unsigned field, const char *k, size_t kl, size_t val)
 {
     size_t kv = 1 + pb_varint_len(kl) + kl + 1 + pb_varint_len(val) + val;
-    pb_tag(w, field, PB_LEN);
-    pb_varint(w, kv);
-    pb_bytes(w, F_KV_KEY, k, kl);
-    pb_tag(w, F_KV_VALUE, PB_LEN);
-    pb_varint(w, val);
+    uint8_t *o = pb_reserve(w, 1 + pb_varint_len(kv) + kv);
+    if (!o)
+        return NULL;
+    o = pb_put_varint(pb_put_tag(o, field, PB_LEN), kv);
+    o = pb_put_bytes(o, F_KV_KEY, k, kl);
+    return pb_put_varint(pb_put_tag(o, F_KV_VALUE, PB_LEN), val);
 }
 
 static void p_kv_str(struct jw *w, unsigned field, const char *k, size_t kl, const char *v)
 {
     size_t vl = strlen(v);
-    p_kv(w, field, k, kl, 1 + pb_varint_len(vl) + vl);
-    pb_bytes(w, F_ANY_STRING, v, vl);
+    uint8_t *o = p_kv(w, field, k, kl, 1 + pb_varint_len(vl) + vl);
+    if (o)
+        pb_commit(w, pb_put_bytes(o, F_ANY_STRING, v, vl));
 }
 
 static void p_str(struct jw *w, const char *k, size_t kl, const char *v)
@@ -220,14 +223,19 @@ static void p_str(struct jw *w, const char *k, size_t kl, const char *v)
 
 static void p_num(struct jw *w, const char *k, size_t kl, uint64_t v)
 {
-    p_kv(w, F_SPAN_ATTRS, k, kl, 1 + pb_varint_len(v));
-    pb_u64(w, F_ANY_INT, v);
+    uint8_t *o = p_kv(w, F_SPAN_ATTRS, k, kl, 1 + pb_varint_len(v));
+    if (o)
+        pb_commit(w, pb_put_varint(pb_put_tag(o, F_ANY_INT, PB_VARINT), v));
 }
 
 static void p_usd(struct jw *w, const char *k, size_t kl, uint64_t micros)
 {
-    p_kv(w, F_SPAN_ATTRS, k, kl, 1 + 8);
-    pb_double(w, F_ANY_DOUBLE, (double)micros / 1e6);
+    uint8_t *o = p_kv(w, F_SPAN_ATTRS, k, kl, 1 + 8);
+    double d = (double)micros / 1e6;
+    uint64_t v;
+    memcpy(&v, &d, sizeof v);
+    if (o)
+        pb_commit(w, pb_put_fixed64(o, F_ANY_DOUBLE, v));
 }
 
 static void p_name(struct jw *w, const char *model)
@@ -244,17 +252,23 @@ static size_t p_head(struct jw *w, const uint8_t *trace, const uint8_t *span, co
                      const struct frag *name, int kind, uint64_t start_ns, uint64_t end_ns)
 {
     size_t mark = pb_open(w, F_SS_SPANS);
-    pb_bytes(w, F_SPAN_TRACE_ID, trace, 16);
-    pb_bytes(w, F_SPAN_ID, span, 8);
+    uint8_t *o = pb_reserve(w, 18 + 10 + 10);
+    if (!o)
+        return mark;
+    o = pb_put_bytes(o, F_SPAN_TRACE_ID, trace, 16);
+    o = pb_put_bytes(o, F_SPAN_ID, span, 8);
     if (parent)
-        pb_bytes(w, F_SPAN_PARENT, parent, 8);
+        o = pb_put_bytes(o, F_SPAN_PARENT, parent, 8);
+    pb_commit(w, o);
     if (name)
         jw_mem(w, name->p, name->n);
     else
         p_name(w, "busbar");
-    pb_u64(w, F_SPAN_KIND, (uint64_t)kind);
-    pb_fixed64(w, F_SPAN_START, start_ns);
-    pb_fixed64(w, F_SPAN_END, end_ns);
+    if (!(o = pb_reserve(w, 2 + 9 + 9)))
+        return mark;
+    o = pb_put_varint(pb_put_tag(o, F_SPAN_KIND, PB_VARINT), (uint64_t)kind);
+    o = pb_put_fixed64(o, F_SPAN_START, start_ns);
+    pb_commit(w, pb_put_fixed64(o, F_SPAN_END, end_ns));
     p_str(w, "gen_ai.operation.name", 21, "chat");
     return mark;
 }

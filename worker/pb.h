@@ -79,6 +79,55 @@ static inline void pb_double(struct jw *w, unsigned field, double d)
     pb_fixed64(w, field, v);
 }
 
+/* Raw writers for a run of fields whose size is known up front: one bounds check
+ * (pb_reserve: NULL, and the buffer marked full, when n bytes do not fit), then plain stores,
+ * then pb_commit. */
+static inline uint8_t *pb_reserve(struct jw *w, size_t n)
+{
+    if (w->full || w->cap - w->n < n) {
+        w->full = true;
+        return NULL;
+    }
+    return (uint8_t *)w->p + w->n;
+}
+
+static inline uint8_t *pb_put_varint(uint8_t *o, uint64_t v)
+{
+    while (v >= 0x80) {
+        *o++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (uint8_t)v;
+    return o;
+}
+
+/* A tag of a field below 16 (one byte). */
+static inline uint8_t *pb_put_tag(uint8_t *o, unsigned field, unsigned wire)
+{
+    *o++ = (uint8_t)(field << 3 | wire);
+    return o;
+}
+
+static inline uint8_t *pb_put_bytes(uint8_t *o, unsigned field, const void *p, size_t n)
+{
+    o = pb_put_varint(pb_put_tag(o, field, PB_LEN), n);
+    memcpy(o, p, n);
+    return o + n;
+}
+
+static inline uint8_t *pb_put_fixed64(uint8_t *o, unsigned field, uint64_t v)
+{
+    o = pb_put_tag(o, field, PB_I64);
+    for (int i = 0; i < 8; i++)
+        *o++ = (uint8_t)(v >> (8 * i));
+    return o;
+}
+
+static inline void pb_commit(struct jw *w, const uint8_t *end)
+{
+    w->n = (size_t)(end - (const uint8_t *)w->p);
+}
+
 /* Open a nested message (field): its length is written by pb_close(w, the returned mark). */
 static inline size_t pb_open(struct jw *w, unsigned field)
 {

@@ -361,7 +361,9 @@ def otlp_spans(ctx, proto):
     obs = {'otlp_endpoint': 'http://127.0.0.1:%d/v1/traces' % otlp.port}
     if proto:
         obs['otlp_protocol'] = proto
-    bb = ctx.busbar(failover_conf(m, **obs), name='bb-%s' % (proto or 'default').replace('/', '-'))
+    conf = failover_conf(m, **obs)
+    conf['models']['good']['price'] = {'input': 3, 'output': 15}  # busbar.cost_usd, a double
+    bb = ctx.busbar(conf, name='bb-%s' % (proto or 'default').replace('/', '-'))
     trace, parent = '4bf92f3577b34da6a3ce929d0e0e4736', '00f067aa0ba902b7'
     m.reset()
     r = bb.chat('p', headers={'traceparent': '00-%s-%s-01' % (trace, parent)})
@@ -405,6 +407,10 @@ def otlp_spans(ctx, proto):
     check(int(a['gen_ai.usage.input_tokens']) > 0, 'gen_ai.usage.input_tokens')
     check(int(a['gen_ai.usage.output_tokens']) > 0, 'gen_ai.usage.output_tokens')
     eq(a['http.response.status_code'], '200', 'http.response.status_code')
+    tin, tout = int(a['gen_ai.usage.input_tokens']), int(a['gen_ai.usage.output_tokens'])
+    dbl = next(x['value'] for x in root['attributes'] if x['key'] == 'busbar.cost_usd')
+    check(abs(float(dbl['doubleValue']) - (tin * 3 + tout * 15) / 1e6) < 1e-12,
+          'busbar.cost_usd as a double: %r (tokens %d / %d)' % (dbl, tin, tout))
     for k in kids:
         eq(k['parentSpanId'], root['spanId'], 'attempt span parent = request span')
     ka = [{x['key']: list(x['value'].values())[0] for x in k['attributes']} for k in kids]
