@@ -18,6 +18,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -57,6 +58,8 @@ struct bb_conn {
     struct bb_chunked chunked;
     struct evbuffer *body_buf;
     void (*drained_cb)(struct bb_request *);
+    struct bb_conn *flush_next; /* on w->flush_list (bb_http_write_soon) */
+    bool flush_queued;
 };
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -103,6 +106,12 @@ static void conn_free(struct bb_conn *c)
         c->next->prev = c->prev;
     w->n_conns--;
     atomic_store_explicit(&w->self->connections, w->n_conns, memory_order_relaxed);
+    if (c->flush_queued) {
+        struct bb_conn **pp = &w->flush_list;
+        while (*pp != c)
+            pp = &(*pp)->flush_next;
+        *pp = c->flush_next;
+    }
     if (c->h2)
         bb_h2_free(c->h2);
     event_free(c->timer);
@@ -808,6 +817,53 @@ void bb_http_respond_full(struct bb_request *req, int status, const char *conten
     bb_http_respond_end(req);
 }
 
+/* A plain connection takes a finished answer at once. Queuing it armed the bufferevent's write
+ * event, which the loop hands to epoll only at its next turn: written here and the event
+ * dropped in the same turn, an answer costs no epoll_ctl pair and no extra wakeup. This is what
+ * libevent's own write callback does (the output's front is frozen outside it; a drained
+ * output drops the write event). What the socket does not take (or an error) is left to the
+ * bufferevent as usual, and so is all of it while conn_write_cb has work to do once the output
+ * drains (a lingering close, paused reading, a drained callback). */
+static void conn_write_now(struct bb_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->tls || c->state == CONN_LINGER || c->read_paused || c->drained_cb ||
+        !evbuffer_get_length(out))
+        return;
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, bufferevent_getfd(c->bev));
+    evbuffer_freeze(out, 1);
+    if (n > 0 && !evbuffer_get_length(out))
+        event_del(&c->bev->ev_write);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct bb_worker *w = arg;
+    while (w->flush_list) {
+        struct bb_conn *c = w->flush_list;
+        w->flush_list = c->flush_next;
+        c->flush_queued = false;
+        conn_write_now(c);
+    }
+}
+
+void bb_http_write_soon(struct bb_request *req)
+{
+    struct bb_conn *c = req->conn;
+    if (req->h2 || !c || c->tls || c->flush_queued)
+        return;
+    struct bb_worker *w = c->w;
+    if (!w->http_flush && !(w->http_flush = event_new(w->base, -1, 0, flush_cb, w)))
+        return; /* the bufferevent writes it at the loop's next turn */
+    c->flush_queued = true;
+    c->flush_next = w->flush_list;
+    w->flush_list = c;
+    event_active(w->http_flush, EV_WRITE, 0);
+}
+
 size_t bb_http_output_pending(const struct bb_request *req)
 {
     if (req->h2)
@@ -848,6 +904,7 @@ void bb_http_conn_request_done(struct bb_conn *c, struct bb_request *req)
         return;
     }
     /* keep-alive: wait for the next request, process pipelined bytes at once */
+    conn_write_now(c);
     c->state = CONN_HEAD;
     c->got_bytes = false;
     timer_ms(c, w->draining ? 500 : w->conf->limits.keepalive_timeout_ms);
@@ -885,4 +942,7 @@ void bb_http_close_all(struct bb_worker *w)
 {
     while (w->conns)
         conn_free(w->conns);
+    if (w->http_flush)
+        event_free(w->http_flush);
+    w->http_flush = NULL;
 }

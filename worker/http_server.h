@@ -62,6 +62,10 @@ void bb_http_respond_full(struct bb_request *req, int status, const char *conten
 
 /* Bytes waiting in the client's output buffer (backpressure); 0 when gone. */
 size_t bb_http_output_pending(const struct bb_request *req);
+/* Hand what is queued to the client's socket once the callbacks of this loop turn have run
+ * (plain HTTP/1.1; otherwise the bufferevent does it at the next turn): one write per upstream
+ * read, however many chunks it held, without arming and disarming the write event. */
+void bb_http_write_soon(struct bb_request *req);
 
 /* Ask to be called back (once) when the client's output drains below the low mark. */
 void bb_http_on_drained(struct bb_request *req, void (*cb)(struct bb_request *));

@@ -655,9 +655,15 @@ static int up_body(void *arg, const char *data, size_t len)
     }
     case BB_ATT_HOLD:
     case BB_ATT_LIVE: {
+        /* A client that has taken everything so far gets this read's bytes (and the head, when
+         * the stream goes live in it) in one write straight away; one still reading earlier
+         * bytes gets them when its socket has room. */
+        bool idle = bb_http_output_pending(a->req) == 0;
         int rc = a->framer == BB_FRAMER_ES ? bb_eventstream_feed(&a->es, data, len, on_es, a)
                                            : bb_sse_feed(&a->sse, data, len, on_sse, a);
         flush_pending(a);
+        if (idle)
+            bb_http_write_soon(a->req);
         if (rc > 0 && a->frame_fail) {
             stream_failed(a, a->frame_fail, BB_FC_SERVER);
             return -1;

@@ -48,8 +48,10 @@ struct bb_worker {
 
     struct bb_conn *conns; /* every open client connection (doubly linked) */
     uint32_t n_conns;
-    uint32_t n_active;   /* requests in progress in this worker */
-    uint32_t max_active; /* per-worker share of limits.max_inbound_concurrent */
+    struct event *http_flush;   /* runs the connections queued by bb_http_write_soon */
+    struct bb_conn *flush_list; /* ... linked through flush_next */
+    uint32_t n_active;          /* requests in progress in this worker */
+    uint32_t max_active;        /* per-worker share of limits.max_inbound_concurrent */
     uint64_t next_request_id;
     char id_prefix[20]; /* random per worker start: request ids never repeat */
 
