@@ -213,6 +213,14 @@ struct bb_keys_db *bb_keys_db_open(const char *path, struct bb_err *err)
 {
     struct bb_keys_db *db = bb_xcalloc(1, sizeof *db);
     db->path = bb_xstrdup(path);
+    /* No up-front page-cache block per connection (SQLITE_DEFAULT_PCACHE_INITSZ: 20 pages,
+     * 87 KiB, written through at creation): pages are allocated as they are read. Only
+     * possible before SQLite initialises; later calls answer SQLITE_MISUSE and change nothing. */
+    static bool pcache_configured;
+    if (!pcache_configured) {
+        pcache_configured = true;
+        sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+    }
     mode_t old = umask(077); /* the file holds AWS secrets: born 0600 (WAL files copy it) */
     int rc = sqlite3_open_v2(
         path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
