@@ -81,8 +81,9 @@ bool bb_http_field_value_ok(const char *v, size_t n)
 
 const struct bb_http_header *bb_http_find(const struct bb_http_head *h, const char *name)
 {
+    size_t n = strlen(name); /* most names differ in length: no byte compare for them */
     for (size_t i = 0; i < h->n_headers; i++) {
-        if (bb_http_ieq(h->headers[i].name, h->headers[i].name_len, name))
+        if (h->headers[i].name_len == n && bb_http_ieq(h->headers[i].name, n, name))
             return &h->headers[i];
     }
     return NULL;
