@@ -22,13 +22,18 @@ struct scan {
     struct bb_err *err;
 };
 
+#define JSCAN_KEYS_FAST 16 /* requested fields whose key lengths are taken once per scan */
+
 static int fail(struct scan *sc, const char *what, size_t at)
 {
     return bb_err_set(sc->err, "%s at byte %zu", what, at);
 }
 
-static size_t skip_ws(const struct scan *sc, size_t i)
+static inline size_t skip_ws(const struct scan *sc, size_t i)
 {
+    /* compact JSON (what SDKs send) has no whitespace between tokens: one test */
+    if (i < sc->len && (unsigned char)sc->buf[i] > ' ')
+        return i;
     while (i < sc->len) {
         char c = sc->buf[i];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
@@ -104,6 +109,16 @@ static int scan_string(struct scan *sc, size_t pos, size_t *end, bool *esc)
     size_t len = sc->len, i = pos + 1;
     *esc = false;
     for (;;) {
+#ifdef BB_SIMD16
+        while (len - i >= 16) {
+            unsigned m = bb_simd16_json_special(b + i);
+            if (m) {
+                i += (unsigned)__builtin_ctz(m);
+                goto special;
+            }
+            i += 16;
+        }
+#endif
         while (len - i >= 8) {
             uint64_t w;
             memcpy(&w, b + i, 8);
@@ -114,6 +129,9 @@ static int scan_string(struct scan *sc, size_t pos, size_t *end, bool *esc)
             }
             i += 8;
         }
+#ifdef BB_SIMD16
+    special:
+#endif
         if (i >= len)
             return fail(sc, "unterminated string starting", pos);
         unsigned c = b[i];
@@ -205,9 +223,10 @@ static int scan_number(struct scan *sc, size_t i, size_t *end)
     return 0;
 }
 
-/* Index of the requested field named by the key token buf[b..e), or -1. */
+/* Index of the requested field named by the key token buf[b..e), or -1. klens: the fields'
+ * key lengths for the first JSCAN_KEYS_FAST of them. */
 static int match_key(const struct scan *sc, size_t b, size_t e, bool esc,
-                     struct bb_jscan_field *fields, size_t n)
+                     struct bb_jscan_field *fields, size_t n, const size_t *klens)
 {
     const char *k = sc->buf + b + 1;
     size_t klen = e - b - 2;
@@ -221,8 +240,8 @@ static int match_key(const struct scan *sc, size_t b, size_t e, bool esc,
     }
     for (size_t f = 0; f < n; f++) {
         const char *want = fields[f].key;
-        if (want && want[0] == (klen ? k[0] : '\0') && strlen(want) == klen &&
-            memcmp(want, k, klen) == 0)
+        if (want && want[0] == (klen ? k[0] : '\0') &&
+            (f < JSCAN_KEYS_FAST ? klens[f] : strlen(want)) == klen && memcmp(want, k, klen) == 0)
             return (int)f;
     }
     return -1;
@@ -323,10 +342,13 @@ static int scan_object(const char *buf, size_t len, struct bb_jscan_field *field
     enum bb_jtype vtype = BB_JNONE;
     bool esc;
 
+    size_t klens[JSCAN_KEYS_FAST];
     for (size_t f = 0; f < n; f++) {
         fields[f].type = BB_JNONE;
         fields[f].off = fields[f].len = 0;
         fields[f].truthy = false;
+        if (f < JSCAN_KEYS_FAST)
+            klens[f] = fields[f].key ? strlen(fields[f].key) : 0;
     }
     if (max_depth < 1)
         max_depth = 1;
@@ -420,7 +442,7 @@ member:
         if (depth == 1) {
             if (names && note_name(&sc, names, kb, i, esc) < 0)
                 return -1;
-            cur = match_key(&sc, kb, i, esc, fields, n);
+            cur = match_key(&sc, kb, i, esc, fields, n, klens);
         }
     }
     i = skip_ws(&sc, i);

@@ -34,4 +34,20 @@ static inline unsigned bb_swar_first(uint64_t m)
 #endif
 }
 
+/* The same test sixteen bytes at a time where SSE2 is (every x86-64): bit k of the result is
+ * set when p[k] is '"', '\\', below 0x20 or at/above 0x80. One signed compare catches the last
+ * two: bytes from 0x80 up are negative. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define BB_SIMD16 1
+static inline unsigned bb_simd16_json_special(const void *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    __m128i c = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, b), c));
+}
+#endif
+
 #endif
