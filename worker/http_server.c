@@ -27,6 +27,7 @@
 #include "worker/errors_http.h"
 #include "worker/h2.h"
 #include "worker/jw.h"
+#include "worker/sockread.h"
 #include "worker/worker.h"
 
 enum conn_state { CONN_HEAD, CONN_BODY, CONN_BUSY, CONN_LINGER };
@@ -157,6 +158,8 @@ void bb_http_accept(struct bb_worker *w, evutil_socket_t fd, const struct sockad
         c->tls = true;
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev)
+            bb_sockread_take(c->bev); /* no FIONREAD per read (worker/sockread.h) */
     }
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     if (!c->bev || !c->timer) {

@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "common/ssrf.h"
 #include "worker/http_server.h"
+#include "worker/sockread.h"
 #include "worker/worker.h"
 
 #define UP_IDLE_MS 20000 /* close pooled connections before providers usually do */
@@ -269,6 +270,8 @@ static void dial_checked(struct bb_upconn *u, const struct evutil_addrinfo *ai)
         }
     if (!ai || bufferevent_socket_connect(u->bev, ai->ai_addr, (int)ai->ai_addrlen) < 0)
         dial_failed(u, BB_UPFAIL_CONNECT);
+    else if (!url->tls)
+        bb_sockread_take(u->bev); /* no FIONREAD per read (worker/sockread.h) */
 }
 
 static void resolved_cb(int err, struct evutil_addrinfo *ai, void *arg)
