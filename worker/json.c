@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 
 #include "common/jscan.h"
+#include "worker/jdom.h"
 #include "worker/proto.h"
 
 #define JSON_DEPTH 128
@@ -298,18 +299,13 @@ const char *bb_json_out(json_object *o, size_t *len)
 
 int bb_json_append(struct evbuffer *out, json_object *o)
 {
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_OUT, &n);
-    return s && evbuffer_add(out, s, n) == 0 ? 0 : -1;
+    return bb_jdom_write(out, NULL, o, NULL);
 }
 
 int bb_json_sse_send(struct evbuffer *out, const char *event, json_object *o)
 {
-    size_t n = 0;
-    const char *s = o ? json_object_to_json_string_length(o, JSON_OUT, &n) : NULL;
-    int rc = s && (!event || bb_proto_put(out, "event: ", event, "\n") == 0) &&
-                     evbuffer_add(out, "data: ", 6) == 0 && evbuffer_add(out, s, n) == 0 &&
-                     evbuffer_add(out, "\n\n", 2) == 0
+    int rc = o && (!event || bb_proto_put(out, "event: ", event, "\n") == 0) &&
+                     bb_jdom_write(out, "data: ", o, "\n\n") == 0
                  ? 0
                  : -1;
     json_object_put(o);
