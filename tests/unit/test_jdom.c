@@ -1,8 +1,13 @@
 /*
- * test_jdom: the DOM writer (worker/jdom.c) against json-c's own serializer, byte for byte, on
- * generated and hand-built trees: every byte in strings at every offset of the eight-byte runs,
- * numbers at the int64/uint64 edges, json-c's two kinds of doubles, null members, empty
- * containers, text longer than the writer's chunk.
+ * test_jdom: the DOM writer and the one-pass parser (worker/jdom.c) against json-c itself.
+ * The writer against json-c's serializer, byte for byte, on generated and hand-built trees:
+ * every byte in strings at every offset of the eight-byte runs, numbers at the int64/uint64
+ * edges, json-c's two kinds of doubles, null members, empty containers, text longer than the
+ * writer's chunk. The parser against the reference path (bb_json_parse_ref: the validating
+ * scanner, then json-c's strict tokener) on generated documents, mutations of them and
+ * hand-written corners: the same accept/reject and message, the same tree (types, int64 vs
+ * uint64, double values and their text, key order, string bytes), and it declines no valid
+ * document below the nesting limit.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -398,12 +403,381 @@ static void test_write_generated(void **state)
     free(t.p);
 }
 
+/* ---- the parser against the reference path ---- */
+
+/* a and b are the same tree: types, values, int64/uint64 class, doubles' bits and text, keys
+ * in order, string bytes. */
+static void check_same_tree(json_object *a, json_object *b, const char *doc)
+{
+    if (!a || !b) {
+        if (a != b)
+            fail_msg("one tree has null where the other has a value in %s", doc);
+        return;
+    }
+    enum json_type t = json_object_get_type(a);
+    if (t != json_object_get_type(b))
+        fail_msg("types %d and %d differ in %s", t, json_object_get_type(b), doc);
+    switch (t) {
+    case json_type_boolean:
+        assert_int_equal(json_object_get_boolean(a), json_object_get_boolean(b));
+        break;
+    case json_type_int:
+        if (json_object_get_int64(a) != json_object_get_int64(b) ||
+            json_object_get_uint64(a) != json_object_get_uint64(b))
+            fail_msg("integers differ in %s", doc);
+        break;
+    case json_type_double: {
+        double x = json_object_get_double(a), y = json_object_get_double(b);
+        if (memcmp(&x, &y, sizeof x) != 0)
+            fail_msg("doubles %.17g and %.17g differ in %s", x, y, doc);
+        assert_string_equal(json_object_to_json_string_ext(a, OUT_FLAGS),
+                            json_object_to_json_string_ext(b, OUT_FLAGS));
+        break;
+    }
+    case json_type_string:
+        if (json_object_get_string_len(a) != json_object_get_string_len(b) ||
+            memcmp(json_object_get_string(a), json_object_get_string(b),
+                   (size_t)json_object_get_string_len(a)) != 0)
+            fail_msg("strings differ in %s", doc);
+        break;
+    case json_type_array: {
+        size_t n = json_object_array_length(a);
+        assert_int_equal(n, json_object_array_length(b));
+        for (size_t i = 0; i < n; i++)
+            check_same_tree(json_object_array_get_idx(a, i), json_object_array_get_idx(b, i), doc);
+        break;
+    }
+    case json_type_object: {
+        assert_int_equal(json_object_object_length(a), json_object_object_length(b));
+        struct lh_entry *ea = json_object_get_object(a)->head;
+        struct lh_entry *eb = json_object_get_object(b)->head;
+        for (; ea && eb; ea = ea->next, eb = eb->next) {
+            if (strcmp((const char *)lh_entry_k(ea), (const char *)lh_entry_k(eb)) != 0)
+                fail_msg("keys \"%s\" and \"%s\" differ in %s", (const char *)lh_entry_k(ea),
+                         (const char *)lh_entry_k(eb), doc);
+            check_same_tree((json_object *)lh_entry_v(ea), (json_object *)lh_entry_v(eb), doc);
+        }
+        assert_true(ea == NULL && eb == NULL);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static struct {
+    unsigned accepted, rejected, declined_valid, null_docs;
+} stats;
+
+/* bb_json_parse and bb_jdom_parse against bb_json_parse_ref on p[0..len). Returns whether the
+ * reference accepted it. */
+static bool check_parse(const char *p, size_t len)
+{
+    char doc[200];
+    snprintf(doc, sizeof doc, "document (%zu bytes) %.*s", len, len > 120 ? 120 : (int)len, p);
+    struct bb_err eref = {0}, egot = {0};
+    json_object *ref = bb_json_parse_ref(p, len, "doc", &eref);
+    bool null_doc = !ref && strstr(eref.msg, "got null") != NULL;
+    bool ok = ref || null_doc;
+    json_object *got = bb_json_parse(p, len, "doc", &egot);
+    json_object *fast = NULL;
+    int frc = bb_jdom_parse(p, len, 128, &fast);
+
+    if (ok && !ref)
+        stats.null_docs++;
+    if (ok)
+        stats.accepted++;
+    else
+        stats.rejected++;
+    /* the public parse: same verdict, same message, same tree */
+    if (!ref || !got) {
+        if (ref || got)
+            fail_msg("bb_json_parse %s what the reference %s: %s", got ? "accepts" : "refuses",
+                     ref ? "accepts" : "refuses", doc);
+        if (strcmp(eref.msg, egot.msg) != 0)
+            fail_msg("messages differ:\n ref %s\n got %s\n for %s", eref.msg, egot.msg, doc);
+    }
+    check_same_tree(ref, got, doc);
+    /* the one-pass parser itself: accepts only what the reference accepts, builds its tree */
+    if (frc == 0) {
+        if (!ok)
+            fail_msg("the one-pass parser accepts what the reference refuses (%s): %s", eref.msg,
+                     doc);
+        check_same_tree(ref, fast, doc);
+        if (ref)
+            check_write(fast);
+    } else if (ok) {
+        stats.declined_valid++;
+    }
+    json_object_put(ref);
+    json_object_put(got);
+    json_object_put(fast);
+    return ok;
+}
+
+/* Generated documents: the one-pass parser must build each one, and the same tree. */
+static void test_parse_generated(void **state)
+{
+    (void)state;
+    struct text t = {0};
+    memset(&stats, 0, sizeof stats);
+    for (int i = 0; i < 30000; i++) {
+        gen_doc(&t);
+        assert_true(check_parse(t.p, t.n));
+    }
+    print_message("generated: %u accepted (%u null), %u valid ones declined\n", stats.accepted,
+                  stats.null_docs, stats.declined_valid);
+    assert_int_equal(stats.declined_valid, 0);
+    free(t.p);
+}
+
+/* Mutations of generated documents: mostly invalid text of every kind, some valid. */
+static void test_parse_mutated(void **state)
+{
+    (void)state;
+    static const char bytes[] =
+        "\"\\,:{}[] \t0-.eE+xu/tfnal1\x01\x1f\x7f\x80\xbf\xc3\xe2\xed\xf0\xf4\xff\v\f";
+    struct text t = {0}, m = {0};
+    memset(&stats, 0, sizeof stats);
+    for (int i = 0; i < 30000; i++) {
+        gen_doc(&t);
+        if (t.n == 0)
+            continue;
+        for (int k = 0; k < 4; k++) {
+            m.n = 0;
+            size_t at = rnd((uint32_t)t.n);
+            switch (rnd(5)) {
+            case 0: /* delete a byte */
+                put(&m, t.p, at);
+                put(&m, t.p + at + 1, t.n - at - 1);
+                break;
+            case 1: /* insert a byte */
+                put(&m, t.p, at);
+                put(&m, &bytes[rnd(sizeof bytes - 1)], 1);
+                put(&m, t.p + at, t.n - at);
+                break;
+            case 2: /* replace a byte */
+                put(&m, t.p, t.n);
+                m.p[at] = bytes[rnd(sizeof bytes - 1)];
+                break;
+            case 3: /* truncate */
+                put(&m, t.p, at);
+                break;
+            default: /* a slice twice */
+                put(&m, t.p, at);
+                put(&m, t.p + at / 2, t.n - at / 2);
+                break;
+            }
+            check_parse(m.p, m.n);
+        }
+    }
+    print_message("mutated: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
+                  stats.rejected, stats.declined_valid);
+    assert_true(stats.rejected > 50000 && stats.accepted > 1000);
+    assert_int_equal(stats.declined_valid, 0);
+    free(t.p);
+    free(m.p);
+}
+
+#define DOC(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+
+/* Hand-written corners of RFC 8259, json-c and the scanner. */
+static void test_parse_corners(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *p;
+        size_t n;
+    } docs[] = {
+        DOC(""),
+        DOC(" "),
+        DOC("n"),
+        DOC("nul"),
+        DOC("null"),
+        DOC(" null "),
+        DOC("nullx"),
+        DOC("True"),
+        DOC("true"),
+        DOC("false"),
+        DOC("falsey"),
+        DOC("NaN"),
+        DOC("Infinity"),
+        DOC("-Infinity"),
+        DOC("'a'"),
+        DOC("{'a':1}"),
+        DOC("{a:1}"),
+        DOC("[1,]"),
+        DOC("{\"a\":1,}"),
+        DOC("[,1]"),
+        DOC("{,}"),
+        DOC("[1 2]"),
+        DOC("{\"a\" 1}"),
+        DOC("{\"a\":}"),
+        DOC("{\"a\":1 \"b\":2}"),
+        DOC("{\"a\"}"),
+        DOC("{1:2}"),
+        DOC("["),
+        DOC("]"),
+        DOC("{"),
+        DOC("}"),
+        DOC("[[]"),
+        DOC("[]]"),
+        DOC("01"),
+        DOC("-01"),
+        DOC("00"),
+        DOC("1."),
+        DOC(".5"),
+        DOC("1e"),
+        DOC("1e+"),
+        DOC("1E-"),
+        DOC("+1"),
+        DOC("--1"),
+        DOC("-"),
+        DOC("0x10"),
+        DOC("1.5.5"),
+        DOC("1e5e5"),
+        DOC("-0"),
+        DOC("-0.0"),
+        DOC("0"),
+        DOC("1e400"),
+        DOC("-1e400"),
+        DOC("1e-400"),
+        DOC("123456789012345678901234567890"),
+        DOC("-123456789012345678901234567890"),
+        DOC("9223372036854775807"),
+        DOC("9223372036854775808"),
+        DOC("18446744073709551615"),
+        DOC("18446744073709551616"),
+        DOC("-9223372036854775808"),
+        DOC("-9223372036854775809"),
+        DOC("[1e2,-1.50,0.0e-0]"),
+        DOC("\"\\x\""),
+        DOC("\"\\u12\""),
+        DOC("\"\\u12g4\""),
+        DOC("\"\\U0041\""),
+        DOC("\"\\ud800\""),
+        DOC("\"\\udc00\""),
+        DOC("\"\\ud800\\u0041\""),
+        DOC("\"\\ud800\\ud800\""),
+        DOC("\"\\ud800x\""),
+        DOC("\"\\udbff\\udfff\""),
+        DOC("\"\xc0\x80\""),
+        DOC("\"\xc1\xbf\""),
+        DOC("\"\xed\xa0\x80\""),
+        DOC("\"\xf4\x90\x80\x80\""),
+        DOC("\"\xf5\x80\x80\x80\""),
+        DOC("\"\xc3\""),
+        DOC("\"\xe2\x82\""),
+        DOC("\"\x80\""),
+        DOC("\"\xff\""),
+        DOC("\"a\x01b\""),
+        DOC("\"a\tb\""),
+        DOC("\"a\nb\""),
+        DOC("\"\x7f\""),
+        DOC("\"a"),
+        DOC("\"a\\"),
+        DOC("\"a\\\""),
+        DOC("1 2"),
+        DOC("[] x"),
+        DOC("{}\v"),
+        DOC("{}\f"),
+        DOC("\v{}"),
+        DOC("[1]\0"),
+        DOC("\0"),
+        DOC("{}\r\n\t "),
+        DOC("\xef\xbb\xbf{}"),
+        DOC("\"\\u0000\""),
+        DOC("\"a\\u0000b\""),
+        DOC("{\"\\u0000\":1,\"\":2}"),
+        DOC("{\"a\\u0000b\":1,\"a\":2,\"c\":3}"),
+        DOC("{\"a\":1,\"a\":{},\"b\":2,\"a\":[3]}"),
+        DOC("{\"a\":null,\"a\":1}"),
+        DOC("{\"a\":1,\"a\":null}"),
+        DOC("[null,null]"),
+        DOC("{\"\\u0061\":1,\"a\":2}"),
+        DOC("\"\\/\\b\\f\\n\\r\\t\\\"\\\\\""),
+        DOC("\"\\u00e9\\u00E9\\u20ac\\uFFFF\""),
+        DOC("{\"\":\"\"}"),
+        DOC("[[],{},[{}]]"),
+    };
+    memset(&stats, 0, sizeof stats);
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++)
+        check_parse(docs[i].p, docs[i].n);
+    print_message("corners: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
+                  stats.rejected, stats.declined_valid);
+    assert_int_equal(stats.declined_valid, 0);
+}
+
+/* Nesting around the limit, in several shapes; the one-pass parser takes up to 127 levels. */
+static void test_parse_depth(void **state)
+{
+    (void)state;
+    static const char *const shapes[][3] = {
+        {"[", "]", ""},         {"[", "]", "1"},           {"{\"a\":", "}", "1"},
+        {"{\"a\":", "}", "{}"}, {"[", "]", "[]"},          {"{\"a\":", "}", "\"s\""},
+        {"[1,", "]", "null"},   {"[{\"k\":[", "]}]", "2"},
+    };
+    struct text t = {0};
+    memset(&stats, 0, sizeof stats);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        for (int d = 120; d <= 131; d++) {
+            t.n = 0;
+            for (int i = 0; i < d; i++)
+                puts_(&t, shapes[s][0]);
+            puts_(&t, shapes[s][2]);
+            for (int i = 0; i < d; i++)
+                puts_(&t, shapes[s][1]);
+            check_parse(t.p, t.n);
+            json_object *fast = NULL;
+            if (d < 40 || (d <= 125 && strlen(shapes[s][0]) < 5)) {
+                assert_int_equal(bb_jdom_parse(t.p, t.n, 128, &fast), 0);
+                json_object_put(fast);
+            }
+        }
+    }
+    print_message("depth: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
+                  stats.rejected, stats.declined_valid);
+    free(t.p);
+}
+
+/* Long strings (escaped ones past the scratch size it keeps), long keys, many members. */
+static void test_parse_long(void **state)
+{
+    (void)state;
+    size_t sizes[] = {255, 256, 257, 5000, 70000, 200000};
+    struct text t = {0};
+    memset(&stats, 0, sizeof stats);
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        for (int esc = 0; esc < 2; esc++) {
+            t.n = 0;
+            puts_(&t, "{\"");
+            for (size_t i = 0; i < sizes[k]; i++)
+                puts_(&t, esc && i % 3 == 0 ? "\\n" : "k");
+            puts_(&t, "\":[\"");
+            for (size_t i = 0; i < sizes[k]; i++)
+                puts_(&t, esc && i % 5 == 0 ? "\\u00e9" : "\xc3\xa9");
+            puts_(&t, "\"");
+            for (size_t i = 0; i < sizes[k] / 16; i++)
+                puts_(&t, ",1.5,-7,\"x\"");
+            puts_(&t, "]}");
+            assert_true(check_parse(t.p, t.n));
+        }
+    }
+    assert_int_equal(stats.declined_valid, 0);
+    free(t.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_string_bytes), cmocka_unit_test(test_write_numbers),
         cmocka_unit_test(test_write_containers),   cmocka_unit_test(test_write_long),
-        cmocka_unit_test(test_write_generated),
+        cmocka_unit_test(test_write_generated),    cmocka_unit_test(test_parse_generated),
+        cmocka_unit_test(test_parse_mutated),      cmocka_unit_test(test_parse_corners),
+        cmocka_unit_test(test_parse_depth),        cmocka_unit_test(test_parse_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
