@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 
 #include "common/jscan.h"
+#include "worker/jdom.h"
 #include "worker/proto.h"
 
 #define JSON_DEPTH 128
@@ -23,6 +24,27 @@
 /* ---- parse ---- */
 
 json_object *bb_json_parse(const char *p, size_t len, const char *what, struct bb_err *err)
+{
+    struct bb_err ignored;
+    if (!err)
+        err = &ignored;
+    if (len > INT_MAX) {
+        bb_err_set(err, "%s: too large", what);
+        return NULL;
+    }
+    /* The one-pass parser takes what both of the reference path's stages accept; whatever it
+     * declines (invalid text, the nesting limit, OOM) goes the reference way, which names
+     * the error. */
+    json_object *o;
+    if (bb_jdom_parse(p, len, JSON_DEPTH, &o) == 0) {
+        if (!o)
+            bb_err_set(err, "%s: expected a JSON object, got null", what);
+        return o;
+    }
+    return bb_json_parse_ref(p, len, what, err);
+}
+
+json_object *bb_json_parse_ref(const char *p, size_t len, const char *what, struct bb_err *err)
 {
     struct bb_err ignored;
     if (!err)
@@ -298,18 +320,13 @@ const char *bb_json_out(json_object *o, size_t *len)
 
 int bb_json_append(struct evbuffer *out, json_object *o)
 {
-    size_t n = 0;
-    const char *s = json_object_to_json_string_length(o, JSON_OUT, &n);
-    return s && evbuffer_add(out, s, n) == 0 ? 0 : -1;
+    return bb_jdom_write(out, NULL, o, NULL);
 }
 
 int bb_json_sse_send(struct evbuffer *out, const char *event, json_object *o)
 {
-    size_t n = 0;
-    const char *s = o ? json_object_to_json_string_length(o, JSON_OUT, &n) : NULL;
-    int rc = s && (!event || bb_proto_put(out, "event: ", event, "\n") == 0) &&
-                     evbuffer_add(out, "data: ", 6) == 0 && evbuffer_add(out, s, n) == 0 &&
-                     evbuffer_add(out, "\n\n", 2) == 0
+    int rc = o && (!event || bb_proto_put(out, "event: ", event, "\n") == 0) &&
+                     bb_jdom_write(out, "data: ", o, "\n\n") == 0
                  ? 0
                  : -1;
     json_object_put(o);

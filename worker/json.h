@@ -29,6 +29,10 @@ struct evbuffer;
  * valid UTF-8, depth <= 128, trailing whitespace allowed. NULL on any error, also for a literal
  * null; with err (may be NULL) naming `what`. Caller puts the result. */
 json_object *bb_json_parse(const char *p, size_t len, const char *what, struct bb_err *err);
+/* The same by the reference path: the validating scanner (common/jscan.c), then json-c's
+ * strict tokener. bb_json_parse builds its tree in one pass (worker/jdom.c) and comes here for
+ * whatever it declines; the tests hold the two to the same results. */
+json_object *bb_json_parse_ref(const char *p, size_t len, const char *what, struct bb_err *err);
 
 /* A raw-JSON IR field (tool parameters, schema, input) parsed back; NULL when absent or not
  * valid JSON. */

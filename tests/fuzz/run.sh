@@ -12,7 +12,7 @@ if [ ! -d "$build" ]; then
 else
     meson configure "$build" -Dfuzz=true
 fi
-targets="http sse jscan url config request proto_openai proto_responses proto_anthropic proto_gemini proto_bedrock proto_cohere proto_bedrock_invoke"
+targets="http sse jscan jdom url config request proto_openai proto_responses proto_anthropic proto_gemini proto_bedrock proto_cohere proto_bedrock_invoke"
 ninja -C "$build" $(for t in $targets; do printf 'tests/fuzz/fuzz_%s ' "$t"; done)
 mkdir -p "$build/artifacts"
 status=0
