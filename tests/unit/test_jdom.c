@@ -525,7 +525,7 @@ static void test_parse_generated(void **state)
         gen_doc(&t);
         assert_true(check_parse(t.p, t.n));
     }
-    print_message("generated: %u accepted (%u null), %u valid ones declined\n", stats.accepted,
+    print_message("# generated: %u accepted (%u null), %u valid ones declined\n", stats.accepted,
                   stats.null_docs, stats.declined_valid);
     assert_int_equal(stats.declined_valid, 0);
     free(t.p);
@@ -571,7 +571,7 @@ static void test_parse_mutated(void **state)
             check_parse(m.p, m.n);
         }
     }
-    print_message("mutated: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
+    print_message("# mutated: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
                   stats.rejected, stats.declined_valid);
     assert_true(stats.rejected > 50000 && stats.accepted > 1000);
     assert_int_equal(stats.declined_valid, 0);
@@ -706,7 +706,7 @@ static void test_parse_corners(void **state)
     memset(&stats, 0, sizeof stats);
     for (size_t i = 0; i < sizeof docs / sizeof *docs; i++)
         check_parse(docs[i].p, docs[i].n);
-    print_message("corners: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
+    print_message("# corners: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
                   stats.rejected, stats.declined_valid);
     assert_int_equal(stats.declined_valid, 0);
 }
@@ -738,7 +738,7 @@ static void test_parse_depth(void **state)
             }
         }
     }
-    print_message("depth: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
+    print_message("# depth: %u accepted, %u refused, %u valid ones declined\n", stats.accepted,
                   stats.rejected, stats.declined_valid);
     free(t.p);
 }
