@@ -43,13 +43,7 @@ static inline size_t skip_ws(const struct scan *sc, size_t i)
     return i;
 }
 
-/* Flags the bytes of w that are '"', '\\', < 0x20 or >= 0x80 (common/swar.h). */
-static uint64_t special8(uint64_t w)
-{
-    return bb_swar_eq(w, '"') | bb_swar_eq(w, '\\') | bb_swar_lt(w, 0x20) | (w & BB_SWAR_HIGHS);
-}
-
-static int hex4(const char *p)
+int bb_jscan_hex4(const char *p)
 {
     int v = 0;
     for (int k = 0; k < 4; k++) {
@@ -70,7 +64,7 @@ static int hex4(const char *p)
 
 /* Length of the well-formed UTF-8 sequence at p (Unicode Table 3-7: no overlongs, no
  * surrogates, nothing above U+10FFFF), 0 when ill-formed. */
-static size_t utf8_len(const unsigned char *p, size_t avail)
+size_t bb_jscan_utf8_len(const unsigned char *p, size_t avail)
 {
     unsigned c = p[0];
     size_t n;
@@ -109,29 +103,7 @@ static int scan_string(struct scan *sc, size_t pos, size_t *end, bool *esc)
     size_t len = sc->len, i = pos + 1;
     *esc = false;
     for (;;) {
-#ifdef BB_SIMD16
-        while (len - i >= 16) {
-            unsigned m = bb_simd16_json_special(b + i);
-            if (m) {
-                i += (unsigned)__builtin_ctz(m);
-                goto special;
-            }
-            i += 16;
-        }
-#endif
-        while (len - i >= 8) {
-            uint64_t w;
-            memcpy(&w, b + i, 8);
-            uint64_t m = special8(w);
-            if (m) {
-                i += bb_swar_first(m); /* straight to the special byte */
-                break;
-            }
-            i += 8;
-        }
-#ifdef BB_SIMD16
-    special:
-#endif
+        i = bb_swar_json_skip(b, len, i); /* straight to a special byte, or near the end */
         if (i >= len)
             return fail(sc, "unterminated string starting", pos);
         unsigned c = b[i];
@@ -143,31 +115,22 @@ static int scan_string(struct scan *sc, size_t pos, size_t *end, bool *esc)
             *esc = true;
             if (++i >= len)
                 return fail(sc, "unterminated string starting", pos);
-            switch (b[i]) {
-            case '"':
-            case '\\':
-            case '/':
-            case 'b':
-            case 'f':
-            case 'n':
-            case 'r':
-            case 't':
+            if (bb_jscan_short_escape(b[i])) {
                 i++;
                 continue;
-            case 'u':
-                break;
-            default:
-                return fail(sc, "invalid escape", i - 1);
             }
-            int cp = len - i >= 5 ? hex4(sc->buf + i + 1) : -1;
+            if (b[i] != 'u')
+                return fail(sc, "invalid escape", i - 1);
+            int cp = len - i >= 5 ? bb_jscan_hex4(sc->buf + i + 1) : -1;
             if (cp < 0)
                 return fail(sc, "invalid \\u escape", i - 1);
             i += 5;
             if (cp >= 0xdc00 && cp <= 0xdfff)
                 return fail(sc, "unpaired low surrogate escape", i - 6);
             if (cp >= 0xd800 && cp <= 0xdbff) {
-                int lo =
-                    len - i >= 6 && b[i] == '\\' && b[i + 1] == 'u' ? hex4(sc->buf + i + 2) : -1;
+                int lo = len - i >= 6 && b[i] == '\\' && b[i + 1] == 'u'
+                             ? bb_jscan_hex4(sc->buf + i + 2)
+                             : -1;
                 if (lo < 0xdc00 || lo > 0xdfff)
                     return fail(sc, "unpaired high surrogate escape", i - 6);
                 i += 6;
@@ -180,7 +143,7 @@ static int scan_string(struct scan *sc, size_t pos, size_t *end, bool *esc)
             i++;
             continue;
         }
-        size_t n = utf8_len(b + i, len - i);
+        size_t n = bb_jscan_utf8_len(b + i, len - i);
         if (n == 0)
             return fail(sc, "invalid UTF-8", i);
         i += n;
@@ -623,7 +586,7 @@ int bb_jscan_value(const char *buf, size_t len, int max_depth, struct bb_err *er
     return scan_object(buf, len, NULL, 0, max_depth, NULL, err, false);
 }
 
-static size_t put_utf8(char *o, unsigned cp)
+size_t bb_jscan_put_utf8(char *o, unsigned cp)
 {
     if (cp < 0x80) {
         o[0] = (char)cp;
@@ -688,14 +651,14 @@ long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap)
                 tmp[0] = '\t';
                 break;
             case 'u': {
-                unsigned cp = (unsigned)hex4(tok + i);
+                unsigned cp = (unsigned)bb_jscan_hex4(tok + i);
                 i += 4;
                 if (cp >= 0xd800 && cp <= 0xdbff) {
-                    unsigned lo = (unsigned)hex4(tok + i + 2);
+                    unsigned lo = (unsigned)bb_jscan_hex4(tok + i + 2);
                     i += 6;
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 }
-                n = put_utf8(tmp, cp);
+                n = bb_jscan_put_utf8(tmp, cp);
                 break;
             }
             default:

@@ -68,4 +68,18 @@ int bb_jscan_value(const char *buf, size_t len, int max_depth, struct bb_err *er
  * Returns the decoded length, or -1 when malformed or too long. */
 long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap);
 
+/* The pieces of string validation and decoding the tree builder (worker/jdom.c) shares:
+ * four hex digits at p (either case) or -1; the length of the well-formed UTF-8 sequence at p
+ * (Unicode Table 3-7: no overlongs, no surrogates, nothing above U+10FFFF), 0 when ill-formed;
+ * code point cp written as UTF-8 at o, its length. */
+int bb_jscan_hex4(const char *p);
+/* c names a one-letter escape of RFC 8259 (\" \\ \/ \b \f \n \r \t; \u is not one). */
+static inline bool bb_jscan_short_escape(unsigned char c)
+{
+    return c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
+           c == 't';
+}
+size_t bb_jscan_utf8_len(const unsigned char *p, size_t avail);
+size_t bb_jscan_put_utf8(char *o, unsigned cp);
+
 #endif

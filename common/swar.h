@@ -5,7 +5,9 @@
 #ifndef BB_SWAR_H
 #define BB_SWAR_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define BB_SWAR_ONES 0x0101010101010101ull
 #define BB_SWAR_HIGHS 0x8080808080808080ull
@@ -49,5 +51,51 @@ static inline unsigned bb_simd16_json_special(const void *p)
     return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, b), c));
 }
 #endif
+
+/* A JSON string scanner's skip: from b[i], past every block of sixteen (SSE2) or eight bytes
+ * that holds no '"', '\\', control or non-ASCII byte. Returns the index of the first such byte
+ * of a block, or where fewer than eight bytes remain: the caller looks at the bytes one at a
+ * time from there. */
+static inline size_t bb_swar_json_skip(const unsigned char *b, size_t len, size_t i)
+{
+#ifdef BB_SIMD16
+    while (len - i >= 16) {
+        unsigned m = bb_simd16_json_special(b + i);
+        if (m)
+            return i + (unsigned)__builtin_ctz(m);
+        i += 16;
+    }
+#endif
+    while (len - i >= 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        uint64_t m =
+            bb_swar_eq(w, '"') | bb_swar_eq(w, '\\') | bb_swar_lt(w, 0x20) | (w & BB_SWAR_HIGHS);
+        if (m)
+            return i + bb_swar_first(m);
+        i += 8;
+    }
+    return i;
+}
+
+/* A JSON string writer's run: the index of the first byte of s[0..n) it must escape ('"',
+ * '\\' or a control byte), n when none; plain bytes are passed over eight at a time. */
+static inline size_t bb_swar_json_escape_at(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t m = bb_swar_eq(w, '"') | bb_swar_eq(w, '\\') | bb_swar_lt(w, 0x20);
+        if (m)
+            return i + bb_swar_first(m);
+    }
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            return i;
+    }
+    return n;
+}
 
 #endif

@@ -18,6 +18,7 @@
 
 #include <event2/buffer.h>
 
+#include "common/jscan.h"
 #include "common/swar.h"
 #include "worker/jw.h"
 
@@ -96,29 +97,16 @@ static void jdw_escape(struct jdw *w, unsigned char c)
 /* s[0..n) quoted and escaped; runs of plain bytes are passed over eight at a time. */
 static void jdw_str(struct jdw *w, const char *s, size_t n)
 {
-    const char *run = s, *end = s + n;
     jdw_lit(w, "\"");
-    while (s < end) {
-        if (end - s >= 8) {
-            uint64_t x, m;
-            memcpy(&x, s, 8);
-            m = bb_swar_eq(x, '"') | bb_swar_eq(x, '\\') | bb_swar_lt(x, 0x20);
-            if (!m) {
-                s += 8;
-                continue;
-            }
-            s += bb_swar_first(m); /* the byte to escape */
-        }
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            s++;
-            continue;
-        }
-        jdw_put(w, run, (size_t)(s - run));
-        jdw_escape(w, c);
-        run = ++s;
+    for (;;) {
+        size_t k = bb_swar_json_escape_at(s, n);
+        jdw_put(w, s, k);
+        if (k == n)
+            break;
+        jdw_escape(w, (unsigned char)s[k]);
+        s += k + 1;
+        n -= k + 1;
     }
-    jdw_put(w, run, (size_t)(s - run));
     jdw_lit(w, "\"");
 }
 
@@ -243,59 +231,6 @@ static inline void jp_ws(struct jp *j)
         j->p++;
 }
 
-/* Flags the bytes of w that are '"', '\\', < 0x20 or >= 0x80. */
-static inline uint64_t jp_special8(uint64_t w)
-{
-    return bb_swar_eq(w, '"') | bb_swar_eq(w, '\\') | bb_swar_lt(w, 0x20) | (w & BB_SWAR_HIGHS);
-}
-
-static int jp_hex4(const char *p)
-{
-    int v = 0;
-    for (int k = 0; k < 4; k++) {
-        unsigned char c = (unsigned char)p[k];
-        int d;
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            d = (c | 0x20) - 'a' + 10;
-        else
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (Unicode Table 3-7), 0 when ill-formed. */
-static size_t jp_utf8(const unsigned char *p, size_t avail)
-{
-    unsigned c = p[0], lo = 0x80, hi = 0xbf;
-    size_t n;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (avail < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t k = 2; k < n; k++)
-        if (p[k] < 0x80 || p[k] > 0xbf)
-            return 0;
-    return n;
-}
-
 /* *j->p is '"'. Validates the string and moves past it; [*s, *s + *n) is its raw body and *esc
  * tells whether it holds escapes (then the body needs jp_unescape). */
 static int jp_scan_string(struct jp *j, const char **s, size_t *n, bool *esc)
@@ -304,16 +239,7 @@ static int jp_scan_string(struct jp *j, const char **s, size_t *n, bool *esc)
     *s = (const char *)b;
     *esc = false;
     for (;;) {
-        while (end - b >= 8) {
-            uint64_t w;
-            memcpy(&w, b, 8);
-            uint64_t m = jp_special8(w);
-            if (m) {
-                b += bb_swar_first(m);
-                break;
-            }
-            b += 8;
-        }
+        b += bb_swar_json_skip(b, (size_t)(end - b), 0);
         if (b >= end)
             return -1;
         unsigned c = *b;
@@ -323,29 +249,20 @@ static int jp_scan_string(struct jp *j, const char **s, size_t *n, bool *esc)
             *esc = true;
             if (end - b < 2)
                 return -1;
-            switch (b[1]) {
-            case '"':
-            case '\\':
-            case '/':
-            case 'b':
-            case 'f':
-            case 'n':
-            case 'r':
-            case 't':
+            if (bb_jscan_short_escape(b[1])) {
                 b += 2;
                 continue;
-            case 'u':
-                break;
-            default:
-                return -1;
             }
-            int cp = end - b >= 6 ? jp_hex4((const char *)b + 2) : -1;
+            if (b[1] != 'u')
+                return -1;
+            int cp = end - b >= 6 ? bb_jscan_hex4((const char *)b + 2) : -1;
             if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff))
                 return -1;
             b += 6;
             if (cp >= 0xd800 && cp <= 0xdbff) {
-                int lo =
-                    end - b >= 6 && b[0] == '\\' && b[1] == 'u' ? jp_hex4((const char *)b + 2) : -1;
+                int lo = end - b >= 6 && b[0] == '\\' && b[1] == 'u'
+                             ? bb_jscan_hex4((const char *)b + 2)
+                             : -1;
                 if (lo < 0xdc00 || lo > 0xdfff)
                     return -1;
                 b += 6;
@@ -358,7 +275,7 @@ static int jp_scan_string(struct jp *j, const char **s, size_t *n, bool *esc)
             b++;
             continue;
         }
-        size_t u = jp_utf8(b, (size_t)(end - b));
+        size_t u = bb_jscan_utf8_len(b, (size_t)(end - b));
         if (!u)
             return -1;
         b += u;
@@ -366,30 +283,6 @@ static int jp_scan_string(struct jp *j, const char **s, size_t *n, bool *esc)
     *n = (size_t)((const char *)b - *s);
     j->p = (const char *)b + 1;
     return 0;
-}
-
-static size_t jp_put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* The validated raw body s[0..n) decoded into out (room for n bytes: decoding never grows);
@@ -424,13 +317,14 @@ static size_t jp_unescape(const char *s, size_t n, char *out)
             out[o++] = '\t';
             break;
         case 'u': {
-            unsigned cp = (unsigned)jp_hex4(s + i);
+            unsigned cp = (unsigned)bb_jscan_hex4(s + i);
             i += 4;
             if (cp >= 0xd800 && cp <= 0xdbff) {
-                cp = 0x10000 + ((cp - 0xd800) << 10) + ((unsigned)jp_hex4(s + i + 2) - 0xdc00);
+                cp =
+                    0x10000 + ((cp - 0xd800) << 10) + ((unsigned)bb_jscan_hex4(s + i + 2) - 0xdc00);
                 i += 6;
             }
-            o += jp_put_utf8(out + o, cp);
+            o += bb_jscan_put_utf8(out + o, cp);
             break;
         }
         default: /* " \ / */

@@ -25,19 +25,12 @@
 
 json_object *bb_json_parse(const char *p, size_t len, const char *what, struct bb_err *err)
 {
-    struct bb_err ignored;
-    if (!err)
-        err = &ignored;
-    if (len > INT_MAX) {
-        bb_err_set(err, "%s: too large", what);
-        return NULL;
-    }
     /* The one-pass parser takes what both of the reference path's stages accept; whatever it
-     * declines (invalid text, the nesting limit, OOM) goes the reference way, which names
-     * the error. */
+     * declines (invalid text, the nesting limit, OOM, a body over INT_MAX) goes the reference
+     * way, which names the error. */
     json_object *o;
-    if (bb_jdom_parse(p, len, JSON_DEPTH, &o) == 0) {
-        if (!o)
+    if (len <= INT_MAX && bb_jdom_parse(p, len, JSON_DEPTH, &o) == 0) {
+        if (!o && err)
             bb_err_set(err, "%s: expected a JSON object, got null", what);
         return o;
     }

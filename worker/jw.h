@@ -45,24 +45,12 @@ static inline void jw_strn(struct jw *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     jw_lit(w, "\"");
-    const char *run = s, *end = s + n;
-    while (s < end) {
-        if (end - s >= 8) {
-            uint64_t x, m;
-            memcpy(&x, s, 8);
-            m = bb_swar_eq(x, '"') | bb_swar_eq(x, '\\') | bb_swar_lt(x, 0x20);
-            if (!m) {
-                s += 8;
-                continue;
-            }
-            s += bb_swar_first(m); /* the byte to escape */
-        }
-        unsigned char ch = (unsigned char)*s;
-        if (ch >= 0x20 && ch != '"' && ch != '\\') {
-            s++;
-            continue;
-        }
-        jw_mem(w, run, (size_t)(s - run));
+    for (;;) {
+        size_t k = bb_swar_json_escape_at(s, n);
+        jw_mem(w, s, k);
+        if (k == n)
+            break;
+        unsigned char ch = (unsigned char)s[k];
         if (ch == '"' || ch == '\\') {
             char e[2] = {'\\', (char)ch};
             jw_mem(w, e, 2);
@@ -70,9 +58,9 @@ static inline void jw_strn(struct jw *w, const char *s, size_t n)
             char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
             jw_mem(w, e, 6);
         }
-        run = ++s;
+        s += k + 1;
+        n -= k + 1;
     }
-    jw_mem(w, run, (size_t)(s - run));
     jw_lit(w, "\"");
 }
 
