@@ -11,6 +11,7 @@
  */
 #include "worker/jdom.h"
 
+#include <locale.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -420,7 +421,13 @@ static int jp_number(struct jp *j, json_object **out)
     memcpy(t, b, len);
     t[len] = '\0';
     if (dbl) {
-        *out = json_object_new_double_s(strtod(t, NULL), t);
+        /* in the C locale whatever the process's is, as json-c's tokener does (a locale with a
+         * decimal comma would read "1.5" as 1) */
+        static locale_t c_numeric;
+        if (!c_numeric)
+            c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+        double d = c_numeric ? strtod_l(t, NULL, c_numeric) : strtod(t, NULL);
+        *out = json_object_new_double_s(d, t);
     } else if (neg) {
         *out = json_object_new_int64((int64_t)strtoll(t, NULL, 10));
     } else {

@@ -1582,7 +1582,8 @@ static void ev_item_ref(json_object *o, const char *item_id, uint32_t oi)
     json_object_object_add(o, "output_index", json_object_new_int64(oi));
 }
 
-/* The Response object of a lifecycle event; usage is reported at the end only. */
+/* The Response object of a lifecycle event; usage is reported at the end only: the final
+ * events (completed, incomplete, failed) are the ones with the output. */
 static json_object *enc_response(struct renc *e, const char *status, json_object *output,
                                  const char *err_code, const char *err_msg)
 {
@@ -1594,7 +1595,7 @@ static json_object *enc_response(struct renc *e, const char *status, json_object
                           .error_message = err_msg};
     if (streq(status, "incomplete"))
         h.incomplete_reason = incomplete_reason(e->stop);
-    if (!streq(status, "in_progress"))
+    if (output)
         h.usage = &e->usage;
     return response_json(&h, output);
 }
