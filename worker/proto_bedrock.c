@@ -218,7 +218,7 @@ static int read_document(struct bb_rd *r, json_object *o, struct bb_ir_block *b)
     if (bb_rd_type(r, o, "document", json_type_object) < 0)
         return -1;
     size_t mark = bb_rd_in(r, "document");
-    json_object *fmt, *src;
+    json_object *fmt = NULL, *src = NULL; /* both read below even when "format" is refused */
     int rc = bb_rd_want(r, o, "format", json_type_string, false, &fmt);
     if (rc == 0 && bb_rd_want(r, o, "source", json_type_object, false, &src) == 0 && !src)
         rc = bb_rd_expect(r, "source", "an object");

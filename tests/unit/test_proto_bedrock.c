@@ -226,6 +226,9 @@ static void test_read_request_errors(void **state)
         {"{\"messages\":[{\"role\":\"assistant\",\"content\":[{\"reasoningContent\":"
          "{\"reasoningText\":{\"signature\":\"s\"}}}]}]}",
          "messages[0].content[0].reasoningContent.reasoningText.text: required"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":[{\"document\":{\"format\":5,"
+         "\"name\":\"d\",\"source\":{\"bytes\":\"aGk=\"}}}]}]}",
+         "messages[0].content[0].document.format: expected a string"},
         {"{\"system\":\"be nice\"}", "system: expected an array"},
         {"{\"system\":[{\"text\":1}]}", "system[0].text: expected a string"},
         {"{\"inferenceConfig\":[]}", "inferenceConfig: expected an object"},
