@@ -610,29 +610,21 @@ size_t bb_jscan_put_utf8(char *o, unsigned cp)
     return 4;
 }
 
-long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap)
+long bb_jscan_decode(const char *s, size_t n, char *out, size_t cap)
 {
-    struct scan sc = {tok, len, NULL};
-    size_t end;
-    bool esc;
-    if (cap == 0 || len < 2 || tok[0] != '"')
-        return -1;
-    if (scan_string(&sc, 0, &end, &esc) < 0 || end != len)
-        return -1;
-    /* validated: every escape below is well-formed and surrogates come in pairs */
     size_t o = 0;
-    for (size_t i = 1; i < len - 1;) {
+    for (size_t i = 0; i < n;) {
         char tmp[4];
         const char *src = tmp;
-        size_t n = 1;
-        if (tok[i] != '\\') {
+        size_t k = 1;
+        if (s[i] != '\\') {
             /* copy the run up to the next escape in one go */
-            const char *bs = memchr(tok + i, '\\', len - 1 - i);
-            n = bs ? (size_t)(bs - (tok + i)) : len - 1 - i;
-            src = tok + i;
-            i += n;
+            const char *bs = memchr(s + i, '\\', n - i);
+            k = bs ? (size_t)(bs - (s + i)) : n - i;
+            src = s + i;
+            i += k;
         } else {
-            char e = tok[i + 1];
+            char e = s[i + 1];
             i += 2;
             switch (e) {
             case 'b':
@@ -651,26 +643,41 @@ long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap)
                 tmp[0] = '\t';
                 break;
             case 'u': {
-                unsigned cp = (unsigned)bb_jscan_hex4(tok + i);
+                unsigned cp = (unsigned)bb_jscan_hex4(s + i);
                 i += 4;
                 if (cp >= 0xd800 && cp <= 0xdbff) {
-                    unsigned lo = (unsigned)bb_jscan_hex4(tok + i + 2);
+                    unsigned lo = (unsigned)bb_jscan_hex4(s + i + 2);
                     i += 6;
                     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
                 }
-                n = bb_jscan_put_utf8(tmp, cp);
+                k = bb_jscan_put_utf8(tmp, cp);
                 break;
             }
             default:
                 tmp[0] = e;
-                break; /* " \ / */
+                break; /* " \\ / */
             }
         }
-        if (n > cap - 1 - o)
+        if (k > cap - o)
             return -1;
-        memcpy(out + o, src, n);
-        o += n;
+        memcpy(out + o, src, k);
+        o += k;
     }
-    out[o] = '\0';
     return (long)o;
+}
+
+long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap)
+{
+    struct scan sc = {tok, len, NULL};
+    size_t end;
+    bool esc;
+    if (cap == 0 || len < 2 || tok[0] != '"')
+        return -1;
+    if (scan_string(&sc, 0, &end, &esc) < 0 || end != len)
+        return -1;
+    long o = bb_jscan_decode(tok + 1, len - 2, out, cap - 1); /* validated above */
+    if (o < 0)
+        return -1;
+    out[o] = '\0';
+    return o;
 }

@@ -72,6 +72,9 @@ long bb_jscan_unquote(const char *tok, size_t len, char *out, size_t cap);
  * four hex digits at p (either case) or -1; the length of the well-formed UTF-8 sequence at p
  * (Unicode Table 3-7: no overlongs, no surrogates, nothing above U+10FFFF), 0 when ill-formed;
  * code point cp written as UTF-8 at o, its length. */
+/* The value of a validated string's raw body s[0..n) (no quotes) into out, at most cap bytes
+ * (never more than n: decoding never grows); its length, -1 when it does not fit. */
+long bb_jscan_decode(const char *s, size_t n, char *out, size_t cap);
 int bb_jscan_hex4(const char *p);
 /* c names a one-letter escape of RFC 8259 (\" \\ \/ \b \f \n \r \t; \u is not one). */
 static inline bool bb_jscan_short_escape(unsigned char c)

@@ -233,7 +233,7 @@ static inline void jp_ws(struct jp *j)
 }
 
 /* *j->p is '"'. Validates the string and moves past it; [*s, *s + *n) is its raw body and *esc
- * tells whether it holds escapes (then the body needs jp_unescape). */
+ * tells whether it holds escapes (then the body needs bb_jscan_decode). */
 static int jp_scan_string(struct jp *j, const char **s, size_t *n, bool *esc)
 {
     const unsigned char *b = (const unsigned char *)j->p + 1, *end = (const unsigned char *)j->end;
@@ -286,56 +286,6 @@ static int jp_scan_string(struct jp *j, const char **s, size_t *n, bool *esc)
     return 0;
 }
 
-/* The validated raw body s[0..n) decoded into out (room for n bytes: decoding never grows);
- * the decoded length. */
-static size_t jp_unescape(const char *s, size_t n, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        const char *bs = memchr(s + i, '\\', n - i);
-        size_t run = bs ? (size_t)(bs - (s + i)) : n - i;
-        memcpy(out + o, s + i, run);
-        o += run;
-        i += run;
-        if (i >= n)
-            break;
-        char e = s[i + 1];
-        i += 2;
-        switch (e) {
-        case 'b':
-            out[o++] = '\b';
-            break;
-        case 'f':
-            out[o++] = '\f';
-            break;
-        case 'n':
-            out[o++] = '\n';
-            break;
-        case 'r':
-            out[o++] = '\r';
-            break;
-        case 't':
-            out[o++] = '\t';
-            break;
-        case 'u': {
-            unsigned cp = (unsigned)bb_jscan_hex4(s + i);
-            i += 4;
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                cp =
-                    0x10000 + ((cp - 0xd800) << 10) + ((unsigned)bb_jscan_hex4(s + i + 2) - 0xdc00);
-                i += 6;
-            }
-            o += bb_jscan_put_utf8(out + o, cp);
-            break;
-        }
-        default: /* " \ / */
-            out[o++] = e;
-            break;
-        }
-    }
-    return o;
-}
-
 static bool jp_scratch_fit(size_t n)
 {
     if (n <= jp_scratch_cap)
@@ -359,7 +309,7 @@ static int jp_string(struct jp *j, json_object **out)
     if (esc) {
         if (!jp_scratch_fit(n))
             return -1;
-        n = jp_unescape(s, n, jp_scratch);
+        n = (size_t)bb_jscan_decode(s, n, jp_scratch, n); /* fits: it never grows */
         s = jp_scratch;
     }
     *out = json_object_new_string_len(s, (int)n);
@@ -474,7 +424,7 @@ static int jp_container(struct jp *j, bool object, json_object **out)
                 return -1;
             if (n >= sizeof kbuf && !(k = malloc(n + 1)))
                 return -1;
-            n = esc ? jp_unescape(s, n, k) : (memcpy(k, s, n), n);
+            n = esc ? (size_t)bb_jscan_decode(s, n, k, n) : (memcpy(k, s, n), n);
             k[n] = '\0';
             jp_ws(j);
             int rc = -1;
