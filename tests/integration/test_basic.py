@@ -3,6 +3,7 @@
 upstream auth header as seen by the mock, /v1/models, /healthz, /stats."""
 
 import json
+import socket
 import time
 
 from harness import (TEST_KEY, chat_body, check, delta_text, eq, is_content_event, lane, mock_answer,
@@ -145,6 +146,52 @@ def test_stream_incremental(ctx):
     eq(a[0]['outcome'], 'ok', 'upstream outcome')
 
 
+def test_large_answer_slow_reader(ctx):
+    """An answer much larger than the socket takes at once, to a client that reads it late and
+    through a small receive buffer: busbar writes what the socket takes at once and must leave
+    the rest to its write event (non-stream: the whole answer at the end; stream: each read's
+    bytes). Every byte arrives."""
+    m = ctx.mock()
+    words = {False: 1000000, True: 40000}  # about 8 MB of JSON, 6 MB of events: more than a
+    # socket takes (tcp_wmem at most 4 MB)
+    bb = ctx.busbar({'providers': {'mock': provider(m)},
+                     'models': {'big': lane('mock', 'm;words=%d' % words[False]),
+                                'sbig': lane('mock', 'm;words=%d' % words[True])},
+                     'pools': {'p': pool(('big', 1)), 'sp': pool(('sbig', 1))}})
+    for stream in (False, True):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(scaled(20))
+        s.connect(('127.0.0.1', bb.port))
+        ctx.on_close(s.close)
+        body = json.dumps(chat_body('sp' if stream else 'p', stream=stream)).encode()
+        # keep-alive: the answer's end is its length (or last chunk), not a close
+        s.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n'
+                  b'Content-Type: application/json\r\n'
+                  b'Content-Length: %d\r\n\r\n' % len(body) + body)
+        time.sleep(0.5)  # the answer is ready and the socket full before the client reads
+        data = b''
+        while b'\r\n\r\n' not in data:
+            data += s.recv(1 << 16)
+        head, _, rest = data.partition(b'\r\n\r\n')
+        clen = [int(h.split(b':')[1]) for h in head.split(b'\r\n')
+                if h.lower().startswith(b'content-length:')]
+        while (len(rest) < clen[0]) if clen else not rest.endswith(b'0\r\n\r\n'):
+            c = s.recv(1 << 16)  # a stall here (the timeout) is the bug this test is for
+            check(c, 'the connection closed mid-answer')
+            rest += c
+        check(head.startswith(b'HTTP/1.1 200'), 'status line %r' % head[:40])
+        if not stream:
+            j = json.loads(rest)
+            eq(len(j['choices'][0]['message']['content'].split()), words[stream],
+               'words in the answer')
+        else:
+            check(rest.endswith(b'0\r\n\r\n'), 'the stream ends with its last chunk')
+            check(b'data: [DONE]' in rest, 'the stream ends with [DONE]')
+            eq(rest.count(b'"content":"') - rest.count(b'"content":""'), words[stream],
+               'content events in the stream')
+
+
 def test_models_list(ctx):
     m, bb = start(ctx)
     r = bb.request('GET', '/v1/models')
@@ -202,4 +249,5 @@ def test_stats(ctx):
 
 if __name__ == '__main__':
     run([test_non_stream, test_dropped_fields_header, test_body_forwarded_byte_for_byte, test_request_ids_unique,
-         test_stream_incremental, test_models_list, test_healthz, test_stats])
+         test_stream_incremental, test_large_answer_slow_reader, test_models_list, test_healthz,
+         test_stats])
